@@ -1,0 +1,95 @@
+//! The kernel as the compiler sees it: the [`KernelInfo`] trait, and [`Fixture`], a small
+//! in-memory kernel for tests.
+//!
+//! Every fact about the running kernel reaches `lang` through this trait. The real
+//! implementation (tracefs formats, `/sys/kernel/btf/vmlinux`) lives in `runtime`, so `lang`
+//! stays pure and unit-testable.
+
+use std::collections::BTreeMap;
+
+/// One field of a tracepoint record, from its tracefs `format` file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TracepointField {
+    pub name: String,
+    /// The C type as tracefs writes it, e.g. `struct sockaddr *` or `char[16]`.
+    pub c_type: String,
+    pub offset: u32,
+    pub size: u32,
+    pub signed: bool,
+}
+
+/// A tracepoint's record layout. `fields` excludes the common header (`common_pid`, ...),
+/// which is available under `common_fields`.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct TracepointFormat {
+    pub group: String,
+    pub event: String,
+    pub common_fields: Vec<TracepointField>,
+    pub fields: Vec<TracepointField>,
+}
+
+impl TracepointFormat {
+    pub fn field(&self, name: &str) -> Option<&TracepointField> {
+        self.fields.iter().chain(&self.common_fields).find(|f| f.name == name)
+    }
+
+    /// Size of the record in bytes: reading past it passes the verifier but fails at attach.
+    pub fn record_size(&self) -> u32 {
+        self.fields.iter().chain(&self.common_fields).map(|f| f.offset + f.size).max().unwrap_or(0)
+    }
+}
+
+/// Why a kernel fact could not be had.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum KernelError {
+    #[error("no tracepoint {0}:{1} in this kernel")]
+    NoTracepoint(String, String),
+    #[error("cannot read {path}: {reason}")]
+    Unreadable { path: String, reason: String },
+}
+
+/// What the compiler may ask of a kernel.
+pub trait KernelInfo {
+    /// The record layout of tracepoint `group:event`.
+    fn tracepoint(&self, group: &str, event: &str) -> Result<TracepointFormat, KernelError>;
+    /// Every tracepoint as `(group, event)`, sorted; used to expand wildcards and for `-l`.
+    fn tracepoints(&self) -> Vec<(String, String)>;
+    /// The release, e.g. `6.18.44-fc-v657` (for `kernel_v`/`kernel_vr` conditionals).
+    fn release(&self) -> String;
+    /// The machine, e.g. `x86_64` (for `arch` conditionals).
+    fn arch(&self) -> String;
+    /// The value of a kernel config option (`y`, `m`, a string or a number), where known.
+    fn config(&self, name: &str) -> Option<String>;
+}
+
+/// A tiny kernel for unit tests: tracepoints given as data.
+#[derive(Clone, Debug, Default)]
+pub struct Fixture {
+    pub tracepoints: BTreeMap<(String, String), TracepointFormat>,
+    pub config: BTreeMap<String, String>,
+}
+
+impl KernelInfo for Fixture {
+    fn tracepoint(&self, group: &str, event: &str) -> Result<TracepointFormat, KernelError> {
+        self.tracepoints
+            .get(&(group.to_string(), event.to_string()))
+            .cloned()
+            .ok_or_else(|| KernelError::NoTracepoint(group.to_string(), event.to_string()))
+    }
+
+    fn tracepoints(&self) -> Vec<(String, String)> {
+        self.tracepoints.keys().cloned().collect()
+    }
+
+    fn release(&self) -> String {
+        "6.1.0-fixture".to_string()
+    }
+
+    fn arch(&self) -> String {
+        "x86_64".to_string()
+    }
+
+    fn config(&self, name: &str) -> Option<String> {
+        self.config.get(name).cloned()
+    }
+}

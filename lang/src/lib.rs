@@ -1,0 +1,30 @@
+//! `lang`: everything that knows the SystemTap language and nothing of BPF instructions.
+//!
+//! Code map, in pipeline order:
+//! - [`span`]: file ids, byte spans and the source map holding scripts and tapsets.
+//! - [`lexer`] (logos) and `grammar.lalrpop`, driven by [`parse`]: text to [`ast::Script`].
+//! - [`preprocess`]: `%( cond %? a %: b %)` conditionals and `@define` macros.
+//! - [`elaborate`]: probe points resolved against tapset aliases and the kernel, alias
+//!   bodies merged, names and types resolved: [`ast::Script`] to a typed script.
+//! - [`types`]: type inference for locals, globals and functions.
+//! - [`ir`] and [`lower`]: the typed script to a per-handler control-flow graph.
+//! - [`printf`]: format strings, parsed once and shared by the type checker and the runtime.
+//! - [`kernel`]: the [`kernel::KernelInfo`] trait through which every fact about the running
+//!   kernel arrives (tracepoint formats, BTF, version), with a fixture for tests.
+//! - [`diag`]: the only module that turns errors into miette reports.
+//!
+//! Invariants:
+//! - `lang` never names a BPF instruction, and it touches no kernel interface itself: the
+//!   real `KernelInfo` lives in `runtime`.
+//! - Front-end passes return their result together with every diagnostic they collected;
+//!   user input never makes them panic.
+
+pub mod ast;
+pub mod diag;
+pub mod kernel;
+pub mod lexer;
+pub mod parse;
+pub mod preprocess;
+pub mod pretty;
+pub mod printf;
+pub mod span;
