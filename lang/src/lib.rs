@@ -20,11 +20,17 @@
 //!   user input never makes them panic.
 
 pub mod ast;
+pub mod builtins;
 pub mod diag;
+pub mod elaborate;
+pub mod ir;
 pub mod kernel;
 pub mod lexer;
+pub mod lower;
+pub mod optimize;
 pub mod parse;
 pub mod preprocess;
 pub mod pretty;
 pub mod printf;
 pub mod span;
+pub mod types;

@@ -1,0 +1,160 @@
+//! The built-in function library: one record per function (name, signature, where it may run,
+//! how it lowers). SystemTap implements these in tapsets with embedded C; bpftap implements
+//! them here, in BPF by `codegen-bpf` and in user space by the runtime's interpreter.
+//!
+//! IMPORTANT: a [`Builtin`] added here needs a case in `codegen-bpf`'s emitter and in the
+//! runtime's interpreter (or must be marked [`Runs::Kernel`]).
+
+use crate::ir::{AddrSpace, Ty};
+
+/// Functions whose value comes from the machine, lowered to [`crate::ir::InstKind::Call`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Builtin {
+    Pid,
+    Tid,
+    Ppid,
+    Uid,
+    Euid,
+    Gid,
+    Egid,
+    Cpu,
+    Execname,
+    Pexecname,
+    GettimeofdayS,
+    GettimeofdayMs,
+    GettimeofdayUs,
+    GettimeofdayNs,
+    /// Monotonic nanoseconds (`local_clock_ns`, `cpu_clock_ns`).
+    KtimeNs,
+    /// The pid of `-c CMD` or `-x PID`, 0 without either.
+    Target,
+    Strlen,
+    Ntohs,
+    Ntohl,
+    Htons,
+    Htonl,
+    /// `ip_ntop(addr)`: an IPv4 address in network order as a dotted string.
+    IpNtop,
+    /// The IPv6 address at a user-space address as text (`::1`).
+    UserIpv6Str,
+    /// `randint(n)`.
+    Randint,
+}
+
+/// Where a function may run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Runs {
+    Anywhere,
+    /// Only in a probe that fires in the kernel (it reads the current task or user memory).
+    Kernel,
+}
+
+/// How a call lowers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lowering {
+    Builtin(Builtin),
+    /// A fault-safe scalar read: `user_ushort(addr)`, `kernel_long(addr)`.
+    Read { size: u8, signed: bool, space: AddrSpace },
+    /// A fault-safe string read: `user_string(addr)`, `kernel_string(addr)`.
+    ReadStr(AddrSpace),
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Signature {
+    pub name: &'static str,
+    pub params: &'static [Ty],
+    pub ret: Ty,
+    pub runs: Runs,
+    pub lowering: Lowering,
+}
+
+const L: Ty = Ty::Long;
+const S: Ty = Ty::Str;
+
+const fn sig(name: &'static str, params: &'static [Ty], ret: Ty, runs: Runs, lowering: Lowering) -> Signature {
+    Signature { name, params, ret, runs, lowering }
+}
+
+const fn context(name: &'static str, ret: Ty, b: Builtin) -> Signature {
+    sig(name, &[], ret, Runs::Kernel, Lowering::Builtin(b))
+}
+
+const fn pure(name: &'static str, params: &'static [Ty], ret: Ty, b: Builtin) -> Signature {
+    sig(name, params, ret, Runs::Anywhere, Lowering::Builtin(b))
+}
+
+const fn read(name: &'static str, size: u8, signed: bool, space: AddrSpace) -> Signature {
+    sig(name, &[L], L, Runs::Kernel, Lowering::Read { size, signed, space })
+}
+
+use AddrSpace::{Kernel as K, User as U};
+
+/// Every built-in function. `printf`, `sprintf`, `print`, `println` and `exit` are handled by
+/// `lower` itself because they take any number or type of arguments.
+pub const BUILTINS: &[Signature] = &[
+    context("pid", L, Builtin::Pid),
+    context("tid", L, Builtin::Tid),
+    context("ppid", L, Builtin::Ppid),
+    context("uid", L, Builtin::Uid),
+    context("euid", L, Builtin::Euid),
+    context("gid", L, Builtin::Gid),
+    context("egid", L, Builtin::Egid),
+    context("cpu", L, Builtin::Cpu),
+    context("execname", S, Builtin::Execname),
+    context("pexecname", S, Builtin::Pexecname),
+    pure("gettimeofday_s", &[], L, Builtin::GettimeofdayS),
+    pure("gettimeofday_ms", &[], L, Builtin::GettimeofdayMs),
+    pure("gettimeofday_us", &[], L, Builtin::GettimeofdayUs),
+    pure("gettimeofday_ns", &[], L, Builtin::GettimeofdayNs),
+    pure("local_clock_ns", &[], L, Builtin::KtimeNs),
+    pure("cpu_clock_ns", &[], L, Builtin::KtimeNs),
+    pure("target", &[], L, Builtin::Target),
+    pure("strlen", &[S], L, Builtin::Strlen),
+    pure("ntohs", &[L], L, Builtin::Ntohs),
+    pure("ntohl", &[L], L, Builtin::Ntohl),
+    pure("htons", &[L], L, Builtin::Htons),
+    pure("htonl", &[L], L, Builtin::Htonl),
+    pure("ip_ntop", &[L], S, Builtin::IpNtop),
+    pure("randint", &[L], L, Builtin::Randint),
+    sig("_user_ipv6_str", &[L], S, Runs::Kernel, Lowering::Builtin(Builtin::UserIpv6Str)),
+    sig("user_string", &[L], S, Runs::Kernel, Lowering::ReadStr(U)),
+    sig("kernel_string", &[L], S, Runs::Kernel, Lowering::ReadStr(K)),
+    read("user_char", 1, true, U),
+    read("user_short", 2, true, U),
+    read("user_ushort", 2, false, U),
+    read("user_int", 4, true, U),
+    read("user_uint32", 4, false, U),
+    read("user_long", 8, true, U),
+    read("user_int8", 1, true, U),
+    read("user_uint8", 1, false, U),
+    read("user_int16", 2, true, U),
+    read("user_uint16", 2, false, U),
+    read("user_int32", 4, true, U),
+    read("user_int64", 8, true, U),
+    read("user_uint64", 8, false, U),
+    read("kernel_char", 1, true, K),
+    read("kernel_short", 2, true, K),
+    read("kernel_int", 4, true, K),
+    read("kernel_long", 8, true, K),
+    read("kernel_pointer", 8, false, K),
+];
+
+/// Functions handled by `lower` directly.
+pub const SPECIAL: &[&str] = &["printf", "sprintf", "print", "println", "exit", "printd", "printdln"];
+
+pub fn lookup(name: &str) -> Option<&'static Signature> {
+    BUILTINS.iter().find(|s| s.name == name)
+}
+
+impl Builtin {
+    pub fn name(self) -> &'static str {
+        BUILTINS
+            .iter()
+            .find(|s| s.lowering == Lowering::Builtin(self))
+            .map_or("?", |s| s.name)
+    }
+
+    pub fn has_side_effects(self) -> bool {
+        matches!(self, Builtin::Randint)
+    }
+}

@@ -1,0 +1,577 @@
+//! Elaboration: probe points resolved to concrete targets, alias bodies merged into the
+//! probes that use them, and the script's globals and functions gathered with the tapsets'.
+//!
+//! Input: the user's [`ast::Script`], the parsed tapsets and a [`KernelInfo`].
+//! Output: an [`Elaborated`] script in which every probe has one concrete [`Target`] and one
+//! body (alias prologues, then the user's body guarded by its predicate, then alias
+//! epilogues), plus the diagnostics found.
+//!
+//! Resolution order for a probe point: aliases (script first, then tapsets), then the
+//! generated `syscall.NAME` family over `syscalls:sys_enter_NAME`/`sys_exit_NAME`, then
+//! built-in families (`begin`, `end`, `error`, `timer.*`, `kernel.trace`). A wildcard point
+//! expands to every match; matches that fail to resolve are skipped, as in SystemTap.
+//!
+//! Invariant: every [`ElabProbe`] has a target this kernel provides; tracepoint targets come
+//! with their record format, so `$field` accesses can be checked against it.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::ast::{self, AliasKind, Block, Component, Expr, ExprKind, Item, Literal, ProbePoint, Stmt, StmtKind};
+use crate::diag::Diagnostic;
+use crate::ir::Target;
+use crate::kernel::{KernelInfo, TracepointFormat};
+use crate::span::Span;
+
+/// A script after elaboration.
+#[derive(Clone, Debug, Default)]
+pub struct Elaborated {
+    /// Globals of the script and of the tapsets it uses.
+    pub globals: Vec<ast::Global>,
+    /// Functions by name; script functions shadow tapset functions.
+    pub functions: BTreeMap<String, ast::Function>,
+    pub probes: Vec<ElabProbe>,
+}
+
+#[derive(Clone, Debug)]
+pub struct ElabProbe {
+    /// The resolved probe point, e.g. `kernel.trace("syscalls:sys_enter_connect")`.
+    pub point: String,
+    /// The point as the user matched it, e.g. `syscall.connect` (for `pp()`).
+    pub user_point: String,
+    pub target: Target,
+    /// The record layout of a tracepoint target.
+    pub format: Option<TracepointFormat>,
+    pub body: Block,
+    /// The user's probe (the whole `probe ... { }`).
+    pub span: Span,
+}
+
+/// A script and the tapsets, parsed.
+pub struct Input<'a> {
+    pub script: &'a ast::Script,
+    pub tapsets: &'a [ast::Script],
+}
+
+pub fn elaborate(input: &Input<'_>, kernel: &dyn KernelInfo) -> (Elaborated, Vec<Diagnostic>) {
+    let mut cx = Ctx { kernel, aliases: Vec::new(), diags: Vec::new(), tracepoints: None };
+    let mut out = Elaborated::default();
+    // Script items first, so that script functions and aliases shadow tapset ones.
+    for script in std::iter::once(input.script).chain(input.tapsets.iter()) {
+        for item in &script.items {
+            match item {
+                Item::Alias(a) => cx.aliases.push(a.clone()),
+                Item::Function(f) => {
+                    out.functions.entry(f.name.clone()).or_insert_with(|| f.clone());
+                }
+                Item::Global(g) => {
+                    if !out.globals.iter().any(|x| x.name == g.name) {
+                        out.globals.push(g.clone());
+                    }
+                }
+                Item::Probe(_) | Item::EmbeddedC(_) => {}
+            }
+        }
+    }
+    for item in &input.script.items {
+        match item {
+            Item::Probe(p) => cx.probe(p, &mut out.probes),
+            Item::EmbeddedC(span) => cx.diags.push(embedded_c(*span)),
+            Item::Function(f) => {
+                if let ast::FunctionBody::EmbeddedC(span) = f.body {
+                    cx.diags.push(embedded_c(span));
+                }
+            }
+            Item::Alias(_) | Item::Global(_) => {}
+        }
+    }
+    (out, cx.diags)
+}
+
+pub fn embedded_c(span: Span) -> Diagnostic {
+    Diagnostic::error("E0105", "embedded C is not supported", span)
+        .with_label("embedded C here")
+        .with_help("bpftap compiles scripts to BPF and has no C compiler: write this in the script language")
+}
+
+struct Ctx<'k> {
+    kernel: &'k dyn KernelInfo,
+    aliases: Vec<ast::Alias>,
+    diags: Vec<Diagnostic>,
+    tracepoints: Option<Vec<(String, String)>>,
+}
+
+/// One resolution of a probe point: a target and the alias bodies around the user's body.
+struct Resolved {
+    point: String,
+    user_point: String,
+    target: Target,
+    format: Option<TracepointFormat>,
+    prologue: Vec<Block>,
+    epilogue: Vec<Block>,
+}
+
+/// Why a point did not resolve.
+enum Unresolved {
+    /// Nothing by that name.
+    Unknown,
+    /// A family matched but the kernel lacks it; the diagnostic explains.
+    Failed(Diagnostic),
+}
+
+const MAX_ALIAS_DEPTH: usize = 16;
+
+impl Ctx<'_> {
+    fn probe(&mut self, probe: &ast::Probe, out: &mut Vec<ElabProbe>) {
+        for point in &probe.points {
+            match self.resolve(point, 0) {
+                Ok(list) => {
+                    for r in list {
+                        out.push(ElabProbe {
+                            body: merge_body(&r, probe),
+                            point: r.point,
+                            user_point: r.user_point,
+                            target: r.target,
+                            format: r.format,
+                            span: probe.span,
+                        });
+                    }
+                    if point.sufficient {
+                        break;
+                    }
+                }
+                Err(_) if point.optional || point.sufficient => {}
+                Err(Unresolved::Failed(d)) => self.diags.push(d),
+                Err(Unresolved::Unknown) => self.diags.push(self.unknown_point(point)),
+            }
+        }
+    }
+
+    fn unknown_point(&self, point: &ProbePoint) -> Diagnostic {
+        let text = point_text(point);
+        let mut candidates: Vec<String> =
+            self.aliases.iter().flat_map(|a| a.names.iter().map(point_text)).collect();
+        candidates.extend(
+            ["begin", "end", "error", "timer.ms", "timer.s", "timer.us", "timer.hz", "kernel.trace", "syscall.*"]
+                .map(String::from),
+        );
+        let d = Diagnostic::error("E0101", format!("unknown probe point `{text}`"), point.span)
+            .with_label("no tapset alias or probe family matches this");
+        match did_you_mean(&text, candidates.iter().map(String::as_str)) {
+            Some(s) => d.with_help(format!("did you mean `{s}`?")),
+            None => d.with_help("`bpftap -l 'PATTERN'` lists the probe points"),
+        }
+    }
+
+    fn resolve(&mut self, point: &ProbePoint, depth: usize) -> Result<Vec<Resolved>, Unresolved> {
+        if depth > MAX_ALIAS_DEPTH {
+            return Err(Unresolved::Failed(Diagnostic::error(
+                "E0102",
+                format!("probe alias `{}` expands into itself", point_text(point)),
+                point.span,
+            )));
+        }
+        let wildcard = point.components.iter().any(|c| is_pattern(&c.name));
+        let mut found = Vec::new();
+        let mut failure = None;
+        let mut alias_names = BTreeSet::new();
+        let aliases = self.aliases.clone();
+        for alias in &aliases {
+            for name in &alias.names {
+                if !point_matches(&point.components, &name.components) {
+                    continue;
+                }
+                let name_text = point_text(name);
+                alias_names.insert(name_text.clone());
+                for inner in &alias.points {
+                    match self.resolve(inner, depth + 1) {
+                        Ok(list) => {
+                            for mut r in list {
+                                r.user_point = name_text.clone();
+                                match alias.kind {
+                                    AliasKind::Prologue => r.prologue.insert(0, alias.body.clone()),
+                                    AliasKind::Epilogue => r.epilogue.push(alias.body.clone()),
+                                }
+                                found.push(r);
+                            }
+                        }
+                        Err(e) if !wildcard && !inner.optional => failure = Some(e),
+                        Err(_) => {}
+                    }
+                }
+            }
+        }
+        if let Some(Unresolved::Failed(d)) = failure {
+            return Err(Unresolved::Failed(d));
+        }
+        // Generated syscall aliases, for the names no tapset alias defines.
+        match self.syscalls(point, &alias_names) {
+            Ok(list) => found.extend(list),
+            Err(e) if found.is_empty() && !wildcard => return Err(e),
+            Err(_) => {}
+        }
+        if found.is_empty() {
+            return self.builtin(point);
+        }
+        Ok(found)
+    }
+
+    fn tracepoints(&mut self) -> &[(String, String)] {
+        if self.tracepoints.is_none() {
+            self.tracepoints = Some(self.kernel.tracepoints());
+        }
+        self.tracepoints.as_deref().unwrap_or_default()
+    }
+
+    /// `syscall.NAME` and `syscall.NAME.return` for every syscall tracepoint, with `name`
+    /// (and `retval` on return) set, and each tracepoint field as `$field`.
+    fn syscalls(&mut self, point: &ProbePoint, defined: &BTreeSet<String>) -> Result<Vec<Resolved>, Unresolved> {
+        let comps = &point.components;
+        let family = comps.first().map(|c| c.name.as_str());
+        if !matches!(family, Some("syscall" | "nd_syscall")) || comps.len() < 2 || comps.len() > 3 {
+            return Err(Unresolved::Unknown);
+        }
+        if comps.iter().any(|c| c.arg.is_some()) {
+            return Err(Unresolved::Unknown);
+        }
+        let want_return = match comps.get(2) {
+            None => false,
+            Some(c) if c.name == "return" => true,
+            Some(_) => return Err(Unresolved::Unknown),
+        };
+        let pattern = comps[1].name.clone();
+        let names: Vec<String> = self
+            .tracepoints()
+            .iter()
+            .filter(|(g, _)| g == "syscalls")
+            .filter_map(|(_, e)| e.strip_prefix("sys_enter_"))
+            .filter(|n| glob_match(&pattern, n))
+            .map(String::from)
+            .collect();
+        let mut out = Vec::new();
+        for name in names {
+            let user_point = format!("{}.{}{}", family.unwrap_or("syscall"), name, if want_return { ".return" } else { "" });
+            if defined.contains(&user_point) {
+                continue;
+            }
+            let event = format!("sys_{}_{}", if want_return { "exit" } else { "enter" }, name);
+            let Ok(format) = self.kernel.tracepoint("syscalls", &event) else { continue };
+            let span = point.span;
+            let mut stmts = vec![assign_stmt("name", Expr::new(ExprKind::String(name.clone()), span), span)];
+            if want_return {
+                let ret = Expr::new(ExprKind::TargetVar("ret".into()), span);
+                stmts.push(assign_stmt("retval", ret.clone(), span));
+                let call = Expr::new(ExprKind::Call { name: "_syscall_retstr".into(), args: vec![ret] }, span);
+                stmts.push(assign_stmt("retstr", call, span));
+            }
+            out.push(Resolved {
+                point: format!("kernel.trace(\"syscalls:{event}\")"),
+                user_point,
+                target: Target::Tracepoint { group: "syscalls".into(), event, record_size: format.record_size() },
+                format: Some(format),
+                prologue: vec![Block { stmts, span }],
+                epilogue: vec![],
+            });
+        }
+        if out.is_empty() {
+            Err(Unresolved::Unknown)
+        } else {
+            Ok(out)
+        }
+    }
+
+    fn builtin(&mut self, point: &ProbePoint) -> Result<Vec<Resolved>, Unresolved> {
+        let comps = &point.components;
+        let names: Vec<&str> = comps.iter().map(|c| c.name.as_str()).collect();
+        let number = |c: &Component| match c.arg {
+            Some(Literal::Number(n)) => Some(n),
+            _ => None,
+        };
+        let simple = |target: Target, text: String| {
+            Ok(vec![Resolved {
+                user_point: text.clone(),
+                point: text,
+                target,
+                format: None,
+                prologue: vec![],
+                epilogue: vec![],
+            }])
+        };
+        match names.as_slice() {
+            ["begin"] => simple(Target::Begin { priority: number(&comps[0]).unwrap_or(0) }, "begin".into()),
+            ["end"] => simple(Target::End { priority: number(&comps[0]).unwrap_or(0) }, "end".into()),
+            ["error"] => simple(Target::Error { priority: number(&comps[0]).unwrap_or(0) }, "error".into()),
+            ["timer", unit] | ["timer", unit, "randomize"] => {
+                let per_unit: Option<fn(i64) -> i64> = match *unit {
+                    "s" | "sec" => Some(|n| n * 1_000_000_000),
+                    "ms" | "msec" => Some(|n| n * 1_000_000),
+                    "us" | "usec" => Some(|n| n * 1_000),
+                    "ns" | "nsec" => Some(|n| n),
+                    "hz" => Some(|n| 1_000_000_000 / n.max(1)),
+                    "jiffies" => Some(|n| n * 4_000_000),
+                    _ => None,
+                };
+                let (Some(f), Some(n)) = (per_unit, number(&comps[1])) else {
+                    return Err(Unresolved::Unknown);
+                };
+                if n <= 0 {
+                    return Err(Unresolved::Failed(Diagnostic::error(
+                        "E0103",
+                        format!("timer interval must be positive, not {n}"),
+                        comps[1].span,
+                    )));
+                }
+                simple(Target::Timer { interval_ns: f(n) as u64 }, format!("timer.{unit}({n})"))
+            }
+            ["kernel", "trace"] => {
+                let Some(Literal::String(spec)) = &comps[1].arg else {
+                    return Err(Unresolved::Failed(Diagnostic::error(
+                        "E0104",
+                        "`kernel.trace` needs a tracepoint name such as \"sched:sched_switch\"",
+                        point.span,
+                    )));
+                };
+                self.kernel_trace(spec, point)
+            }
+            _ => Err(Unresolved::Unknown),
+        }
+    }
+
+    fn kernel_trace(&mut self, spec: &str, point: &ProbePoint) -> Result<Vec<Resolved>, Unresolved> {
+        let (gpat, epat) = match spec.split_once(':') {
+            Some((g, e)) => (g.to_string(), e.to_string()),
+            None => ("*".to_string(), spec.to_string()),
+        };
+        let matches: Vec<(String, String)> = self
+            .tracepoints()
+            .iter()
+            .filter(|(g, e)| glob_match(&gpat, g) && glob_match(&epat, e))
+            .cloned()
+            .collect();
+        if matches.is_empty() {
+            return Err(Unresolved::Failed(
+                Diagnostic::error("E0106", format!("no tracepoint matches \"{spec}\" in this kernel"), point.span)
+                    .with_help("`bpftap -l 'kernel.trace(\"*\")'` lists the tracepoints"),
+            ));
+        }
+        let mut out = Vec::new();
+        for (group, event) in matches {
+            match self.kernel.tracepoint(&group, &event) {
+                Ok(format) => out.push(Resolved {
+                    point: format!("kernel.trace(\"{group}:{event}\")"),
+                    user_point: format!("kernel.trace(\"{group}:{event}\")"),
+                    target: Target::Tracepoint { group, event, record_size: format.record_size() },
+                    format: Some(format),
+                    prologue: vec![],
+                    epilogue: vec![],
+                }),
+                Err(e) if !is_pattern(spec) => {
+                    return Err(Unresolved::Failed(Diagnostic::error("E0106", e.to_string(), point.span)))
+                }
+                Err(_) => {}
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn assign_stmt(name: &str, value: Expr, span: Span) -> Stmt {
+    let target = Box::new(Expr::new(ExprKind::Ident(name.to_string()), span));
+    let kind = ExprKind::Assign { op: ast::AssignOp::Assign, target, value: Box::new(value) };
+    Stmt { kind: StmtKind::Expr(Expr::new(kind, span)), span }
+}
+
+/// The body of one resolved probe: `{ prologues; if (pred) { body }; epilogues }`.
+fn merge_body(r: &Resolved, probe: &ast::Probe) -> Block {
+    let mut stmts: Vec<Stmt> = r
+        .prologue
+        .iter()
+        .map(|b| Stmt { kind: StmtKind::Block(b.clone()), span: b.span })
+        .collect();
+    let user = Stmt { kind: StmtKind::Block(probe.body.clone()), span: probe.body.span };
+    stmts.push(match &probe.predicate {
+        Some(pred) => Stmt {
+            kind: StmtKind::If { cond: pred.clone(), then: Box::new(user), els: None },
+            span: pred.span.to(probe.body.span),
+        },
+        None => user,
+    });
+    stmts.extend(r.epilogue.iter().map(|b| Stmt { kind: StmtKind::Block(b.clone()), span: b.span }));
+    Block { stmts, span: probe.span }
+}
+
+/// `syscall.connect`, `kernel.trace("sched:*")`, `timer.ms(100)`.
+pub fn point_text(p: &ProbePoint) -> String {
+    p.components
+        .iter()
+        .map(|c| match &c.arg {
+            None => c.name.clone(),
+            Some(Literal::Number(n)) => format!("{}({n})", c.name),
+            Some(Literal::String(s)) => format!("{}({s:?})", c.name),
+        })
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+fn is_pattern(s: &str) -> bool {
+    s.contains(['*', '?', '{'])
+}
+
+/// Whether a point the user wrote (possibly with wildcards) names an alias.
+fn point_matches(user: &[Component], alias: &[Component]) -> bool {
+    match (user.first(), alias.first()) {
+        (None, None) => true,
+        (Some(u), _) if u.name == "**" => (0..=alias.len()).any(|k| point_matches(&user[1..], &alias[k..])),
+        (Some(u), Some(a)) => glob_match(&u.name, &a.name) && u.arg == a.arg && point_matches(&user[1..], &alias[1..]),
+        _ => false,
+    }
+}
+
+/// Shell-style matching with `*`, `?` and `{a,b}` alternation.
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    if let Some(open) = pattern.find('{') {
+        if let Some(close) = pattern[open..].find('}').map(|i| open + i) {
+            let (head, tail) = (&pattern[..open], &pattern[close + 1..]);
+            return pattern[open + 1..close]
+                .split(',')
+                .any(|alt| glob_match(&format!("{head}{alt}{tail}"), text));
+        }
+    }
+    fn go(p: &[u8], t: &[u8]) -> bool {
+        match p.first() {
+            None => t.is_empty(),
+            Some(b'*') => (0..=t.len()).any(|k| go(&p[1..], &t[k..])),
+            Some(b'?') => !t.is_empty() && go(&p[1..], &t[1..]),
+            Some(c) => t.first() == Some(c) && go(&p[1..], &t[1..]),
+        }
+    }
+    go(pattern.as_bytes(), text.as_bytes())
+}
+
+/// The closest candidate by edit distance, if close enough to be a likely typo.
+pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let limit = (name.len() / 3).max(1);
+    candidates
+        .into_iter()
+        .map(|c| (levenshtein(name, c), c))
+        .filter(|(d, _)| *d <= limit)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+fn levenshtein(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            cur.push((prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// Every expression in a block, for passes that only look.
+pub fn walk_exprs<'a>(block: &'a Block, f: &mut dyn FnMut(&'a Expr)) {
+    for s in &block.stmts {
+        walk_stmt(s, f);
+    }
+}
+
+fn walk_stmt<'a>(s: &'a Stmt, f: &mut dyn FnMut(&'a Expr)) {
+    match &s.kind {
+        StmtKind::Block(b) => walk_exprs(b, f),
+        StmtKind::Expr(e) | StmtKind::Delete(e) | StmtKind::Return(Some(e)) => walk_expr(e, f),
+        StmtKind::If { cond, then, els } => {
+            walk_expr(cond, f);
+            walk_stmt(then, f);
+            if let Some(e) = els {
+                walk_stmt(e, f);
+            }
+        }
+        StmtKind::While { cond, body } => {
+            walk_expr(cond, f);
+            walk_stmt(body, f);
+        }
+        StmtKind::For { init, cond, step, body } => {
+            for e in [init, cond, step].into_iter().flatten() {
+                walk_expr(e, f);
+            }
+            walk_stmt(body, f);
+        }
+        StmtKind::Foreach(fe) => {
+            walk_expr(&fe.array, f);
+            if let Some(l) = &fe.limit {
+                walk_expr(l, f);
+            }
+            walk_stmt(&fe.body, f);
+        }
+        StmtKind::Try { body, catch, .. } => {
+            walk_exprs(body, f);
+            walk_exprs(catch, f);
+        }
+        _ => {}
+    }
+}
+
+pub fn walk_expr<'a>(e: &'a Expr, f: &mut dyn FnMut(&'a Expr)) {
+    f(e);
+    use ExprKind::*;
+    match &e.kind {
+        Index { base, keys } => {
+            walk_expr(base, f);
+            keys.iter().for_each(|k| walk_expr(k, f));
+        }
+        Member { base: x, .. } | AddressOf(x) | Deref(x) | Unary { expr: x, .. } | Stat { expr: x, .. }
+        | Entry(x) | Defined(x) | Cast { expr: x, .. } => walk_expr(x, f),
+        Hist { expr, kind } => {
+            walk_expr(expr, f);
+            if let ast::HistKind::Linear { lo, hi, step } = kind {
+                [lo, hi, step].into_iter().for_each(|x| walk_expr(x, f));
+            }
+        }
+        Call { args, .. } => args.iter().for_each(|a| walk_expr(a, f)),
+        Binary { lhs, rhs, .. } | Logical { lhs, rhs, .. } | Compare { lhs, rhs, .. } => {
+            walk_expr(lhs, f);
+            walk_expr(rhs, f);
+        }
+        Regex { lhs, pattern, .. } => {
+            walk_expr(lhs, f);
+            walk_expr(pattern, f);
+        }
+        Ternary { cond, then, els } => {
+            walk_expr(cond, f);
+            walk_expr(then, f);
+            walk_expr(els, f);
+        }
+        Assign { target, value, .. } | Aggregate { target, value } => {
+            walk_expr(target, f);
+            walk_expr(value, f);
+        }
+        IncDec { target, .. } => walk_expr(target, f),
+        In { keys, array } => {
+            keys.iter().for_each(|k| walk_expr(k, f));
+            walk_expr(array, f);
+        }
+        Number(_) | String(_) | Ident(_) | TargetVar(_) | AtVar(_) | ScriptArg { .. } | ArgCount { .. } | Const(_) => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs() {
+        assert!(glob_match("sys_*", "sys_enter_connect"));
+        assert!(glob_match("{connect,accept}", "accept"));
+        assert!(!glob_match("conn?", "connect"));
+        assert!(glob_match("*", ""));
+    }
+
+    #[test]
+    fn suggestions() {
+        assert_eq!(did_you_mean("exeсname", ["execname", "pid"]), Some("execname"));
+        assert_eq!(did_you_mean("zzz", ["execname", "pid"]), None);
+    }
+}

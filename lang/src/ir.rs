@@ -1,0 +1,502 @@
+//! The typed intermediate representation: one control-flow graph per probe handler.
+//!
+//! Input: built by [`crate::lower`] from the elaborated, typed script. Output: consumed by
+//! `codegen-bpf` (kernel handlers) and by the runtime's interpreter (user-space handlers:
+//! `begin`, `end`, interval timers), which is why the IR names no BPF register or instruction.
+//!
+//! The form is three-address code over mutable variables (not SSA): every [`Var`] has one
+//! type, is written by any number of instructions and read by others. Locals of the script,
+//! alias variables and temporaries are all `Var`s. Long variables become registers or stack
+//! slots in BPF; string variables become fixed-capacity buffers.
+//!
+//! Invariants (checked by [`verify`]):
+//! - every block ends in exactly one terminator, and every block id it names exists;
+//! - every instruction's operands have the types the instruction expects;
+//! - a handler's `entry` block exists.
+
+use std::fmt;
+
+use cranelift_entity::{entity_impl, PrimaryMap};
+
+use crate::builtins::Builtin;
+use crate::span::Span;
+
+/// A basic block of a handler.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Block(u32);
+entity_impl!(Block, "block");
+
+/// A variable of a handler: a script local, an alias variable or a temporary.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Var(u32);
+entity_impl!(Var, "v");
+
+/// A script global.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct GlobalId(u32);
+entity_impl!(GlobalId, "g");
+
+/// An interned printf/sprintf format.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FmtId(u32);
+entity_impl!(FmtId, "fmt");
+
+/// The two value types a variable can hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Ty {
+    Long,
+    Str,
+}
+
+/// A whole compiled script.
+#[derive(Clone, Debug, Default)]
+pub struct Program {
+    pub globals: PrimaryMap<GlobalId, GlobalDecl>,
+    pub formats: PrimaryMap<FmtId, FormatDecl>,
+    pub handlers: Vec<Handler>,
+    /// Capacity of every string buffer in bytes, the terminating NUL included
+    /// (SystemTap's MAXSTRINGLEN).
+    pub string_capacity: u32,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct GlobalDecl {
+    pub name: String,
+    pub ty: Ty,
+    pub init: Option<Const>,
+    /// Read somewhere in the script; globals never read are printed at exit.
+    pub read: bool,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Const {
+    Long(i64),
+    Str(String),
+}
+
+/// A format string with the types of the arguments it takes, in order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FormatDecl {
+    pub text: String,
+    pub args: Vec<Ty>,
+}
+
+/// Where and when a handler runs.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Target {
+    /// `begin(priority)`: user space, before kernel probes fire.
+    Begin { priority: i64 },
+    /// `end(priority)`: user space, at exit.
+    End { priority: i64 },
+    /// `error`: user space, when the script stops because of an error.
+    Error { priority: i64 },
+    /// `timer.ms(N)` and friends: user space, every `interval_ns`.
+    Timer { interval_ns: u64 },
+    /// A kernel tracepoint; handler code reads fields at offsets within `record_size`.
+    Tracepoint { group: String, event: String, record_size: u32 },
+}
+
+impl Target {
+    /// Handlers that run in user space, interpreted by the runtime.
+    pub fn is_user_space(&self) -> bool {
+        matches!(self, Target::Begin { .. } | Target::End { .. } | Target::Error { .. } | Target::Timer { .. })
+    }
+}
+
+/// One probe handler: one resolved probe point and its code.
+#[derive(Clone, Debug)]
+pub struct Handler {
+    /// The probe point as the user would write it resolved, e.g. `kernel.trace("syscalls:sys_enter_connect")`.
+    pub point: String,
+    pub target: Target,
+    pub func: Function,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Function {
+    pub vars: PrimaryMap<Var, VarDecl>,
+    pub blocks: PrimaryMap<Block, BlockData>,
+    pub entry: Option<Block>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct VarDecl {
+    pub ty: Ty,
+    /// The script name for locals; `None` for temporaries.
+    pub name: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct BlockData {
+    pub insts: Vec<Inst>,
+    pub term: Terminator,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Inst {
+    pub kind: InstKind,
+    /// The script text this instruction came from (for `-p4` and verifier errors).
+    pub span: Span,
+}
+
+/// A long operand: a variable or an immediate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Operand {
+    Var(Var),
+    Imm(i64),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BinOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Mod,
+    Shl,
+    Shr,
+    And,
+    Or,
+    Xor,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UnOp {
+    Neg,
+    BitNot,
+    /// Logical not: 1 if zero, else 0.
+    Not,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CmpOp {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+/// Which address space a pointer read goes to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AddrSpace {
+    Kernel,
+    User,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum InstKind {
+    Const { dst: Var, value: i64 },
+    StrConst { dst: Var, value: String },
+    /// `dst = src`, both of the same type.
+    Copy { dst: Var, src: Var },
+    Unary { op: UnOp, dst: Var, src: Var },
+    Binary { op: BinOp, dst: Var, lhs: Var, rhs: Operand },
+    /// Long comparison, `dst` is 0 or 1.
+    Compare { op: CmpOp, dst: Var, lhs: Var, rhs: Operand },
+    /// String comparison (bytewise, as `strcmp`), `dst` is 0 or 1.
+    StrCompare { op: CmpOp, dst: Var, lhs: Var, rhs: Var },
+    /// `dst = lhs . rhs`, truncated to the string capacity.
+    Concat { dst: Var, lhs: Var, rhs: Var },
+    /// A field of the probe's context record (a tracepoint's), `size` in bytes.
+    LoadContext { dst: Var, offset: u32, size: u8, signed: bool },
+    /// A `__data_loc char[]` string field of a tracepoint record.
+    LoadContextDataLoc { dst: Var, offset: u32 },
+    /// A fixed-size `char[N]` field of the context record.
+    LoadContextStr { dst: Var, offset: u32, len: u32 },
+    /// `*(size *)addr` read with a fault-safe helper; 0 on fault.
+    Read { dst: Var, addr: Var, size: u8, signed: bool, space: AddrSpace },
+    /// The NUL-terminated string at `addr`; empty on fault.
+    ReadStr { dst: Var, addr: Var, space: AddrSpace },
+    /// A built-in function of the language's library.
+    Call { dst: Option<Var>, builtin: Builtin, args: Vec<Var> },
+    /// `dst = sprintf(fmt, args...)`.
+    Sprintf { dst: Var, fmt: FmtId, args: Vec<Var> },
+    /// `printf(fmt, args...)` (also `print`/`println`, with formats made by `lower`).
+    Printf { fmt: FmtId, args: Vec<Var> },
+    LoadGlobal { dst: Var, global: GlobalId },
+    StoreGlobal { global: GlobalId, src: Var },
+    /// `global += src` without losing concurrent updates (long globals only).
+    AddGlobal { global: GlobalId, src: Var },
+    /// `exit()`: ask the runtime to stop after this handler.
+    Exit,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Terminator {
+    Jump(Block),
+    /// Go to `then` when `cond` is non-zero, else to `els`.
+    Branch { cond: Var, then: Block, els: Block },
+    /// The handler is done.
+    Return,
+}
+
+impl InstKind {
+    /// The variable this instruction writes, if any.
+    pub fn def(&self) -> Option<Var> {
+        match self {
+            InstKind::Const { dst, .. }
+            | InstKind::StrConst { dst, .. }
+            | InstKind::Copy { dst, .. }
+            | InstKind::Unary { dst, .. }
+            | InstKind::Binary { dst, .. }
+            | InstKind::Compare { dst, .. }
+            | InstKind::StrCompare { dst, .. }
+            | InstKind::Concat { dst, .. }
+            | InstKind::LoadContext { dst, .. }
+            | InstKind::LoadContextDataLoc { dst, .. }
+            | InstKind::LoadContextStr { dst, .. }
+            | InstKind::Read { dst, .. }
+            | InstKind::ReadStr { dst, .. }
+            | InstKind::Sprintf { dst, .. }
+            | InstKind::LoadGlobal { dst, .. } => Some(*dst),
+            InstKind::Call { dst, .. } => *dst,
+            InstKind::Printf { .. } | InstKind::StoreGlobal { .. } | InstKind::AddGlobal { .. } | InstKind::Exit => None,
+        }
+    }
+
+    /// The variables this instruction reads.
+    pub fn uses(&self) -> Vec<Var> {
+        let op = |o: &Operand| match o {
+            Operand::Var(v) => Some(*v),
+            Operand::Imm(_) => None,
+        };
+        match self {
+            InstKind::Const { .. }
+            | InstKind::StrConst { .. }
+            | InstKind::LoadContext { .. }
+            | InstKind::LoadContextDataLoc { .. }
+            | InstKind::LoadContextStr { .. }
+            | InstKind::LoadGlobal { .. }
+            | InstKind::Exit => vec![],
+            InstKind::Copy { src, .. } | InstKind::Unary { src, .. } => vec![*src],
+            InstKind::Binary { lhs, rhs, .. } | InstKind::Compare { lhs, rhs, .. } => {
+                std::iter::once(*lhs).chain(op(rhs)).collect()
+            }
+            InstKind::StrCompare { lhs, rhs, .. } | InstKind::Concat { lhs, rhs, .. } => vec![*lhs, *rhs],
+            InstKind::Read { addr, .. } | InstKind::ReadStr { addr, .. } => vec![*addr],
+            InstKind::Call { args, .. } | InstKind::Sprintf { args, .. } | InstKind::Printf { args, .. } => args.clone(),
+            InstKind::StoreGlobal { src, .. } | InstKind::AddGlobal { src, .. } => vec![*src],
+        }
+    }
+
+    /// Whether removing this instruction (when its result is unused) changes behaviour.
+    pub fn has_side_effects(&self) -> bool {
+        match self {
+            InstKind::Printf { .. } | InstKind::StoreGlobal { .. } | InstKind::AddGlobal { .. } | InstKind::Exit => true,
+            InstKind::Call { builtin, .. } => builtin.has_side_effects(),
+            _ => false,
+        }
+    }
+}
+
+impl Terminator {
+    pub fn successors(&self) -> Vec<Block> {
+        match self {
+            Terminator::Jump(b) => vec![*b],
+            Terminator::Branch { then, els, .. } => vec![*then, *els],
+            Terminator::Return => vec![],
+        }
+    }
+
+    pub fn uses(&self) -> Option<Var> {
+        match self {
+            Terminator::Branch { cond, .. } => Some(*cond),
+            _ => None,
+        }
+    }
+}
+
+impl Function {
+    pub fn new_var(&mut self, ty: Ty, name: Option<String>) -> Var {
+        self.vars.push(VarDecl { ty, name })
+    }
+
+    pub fn new_block(&mut self) -> Block {
+        self.blocks.push(BlockData { insts: Vec::new(), term: Terminator::Return })
+    }
+
+    pub fn ty(&self, v: Var) -> Ty {
+        self.vars[v].ty
+    }
+}
+
+/// An invariant violation found by [`verify`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerifyError {
+    pub handler: usize,
+    pub message: String,
+}
+
+/// Checks the invariants listed in the module doc; returns every violation.
+pub fn verify(program: &Program) -> Vec<VerifyError> {
+    let mut errors = Vec::new();
+    for (h, handler) in program.handlers.iter().enumerate() {
+        let f = &handler.func;
+        let mut err = |message: String| errors.push(VerifyError { handler: h, message });
+        match f.entry {
+            Some(b) if f.blocks.is_valid(b) => {}
+            _ => err("handler has no valid entry block".to_string()),
+        }
+        for (block, data) in f.blocks.iter() {
+            for succ in data.term.successors() {
+                if !f.blocks.is_valid(succ) {
+                    err(format!("{block} jumps to missing {succ}"));
+                }
+            }
+            for inst in &data.insts {
+                for v in inst.kind.uses().into_iter().chain(inst.kind.def()) {
+                    if !f.vars.is_valid(v) {
+                        err(format!("{block}: {v} is not declared"));
+                    }
+                }
+                if let Some(msg) = type_error(f, program, &inst.kind) {
+                    err(format!("{block}: {msg}"));
+                }
+            }
+            if let Some(c) = data.term.uses() {
+                if f.vars.is_valid(c) && f.ty(c) != Ty::Long {
+                    err(format!("{block}: branch on string {c}"));
+                }
+            }
+        }
+    }
+    errors
+}
+
+fn type_error(f: &Function, program: &Program, kind: &InstKind) -> Option<String> {
+    let ty = |v: Var| f.vars.get(v).map(|d| d.ty);
+    let want = |v: Var, t: Ty| if ty(v).is_some_and(|x| x != t) { Some(format!("{v} should be {t:?}")) } else { None };
+    match kind {
+        InstKind::Const { dst, .. }
+        | InstKind::LoadContext { dst, .. }
+        | InstKind::Read { dst, .. }
+        | InstKind::Compare { dst, .. }
+        | InstKind::StrCompare { dst, .. } => want(*dst, Ty::Long),
+        InstKind::StrConst { dst, .. }
+        | InstKind::Concat { dst, .. }
+        | InstKind::ReadStr { dst, .. }
+        | InstKind::LoadContextDataLoc { dst, .. }
+        | InstKind::LoadContextStr { dst, .. }
+        | InstKind::Sprintf { dst, .. } => want(*dst, Ty::Str),
+        InstKind::Copy { dst, src } => (ty(*dst) != ty(*src)).then(|| format!("copy {src} to {dst} changes type")),
+        InstKind::Binary { dst, lhs, .. } => want(*dst, Ty::Long).or_else(|| want(*lhs, Ty::Long)),
+        InstKind::LoadGlobal { dst, global } | InstKind::StoreGlobal { global, src: dst } => program
+            .globals
+            .get(*global)
+            .and_then(|g| want(*dst, g.ty))
+            .or_else(|| (!program.globals.is_valid(*global)).then(|| format!("{global} is not declared"))),
+        InstKind::Printf { fmt, args } => program.formats.get(*fmt).and_then(|d| {
+            (d.args.len() != args.len() || d.args.iter().zip(args).any(|(t, a)| ty(*a) != Some(*t)))
+                .then(|| format!("arguments of {fmt} do not match its format"))
+        }),
+        _ => None,
+    }
+}
+
+impl fmt::Display for Ty {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Ty::Long => "long",
+            Ty::Str => "string",
+        })
+    }
+}
+
+impl fmt::Display for Operand {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Operand::Var(v) => write!(f, "{v}"),
+            Operand::Imm(i) => write!(f, "{i}"),
+        }
+    }
+}
+
+fn join(vars: &[Var]) -> String {
+    vars.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(", ")
+}
+
+impl fmt::Display for InstKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            InstKind::Const { dst, value } => write!(f, "{dst} = {value}"),
+            InstKind::StrConst { dst, value } => write!(f, "{dst} = {value:?}"),
+            InstKind::Copy { dst, src } => write!(f, "{dst} = {src}"),
+            InstKind::Unary { op, dst, src } => write!(f, "{dst} = {op:?} {src}"),
+            InstKind::Binary { op, dst, lhs, rhs } => write!(f, "{dst} = {op:?} {lhs}, {rhs}"),
+            InstKind::Compare { op, dst, lhs, rhs } => write!(f, "{dst} = cmp.{op:?} {lhs}, {rhs}"),
+            InstKind::StrCompare { op, dst, lhs, rhs } => write!(f, "{dst} = strcmp.{op:?} {lhs}, {rhs}"),
+            InstKind::Concat { dst, lhs, rhs } => write!(f, "{dst} = concat {lhs}, {rhs}"),
+            InstKind::LoadContext { dst, offset, size, signed } => {
+                write!(f, "{dst} = ctx[{offset}] {}{}", if *signed { "s" } else { "u" }, size * 8)
+            }
+            InstKind::LoadContextDataLoc { dst, offset } => write!(f, "{dst} = ctx.data_loc[{offset}]"),
+            InstKind::LoadContextStr { dst, offset, len } => write!(f, "{dst} = ctx.str[{offset}; {len}]"),
+            InstKind::Read { dst, addr, size, signed, space } => {
+                write!(f, "{dst} = read.{space:?} {}{} [{addr}]", if *signed { "s" } else { "u" }, size * 8)
+            }
+            InstKind::ReadStr { dst, addr, space } => write!(f, "{dst} = read_str.{space:?} [{addr}]"),
+            InstKind::Call { dst: Some(d), builtin, args } => write!(f, "{d} = call {}({})", builtin.name(), join(args)),
+            InstKind::Call { dst: None, builtin, args } => write!(f, "call {}({})", builtin.name(), join(args)),
+            InstKind::Sprintf { dst, fmt, args } => write!(f, "{dst} = sprintf {fmt}({})", join(args)),
+            InstKind::Printf { fmt, args } => write!(f, "printf {fmt}({})", join(args)),
+            InstKind::LoadGlobal { dst, global } => write!(f, "{dst} = load {global}"),
+            InstKind::StoreGlobal { global, src } => write!(f, "store {global}, {src}"),
+            InstKind::AddGlobal { global, src } => write!(f, "atomic_add {global}, {src}"),
+            InstKind::Exit => write!(f, "exit"),
+        }
+    }
+}
+
+impl fmt::Display for Terminator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Terminator::Jump(b) => write!(f, "jump {b}"),
+            Terminator::Branch { cond, then, els } => write!(f, "branch {cond}, {then}, {els}"),
+            Terminator::Return => write!(f, "return"),
+        }
+    }
+}
+
+impl fmt::Display for Function {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (v, decl) in self.vars.iter() {
+            match &decl.name {
+                Some(n) => writeln!(f, "  {v}: {} ; {n}", decl.ty)?,
+                None => writeln!(f, "  {v}: {}", decl.ty)?,
+            }
+        }
+        for (b, data) in self.blocks.iter() {
+            let entry = if Some(b) == self.entry { " (entry)" } else { "" };
+            writeln!(f, "{b}:{entry}")?;
+            for inst in &data.insts {
+                writeln!(f, "    {}", inst.kind)?;
+            }
+            writeln!(f, "    {}", data.term)?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for Program {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (g, decl) in self.globals.iter() {
+            write!(f, "global {g}: {} ; {}", decl.ty, decl.name)?;
+            match &decl.init {
+                Some(Const::Long(n)) => writeln!(f, " = {n}")?,
+                Some(Const::Str(s)) => writeln!(f, " = {s:?}")?,
+                None => writeln!(f)?,
+            }
+        }
+        for (id, decl) in self.formats.iter() {
+            writeln!(f, "{id} = {:?}", decl.text)?;
+        }
+        for handler in &self.handlers {
+            writeln!(f, "\nprobe {} ; {:?}", handler.point, handler.target)?;
+            write!(f, "{}", handler.func)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,813 @@
+//! Lowering: the elaborated, typed script to the IR, one [`ir::Function`] per probe handler.
+//!
+//! Input: an [`Elaborated`] script and its [`TypeTable`] (no type errors). Output: an
+//! [`ir::Program`] that passes [`ir::verify`], plus diagnostics for what cannot be lowered
+//! (a printf whose arguments do not fit its format, recursion, a `$1` that is not a number).
+//!
+//! Script functions are inlined at each call: BPF has no cheap calls with our calling
+//! convention, and inlining lets dead-code elimination drop what a call site does not use.
+//! `print`, `println`, `printf` and `sprintf` are lowered here, with formats interned once.
+
+use std::collections::HashMap;
+
+use crate::ast::{self, AssignOp, BinaryOp, Block, CompareOp, Expr, ExprKind, LogicalOp, Stmt, StmtKind, UnaryOp};
+use crate::builtins::{self, Lowering};
+use crate::diag::Diagnostic;
+use crate::elaborate::Elaborated;
+use crate::ir::{self, BinOp, CmpOp, FmtId, GlobalId, InstKind, Operand, Terminator, Ty, UnOp, Var};
+use crate::kernel::TracepointFormat;
+use crate::printf::{self, ArgType};
+use crate::span::Span;
+use crate::types::{field_ty, Scope, TypeTable};
+
+/// Settings that change the generated code.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// SystemTap's MAXSTRINGLEN.
+    pub string_capacity: u32,
+    /// `$1..$N` / `@1..@N`.
+    pub script_args: Vec<String>,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options { string_capacity: 128, script_args: Vec::new() }
+    }
+}
+
+pub fn lower(script: &Elaborated, types: &TypeTable, options: &Options) -> (ir::Program, Vec<Diagnostic>) {
+    let mut program = ir::Program { string_capacity: options.string_capacity, ..Default::default() };
+    let mut globals = HashMap::new();
+    for g in &script.globals {
+        let Some((ty, _)) = types.globals.get(&g.name) else { continue };
+        let init = g.init.as_ref().and_then(|e| match &e.kind {
+            ExprKind::Number(n) => Some(ir::Const::Long(*n)),
+            ExprKind::String(s) => Some(ir::Const::Str(s.clone())),
+            ExprKind::Unary { op: UnaryOp::Neg, expr } => match expr.kind {
+                ExprKind::Number(n) => Some(ir::Const::Long(n.wrapping_neg())),
+                _ => None,
+            },
+            _ => None,
+        });
+        let id = program.globals.push(ir::GlobalDecl { name: g.name.clone(), ty: *ty, init, read: false });
+        globals.insert(g.name.clone(), id);
+    }
+    let mut diags = Vec::new();
+    let mut formats = HashMap::new();
+    for (i, probe) in script.probes.iter().enumerate() {
+        let mut cx = Ctx {
+            script,
+            types,
+            options,
+            program: &mut program,
+            globals: &globals,
+            formats: &mut formats,
+            diags: &mut diags,
+            func: ir::Function::default(),
+            current: None,
+            frames: vec![Frame { scope: Scope::Probe(i), locals: HashMap::new(), ret: None, name: None }],
+            loops: Vec::new(),
+            format: probe.format.as_ref(),
+            kernel: !probe.target.is_user_space(),
+            exit_block: None,
+        };
+        let entry = cx.func.new_block();
+        let exit = cx.func.new_block();
+        cx.func.entry = Some(entry);
+        cx.exit_block = Some(exit);
+        cx.current = Some(entry);
+        cx.block(&probe.body);
+        cx.terminate(Terminator::Jump(exit));
+        let mut func = cx.func;
+        crate::optimize::run(&mut func);
+        program.handlers.push(ir::Handler {
+            point: probe.point.clone(),
+            target: probe.target.clone(),
+            func,
+            span: probe.span,
+        });
+    }
+    // Globals read anywhere are not printed at exit.
+    let mut read = vec![false; program.globals.len()];
+    for h in &program.handlers {
+        for b in h.func.blocks.values() {
+            for inst in &b.insts {
+                if let InstKind::LoadGlobal { global, .. } = inst.kind {
+                    read[global.index()] = true;
+                }
+            }
+        }
+    }
+    for (g, decl) in program.globals.iter_mut() {
+        decl.read = read[g.index()];
+    }
+    (program, diags)
+}
+
+use cranelift_entity::EntityRef;
+
+struct Frame {
+    scope: Scope,
+    locals: HashMap<String, Var>,
+    /// For an inlined function: where `return` goes and the variable holding the result.
+    ret: Option<(ir::Block, Option<Var>)>,
+    name: Option<String>,
+}
+
+struct Ctx<'a> {
+    script: &'a Elaborated,
+    types: &'a TypeTable,
+    options: &'a Options,
+    program: &'a mut ir::Program,
+    globals: &'a HashMap<String, GlobalId>,
+    formats: &'a mut HashMap<String, FmtId>,
+    diags: &'a mut Vec<Diagnostic>,
+    func: ir::Function,
+    /// The block being filled; `None` after a terminator until a new block starts.
+    current: Option<ir::Block>,
+    frames: Vec<Frame>,
+    /// `(continue target, break target)` of the enclosing loops.
+    loops: Vec<(ir::Block, ir::Block)>,
+    format: Option<&'a TracepointFormat>,
+    /// The handler runs in the kernel.
+    kernel: bool,
+    exit_block: Option<ir::Block>,
+}
+
+impl Ctx<'_> {
+    fn frame(&self) -> &Frame {
+        self.frames.last().expect("a frame is always pushed")
+    }
+
+    fn emit(&mut self, kind: InstKind, span: Span) {
+        let block = match self.current {
+            Some(b) => b,
+            // Code after `return`/`next`/`break` is unreachable; give it a block anyway.
+            None => {
+                let b = self.func.new_block();
+                self.current = Some(b);
+                b
+            }
+        };
+        self.func.blocks[block].insts.push(ir::Inst { kind, span });
+    }
+
+    fn terminate(&mut self, term: Terminator) {
+        if let Some(b) = self.current.take() {
+            self.func.blocks[b].term = term;
+        }
+    }
+
+    fn switch_to(&mut self, b: ir::Block) {
+        self.current = Some(b);
+    }
+
+    fn temp(&mut self, ty: Ty) -> Var {
+        self.func.new_var(ty, None)
+    }
+
+    fn error(&mut self, d: Diagnostic) {
+        self.diags.push(d);
+    }
+
+    fn expr_ty(&self, e: &Expr) -> Option<Ty> {
+        self.types.expr_ty(&self.frame().scope, self.format, e)
+    }
+
+    fn block(&mut self, b: &Block) {
+        for s in &b.stmts {
+            self.stmt(s);
+        }
+    }
+
+    fn stmt(&mut self, s: &Stmt) {
+        match &s.kind {
+            StmtKind::Block(b) => self.block(b),
+            StmtKind::Expr(e) => {
+                self.expr(e);
+            }
+            StmtKind::Empty => {}
+            StmtKind::If { cond, then, els } => {
+                let (t, e, join) = (self.func.new_block(), self.func.new_block(), self.func.new_block());
+                self.cond(cond, t, if els.is_some() { e } else { join });
+                self.switch_to(t);
+                self.stmt(then);
+                self.terminate(Terminator::Jump(join));
+                if let Some(els) = els {
+                    self.switch_to(e);
+                    self.stmt(els);
+                    self.terminate(Terminator::Jump(join));
+                }
+                self.switch_to(join);
+            }
+            StmtKind::While { cond, body } => self.lower_loop(None, Some(cond), None, body),
+            StmtKind::For { init, cond, step, body } => self.lower_loop(init.as_ref(), cond.as_ref(), step.as_ref(), body),
+            StmtKind::Break | StmtKind::Continue => match self.loops.last() {
+                Some(&(cont, brk)) => {
+                    let target = if s.kind == StmtKind::Break { brk } else { cont };
+                    self.terminate(Terminator::Jump(target));
+                }
+                None => self.error(Diagnostic::error("E0301", "`break` or `continue` outside a loop", s.span)),
+            },
+            StmtKind::Next => {
+                let exit = self.exit_block.expect("set before lowering a body");
+                self.terminate(Terminator::Jump(exit));
+            }
+            StmtKind::Return(value) => {
+                let Some((target, result)) = self.frame().ret else {
+                    // `return` in a probe body ends the handler, like `next`.
+                    let exit = self.exit_block.expect("set before lowering a body");
+                    self.terminate(Terminator::Jump(exit));
+                    return;
+                };
+                if let (Some(e), Some(r)) = (value, result) {
+                    if let Some(v) = self.expr(e) {
+                        self.emit(InstKind::Copy { dst: r, src: v }, s.span);
+                    }
+                }
+                self.terminate(Terminator::Jump(target));
+            }
+            StmtKind::Foreach(_) | StmtKind::Delete(_) | StmtKind::Try { .. } => self.error(
+                Diagnostic::error("E0299", "this statement is not supported yet", s.span)
+                    .with_help("bpftap does not compile this construct yet"),
+            ),
+            StmtKind::EmbeddedC => self.error(crate::elaborate::embedded_c(s.span)),
+        }
+    }
+
+    fn lower_loop(&mut self, init: Option<&Expr>, cond: Option<&Expr>, step: Option<&Expr>, body: &Stmt) {
+        if let Some(i) = init {
+            self.expr(i);
+        }
+        let (head, body_b, step_b, done) =
+            (self.func.new_block(), self.func.new_block(), self.func.new_block(), self.func.new_block());
+        self.terminate(Terminator::Jump(head));
+        self.switch_to(head);
+        match cond {
+            Some(c) => self.cond(c, body_b, done),
+            None => self.terminate(Terminator::Jump(body_b)),
+        }
+        self.switch_to(body_b);
+        self.loops.push((step_b, done));
+        self.stmt(body);
+        self.loops.pop();
+        self.terminate(Terminator::Jump(step_b));
+        self.switch_to(step_b);
+        if let Some(s) = step {
+            self.expr(s);
+        }
+        self.terminate(Terminator::Jump(head));
+        self.switch_to(done);
+    }
+
+    /// Branches on a condition without materializing 0/1 where it can.
+    fn cond(&mut self, e: &Expr, then: ir::Block, els: ir::Block) {
+        match &e.kind {
+            ExprKind::Logical { op: LogicalOp::And, lhs, rhs } => {
+                let mid = self.func.new_block();
+                self.cond(lhs, mid, els);
+                self.switch_to(mid);
+                self.cond(rhs, then, els);
+            }
+            ExprKind::Logical { op: LogicalOp::Or, lhs, rhs } => {
+                let mid = self.func.new_block();
+                self.cond(lhs, then, mid);
+                self.switch_to(mid);
+                self.cond(rhs, then, els);
+            }
+            ExprKind::Unary { op: UnaryOp::Not, expr } => self.cond(expr, els, then),
+            _ => {
+                let v = self.long_expr(e);
+                self.terminate(Terminator::Branch { cond: v, then, els });
+            }
+        }
+    }
+
+    /// An expression that must give a long (the type checker made sure of it).
+    fn long_expr(&mut self, e: &Expr) -> Var {
+        match self.expr(e) {
+            Some(v) if self.func.ty(v) == Ty::Long => v,
+            _ => {
+                self.error(Diagnostic::error("E0302", "expected a long value here", e.span));
+                let v = self.temp(Ty::Long);
+                self.emit(InstKind::Const { dst: v, value: 0 }, e.span);
+                v
+            }
+        }
+    }
+
+    fn str_expr(&mut self, e: &Expr) -> Var {
+        match self.expr(e) {
+            Some(v) if self.func.ty(v) == Ty::Str => v,
+            _ => {
+                self.error(Diagnostic::error("E0302", "expected a string value here", e.span));
+                let v = self.temp(Ty::Str);
+                self.emit(InstKind::StrConst { dst: v, value: String::new() }, e.span);
+                v
+            }
+        }
+    }
+
+    fn constant(&mut self, value: i64, span: Span) -> Var {
+        let v = self.temp(Ty::Long);
+        self.emit(InstKind::Const { dst: v, value }, span);
+        v
+    }
+
+    /// Where a name lives: a local of the current frame or a global.
+    fn resolve(&mut self, name: &str) -> Option<Place> {
+        if let Some(v) = self.frame().locals.get(name) {
+            return Some(Place::Local(*v));
+        }
+        let scope = &self.frame().scope;
+        if self.types.is_local(scope, name) {
+            let ty = self.types.var_ty(scope, name)?;
+            let v = self.func.new_var(ty, Some(name.to_string()));
+            // Locals start as 0 or "" in SystemTap.
+            let zero = match ty {
+                Ty::Long => InstKind::Const { dst: v, value: 0 },
+                Ty::Str => InstKind::StrConst { dst: v, value: String::new() },
+            };
+            let entry = self.func.entry.expect("set before lowering a body");
+            self.func.blocks[entry].insts.insert(0, ir::Inst { kind: zero, span: Span::default() });
+            self.frames.last_mut().expect("a frame").locals.insert(name.to_string(), v);
+            return Some(Place::Local(v));
+        }
+        self.globals.get(name).map(|g| Place::Global(*g, self.program.globals[*g].ty))
+    }
+
+    fn expr(&mut self, e: &Expr) -> Option<Var> {
+        let span = e.span;
+        match &e.kind {
+            ExprKind::Number(n) => Some(self.constant(*n, span)),
+            ExprKind::String(s) => {
+                let v = self.temp(Ty::Str);
+                self.emit(InstKind::StrConst { dst: v, value: s.clone() }, span);
+                Some(v)
+            }
+            ExprKind::Ident(name) => match self.resolve(name)? {
+                Place::Local(v) => Some(v),
+                Place::Global(g, ty) => {
+                    let v = self.temp(ty);
+                    self.emit(InstKind::LoadGlobal { dst: v, global: g }, span);
+                    Some(v)
+                }
+            },
+            ExprKind::TargetVar(name) => self.target_var(name, span),
+            ExprKind::ScriptArg { index, as_string } => {
+                let arg = self.options.script_args.get(*index as usize - 1).cloned();
+                let Some(arg) = arg else {
+                    self.error(Diagnostic::error(
+                        "E0303",
+                        format!("script argument {}{index} was not given", if *as_string { "@" } else { "$" }),
+                        span,
+                    ));
+                    return Some(self.constant(0, span));
+                };
+                if *as_string {
+                    let v = self.temp(Ty::Str);
+                    self.emit(InstKind::StrConst { dst: v, value: arg }, span);
+                    return Some(v);
+                }
+                match parse_number(&arg) {
+                    Some(n) => Some(self.constant(n, span)),
+                    None => {
+                        self.error(
+                            Diagnostic::error("E0304", format!("script argument ${index} is `{arg}`, not a number"), span)
+                                .with_help(format!("use @{index} for a string argument")),
+                        );
+                        Some(self.constant(0, span))
+                    }
+                }
+            }
+            ExprKind::ArgCount { as_string } => {
+                let n = self.options.script_args.len() as i64;
+                if *as_string {
+                    let v = self.temp(Ty::Str);
+                    self.emit(InstKind::StrConst { dst: v, value: n.to_string() }, span);
+                    Some(v)
+                } else {
+                    Some(self.constant(n, span))
+                }
+            }
+            ExprKind::Unary { op, expr } => {
+                let src = self.long_expr(expr);
+                let op = match op {
+                    UnaryOp::Plus => return Some(src),
+                    UnaryOp::Neg => UnOp::Neg,
+                    UnaryOp::Not => UnOp::Not,
+                    UnaryOp::BitNot => UnOp::BitNot,
+                };
+                let dst = self.temp(Ty::Long);
+                self.emit(InstKind::Unary { op, dst, src }, span);
+                Some(dst)
+            }
+            ExprKind::Binary { op: BinaryOp::Concat, lhs, rhs } => {
+                let (l, r) = (self.str_expr(lhs), self.str_expr(rhs));
+                let dst = self.temp(Ty::Str);
+                self.emit(InstKind::Concat { dst, lhs: l, rhs: r }, span);
+                Some(dst)
+            }
+            ExprKind::Binary { op, lhs, rhs } => {
+                let l = self.long_expr(lhs);
+                let r = self.operand(rhs);
+                let dst = self.temp(Ty::Long);
+                self.emit(InstKind::Binary { op: bin_op(*op), dst, lhs: l, rhs: r }, span);
+                Some(dst)
+            }
+            ExprKind::Compare { op, lhs, rhs } => {
+                let dst = self.temp(Ty::Long);
+                let op = cmp_op(*op);
+                if self.expr_ty(lhs) == Some(Ty::Str) {
+                    let (l, r) = (self.str_expr(lhs), self.str_expr(rhs));
+                    self.emit(InstKind::StrCompare { op, dst, lhs: l, rhs: r }, span);
+                } else {
+                    let l = self.long_expr(lhs);
+                    let r = self.operand(rhs);
+                    self.emit(InstKind::Compare { op, dst, lhs: l, rhs: r }, span);
+                }
+                Some(dst)
+            }
+            ExprKind::Logical { .. } => {
+                let dst = self.temp(Ty::Long);
+                let (t, f, join) = (self.func.new_block(), self.func.new_block(), self.func.new_block());
+                self.cond(e, t, f);
+                for (b, value) in [(t, 1), (f, 0)] {
+                    self.switch_to(b);
+                    self.emit(InstKind::Const { dst, value }, span);
+                    self.terminate(Terminator::Jump(join));
+                }
+                self.switch_to(join);
+                Some(dst)
+            }
+            ExprKind::Ternary { cond, then, els } => {
+                let ty = self.expr_ty(then).or_else(|| self.expr_ty(els)).unwrap_or(Ty::Long);
+                let dst = self.temp(ty);
+                let (t, f, join) = (self.func.new_block(), self.func.new_block(), self.func.new_block());
+                self.cond(cond, t, f);
+                for (b, arm) in [(t, then), (f, els)] {
+                    self.switch_to(b);
+                    if let Some(v) = self.expr(arm) {
+                        self.emit(InstKind::Copy { dst, src: v }, span);
+                    }
+                    self.terminate(Terminator::Jump(join));
+                }
+                self.switch_to(join);
+                Some(dst)
+            }
+            ExprKind::Assign { op, target, value } => self.assign(*op, target, value, span),
+            ExprKind::IncDec { target, increment, prefix } => {
+                let delta = if *increment { 1 } else { -1 };
+                let ExprKind::Ident(name) = &target.kind else {
+                    self.error(Diagnostic::error("E0208", "cannot increment this expression", target.span));
+                    return None;
+                };
+                match self.resolve(name)? {
+                    Place::Local(v) => {
+                        let old = self.temp(Ty::Long);
+                        if !prefix {
+                            self.emit(InstKind::Copy { dst: old, src: v }, span);
+                        }
+                        self.emit(InstKind::Binary { op: BinOp::Add, dst: v, lhs: v, rhs: Operand::Imm(delta) }, span);
+                        Some(if *prefix { v } else { old })
+                    }
+                    Place::Global(g, _) => {
+                        let d = self.constant(delta, span);
+                        self.emit(InstKind::AddGlobal { global: g, src: d }, span);
+                        let now = self.temp(Ty::Long);
+                        self.emit(InstKind::LoadGlobal { dst: now, global: g }, span);
+                        if *prefix {
+                            return Some(now);
+                        }
+                        let old = self.temp(Ty::Long);
+                        self.emit(InstKind::Binary { op: BinOp::Sub, dst: old, lhs: now, rhs: Operand::Imm(delta) }, span);
+                        Some(old)
+                    }
+                }
+            }
+            ExprKind::Call { name, args } => self.call(name, args, span),
+            _ => {
+                self.error(
+                    Diagnostic::error("E0299", "this expression is not supported yet", span)
+                        .with_help("bpftap does not compile this construct yet"),
+                );
+                None
+            }
+        }
+    }
+
+    fn operand(&mut self, e: &Expr) -> Operand {
+        match e.kind {
+            ExprKind::Number(n) => Operand::Imm(n),
+            _ => Operand::Var(self.long_expr(e)),
+        }
+    }
+
+    fn target_var(&mut self, name: &str, span: Span) -> Option<Var> {
+        let field = self.format.and_then(|f| f.field(name)).cloned()?;
+        let ty = field_ty(&field.c_type);
+        let dst = self.temp(ty);
+        let kind = if field.c_type.starts_with("__data_loc") {
+            InstKind::LoadContextDataLoc { dst, offset: field.offset }
+        } else if ty == Ty::Str {
+            InstKind::LoadContextStr { dst, offset: field.offset, len: field.size }
+        } else if matches!(field.size, 1 | 2 | 4 | 8) {
+            InstKind::LoadContext { dst, offset: field.offset, size: field.size as u8, signed: field.signed }
+        } else {
+            self.error(Diagnostic::error(
+                "E0305",
+                format!("`${name}` is a {}-byte `{}`, which bpftap cannot read as a value", field.size, field.c_type),
+                span,
+            ));
+            return None;
+        };
+        self.emit(kind, span);
+        Some(dst)
+    }
+
+    fn assign(&mut self, op: AssignOp, target: &Expr, value: &Expr, span: Span) -> Option<Var> {
+        let ExprKind::Ident(name) = &target.kind else {
+            self.error(
+                Diagnostic::error("E0299", "assignment to this target is not supported yet", target.span)
+                    .with_help("bpftap does not compile this construct yet"),
+            );
+            return None;
+        };
+        let place = self.resolve(name)?;
+        match (op, place) {
+            (AssignOp::Assign, Place::Local(v)) => {
+                let val = self.expr(value)?;
+                self.emit(InstKind::Copy { dst: v, src: val }, span);
+                Some(v)
+            }
+            (AssignOp::Assign, Place::Global(g, _)) => {
+                let val = self.expr(value)?;
+                self.emit(InstKind::StoreGlobal { global: g, src: val }, span);
+                Some(val)
+            }
+            (AssignOp::Op(BinaryOp::Add), Place::Global(g, Ty::Long)) => {
+                let val = self.long_expr(value);
+                self.emit(InstKind::AddGlobal { global: g, src: val }, span);
+                let now = self.temp(Ty::Long);
+                self.emit(InstKind::LoadGlobal { dst: now, global: g }, span);
+                Some(now)
+            }
+            (AssignOp::Op(BinaryOp::Sub), Place::Global(g, Ty::Long)) => {
+                let val = self.long_expr(value);
+                let neg = self.temp(Ty::Long);
+                self.emit(InstKind::Unary { op: UnOp::Neg, dst: neg, src: val }, span);
+                self.emit(InstKind::AddGlobal { global: g, src: neg }, span);
+                let now = self.temp(Ty::Long);
+                self.emit(InstKind::LoadGlobal { dst: now, global: g }, span);
+                Some(now)
+            }
+            (AssignOp::Op(op), place) => {
+                let (cur, ty) = match place {
+                    Place::Local(v) => (v, self.func.ty(v)),
+                    Place::Global(g, ty) => {
+                        let v = self.temp(ty);
+                        self.emit(InstKind::LoadGlobal { dst: v, global: g }, span);
+                        (v, ty)
+                    }
+                };
+                let result = self.temp(ty);
+                if op == BinaryOp::Concat {
+                    let r = self.str_expr(value);
+                    self.emit(InstKind::Concat { dst: result, lhs: cur, rhs: r }, span);
+                } else {
+                    let r = self.operand(value);
+                    self.emit(InstKind::Binary { op: bin_op(op), dst: result, lhs: cur, rhs: r }, span);
+                }
+                match place {
+                    Place::Local(v) => self.emit(InstKind::Copy { dst: v, src: result }, span),
+                    Place::Global(g, _) => self.emit(InstKind::StoreGlobal { global: g, src: result }, span),
+                }
+                Some(result)
+            }
+        }
+    }
+
+    fn intern_format(&mut self, text: String, args: Vec<Ty>) -> FmtId {
+        if let Some(id) = self.formats.get(&text) {
+            return *id;
+        }
+        let id = self.program.formats.push(ir::FormatDecl { text: text.clone(), args });
+        self.formats.insert(text, id);
+        id
+    }
+
+    /// A printf-style call: a literal format checked against its arguments.
+    fn format_call(&mut self, name: &str, args: &[Expr], span: Span) -> Option<(FmtId, Vec<Var>)> {
+        let Some((first, rest)) = args.split_first() else {
+            self.error(Diagnostic::error("E0306", format!("`{name}` needs a format string"), span));
+            return None;
+        };
+        let ExprKind::String(text) = &first.kind else {
+            self.error(Diagnostic::error("E0306", format!("the format of `{name}` must be a string literal"), first.span));
+            return None;
+        };
+        let format = match printf::parse_format(text) {
+            Ok(f) => f,
+            Err(err) => {
+                self.error(Diagnostic::error("E0307", format!("bad format string: {}", err.message), first.span));
+                return None;
+            }
+        };
+        let want: Vec<Ty> = format
+            .arg_types()
+            .into_iter()
+            .map(|t| match t {
+                ArgType::Long => Ty::Long,
+                ArgType::String => Ty::Str,
+            })
+            .collect();
+        if want.len() != rest.len() {
+            self.error(
+                Diagnostic::error(
+                    "E0308",
+                    format!("the format wants {} argument(s), {} given", want.len(), rest.len()),
+                    span,
+                )
+                .with_related(first.span, "format here"),
+            );
+            return None;
+        }
+        let mut vars = Vec::new();
+        for (arg, ty) in rest.iter().zip(&want) {
+            let v = self.expr(arg)?;
+            if self.func.ty(v) != *ty {
+                self.error(
+                    Diagnostic::error(
+                        "E0308",
+                        format!("the format wants a {ty} here, this is a {}", self.func.ty(v)),
+                        arg.span,
+                    )
+                    .with_related(first.span, "format here"),
+                );
+                return None;
+            }
+            vars.push(v);
+        }
+        Some((self.intern_format(text.clone(), want), vars))
+    }
+
+    fn call(&mut self, name: &str, args: &[Expr], span: Span) -> Option<Var> {
+        match name {
+            "printf" => {
+                let (fmt, args) = self.format_call(name, args, span)?;
+                self.emit(InstKind::Printf { fmt, args }, span);
+                return None;
+            }
+            "sprintf" => {
+                let (fmt, args) = self.format_call(name, args, span)?;
+                let dst = self.temp(Ty::Str);
+                self.emit(InstKind::Sprintf { dst, fmt, args }, span);
+                return Some(dst);
+            }
+            "print" | "println" | "printd" | "printdln" => {
+                let newline = if name.ends_with("ln") { "\n" } else { "" };
+                let (sep, values) = if name.starts_with("printd") {
+                    let Some((sep, values)) = args.split_first() else {
+                        self.error(Diagnostic::error("E0306", format!("`{name}` needs a delimiter"), span));
+                        return None;
+                    };
+                    let ExprKind::String(sep) = &sep.kind else {
+                        self.error(Diagnostic::error("E0306", "the delimiter must be a string literal", sep.span));
+                        return None;
+                    };
+                    (sep.replace('%', "%%"), values)
+                } else {
+                    (String::new(), args)
+                };
+                let mut text = String::new();
+                let mut vars = Vec::new();
+                let mut tys = Vec::new();
+                for (i, a) in values.iter().enumerate() {
+                    let v = self.expr(a)?;
+                    if i > 0 {
+                        text.push_str(&sep);
+                    }
+                    text.push_str(if self.func.ty(v) == Ty::Str { "%s" } else { "%d" });
+                    tys.push(self.func.ty(v));
+                    vars.push(v);
+                }
+                text.push_str(newline);
+                let fmt = self.intern_format(text, tys);
+                self.emit(InstKind::Printf { fmt, args: vars }, span);
+                return None;
+            }
+            "exit" => {
+                self.emit(InstKind::Exit, span);
+                return None;
+            }
+            _ => {}
+        }
+        if let Some(f) = self.script.functions.get(name) {
+            return self.inline(f, args, span);
+        }
+        let sig = builtins::lookup(name)?;
+        if sig.runs == builtins::Runs::Kernel && !self.kernel {
+            self.error(
+                Diagnostic::error("E0309", format!("`{name}` is not available in a user-space probe"), span)
+                    .with_help("begin, end and timer probes run in bpftap itself, not in a kernel context"),
+            );
+        }
+        let vars: Vec<Var> = args.iter().filter_map(|a| self.expr(a)).collect();
+        let dst = self.temp(sig.ret);
+        let kind = match sig.lowering {
+            Lowering::Builtin(builtin) => InstKind::Call { dst: Some(dst), builtin, args: vars },
+            Lowering::Read { size, signed, space } => InstKind::Read { dst, addr: *vars.first()?, size, signed, space },
+            Lowering::ReadStr(space) => InstKind::ReadStr { dst, addr: *vars.first()?, space },
+        };
+        self.emit(kind, span);
+        Some(dst)
+    }
+
+    fn inline(&mut self, f: &ast::Function, args: &[Expr], span: Span) -> Option<Var> {
+        if self.frames.iter().any(|fr| fr.name.as_deref() == Some(f.name.as_str())) {
+            self.error(
+                Diagnostic::error("E0310", format!("recursive call of `{}`", f.name), span)
+                    .with_help("bpftap inlines functions and cannot compile recursion yet"),
+            );
+            return None;
+        }
+        let ast::FunctionBody::Script(body) = &f.body else {
+            self.error(crate::elaborate::embedded_c(f.span));
+            return None;
+        };
+        let scope = Scope::Function(f.name.clone());
+        let mut locals = HashMap::new();
+        for (p, a) in f.params.iter().zip(args) {
+            let v = self.expr(a)?;
+            // A parameter is a fresh variable: the function may assign to it.
+            let param = self.func.new_var(self.func.ty(v), Some(p.name.clone()));
+            self.emit(InstKind::Copy { dst: param, src: v }, a.span);
+            locals.insert(p.name.clone(), param);
+        }
+        let result = self.types.returns.get(&f.name).cloned().flatten().map(|(ty, _)| self.temp(ty));
+        if let Some(r) = result {
+            let zero = match self.func.ty(r) {
+                Ty::Long => InstKind::Const { dst: r, value: 0 },
+                Ty::Str => InstKind::StrConst { dst: r, value: String::new() },
+            };
+            self.emit(zero, span);
+        }
+        let done = self.func.new_block();
+        self.frames.push(Frame { scope, locals, ret: Some((done, result)), name: Some(f.name.clone()) });
+        let saved_loops = std::mem::take(&mut self.loops);
+        self.block(body);
+        self.loops = saved_loops;
+        self.frames.pop();
+        self.terminate(Terminator::Jump(done));
+        self.switch_to(done);
+        result
+    }
+}
+
+enum Place {
+    Local(Var),
+    Global(GlobalId, Ty),
+}
+
+fn bin_op(op: BinaryOp) -> BinOp {
+    match op {
+        BinaryOp::Add => BinOp::Add,
+        BinaryOp::Sub => BinOp::Sub,
+        BinaryOp::Mul => BinOp::Mul,
+        BinaryOp::Div => BinOp::Div,
+        BinaryOp::Mod => BinOp::Mod,
+        BinaryOp::Shl => BinOp::Shl,
+        BinaryOp::Shr => BinOp::Shr,
+        BinaryOp::BitAnd => BinOp::And,
+        BinaryOp::BitOr => BinOp::Or,
+        BinaryOp::BitXor => BinOp::Xor,
+        BinaryOp::Concat => unreachable!("concatenation is lowered separately"),
+    }
+}
+
+fn cmp_op(op: CompareOp) -> CmpOp {
+    match op {
+        CompareOp::Eq => CmpOp::Eq,
+        CompareOp::Ne => CmpOp::Ne,
+        CompareOp::Lt => CmpOp::Lt,
+        CompareOp::Le => CmpOp::Le,
+        CompareOp::Gt => CmpOp::Gt,
+        CompareOp::Ge => CmpOp::Ge,
+    }
+}
+
+fn parse_number(s: &str) -> Option<i64> {
+    let s = s.trim();
+    let (neg, digits) = match s.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, s),
+    };
+    let n = if let Some(hex) = digits.strip_prefix("0x").or_else(|| digits.strip_prefix("0X")) {
+        i64::from_str_radix(hex, 16).ok()?
+    } else if digits.len() > 1 && digits.starts_with('0') {
+        i64::from_str_radix(&digits[1..], 8).ok()?
+    } else {
+        digits.parse().ok()?
+    };
+    Some(if neg { -n } else { n })
+}

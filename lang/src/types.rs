@@ -1,0 +1,447 @@
+//! Type inference, as stap does it: every variable (global, probe local, function parameter
+//! or local) and every function result is a long or a string, inferred from initializers,
+//! assignments, signatures and uses, across the whole script, to a fixpoint.
+//!
+//! Input: an [`Elaborated`] script. Output: a [`TypeTable`] with the type of every name in
+//! every scope, plus diagnostics: a conflict names both uses; a variable that is read but
+//! never gets a type is reported as unknown.
+//!
+//! Invariant: when no error is returned, [`TypeTable::expr_ty`] gives a type for every
+//! expression `lower` will see, except calls of functions that return nothing.
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::ast::{AssignOp, BinaryOp, Block, Expr, ExprKind, FunctionBody, Stmt, StmtKind, TypeName};
+use crate::builtins;
+use crate::diag::Diagnostic;
+use crate::elaborate::{did_you_mean, walk_exprs, Elaborated};
+use crate::ir::Ty;
+use crate::kernel::TracepointFormat;
+use crate::span::Span;
+
+/// Which set of locals a name is looked up in.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Scope {
+    /// The i-th probe of [`Elaborated::probes`].
+    Probe(usize),
+    /// A function, by name.
+    Function(String),
+}
+
+/// The inferred types. Each entry keeps the span that first fixed it, for conflict messages.
+#[derive(Clone, Debug, Default)]
+pub struct TypeTable {
+    pub globals: BTreeMap<String, (Ty, Span)>,
+    pub locals: HashMap<Scope, BTreeMap<String, (Ty, Span)>>,
+    /// Function results; `None` for functions that return no value.
+    pub returns: BTreeMap<String, Option<(Ty, Span)>>,
+}
+
+pub fn check(script: &Elaborated) -> (TypeTable, Vec<Diagnostic>) {
+    let mut cx = Ctx { script, table: TypeTable::default(), diags: Vec::new(), changed: false, report: false };
+    for g in &script.globals {
+        if let Some(init) = &g.init {
+            let ty = literal_ty(init);
+            if let Some(ty) = ty {
+                cx.table.globals.insert(g.name.clone(), (ty, init.span));
+            }
+        }
+    }
+    for (name, f) in &script.functions {
+        let scope = Scope::Function(name.clone());
+        let locals = cx.table.locals.entry(scope).or_default();
+        for p in &f.params {
+            if let Some(t) = p.ty {
+                locals.insert(p.name.clone(), (to_ty(t), p.span));
+            }
+        }
+        cx.table.returns.insert(name.clone(), f.ret.map(|t| (to_ty(t), f.span)));
+    }
+    // Inference to a fixpoint; the last round (`report`) reports what is still unresolved.
+    for round in 0..32 {
+        cx.changed = false;
+        cx.report = false;
+        cx.round();
+        if !cx.changed || round == 31 {
+            break;
+        }
+    }
+    cx.report = true;
+    cx.round();
+    let mut diags = cx.diags;
+    diags.dedup();
+    (cx.table, diags)
+}
+
+fn to_ty(t: TypeName) -> Ty {
+    match t {
+        TypeName::Long => Ty::Long,
+        TypeName::String => Ty::Str,
+    }
+}
+
+fn literal_ty(e: &Expr) -> Option<Ty> {
+    match &e.kind {
+        ExprKind::Number(_) => Some(Ty::Long),
+        ExprKind::String(_) => Some(Ty::Str),
+        ExprKind::Unary { expr, .. } => literal_ty(expr),
+        _ => None,
+    }
+}
+
+/// The type a tracepoint field reads as: strings for character arrays, longs otherwise.
+pub fn field_ty(c_type: &str) -> Ty {
+    if c_type.contains("char[") || c_type.contains("char [") {
+        Ty::Str
+    } else {
+        Ty::Long
+    }
+}
+
+impl TypeTable {
+    /// Resolves a plain identifier in a scope: a local first, then a global.
+    pub fn var_ty(&self, scope: &Scope, name: &str) -> Option<Ty> {
+        self.locals
+            .get(scope)
+            .and_then(|l| l.get(name))
+            .or_else(|| self.globals.get(name))
+            .map(|(t, _)| *t)
+    }
+
+    pub fn is_local(&self, scope: &Scope, name: &str) -> bool {
+        self.locals.get(scope).is_some_and(|l| l.contains_key(name))
+    }
+
+    /// The type of an expression, given the types inferred so far.
+    pub fn expr_ty(&self, scope: &Scope, format: Option<&TracepointFormat>, e: &Expr) -> Option<Ty> {
+        use ExprKind::*;
+        match &e.kind {
+            Number(_) | ArgCount { as_string: false } => Some(Ty::Long),
+            String(_) | ArgCount { as_string: true } => Some(Ty::Str),
+            ScriptArg { as_string, .. } => Some(if *as_string { Ty::Str } else { Ty::Long }),
+            Ident(n) => self.var_ty(scope, n),
+            TargetVar(n) => format.and_then(|f| f.field(n)).map(|f| field_ty(&f.c_type)),
+            Call { name, .. } => match name.as_str() {
+                "sprintf" => Some(Ty::Str),
+                _ => match builtins::lookup(name) {
+                    Some(sig) if !self.returns.contains_key(name) => Some(sig.ret),
+                    _ => self.returns.get(name).cloned().flatten().map(|(t, _)| t),
+                },
+            },
+            Binary { op: BinaryOp::Concat, .. } => Some(Ty::Str),
+            Binary { .. } | Unary { .. } | Logical { .. } | Compare { .. } | Regex { .. } | IncDec { .. } | In { .. } => {
+                Some(Ty::Long)
+            }
+            Stat { .. } => Some(Ty::Long),
+            Ternary { then, els, .. } => self.expr_ty(scope, format, then).or_else(|| self.expr_ty(scope, format, els)),
+            Assign { op: AssignOp::Op(BinaryOp::Concat), .. } => Some(Ty::Str),
+            Assign { op: AssignOp::Op(_), .. } => Some(Ty::Long),
+            Assign { value, .. } => self.expr_ty(scope, format, value),
+            Entry(x) => self.expr_ty(scope, format, x),
+            Defined(_) => Some(Ty::Long),
+            _ => None,
+        }
+    }
+}
+
+struct Ctx<'a> {
+    script: &'a Elaborated,
+    table: TypeTable,
+    diags: Vec<Diagnostic>,
+    changed: bool,
+    /// Set on the final round: report what is still unknown.
+    report: bool,
+}
+
+impl<'a> Ctx<'a> {
+    fn round(&mut self) {
+        for (i, p) in self.script.probes.iter().enumerate() {
+            self.block(&Scope::Probe(i), p.format.as_ref(), &p.body);
+        }
+        for (name, f) in &self.script.functions {
+            if let FunctionBody::Script(body) = &f.body {
+                self.block(&Scope::Function(name.clone()), None, body);
+            }
+        }
+    }
+
+    fn block(&mut self, scope: &Scope, format: Option<&TracepointFormat>, b: &Block) {
+        for s in &b.stmts {
+            self.stmt(scope, format, s);
+        }
+        // Every expression, nested ones included, for calls and reads.
+        let mut exprs = Vec::new();
+        walk_exprs(b, &mut |e| exprs.push(e));
+        for e in exprs {
+            self.expr(scope, format, e);
+        }
+    }
+
+    fn stmt(&mut self, scope: &Scope, format: Option<&TracepointFormat>, s: &Stmt) {
+        match &s.kind {
+            StmtKind::Return(Some(e)) => {
+                if let Scope::Function(name) = scope {
+                    if let Some(t) = self.table.expr_ty(scope, format, e) {
+                        self.unify_return(name, t, e.span);
+                    }
+                } else if self.report {
+                    self.diags.push(Diagnostic::error("E0205", "`return` with a value outside a function", s.span));
+                }
+            }
+            StmtKind::Foreach(fe) => {
+                if self.report {
+                    self.diags.push(unsupported("`foreach`", fe.array.span));
+                }
+            }
+            StmtKind::Block(b) => self.block_stmts(scope, format, b),
+            StmtKind::If { then, els, .. } => {
+                self.stmt(scope, format, then);
+                if let Some(e) = els {
+                    self.stmt(scope, format, e);
+                }
+            }
+            StmtKind::While { body, .. } | StmtKind::For { body, .. } => self.stmt(scope, format, body),
+            StmtKind::Try { body, catch, .. } => {
+                self.block_stmts(scope, format, body);
+                self.block_stmts(scope, format, catch);
+            }
+            _ => {}
+        }
+    }
+
+    fn block_stmts(&mut self, scope: &Scope, format: Option<&TracepointFormat>, b: &Block) {
+        for s in &b.stmts {
+            self.stmt(scope, format, s);
+        }
+    }
+
+    fn expr(&mut self, scope: &Scope, format: Option<&TracepointFormat>, e: &Expr) {
+        use ExprKind::*;
+        match &e.kind {
+            Assign { op, target, value } => {
+                let t = match op {
+                    AssignOp::Assign => self.table.expr_ty(scope, format, value),
+                    AssignOp::Op(BinaryOp::Concat) => Some(Ty::Str),
+                    AssignOp::Op(_) => Some(Ty::Long),
+                };
+                self.assign_target(scope, target, t, value.span);
+            }
+            IncDec { target, .. } => self.assign_target(scope, target, Some(Ty::Long), e.span),
+            Ident(name) => {
+                if self.report && self.table.var_ty(scope, name).is_none() {
+                    let mut names: Vec<&str> = self.table.globals.keys().map(|s| s.as_str()).collect();
+                    if let Some(l) = self.table.locals.get(scope) {
+                        names.extend(l.keys().map(|s| s.as_str()));
+                    }
+                    let mut d = Diagnostic::error("E0201", format!("unknown variable `{name}`"), e.span)
+                        .with_label("never assigned, so its type is unknown");
+                    if let Some(s) = did_you_mean(name, names) {
+                        d = d.with_help(format!("did you mean `{s}`?"));
+                    }
+                    self.diags.push(d);
+                }
+            }
+            TargetVar(name) => {
+                if self.report && format.and_then(|f| f.field(name)).is_none() {
+                    let fields: Vec<&str> =
+                        format.map(|f| f.fields.iter().map(|x| x.name.as_str()).collect()).unwrap_or_default();
+                    let mut d = Diagnostic::error("E0202", format!("unknown target variable `${name}`"), e.span)
+                        .with_label("not a field of this probe's context");
+                    if !fields.is_empty() {
+                        d = d.with_help(format!("this probe has ${}", fields.join(", $")));
+                    }
+                    self.diags.push(d);
+                }
+            }
+            Call { name, args } => self.call(scope, format, e, name, args),
+            Binary { op: BinaryOp::Concat, lhs, rhs } => {
+                self.want(scope, format, lhs, Ty::Str, "`.` concatenates strings");
+                self.want(scope, format, rhs, Ty::Str, "`.` concatenates strings");
+            }
+            Binary { lhs, rhs, op } => {
+                let what = format!("`{op:?}` works on longs");
+                self.want(scope, format, lhs, Ty::Long, &what);
+                self.want(scope, format, rhs, Ty::Long, &what);
+            }
+            Compare { lhs, rhs, .. } => {
+                if let (Some(a), Some(b)) =
+                    (self.table.expr_ty(scope, format, lhs), self.table.expr_ty(scope, format, rhs))
+                {
+                    if a != b && self.report {
+                        self.diags.push(
+                            Diagnostic::error("E0203", format!("cannot compare a {a} with a {b}"), e.span)
+                                .with_related(lhs.span, format!("this is a {a}"))
+                                .with_related(rhs.span, format!("this is a {b}")),
+                        );
+                    }
+                }
+            }
+            Index { .. } | In { .. } | Aggregate { .. } | Stat { .. } | Hist { .. } => {
+                if self.report {
+                    self.diags.push(unsupported("arrays and statistics", e.span));
+                }
+            }
+            Member { .. } | AddressOf(_) | Deref(_) | Cast { .. } | AtVar(_) | Const(_) | Entry(_) | Regex { .. } => {
+                if self.report {
+                    self.diags.push(unsupported("this expression", e.span));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn want(&mut self, scope: &Scope, format: Option<&TracepointFormat>, e: &Expr, want: Ty, why: &str) {
+        if let ExprKind::Ident(name) = &e.kind {
+            // An untyped local used as an operand takes the operand's type.
+            if self.table.var_ty(scope, name).is_none() && !self.table.globals.contains_key(name) {
+                self.set_var(scope, name, want, e.span);
+                return;
+            }
+        }
+        if let Some(t) = self.table.expr_ty(scope, format, e) {
+            if t != want && self.report {
+                self.diags.push(
+                    Diagnostic::error("E0203", format!("type mismatch: expected a {want}, found a {t}"), e.span)
+                        .with_label(format!("this is a {t}"))
+                        .with_help(why.to_string()),
+                );
+            }
+        }
+    }
+
+    fn call(&mut self, scope: &Scope, format: Option<&TracepointFormat>, e: &Expr, name: &str, args: &[Expr]) {
+        if builtins::SPECIAL.contains(&name) {
+            return;
+        }
+        if let Some(f) = self.script.functions.get(name) {
+            let fscope = Scope::Function(name.to_string());
+            if args.len() != f.params.len() {
+                if self.report {
+                    self.diags.push(Diagnostic::error(
+                        "E0204",
+                        format!("`{name}` takes {} argument(s), {} given", f.params.len(), args.len()),
+                        e.span,
+                    ));
+                }
+                return;
+            }
+            for (p, a) in f.params.iter().zip(args) {
+                let pt = self.table.var_ty(&fscope, &p.name).filter(|_| self.table.is_local(&fscope, &p.name));
+                match (pt, self.table.expr_ty(scope, format, a)) {
+                    (None, Some(t)) => self.set_var(&fscope, &p.name, t, p.span),
+                    (Some(pt), None) => self.want(scope, format, a, pt, "the function's parameter has this type"),
+                    (Some(pt), Some(at)) if pt != at && self.report => self.diags.push(
+                        Diagnostic::error("E0203", format!("type mismatch: `{}` of `{name}` is a {pt}, given a {at}", p.name), a.span)
+                            .with_related(p.span, "parameter declared here"),
+                    ),
+                    _ => {}
+                }
+            }
+            return;
+        }
+        if let Some(sig) = builtins::lookup(name) {
+            if args.len() != sig.params.len() {
+                if self.report {
+                    self.diags.push(Diagnostic::error(
+                        "E0204",
+                        format!("`{name}` takes {} argument(s), {} given", sig.params.len(), args.len()),
+                        e.span,
+                    ));
+                }
+                return;
+            }
+            for (p, a) in sig.params.iter().zip(args) {
+                self.want(scope, format, a, *p, "the function's parameter has this type");
+            }
+            return;
+        }
+        if self.report {
+            let names = builtins::BUILTINS
+                .iter()
+                .map(|s| s.name)
+                .chain(builtins::SPECIAL.iter().copied())
+                .chain(self.script.functions.keys().map(|s| s.as_str()));
+            let mut d = Diagnostic::error("E0206", format!("unknown function `{name}`"), e.span);
+            if let Some(s) = did_you_mean(name, names) {
+                d = d.with_help(format!("did you mean `{s}`?"));
+            }
+            self.diags.push(d);
+        }
+    }
+
+    fn assign_target(&mut self, scope: &Scope, target: &Expr, t: Option<Ty>, span: Span) {
+        match &target.kind {
+            ExprKind::Ident(name) => {
+                if let Some(t) = t {
+                    self.set_var(scope, name, t, span);
+                }
+            }
+            ExprKind::TargetVar(_) => {
+                if self.report {
+                    self.diags.push(Diagnostic::error("E0207", "target variables are read-only", target.span));
+                }
+            }
+            ExprKind::Index { .. } => {}
+            _ => {
+                if self.report {
+                    self.diags.push(Diagnostic::error("E0208", "cannot assign to this expression", target.span));
+                }
+            }
+        }
+    }
+
+    fn set_var(&mut self, scope: &Scope, name: &str, t: Ty, span: Span) {
+        let is_global = self.script.globals.iter().any(|g| g.name == name)
+            && !self.table.is_local(scope, name)
+            && !self.is_param(scope, name);
+        let entry = if is_global {
+            &mut self.table.globals
+        } else {
+            self.table.locals.entry(scope.clone()).or_default()
+        };
+        match entry.get(name) {
+            None => {
+                entry.insert(name.to_string(), (t, span));
+                self.changed = true;
+            }
+            Some((old, first)) if *old != t => {
+                if self.report {
+                    let first = *first;
+                    let old = *old;
+                    self.diags.push(
+                        Diagnostic::error("E0203", format!("type mismatch: `{name}` is a {old} and a {t}"), span)
+                            .with_label(format!("a {t} here"))
+                            .with_related(first, format!("a {old} here")),
+                    );
+                }
+            }
+            Some(_) => {}
+        }
+    }
+
+    fn is_param(&self, scope: &Scope, name: &str) -> bool {
+        match scope {
+            Scope::Function(f) => self.script.functions.get(f).is_some_and(|f| f.params.iter().any(|p| p.name == name)),
+            Scope::Probe(_) => false,
+        }
+    }
+
+    fn unify_return(&mut self, name: &str, t: Ty, span: Span) {
+        match self.table.returns.get(name).cloned().flatten() {
+            None => {
+                self.table.returns.insert(name.to_string(), Some((t, span)));
+                self.changed = true;
+            }
+            Some((old, first)) if old != t && self.report => self.diags.push(
+                Diagnostic::error("E0203", format!("type mismatch: `{name}` returns a {old} and a {t}"), span)
+                    .with_related(first, format!("a {old} here")),
+            ),
+            Some(_) => {}
+        }
+    }
+}
+
+fn unsupported(what: &str, span: Span) -> Diagnostic {
+    Diagnostic::error("E0299", format!("{what} are not supported yet"), span)
+        .with_help("bpftap does not compile this construct yet")
+}
