@@ -1,0 +1,122 @@
+//! The driver of this crate: an [`ir::Program`] to a [`CompiledScript`].
+//!
+//! Kernel handlers become BPF programs in one object, sharing three maps: the ring buffer
+//! for output, the globals array and the per-CPU scratch area. User-space handlers are kept
+//! as IR for the runtime's interpreter.
+
+use lang::ir::{Program, Target};
+use lang::span::Span;
+
+use crate::disasm;
+use crate::emit::{self, EmitError, MapIndexes, Rodata};
+use crate::layout::{self, GlobalsLayout};
+use crate::object::{map_type, MapDef, ObjectSpec, ProgramSpec};
+
+/// Size of the output ring buffer in bytes (a power of two, a multiple of the page size).
+pub const RINGBUF_BYTES: u32 = 1 << 22;
+
+/// A script ready to load.
+#[derive(Clone, Debug)]
+pub struct CompiledScript {
+    pub program: Program,
+    pub object: ObjectSpec,
+    /// One per kernel handler, in the order of `object.programs`.
+    pub kernel_probes: Vec<KernelProbe>,
+    pub globals: GlobalsLayout,
+    pub maps: MapIndexes,
+}
+
+#[derive(Clone, Debug)]
+pub struct KernelProbe {
+    /// The program's symbol name in the object.
+    pub name: String,
+    /// Index of the handler in `program.handlers`.
+    pub handler: usize,
+    pub target: Target,
+    /// `(first instruction, script span)` per IR instruction.
+    pub spans: Vec<(usize, Span)>,
+}
+
+pub fn compile(program: Program) -> Result<CompiledScript, EmitError> {
+    let globals = layout::globals_layout(&program);
+    let maps = MapIndexes { ringbuf: 0, globals: 1, scratch: 2 };
+    let mut rodata = Rodata::default();
+    let mut programs = Vec::new();
+    let mut kernel_probes = Vec::new();
+    let mut scratch_size = 8;
+    for (i, handler) in program.handlers.iter().enumerate() {
+        let section = match &handler.target {
+            t if t.is_user_space() => continue,
+            Target::Tracepoint { group, event, .. } => format!("tracepoint/{group}/{event}"),
+            _ => unreachable!("user-space targets are skipped above"),
+        };
+        let emitted = emit::emit_handler(&program, &handler.func, handler.span, &globals, maps, &mut rodata)?;
+        scratch_size = scratch_size.max(emitted.scratch_size);
+        let name = format!("probe{i}");
+        programs.push(ProgramSpec { name: name.clone(), section, insns: emitted.insns, relocs: emitted.relocs });
+        kernel_probes.push(KernelProbe { name, handler: i, target: handler.target.clone(), spans: emitted.spans });
+    }
+    let map_defs = vec![
+        MapDef {
+            name: "bpftap_output".into(),
+            map_type: map_type::RINGBUF,
+            key_size: 0,
+            value_size: 0,
+            max_entries: RINGBUF_BYTES,
+            flags: 0,
+        },
+        MapDef {
+            name: "bpftap_globals".into(),
+            map_type: map_type::ARRAY,
+            key_size: 4,
+            value_size: globals.size,
+            max_entries: 1,
+            flags: 0,
+        },
+        MapDef {
+            name: "bpftap_scratch".into(),
+            map_type: map_type::PERCPU_ARRAY,
+            key_size: 4,
+            value_size: scratch_size,
+            max_entries: 1,
+            flags: 0,
+        },
+    ];
+    let object = ObjectSpec { programs, maps: map_defs, rodata: rodata.bytes, license: "GPL".into() };
+    Ok(CompiledScript { program, object, kernel_probes, globals, maps })
+}
+
+impl CompiledScript {
+    /// The `-p4` listing: per kernel probe, its disassembly with the script lines that
+    /// produced each run of instructions.
+    pub fn listing(&self, sources: &lang::span::SourceMap) -> String {
+        let map_names: Vec<&str> = self.object.maps.iter().map(|m| m.name.as_str()).collect();
+        let mut out = String::new();
+        for (probe, spec) in self.kernel_probes.iter().zip(&self.object.programs) {
+            let handler = &self.program.handlers[probe.handler];
+            out.push_str(&format!("# probe {} ({} instructions)\n", handler.point, spec.insns.len()));
+            let text = disasm::disasm(&spec.insns, &map_names);
+            let mut marks = probe.spans.iter().peekable();
+            let mut last_line = None;
+            for (k, line) in text.lines().enumerate() {
+                while let Some((at, span)) = marks.peek() {
+                    if *at > k {
+                        break;
+                    }
+                    let (l, _) = sources.line_col(*span);
+                    let key = (span.file, l);
+                    if last_line != Some(key) && *span != Span::default() {
+                        let src = sources.file(span.file).text.lines().nth(l - 1).unwrap_or("").trim();
+                        out.push_str(&format!("    ; {src}  [{}:{l}]\n", sources.file(span.file).name));
+                        last_line = Some(key);
+                    }
+                    marks.next();
+                }
+                out.push_str(line);
+                out.push('\n');
+            }
+            out.push('\n');
+        }
+        out
+    }
+}

@@ -1,0 +1,873 @@
+//! Emission: one kernel handler's IR to BPF instructions.
+//!
+//! Input: an [`ir::Function`] whose variables have homes from [`crate::regalloc`]. Output:
+//! instructions with map/rodata relocations and, per instruction, the script span it came
+//! from (for `-p4` and for mapping verifier errors back to the script).
+//!
+//! Register conventions, fixed for the whole program:
+//! - `r6` holds the context pointer, `r7` the per-CPU scratch area, `r8` the globals value;
+//!   they are callee-saved, so helper calls do not disturb them;
+//! - `r0`..`r5` are per-instruction temporaries: each IR instruction loads its operands from
+//!   their homes, computes, and stores its result, so nothing is live in them across
+//!   IR instructions.
+//!
+//! Stack, below `r10`: `-8` a zero `u32` key for map lookups, `-16` a read buffer,
+//! then the long variables' slots.
+//!
+//! Invariant: every memory access has a constant offset within its region, or a variable
+//! offset the verifier can bound, so a program that emits is one the verifier accepts.
+
+use std::collections::HashMap;
+
+use lang::builtins::Builtin;
+use lang::ir::{AddrSpace, BinOp, Block, CmpOp, FmtId, Function, InstKind, Operand, Program, Terminator, Ty, UnOp, Var};
+use lang::span::Span;
+
+use crate::insn::{self, AluOp, Helper, Insn, JmpOp, Reg, Size};
+use crate::layout::{self, GlobalsLayout, GLOBAL_BOOT_OFFSET, GLOBAL_TARGET};
+use crate::object::{Reloc, RelocTarget};
+use crate::regalloc::{self, Allocation, Home};
+
+/// Indexes of the maps every program may use, in the object's map list.
+#[derive(Clone, Copy, Debug)]
+pub struct MapIndexes {
+    pub ringbuf: usize,
+    pub globals: usize,
+    pub scratch: usize,
+}
+
+/// Read-only data shared by all programs: strings for `bpf_snprintf`, interned.
+#[derive(Debug, Default)]
+pub struct Rodata {
+    pub bytes: Vec<u8>,
+    interned: HashMap<String, u32>,
+}
+
+impl Rodata {
+    pub fn intern(&mut self, s: &str) -> u32 {
+        if let Some(off) = self.interned.get(s) {
+            return *off;
+        }
+        let off = self.bytes.len() as u32;
+        self.bytes.extend_from_slice(s.as_bytes());
+        self.bytes.push(0);
+        while self.bytes.len() % 8 != 0 {
+            self.bytes.push(0);
+        }
+        self.interned.insert(s.to_string(), off);
+        off
+    }
+}
+
+/// The emitted code of one handler.
+#[derive(Clone, Debug)]
+pub struct Emitted {
+    pub insns: Vec<Insn>,
+    pub relocs: Vec<Reloc>,
+    /// `(first instruction, span)` for each IR instruction, in order.
+    pub spans: Vec<(usize, Span)>,
+    /// Bytes of scratch area this program needs.
+    pub scratch_size: u32,
+}
+
+/// Why a handler could not be emitted.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum EmitError {
+    #[error("{what} is not supported in a kernel probe yet")]
+    Unsupported { what: String, span: Span },
+    #[error("the probe needs {live_longs} long variables live at once, more than the 512-byte BPF stack holds")]
+    StackFull { live_longs: usize, span: Span },
+    #[error("a jump is too far for a BPF instruction")]
+    JumpTooFar { span: Span },
+}
+
+const KEY_ZERO: i16 = -8;
+const READ_BUF: i16 = -16;
+const STACK_BASE: i16 = -16;
+/// Stack bytes for long variables: all of the 512 but our own 16 and some room for helpers.
+const STACK_LIMIT: u32 = 512 - 16;
+/// Maximum arguments of `bpf_snprintf`.
+const SNPRINTF_MAX_ARGS: u32 = 12;
+
+const CTX: Reg = Reg::R6;
+const SCRATCH: Reg = Reg::R7;
+const GLOBALS: Reg = Reg::R8;
+
+/// A jump target within the program being emitted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct Label(u32);
+
+pub fn emit_handler(
+    program: &Program,
+    func: &Function,
+    span: Span,
+    globals: &GlobalsLayout,
+    maps: MapIndexes,
+    rodata: &mut Rodata,
+) -> Result<Emitted, EmitError> {
+    let cap = program.string_capacity;
+    let slot_size = layout::value_size(Ty::Str, cap);
+    let order: Vec<Block> = func.blocks.keys().collect();
+    let alloc = regalloc::allocate(func, &order, STACK_BASE, STACK_LIMIT, slot_size)
+        .map_err(|regalloc::AllocError::StackFull { live_longs }| EmitError::StackFull { live_longs, span })?;
+    let max_record = program
+        .formats
+        .values()
+        .map(|f| layout::record_layout(f, cap).size)
+        .max()
+        .unwrap_or(0)
+        .max(layout::RECORD_HEADER)
+        .max(slot_size);
+    // Scratch: string slots, one slot of slack (see `concat`), the record buffer, the
+    // snprintf argument array, and a 16-byte buffer for addresses.
+    let record_off = alloc.scratch_bytes + slot_size;
+    let args_off = record_off + max_record.div_ceil(8) * 8;
+    let tmp_off = args_off + SNPRINTF_MAX_ARGS * 8;
+    let scratch_size = tmp_off + 16;
+    let mut e = Emitter {
+        program,
+        func,
+        alloc: &alloc,
+        globals,
+        maps,
+        rodata,
+        cap,
+        record_off,
+        args_off,
+        tmp_off,
+        insns: Vec::new(),
+        relocs: Vec::new(),
+        spans: Vec::new(),
+        labels: HashMap::new(),
+        fixups: Vec::new(),
+        next_label: func.blocks.len() as u32 + 1,
+        span,
+    };
+    e.prologue();
+    for (k, &b) in order.iter().enumerate() {
+        e.bind(Label(b.as_u32()));
+        for inst in &func.blocks[b].insts {
+            e.span = inst.span;
+            e.spans.push((e.insns.len(), inst.span));
+            e.inst(&inst.kind)?;
+        }
+        match &func.blocks[b].term {
+            Terminator::Jump(t) => {
+                if order.get(k + 1) != Some(t) {
+                    e.jump(Label(t.as_u32()));
+                }
+            }
+            Terminator::Branch { cond, then, els } => {
+                e.load(Reg::R0, *cond);
+                e.jump_if_imm(JmpOp::Ne, Reg::R0, 0, Label(then.as_u32()));
+                if order.get(k + 1) != Some(els) {
+                    e.jump(Label(els.as_u32()));
+                }
+            }
+            Terminator::Return => e.jump(EXIT_LABEL),
+        }
+    }
+    e.bind(EXIT_LABEL);
+    e.push(insn::mov64_imm(Reg::R0, 0));
+    e.push(insn::exit());
+    e.resolve_jumps()?;
+    Ok(Emitted { insns: e.insns, relocs: e.relocs, spans: e.spans, scratch_size })
+}
+
+/// The label of the common exit; block labels are the block numbers.
+const EXIT_LABEL: Label = Label(u32::MAX);
+
+struct Emitter<'a> {
+    program: &'a Program,
+    func: &'a Function,
+    alloc: &'a Allocation,
+    globals: &'a GlobalsLayout,
+    maps: MapIndexes,
+    rodata: &'a mut Rodata,
+    cap: u32,
+    record_off: u32,
+    args_off: u32,
+    tmp_off: u32,
+    insns: Vec<Insn>,
+    relocs: Vec<Reloc>,
+    spans: Vec<(usize, Span)>,
+    labels: HashMap<Label, usize>,
+    fixups: Vec<(usize, Label)>,
+    next_label: u32,
+    span: Span,
+}
+
+impl Emitter<'_> {
+    fn push(&mut self, i: Insn) {
+        self.insns.push(i);
+    }
+
+    fn push2(&mut self, pair: [Insn; 2]) {
+        self.insns.extend(pair);
+    }
+
+    fn new_label(&mut self) -> Label {
+        self.next_label += 1;
+        Label(self.next_label)
+    }
+
+    fn bind(&mut self, l: Label) {
+        self.labels.insert(l, self.insns.len());
+    }
+
+    fn jump(&mut self, l: Label) {
+        self.fixups.push((self.insns.len(), l));
+        self.push(insn::ja(0));
+    }
+
+    fn jump_if_imm(&mut self, op: JmpOp, r: Reg, imm: i32, l: Label) {
+        self.fixups.push((self.insns.len(), l));
+        self.push(insn::jmp_imm(op, r, imm, 0));
+    }
+
+    fn jump_if_reg(&mut self, op: JmpOp, a: Reg, b: Reg, l: Label) {
+        self.fixups.push((self.insns.len(), l));
+        self.push(insn::jmp_reg(op, a, b, 0));
+    }
+
+    fn resolve_jumps(&mut self) -> Result<(), EmitError> {
+        for &(at, label) in &self.fixups {
+            let target = self.labels[&label] as i64;
+            let off = target - (at as i64 + 1);
+            self.insns[at].off = i16::try_from(off).map_err(|_| EmitError::JumpTooFar { span: self.span })?;
+        }
+        Ok(())
+    }
+
+    fn map_ptr(&mut self, dst: Reg, map: usize) {
+        self.relocs.push(Reloc { insn_index: self.insns.len(), target: RelocTarget::Map(map) });
+        self.push2(insn::ld_map_fd(dst, 0));
+    }
+
+    fn rodata_ptr(&mut self, dst: Reg, s: &str) {
+        let off = self.rodata.intern(s);
+        self.relocs.push(Reloc { insn_index: self.insns.len(), target: RelocTarget::Rodata(off) });
+        self.push2(insn::ld_imm64_pseudo(dst, insn::pseudo::MAP_VALUE, 0, off as i32));
+    }
+
+    fn uses_scratch(&self) -> bool {
+        // Records, strings and snprintf all live in the scratch area.
+        self.func.blocks.values().flat_map(|b| &b.insts).any(|i| {
+            matches!(
+                i.kind,
+                InstKind::Printf { .. } | InstKind::Sprintf { .. } | InstKind::Exit | InstKind::Call { .. }
+            ) || i.kind.def().is_some_and(|d| self.func.ty(d) == Ty::Str)
+        })
+    }
+
+    fn uses_globals(&self) -> bool {
+        self.func.blocks.values().flat_map(|b| &b.insts).any(|i| {
+            matches!(
+                i.kind,
+                InstKind::LoadGlobal { .. }
+                    | InstKind::StoreGlobal { .. }
+                    | InstKind::AddGlobal { .. }
+                    | InstKind::Call {
+                        builtin: Builtin::Target
+                            | Builtin::GettimeofdayS
+                            | Builtin::GettimeofdayMs
+                            | Builtin::GettimeofdayUs
+                            | Builtin::GettimeofdayNs,
+                        ..
+                    }
+            )
+        })
+    }
+
+    fn prologue(&mut self) {
+        self.push(insn::mov64_reg(CTX, Reg::R1));
+        let (scratch, globals) = (self.uses_scratch(), self.uses_globals());
+        if scratch || globals {
+            self.push(insn::st_imm(Size::W, Reg::R10, KEY_ZERO, 0));
+        }
+        for (needed, map, reg) in [(scratch, self.maps.scratch, SCRATCH), (globals, self.maps.globals, GLOBALS)] {
+            if !needed {
+                continue;
+            }
+            self.map_ptr(Reg::R1, map);
+            self.push(insn::mov64_reg(Reg::R2, Reg::R10));
+            self.push(insn::alu64_imm(AluOp::Add, Reg::R2, KEY_ZERO as i32));
+            self.push(insn::call(Helper::MapLookupElem));
+            self.jump_if_imm(JmpOp::Eq, Reg::R0, 0, EXIT_LABEL);
+            self.push(insn::mov64_reg(reg, Reg::R0));
+        }
+    }
+
+    fn stack(&self, v: Var) -> i16 {
+        match self.alloc.homes[v] {
+            Home::Stack(off) => off,
+            other => panic!("{v} is a long but lives in {other:?}"),
+        }
+    }
+
+    fn scratch(&self, v: Var) -> u32 {
+        match self.alloc.homes[v] {
+            Home::Scratch(off) => off,
+            other => panic!("{v} is a string but lives in {other:?}"),
+        }
+    }
+
+    fn load(&mut self, r: Reg, v: Var) {
+        let off = self.stack(v);
+        self.push(insn::ldx(Size::DW, r, Reg::R10, off));
+    }
+
+    fn store(&mut self, v: Var, r: Reg) {
+        let off = self.stack(v);
+        self.push(insn::stx(Size::DW, Reg::R10, r, off));
+    }
+
+    fn load_operand(&mut self, r: Reg, o: Operand) {
+        match o {
+            Operand::Var(v) => self.load(r, v),
+            Operand::Imm(i) => self.load_imm(r, i),
+        }
+    }
+
+    fn load_imm(&mut self, r: Reg, value: i64) {
+        match i32::try_from(value) {
+            Ok(i) => self.push(insn::mov64_imm(r, i)),
+            Err(_) => self.push2(insn::ld_imm64(r, value as u64)),
+        }
+    }
+
+    /// `r = &scratch[off]`.
+    fn scratch_addr(&mut self, r: Reg, off: u32) {
+        self.push(insn::mov64_reg(r, SCRATCH));
+        if off != 0 {
+            self.push(insn::alu64_imm(AluOp::Add, r, off as i32));
+        }
+    }
+
+    fn str_addr(&mut self, r: Reg, v: Var) {
+        let off = self.scratch(v);
+        self.scratch_addr(r, off);
+    }
+
+    fn unsupported(&self, what: &str) -> EmitError {
+        EmitError::Unsupported { what: what.to_string(), span: self.span }
+    }
+
+    fn inst(&mut self, kind: &InstKind) -> Result<(), EmitError> {
+        match kind {
+            InstKind::Const { dst, value } => {
+                self.load_imm(Reg::R0, *value);
+                self.store(*dst, Reg::R0);
+            }
+            InstKind::StrConst { dst, value } => self.str_const(*dst, value),
+            InstKind::Copy { dst, src } => match self.func.ty(*dst) {
+                Ty::Long => {
+                    self.load(Reg::R0, *src);
+                    self.store(*dst, Reg::R0);
+                }
+                Ty::Str => {
+                    if self.scratch(*dst) != self.scratch(*src) {
+                        let off = self.scratch(*dst);
+                        self.str_addr(Reg::R3, *src);
+                        self.copy_str(off, self.cap);
+                    }
+                }
+            },
+            InstKind::Unary { op, dst, src } => {
+                self.load(Reg::R0, *src);
+                match op {
+                    UnOp::Neg => self.push(insn::neg64(Reg::R0)),
+                    UnOp::BitNot => self.push(insn::alu64_imm(AluOp::Xor, Reg::R0, -1)),
+                    UnOp::Not => {
+                        self.push(insn::mov64_reg(Reg::R1, Reg::R0));
+                        self.push(insn::mov64_imm(Reg::R0, 1));
+                        self.push(insn::jmp_imm(JmpOp::Eq, Reg::R1, 0, 1));
+                        self.push(insn::mov64_imm(Reg::R0, 0));
+                    }
+                }
+                self.store(*dst, Reg::R0);
+            }
+            InstKind::Binary { op, dst, lhs, rhs } => {
+                self.load(Reg::R0, *lhs);
+                self.load_operand(Reg::R1, *rhs);
+                self.binary(*op);
+                self.store(*dst, Reg::R0);
+            }
+            InstKind::Compare { op, dst, lhs, rhs } => {
+                self.load(Reg::R1, *lhs);
+                self.load_operand(Reg::R2, *rhs);
+                self.push(insn::mov64_imm(Reg::R0, 1));
+                self.push(insn::jmp_reg(signed_jmp(*op), Reg::R1, Reg::R2, 1));
+                self.push(insn::mov64_imm(Reg::R0, 0));
+                self.store(*dst, Reg::R0);
+            }
+            InstKind::StrCompare { op, dst, lhs, rhs } => self.str_compare(*op, *dst, *lhs, *rhs),
+            InstKind::Concat { dst, lhs, rhs } => self.concat(*dst, *lhs, *rhs),
+            InstKind::LoadContext { dst, offset, size, signed } => {
+                self.push(insn::ldx(size_of(*size), Reg::R0, CTX, *offset as i16));
+                if *signed && *size < 8 {
+                    self.sign_extend(Reg::R0, *size);
+                }
+                self.store(*dst, Reg::R0);
+            }
+            InstKind::LoadContextDataLoc { dst, offset } => {
+                // The u32 at `offset` holds (length << 16 | offset within the record).
+                let off = self.scratch(*dst);
+                self.push(insn::ldx(Size::W, Reg::R3, CTX, *offset as i16));
+                self.push(insn::alu64_imm(AluOp::And, Reg::R3, 0xffff));
+                self.push(insn::alu64_reg(AluOp::Add, Reg::R3, CTX));
+                self.scratch_addr(Reg::R1, off);
+                self.push(insn::mov64_imm(Reg::R2, self.cap as i32));
+                self.push(insn::call(Helper::ProbeReadKernelStr));
+            }
+            InstKind::LoadContextStr { dst, offset, len } => {
+                let n = (*len).min(self.cap - 1);
+                let off = self.scratch(*dst);
+                self.scratch_addr(Reg::R1, off);
+                self.push(insn::mov64_imm(Reg::R2, n as i32));
+                self.push(insn::mov64_reg(Reg::R3, CTX));
+                self.push(insn::alu64_imm(AluOp::Add, Reg::R3, *offset as i32));
+                self.push(insn::call(Helper::ProbeReadKernel));
+                self.push(insn::st_imm(Size::B, SCRATCH, (off + n) as i16, 0));
+            }
+            InstKind::Read { dst, addr, size, signed, space } => {
+                self.push(insn::st_imm(Size::DW, Reg::R10, READ_BUF, 0));
+                self.push(insn::mov64_reg(Reg::R1, Reg::R10));
+                self.push(insn::alu64_imm(AluOp::Add, Reg::R1, READ_BUF as i32));
+                self.push(insn::mov64_imm(Reg::R2, *size as i32));
+                self.load(Reg::R3, *addr);
+                self.push(insn::call(read_helper(*space)));
+                self.push(insn::ldx(size_of(*size), Reg::R0, Reg::R10, READ_BUF));
+                if *signed && *size < 8 {
+                    self.sign_extend(Reg::R0, *size);
+                }
+                self.store(*dst, Reg::R0);
+            }
+            InstKind::ReadStr { dst, addr, space } => {
+                let off = self.scratch(*dst);
+                self.scratch_addr(Reg::R1, off);
+                self.push(insn::mov64_imm(Reg::R2, self.cap as i32));
+                self.load(Reg::R3, *addr);
+                let helper = match space {
+                    AddrSpace::User => Helper::ProbeReadUserStr,
+                    AddrSpace::Kernel => Helper::ProbeReadKernelStr,
+                };
+                self.push(insn::call(helper));
+                // On a fault the buffer is undefined: make it "".
+                self.push(insn::jmp_imm(JmpOp::Sgt, Reg::R0, 0, 1));
+                self.push(insn::st_imm(Size::B, SCRATCH, off as i16, 0));
+            }
+            InstKind::Call { dst, builtin, args } => self.call(*dst, *builtin, args)?,
+            InstKind::Sprintf { dst, fmt, args } => self.sprintf(*dst, *fmt, args)?,
+            InstKind::Printf { fmt, args } => self.printf(*fmt, args),
+            InstKind::LoadGlobal { dst, global } => {
+                let off = self.globals.offset(*global);
+                match self.func.ty(*dst) {
+                    Ty::Long => {
+                        self.push(insn::ldx(Size::DW, Reg::R0, GLOBALS, off as i16));
+                        self.store(*dst, Reg::R0);
+                    }
+                    Ty::Str => {
+                        let d = self.scratch(*dst);
+                        self.push(insn::mov64_reg(Reg::R3, GLOBALS));
+                        self.push(insn::alu64_imm(AluOp::Add, Reg::R3, off as i32));
+                        self.copy_str(d, self.cap);
+                    }
+                }
+            }
+            InstKind::StoreGlobal { global, src } => {
+                let off = self.globals.offset(*global);
+                match self.func.ty(*src) {
+                    Ty::Long => {
+                        self.load(Reg::R0, *src);
+                        self.push(insn::stx(Size::DW, GLOBALS, Reg::R0, off as i16));
+                    }
+                    Ty::Str => {
+                        self.push(insn::mov64_reg(Reg::R1, GLOBALS));
+                        self.push(insn::alu64_imm(AluOp::Add, Reg::R1, off as i32));
+                        self.push(insn::mov64_imm(Reg::R2, self.cap as i32));
+                        self.str_addr(Reg::R3, *src);
+                        self.push(insn::call(Helper::ProbeReadKernelStr));
+                    }
+                }
+            }
+            InstKind::AddGlobal { global, src } => {
+                let off = self.globals.offset(*global);
+                self.load(Reg::R1, *src);
+                self.push(insn::atomic_add(Size::DW, GLOBALS, Reg::R1, off as i16));
+            }
+            InstKind::Exit => {
+                self.push(insn::st_imm(Size::W, SCRATCH, self.record_off as i16, layout::record_kind::EXIT as i32));
+                self.output_record(layout::RECORD_HEADER);
+            }
+        }
+        Ok(())
+    }
+
+    fn sign_extend(&mut self, r: Reg, size: u8) {
+        let shift = 64 - 8 * size as i32;
+        self.push(insn::alu64_imm(AluOp::Lsh, r, shift));
+        self.push(insn::alu64_imm(AluOp::Arsh, r, shift));
+    }
+
+    /// `r0 = r0 op r1`, with SystemTap's signed division and modulo.
+    fn binary(&mut self, op: BinOp) {
+        let alu = match op {
+            BinOp::Add => AluOp::Add,
+            BinOp::Sub => AluOp::Sub,
+            BinOp::Mul => AluOp::Mul,
+            BinOp::Shl => AluOp::Lsh,
+            BinOp::Shr => AluOp::Arsh,
+            BinOp::And => AluOp::And,
+            BinOp::Or => AluOp::Or,
+            BinOp::Xor => AluOp::Xor,
+            BinOp::Div | BinOp::Mod => return self.signed_div(op == BinOp::Mod),
+        };
+        self.push(insn::alu64_reg(alu, Reg::R0, Reg::R1));
+    }
+
+    /// Signed division through unsigned: BPF's signed `sdiv` needs kernel 6.6.
+    /// The quotient is negative when exactly one operand is; the remainder takes the
+    /// dividend's sign, as in C. Division by zero gives 0, as BPF does.
+    fn signed_div(&mut self, modulo: bool) {
+        // r2 = result sign flag, r0 = |r0|, r1 = |r1|
+        self.push(insn::mov64_imm(Reg::R2, 0));
+        self.push(insn::jmp_imm(JmpOp::Sge, Reg::R0, 0, 2));
+        self.push(insn::neg64(Reg::R0));
+        self.push(insn::mov64_imm(Reg::R2, 1));
+        self.push(insn::jmp_imm(JmpOp::Sge, Reg::R1, 0, 2));
+        self.push(insn::neg64(Reg::R1));
+        if modulo {
+            // The remainder's sign follows the dividend only: skip the flip.
+            self.push(insn::ja(0));
+        } else {
+            self.push(insn::alu64_imm(AluOp::Xor, Reg::R2, 1));
+        }
+        self.push(insn::alu64_reg(if modulo { AluOp::Mod } else { AluOp::Div }, Reg::R0, Reg::R1));
+        self.push(insn::jmp_imm(JmpOp::Eq, Reg::R2, 0, 1));
+        self.push(insn::neg64(Reg::R0));
+    }
+
+    fn str_const(&mut self, dst: Var, value: &str) {
+        let off = self.scratch(dst);
+        let mut bytes: Vec<u8> = value.bytes().take(self.cap as usize - 1).collect();
+        bytes.push(0);
+        while bytes.len() % 4 != 0 {
+            bytes.push(0);
+        }
+        for (k, chunk) in bytes.chunks(4).enumerate() {
+            let word = i32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+            self.push(insn::st_imm(Size::W, SCRATCH, (off + 4 * k as u32) as i16, word));
+        }
+    }
+
+    /// Copies the string at `r3` to scratch offset `dst_off`, at most `size` bytes.
+    fn copy_str(&mut self, dst_off: u32, size: u32) {
+        self.scratch_addr(Reg::R1, dst_off);
+        self.push(insn::mov64_imm(Reg::R2, size as i32));
+        self.push(insn::call(Helper::ProbeReadKernelStr));
+    }
+
+    /// `strcmp` as a bounded loop over both buffers; `r0` ends as the difference of the first
+    /// differing bytes (or 0), then compared with 0 by `op`.
+    fn str_compare(&mut self, op: CmpOp, dst: Var, lhs: Var, rhs: Var) {
+        let (done, top) = (self.new_label(), self.new_label());
+        self.str_addr(Reg::R1, lhs);
+        self.str_addr(Reg::R2, rhs);
+        self.push(insn::mov64_imm(Reg::R3, 0));
+        self.bind(top);
+        self.push(insn::ldx(Size::B, Reg::R4, Reg::R1, 0));
+        self.push(insn::ldx(Size::B, Reg::R5, Reg::R2, 0));
+        self.push(insn::mov64_reg(Reg::R0, Reg::R4));
+        self.push(insn::alu64_reg(AluOp::Sub, Reg::R0, Reg::R5));
+        self.jump_if_reg(JmpOp::Ne, Reg::R4, Reg::R5, done);
+        self.jump_if_imm(JmpOp::Eq, Reg::R4, 0, done);
+        self.push(insn::alu64_imm(AluOp::Add, Reg::R1, 1));
+        self.push(insn::alu64_imm(AluOp::Add, Reg::R2, 1));
+        self.push(insn::alu64_imm(AluOp::Add, Reg::R3, 1));
+        self.jump_if_imm(JmpOp::Lt, Reg::R3, self.cap as i32, top);
+        self.bind(done);
+        self.push(insn::mov64_reg(Reg::R1, Reg::R0));
+        self.push(insn::mov64_imm(Reg::R0, 1));
+        self.push(insn::jmp_imm(signed_jmp(op), Reg::R1, 0, 1));
+        self.push(insn::mov64_imm(Reg::R0, 0));
+        self.store(dst, Reg::R0);
+    }
+
+    /// `dst = lhs . rhs`: copy lhs, then rhs at lhs's length. The second copy may be
+    /// proven by the verifier to reach up to one slot past `dst` (it cannot relate the
+    /// length to the size), which is why the scratch area keeps a slot of slack after the
+    /// string slots.
+    fn concat(&mut self, dst: Var, lhs: Var, rhs: Var) {
+        let d = self.scratch(dst);
+        let mut rhs_off = self.scratch(rhs);
+        if rhs_off == d && lhs != rhs {
+            // `s = t . s`: keep rhs in the record buffer while dst is written.
+            self.str_addr(Reg::R3, rhs);
+            self.copy_str(self.record_off, self.cap);
+            rhs_off = self.record_off;
+        }
+        if self.scratch(lhs) != d {
+            self.str_addr(Reg::R3, lhs);
+            self.copy_str(d, self.cap);
+        } else {
+            self.str_addr(Reg::R3, lhs);
+            self.copy_str(self.tmp_len_probe(), self.cap);
+        }
+        // r0 = bytes copied including the NUL; the length is r0 - 1, masked to the slot.
+        self.push(insn::alu64_imm(AluOp::Sub, Reg::R0, 1));
+        self.push(insn::jmp_imm(JmpOp::Sge, Reg::R0, 0, 1));
+        self.push(insn::mov64_imm(Reg::R0, 0));
+        self.push(insn::alu64_imm(AluOp::And, Reg::R0, (self.cap.next_power_of_two() - 1) as i32));
+        self.push(insn::mov64_imm(Reg::R2, self.cap as i32));
+        self.push(insn::alu64_reg(AluOp::Sub, Reg::R2, Reg::R0));
+        self.jump_if_imm(JmpOp::Sle, Reg::R2, 0, EXIT_LABEL);
+        self.scratch_addr(Reg::R1, d);
+        self.push(insn::alu64_reg(AluOp::Add, Reg::R1, Reg::R0));
+        self.scratch_addr(Reg::R3, rhs_off);
+        self.push(insn::call(Helper::ProbeReadKernelStr));
+    }
+
+    /// Where to copy a string only to learn its length.
+    fn tmp_len_probe(&self) -> u32 {
+        self.record_off
+    }
+
+    fn output_record(&mut self, size: u32) {
+        self.map_ptr(Reg::R1, self.maps.ringbuf);
+        self.scratch_addr(Reg::R2, self.record_off);
+        self.push(insn::mov64_imm(Reg::R3, size as i32));
+        self.push(insn::mov64_imm(Reg::R4, 0));
+        self.push(insn::call(Helper::RingbufOutput));
+    }
+
+    fn printf(&mut self, fmt: FmtId, args: &[Var]) {
+        let layout = layout::record_layout(&self.program.formats[fmt], self.cap);
+        self.push(insn::st_imm(Size::W, SCRATCH, self.record_off as i16, fmt.as_u32() as i32));
+        for (arg, off) in args.iter().zip(&layout.arg_offsets) {
+            let at = self.record_off + off;
+            match self.func.ty(*arg) {
+                Ty::Long => {
+                    self.load(Reg::R0, *arg);
+                    self.push(insn::stx(Size::DW, SCRATCH, Reg::R0, at as i16));
+                }
+                Ty::Str => {
+                    self.str_addr(Reg::R3, *arg);
+                    self.copy_str(at, self.cap);
+                }
+            }
+        }
+        self.output_record(layout.size);
+    }
+
+    /// `bpf_snprintf(dst, cap, fmt, args, 8 * n)`: longs by value, strings by address.
+    fn snprintf(&mut self, dst_off: u32, format: &str, args: &[Var]) {
+        for (k, arg) in args.iter().enumerate() {
+            match self.func.ty(*arg) {
+                Ty::Long => self.load(Reg::R0, *arg),
+                Ty::Str => self.str_addr(Reg::R0, *arg),
+            }
+            self.push(insn::stx(Size::DW, SCRATCH, Reg::R0, (self.args_off + 8 * k as u32) as i16));
+        }
+        self.scratch_addr(Reg::R1, dst_off);
+        self.push(insn::mov64_imm(Reg::R2, self.cap as i32));
+        self.rodata_ptr(Reg::R3, format);
+        self.scratch_addr(Reg::R4, self.args_off);
+        self.push(insn::mov64_imm(Reg::R5, 8 * args.len() as i32));
+        self.push(insn::call(Helper::Snprintf));
+    }
+
+    fn sprintf(&mut self, dst: Var, fmt: FmtId, args: &[Var]) -> Result<(), EmitError> {
+        let text = &self.program.formats[fmt].text;
+        let kernel = kernel_format(text).map_err(|what| self.unsupported(&what))?;
+        if args.len() > SNPRINTF_MAX_ARGS as usize {
+            return Err(self.unsupported(&format!("`sprintf` with more than {SNPRINTF_MAX_ARGS} arguments")));
+        }
+        let off = self.scratch(dst);
+        self.snprintf(off, &kernel, args);
+        Ok(())
+    }
+
+    fn call(&mut self, dst: Option<Var>, builtin: Builtin, args: &[Var]) -> Result<(), EmitError> {
+        let long_result = |e: &mut Self| {
+            if let Some(d) = dst {
+                e.store(d, Reg::R0);
+            }
+        };
+        match builtin {
+            Builtin::Pid | Builtin::Tid => {
+                self.push(insn::call(Helper::GetCurrentPidTgid));
+                if builtin == Builtin::Pid {
+                    self.push(insn::alu64_imm(AluOp::Rsh, Reg::R0, 32));
+                } else {
+                    self.push(insn::mov32_reg(Reg::R0, Reg::R0));
+                }
+                long_result(self);
+            }
+            Builtin::Uid | Builtin::Gid => {
+                self.push(insn::call(Helper::GetCurrentUidGid));
+                if builtin == Builtin::Gid {
+                    self.push(insn::alu64_imm(AluOp::Rsh, Reg::R0, 32));
+                } else {
+                    self.push(insn::mov32_reg(Reg::R0, Reg::R0));
+                }
+                long_result(self);
+            }
+            Builtin::Cpu => {
+                self.push(insn::call(Helper::GetSmpProcessorId));
+                long_result(self);
+            }
+            Builtin::Execname => {
+                let d = dst.expect("execname has a result");
+                let off = self.scratch(d);
+                self.scratch_addr(Reg::R1, off);
+                self.push(insn::mov64_imm(Reg::R2, 16.min(self.cap) as i32));
+                self.push(insn::call(Helper::GetCurrentComm));
+            }
+            Builtin::GettimeofdayS | Builtin::GettimeofdayMs | Builtin::GettimeofdayUs | Builtin::GettimeofdayNs => {
+                self.push(insn::call(Helper::KtimeGetBootNs));
+                self.push(insn::ldx(Size::DW, Reg::R1, GLOBALS, GLOBAL_BOOT_OFFSET as i16));
+                self.push(insn::alu64_reg(AluOp::Add, Reg::R0, Reg::R1));
+                let div = match builtin {
+                    Builtin::GettimeofdayS => 1_000_000_000,
+                    Builtin::GettimeofdayMs => 1_000_000,
+                    Builtin::GettimeofdayUs => 1_000,
+                    _ => 1,
+                };
+                if div != 1 {
+                    self.push(insn::alu64_imm(AluOp::Div, Reg::R0, div));
+                }
+                long_result(self);
+            }
+            Builtin::KtimeNs => {
+                self.push(insn::call(Helper::KtimeGetNs));
+                long_result(self);
+            }
+            Builtin::Target => {
+                self.push(insn::ldx(Size::DW, Reg::R0, GLOBALS, GLOBAL_TARGET as i16));
+                long_result(self);
+            }
+            Builtin::Strlen => {
+                self.str_addr(Reg::R3, args[0]);
+                self.copy_str(self.tmp_len_probe(), self.cap);
+                self.push(insn::alu64_imm(AluOp::Sub, Reg::R0, 1));
+                self.push(insn::jmp_imm(JmpOp::Sge, Reg::R0, 0, 1));
+                self.push(insn::mov64_imm(Reg::R0, 0));
+                long_result(self);
+            }
+            Builtin::Ntohs | Builtin::Htons | Builtin::Ntohl | Builtin::Htonl => {
+                self.load(Reg::R0, args[0]);
+                let bits = if matches!(builtin, Builtin::Ntohs | Builtin::Htons) { 16 } else { 32 };
+                self.push(insn::be(Reg::R0, bits));
+                long_result(self);
+            }
+            Builtin::IpNtop => {
+                let d = dst.expect("ip_ntop has a result");
+                self.load(Reg::R0, args[0]);
+                self.push(insn::stx(Size::W, SCRATCH, Reg::R0, self.tmp_off as i16));
+                self.ip_to_str(d, "%pI4");
+            }
+            Builtin::UserIpv6Str => {
+                let d = dst.expect("_user_ipv6_str has a result");
+                self.scratch_addr(Reg::R1, self.tmp_off);
+                self.push(insn::mov64_imm(Reg::R2, 16));
+                self.load(Reg::R3, args[0]);
+                self.push(insn::call(Helper::ProbeReadUser));
+                self.ip_to_str(d, "%pI6c");
+            }
+            Builtin::Randint => {
+                self.push(insn::call(Helper::GetPrandomU32));
+                self.load(Reg::R1, args[0]);
+                self.push(insn::alu64_reg(AluOp::Mod, Reg::R0, Reg::R1));
+                long_result(self);
+            }
+            Builtin::Ppid | Builtin::Euid | Builtin::Egid | Builtin::Pexecname => {
+                return Err(self.unsupported(&format!("`{}()`", builtin.name())));
+            }
+        }
+        Ok(())
+    }
+
+    /// Formats the address in the scratch temporary buffer with a `%pI` conversion.
+    fn ip_to_str(&mut self, dst: Var, conversion: &str) {
+        let off = self.scratch(dst);
+        self.scratch_addr(Reg::R0, self.tmp_off);
+        self.push(insn::stx(Size::DW, SCRATCH, Reg::R0, self.args_off as i16));
+        self.scratch_addr(Reg::R1, off);
+        self.push(insn::mov64_imm(Reg::R2, self.cap as i32));
+        self.rodata_ptr(Reg::R3, conversion);
+        self.scratch_addr(Reg::R4, self.args_off);
+        self.push(insn::mov64_imm(Reg::R5, 8));
+        self.push(insn::call(Helper::Snprintf));
+    }
+}
+
+fn size_of(bytes: u8) -> Size {
+    match bytes {
+        1 => Size::B,
+        2 => Size::H,
+        4 => Size::W,
+        _ => Size::DW,
+    }
+}
+
+fn read_helper(space: AddrSpace) -> Helper {
+    match space {
+        AddrSpace::User => Helper::ProbeReadUser,
+        AddrSpace::Kernel => Helper::ProbeReadKernel,
+    }
+}
+
+/// The jump taken when `a op b` holds, signed (SystemTap's longs are signed).
+fn signed_jmp(op: CmpOp) -> JmpOp {
+    match op {
+        CmpOp::Eq => JmpOp::Eq,
+        CmpOp::Ne => JmpOp::Ne,
+        CmpOp::Lt => JmpOp::Slt,
+        CmpOp::Le => JmpOp::Sle,
+        CmpOp::Gt => JmpOp::Sgt,
+        CmpOp::Ge => JmpOp::Sge,
+    }
+}
+
+/// A SystemTap format in the dialect of the kernel's `bpf_snprintf`: every integer
+/// conversion takes a 64-bit argument (`%lld`), pointers print as `0x%016llx`.
+/// The kernel has no `*` width, no `#` flag and no `%o`.
+pub fn kernel_format(text: &str) -> Result<String, String> {
+    let mut out = String::new();
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        let mut spec = String::from("%");
+        while let Some(&f) = chars.peek() {
+            if "-+ 0123456789.".contains(f) {
+                spec.push(f);
+                chars.next();
+            } else {
+                break;
+            }
+        }
+        match chars.next() {
+            Some('%') => out.push_str("%%"),
+            Some(conv @ ('d' | 'i' | 'u' | 'x' | 'X')) => {
+                out.push_str(&spec);
+                out.push_str("ll");
+                out.push(conv);
+            }
+            Some('p') => out.push_str("0x%016llx"),
+            Some(conv @ ('s' | 'c')) => {
+                out.push_str(&spec);
+                out.push(conv);
+            }
+            Some(other) => return Err(format!("`%{other}` in `sprintf`")),
+            None => return Err("a format ending in `%`".to_string()),
+        }
+        if spec.contains('*') {
+            return Err("`*` widths in `sprintf`".to_string());
+        }
+    }
+    Ok(out)
+}
