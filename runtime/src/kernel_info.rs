@@ -1,1 +1,567 @@
-//! (being written)
+//! The running kernel as the compiler sees it: [`LiveKernel`], the real
+//! [`lang::kernel::KernelInfo`], reading tracefs, `uname`, the kernel config and
+//! `/sys/kernel/btf/vmlinux`; and [`ensure_tracefs`] / [`ensure_bpffs`], which mount those
+//! file systems when they are missing.
+//!
+//! Everything is read lazily and at most once per [`LiveKernel`]: a script that names one
+//! tracepoint reads one `format` file, and BTF is mapped (not parsed) only when asked for.
+//! The tracefs `format` parser, [`parse_tracepoint_format`], is pure and unit-tested on
+//! literal texts copied from a 6.18 kernel.
+
+use std::collections::HashMap;
+use std::ffi::{CStr, CString};
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::{fs, mem};
+
+use lang::kernel::{KernelError, KernelInfo, TracepointField, TracepointFormat};
+
+/// Where the kernel's BTF lives.
+pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
+
+/// Why tracefs, bpffs or the kernel's BTF could not be had.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SetupError {
+    /// Neither tracefs location has `events/`, and mounting tracefs failed.
+    #[error("tracefs is not available: no `events/` in /sys/kernel/tracing or /sys/kernel/debug/tracing, and mounting it failed: {reason}")]
+    NoTracefs { reason: String },
+    /// `/sys/fs/bpf` is not a bpf file system and could not be mounted.
+    #[error("cannot mount the bpf file system at /sys/fs/bpf: {reason}")]
+    NoBpffs { reason: String },
+    /// The kernel's BTF is missing or unreadable; bpftap needs it for every kernel type.
+    #[error(
+        "cannot open kernel BTF at {path}: {reason} (the kernel needs CONFIG_DEBUG_INFO_BTF=y)"
+    )]
+    NoBtf { path: String, reason: String },
+}
+
+/// The running kernel. Cheap to create; each fact is read on first use and kept.
+pub struct LiveKernel {
+    release: String,
+    machine: String,
+    tracefs: OnceLock<Result<PathBuf, SetupError>>,
+    tracepoints: OnceLock<Vec<(String, String)>>,
+    config: OnceLock<Option<HashMap<String, String>>>,
+    btf: OnceLock<Result<btf_rs::Btf, SetupError>>,
+}
+
+impl LiveKernel {
+    pub fn new() -> LiveKernel {
+        let (release, machine) = uname();
+        LiveKernel {
+            release,
+            machine,
+            tracefs: OnceLock::new(),
+            tracepoints: OnceLock::new(),
+            config: OnceLock::new(),
+            btf: OnceLock::new(),
+        }
+    }
+
+    /// The tracefs root (mounting it if needed, see [`ensure_tracefs`]).
+    pub fn tracefs(&self) -> Result<&Path, SetupError> {
+        match self.tracefs.get_or_init(ensure_tracefs) {
+            Ok(path) => Ok(path),
+            Err(err) => Err(err.clone()),
+        }
+    }
+
+    /// The kernel's BTF, memory-mapped on first use (btf-rs's mmap backend: types are decoded
+    /// when looked up, so opening costs little time and memory).
+    pub fn btf(&self) -> Result<&btf_rs::Btf, SetupError> {
+        let btf = self.btf.get_or_init(|| {
+            btf_rs::Btf::from_file_with_backend(VMLINUX_BTF, btf_rs::Backend::Mmap).map_err(|err| {
+                SetupError::NoBtf {
+                    path: VMLINUX_BTF.to_string(),
+                    reason: err.to_string(),
+                }
+            })
+        });
+        match btf {
+            Ok(btf) => Ok(btf),
+            Err(err) => Err(err.clone()),
+        }
+    }
+}
+
+impl Default for LiveKernel {
+    fn default() -> LiveKernel {
+        LiveKernel::new()
+    }
+}
+
+impl KernelInfo for LiveKernel {
+    fn tracepoint(&self, group: &str, event: &str) -> Result<TracepointFormat, KernelError> {
+        let no_tracepoint = || KernelError::NoTracepoint(group.to_string(), event.to_string());
+        if !is_tracefs_name(group) || !is_tracefs_name(event) {
+            return Err(no_tracepoint());
+        }
+        let root = self.tracefs().map_err(|err| KernelError::Unreadable {
+            path: "/sys/kernel/tracing".to_string(),
+            reason: err.to_string(),
+        })?;
+        let path = root.join("events").join(group).join(event).join("format");
+        let text = match fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Err(no_tracepoint()),
+            Err(err) => {
+                return Err(KernelError::Unreadable {
+                    path: path.display().to_string(),
+                    reason: err.to_string(),
+                });
+            }
+        };
+        parse_tracepoint_format(group, event, &text)
+    }
+
+    fn tracepoints(&self) -> Vec<(String, String)> {
+        self.tracepoints
+            .get_or_init(|| match self.tracefs() {
+                Ok(root) => list_tracepoints(root),
+                Err(_) => Vec::new(),
+            })
+            .clone()
+    }
+
+    fn release(&self) -> String {
+        self.release.clone()
+    }
+
+    fn arch(&self) -> String {
+        self.machine.clone()
+    }
+
+    fn config(&self, name: &str) -> Option<String> {
+        let config = self.config.get_or_init(read_config).as_ref()?;
+        match config.get(name) {
+            Some(value) => Some(value.clone()),
+            None if !name.starts_with("CONFIG_") => config.get(&format!("CONFIG_{name}")).cloned(),
+            None => None,
+        }
+    }
+}
+
+/// Parses a tracefs `events/GROUP/EVENT/format` file. Fields named `common_*` go to
+/// `common_fields`; an array field `__u8 saddr[4]` becomes name `saddr`, type `__u8[4]`; a
+/// dynamic field keeps its `__data_loc` in the type (`__data_loc char[]`).
+pub fn parse_tracepoint_format(
+    group: &str,
+    event: &str,
+    text: &str,
+) -> Result<TracepointFormat, KernelError> {
+    let malformed = |line: &str, why: &str| KernelError::Unreadable {
+        path: format!("events/{group}/{event}/format"),
+        reason: format!("{why} in `{}`", line.trim()),
+    };
+    let mut format = TracepointFormat {
+        group: group.to_string(),
+        event: event.to_string(),
+        ..Default::default()
+    };
+    for line in text.lines() {
+        let line_trimmed = line.trim();
+        // `field special:` is how kernels before 4.x wrote some common fields.
+        let Some(rest) = line_trimmed
+            .strip_prefix("field:")
+            .or_else(|| line_trimmed.strip_prefix("field special:"))
+        else {
+            continue;
+        };
+        let mut parts = rest.split(';').map(str::trim);
+        let decl = parts.next().unwrap_or("");
+        let (mut offset, mut size, mut signed) = (None, None, false);
+        for part in parts {
+            let Some((key, value)) = part.split_once(':') else {
+                continue;
+            };
+            let number = || {
+                value
+                    .trim()
+                    .parse::<u32>()
+                    .map_err(|_| malformed(line, "bad number"))
+            };
+            match key.trim() {
+                "offset" => offset = Some(number()?),
+                "size" => size = Some(number()?),
+                "signed" => signed = number()? != 0,
+                _ => {}
+            }
+        }
+        let (Some(offset), Some(size)) = (offset, size) else {
+            return Err(malformed(line, "missing offset or size"));
+        };
+        let Some((c_type, name)) = decl.rsplit_once(char::is_whitespace) else {
+            return Err(malformed(line, "no field name"));
+        };
+        let (name, c_type) = match name.split_once('[') {
+            Some((name, dims)) => (name, format!("{}[{dims}", c_type.trim_end())),
+            None => (name, c_type.trim_end().to_string()),
+        };
+        if name.is_empty() {
+            return Err(malformed(line, "no field name"));
+        }
+        let field = TracepointField {
+            name: name.to_string(),
+            c_type,
+            offset,
+            size,
+            signed,
+        };
+        if field.name.starts_with("common_") {
+            format.common_fields.push(field);
+        } else {
+            format.fields.push(field);
+        }
+    }
+    if format.common_fields.is_empty() && format.fields.is_empty() {
+        return Err(KernelError::Unreadable {
+            path: format!("events/{group}/{event}/format"),
+            reason: "no fields".to_string(),
+        });
+    }
+    Ok(format)
+}
+
+/// Finds tracefs with its `events/` directory, mounting tracefs at `/sys/kernel/tracing` if
+/// neither usual place has it.
+pub fn ensure_tracefs() -> Result<PathBuf, SetupError> {
+    const PLACES: [&str; 2] = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];
+    for place in PLACES {
+        if Path::new(place).join("events").is_dir() {
+            return Ok(PathBuf::from(place));
+        }
+    }
+    let reason = match mount("nodev", PLACES[0], "tracefs") {
+        Ok(()) if Path::new(PLACES[0]).join("events").is_dir() => {
+            return Ok(PathBuf::from(PLACES[0]))
+        }
+        Ok(()) => "mounted, but it has no `events/`".to_string(),
+        Err(err) => err.to_string(),
+    };
+    Err(SetupError::NoTracefs { reason })
+}
+
+/// Makes sure `/sys/fs/bpf` is a bpf file system (for pinning), mounting one if not.
+pub fn ensure_bpffs() -> Result<PathBuf, SetupError> {
+    const PLACE: &str = "/sys/fs/bpf";
+    const BPF_FS_MAGIC: i64 = 0xcafe4a11;
+    let is_bpffs = || {
+        let path = CString::new(PLACE).expect("no NUL in a constant");
+        let mut buf: libc::statfs = unsafe { mem::zeroed() };
+        // SAFETY: `path` is NUL-terminated and `buf` is a valid statfs to fill.
+        let rc = unsafe { libc::statfs(path.as_ptr(), &mut buf) };
+        rc == 0 && buf.f_type as i64 == BPF_FS_MAGIC
+    };
+    if is_bpffs() {
+        return Ok(PathBuf::from(PLACE));
+    }
+    match mount("bpf", PLACE, "bpf") {
+        Ok(()) if is_bpffs() => Ok(PathBuf::from(PLACE)),
+        Ok(()) => Err(SetupError::NoBpffs {
+            reason: "mounted, but statfs does not say bpf".to_string(),
+        }),
+        Err(err) => Err(SetupError::NoBpffs {
+            reason: err.to_string(),
+        }),
+    }
+}
+
+fn mount(source: &str, target: &str, fstype: &str) -> io::Result<()> {
+    let source = CString::new(source)?;
+    let target = CString::new(target)?;
+    let fstype = CString::new(fstype)?;
+    // SAFETY: all strings are NUL-terminated and outlive the call; no data argument.
+    let rc = unsafe {
+        libc::mount(
+            source.as_ptr(),
+            target.as_ptr(),
+            fstype.as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// `(release, machine)` from uname(2).
+fn uname() -> (String, String) {
+    let mut buf: libc::utsname = unsafe { mem::zeroed() };
+    // SAFETY: `buf` is a valid utsname to fill; uname cannot fail with a valid pointer.
+    if unsafe { libc::uname(&mut buf) } != 0 {
+        return (String::new(), String::new());
+    }
+    let field = |chars: &[libc::c_char]| {
+        // SAFETY: the kernel NUL-terminates each utsname field within its array.
+        unsafe { CStr::from_ptr(chars.as_ptr()) }
+            .to_string_lossy()
+            .into_owned()
+    };
+    (field(&buf.release), field(&buf.machine))
+}
+
+/// Names tracefs could have as a group or event: refuse `/`, `.` and `..` so a script cannot
+/// make us read outside `events/`.
+fn is_tracefs_name(name: &str) -> bool {
+    !name.is_empty() && name != "." && name != ".." && !name.contains('/') && !name.contains('\0')
+}
+
+/// Every `group:event`, sorted. Read from `available_events`: one file, 4.5 ms for 2305
+/// events on 6.18 against 10.8 ms for walking `events/` (debug build); the walk is the
+/// fallback.
+fn list_tracepoints(root: &Path) -> Vec<(String, String)> {
+    let mut list = match fs::read_to_string(root.join("available_events")) {
+        Ok(text) => parse_available_events(&text),
+        Err(_) => walk_events(root),
+    };
+    list.sort();
+    list.dedup();
+    list
+}
+
+fn parse_available_events(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .filter_map(|line| line.trim().split_once(':'))
+        .map(|(group, event)| (group.to_string(), event.to_string()))
+        .collect()
+}
+
+/// Lists tracepoints by walking `events/GROUP/EVENT/` directories.
+pub fn walk_events(root: &Path) -> Vec<(String, String)> {
+    let mut list = Vec::new();
+    let Ok(groups) = fs::read_dir(root.join("events")) else {
+        return list;
+    };
+    for group in groups.flatten() {
+        // `ftrace/` holds the tracer's own record formats, which are not tracepoints (and are
+        // absent from `available_events`).
+        if !group.file_type().is_ok_and(|t| t.is_dir()) || group.file_name() == "ftrace" {
+            continue;
+        }
+        let Ok(events) = fs::read_dir(group.path()) else {
+            continue;
+        };
+        let group_name = group.file_name().to_string_lossy().into_owned();
+        for event in events.flatten() {
+            if event.file_type().is_ok_and(|t| t.is_dir()) {
+                list.push((
+                    group_name.clone(),
+                    event.file_name().to_string_lossy().into_owned(),
+                ));
+            }
+        }
+    }
+    list.sort();
+    list
+}
+
+/// Reads `/proc/config.gz`, else `/boot/config-RELEASE`; `None` when neither is readable.
+fn read_config() -> Option<HashMap<String, String>> {
+    let text = match fs::File::open("/proc/config.gz") {
+        Ok(file) => {
+            let mut text = String::new();
+            flate2::read::GzDecoder::new(file)
+                .read_to_string(&mut text)
+                .ok()?;
+            text
+        }
+        Err(_) => fs::read_to_string(format!("/boot/config-{}", uname().0)).ok()?,
+    };
+    Some(parse_config(&text))
+}
+
+/// `CONFIG_X=value` lines; quotes around string values are removed, `# ... is not set`
+/// lines and comments are skipped.
+fn parse_config(text: &str) -> HashMap<String, String> {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| line.split_once('='))
+        .map(|(name, value)| {
+            let value = value
+                .strip_prefix('"')
+                .and_then(|v| v.strip_suffix('"'))
+                .unwrap_or(value);
+            (name.to_string(), value.to_string())
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONNECT: &str = "name: sys_enter_connect
+ID: 2230
+format:
+\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;
+\tfield:unsigned char common_flags;\toffset:2;\tsize:1;\tsigned:0;
+\tfield:unsigned char common_preempt_count;\toffset:3;\tsize:1;\tsigned:0;
+\tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;
+
+\tfield:int __syscall_nr;\toffset:8;\tsize:4;\tsigned:1;
+\tfield:int fd;\toffset:16;\tsize:8;\tsigned:0;
+\tfield:struct sockaddr * uservaddr;\toffset:24;\tsize:8;\tsigned:0;
+\tfield:int addrlen;\toffset:32;\tsize:8;\tsigned:0;
+
+print fmt: \"fd: 0x%08lx, uservaddr: 0x%08lx, addrlen: 0x%08lx\", ((unsigned long)(REC->fd)), ((unsigned long)(REC->uservaddr)), ((unsigned long)(REC->addrlen))
+";
+
+    const EXEC: &str = "name: sched_process_exec
+ID: 365
+format:
+\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;
+\tfield:unsigned char common_flags;\toffset:2;\tsize:1;\tsigned:0;
+\tfield:unsigned char common_preempt_count;\toffset:3;\tsize:1;\tsigned:0;
+\tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;
+
+\tfield:__data_loc char[] filename;\toffset:8;\tsize:4;\tsigned:0;
+\tfield:pid_t pid;\toffset:12;\tsize:4;\tsigned:1;
+\tfield:pid_t old_pid;\toffset:16;\tsize:4;\tsigned:1;
+
+print fmt: \"filename=%s pid=%d old_pid=%d\", __get_str(filename), REC->pid, REC->old_pid
+";
+
+    const SET_STATE: &str = "name: inet_sock_set_state
+ID: 2287
+format:
+\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;
+\tfield:unsigned char common_flags;\toffset:2;\tsize:1;\tsigned:0;
+\tfield:unsigned char common_preempt_count;\toffset:3;\tsize:1;\tsigned:0;
+\tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;
+
+\tfield:const void * skaddr;\toffset:8;\tsize:8;\tsigned:0;
+\tfield:int oldstate;\toffset:16;\tsize:4;\tsigned:1;
+\tfield:__u16 sport;\toffset:24;\tsize:2;\tsigned:0;
+\tfield:__u8 saddr[4];\toffset:32;\tsize:4;\tsigned:0;
+\tfield:__u8 saddr_v6[16];\toffset:40;\tsize:16;\tsigned:0;
+
+print fmt: \"sport=%hu saddr=%pI4\", REC->sport, REC->saddr
+";
+
+    /// One line per field: `name: c_type @offset+size signed?`, common fields first.
+    fn show(format: &TracepointFormat) -> String {
+        let mut out = String::new();
+        for (section, fields) in [
+            ("common", &format.common_fields),
+            ("fields", &format.fields),
+        ] {
+            out.push_str(section);
+            out.push('\n');
+            for f in fields {
+                let signed = if f.signed { " signed" } else { "" };
+                out.push_str(&format!(
+                    "  {}: {} @{}+{}{}\n",
+                    f.name, f.c_type, f.offset, f.size, signed
+                ));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn parses_connect() {
+        let format = parse_tracepoint_format("syscalls", "sys_enter_connect", CONNECT).unwrap();
+        expect_test::expect![[r#"
+            common
+              common_type: unsigned short @0+2
+              common_flags: unsigned char @2+1
+              common_preempt_count: unsigned char @3+1
+              common_pid: int @4+4 signed
+            fields
+              __syscall_nr: int @8+4 signed
+              fd: int @16+8
+              uservaddr: struct sockaddr * @24+8
+              addrlen: int @32+8
+        "#]]
+        .assert_eq(&show(&format));
+        assert_eq!(format.record_size(), 40);
+        assert_eq!(
+            (format.group.as_str(), format.event.as_str()),
+            ("syscalls", "sys_enter_connect")
+        );
+    }
+
+    #[test]
+    fn keeps_data_loc_and_arrays() {
+        let exec = parse_tracepoint_format("sched", "sched_process_exec", EXEC).unwrap();
+        expect_test::expect![[r#"
+            fields
+              filename: __data_loc char[] @8+4
+              pid: pid_t @12+4 signed
+              old_pid: pid_t @16+4 signed
+        "#]]
+        .assert_eq(
+            show(&exec)
+                .split_once("fields\n")
+                .map(|(_, f)| format!("fields\n{f}"))
+                .unwrap()
+                .as_str(),
+        );
+        let state = parse_tracepoint_format("sock", "inet_sock_set_state", SET_STATE).unwrap();
+        expect_test::expect![[r#"
+            fields
+              skaddr: const void * @8+8
+              oldstate: int @16+4 signed
+              sport: __u16 @24+2
+              saddr: __u8[4] @32+4
+              saddr_v6: __u8[16] @40+16
+        "#]]
+        .assert_eq(
+            show(&state)
+                .split_once("fields\n")
+                .map(|(_, f)| format!("fields\n{f}"))
+                .unwrap()
+                .as_str(),
+        );
+    }
+
+    #[test]
+    fn rejects_malformed() {
+        let err =
+            parse_tracepoint_format("g", "e", "format:\n\tfield:int x;\toffset:zz;\tsize:4;\n")
+                .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "cannot read events/g/e/format: bad number in `field:int x;\toffset:zz;\tsize:4;`"
+        );
+        let err = parse_tracepoint_format("g", "e", "format:\n\tfield:int;\toffset:0;\tsize:4;\n")
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "cannot read events/g/e/format: no field name in `field:int;\toffset:0;\tsize:4;`"
+        );
+        let err = parse_tracepoint_format("g", "e", "name: e\n").unwrap_err();
+        assert_eq!(err.to_string(), "cannot read events/g/e/format: no fields");
+    }
+
+    #[test]
+    fn parses_config_and_events() {
+        let config = parse_config("#\n# CONFIG_FOO is not set\nCONFIG_BPF=y\nCONFIG_HZ=250\nCONFIG_LOCALVERSION=\"-fc\"\n");
+        assert_eq!(config.get("CONFIG_BPF").map(String::as_str), Some("y"));
+        assert_eq!(config.get("CONFIG_HZ").map(String::as_str), Some("250"));
+        assert_eq!(
+            config.get("CONFIG_LOCALVERSION").map(String::as_str),
+            Some("-fc")
+        );
+        assert_eq!(config.get("CONFIG_FOO"), None);
+        assert_eq!(
+            parse_available_events("sched:sched_switch\nsyscalls:sys_enter_connect\n"),
+            [
+                ("sched".into(), "sched_switch".into()),
+                ("syscalls".into(), "sys_enter_connect".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn refuses_paths_outside_events() {
+        for name in ["", ".", "..", "a/b", "../../etc"] {
+            assert!(!is_tracefs_name(name), "{name:?}");
+        }
+        assert!(is_tracefs_name("sys_enter_connect"));
+    }
+}
