@@ -15,6 +15,9 @@ use crate::object::{map_type, MapDef, ObjectSpec, ProgramSpec};
 /// Size of the output ring buffer in bytes (a power of two, a multiple of the page size).
 pub const RINGBUF_BYTES: u32 = 1 << 22;
 
+/// `BPF_F_MMAPABLE` from the kernel's uapi `bpf.h`.
+const BPF_F_MMAPABLE: u32 = 1 << 10;
+
 /// A script ready to load.
 #[derive(Clone, Debug)]
 pub struct CompiledScript {
@@ -71,7 +74,8 @@ pub fn compile(program: Program) -> Result<CompiledScript, EmitError> {
             key_size: 4,
             value_size: globals.size,
             max_entries: 1,
-            flags: 0,
+            // The runtime maps the value into its memory to read and write globals.
+            flags: BPF_F_MMAPABLE,
         },
         MapDef {
             name: "bpftap_scratch".into(),

@@ -24,7 +24,7 @@ use lang::ir::{AddrSpace, BinOp, Block, CmpOp, FmtId, Function, InstKind, Operan
 use lang::span::Span;
 
 use crate::insn::{self, AluOp, Helper, Insn, JmpOp, Reg, Size};
-use crate::layout::{self, GlobalsLayout, GLOBAL_BOOT_OFFSET, GLOBAL_TARGET};
+use crate::layout::{self, GlobalsLayout, GLOBAL_BOOT_OFFSET, GLOBAL_LOST, GLOBAL_TARGET};
 use crate::object::{Reloc, RelocTarget};
 use crate::regalloc::{self, Allocation, Home};
 
@@ -265,6 +265,8 @@ impl Emitter<'_> {
             matches!(
                 i.kind,
                 InstKind::LoadGlobal { .. }
+                    | InstKind::Printf { .. }
+                    | InstKind::Exit
                     | InstKind::StoreGlobal { .. }
                     | InstKind::AddGlobal { .. }
                     | InstKind::Call {
@@ -639,6 +641,10 @@ impl Emitter<'_> {
         self.push(insn::mov64_imm(Reg::R3, size as i32));
         self.push(insn::mov64_imm(Reg::R4, 0));
         self.push(insn::call(Helper::RingbufOutput));
+        // A full ring buffer drops the record: count it, so the runtime can say so.
+        self.push(insn::jmp_imm(JmpOp::Eq, Reg::R0, 0, 2));
+        self.push(insn::mov64_imm(Reg::R1, 1));
+        self.push(insn::atomic_add(Size::DW, GLOBALS, Reg::R1, GLOBAL_LOST as i16));
     }
 
     fn printf(&mut self, fmt: FmtId, args: &[Var]) {

@@ -52,7 +52,9 @@ pub struct GlobalsLayout {
 pub const GLOBAL_BOOT_OFFSET: u32 = 0;
 /// The pid of `-c`/`-x` (`target()`), set by the runtime.
 pub const GLOBAL_TARGET: u32 = 8;
-const GLOBALS_RESERVED: u32 = 16;
+/// Count of output records the ring buffer had no room for, added to by the programs.
+pub const GLOBAL_LOST: u32 = 16;
+const GLOBALS_RESERVED: u32 = 24;
 
 pub fn globals_layout(program: &Program) -> GlobalsLayout {
     let mut offsets = SecondaryMap::new();

@@ -1,0 +1,257 @@
+//! The IR interpreter for handlers that run in user space: `begin`, `end`, `error` and
+//! interval timers. It executes the same IR the kernel handlers compile from, with the
+//! globals read and written in the memory-mapped globals map, so both sides see one state.
+//!
+//! Invariant: the interpreter never panics on a valid IR program (`ir::verify` passes);
+//! loops are bounded by SystemTap's MAXACTION (an error when exceeded).
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use codegen_bpf::layout::{GlobalsLayout, GLOBAL_TARGET};
+use lang::builtins::Builtin;
+use lang::ir::{BinOp, CmpOp, Function, InstKind, Operand, Program, Terminator, UnOp, Var};
+
+use crate::format::Value;
+use crate::sys::{self, MappedValue};
+
+/// SystemTap's MAXACTION: statements one handler may run before it is stopped.
+pub const MAX_ACTION: u64 = 1_000_000;
+
+/// What a handler asks of the session.
+#[derive(Debug, Default)]
+pub struct Effects {
+    pub exit: bool,
+}
+
+/// Why a user-space handler stopped early.
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    #[error("handler ran more than {MAX_ACTION} instructions (MAXACTION)")]
+    TooLong,
+    #[error("`{0}` is not available in user space")]
+    KernelOnly(&'static str),
+}
+
+/// The state a user-space handler sees.
+pub struct Env<'a> {
+    pub program: &'a Program,
+    pub globals: &'a MappedValue,
+    pub layout: &'a GlobalsLayout,
+    pub out: &'a mut dyn FnMut(&[u8]),
+}
+
+pub fn run(env: &mut Env<'_>, func: &Function) -> Result<Effects, HandlerError> {
+    let cap = env.program.string_capacity as usize;
+    let mut vars: Vec<Value> = func
+        .vars
+        .values()
+        .map(|d| match d.ty {
+            lang::ir::Ty::Long => Value::Long(0),
+            lang::ir::Ty::Str => Value::Str(String::new()),
+        })
+        .collect();
+    let mut effects = Effects::default();
+    let Some(mut block) = func.entry else { return Ok(effects) };
+    let mut steps = 0u64;
+    loop {
+        let data = &func.blocks[block];
+        for inst in &data.insts {
+            steps += 1;
+            if steps > MAX_ACTION {
+                return Err(HandlerError::TooLong);
+            }
+            exec(env, &mut vars, &inst.kind, cap, &mut effects)?;
+        }
+        block = match &data.term {
+            Terminator::Jump(b) => *b,
+            Terminator::Branch { cond, then, els } => {
+                if long(&vars, *cond) != 0 {
+                    *then
+                } else {
+                    *els
+                }
+            }
+            Terminator::Return => return Ok(effects),
+        };
+    }
+}
+
+fn long(vars: &[Value], v: Var) -> i64 {
+    match &vars[v.as_u32() as usize] {
+        Value::Long(n) => *n,
+        _ => 0,
+    }
+}
+
+fn text(vars: &[Value], v: Var) -> String {
+    match &vars[v.as_u32() as usize] {
+        Value::Str(s) => s.clone(),
+        Value::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
+        Value::Long(n) => n.to_string(),
+    }
+}
+
+fn operand(vars: &[Value], o: Operand) -> i64 {
+    match o {
+        Operand::Var(v) => long(vars, v),
+        Operand::Imm(i) => i,
+    }
+}
+
+/// A string cut to the capacity, as a BPF buffer would hold it.
+fn truncate(mut s: String, cap: usize) -> String {
+    if s.len() >= cap {
+        let mut end = cap.saturating_sub(1);
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+    }
+    s
+}
+
+fn exec(env: &mut Env<'_>, vars: &mut [Value], kind: &InstKind, cap: usize, effects: &mut Effects) -> Result<(), HandlerError> {
+    let set = |vars: &mut [Value], v: Var, value: Value| vars[v.as_u32() as usize] = value;
+    match kind {
+        InstKind::Const { dst, value } => set(vars, *dst, Value::Long(*value)),
+        InstKind::StrConst { dst, value } => set(vars, *dst, Value::Str(truncate(value.clone(), cap))),
+        InstKind::Copy { dst, src } => {
+            let v = vars[src.as_u32() as usize].clone();
+            set(vars, *dst, v)
+        }
+        InstKind::Unary { op, dst, src } => {
+            let x = long(vars, *src);
+            let r = match op {
+                UnOp::Neg => x.wrapping_neg(),
+                UnOp::BitNot => !x,
+                UnOp::Not => (x == 0) as i64,
+            };
+            set(vars, *dst, Value::Long(r))
+        }
+        InstKind::Binary { op, dst, lhs, rhs } => {
+            let (a, b) = (long(vars, *lhs), operand(vars, *rhs));
+            let r = match op {
+                BinOp::Add => a.wrapping_add(b),
+                BinOp::Sub => a.wrapping_sub(b),
+                BinOp::Mul => a.wrapping_mul(b),
+                // Division by zero gives 0, as in the kernel programs.
+                BinOp::Div => a.checked_div(b).unwrap_or(0),
+                BinOp::Mod => a.checked_rem(b).unwrap_or(0),
+                BinOp::Shl => a.wrapping_shl(b as u32),
+                BinOp::Shr => a.wrapping_shr(b as u32),
+                BinOp::And => a & b,
+                BinOp::Or => a | b,
+                BinOp::Xor => a ^ b,
+            };
+            set(vars, *dst, Value::Long(r))
+        }
+        InstKind::Compare { op, dst, lhs, rhs } => {
+            let r = compare(*op, long(vars, *lhs).cmp(&operand(vars, *rhs)));
+            set(vars, *dst, Value::Long(r as i64))
+        }
+        InstKind::StrCompare { op, dst, lhs, rhs } => {
+            let r = compare(*op, text(vars, *lhs).as_bytes().cmp(text(vars, *rhs).as_bytes()));
+            set(vars, *dst, Value::Long(r as i64))
+        }
+        InstKind::Concat { dst, lhs, rhs } => {
+            let s = truncate(text(vars, *lhs) + &text(vars, *rhs), cap);
+            set(vars, *dst, Value::Str(s))
+        }
+        InstKind::LoadContext { .. }
+        | InstKind::LoadContextDataLoc { .. }
+        | InstKind::LoadContextStr { .. } => return Err(HandlerError::KernelOnly("a target variable")),
+        InstKind::Read { .. } | InstKind::ReadStr { .. } => return Err(HandlerError::KernelOnly("reading memory")),
+        InstKind::Call { dst, builtin, args } => {
+            let value = call(env, vars, *builtin, args)?;
+            if let Some(d) = dst {
+                set(vars, *d, value);
+            }
+        }
+        InstKind::Sprintf { dst, fmt, args } => {
+            let s = format(env.program, *fmt, vars, args);
+            set(vars, *dst, Value::Str(truncate(String::from_utf8_lossy(&s).into_owned(), cap)))
+        }
+        InstKind::Printf { fmt, args } => {
+            let s = format(env.program, *fmt, vars, args);
+            (env.out)(&s);
+        }
+        InstKind::LoadGlobal { dst, global } => {
+            let off = env.layout.offset(*global);
+            let value = match env.program.globals[*global].ty {
+                lang::ir::Ty::Long => Value::Long(env.globals.load_long(off)),
+                lang::ir::Ty::Str => Value::Str(read_c_string(&env.globals.read_bytes(off, cap))),
+            };
+            set(vars, *dst, value)
+        }
+        InstKind::StoreGlobal { global, src } => {
+            let off = env.layout.offset(*global);
+            match &vars[src.as_u32() as usize] {
+                Value::Long(n) => env.globals.store_long(off, *n),
+                _ => write_c_string(env.globals, off, &text(vars, *src), cap),
+            }
+        }
+        InstKind::AddGlobal { global, src } => env.globals.add_long(env.layout.offset(*global), long(vars, *src)),
+        InstKind::Exit => effects.exit = true,
+    }
+    Ok(())
+}
+
+/// Writes a string into a global's slot, NUL-terminated and cut to the capacity.
+pub fn write_c_string(globals: &MappedValue, off: u32, s: &str, cap: usize) {
+    let mut bytes = truncate(s.to_string(), cap).into_bytes();
+    bytes.push(0);
+    globals.write_bytes(off, &bytes);
+}
+
+/// The bytes up to the first NUL.
+pub fn read_c_string(bytes: &[u8]) -> String {
+    let end = bytes.iter().position(|b| *b == 0).unwrap_or(bytes.len());
+    String::from_utf8_lossy(&bytes[..end]).into_owned()
+}
+
+fn compare(op: CmpOp, ord: std::cmp::Ordering) -> bool {
+    use std::cmp::Ordering::*;
+    match op {
+        CmpOp::Eq => ord == Equal,
+        CmpOp::Ne => ord != Equal,
+        CmpOp::Lt => ord == Less,
+        CmpOp::Le => ord != Greater,
+        CmpOp::Gt => ord == Greater,
+        CmpOp::Ge => ord != Less,
+    }
+}
+
+fn format(program: &Program, fmt: lang::ir::FmtId, vars: &[Value], args: &[Var]) -> Vec<u8> {
+    let decl = &program.formats[fmt];
+    let values: Vec<Value> = args.iter().map(|a| vars[a.as_u32() as usize].clone()).collect();
+    match lang::printf::parse_format(&decl.text) {
+        Ok(f) => crate::format::format_bytes(&f, &values),
+        Err(_) => decl.text.clone().into_bytes(),
+    }
+}
+
+fn call(env: &Env<'_>, vars: &[Value], builtin: Builtin, args: &[Var]) -> Result<Value, HandlerError> {
+    let arg = |i: usize| long(vars, args[i]);
+    let now = sys::realtime_ns();
+    Ok(match builtin {
+        Builtin::GettimeofdayS => Value::Long(now / 1_000_000_000),
+        Builtin::GettimeofdayMs => Value::Long(now / 1_000_000),
+        Builtin::GettimeofdayUs => Value::Long(now / 1_000),
+        Builtin::GettimeofdayNs => Value::Long(now),
+        Builtin::KtimeNs => Value::Long(sys::monotonic_ns()),
+        Builtin::Target => Value::Long(env.globals.load_long(GLOBAL_TARGET)),
+        Builtin::Strlen => Value::Long(text(vars, args[0]).len() as i64),
+        Builtin::Ntohs | Builtin::Htons => Value::Long((arg(0) as u16).swap_bytes() as i64),
+        Builtin::Ntohl | Builtin::Htonl => Value::Long((arg(0) as u32).swap_bytes() as i64),
+        Builtin::IpNtop => Value::Str(Ipv4Addr::from((arg(0) as u32).swap_bytes()).to_string()),
+        Builtin::Randint => {
+            let n = arg(0);
+            Value::Long(if n > 0 { sys::random_u32() as i64 % n } else { 0 })
+        }
+        Builtin::UserIpv6Str => {
+            let _ = Ipv6Addr::UNSPECIFIED;
+            return Err(HandlerError::KernelOnly("_user_ipv6_str"));
+        }
+        other => return Err(HandlerError::KernelOnly(other.name())),
+    })
+}
