@@ -4,10 +4,10 @@
 //! way the verifier log and `bpftool prog dump xlated` print them (`kernel/bpf/disasm.c`):
 //!
 //! ```text
-//!    0: (79) r1 = *(u64 *)(r10 -8)
-//!    1: (55) if r1 != 0x17 goto pc+3
-//!    2: (85) call bpf_get_current_pid_tgid#14
-//!    3: (18) r1 = map[id:3]
+//! 0: (79) r1 = *(u64 *)(r10 -8)
+//! 1: (55) if r1 != 0x17 goto pc+3
+//! 2: (85) call bpf_get_current_pid_tgid#14
+//! 3: (18) r1 = map[id:3]
 //! ```
 //!
 //! Keeping the kernel's notation means a verifier rejection and our `-p4` output read the
@@ -21,15 +21,21 @@ use std::fmt::Write as _;
 
 use crate::insn::{alu, atomic, class, end, jmp, mode, pseudo, size, source, Helper, Insn, Size};
 
-/// Disassembles a program, one numbered line per slot (`ld_imm64` takes two slots and
-/// prints on the first). `map_names[i]` names the map whose fd or index is `i`.
+/// Disassembles a program, one numbered line per instruction, unpadded as in the verifier
+/// log (`ld_imm64` takes two slots and prints on the first). `map_names[i]` names the map
+/// whose fd or index is `i`.
 pub fn disasm(insns: &[Insn], map_names: &[&str]) -> String {
     let mut out = String::new();
     let mut idx = 0;
     while idx < insns.len() {
         let insn = insns[idx];
         let next = insns.get(idx + 1).copied();
-        let _ = writeln!(out, "{idx:4}: ({:02x}) {}", insn.code, insn_text(insn, next, map_names));
+        let _ = writeln!(
+            out,
+            "{idx}: ({:02x}) {}",
+            insn.code,
+            insn_text(insn, next, map_names)
+        );
         idx += if insn.is_ld_imm64() { 2 } else { 1 };
     }
     out
@@ -83,7 +89,11 @@ fn alu_text(insn: Insn) -> String {
             if wide {
                 format!("r{0} = bswap{bits} r{0}", insn.dst)
             } else {
-                let order = if insn.code & end::TO_BE != 0 { "be" } else { "le" };
+                let order = if insn.code & end::TO_BE != 0 {
+                    "be"
+                } else {
+                    "le"
+                };
                 format!("r{0} = {order}{bits} r{0}", insn.dst)
             }
         }
@@ -146,7 +156,11 @@ fn jmp_text(insn: Insn) -> String {
             } else {
                 format!("{:#x}", insn.imm)
             };
-            format!("if {} {sym} {rhs} goto pc{:+}", reg(wide, insn.dst), insn.off)
+            format!(
+                "if {} {sym} {rhs} goto pc{:+}",
+                reg(wide, insn.dst),
+                insn.off
+            )
         }
     }
 }
@@ -164,7 +178,12 @@ fn call_text(insn: Insn) -> String {
 
 fn ldx_text(insn: Insn) -> String {
     match insn.code & 0xe0 {
-        mode::MEM => format!("r{} = *({} *){}", insn.dst, size_name(insn.code), addr(insn.src, insn.off)),
+        mode::MEM => format!(
+            "r{} = *({} *){}",
+            insn.dst,
+            size_name(insn.code),
+            addr(insn.src, insn.off)
+        ),
         mode::MEMSX => {
             let bits = Size::from_code(insn.code).bytes() * 8;
             format!("r{} = *(s{bits} *){}", insn.dst, addr(insn.src, insn.off))
@@ -175,7 +194,12 @@ fn ldx_text(insn: Insn) -> String {
 
 fn st_text(insn: Insn) -> String {
     match insn.code & 0xe0 {
-        mode::MEM => format!("*({} *){} = {}", size_name(insn.code), addr(insn.dst, insn.off), insn.imm),
+        mode::MEM => format!(
+            "*({} *){} = {}",
+            size_name(insn.code),
+            addr(insn.dst, insn.off),
+            insn.imm
+        ),
         _ => invalid(insn),
     }
 }
@@ -186,7 +210,11 @@ fn stx_text(insn: Insn) -> String {
     match insn.code & 0xe0 {
         mode::MEM => format!("*({ty} *){at} = r{}", insn.src),
         mode::ATOMIC => {
-            let width = if insn.code & 0x18 == size::DW { "64" } else { "" };
+            let width = if insn.code & 0x18 == size::DW {
+                "64"
+            } else {
+                ""
+            };
             let src = insn.src;
             let name = match insn.imm & !atomic::FETCH {
                 atomic::ADD => ("+=", "add"),
@@ -202,7 +230,10 @@ fn stx_text(insn: Insn) -> String {
                 _ => return invalid(insn),
             };
             if insn.imm & atomic::FETCH != 0 {
-                format!("r{src} = atomic{width}_fetch_{}(({ty} *){at}, r{src})", name.1)
+                format!(
+                    "r{src} = atomic{width}_fetch_{}(({ty} *){at}, r{src})",
+                    name.1
+                )
             } else {
                 format!("lock *({ty} *){at} {} r{src}", name.0)
             }
@@ -216,7 +247,10 @@ fn ld_text(insn: Insn, next: Option<Insn>, map_names: &[&str]) -> String {
     match insn.code & 0xe0 {
         mode::IMM if insn.code & 0x18 == size::DW => {
             let hi = next.map_or(0, |n| n.imm);
-            let map = || match usize::try_from(insn.imm).ok().and_then(|i| map_names.get(i)) {
+            let map = || match usize::try_from(insn.imm)
+                .ok()
+                .and_then(|i| map_names.get(i))
+            {
                 Some(name) => format!("map[{name}]"),
                 None => format!("map[id:{}]", insn.imm),
             };

@@ -336,7 +336,13 @@ pub fn decode(bytes: &[u8]) -> Vec<Insn> {
 }
 
 const fn insn(code: u8, dst: Reg, src: Reg, off: i16, imm: i32) -> Insn {
-    Insn { code, dst: dst.0, src: src.0, off, imm }
+    Insn {
+        code,
+        dst: dst.0,
+        src: src.0,
+        off,
+        imm,
+    }
 }
 
 // ---- ALU ----
@@ -485,7 +491,13 @@ pub const fn ld_map_value(dst: Reg, fd: i32, off: i32) -> [Insn; 2] {
 pub const fn ld_imm64_pseudo(dst: Reg, src: u8, lo: i32, hi: i32) -> [Insn; 2] {
     [
         insn(class::LD | mode::IMM | size::DW, dst, Reg(src), 0, lo),
-        Insn { code: 0, dst: 0, src: 0, off: 0, imm: hi },
+        Insn {
+            code: 0,
+            dst: 0,
+            src: 0,
+            off: 0,
+            imm: hi,
+        },
     ]
 }
 
@@ -677,7 +689,13 @@ mod tests {
 
     #[test]
     fn round_trip_every_field() {
-        let i = Insn { code: 0x6b, dst: 0xa, src: 0x3, off: -512, imm: -7 };
+        let i = Insn {
+            code: 0x6b,
+            dst: 0xa,
+            src: 0x3,
+            off: -512,
+            imm: -7,
+        };
         assert_eq!(Insn::from_bytes(i.to_bytes()), i);
     }
 
