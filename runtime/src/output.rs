@@ -1,0 +1,97 @@
+//! Decoding ring-buffer records into the text a script prints.
+//!
+//! A record is `u32 kind, u32 pad` and the arguments at the offsets of
+//! [`codegen_bpf::layout::record_layout`]; `kind` is a format id or a special
+//! [`codegen_bpf::layout::record_kind`]. Formats are parsed once, when the decoder is made.
+
+use codegen_bpf::layout::{self, record_kind};
+use lang::ir::{Program, Ty};
+use lang::printf::Format;
+
+use crate::format::{format_bytes, Value};
+
+/// What one record asks for.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Record {
+    /// Text to print.
+    Print(Vec<u8>),
+    /// `exit()` ran in a kernel probe.
+    Exit,
+    /// A record this script cannot have produced (a bug); shown, not hidden.
+    Malformed(String),
+}
+
+pub struct Decoder {
+    formats: Vec<(Option<Format>, layout::RecordLayout, Vec<Ty>)>,
+    string_capacity: u32,
+}
+
+impl Decoder {
+    pub fn new(program: &Program) -> Decoder {
+        let cap = program.string_capacity;
+        let formats = program
+            .formats
+            .values()
+            .map(|f| (lang::printf::parse_format(&f.text).ok(), layout::record_layout(f, cap), f.args.clone()))
+            .collect();
+        Decoder { formats, string_capacity: cap }
+    }
+
+    pub fn decode(&self, bytes: &[u8]) -> Record {
+        let Some(kind) = bytes.get(..4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])) else {
+            return Record::Malformed(format!("record of {} bytes", bytes.len()));
+        };
+        if kind == record_kind::EXIT {
+            return Record::Exit;
+        }
+        let Some((Some(format), layout, tys)) = self.formats.get(kind as usize) else {
+            return Record::Malformed(format!("unknown record kind {kind}"));
+        };
+        if bytes.len() < layout.size as usize {
+            return Record::Malformed(format!("record {kind} has {} bytes, wants {}", bytes.len(), layout.size));
+        }
+        let args: Vec<Value> = tys
+            .iter()
+            .zip(&layout.arg_offsets)
+            .map(|(ty, off)| {
+                let off = *off as usize;
+                match ty {
+                    Ty::Long => {
+                        let mut b = [0u8; 8];
+                        b.copy_from_slice(&bytes[off..off + 8]);
+                        Value::Long(i64::from_le_bytes(b))
+                    }
+                    Ty::Str => {
+                        let slot = &bytes[off..off + self.string_capacity as usize];
+                        let end = slot.iter().position(|c| *c == 0).unwrap_or(slot.len());
+                        match std::str::from_utf8(&slot[..end]) {
+                            Ok(s) => Value::Str(s.to_string()),
+                            Err(_) => Value::Bytes(slot[..end].to_vec()),
+                        }
+                    }
+                }
+            })
+            .collect();
+        Record::Print(format_bytes(format, &args))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use lang::ir::FormatDecl;
+
+    use super::*;
+
+    #[test]
+    fn decodes_a_printf_record() {
+        let mut program = Program { string_capacity: 16, ..Default::default() };
+        program.formats.push(FormatDecl { text: "%s[%d]\n".into(), args: vec![Ty::Str, Ty::Long] });
+        let mut rec = vec![0u8; 8];
+        let mut s = b"python3".to_vec();
+        s.resize(16, 0);
+        rec.extend(s);
+        rec.extend(42i64.to_le_bytes());
+        assert_eq!(Decoder::new(&program).decode(&rec), Record::Print(b"python3[42]\n".to_vec()));
+        assert_eq!(Decoder::new(&program).decode(&u32::MAX.to_le_bytes()), Record::Exit);
+    }
+}

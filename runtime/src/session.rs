@@ -1,0 +1,368 @@
+//! A running script: load the object, set the globals, run `begin`, attach the kernel
+//! probes, loop over ring-buffer records and timers, then run `end`, print what the script
+//! left unread, and detach everything.
+//!
+//! [`Session::start`] loads and attaches; [`Session::run`] drives the loop; dropping the
+//! session detaches every program and closes every map, on every path, errors included.
+
+use std::io::Write;
+use std::os::fd::AsFd;
+use std::path::PathBuf;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use aya::maps::{Map, RingBuf};
+use aya::programs::{ProgramError, TracePoint};
+use aya::{Ebpf, EbpfError, EbpfLoader};
+use codegen_bpf::compile::CompiledScript;
+use codegen_bpf::layout::{GLOBAL_BOOT_OFFSET, GLOBAL_LOST, GLOBAL_TARGET};
+use codegen_bpf::object::write_object;
+use lang::ir::{Const, Handler, Target, Ty};
+use lang::span::Span;
+
+use crate::output::{Decoder, Record};
+use crate::sys::{self, MappedValue};
+use crate::userspace::{self, Env, HandlerError};
+
+/// How to run a script.
+#[derive(Default)]
+pub struct RunOptions {
+    /// `-x PID`: `target()`, and the script stops when that process exits.
+    pub target_pid: Option<i32>,
+    /// `-c CMD`: run after the probes are attached; `target()` is its pid; stop when it exits.
+    pub command: Option<String>,
+    /// `-T SECONDS`.
+    pub duration: Option<Duration>,
+    /// `-G NAME=VALUE`, applied before `begin`.
+    pub set_globals: Vec<(String, String)>,
+    /// Created once every probe is attached (for tests and scripts that wait on us).
+    pub ready_file: Option<PathBuf>,
+}
+
+/// What went wrong while running; rendered by the binary.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// The kernel refused to create maps or parse the object.
+    #[error("cannot load the BPF object: {0}")]
+    Object(String),
+    /// The verifier rejected a program. `span` is the script code of the failing instruction.
+    #[error("the kernel's verifier rejected probe {point}")]
+    Verifier { point: String, span: Option<Span>, log: String },
+    #[error("cannot load probe {point}: {reason}")]
+    Load { point: String, reason: String },
+    #[error("cannot attach probe {point}: {reason}")]
+    Attach { point: String, reason: String },
+    #[error("bpftap needs root (or CAP_BPF and CAP_PERFMON) to load BPF programs")]
+    NotPermitted,
+    #[error("cannot map the globals: {0}")]
+    Globals(std::io::Error),
+    #[error("-G {name}: {reason}")]
+    SetGlobal { name: String, reason: String },
+    #[error("cannot run -c command: {0}")]
+    Command(std::io::Error),
+    #[error("error in {point}: {source}")]
+    Handler { point: String, source: HandlerError },
+    #[error("cannot write output: {0}")]
+    Output(std::io::Error),
+}
+
+pub struct Session<'a> {
+    compiled: &'a CompiledScript,
+    // Field order matters on drop: links and programs go with `ebpf`, after the ring buffer.
+    ring: RingBuf<aya::maps::MapData>,
+    globals: MappedValue,
+    ebpf: Ebpf,
+    decoder: Decoder,
+    child: Option<Child>,
+    options: RunOptions,
+    exit_requested: bool,
+}
+
+impl<'a> Session<'a> {
+    /// Loads the object, sets the globals and runs `begin`; attaches nothing yet.
+    pub fn load(compiled: &'a CompiledScript, options: RunOptions, out: &mut dyn Write) -> Result<Session<'a>, RuntimeError> {
+        let bytes = write_object(&compiled.object);
+        let mut ebpf = EbpfLoader::new().load(&bytes).map_err(load_error)?;
+        let ring_map = ebpf.take_map("bpftap_output").ok_or_else(|| RuntimeError::Object("no output map".into()))?;
+        let ring = RingBuf::try_from(ring_map).map_err(|e| RuntimeError::Object(e.to_string()))?;
+        let globals = match ebpf.map("bpftap_globals") {
+            Some(Map::Array(data)) => MappedValue::map(data.fd().as_fd(), compiled.globals.size as usize),
+            _ => return Err(RuntimeError::Object("no globals map".into())),
+        }
+        .map_err(RuntimeError::Globals)?;
+        let mut session = Session {
+            compiled,
+            ring,
+            globals,
+            ebpf,
+            decoder: Decoder::new(&compiled.program),
+            child: None,
+            options,
+            exit_requested: false,
+        };
+        session.init_globals()?;
+        session.run_user(|t| matches!(t, Target::Begin { .. }), out)?;
+        Ok(session)
+    }
+
+    fn init_globals(&mut self) -> Result<(), RuntimeError> {
+        let program = &self.compiled.program;
+        let cap = program.string_capacity as usize;
+        self.globals.store_long(GLOBAL_BOOT_OFFSET, sys::boot_to_realtime_offset());
+        self.globals.store_long(GLOBAL_TARGET, self.options.target_pid.unwrap_or(0) as i64);
+        for (g, decl) in program.globals.iter() {
+            let off = self.compiled.globals.offset(g);
+            match &decl.init {
+                Some(Const::Long(n)) => self.globals.store_long(off, *n),
+                Some(Const::Str(s)) => userspace::write_c_string(&self.globals, off, s, cap),
+                None => {}
+            }
+        }
+        for (name, value) in &self.options.set_globals {
+            let Some((g, decl)) = program.globals.iter().find(|(_, d)| &d.name == name) else {
+                return Err(RuntimeError::SetGlobal { name: name.clone(), reason: "the script has no such global".into() });
+            };
+            let off = self.compiled.globals.offset(g);
+            match decl.ty {
+                Ty::Long => {
+                    let n = parse_long(value).ok_or_else(|| RuntimeError::SetGlobal {
+                        name: name.clone(),
+                        reason: format!("`{value}` is not a number, and the global is a long"),
+                    })?;
+                    self.globals.store_long(off, n);
+                }
+                Ty::Str => userspace::write_c_string(&self.globals, off, value, cap),
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs the user-space handlers whose target matches, in priority order.
+    fn run_user(&mut self, which: impl Fn(&Target) -> bool, out: &mut dyn Write) -> Result<(), RuntimeError> {
+        let mut handlers: Vec<&Handler> = self.compiled.program.handlers.iter().filter(|h| which(&h.target)).collect();
+        handlers.sort_by_key(|h| match h.target {
+            Target::Begin { priority } | Target::End { priority } | Target::Error { priority } => priority,
+            _ => 0,
+        });
+        for h in handlers {
+            self.run_handler(h, out)?;
+        }
+        Ok(())
+    }
+
+    fn run_handler(&mut self, h: &Handler, out: &mut dyn Write) -> Result<(), RuntimeError> {
+        let mut write_err = None;
+        let mut sink = |bytes: &[u8]| {
+            if let Err(e) = out.write_all(bytes) {
+                write_err.get_or_insert(e);
+            }
+        };
+        let mut env = Env {
+            program: &self.compiled.program,
+            globals: &self.globals,
+            layout: &self.compiled.globals,
+            out: &mut sink,
+        };
+        let effects = userspace::run(&mut env, &h.func)
+            .map_err(|source| RuntimeError::Handler { point: h.point.clone(), source })?;
+        if let Some(e) = write_err {
+            return Err(RuntimeError::Output(e));
+        }
+        self.exit_requested |= effects.exit;
+        Ok(())
+    }
+
+    /// Loads and attaches every kernel probe, then starts `-c CMD`.
+    pub fn attach(&mut self) -> Result<(), RuntimeError> {
+        if self.exit_requested {
+            return Ok(());
+        }
+        for probe in &self.compiled.kernel_probes {
+            let handler = &self.compiled.program.handlers[probe.handler];
+            let point = handler.point.clone();
+            let Some(prog) = self.ebpf.program_mut(&probe.name) else {
+                return Err(RuntimeError::Load { point, reason: "missing from the object".into() });
+            };
+            match &probe.target {
+                Target::Tracepoint { group, event, .. } => {
+                    let tp: &mut TracePoint = prog
+                        .try_into()
+                        .map_err(|e: ProgramError| RuntimeError::Load { point: point.clone(), reason: e.to_string() })?;
+                    tp.load().map_err(|e| program_error(e, &point, &probe.spans))?;
+                    tp.attach(group, event)
+                        .map_err(|e| RuntimeError::Attach { point: point.clone(), reason: error_chain(&e) })?;
+                }
+                other => {
+                    return Err(RuntimeError::Attach { point, reason: format!("no attach method for {other:?}") });
+                }
+            }
+        }
+        if let Some(path) = &self.options.ready_file {
+            let _ = std::fs::write(path, b"");
+        }
+        if let Some(cmd) = &self.options.command {
+            let child = Command::new("/bin/sh").arg("-c").arg(cmd).spawn().map_err(RuntimeError::Command)?;
+            self.globals.store_long(GLOBAL_TARGET, child.id() as i64);
+            self.child = Some(child);
+        }
+        Ok(())
+    }
+
+    /// The event loop, then `end` and the exit-time report. Returns when the script ends.
+    pub fn run(&mut self, out: &mut dyn Write) -> Result<(), RuntimeError> {
+        let started = Instant::now();
+        let compiled = self.compiled;
+        let mut timers: Vec<(Instant, Duration, &Handler)> = compiled
+            .program
+            .handlers
+            .iter()
+            .filter_map(|h| match h.target {
+                Target::Timer { interval_ns } => {
+                    let every = Duration::from_nanos(interval_ns.max(1000));
+                    Some((started + every, every, h))
+                }
+                _ => None,
+            })
+            .collect();
+        while !self.exit_requested && sys::stop_signal().is_none() {
+            let now = Instant::now();
+            let mut wait = Duration::from_millis(100);
+            for (due, _, _) in &timers {
+                wait = wait.min(due.saturating_duration_since(now));
+            }
+            if let Some(limit) = self.options.duration {
+                if now >= started + limit {
+                    break;
+                }
+                wait = wait.min(started + limit - now);
+            }
+            sys::poll_readable(self.ring.as_fd(), wait.as_millis() as i32);
+            self.drain(out)?;
+            for i in 0..timers.len() {
+                if Instant::now() >= timers[i].0 && !self.exit_requested {
+                    let (_, every, h) = timers[i];
+                    timers[i].0 += every;
+                    self.run_handler(h, out)?;
+                }
+            }
+            out.flush().map_err(RuntimeError::Output)?;
+            if self.target_gone() {
+                break;
+            }
+        }
+        self.drain(out)?;
+        self.run_user(|t| matches!(t, Target::End { .. }), out)?;
+        self.print_unread_globals(out)?;
+        out.flush().map_err(RuntimeError::Output)?;
+        let lost = self.globals.load_long(GLOBAL_LOST);
+        if lost > 0 {
+            eprintln!("bpftap: {lost} output record(s) lost: the ring buffer was full");
+        }
+        Ok(())
+    }
+
+    fn drain(&mut self, out: &mut dyn Write) -> Result<(), RuntimeError> {
+        while let Some(item) = self.ring.next() {
+            match self.decoder.decode(&item) {
+                Record::Print(bytes) => out.write_all(&bytes).map_err(RuntimeError::Output)?,
+                Record::Exit => self.exit_requested = true,
+                Record::Malformed(why) => eprintln!("bpftap: internal error: malformed output record: {why}"),
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the `-c` child or the `-x` process has exited.
+    fn target_gone(&mut self) -> bool {
+        if let Some(child) = &mut self.child {
+            return !matches!(child.try_wait(), Ok(None));
+        }
+        match self.options.target_pid {
+            Some(pid) if self.options.command.is_none() => !sys::process_alive(pid),
+            _ => false,
+        }
+    }
+
+    /// Globals written but never read are printed at exit, as SystemTap does.
+    fn print_unread_globals(&mut self, out: &mut dyn Write) -> Result<(), RuntimeError> {
+        let cap = self.compiled.program.string_capacity as usize;
+        for (g, decl) in self.compiled.program.globals.iter() {
+            if decl.read {
+                continue;
+            }
+            let off = self.compiled.globals.offset(g);
+            let line = match decl.ty {
+                Ty::Long => format!("{}={}\n", decl.name, self.globals.load_long(off)),
+                Ty::Str => {
+                    format!("{}=\"{}\"\n", decl.name, userspace::read_c_string(&self.globals.read_bytes(off, cap)))
+                }
+            };
+            out.write_all(line.as_bytes()).map_err(RuntimeError::Output)?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Session<'_> {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            if matches!(child.try_wait(), Ok(None)) {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}
+
+fn parse_long(s: &str) -> Option<i64> {
+    let s = s.trim();
+    if let Some(hex) = s.strip_prefix("0x") {
+        return i64::from_str_radix(hex, 16).ok();
+    }
+    s.parse().ok()
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+fn is_eperm(e: &dyn std::error::Error) -> bool {
+    let text = error_chain(e);
+    text.contains("Operation not permitted") || text.contains("os error 1)")
+}
+
+fn load_error(e: EbpfError) -> RuntimeError {
+    if is_eperm(&e) {
+        return RuntimeError::NotPermitted;
+    }
+    RuntimeError::Object(error_chain(&e))
+}
+
+/// A load failure, with the verifier's log and the script span of the instruction it
+/// stopped at (the last instruction index the log names).
+fn program_error(e: ProgramError, point: &str, spans: &[(usize, Span)]) -> RuntimeError {
+    match e {
+        ProgramError::LoadError { io_error, verifier_log } => {
+            let log = verifier_log.to_string();
+            if io_error.raw_os_error() == Some(libc::EPERM) && log.trim().is_empty() {
+                return RuntimeError::NotPermitted;
+            }
+            let insn = log.lines().rev().find_map(|l| l.split(':').next().and_then(|n| n.trim().parse::<usize>().ok()));
+            let span = insn.and_then(|i| spans.iter().take_while(|(at, _)| *at <= i).last().map(|(_, s)| *s));
+            RuntimeError::Verifier { point: point.to_string(), span, log }
+        }
+        other => {
+            if is_eperm(&other) {
+                return RuntimeError::NotPermitted;
+            }
+            RuntimeError::Load { point: point.to_string(), reason: error_chain(&other) }
+        }
+    }
+}
