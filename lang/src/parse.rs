@@ -1,1 +1,294 @@
-//! (being written)
+//! Parsing: one source file to an [`ast::Script`], with every diagnostic found on the way.
+//!
+//! The steps: [`crate::lexer::lex`], [`crate::preprocess::preprocess`], then the lalrpop grammar
+//! (`grammar.lalrpop`). Before the grammar runs, a `/` directly followed by `{` becomes
+//! [`Token::PredicateEnd`], which closes a `probe p /pred/ { }` predicate.
+//!
+//! Error recovery is by top-level item: the token stream is cut before every `probe`,
+//! `global`, `function` and `private` keyword at bracket depth zero (these keywords never occur
+//! inside an item), and each piece is parsed alone. A syntax error thus loses one item, and
+//! the errors of several items are all reported.
+//!
+//! Invariant: `parse` never panics on any input; it always returns a (possibly partial) script.
+
+use crate::ast::{self, *};
+use crate::diag::Diagnostic;
+use crate::lexer::{self, SpannedToken, Token};
+use crate::preprocess::{self, Macros, PreprocessEnv};
+use crate::span::{FileId, SourceMap, Span};
+
+lalrpop_util::lalrpop_mod!(
+    #[allow(clippy::all, unused_parens, unused_imports)]
+    grammar
+);
+
+/// Parse file `file` of `sources`.
+///
+/// `env` answers preprocessor conditions and gives the script arguments used by `$1`/`@1` in
+/// probe points. `macros` holds the `@define`s seen so far: pass the same table when parsing
+/// tapsets and then the script, so tapset macros are usable in the script. Macros the file
+/// defines are added to it.
+pub fn parse(sources: &SourceMap, file: FileId, env: &PreprocessEnv, macros: &mut Macros) -> (ast::Script, Vec<Diagnostic>) {
+    let text = &sources.file(file).text;
+    let (tokens, mut diags) = lexer::lex(text, file);
+    let mut tokens = preprocess::preprocess(&tokens, env, macros, &mut diags);
+    mark_predicate_ends(&mut tokens);
+    let mut script = Script::default();
+    for chunk in split_items(&tokens) {
+        parse_chunk(chunk, file, text.len(), env, &mut script, &mut diags);
+    }
+    (script, diags)
+}
+
+/// Parse a lone expression (for the REPL and tests), with the same diagnostics as [`parse`].
+pub fn parse_expr(sources: &SourceMap, file: FileId, env: &PreprocessEnv, macros: &mut Macros) -> (Option<Expr>, Vec<Diagnostic>) {
+    let text = &sources.file(file).text;
+    let (tokens, mut diags) = lexer::lex(text, file);
+    let tokens = preprocess::preprocess(&tokens, env, macros, &mut diags);
+    let mut errors = Vec::new();
+    let res = grammar::ExprParser::new().parse(file, &env.script_args, &mut errors, feed(&tokens));
+    diags.append(&mut errors);
+    match res {
+        Ok(e) => (Some(e), diags),
+        Err(err) => {
+            diags.push(syntax_error(err, file, text.len()));
+            (None, diags)
+        }
+    }
+}
+
+fn parse_chunk(
+    chunk: &[SpannedToken],
+    file: FileId,
+    text_len: usize,
+    env: &PreprocessEnv,
+    script: &mut Script,
+    diags: &mut Vec<Diagnostic>,
+) {
+    let mut errors = Vec::new();
+    // A chunk's end of input is where the next chunk starts, or the end of the file.
+    let res = grammar::ScriptParser::new().parse(file, &env.script_args, &mut errors, feed(chunk));
+    diags.append(&mut errors);
+    match res {
+        Ok(items) => script.items.extend(items),
+        Err(err) => {
+            let eof = chunk.last().map_or(text_len, |t| t.1.end as usize);
+            diags.push(syntax_error(err, file, eof));
+        }
+    }
+}
+
+fn feed(tokens: &[SpannedToken]) -> impl Iterator<Item = Result<(usize, Token, usize), ()>> + '_ {
+    tokens.iter().map(|(tok, span)| Ok((span.start as usize, tok.clone(), span.end as usize)))
+}
+
+/// A `/` right before `{` closes a predicate: nothing else can put a `/` there.
+fn mark_predicate_ends(tokens: &mut [SpannedToken]) {
+    for i in 1..tokens.len() {
+        if tokens[i].0 == Token::LBrace && tokens[i - 1].0 == Token::Slash {
+            tokens[i - 1].0 = Token::PredicateEnd;
+        }
+    }
+}
+
+/// Cuts the stream before each item-starting keyword at depth zero; see the module doc.
+fn split_items(tokens: &[SpannedToken]) -> Vec<&[SpannedToken]> {
+    let mut chunks = Vec::new();
+    let mut depth: i32 = 0;
+    let mut start = 0;
+    for (i, (tok, _)) in tokens.iter().enumerate() {
+        match tok {
+            Token::LBrace | Token::LParen | Token::LBracket => depth += 1,
+            Token::RBrace | Token::RParen | Token::RBracket => depth = (depth - 1).max(0),
+            Token::Probe | Token::Global | Token::Function | Token::Private => {
+                let after_private = i > 0 && tokens[i - 1].0 == Token::Private;
+                // A keyword used as a probe point component (`kernel.function`) follows a `.`.
+                let after_dot = i > 0 && tokens[i - 1].0 == Token::Dot;
+                if depth == 0 && i > start && !after_private && !after_dot {
+                    chunks.push(&tokens[start..i]);
+                    start = i;
+                }
+            }
+            _ => {}
+        }
+    }
+    if start < tokens.len() {
+        chunks.push(&tokens[start..]);
+    }
+    chunks
+}
+
+type LalrpopError = lalrpop_util::ParseError<usize, Token, ()>;
+
+fn syntax_error(err: LalrpopError, file: FileId, eof: usize) -> Diagnostic {
+    use lalrpop_util::ParseError as E;
+    match err {
+        E::UnrecognizedToken { token: (l, tok, r), expected } => Diagnostic::error(
+            "E0020",
+            format!("unexpected {}", tok.describe()),
+            Span::new(file, l, r),
+        )
+        .with_label(format!("expected {}", expected_list(&expected))),
+        E::UnrecognizedEof { location, expected } => {
+            let at = location.max(eof.saturating_sub(1)).min(eof);
+            Diagnostic::error("E0021", "unexpected end of input", Span::new(file, at, eof))
+                .with_label(format!("expected {}", expected_list(&expected)))
+        }
+        E::ExtraToken { token: (l, tok, r) } => {
+            Diagnostic::error("E0020", format!("unexpected {}", tok.describe()), Span::new(file, l, r))
+        }
+        // The token iterator never fails: lexing errors were reported before.
+        E::InvalidToken { location } => {
+            Diagnostic::error("E0020", "invalid token", Span::new(file, location, location))
+        }
+        E::User { .. } => Diagnostic::error("E0020", "syntax error", Span::new(file, eof, eof)),
+    }
+}
+
+/// `"a", "b" or "c"`, from lalrpop's quoted terminal names. Long lists are cut short.
+fn expected_list(expected: &[String]) -> String {
+    let names: Vec<String> = expected
+        .iter()
+        .map(|e| {
+            let inner = e.trim_matches('"');
+            match inner {
+                "identifier" | "number" | "string" | "$variable" | "@macro" | "%{ embedded C %}" | "/ before {" => {
+                    inner.to_string()
+                }
+                _ => format!("`{inner}`"),
+            }
+        })
+        .collect();
+    match names.len() {
+        0 => "nothing".into(),
+        1 => names[0].clone(),
+        n if n <= 8 => format!("{} or {}", names[..n - 1].join(", "), names[n - 1]),
+        _ => format!("{}, ... ({} possibilities)", names[..6].join(", "), names.len()),
+    }
+}
+
+// ---------------------------------------------------------------- helpers for grammar actions
+
+/// A binary operator as the grammar reads it, before it is sorted into an [`ExprKind`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Bin {
+    Arith(BinaryOp),
+    Logic(LogicalOp),
+    Cmp(CompareOp),
+    /// `=~` (false) and `!~` (true).
+    Regex(bool),
+}
+
+pub(crate) fn sp(file: FileId, l: usize, r: usize) -> Span {
+    Span::new(file, l, r)
+}
+
+/// `size` is `Some` for a declaration with brackets (`a[]`, `a[100]`).
+pub(crate) fn global(name: String, init: Option<Expr>, size: Option<Option<i64>>, wrap: bool, span: Span) -> Global {
+    Global { name, init, size: size.flatten(), is_array: size.is_some(), wrap, private: false, span }
+}
+
+pub(crate) fn stmt(kind: StmtKind, span: Span) -> Stmt {
+    Stmt { kind, span }
+}
+
+pub(crate) fn bin(lhs: Expr, op: Bin, rhs: Expr) -> Expr {
+    let span = lhs.span.to(rhs.span);
+    let (lhs, rhs) = (Box::new(lhs), Box::new(rhs));
+    let kind = match op {
+        Bin::Arith(op) => ExprKind::Binary { op, lhs, rhs },
+        Bin::Logic(op) => ExprKind::Logical { op, lhs, rhs },
+        Bin::Cmp(op) => ExprKind::Compare { op, lhs, rhs },
+        Bin::Regex(negated) => ExprKind::Regex { negated, lhs, pattern: rhs },
+    };
+    Expr::new(kind, span)
+}
+
+/// Suffixes are `(0, None)` for `?`, `(1, None)` for `!`, `(2, Some(cond))` for `if (cond)`.
+pub(crate) fn probe_point(first: Component, rest: Vec<Component>, suffixes: Vec<(u8, Option<Expr>)>, span: Span) -> ProbePoint {
+    let mut point = ProbePoint { components: vec![first], optional: false, sufficient: false, condition: None, span };
+    point.components.extend(rest);
+    for (kind, cond) in suffixes {
+        match kind {
+            0 => point.optional = true,
+            1 => {
+                point.optional = true;
+                point.sufficient = true;
+            }
+            _ => point.condition = cond,
+        }
+    }
+    point
+}
+
+/// `$N` (`as_string == false`) or `@N` in a probe point: replaced by the script argument.
+pub(crate) fn script_arg_literal(n: u32, as_string: bool, args: &[String], span: Span, errors: &mut Vec<Diagnostic>) -> Literal {
+    let sigil = if as_string { '@' } else { '$' };
+    let Some(arg) = (n as usize).checked_sub(1).and_then(|i| args.get(i)) else {
+        errors.push(Diagnostic::error(
+            "E0023",
+            format!("probe point uses `{sigil}{n}` but the script got {} argument(s)", args.len()),
+            span,
+        ));
+        return Literal::String(String::new());
+    };
+    if !as_string {
+        if let Ok(number) = arg.parse::<i64>() {
+            return Literal::Number(number);
+        }
+    }
+    Literal::String(arg.clone())
+}
+
+pub(crate) fn type_name(name: &str, span: Span, errors: &mut Vec<Diagnostic>) -> Option<TypeName> {
+    match name {
+        "long" => Some(TypeName::Long),
+        "string" => Some(TypeName::String),
+        _ => {
+            errors.push(
+                Diagnostic::error("E0024", format!("unknown type `{name}`"), span).with_help("types are `long` and `string`"),
+            );
+            None
+        }
+    }
+}
+
+/// The parenthesized part of a `foreach`, as the grammar reads it.
+pub(crate) struct ForeachHead {
+    pub value: Option<(String, Span)>,
+    /// Each key with its sort mark (`+` is `Some(true)`).
+    pub keys: Vec<((String, Span), Option<bool>)>,
+    pub array: (String, Span),
+    pub stat: Option<StatOp>,
+    pub array_sort: Option<bool>,
+    pub limit: Option<Expr>,
+}
+
+pub(crate) fn foreach(head: ForeachHead, body: Stmt, span: Span, errors: &mut Vec<Diagnostic>) -> Stmt {
+    let mut sort = head.array_sort.map(|ascending| Sort { column: 0, ascending });
+    for (i, (key, mark)) in head.keys.iter().enumerate() {
+        if let Some(ascending) = *mark {
+            if sort.is_some() {
+                errors.push(Diagnostic::error("E0025", "`foreach` may sort by one column only", key.1));
+            }
+            sort = Some(Sort { column: i + 1, ascending });
+        }
+    }
+    if head.stat.is_some() && head.array_sort.is_none() {
+        errors.push(
+            Diagnostic::error("E0025", "a statistic in `foreach` needs a sort direction", head.array.1)
+                .with_help("write `@sum+` or `@sum-`"),
+        );
+    }
+    let (name, array_span) = head.array;
+    let each = Foreach {
+        value: head.value,
+        keys: head.keys.into_iter().map(|(k, _)| k).collect(),
+        array: Expr::new(ExprKind::Ident(name), array_span),
+        sort,
+        sort_stat: head.stat,
+        limit: head.limit,
+        body,
+    };
+    stmt(StmtKind::Foreach(Box::new(each)), span)
+}
