@@ -1,1 +1,178 @@
-fn main() {}
+//! `bpftap`: SystemTap scripts compiled straight to BPF. This file is the command line only:
+//! it parses options, calls the driver and the runtime, and renders errors.
+
+mod driver;
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use lang::span::SourceKind;
+use runtime::kernel_info::LiveKernel;
+use runtime::session::{RunOptions, RuntimeError, Session};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "bpftap",
+    version,
+    about = "Run SystemTap scripts as BPF programs: no compiler, no kernel module, no debuginfo",
+    after_help = "Examples:\n  bpftap -e 'probe syscall.connect /dport == 23/ { printf(\"%s %d\\n\", execname(), pid()) }'\n  bpftap script.stp ARG1 ARG2\n  bpftap -p4 -e 'probe syscall.getppid { println(pid()) }'"
+)]
+struct Cli {
+    /// The script text (instead of a script file).
+    #[arg(short = 'e', value_name = "SCRIPT")]
+    script: Option<String>,
+    /// Stop after pass N (1 parse, 2 elaborate, 3 IR, 4 BPF) and print its result.
+    #[arg(short = 'p', value_name = "N", value_parser = clap::value_parser!(u8).range(1..=5))]
+    pass: Option<u8>,
+    /// Print each pass with its time (repeat for more).
+    #[arg(short = 'v', action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Write the script's output to FILE.
+    #[arg(short = 'o', value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// Run CMD once the probes are attached; target() is its pid; stop when it exits.
+    #[arg(short = 'c', value_name = "CMD")]
+    command: Option<String>,
+    /// Set target() to PID and stop when that process exits.
+    #[arg(short = 'x', value_name = "PID")]
+    target_pid: Option<i32>,
+    /// Stop after SECONDS.
+    #[arg(short = 'T', value_name = "SECONDS")]
+    timeout: Option<f64>,
+    /// Set a global before `begin` runs (repeatable).
+    #[arg(short = 'G', value_name = "NAME=VALUE")]
+    globals: Vec<String>,
+    /// Set a limit: MAXSTRINGLEN=N.
+    #[arg(short = 'D', value_name = "NAME=VALUE")]
+    defines: Vec<String>,
+    /// Add a tapset directory.
+    #[arg(short = 'I', value_name = "DIR")]
+    include: Vec<PathBuf>,
+    /// The script file, then its arguments ($1, @1, ...).
+    #[arg(value_name = "SCRIPT_FILE")]
+    args: Vec<String>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("bpftap: {message}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode, String> {
+    let (name, text, kind, script_args) = match (&cli.script, cli.args.split_first()) {
+        (Some(text), _) => ("<command line>".to_string(), text.clone(), SourceKind::CommandLine, cli.args.clone()),
+        (None, Some((file, rest))) => {
+            let text = std::fs::read_to_string(file).map_err(|e| format!("cannot read {file}: {e}"))?;
+            (file.clone(), text, SourceKind::Script, rest.to_vec())
+        }
+        (None, None) => return Err("no script: give -e 'SCRIPT' or a script file (see --help)".into()),
+    };
+    let mut string_capacity = 128;
+    for d in &cli.defines {
+        match d.split_once('=') {
+            Some(("MAXSTRINGLEN", v)) => {
+                string_capacity = v
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| (16..=2048).contains(n))
+                    .ok_or_else(|| format!("-D MAXSTRINGLEN={v}: give a number from 16 to 2048"))?;
+            }
+            _ => return Err(format!("-D {d}: unknown setting (bpftap knows MAXSTRINGLEN)")),
+        }
+    }
+    let last_pass = cli.pass.unwrap_or(5);
+    let kernel = LiveKernel::new();
+    let options = driver::Options { script_args, string_capacity, verbose: cli.verbose, include: cli.include.clone() };
+    let compiled = match driver::compile(&name, &text, kind, last_pass.min(4), &kernel, &options) {
+        Ok(c) => c,
+        Err(failure) => {
+            let color = std::io::stderr().is_terminal();
+            eprint!("{}", lang::diag::render(&failure.diags, &failure.sources, color));
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let mut stdout = std::io::stdout().lock();
+    match last_pass {
+        1 => {
+            let script = compiled.script.as_ref().expect("pass 1 keeps the script");
+            let _ = writeln!(stdout, "{script:#?}");
+            return Ok(ExitCode::SUCCESS);
+        }
+        2 => {
+            let (e, t) = compiled.elaborated.as_ref().expect("pass 2 keeps the elaborated script");
+            let _ = write!(stdout, "{}", driver::describe_elaborated(e, t));
+            return Ok(ExitCode::SUCCESS);
+        }
+        3 => {
+            let _ = write!(stdout, "{}", compiled.ir.as_ref().expect("pass 3 keeps the IR"));
+            return Ok(ExitCode::SUCCESS);
+        }
+        4 => {
+            let object = compiled.object.as_ref().expect("pass 4 keeps the object");
+            let _ = write!(stdout, "{}", object.listing(&compiled.sources));
+            return Ok(ExitCode::SUCCESS);
+        }
+        _ => {}
+    }
+    let object = compiled.object.as_ref().expect("pass 4 ran");
+    let set_globals = cli
+        .globals
+        .iter()
+        .map(|g| g.split_once('=').map(|(n, v)| (n.to_string(), v.to_string())).ok_or_else(|| format!("-G {g}: use NAME=VALUE")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let options = RunOptions {
+        target_pid: cli.target_pid,
+        command: cli.command.clone(),
+        duration: cli.timeout.map(Duration::from_secs_f64),
+        set_globals,
+        ready_file: std::env::var_os("BPFTAP_READY_FILE").map(PathBuf::from),
+    };
+    let mut out: Box<dyn Write> = match &cli.output {
+        Some(path) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(path).map_err(|e| format!("cannot create {}: {e}", path.display()))?,
+        )),
+        None => Box::new(std::io::BufWriter::new(stdout)),
+    };
+    runtime::sys::catch_stop_signals();
+    let result = Session::load(object, options, &mut *out).and_then(|mut session| {
+        session.attach()?;
+        session.run(&mut *out)
+    });
+    let _ = out.flush();
+    match result {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e) => {
+            report_runtime_error(&e, &compiled.sources);
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+fn report_runtime_error(e: &RuntimeError, sources: &lang::span::SourceMap) {
+    match e {
+        RuntimeError::Verifier { point, span, log } => {
+            let mut d = lang::diag::Diagnostic::error("E0500", format!("the kernel's verifier rejected probe {point}"), span.unwrap_or_default())
+                .with_label("the verifier stopped at code generated for this");
+            let tail: Vec<&str> = log.lines().rev().take(12).collect();
+            d = d.with_help(format!(
+                "the verifier said (last lines):\n{}",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            ));
+            if span.is_some() {
+                eprint!("{}", lang::diag::render(&[d], sources, std::io::stderr().is_terminal()));
+            } else {
+                eprintln!("bpftap: {e}\n{log}");
+            }
+        }
+        other => eprintln!("bpftap: {other}"),
+    }
+}

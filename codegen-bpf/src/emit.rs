@@ -107,7 +107,8 @@ pub fn emit_handler(
 ) -> Result<Emitted, EmitError> {
     let cap = program.string_capacity;
     let slot_size = layout::value_size(Ty::Str, cap);
-    let order: Vec<Block> = func.blocks.keys().collect();
+    // The verifier rejects unreachable code, so only blocks reachable from the entry go out.
+    let order = reachable_blocks(func);
     let alloc = regalloc::allocate(func, &order, STACK_BASE, STACK_LIMIT, slot_size)
         .map_err(|regalloc::AllocError::StackFull { live_longs }| EmitError::StackFull { live_longs, span })?;
     let max_record = program
@@ -806,6 +807,18 @@ impl Emitter<'_> {
         self.push(insn::mov64_imm(Reg::R5, 8));
         self.push(insn::call(Helper::Snprintf));
     }
+}
+
+/// Blocks reachable from the entry, in block order (lowering creates them in source order).
+fn reachable_blocks(func: &Function) -> Vec<Block> {
+    let mut seen = cranelift_entity::EntitySet::with_capacity(func.blocks.len());
+    let mut stack: Vec<Block> = func.entry.into_iter().collect();
+    while let Some(b) = stack.pop() {
+        if seen.insert(b) {
+            stack.extend(func.blocks[b].term.successors());
+        }
+    }
+    func.blocks.keys().filter(|b| seen.contains(*b)).collect()
 }
 
 fn size_of(bytes: u8) -> Size {

@@ -206,7 +206,7 @@ impl Ctx<'_> {
         // Generated syscall aliases, for the names no tapset alias defines.
         match self.syscalls(point, &alias_names) {
             Ok(list) => found.extend(list),
-            Err(e) if found.is_empty() && !wildcard => return Err(e),
+            Err(Unresolved::Failed(d)) if found.is_empty() && !wildcard => return Err(Unresolved::Failed(d)),
             Err(_) => {}
         }
         if found.is_empty() {

@@ -8,7 +8,7 @@
 //! convention, and inlining lets dead-code elimination drop what a call site does not use.
 //! `print`, `println`, `printf` and `sprintf` are lowered here, with formats interned once.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use crate::ast::{self, AssignOp, BinaryOp, Block, CompareOp, Expr, ExprKind, LogicalOp, Stmt, StmtKind, UnaryOp};
 use crate::builtins::{self, Lowering};
@@ -54,6 +54,7 @@ pub fn lower(script: &Elaborated, types: &TypeTable, options: &Options) -> (ir::
     }
     let mut diags = Vec::new();
     let mut formats = HashMap::new();
+    let pure = pure_functions(script);
     for (i, probe) in script.probes.iter().enumerate() {
         let mut cx = Ctx {
             script,
@@ -70,6 +71,7 @@ pub fn lower(script: &Elaborated, types: &TypeTable, options: &Options) -> (ir::
             format: probe.format.as_ref(),
             kernel: !probe.target.is_user_space(),
             exit_block: None,
+            skip: dead_assignments(&probe.body, &pure, types, &Scope::Probe(i)),
         };
         let entry = cx.func.new_block();
         let exit = cx.func.new_block();
@@ -132,6 +134,8 @@ struct Ctx<'a> {
     /// The handler runs in the kernel.
     kernel: bool,
     exit_block: Option<ir::Block>,
+    /// Assignments (by span) to probe locals nobody reads, with pure values: not lowered.
+    skip: HashSet<Span>,
 }
 
 impl Ctx<'_> {
@@ -184,6 +188,9 @@ impl Ctx<'_> {
         match &s.kind {
             StmtKind::Block(b) => self.block(b),
             StmtKind::Expr(e) => {
+                if self.frames.len() == 1 && self.skip.contains(&e.span) {
+                    return;
+                }
                 self.expr(e);
             }
             StmtKind::Empty => {}
@@ -762,6 +769,151 @@ impl Ctx<'_> {
         self.switch_to(done);
         result
     }
+}
+
+/// Functions whose calls have no effect but their result: no output, no global writes,
+/// no `exit`, and only calls of pure functions. Recursion counts as impure.
+fn pure_functions(script: &Elaborated) -> HashSet<String> {
+    let mut pure: HashSet<String> = script.functions.keys().cloned().collect();
+    loop {
+        let before = pure.len();
+        let names: Vec<String> = pure.iter().cloned().collect();
+        for name in names {
+            let f = &script.functions[&name];
+            let ok = match &f.body {
+                ast::FunctionBody::Script(body) => {
+                    let mut ok = true;
+                    crate::elaborate::walk_exprs(body, &mut |e| {
+                        ok &= expr_is_pure_here(e, &pure, script, |n| f.params.iter().all(|p| p.name != n));
+                    });
+                    ok
+                }
+                ast::FunctionBody::EmbeddedC(_) => false,
+            };
+            if !ok {
+                pure.remove(&name);
+            }
+        }
+        if pure.len() == before {
+            return pure;
+        }
+    }
+}
+
+/// Whether this one node (not its children) is free of effects. `is_global` tells whether
+/// an assigned name may be a global in the current scope.
+fn expr_is_pure_here(e: &Expr, pure: &HashSet<String>, script: &Elaborated, is_global: impl Fn(&str) -> bool) -> bool {
+    match &e.kind {
+        ExprKind::Call { name, .. } => {
+            pure.contains(name) || (builtins::lookup(name).is_some_and(|s| match s.lowering {
+                Lowering::Builtin(b) => !b.has_side_effects(),
+                _ => true,
+            }) && !script.functions.contains_key(name))
+                || name == "sprintf"
+        }
+        ExprKind::Assign { target, .. } | ExprKind::IncDec { target, .. } | ExprKind::Aggregate { target, .. } => {
+            match &target.kind {
+                ExprKind::Ident(n) => !(script.globals.iter().any(|g| &g.name == n) && is_global(n)),
+                _ => false,
+            }
+        }
+        _ => true,
+    }
+}
+
+/// Assignments `x = e` in a probe body where `x` is a probe local that nothing reads and
+/// `e` is pure: SystemTap elides them, and so do we (an alias's `argstr` costs nothing
+/// when the probe does not print it). Found to a fixpoint, since dropping one may leave
+/// another variable unread.
+fn dead_assignments(body: &Block, pure: &HashSet<String>, types: &TypeTable, scope: &Scope) -> HashSet<Span> {
+    let mut skip: HashSet<Span> = HashSet::new();
+    loop {
+        let mut read: HashSet<&str> = HashSet::new();
+        let mut candidates: Vec<(&Expr, &str)> = Vec::new();
+        collect_reads(body, &skip, &mut read, &mut candidates);
+        let before = skip.len();
+        for (e, name) in candidates {
+            let ExprKind::Assign { value, .. } = &e.kind else { continue };
+            if read.contains(name) || !types.is_local(scope, name) {
+                continue;
+            }
+            let mut ok = true;
+            crate::elaborate::walk_expr(value, &mut |x| ok &= expr_is_pure_here(x, pure, &Elaborated::default(), |_| true));
+            if ok {
+                skip.insert(e.span);
+            }
+        }
+        if skip.len() == before {
+            return skip;
+        }
+    }
+}
+
+/// Names read by the statements of `body` that are kept, and the plain `x = e` statements
+/// that could be dropped.
+fn collect_reads<'a>(
+    body: &'a Block,
+    skip: &HashSet<Span>,
+    read: &mut HashSet<&'a str>,
+    candidates: &mut Vec<(&'a Expr, &'a str)>,
+) {
+    let mut stmts: Vec<&'a Stmt> = body.stmts.iter().collect();
+    while let Some(s) = stmts.pop() {
+        match &s.kind {
+            StmtKind::Expr(e) => {
+                if let ExprKind::Assign { op: AssignOp::Assign, target, value } = &e.kind {
+                    if let ExprKind::Ident(name) = &target.kind {
+                        candidates.push((e, name));
+                        if !skip.contains(&e.span) {
+                            reads_of(value, read);
+                        }
+                        continue;
+                    }
+                }
+                reads_of(e, read);
+            }
+            StmtKind::Block(b) => stmts.extend(&b.stmts),
+            StmtKind::If { cond, then, els } => {
+                reads_of(cond, read);
+                stmts.push(then);
+                if let Some(e) = els {
+                    stmts.push(e);
+                }
+            }
+            StmtKind::While { cond, body } => {
+                reads_of(cond, read);
+                stmts.push(body);
+            }
+            StmtKind::For { init, cond, step, body } => {
+                for e in [init, cond, step].into_iter().flatten() {
+                    reads_of(e, read);
+                }
+                stmts.push(body);
+            }
+            StmtKind::Foreach(f) => {
+                reads_of(&f.array, read);
+                if let Some(l) = &f.limit {
+                    reads_of(l, read);
+                }
+                stmts.push(&f.body);
+            }
+            StmtKind::Return(Some(e)) | StmtKind::Delete(e) => reads_of(e, read),
+            StmtKind::Try { body, catch, .. } => {
+                stmts.extend(&body.stmts);
+                stmts.extend(&catch.stmts);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Every identifier an expression mentions (an assignment target counts: `x += 1` reads x).
+fn reads_of<'a>(e: &'a Expr, read: &mut HashSet<&'a str>) {
+    crate::elaborate::walk_expr(e, &mut |x| {
+        if let ExprKind::Ident(n) = &x.kind {
+            read.insert(n);
+        }
+    });
 }
 
 enum Place {

@@ -1,0 +1,202 @@
+//! The compile pipeline as one function, in SystemTap's pass order: 1 parse, 2 elaborate
+//! and type-check, 3 lower to IR, 4 generate BPF; pass 5 (run) is `runtime::session`.
+//! `-p N` stops after pass N and prints its result; `-v` prints each pass with its time.
+
+use std::fmt::Write as _;
+use std::time::Instant;
+
+use codegen_bpf::compile::CompiledScript;
+use lang::diag::{self, Diagnostic};
+use lang::elaborate::{self, Elaborated};
+use lang::kernel::KernelInfo;
+use lang::parse;
+use lang::preprocess::{Macros, PreprocessEnv};
+use lang::span::{FileId, SourceKind, SourceMap};
+use lang::types::{self, TypeTable};
+use lang::{ast, ir, lower};
+
+/// The tapsets built into the binary.
+// IMPORTANT: every file under tapsets/ must be listed here.
+pub const TAPSETS: &[(&str, &str)] = &[("syscalls.stp", include_str!("../tapsets/syscalls.stp"))];
+
+pub struct Options {
+    pub script_args: Vec<String>,
+    pub string_capacity: u32,
+    pub verbose: u8,
+    /// Extra tapset directories (`-I`).
+    pub include: Vec<std::path::PathBuf>,
+}
+
+/// Everything a compile produced, up to the pass it stopped at.
+pub struct Compiled {
+    pub sources: SourceMap,
+    pub script: Option<ast::Script>,
+    pub elaborated: Option<(Elaborated, TypeTable)>,
+    pub ir: Option<ir::Program>,
+    pub object: Option<CompiledScript>,
+}
+
+/// Why compiling stopped: diagnostics to render.
+pub struct Failure {
+    pub sources: SourceMap,
+    pub diags: Vec<Diagnostic>,
+}
+
+pub fn compile(
+    script_name: &str,
+    script_text: &str,
+    kind: SourceKind,
+    last_pass: u8,
+    kernel: &dyn KernelInfo,
+    options: &Options,
+) -> Result<Compiled, Failure> {
+    let mut sources = SourceMap::default();
+    let file = sources.add(script_name, script_text, kind);
+    let env = PreprocessEnv {
+        kernel_release: kernel.release(),
+        arch: kernel.arch(),
+        config: Default::default(),
+        script_args: options.script_args.clone(),
+    };
+    let mut out = Compiled { sources: SourceMap::default(), script: None, elaborated: None, ir: None, object: None };
+    let mut timer = PassTimer::new(options.verbose);
+
+    // Pass 1: parse the tapsets, then the script (tapset macros are visible to it).
+    let mut macros = Macros::default();
+    let mut tapset_files: Vec<FileId> = Vec::new();
+    for (name, text) in TAPSETS {
+        tapset_files.push(sources.add(*name, *text, SourceKind::Tapset));
+    }
+    for dir in &options.include {
+        let mut entries: Vec<_> = std::fs::read_dir(dir).into_iter().flatten().flatten().map(|e| e.path()).collect();
+        entries.sort();
+        for path in entries.into_iter().filter(|p| p.extension().is_some_and(|e| e == "stp")) {
+            if let Ok(text) = std::fs::read_to_string(&path) {
+                tapset_files.push(sources.add(path.display().to_string(), text, SourceKind::Tapset));
+            }
+        }
+    }
+    let mut diags = Vec::new();
+    let mut tapsets = Vec::new();
+    for f in tapset_files {
+        let (t, d) = parse::parse(&sources, f, &env, &mut macros);
+        diags.extend(d);
+        tapsets.push(t);
+    }
+    let (script, d) = parse::parse(&sources, file, &env, &mut macros);
+    diags.extend(d);
+    timer.done("parse");
+    if diag::has_errors(&diags) {
+        return Err(Failure { sources, diags });
+    }
+    if last_pass == 1 {
+        out.script = Some(script);
+        out.sources = sources;
+        return Ok(out);
+    }
+
+    // Pass 2: elaborate and type-check.
+    let input = elaborate::Input { script: &script, tapsets: &tapsets };
+    let (elaborated, mut diags) = elaborate::elaborate(&input, kernel);
+    if elaborated.probes.is_empty() && diags.is_empty() {
+        let span = lang::span::Span::new(file, 0, 0);
+        diags.push(Diagnostic::error("E0100", "the script has no probes", span).with_help("add `probe begin { ... }` or another probe"));
+    }
+    if diag::has_errors(&diags) {
+        return Err(Failure { sources, diags });
+    }
+    let (table, diags) = types::check(&elaborated);
+    timer.done("elaborate");
+    if diag::has_errors(&diags) {
+        return Err(Failure { sources, diags });
+    }
+    if last_pass == 2 {
+        out.elaborated = Some((elaborated, table));
+        out.sources = sources;
+        return Ok(out);
+    }
+
+    // Pass 3: lower to IR.
+    let lower_options = lower::Options { string_capacity: options.string_capacity, script_args: options.script_args.clone() };
+    let (program, diags) = lower::lower(&elaborated, &table, &lower_options);
+    if diag::has_errors(&diags) {
+        return Err(Failure { sources, diags });
+    }
+    let problems = ir::verify(&program);
+    if let Some(p) = problems.first() {
+        let span = program.handlers[p.handler].span;
+        let d = Diagnostic::error("E0900", format!("internal error: invalid IR: {}", p.message), span)
+            .with_help("this is a bug in bpftap; please report it with the script");
+        return Err(Failure { sources, diags: vec![d] });
+    }
+    timer.done("lower");
+    if last_pass == 3 {
+        out.ir = Some(program);
+        out.sources = sources;
+        return Ok(out);
+    }
+
+    // Pass 4: generate BPF.
+    let compiled = codegen_bpf::compile::compile(program).map_err(|e| {
+        let span = match &e {
+            codegen_bpf::emit::EmitError::Unsupported { span, .. }
+            | codegen_bpf::emit::EmitError::StackFull { span, .. }
+            | codegen_bpf::emit::EmitError::JumpTooFar { span } => *span,
+        };
+        Failure { diags: vec![Diagnostic::error("E0400", e.to_string(), span)], sources: sources.clone() }
+    })?;
+    timer.done("codegen");
+    out.object = Some(compiled);
+    out.sources = sources;
+    Ok(out)
+}
+
+/// `-p2` output: each resolved probe with its locals' types, then the globals.
+pub fn describe_elaborated(elaborated: &Elaborated, table: &TypeTable) -> String {
+    let mut out = String::new();
+    for (name, (ty, _)) in &table.globals {
+        let _ = writeln!(out, "global {name}:{ty}");
+    }
+    for (i, p) in elaborated.probes.iter().enumerate() {
+        let _ = writeln!(out, "probe {} /* {} */", p.point, p.user_point);
+        if let Some(locals) = table.locals.get(&types::Scope::Probe(i)) {
+            for (name, (ty, _)) in locals {
+                let _ = writeln!(out, "  {name}:{ty}");
+            }
+        }
+    }
+    out
+}
+
+struct PassTimer {
+    verbose: u8,
+    pass: u8,
+    start: Instant,
+}
+
+impl PassTimer {
+    fn new(verbose: u8) -> PassTimer {
+        PassTimer { verbose, pass: 0, start: Instant::now() }
+    }
+
+    fn done(&mut self, what: &str) {
+        self.pass += 1;
+        if self.verbose > 0 {
+            let ms = self.start.elapsed().as_secs_f64() * 1000.0;
+            eprintln!("Pass {}: {what} in {ms:.1}ms (rss {} KiB)", self.pass, peak_rss_kib());
+        }
+        self.start = Instant::now();
+    }
+}
+
+/// The process's peak resident set size, from /proc/self/status.
+pub fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|n| n.parse().ok()))
+        })
+        .unwrap_or(0)
+}
