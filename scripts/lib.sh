@@ -1,0 +1,49 @@
+# Shared by scripts/install.sh and scripts/test.sh; sourced, not run.
+# Every step is idempotent: a second run changes nothing and downloads nothing.
+
+# What the tests need on the machine: python3 runs the workloads in tests/workloads, the
+# SystemTap examples in systemtap-doc are the parser's corpus, and iproute2 and iputils-ping
+# are the network workloads' tools.
+TEST_PACKAGES=(python3 systemtap-doc iproute2 iputils-ping)
+
+die() {
+    echo "$(basename "$0"): $*" >&2
+    exit 1
+}
+
+# Runs the calling script ($SELF) again as root when it is not, keeping the Rust toolchain on
+# PATH.
+ensure_root() {
+    [ "$(id -u)" -eq 0 ] && return 0
+    command -v sudo >/dev/null || die "must run as root (and sudo is not installed)"
+    exec sudo env "PATH=$PATH" "CARGO_HOME=${CARGO_HOME:-$HOME/.cargo}" \
+        "RUSTUP_HOME=${RUSTUP_HOME:-$HOME/.rustup}" "CI=${CI:-}" "$SELF" "$@"
+}
+
+# Installs the Debian packages given that are not installed yet, running apt-get update first
+# only when there is something to install.
+apt_ensure() {
+    local missing=() pkg
+    for pkg in "$@"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' ||
+            missing+=("$pkg")
+    done
+    [ "${#missing[@]}" -eq 0 ] && return 0
+    echo "installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq -o Dpkg::Use-Pty=0 --no-install-recommends "${missing[@]}" </dev/null
+}
+
+# bpftap reads tracepoint formats and probe lists from tracefs; mount it where it is missing.
+mount_tracefs() {
+    [ -d /sys/kernel/tracing/events ] && return 0
+    mount -t tracefs tracefs /sys/kernel/tracing ||
+        die "cannot mount tracefs on /sys/kernel/tracing"
+}
+
+# Fails early, with a clear message, when there is no Rust toolchain.
+ensure_cargo() {
+    command -v cargo >/dev/null ||
+        die "cargo not found: install the Rust toolchain (https://rustup.rs) first"
+}
