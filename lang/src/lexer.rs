@@ -93,8 +93,8 @@ pub enum Token {
 
     #[regex(r"[A-Za-z_][A-Za-z0-9_]*", |lex| lex.slice().to_string())]
     Ident(String),
-    /// `$name`, `$$vars`; the name without the first `$`.
-    #[regex(r"\$\$?[A-Za-z_][A-Za-z0-9_]*", |lex| lex.slice()[1..].to_string())]
+    /// `$name`, `$$vars`, `$name$` (pretty-printed); the text without the first `$`.
+    #[regex(r"\$\$?[A-Za-z_][A-Za-z0-9_]*(\$\$?)?", |lex| lex.slice()[1..].to_string())]
     TargetVar(String),
     /// `@name` that is not a built-in: a macro invocation (or a tapset macro not loaded).
     #[regex(r"@[A-Za-z_][A-Za-z0-9_]*", |lex| lex.slice()[1..].to_string())]

@@ -204,21 +204,65 @@ pub(crate) fn bin(lhs: Expr, op: Bin, rhs: Expr) -> Expr {
     Expr::new(kind, span)
 }
 
+/// Builds the points one written point stands for. `parts` are the dotted parts, each a list
+/// of alternatives; an alternation of plain names (`syscall.{open,close}`) stays one component
+/// named `{open,close}` for `elaborate` to expand, any other alternation is expanded here.
 /// Suffixes are `(0, None)` for `?`, `(1, None)` for `!`, `(2, Some(cond))` for `if (cond)`.
-pub(crate) fn probe_point(first: Component, rest: Vec<Component>, suffixes: Vec<(u8, Option<Expr>)>, span: Span) -> ProbePoint {
-    let mut point = ProbePoint { components: vec![first], optional: false, sufficient: false, condition: None, span };
-    point.components.extend(rest);
+pub(crate) fn probe_points(
+    first: Vec<Vec<Component>>,
+    rest: Vec<Vec<Vec<Component>>>,
+    suffixes: Vec<(u8, Option<Expr>)>,
+    span: Span,
+) -> Vec<ProbePoint> {
+    let mut template = ProbePoint { components: Vec::new(), optional: false, sufficient: false, condition: None, span };
     for (kind, cond) in suffixes {
         match kind {
-            0 => point.optional = true,
+            0 => template.optional = true,
             1 => {
-                point.optional = true;
-                point.sufficient = true;
+                template.optional = true;
+                template.sufficient = true;
             }
-            _ => point.condition = cond,
+            _ => template.condition = cond,
         }
     }
-    point
+    let mut points = vec![template];
+    for part in std::iter::once(first).chain(rest) {
+        let plain = part.iter().all(|alt| alt.len() == 1 && alt[0].arg.is_none());
+        let alternatives = if part.len() > 1 && plain {
+            let names: Vec<&str> = part.iter().map(|alt| alt[0].name.as_str()).collect();
+            let span = part[0][0].span.to(part[part.len() - 1][0].span);
+            vec![vec![Component { name: format!("{{{}}}", names.join(",")), arg: None, span }]]
+        } else {
+            part
+        };
+        points = points
+            .into_iter()
+            .flat_map(|p| {
+                alternatives.iter().map(move |alt| {
+                    let mut p = p.clone();
+                    p.components.extend(alt.iter().cloned());
+                    p
+                })
+            })
+            .collect();
+    }
+    points
+}
+
+/// An expression statement; `%{ ... %}` alone is an embedded-C statement.
+pub(crate) fn expr_stmt(e: Expr, span: Span) -> Stmt {
+    match e.kind {
+        ExprKind::EmbeddedC => stmt(StmtKind::EmbeddedC, e.span),
+        _ => stmt(StmtKind::Expr(e), span),
+    }
+}
+
+/// `$N` or `@N` as (part of) a probe point component name: the argument's text.
+pub(crate) fn script_arg_text(n: u32, as_string: bool, args: &[String], span: Span, errors: &mut Vec<Diagnostic>) -> String {
+    match script_arg_literal(n, as_string, args, span, errors) {
+        Literal::Number(_) => args[n as usize - 1].clone(),
+        Literal::String(s) => s,
+    }
 }
 
 /// `$N` (`as_string == false`) or `@N` in a probe point: replaced by the script argument.

@@ -40,6 +40,7 @@ struct Printer<'a> {
 }
 
 impl Printer<'_> {
+
     fn line_start(&mut self) {
         for _ in 0..self.indent {
             self.out.push_str("  ");
@@ -116,12 +117,12 @@ impl Printer<'_> {
                 self.out.push_str(") ");
                 match &f.body {
                     FunctionBody::Script(block) => self.block(block),
-                    FunctionBody::EmbeddedC(span) => self.out.push_str(self.sources.snippet(*span)),
+                    FunctionBody::EmbeddedC(span) => self.out.push_str(snippet(self.sources, *span)),
                 }
                 self.out.push('\n');
             }
             Item::EmbeddedC(span) => {
-                self.out.push_str(self.sources.snippet(*span));
+                self.out.push_str(snippet(self.sources, *span));
                 self.out.push('\n');
             }
         }
@@ -264,7 +265,7 @@ impl Printer<'_> {
                 }
                 self.block(catch);
             }
-            StmtKind::EmbeddedC => self.out.push_str(self.sources.snippet(s.span)),
+            StmtKind::EmbeddedC => self.out.push_str(snippet(self.sources, s.span)),
         }
     }
 
@@ -327,6 +328,7 @@ impl Printer<'_> {
                 | ExprKind::Defined(_)
                 | ExprKind::Cast { .. }
                 | ExprKind::Const(_)
+                | ExprKind::EmbeddedC
         ) || matches!(e.kind, ExprKind::Number(n) if n >= 0);
         if simple {
             self.expr(e, true);
@@ -520,6 +522,8 @@ impl Printer<'_> {
                 string_literal(&mut self.out, name);
                 self.out.push(')');
             }
+            ExprKind::EmbeddedC => self.out.push_str(snippet(self.sources, e.span)),
+            ExprKind::Wildcard => self.out.push('*'),
         }
     }
 
@@ -534,6 +538,15 @@ impl Printer<'_> {
             self.out.push(')');
         }
     }
+}
+
+/// The source text of embedded C; the printer never panics, even without the source.
+fn snippet(sources: &SourceMap, span: crate::span::Span) -> &str {
+    sources
+        .files()
+        .find(|(id, _)| *id == span.file)
+        .and_then(|(_, f)| f.text.get(span.start as usize..span.end as usize))
+        .unwrap_or("%{ /* source not available */ %}")
 }
 
 fn binary_op(op: BinaryOp) -> &'static str {
