@@ -105,6 +105,11 @@ pub enum Token {
     AtArg(u32),
     #[token("$#")]
     DollarCount,
+    /// `$` and `$$` after a member name (`$p->f$$`): print the value.
+    #[token("$")]
+    Dollar,
+    #[token("$$")]
+    DollarDollar,
     #[token("@#")]
     AtCount,
     #[regex(r"[0-9][A-Za-z0-9_]*", number)]
@@ -314,6 +319,8 @@ impl Token {
     pub fn fixed_text(&self) -> Option<&'static str> {
         Some(match self {
             Token::DollarCount => "$#",
+            Token::Dollar => "$",
+            Token::DollarDollar => "$$",
             Token::AtCount => "@#",
             Token::PpIf => "%(",
             Token::PpThen => "%?",

@@ -510,7 +510,7 @@ fn syntax_errors_are_reported_per_item() {
         "probe begin { x = } \nglobal ok\nprobe end { y = (1 }\nfunction f( { }",
         expect![[r#"
             global ok
-            error[E0020] 1:19: unexpected `}` (expected identifier, $variable, @macro, `$N`, `@N`, `$#`, ... (32 possibilities))
+            error[E0020] 1:19: unexpected `}` (expected identifier, $variable, @macro, `$N`, `@N`, `$#`, ... (33 possibilities))
             error[E0020] 3:20: unexpected `}` (expected `)`)
         "#]],
     );
@@ -528,6 +528,32 @@ fn bad_types_and_script_args() {
             }
             error[E0024] 1:12: unknown type `stats`
             error[E0023] 1:44: probe point uses `@3` but the script got 2 argument(s)
+        "#]],
+    );
+}
+
+#[test]
+fn newer_syntax() {
+    check(
+        r#"probe kernel.{trace("a")!, function("b").return} {
+  delete arr[pid(), *]
+  foreach ([s, d+] in cfg[src, *]) { }
+  x = @cast(k, "struct key")->usage$$ y = $p->f$
+  $return = %{ -EIO %}
+  %{ /* statement */ %}
+  v = @variance(s, 3)
+}"#,
+        expect![[r#"
+            probe kernel.trace("a")!, kernel.function("b").return {
+              delete arr[pid(), *];
+              foreach ([s, d+] in cfg[src, *]) {
+              }
+              x = @cast(k, "struct key")->usage$$;
+              y = $p->f$;
+              $return = %{ -EIO %};
+              %{ /* statement */ %}
+              v = @variance(s);
+            }
         "#]],
     );
 }
