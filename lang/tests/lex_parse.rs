@@ -557,3 +557,20 @@ fn newer_syntax() {
         "#]],
     );
 }
+
+/// Half-written input (the REPL's daily bread) must give diagnostics, never a panic.
+#[test]
+fn every_prefix_parses_without_panic() {
+    let src = r#"@define m(a) %( @a + 1 %)
+global g%[10] = 1
+probe kernel.{trace("a")!, function("b").return} /pid() == 1/ {
+  %( kernel_v >= "5.4" %? x = @m(2) %: x = 3 %)
+  foreach ([k, v-] in arr[1, *] limit 5) { printf("%d\n", @count(s[k])) }
+  try { delete a[*] } catch (e) { $x->y$$ = "s\x41\101" }
+}
+function f:long(s:string) %{ /* c */ %}
+"#;
+    for end in (0..=src.len()).filter(|&i| src.is_char_boundary(i)) {
+        let _ = parse_with(&src[..end], &mut Macros::default());
+    }
+}
