@@ -237,6 +237,10 @@ pub enum ExprKind {
     Cast { expr: Box<Expr>, type_name: String, module: Option<String> },
     /// `@const("NAME")`.
     Const(String),
+    /// `%{ ... %}` used as an expression (guru mode): parsed, refused by `elaborate`.
+    EmbeddedC,
+    /// `*` as an index key, `delete a[*, k]`: every value in that position.
+    Wildcard,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -93,8 +93,8 @@ pub enum Token {
 
     #[regex(r"[A-Za-z_][A-Za-z0-9_]*", |lex| lex.slice().to_string())]
     Ident(String),
-    /// `$name`, `$$vars`; the name without the first `$`.
-    #[regex(r"\$\$?[A-Za-z_][A-Za-z0-9_]*", |lex| lex.slice()[1..].to_string())]
+    /// `$name`, `$$vars`, `$name$` (pretty-printed); the text without the first `$`.
+    #[regex(r"\$\$?[A-Za-z_][A-Za-z0-9_]*(\$\$?)?", |lex| lex.slice()[1..].to_string())]
     TargetVar(String),
     /// `@name` that is not a built-in: a macro invocation (or a tapset macro not loaded).
     #[regex(r"@[A-Za-z_][A-Za-z0-9_]*", |lex| lex.slice()[1..].to_string())]
@@ -105,6 +105,11 @@ pub enum Token {
     AtArg(u32),
     #[token("$#")]
     DollarCount,
+    /// `$` and `$$` after a member name (`$p->f$$`): print the value.
+    #[token("$")]
+    Dollar,
+    #[token("$$")]
+    DollarDollar,
     #[token("@#")]
     AtCount,
     #[regex(r"[0-9][A-Za-z0-9_]*", number)]
@@ -314,6 +319,8 @@ impl Token {
     pub fn fixed_text(&self) -> Option<&'static str> {
         Some(match self {
             Token::DollarCount => "$#",
+            Token::Dollar => "$",
+            Token::DollarDollar => "$$",
             Token::AtCount => "@#",
             Token::PpIf => "%(",
             Token::PpThen => "%?",

@@ -204,10 +204,44 @@ pub(crate) fn bin(lhs: Expr, op: Bin, rhs: Expr) -> Expr {
     Expr::new(kind, span)
 }
 
+/// Builds the points one written point stands for. `parts` are the dotted parts, each a list
+/// of alternatives; an alternation of plain names (`syscall.{open,close}`) stays one component
+/// named `{open,close}` for `elaborate` to expand, any other alternation is expanded here.
 /// Suffixes are `(0, None)` for `?`, `(1, None)` for `!`, `(2, Some(cond))` for `if (cond)`.
-pub(crate) fn probe_point(first: Component, rest: Vec<Component>, suffixes: Vec<(u8, Option<Expr>)>, span: Span) -> ProbePoint {
-    let mut point = ProbePoint { components: vec![first], optional: false, sufficient: false, condition: None, span };
-    point.components.extend(rest);
+pub(crate) fn probe_points(
+    first: Vec<(Vec<Component>, Vec<(u8, Option<Expr>)>)>,
+    rest: Vec<Vec<(Vec<Component>, Vec<(u8, Option<Expr>)>)>>,
+    suffixes: Vec<(u8, Option<Expr>)>,
+    span: Span,
+) -> Vec<ProbePoint> {
+    let mut template = ProbePoint { components: Vec::new(), optional: false, sufficient: false, condition: None, span };
+    apply_suffixes(&mut template, suffixes);
+    let mut points = vec![template];
+    for part in std::iter::once(first).chain(rest) {
+        let plain = part.iter().all(|(alt, sfx)| alt.len() == 1 && alt[0].arg.is_none() && sfx.is_empty());
+        let alternatives = if part.len() > 1 && plain {
+            let names: Vec<&str> = part.iter().map(|(alt, _)| alt[0].name.as_str()).collect();
+            let span = part[0].0[0].span.to(part[part.len() - 1].0[0].span);
+            vec![(vec![Component { name: format!("{{{}}}", names.join(",")), arg: None, span }], Vec::new())]
+        } else {
+            part
+        };
+        points = points
+            .into_iter()
+            .flat_map(|p| {
+                alternatives.iter().map(move |(alt, sfx)| {
+                    let mut p = p.clone();
+                    p.components.extend(alt.iter().cloned());
+                    apply_suffixes(&mut p, sfx.clone());
+                    p
+                })
+            })
+            .collect();
+    }
+    points
+}
+
+fn apply_suffixes(point: &mut ProbePoint, suffixes: Vec<(u8, Option<Expr>)>) {
     for (kind, cond) in suffixes {
         match kind {
             0 => point.optional = true,
@@ -218,7 +252,22 @@ pub(crate) fn probe_point(first: Component, rest: Vec<Component>, suffixes: Vec<
             _ => point.condition = cond,
         }
     }
-    point
+}
+
+/// An expression statement; `%{ ... %}` alone is an embedded-C statement.
+pub(crate) fn expr_stmt(e: Expr, span: Span) -> Stmt {
+    match e.kind {
+        ExprKind::EmbeddedC => stmt(StmtKind::EmbeddedC, e.span),
+        _ => stmt(StmtKind::Expr(e), span),
+    }
+}
+
+/// `$N` or `@N` as (part of) a probe point component name: the argument's text.
+pub(crate) fn script_arg_text(n: u32, as_string: bool, args: &[String], span: Span, errors: &mut Vec<Diagnostic>) -> String {
+    match script_arg_literal(n, as_string, args, span, errors) {
+        Literal::Number(_) => args[n as usize - 1].clone(),
+        Literal::String(s) => s,
+    }
 }
 
 /// `$N` (`as_string == false`) or `@N` in a probe point: replaced by the script argument.
@@ -258,7 +307,7 @@ pub(crate) struct ForeachHead {
     pub value: Option<(String, Span)>,
     /// Each key with its sort mark (`+` is `Some(true)`).
     pub keys: Vec<((String, Span), Option<bool>)>,
-    pub array: (String, Span),
+    pub array: Expr,
     pub stat: Option<StatOp>,
     pub array_sort: Option<bool>,
     pub limit: Option<Expr>,
@@ -276,15 +325,14 @@ pub(crate) fn foreach(head: ForeachHead, body: Stmt, span: Span, errors: &mut Ve
     }
     if head.stat.is_some() && head.array_sort.is_none() {
         errors.push(
-            Diagnostic::error("E0025", "a statistic in `foreach` needs a sort direction", head.array.1)
+            Diagnostic::error("E0025", "a statistic in `foreach` needs a sort direction", head.array.span)
                 .with_help("write `@sum+` or `@sum-`"),
         );
     }
-    let (name, array_span) = head.array;
     let each = Foreach {
         value: head.value,
         keys: head.keys.into_iter().map(|(k, _)| k).collect(),
-        array: Expr::new(ExprKind::Ident(name), array_span),
+        array: head.array,
         sort,
         sort_stat: head.stat,
         limit: head.limit,

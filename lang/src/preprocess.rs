@@ -117,6 +117,24 @@ impl Ctx<'_> {
                 Token::AtName(name) if self.macros.defs.contains_key(name) => {
                     i = self.expand(toks, i, out, depth);
                 }
+                // `probe $1.call`: in a probe point name, `$N` stands for the tokens of the
+                // argument's text, as in SystemTap. Elsewhere it stays an expression.
+                Token::DollarArg(n)
+                    if matches!(out.last(), Some((Token::Probe | Token::Dot, _)))
+                        || matches!(toks.get(i + 1), Some((Token::Dot, _))) =>
+                {
+                    match self.env.script_args.get((*n as usize).wrapping_sub(1)) {
+                        Some(arg) => {
+                            let (arg_toks, arg_diags) = crate::lexer::lex(arg, span.file);
+                            for d in arg_diags {
+                                self.diags.push(Diagnostic::error(d.code, format!("in script argument ${n}: {}", d.message), *span));
+                            }
+                            out.extend(arg_toks.into_iter().map(|(t, _)| (t, *span)));
+                        }
+                        None => out.push(toks[i].clone()),
+                    }
+                    i += 1;
+                }
                 _ => {
                     out.push(toks[i].clone());
                     i += 1;
@@ -303,8 +321,8 @@ impl Ctx<'_> {
         let mut expanded = Vec::with_capacity(def.body.len());
         for (tok, _) in &def.body {
             match tok {
-                Token::AtName(p) if def.params.contains(p) => {
-                    let k = def.params.iter().position(|q| q == p).unwrap();
+                tok if param_index(tok, &def.params).is_some() => {
+                    let k = param_index(tok, &def.params).unwrap();
                     expanded.extend(args[k].iter().cloned());
                 }
                 _ => expanded.push((tok.clone(), span)),
@@ -413,6 +431,15 @@ impl Ctx<'_> {
             _ => return Err(cond_error(toks, *pos - 1, open, "a value")),
         })
     }
+}
+
+/// Which parameter `@p` names, if any. A parameter may be called like a built-in (`@var`).
+fn param_index(tok: &Token, params: &[String]) -> Option<usize> {
+    let name = match tok {
+        Token::AtName(name) => name.as_str(),
+        other => other.fixed_text()?.strip_prefix('@')?,
+    };
+    params.iter().position(|p| p == name)
 }
 
 fn cond_error(toks: &[SpannedToken], pos: usize, open: Span, expected: &str) -> Diagnostic {
