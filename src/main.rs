@@ -104,7 +104,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
     match last_pass {
         1 => {
             let script = compiled.script.as_ref().expect("pass 1 keeps the script");
-            let _ = writeln!(stdout, "{script:#?}");
+            let _ = write!(stdout, "{}", lang::pretty::script(script, &compiled.sources));
             return Ok(ExitCode::SUCCESS);
         }
         2 => {

@@ -88,9 +88,9 @@ pub fn elaborate(input: &Input<'_>, kernel: &dyn KernelInfo) -> (Elaborated, Vec
 }
 
 pub fn embedded_c(span: Span) -> Diagnostic {
-    Diagnostic::error("E0105", "embedded C is not supported", span)
+    Diagnostic::error("E0105", "embedded C is not supported: bpftap compiles scripts to BPF, with no C compiler", span)
         .with_label("embedded C here")
-        .with_help("bpftap compiles scripts to BPF and has no C compiler: write this in the script language")
+        .with_help("write this in the script language, or use a built-in function")
 }
 
 struct Ctx<'k> {
@@ -553,7 +553,8 @@ pub fn walk_expr<'a>(e: &'a Expr, f: &mut dyn FnMut(&'a Expr)) {
             keys.iter().for_each(|k| walk_expr(k, f));
             walk_expr(array, f);
         }
-        Number(_) | String(_) | Ident(_) | TargetVar(_) | AtVar(_) | ScriptArg { .. } | ArgCount { .. } | Const(_) => {}
+        Number(_) | String(_) | Ident(_) | TargetVar(_) | AtVar(_) | ScriptArg { .. } | ArgCount { .. } | Const(_)
+        | EmbeddedC | Wildcard => {}
     }
 }
 

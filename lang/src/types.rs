@@ -281,7 +281,13 @@ impl<'a> Ctx<'a> {
                     self.diags.push(unsupported("arrays and statistics", e.span));
                 }
             }
-            Member { .. } | AddressOf(_) | Deref(_) | Cast { .. } | AtVar(_) | Const(_) | Entry(_) | Regex { .. } => {
+            EmbeddedC => {
+                if self.report {
+                    self.diags.push(crate::elaborate::embedded_c(e.span));
+                }
+            }
+            Member { .. } | AddressOf(_) | Deref(_) | Cast { .. } | AtVar(_) | Const(_) | Entry(_) | Regex { .. }
+            | Wildcard => {
                 if self.report {
                     self.diags.push(unsupported("this expression", e.span));
                 }
