@@ -55,7 +55,7 @@ pub fn compile(program: Program) -> Result<CompiledScript, EmitError> {
         };
         let emitted = emit::emit_handler(&program, &handler.func, handler.span, &globals, maps, &mut rodata)?;
         scratch_size = scratch_size.max(emitted.scratch_size);
-        let name = format!("probe{i}");
+        let name = format!("bpftap_p{i}");
         programs.push(ProgramSpec { name: name.clone(), section, insns: emitted.insns, relocs: emitted.relocs });
         kernel_probes.push(KernelProbe { name, handler: i, target: handler.target.clone(), spans: emitted.spans });
     }
