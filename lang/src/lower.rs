@@ -27,11 +27,13 @@ pub struct Options {
     pub string_capacity: u32,
     /// `$1..$N` / `@1..@N`.
     pub script_args: Vec<String>,
+    /// SystemTap's MAXMAPENTRIES: the capacity of arrays declared without a size.
+    pub max_map_entries: u32,
 }
 
 impl Default for Options {
     fn default() -> Options {
-        Options { string_capacity: 128, script_args: Vec::new() }
+        Options { string_capacity: 128, script_args: Vec::new(), max_map_entries: 2048 }
     }
 }
 
@@ -52,6 +54,23 @@ pub fn lower(script: &Elaborated, types: &TypeTable, options: &Options) -> (ir::
         let id = program.globals.push(ir::GlobalDecl { name: g.name.clone(), ty: *ty, init, read: false });
         globals.insert(g.name.clone(), id);
     }
+    let mut arrays = HashMap::new();
+    for (name, t) in &types.arrays {
+        let decl = script.globals.iter().find(|g| &g.name == name);
+        let (Some(value), Some(keys)) = (t.value, t.keys.iter().copied().collect::<Option<Vec<Ty>>>()) else {
+            continue;
+        };
+        let id = program.arrays.push(ir::ArrayDecl {
+            name: name.clone(),
+            keys,
+            value,
+            max_entries: decl.and_then(|g| g.size).map_or(options.max_map_entries, |n| n.clamp(1, 1 << 24) as u32),
+            wrap: decl.is_some_and(|g| g.wrap),
+            hist: ir::HistSpec { log: t.hist_log, linear: t.hist_linear },
+            read: false,
+        });
+        arrays.insert(name.clone(), id);
+    }
     let mut diags = Vec::new();
     let mut formats = HashMap::new();
     let pure = pure_functions(script);
@@ -62,6 +81,7 @@ pub fn lower(script: &Elaborated, types: &TypeTable, options: &Options) -> (ir::
             options,
             program: &mut program,
             globals: &globals,
+            arrays: &arrays,
             formats: &mut formats,
             diags: &mut diags,
             func: ir::Function::default(),
@@ -72,6 +92,7 @@ pub fn lower(script: &Elaborated, types: &TypeTable, options: &Options) -> (ir::
             kernel: !probe.target.is_user_space(),
             exit_block: None,
             skip: dead_assignments(&probe.body, &pure, types, &Scope::Probe(i)),
+            next_iter: 0,
         };
         let entry = cx.func.new_block();
         let exit = cx.func.new_block();
@@ -103,6 +124,24 @@ pub fn lower(script: &Elaborated, types: &TypeTable, options: &Options) -> (ir::
     for (g, decl) in program.globals.iter_mut() {
         decl.read = read[g.index()];
     }
+    let mut array_read = vec![false; program.arrays.len()];
+    for h in &program.handlers {
+        for b in h.func.blocks.values() {
+            for inst in &b.insts {
+                match inst.kind {
+                    InstKind::ArrayGet { array, .. }
+                    | InstKind::ArrayContains { array, .. }
+                    | InstKind::StatGet { array, .. }
+                    | InstKind::PrintHist { array, .. }
+                    | InstKind::IterStart { array, .. } => array_read[array.index()] = true,
+                    _ => {}
+                }
+            }
+        }
+    }
+    for (a, decl) in program.arrays.iter_mut() {
+        decl.read = array_read[a.index()];
+    }
     (program, diags)
 }
 
@@ -122,6 +161,7 @@ struct Ctx<'a> {
     options: &'a Options,
     program: &'a mut ir::Program,
     globals: &'a HashMap<String, GlobalId>,
+    arrays: &'a HashMap<String, ir::ArrayId>,
     formats: &'a mut HashMap<String, FmtId>,
     diags: &'a mut Vec<Diagnostic>,
     func: ir::Function,
@@ -136,6 +176,7 @@ struct Ctx<'a> {
     exit_block: Option<ir::Block>,
     /// Assignments (by span) to probe locals nobody reads, with pure values: not lowered.
     skip: HashSet<Span>,
+    next_iter: usize,
 }
 
 impl Ctx<'_> {
@@ -234,7 +275,9 @@ impl Ctx<'_> {
                 }
                 self.terminate(Terminator::Jump(target));
             }
-            StmtKind::Foreach(_) | StmtKind::Delete(_) | StmtKind::Try { .. } => self.error(
+            StmtKind::Foreach(fe) => self.foreach(fe, s.span),
+            StmtKind::Delete(e) => self.delete(e),
+            StmtKind::Try { .. } => self.error(
                 Diagnostic::error("E0299", "this statement is not supported yet", s.span)
                     .with_help("bpftap does not compile this construct yet"),
             ),
@@ -465,6 +508,16 @@ impl Ctx<'_> {
             ExprKind::Assign { op, target, value } => self.assign(*op, target, value, span),
             ExprKind::IncDec { target, increment, prefix } => {
                 let delta = if *increment { 1 } else { -1 };
+                if let ExprKind::Index { base, keys } = &target.kind {
+                    let one = Expr::new(ExprKind::Number(delta), span);
+                    let now = self.assign_element(AssignOp::Op(BinaryOp::Add), base, keys, &one, span)?;
+                    if *prefix {
+                        return Some(now);
+                    }
+                    let old = self.temp(Ty::Long);
+                    self.emit(InstKind::Binary { op: BinOp::Sub, dst: old, lhs: now, rhs: Operand::Imm(delta) }, span);
+                    return Some(old);
+                }
                 let ExprKind::Ident(name) = &target.kind else {
                     self.error(Diagnostic::error("E0208", "cannot increment this expression", target.span));
                     return None;
@@ -493,6 +546,39 @@ impl Ctx<'_> {
                 }
             }
             ExprKind::Call { name, args } => self.call(name, args, span),
+            ExprKind::Index { base, keys } => {
+                let (array, keys) = self.array_ref(base, keys)?;
+                let ty = self.array_value_ty(array, span)?;
+                let dst = self.temp(ty);
+                self.emit(InstKind::ArrayGet { dst, array, keys }, span);
+                Some(dst)
+            }
+            ExprKind::In { keys, array } => {
+                let (array, keys) = self.array_ref(array, keys)?;
+                let dst = self.temp(Ty::Long);
+                self.emit(InstKind::ArrayContains { dst, array, keys }, span);
+                Some(dst)
+            }
+            ExprKind::Aggregate { target, value } => {
+                let (array, keys) = self.stat_ref(target)?;
+                let v = self.long_expr(value);
+                self.emit(InstKind::StatAdd { array, keys, value: v }, span);
+                Some(v)
+            }
+            ExprKind::Stat { op, expr } => {
+                if self.kernel {
+                    self.error(kernel_only("statistic extraction (`@count`, `@avg`, ...)", span));
+                    return None;
+                }
+                let (array, keys) = self.stat_ref(expr)?;
+                let dst = self.temp(Ty::Long);
+                self.emit(InstKind::StatGet { dst, array, keys, op: stat_op(*op) }, span);
+                Some(dst)
+            }
+            ExprKind::Hist { .. } => {
+                self.error(Diagnostic::error("E0311", "a histogram can only be printed: `print(@hist_log(s))`", span));
+                None
+            }
             _ => {
                 self.error(
                     Diagnostic::error("E0299", "this expression is not supported yet", span)
@@ -533,6 +619,9 @@ impl Ctx<'_> {
     }
 
     fn assign(&mut self, op: AssignOp, target: &Expr, value: &Expr, span: Span) -> Option<Var> {
+        if let ExprKind::Index { base, keys } = &target.kind {
+            return self.assign_element(op, base, keys, value, span);
+        }
         let ExprKind::Ident(name) = &target.kind else {
             self.error(
                 Diagnostic::error("E0299", "assignment to this target is not supported yet", target.span)
@@ -592,6 +681,199 @@ impl Ctx<'_> {
                 Some(result)
             }
         }
+    }
+
+    /// The array a name refers to, and its keys lowered.
+    fn array_ref(&mut self, base: &Expr, keys: &[Expr]) -> Option<(ir::ArrayId, Vec<Var>)> {
+        let ExprKind::Ident(name) = &base.kind else {
+            self.error(Diagnostic::error("E0211", "only a global can be indexed", base.span));
+            return None;
+        };
+        let Some(&array) = self.arrays.get(name) else {
+            self.error(Diagnostic::error("E0212", format!("`{name}` is not a global array"), base.span));
+            return None;
+        };
+        let want = self.program.arrays[array].keys.clone();
+        let mut vars = Vec::new();
+        for (k, ty) in keys.iter().zip(want) {
+            let v = self.expr(k)?;
+            if self.func.ty(v) != ty {
+                self.error(Diagnostic::error("E0203", format!("this key of `{name}` should be a {ty}"), k.span));
+                return None;
+            }
+            vars.push(v);
+        }
+        Some((array, vars))
+    }
+
+    /// `s` or `a[k]` used as a statistic.
+    fn stat_ref(&mut self, e: &Expr) -> Option<(ir::ArrayId, Vec<Var>)> {
+        match &e.kind {
+            ExprKind::Index { base, keys } => self.array_ref(base, keys),
+            ExprKind::Ident(_) => self.array_ref(e, &[]),
+            _ => {
+                self.error(Diagnostic::error("E0212", "not a statistic", e.span));
+                None
+            }
+        }
+    }
+
+    fn array_value_ty(&mut self, array: ir::ArrayId, span: Span) -> Option<Ty> {
+        match self.program.arrays[array].value {
+            ir::ValueKind::Long => Some(Ty::Long),
+            ir::ValueKind::Str => Some(Ty::Str),
+            ir::ValueKind::Stat => {
+                let name = self.program.arrays[array].name.clone();
+                self.error(
+                    Diagnostic::error("E0210", format!("`{name}` holds statistics, not values"), span)
+                        .with_help("read it with @count, @sum, @min, @max, @avg or print a @hist_log"),
+                );
+                None
+            }
+        }
+    }
+
+    fn assign_element(&mut self, op: AssignOp, base: &Expr, keys: &[Expr], value: &Expr, span: Span) -> Option<Var> {
+        let (array, keys) = self.array_ref(base, keys)?;
+        let ty = self.array_value_ty(array, span)?;
+        match op {
+            AssignOp::Assign => {
+                let v = self.expr(value)?;
+                self.emit(InstKind::ArraySet { array, keys, src: v }, span);
+                Some(v)
+            }
+            AssignOp::Op(op @ (BinaryOp::Add | BinaryOp::Sub)) if ty == Ty::Long => {
+                let mut v = self.long_expr(value);
+                if op == BinaryOp::Sub {
+                    let neg = self.temp(Ty::Long);
+                    self.emit(InstKind::Unary { op: UnOp::Neg, dst: neg, src: v }, span);
+                    v = neg;
+                }
+                self.emit(InstKind::ArrayAdd { array, keys: keys.clone(), src: v }, span);
+                let now = self.temp(Ty::Long);
+                self.emit(InstKind::ArrayGet { dst: now, array, keys }, span);
+                Some(now)
+            }
+            AssignOp::Op(op) => {
+                let cur = self.temp(ty);
+                self.emit(InstKind::ArrayGet { dst: cur, array, keys: keys.clone() }, span);
+                let result = self.temp(ty);
+                if op == BinaryOp::Concat {
+                    let r = self.str_expr(value);
+                    self.emit(InstKind::Concat { dst: result, lhs: cur, rhs: r }, span);
+                } else {
+                    let r = self.operand(value);
+                    self.emit(InstKind::Binary { op: bin_op(op), dst: result, lhs: cur, rhs: r }, span);
+                }
+                self.emit(InstKind::ArraySet { array, keys, src: result }, span);
+                Some(result)
+            }
+        }
+    }
+
+    fn delete(&mut self, e: &Expr) {
+        match &e.kind {
+            ExprKind::Index { base, keys } => {
+                if let Some((array, keys)) = self.array_ref(base, keys) {
+                    self.emit(InstKind::ArrayDelete { array, keys }, e.span);
+                }
+            }
+            ExprKind::Ident(name) if self.arrays.contains_key(name) => {
+                let array = self.arrays[name];
+                self.emit(InstKind::ArrayClear { array }, e.span);
+            }
+            ExprKind::Ident(name) => match self.resolve(name) {
+                Some(Place::Local(v)) => {
+                    let zero = match self.func.ty(v) {
+                        Ty::Long => InstKind::Const { dst: v, value: 0 },
+                        Ty::Str => InstKind::StrConst { dst: v, value: String::new() },
+                    };
+                    self.emit(zero, e.span);
+                }
+                Some(Place::Global(g, ty)) => {
+                    let v = self.temp(ty);
+                    let zero = match ty {
+                        Ty::Long => InstKind::Const { dst: v, value: 0 },
+                        Ty::Str => InstKind::StrConst { dst: v, value: String::new() },
+                    };
+                    self.emit(zero, e.span);
+                    self.emit(InstKind::StoreGlobal { global: g, src: v }, e.span);
+                }
+                None => {}
+            },
+            _ => self.error(Diagnostic::error("E0208", "cannot delete this expression", e.span)),
+        }
+    }
+
+    fn print_hist(&mut self, kind: &ast::HistKind, expr: &Expr, span: Span) -> Option<Var> {
+        if self.kernel {
+            self.error(kernel_only("printing a histogram", span));
+            return None;
+        }
+        let (array, keys) = self.stat_ref(expr)?;
+        let kind = match (kind, self.program.arrays[array].hist.linear) {
+            (ast::HistKind::Log, _) => ir::HistKind::Log,
+            (ast::HistKind::Linear { .. }, Some((lo, hi, step))) => ir::HistKind::Linear { lo, hi, step },
+            (ast::HistKind::Linear { .. }, None) => return None,
+        };
+        self.emit(InstKind::PrintHist { array, keys, kind }, span);
+        None
+    }
+
+    fn foreach(&mut self, fe: &ast::Foreach, span: Span) {
+        if self.kernel {
+            self.error(kernel_only("`foreach`", span));
+            return;
+        }
+        let ExprKind::Ident(name) = &fe.array.kind else {
+            self.error(Diagnostic::error("E0211", "`foreach` iterates over a global array", fe.array.span));
+            return;
+        };
+        let Some(&array) = self.arrays.get(name) else {
+            self.error(Diagnostic::error("E0212", format!("`{name}` is not a global array"), fe.array.span));
+            return;
+        };
+        let mut keys = Vec::new();
+        for (k, _) in &fe.keys {
+            match self.resolve(k) {
+                Some(Place::Local(v)) => keys.push(v),
+                _ => {
+                    self.error(Diagnostic::error("E0215", format!("`{k}` cannot be a foreach key"), fe.array.span));
+                    return;
+                }
+            }
+        }
+        let value = match &fe.value {
+            Some((v, sp)) => match self.resolve(v) {
+                Some(Place::Local(var)) => Some(var),
+                _ => {
+                    self.error(Diagnostic::error("E0215", format!("`{v}` cannot hold the foreach value"), *sp));
+                    return;
+                }
+            },
+            None => None,
+        };
+        let sort = fe.sort.map(|s| ir::SortSpec {
+            column: s.column,
+            ascending: s.ascending,
+            stat: fe.sort_stat.map_or(ir::StatOp::Count, stat_op),
+        });
+        let limit = fe.limit.as_ref().map(|l| self.long_expr(l));
+        let iter = ir::IterId::new(self.next_iter);
+        self.next_iter += 1;
+        self.emit(InstKind::IterStart { iter, array, sort, limit }, span);
+        let (head, body, done) = (self.func.new_block(), self.func.new_block(), self.func.new_block());
+        self.terminate(Terminator::Jump(head));
+        self.switch_to(head);
+        let has = self.temp(Ty::Long);
+        self.emit(InstKind::IterNext { has, iter, keys, value }, span);
+        self.terminate(Terminator::Branch { cond: has, then: body, els: done });
+        self.switch_to(body);
+        self.loops.push((head, done));
+        self.stmt(&fe.body);
+        self.loops.pop();
+        self.terminate(Terminator::Jump(head));
+        self.switch_to(done);
     }
 
     fn intern_format(&mut self, text: String, args: Vec<Ty>) -> FmtId {
@@ -689,6 +971,9 @@ impl Ctx<'_> {
                 let mut text = String::new();
                 let mut vars = Vec::new();
                 let mut tys = Vec::new();
+                if let [Expr { kind: ExprKind::Hist { kind, expr }, span: hspan }] = values {
+                    return self.print_hist(kind, expr, *hspan);
+                }
                 for (i, a) in values.iter().enumerate() {
                     let v = self.expr(a)?;
                     if i > 0 {
@@ -935,6 +1220,22 @@ fn bin_op(op: BinaryOp) -> BinOp {
         BinaryOp::BitXor => BinOp::Xor,
         BinaryOp::Concat => unreachable!("concatenation is lowered separately"),
     }
+}
+
+fn stat_op(op: ast::StatOp) -> ir::StatOp {
+    match op {
+        ast::StatOp::Count => ir::StatOp::Count,
+        ast::StatOp::Sum => ir::StatOp::Sum,
+        ast::StatOp::Min => ir::StatOp::Min,
+        ast::StatOp::Max => ir::StatOp::Max,
+        ast::StatOp::Avg => ir::StatOp::Avg,
+        ast::StatOp::Variance => ir::StatOp::Variance,
+    }
+}
+
+fn kernel_only(what: &str, span: Span) -> Diagnostic {
+    Diagnostic::error("E0312", format!("{what} is not supported in a kernel probe yet"), span)
+        .with_help("do it in an `end` or `timer` probe, which run in user space")
 }
 
 fn cmp_op(op: CompareOp) -> CmpOp {

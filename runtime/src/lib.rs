@@ -2,18 +2,12 @@
 //! user-space handlers, and prints what the script prints.
 //!
 //! Code map:
-//! - [`session`]: load, attach, the event loop, `end`, exit-time printing, detach.
-//! - [`userspace`]: the IR interpreter for `begin`, `end` and timer handlers.
-//! - [`output`]: ring-buffer records to text.
 //! - [`format`]: SystemTap's printf, applied to decoded arguments.
 //! - [`kernel_info`]: the real [`lang::kernel::KernelInfo`] (tracefs formats, kernel BTF).
-//! - [`sys`]: mmap of the globals, signals, clocks.
+//! - [`stats`]: statistics: per-CPU merge, `@count`..`@variance`, histograms as stap prints them.
 //!
-//! Invariants: `runtime` never sees the AST; it is the only crate that touches the kernel.
+//! Invariant: `runtime` never sees the AST.
 
 pub mod format;
 pub mod kernel_info;
-pub mod output;
-pub mod session;
-pub mod sys;
-pub mod userspace;
+pub mod stats;
