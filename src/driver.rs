@@ -22,6 +22,8 @@ pub const TAPSETS: &[(&str, &str)] = &[("syscalls.stp", include_str!("../tapsets
 pub struct Options {
     pub script_args: Vec<String>,
     pub string_capacity: u32,
+    /// SystemTap's MAXMAPENTRIES.
+    pub max_map_entries: u32,
     pub verbose: u8,
     /// Extra tapset directories (`-I`).
     pub include: Vec<std::path::PathBuf>,
@@ -117,7 +119,11 @@ pub fn compile(
     }
 
     // Pass 3: lower to IR.
-    let lower_options = lower::Options { string_capacity: options.string_capacity, script_args: options.script_args.clone() };
+    let lower_options = lower::Options {
+        string_capacity: options.string_capacity,
+        script_args: options.script_args.clone(),
+        max_map_entries: options.max_map_entries,
+    };
     let (program, diags) = lower::lower(&elaborated, &table, &lower_options);
     if diag::has_errors(&diags) {
         return Err(Failure { sources, diags });

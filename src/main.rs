@@ -45,7 +45,7 @@ struct Cli {
     /// Set a global before `begin` runs (repeatable).
     #[arg(short = 'G', value_name = "NAME=VALUE")]
     globals: Vec<String>,
-    /// Set a limit: MAXSTRINGLEN=N.
+    /// Set a limit: MAXSTRINGLEN=N or MAXMAPENTRIES=N.
     #[arg(short = 'D', value_name = "NAME=VALUE")]
     defines: Vec<String>,
     /// Add a tapset directory.
@@ -77,8 +77,16 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         (None, None) => return Err("no script: give -e 'SCRIPT' or a script file (see --help)".into()),
     };
     let mut string_capacity = 128;
+    let mut max_map_entries = 2048;
     for d in &cli.defines {
         match d.split_once('=') {
+            Some(("MAXMAPENTRIES", v)) => {
+                max_map_entries = v
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| (1..=1 << 24).contains(n))
+                    .ok_or_else(|| format!("-D MAXMAPENTRIES={v}: give a number from 1 to 16777216"))?;
+            }
             Some(("MAXSTRINGLEN", v)) => {
                 string_capacity = v
                     .parse::<u32>()
@@ -86,12 +94,18 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                     .filter(|n| (16..=2048).contains(n))
                     .ok_or_else(|| format!("-D MAXSTRINGLEN={v}: give a number from 16 to 2048"))?;
             }
-            _ => return Err(format!("-D {d}: unknown setting (bpftap knows MAXSTRINGLEN)")),
+            _ => return Err(format!("-D {d}: unknown setting (bpftap knows MAXSTRINGLEN and MAXMAPENTRIES)")),
         }
     }
     let last_pass = cli.pass.unwrap_or(5);
     let kernel = LiveKernel::new();
-    let options = driver::Options { script_args, string_capacity, verbose: cli.verbose, include: cli.include.clone() };
+    let options = driver::Options {
+        script_args,
+        string_capacity,
+        max_map_entries,
+        verbose: cli.verbose,
+        include: cli.include.clone(),
+    };
     let compiled = match driver::compile(&name, &text, kind, last_pass.min(4), &kernel, &options) {
         Ok(c) => c,
         Err(failure) => {

@@ -17,6 +17,8 @@ pub enum Record {
     Print(Vec<u8>),
     /// `exit()` ran in a kernel probe.
     Exit,
+    /// An array had no room for a new element.
+    ArrayFull(lang::ir::ArrayId),
     /// A record this script cannot have produced (a bug); shown, not hidden.
     Malformed(String),
 }
@@ -43,6 +45,9 @@ impl Decoder {
         };
         if kind == record_kind::EXIT {
             return Record::Exit;
+        }
+        if kind & 0xff00_0000 == layout::record_error::ARRAY_FULL {
+            return Record::ArrayFull(lang::ir::ArrayId::from_u32(kind & 0x00ff_ffff));
         }
         let Some((Some(format), layout, tys)) = self.formats.get(kind as usize) else {
             return Record::Malformed(format!("unknown record kind {kind}"));

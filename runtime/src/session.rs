@@ -14,14 +14,16 @@ use std::time::{Duration, Instant};
 use aya::maps::{Map, RingBuf};
 use aya::programs::{ProgramError, TracePoint};
 use aya::{Ebpf, EbpfError, EbpfLoader};
-use codegen_bpf::compile::CompiledScript;
+use codegen_bpf::compile::{array_map_name, CompiledScript};
+use codegen_bpf::layout;
 use codegen_bpf::layout::{GLOBAL_BOOT_OFFSET, GLOBAL_LOST, GLOBAL_TARGET};
 use codegen_bpf::object::write_object;
-use lang::ir::{Const, Handler, Target, Ty};
+use lang::ir::{Const, Handler, Target, Ty, ValueKind};
 use lang::span::Span;
 
+use crate::arrays::Arrays;
 use crate::output::{Decoder, Record};
-use crate::sys::{self, MappedValue};
+use crate::sys::{self, MappedValue, RawMap};
 use crate::userspace::{self, Env, HandlerError};
 
 /// How to run a script.
@@ -62,6 +64,8 @@ pub enum RuntimeError {
     Command(std::io::Error),
     #[error("error in {point}: {source}")]
     Handler { point: String, source: HandlerError },
+    #[error("array `{0}` is full: raise its size (`global {0}[N]`) or -D MAXMAPENTRIES, or mark it `%` to wrap")]
+    ArrayFull(String),
     #[error("cannot write output: {0}")]
     Output(std::io::Error),
 }
@@ -72,6 +76,7 @@ pub struct Session<'a> {
     ring: RingBuf<aya::maps::MapData>,
     globals: MappedValue,
     ebpf: Ebpf,
+    arrays: Arrays<'a>,
     decoder: Decoder,
     child: Option<Child>,
     options: RunOptions,
@@ -90,10 +95,24 @@ impl<'a> Session<'a> {
             _ => return Err(RuntimeError::Object("no globals map".into())),
         }
         .map_err(RuntimeError::Globals)?;
+        let mut maps = Vec::new();
+        for (a, decl) in compiled.program.arrays.iter() {
+            let name = array_map_name(a, &decl.name);
+            let data = match ebpf.map(&name) {
+                Some(Map::HashMap(d) | Map::LruHashMap(d) | Map::PerCpuHashMap(d)) => d,
+                _ => return Err(RuntimeError::Object(format!("no map for array {}", decl.name))),
+            };
+            let (_, key_size) = layout::key_layout(&decl.keys, compiled.program.string_capacity);
+            let value_size = layout::array_value_size(decl, compiled.program.string_capacity);
+            let per_cpu = decl.value == ValueKind::Stat;
+            maps.push(RawMap::new(data.fd().as_fd(), key_size as usize, value_size as usize, per_cpu));
+        }
+        let arrays = Arrays::new(&compiled.program, maps);
         let mut session = Session {
             compiled,
             ring,
             globals,
+            arrays,
             ebpf,
             decoder: Decoder::new(&compiled.program),
             child: None,
@@ -159,6 +178,7 @@ impl<'a> Session<'a> {
         };
         let mut env = Env {
             program: &self.compiled.program,
+            arrays: &self.arrays,
             globals: &self.globals,
             layout: &self.compiled.globals,
             out: &mut sink,
@@ -266,6 +286,10 @@ impl<'a> Session<'a> {
             match self.decoder.decode(&item) {
                 Record::Print(bytes) => out.write_all(&bytes).map_err(RuntimeError::Output)?,
                 Record::Exit => self.exit_requested = true,
+                Record::ArrayFull(a) => {
+                    let name = self.compiled.program.arrays.get(a).map_or("?", |d| d.name.as_str());
+                    return Err(RuntimeError::ArrayFull(name.to_string()));
+                }
                 Record::Malformed(why) => eprintln!("bpftap: internal error: malformed output record: {why}"),
             }
         }
@@ -298,6 +322,11 @@ impl<'a> Session<'a> {
                 }
             };
             out.write_all(line.as_bytes()).map_err(RuntimeError::Output)?;
+        }
+        for (a, decl) in self.compiled.program.arrays.iter() {
+            if !decl.read {
+                out.write_all(self.arrays.exit_lines(a).as_bytes()).map_err(RuntimeError::Output)?;
+            }
         }
         Ok(())
     }

@@ -174,3 +174,114 @@ pub fn random_u32() -> u32 {
         monotonic_ns() as u32
     }
 }
+
+/// A BPF map reached by its fd with the raw `bpf(2)` map commands; keys and values are
+/// byte strings of the map's sizes. Per-CPU maps take and give one value per possible CPU,
+/// each rounded up to 8 bytes.
+pub struct RawMap {
+    fd: i32,
+    pub key_size: usize,
+    pub value_size: usize,
+    pub per_cpu: bool,
+}
+
+const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
+const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
+const BPF_MAP_DELETE_ELEM: libc::c_long = 3;
+const BPF_MAP_GET_NEXT_KEY: libc::c_long = 4;
+
+/// The `bpf_attr` layout of the map element commands.
+#[repr(C)]
+struct MapElemAttr {
+    map_fd: u32,
+    _pad: u32,
+    key: u64,
+    value_or_next_key: u64,
+    flags: u64,
+}
+
+impl RawMap {
+    pub fn new(fd: BorrowedFd<'_>, key_size: usize, value_size: usize, per_cpu: bool) -> RawMap {
+        RawMap { fd: fd.as_raw_fd(), key_size, value_size, per_cpu }
+    }
+
+    /// Bytes of a whole value: one per CPU for per-CPU maps.
+    pub fn value_bytes(&self) -> usize {
+        if self.per_cpu {
+            self.value_size.div_ceil(8) * 8 * possible_cpus()
+        } else {
+            self.value_size
+        }
+    }
+
+    fn call(&self, cmd: libc::c_long, key: *const u8, value: *mut u8, flags: u64) -> io::Result<()> {
+        let attr = MapElemAttr { map_fd: self.fd as u32, _pad: 0, key: key as u64, value_or_next_key: value as u64, flags };
+        // SAFETY: `attr` points at buffers of the sizes the map was created with (the callers
+        // check lengths), alive for the call.
+        let r = unsafe {
+            libc::syscall(libc::SYS_bpf, cmd, &attr as *const MapElemAttr, std::mem::size_of::<MapElemAttr>())
+        };
+        if r < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
+    }
+
+    pub fn lookup(&self, key: &[u8]) -> Option<Vec<u8>> {
+        assert_eq!(key.len(), self.key_size);
+        let mut value = vec![0u8; self.value_bytes()];
+        self.call(BPF_MAP_LOOKUP_ELEM, key.as_ptr(), value.as_mut_ptr(), 0).ok().map(|()| value)
+    }
+
+    pub fn update(&self, key: &[u8], value: &[u8]) -> io::Result<()> {
+        assert_eq!(key.len(), self.key_size);
+        assert_eq!(value.len(), self.value_bytes());
+        self.call(BPF_MAP_UPDATE_ELEM, key.as_ptr(), value.as_ptr() as *mut u8, 0)
+    }
+
+    pub fn delete(&self, key: &[u8]) {
+        assert_eq!(key.len(), self.key_size);
+        let _ = self.call(BPF_MAP_DELETE_ELEM, key.as_ptr(), std::ptr::null_mut(), 0);
+    }
+
+    /// Every key, in the map's order.
+    pub fn keys(&self) -> Vec<Vec<u8>> {
+        let mut keys = Vec::new();
+        let mut next = vec![0u8; self.key_size];
+        let mut prev: Option<Vec<u8>> = None;
+        loop {
+            let key_ptr = prev.as_ref().map_or(std::ptr::null(), |k| k.as_ptr());
+            if self.call(BPF_MAP_GET_NEXT_KEY, key_ptr, next.as_mut_ptr(), 0).is_err() {
+                return keys;
+            }
+            keys.push(next.clone());
+            prev = Some(next.clone());
+            // A map that changes while we walk it could make us loop: bound the walk.
+            if keys.len() > (1 << 24) {
+                return keys;
+            }
+        }
+    }
+}
+
+/// The number of possible CPUs (what per-CPU map values are sized by).
+pub fn possible_cpus() -> usize {
+    static CPUS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CPUS.get_or_init(|| {
+        std::fs::read_to_string("/sys/devices/system/cpu/possible")
+            .ok()
+            .and_then(|s| parse_cpu_list(s.trim()))
+            .unwrap_or(1)
+    })
+}
+
+/// `0-3,5` → 6.
+fn parse_cpu_list(s: &str) -> Option<usize> {
+    let mut max = 0;
+    for part in s.split(',') {
+        let last = part.rsplit('-').next()?.parse::<usize>().ok()?;
+        max = max.max(last + 1);
+    }
+    Some(max)
+}
