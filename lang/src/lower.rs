@@ -174,8 +174,9 @@ struct Ctx<'a> {
     /// The handler runs in the kernel.
     kernel: bool,
     exit_block: Option<ir::Block>,
-    /// Assignments (by span) to probe locals nobody reads, with pure values: not lowered.
-    skip: HashSet<Span>,
+    /// Assignments to probe locals nobody reads, with pure values: not lowered. Keyed by
+    /// node address, since generated statements share one span.
+    skip: HashSet<*const Expr>,
     next_iter: usize,
 }
 
@@ -229,7 +230,7 @@ impl Ctx<'_> {
         match &s.kind {
             StmtKind::Block(b) => self.block(b),
             StmtKind::Expr(e) => {
-                if self.frames.len() == 1 && self.skip.contains(&e.span) {
+                if self.frames.len() == 1 && self.skip.contains(&(e as *const Expr)) {
                     return;
                 }
                 self.expr(e);
@@ -1110,8 +1111,8 @@ fn expr_is_pure_here(e: &Expr, pure: &HashSet<String>, script: &Elaborated, is_g
 /// `e` is pure: SystemTap elides them, and so do we (an alias's `argstr` costs nothing
 /// when the probe does not print it). Found to a fixpoint, since dropping one may leave
 /// another variable unread.
-fn dead_assignments(body: &Block, pure: &HashSet<String>, types: &TypeTable, scope: &Scope) -> HashSet<Span> {
-    let mut skip: HashSet<Span> = HashSet::new();
+fn dead_assignments(body: &Block, pure: &HashSet<String>, types: &TypeTable, scope: &Scope) -> HashSet<*const Expr> {
+    let mut skip: HashSet<*const Expr> = HashSet::new();
     loop {
         let mut read: HashSet<&str> = HashSet::new();
         let mut candidates: Vec<(&Expr, &str)> = Vec::new();
@@ -1125,7 +1126,7 @@ fn dead_assignments(body: &Block, pure: &HashSet<String>, types: &TypeTable, sco
             let mut ok = true;
             crate::elaborate::walk_expr(value, &mut |x| ok &= expr_is_pure_here(x, pure, &Elaborated::default(), |_| true));
             if ok {
-                skip.insert(e.span);
+                skip.insert(e as *const Expr);
             }
         }
         if skip.len() == before {
@@ -1138,7 +1139,7 @@ fn dead_assignments(body: &Block, pure: &HashSet<String>, types: &TypeTable, sco
 /// that could be dropped.
 fn collect_reads<'a>(
     body: &'a Block,
-    skip: &HashSet<Span>,
+    skip: &HashSet<*const Expr>,
     read: &mut HashSet<&'a str>,
     candidates: &mut Vec<(&'a Expr, &'a str)>,
 ) {
@@ -1149,7 +1150,7 @@ fn collect_reads<'a>(
                 if let ExprKind::Assign { op: AssignOp::Assign, target, value } = &e.kind {
                     if let ExprKind::Ident(name) = &target.kind {
                         candidates.push((e, name));
-                        if !skip.contains(&e.span) {
+                        if !skip.contains(&(e as *const Expr)) {
                             reads_of(value, read);
                         }
                         continue;

@@ -120,6 +120,7 @@ impl<'a> Session<'a> {
             exit_requested: false,
         };
         session.init_globals()?;
+        session.fill_syscall_names();
         session.run_user(|t| matches!(t, Target::Begin { .. }), out)?;
         Ok(session)
     }
@@ -154,6 +155,16 @@ impl<'a> Session<'a> {
             }
         }
         Ok(())
+    }
+
+    /// The tapsets name syscalls through the array `__syscall_names`, filled here.
+    fn fill_syscall_names(&self) {
+        let Some((a, _)) = self.compiled.program.arrays.iter().find(|(_, d)| d.name == "__syscall_names") else {
+            return;
+        };
+        for (nr, name) in lang::syscall_table::SYSCALLS {
+            let _ = self.arrays.set(a, &[crate::format::Value::Long(*nr as i64)], &crate::format::Value::Str(name.to_string()));
+        }
     }
 
     /// Runs the user-space handlers whose target matches, in priority order.
@@ -311,7 +322,7 @@ impl<'a> Session<'a> {
     fn print_unread_globals(&mut self, out: &mut dyn Write) -> Result<(), RuntimeError> {
         let cap = self.compiled.program.string_capacity as usize;
         for (g, decl) in self.compiled.program.globals.iter() {
-            if decl.read {
+            if decl.read || decl.name.starts_with("__") {
                 continue;
             }
             let off = self.compiled.globals.offset(g);
@@ -324,7 +335,8 @@ impl<'a> Session<'a> {
             out.write_all(line.as_bytes()).map_err(RuntimeError::Output)?;
         }
         for (a, decl) in self.compiled.program.arrays.iter() {
-            if !decl.read {
+            // Names starting with `__` are the tapsets' own.
+            if !decl.read && !decl.name.starts_with("__") {
                 out.write_all(self.arrays.exit_lines(a).as_bytes()).map_err(RuntimeError::Output)?;
             }
         }
