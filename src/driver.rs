@@ -17,7 +17,10 @@ use lang::{ast, ir, lower};
 
 /// The tapsets built into the binary.
 // IMPORTANT: every file under tapsets/ must be listed here.
-pub const TAPSETS: &[(&str, &str)] = &[("syscalls.stp", include_str!("../tapsets/syscalls.stp"))];
+pub const TAPSETS: &[(&str, &str)] = &[
+    ("context.stp", include_str!("../tapsets/context.stp")),
+    ("syscalls.stp", include_str!("../tapsets/syscalls.stp")),
+];
 
 pub struct Options {
     pub script_args: Vec<String>,
@@ -124,7 +127,7 @@ pub fn compile(
         script_args: options.script_args.clone(),
         max_map_entries: options.max_map_entries,
     };
-    let (program, diags) = lower::lower(&elaborated, &table, &lower_options);
+    let (program, diags) = lower::lower(&elaborated, &table, kernel, &lower_options);
     if diag::has_errors(&diags) {
         return Err(Failure { sources, diags });
     }

@@ -1089,8 +1089,9 @@ impl Emitter<'_> {
                 self.push(insn::alu64_reg(AluOp::Mod, Reg::R0, Reg::R1));
                 long_result(self);
             }
-            Builtin::Ppid | Builtin::Euid | Builtin::Egid | Builtin::Pexecname => {
-                return Err(self.unsupported(&format!("`{}()`", builtin.name())));
+            Builtin::TaskCurrent => {
+                self.push(insn::call(Helper::GetCurrentTask));
+                long_result(self);
             }
         }
         Ok(())

@@ -15,7 +15,7 @@ use crate::builtins::{self, Lowering};
 use crate::diag::Diagnostic;
 use crate::elaborate::Elaborated;
 use crate::ir::{self, BinOp, CmpOp, FmtId, GlobalId, InstKind, Operand, Terminator, Ty, UnOp, Var};
-use crate::kernel::TracepointFormat;
+use crate::kernel::{CType, KernelInfo, TracepointFormat, TypeId};
 use crate::printf::{self, ArgType};
 use crate::span::Span;
 use crate::types::{field_ty, Scope, TypeTable};
@@ -37,7 +37,12 @@ impl Default for Options {
     }
 }
 
-pub fn lower(script: &Elaborated, types: &TypeTable, options: &Options) -> (ir::Program, Vec<Diagnostic>) {
+pub fn lower(
+    script: &Elaborated,
+    types: &TypeTable,
+    kernel: &dyn KernelInfo,
+    options: &Options,
+) -> (ir::Program, Vec<Diagnostic>) {
     let mut program = ir::Program { string_capacity: options.string_capacity, ..Default::default() };
     let mut globals = HashMap::new();
     for g in &script.globals {
@@ -78,6 +83,7 @@ pub fn lower(script: &Elaborated, types: &TypeTable, options: &Options) -> (ir::
         let mut cx = Ctx {
             script,
             types,
+            kernel_info: kernel,
             options,
             program: &mut program,
             globals: &globals,
@@ -158,6 +164,7 @@ struct Frame {
 struct Ctx<'a> {
     script: &'a Elaborated,
     types: &'a TypeTable,
+    kernel_info: &'a dyn KernelInfo,
     options: &'a Options,
     program: &'a mut ir::Program,
     globals: &'a HashMap<String, GlobalId>,
@@ -547,6 +554,28 @@ impl Ctx<'_> {
                 }
             }
             ExprKind::Call { name, args } => self.call(name, args, span),
+            ExprKind::Member { .. } | ExprKind::Cast { .. } | ExprKind::AddressOf(_) | ExprKind::Deref(_) => {
+                self.typed(e).map(|(v, _)| v)
+            }
+            ExprKind::Index { base, keys } if !matches!(base.kind, ExprKind::Ident(_)) => {
+                // `$ptr[i]` / `$s->arr[i]`: element i of a kernel array or pointer.
+                let [index] = keys.as_slice() else {
+                    self.error(Diagnostic::error("E0313", "a kernel array takes one index", span));
+                    return None;
+                };
+                let (base_v, ty) = self.typed(base)?;
+                let Some(elem) = ty.and_then(|t| self.pointee(t, base.span)) else {
+                    self.error(Diagnostic::error("E0313", "only a typed kernel pointer or array can be indexed", base.span));
+                    return None;
+                };
+                let size = self.type_size(elem).unwrap_or(8);
+                let i = self.long_expr(index);
+                let scaled = self.temp(Ty::Long);
+                self.emit(InstKind::Binary { op: BinOp::Mul, dst: scaled, lhs: i, rhs: Operand::Imm(size as i64) }, span);
+                let addr = self.temp(Ty::Long);
+                self.emit(InstKind::Binary { op: BinOp::Add, dst: addr, lhs: base_v, rhs: Operand::Var(scaled) }, span);
+                self.load_typed(addr, elem, span).map(|(v, _)| v)
+            }
             ExprKind::Index { base, keys } => {
                 let (array, keys) = self.array_ref(base, keys)?;
                 let ty = self.array_value_ty(array, span)?;
@@ -680,6 +709,131 @@ impl Ctx<'_> {
                     Place::Global(g, _) => self.emit(InstKind::StoreGlobal { global: g, src: result }, span),
                 }
                 Some(result)
+            }
+        }
+    }
+
+    /// An expression whose kernel C type is known: `$field` of a tracepoint, `@cast`,
+    /// `->member`, `&`, `*`. Returns its value and, for pointers (and arrays, which decay
+    /// to their address), the type pointed to.
+    fn typed(&mut self, e: &Expr) -> Option<(Var, Option<TypeId>)> {
+        let span = e.span;
+        match &e.kind {
+            ExprKind::Cast { expr, type_name, .. } => {
+                let v = self.long_expr(expr);
+                let id = self.kernel_type(type_name, span)?;
+                Some((v, Some(id)))
+            }
+            ExprKind::TargetVar(name) => {
+                let field = self.format.and_then(|f| f.field(name)).cloned();
+                let v = self.target_var(name, span)?;
+                let pointee = field.and_then(|f| {
+                    let t = f.c_type.trim().strip_suffix('*')?.trim().trim_start_matches("const ").to_string();
+                    self.kernel_info.type_by_name(&t).ok()
+                });
+                Some((v, pointee))
+            }
+            ExprKind::Member { base, name } => {
+                let (addr, ty) = self.typed(base)?;
+                let Some(ty) = ty else {
+                    self.error(
+                        Diagnostic::error("E0313", format!("cannot find `->{name}`: the type of this value is unknown"), base.span)
+                            .with_help("tell bpftap the type with @cast(ptr, \"struct_name\")"),
+                    );
+                    return None;
+                };
+                let (off, mty) = match self.kernel_info.member(ty, name) {
+                    Ok(m) => m,
+                    Err(err) => {
+                        self.error(Diagnostic::error("E0314", err.to_string(), span));
+                        return None;
+                    }
+                };
+                let at = self.temp(Ty::Long);
+                self.emit(InstKind::Binary { op: BinOp::Add, dst: at, lhs: addr, rhs: Operand::Imm(off as i64) }, span);
+                self.load_typed(at, mty, span)
+            }
+            ExprKind::AddressOf(inner) => match &inner.kind {
+                ExprKind::Member { base, name } => {
+                    let (addr, ty) = self.typed(base)?;
+                    let (off, mty) = self.kernel_info.member(ty?, name).ok()?;
+                    let at = self.temp(Ty::Long);
+                    self.emit(InstKind::Binary { op: BinOp::Add, dst: at, lhs: addr, rhs: Operand::Imm(off as i64) }, span);
+                    Some((at, Some(mty)))
+                }
+                _ => {
+                    self.error(Diagnostic::error("E0313", "`&` takes a `->member` of a kernel value", span));
+                    None
+                }
+            },
+            ExprKind::Deref(inner) => {
+                let (addr, ty) = self.typed(inner)?;
+                match ty {
+                    Some(t) => self.load_typed(addr, t, span),
+                    None => {
+                        let dst = self.temp(Ty::Long);
+                        let space = ir::AddrSpace::Kernel;
+                        self.emit(InstKind::Read { dst, addr, size: 8, signed: true, space }, span);
+                        Some((dst, None))
+                    }
+                }
+            }
+            _ => self.expr(e).map(|v| (v, None)),
+        }
+    }
+
+    /// The value of type `ty` at `addr`: integers and pointers are read; structs and arrays
+    /// stay addresses (so `->` can go on, and arrays decay as in C).
+    fn load_typed(&mut self, addr: Var, ty: TypeId, span: Span) -> Option<(Var, Option<TypeId>)> {
+        let space = ir::AddrSpace::Kernel;
+        match self.kernel_info.type_of(ty) {
+            Ok(CType::Int { size, signed }) if matches!(size, 1 | 2 | 4 | 8) => {
+                let dst = self.temp(Ty::Long);
+                self.emit(InstKind::Read { dst, addr, size: size as u8, signed, space }, span);
+                Some((dst, None))
+            }
+            Ok(CType::Pointer { to }) => {
+                let dst = self.temp(Ty::Long);
+                self.emit(InstKind::Read { dst, addr, size: 8, signed: false, space }, span);
+                Some((dst, Some(to)))
+            }
+            Ok(CType::Struct { .. }) => Some((addr, Some(ty))),
+            Ok(CType::Array { elem, .. }) => Some((addr, Some(elem))),
+            Ok(other) => {
+                self.error(Diagnostic::error("E0315", format!("bpftap cannot read a kernel value of type {other:?}"), span));
+                None
+            }
+            Err(err) => {
+                self.error(Diagnostic::error("E0314", err.to_string(), span));
+                None
+            }
+        }
+    }
+
+    /// For indexing: the element type of a pointer's target or an array.
+    fn pointee(&mut self, ty: TypeId, _span: Span) -> Option<TypeId> {
+        match self.kernel_info.type_of(ty).ok()? {
+            CType::Array { elem, .. } => Some(elem),
+            _ => Some(ty),
+        }
+    }
+
+    fn type_size(&self, ty: TypeId) -> Option<u32> {
+        match self.kernel_info.type_of(ty).ok()? {
+            CType::Int { size, .. } => Some(size),
+            CType::Pointer { .. } => Some(8),
+            CType::Struct { size, .. } => Some(size),
+            CType::Array { elem, len } => self.type_size(elem).map(|s| s * len),
+            _ => None,
+        }
+    }
+
+    fn kernel_type(&mut self, name: &str, span: Span) -> Option<TypeId> {
+        match self.kernel_info.type_by_name(name) {
+            Ok(id) => Some(id),
+            Err(err) => {
+                self.error(Diagnostic::error("E0314", err.to_string(), span));
+                None
             }
         }
     }

@@ -170,6 +170,8 @@ impl TypeTable {
                 Some(Ty::Long)
             }
             Stat { .. } => Some(Ty::Long),
+            // Kernel values reached through BTF types are longs; arrays decay to addresses.
+            Member { .. } | Cast { .. } | AddressOf(_) | Deref(_) => Some(Ty::Long),
             Ternary { then, els, .. } => self.expr_ty(scope, format, then).or_else(|| self.expr_ty(scope, format, els)),
             Assign { op: AssignOp::Op(BinaryOp::Concat), .. } => Some(Ty::Str),
             Assign { op: AssignOp::Op(_), .. } => Some(Ty::Long),
@@ -399,8 +401,7 @@ impl<'a> Ctx<'a> {
                     self.diags.push(crate::elaborate::embedded_c(e.span));
                 }
             }
-            Member { .. } | AddressOf(_) | Deref(_) | Cast { .. } | AtVar(_) | Const(_) | Entry(_) | Regex { .. }
-            | Wildcard => {
+            AtVar(_) | Const(_) | Entry(_) | Regex { .. } | Wildcard => {
                 if self.report {
                     self.diags.push(unsupported("this expression", e.span));
                 }
