@@ -509,9 +509,7 @@ fn parse_case(block: &[(usize, &str)], file: &str) -> Result<Case, ParseError> {
         | Expect::Regex(s)
         | Expect::None(s)
         | Expect::StderrRegex(s)
-        | Expect::StderrNone(s) => {
-            s.contains(BEFORE_PID_PLACEHOLDER)
-        }
+        | Expect::StderrNone(s) => s.contains(BEFORE_PID_PLACEHOLDER),
     });
     if uses_pid && before.is_none() {
         return Err(in_case("uses {{BEFORE_PID}} but has no BEFORE"));
