@@ -98,6 +98,11 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         }
     }
     let last_pass = cli.pass.unwrap_or(5);
+    if last_pass >= 2 && !runtime::sys::may_trace() {
+        return Err("resolving probes and loading BPF programs needs root (or CAP_BPF and CAP_PERFMON): \
+                    run bpftap with sudo"
+            .into());
+    }
     let kernel = LiveKernel::new();
     let options = driver::Options {
         script_args,

@@ -73,8 +73,10 @@ const fn sig(name: &'static str, params: &'static [Ty], ret: Ty, runs: Runs, low
     Signature { name, params, ret, runs, lowering }
 }
 
+/// Facts about the current task. In a user-space probe (`begin`, `end`, timers) the current
+/// task is bpftap itself, as it is stapio's for SystemTap.
 const fn context(name: &'static str, ret: Ty, b: Builtin) -> Signature {
-    sig(name, &[], ret, Runs::Kernel, Lowering::Builtin(b))
+    sig(name, &[], ret, Runs::Anywhere, Lowering::Builtin(b))
 }
 
 const fn pure(name: &'static str, params: &'static [Ty], ret: Ty, b: Builtin) -> Signature {
@@ -96,7 +98,7 @@ pub const BUILTINS: &[Signature] = &[
     context("gid", L, Builtin::Gid),
     context("cpu", L, Builtin::Cpu),
     context("execname", S, Builtin::Execname),
-    context("task_current", L, Builtin::TaskCurrent),
+    sig("task_current", &[], L, Runs::Kernel, Lowering::Builtin(Builtin::TaskCurrent)),
     pure("gettimeofday_s", &[], L, Builtin::GettimeofdayS),
     pure("gettimeofday_ms", &[], L, Builtin::GettimeofdayMs),
     pure("gettimeofday_us", &[], L, Builtin::GettimeofdayUs),

@@ -8,7 +8,6 @@
 use std::io::Write;
 use std::os::fd::AsFd;
 use std::path::PathBuf;
-use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use aya::maps::{Map, RingBuf};
@@ -54,7 +53,7 @@ pub enum RuntimeError {
     Load { point: String, reason: String },
     #[error("cannot attach probe {point}: {reason}")]
     Attach { point: String, reason: String },
-    #[error("bpftap needs root (or CAP_BPF and CAP_PERFMON) to load BPF programs")]
+    #[error("loading BPF programs needs root (or CAP_BPF and CAP_PERFMON): run bpftap with sudo")]
     NotPermitted,
     #[error("cannot map the globals: {0}")]
     Globals(std::io::Error),
@@ -78,7 +77,7 @@ pub struct Session<'a> {
     ebpf: Ebpf,
     arrays: Arrays<'a>,
     decoder: Decoder,
-    child: Option<Child>,
+    child: Option<sys::HeldChild>,
     options: RunOptions,
     exit_requested: bool,
 }
@@ -121,6 +120,15 @@ impl<'a> Session<'a> {
         };
         session.init_globals()?;
         session.fill_syscall_names();
+        if let Some(cmd) = &session.options.command {
+            let argv = sys::command_argv(cmd);
+            if argv.is_empty() {
+                return Err(RuntimeError::Command(std::io::Error::new(std::io::ErrorKind::InvalidInput, "empty command")));
+            }
+            let child = sys::HeldChild::spawn(&argv).map_err(RuntimeError::Command)?;
+            session.globals.store_long(GLOBAL_TARGET, child.pid as i64);
+            session.child = Some(child);
+        }
         session.run_user(|t| matches!(t, Target::Begin { .. }), out)?;
         Ok(session)
     }
@@ -231,10 +239,8 @@ impl<'a> Session<'a> {
         if let Some(path) = &self.options.ready_file {
             let _ = std::fs::write(path, b"");
         }
-        if let Some(cmd) = &self.options.command {
-            let child = Command::new("/bin/sh").arg("-c").arg(cmd).spawn().map_err(RuntimeError::Command)?;
-            self.globals.store_long(GLOBAL_TARGET, child.id() as i64);
-            self.child = Some(child);
+        if let Some(child) = &mut self.child {
+            child.release();
         }
         Ok(())
     }
@@ -310,7 +316,7 @@ impl<'a> Session<'a> {
     /// Whether the `-c` child or the `-x` process has exited.
     fn target_gone(&mut self) -> bool {
         if let Some(child) = &mut self.child {
-            return !matches!(child.try_wait(), Ok(None));
+            return child.exited();
         }
         match self.options.target_pid {
             Some(pid) if self.options.command.is_none() => !sys::process_alive(pid),
@@ -347,10 +353,7 @@ impl<'a> Session<'a> {
 impl Drop for Session<'_> {
     fn drop(&mut self) {
         if let Some(child) = &mut self.child {
-            if matches!(child.try_wait(), Ok(None)) {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
+            child.kill();
         }
     }
 }
