@@ -28,6 +28,8 @@ pub struct Options {
     /// SystemTap's MAXMAPENTRIES.
     pub max_map_entries: u32,
     pub verbose: u8,
+    /// Globals given values on the command line (`-G`), with the type each value implies.
+    pub preset_globals: Vec<(String, lang::ir::Ty)>,
     /// Extra tapset directories (`-I`).
     pub include: Vec<std::path::PathBuf>,
 }
@@ -110,7 +112,7 @@ pub fn compile(
     if diag::has_errors(&diags) {
         return Err(Failure { sources, diags });
     }
-    let (table, diags) = types::check(&elaborated);
+    let (table, diags) = types::check(&elaborated, &options.preset_globals);
     timer.done("elaborate");
     if diag::has_errors(&diags) {
         return Err(Failure { sources, diags });

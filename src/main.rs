@@ -104,7 +104,20 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             .into());
     }
     let kernel = LiveKernel::new();
+    let set_globals = cli
+        .globals
+        .iter()
+        .map(|g| g.split_once('=').map(|(n, v)| (n.to_string(), v.to_string())).ok_or_else(|| format!("-G {g}: use NAME=VALUE")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let preset_globals = set_globals
+        .iter()
+        .map(|(n, v)| {
+            let is_number = v.trim().parse::<i64>().is_ok() || v.trim().strip_prefix("0x").is_some_and(|h| i64::from_str_radix(h, 16).is_ok());
+            (n.clone(), if is_number { lang::ir::Ty::Long } else { lang::ir::Ty::Str })
+        })
+        .collect();
     let options = driver::Options {
+        preset_globals,
         script_args,
         string_capacity,
         max_map_entries,
@@ -143,11 +156,6 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         _ => {}
     }
     let object = compiled.object.as_ref().expect("pass 4 ran");
-    let set_globals = cli
-        .globals
-        .iter()
-        .map(|g| g.split_once('=').map(|(n, v)| (n.to_string(), v.to_string())).ok_or_else(|| format!("-G {g}: use NAME=VALUE")))
-        .collect::<Result<Vec<_>, _>>()?;
     let options = RunOptions {
         target_pid: cli.target_pid,
         command: cli.command.clone(),

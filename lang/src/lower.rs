@@ -420,7 +420,14 @@ impl Ctx<'_> {
                         format!("script argument {}{index} was not given", if *as_string { "@" } else { "$" }),
                         span,
                     ));
-                    return Some(self.constant(0, span));
+                    // A value of the right type, so no second error follows from this one.
+                    return Some(if *as_string {
+                        let v = self.temp(Ty::Str);
+                        self.emit(InstKind::StrConst { dst: v, value: String::new() }, span);
+                        v
+                    } else {
+                        self.constant(0, span)
+                    });
                 };
                 if *as_string {
                     let v = self.temp(Ty::Str);
@@ -1176,7 +1183,15 @@ impl Ctx<'_> {
                 Diagnostic::error("E0310", format!("recursive call of `{}`", f.name), span)
                     .with_help("bpftap inlines functions and cannot compile recursion yet"),
             );
-            return None;
+            // A value of the right type, so no second error follows from this one.
+            let ty = self.types.returns.get(&f.name).cloned().flatten()?.0;
+            let v = self.temp(ty);
+            let zero = match ty {
+                Ty::Long => InstKind::Const { dst: v, value: 0 },
+                Ty::Str => InstKind::StrConst { dst: v, value: String::new() },
+            };
+            self.emit(zero, span);
+            return Some(v);
         }
         let ast::FunctionBody::Script(body) = &f.body else {
             self.error(crate::elaborate::embedded_c(f.span));

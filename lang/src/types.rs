@@ -63,8 +63,15 @@ pub struct TypeTable {
     pub returns: BTreeMap<String, Option<(Ty, Span)>>,
 }
 
-pub fn check(script: &Elaborated) -> (TypeTable, Vec<Diagnostic>) {
+/// `preset` gives types known from outside the script: globals set with `-G NAME=VALUE`
+/// (a long when VALUE is a number, else a string), as SystemTap infers them.
+pub fn check(script: &Elaborated, preset: &[(String, Ty)]) -> (TypeTable, Vec<Diagnostic>) {
     let mut cx = Ctx { script, table: TypeTable::default(), diags: Vec::new(), changed: false, report: false };
+    for (name, ty) in preset {
+        if let Some(g) = script.globals.iter().find(|g| &g.name == name && !g.is_array) {
+            cx.table.globals.insert(name.clone(), (*ty, g.span));
+        }
+    }
     for g in &script.globals {
         if g.is_array {
             cx.table.arrays.insert(g.name.clone(), ArrayType { span: g.span, ..Default::default() });
