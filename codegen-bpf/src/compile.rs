@@ -53,7 +53,7 @@ pub fn compile(program: Program) -> Result<CompiledScript, EmitError> {
             Target::Tracepoint { group, event, .. } => format!("tracepoint/{group}/{event}"),
             _ => unreachable!("user-space targets are skipped above"),
         };
-        let emitted = emit::emit_handler(&program, &handler.func, handler.span, &globals, maps, &mut rodata)?;
+        let emitted = emit::emit_handler(&program, i as u32, &handler.func, handler.span, &globals, maps, &mut rodata)?;
         scratch_size = scratch_size.max(emitted.scratch_size);
         let name = format!("bpftap_p{i}");
         programs.push(ProgramSpec { name: name.clone(), section, insns: emitted.insns, relocs: emitted.relocs });

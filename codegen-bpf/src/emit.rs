@@ -119,6 +119,7 @@ struct Label(u32);
 
 pub fn emit_handler(
     program: &Program,
+    handler_index: u32,
     func: &Function,
     span: Span,
     globals: &GlobalsLayout,
@@ -164,6 +165,7 @@ pub fn emit_handler(
         args_off,
         tmp_off,
         key_off,
+        handler_index,
         insns: Vec::new(),
         relocs: Vec::new(),
         spans: Vec::new(),
@@ -218,6 +220,8 @@ struct Emitter<'a> {
     args_off: u32,
     tmp_off: u32,
     key_off: u32,
+    /// This handler's index in the program, for error records.
+    handler_index: u32,
     insns: Vec<Insn>,
     relocs: Vec<Reloc>,
     spans: Vec<(usize, Span)>,
@@ -295,6 +299,7 @@ impl Emitter<'_> {
                     | InstKind::ArrayDelete { .. }
                     | InstKind::ArrayContains { .. }
                     | InstKind::StatAdd { .. }
+                    | InstKind::MaxActionExceeded
             ) || i.kind.def().is_some_and(|d| self.func.ty(d) == Ty::Str)
         })
     }
@@ -542,6 +547,11 @@ impl Emitter<'_> {
             }
             InstKind::Exit => {
                 self.push(insn::st_imm(Size::W, SCRATCH, self.record_off as i16, layout::record_kind::EXIT as i32));
+                self.output_record(layout::RECORD_HEADER);
+            }
+            InstKind::MaxActionExceeded => {
+                let kind = layout::record_error::MAX_ACTION | self.handler_index;
+                self.push(insn::st_imm(Size::W, SCRATCH, self.record_off as i16, kind as i32));
                 self.output_record(layout::RECORD_HEADER);
             }
             InstKind::ArrayGet { dst, array, keys } => {

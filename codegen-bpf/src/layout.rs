@@ -134,4 +134,6 @@ pub fn array_map_index(a: lang::ir::ArrayId) -> usize {
 pub mod record_error {
     /// An array had no room for a new element; the low 24 bits of the record kind name it.
     pub const ARRAY_FULL: u32 = 0xfe00_0000;
+    /// A kernel handler ran out of loop iterations; the low 24 bits give the handler.
+    pub const MAX_ACTION: u32 = 0xfd00_0000;
 }

@@ -287,6 +287,9 @@ pub enum InstKind {
     AddGlobal { global: GlobalId, src: Var },
     /// `exit()`: ask the runtime to stop after this handler.
     Exit,
+    /// A kernel handler ran more loop iterations than MAXACTION allows: report it and end
+    /// the script (as SystemTap does), then end the handler.
+    MaxActionExceeded,
     /// `dst = array[keys]`; 0 or "" when absent.
     ArrayGet { dst: Var, array: ArrayId, keys: Vec<Var> },
     ArraySet { array: ArrayId, keys: Vec<Var>, src: Var },
@@ -346,6 +349,7 @@ impl InstKind {
             | InstKind::StoreGlobal { .. }
             | InstKind::AddGlobal { .. }
             | InstKind::Exit
+            | InstKind::MaxActionExceeded
             | InstKind::ArraySet { .. }
             | InstKind::ArrayAdd { .. }
             | InstKind::ArrayDelete { .. }
@@ -371,7 +375,8 @@ impl InstKind {
             | InstKind::LoadContextDataLoc { .. }
             | InstKind::LoadContextStr { .. }
             | InstKind::LoadGlobal { .. }
-            | InstKind::Exit => vec![],
+            | InstKind::Exit
+            | InstKind::MaxActionExceeded => vec![],
             InstKind::Copy { src, .. } | InstKind::Unary { src, .. } => vec![*src],
             InstKind::Binary { lhs, rhs, .. } | InstKind::Compare { lhs, rhs, .. } => {
                 std::iter::once(*lhs).chain(op(rhs)).collect()
@@ -411,6 +416,7 @@ impl InstKind {
             | InstKind::StoreGlobal { .. }
             | InstKind::AddGlobal { .. }
             | InstKind::Exit
+            | InstKind::MaxActionExceeded
             | InstKind::ArraySet { .. }
             | InstKind::ArrayAdd { .. }
             | InstKind::ArrayDelete { .. }
@@ -579,6 +585,7 @@ impl fmt::Display for InstKind {
             InstKind::StoreGlobal { global, src } => write!(f, "store {global}, {src}"),
             InstKind::AddGlobal { global, src } => write!(f, "atomic_add {global}, {src}"),
             InstKind::Exit => write!(f, "exit"),
+            InstKind::MaxActionExceeded => write!(f, "maxaction_exceeded"),
             InstKind::ArrayGet { dst, array, keys } => write!(f, "{dst} = {array}[{}]", join(keys)),
             InstKind::ArraySet { array, keys, src } => write!(f, "{array}[{}] = {src}", join(keys)),
             InstKind::ArrayAdd { array, keys, src } => write!(f, "atomic_add {array}[{}], {src}", join(keys)),

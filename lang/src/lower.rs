@@ -99,6 +99,7 @@ pub fn lower(
             exit_block: None,
             skip: dead_assignments(&probe.body, &pure, types, &Scope::Probe(i)),
             next_iter: 0,
+            loop_budget: None,
         };
         let entry = cx.func.new_block();
         let exit = cx.func.new_block();
@@ -185,7 +186,13 @@ struct Ctx<'a> {
     /// node address, since generated statements share one span.
     skip: HashSet<*const Expr>,
     next_iter: usize,
+    /// The kernel handler's loop budget variable, made on the first loop.
+    loop_budget: Option<Var>,
 }
+
+/// Loop iterations a kernel handler may run (SystemTap's MAXACTION counts statements; a
+/// loop iteration is the unit that can run away).
+pub const MAX_LOOP_ITERATIONS: i64 = 1000;
 
 impl Ctx<'_> {
     fn frame(&self) -> &Frame {
@@ -301,6 +308,7 @@ impl Ctx<'_> {
             (self.func.new_block(), self.func.new_block(), self.func.new_block(), self.func.new_block());
         self.terminate(Terminator::Jump(head));
         self.switch_to(head);
+        self.spend_loop_budget(body.span);
         match cond {
             Some(c) => self.cond(c, body_b, done),
             None => self.terminate(Terminator::Jump(body_b)),
@@ -316,6 +324,36 @@ impl Ctx<'_> {
         }
         self.terminate(Terminator::Jump(head));
         self.switch_to(done);
+    }
+
+    /// In a kernel handler, every loop iteration spends one unit of a budget of
+    /// [`MAX_LOOP_ITERATIONS`]; when it runs out the handler reports MAXACTION and ends.
+    /// This bounds every loop, which the verifier requires, whatever the loop's condition.
+    fn spend_loop_budget(&mut self, span: Span) {
+        if !self.kernel {
+            return;
+        }
+        let budget = match self.loop_budget {
+            Some(v) => v,
+            None => {
+                let v = self.func.new_var(Ty::Long, Some("__loop_budget".into()));
+                let entry = self.func.entry.expect("set before lowering a body");
+                let init = InstKind::Const { dst: v, value: MAX_LOOP_ITERATIONS };
+                self.func.blocks[entry].insts.insert(0, ir::Inst { kind: init, span });
+                self.loop_budget = Some(v);
+                v
+            }
+        };
+        self.emit(InstKind::Binary { op: BinOp::Sub, dst: budget, lhs: budget, rhs: Operand::Imm(1) }, span);
+        let spent = self.temp(Ty::Long);
+        self.emit(InstKind::Compare { op: CmpOp::Lt, dst: spent, lhs: budget, rhs: Operand::Imm(0) }, span);
+        let (stop, go) = (self.func.new_block(), self.func.new_block());
+        self.terminate(Terminator::Branch { cond: spent, then: stop, els: go });
+        self.switch_to(stop);
+        self.emit(InstKind::MaxActionExceeded, span);
+        let exit = self.exit_block.expect("set before lowering a body");
+        self.terminate(Terminator::Jump(exit));
+        self.switch_to(go);
     }
 
     /// Branches on a condition without materializing 0/1 where it can.

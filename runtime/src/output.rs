@@ -19,6 +19,8 @@ pub enum Record {
     Exit,
     /// An array had no room for a new element.
     ArrayFull(lang::ir::ArrayId),
+    /// A kernel handler (by index) ran out of loop iterations.
+    MaxAction(usize),
     /// A record this script cannot have produced (a bug); shown, not hidden.
     Malformed(String),
 }
@@ -45,6 +47,9 @@ impl Decoder {
         };
         if kind == record_kind::EXIT {
             return Record::Exit;
+        }
+        if kind & 0xff00_0000 == layout::record_error::MAX_ACTION {
+            return Record::MaxAction((kind & 0x00ff_ffff) as usize);
         }
         if kind & 0xff00_0000 == layout::record_error::ARRAY_FULL {
             return Record::ArrayFull(lang::ir::ArrayId::from_u32(kind & 0x00ff_ffff));

@@ -65,6 +65,8 @@ pub enum RuntimeError {
     Handler { point: String, source: HandlerError },
     #[error("array `{0}` is full: raise its size (`global {0}[N]`) or -D MAXMAPENTRIES, or mark it `%` to wrap")]
     ArrayFull(String),
+    #[error("probe {0} ran more than {max} loop iterations (MAXACTION)", max = lang::lower::MAX_LOOP_ITERATIONS)]
+    MaxAction(String),
     #[error("cannot write output: {0}")]
     Output(std::io::Error),
 }
@@ -303,6 +305,10 @@ impl<'a> Session<'a> {
             match self.decoder.decode(&item) {
                 Record::Print(bytes) => out.write_all(&bytes).map_err(RuntimeError::Output)?,
                 Record::Exit => self.exit_requested = true,
+                Record::MaxAction(h) => {
+                    let point = self.compiled.program.handlers.get(h).map_or("?", |h| h.point.as_str());
+                    return Err(RuntimeError::MaxAction(point.to_string()));
+                }
                 Record::ArrayFull(a) => {
                     let name = self.compiled.program.arrays.get(a).map_or("?", |d| d.name.as_str());
                     return Err(RuntimeError::ArrayFull(name.to_string()));

@@ -207,6 +207,7 @@ fn exec(
         }
         InstKind::AddGlobal { global, src } => env.globals.add_long(env.layout.offset(*global), long(vars, *src)),
         InstKind::Exit => effects.exit = true,
+        InstKind::MaxActionExceeded => return Err(HandlerError::TooLong),
         InstKind::ArrayGet { dst, array, keys } => {
             let v = env.arrays.get_value(*array, &values(vars, keys));
             set(vars, *dst, v)
