@@ -311,6 +311,7 @@ impl Emitter<'_> {
                 InstKind::LoadGlobal { .. }
                     | InstKind::Printf { .. }
                     | InstKind::Exit
+                    | InstKind::MaxActionExceeded
                     | InstKind::ArraySet { .. }
                     | InstKind::ArrayAdd { .. }
                     | InstKind::StatAdd { .. }
