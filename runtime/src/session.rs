@@ -248,7 +248,24 @@ impl<'a> Session<'a> {
     }
 
     /// The event loop, then `end` and the exit-time report. Returns when the script ends.
+    /// An error while running (a full array, MAXACTION, a failing handler) stops the loop;
+    /// then, as in SystemTap, the `error` probes run, then `end`, and the error is returned.
     pub fn run(&mut self, out: &mut dyn Write) -> Result<(), RuntimeError> {
+        let result = self.event_loop(out).and_then(|()| self.drain(out));
+        if result.is_err() {
+            self.run_user(|t| matches!(t, Target::Error { .. }), out)?;
+        }
+        self.run_user(|t| matches!(t, Target::End { .. }), out)?;
+        self.print_unread_globals(out)?;
+        out.flush().map_err(RuntimeError::Output)?;
+        let lost = self.globals.load_long(GLOBAL_LOST);
+        if lost > 0 {
+            eprintln!("bpftap: {lost} output record(s) lost: the ring buffer was full");
+        }
+        result
+    }
+
+    fn event_loop(&mut self, out: &mut dyn Write) -> Result<(), RuntimeError> {
         let started = Instant::now();
         let compiled = self.compiled;
         let mut timers: Vec<(Instant, Duration, &Handler)> = compiled
@@ -288,14 +305,6 @@ impl<'a> Session<'a> {
             if self.target_gone() {
                 break;
             }
-        }
-        self.drain(out)?;
-        self.run_user(|t| matches!(t, Target::End { .. }), out)?;
-        self.print_unread_globals(out)?;
-        out.flush().map_err(RuntimeError::Output)?;
-        let lost = self.globals.load_long(GLOBAL_LOST);
-        if lost > 0 {
-            eprintln!("bpftap: {lost} output record(s) lost: the ring buffer was full");
         }
         Ok(())
     }
