@@ -19,7 +19,9 @@ use lang::{ast, ir, lower};
 // IMPORTANT: every file under tapsets/ must be listed here.
 pub const TAPSETS: &[(&str, &str)] = &[
     ("context.stp", include_str!("../tapsets/context.stp")),
+    ("netfilter.stp", include_str!("../tapsets/netfilter.stp")),
     ("syscalls.stp", include_str!("../tapsets/syscalls.stp")),
+    ("tcp_udp.stp", include_str!("../tapsets/tcp_udp.stp")),
 ];
 
 pub struct Options {

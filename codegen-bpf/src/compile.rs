@@ -33,12 +33,31 @@ pub struct CompiledScript {
 pub struct KernelProbe {
     /// The program's symbol name in the object.
     pub name: String,
+    /// A program aya cannot load (netfilter), kept out of the object and loaded by the
+    /// runtime with the raw bpf call.
+    pub raw: Option<RawProgram>,
     /// Index of the handler in `program.handlers`.
     pub handler: usize,
     pub target: Target,
     /// `(first instruction, script span)` per IR instruction.
     pub spans: Vec<(usize, Span)>,
 }
+
+/// A program loaded with `BPF_PROG_LOAD` directly. Its relocations name the object's maps
+/// and `.rodata`, whose fds the runtime takes from aya once the object is loaded.
+#[derive(Clone, Debug)]
+pub struct RawProgram {
+    pub prog_type: u32,
+    pub expected_attach_type: u32,
+    pub insns: Vec<crate::insn::Insn>,
+    pub relocs: Vec<crate::object::Reloc>,
+}
+
+/// `BPF_PROG_TYPE_NETFILTER` and `BPF_NETFILTER` from the kernel's uapi `bpf.h` (6.4+).
+pub const BPF_PROG_TYPE_NETFILTER: u32 = 32;
+pub const BPF_NETFILTER: u32 = 45;
+/// `NF_ACCEPT`: what a netfilter program that only observes returns.
+const NF_ACCEPT: i32 = 1;
 
 pub fn compile(program: Program) -> Result<CompiledScript, EmitError> {
     let globals = layout::globals_layout(&program);
@@ -48,16 +67,29 @@ pub fn compile(program: Program) -> Result<CompiledScript, EmitError> {
     let mut kernel_probes = Vec::new();
     let mut scratch_size = 8;
     for (i, handler) in program.handlers.iter().enumerate() {
-        let section = match &handler.target {
+        let (section, exit_value) = match &handler.target {
             t if t.is_user_space() => continue,
-            Target::Tracepoint { group, event, .. } => format!("tracepoint/{group}/{event}"),
+            Target::Tracepoint { group, event, .. } => (Some(format!("tracepoint/{group}/{event}")), 0),
+            Target::Netfilter { .. } => (None, NF_ACCEPT),
             _ => unreachable!("user-space targets are skipped above"),
         };
-        let emitted = emit::emit_handler(&program, i as u32, &handler.func, handler.span, &globals, maps, &mut rodata)?;
+        let emitted =
+            emit::emit_handler(&program, i as u32, &handler.func, handler.span, &globals, maps, &mut rodata, exit_value)?;
         scratch_size = scratch_size.max(emitted.scratch_size);
         let name = format!("bpftap_p{i}");
-        programs.push(ProgramSpec { name: name.clone(), section, insns: emitted.insns, relocs: emitted.relocs });
-        kernel_probes.push(KernelProbe { name, handler: i, target: handler.target.clone(), spans: emitted.spans });
+        let raw = match section {
+            Some(section) => {
+                programs.push(ProgramSpec { name: name.clone(), section, insns: emitted.insns, relocs: emitted.relocs });
+                None
+            }
+            None => Some(RawProgram {
+                prog_type: BPF_PROG_TYPE_NETFILTER,
+                expected_attach_type: BPF_NETFILTER,
+                insns: emitted.insns,
+                relocs: emitted.relocs,
+            }),
+        };
+        kernel_probes.push(KernelProbe { name, raw, handler: i, target: handler.target.clone(), spans: emitted.spans });
     }
     let map_defs = vec![
         MapDef {
@@ -121,10 +153,18 @@ impl CompiledScript {
     pub fn listing(&self, sources: &lang::span::SourceMap) -> String {
         let map_names: Vec<&str> = self.object.maps.iter().map(|m| m.name.as_str()).collect();
         let mut out = String::new();
-        for (probe, spec) in self.kernel_probes.iter().zip(&self.object.programs) {
+        let mut in_object = self.object.programs.iter();
+        for probe in &self.kernel_probes {
+            let insns = match &probe.raw {
+                Some(raw) => &raw.insns,
+                None => match in_object.next() {
+                    Some(spec) => &spec.insns,
+                    None => continue,
+                },
+            };
             let handler = &self.program.handlers[probe.handler];
-            out.push_str(&format!("# probe {} ({} instructions)\n", handler.point, spec.insns.len()));
-            let text = disasm::disasm(&spec.insns, &map_names);
+            out.push_str(&format!("# probe {} ({} instructions)\n", handler.point, insns.len()));
+            let text = disasm::disasm(insns, &map_names);
             let mut marks = probe.spans.iter().peekable();
             let mut last_line = None;
             for (k, line) in text.lines().enumerate() {

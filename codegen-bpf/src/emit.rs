@@ -125,6 +125,7 @@ pub fn emit_handler(
     globals: &GlobalsLayout,
     maps: MapIndexes,
     rodata: &mut Rodata,
+    exit_value: i32,
 ) -> Result<Emitted, EmitError> {
     let cap = program.string_capacity;
     let slot_size = layout::value_size(Ty::Str, cap);
@@ -199,7 +200,7 @@ pub fn emit_handler(
         }
     }
     e.bind(EXIT_LABEL);
-    e.push(insn::mov64_imm(Reg::R0, 0));
+    e.push(insn::mov64_imm(Reg::R0, exit_value));
     e.push(insn::exit());
     e.resolve_jumps()?;
     Ok(Emitted { insns: e.insns, relocs: e.relocs, spans: e.spans, scratch_size })
@@ -1086,12 +1087,13 @@ impl Emitter<'_> {
                 self.push(insn::stx(Size::W, SCRATCH, Reg::R0, self.tmp_off as i16));
                 self.ip_to_str(d, "%pI4");
             }
-            Builtin::UserIpv6Str => {
-                let d = dst.expect("_user_ipv6_str has a result");
+            Builtin::UserIpv6Str | Builtin::KernelIpv6Str => {
+                let d = dst.expect("an address has a text");
                 self.scratch_addr(Reg::R1, self.tmp_off);
                 self.push(insn::mov64_imm(Reg::R2, 16));
                 self.load(Reg::R3, args[0]);
-                self.push(insn::call(Helper::ProbeReadUser));
+                let read = if builtin == Builtin::UserIpv6Str { Helper::ProbeReadUser } else { Helper::ProbeReadKernel };
+                self.push(insn::call(read));
                 self.ip_to_str(d, "%pI6c");
             }
             Builtin::Randint => {

@@ -35,6 +35,8 @@ pub enum Builtin {
     IpNtop,
     /// The IPv6 address at a user-space address as text (`::1`).
     UserIpv6Str,
+    /// The IPv6 address at a kernel address as text.
+    KernelIpv6Str,
     /// `randint(n)`.
     Randint,
 }
@@ -114,6 +116,7 @@ pub const BUILTINS: &[Signature] = &[
     pure("ip_ntop", &[L], S, Builtin::IpNtop),
     pure("randint", &[L], L, Builtin::Randint),
     sig("_user_ipv6_str", &[L], S, Runs::Kernel, Lowering::Builtin(Builtin::UserIpv6Str)),
+    sig("_kernel_ipv6_str", &[L], S, Runs::Kernel, Lowering::Builtin(Builtin::KernelIpv6Str)),
     sig("user_string", &[L], S, Runs::Kernel, Lowering::ReadStr(U)),
     sig("kernel_string", &[L], S, Runs::Kernel, Lowering::ReadStr(K)),
     read("user_char", 1, true, U),

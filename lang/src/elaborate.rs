@@ -394,6 +394,35 @@ impl Ctx<'_> {
                 }
                 simple(Target::Timer { interval_ns: f(n) as u64 }, format!("timer.{unit}({n})"))
             }
+            ["netfilter", "hook", "pf"] | ["netfilter", "pf", "hook"] => {
+                let (hook_c, pf_c) = if names[1] == "hook" { (&comps[1], &comps[2]) } else { (&comps[2], &comps[1]) };
+                let pf = match &pf_c.arg {
+                    Some(Literal::String(s)) => netfilter_constant(s, NF_PROTOCOLS),
+                    Some(Literal::Number(n)) => Some(*n as u32),
+                    None => None,
+                };
+                let hook = match &hook_c.arg {
+                    Some(Literal::String(s)) => netfilter_constant(s, NF_HOOKS),
+                    Some(Literal::Number(n)) => Some(*n as u32),
+                    None => None,
+                };
+                let (Some(pf), Some(hook)) = (pf, hook) else {
+                    return Err(Unresolved::Failed(
+                        Diagnostic::error("E0107", "unknown netfilter protocol family or hook", point.span).with_help(
+                            "use e.g. netfilter.hook(\"NF_INET_LOCAL_OUT\").pf(\"NFPROTO_IPV4\")",
+                        ),
+                    ));
+                };
+                let text = point_text(point);
+                Ok(vec![Resolved {
+                    user_point: text.clone(),
+                    point: text,
+                    target: Target::Netfilter { pf, hook, priority: NF_BPF_PRIORITY },
+                    format: Some(netfilter_context()),
+                    prologue: vec![],
+                    epilogue: vec![],
+                }])
+            }
             ["kernel", "trace"] => {
                 let Some(Literal::String(spec)) = &comps[1].arg else {
                     return Err(Unresolved::Failed(Diagnostic::error(
@@ -443,6 +472,51 @@ impl Ctx<'_> {
             }
         }
         Ok(out)
+    }
+}
+
+/// Netfilter protocol families (`NFPROTO_*`) by name.
+const NF_PROTOCOLS: &[(&str, u32)] = &[("NFPROTO_IPV4", 2), ("NFPROTO_IPV6", 10), ("NFPROTO_INET", 1)];
+/// Netfilter hooks by name; the IPv6 names are the same numbers.
+const NF_HOOKS: &[(&str, u32)] = &[
+    ("NF_INET_PRE_ROUTING", 0),
+    ("NF_INET_LOCAL_IN", 1),
+    ("NF_INET_FORWARD", 2),
+    ("NF_INET_LOCAL_OUT", 3),
+    ("NF_INET_POST_ROUTING", 4),
+    ("NF_IP_PRE_ROUTING", 0),
+    ("NF_IP_LOCAL_IN", 1),
+    ("NF_IP_FORWARD", 2),
+    ("NF_IP_LOCAL_OUT", 3),
+    ("NF_IP_POST_ROUTING", 4),
+    ("NF_IP6_PRE_ROUTING", 0),
+    ("NF_IP6_LOCAL_IN", 1),
+    ("NF_IP6_FORWARD", 2),
+    ("NF_IP6_LOCAL_OUT", 3),
+    ("NF_IP6_POST_ROUTING", 4),
+];
+/// Where our programs sit among the hook's functions: before conntrack (-200) and the
+/// filter table (0), so they see every packet, as SystemTap's hooks do.
+const NF_BPF_PRIORITY: i32 = -1_000_000;
+
+fn netfilter_constant(name: &str, table: &[(&str, u32)]) -> Option<u32> {
+    table.iter().find(|(n, _)| *n == name).map(|(_, v)| *v).or_else(|| name.parse().ok())
+}
+
+/// The context of a netfilter program, `struct bpf_nf_ctx`, as `$state` and `$skb`.
+fn netfilter_context() -> TracepointFormat {
+    let field = |name: &str, c_type: &str, offset| crate::kernel::TracepointField {
+        name: name.into(),
+        c_type: c_type.into(),
+        offset,
+        size: 8,
+        signed: false,
+    };
+    TracepointFormat {
+        group: "netfilter".into(),
+        event: "bpf_nf_ctx".into(),
+        common_fields: vec![],
+        fields: vec![field("state", "struct nf_hook_state *", 0), field("skb", "struct sk_buff *", 8)],
     }
 }
 

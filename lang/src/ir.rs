@@ -159,6 +159,9 @@ pub enum Target {
     Timer { interval_ns: u64 },
     /// A kernel tracepoint; handler code reads fields at offsets within `record_size`.
     Tracepoint { group: String, event: String, record_size: u32 },
+    /// A netfilter hook (a BPF netfilter program on a netfilter link, kernel 6.4+); the
+    /// context is `struct bpf_nf_ctx { state, skb }`. The program always accepts the packet.
+    Netfilter { pf: u32, hook: u32, priority: i32 },
 }
 
 impl Target {

@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 use aya::maps::{Map, RingBuf};
 use aya::programs::{ProgramError, TracePoint};
 use aya::{Ebpf, EbpfError, EbpfLoader};
-use codegen_bpf::compile::{array_map_name, CompiledScript};
+use codegen_bpf::compile::{array_map_name, CompiledScript, KernelProbe, RawProgram};
+use codegen_bpf::object::RelocTarget;
 use codegen_bpf::layout;
 use codegen_bpf::layout::{GLOBAL_BOOT_OFFSET, GLOBAL_LOST, GLOBAL_TARGET};
 use codegen_bpf::object::write_object;
@@ -76,6 +77,8 @@ pub struct Session<'a> {
     // Field order matters on drop: links and programs go with `ebpf`, after the ring buffer.
     ring: RingBuf<aya::maps::MapData>,
     globals: MappedValue,
+    /// Programs loaded without aya (netfilter) and their links: closing them detaches.
+    raw_fds: Vec<std::os::fd::OwnedFd>,
     ebpf: Ebpf,
     arrays: Arrays<'a>,
     decoder: Decoder,
@@ -114,6 +117,7 @@ impl<'a> Session<'a> {
             ring,
             globals,
             arrays,
+            raw_fds: Vec::new(),
             ebpf,
             decoder: Decoder::new(&compiled.program),
             child: None,
@@ -221,6 +225,10 @@ impl<'a> Session<'a> {
         for probe in &self.compiled.kernel_probes {
             let handler = &self.compiled.program.handlers[probe.handler];
             let point = handler.point.clone();
+            if let Some(raw) = &probe.raw {
+                self.attach_raw(raw, probe, &point)?;
+                continue;
+            }
             let Some(prog) = self.ebpf.program_mut(&probe.name) else {
                 return Err(RuntimeError::Load { point, reason: "missing from the object".into() });
             };
@@ -244,6 +252,54 @@ impl<'a> Session<'a> {
         if let Some(child) = &mut self.child {
             child.release();
         }
+        Ok(())
+    }
+
+    /// Loads a program aya cannot (netfilter): patches the map fds aya made into its map
+    /// references, loads it with `BPF_PROG_LOAD` and links it.
+    fn attach_raw(&mut self, raw: &RawProgram, probe: &KernelProbe, point: &str) -> Result<(), RuntimeError> {
+        let mut insns = raw.insns.clone();
+        for reloc in &raw.relocs {
+            let (name, src, offset) = match reloc.target {
+                RelocTarget::Map(i) => (self.compiled.object.maps[i].name.as_str(), 1, 0),
+                RelocTarget::Rodata(off) => (".rodata", 2, off as i32),
+            };
+            // The ring buffer was taken out of aya's table when the session started.
+            let ring_fd = (name == "bpftap_output").then(|| std::os::fd::AsRawFd::as_raw_fd(&self.ring.as_fd()));
+            let fd = ring_fd.or_else(|| map_fd(&self.ebpf, name)).ok_or_else(|| RuntimeError::Load {
+                point: point.to_string(),
+                reason: format!("no map {name} in the loaded object"),
+            })?;
+            insns[reloc.insn_index].src = src;
+            insns[reloc.insn_index].imm = fd;
+            insns[reloc.insn_index + 1].imm = offset;
+        }
+        let bytes = codegen_bpf::insn::encode(&insns);
+        let prog = sys::prog_load(raw.prog_type, raw.expected_attach_type, &bytes, &probe.name).map_err(|e| {
+            if e.error.raw_os_error() == Some(libc::EPERM) && e.log.is_empty() {
+                return RuntimeError::NotPermitted;
+            }
+            if e.log.is_empty() {
+                return RuntimeError::Load {
+                    point: point.to_string(),
+                    reason: format!("{} (netfilter BPF programs need Linux 6.4 or later)", e.error),
+                };
+            }
+            let insn = e.log.lines().rev().find_map(|l| l.split(':').next().and_then(|n| n.trim().parse::<usize>().ok()));
+            let span = insn.and_then(|i| probe.spans.iter().take_while(|(at, _)| *at <= i).last().map(|(_, s)| *s));
+            RuntimeError::Verifier { point: point.to_string(), span, log: e.log }
+        })?;
+        let Target::Netfilter { pf, hook, priority } = probe.target else {
+            return Err(RuntimeError::Attach { point: point.to_string(), reason: "not a netfilter probe".into() });
+        };
+        let link = sys::netfilter_link(prog.as_fd(), raw.expected_attach_type, pf, hook, priority).map_err(|e| {
+            RuntimeError::Attach {
+                point: point.to_string(),
+                reason: format!("netfilter link: {e} (the kernel needs CONFIG_NETFILTER_BPF_LINK, Linux 6.4+)"),
+            }
+        })?;
+        self.raw_fds.push(link);
+        self.raw_fds.push(prog);
         Ok(())
     }
 
@@ -371,6 +427,16 @@ impl Drop for Session<'_> {
             child.kill();
         }
     }
+}
+
+/// The fd of one of the object's maps, as aya created it.
+fn map_fd(ebpf: &Ebpf, name: &str) -> Option<i32> {
+    use std::os::fd::AsRawFd;
+    let data = match ebpf.map(name)? {
+        Map::Array(d) | Map::PerCpuArray(d) | Map::HashMap(d) | Map::LruHashMap(d) | Map::PerCpuHashMap(d) | Map::RingBuf(d) => d,
+        _ => return None,
+    };
+    Some(data.fd().as_fd().as_raw_fd())
 }
 
 fn parse_long(s: &str) -> Option<i64> {

@@ -414,3 +414,85 @@ pub fn self_ids() -> (i64, i64, i64, i64) {
         )
     }
 }
+
+const BPF_PROG_LOAD: libc::c_long = 5;
+const BPF_LINK_CREATE: libc::c_long = 28;
+
+fn bpf_call(cmd: libc::c_long, attr: &mut [u8]) -> io::Result<std::os::fd::OwnedFd> {
+    // SAFETY: `attr` is a zero-initialised `bpf_attr` of sufficient size whose pointer
+    // fields point at buffers that outlive the call.
+    let r = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr.as_mut_ptr(), attr.len()) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel returned a new fd that we now own.
+    Ok(unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(r as i32) })
+}
+
+fn put32(attr: &mut [u8], off: usize, v: u32) {
+    attr[off..off + 4].copy_from_slice(&v.to_le_bytes());
+}
+
+fn put64(attr: &mut [u8], off: usize, v: u64) {
+    attr[off..off + 8].copy_from_slice(&v.to_le_bytes());
+}
+
+/// A program the kernel refused, with the verifier's log.
+#[derive(Debug)]
+pub struct ProgLoadError {
+    pub error: io::Error,
+    pub log: String,
+}
+
+/// `BPF_PROG_LOAD` for programs aya cannot load. `insns` are encoded instructions whose map
+/// references are already fds. On failure the load is repeated with the verifier's log on.
+pub fn prog_load(
+    prog_type: u32,
+    expected_attach_type: u32,
+    insns: &[u8],
+    name: &str,
+) -> Result<std::os::fd::OwnedFd, ProgLoadError> {
+    let license = b"GPL\0";
+    let load = |log: Option<&mut Vec<u8>>| {
+        let mut attr = [0u8; 160];
+        put32(&mut attr, 0, prog_type);
+        put32(&mut attr, 4, (insns.len() / 8) as u32);
+        put64(&mut attr, 8, insns.as_ptr() as u64);
+        put64(&mut attr, 16, license.as_ptr() as u64);
+        if let Some(buf) = log {
+            put32(&mut attr, 24, 1);
+            put32(&mut attr, 28, buf.len() as u32);
+            put64(&mut attr, 32, buf.as_mut_ptr() as u64);
+        }
+        let n = name.len().min(15);
+        attr[48..48 + n].copy_from_slice(&name.as_bytes()[..n]);
+        put32(&mut attr, 68, expected_attach_type);
+        bpf_call(BPF_PROG_LOAD, &mut attr)
+    };
+    match load(None) {
+        Ok(fd) => Ok(fd),
+        Err(first) => {
+            let mut buf = vec![0u8; 1 << 22];
+            match load(Some(&mut buf)) {
+                Ok(fd) => Ok(fd),
+                Err(error) => {
+                    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+                    let log = String::from_utf8_lossy(&buf[..end]).into_owned();
+                    let error = if log.is_empty() { first } else { error };
+                    Err(ProgLoadError { error, log })
+                }
+            }
+        }
+    }
+}
+
+/// `BPF_LINK_CREATE` of a netfilter program on hook `hooknum` of family `pf`.
+pub fn netfilter_link(prog: BorrowedFd<'_>, attach_type: u32, pf: u32, hooknum: u32, priority: i32) -> io::Result<std::os::fd::OwnedFd> {
+    let mut attr = [0u8; 64];
+    put32(&mut attr, 0, prog.as_raw_fd() as u32);
+    put32(&mut attr, 8, attach_type);
+    put32(&mut attr, 16, pf);
+    put32(&mut attr, 20, hooknum);
+    put32(&mut attr, 24, priority as u32);
+    bpf_call(BPF_LINK_CREATE, &mut attr)
+}

@@ -6,7 +6,7 @@
 //! loops are bounded by SystemTap's MAXACTION (an error when exceeded).
 
 use std::collections::HashMap;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::Ipv4Addr;
 
 use codegen_bpf::layout::{GlobalsLayout, GLOBAL_TARGET};
 use lang::builtins::Builtin;
@@ -367,10 +367,7 @@ fn call(env: &Env<'_>, vars: &[Value], builtin: Builtin, args: &[Var]) -> Result
             let n = arg(0);
             Value::Long(if n > 0 { sys::random_u32() as i64 % n } else { 0 })
         }
-        Builtin::UserIpv6Str => {
-            let _ = Ipv6Addr::UNSPECIFIED;
-            return Err(HandlerError::KernelOnly("_user_ipv6_str"));
-        }
+        Builtin::UserIpv6Str | Builtin::KernelIpv6Str => return Err(HandlerError::KernelOnly(builtin.name())),
         other => return Err(HandlerError::KernelOnly(other.name())),
     })
 }
