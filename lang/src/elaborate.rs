@@ -190,8 +190,10 @@ impl Ctx<'_> {
                         Ok(list) => {
                             for mut r in list {
                                 r.user_point = name_text.clone();
+                                // The inner alias's code runs first: it sets the variables
+                                // the outer alias's code reads.
                                 match alias.kind {
-                                    AliasKind::Prologue => r.prologue.insert(0, alias.body.clone()),
+                                    AliasKind::Prologue => r.prologue.push(alias.body.clone()),
                                     AliasKind::Epilogue => r.epilogue.push(alias.body.clone()),
                                 }
                                 found.push(r);

@@ -292,12 +292,21 @@ impl<'a> Session<'a> {
         let Target::Netfilter { pf, hook, priority } = probe.target else {
             return Err(RuntimeError::Attach { point: point.to_string(), reason: "not a netfilter probe".into() });
         };
-        let link = sys::netfilter_link(prog.as_fd(), raw.expected_attach_type, pf, hook, priority).map_err(|e| {
-            RuntimeError::Attach {
-                point: point.to_string(),
-                reason: format!("netfilter link: {e} (the kernel needs CONFIG_NETFILTER_BPF_LINK, Linux 6.4+)"),
+        // Two BPF programs may not share a hook's priority (EBUSY): take the next free one
+        // below ours, which also lets several bpftap sessions watch the same hook.
+        let mut attempt = 0;
+        let link = loop {
+            match sys::netfilter_link(prog.as_fd(), raw.expected_attach_type, pf, hook, priority - attempt) {
+                Ok(link) => break link,
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) && attempt < 4096 => attempt += 1,
+                Err(e) => {
+                    return Err(RuntimeError::Attach {
+                        point: point.to_string(),
+                        reason: format!("netfilter link: {e} (the kernel needs CONFIG_NETFILTER_BPF_LINK, Linux 6.4+)"),
+                    })
+                }
             }
-        })?;
+        };
         self.raw_fds.push(link);
         self.raw_fds.push(prog);
         Ok(())
