@@ -1094,7 +1094,9 @@ impl Emitter<'_> {
                 self.load(Reg::R3, args[0]);
                 let read = if builtin == Builtin::UserIpv6Str { Helper::ProbeReadUser } else { Helper::ProbeReadKernel };
                 self.push(insn::call(read));
-                self.ip_to_str(d, "%pI6c");
+                // SystemTap prints IPv6 addresses with %pI6, uncompressed (the kernel's bpf_snprintf
+                // has no compressed form either).
+                self.ip_to_str(d, "%pI6");
             }
             Builtin::Randint => {
                 self.push(insn::call(Helper::GetPrandomU32));

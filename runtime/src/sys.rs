@@ -376,6 +376,8 @@ impl Drop for HeldChild {
 /// uses the shell's syntax (as SystemTap decides with wordexp).
 pub fn command_argv(cmd: &str) -> Vec<String> {
     let needs_shell = cmd.chars().any(|c| "|&;<>()$`\\\"'*?[#~=%{}\n".contains(c));
+    // `exec CMD` is what a user writes to make the shell go away: without a shell, it is CMD.
+    let cmd = cmd.trim_start().strip_prefix("exec ").unwrap_or(cmd);
     if needs_shell {
         vec!["/bin/sh".into(), "-c".into(), cmd.into()]
     } else {
