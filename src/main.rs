@@ -48,6 +48,9 @@ struct Cli {
     /// Set a limit: MAXSTRINGLEN=N or MAXMAPENTRIES=N.
     #[arg(short = 'D', value_name = "NAME=VALUE")]
     defines: Vec<String>,
+    /// Attach kernel.function probes as kprobes even where fentry/fexit work.
+    #[arg(long = "kprobes")]
+    force_kprobes: bool,
     /// Add a tapset directory.
     #[arg(short = 'I', value_name = "DIR")]
     include: Vec<PathBuf>,
@@ -162,6 +165,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         duration: cli.timeout.map(Duration::from_secs_f64),
         set_globals,
         ready_file: std::env::var_os("BPFTAP_READY_FILE").map(PathBuf::from),
+        force_kprobes: cli.force_kprobes,
     };
     let mut out: Box<dyn Write> = match &cli.output {
         Some(path) => Box::new(std::io::BufWriter::new(

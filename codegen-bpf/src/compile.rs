@@ -8,7 +8,7 @@ use lang::ir::{Program, Target};
 use lang::span::Span;
 
 use crate::disasm;
-use crate::emit::{self, EmitError, MapIndexes, Rodata};
+use crate::emit::{self, ArgAccess, EmitError, MapIndexes, Rodata};
 use crate::layout::{self, GlobalsLayout};
 use crate::object::{map_type, MapDef, ObjectSpec, ProgramSpec};
 
@@ -36,6 +36,9 @@ pub struct KernelProbe {
     /// A program aya cannot load (netfilter), kept out of the object and loaded by the
     /// runtime with the raw bpf call.
     pub raw: Option<RawProgram>,
+    /// For a kernel function probe compiled for fentry/fexit (`name`), the same handler
+    /// compiled for kprobe/kretprobe, used where the kernel refuses fentry.
+    pub kprobe_fallback: Option<String>,
     /// Index of the handler in `program.handlers`.
     pub handler: usize,
     pub target: Target,
@@ -67,14 +70,33 @@ pub fn compile(program: Program) -> Result<CompiledScript, EmitError> {
     let mut kernel_probes = Vec::new();
     let mut scratch_size = 8;
     for (i, handler) in program.handlers.iter().enumerate() {
-        let (section, exit_value) = match &handler.target {
+        let (section, exit_value, args) = match &handler.target {
             t if t.is_user_space() => continue,
-            Target::Tracepoint { group, event, .. } => (Some(format!("tracepoint/{group}/{event}")), 0),
-            Target::Netfilter { .. } => (None, NF_ACCEPT),
+            Target::Tracepoint { group, event, .. } => (Some(format!("tracepoint/{group}/{event}")), 0, ArgAccess::None),
+            Target::Netfilter { .. } => (None, NF_ACCEPT, ArgAccess::None),
+            Target::KernelFunction { name, ret, nargs } => {
+                let kind = if *ret { "fexit" } else { "fentry" };
+                (Some(format!("{kind}/{name}")), 0, ArgAccess::Fentry { nargs: *nargs })
+            }
             _ => unreachable!("user-space targets are skipped above"),
         };
-        let emitted =
-            emit::emit_handler(&program, i as u32, &handler.func, handler.span, &globals, maps, &mut rodata, exit_value)?;
+        let emit = |rodata: &mut Rodata, args| {
+            emit::emit_handler(&program, i as u32, &handler.func, handler.span, &globals, maps, rodata, exit_value, args)
+        };
+        let emitted = emit(&mut rodata, args)?;
+        let mut kprobe_fallback = None;
+        if let Target::KernelFunction { name, ret, .. } = &handler.target {
+            let fallback = emit(&mut rodata, ArgAccess::Kprobe)?;
+            let kind = if *ret { "kretprobe" } else { "kprobe" };
+            let kname = format!("bpftap_k{i}");
+            programs.push(ProgramSpec {
+                name: kname.clone(),
+                section: format!("{kind}/{name}"),
+                insns: fallback.insns,
+                relocs: fallback.relocs,
+            });
+            kprobe_fallback = Some(kname);
+        }
         scratch_size = scratch_size.max(emitted.scratch_size);
         let name = format!("bpftap_p{i}");
         let raw = match section {
@@ -89,7 +111,14 @@ pub fn compile(program: Program) -> Result<CompiledScript, EmitError> {
                 relocs: emitted.relocs,
             }),
         };
-        kernel_probes.push(KernelProbe { name, raw, handler: i, target: handler.target.clone(), spans: emitted.spans });
+        kernel_probes.push(KernelProbe {
+            name,
+            raw,
+            kprobe_fallback,
+            handler: i,
+            target: handler.target.clone(),
+            spans: emitted.spans,
+        });
     }
     let map_defs = vec![
         MapDef {
@@ -153,21 +182,29 @@ impl CompiledScript {
     pub fn listing(&self, sources: &lang::span::SourceMap) -> String {
         let map_names: Vec<&str> = self.object.maps.iter().map(|m| m.name.as_str()).collect();
         let mut out = String::new();
-        let mut in_object = self.object.programs.iter();
         for probe in &self.kernel_probes {
-            let insns = match &probe.raw {
-                Some(raw) => &raw.insns,
-                None => match in_object.next() {
-                    Some(spec) => &spec.insns,
+            let (insns, relocs) = match &probe.raw {
+                Some(raw) => (&raw.insns, &raw.relocs),
+                None => match self.object.programs.iter().find(|p| p.name == probe.name) {
+                    Some(spec) => (&spec.insns, &spec.relocs),
                     None => continue,
                 },
             };
+            // For display, a map reference holds the map's index, which names it.
+            let mut insns = insns.clone();
+            for r in relocs {
+                if let crate::object::RelocTarget::Map(m) = r.target {
+                    insns[r.insn_index].imm = m as i32;
+                }
+            }
             let handler = &self.program.handlers[probe.handler];
             out.push_str(&format!("# probe {} ({} instructions)\n", handler.point, insns.len()));
-            let text = disasm::disasm(insns, &map_names);
+            let text = disasm::disasm(&insns, &map_names);
             let mut marks = probe.spans.iter().peekable();
             let mut last_line = None;
-            for (k, line) in text.lines().enumerate() {
+            for line in text.lines() {
+                // Lines start with the instruction index (an ld_imm64 takes two).
+                let k: usize = line.split(':').next().and_then(|n| n.trim().parse().ok()).unwrap_or(0);
                 while let Some((at, span)) = marks.peek() {
                     if *at > k {
                         break;

@@ -28,6 +28,29 @@ use crate::layout::{self, GlobalsLayout, GLOBAL_BOOT_OFFSET, GLOBAL_LOST, GLOBAL
 use crate::object::{Reloc, RelocTarget};
 use crate::regalloc::{self, Allocation, Home};
 
+/// How a kernel function probe reaches its arguments.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ArgAccess {
+    /// Not a function probe.
+    None,
+    /// fentry/fexit: the context is the arguments as `u64`s, then the return value.
+    Fentry { nargs: u32 },
+    /// kprobe/kretprobe: the context is `struct pt_regs`.
+    Kprobe,
+}
+
+/// Offsets in x86-64's `struct pt_regs` of the argument registers (di, si, dx, cx, r8, r9)
+/// and of ax, which holds the return value.
+#[cfg(target_arch = "x86_64")]
+const PT_REGS_ARGS: [i16; 6] = [112, 104, 96, 88, 72, 64];
+#[cfg(target_arch = "x86_64")]
+const PT_REGS_RET: i16 = 80;
+/// arm64's `struct pt_regs` starts with x0..x30; x0 holds the return value.
+#[cfg(not(target_arch = "x86_64"))]
+const PT_REGS_ARGS: [i16; 6] = [0, 8, 16, 24, 32, 40];
+#[cfg(not(target_arch = "x86_64"))]
+const PT_REGS_RET: i16 = 0;
+
 /// Indexes of the maps every program may use, in the object's map list.
 #[derive(Clone, Copy, Debug)]
 pub struct MapIndexes {
@@ -126,6 +149,7 @@ pub fn emit_handler(
     maps: MapIndexes,
     rodata: &mut Rodata,
     exit_value: i32,
+    args: ArgAccess,
 ) -> Result<Emitted, EmitError> {
     let cap = program.string_capacity;
     let slot_size = layout::value_size(Ty::Str, cap);
@@ -167,6 +191,7 @@ pub fn emit_handler(
         tmp_off,
         key_off,
         handler_index,
+        args,
         insns: Vec::new(),
         relocs: Vec::new(),
         spans: Vec::new(),
@@ -223,6 +248,7 @@ struct Emitter<'a> {
     key_off: u32,
     /// This handler's index in the program, for error records.
     handler_index: u32,
+    args: ArgAccess,
     insns: Vec<Insn>,
     relocs: Vec<Reloc>,
     spans: Vec<(usize, Span)>,
@@ -550,6 +576,27 @@ impl Emitter<'_> {
             InstKind::Exit => {
                 self.push(insn::st_imm(Size::W, SCRATCH, self.record_off as i16, layout::record_kind::EXIT as i32));
                 self.output_record(layout::RECORD_HEADER);
+            }
+            InstKind::LoadArg { dst, index } => {
+                let off = match self.args {
+                    ArgAccess::Fentry { .. } => 8 * *index as i16,
+                    ArgAccess::Kprobe => match PT_REGS_ARGS.get(*index as usize) {
+                        Some(off) => *off,
+                        None => return Err(self.unsupported("a kprobe argument past the sixth")),
+                    },
+                    ArgAccess::None => return Err(self.unsupported("a function argument outside a function probe")),
+                };
+                self.push(insn::ldx(Size::DW, Reg::R0, CTX, off));
+                self.store(*dst, Reg::R0);
+            }
+            InstKind::LoadReturn { dst } => {
+                let off = match self.args {
+                    ArgAccess::Fentry { nargs } => 8 * nargs as i16,
+                    ArgAccess::Kprobe => PT_REGS_RET,
+                    ArgAccess::None => return Err(self.unsupported("`$return` outside a function probe")),
+                };
+                self.push(insn::ldx(Size::DW, Reg::R0, CTX, off));
+                self.store(*dst, Reg::R0);
             }
             InstKind::MaxActionExceeded => {
                 let kind = layout::record_error::MAX_ACTION | self.handler_index;

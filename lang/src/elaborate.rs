@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::ast::{self, AliasKind, Block, Component, Expr, ExprKind, Item, Literal, ProbePoint, Stmt, StmtKind};
 use crate::diag::Diagnostic;
 use crate::ir::Target;
-use crate::kernel::{KernelInfo, TracepointFormat};
+use crate::kernel::{FunctionSig, KernelInfo, TracepointFormat};
 use crate::span::Span;
 
 /// A script after elaboration.
@@ -41,6 +41,8 @@ pub struct ElabProbe {
     pub target: Target,
     /// The record layout of a tracepoint target.
     pub format: Option<TracepointFormat>,
+    /// The signature of a kernel function target.
+    pub function: Option<FunctionSig>,
     pub body: Block,
     /// The user's probe (the whole `probe ... { }`).
     pub span: Span,
@@ -106,6 +108,7 @@ struct Resolved {
     user_point: String,
     target: Target,
     format: Option<TracepointFormat>,
+    function: Option<FunctionSig>,
     prologue: Vec<Block>,
     epilogue: Vec<Block>,
 }
@@ -132,6 +135,7 @@ impl Ctx<'_> {
                             user_point: r.user_point,
                             target: r.target,
                             format: r.format,
+                            function: r.function,
                             span: probe.span,
                         });
                     }
@@ -291,6 +295,7 @@ impl Ctx<'_> {
             user_point: point_text(point),
             target: Target::Tracepoint { group: "raw_syscalls".into(), event: event.into(), record_size: format.record_size() },
             format: Some(format),
+            function: None,
             prologue: vec![Block { stmts, span }],
             epilogue: vec![],
         })
@@ -342,6 +347,7 @@ impl Ctx<'_> {
                 user_point,
                 target: Target::Tracepoint { group: "syscalls".into(), event, record_size: format.record_size() },
                 format: Some(format),
+                function: None,
                 prologue: vec![Block { stmts, span }],
                 epilogue: vec![],
             });
@@ -366,6 +372,7 @@ impl Ctx<'_> {
                 point: text,
                 target,
                 format: None,
+                function: None,
                 prologue: vec![],
                 epilogue: vec![],
             }])
@@ -421,9 +428,20 @@ impl Ctx<'_> {
                     point: text,
                     target: Target::Netfilter { pf, hook, priority: NF_BPF_PRIORITY },
                     format: Some(netfilter_context()),
+                    function: None,
                     prologue: vec![],
                     epilogue: vec![],
                 }])
+            }
+            ["kernel", "function"] | ["kernel", "function", "call"] | ["kernel", "function", "return"] => {
+                let Some(Literal::String(pattern)) = &comps[1].arg else {
+                    return Err(Unresolved::Failed(Diagnostic::error(
+                        "E0108",
+                        "`kernel.function` needs a function name such as \"vfs_read\"",
+                        point.span,
+                    )));
+                };
+                self.kernel_function(pattern, names.last() == Some(&"return"), point)
             }
             ["kernel", "trace"] => {
                 let Some(Literal::String(spec)) = &comps[1].arg else {
@@ -437,6 +455,50 @@ impl Ctx<'_> {
             }
             _ => Err(Unresolved::Unknown),
         }
+    }
+
+    /// `kernel.function("pattern")`: one probe per matching function in the kernel's BTF.
+    /// (`name@file:line` forms need debuginfo, which bpftap does without: the part after `@`
+    /// is ignored.)
+    fn kernel_function(&mut self, pattern: &str, ret: bool, point: &ProbePoint) -> Result<Vec<Resolved>, Unresolved> {
+        let pattern = pattern.split('@').next().unwrap_or(pattern);
+        let names: Vec<String> = if is_pattern(pattern) {
+            self.kernel.functions().into_iter().filter(|n| glob_match(pattern, n)).collect()
+        } else {
+            vec![pattern.to_string()]
+        };
+        let mut out = Vec::new();
+        for name in names {
+            match self.kernel.function(&name) {
+                Ok(sig) => {
+                    let text = format!("kernel.function(\"{name}\"){}", if ret { ".return" } else { ".call" });
+                    out.push(Resolved {
+                        point: text.clone(),
+                        user_point: text,
+                        target: Target::KernelFunction { name, ret, nargs: sig.params.len() as u32 },
+                        format: Some(function_context(&sig, ret)),
+                        function: Some(sig),
+                        prologue: vec![],
+                        epilogue: vec![],
+                    });
+                }
+                Err(e) if !is_pattern(pattern) => {
+                    return Err(Unresolved::Failed(
+                        Diagnostic::error("E0109", e.to_string(), point.span)
+                            .with_help("`bpftap -l 'kernel.function(\"PATTERN\")'` lists the functions"),
+                    ))
+                }
+                Err(_) => {}
+            }
+        }
+        if out.is_empty() {
+            return Err(Unresolved::Failed(Diagnostic::error(
+                "E0109",
+                format!("no kernel function matches \"{pattern}\""),
+                point.span,
+            )));
+        }
+        Ok(out)
     }
 
     fn kernel_trace(&mut self, spec: &str, point: &ProbePoint) -> Result<Vec<Resolved>, Unresolved> {
@@ -464,6 +526,7 @@ impl Ctx<'_> {
                     user_point: format!("kernel.trace(\"{group}:{event}\")"),
                     target: Target::Tracepoint { group, event, record_size: format.record_size() },
                     format: Some(format),
+                    function: None,
                     prologue: vec![],
                     epilogue: vec![],
                 }),
@@ -520,6 +583,24 @@ fn netfilter_context() -> TracepointFormat {
         common_fields: vec![],
         fields: vec![field("state", "struct nf_hook_state *", 0), field("skb", "struct sk_buff *", 8)],
     }
+}
+
+/// The target variables of a kernel function probe, as record fields so type checking sees
+/// them like a tracepoint's: each parameter (`offset` is its index), and `return` on `.return`.
+/// They are all longs; lowering reads them as arguments and takes their C types from BTF.
+fn function_context(sig: &FunctionSig, ret: bool) -> TracepointFormat {
+    let field = |name: &str, offset| crate::kernel::TracepointField {
+        name: name.into(),
+        c_type: "long".into(),
+        offset,
+        size: 8,
+        signed: true,
+    };
+    let mut fields: Vec<_> = sig.params.iter().enumerate().map(|(i, (n, _))| field(n, i as u32)).collect();
+    if ret {
+        fields.push(field("return", sig.params.len() as u32));
+    }
+    TracepointFormat { group: "kernel".into(), event: sig.name.clone(), common_fields: vec![], fields }
 }
 
 fn assign_stmt(name: &str, value: Expr, span: Span) -> Stmt {

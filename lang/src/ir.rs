@@ -159,6 +159,10 @@ pub enum Target {
     Timer { interval_ns: u64 },
     /// A kernel tracepoint; handler code reads fields at offsets within `record_size`.
     Tracepoint { group: String, event: String, record_size: u32 },
+    /// Entry to (or, with `ret`, return from) a kernel function: fentry/fexit where the
+    /// kernel allows them, kprobe/kretprobe otherwise (the runtime decides at attach time,
+    /// so both variants are compiled).
+    KernelFunction { name: String, ret: bool, nargs: u32 },
     /// A netfilter hook (a BPF netfilter program on a netfilter link, kernel 6.4+); the
     /// context is `struct bpf_nf_ctx { state, skb }`. The program always accepts the packet.
     Netfilter { pf: u32, hook: u32, priority: i32 },
@@ -290,6 +294,10 @@ pub enum InstKind {
     AddGlobal { global: GlobalId, src: Var },
     /// `exit()`: ask the runtime to stop after this handler.
     Exit,
+    /// Argument `index` of the probed kernel function.
+    LoadArg { dst: Var, index: u32 },
+    /// The probed kernel function's return value (`$return`).
+    LoadReturn { dst: Var },
     /// A kernel handler ran more loop iterations than MAXACTION allows: report it and end
     /// the script (as SystemTap does), then end the handler.
     MaxActionExceeded,
@@ -346,7 +354,9 @@ impl InstKind {
             | InstKind::LoadGlobal { dst, .. }
             | InstKind::ArrayGet { dst, .. }
             | InstKind::ArrayContains { dst, .. }
-            | InstKind::StatGet { dst, .. } => Some(*dst),
+            | InstKind::StatGet { dst, .. }
+            | InstKind::LoadArg { dst, .. }
+            | InstKind::LoadReturn { dst } => Some(*dst),
             InstKind::Call { dst, .. } => *dst,
             InstKind::Printf { .. }
             | InstKind::StoreGlobal { .. }
@@ -379,6 +389,8 @@ impl InstKind {
             | InstKind::LoadContextStr { .. }
             | InstKind::LoadGlobal { .. }
             | InstKind::Exit
+            | InstKind::LoadArg { .. }
+            | InstKind::LoadReturn { .. }
             | InstKind::MaxActionExceeded => vec![],
             InstKind::Copy { src, .. } | InstKind::Unary { src, .. } => vec![*src],
             InstKind::Binary { lhs, rhs, .. } | InstKind::Compare { lhs, rhs, .. } => {
@@ -589,6 +601,8 @@ impl fmt::Display for InstKind {
             InstKind::AddGlobal { global, src } => write!(f, "atomic_add {global}, {src}"),
             InstKind::Exit => write!(f, "exit"),
             InstKind::MaxActionExceeded => write!(f, "maxaction_exceeded"),
+            InstKind::LoadArg { dst, index } => write!(f, "{dst} = arg{index}"),
+            InstKind::LoadReturn { dst } => write!(f, "{dst} = return_value"),
             InstKind::ArrayGet { dst, array, keys } => write!(f, "{dst} = {array}[{}]", join(keys)),
             InstKind::ArraySet { array, keys, src } => write!(f, "{array}[{}] = {src}", join(keys)),
             InstKind::ArrayAdd { array, keys, src } => write!(f, "atomic_add {array}[{}], {src}", join(keys)),

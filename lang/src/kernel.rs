@@ -57,6 +57,16 @@ pub enum CType {
     Other(String),
 }
 
+/// A kernel function's signature, from BTF.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FunctionSig {
+    pub name: String,
+    /// Parameter names and types, in order.
+    pub params: Vec<(String, TypeId)>,
+    /// 0 for `void`.
+    pub ret: TypeId,
+}
+
 /// Why a kernel fact could not be had.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum KernelError {
@@ -64,6 +74,8 @@ pub enum KernelError {
     NoTracepoint(String, String),
     #[error("cannot read {path}: {reason}")]
     Unreadable { path: String, reason: String },
+    #[error("the kernel has no function `{0}` (none in its BTF)")]
+    NoFunction(String),
     #[error("the kernel's BTF has no type `{0}`")]
     NoType(String),
     #[error("`{ty}` has no member `{member}`")]
@@ -95,6 +107,14 @@ pub trait KernelInfo {
     /// A member of a struct or union (searching anonymous members): its byte offset and type.
     fn member(&self, id: TypeId, member: &str) -> Result<(u32, TypeId), KernelError> {
         Err(KernelError::NoMember { ty: format!("#{id}"), member: member.to_string() })
+    }
+    /// A kernel function's signature.
+    fn function(&self, name: &str) -> Result<FunctionSig, KernelError> {
+        Err(KernelError::NoFunction(name.to_string()))
+    }
+    /// The names of every kernel function in BTF, sorted (for wildcards and `-l`).
+    fn functions(&self) -> Vec<String> {
+        Vec::new()
     }
 }
 

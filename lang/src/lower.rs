@@ -15,7 +15,7 @@ use crate::builtins::{self, Lowering};
 use crate::diag::Diagnostic;
 use crate::elaborate::Elaborated;
 use crate::ir::{self, BinOp, CmpOp, FmtId, GlobalId, InstKind, Operand, Terminator, Ty, UnOp, Var};
-use crate::kernel::{CType, KernelInfo, TracepointFormat, TypeId};
+use crate::kernel::{CType, FunctionSig, KernelInfo, TracepointFormat, TypeId};
 use crate::printf::{self, ArgType};
 use crate::span::Span;
 use crate::types::{field_ty, Scope, TypeTable};
@@ -95,6 +95,7 @@ pub fn lower(
             frames: vec![Frame { scope: Scope::Probe(i), locals: HashMap::new(), ret: None, name: None }],
             loops: Vec::new(),
             format: probe.format.as_ref(),
+            function: probe.function.as_ref(),
             kernel: !probe.target.is_user_space(),
             exit_block: None,
             skip: dead_assignments(&probe.body, &pure, types, &Scope::Probe(i)),
@@ -179,6 +180,8 @@ struct Ctx<'a> {
     /// `(continue target, break target)` of the enclosing loops.
     loops: Vec<(ir::Block, ir::Block)>,
     format: Option<&'a TracepointFormat>,
+    /// The probed kernel function's signature, for `kernel.function` probes.
+    function: Option<&'a FunctionSig>,
     /// The handler runs in the kernel.
     kernel: bool,
     exit_block: Option<ir::Block>,
@@ -672,6 +675,16 @@ impl Ctx<'_> {
     }
 
     fn target_var(&mut self, name: &str, span: Span) -> Option<Var> {
+        if let Some(sig) = self.function {
+            let dst = self.temp(Ty::Long);
+            let kind = match sig.params.iter().position(|(n, _)| n == name) {
+                Some(index) => InstKind::LoadArg { dst, index: index as u32 },
+                None if name == "return" => InstKind::LoadReturn { dst },
+                None => return None,
+            };
+            self.emit(kind, span);
+            return Some(dst);
+        }
         let field = self.format.and_then(|f| f.field(name)).cloned()?;
         let ty = field_ty(&field.c_type);
         let dst = self.temp(ty);
@@ -768,6 +781,19 @@ impl Ctx<'_> {
                 let v = self.long_expr(expr);
                 let id = self.kernel_type(type_name, span)?;
                 Some((v, Some(id)))
+            }
+            ExprKind::TargetVar(name) if self.function.is_some() => {
+                let sig = self.function?;
+                let ty = match sig.params.iter().find(|(n, _)| n == name) {
+                    Some((_, t)) => *t,
+                    None => sig.ret,
+                };
+                let v = self.target_var(name, span)?;
+                let pointee = match self.kernel_info.type_of(ty) {
+                    Ok(CType::Pointer { to }) => Some(to),
+                    _ => None,
+                };
+                Some((v, pointee))
             }
             ExprKind::TargetVar(name) => {
                 let field = self.format.and_then(|f| f.field(name)).cloned();

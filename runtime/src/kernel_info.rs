@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::{fs, mem};
 
-use lang::kernel::{CType, TypeId, KernelError, KernelInfo, TracepointField, TracepointFormat};
+use lang::kernel::{CType, FunctionSig, TypeId, KernelError, KernelInfo, TracepointField, TracepointFormat};
 
 /// Where the kernel's BTF lives.
 pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
@@ -207,6 +207,40 @@ impl KernelInfo for LiveKernel {
             });
         }
         Err(no_type())
+    }
+
+    fn function(&self, name: &str) -> Result<FunctionSig, KernelError> {
+        use btf_rs::{BtfType, Type};
+        let btf = self.btf().map_err(|e| KernelError::NoBtf(e.to_string()))?;
+        let no = || KernelError::NoFunction(name.to_string());
+        for ty in btf.resolve_types_by_name(name).map_err(|_| no())? {
+            let Type::Func(func) = ty else { continue };
+            let Ok(Type::FuncProto(proto)) = btf.resolve_chained_type(&func) else { continue };
+            let params = proto
+                .parameters
+                .iter()
+                .map(|p| (btf.resolve_name(p).unwrap_or_default(), p.get_type_id().unwrap_or(0)))
+                .collect();
+            return Ok(FunctionSig { name: name.to_string(), params, ret: proto.return_type_id() });
+        }
+        Err(no())
+    }
+
+    fn functions(&self) -> Vec<String> {
+        let Ok(btf) = self.btf() else { return Vec::new() };
+        let mut names = Vec::new();
+        let mut types = btf.type_iter();
+        // A decoding error ends the walk with what was read so far.
+        while let Ok(Some(ty)) = fallible_iterator::FallibleIterator::next(&mut types) {
+            if let btf_rs::Type::Func(f) = ty {
+                if let Ok(name) = btf.resolve_name(&f) {
+                    names.push(name);
+                }
+            }
+        }
+        names.sort();
+        names.dedup();
+        names
     }
 
     fn member(&self, id: TypeId, member: &str) -> Result<(u32, TypeId), KernelError> {

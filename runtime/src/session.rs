@@ -39,6 +39,9 @@ pub struct RunOptions {
     pub set_globals: Vec<(String, String)>,
     /// Created once every probe is attached (for tests and scripts that wait on us).
     pub ready_file: Option<PathBuf>,
+    /// Attach `kernel.function` probes as kprobes even where fentry works (`--kprobes`), so
+    /// both code paths can be tested on one kernel.
+    pub force_kprobes: bool,
 }
 
 /// What went wrong while running; rendered by the binary.
@@ -241,6 +244,26 @@ impl<'a> Session<'a> {
                     tp.attach(group, event)
                         .map_err(|e| RuntimeError::Attach { point: point.clone(), reason: error_chain(&e) })?;
                 }
+                Target::KernelFunction { name, ret, .. } => {
+                    let (name, ret) = (name.clone(), *ret);
+                    let fentry = if self.options.force_kprobes {
+                        Err("not tried (kprobes forced)".to_string())
+                    } else {
+                        attach_fentry(&mut self.ebpf, &probe.name, &name, ret)
+                    };
+                    if let Err(fentry_error) = fentry {
+                        let kname = probe.kprobe_fallback.as_deref().unwrap_or_default();
+                        if let Err(kprobe_error) = attach_kprobe(&mut self.ebpf, kname, &name) {
+                            return Err(RuntimeError::Attach {
+                                point,
+                                reason: format!(
+                                    "this kernel allows neither fentry/fexit ({fentry_error}) nor kprobes ({kprobe_error}); \
+                                     kernel.function probes need one of them (CONFIG_KPROBES, or BPF trampolines)"
+                                ),
+                            });
+                        }
+                    }
+                }
                 other => {
                     return Err(RuntimeError::Attach { point, reason: format!("no attach method for {other:?}") });
                 }
@@ -436,6 +459,31 @@ impl Drop for Session<'_> {
             child.kill();
         }
     }
+}
+
+/// Loads and attaches the fentry (or fexit) variant of a function probe.
+fn attach_fentry(ebpf: &mut Ebpf, prog_name: &str, function: &str, ret: bool) -> Result<(), String> {
+    let btf = aya::Btf::from_sys_fs().map_err(|e| error_chain(&e))?;
+    let prog = ebpf.program_mut(prog_name).ok_or("missing from the object")?;
+    if ret {
+        let p: &mut aya::programs::FExit = prog.try_into().map_err(|e: ProgramError| error_chain(&e))?;
+        p.load(function, &btf).map_err(|e| error_chain(&e))?;
+        p.attach().map_err(|e| error_chain(&e))?;
+    } else {
+        let p: &mut aya::programs::FEntry = prog.try_into().map_err(|e: ProgramError| error_chain(&e))?;
+        p.load(function, &btf).map_err(|e| error_chain(&e))?;
+        p.attach().map_err(|e| error_chain(&e))?;
+    }
+    Ok(())
+}
+
+/// Loads and attaches the kprobe (or kretprobe) variant of a function probe.
+fn attach_kprobe(ebpf: &mut Ebpf, prog_name: &str, function: &str) -> Result<(), String> {
+    let prog = ebpf.program_mut(prog_name).ok_or("missing from the object")?;
+    let p: &mut aya::programs::KProbe = prog.try_into().map_err(|e: ProgramError| error_chain(&e))?;
+    p.load().map_err(|e| error_chain(&e))?;
+    p.attach(function, 0).map_err(|e| error_chain(&e))?;
+    Ok(())
 }
 
 /// The fd of one of the object's maps, as aya created it.

@@ -174,7 +174,9 @@ fn exec(
         }
         InstKind::LoadContext { .. }
         | InstKind::LoadContextDataLoc { .. }
-        | InstKind::LoadContextStr { .. } => return Err(HandlerError::KernelOnly("a target variable")),
+        | InstKind::LoadContextStr { .. }
+        | InstKind::LoadArg { .. }
+        | InstKind::LoadReturn { .. } => return Err(HandlerError::KernelOnly("a target variable")),
         InstKind::Read { .. } | InstKind::ReadStr { .. } => return Err(HandlerError::KernelOnly("reading memory")),
         InstKind::Call { dst, builtin, args } => {
             let value = call(env, vars, *builtin, args)?;
