@@ -1145,6 +1145,60 @@ impl Emitter<'_> {
                 // has no compressed form either).
                 self.ip_to_str(d, "%pI6");
             }
+            Builtin::Substr => {
+                // dst = the bytes of s from `start`, at most `length`: "" past the end.
+                let d = self.scratch(dst.expect("substr has a result"));
+                let empty = self.new_label();
+                let done = self.new_label();
+                self.str_addr(Reg::R3, args[0]);
+                self.copy_str(self.tmp_len_probe(), self.cap);
+                // r0 = strlen + 1; spill it while the bounds are worked out.
+                self.push(insn::stx(Size::DW, Reg::R10, Reg::R0, SPILL));
+                self.load(Reg::R4, args[1]);
+                self.jump_if_imm(JmpOp::Slt, Reg::R4, 0, empty);
+                self.push(insn::ldx(Size::DW, Reg::R0, Reg::R10, SPILL));
+                self.push(insn::alu64_imm(AluOp::Sub, Reg::R0, 1));
+                self.jump_if_reg(JmpOp::Sge, Reg::R4, Reg::R0, empty);
+                self.push(insn::alu64_imm(AluOp::And, Reg::R4, (self.cap.next_power_of_two() - 1) as i32));
+                self.jump_if_imm(JmpOp::Ge, Reg::R4, self.cap as i32, empty);
+                self.load(Reg::R2, args[2]);
+                self.jump_if_imm(JmpOp::Sle, Reg::R2, 0, empty);
+                self.push(insn::alu64_imm(AluOp::Add, Reg::R2, 1));
+                self.push(insn::jmp_imm(JmpOp::Sle, Reg::R2, self.cap as i32, 1));
+                self.push(insn::mov64_imm(Reg::R2, self.cap as i32));
+                self.str_addr(Reg::R3, args[0]);
+                self.push(insn::alu64_reg(AluOp::Add, Reg::R3, Reg::R4));
+                self.scratch_addr(Reg::R1, d);
+                self.push(insn::call(Helper::ProbeReadKernelStr));
+                self.jump(done);
+                self.bind(empty);
+                self.push(insn::st_imm(Size::B, SCRATCH, d as i16, 0));
+                self.bind(done);
+            }
+            Builtin::Stringat => {
+                let zero = self.new_label();
+                let done = self.new_label();
+                self.load(Reg::R1, args[1]);
+                self.jump_if_imm(JmpOp::Slt, Reg::R1, 0, zero);
+                self.jump_if_imm(JmpOp::Sge, Reg::R1, self.cap as i32, zero);
+                self.push(insn::alu64_imm(AluOp::And, Reg::R1, (self.cap.next_power_of_two() - 1) as i32));
+                self.jump_if_imm(JmpOp::Ge, Reg::R1, self.cap as i32, zero);
+                self.str_addr(Reg::R2, args[0]);
+                self.push(insn::alu64_reg(AluOp::Add, Reg::R2, Reg::R1));
+                self.push(insn::ldx(Size::B, Reg::R0, Reg::R2, 0));
+                self.jump(done);
+                self.bind(zero);
+                self.push(insn::mov64_imm(Reg::R0, 0));
+                self.bind(done);
+                long_result(self);
+            }
+            Builtin::Isinstr
+            | Builtin::Strtol
+            | Builtin::TextStr
+            | Builtin::StrReplace
+            | Builtin::Tokenize
+            | Builtin::ErrnoStr
+            | Builtin::Ctime => return Err(self.unsupported(&format!("`{}()`", builtin.name()))),
             Builtin::Randint => {
                 self.push(insn::call(Helper::GetPrandomU32));
                 self.load(Reg::R1, args[0]);

@@ -39,12 +39,32 @@ pub enum Builtin {
     KernelIpv6Str,
     /// `randint(n)`.
     Randint,
+    /// `substr(s, start, length)`.
+    Substr,
+    /// `stringat(s, i)`: the byte at `i`.
+    Stringat,
+    /// `isinstr(s1, s2)`: 1 when `s2` occurs in `s1`.
+    Isinstr,
+    /// `strtol(s, base)`.
+    Strtol,
+    /// `text_str(s)`: non-printable bytes escaped.
+    TextStr,
+    /// `str_replace(s, old, new)`.
+    StrReplace,
+    /// `tokenize(s, delim)`: the first token; `tokenize("", delim)`: the next one.
+    Tokenize,
+    /// `errno_str(n)`: `ENOENT` for 2.
+    ErrnoStr,
+    /// `ctime(seconds)`: `Tue Nov 17 14:33:07 2026`, UTC.
+    Ctime,
 }
 
 /// Where a function may run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Runs {
     Anywhere,
+    /// Only in user-space probes (begin, end, timers): string work BPF cannot do cheaply.
+    User,
     /// Only in a probe that fires in the kernel (it reads the current task or user memory).
     Kernel,
 }
@@ -85,6 +105,10 @@ const fn pure(name: &'static str, params: &'static [Ty], ret: Ty, b: Builtin) ->
     sig(name, params, ret, Runs::Anywhere, Lowering::Builtin(b))
 }
 
+const fn user(name: &'static str, params: &'static [Ty], ret: Ty, b: Builtin) -> Signature {
+    sig(name, params, ret, Runs::User, Lowering::Builtin(b))
+}
+
 const fn read(name: &'static str, size: u8, signed: bool, space: AddrSpace) -> Signature {
     sig(name, &[L], L, Runs::Kernel, Lowering::Read { size, signed, space })
 }
@@ -115,6 +139,15 @@ pub const BUILTINS: &[Signature] = &[
     pure("htonl", &[L], L, Builtin::Htonl),
     pure("ip_ntop", &[L], S, Builtin::IpNtop),
     pure("randint", &[L], L, Builtin::Randint),
+    pure("substr", &[S, L, L], S, Builtin::Substr),
+    pure("stringat", &[S, L], L, Builtin::Stringat),
+    user("isinstr", &[S, S], L, Builtin::Isinstr),
+    user("strtol", &[S, L], L, Builtin::Strtol),
+    user("text_str", &[S], S, Builtin::TextStr),
+    user("str_replace", &[S, S, S], S, Builtin::StrReplace),
+    user("tokenize", &[S, S], S, Builtin::Tokenize),
+    user("errno_str", &[L], S, Builtin::ErrnoStr),
+    user("ctime", &[L], S, Builtin::Ctime),
     sig("_user_ipv6_str", &[L], S, Runs::Kernel, Lowering::Builtin(Builtin::UserIpv6Str)),
     sig("_kernel_ipv6_str", &[L], S, Runs::Kernel, Lowering::Builtin(Builtin::KernelIpv6Str)),
     sig("user_string", &[L], S, Runs::Kernel, Lowering::ReadStr(U)),
@@ -140,7 +173,8 @@ pub const BUILTINS: &[Signature] = &[
 ];
 
 /// Functions handled by `lower` directly.
-pub const SPECIAL: &[&str] = &["printf", "sprintf", "print", "println", "exit", "printd", "printdln"];
+pub const SPECIAL: &[&str] =
+    &["printf", "sprintf", "print", "println", "exit", "printd", "printdln", "pp", "ppfunc", "probefunc"];
 
 pub fn lookup(name: &str) -> Option<&'static Signature> {
     BUILTINS.iter().find(|s| s.name == name)

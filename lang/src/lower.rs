@@ -96,6 +96,12 @@ pub fn lower(
             loops: Vec::new(),
             format: probe.format.as_ref(),
             function: probe.function.as_ref(),
+            point: &probe.point,
+            function_name: match &probe.target {
+                ir::Target::KernelFunction { name, .. } => name,
+                ir::Target::Tracepoint { event, .. } => event,
+                _ => "",
+            },
             kernel: !probe.target.is_user_space(),
             exit_block: None,
             skip: dead_assignments(&probe.body, &pure, types, &Scope::Probe(i)),
@@ -182,6 +188,9 @@ struct Ctx<'a> {
     format: Option<&'a TracepointFormat>,
     /// The probed kernel function's signature, for `kernel.function` probes.
     function: Option<&'a FunctionSig>,
+    /// `pp()` and the default `ppfunc()`.
+    point: &'a str,
+    function_name: &'a str,
     /// The handler runs in the kernel.
     kernel: bool,
     exit_block: Option<ir::Block>,
@@ -1218,12 +1227,41 @@ impl Ctx<'_> {
                 self.emit(InstKind::Exit, span);
                 return None;
             }
+            // The probe point, known when compiling.
+            "pp" => {
+                let v = self.temp(Ty::Str);
+                let value = self.point.to_string();
+                self.emit(InstKind::StrConst { dst: v, value }, span);
+                return Some(v);
+            }
+            // The probed function: a tapset alias names it in `__ppfunc` (vfs.write is
+            // vfs_write whatever syscall tracepoint it sits on); else the kernel function
+            // or tracepoint.
+            "ppfunc" | "probefunc" => {
+                // Resolved in the probe's own frame, even from inside a function.
+                let inner = self.frames.split_off(1);
+                let place = self.types.is_local(&self.frames[0].scope, "__ppfunc").then(|| self.resolve("__ppfunc"));
+                self.frames.extend(inner);
+                if let Some(Some(Place::Local(v))) = place {
+                    return Some(v);
+                }
+                let v = self.temp(Ty::Str);
+                let value = self.function_name.to_string();
+                self.emit(InstKind::StrConst { dst: v, value }, span);
+                return Some(v);
+            }
             _ => {}
         }
         if let Some(f) = self.script.functions.get(name) {
             return self.inline(f, args, span);
         }
         let sig = builtins::lookup(name)?;
+        if sig.runs == builtins::Runs::User && self.kernel {
+            self.error(
+                Diagnostic::error("E0309", format!("`{name}` is not supported in a kernel probe yet"), span)
+                    .with_help("call it in an `end` or `timer` probe, which run in user space"),
+            );
+        }
         if sig.runs == builtins::Runs::Kernel && !self.kernel {
             self.error(
                 Diagnostic::error("E0309", format!("`{name}` is not available in a user-space probe"), span)
@@ -1426,12 +1464,17 @@ fn collect_reads<'a>(
     }
 }
 
-/// Every identifier an expression mentions (an assignment target counts: `x += 1` reads x).
+/// Every identifier an expression mentions (an assignment target counts: `x += 1` reads x);
+/// `ppfunc()` reads the alias variable `__ppfunc`.
 fn reads_of<'a>(e: &'a Expr, read: &mut HashSet<&'a str>) {
-    crate::elaborate::walk_expr(e, &mut |x| {
-        if let ExprKind::Ident(n) = &x.kind {
+    crate::elaborate::walk_expr(e, &mut |x| match &x.kind {
+        ExprKind::Ident(n) => {
             read.insert(n);
         }
+        ExprKind::Call { name, .. } if name == "ppfunc" || name == "probefunc" => {
+            read.insert("__ppfunc");
+        }
+        _ => {}
     });
 }
 

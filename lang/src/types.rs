@@ -166,7 +166,7 @@ impl TypeTable {
             },
             TargetVar(n) => format.and_then(|f| f.field(n)).map(|f| field_ty(&f.c_type)),
             Call { name, .. } => match name.as_str() {
-                "sprintf" => Some(Ty::Str),
+                "sprintf" | "pp" | "ppfunc" | "probefunc" => Some(Ty::Str),
                 _ => match builtins::lookup(name) {
                     Some(sig) if !self.returns.contains_key(name) => Some(sig.ret),
                     _ => self.returns.get(name).cloned().flatten().map(|(t, _)| t),

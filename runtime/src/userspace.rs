@@ -343,6 +343,122 @@ fn format(program: &Program, fmt: lang::ir::FmtId, vars: &[Value], args: &[Var])
     }
 }
 
+/// C's `strtol` on the longest valid prefix; 0 when there is none.
+fn strtol(s: &str, base: i64) -> i64 {
+    let t = s.trim_start();
+    let (neg, t) = match t.strip_prefix('-') {
+        Some(r) => (true, r),
+        None => (false, t.strip_prefix('+').unwrap_or(t)),
+    };
+    let (base, t) = match base {
+        0 if t.starts_with("0x") || t.starts_with("0X") => (16, &t[2..]),
+        0 if t.starts_with('0') && t.len() > 1 => (8, &t[1..]),
+        0 => (10, t),
+        16 => (16, t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")).unwrap_or(t)),
+        b => (b.clamp(2, 36) as u32, t),
+    };
+    let digits: String = t.chars().take_while(|c| c.is_digit(base)).collect();
+    let n = i64::from_str_radix(&digits, base).unwrap_or(if digits.is_empty() { 0 } else { i64::MAX });
+    if neg {
+        n.wrapping_neg()
+    } else {
+        n
+    }
+}
+
+/// SystemTap's `text_str`: printable ASCII as is, the rest as C escapes.
+fn text_str(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        match b {
+            b'\n' => out.push_str("\\n"),
+            b'\t' => out.push_str("\\t"),
+            b'\r' => out.push_str("\\r"),
+            b'"' => out.push_str("\\\""),
+            b'\\' => out.push_str("\\\\"),
+            0x20..=0x7e => out.push(b as char),
+            other => out.push_str(&format!("\\{other:03o}")),
+        }
+    }
+    out
+}
+
+thread_local! {
+    /// What `tokenize("", delim)` continues from.
+    static TOKENIZE_REST: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+}
+
+fn tokenize(_env: &Env<'_>, s: &str, delim: &str) -> String {
+    TOKENIZE_REST.with(|rest| {
+        let mut rest = rest.borrow_mut();
+        if !s.is_empty() {
+            *rest = s.to_string();
+        }
+        let is_delim = |c: char| delim.contains(c);
+        let trimmed = rest.trim_start_matches(is_delim).to_string();
+        match trimmed.find(is_delim) {
+            Some(i) => {
+                let token = trimmed[..i].to_string();
+                *rest = trimmed[i..].to_string();
+                token
+            }
+            None => {
+                rest.clear();
+                trimmed
+            }
+        }
+    })
+}
+
+/// The symbolic name of an errno value, as SystemTap's `errno_str`.
+fn errno_name(n: i64) -> String {
+    const NAMES: &[&str] = &[
+        "", "EPERM", "ENOENT", "ESRCH", "EINTR", "EIO", "ENXIO", "E2BIG", "ENOEXEC", "EBADF", "ECHILD", "EAGAIN",
+        "ENOMEM", "EACCES", "EFAULT", "ENOTBLK", "EBUSY", "EEXIST", "EXDEV", "ENODEV", "ENOTDIR", "EISDIR", "EINVAL",
+        "ENFILE", "EMFILE", "ENOTTY", "ETXTBSY", "EFBIG", "ENOSPC", "ESPIPE", "EROFS", "EMLINK", "EPIPE", "EDOM",
+        "ERANGE", "EDEADLK", "ENAMETOOLONG", "ENOLCK", "ENOSYS", "ENOTEMPTY", "ELOOP",
+    ];
+    let n = n.unsigned_abs() as usize;
+    match NAMES.get(n) {
+        Some(name) if !name.is_empty() => name.to_string(),
+        _ => match n {
+            95 => "EOPNOTSUPP".into(),
+            97 => "EAFNOSUPPORT".into(),
+            98 => "EADDRINUSE".into(),
+            99 => "EADDRNOTAVAIL".into(),
+            100 => "ENETDOWN".into(),
+            101 => "ENETUNREACH".into(),
+            104 => "ECONNRESET".into(),
+            110 => "ETIMEDOUT".into(),
+            111 => "ECONNREFUSED".into(),
+            113 => "EHOSTUNREACH".into(),
+            115 => "EINPROGRESS".into(),
+            _ => format!("E{n}"),
+        },
+    }
+}
+
+/// `ctime(seconds)` in UTC, as SystemTap prints it: `Thu Jan  1 00:00:00 1970`.
+fn ctime(secs: i64) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let (h, m, s) = (rem / 3600, rem % 3600 / 60, rem % 60);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    const WEEKDAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    let weekday = WEEKDAYS[days.rem_euclid(7) as usize];
+    format!("{weekday} {} {day:2} {h:02}:{m:02}:{s:02} {year}", MONTHS[(month - 1) as usize])
+}
+
 fn call(env: &Env<'_>, vars: &[Value], builtin: Builtin, args: &[Var]) -> Result<Value, HandlerError> {
     let arg = |i: usize| long(vars, args[i]);
     let now = sys::realtime_ns();
@@ -370,6 +486,33 @@ fn call(env: &Env<'_>, vars: &[Value], builtin: Builtin, args: &[Var]) -> Result
             Value::Long(if n > 0 { sys::random_u32() as i64 % n } else { 0 })
         }
         Builtin::UserIpv6Str | Builtin::KernelIpv6Str => return Err(HandlerError::KernelOnly(builtin.name())),
+        Builtin::Substr => {
+            let s = text(vars, args[0]);
+            let (start, len) = (arg(1), arg(2));
+            let bytes = s.as_bytes();
+            let value = if start < 0 || len <= 0 || start as usize >= bytes.len() {
+                String::new()
+            } else {
+                let end = (start as usize).saturating_add(len as usize).min(bytes.len());
+                String::from_utf8_lossy(&bytes[start as usize..end]).into_owned()
+            };
+            Value::Str(value)
+        }
+        Builtin::Stringat => {
+            let s = text(vars, args[0]);
+            let i = arg(1);
+            Value::Long(if i >= 0 { s.as_bytes().get(i as usize).copied().unwrap_or(0) as i64 } else { 0 })
+        }
+        Builtin::Isinstr => Value::Long(text(vars, args[0]).contains(&text(vars, args[1])) as i64),
+        Builtin::Strtol => Value::Long(strtol(&text(vars, args[0]), arg(1))),
+        Builtin::TextStr => Value::Str(text_str(&text(vars, args[0]))),
+        Builtin::StrReplace => {
+            let (s, from, to) = (text(vars, args[0]), text(vars, args[1]), text(vars, args[2]));
+            Value::Str(if from.is_empty() { s } else { s.replace(&from, &to) })
+        }
+        Builtin::Tokenize => Value::Str(tokenize(env, &text(vars, args[0]), &text(vars, args[1]))),
+        Builtin::ErrnoStr => Value::Str(errno_name(arg(0))),
+        Builtin::Ctime => Value::Str(ctime(arg(0))),
         other => return Err(HandlerError::KernelOnly(other.name())),
     })
 }
