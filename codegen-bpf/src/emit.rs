@@ -192,6 +192,7 @@ pub fn emit_handler(
         key_off,
         handler_index,
         args,
+        cached: [None; 6],
         insns: Vec::new(),
         relocs: Vec::new(),
         spans: Vec::new(),
@@ -249,6 +250,8 @@ struct Emitter<'a> {
     /// This handler's index in the program, for error records.
     handler_index: u32,
     args: ArgAccess,
+    /// Which variable each of r0..r5 holds, where known (straight-line code only).
+    cached: [Option<Var>; 6],
     insns: Vec<Insn>,
     relocs: Vec<Reloc>,
     spans: Vec<(usize, Span)>,
@@ -260,11 +263,28 @@ struct Emitter<'a> {
 
 impl Emitter<'_> {
     fn push(&mut self, i: Insn) {
+        self.clobber(i);
         self.insns.push(i);
     }
 
     fn push2(&mut self, pair: [Insn; 2]) {
+        self.clobber(pair[0]);
         self.insns.extend(pair);
+    }
+
+    /// Forgets what the registers an instruction writes held. Any jump forgets everything:
+    /// its target may be reached with other values (labels forget too, see `bind`).
+    fn clobber(&mut self, i: Insn) {
+        use insn::class;
+        match i.class() {
+            class::ALU | class::ALU64 | class::LDX | class::LD => {
+                if let Some(slot) = self.cached.get_mut(i.dst as usize) {
+                    *slot = None;
+                }
+            }
+            class::JMP | class::JMP32 => self.cached = [None; 6],
+            _ => {}
+        }
     }
 
     fn new_label(&mut self) -> Label {
@@ -274,6 +294,7 @@ impl Emitter<'_> {
 
     fn bind(&mut self, l: Label) {
         self.labels.insert(l, self.insns.len());
+        self.cached = [None; 6];
     }
 
     fn jump(&mut self, l: Label) {
@@ -389,14 +410,34 @@ impl Emitter<'_> {
         }
     }
 
+    /// `r = v`, from a register that already holds it when one does.
     fn load(&mut self, r: Reg, v: Var) {
-        let off = self.stack(v);
-        self.push(insn::ldx(Size::DW, r, Reg::R10, off));
+        if self.cached.get(r.0 as usize) == Some(&Some(v)) {
+            return;
+        }
+        match self.cached.iter().position(|c| *c == Some(v)) {
+            Some(src) => self.push(insn::mov64_reg(r, Reg(src as u8))),
+            None => {
+                let off = self.stack(v);
+                self.push(insn::ldx(Size::DW, r, Reg::R10, off));
+            }
+        }
+        if let Some(slot) = self.cached.get_mut(r.0 as usize) {
+            *slot = Some(v);
+        }
     }
 
     fn store(&mut self, v: Var, r: Reg) {
         let off = self.stack(v);
         self.push(insn::stx(Size::DW, Reg::R10, r, off));
+        for c in self.cached.iter_mut() {
+            if *c == Some(v) {
+                *c = None;
+            }
+        }
+        if let Some(slot) = self.cached.get_mut(r.0 as usize) {
+            *slot = Some(v);
+        }
     }
 
     fn load_operand(&mut self, r: Reg, o: Operand) {
