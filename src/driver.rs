@@ -20,6 +20,7 @@ use lang::{ast, ir, lower};
 pub const TAPSETS: &[(&str, &str)] = &[
     ("context.stp", include_str!("../tapsets/context.stp")),
     ("syscalls.stp", include_str!("../tapsets/syscalls.stp")),
+    ("vfs.stp", include_str!("../tapsets/vfs.stp")),
 ];
 
 pub struct Options {
