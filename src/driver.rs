@@ -20,6 +20,8 @@ use lang::{ast, ir, lower};
 pub const TAPSETS: &[(&str, &str)] = &[
     ("context.stp", include_str!("../tapsets/context.stp")),
     ("syscalls.stp", include_str!("../tapsets/syscalls.stp")),
+    ("signal.stp", include_str!("../tapsets/signal.stp")),
+    ("process.stp", include_str!("../tapsets/process.stp")),
     ("vfs.stp", include_str!("../tapsets/vfs.stp")),
 ];
 
