@@ -22,6 +22,7 @@ pub const TAPSETS: &[(&str, &str)] = &[
     ("syscalls.stp", include_str!("../tapsets/syscalls.stp")),
     ("signal.stp", include_str!("../tapsets/signal.stp")),
     ("process.stp", include_str!("../tapsets/process.stp")),
+    ("scheduler.stp", include_str!("../tapsets/scheduler.stp")),
     ("vfs.stp", include_str!("../tapsets/vfs.stp")),
 ];
 
