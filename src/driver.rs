@@ -22,6 +22,10 @@ pub const TAPSETS: &[(&str, &str)] = &[
     ("netfilter.stp", include_str!("../tapsets/netfilter.stp")),
     ("syscalls.stp", include_str!("../tapsets/syscalls.stp")),
     ("tcp_udp.stp", include_str!("../tapsets/tcp_udp.stp")),
+    ("signal.stp", include_str!("../tapsets/signal.stp")),
+    ("process.stp", include_str!("../tapsets/process.stp")),
+    ("scheduler.stp", include_str!("../tapsets/scheduler.stp")),
+    ("vfs.stp", include_str!("../tapsets/vfs.stp")),
 ];
 
 pub struct Options {
