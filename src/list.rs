@@ -169,10 +169,11 @@ impl Ctx<'_> {
             if !components_match(&pattern, &[("kernel", None), ("trace", Some(&spec))]) {
                 continue;
             }
-            let vars = match self.kernel.tracepoint(&group, &event) {
-                Ok(format) if with_vars => field_vars(&format),
-                Ok(_) => Vec::new(),
-                Err(_) => continue,
+            // `-l` needs no format: the tracepoint list comes from the same `events/` tree.
+            let vars = match with_vars.then(|| self.kernel.tracepoint(&group, &event)) {
+                Some(Ok(format)) => field_vars(&format),
+                Some(Err(_)) => continue,
+                None => Vec::new(),
             };
             self.points.insert(format!("kernel.trace(\"{spec}\")"), vars);
         }
