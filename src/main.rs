@@ -2,6 +2,7 @@
 //! it parses options, calls the driver and the runtime, and renders errors.
 
 mod driver;
+mod list;
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -54,6 +55,12 @@ struct Cli {
     /// Add a tapset directory.
     #[arg(short = 'I', value_name = "DIR")]
     include: Vec<PathBuf>,
+    /// List the probe points matching PROBE (wildcards allowed), one a line.
+    #[arg(short = 'l', value_name = "PROBE", conflicts_with_all = ["list_vars", "script"])]
+    list: Option<String>,
+    /// Like -l, with each point's variables and their types.
+    #[arg(short = 'L', value_name = "PROBE", conflicts_with = "script")]
+    list_vars: Option<String>,
     /// The script file, then its arguments ($1, @1, ...).
     #[arg(value_name = "SCRIPT_FILE")]
     args: Vec<String>,
@@ -71,6 +78,14 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<ExitCode, String> {
+    if let Some(pattern) = cli.list.as_ref().or(cli.list_vars.as_ref()) {
+        if !runtime::sys::may_trace() {
+            return Err("listing probe points reads tracefs and the kernel's BTF, which needs root: run bpftap with sudo".into());
+        }
+        let listing = list::list(pattern, cli.list_vars.is_some(), &cli.include, &LiveKernel::new())?;
+        let _ = std::io::stdout().lock().write_all(listing.as_bytes());
+        return Ok(ExitCode::SUCCESS);
+    }
     let (name, text, kind, script_args) = match (&cli.script, cli.args.split_first()) {
         (Some(text), _) => ("<command line>".to_string(), text.clone(), SourceKind::CommandLine, cli.args.clone()),
         (None, Some((file, rest))) => {

@@ -1,0 +1,407 @@
+//! `bpftap -l PATTERN` and `bpftap -L PATTERN`: the probe points matching a pattern, one a
+//! line and sorted, as `stap -l` prints them; with `-L`, each followed by its variables:
+//! `name:type` for the variables an alias sets, then `$field:C type` for what the underlying
+//! point offers (tracepoint fields, kernel function parameters), as `stap -L` prints them.
+//!
+//! Input: one probe point, possibly with `*`, `?`, `{a,b}` in a component and `**` across
+//! components. The points it is matched against: the aliases of the built-in tapsets (and
+//! `-I` directories), the generated `syscall.NAME[.return]` and `nd_syscall.NAME[.return]`
+//! (one per `syscalls:sys_enter_NAME` tracepoint), `begin`, `end`, `error`,
+//! `kernel.trace("group:event")` for each tracepoint, and `kernel.function("f")[.return]`
+//! for each function in the kernel's BTF. Parameterized families such as `timer.ms(N)` are
+//! listed only when the pattern names one exactly.
+//!
+//! This module only calls the compiler's public passes (`parse`, `elaborate`, `types::check`):
+//! an alias is listed when `probe POINT {}` elaborates on this kernel, and its variables are
+//! the probe's locals in the type table, so `-L` shows what a script would get.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+
+use btf_rs::{Btf, BtfType, Type};
+use lang::ast::{self, ExprKind, Item, Literal};
+use lang::elaborate::{self, glob_match, point_text};
+use lang::kernel::{KernelInfo, TracepointFormat};
+use lang::parse;
+use lang::preprocess::{Macros, PreprocessEnv};
+use lang::span::{SourceKind, SourceMap};
+use lang::types::{self, Scope};
+use runtime::kernel_info::LiveKernel;
+
+use crate::driver::TAPSETS;
+
+/// What `-l`/`-L` prints, or why it cannot.
+pub fn list(pattern: &str, with_vars: bool, include: &[std::path::PathBuf], kernel: &LiveKernel) -> Result<String, String> {
+    let env = PreprocessEnv {
+        kernel_release: kernel.release(),
+        arch: kernel.arch(),
+        config: Default::default(),
+        script_args: Vec::new(),
+    };
+    let mut sources = SourceMap::default();
+    let mut macros = Macros::default();
+    let tapsets: Vec<ast::Script> = tapset_texts(include)
+        .into_iter()
+        .map(|(name, text)| {
+            let file = sources.add(name, text, SourceKind::Tapset);
+            parse::parse(&sources, file, &env, &mut macros).0
+        })
+        .collect();
+    let file = sources.add("<pattern>", format!("probe {pattern} {{}}"), SourceKind::CommandLine);
+    let (script, diags) = parse::parse(&sources, file, &env, &mut macros);
+    let point = match script.items.as_slice() {
+        [Item::Probe(p)] if p.points.len() == 1 && !lang::diag::has_errors(&diags) => p.points[0].clone(),
+        _ => return Err(format!("`{pattern}` is not one probe point, such as 'syscall.*' or 'kernel.trace(\"sched:*\")'")),
+    };
+
+    let mut cx = Ctx { kernel, pattern: &point.components, points: BTreeMap::new(), to_elaborate: Vec::new() };
+    cx.aliases(&tapsets);
+    cx.syscalls();
+    cx.builtins();
+    cx.tracepoints(with_vars);
+    cx.functions(with_vars)?;
+    // Aliases are listed when they resolve here; generated syscalls are compiled for `-L`
+    // only (they exist when their tracepoint does, which the candidate list already knows).
+    let Ctx { mut points, mut to_elaborate, .. } = cx;
+    let mut seen = BTreeSet::new();
+    to_elaborate.retain(|(p, alias)| (*alias || with_vars) && seen.insert(p.clone()));
+    if points.is_empty() && to_elaborate.is_empty() && !is_pattern(&point) {
+        // `timer.ms(100)`, `begin(-1)`: a point no list names, which may still resolve.
+        to_elaborate.push((point_text(&point), true));
+    }
+    elaborate_points(&to_elaborate, with_vars, &tapsets, &mut sources, &env, &mut macros, kernel, &mut points);
+
+    if points.is_empty() {
+        return Err(format!("no probe point matches `{pattern}`"));
+    }
+    let mut out = String::new();
+    for (point, vars) in points {
+        out.push_str(&point);
+        if with_vars {
+            for v in vars {
+                let _ = write!(out, " {v}");
+            }
+        }
+        out.push('\n');
+    }
+    Ok(out)
+}
+
+struct Ctx<'a> {
+    kernel: &'a LiveKernel,
+    pattern: &'a [ast::Component],
+    /// Point text to its variables, in the order `-L` prints them.
+    points: BTreeMap<String, Vec<String>>,
+    /// Points to compile, with whether they are aliases (which must resolve to be listed).
+    to_elaborate: Vec<(String, bool)>,
+}
+
+impl Ctx<'_> {
+    fn matches(&self, candidate: &[(&str, Option<&str>)]) -> bool {
+        components_match(self.pattern, candidate)
+    }
+
+    fn aliases(&mut self, tapsets: &[ast::Script]) {
+        for item in tapsets.iter().flat_map(|t| &t.items) {
+            let Item::Alias(alias) = item else { continue };
+            for name in &alias.names {
+                let args: Vec<Option<String>> = name.components.iter().map(|c| c.arg.as_ref().map(literal_text)).collect();
+                let candidate: Vec<(&str, Option<&str>)> =
+                    name.components.iter().zip(&args).map(|(c, a)| (c.name.as_str(), a.as_deref())).collect();
+                if self.matches(&candidate) {
+                    self.to_elaborate.push((point_text(name), true));
+                }
+            }
+        }
+    }
+
+    fn syscalls(&mut self) {
+        let family_matches = ["syscall", "nd_syscall"].iter().any(|f| self.matches_prefix(f));
+        if !family_matches {
+            return;
+        }
+        let events: BTreeSet<String> = self
+            .kernel
+            .tracepoints()
+            .into_iter()
+            .filter(|(g, _)| g == "syscalls")
+            .map(|(_, e)| e)
+            .collect();
+        for event in &events {
+            let Some(name) = event.strip_prefix("sys_enter_") else { continue };
+            let has_return = events.contains(&format!("sys_exit_{name}"));
+            for family in ["syscall", "nd_syscall"] {
+                if self.matches(&[(family, None), (name, None)]) {
+                    self.to_elaborate.push((format!("{family}.{name}"), false));
+                    self.points.entry(format!("{family}.{name}")).or_default();
+                }
+                if has_return && self.matches(&[(family, None), (name, None), ("return", None)]) {
+                    self.to_elaborate.push((format!("{family}.{name}.return"), false));
+                    self.points.entry(format!("{family}.{name}.return")).or_default();
+                }
+            }
+        }
+    }
+
+    fn builtins(&mut self) {
+        for name in ["begin", "end", "error"] {
+            if self.matches(&[(name, None)]) {
+                self.points.entry(name.to_string()).or_default();
+            }
+        }
+    }
+
+    fn tracepoints(&mut self, with_vars: bool) {
+        if !self.matches_prefix("kernel") {
+            return;
+        }
+        // Without a group, a pattern names events of any group, as in `kernel.trace("sched_*")`.
+        let mut pattern = self.pattern.to_vec();
+        if let [_, trace, ..] = pattern.as_mut_slice() {
+            if let Some(Literal::String(s)) = &mut trace.arg {
+                if !s.contains(':') {
+                    *s = format!("*:{s}");
+                }
+            }
+        }
+        for (group, event) in self.kernel.tracepoints() {
+            let spec = format!("{group}:{event}");
+            if !components_match(&pattern, &[("kernel", None), ("trace", Some(&spec))]) {
+                continue;
+            }
+            // `-l` needs no format: the tracepoint list comes from the same `events/` tree.
+            let vars = match with_vars.then(|| self.kernel.tracepoint(&group, &event)) {
+                Some(Ok(format)) => field_vars(&format),
+                Some(Err(_)) => continue,
+                None => Vec::new(),
+            };
+            self.points.insert(format!("kernel.trace(\"{spec}\")"), vars);
+        }
+    }
+
+    /// `kernel.function("f")` and `.return` for each function in the kernel's BTF.
+    fn functions(&mut self, with_vars: bool) -> Result<(), String> {
+        let named = match self.pattern {
+            [k, f, ..] => glob_match(&k.name, "kernel") && glob_match(&f.name, "function"),
+            _ => false,
+        };
+        if !named && self.pattern.first().is_none_or(|c| c.name != "**") {
+            return Ok(());
+        }
+        let btf = match self.kernel.btf() {
+            Ok(btf) => btf,
+            Err(e) if named => return Err(e.to_string()),
+            // `-l '**'` on a kernel without BTF: list everything else.
+            Err(_) => return Ok(()),
+        };
+        let mut id = 1;
+        while let Ok(ty) = btf.resolve_type_by_id(id) {
+            id += 1;
+            let Type::Func(func) = ty else { continue };
+            let Ok(name) = btf.resolve_name(&func) else { continue };
+            let entry = self.matches(&[("kernel", None), ("function", Some(&name))]);
+            let ret = self.matches(&[("kernel", None), ("function", Some(&name)), ("return", None)]);
+            if !entry && !ret {
+                continue;
+            }
+            let proto = match btf.resolve_chained_type(&func) {
+                Ok(Type::FuncProto(p)) => p,
+                _ => continue,
+            };
+            let params: Vec<String> = if with_vars {
+                proto
+                    .parameters
+                    .iter()
+                    .filter(|p| !p.is_variadic())
+                    .map(|p| {
+                        let pname = btf.resolve_name(p).unwrap_or_default();
+                        format!("${pname}:{}", c_type(btf, p.get_type_id().unwrap_or(0), 0))
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            if entry {
+                self.points.insert(format!("kernel.function(\"{name}\")"), params.clone());
+            }
+            if ret {
+                let mut vars = params;
+                let rid = proto.return_type_id();
+                if with_vars && rid != 0 {
+                    vars.push(format!("$return:{}", c_type(btf, rid, 0)));
+                }
+                self.points.insert(format!("kernel.function(\"{name}\").return"), vars);
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the pattern's first component can match `family` (`**` can match anything).
+    fn matches_prefix(&self, family: &str) -> bool {
+        self.pattern.first().is_some_and(|c| c.name == "**" || glob_match(&c.name, family))
+    }
+}
+
+/// Compiles `probe P {}` for each point in one script; records the points that resolve and,
+/// with `with_vars`, their locals in assignment order followed by the tracepoint's fields.
+#[allow(clippy::too_many_arguments)]
+fn elaborate_points(
+    points: &[(String, bool)],
+    with_vars: bool,
+    tapsets: &[ast::Script],
+    sources: &mut SourceMap,
+    env: &PreprocessEnv,
+    macros: &mut Macros,
+    kernel: &LiveKernel,
+    out: &mut BTreeMap<String, Vec<String>>,
+) {
+    if points.is_empty() {
+        return;
+    }
+    let text: String = points.iter().map(|(p, _)| format!("probe {p} {{}}\n")).collect();
+    let file = sources.add("<listing>", text, SourceKind::CommandLine);
+    let (script, _) = parse::parse(sources, file, env, macros);
+    // The probe's span tells which point an elaborated probe came from.
+    let by_span: BTreeMap<u32, &str> = script
+        .items
+        .iter()
+        .zip(points)
+        .filter_map(|(item, (p, _))| match item {
+            Item::Probe(probe) => Some((probe.span.start, p.as_str())),
+            _ => None,
+        })
+        .collect();
+    let (elaborated, _) = elaborate::elaborate(&elaborate::Input { script: &script, tapsets }, kernel);
+    let table = if with_vars { Some(types::check(&elaborated, &[]).0) } else { None };
+    for (i, probe) in elaborated.probes.iter().enumerate() {
+        let Some(point) = by_span.get(&probe.span.start) else { continue };
+        let vars = out.entry(point.to_string()).or_default();
+        let Some(table) = &table else { continue };
+        let mut names = Vec::new();
+        if let Some(locals) = table.locals.get(&Scope::Probe(i)) {
+            // Assignment order, as stap prints them; then any other local by first use.
+            let mut order: Vec<&str> = Vec::new();
+            elaborate::walk_exprs(&probe.body, &mut |e| {
+                if let ExprKind::Assign { target, .. } = &e.kind {
+                    if let ExprKind::Ident(n) = &target.kind {
+                        if locals.contains_key(n) && !order.contains(&n.as_str()) {
+                            order.push(n);
+                        }
+                    }
+                }
+            });
+            let mut rest: Vec<(&String, &(lang::ir::Ty, lang::span::Span))> =
+                locals.iter().filter(|(n, _)| !order.contains(&n.as_str())).collect();
+            rest.sort_by_key(|(_, (_, span))| (span.file, span.start));
+            for n in order.into_iter().chain(rest.into_iter().map(|(n, _)| n.as_str())) {
+                names.push(format!("{n}:{}", locals[n].0));
+            }
+        }
+        if let Some(format) = &probe.format {
+            names.extend(field_vars(format));
+        }
+        for n in names {
+            if !vars.contains(&n) {
+                vars.push(n);
+            }
+        }
+    }
+}
+
+/// The built-in tapsets, then the `.stp` files of each `-I` directory (as the driver reads them).
+fn tapset_texts(include: &[std::path::PathBuf]) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = TAPSETS.iter().map(|(n, t)| (n.to_string(), t.to_string())).collect();
+    for dir in include {
+        let mut entries: Vec<_> = std::fs::read_dir(dir).into_iter().flatten().flatten().map(|e| e.path()).collect();
+        entries.sort();
+        for path in entries.into_iter().filter(|p| p.extension().is_some_and(|e| e == "stp")) {
+            if let Ok(text) = std::fs::read_to_string(&path) {
+                out.push((path.display().to_string(), text));
+            }
+        }
+    }
+    out
+}
+
+/// `$field:C type` for each field of a tracepoint record, as tracefs declares it, in stap's
+/// spelling of pointers (`struct sockaddr*`).
+fn field_vars(format: &TracepointFormat) -> Vec<String> {
+    format.fields.iter().map(|f| format!("${}:{}", f.name, f.c_type.replace(" *", "*"))).collect()
+}
+
+/// Component-wise matching of a pattern against a point: `*`, `?` and `{a,b}` within a
+/// component (and within a string argument), `**` across components.
+fn components_match(pattern: &[ast::Component], point: &[(&str, Option<&str>)]) -> bool {
+    match (pattern.first(), point.first()) {
+        (None, None) => true,
+        (Some(p), _) if p.name == "**" && p.arg.is_none() => {
+            (0..=point.len()).any(|k| components_match(&pattern[1..], &point[k..]))
+        }
+        (Some(p), Some((name, arg))) => {
+            let arg_ok = match (&p.arg, arg) {
+                (None, None) => true,
+                (Some(Literal::String(pa)), Some(a)) => glob_match(pa, a),
+                (Some(Literal::Number(n)), Some(a)) => a.parse::<i64>().ok() == Some(*n),
+                _ => false,
+            };
+            arg_ok && glob_match(&p.name, name) && components_match(&pattern[1..], &point[1..])
+        }
+        _ => false,
+    }
+}
+
+fn is_pattern(point: &ast::ProbePoint) -> bool {
+    let wild = |s: &str| s.contains(['*', '?', '{']);
+    point.components.iter().any(|c| wild(&c.name) || matches!(&c.arg, Some(Literal::String(s)) if wild(s)))
+}
+
+fn literal_text(l: &Literal) -> String {
+    match l {
+        Literal::Number(n) => n.to_string(),
+        Literal::String(s) => s.clone(),
+    }
+}
+
+/// A BTF type in C, as stap prints target variables: `struct file*`, `size_t`, `char*`.
+/// Qualifiers are left out (bpftap looks through them, and so does stap's listing).
+fn c_type(btf: &Btf, id: u32, depth: u32) -> String {
+    if id == 0 {
+        return "void".into();
+    }
+    let Ok(ty) = btf.resolve_type_by_id(id) else { return "?".into() };
+    let named = |t: &dyn BtfType, kw: &str| {
+        let n = btf.resolve_name(t).unwrap_or_default();
+        if n.is_empty() {
+            format!("{kw} {{...}}")
+        } else {
+            format!("{kw} {n}")
+        }
+    };
+    let inner = |t: &dyn BtfType| {
+        if depth > 16 {
+            "?".to_string()
+        } else {
+            c_type(btf, t.get_type_id().unwrap_or(0), depth + 1)
+        }
+    };
+    match &ty {
+        Type::Void => "void".into(),
+        Type::Int(t) => btf.resolve_name(t).unwrap_or_else(|_| "int".into()),
+        Type::Float(t) => btf.resolve_name(t).unwrap_or_else(|_| "double".into()),
+        Type::Typedef(t) => btf.resolve_name(t).unwrap_or_default(),
+        Type::Struct(t) => named(t, "struct"),
+        Type::Union(t) => named(t, "union"),
+        Type::Enum(t) => named(t, "enum"),
+        Type::Enum64(t) => named(t, "enum"),
+        Type::Fwd(t) => named(t, if t.is_union() { "union" } else { "struct" }),
+        Type::Ptr(t) => match btf.resolve_chained_type(t) {
+            Ok(Type::FuncProto(p)) => format!("{} (*)()", c_type(btf, p.return_type_id(), depth + 1)),
+            _ => format!("{}*", inner(t)),
+        },
+        Type::Array(t) => format!("{}[{}]", inner(t), t.len()),
+        Type::Const(t) | Type::Volatile(t) | Type::Restrict(t) => inner(t),
+        Type::TypeTag(t) => inner(t),
+        Type::FuncProto(_) => "function".into(),
+        _ => "?".into(),
+    }
+}
