@@ -49,8 +49,9 @@ T0=$(now)
 # --- host tools ----------------------------------------------------------------------------
 need_pkgs=()
 command -v qemu-system-x86_64 >/dev/null || need_pkgs+=(qemu-system-x86)
-[ -x /bin/busybox ] && /bin/busybox --list 2>/dev/null | grep -qx insmod \
-    && ! ldd /bin/busybox >/dev/null 2>&1 || need_pkgs+=(busybox-static)
+# A static busybox with insmod (busybox-static); grep without -q: no SIGPIPE under pipefail.
+if ! { [ -x /bin/busybox ] && /bin/busybox --list 2>/dev/null | grep -x insmod >/dev/null \
+    && ! ldd /bin/busybox >/dev/null 2>&1; }; then need_pkgs+=(busybox-static); fi
 command -v cpio >/dev/null || need_pkgs+=(cpio)
 command -v xz >/dev/null || need_pkgs+=(xz-utils)
 command -v zstd >/dev/null || need_pkgs+=(zstd)
