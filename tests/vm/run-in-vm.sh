@@ -21,6 +21,8 @@
 #   BPFTAP_VM_BOOT_TIMEOUT  seconds to reach init before the boot is retried (default 90)
 #   BPFTAP_VM_PVH      0: boot the bzImage through firmware instead of the ELF vmlinux
 #   BPFTAP_VM_ACCEL    QEMU accelerator                 (default tcg; kvm does not boot here)
+#   BPFTAP_VM_TMPFS    host directories (absolute, space-separated) that get an empty
+#                      writable tmpfs in the guest; /tmp, /var/tmp, /run, /root always do
 #   BPFTAP_VM_MODULES  extra kernel modules to load, space-separated
 #   BPFTAP_VM_SUITES   extra Debian suites to look for kernels in
 #   BPFTAP_VM_REFRESH  1: resolve KERNEL_SPEC again even if cached
@@ -305,6 +307,7 @@ mount -t debugfs debugfs $H/sys/kernel/debug
 mount -t bpf bpf $H/sys/fs/bpf
 mount -t cgroup2 cgroup2 $H/sys/fs/cgroup
 for d in tmp run var/tmp root; do mount -t tmpfs tmpfs $H/$d; done
+for d in $(arg bpftap.tmpfs | tr ',' ' '); do mount -t tmpfs tmpfs "$H$d" || echo "init: tmpfs on $d failed"; done
 mkdir -p $H$SHARE
 mount --bind /results $H$SHARE
 ip link set lo up
@@ -341,7 +344,7 @@ boot() {
         ${BPFTAP_VM_QEMU_ARGS:-} "${BIOS[@]}" -nodefaults -no-user-config -display none -no-reboot \
         -serial "file:$RUN/console.log" \
         -kernel "$KIMAGE" -initrd "$RUN/initrd.cpio" \
-        -append "console=ttyS0 panic=-1 oops=panic rdinit=/init ${BPFTAP_VM_APPEND:-} bpftap.share=$SHARE bpftap.time=$(date +%s)" \
+        -append "console=ttyS0 panic=-1 oops=panic rdinit=/init ${BPFTAP_VM_APPEND:-} bpftap.share=$SHARE bpftap.tmpfs=$(echo ${BPFTAP_VM_TMPFS:-} | tr ' ' ',') bpftap.time=$(date +%s)" \
         -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
         -virtfs "local,path=$SHARE,mount_tag=results,security_model=none" \
         </dev/null >"$RUN/qemu.log" 2>&1 &
