@@ -49,7 +49,8 @@ struct Cli {
     /// Set a limit: MAXSTRINGLEN=N or MAXMAPENTRIES=N.
     #[arg(short = 'D', value_name = "NAME=VALUE")]
     defines: Vec<String>,
-    /// Attach kernel.function probes as kprobes even where fentry/fexit work.
+    /// Attach kernel.function probes as kprobes even where fentry/fexit work (also set by
+    /// the environment variable BPFTAP_FORCE_KPROBES=1).
     #[arg(long = "kprobes")]
     force_kprobes: bool,
     /// Add a tapset directory.
@@ -180,7 +181,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         duration: cli.timeout.map(Duration::from_secs_f64),
         set_globals,
         ready_file: std::env::var_os("BPFTAP_READY_FILE").map(PathBuf::from),
-        force_kprobes: cli.force_kprobes,
+        force_kprobes: cli.force_kprobes || std::env::var_os("BPFTAP_FORCE_KPROBES").is_some_and(|v| v == "1"),
     };
     let mut out: Box<dyn Write> = match &cli.output {
         Some(path) => Box::new(std::io::BufWriter::new(

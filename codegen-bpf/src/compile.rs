@@ -86,16 +86,19 @@ pub fn compile(program: Program) -> Result<CompiledScript, EmitError> {
         let emitted = emit(&mut rodata, args)?;
         let mut kprobe_fallback = None;
         if let Target::KernelFunction { name, ret, .. } = &handler.target {
-            let fallback = emit(&mut rodata, ArgAccess::Kprobe)?;
-            let kind = if *ret { "kretprobe" } else { "kprobe" };
-            let kname = format!("bpftap_k{i}");
-            programs.push(ProgramSpec {
-                name: kname.clone(),
-                section: format!("{kind}/{name}"),
-                insns: fallback.insns,
-                relocs: fallback.relocs,
-            });
-            kprobe_fallback = Some(kname);
+            // A handler that reads arguments at a return has no kretprobe form: then it
+            // runs only where fexit does.
+            if let Ok(fallback) = emit(&mut rodata, ArgAccess::Kprobe { ret: *ret }) {
+                let kind = if *ret { "kretprobe" } else { "kprobe" };
+                let kname = format!("bpftap_k{i}");
+                programs.push(ProgramSpec {
+                    name: kname.clone(),
+                    section: format!("{kind}/{name}"),
+                    insns: fallback.insns,
+                    relocs: fallback.relocs,
+                });
+                kprobe_fallback = Some(kname);
+            }
         }
         scratch_size = scratch_size.max(emitted.scratch_size);
         let name = format!("bpftap_p{i}");

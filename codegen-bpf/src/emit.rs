@@ -35,8 +35,9 @@ pub enum ArgAccess {
     None,
     /// fentry/fexit: the context is the arguments as `u64`s, then the return value.
     Fentry { nargs: u32 },
-    /// kprobe/kretprobe: the context is `struct pt_regs`.
-    Kprobe,
+    /// kprobe/kretprobe: the context is `struct pt_regs`. At a return the argument
+    /// registers hold other values, so arguments are only readable on entry.
+    Kprobe { ret: bool },
 }
 
 /// Offsets in x86-64's `struct pt_regs` of the argument registers (di, si, dx, cx, r8, r9)
@@ -621,7 +622,10 @@ impl Emitter<'_> {
             InstKind::LoadArg { dst, index } => {
                 let off = match self.args {
                     ArgAccess::Fentry { .. } => 8 * *index as i16,
-                    ArgAccess::Kprobe => match PT_REGS_ARGS.get(*index as usize) {
+                    ArgAccess::Kprobe { ret: true } => {
+                        return Err(self.unsupported("an argument in a kretprobe (it needs fexit)"))
+                    }
+                    ArgAccess::Kprobe { ret: false } => match PT_REGS_ARGS.get(*index as usize) {
                         Some(off) => *off,
                         None => return Err(self.unsupported("a kprobe argument past the sixth")),
                     },
@@ -633,7 +637,7 @@ impl Emitter<'_> {
             InstKind::LoadReturn { dst } => {
                 let off = match self.args {
                     ArgAccess::Fentry { nargs } => 8 * nargs as i16,
-                    ArgAccess::Kprobe => PT_REGS_RET,
+                    ArgAccess::Kprobe { .. } => PT_REGS_RET,
                     ArgAccess::None => return Err(self.unsupported("`$return` outside a function probe")),
                 };
                 self.push(insn::ldx(Size::DW, Reg::R0, CTX, off));

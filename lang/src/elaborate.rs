@@ -129,8 +129,10 @@ impl Ctx<'_> {
             match self.resolve(point, 0) {
                 Ok(list) => {
                     for r in list {
+                        let mut body = merge_body(&r, probe);
+                        fold_defined_block(&mut body, r.format.as_ref());
                         out.push(ElabProbe {
-                            body: merge_body(&r, probe),
+                            body,
                             point: r.point,
                             user_point: r.user_point,
                             target: r.target,
@@ -626,6 +628,106 @@ fn merge_body(r: &Resolved, probe: &ast::Probe) -> Block {
     });
     stmts.extend(r.epilogue.iter().map(|b| Stmt { kind: StmtKind::Block(b.clone()), span: b.span }));
     Block { stmts, span: probe.span }
+}
+
+/// Replaces `@defined($var)` with 1 or 0 for this probe's context, and drops the code
+/// that constant conditions rule out, so `@defined($x) ? $x : 0` type-checks where `$x`
+/// does not exist (as SystemTap resolves it at compile time).
+fn fold_defined_block(block: &mut Block, format: Option<&TracepointFormat>) {
+    for s in &mut block.stmts {
+        fold_defined_stmt(s, format);
+    }
+}
+
+fn fold_defined_stmt(s: &mut Stmt, format: Option<&TracepointFormat>) {
+    match &mut s.kind {
+        StmtKind::Block(b) => fold_defined_block(b, format),
+        StmtKind::Expr(e) | StmtKind::Delete(e) | StmtKind::Return(Some(e)) => fold_defined_expr(e, format),
+        StmtKind::If { cond, then, els } => {
+            fold_defined_expr(cond, format);
+            fold_defined_stmt(then, format);
+            if let Some(e) = els {
+                fold_defined_stmt(e, format);
+            }
+            if let ExprKind::Number(n) = cond.kind {
+                let empty = Stmt { kind: StmtKind::Empty, span: s.span };
+                let chosen = if n != 0 { Some((**then).clone()) } else { els.as_deref().cloned() };
+                *s = chosen.unwrap_or(empty);
+            }
+        }
+        StmtKind::While { cond, body } => {
+            fold_defined_expr(cond, format);
+            fold_defined_stmt(body, format);
+        }
+        StmtKind::For { init, cond, step, body } => {
+            for e in [init, cond, step].into_iter().flatten() {
+                fold_defined_expr(e, format);
+            }
+            fold_defined_stmt(body, format);
+        }
+        StmtKind::Foreach(f) => fold_defined_stmt(&mut f.body, format),
+        StmtKind::Try { body, catch, .. } => {
+            fold_defined_block(body, format);
+            fold_defined_block(catch, format);
+        }
+        _ => {}
+    }
+}
+
+fn fold_defined_expr(e: &mut Expr, format: Option<&TracepointFormat>) {
+    use ExprKind::*;
+    match &mut e.kind {
+        Defined(inner) => {
+            // The root of `$a->b[c]` decides.
+            let mut root: &Expr = inner;
+            loop {
+                match &root.kind {
+                    Member { base, .. } | Index { base, .. } => root = base,
+                    AddressOf(x) | Deref(x) => root = x,
+                    _ => break,
+                }
+            }
+            let defined = match &root.kind {
+                TargetVar(name) => format.and_then(|f| f.field(name)).is_some(),
+                _ => true,
+            };
+            e.kind = Number(defined as i64);
+        }
+        Ternary { cond, then, els } => {
+            fold_defined_expr(cond, format);
+            fold_defined_expr(then, format);
+            fold_defined_expr(els, format);
+            if let Number(n) = cond.kind {
+                *e = if n != 0 { (**then).clone() } else { (**els).clone() };
+            }
+        }
+        Logical { op, lhs, rhs } => {
+            fold_defined_expr(lhs, format);
+            fold_defined_expr(rhs, format);
+            match (op, &lhs.kind) {
+                (ast::LogicalOp::And, Number(0)) => e.kind = Number(0),
+                (ast::LogicalOp::Or, Number(n)) if *n != 0 => e.kind = Number(1),
+                _ => {}
+            }
+        }
+        Unary { op: ast::UnaryOp::Not, expr } => {
+            fold_defined_expr(expr, format);
+            if let Number(n) = expr.kind {
+                e.kind = Number((n == 0) as i64);
+            }
+        }
+        Call { args, .. } => args.iter_mut().for_each(|a| fold_defined_expr(a, format)),
+        Binary { lhs, rhs, .. } | Compare { lhs, rhs, .. } => {
+            fold_defined_expr(lhs, format);
+            fold_defined_expr(rhs, format);
+        }
+        Assign { target, value, .. } => {
+            fold_defined_expr(target, format);
+            fold_defined_expr(value, format);
+        }
+        Unary { expr, .. } => fold_defined_expr(expr, format),
+        _ => {}
+    }
 }
 
 /// `syscall.connect`, `kernel.trace("sched:*")`, `timer.ms(100)`.

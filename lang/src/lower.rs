@@ -611,6 +611,9 @@ impl Ctx<'_> {
                 }
             }
             ExprKind::Call { name, args } => self.call(name, args, span),
+            // At a function's return fexit still has the arguments, so `@entry(e)` is `e`
+            // evaluated there (exact for arguments; kretprobes cannot do it, see ArgAccess).
+            ExprKind::Entry(inner) if self.function.is_some() => self.expr(inner),
             ExprKind::Member { .. } | ExprKind::Cast { .. } | ExprKind::AddressOf(_) | ExprKind::Deref(_) => {
                 self.typed(e).map(|(v, _)| v)
             }
@@ -1269,6 +1272,11 @@ impl Ctx<'_> {
             );
         }
         let vars: Vec<Var> = args.iter().filter_map(|a| self.expr(a)).collect();
+        if let (Lowering::ReadStr(_), Some(&v)) = (sig.lowering, vars.first()) {
+            if self.func.ty(v) == Ty::Str {
+                return Some(v);
+            }
+        }
         let dst = self.temp(sig.ret);
         let kind = match sig.lowering {
             Lowering::Builtin(builtin) => InstKind::Call { dst: Some(dst), builtin, args: vars },

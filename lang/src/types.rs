@@ -162,7 +162,8 @@ impl TypeTable {
                     Some(ValueKind::Str) => Some(Ty::Str),
                     _ => None,
                 },
-                _ => None,
+                // An element of a kernel array or pointer (`$p->fd[i]`).
+                _ => Some(Ty::Long),
             },
             TargetVar(n) => format.and_then(|f| f.field(n)).map(|f| field_ty(&f.c_type)),
             Call { name, .. } => match name.as_str() {
@@ -350,8 +351,13 @@ impl<'a> Ctx<'a> {
                     }
                 }
             }
-            Index { base, keys } => {
+            Index { base, keys } if matches!(base.kind, Ident(_)) => {
                 self.array_use(scope, format, base, Some(keys), None, e.span);
+            }
+            Index { keys, .. } => {
+                for k in keys {
+                    self.want(scope, format, k, Ty::Long, "a kernel array index is a number");
+                }
             }
             In { keys, array } => self.array_use(scope, format, array, Some(keys), None, e.span),
             Aggregate { target, value } => {
@@ -408,7 +414,7 @@ impl<'a> Ctx<'a> {
                     self.diags.push(crate::elaborate::embedded_c(e.span));
                 }
             }
-            AtVar(_) | Const(_) | Entry(_) | Regex { .. } | Wildcard => {
+            AtVar(_) | Const(_) | Regex { .. } | Wildcard => {
                 if self.report {
                     self.diags.push(unsupported("this expression", e.span));
                 }
@@ -478,6 +484,11 @@ impl<'a> Ctx<'a> {
                 return;
             }
             for (p, a) in sig.params.iter().zip(args) {
+                // kernel_string($char_array_field): the field is already a string.
+                let string_read = matches!(sig.lowering, builtins::Lowering::ReadStr(_));
+                if string_read && self.table.expr_ty(scope, format, a) == Some(Ty::Str) {
+                    continue;
+                }
                 self.want(scope, format, a, *p, "the function's parameter has this type");
             }
             return;

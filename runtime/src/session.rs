@@ -252,8 +252,11 @@ impl<'a> Session<'a> {
                         attach_fentry(&mut self.ebpf, &probe.name, &name, ret)
                     };
                     if let Err(fentry_error) = fentry {
-                        let kname = probe.kprobe_fallback.as_deref().unwrap_or_default();
-                        if let Err(kprobe_error) = attach_kprobe(&mut self.ebpf, kname, &name) {
+                        let kprobe = match probe.kprobe_fallback.as_deref() {
+                            Some(kname) => attach_kprobe(&mut self.ebpf, kname, &name),
+                            None => Err("the handler reads arguments at the return, which needs fexit".into()),
+                        };
+                        if let Err(kprobe_error) = kprobe {
                             return Err(RuntimeError::Attach {
                                 point,
                                 reason: format!(
