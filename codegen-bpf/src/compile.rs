@@ -74,6 +74,11 @@ pub fn compile(program: Program) -> Result<CompiledScript, EmitError> {
             t if t.is_user_space() => continue,
             Target::Tracepoint { group, event, .. } => (Some(format!("tracepoint/{group}/{event}")), 0, ArgAccess::None),
             Target::Netfilter { .. } => (None, NF_ACCEPT, ArgAccess::None),
+            Target::Uprobe { ret, symbol, .. } => {
+                let kind = if *ret { "uretprobe" } else { "uprobe" };
+                (Some(format!("{kind}/{symbol}")), 0, ArgAccess::Kprobe { ret: *ret })
+            }
+            Target::Perf { .. } => (Some("perf_event".to_string()), 0, ArgAccess::None),
             Target::KernelFunction { name, ret, nargs } => {
                 let kind = if *ret { "fexit" } else { "fentry" };
                 (Some(format!("{kind}/{name}")), 0, ArgAccess::Fentry { nargs: *nargs })

@@ -173,8 +173,22 @@ pub const BUILTINS: &[Signature] = &[
 ];
 
 /// Functions handled by `lower` directly.
-pub const SPECIAL: &[&str] =
-    &["printf", "sprintf", "print", "println", "exit", "printd", "printdln", "pp", "ppfunc", "probefunc"];
+pub const SPECIAL: &[&str] = &[
+    "printf", "sprintf", "print", "println", "exit", "printd", "printdln", "pp", "ppfunc", "probefunc", "int_arg",
+    "uint_arg", "long_arg", "ulong_arg", "pointer_arg", "s32_arg", "u32_arg", "s64_arg", "u64_arg",
+];
+
+/// `int_arg(n)` and friends: argument n (from 1) of the probed function, read from the
+/// registers, as `(bytes, signed)`.
+pub fn arg_function(name: &str) -> Option<(u8, bool)> {
+    Some(match name {
+        "int_arg" | "s32_arg" => (4, true),
+        "uint_arg" | "u32_arg" => (4, false),
+        "long_arg" | "s64_arg" => (8, true),
+        "ulong_arg" | "pointer_arg" | "u64_arg" => (8, false),
+        _ => return None,
+    })
+}
 
 pub fn lookup(name: &str) -> Option<&'static Signature> {
     BUILTINS.iter().find(|s| s.name == name)

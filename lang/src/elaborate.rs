@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::ast::{self, AliasKind, Block, Component, Expr, ExprKind, Item, Literal, ProbePoint, Stmt, StmtKind};
 use crate::diag::Diagnostic;
-use crate::ir::Target;
+use crate::ir::{PerfEvent, PerfSample, Target};
 use crate::kernel::{FunctionSig, KernelInfo, TracepointFormat};
 use crate::span::Span;
 
@@ -383,6 +383,11 @@ impl Ctx<'_> {
             ["begin"] => simple(Target::Begin { priority: number(&comps[0]).unwrap_or(0) }, "begin".into()),
             ["end"] => simple(Target::End { priority: number(&comps[0]).unwrap_or(0) }, "end".into()),
             ["error"] => simple(Target::Error { priority: number(&comps[0]).unwrap_or(0) }, "error".into()),
+            ["timer", "profile"] => {
+                let hz = self.kernel.config("CONFIG_HZ").and_then(|v| v.parse().ok()).unwrap_or(250);
+                let target = Target::Perf { event: PerfEvent::CpuClock, sample: PerfSample::Frequency(hz) };
+                simple(target, "timer.profile".into())
+            }
             ["timer", unit] | ["timer", unit, "randomize"] => {
                 let per_unit: Option<fn(i64) -> i64> = match *unit {
                     "s" | "sec" => Some(|n| n * 1_000_000_000),
@@ -430,6 +435,50 @@ impl Ctx<'_> {
                     point: text,
                     target: Target::Netfilter { pf, hook, priority: NF_BPF_PRIORITY },
                     format: Some(netfilter_context()),
+                    function: None,
+                    prologue: vec![],
+                    epilogue: vec![],
+                }])
+            }
+            ["perf", "sw", clock] | ["perf", "sw", clock, "sample"] if matches!(*clock, "cpu_clock" | "task_clock") => {
+                let event = if *clock == "cpu_clock" { PerfEvent::CpuClock } else { PerfEvent::TaskClock };
+                let period = comps.get(3).and_then(number).unwrap_or(1_000_000).max(1) as u64;
+                let target = Target::Perf { event, sample: PerfSample::Period(period) };
+                simple(target, point_text(point))
+            }
+            ["process", "function"] | ["process", "function", "call"] | ["process", "function", "return"] => {
+                let (Some(Literal::String(path)), Some(Literal::String(symbol))) = (&comps[0].arg, &comps[1].arg) else {
+                    return Err(Unresolved::Failed(Diagnostic::error(
+                        "E0110",
+                        "write a uprobe as process(\"/path/to/program\").function(\"symbol\")",
+                        point.span,
+                    )));
+                };
+                let Some(path) = find_executable(path) else {
+                    return Err(Unresolved::Failed(Diagnostic::error(
+                        "E0110",
+                        format!("no executable `{path}` (give its path, or a name found on PATH)"),
+                        comps[0].span,
+                    )));
+                };
+                let ret = names.last() == Some(&"return");
+                let symbol = symbol.split('@').next().unwrap_or(symbol).to_string();
+                let text = format!("process(\"{path}\").function(\"{symbol}\"){}", if ret { ".return" } else { ".call" });
+                let mut format = TracepointFormat { group: "process".into(), event: symbol.clone(), ..Default::default() };
+                if ret {
+                    format.fields.push(crate::kernel::TracepointField {
+                        name: "return".into(),
+                        c_type: "long".into(),
+                        offset: 0,
+                        size: 8,
+                        signed: true,
+                    });
+                }
+                Ok(vec![Resolved {
+                    user_point: text.clone(),
+                    point: text,
+                    target: Target::Uprobe { path, symbol, ret },
+                    format: Some(format),
                     function: None,
                     prologue: vec![],
                     epilogue: vec![],
@@ -728,6 +777,19 @@ fn fold_defined_expr(e: &mut Expr, format: Option<&TracepointFormat>) {
         Unary { expr, .. } => fold_defined_expr(expr, format),
         _ => {}
     }
+}
+
+/// An executable named by a uprobe: a path, or a name looked up on PATH, as the shell
+/// would. (A fact about the system rather than the kernel; cheap enough to ask directly.)
+fn find_executable(name: &str) -> Option<String> {
+    if name.contains('/') {
+        return std::path::Path::new(name).is_file().then(|| name.to_string());
+    }
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|dir| format!("{dir}/{name}"))
+        .find(|p| std::path::Path::new(p).is_file())
 }
 
 /// `syscall.connect`, `kernel.trace("sched:*")`, `timer.ms(100)`.

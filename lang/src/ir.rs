@@ -163,6 +163,10 @@ pub enum Target {
     /// kernel allows them, kprobe/kretprobe otherwise (the runtime decides at attach time,
     /// so both variants are compiled).
     KernelFunction { name: String, ret: bool, nargs: u32 },
+    /// Entry to (or return from) a function of a user-space executable or library: a uprobe.
+    Uprobe { path: String, symbol: String, ret: bool },
+    /// A perf event sampled on every CPU: `timer.profile`, `perf.sw.cpu_clock`.
+    Perf { event: PerfEvent, sample: PerfSample },
     /// A netfilter hook (a BPF netfilter program on a netfilter link, kernel 6.4+); the
     /// context is `struct bpf_nf_ctx { state, skb }`. The program always accepts the packet.
     Netfilter { pf: u32, hook: u32, priority: i32 },
@@ -173,6 +177,22 @@ impl Target {
     pub fn is_user_space(&self) -> bool {
         matches!(self, Target::Begin { .. } | Target::End { .. } | Target::Error { .. } | Target::Timer { .. })
     }
+}
+
+/// The software perf events a probe can sample.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PerfEvent {
+    CpuClock,
+    TaskClock,
+}
+
+/// How often a perf event fires.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PerfSample {
+    /// Times per second.
+    Frequency(u64),
+    /// Every N events (nanoseconds for the clocks).
+    Period(u64),
 }
 
 /// One probe handler: one resolved probe point and its code.

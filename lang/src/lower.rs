@@ -697,6 +697,11 @@ impl Ctx<'_> {
             self.emit(kind, span);
             return Some(dst);
         }
+        if name == "return" && self.format.is_some_and(|f| f.group == "process") {
+            let dst = self.temp(Ty::Long);
+            self.emit(InstKind::LoadReturn { dst }, span);
+            return Some(dst);
+        }
         let field = self.format.and_then(|f| f.field(name)).cloned()?;
         let ty = field_ty(&field.c_type);
         let dst = self.temp(ty);
@@ -1229,6 +1234,35 @@ impl Ctx<'_> {
             "exit" => {
                 self.emit(InstKind::Exit, span);
                 return None;
+            }
+            n if builtins::arg_function(n).is_some() => {
+                let (size, signed) = builtins::arg_function(n)?;
+                let index = match args {
+                    [Expr { kind: ExprKind::Number(i), .. }] if (1..=6).contains(i) => (*i - 1) as u32,
+                    _ => {
+                        self.error(Diagnostic::error("E0316", format!("`{n}` takes an argument number from 1 to 6"), span));
+                        return None;
+                    }
+                };
+                if !self.kernel {
+                    self.error(Diagnostic::error("E0309", format!("`{n}` is only available in a function probe"), span));
+                    return None;
+                }
+                let raw = self.temp(Ty::Long);
+                self.emit(InstKind::LoadArg { dst: raw, index }, span);
+                if size == 8 {
+                    return Some(raw);
+                }
+                // The low 32 bits, zero- or sign-extended.
+                let shifted = self.temp(Ty::Long);
+                self.emit(InstKind::Binary { op: BinOp::Shl, dst: shifted, lhs: raw, rhs: Operand::Imm(32) }, span);
+                let dst = self.temp(Ty::Long);
+                if signed {
+                    self.emit(InstKind::Binary { op: BinOp::Shr, dst, lhs: shifted, rhs: Operand::Imm(32) }, span);
+                } else {
+                    self.emit(InstKind::Binary { op: BinOp::And, dst, lhs: raw, rhs: Operand::Imm(0xffff_ffff) }, span);
+                }
+                return Some(dst);
             }
             // The probe point, known when compiling.
             "pp" => {

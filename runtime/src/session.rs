@@ -244,6 +244,39 @@ impl<'a> Session<'a> {
                     tp.attach(group, event)
                         .map_err(|e| RuntimeError::Attach { point: point.clone(), reason: error_chain(&e) })?;
                 }
+                Target::Uprobe { path, symbol, .. } => {
+                    let up: &mut aya::programs::UProbe = prog
+                        .try_into()
+                        .map_err(|e: ProgramError| RuntimeError::Load { point: point.clone(), reason: e.to_string() })?;
+                    up.load().map_err(|e| program_error(e, &point, &probe.spans))?;
+                    let location = aya::programs::uprobe::UProbeAttachLocation::Symbol(symbol.as_str());
+                    up.attach(location, path.as_str(), aya::programs::uprobe::UProbeScope::AllProcesses)
+                        .map_err(|e| RuntimeError::Attach { point: point.clone(), reason: error_chain(&e) })?;
+                }
+                Target::Perf { event, sample } => {
+                    use aya::programs::perf_event::{PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent};
+                    let pe: &mut aya::programs::PerfEvent = prog
+                        .try_into()
+                        .map_err(|e: ProgramError| RuntimeError::Load { point: point.clone(), reason: e.to_string() })?;
+                    pe.load().map_err(|e| program_error(e, &point, &probe.spans))?;
+                    let config = PerfEventConfig::Software(match event {
+                        lang::ir::PerfEvent::CpuClock => SoftwareEvent::CpuClock,
+                        lang::ir::PerfEvent::TaskClock => SoftwareEvent::TaskClock,
+                    });
+                    let policy = match sample {
+                        lang::ir::PerfSample::Frequency(hz) => SamplePolicy::Frequency(*hz),
+                        lang::ir::PerfSample::Period(n) => SamplePolicy::Period(*n),
+                    };
+                    let cpus = aya::util::online_cpus().map_err(|(_, e)| RuntimeError::Attach {
+                        point: point.clone(),
+                        reason: format!("cannot list the online CPUs: {e}"),
+                    })?;
+                    // One perf event per CPU: a sampling probe fires on every CPU.
+                    for cpu in cpus {
+                        pe.attach(config, PerfEventScope::AllProcessesOneCpu { cpu }, policy, false)
+                            .map_err(|e| RuntimeError::Attach { point: point.clone(), reason: error_chain(&e) })?;
+                    }
+                }
                 Target::KernelFunction { name, ret, .. } => {
                     let (name, ret) = (name.clone(), *ret);
                     let fentry = if self.options.force_kprobes {
