@@ -441,6 +441,9 @@ impl Ctx<'_> {
             self.frames.last_mut().expect("a frame").locals.insert(name.to_string(), v);
             return Some(Place::Local(v));
         }
+        if !self.types.sees_global(scope, name) {
+            return None;
+        }
         self.globals.get(name).map(|g| Place::Global(*g, self.program.globals[*g].ty))
     }
 

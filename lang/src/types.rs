@@ -61,6 +61,11 @@ pub struct TypeTable {
     pub locals: HashMap<Scope, BTreeMap<String, (Ty, Span)>>,
     /// Function results; `None` for functions that return no value.
     pub returns: BTreeMap<String, Option<(Ty, Span)>>,
+    /// The file each global and each function is declared in: a function sees only the
+    /// globals of its own file, so a tapset function's locals never turn into the user's
+    /// globals of the same name.
+    pub global_file: BTreeMap<String, crate::span::FileId>,
+    pub function_file: BTreeMap<String, crate::span::FileId>,
 }
 
 /// `preset` gives types known from outside the script: globals set with `-G NAME=VALUE`
@@ -71,6 +76,12 @@ pub fn check(script: &Elaborated, preset: &[(String, Ty)]) -> (TypeTable, Vec<Di
         if let Some(g) = script.globals.iter().find(|g| &g.name == name && !g.is_array) {
             cx.table.globals.insert(name.clone(), (*ty, g.span));
         }
+    }
+    for g in &script.globals {
+        cx.table.global_file.insert(g.name.clone(), g.span.file);
+    }
+    for (name, f) in &script.functions {
+        cx.table.function_file.insert(name.clone(), f.span.file);
     }
     for g in &script.globals {
         if g.is_array {
@@ -140,8 +151,20 @@ impl TypeTable {
         self.locals
             .get(scope)
             .and_then(|l| l.get(name))
-            .or_else(|| self.globals.get(name))
+            .or_else(|| self.globals.get(name).filter(|_| self.sees_global(scope, name)))
             .map(|(t, _)| *t)
+    }
+
+    /// Whether code in `scope` may name global `name`: probes see every global, a function
+    /// only those declared in its own file.
+    pub fn sees_global(&self, scope: &Scope, name: &str) -> bool {
+        match scope {
+            Scope::Probe(_) => true,
+            Scope::Function(f) => match (self.function_file.get(f), self.global_file.get(name)) {
+                (Some(a), Some(b)) => a == b,
+                _ => true,
+            },
+        }
     }
 
     pub fn is_local(&self, scope: &Scope, name: &str) -> bool {
@@ -551,7 +574,10 @@ impl<'a> Ctx<'a> {
             }
             return;
         };
-        if !self.script.globals.iter().any(|g| &g.name == name) || self.table.is_local(scope, name) {
+        if !self.script.globals.iter().any(|g| &g.name == name)
+            || !self.table.sees_global(scope, name)
+            || self.table.is_local(scope, name)
+        {
             if self.report {
                 self.diags.push(
                     Diagnostic::error("E0212", format!("`{name}` is not a global array"), base.span)
@@ -643,6 +669,7 @@ impl<'a> Ctx<'a> {
 
     fn set_var(&mut self, scope: &Scope, name: &str, t: Ty, span: Span) {
         let is_global = self.script.globals.iter().any(|g| g.name == name)
+            && self.table.sees_global(scope, name)
             && !self.table.is_local(scope, name)
             && !self.is_param(scope, name);
         let entry = if is_global {
