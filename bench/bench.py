@@ -27,7 +27,7 @@ ap.add_argument("--tools", required=True, help="dir with the compiled C helpers"
 ap.add_argument("--runs", type=int, default=5)
 ap.add_argument("--only", default="abcdef", help="sections to run, e.g. 'ac'")
 ap.add_argument("--loop", type=int, default=2_000_000, help="syscalls in the overhead loop")
-ap.add_argument("--burst", type=int, default=200_000, help="events in the printf burst")
+ap.add_argument("--burst", type=int, default=1_000_000, help="events in the printf burst")
 ap.add_argument("--out", default=os.path.join(HERE, "RESULTS.md"))
 args = ap.parse_args()
 
@@ -53,6 +53,9 @@ def median(xs):
 
 
 def first_line(s):
+    for l in s.splitlines():  # bpftap's diagnostics: "  × message"
+        if "×" in l:
+            return l.split("×", 1)[1].strip()[:160]
     for l in s.splitlines():
         l = l.strip()
         if l and not l.startswith("ERROR: Unknown error -1: couldn't set RLIMIT_MEMLOCK"):
@@ -475,6 +478,7 @@ def burst(kind, script):
             if now - t0 > 120:
                 break
         loop_pid = p.pid
+        loop_s = float(p.stdout.read().strip() or "nan")
         p.wait()
     finally:
         t.stop()
@@ -482,7 +486,7 @@ def burst(kind, script):
     err = t.stderr()
     lost_msg = [l for l in (err + t.stdout()).splitlines() if re.search(r"lost", l, re.I)]
     secs = last_grow - t0
-    return (got, secs, lost_msg), ""
+    return (got, secs, lost_msg, loop_s), ""
 
 
 def section_e():
@@ -502,11 +506,13 @@ def section_e():
         if not rs:
             rates[kind] = losts[kind] = None
             continue
-        rates[kind] = median([got / secs / 1000 for got, secs, _ in rs])
-        losts[kind] = median([args.burst - got for got, _, _ in rs])
+        rates[kind] = median([got / secs / 1000 for got, secs, _, _ in rs])
+        losts[kind] = median([args.burst - got for got, _, _, _ in rs])
         notes.append(f"e. {kind}: burst of {args.burst}: received "
-                     + ", ".join(str(g) for g, _, _ in rs) + "; lost-record messages: "
-                     + "; ".join(sorted({m.strip()[:100] for _, _, ms in rs for m in ms})))
+                     + ", ".join(str(r[0]) for r in rs) + "; emitting loop took (s) "
+                     + ", ".join(f"{r[3]:.2f}" for r in rs) + "; exec of loop to last line (s) "
+                     + ", ".join(f"{r[1]:.2f}" for r in rs) + "; lost-record messages: "
+                     + ("; ".join(sorted({m.strip()[:100] for r in rs for m in r[2]})) or "none"))
     add("e", f"printf rate, burst of {args.burst} events", rates["bpftrace"], rates["bpftap"],
         "k lines/s", goal=1.0, better="higher")
     add("e", f"events lost of {args.burst} (median)", losts["bpftrace"], losts["bpftap"],
@@ -527,7 +533,6 @@ def section_f():
     bt_script = "\n".join(f'tracepoint:syscalls:sys_enter_{n} {{ printf("{n} %d\\n", pid); }}'
                           for n in names)
     tap_script = "\n".join(f'probe syscall.{n} {{ printf("{n} %d\\n", pid()) }}' for n in names)
-    one_bt = names[0:1]
     bt1 = f'tracepoint:syscalls:sys_enter_{names[0]} {{ printf("{names[0]} %d\\n", pid); }}'
     tap1 = f'probe syscall.{names[0]} {{ printf("{names[0]} %d\\n", pid()) }}'
     for what, bts, taps in ((f"compile 1 probe", bt1, tap1),
@@ -652,6 +657,9 @@ def main():
                 log(f"section {s} failed: {e!r}")
     finally:
         cleanup()
+        for f in os.listdir(TMP):
+            if f != "RESULTS.md":
+                os.unlink(os.path.join(TMP, f))
     m = machine()
     print()
     print(table_text())
@@ -667,6 +675,7 @@ def main():
     if args.only == "abcdef":
         with open(args.out, "w") as f:
             f.write("\n".join(md))
+        os.rmdir(TMP)
         log(f"wrote {args.out}")
     else:
         part = os.path.join(TMP, "RESULTS.md")
