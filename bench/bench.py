@@ -670,7 +670,15 @@ def main():
           "## Machine", ""]
     md += [f"- {k}: {v}" for k, v in m]
     md += ["", "## Results", "", table_md(), "## Notes and samples", ""]
-    md += [f"- {n}" if not n.startswith("a. bpftap -v") else n for n in notes]
+    seen = set()
+    for n in notes:
+        if n in seen:
+            continue
+        seen.add(n)
+        md.append(n if n.startswith("a. bpftap -v") else f"- {n}")
+    analysis = os.path.join(HERE, "ANALYSIS.md")
+    if os.path.exists(analysis):
+        md += ["", open(analysis).read()]
     md += ["", f"Harness wall time: {time.monotonic() - t0:.0f} s.", ""]
     if args.only == "abcdef":
         with open(args.out, "w") as f:
