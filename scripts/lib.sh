@@ -4,7 +4,7 @@
 # What the tests need on the machine: python3 runs the workloads in tests/workloads, the
 # SystemTap examples in systemtap-doc are the parser's corpus, and iproute2 and iputils-ping
 # are the network workloads' tools.
-TEST_PACKAGES=(python3 systemtap-doc iproute2 iputils-ping)
+TEST_PACKAGES=(python3 systemtap-doc iproute2 iputils-ping bpftool)
 
 die() {
     echo "$(basename "$0"): $*" >&2

@@ -17,12 +17,19 @@ use lang::{ast, ir, lower};
 
 /// The tapsets built into the binary.
 // IMPORTANT: every file under tapsets/ must be listed here.
-pub const TAPSETS: &[(&str, &str)] = &[("syscalls.stp", include_str!("../tapsets/syscalls.stp"))];
+pub const TAPSETS: &[(&str, &str)] = &[
+    ("context.stp", include_str!("../tapsets/context.stp")),
+    ("syscalls.stp", include_str!("../tapsets/syscalls.stp")),
+];
 
 pub struct Options {
     pub script_args: Vec<String>,
     pub string_capacity: u32,
+    /// SystemTap's MAXMAPENTRIES.
+    pub max_map_entries: u32,
     pub verbose: u8,
+    /// Globals given values on the command line (`-G`), with the type each value implies.
+    pub preset_globals: Vec<(String, lang::ir::Ty)>,
     /// Extra tapset directories (`-I`).
     pub include: Vec<std::path::PathBuf>,
 }
@@ -105,7 +112,7 @@ pub fn compile(
     if diag::has_errors(&diags) {
         return Err(Failure { sources, diags });
     }
-    let (table, diags) = types::check(&elaborated);
+    let (table, diags) = types::check(&elaborated, &options.preset_globals);
     timer.done("elaborate");
     if diag::has_errors(&diags) {
         return Err(Failure { sources, diags });
@@ -117,8 +124,12 @@ pub fn compile(
     }
 
     // Pass 3: lower to IR.
-    let lower_options = lower::Options { string_capacity: options.string_capacity, script_args: options.script_args.clone() };
-    let (program, diags) = lower::lower(&elaborated, &table, &lower_options);
+    let lower_options = lower::Options {
+        string_capacity: options.string_capacity,
+        script_args: options.script_args.clone(),
+        max_map_entries: options.max_map_entries,
+    };
+    let (program, diags) = lower::lower(&elaborated, &table, kernel, &lower_options);
     if diag::has_errors(&diags) {
         return Err(Failure { sources, diags });
     }

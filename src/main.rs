@@ -45,7 +45,7 @@ struct Cli {
     /// Set a global before `begin` runs (repeatable).
     #[arg(short = 'G', value_name = "NAME=VALUE")]
     globals: Vec<String>,
-    /// Set a limit: MAXSTRINGLEN=N.
+    /// Set a limit: MAXSTRINGLEN=N or MAXMAPENTRIES=N.
     #[arg(short = 'D', value_name = "NAME=VALUE")]
     defines: Vec<String>,
     /// Add a tapset directory.
@@ -77,8 +77,16 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         (None, None) => return Err("no script: give -e 'SCRIPT' or a script file (see --help)".into()),
     };
     let mut string_capacity = 128;
+    let mut max_map_entries = 2048;
     for d in &cli.defines {
         match d.split_once('=') {
+            Some(("MAXMAPENTRIES", v)) => {
+                max_map_entries = v
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| (1..=1 << 24).contains(n))
+                    .ok_or_else(|| format!("-D MAXMAPENTRIES={v}: give a number from 1 to 16777216"))?;
+            }
             Some(("MAXSTRINGLEN", v)) => {
                 string_capacity = v
                     .parse::<u32>()
@@ -86,12 +94,36 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                     .filter(|n| (16..=2048).contains(n))
                     .ok_or_else(|| format!("-D MAXSTRINGLEN={v}: give a number from 16 to 2048"))?;
             }
-            _ => return Err(format!("-D {d}: unknown setting (bpftap knows MAXSTRINGLEN)")),
+            _ => return Err(format!("-D {d}: unknown setting (bpftap knows MAXSTRINGLEN and MAXMAPENTRIES)")),
         }
     }
     let last_pass = cli.pass.unwrap_or(5);
+    if last_pass >= 2 && !runtime::sys::may_trace() {
+        return Err("resolving probes and loading BPF programs needs root (or CAP_BPF and CAP_PERFMON): \
+                    run bpftap with sudo"
+            .into());
+    }
     let kernel = LiveKernel::new();
-    let options = driver::Options { script_args, string_capacity, verbose: cli.verbose, include: cli.include.clone() };
+    let set_globals = cli
+        .globals
+        .iter()
+        .map(|g| g.split_once('=').map(|(n, v)| (n.to_string(), v.to_string())).ok_or_else(|| format!("-G {g}: use NAME=VALUE")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let preset_globals = set_globals
+        .iter()
+        .map(|(n, v)| {
+            let is_number = v.trim().parse::<i64>().is_ok() || v.trim().strip_prefix("0x").is_some_and(|h| i64::from_str_radix(h, 16).is_ok());
+            (n.clone(), if is_number { lang::ir::Ty::Long } else { lang::ir::Ty::Str })
+        })
+        .collect();
+    let options = driver::Options {
+        preset_globals,
+        script_args,
+        string_capacity,
+        max_map_entries,
+        verbose: cli.verbose,
+        include: cli.include.clone(),
+    };
     let compiled = match driver::compile(&name, &text, kind, last_pass.min(4), &kernel, &options) {
         Ok(c) => c,
         Err(failure) => {
@@ -124,11 +156,6 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         _ => {}
     }
     let object = compiled.object.as_ref().expect("pass 4 ran");
-    let set_globals = cli
-        .globals
-        .iter()
-        .map(|g| g.split_once('=').map(|(n, v)| (n.to_string(), v.to_string())).ok_or_else(|| format!("-G {g}: use NAME=VALUE")))
-        .collect::<Result<Vec<_>, _>>()?;
     let options = RunOptions {
         target_pid: cli.target_pid,
         command: cli.command.clone(),

@@ -20,6 +20,7 @@
 //! | `EXPECT_REGEX re` | some stdout line must match `re` | any |
 //! | `EXPECT_NONE re` | no stdout line may match `re` | any |
 //! | `EXPECT_STDERR_REGEX re` | some stderr line must match `re` | any |
+//! | `EXPECT_STDERR_NONE re` | no stderr line may match `re` | any |
 //! | `TIMEOUT seconds` | when to send SIGINT (see below) | exactly once |
 //! | `RETURN_CODE n` | the exit status bpftap must have (default 0) | at most once |
 //! | `WILL_FAIL` | bpftap must exit with a non-zero status | at most once |
@@ -103,6 +104,7 @@ enum Expect {
     Regex(String),
     None(String),
     StderrRegex(String),
+    StderrNone(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -411,6 +413,11 @@ fn parse_case(block: &[(usize, &str)], file: &str) -> Result<Case, ParseError> {
                 regex(&re)?;
                 expects.push(Expect::StderrRegex(re));
             }
+            "EXPECT_STDERR_NONE" => {
+                let re = needs_value()?;
+                regex(&re)?;
+                expects.push(Expect::StderrNone(re));
+            }
             "TIMEOUT" => {
                 if timeout.is_some() {
                     return Err(err(line, "TIMEOUT given twice in one case".into()));
@@ -490,7 +497,7 @@ fn parse_case(block: &[(usize, &str)], file: &str) -> Result<Case, ParseError> {
     };
     if expects.is_empty() {
         return Err(in_case(
-            "has no EXPECT, EXPECT_REGEX, EXPECT_NONE or EXPECT_STDERR_REGEX",
+            "has no EXPECT, EXPECT_REGEX, EXPECT_NONE, EXPECT_STDERR_REGEX or EXPECT_STDERR_NONE",
         ));
     }
     let timeout = timeout.ok_or_else(|| in_case("has no TIMEOUT"))?;
@@ -498,9 +505,11 @@ fn parse_case(block: &[(usize, &str)], file: &str) -> Result<Case, ParseError> {
         return Err(in_case("has WILL_FAIL and RETURN_CODE 0"));
     }
     let uses_pid = expects.iter().any(|e| match e {
-        Expect::Line(s) | Expect::Regex(s) | Expect::None(s) | Expect::StderrRegex(s) => {
-            s.contains(BEFORE_PID_PLACEHOLDER)
-        }
+        Expect::Line(s)
+        | Expect::Regex(s)
+        | Expect::None(s)
+        | Expect::StderrRegex(s)
+        | Expect::StderrNone(s) => s.contains(BEFORE_PID_PLACEHOLDER),
     });
     if uses_pid && before.is_none() {
         return Err(in_case("uses {{BEFORE_PID}} but has no BEFORE"));
@@ -856,6 +865,13 @@ fn check_outcome(case: &Case, outcome: &mut Outcome) {
                 (!stderr.iter().any(|l| re.is_match(l)))
                     .then(|| format!("no stderr line matches /{re}/"))
             }
+            Expect::StderrNone(re) => {
+                let re = Regex::new(&fill(re)).expect("validated when parsed");
+                stderr
+                    .iter()
+                    .find(|l| re.is_match(l))
+                    .map(|l| format!("stderr line {l:?} matches /{re}/ (EXPECT_STDERR_NONE)"))
+            }
         };
         outcome.failures.extend(failure);
     }
@@ -1129,6 +1145,7 @@ EXPECT_REGEX ^{{BEFORE_PID}}$
 EXPECT_NONE error
 EXPECT done
 EXPECT_STDERR_REGEX warn
+EXPECT_STDERR_NONE panicked
 TIMEOUT 2.5
 RETURN_CODE 3
 WILL_FAIL
@@ -1148,6 +1165,7 @@ ENV A=b=c
             Expect::None("error".into()),
             Expect::Line("done".into()),
             Expect::StderrRegex("warn".into()),
+            Expect::StderrNone("panicked".into()),
         ],
         timeout: Duration::from_millis(2500),
         return_code: Some(3),

@@ -53,7 +53,7 @@ pub fn compile(program: Program) -> Result<CompiledScript, EmitError> {
             Target::Tracepoint { group, event, .. } => format!("tracepoint/{group}/{event}"),
             _ => unreachable!("user-space targets are skipped above"),
         };
-        let emitted = emit::emit_handler(&program, &handler.func, handler.span, &globals, maps, &mut rodata)?;
+        let emitted = emit::emit_handler(&program, i as u32, &handler.func, handler.span, &globals, maps, &mut rodata)?;
         scratch_size = scratch_size.max(emitted.scratch_size);
         let name = format!("bpftap_p{i}");
         programs.push(ProgramSpec { name: name.clone(), section, insns: emitted.insns, relocs: emitted.relocs });
@@ -86,8 +86,33 @@ pub fn compile(program: Program) -> Result<CompiledScript, EmitError> {
             flags: 0,
         },
     ];
+    let mut map_defs = map_defs;
+    for (a, decl) in program.arrays.iter() {
+        let (_, key_size) = layout::key_layout(&decl.keys, program.string_capacity);
+        let map_type = match (decl.value, decl.wrap) {
+            (lang::ir::ValueKind::Stat, _) => map_type::PERCPU_HASH,
+            (_, true) => map_type::LRU_HASH,
+            (_, false) => map_type::HASH,
+        };
+        debug_assert_eq!(layout::array_map_index(a), map_defs.len());
+        map_defs.push(MapDef {
+            name: array_map_name(a, &decl.name),
+            map_type,
+            key_size,
+            value_size: layout::array_value_size(decl, program.string_capacity),
+            max_entries: decl.max_entries,
+            flags: 0,
+        });
+    }
     let object = ObjectSpec { programs, maps: map_defs, rodata: rodata.bytes, license: "GPL".into() };
     Ok(CompiledScript { program, object, kernel_probes, globals, maps })
+}
+
+/// The symbol name of an array's map: unique, and readable in `bpftool map` (which shows
+/// the first 15 bytes).
+pub fn array_map_name(a: lang::ir::ArrayId, name: &str) -> String {
+    let clean: String = name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect();
+    format!("a{}_{clean}", cranelift_entity::EntityRef::index(a))
 }
 
 impl CompiledScript {

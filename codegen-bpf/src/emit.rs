@@ -11,8 +11,8 @@
 //!   their homes, computes, and stores its result, so nothing is live in them across
 //!   IR instructions.
 //!
-//! Stack, below `r10`: `-8` a zero `u32` key for map lookups, `-16` a read buffer,
-//! then the long variables' slots.
+//! Stack, below `r10`: `-8` a zero `u32` key for map lookups, `-16` a read buffer, `-24`
+//! a spill slot, then the long variables' slots.
 //!
 //! Invariant: every memory access has a constant offset within its region, or a variable
 //! offset the verifier can bound, so a program that emits is one the verifier accepts.
@@ -41,6 +41,8 @@ pub struct MapIndexes {
 pub struct Rodata {
     pub bytes: Vec<u8>,
     interned: HashMap<String, u32>,
+    /// `(offset, length)` of a run of zero bytes, the initial value of new map elements.
+    zeros: Option<(u32, u32)>,
 }
 
 impl Rodata {
@@ -56,6 +58,19 @@ impl Rodata {
         }
         self.interned.insert(s.to_string(), off);
         off
+    }
+
+    /// The offset of at least `len` zero bytes.
+    pub fn zeros(&mut self, len: u32) -> u32 {
+        match self.zeros {
+            Some((off, have)) if have >= len => off,
+            _ => {
+                let off = self.bytes.len() as u32;
+                self.bytes.resize(self.bytes.len() + len.div_ceil(8) as usize * 8, 0);
+                self.zeros = Some((off, len));
+                off
+            }
+        }
     }
 }
 
@@ -83,9 +98,14 @@ pub enum EmitError {
 
 const KEY_ZERO: i16 = -8;
 const READ_BUF: i16 = -16;
-const STACK_BASE: i16 = -16;
-/// Stack bytes for long variables: all of the 512 but our own 16 and some room for helpers.
-const STACK_LIMIT: u32 = 512 - 16;
+/// A spill slot for `<<<`.
+const SPILL: i16 = -24;
+const STACK_BASE: i16 = -24;
+/// Stack bytes for long variables: all of the 512 but our own 24.
+const STACK_LIMIT: u32 = 512 - 24;
+/// `map_update_elem` flags.
+const BPF_ANY: i32 = 0;
+const BPF_NOEXIST: i32 = 1;
 /// Maximum arguments of `bpf_snprintf`.
 const SNPRINTF_MAX_ARGS: u32 = 12;
 
@@ -99,6 +119,7 @@ struct Label(u32);
 
 pub fn emit_handler(
     program: &Program,
+    handler_index: u32,
     func: &Function,
     span: Span,
     globals: &GlobalsLayout,
@@ -124,7 +145,14 @@ pub fn emit_handler(
     let record_off = alloc.scratch_bytes + slot_size;
     let args_off = record_off + max_record.div_ceil(8) * 8;
     let tmp_off = args_off + SNPRINTF_MAX_ARGS * 8;
-    let scratch_size = tmp_off + 16;
+    let key_off = tmp_off + 16;
+    let max_key = program
+        .arrays
+        .values()
+        .map(|a| layout::key_layout(&a.keys, cap).1)
+        .max()
+        .unwrap_or(0);
+    let scratch_size = key_off + max_key.div_ceil(8) * 8;
     let mut e = Emitter {
         program,
         func,
@@ -136,6 +164,8 @@ pub fn emit_handler(
         record_off,
         args_off,
         tmp_off,
+        key_off,
+        handler_index,
         insns: Vec::new(),
         relocs: Vec::new(),
         spans: Vec::new(),
@@ -189,6 +219,9 @@ struct Emitter<'a> {
     record_off: u32,
     args_off: u32,
     tmp_off: u32,
+    key_off: u32,
+    /// This handler's index in the program, for error records.
+    handler_index: u32,
     insns: Vec<Insn>,
     relocs: Vec<Reloc>,
     spans: Vec<(usize, Span)>,
@@ -256,7 +289,17 @@ impl Emitter<'_> {
         self.func.blocks.values().flat_map(|b| &b.insts).any(|i| {
             matches!(
                 i.kind,
-                InstKind::Printf { .. } | InstKind::Sprintf { .. } | InstKind::Exit | InstKind::Call { .. }
+                InstKind::Printf { .. }
+                    | InstKind::Sprintf { .. }
+                    | InstKind::Exit
+                    | InstKind::Call { .. }
+                    | InstKind::ArrayGet { .. }
+                    | InstKind::ArraySet { .. }
+                    | InstKind::ArrayAdd { .. }
+                    | InstKind::ArrayDelete { .. }
+                    | InstKind::ArrayContains { .. }
+                    | InstKind::StatAdd { .. }
+                    | InstKind::MaxActionExceeded
             ) || i.kind.def().is_some_and(|d| self.func.ty(d) == Ty::Str)
         })
     }
@@ -268,6 +311,10 @@ impl Emitter<'_> {
                 InstKind::LoadGlobal { .. }
                     | InstKind::Printf { .. }
                     | InstKind::Exit
+                    | InstKind::MaxActionExceeded
+                    | InstKind::ArraySet { .. }
+                    | InstKind::ArrayAdd { .. }
+                    | InstKind::StatAdd { .. }
                     | InstKind::StoreGlobal { .. }
                     | InstKind::AddGlobal { .. }
                     | InstKind::Call {
@@ -503,8 +550,273 @@ impl Emitter<'_> {
                 self.push(insn::st_imm(Size::W, SCRATCH, self.record_off as i16, layout::record_kind::EXIT as i32));
                 self.output_record(layout::RECORD_HEADER);
             }
+            InstKind::MaxActionExceeded => {
+                let kind = layout::record_error::MAX_ACTION | self.handler_index;
+                self.push(insn::st_imm(Size::W, SCRATCH, self.record_off as i16, kind as i32));
+                self.output_record(layout::RECORD_HEADER);
+            }
+            InstKind::ArrayGet { dst, array, keys } => {
+                self.lookup(*array, keys);
+                let missing = self.new_label();
+                let done = self.new_label();
+                self.jump_if_imm(JmpOp::Eq, Reg::R0, 0, missing);
+                match self.func.ty(*dst) {
+                    Ty::Long => {
+                        self.push(insn::ldx(Size::DW, Reg::R0, Reg::R0, 0));
+                        self.store(*dst, Reg::R0);
+                        self.jump(done);
+                        self.bind(missing);
+                        self.push(insn::mov64_imm(Reg::R0, 0));
+                        self.store(*dst, Reg::R0);
+                    }
+                    Ty::Str => {
+                        let off = self.scratch(*dst);
+                        self.push(insn::mov64_reg(Reg::R3, Reg::R0));
+                        self.copy_str(off, self.cap);
+                        self.jump(done);
+                        self.bind(missing);
+                        self.push(insn::st_imm(Size::B, SCRATCH, off as i16, 0));
+                    }
+                }
+                self.bind(done);
+            }
+            InstKind::ArrayContains { dst, array, keys } => {
+                self.lookup(*array, keys);
+                self.push(insn::mov64_reg(Reg::R1, Reg::R0));
+                self.push(insn::mov64_imm(Reg::R0, 1));
+                self.push(insn::jmp_imm(JmpOp::Ne, Reg::R1, 0, 1));
+                self.push(insn::mov64_imm(Reg::R0, 0));
+                self.store(*dst, Reg::R0);
+            }
+            InstKind::ArraySet { array, keys, src } => {
+                self.build_key(*array, keys);
+                self.map_ptr(Reg::R1, layout::array_map_index(*array));
+                self.scratch_addr(Reg::R2, self.key_off);
+                match self.func.ty(*src) {
+                    Ty::Long => {
+                        self.push(insn::mov64_reg(Reg::R3, Reg::R10));
+                        self.push(insn::alu64_imm(AluOp::Add, Reg::R3, self.stack(*src) as i32));
+                    }
+                    Ty::Str => self.str_addr(Reg::R3, *src),
+                }
+                self.push(insn::mov64_imm(Reg::R4, BPF_ANY));
+                self.push(insn::call(Helper::MapUpdateElem));
+                self.on_full(*array);
+            }
+            InstKind::ArrayAdd { array, keys, src } => {
+                self.lookup_or_insert(*array, keys, 8);
+                self.load(Reg::R1, *src);
+                self.push(insn::atomic_add(Size::DW, Reg::R0, Reg::R1, 0));
+            }
+            InstKind::ArrayDelete { array, keys } => {
+                self.build_key(*array, keys);
+                self.map_ptr(Reg::R1, layout::array_map_index(*array));
+                self.scratch_addr(Reg::R2, self.key_off);
+                self.push(insn::call(Helper::MapDeleteElem));
+            }
+            InstKind::StatAdd { array, keys, value } => self.stat_add(*array, keys, *value),
+            InstKind::ArrayClear { .. } => return Err(self.unsupported("`delete` of a whole array")),
+            InstKind::StatGet { .. } => return Err(self.unsupported("statistic extraction")),
+            InstKind::PrintHist { .. } => return Err(self.unsupported("printing a histogram")),
+            InstKind::IterStart { .. } | InstKind::IterNext { .. } => return Err(self.unsupported("`foreach`")),
         }
         Ok(())
+    }
+
+    /// Writes the key of `array[keys]` into the scratch key buffer. String keys are
+    /// zero-padded first: the map compares every byte of the key.
+    fn build_key(&mut self, array: lang::ir::ArrayId, keys: &[Var]) {
+        let decl = &self.program.arrays[array];
+        let (offsets, size) = layout::key_layout(&decl.keys, self.cap);
+        if keys.is_empty() {
+            self.push(insn::st_imm(Size::W, SCRATCH, self.key_off as i16, 0));
+            return;
+        }
+        let _ = size;
+        for (k, off) in keys.iter().zip(offsets) {
+            let at = self.key_off + off;
+            match self.func.ty(*k) {
+                Ty::Long => {
+                    self.load(Reg::R0, *k);
+                    self.push(insn::stx(Size::DW, SCRATCH, Reg::R0, at as i16));
+                }
+                Ty::Str => {
+                    let width = layout::value_size(Ty::Str, self.cap);
+                    for w in (0..width).step_by(8) {
+                        self.push(insn::st_imm(Size::DW, SCRATCH, (at + w) as i16, 0));
+                    }
+                    self.str_addr(Reg::R3, *k);
+                    self.copy_str(at, self.cap);
+                }
+            }
+        }
+    }
+
+    /// `r0 = bpf_map_lookup_elem(array, key)`.
+    fn lookup(&mut self, array: lang::ir::ArrayId, keys: &[Var]) {
+        self.build_key(array, keys);
+        self.lookup_built(array);
+    }
+
+    fn lookup_built(&mut self, array: lang::ir::ArrayId) {
+        self.map_ptr(Reg::R1, layout::array_map_index(array));
+        self.scratch_addr(Reg::R2, self.key_off);
+        self.push(insn::call(Helper::MapLookupElem));
+    }
+
+    /// `r0` = the element's value, created zeroed when missing. A full array ends the
+    /// handler after reporting it.
+    fn lookup_or_insert(&mut self, array: lang::ir::ArrayId, keys: &[Var], value_size: u32) {
+        let found = self.new_label();
+        self.lookup(array, keys);
+        self.jump_if_imm(JmpOp::Ne, Reg::R0, 0, found);
+        self.map_ptr(Reg::R1, layout::array_map_index(array));
+        self.scratch_addr(Reg::R2, self.key_off);
+        let zeros = self.rodata.zeros(value_size);
+        self.relocs.push(Reloc { insn_index: self.insns.len(), target: RelocTarget::Rodata(zeros) });
+        self.push2(insn::ld_imm64_pseudo(Reg::R3, insn::pseudo::MAP_VALUE, 0, zeros as i32));
+        self.push(insn::mov64_imm(Reg::R4, BPF_NOEXIST));
+        self.push(insn::call(Helper::MapUpdateElem));
+        // Another CPU may have inserted it first (-EEXIST): the lookup below finds it.
+        self.lookup_built(array);
+        let full = self.new_label();
+        self.jump_if_imm(JmpOp::Eq, Reg::R0, 0, full);
+        self.jump(found);
+        self.bind(full);
+        self.report_full(array);
+        self.jump(EXIT_LABEL);
+        self.bind(found);
+    }
+
+    /// After `map_update_elem`: when it failed for want of room, report and end the handler.
+    fn on_full(&mut self, array: lang::ir::ArrayId) {
+        let ok = self.new_label();
+        self.jump_if_imm(JmpOp::Eq, Reg::R0, 0, ok);
+        self.report_full(array);
+        self.jump(EXIT_LABEL);
+        self.bind(ok);
+    }
+
+    fn report_full(&mut self, array: lang::ir::ArrayId) {
+        let kind = layout::record_error::ARRAY_FULL | array.as_u32();
+        self.push(insn::st_imm(Size::W, SCRATCH, self.record_off as i16, kind as i32));
+        self.output_record(layout::RECORD_HEADER);
+    }
+
+    /// `array[keys] <<< value`: SystemTap's per-CPU accumulation (`stats::Stat::add`) on this
+    /// CPU's value, then the histogram bucket. `r9` holds the value pointer throughout.
+    fn stat_add(&mut self, array: lang::ir::ArrayId, keys: &[Var], value: Var) {
+        use layout::stat_field as f;
+        let hist = self.program.arrays[array].hist;
+        self.lookup_or_insert(array, keys, layout::stat_value_size(hist));
+        let p = Reg::R9;
+        self.push(insn::mov64_reg(p, Reg::R0));
+        self.load(Reg::R1, value);
+        let (first, buckets) = (self.new_label(), self.new_label());
+        self.push(insn::ldx(Size::DW, Reg::R2, p, f::COUNT as i16));
+        self.jump_if_imm(JmpOp::Eq, Reg::R2, 0, first);
+        // count += 1; sum += v; min/max.
+        self.push(insn::alu64_imm(AluOp::Add, Reg::R2, 1));
+        self.push(insn::stx(Size::DW, p, Reg::R2, f::COUNT as i16));
+        self.push(insn::ldx(Size::DW, Reg::R3, p, f::SUM as i16));
+        self.push(insn::alu64_reg(AluOp::Add, Reg::R3, Reg::R1));
+        self.push(insn::stx(Size::DW, p, Reg::R3, f::SUM as i16));
+        self.push(insn::ldx(Size::DW, Reg::R3, p, f::MAX as i16));
+        self.push(insn::jmp_reg(JmpOp::Sge, Reg::R3, Reg::R1, 1));
+        self.push(insn::stx(Size::DW, p, Reg::R1, f::MAX as i16));
+        self.push(insn::ldx(Size::DW, Reg::R3, p, f::MIN as i16));
+        self.push(insn::jmp_reg(JmpOp::Sle, Reg::R3, Reg::R1, 1));
+        self.push(insn::stx(Size::DW, p, Reg::R1, f::MIN as i16));
+        // Welford: delta = v - avg; avg += delta / count; m2 += delta * (v - avg);
+        // variance = m2 / (count - 1). The divisions use r0..r2, so v and delta wait on
+        // the stack.
+        self.push(insn::ldx(Size::DW, Reg::R3, p, f::AVG_S as i16));
+        self.push(insn::mov64_reg(Reg::R0, Reg::R1));
+        self.push(insn::alu64_reg(AluOp::Sub, Reg::R0, Reg::R3));
+        self.push(insn::stx(Size::DW, Reg::R10, Reg::R0, READ_BUF));
+        self.push(insn::stx(Size::DW, Reg::R10, Reg::R1, SPILL));
+        self.push(insn::mov64_reg(Reg::R1, Reg::R2));
+        self.signed_div(false);
+        self.push(insn::ldx(Size::DW, Reg::R3, p, f::AVG_S as i16));
+        self.push(insn::alu64_reg(AluOp::Add, Reg::R3, Reg::R0));
+        self.push(insn::stx(Size::DW, p, Reg::R3, f::AVG_S as i16));
+        self.push(insn::ldx(Size::DW, Reg::R1, Reg::R10, SPILL));
+        self.push(insn::mov64_reg(Reg::R0, Reg::R1));
+        self.push(insn::alu64_reg(AluOp::Sub, Reg::R0, Reg::R3));
+        self.push(insn::ldx(Size::DW, Reg::R2, Reg::R10, READ_BUF));
+        self.push(insn::alu64_reg(AluOp::Mul, Reg::R0, Reg::R2));
+        self.push(insn::ldx(Size::DW, Reg::R3, p, f::M2 as i16));
+        self.push(insn::alu64_reg(AluOp::Add, Reg::R0, Reg::R3));
+        self.push(insn::stx(Size::DW, p, Reg::R0, f::M2 as i16));
+        self.push(insn::ldx(Size::DW, Reg::R1, p, f::COUNT as i16));
+        self.push(insn::alu64_imm(AluOp::Sub, Reg::R1, 1));
+        self.signed_div(false);
+        self.push(insn::stx(Size::DW, p, Reg::R0, f::VARIANCE_S as i16));
+        self.push(insn::ldx(Size::DW, Reg::R1, Reg::R10, SPILL));
+        self.jump(buckets);
+        // First sample.
+        self.bind(first);
+        self.push(insn::st_imm(Size::DW, p, f::COUNT as i16, 1));
+        for field in [f::SUM, f::MIN, f::MAX, f::AVG_S] {
+            self.push(insn::stx(Size::DW, p, Reg::R1, field as i16));
+        }
+        self.push(insn::st_imm(Size::DW, p, f::M2 as i16, 0));
+        self.bind(buckets);
+        // r1 = v: find its bucket in r2.
+        match (hist.log, hist.linear) {
+            (true, _) => self.log2_bucket(),
+            (false, Some((lo, hi, step))) => self.linear_bucket(lo, hi, step),
+            (false, None) => return,
+        }
+        let n = layout::stat_buckets(hist);
+        self.push(insn::alu64_imm(AluOp::And, Reg::R2, (n.next_power_of_two() - 1) as i32));
+        self.push(insn::jmp_imm(JmpOp::Ge, Reg::R2, n as i32, 5));
+        self.push(insn::alu64_imm(AluOp::Lsh, Reg::R2, 3));
+        self.push(insn::alu64_reg(AluOp::Add, Reg::R2, p));
+        self.push(insn::ldx(Size::DW, Reg::R3, Reg::R2, f::BUCKETS as i16));
+        self.push(insn::alu64_imm(AluOp::Add, Reg::R3, 1));
+        self.push(insn::stx(Size::DW, Reg::R2, Reg::R3, f::BUCKETS as i16));
+    }
+
+    /// `r2` = the `@hist_log` bucket of `r1`: 64 ± the bit length of `|r1|`.
+    fn log2_bucket(&mut self) {
+        self.push(insn::mov64_reg(Reg::R3, Reg::R1));
+        self.push(insn::mov64_imm(Reg::R4, 0));
+        self.push(insn::jmp_imm(JmpOp::Sge, Reg::R3, 0, 2));
+        self.push(insn::neg64(Reg::R3));
+        self.push(insn::mov64_imm(Reg::R4, 1));
+        // r2 = bit length of r3 (unsigned), by halving.
+        self.push(insn::mov64_imm(Reg::R2, 0));
+        for shift in [32, 16, 8, 4, 2, 1] {
+            self.push(insn::mov64_reg(Reg::R5, Reg::R3));
+            self.push(insn::alu64_imm(AluOp::Rsh, Reg::R5, shift));
+            self.push(insn::jmp_imm(JmpOp::Eq, Reg::R5, 0, 2));
+            self.push(insn::mov64_reg(Reg::R3, Reg::R5));
+            self.push(insn::alu64_imm(AluOp::Add, Reg::R2, shift));
+        }
+        self.push(insn::jmp_imm(JmpOp::Eq, Reg::R3, 0, 1));
+        self.push(insn::alu64_imm(AluOp::Add, Reg::R2, 1));
+        // Negative values mirror: 64 - len; others 64 + len.
+        self.push(insn::jmp_imm(JmpOp::Eq, Reg::R4, 0, 3));
+        self.push(insn::neg64(Reg::R2));
+        self.push(insn::alu64_imm(AluOp::Add, Reg::R2, 64));
+        self.push(insn::ja(1));
+        self.push(insn::alu64_imm(AluOp::Add, Reg::R2, 64));
+    }
+
+    /// `r2` = the `@hist_linear` bucket of `r1`: 0 below `lo`, then `1 + (v - lo) / step`
+    /// up to the overflow bucket.
+    fn linear_bucket(&mut self, lo: i64, hi: i64, step: i64) {
+        let last = ((hi - lo) / step + 2) as i32;
+        self.push(insn::mov64_imm(Reg::R2, 0));
+        self.load_imm(Reg::R3, lo);
+        self.push(insn::jmp_reg(JmpOp::Slt, Reg::R1, Reg::R3, 6));
+        self.push(insn::mov64_reg(Reg::R2, Reg::R1));
+        self.push(insn::alu64_reg(AluOp::Sub, Reg::R2, Reg::R3));
+        self.push(insn::alu64_imm(AluOp::Div, Reg::R2, step as i32));
+        self.push(insn::alu64_imm(AluOp::Add, Reg::R2, 1));
+        self.push(insn::jmp_imm(JmpOp::Le, Reg::R2, last, 1));
+        self.push(insn::mov64_imm(Reg::R2, last));
     }
 
     fn sign_extend(&mut self, r: Reg, size: u8) {
@@ -788,8 +1100,9 @@ impl Emitter<'_> {
                 self.push(insn::alu64_reg(AluOp::Mod, Reg::R0, Reg::R1));
                 long_result(self);
             }
-            Builtin::Ppid | Builtin::Euid | Builtin::Egid | Builtin::Pexecname => {
-                return Err(self.unsupported(&format!("`{}()`", builtin.name())));
+            Builtin::TaskCurrent => {
+                self.push(insn::call(Helper::GetCurrentTask));
+                long_result(self);
             }
         }
         Ok(())

@@ -72,3 +72,68 @@ impl GlobalsLayout {
         self.offsets[g]
     }
 }
+
+/// Offsets of the fields of one CPU's statistic value (all `i64`), then the buckets.
+///
+/// IMPORTANT: the runtime's `stats::Stat` is decoded from these offsets; the emitter's
+/// `<<<` code mirrors `stats::Stat::add` (Welford's running variance, as SystemTap).
+pub mod stat_field {
+    pub const COUNT: u32 = 0;
+    pub const SUM: u32 = 8;
+    pub const MIN: u32 = 16;
+    pub const MAX: u32 = 24;
+    pub const AVG_S: u32 = 32;
+    pub const M2: u32 = 40;
+    pub const VARIANCE_S: u32 = 48;
+    pub const BUCKETS: u32 = 56;
+}
+
+/// `@hist_log` buckets: 128, bucket 64 holds 0 (see `runtime::stats`).
+pub const LOG2_BUCKETS: u32 = 128;
+
+/// Buckets a statistic keeps: 128 for `@hist_log`, `(hi - lo) / step + 3` for `@hist_linear`.
+pub fn stat_buckets(hist: lang::ir::HistSpec) -> u32 {
+    match (hist.log, hist.linear) {
+        (true, _) => LOG2_BUCKETS,
+        (false, Some((lo, hi, step))) => ((hi - lo) / step + 3) as u32,
+        (false, None) => 0,
+    }
+}
+
+/// Bytes of one CPU's value of a statistic.
+pub fn stat_value_size(hist: lang::ir::HistSpec) -> u32 {
+    stat_field::BUCKETS + 8 * stat_buckets(hist)
+}
+
+/// Bytes of the key of an array: its keys packed in order (longs 8, strings the rounded
+/// capacity); a scalar statistic has a 4-byte key that is always 0.
+pub fn key_layout(keys: &[Ty], string_capacity: u32) -> (Vec<u32>, u32) {
+    let mut offsets = Vec::new();
+    let mut off = 0;
+    for ty in keys {
+        offsets.push(off);
+        off += value_size(*ty, string_capacity);
+    }
+    (offsets, off.max(4))
+}
+
+/// Bytes of an array's value.
+pub fn array_value_size(decl: &lang::ir::ArrayDecl, string_capacity: u32) -> u32 {
+    match decl.value {
+        lang::ir::ValueKind::Long => 8,
+        lang::ir::ValueKind::Str => value_size(Ty::Str, string_capacity),
+        lang::ir::ValueKind::Stat => stat_value_size(decl.hist),
+    }
+}
+
+/// The map of array `a` comes after the ring buffer, the globals and the scratch area.
+pub fn array_map_index(a: lang::ir::ArrayId) -> usize {
+    3 + cranelift_entity::EntityRef::index(a)
+}
+
+pub mod record_error {
+    /// An array had no room for a new element; the low 24 bits of the record kind name it.
+    pub const ARRAY_FULL: u32 = 0xfe00_0000;
+    /// A kernel handler ran out of loop iterations; the low 24 bits give the handler.
+    pub const MAX_ACTION: u32 = 0xfd00_0000;
+}

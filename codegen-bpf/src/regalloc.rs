@@ -119,7 +119,7 @@ fn live_intervals(func: &Function, order: &[Block]) -> SecondaryMap<Var, Option<
                 set(&mut live, c);
             }
             for inst in data.insts.iter().rev() {
-                if let Some(d) = inst.kind.def() {
+                for d in inst.kind.defs() {
                     clear(&mut live, d);
                 }
                 for u in inst.kind.uses() {
@@ -154,7 +154,7 @@ fn live_intervals(func: &Function, order: &[Block]) -> SecondaryMap<Var, Option<
             for u in inst.kind.uses() {
                 extend(u, at);
             }
-            if let Some(d) = inst.kind.def() {
+            for d in inst.kind.defs() {
                 extend(d, at);
             }
         }

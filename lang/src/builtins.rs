@@ -12,14 +12,12 @@ use crate::ir::{AddrSpace, Ty};
 pub enum Builtin {
     Pid,
     Tid,
-    Ppid,
     Uid,
-    Euid,
     Gid,
-    Egid,
     Cpu,
     Execname,
-    Pexecname,
+    /// The current `struct task_struct *`.
+    TaskCurrent,
     GettimeofdayS,
     GettimeofdayMs,
     GettimeofdayUs,
@@ -75,8 +73,10 @@ const fn sig(name: &'static str, params: &'static [Ty], ret: Ty, runs: Runs, low
     Signature { name, params, ret, runs, lowering }
 }
 
+/// Facts about the current task. In a user-space probe (`begin`, `end`, timers) the current
+/// task is bpftap itself, as it is stapio's for SystemTap.
 const fn context(name: &'static str, ret: Ty, b: Builtin) -> Signature {
-    sig(name, &[], ret, Runs::Kernel, Lowering::Builtin(b))
+    sig(name, &[], ret, Runs::Anywhere, Lowering::Builtin(b))
 }
 
 const fn pure(name: &'static str, params: &'static [Ty], ret: Ty, b: Builtin) -> Signature {
@@ -94,14 +94,11 @@ use AddrSpace::{Kernel as K, User as U};
 pub const BUILTINS: &[Signature] = &[
     context("pid", L, Builtin::Pid),
     context("tid", L, Builtin::Tid),
-    context("ppid", L, Builtin::Ppid),
     context("uid", L, Builtin::Uid),
-    context("euid", L, Builtin::Euid),
     context("gid", L, Builtin::Gid),
-    context("egid", L, Builtin::Egid),
     context("cpu", L, Builtin::Cpu),
     context("execname", S, Builtin::Execname),
-    context("pexecname", S, Builtin::Pexecname),
+    sig("task_current", &[], L, Runs::Kernel, Lowering::Builtin(Builtin::TaskCurrent)),
     pure("gettimeofday_s", &[], L, Builtin::GettimeofdayS),
     pure("gettimeofday_ms", &[], L, Builtin::GettimeofdayMs),
     pure("gettimeofday_us", &[], L, Builtin::GettimeofdayUs),

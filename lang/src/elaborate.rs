@@ -171,6 +171,9 @@ impl Ctx<'_> {
             )));
         }
         let wildcard = point.components.iter().any(|c| is_pattern(&c.name));
+        if let Some(r) = self.syscall_wildcard(point) {
+            return Ok(vec![r]);
+        }
         let mut found = Vec::new();
         let mut failure = None;
         let mut alias_names = BTreeSet::new();
@@ -220,6 +223,75 @@ impl Ctx<'_> {
             self.tracepoints = Some(self.kernel.tracepoints());
         }
         self.tracepoints.as_deref().unwrap_or_default()
+    }
+
+    /// `syscall.*` and other wildcards matching many syscalls: one program on the
+    /// `raw_syscalls` tracepoint with `name` and `syscall_nr`, filtered to the matching
+    /// numbers, instead of one attachment per syscall. Attaching and detaching hundreds of
+    /// tracepoints takes seconds (a perf-event link takes about 85 ms to close here); one
+    /// raw tracepoint takes a millisecond, and its filter costs a few instructions.
+    fn syscall_wildcard(&mut self, point: &ProbePoint) -> Option<Resolved> {
+        const MIN_MATCHES: usize = 5;
+        let comps = &point.components;
+        let family = comps.first().map(|c| c.name.as_str());
+        if !matches!(family, Some("syscall" | "nd_syscall")) || !(2..=3).contains(&comps.len()) {
+            return None;
+        }
+        if comps.iter().any(|c| c.arg.is_some()) || !is_pattern(&comps[1].name) {
+            return None;
+        }
+        let want_return = match comps.get(2) {
+            None => false,
+            Some(c) if c.name == "return" => true,
+            Some(_) => return None,
+        };
+        let pattern = comps[1].name.clone();
+        let numbers: Vec<u32> = crate::syscall_table::SYSCALLS
+            .iter()
+            .filter(|(_, name)| glob_match(&pattern, name))
+            .map(|(nr, _)| *nr)
+            .collect();
+        if numbers.len() < MIN_MATCHES {
+            return None;
+        }
+        let event = if want_return { "sys_exit" } else { "sys_enter" };
+        let format = self.kernel.tracepoint("raw_syscalls", event).ok()?;
+        let span = point.span;
+        let id = || Expr::new(ExprKind::TargetVar("id".into()), span);
+        let mut stmts = Vec::new();
+        if numbers.len() < crate::syscall_table::SYSCALLS.len() {
+            // if (!(id == a || id == b ...)) next
+            let test = numbers
+                .iter()
+                .map(|nr| {
+                    let lhs = Box::new(id());
+                    let rhs = Box::new(Expr::new(ExprKind::Number(*nr as i64), span));
+                    Expr::new(ExprKind::Compare { op: ast::CompareOp::Eq, lhs, rhs }, span)
+                })
+                .reduce(|a, b| {
+                    Expr::new(ExprKind::Logical { op: ast::LogicalOp::Or, lhs: Box::new(a), rhs: Box::new(b) }, span)
+                })?;
+            let not = Expr::new(ExprKind::Unary { op: ast::UnaryOp::Not, expr: Box::new(test) }, span);
+            let next = Stmt { kind: StmtKind::Next, span };
+            stmts.push(Stmt { kind: StmtKind::If { cond: not, then: Box::new(next), els: None }, span });
+        }
+        stmts.push(assign_stmt("syscall_nr", id(), span));
+        let name_call = Expr::new(ExprKind::Call { name: "syscall_name".into(), args: vec![id()] }, span);
+        stmts.push(assign_stmt("name", name_call, span));
+        if want_return {
+            let ret = Expr::new(ExprKind::TargetVar("ret".into()), span);
+            stmts.push(assign_stmt("retval", ret.clone(), span));
+            let call = Expr::new(ExprKind::Call { name: "_syscall_retstr".into(), args: vec![ret] }, span);
+            stmts.push(assign_stmt("retstr", call, span));
+        }
+        Some(Resolved {
+            point: format!("kernel.trace(\"raw_syscalls:{event}\")"),
+            user_point: point_text(point),
+            target: Target::Tracepoint { group: "raw_syscalls".into(), event: event.into(), record_size: format.record_size() },
+            format: Some(format),
+            prologue: vec![Block { stmts, span }],
+            epilogue: vec![],
+        })
     }
 
     /// `syscall.NAME` and `syscall.NAME.return` for every syscall tracepoint, with `name`

@@ -36,6 +36,11 @@ entity_impl!(Var, "v");
 pub struct GlobalId(u32);
 entity_impl!(GlobalId, "g");
 
+/// A global array or statistic.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ArrayId(u32);
+entity_impl!(ArrayId, "a");
+
 /// An interned printf/sprintf format.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct FmtId(u32);
@@ -52,6 +57,7 @@ pub enum Ty {
 #[derive(Clone, Debug, Default)]
 pub struct Program {
     pub globals: PrimaryMap<GlobalId, GlobalDecl>,
+    pub arrays: PrimaryMap<ArrayId, ArrayDecl>,
     pub formats: PrimaryMap<FmtId, FormatDecl>,
     pub handlers: Vec<Handler>,
     /// Capacity of every string buffer in bytes, the terminating NUL included
@@ -67,6 +73,65 @@ pub struct GlobalDecl {
     /// Read somewhere in the script; globals never read are printed at exit.
     pub read: bool,
 }
+
+/// A global array (`keys` non-empty) or a scalar statistic (no keys, `value` Stat).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ArrayDecl {
+    pub name: String,
+    pub keys: Vec<Ty>,
+    pub value: ValueKind,
+    /// Entries the array can hold (MAXMAPENTRIES or the declared size).
+    pub max_entries: u32,
+    /// Declared with `%`: the oldest entries go when it is full, instead of an error.
+    pub wrap: bool,
+    /// Histogram buckets the statistic keeps.
+    pub hist: HistSpec,
+    /// Read somewhere in the script; arrays never read are printed at exit.
+    pub read: bool,
+}
+
+/// Which histograms a statistic keeps buckets for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct HistSpec {
+    pub log: bool,
+    /// `(lo, hi, step)` of `@hist_linear`.
+    pub linear: Option<(i64, i64, i64)>,
+}
+
+pub use crate::types::ValueKind;
+
+/// A statistic's summary value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StatOp {
+    Count,
+    Sum,
+    Min,
+    Max,
+    Avg,
+    Variance,
+}
+
+/// A histogram to print.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HistKind {
+    Log,
+    Linear { lo: i64, hi: i64, step: i64 },
+}
+
+/// How `foreach` orders the elements.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SortSpec {
+    /// 0 sorts by the value, `i + 1` by the i-th key.
+    pub column: usize,
+    pub ascending: bool,
+    /// For statistics: which summary the value column means (`@count` by default).
+    pub stat: StatOp,
+}
+
+/// An iteration in progress in a user-space handler (a `foreach`).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct IterId(u32);
+entity_impl!(IterId, "it");
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Const {
@@ -222,6 +287,30 @@ pub enum InstKind {
     AddGlobal { global: GlobalId, src: Var },
     /// `exit()`: ask the runtime to stop after this handler.
     Exit,
+    /// A kernel handler ran more loop iterations than MAXACTION allows: report it and end
+    /// the script (as SystemTap does), then end the handler.
+    MaxActionExceeded,
+    /// `dst = array[keys]`; 0 or "" when absent.
+    ArrayGet { dst: Var, array: ArrayId, keys: Vec<Var> },
+    ArraySet { array: ArrayId, keys: Vec<Var>, src: Var },
+    /// `array[keys] += src` without losing concurrent updates.
+    ArrayAdd { array: ArrayId, keys: Vec<Var>, src: Var },
+    /// `delete array[keys]`.
+    ArrayDelete { array: ArrayId, keys: Vec<Var> },
+    /// `delete array`.
+    ArrayClear { array: ArrayId },
+    /// `dst = [keys] in array`.
+    ArrayContains { dst: Var, array: ArrayId, keys: Vec<Var> },
+    /// `array[keys] <<< value`.
+    StatAdd { array: ArrayId, keys: Vec<Var>, value: Var },
+    /// `dst = @op(array[keys])` (user space: merges the CPUs).
+    StatGet { dst: Var, array: ArrayId, keys: Vec<Var>, op: StatOp },
+    /// `print(@hist_log(array[keys]))`.
+    PrintHist { array: ArrayId, keys: Vec<Var>, kind: HistKind },
+    /// Starts a `foreach`: snapshots and sorts the keys (user space only).
+    IterStart { iter: IterId, array: ArrayId, sort: Option<SortSpec>, limit: Option<Var> },
+    /// `has = 1` and the next element's keys (and value) set, or `has = 0` at the end.
+    IterNext { has: Var, iter: IterId, keys: Vec<Var>, value: Option<Var> },
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -251,9 +340,25 @@ impl InstKind {
             | InstKind::Read { dst, .. }
             | InstKind::ReadStr { dst, .. }
             | InstKind::Sprintf { dst, .. }
-            | InstKind::LoadGlobal { dst, .. } => Some(*dst),
+            | InstKind::LoadGlobal { dst, .. }
+            | InstKind::ArrayGet { dst, .. }
+            | InstKind::ArrayContains { dst, .. }
+            | InstKind::StatGet { dst, .. } => Some(*dst),
             InstKind::Call { dst, .. } => *dst,
-            InstKind::Printf { .. } | InstKind::StoreGlobal { .. } | InstKind::AddGlobal { .. } | InstKind::Exit => None,
+            InstKind::Printf { .. }
+            | InstKind::StoreGlobal { .. }
+            | InstKind::AddGlobal { .. }
+            | InstKind::Exit
+            | InstKind::MaxActionExceeded
+            | InstKind::ArraySet { .. }
+            | InstKind::ArrayAdd { .. }
+            | InstKind::ArrayDelete { .. }
+            | InstKind::ArrayClear { .. }
+            | InstKind::StatAdd { .. }
+            | InstKind::PrintHist { .. }
+            | InstKind::IterStart { .. } => None,
+            // IterNext writes several variables; `defs` lists them all.
+            InstKind::IterNext { has, .. } => Some(*has),
         }
     }
 
@@ -270,7 +375,8 @@ impl InstKind {
             | InstKind::LoadContextDataLoc { .. }
             | InstKind::LoadContextStr { .. }
             | InstKind::LoadGlobal { .. }
-            | InstKind::Exit => vec![],
+            | InstKind::Exit
+            | InstKind::MaxActionExceeded => vec![],
             InstKind::Copy { src, .. } | InstKind::Unary { src, .. } => vec![*src],
             InstKind::Binary { lhs, rhs, .. } | InstKind::Compare { lhs, rhs, .. } => {
                 std::iter::once(*lhs).chain(op(rhs)).collect()
@@ -279,13 +385,46 @@ impl InstKind {
             InstKind::Read { addr, .. } | InstKind::ReadStr { addr, .. } => vec![*addr],
             InstKind::Call { args, .. } | InstKind::Sprintf { args, .. } | InstKind::Printf { args, .. } => args.clone(),
             InstKind::StoreGlobal { src, .. } | InstKind::AddGlobal { src, .. } => vec![*src],
+            InstKind::ArrayGet { keys, .. }
+            | InstKind::ArrayDelete { keys, .. }
+            | InstKind::ArrayContains { keys, .. }
+            | InstKind::StatGet { keys, .. }
+            | InstKind::PrintHist { keys, .. } => keys.clone(),
+            InstKind::ArraySet { keys, src, .. } | InstKind::ArrayAdd { keys, src, .. } => {
+                keys.iter().copied().chain([*src]).collect()
+            }
+            InstKind::StatAdd { keys, value, .. } => keys.iter().copied().chain([*value]).collect(),
+            InstKind::ArrayClear { .. } | InstKind::IterNext { .. } => vec![],
+            InstKind::IterStart { limit, .. } => limit.iter().copied().collect(),
+        }
+    }
+
+    /// Every variable this instruction writes.
+    pub fn defs(&self) -> Vec<Var> {
+        match self {
+            InstKind::IterNext { has, keys, value, .. } => {
+                std::iter::once(*has).chain(keys.iter().copied()).chain(*value).collect()
+            }
+            other => other.def().into_iter().collect(),
         }
     }
 
     /// Whether removing this instruction (when its result is unused) changes behaviour.
     pub fn has_side_effects(&self) -> bool {
         match self {
-            InstKind::Printf { .. } | InstKind::StoreGlobal { .. } | InstKind::AddGlobal { .. } | InstKind::Exit => true,
+            InstKind::Printf { .. }
+            | InstKind::StoreGlobal { .. }
+            | InstKind::AddGlobal { .. }
+            | InstKind::Exit
+            | InstKind::MaxActionExceeded
+            | InstKind::ArraySet { .. }
+            | InstKind::ArrayAdd { .. }
+            | InstKind::ArrayDelete { .. }
+            | InstKind::ArrayClear { .. }
+            | InstKind::StatAdd { .. }
+            | InstKind::PrintHist { .. }
+            | InstKind::IterStart { .. }
+            | InstKind::IterNext { .. } => true,
             InstKind::Call { builtin, .. } => builtin.has_side_effects(),
             _ => false,
         }
@@ -446,6 +585,30 @@ impl fmt::Display for InstKind {
             InstKind::StoreGlobal { global, src } => write!(f, "store {global}, {src}"),
             InstKind::AddGlobal { global, src } => write!(f, "atomic_add {global}, {src}"),
             InstKind::Exit => write!(f, "exit"),
+            InstKind::MaxActionExceeded => write!(f, "maxaction_exceeded"),
+            InstKind::ArrayGet { dst, array, keys } => write!(f, "{dst} = {array}[{}]", join(keys)),
+            InstKind::ArraySet { array, keys, src } => write!(f, "{array}[{}] = {src}", join(keys)),
+            InstKind::ArrayAdd { array, keys, src } => write!(f, "atomic_add {array}[{}], {src}", join(keys)),
+            InstKind::ArrayDelete { array, keys } => write!(f, "delete {array}[{}]", join(keys)),
+            InstKind::ArrayClear { array } => write!(f, "delete {array}"),
+            InstKind::ArrayContains { dst, array, keys } => write!(f, "{dst} = [{}] in {array}", join(keys)),
+            InstKind::StatAdd { array, keys, value } => write!(f, "{array}[{}] <<< {value}", join(keys)),
+            InstKind::StatGet { dst, array, keys, op } => write!(f, "{dst} = @{op:?}({array}[{}])", join(keys)),
+            InstKind::PrintHist { array, keys, kind } => write!(f, "print_hist {kind:?} {array}[{}]", join(keys)),
+            InstKind::IterStart { iter, array, sort, limit } => {
+                write!(f, "{iter} = iterate {array} sort {sort:?}")?;
+                match limit {
+                    Some(l) => write!(f, " limit {l}"),
+                    None => Ok(()),
+                }
+            }
+            InstKind::IterNext { has, iter, keys, value } => {
+                write!(f, "{has} = next {iter} -> [{}]", join(keys))?;
+                match value {
+                    Some(v) => write!(f, ", {v}"),
+                    None => Ok(()),
+                }
+            }
         }
     }
 }
@@ -489,6 +652,9 @@ impl fmt::Display for Program {
                 Some(Const::Str(s)) => writeln!(f, " = {s:?}")?,
                 None => writeln!(f)?,
             }
+        }
+        for (a, decl) in self.arrays.iter() {
+            writeln!(f, "array {a}: {:?} -> {:?} ; {}", decl.keys, decl.value, decl.name)?;
         }
         for (id, decl) in self.formats.iter() {
             writeln!(f, "{id} = {:?}", decl.text)?;

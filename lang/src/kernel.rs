@@ -39,6 +39,24 @@ impl TracepointFormat {
     }
 }
 
+/// A BTF type id of the running kernel.
+pub type TypeId = u32;
+
+/// A kernel C type, as far as the compiler cares: typedefs, `const` and `volatile` are
+/// already looked through.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CType {
+    /// Integers, enums, `bool`, `char`.
+    Int { size: u32, signed: bool },
+    Pointer { to: TypeId },
+    Array { elem: TypeId, len: u32 },
+    /// A struct or union.
+    Struct { name: String, size: u32 },
+    Void,
+    /// Functions, floats and the like: nothing a script can use.
+    Other(String),
+}
+
 /// Why a kernel fact could not be had.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum KernelError {
@@ -46,6 +64,12 @@ pub enum KernelError {
     NoTracepoint(String, String),
     #[error("cannot read {path}: {reason}")]
     Unreadable { path: String, reason: String },
+    #[error("the kernel's BTF has no type `{0}`")]
+    NoType(String),
+    #[error("`{ty}` has no member `{member}`")]
+    NoMember { ty: String, member: String },
+    #[error("this kernel has no BTF (/sys/kernel/btf/vmlinux): {0}")]
+    NoBtf(String),
 }
 
 /// What the compiler may ask of a kernel.
@@ -60,6 +84,18 @@ pub trait KernelInfo {
     fn arch(&self) -> String;
     /// The value of a kernel config option (`y`, `m`, a string or a number), where known.
     fn config(&self, name: &str) -> Option<String>;
+    /// The id of a struct, union or typedef by name (`task_struct`, `struct sock`).
+    fn type_by_name(&self, name: &str) -> Result<TypeId, KernelError> {
+        Err(KernelError::NoType(name.to_string()))
+    }
+    /// A type, with typedefs and qualifiers looked through.
+    fn type_of(&self, id: TypeId) -> Result<CType, KernelError> {
+        Err(KernelError::NoType(format!("#{id}")))
+    }
+    /// A member of a struct or union (searching anonymous members): its byte offset and type.
+    fn member(&self, id: TypeId, member: &str) -> Result<(u32, TypeId), KernelError> {
+        Err(KernelError::NoMember { ty: format!("#{id}"), member: member.to_string() })
+    }
 }
 
 /// A tiny kernel for unit tests: tracepoints given as data.

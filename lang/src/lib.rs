@@ -33,4 +33,5 @@ pub mod preprocess;
 pub mod pretty;
 pub mod printf;
 pub mod span;
+pub mod syscall_table;
 pub mod types;

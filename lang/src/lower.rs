@@ -15,7 +15,7 @@ use crate::builtins::{self, Lowering};
 use crate::diag::Diagnostic;
 use crate::elaborate::Elaborated;
 use crate::ir::{self, BinOp, CmpOp, FmtId, GlobalId, InstKind, Operand, Terminator, Ty, UnOp, Var};
-use crate::kernel::TracepointFormat;
+use crate::kernel::{CType, KernelInfo, TracepointFormat, TypeId};
 use crate::printf::{self, ArgType};
 use crate::span::Span;
 use crate::types::{field_ty, Scope, TypeTable};
@@ -27,15 +27,22 @@ pub struct Options {
     pub string_capacity: u32,
     /// `$1..$N` / `@1..@N`.
     pub script_args: Vec<String>,
+    /// SystemTap's MAXMAPENTRIES: the capacity of arrays declared without a size.
+    pub max_map_entries: u32,
 }
 
 impl Default for Options {
     fn default() -> Options {
-        Options { string_capacity: 128, script_args: Vec::new() }
+        Options { string_capacity: 128, script_args: Vec::new(), max_map_entries: 2048 }
     }
 }
 
-pub fn lower(script: &Elaborated, types: &TypeTable, options: &Options) -> (ir::Program, Vec<Diagnostic>) {
+pub fn lower(
+    script: &Elaborated,
+    types: &TypeTable,
+    kernel: &dyn KernelInfo,
+    options: &Options,
+) -> (ir::Program, Vec<Diagnostic>) {
     let mut program = ir::Program { string_capacity: options.string_capacity, ..Default::default() };
     let mut globals = HashMap::new();
     for g in &script.globals {
@@ -52,6 +59,23 @@ pub fn lower(script: &Elaborated, types: &TypeTable, options: &Options) -> (ir::
         let id = program.globals.push(ir::GlobalDecl { name: g.name.clone(), ty: *ty, init, read: false });
         globals.insert(g.name.clone(), id);
     }
+    let mut arrays = HashMap::new();
+    for (name, t) in &types.arrays {
+        let decl = script.globals.iter().find(|g| &g.name == name);
+        let (Some(value), Some(keys)) = (t.value, t.keys.iter().copied().collect::<Option<Vec<Ty>>>()) else {
+            continue;
+        };
+        let id = program.arrays.push(ir::ArrayDecl {
+            name: name.clone(),
+            keys,
+            value,
+            max_entries: decl.and_then(|g| g.size).map_or(options.max_map_entries, |n| n.clamp(1, 1 << 24) as u32),
+            wrap: decl.is_some_and(|g| g.wrap),
+            hist: ir::HistSpec { log: t.hist_log, linear: t.hist_linear },
+            read: false,
+        });
+        arrays.insert(name.clone(), id);
+    }
     let mut diags = Vec::new();
     let mut formats = HashMap::new();
     let pure = pure_functions(script);
@@ -59,9 +83,11 @@ pub fn lower(script: &Elaborated, types: &TypeTable, options: &Options) -> (ir::
         let mut cx = Ctx {
             script,
             types,
+            kernel_info: kernel,
             options,
             program: &mut program,
             globals: &globals,
+            arrays: &arrays,
             formats: &mut formats,
             diags: &mut diags,
             func: ir::Function::default(),
@@ -72,6 +98,8 @@ pub fn lower(script: &Elaborated, types: &TypeTable, options: &Options) -> (ir::
             kernel: !probe.target.is_user_space(),
             exit_block: None,
             skip: dead_assignments(&probe.body, &pure, types, &Scope::Probe(i)),
+            next_iter: 0,
+            loop_budget: None,
         };
         let entry = cx.func.new_block();
         let exit = cx.func.new_block();
@@ -103,6 +131,24 @@ pub fn lower(script: &Elaborated, types: &TypeTable, options: &Options) -> (ir::
     for (g, decl) in program.globals.iter_mut() {
         decl.read = read[g.index()];
     }
+    let mut array_read = vec![false; program.arrays.len()];
+    for h in &program.handlers {
+        for b in h.func.blocks.values() {
+            for inst in &b.insts {
+                match inst.kind {
+                    InstKind::ArrayGet { array, .. }
+                    | InstKind::ArrayContains { array, .. }
+                    | InstKind::StatGet { array, .. }
+                    | InstKind::PrintHist { array, .. }
+                    | InstKind::IterStart { array, .. } => array_read[array.index()] = true,
+                    _ => {}
+                }
+            }
+        }
+    }
+    for (a, decl) in program.arrays.iter_mut() {
+        decl.read = array_read[a.index()];
+    }
     (program, diags)
 }
 
@@ -119,9 +165,11 @@ struct Frame {
 struct Ctx<'a> {
     script: &'a Elaborated,
     types: &'a TypeTable,
+    kernel_info: &'a dyn KernelInfo,
     options: &'a Options,
     program: &'a mut ir::Program,
     globals: &'a HashMap<String, GlobalId>,
+    arrays: &'a HashMap<String, ir::ArrayId>,
     formats: &'a mut HashMap<String, FmtId>,
     diags: &'a mut Vec<Diagnostic>,
     func: ir::Function,
@@ -134,9 +182,17 @@ struct Ctx<'a> {
     /// The handler runs in the kernel.
     kernel: bool,
     exit_block: Option<ir::Block>,
-    /// Assignments (by span) to probe locals nobody reads, with pure values: not lowered.
-    skip: HashSet<Span>,
+    /// Assignments to probe locals nobody reads, with pure values: not lowered. Keyed by
+    /// node address, since generated statements share one span.
+    skip: HashSet<*const Expr>,
+    next_iter: usize,
+    /// The kernel handler's loop budget variable, made on the first loop.
+    loop_budget: Option<Var>,
 }
+
+/// Loop iterations a kernel handler may run (SystemTap's MAXACTION counts statements; a
+/// loop iteration is the unit that can run away).
+pub const MAX_LOOP_ITERATIONS: i64 = 1000;
 
 impl Ctx<'_> {
     fn frame(&self) -> &Frame {
@@ -188,7 +244,7 @@ impl Ctx<'_> {
         match &s.kind {
             StmtKind::Block(b) => self.block(b),
             StmtKind::Expr(e) => {
-                if self.frames.len() == 1 && self.skip.contains(&e.span) {
+                if self.frames.len() == 1 && self.skip.contains(&(e as *const Expr)) {
                     return;
                 }
                 self.expr(e);
@@ -234,7 +290,9 @@ impl Ctx<'_> {
                 }
                 self.terminate(Terminator::Jump(target));
             }
-            StmtKind::Foreach(_) | StmtKind::Delete(_) | StmtKind::Try { .. } => self.error(
+            StmtKind::Foreach(fe) => self.foreach(fe, s.span),
+            StmtKind::Delete(e) => self.delete(e),
+            StmtKind::Try { .. } => self.error(
                 Diagnostic::error("E0299", "this statement is not supported yet", s.span)
                     .with_help("bpftap does not compile this construct yet"),
             ),
@@ -250,6 +308,7 @@ impl Ctx<'_> {
             (self.func.new_block(), self.func.new_block(), self.func.new_block(), self.func.new_block());
         self.terminate(Terminator::Jump(head));
         self.switch_to(head);
+        self.spend_loop_budget(body.span);
         match cond {
             Some(c) => self.cond(c, body_b, done),
             None => self.terminate(Terminator::Jump(body_b)),
@@ -265,6 +324,36 @@ impl Ctx<'_> {
         }
         self.terminate(Terminator::Jump(head));
         self.switch_to(done);
+    }
+
+    /// In a kernel handler, every loop iteration spends one unit of a budget of
+    /// [`MAX_LOOP_ITERATIONS`]; when it runs out the handler reports MAXACTION and ends.
+    /// This bounds every loop, which the verifier requires, whatever the loop's condition.
+    fn spend_loop_budget(&mut self, span: Span) {
+        if !self.kernel {
+            return;
+        }
+        let budget = match self.loop_budget {
+            Some(v) => v,
+            None => {
+                let v = self.func.new_var(Ty::Long, Some("__loop_budget".into()));
+                let entry = self.func.entry.expect("set before lowering a body");
+                let init = InstKind::Const { dst: v, value: MAX_LOOP_ITERATIONS };
+                self.func.blocks[entry].insts.insert(0, ir::Inst { kind: init, span });
+                self.loop_budget = Some(v);
+                v
+            }
+        };
+        self.emit(InstKind::Binary { op: BinOp::Sub, dst: budget, lhs: budget, rhs: Operand::Imm(1) }, span);
+        let spent = self.temp(Ty::Long);
+        self.emit(InstKind::Compare { op: CmpOp::Lt, dst: spent, lhs: budget, rhs: Operand::Imm(0) }, span);
+        let (stop, go) = (self.func.new_block(), self.func.new_block());
+        self.terminate(Terminator::Branch { cond: spent, then: stop, els: go });
+        self.switch_to(stop);
+        self.emit(InstKind::MaxActionExceeded, span);
+        let exit = self.exit_block.expect("set before lowering a body");
+        self.terminate(Terminator::Jump(exit));
+        self.switch_to(go);
     }
 
     /// Branches on a condition without materializing 0/1 where it can.
@@ -369,7 +458,14 @@ impl Ctx<'_> {
                         format!("script argument {}{index} was not given", if *as_string { "@" } else { "$" }),
                         span,
                     ));
-                    return Some(self.constant(0, span));
+                    // A value of the right type, so no second error follows from this one.
+                    return Some(if *as_string {
+                        let v = self.temp(Ty::Str);
+                        self.emit(InstKind::StrConst { dst: v, value: String::new() }, span);
+                        v
+                    } else {
+                        self.constant(0, span)
+                    });
                 };
                 if *as_string {
                     let v = self.temp(Ty::Str);
@@ -465,6 +561,16 @@ impl Ctx<'_> {
             ExprKind::Assign { op, target, value } => self.assign(*op, target, value, span),
             ExprKind::IncDec { target, increment, prefix } => {
                 let delta = if *increment { 1 } else { -1 };
+                if let ExprKind::Index { base, keys } = &target.kind {
+                    let one = Expr::new(ExprKind::Number(delta), span);
+                    let now = self.assign_element(AssignOp::Op(BinaryOp::Add), base, keys, &one, span)?;
+                    if *prefix {
+                        return Some(now);
+                    }
+                    let old = self.temp(Ty::Long);
+                    self.emit(InstKind::Binary { op: BinOp::Sub, dst: old, lhs: now, rhs: Operand::Imm(delta) }, span);
+                    return Some(old);
+                }
                 let ExprKind::Ident(name) = &target.kind else {
                     self.error(Diagnostic::error("E0208", "cannot increment this expression", target.span));
                     return None;
@@ -493,6 +599,61 @@ impl Ctx<'_> {
                 }
             }
             ExprKind::Call { name, args } => self.call(name, args, span),
+            ExprKind::Member { .. } | ExprKind::Cast { .. } | ExprKind::AddressOf(_) | ExprKind::Deref(_) => {
+                self.typed(e).map(|(v, _)| v)
+            }
+            ExprKind::Index { base, keys } if !matches!(base.kind, ExprKind::Ident(_)) => {
+                // `$ptr[i]` / `$s->arr[i]`: element i of a kernel array or pointer.
+                let [index] = keys.as_slice() else {
+                    self.error(Diagnostic::error("E0313", "a kernel array takes one index", span));
+                    return None;
+                };
+                let (base_v, ty) = self.typed(base)?;
+                let Some(elem) = ty.and_then(|t| self.pointee(t, base.span)) else {
+                    self.error(Diagnostic::error("E0313", "only a typed kernel pointer or array can be indexed", base.span));
+                    return None;
+                };
+                let size = self.type_size(elem).unwrap_or(8);
+                let i = self.long_expr(index);
+                let scaled = self.temp(Ty::Long);
+                self.emit(InstKind::Binary { op: BinOp::Mul, dst: scaled, lhs: i, rhs: Operand::Imm(size as i64) }, span);
+                let addr = self.temp(Ty::Long);
+                self.emit(InstKind::Binary { op: BinOp::Add, dst: addr, lhs: base_v, rhs: Operand::Var(scaled) }, span);
+                self.load_typed(addr, elem, span).map(|(v, _)| v)
+            }
+            ExprKind::Index { base, keys } => {
+                let (array, keys) = self.array_ref(base, keys)?;
+                let ty = self.array_value_ty(array, span)?;
+                let dst = self.temp(ty);
+                self.emit(InstKind::ArrayGet { dst, array, keys }, span);
+                Some(dst)
+            }
+            ExprKind::In { keys, array } => {
+                let (array, keys) = self.array_ref(array, keys)?;
+                let dst = self.temp(Ty::Long);
+                self.emit(InstKind::ArrayContains { dst, array, keys }, span);
+                Some(dst)
+            }
+            ExprKind::Aggregate { target, value } => {
+                let (array, keys) = self.stat_ref(target)?;
+                let v = self.long_expr(value);
+                self.emit(InstKind::StatAdd { array, keys, value: v }, span);
+                Some(v)
+            }
+            ExprKind::Stat { op, expr } => {
+                if self.kernel {
+                    self.error(kernel_only("statistic extraction (`@count`, `@avg`, ...)", span));
+                    return None;
+                }
+                let (array, keys) = self.stat_ref(expr)?;
+                let dst = self.temp(Ty::Long);
+                self.emit(InstKind::StatGet { dst, array, keys, op: stat_op(*op) }, span);
+                Some(dst)
+            }
+            ExprKind::Hist { .. } => {
+                self.error(Diagnostic::error("E0311", "a histogram can only be printed: `print(@hist_log(s))`", span));
+                None
+            }
             _ => {
                 self.error(
                     Diagnostic::error("E0299", "this expression is not supported yet", span)
@@ -533,6 +694,9 @@ impl Ctx<'_> {
     }
 
     fn assign(&mut self, op: AssignOp, target: &Expr, value: &Expr, span: Span) -> Option<Var> {
+        if let ExprKind::Index { base, keys } = &target.kind {
+            return self.assign_element(op, base, keys, value, span);
+        }
         let ExprKind::Ident(name) = &target.kind else {
             self.error(
                 Diagnostic::error("E0299", "assignment to this target is not supported yet", target.span)
@@ -592,6 +756,324 @@ impl Ctx<'_> {
                 Some(result)
             }
         }
+    }
+
+    /// An expression whose kernel C type is known: `$field` of a tracepoint, `@cast`,
+    /// `->member`, `&`, `*`. Returns its value and, for pointers (and arrays, which decay
+    /// to their address), the type pointed to.
+    fn typed(&mut self, e: &Expr) -> Option<(Var, Option<TypeId>)> {
+        let span = e.span;
+        match &e.kind {
+            ExprKind::Cast { expr, type_name, .. } => {
+                let v = self.long_expr(expr);
+                let id = self.kernel_type(type_name, span)?;
+                Some((v, Some(id)))
+            }
+            ExprKind::TargetVar(name) => {
+                let field = self.format.and_then(|f| f.field(name)).cloned();
+                let v = self.target_var(name, span)?;
+                let pointee = field.and_then(|f| {
+                    let t = f.c_type.trim().strip_suffix('*')?.trim().trim_start_matches("const ").to_string();
+                    self.kernel_info.type_by_name(&t).ok()
+                });
+                Some((v, pointee))
+            }
+            ExprKind::Member { base, name } => {
+                let (addr, ty) = self.typed(base)?;
+                let Some(ty) = ty else {
+                    self.error(
+                        Diagnostic::error("E0313", format!("cannot find `->{name}`: the type of this value is unknown"), base.span)
+                            .with_help("tell bpftap the type with @cast(ptr, \"struct_name\")"),
+                    );
+                    return None;
+                };
+                let (off, mty) = match self.kernel_info.member(ty, name) {
+                    Ok(m) => m,
+                    Err(err) => {
+                        self.error(Diagnostic::error("E0314", err.to_string(), span));
+                        return None;
+                    }
+                };
+                let at = self.temp(Ty::Long);
+                self.emit(InstKind::Binary { op: BinOp::Add, dst: at, lhs: addr, rhs: Operand::Imm(off as i64) }, span);
+                self.load_typed(at, mty, span)
+            }
+            ExprKind::AddressOf(inner) => match &inner.kind {
+                ExprKind::Member { base, name } => {
+                    let (addr, ty) = self.typed(base)?;
+                    let (off, mty) = self.kernel_info.member(ty?, name).ok()?;
+                    let at = self.temp(Ty::Long);
+                    self.emit(InstKind::Binary { op: BinOp::Add, dst: at, lhs: addr, rhs: Operand::Imm(off as i64) }, span);
+                    Some((at, Some(mty)))
+                }
+                _ => {
+                    self.error(Diagnostic::error("E0313", "`&` takes a `->member` of a kernel value", span));
+                    None
+                }
+            },
+            ExprKind::Deref(inner) => {
+                let (addr, ty) = self.typed(inner)?;
+                match ty {
+                    Some(t) => self.load_typed(addr, t, span),
+                    None => {
+                        let dst = self.temp(Ty::Long);
+                        let space = ir::AddrSpace::Kernel;
+                        self.emit(InstKind::Read { dst, addr, size: 8, signed: true, space }, span);
+                        Some((dst, None))
+                    }
+                }
+            }
+            _ => self.expr(e).map(|v| (v, None)),
+        }
+    }
+
+    /// The value of type `ty` at `addr`: integers and pointers are read; structs and arrays
+    /// stay addresses (so `->` can go on, and arrays decay as in C).
+    fn load_typed(&mut self, addr: Var, ty: TypeId, span: Span) -> Option<(Var, Option<TypeId>)> {
+        let space = ir::AddrSpace::Kernel;
+        match self.kernel_info.type_of(ty) {
+            Ok(CType::Int { size, signed }) if matches!(size, 1 | 2 | 4 | 8) => {
+                let dst = self.temp(Ty::Long);
+                self.emit(InstKind::Read { dst, addr, size: size as u8, signed, space }, span);
+                Some((dst, None))
+            }
+            Ok(CType::Pointer { to }) => {
+                let dst = self.temp(Ty::Long);
+                self.emit(InstKind::Read { dst, addr, size: 8, signed: false, space }, span);
+                Some((dst, Some(to)))
+            }
+            Ok(CType::Struct { .. }) => Some((addr, Some(ty))),
+            Ok(CType::Array { elem, .. }) => Some((addr, Some(elem))),
+            Ok(other) => {
+                self.error(Diagnostic::error("E0315", format!("bpftap cannot read a kernel value of type {other:?}"), span));
+                None
+            }
+            Err(err) => {
+                self.error(Diagnostic::error("E0314", err.to_string(), span));
+                None
+            }
+        }
+    }
+
+    /// For indexing: the element type of a pointer's target or an array.
+    fn pointee(&mut self, ty: TypeId, _span: Span) -> Option<TypeId> {
+        match self.kernel_info.type_of(ty).ok()? {
+            CType::Array { elem, .. } => Some(elem),
+            _ => Some(ty),
+        }
+    }
+
+    fn type_size(&self, ty: TypeId) -> Option<u32> {
+        match self.kernel_info.type_of(ty).ok()? {
+            CType::Int { size, .. } => Some(size),
+            CType::Pointer { .. } => Some(8),
+            CType::Struct { size, .. } => Some(size),
+            CType::Array { elem, len } => self.type_size(elem).map(|s| s * len),
+            _ => None,
+        }
+    }
+
+    fn kernel_type(&mut self, name: &str, span: Span) -> Option<TypeId> {
+        match self.kernel_info.type_by_name(name) {
+            Ok(id) => Some(id),
+            Err(err) => {
+                self.error(Diagnostic::error("E0314", err.to_string(), span));
+                None
+            }
+        }
+    }
+
+    /// The array a name refers to, and its keys lowered.
+    fn array_ref(&mut self, base: &Expr, keys: &[Expr]) -> Option<(ir::ArrayId, Vec<Var>)> {
+        let ExprKind::Ident(name) = &base.kind else {
+            self.error(Diagnostic::error("E0211", "only a global can be indexed", base.span));
+            return None;
+        };
+        let Some(&array) = self.arrays.get(name) else {
+            self.error(Diagnostic::error("E0212", format!("`{name}` is not a global array"), base.span));
+            return None;
+        };
+        let want = self.program.arrays[array].keys.clone();
+        let mut vars = Vec::new();
+        for (k, ty) in keys.iter().zip(want) {
+            let v = self.expr(k)?;
+            if self.func.ty(v) != ty {
+                self.error(Diagnostic::error("E0203", format!("this key of `{name}` should be a {ty}"), k.span));
+                return None;
+            }
+            vars.push(v);
+        }
+        Some((array, vars))
+    }
+
+    /// `s` or `a[k]` used as a statistic.
+    fn stat_ref(&mut self, e: &Expr) -> Option<(ir::ArrayId, Vec<Var>)> {
+        match &e.kind {
+            ExprKind::Index { base, keys } => self.array_ref(base, keys),
+            ExprKind::Ident(_) => self.array_ref(e, &[]),
+            _ => {
+                self.error(Diagnostic::error("E0212", "not a statistic", e.span));
+                None
+            }
+        }
+    }
+
+    fn array_value_ty(&mut self, array: ir::ArrayId, span: Span) -> Option<Ty> {
+        match self.program.arrays[array].value {
+            ir::ValueKind::Long => Some(Ty::Long),
+            ir::ValueKind::Str => Some(Ty::Str),
+            ir::ValueKind::Stat => {
+                let name = self.program.arrays[array].name.clone();
+                self.error(
+                    Diagnostic::error("E0210", format!("`{name}` holds statistics, not values"), span)
+                        .with_help("read it with @count, @sum, @min, @max, @avg or print a @hist_log"),
+                );
+                None
+            }
+        }
+    }
+
+    fn assign_element(&mut self, op: AssignOp, base: &Expr, keys: &[Expr], value: &Expr, span: Span) -> Option<Var> {
+        let (array, keys) = self.array_ref(base, keys)?;
+        let ty = self.array_value_ty(array, span)?;
+        match op {
+            AssignOp::Assign => {
+                let v = self.expr(value)?;
+                self.emit(InstKind::ArraySet { array, keys, src: v }, span);
+                Some(v)
+            }
+            AssignOp::Op(op @ (BinaryOp::Add | BinaryOp::Sub)) if ty == Ty::Long => {
+                let mut v = self.long_expr(value);
+                if op == BinaryOp::Sub {
+                    let neg = self.temp(Ty::Long);
+                    self.emit(InstKind::Unary { op: UnOp::Neg, dst: neg, src: v }, span);
+                    v = neg;
+                }
+                self.emit(InstKind::ArrayAdd { array, keys: keys.clone(), src: v }, span);
+                let now = self.temp(Ty::Long);
+                self.emit(InstKind::ArrayGet { dst: now, array, keys }, span);
+                Some(now)
+            }
+            AssignOp::Op(op) => {
+                let cur = self.temp(ty);
+                self.emit(InstKind::ArrayGet { dst: cur, array, keys: keys.clone() }, span);
+                let result = self.temp(ty);
+                if op == BinaryOp::Concat {
+                    let r = self.str_expr(value);
+                    self.emit(InstKind::Concat { dst: result, lhs: cur, rhs: r }, span);
+                } else {
+                    let r = self.operand(value);
+                    self.emit(InstKind::Binary { op: bin_op(op), dst: result, lhs: cur, rhs: r }, span);
+                }
+                self.emit(InstKind::ArraySet { array, keys, src: result }, span);
+                Some(result)
+            }
+        }
+    }
+
+    fn delete(&mut self, e: &Expr) {
+        match &e.kind {
+            ExprKind::Index { base, keys } => {
+                if let Some((array, keys)) = self.array_ref(base, keys) {
+                    self.emit(InstKind::ArrayDelete { array, keys }, e.span);
+                }
+            }
+            ExprKind::Ident(name) if self.arrays.contains_key(name) => {
+                let array = self.arrays[name];
+                self.emit(InstKind::ArrayClear { array }, e.span);
+            }
+            ExprKind::Ident(name) => match self.resolve(name) {
+                Some(Place::Local(v)) => {
+                    let zero = match self.func.ty(v) {
+                        Ty::Long => InstKind::Const { dst: v, value: 0 },
+                        Ty::Str => InstKind::StrConst { dst: v, value: String::new() },
+                    };
+                    self.emit(zero, e.span);
+                }
+                Some(Place::Global(g, ty)) => {
+                    let v = self.temp(ty);
+                    let zero = match ty {
+                        Ty::Long => InstKind::Const { dst: v, value: 0 },
+                        Ty::Str => InstKind::StrConst { dst: v, value: String::new() },
+                    };
+                    self.emit(zero, e.span);
+                    self.emit(InstKind::StoreGlobal { global: g, src: v }, e.span);
+                }
+                None => {}
+            },
+            _ => self.error(Diagnostic::error("E0208", "cannot delete this expression", e.span)),
+        }
+    }
+
+    fn print_hist(&mut self, kind: &ast::HistKind, expr: &Expr, span: Span) -> Option<Var> {
+        if self.kernel {
+            self.error(kernel_only("printing a histogram", span));
+            return None;
+        }
+        let (array, keys) = self.stat_ref(expr)?;
+        let kind = match (kind, self.program.arrays[array].hist.linear) {
+            (ast::HistKind::Log, _) => ir::HistKind::Log,
+            (ast::HistKind::Linear { .. }, Some((lo, hi, step))) => ir::HistKind::Linear { lo, hi, step },
+            (ast::HistKind::Linear { .. }, None) => return None,
+        };
+        self.emit(InstKind::PrintHist { array, keys, kind }, span);
+        None
+    }
+
+    fn foreach(&mut self, fe: &ast::Foreach, span: Span) {
+        if self.kernel {
+            self.error(kernel_only("`foreach`", span));
+            return;
+        }
+        let ExprKind::Ident(name) = &fe.array.kind else {
+            self.error(Diagnostic::error("E0211", "`foreach` iterates over a global array", fe.array.span));
+            return;
+        };
+        let Some(&array) = self.arrays.get(name) else {
+            self.error(Diagnostic::error("E0212", format!("`{name}` is not a global array"), fe.array.span));
+            return;
+        };
+        let mut keys = Vec::new();
+        for (k, _) in &fe.keys {
+            match self.resolve(k) {
+                Some(Place::Local(v)) => keys.push(v),
+                _ => {
+                    self.error(Diagnostic::error("E0215", format!("`{k}` cannot be a foreach key"), fe.array.span));
+                    return;
+                }
+            }
+        }
+        let value = match &fe.value {
+            Some((v, sp)) => match self.resolve(v) {
+                Some(Place::Local(var)) => Some(var),
+                _ => {
+                    self.error(Diagnostic::error("E0215", format!("`{v}` cannot hold the foreach value"), *sp));
+                    return;
+                }
+            },
+            None => None,
+        };
+        let sort = fe.sort.map(|s| ir::SortSpec {
+            column: s.column,
+            ascending: s.ascending,
+            stat: fe.sort_stat.map_or(ir::StatOp::Count, stat_op),
+        });
+        let limit = fe.limit.as_ref().map(|l| self.long_expr(l));
+        let iter = ir::IterId::new(self.next_iter);
+        self.next_iter += 1;
+        self.emit(InstKind::IterStart { iter, array, sort, limit }, span);
+        let (head, body, done) = (self.func.new_block(), self.func.new_block(), self.func.new_block());
+        self.terminate(Terminator::Jump(head));
+        self.switch_to(head);
+        let has = self.temp(Ty::Long);
+        self.emit(InstKind::IterNext { has, iter, keys, value }, span);
+        self.terminate(Terminator::Branch { cond: has, then: body, els: done });
+        self.switch_to(body);
+        self.loops.push((head, done));
+        self.stmt(&fe.body);
+        self.loops.pop();
+        self.terminate(Terminator::Jump(head));
+        self.switch_to(done);
     }
 
     fn intern_format(&mut self, text: String, args: Vec<Ty>) -> FmtId {
@@ -689,6 +1171,9 @@ impl Ctx<'_> {
                 let mut text = String::new();
                 let mut vars = Vec::new();
                 let mut tys = Vec::new();
+                if let [Expr { kind: ExprKind::Hist { kind, expr }, span: hspan }] = values {
+                    return self.print_hist(kind, expr, *hspan);
+                }
                 for (i, a) in values.iter().enumerate() {
                     let v = self.expr(a)?;
                     if i > 0 {
@@ -736,7 +1221,15 @@ impl Ctx<'_> {
                 Diagnostic::error("E0310", format!("recursive call of `{}`", f.name), span)
                     .with_help("bpftap inlines functions and cannot compile recursion yet"),
             );
-            return None;
+            // A value of the right type, so no second error follows from this one.
+            let ty = self.types.returns.get(&f.name).cloned().flatten()?.0;
+            let v = self.temp(ty);
+            let zero = match ty {
+                Ty::Long => InstKind::Const { dst: v, value: 0 },
+                Ty::Str => InstKind::StrConst { dst: v, value: String::new() },
+            };
+            self.emit(zero, span);
+            return Some(v);
         }
         let ast::FunctionBody::Script(body) = &f.body else {
             self.error(crate::elaborate::embedded_c(f.span));
@@ -825,8 +1318,8 @@ fn expr_is_pure_here(e: &Expr, pure: &HashSet<String>, script: &Elaborated, is_g
 /// `e` is pure: SystemTap elides them, and so do we (an alias's `argstr` costs nothing
 /// when the probe does not print it). Found to a fixpoint, since dropping one may leave
 /// another variable unread.
-fn dead_assignments(body: &Block, pure: &HashSet<String>, types: &TypeTable, scope: &Scope) -> HashSet<Span> {
-    let mut skip: HashSet<Span> = HashSet::new();
+fn dead_assignments(body: &Block, pure: &HashSet<String>, types: &TypeTable, scope: &Scope) -> HashSet<*const Expr> {
+    let mut skip: HashSet<*const Expr> = HashSet::new();
     loop {
         let mut read: HashSet<&str> = HashSet::new();
         let mut candidates: Vec<(&Expr, &str)> = Vec::new();
@@ -840,7 +1333,7 @@ fn dead_assignments(body: &Block, pure: &HashSet<String>, types: &TypeTable, sco
             let mut ok = true;
             crate::elaborate::walk_expr(value, &mut |x| ok &= expr_is_pure_here(x, pure, &Elaborated::default(), |_| true));
             if ok {
-                skip.insert(e.span);
+                skip.insert(e as *const Expr);
             }
         }
         if skip.len() == before {
@@ -853,7 +1346,7 @@ fn dead_assignments(body: &Block, pure: &HashSet<String>, types: &TypeTable, sco
 /// that could be dropped.
 fn collect_reads<'a>(
     body: &'a Block,
-    skip: &HashSet<Span>,
+    skip: &HashSet<*const Expr>,
     read: &mut HashSet<&'a str>,
     candidates: &mut Vec<(&'a Expr, &'a str)>,
 ) {
@@ -864,7 +1357,7 @@ fn collect_reads<'a>(
                 if let ExprKind::Assign { op: AssignOp::Assign, target, value } = &e.kind {
                     if let ExprKind::Ident(name) = &target.kind {
                         candidates.push((e, name));
-                        if !skip.contains(&e.span) {
+                        if !skip.contains(&(e as *const Expr)) {
                             reads_of(value, read);
                         }
                         continue;
@@ -935,6 +1428,22 @@ fn bin_op(op: BinaryOp) -> BinOp {
         BinaryOp::BitXor => BinOp::Xor,
         BinaryOp::Concat => unreachable!("concatenation is lowered separately"),
     }
+}
+
+fn stat_op(op: ast::StatOp) -> ir::StatOp {
+    match op {
+        ast::StatOp::Count => ir::StatOp::Count,
+        ast::StatOp::Sum => ir::StatOp::Sum,
+        ast::StatOp::Min => ir::StatOp::Min,
+        ast::StatOp::Max => ir::StatOp::Max,
+        ast::StatOp::Avg => ir::StatOp::Avg,
+        ast::StatOp::Variance => ir::StatOp::Variance,
+    }
+}
+
+fn kernel_only(what: &str, span: Span) -> Diagnostic {
+    Diagnostic::error("E0312", format!("{what} is not supported in a kernel probe yet"), span)
+        .with_help("do it in an `end` or `timer` probe, which run in user space")
 }
 
 fn cmp_op(op: CompareOp) -> CmpOp {

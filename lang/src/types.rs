@@ -28,18 +28,54 @@ pub enum Scope {
     Function(String),
 }
 
+/// What an array (or a statistic) holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ValueKind {
+    Long,
+    Str,
+    /// `<<<` statistics: count, sum, min, max, variance and histograms.
+    Stat,
+}
+
+/// A global array; a scalar statistic (`s <<< v`) is an array with no keys.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct ArrayType {
+    /// Key types, `None` until inferred.
+    pub keys: Vec<Option<Ty>>,
+    pub value: Option<ValueKind>,
+    /// Where the array was first used, for messages.
+    pub span: Span,
+    /// `@hist_log` is printed somewhere.
+    pub hist_log: bool,
+    /// `@hist_linear(s, lo, hi, step)` with these constants.
+    pub hist_linear: Option<(i64, i64, i64)>,
+}
+
 /// The inferred types. Each entry keeps the span that first fixed it, for conflict messages.
 #[derive(Clone, Debug, Default)]
 pub struct TypeTable {
+    /// Scalar globals.
     pub globals: BTreeMap<String, (Ty, Span)>,
+    /// Array and statistic globals.
+    pub arrays: BTreeMap<String, ArrayType>,
     pub locals: HashMap<Scope, BTreeMap<String, (Ty, Span)>>,
     /// Function results; `None` for functions that return no value.
     pub returns: BTreeMap<String, Option<(Ty, Span)>>,
 }
 
-pub fn check(script: &Elaborated) -> (TypeTable, Vec<Diagnostic>) {
+/// `preset` gives types known from outside the script: globals set with `-G NAME=VALUE`
+/// (a long when VALUE is a number, else a string), as SystemTap infers them.
+pub fn check(script: &Elaborated, preset: &[(String, Ty)]) -> (TypeTable, Vec<Diagnostic>) {
     let mut cx = Ctx { script, table: TypeTable::default(), diags: Vec::new(), changed: false, report: false };
+    for (name, ty) in preset {
+        if let Some(g) = script.globals.iter().find(|g| &g.name == name && !g.is_array) {
+            cx.table.globals.insert(name.clone(), (*ty, g.span));
+        }
+    }
     for g in &script.globals {
+        if g.is_array {
+            cx.table.arrays.insert(g.name.clone(), ArrayType { span: g.span, ..Default::default() });
+        }
         if let Some(init) = &g.init {
             let ty = literal_ty(init);
             if let Some(ty) = ty {
@@ -120,6 +156,14 @@ impl TypeTable {
             String(_) | ArgCount { as_string: true } => Some(Ty::Str),
             ScriptArg { as_string, .. } => Some(if *as_string { Ty::Str } else { Ty::Long }),
             Ident(n) => self.var_ty(scope, n),
+            Index { base, .. } => match &base.kind {
+                Ident(a) => match self.arrays.get(a).and_then(|t| t.value) {
+                    Some(ValueKind::Long) => Some(Ty::Long),
+                    Some(ValueKind::Str) => Some(Ty::Str),
+                    _ => None,
+                },
+                _ => None,
+            },
             TargetVar(n) => format.and_then(|f| f.field(n)).map(|f| field_ty(&f.c_type)),
             Call { name, .. } => match name.as_str() {
                 "sprintf" => Some(Ty::Str),
@@ -133,6 +177,8 @@ impl TypeTable {
                 Some(Ty::Long)
             }
             Stat { .. } => Some(Ty::Long),
+            // Kernel values reached through BTF types are longs; arrays decay to addresses.
+            Member { .. } | Cast { .. } | AddressOf(_) | Deref(_) => Some(Ty::Long),
             Ternary { then, els, .. } => self.expr_ty(scope, format, then).or_else(|| self.expr_ty(scope, format, els)),
             Assign { op: AssignOp::Op(BinaryOp::Concat), .. } => Some(Ty::Str),
             Assign { op: AssignOp::Op(_), .. } => Some(Ty::Long),
@@ -189,9 +235,37 @@ impl<'a> Ctx<'a> {
                 }
             }
             StmtKind::Foreach(fe) => {
-                if self.report {
-                    self.diags.push(unsupported("`foreach`", fe.array.span));
+                if let ExprKind::Ident(name) = &fe.array.kind {
+                    let keys: Vec<Expr> =
+                        fe.keys.iter().map(|(k, sp)| Expr::new(ExprKind::Ident(k.clone()), *sp)).collect();
+                    self.array_use(scope, format, &fe.array, Some(&keys), None, fe.array.span);
+                    let info = self.table.arrays.get(name).cloned().unwrap_or_default();
+                    if info.keys.len() == fe.keys.len() {
+                        for ((k, sp), t) in fe.keys.iter().zip(&info.keys) {
+                            if let Some(t) = t {
+                                self.set_var(scope, k, *t, *sp);
+                            }
+                        }
+                    }
+                    if let (Some((v, sp)), Some(kind)) = (&fe.value, info.value) {
+                        match kind {
+                            ValueKind::Long => self.set_var(scope, v, Ty::Long, *sp),
+                            ValueKind::Str => self.set_var(scope, v, Ty::Str, *sp),
+                            ValueKind::Stat => {
+                                if self.report {
+                                    self.diags.push(Diagnostic::error(
+                                        "E0210",
+                                        "a statistic cannot be bound to a variable; use @count(a[k]) and friends",
+                                        *sp,
+                                    ));
+                                }
+                            }
+                        }
+                    }
+                } else if self.report {
+                    self.diags.push(Diagnostic::error("E0211", "`foreach` iterates over a global array", fe.array.span));
                 }
+                self.stmt(scope, format, &fe.body);
             }
             StmtKind::Block(b) => self.block_stmts(scope, format, b),
             StmtKind::If { then, els, .. } => {
@@ -228,7 +302,7 @@ impl<'a> Ctx<'a> {
             }
             IncDec { target, .. } => self.assign_target(scope, target, Some(Ty::Long), e.span),
             Ident(name) => {
-                if self.report && self.table.var_ty(scope, name).is_none() {
+                if self.report && self.table.var_ty(scope, name).is_none() && !self.table.arrays.contains_key(name) {
                     let mut names: Vec<&str> = self.table.globals.keys().map(|s| s.as_str()).collect();
                     if let Some(l) = self.table.locals.get(scope) {
                         names.extend(l.keys().map(|s| s.as_str()));
@@ -276,9 +350,57 @@ impl<'a> Ctx<'a> {
                     }
                 }
             }
-            Index { .. } | In { .. } | Aggregate { .. } | Stat { .. } | Hist { .. } => {
-                if self.report {
-                    self.diags.push(unsupported("arrays and statistics", e.span));
+            Index { base, keys } => {
+                self.array_use(scope, format, base, Some(keys), None, e.span);
+            }
+            In { keys, array } => self.array_use(scope, format, array, Some(keys), None, e.span),
+            Aggregate { target, value } => {
+                let (base, keys) = match &target.kind {
+                    Index { base, keys } => (&**base, Some(keys)),
+                    _ => (&**target, None),
+                };
+                self.array_use(scope, format, base, keys.map(|k| k.as_slice()), Some(ValueKind::Stat), e.span);
+                self.want(scope, format, value, Ty::Long, "`<<<` adds a number to a statistic");
+            }
+            Stat { expr, .. } | Hist { expr, .. } => {
+                let (base, keys) = match &expr.kind {
+                    Index { base, keys } => (&**base, Some(keys.as_slice())),
+                    _ => (&**expr, None),
+                };
+                self.array_use(scope, format, base, keys, Some(ValueKind::Stat), e.span);
+                if let (Hist { kind, .. }, Ident(name)) = (&e.kind, &base.kind) {
+                    let linear = match kind {
+                        crate::ast::HistKind::Log => None,
+                        crate::ast::HistKind::Linear { lo, hi, step } => match (&lo.kind, &hi.kind, &step.kind) {
+                            (Number(lo), Number(hi), Number(step)) if *step > 0 && hi > lo => Some((*lo, *hi, *step)),
+                            _ => {
+                                if self.report {
+                                    self.diags.push(Diagnostic::error(
+                                        "E0209",
+                                        "`@hist_linear` needs constant bounds and a positive step, with hi > lo",
+                                        e.span,
+                                    ));
+                                }
+                                None
+                            }
+                        },
+                    };
+                    if let Some(t) = self.table.arrays.get_mut(name) {
+                        match linear {
+                            None if matches!(kind, crate::ast::HistKind::Log) => t.hist_log = true,
+                            Some(l) => {
+                                if t.hist_linear.is_some_and(|old| old != l) && self.report {
+                                    self.diags.push(Diagnostic::error(
+                                        "E0209",
+                                        format!("`{name}` is printed with two different `@hist_linear` shapes"),
+                                        e.span,
+                                    ));
+                                }
+                                t.hist_linear = Some(l);
+                            }
+                            None => {}
+                        }
+                    }
                 }
             }
             EmbeddedC => {
@@ -286,8 +408,7 @@ impl<'a> Ctx<'a> {
                     self.diags.push(crate::elaborate::embedded_c(e.span));
                 }
             }
-            Member { .. } | AddressOf(_) | Deref(_) | Cast { .. } | AtVar(_) | Const(_) | Entry(_) | Regex { .. }
-            | Wildcard => {
+            AtVar(_) | Const(_) | Entry(_) | Regex { .. } | Wildcard => {
                 if self.report {
                     self.diags.push(unsupported("this expression", e.span));
                 }
@@ -387,10 +508,122 @@ impl<'a> Ctx<'a> {
                     self.diags.push(Diagnostic::error("E0207", "target variables are read-only", target.span));
                 }
             }
-            ExprKind::Index { .. } => {}
+            ExprKind::Index { base, keys } => {
+                let kind = t.map(|t| match t {
+                    Ty::Long => ValueKind::Long,
+                    Ty::Str => ValueKind::Str,
+                });
+                self.array_use(scope, None, base, Some(keys), kind, span);
+            }
             _ => {
                 if self.report {
                     self.diags.push(Diagnostic::error("E0208", "cannot assign to this expression", target.span));
+                }
+            }
+        }
+    }
+
+    /// A use of `base` as an array (`keys` given) or a statistic, holding `value`.
+    fn array_use(
+        &mut self,
+        scope: &Scope,
+        format: Option<&TracepointFormat>,
+        base: &Expr,
+        keys: Option<&[Expr]>,
+        value: Option<ValueKind>,
+        span: Span,
+    ) {
+        let ExprKind::Ident(name) = &base.kind else {
+            if self.report {
+                self.diags.push(Diagnostic::error("E0211", "only a global can be indexed", base.span));
+            }
+            return;
+        };
+        if !self.script.globals.iter().any(|g| &g.name == name) || self.table.is_local(scope, name) {
+            if self.report {
+                self.diags.push(
+                    Diagnostic::error("E0212", format!("`{name}` is not a global array"), base.span)
+                        .with_help(format!("declare it with `global {name}` (arrays are always global)")),
+                );
+            }
+            return;
+        }
+        if self.table.globals.contains_key(name) {
+            if self.report {
+                self.diags.push(Diagnostic::error("E0203", format!("`{name}` is used both as a scalar and as an array"), span));
+            }
+            return;
+        }
+        let key_tys: Vec<Option<Ty>> = keys
+            .unwrap_or_default()
+            .iter()
+            .map(|k| match &k.kind {
+                ExprKind::Ident(n) if self.table.var_ty(scope, n).is_none() => None,
+                _ => self.table.expr_ty(scope, format, k),
+            })
+            .collect();
+        let report = self.report;
+        let entry = self.table.arrays.entry(name.clone()).or_insert_with(|| {
+            ArrayType { keys: vec![None; key_tys.len()], span, ..Default::default() }
+        });
+        if entry.keys.is_empty() && !key_tys.is_empty() && entry.value.is_none() {
+            entry.keys = vec![None; key_tys.len()];
+        }
+        let mut changed = false;
+        let mut errors = Vec::new();
+        if entry.keys.len() != key_tys.len() {
+            errors.push(
+                Diagnostic::error(
+                    "E0213",
+                    format!("`{name}` is indexed with {} key(s) here and {} elsewhere", key_tys.len(), entry.keys.len()),
+                    span,
+                )
+                .with_related(entry.span, "first use"),
+            );
+        } else {
+            for (slot, t) in entry.keys.iter_mut().zip(&key_tys) {
+                match (*slot, t) {
+                    (None, Some(t)) => {
+                        *slot = Some(*t);
+                        changed = true;
+                    }
+                    (Some(a), Some(b)) if a != *b => errors.push(
+                        Diagnostic::error("E0203", format!("type mismatch: a key of `{name}` is a {a} and a {b}"), span)
+                            .with_related(entry.span, "first use"),
+                    ),
+                    _ => {}
+                }
+            }
+        }
+        match (entry.value, value) {
+            (None, Some(v)) => {
+                entry.value = Some(v);
+                changed = true;
+            }
+            (Some(a), Some(b)) if a != b => errors.push(
+                Diagnostic::error("E0203", format!("type mismatch: `{name}` holds {a:?} and {b:?} values"), span)
+                    .with_related(entry.span, "first use"),
+            ),
+            _ => {}
+        }
+        if report {
+            if entry.value.is_none() {
+                errors.push(Diagnostic::error("E0214", format!("the values of `{name}` are never set, so their type is unknown"), span));
+            }
+            if entry.keys.iter().any(Option::is_none) {
+                errors.push(Diagnostic::error("E0214", format!("the key types of `{name}` are unknown"), span));
+            }
+            self.diags.extend(errors);
+        }
+        self.changed |= changed;
+        // Keys that are untyped locals take the array's key types.
+        if let Some(keys) = keys {
+            let known = self.table.arrays[name].keys.clone();
+            for (k, t) in keys.iter().zip(known) {
+                if let (ExprKind::Ident(n), Some(t)) = (&k.kind, t) {
+                    if self.table.var_ty(scope, n).is_none() && !self.table.globals.contains_key(n) {
+                        self.set_var(scope, n, t, k.span);
+                    }
                 }
             }
         }

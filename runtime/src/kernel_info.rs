@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::{fs, mem};
 
-use lang::kernel::{KernelError, KernelInfo, TracepointField, TracepointFormat};
+use lang::kernel::{CType, TypeId, KernelError, KernelInfo, TracepointField, TracepointFormat};
 
 /// Where the kernel's BTF lives.
 pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
@@ -140,6 +140,112 @@ impl KernelInfo for LiveKernel {
             None => None,
         }
     }
+
+    fn type_by_name(&self, name: &str) -> Result<TypeId, KernelError> {
+        let btf = self.btf().map_err(|e| KernelError::NoBtf(e.to_string()))?;
+        let (want_struct, bare) = match name.trim().split_once(' ') {
+            Some(("struct" | "union", rest)) => (true, rest.trim()),
+            _ => (false, name.trim()),
+        };
+        let ids = btf.resolve_ids_by_name(bare).map_err(|_| KernelError::NoType(name.to_string()))?;
+        // Prefer a struct or union definition over a forward declaration or a typedef.
+        let mut fallback = None;
+        for id in ids {
+            match btf.resolve_type_by_id(id) {
+                Ok(btf_rs::Type::Struct(_) | btf_rs::Type::Union(_)) => return Ok(id),
+                Ok(btf_rs::Type::Typedef(_) | btf_rs::Type::Int(_) | btf_rs::Type::Enum(_)) if !want_struct => {
+                    fallback.get_or_insert(id);
+                }
+                _ => {}
+            }
+        }
+        fallback.ok_or_else(|| KernelError::NoType(name.to_string()))
+    }
+
+    fn type_of(&self, id: TypeId) -> Result<CType, KernelError> {
+        let btf = self.btf().map_err(|e| KernelError::NoBtf(e.to_string()))?;
+        let no_type = || KernelError::NoType(format!("#{id}"));
+        let mut id = id;
+        // Typedefs, qualifiers and tags chain to the real type; bound the walk.
+        for _ in 0..32 {
+            if id == 0 {
+                return Ok(CType::Void);
+            }
+            let ty = btf.resolve_type_by_id(id).map_err(|_| no_type())?;
+            use btf_rs::{BtfType, Type};
+            return Ok(match ty {
+                Type::Typedef(t) => {
+                    id = t.get_type_id().ok_or_else(no_type)?;
+                    continue;
+                }
+                Type::Const(t) => {
+                    id = t.get_type_id().ok_or_else(no_type)?;
+                    continue;
+                }
+                Type::Volatile(t) => {
+                    id = t.get_type_id().ok_or_else(no_type)?;
+                    continue;
+                }
+                Type::Restrict(t) => {
+                    id = t.get_type_id().ok_or_else(no_type)?;
+                    continue;
+                }
+                Type::TypeTag(t) => {
+                    id = t.get_type_id().ok_or_else(no_type)?;
+                    continue;
+                }
+                Type::Int(i) => CType::Int { size: i.size() as u32, signed: i.is_signed() },
+                Type::Enum(e) => CType::Int { size: e.size() as u32, signed: e.is_signed() },
+                Type::Enum64(e) => CType::Int { size: e.size() as u32, signed: e.is_signed() },
+                Type::Ptr(p) => CType::Pointer { to: p.get_type_id().unwrap_or(0) },
+                Type::Array(a) => CType::Array { elem: a.get_type_id().unwrap_or(0), len: a.len() as u32 },
+                Type::Struct(st) | Type::Union(st) => {
+                    CType::Struct { name: btf.resolve_name(&st).unwrap_or_default(), size: st.size() as u32 }
+                }
+                Type::Void => CType::Void,
+                other => CType::Other(other.name().to_string()),
+            });
+        }
+        Err(no_type())
+    }
+
+    fn member(&self, id: TypeId, member: &str) -> Result<(u32, TypeId), KernelError> {
+        let btf = self.btf().map_err(|e| KernelError::NoBtf(e.to_string()))?;
+        let name = match self.type_of(id) {
+            Ok(CType::Struct { name, .. }) => name,
+            _ => format!("#{id}"),
+        };
+        find_member(btf, id, member, 0).ok_or(KernelError::NoMember { ty: name, member: member.to_string() })
+    }
+}
+
+/// Looks for `member` in struct or union `id`, descending into anonymous members; returns the
+/// byte offset (plus `base`) and the member's type id. Bitfields are not addressable.
+fn find_member(btf: &btf_rs::Btf, id: u32, member: &str, base: u32) -> Option<(u32, u32)> {
+    use btf_rs::{BtfType, Type};
+    let mut id = id;
+    let st = loop {
+        match btf.resolve_type_by_id(id).ok()? {
+            Type::Struct(st) | Type::Union(st) => break st,
+            Type::Typedef(t) => id = t.get_type_id()?,
+            Type::Const(t) => id = t.get_type_id()?,
+            Type::Volatile(t) => id = t.get_type_id()?,
+            _ => return None,
+        }
+    };
+    for m in &st.members {
+        let name = btf.resolve_name(m).unwrap_or_default();
+        let offset = base + m.bit_offset() / 8;
+        if name == member && m.bitfield_size().unwrap_or(0) == 0 {
+            return Some((offset, m.get_type_id()?));
+        }
+        if name.is_empty() {
+            if let Some(found) = find_member(btf, m.get_type_id()?, member, offset) {
+                return Some(found);
+            }
+        }
+    }
+    None
 }
 
 /// Parses a tracefs `events/GROUP/EVENT/format` file. Fields named `common_*` go to

@@ -8,20 +8,21 @@
 use std::io::Write;
 use std::os::fd::AsFd;
 use std::path::PathBuf;
-use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use aya::maps::{Map, RingBuf};
 use aya::programs::{ProgramError, TracePoint};
 use aya::{Ebpf, EbpfError, EbpfLoader};
-use codegen_bpf::compile::CompiledScript;
+use codegen_bpf::compile::{array_map_name, CompiledScript};
+use codegen_bpf::layout;
 use codegen_bpf::layout::{GLOBAL_BOOT_OFFSET, GLOBAL_LOST, GLOBAL_TARGET};
 use codegen_bpf::object::write_object;
-use lang::ir::{Const, Handler, Target, Ty};
+use lang::ir::{Const, Handler, Target, Ty, ValueKind};
 use lang::span::Span;
 
+use crate::arrays::Arrays;
 use crate::output::{Decoder, Record};
-use crate::sys::{self, MappedValue};
+use crate::sys::{self, MappedValue, RawMap};
 use crate::userspace::{self, Env, HandlerError};
 
 /// How to run a script.
@@ -52,7 +53,7 @@ pub enum RuntimeError {
     Load { point: String, reason: String },
     #[error("cannot attach probe {point}: {reason}")]
     Attach { point: String, reason: String },
-    #[error("bpftap needs root (or CAP_BPF and CAP_PERFMON) to load BPF programs")]
+    #[error("loading BPF programs needs root (or CAP_BPF and CAP_PERFMON): run bpftap with sudo")]
     NotPermitted,
     #[error("cannot map the globals: {0}")]
     Globals(std::io::Error),
@@ -62,6 +63,10 @@ pub enum RuntimeError {
     Command(std::io::Error),
     #[error("error in {point}: {source}")]
     Handler { point: String, source: HandlerError },
+    #[error("array `{0}` is full: raise its size (`global {0}[N]`) or -D MAXMAPENTRIES, or mark it `%` to wrap")]
+    ArrayFull(String),
+    #[error("probe {0} ran more than {max} loop iterations (MAXACTION)", max = lang::lower::MAX_LOOP_ITERATIONS)]
+    MaxAction(String),
     #[error("cannot write output: {0}")]
     Output(std::io::Error),
 }
@@ -72,8 +77,9 @@ pub struct Session<'a> {
     ring: RingBuf<aya::maps::MapData>,
     globals: MappedValue,
     ebpf: Ebpf,
+    arrays: Arrays<'a>,
     decoder: Decoder,
-    child: Option<Child>,
+    child: Option<sys::HeldChild>,
     options: RunOptions,
     exit_requested: bool,
 }
@@ -90,10 +96,24 @@ impl<'a> Session<'a> {
             _ => return Err(RuntimeError::Object("no globals map".into())),
         }
         .map_err(RuntimeError::Globals)?;
+        let mut maps = Vec::new();
+        for (a, decl) in compiled.program.arrays.iter() {
+            let name = array_map_name(a, &decl.name);
+            let data = match ebpf.map(&name) {
+                Some(Map::HashMap(d) | Map::LruHashMap(d) | Map::PerCpuHashMap(d)) => d,
+                _ => return Err(RuntimeError::Object(format!("no map for array {}", decl.name))),
+            };
+            let (_, key_size) = layout::key_layout(&decl.keys, compiled.program.string_capacity);
+            let value_size = layout::array_value_size(decl, compiled.program.string_capacity);
+            let per_cpu = decl.value == ValueKind::Stat;
+            maps.push(RawMap::new(data.fd().as_fd(), key_size as usize, value_size as usize, per_cpu));
+        }
+        let arrays = Arrays::new(&compiled.program, maps);
         let mut session = Session {
             compiled,
             ring,
             globals,
+            arrays,
             ebpf,
             decoder: Decoder::new(&compiled.program),
             child: None,
@@ -101,6 +121,16 @@ impl<'a> Session<'a> {
             exit_requested: false,
         };
         session.init_globals()?;
+        session.fill_syscall_names();
+        if let Some(cmd) = &session.options.command {
+            let argv = sys::command_argv(cmd);
+            if argv.is_empty() {
+                return Err(RuntimeError::Command(std::io::Error::new(std::io::ErrorKind::InvalidInput, "empty command")));
+            }
+            let child = sys::HeldChild::spawn(&argv).map_err(RuntimeError::Command)?;
+            session.globals.store_long(GLOBAL_TARGET, child.pid as i64);
+            session.child = Some(child);
+        }
         session.run_user(|t| matches!(t, Target::Begin { .. }), out)?;
         Ok(session)
     }
@@ -137,6 +167,16 @@ impl<'a> Session<'a> {
         Ok(())
     }
 
+    /// The tapsets name syscalls through the array `__syscall_names`, filled here.
+    fn fill_syscall_names(&self) {
+        let Some((a, _)) = self.compiled.program.arrays.iter().find(|(_, d)| d.name == "__syscall_names") else {
+            return;
+        };
+        for (nr, name) in lang::syscall_table::SYSCALLS {
+            let _ = self.arrays.set(a, &[crate::format::Value::Long(*nr as i64)], &crate::format::Value::Str(name.to_string()));
+        }
+    }
+
     /// Runs the user-space handlers whose target matches, in priority order.
     fn run_user(&mut self, which: impl Fn(&Target) -> bool, out: &mut dyn Write) -> Result<(), RuntimeError> {
         let mut handlers: Vec<&Handler> = self.compiled.program.handlers.iter().filter(|h| which(&h.target)).collect();
@@ -159,6 +199,7 @@ impl<'a> Session<'a> {
         };
         let mut env = Env {
             program: &self.compiled.program,
+            arrays: &self.arrays,
             globals: &self.globals,
             layout: &self.compiled.globals,
             out: &mut sink,
@@ -200,16 +241,31 @@ impl<'a> Session<'a> {
         if let Some(path) = &self.options.ready_file {
             let _ = std::fs::write(path, b"");
         }
-        if let Some(cmd) = &self.options.command {
-            let child = Command::new("/bin/sh").arg("-c").arg(cmd).spawn().map_err(RuntimeError::Command)?;
-            self.globals.store_long(GLOBAL_TARGET, child.id() as i64);
-            self.child = Some(child);
+        if let Some(child) = &mut self.child {
+            child.release();
         }
         Ok(())
     }
 
     /// The event loop, then `end` and the exit-time report. Returns when the script ends.
+    /// An error while running (a full array, MAXACTION, a failing handler) stops the loop;
+    /// then, as in SystemTap, the `error` probes run, then `end`, and the error is returned.
     pub fn run(&mut self, out: &mut dyn Write) -> Result<(), RuntimeError> {
+        let result = self.event_loop(out).and_then(|()| self.drain(out));
+        if result.is_err() {
+            self.run_user(|t| matches!(t, Target::Error { .. }), out)?;
+        }
+        self.run_user(|t| matches!(t, Target::End { .. }), out)?;
+        self.print_unread_globals(out)?;
+        out.flush().map_err(RuntimeError::Output)?;
+        let lost = self.globals.load_long(GLOBAL_LOST);
+        if lost > 0 {
+            eprintln!("bpftap: {lost} output record(s) lost: the ring buffer was full");
+        }
+        result
+    }
+
+    fn event_loop(&mut self, out: &mut dyn Write) -> Result<(), RuntimeError> {
         let started = Instant::now();
         let compiled = self.compiled;
         let mut timers: Vec<(Instant, Duration, &Handler)> = compiled
@@ -250,14 +306,6 @@ impl<'a> Session<'a> {
                 break;
             }
         }
-        self.drain(out)?;
-        self.run_user(|t| matches!(t, Target::End { .. }), out)?;
-        self.print_unread_globals(out)?;
-        out.flush().map_err(RuntimeError::Output)?;
-        let lost = self.globals.load_long(GLOBAL_LOST);
-        if lost > 0 {
-            eprintln!("bpftap: {lost} output record(s) lost: the ring buffer was full");
-        }
         Ok(())
     }
 
@@ -266,6 +314,14 @@ impl<'a> Session<'a> {
             match self.decoder.decode(&item) {
                 Record::Print(bytes) => out.write_all(&bytes).map_err(RuntimeError::Output)?,
                 Record::Exit => self.exit_requested = true,
+                Record::MaxAction(h) => {
+                    let point = self.compiled.program.handlers.get(h).map_or("?", |h| h.point.as_str());
+                    return Err(RuntimeError::MaxAction(point.to_string()));
+                }
+                Record::ArrayFull(a) => {
+                    let name = self.compiled.program.arrays.get(a).map_or("?", |d| d.name.as_str());
+                    return Err(RuntimeError::ArrayFull(name.to_string()));
+                }
                 Record::Malformed(why) => eprintln!("bpftap: internal error: malformed output record: {why}"),
             }
         }
@@ -275,7 +331,7 @@ impl<'a> Session<'a> {
     /// Whether the `-c` child or the `-x` process has exited.
     fn target_gone(&mut self) -> bool {
         if let Some(child) = &mut self.child {
-            return !matches!(child.try_wait(), Ok(None));
+            return child.exited();
         }
         match self.options.target_pid {
             Some(pid) if self.options.command.is_none() => !sys::process_alive(pid),
@@ -287,7 +343,7 @@ impl<'a> Session<'a> {
     fn print_unread_globals(&mut self, out: &mut dyn Write) -> Result<(), RuntimeError> {
         let cap = self.compiled.program.string_capacity as usize;
         for (g, decl) in self.compiled.program.globals.iter() {
-            if decl.read {
+            if decl.read || decl.name.starts_with("__") {
                 continue;
             }
             let off = self.compiled.globals.offset(g);
@@ -299,6 +355,12 @@ impl<'a> Session<'a> {
             };
             out.write_all(line.as_bytes()).map_err(RuntimeError::Output)?;
         }
+        for (a, decl) in self.compiled.program.arrays.iter() {
+            // Names starting with `__` are the tapsets' own.
+            if !decl.read && !decl.name.starts_with("__") {
+                out.write_all(self.arrays.exit_lines(a).as_bytes()).map_err(RuntimeError::Output)?;
+            }
+        }
         Ok(())
     }
 }
@@ -306,10 +368,7 @@ impl<'a> Session<'a> {
 impl Drop for Session<'_> {
     fn drop(&mut self) {
         if let Some(child) = &mut self.child {
-            if matches!(child.try_wait(), Ok(None)) {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
+            child.kill();
         }
     }
 }

@@ -174,3 +174,243 @@ pub fn random_u32() -> u32 {
         monotonic_ns() as u32
     }
 }
+
+/// A BPF map reached by its fd with the raw `bpf(2)` map commands; keys and values are
+/// byte strings of the map's sizes. Per-CPU maps take and give one value per possible CPU,
+/// each rounded up to 8 bytes.
+pub struct RawMap {
+    fd: i32,
+    pub key_size: usize,
+    pub value_size: usize,
+    pub per_cpu: bool,
+}
+
+const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
+const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
+const BPF_MAP_DELETE_ELEM: libc::c_long = 3;
+const BPF_MAP_GET_NEXT_KEY: libc::c_long = 4;
+
+/// The `bpf_attr` layout of the map element commands.
+#[repr(C)]
+struct MapElemAttr {
+    map_fd: u32,
+    _pad: u32,
+    key: u64,
+    value_or_next_key: u64,
+    flags: u64,
+}
+
+impl RawMap {
+    pub fn new(fd: BorrowedFd<'_>, key_size: usize, value_size: usize, per_cpu: bool) -> RawMap {
+        RawMap { fd: fd.as_raw_fd(), key_size, value_size, per_cpu }
+    }
+
+    /// Bytes of a whole value: one per CPU for per-CPU maps.
+    pub fn value_bytes(&self) -> usize {
+        if self.per_cpu {
+            self.value_size.div_ceil(8) * 8 * possible_cpus()
+        } else {
+            self.value_size
+        }
+    }
+
+    fn call(&self, cmd: libc::c_long, key: *const u8, value: *mut u8, flags: u64) -> io::Result<()> {
+        let attr = MapElemAttr { map_fd: self.fd as u32, _pad: 0, key: key as u64, value_or_next_key: value as u64, flags };
+        // SAFETY: `attr` points at buffers of the sizes the map was created with (the callers
+        // check lengths), alive for the call.
+        let r = unsafe {
+            libc::syscall(libc::SYS_bpf, cmd, &attr as *const MapElemAttr, std::mem::size_of::<MapElemAttr>())
+        };
+        if r < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
+    }
+
+    pub fn lookup(&self, key: &[u8]) -> Option<Vec<u8>> {
+        assert_eq!(key.len(), self.key_size);
+        let mut value = vec![0u8; self.value_bytes()];
+        self.call(BPF_MAP_LOOKUP_ELEM, key.as_ptr(), value.as_mut_ptr(), 0).ok().map(|()| value)
+    }
+
+    pub fn update(&self, key: &[u8], value: &[u8]) -> io::Result<()> {
+        assert_eq!(key.len(), self.key_size);
+        assert_eq!(value.len(), self.value_bytes());
+        self.call(BPF_MAP_UPDATE_ELEM, key.as_ptr(), value.as_ptr() as *mut u8, 0)
+    }
+
+    pub fn delete(&self, key: &[u8]) {
+        assert_eq!(key.len(), self.key_size);
+        let _ = self.call(BPF_MAP_DELETE_ELEM, key.as_ptr(), std::ptr::null_mut(), 0);
+    }
+
+    /// Every key, in the map's order.
+    pub fn keys(&self) -> Vec<Vec<u8>> {
+        let mut keys = Vec::new();
+        let mut next = vec![0u8; self.key_size];
+        let mut prev: Option<Vec<u8>> = None;
+        loop {
+            let key_ptr = prev.as_ref().map_or(std::ptr::null(), |k| k.as_ptr());
+            if self.call(BPF_MAP_GET_NEXT_KEY, key_ptr, next.as_mut_ptr(), 0).is_err() {
+                return keys;
+            }
+            keys.push(next.clone());
+            prev = Some(next.clone());
+            // A map that changes while we walk it could make us loop: bound the walk.
+            if keys.len() > (1 << 24) {
+                return keys;
+            }
+        }
+    }
+}
+
+/// The number of possible CPUs (what per-CPU map values are sized by).
+pub fn possible_cpus() -> usize {
+    static CPUS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CPUS.get_or_init(|| {
+        std::fs::read_to_string("/sys/devices/system/cpu/possible")
+            .ok()
+            .and_then(|s| parse_cpu_list(s.trim()))
+            .unwrap_or(1)
+    })
+}
+
+/// `0-3,5` → 6.
+fn parse_cpu_list(s: &str) -> Option<usize> {
+    let mut max = 0;
+    for part in s.split(',') {
+        let last = part.rsplit('-').next()?.parse::<usize>().ok()?;
+        max = max.max(last + 1);
+    }
+    Some(max)
+}
+
+/// A `-c` command, forked before `begin` runs and held before `exec` until the probes are
+/// attached, as SystemTap does: its pid (`target()`) is known from the start, and none of
+/// its work happens before the probes can see it.
+pub struct HeldChild {
+    pub pid: i32,
+    /// Write end of the pipe the child waits on; closing it releases the child.
+    release: Option<i32>,
+    exited: bool,
+}
+
+impl HeldChild {
+    /// Forks; the child waits for `release`, then execs `argv` (found on `PATH`).
+    pub fn spawn(argv: &[String]) -> io::Result<HeldChild> {
+        let args: Vec<std::ffi::CString> = argv
+            .iter()
+            .map(|a| std::ffi::CString::new(a.as_str()).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e)))
+            .collect::<io::Result<_>>()?;
+        let mut ptrs: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
+        ptrs.push(std::ptr::null());
+        let mut fds = [0i32; 2];
+        // SAFETY: `fds` is a valid out-array of two ints.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: between fork and exec the child only calls async-signal-safe functions
+        // (close, read, signal, execvp, _exit) on memory prepared before the fork.
+        let pid = unsafe { libc::fork() };
+        if pid < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if pid == 0 {
+            unsafe {
+                libc::close(fds[1]);
+                let mut byte = 0u8;
+                libc::read(fds[0], (&mut byte as *mut u8).cast(), 1);
+                // Our SIGINT/SIGTERM handlers must not survive into the command.
+                libc::signal(libc::SIGINT, libc::SIG_DFL);
+                libc::signal(libc::SIGTERM, libc::SIG_DFL);
+                libc::signal(libc::SIGHUP, libc::SIG_DFL);
+                libc::execvp(ptrs[0], ptrs.as_ptr());
+                libc::_exit(127);
+            }
+        }
+        // SAFETY: closing our copy of the read end.
+        unsafe { libc::close(fds[0]) };
+        Ok(HeldChild { pid, release: Some(fds[1]), exited: false })
+    }
+
+    /// Lets the child exec.
+    pub fn release(&mut self) {
+        if let Some(fd) = self.release.take() {
+            // SAFETY: our own pipe end, closed once.
+            unsafe { libc::close(fd) };
+        }
+    }
+
+    /// Whether it has exited (reaping it).
+    pub fn exited(&mut self) -> bool {
+        if !self.exited {
+            let mut status = 0;
+            // SAFETY: waiting for our own child without blocking.
+            let r = unsafe { libc::waitpid(self.pid, &mut status, libc::WNOHANG) };
+            self.exited = r == self.pid || r < 0;
+        }
+        self.exited
+    }
+
+    pub fn kill(&mut self) {
+        if !self.exited() {
+            // SAFETY: signalling and reaping our own child.
+            unsafe {
+                libc::kill(self.pid, libc::SIGKILL);
+                let mut status = 0;
+                libc::waitpid(self.pid, &mut status, 0);
+            }
+            self.exited = true;
+        }
+    }
+}
+
+impl Drop for HeldChild {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
+/// The argv for `-c CMD`: run directly when it is plain words, through `/bin/sh -c` when it
+/// uses the shell's syntax (as SystemTap decides with wordexp).
+pub fn command_argv(cmd: &str) -> Vec<String> {
+    let needs_shell = cmd.chars().any(|c| "|&;<>()$`\\\"'*?[#~=%{}\n".contains(c));
+    if needs_shell {
+        vec!["/bin/sh".into(), "-c".into(), cmd.into()]
+    } else {
+        cmd.split_whitespace().map(String::from).collect()
+    }
+}
+
+/// Whether this process may load BPF tracing programs and read tracefs: root, or the
+/// capabilities that allow it (CAP_SYS_ADMIN, or CAP_BPF with CAP_PERFMON).
+pub fn may_trace() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        return true;
+    }
+    let caps = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapEff:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        })
+        .unwrap_or(0);
+    let has = |bit: u32| caps & (1 << bit) != 0;
+    has(21) || (has(38) && has(39))
+}
+
+/// This thread's id, the user and group ids, and the CPU it runs on.
+pub fn self_ids() -> (i64, i64, i64, i64) {
+    // SAFETY: these calls have no preconditions.
+    unsafe {
+        (
+            libc::gettid() as i64,
+            libc::getuid() as i64,
+            libc::getgid() as i64,
+            libc::sched_getcpu().max(0) as i64,
+        )
+    }
+}

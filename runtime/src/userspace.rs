@@ -5,12 +5,14 @@
 //! Invariant: the interpreter never panics on a valid IR program (`ir::verify` passes);
 //! loops are bounded by SystemTap's MAXACTION (an error when exceeded).
 
+use std::collections::HashMap;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use codegen_bpf::layout::{GlobalsLayout, GLOBAL_TARGET};
 use lang::builtins::Builtin;
-use lang::ir::{BinOp, CmpOp, Function, InstKind, Operand, Program, Terminator, UnOp, Var};
+use lang::ir::{BinOp, CmpOp, Function, InstKind, IterId, Operand, Program, Terminator, UnOp, Var};
 
+use crate::arrays::{self, Arrays, Elem};
 use crate::format::Value;
 use crate::sys::{self, MappedValue};
 
@@ -30,11 +32,16 @@ pub enum HandlerError {
     TooLong,
     #[error("`{0}` is not available in user space")]
     KernelOnly(&'static str),
+    #[error("{0}")]
+    Stat(#[from] crate::stats::StatError),
+    #[error("array `{0}` is full (MAXMAPENTRIES)")]
+    ArrayFull(String),
 }
 
 /// The state a user-space handler sees.
 pub struct Env<'a> {
     pub program: &'a Program,
+    pub arrays: &'a Arrays<'a>,
     pub globals: &'a MappedValue,
     pub layout: &'a GlobalsLayout,
     pub out: &'a mut dyn FnMut(&[u8]),
@@ -51,6 +58,7 @@ pub fn run(env: &mut Env<'_>, func: &Function) -> Result<Effects, HandlerError> 
         })
         .collect();
     let mut effects = Effects::default();
+    let mut iters: HashMap<IterId, std::vec::IntoIter<(Vec<Value>, Elem)>> = HashMap::new();
     let Some(mut block) = func.entry else { return Ok(effects) };
     let mut steps = 0u64;
     loop {
@@ -60,7 +68,7 @@ pub fn run(env: &mut Env<'_>, func: &Function) -> Result<Effects, HandlerError> 
             if steps > MAX_ACTION {
                 return Err(HandlerError::TooLong);
             }
-            exec(env, &mut vars, &inst.kind, cap, &mut effects)?;
+            exec(env, &mut vars, &mut iters, &inst.kind, cap, &mut effects)?;
         }
         block = match &data.term {
             Terminator::Jump(b) => *b,
@@ -110,7 +118,14 @@ fn truncate(mut s: String, cap: usize) -> String {
     s
 }
 
-fn exec(env: &mut Env<'_>, vars: &mut [Value], kind: &InstKind, cap: usize, effects: &mut Effects) -> Result<(), HandlerError> {
+fn exec(
+    env: &mut Env<'_>,
+    vars: &mut [Value],
+    iters: &mut HashMap<IterId, std::vec::IntoIter<(Vec<Value>, Elem)>>,
+    kind: &InstKind,
+    cap: usize,
+    effects: &mut Effects,
+) -> Result<(), HandlerError> {
     let set = |vars: &mut [Value], v: Var, value: Value| vars[v.as_u32() as usize] = value;
     match kind {
         InstKind::Const { dst, value } => set(vars, *dst, Value::Long(*value)),
@@ -192,8 +207,104 @@ fn exec(env: &mut Env<'_>, vars: &mut [Value], kind: &InstKind, cap: usize, effe
         }
         InstKind::AddGlobal { global, src } => env.globals.add_long(env.layout.offset(*global), long(vars, *src)),
         InstKind::Exit => effects.exit = true,
+        InstKind::MaxActionExceeded => return Err(HandlerError::TooLong),
+        InstKind::ArrayGet { dst, array, keys } => {
+            let v = env.arrays.get_value(*array, &values(vars, keys));
+            set(vars, *dst, v)
+        }
+        InstKind::ArraySet { array, keys, src } => {
+            let v = vars[src.as_u32() as usize].clone();
+            env.arrays
+                .set(*array, &values(vars, keys), &v)
+                .map_err(|_| HandlerError::ArrayFull(env.program.arrays[*array].name.clone()))?;
+        }
+        InstKind::ArrayAdd { array, keys, src } => {
+            let k = values(vars, keys);
+            let now = match env.arrays.get_value(*array, &k) {
+                Value::Long(n) => n,
+                _ => 0,
+            };
+            env.arrays
+                .set(*array, &k, &Value::Long(now.wrapping_add(long(vars, *src))))
+                .map_err(|_| HandlerError::ArrayFull(env.program.arrays[*array].name.clone()))?;
+        }
+        InstKind::ArrayDelete { array, keys } => env.arrays.delete(*array, &values(vars, keys)),
+        InstKind::ArrayClear { array } => env.arrays.clear(*array),
+        InstKind::ArrayContains { dst, array, keys } => {
+            let has = env.arrays.contains(*array, &values(vars, keys));
+            set(vars, *dst, Value::Long(has as i64))
+        }
+        InstKind::StatAdd { array, keys, value } => env
+            .arrays
+            .stat_add(*array, &values(vars, keys), long(vars, *value))
+            .map_err(|_| HandlerError::ArrayFull(env.program.arrays[*array].name.clone()))?,
+        InstKind::StatGet { dst, array, keys, op } => {
+            let v = env.arrays.stat_value(*array, &values(vars, keys), *op)?;
+            set(vars, *dst, Value::Long(v))
+        }
+        InstKind::PrintHist { array, keys, kind } => {
+            let text = env.arrays.hist_text(*array, &values(vars, keys), *kind)?;
+            (env.out)(text.as_bytes());
+        }
+        InstKind::IterStart { iter, array, sort, limit } => {
+            let mut entries = env.arrays.entries(*array);
+            if let Some(sort) = sort {
+                entries.sort_by(|x, y| {
+                    let key = |e: &(Vec<Value>, Elem)| match sort.column {
+                        0 => arrays::sort_value(&e.1, sort.stat),
+                        c => match e.0.get(c - 1) {
+                            Some(Value::Long(n)) => arrays::SortKey::Long(*n),
+                            Some(other) => arrays::SortKey::Str(text_of(other)),
+                            None => arrays::SortKey::Long(0),
+                        },
+                    };
+                    let ord = key(x).cmp(&key(y));
+                    if sort.ascending {
+                        ord
+                    } else {
+                        ord.reverse()
+                    }
+                });
+            }
+            if let Some(l) = limit {
+                entries.truncate(long(vars, *l).max(0) as usize);
+            }
+            iters.insert(*iter, entries.into_iter());
+        }
+        InstKind::IterNext { has, iter, keys, value } => {
+            let next = iters.get_mut(iter).and_then(|it| it.next());
+            match next {
+                Some((k, elem)) => {
+                    for (var, key) in keys.iter().zip(k) {
+                        set(vars, *var, key);
+                    }
+                    if let Some(v) = value {
+                        let val = match elem {
+                            Elem::Long(n) => Value::Long(n),
+                            Elem::Str(s) => Value::Str(s),
+                            Elem::Stat(s) => Value::Long(s.count()),
+                        };
+                        set(vars, *v, val);
+                    }
+                    set(vars, *has, Value::Long(1))
+                }
+                None => set(vars, *has, Value::Long(0)),
+            }
+        }
     }
     Ok(())
+}
+
+fn values(vars: &[Value], keys: &[Var]) -> Vec<Value> {
+    keys.iter().map(|k| vars[k.as_u32() as usize].clone()).collect()
+}
+
+fn text_of(v: &Value) -> String {
+    match v {
+        Value::Str(s) => s.clone(),
+        Value::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
+        Value::Long(n) => n.to_string(),
+    }
 }
 
 /// Writes a string into a global's slot, NUL-terminated and cut to the capacity.
@@ -239,6 +350,14 @@ fn call(env: &Env<'_>, vars: &[Value], builtin: Builtin, args: &[Var]) -> Result
         Builtin::GettimeofdayUs => Value::Long(now / 1_000),
         Builtin::GettimeofdayNs => Value::Long(now),
         Builtin::KtimeNs => Value::Long(sys::monotonic_ns()),
+        Builtin::Pid => Value::Long(std::process::id() as i64),
+        Builtin::Tid => Value::Long(sys::self_ids().0),
+        Builtin::Uid => Value::Long(sys::self_ids().1),
+        Builtin::Gid => Value::Long(sys::self_ids().2),
+        Builtin::Cpu => Value::Long(sys::self_ids().3),
+        Builtin::Execname => Value::Str(
+            std::fs::read_to_string("/proc/self/comm").map(|s| s.trim_end().to_string()).unwrap_or_default(),
+        ),
         Builtin::Target => Value::Long(env.globals.load_long(GLOBAL_TARGET)),
         Builtin::Strlen => Value::Long(text(vars, args[0]).len() as i64),
         Builtin::Ntohs | Builtin::Htons => Value::Long((arg(0) as u16).swap_bytes() as i64),

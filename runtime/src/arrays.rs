@@ -1,0 +1,306 @@
+//! The script's arrays and statistics as user space sees them: typed keys and values over
+//! the BPF maps the programs update, in the byte layouts of `codegen_bpf::layout`.
+//!
+//! Invariant: keys are encoded exactly as the BPF programs build them (strings NUL-padded to
+//! the rounded capacity), so both sides address the same elements.
+
+use codegen_bpf::layout::{self, stat_field};
+use lang::ir::{ArrayDecl, ArrayId, HistSpec, Program, StatOp, Ty, ValueKind};
+
+use crate::format::Value;
+use crate::stats::{self, Hist, Linear, Stat, StatError, StatSpec};
+use crate::sys::RawMap;
+
+/// One element's value.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Elem {
+    Long(i64),
+    Str(String),
+    Stat(Stat),
+}
+
+pub struct Arrays<'p> {
+    program: &'p Program,
+    maps: Vec<RawMap>,
+}
+
+impl<'p> Arrays<'p> {
+    /// `maps[i]` is the map of `ArrayId` i.
+    pub fn new(program: &'p Program, maps: Vec<RawMap>) -> Arrays<'p> {
+        Arrays { program, maps }
+    }
+
+    fn decl(&self, a: ArrayId) -> &ArrayDecl {
+        &self.program.arrays[a]
+    }
+
+    fn map(&self, a: ArrayId) -> &RawMap {
+        &self.maps[cranelift_entity::EntityRef::index(a)]
+    }
+
+    fn cap(&self) -> usize {
+        self.program.string_capacity as usize
+    }
+
+    pub fn encode_key(&self, a: ArrayId, keys: &[Value]) -> Vec<u8> {
+        let decl = self.decl(a);
+        let (offsets, size) = layout::key_layout(&decl.keys, self.program.string_capacity);
+        let mut out = vec![0u8; size as usize];
+        for ((k, off), ty) in keys.iter().zip(offsets).zip(&decl.keys) {
+            let off = off as usize;
+            match (ty, k) {
+                (Ty::Long, Value::Long(n)) => out[off..off + 8].copy_from_slice(&n.to_le_bytes()),
+                (Ty::Str, v) => {
+                    let bytes = value_text(v).into_bytes();
+                    let n = bytes.len().min(self.cap() - 1);
+                    out[off..off + n].copy_from_slice(&bytes[..n]);
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+
+    fn decode_key(&self, a: ArrayId, bytes: &[u8]) -> Vec<Value> {
+        let decl = self.decl(a);
+        let (offsets, _) = layout::key_layout(&decl.keys, self.program.string_capacity);
+        decl.keys
+            .iter()
+            .zip(offsets)
+            .map(|(ty, off)| {
+                let off = off as usize;
+                match ty {
+                    Ty::Long => Value::Long(i64::from_le_bytes(bytes[off..off + 8].try_into().unwrap_or([0; 8]))),
+                    Ty::Str => Value::Str(c_string(&bytes[off..off + self.cap()])),
+                }
+            })
+            .collect()
+    }
+
+    fn decode_value(&self, a: ArrayId, bytes: &[u8]) -> Elem {
+        let decl = self.decl(a);
+        match decl.value {
+            ValueKind::Long => Elem::Long(i64::from_le_bytes(bytes[..8].try_into().unwrap_or([0; 8]))),
+            ValueKind::Str => Elem::Str(c_string(&bytes[..self.cap().min(bytes.len())])),
+            ValueKind::Stat => {
+                let spec = stat_spec(decl.hist);
+                let stride = (layout::stat_value_size(decl.hist) as usize).div_ceil(8) * 8;
+                let per_cpu: Vec<Stat> = bytes.chunks(stride).map(|b| decode_stat(&spec, b)).collect();
+                Elem::Stat(if decl.keys.is_empty() {
+                    stats::merge(&spec, &per_cpu)
+                } else {
+                    stats::merge_entry(&spec, &per_cpu)
+                })
+            }
+        }
+    }
+
+    pub fn get(&self, a: ArrayId, keys: &[Value]) -> Option<Elem> {
+        let key = self.encode_key(a, keys);
+        self.map(a).lookup(&key).map(|v| self.decode_value(a, &v))
+    }
+
+    /// The value of `a[keys]`, 0 or "" when absent.
+    pub fn get_value(&self, a: ArrayId, keys: &[Value]) -> Value {
+        match self.get(a, keys) {
+            Some(Elem::Long(n)) => Value::Long(n),
+            Some(Elem::Str(s)) => Value::Str(s),
+            _ => match self.decl(a).value {
+                ValueKind::Str => Value::Str(String::new()),
+                _ => Value::Long(0),
+            },
+        }
+    }
+
+    pub fn set(&self, a: ArrayId, keys: &[Value], value: &Value) -> std::io::Result<()> {
+        let key = self.encode_key(a, keys);
+        let map = self.map(a);
+        let mut bytes = vec![0u8; map.value_bytes()];
+        match value {
+            Value::Long(n) => bytes[..8].copy_from_slice(&n.to_le_bytes()),
+            other => {
+                let text = value_text(other).into_bytes();
+                let n = text.len().min(self.cap() - 1).min(bytes.len());
+                bytes[..n].copy_from_slice(&text[..n]);
+            }
+        }
+        map.update(&key, &bytes)
+    }
+
+    pub fn delete(&self, a: ArrayId, keys: &[Value]) {
+        let key = self.encode_key(a, keys);
+        self.map(a).delete(&key);
+    }
+
+    pub fn clear(&self, a: ArrayId) {
+        let map = self.map(a);
+        for k in map.keys() {
+            map.delete(&k);
+        }
+    }
+
+    pub fn contains(&self, a: ArrayId, keys: &[Value]) -> bool {
+        self.map(a).lookup(&self.encode_key(a, keys)).is_some()
+    }
+
+    /// `a[keys] <<< v` from user space: added to the first CPU's share.
+    pub fn stat_add(&self, a: ArrayId, keys: &[Value], v: i64) -> std::io::Result<()> {
+        let decl = self.decl(a);
+        let spec = stat_spec(decl.hist);
+        let key = self.encode_key(a, keys);
+        let map = self.map(a);
+        let mut bytes = map.lookup(&key).unwrap_or_else(|| vec![0u8; map.value_bytes()]);
+        let mut first = decode_stat(&spec, &bytes);
+        first.add(&spec, v);
+        encode_stat(&first, &mut bytes);
+        map.update(&key, &bytes)
+    }
+
+    pub fn stat(&self, a: ArrayId, keys: &[Value]) -> Stat {
+        match self.get(a, keys) {
+            Some(Elem::Stat(s)) => s,
+            _ => Stat::new(&stat_spec(self.decl(a).hist)),
+        }
+    }
+
+    pub fn stat_value(&self, a: ArrayId, keys: &[Value], op: StatOp) -> Result<i64, StatError> {
+        let s = self.stat(a, keys);
+        stat_op(&s, op)
+    }
+
+    /// Every element.
+    pub fn entries(&self, a: ArrayId) -> Vec<(Vec<Value>, Elem)> {
+        let map = self.map(a);
+        map.keys()
+            .into_iter()
+            .filter_map(|k| map.lookup(&k).map(|v| (self.decode_key(a, &k), self.decode_value(a, &v))))
+            .collect()
+    }
+
+    pub fn hist_text(&self, a: ArrayId, keys: &[Value], kind: lang::ir::HistKind) -> Result<String, StatError> {
+        let s = self.stat(a, keys);
+        match kind {
+            lang::ir::HistKind::Log => stats::print_hist_log(&s),
+            lang::ir::HistKind::Linear { lo, hi, step } => stats::print_hist_linear(&s, &Linear::new(lo, hi, step)?),
+        }
+    }
+
+    /// The lines SystemTap prints at exit for an array nobody read.
+    pub fn exit_lines(&self, a: ArrayId) -> String {
+        let decl = self.decl(a);
+        let mut entries = self.entries(a);
+        // stap prints elements by value (or @count), largest first.
+        entries.sort_by(|x, y| sort_value(&y.1, StatOp::Count).cmp(&sort_value(&x.1, StatOp::Count)));
+        let mut out = String::new();
+        for (keys, elem) in entries {
+            let keys: Vec<stats::Key> = keys
+                .into_iter()
+                .map(|k| match k {
+                    Value::Long(n) => stats::Key::Long(n),
+                    other => stats::Key::Str(value_text(&other)),
+                })
+                .collect();
+            match elem {
+                Elem::Long(n) => out.push_str(&stats::format_array_entry(&decl.name, &keys, &stats::Value::Long(n))),
+                Elem::Str(s) => out.push_str(&stats::format_array_entry(&decl.name, &keys, &stats::Value::Str(s))),
+                Elem::Stat(s) if keys.is_empty() => out.push_str(&stats::format_global_stat(&decl.name, &s)),
+                Elem::Stat(s) => {
+                    if let Ok(line) = stats::format_array_stat_entry(&decl.name, &keys, &s) {
+                        out.push_str(&line);
+                    }
+                }
+            }
+        }
+        if decl.keys.is_empty() && out.is_empty() {
+            out.push_str(&stats::format_global_stat(&decl.name, &Stat::new(&stat_spec(decl.hist))));
+        }
+        out
+    }
+}
+
+/// The ordering key of an element for sorting by value.
+pub fn sort_value(e: &Elem, op: StatOp) -> SortKey {
+    match e {
+        Elem::Long(n) => SortKey::Long(*n),
+        Elem::Str(s) => SortKey::Str(s.clone()),
+        Elem::Stat(s) => SortKey::Long(stat_op(s, op).unwrap_or(i64::MIN)),
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum SortKey {
+    Long(i64),
+    Str(String),
+}
+
+pub fn stat_op(s: &Stat, op: StatOp) -> Result<i64, StatError> {
+    match op {
+        StatOp::Count => Ok(s.count()),
+        StatOp::Sum => Ok(s.sum()),
+        StatOp::Min => s.min(),
+        StatOp::Max => s.max(),
+        StatOp::Avg => s.avg(),
+        StatOp::Variance => s.variance(),
+    }
+}
+
+pub fn stat_spec(hist: HistSpec) -> StatSpec {
+    let hist = match (hist.log, hist.linear) {
+        (true, _) => Hist::Log2,
+        (false, Some((lo, hi, step))) => Linear::new(lo, hi, step).map_or(Hist::None, Hist::Linear),
+        (false, None) => Hist::None,
+    };
+    StatSpec { hist, bit_shift: 0 }
+}
+
+fn field(bytes: &[u8], off: u32) -> i64 {
+    let off = off as usize;
+    bytes.get(off..off + 8).map_or(0, |b| i64::from_le_bytes(b.try_into().unwrap_or([0; 8])))
+}
+
+fn decode_stat(spec: &StatSpec, bytes: &[u8]) -> Stat {
+    let mut s = Stat::new(spec);
+    s.count = field(bytes, stat_field::COUNT);
+    s.sum = field(bytes, stat_field::SUM);
+    s.min = field(bytes, stat_field::MIN);
+    s.max = field(bytes, stat_field::MAX);
+    s.avg_s = field(bytes, stat_field::AVG_S);
+    s.m2 = field(bytes, stat_field::M2);
+    s.variance_s = field(bytes, stat_field::VARIANCE_S);
+    for (i, b) in s.buckets.iter_mut().enumerate() {
+        *b = field(bytes, stat_field::BUCKETS + 8 * i as u32);
+    }
+    s
+}
+
+fn encode_stat(s: &Stat, bytes: &mut [u8]) {
+    let mut put = |off: u32, v: i64| {
+        let off = off as usize;
+        if let Some(b) = bytes.get_mut(off..off + 8) {
+            b.copy_from_slice(&v.to_le_bytes());
+        }
+    };
+    put(stat_field::COUNT, s.count);
+    put(stat_field::SUM, s.sum);
+    put(stat_field::MIN, s.min);
+    put(stat_field::MAX, s.max);
+    put(stat_field::AVG_S, s.avg_s);
+    put(stat_field::M2, s.m2);
+    put(stat_field::VARIANCE_S, s.variance_s);
+    for (i, b) in s.buckets.iter().enumerate() {
+        put(stat_field::BUCKETS + 8 * i as u32, *b);
+    }
+}
+
+fn c_string(bytes: &[u8]) -> String {
+    let end = bytes.iter().position(|b| *b == 0).unwrap_or(bytes.len());
+    String::from_utf8_lossy(&bytes[..end]).into_owned()
+}
+
+fn value_text(v: &Value) -> String {
+    match v {
+        Value::Long(n) => n.to_string(),
+        Value::Str(s) => s.clone(),
+        Value::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
+    }
+}
