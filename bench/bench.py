@@ -506,17 +506,20 @@ def section_e():
         if not rs:
             rates[kind] = losts[kind] = None
             continue
-        rates[kind] = median([got / secs / 1000 for got, secs, _, _ in rs])
+        # "with none lost": the rate is over the runs that lost nothing
+        clean = [got / secs / 1000 for got, secs, _, _ in rs if got == args.burst]
+        rates[kind] = median(clean) if clean else "lossy in every run"
         losts[kind] = median([args.burst - got for got, _, _, _ in rs])
         notes.append(f"e. {kind}: burst of {args.burst}: received "
                      + ", ".join(str(r[0]) for r in rs) + "; emitting loop took (s) "
                      + ", ".join(f"{r[3]:.2f}" for r in rs) + "; exec of loop to last line (s) "
                      + ", ".join(f"{r[1]:.2f}" for r in rs) + "; lost-record messages: "
                      + ("; ".join(sorted({m.strip()[:100] for r in rs for m in r[2]})) or "none"))
-    add("e", f"printf rate, burst of {args.burst} events", rates["bpftrace"], rates["bpftap"],
+    add("e", f"printf rate with none lost, burst of {args.burst} events", rates["bpftrace"],
+        rates["bpftap"],
         "k lines/s", goal=1.0, better="higher")
-    add("e", f"events lost of {args.burst} (median)", losts["bpftrace"], losts["bpftap"],
-        "events", fmt="{:.0f}")
+    add("e", f"events lost of {args.burst} (median; worst run in notes)", losts["bpftrace"],
+        losts["bpftap"], "events", fmt="{:.0f}")
 
 
 # ---------------------------------------------------------------- f. compile time and memory
