@@ -36,6 +36,7 @@ BPFTRACE = args.bpftrace
 LOAD = os.path.join(args.tools, "benchload")  # comm "benchload"
 FIRST = os.path.join(args.tools, "firstevent")
 RUNS = args.runs
+LOAD0 = []
 TMP = tempfile.mkdtemp(prefix="bpftap-bench-")
 NA = "n/a (not supported yet)"
 
@@ -626,6 +627,8 @@ def machine():
         ("bpftrace", bt_ver),
         ("bpftap commit", commit),
         ("runs per number (median)", str(RUNS)),
+        ("load average (1, 5, 15 min) at start / end of the run",
+         " ".join(LOAD0) + " / " + " ".join(open("/proc/loadavg").read().split()[:3])),
     ]
 
 
@@ -651,6 +654,7 @@ def main():
     secs = {"a": section_a, "b": section_b, "c": section_c, "d": section_d, "e": section_e,
             "f": section_f}
     t0 = time.monotonic()
+    load0 = open("/proc/loadavg").read().split()[:3]
     try:
         for s in args.only:
             try:
@@ -663,6 +667,8 @@ def main():
         for f in os.listdir(TMP):
             if f != "RESULTS.md":
                 os.unlink(os.path.join(TMP, f))
+    global LOAD0
+    LOAD0 = load0
     m = machine()
     print()
     print(table_text())
