@@ -1,0 +1,704 @@
+#!/usr/bin/env python3
+"""bpftap vs bpftrace, side by side in one run. Started by bench/run.sh (see bench/README.md).
+
+Every number is a median of RUNS runs; a run whose tool did not produce the expected events
+counts as failed and gives no number. Nothing here is a test assertion: goals are reported.
+"""
+import argparse
+import json
+import os
+import platform
+import re
+import shlex
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+
+ap = argparse.ArgumentParser()
+ap.add_argument("--bpftap", required=True)
+ap.add_argument("--bpftrace", default="bpftrace")
+ap.add_argument("--tools", required=True, help="dir with the compiled C helpers")
+ap.add_argument("--runs", type=int, default=5)
+ap.add_argument("--only", default="abcdef", help="sections to run, e.g. 'ac'")
+ap.add_argument("--loop", type=int, default=2_000_000, help="syscalls in the overhead loop")
+ap.add_argument("--burst", type=int, default=1_000_000, help="events in the printf burst")
+ap.add_argument("--out", default=os.path.join(HERE, "RESULTS.md"))
+args = ap.parse_args()
+
+BPFTAP = args.bpftap
+BPFTRACE = args.bpftrace
+LOAD = os.path.join(args.tools, "benchload")  # comm "benchload"
+FIRST = os.path.join(args.tools, "firstevent")
+RUNS = args.runs
+LOAD0 = []
+TMP = tempfile.mkdtemp(prefix="bpftap-bench-")
+NA = "n/a (not supported yet)"
+
+rows = []   # (section, what, bpftrace, bpftap, unit, ratio, goal, verdict)
+notes = []  # free text for RESULTS.md
+live = []   # processes to kill on exit
+
+
+def log(*a):
+    print(*a, file=sys.stderr, flush=True)
+
+
+def median(xs):
+    return statistics.median(xs) if xs else None
+
+
+def first_line(s):
+    for l in s.splitlines():  # bpftap's diagnostics: "  × message"
+        if "×" in l:
+            return l.split("×", 1)[1].strip()[:160]
+    for l in s.splitlines():
+        l = l.strip()
+        if l and not l.startswith("ERROR: Unknown error -1: couldn't set RLIMIT_MEMLOCK"):
+            return l[:160]
+    return ""
+
+
+def spawn(cmd, **kw):
+    p = subprocess.Popen(cmd, start_new_session=True, **kw)
+    live.append(p)
+    return p
+
+
+def stop(p, sig=signal.SIGINT, timeout=120):
+    """Stop p with sig, then SIGKILL after timeout. Returns (seconds to exit, killed?)."""
+    if p.poll() is not None:
+        return 0.0, False
+    t0 = time.monotonic()
+    try:
+        p.send_signal(sig)
+        p.wait(timeout)
+        killed = False
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        p.wait()
+        killed = True
+    if p in live:
+        live.remove(p)
+    return time.monotonic() - t0, killed
+
+
+def cleanup():
+    for p in list(live):
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait(5)
+        except Exception:
+            pass
+
+
+def run(cmd, timeout=300, **kw):
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kw)
+    except subprocess.TimeoutExpired as e:
+        return subprocess.CompletedProcess(cmd, -9, e.stdout or "", (e.stderr or "") + "\n(timeout)")
+
+
+def bpftap_supported(script):
+    """None if bpftap compiles the script, else the reason (its first error line)."""
+    r = run([BPFTAP, "-p4", "-e", script], timeout=60)
+    if r.returncode == 0:
+        return None
+    return first_line(r.stderr) or f"exit {r.returncode}"
+
+
+def na_reason(reason):
+    if re.search(r"not (yet )?supported|unsupported|not implemented", reason, re.I):
+        return NA
+    return "n/a (error: " + reason + ")"
+
+
+# ---------------------------------------------------------------- tools started until ready
+
+class Tool:
+    """A tracer started in the background with stdout in a file, waited for until attached."""
+
+    def __init__(self, kind, script, ready_timeout=120):
+        self.kind = kind
+        self.out = tempfile.NamedTemporaryFile(dir=TMP, delete=False, prefix=kind + "-out-")
+        self.err = tempfile.NamedTemporaryFile(dir=TMP, delete=False, prefix=kind + "-err-")
+        env = dict(os.environ)
+        self.t0 = time.monotonic()
+        if kind == "bpftap":
+            self.ready = os.path.join(TMP, f"ready-{time.monotonic_ns()}")
+            env["BPFTAP_READY_FILE"] = self.ready
+            cmd = [BPFTAP, "-e", script]
+        else:
+            # bpftrace runs BEGIN once every probe is attached
+            cmd = [BPFTRACE, "-e", script + ' BEGIN { printf("READY\\n"); }']
+        self.p = spawn(cmd, stdout=self.out, stderr=self.err, env=env)
+        self.ok = self._wait_ready(ready_timeout)
+        self.ready_s = time.monotonic() - self.t0
+
+    def _wait_ready(self, timeout):
+        while time.monotonic() - self.t0 < timeout:
+            if self.p.poll() is not None:
+                return False
+            if self.kind == "bpftap":
+                if os.path.exists(self.ready):
+                    return True
+            else:
+                with open(self.out.name, "rb") as f:
+                    if b"READY\n" in f.read():
+                        return True
+            time.sleep(0.002)
+        return False
+
+    def hwm_kb(self):
+        try:
+            with open(f"/proc/{self.p.pid}/status") as f:
+                for l in f:
+                    if l.startswith("VmHWM:"):
+                        return int(l.split()[1])
+        except OSError:
+            return None
+
+    def prog_ids(self):
+        ids = []
+        fdd = f"/proc/{self.p.pid}/fd"
+        for fd in os.listdir(fdd):
+            try:
+                if "bpf-prog" not in os.readlink(f"{fdd}/{fd}"):
+                    continue
+                with open(f"/proc/{self.p.pid}/fdinfo/{fd}") as f:
+                    for l in f:
+                        if l.startswith("prog_id:"):
+                            ids.append(int(l.split()[1]))
+            except OSError:
+                pass
+        return sorted(set(ids))
+
+    def stop(self, timeout=120):
+        self.stop_s, self.killed = stop(self.p, timeout=timeout)
+        return self.stop_s
+
+    def stdout(self):
+        with open(self.out.name, errors="replace") as f:
+            return f.read()
+
+    def stderr(self):
+        with open(self.err.name, errors="replace") as f:
+            return f.read()
+
+
+def add(section, what, bt, tap, unit, goal=None, better="lower", fmt="{:.1f}"):
+    """bt/tap: numbers, None (failed) or strings (n/a). goal: max (or min) ratio tap/bt."""
+    def show(v):
+        if v is None:
+            return "failed"
+        if isinstance(v, str):
+            return v
+        return fmt.format(v)
+    ratio = verdict = ""
+    if isinstance(bt, (int, float)) and isinstance(tap, (int, float)) and bt:
+        r = tap / bt
+        ratio = f"{r:.2f}"
+        if goal is not None:
+            ok = r <= goal if better == "lower" else r >= goal
+            verdict = "met" if ok else "missed"
+    goal_s = "" if goal is None else ("≤ " if better == "lower" else "≥ ") + f"{goal:g}×"
+    rows.append((section, what, show(bt), show(tap), unit, ratio, goal_s, verdict))
+    log(f"  {section} {what}: bpftrace {show(bt)} bpftap {show(tap)} {unit} ratio {ratio}")
+
+
+# ---------------------------------------------------------------- a. exec -> first event
+
+def first_event(cmd, needle):
+    r = run([FIRST, "20000", needle] + cmd, timeout=60)
+    if r.returncode != 0:
+        return None, first_line(r.stderr)
+    return float(r.stdout.strip()), ""
+
+
+def section_a():
+    log("a. exec -> first event")
+    cases = [
+        ("getppid printf", "tick",
+         [BPFTRACE, "-e", 'tracepoint:syscalls:sys_enter_getppid { printf("hit\\n"); }'],
+         [BPFTAP, "-e", 'probe syscall.getppid { printf("hit\\n") }'], "hit"),
+        ("getppid printf, kernel.trace", "tick",
+         [BPFTRACE, "-e", 'tracepoint:syscalls:sys_enter_getppid { printf("hit\\n"); }'],
+         [BPFTAP, "-e", 'probe kernel.trace("syscalls:sys_enter_getppid") { printf("hit\\n") }'], "hit"),
+        ("connect one-liner", "connect",
+         [BPFTRACE, "-e", 'tracepoint:syscalls:sys_enter_connect { printf("%s %d\\n", comm, pid); }'],
+         [BPFTAP, "-e", 'probe syscall.connect /dport == 23/ { printf("%s %d\\n", execname(), pid()) }'],
+         "benchload"),
+    ]
+    for what, mode, bt_cmd, tap_cmd, needle in cases:
+        load = spawn([LOAD, mode, "200"], stdout=subprocess.DEVNULL)
+        try:
+            res = {"bpftrace": [], "bpftap": []}
+            errs = {"bpftrace": "", "bpftap": ""}
+            reason = bpftap_supported(tap_cmd[-1])
+            for _ in range(RUNS):
+                for kind, cmd in (("bpftrace", bt_cmd), ("bpftap", tap_cmd)):
+                    if kind == "bpftap" and reason:
+                        continue
+                    ms, err = first_event(cmd, needle)
+                    if ms is None:
+                        errs[kind] = err
+                    else:
+                        res[kind].append(ms)
+            bt = median(res["bpftrace"])
+            tap = na_reason(reason) if reason else median(res["bpftap"])
+            add("a", f"exec → first event: {what}", bt, tap, "ms", goal=0.25)
+            for kind in res:
+                if errs[kind]:
+                    notes.append(f"a. {what}: a {kind} run failed: {errs[kind]}")
+                if res[kind]:
+                    notes.append(f"a. {what}: {kind} samples (ms): "
+                                 + ", ".join(f"{x:.1f}" for x in res[kind]))
+        finally:
+            stop(load, signal.SIGKILL)
+    # where bpftap's startup goes: one run with -v
+    load = spawn([LOAD, "tick", "200"], stdout=subprocess.DEVNULL)
+    try:
+        r = run([BPFTAP, "-v", "-T", "1", "-e", 'probe syscall.getppid { printf("hit\\n") }'], timeout=60)
+        v = "\n".join(l for l in r.stderr.splitlines() if l.strip())[:3000]
+        notes.append("a. bpftap -v pass timings for the getppid one-liner:\n\n```\n" + v + "\n```")
+    finally:
+        stop(load, signal.SIGKILL)
+
+
+# ---------------------------------------------------------------- b. peak RSS
+
+def time_v(cmd, timeout=120):
+    r = run(["/usr/bin/time", "-v"] + cmd, timeout=timeout)
+    m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", r.stderr)
+    return r, (int(m.group(1)) if m else None)
+
+
+def section_b():
+    log("b. peak RSS")
+    cases = [
+        ("counter, exit at begin (n++ / @n = count())", None,
+         [BPFTRACE, "-e", 'tracepoint:syscalls:sys_enter_getppid { @n = count(); } BEGIN { exit(); }'],
+         [BPFTAP, "-e", 'global n probe syscall.getppid { n++ } probe begin { exit() }'], None),
+        ("array counter, exit at begin (c[execname()]++ / @c[comm] = count())", None,
+         [BPFTRACE, "-e", 'tracepoint:syscalls:sys_enter_getppid { @c[comm] = count(); } BEGIN { exit(); }'],
+         [BPFTAP, "-e", 'global c probe syscall.getppid { c[execname()]++ } probe begin { exit() }'], None),
+        ("connect one-liner, 1 s", "connect",
+         ["timeout", "--preserve-status", "-s", "INT", "1", BPFTRACE, "-e",
+          'tracepoint:syscalls:sys_enter_connect { printf("%s %d\\n", comm, pid); }'],
+         ["timeout", "--preserve-status", "-s", "INT", "1", BPFTAP, "-e",
+          'probe syscall.connect /dport == 23/ { printf("%s %d\\n", execname(), pid()) }'],
+         "benchload"),
+    ]
+    for what, mode, bt_cmd, tap_cmd, needle in cases:
+        load = spawn([LOAD, mode, "200"], stdout=subprocess.DEVNULL) if mode else None
+        try:
+            res = {"bpftrace": [], "bpftap": []}
+            reason = bpftap_supported(tap_cmd[-1])
+            for _ in range(RUNS):
+                for kind, cmd in (("bpftrace", bt_cmd), ("bpftap", tap_cmd)):
+                    if kind == "bpftap" and reason:
+                        continue
+                    r, kb = time_v(cmd)
+                    good = r.returncode == 0 and kb and (needle is None or needle in r.stdout)
+                    if good:
+                        res[kind].append(kb / 1024)
+                    else:
+                        notes.append(f"b. {what}: a {kind} run failed (exit {r.returncode}): "
+                                     f"{first_line(r.stderr)}")
+            tap = na_reason(reason) if reason else median(res["bpftap"])
+            add("b", f"peak RSS: {what}", median(res["bpftrace"]), tap, "MB", goal=0.2)
+        finally:
+            if load:
+                stop(load, signal.SIGKILL)
+
+
+# ---------------------------------------------------------------- c. per-event overhead
+
+def loop_once():
+    r = run([LOAD, "loop", str(args.loop)], timeout=300)
+    return float(r.stdout.strip()) if r.returncode == 0 else None
+
+
+def traced_loop(kind, script, check):
+    t = Tool(kind, script)
+    try:
+        if not t.ok:
+            return None, "not ready: " + first_line(t.stderr())
+        secs = loop_once()
+    finally:
+        t.stop()
+    if secs is None:
+        return None, "loop failed"
+    err = check(t.stdout()) if check else None
+    if err:
+        return None, err
+    return secs, ""
+
+
+def count_check(pattern):
+    def check(out):
+        m = re.search(pattern, out)
+        if not m:
+            return "no count in output: " + first_line(out)
+        if int(m.group(1)) < args.loop:
+            return f"count {m.group(1)} < {args.loop}"
+        return None
+    return check
+
+
+def section_c():
+    log("c. per-event overhead")
+    variants = [
+        ("empty probe (floor)",
+         'tracepoint:syscalls:sys_enter_getppid { }', None,
+         'probe syscall.getppid { }', None),
+        ("plain counter (n++ / @n = count())",
+         'tracepoint:syscalls:sys_enter_getppid { @n = count(); }', count_check(r"@n: (\d+)"),
+         'global n probe syscall.getppid { n++ } probe end { printf("n=%d\\n", n) }',
+         count_check(r"n=(\d+)")),
+        ("array counter (c[execname()]++ / @c[comm] = count())",
+         'tracepoint:syscalls:sys_enter_getppid { @c[comm] = count(); }',
+         count_check(r"@c\[benchload\]: (\d+)"),
+         'global c probe syscall.getppid { c[execname()]++ } '
+         'probe end { printf("c=%d\\n", c["benchload"]) }',
+         count_check(r"c=(\d+)")),
+    ]
+    reasons = [bpftap_supported(v[3]) for v in variants]
+    base, res, errs = [], {}, {}
+    for _ in range(RUNS):
+        s = loop_once()
+        if s is not None:
+            base.append(s)
+        for (what, bts, btc, taps, tapc), reason in zip(variants, reasons):
+            for kind, script, check in (("bpftrace", bts, btc), ("bpftap", taps, tapc)):
+                if kind == "bpftap" and reason:
+                    continue
+                secs, err = traced_loop(kind, script, check)
+                if secs is None:
+                    errs[(what, kind)] = err
+                else:
+                    res.setdefault((what, kind), []).append(secs)
+    b = median(base)
+    add("c", f"untraced loop of {args.loop} getppid", b, b, "s", fmt="{:.3f}")
+    notes.append("c. untraced loop samples (s): " + ", ".join(f"{x:.3f}" for x in base))
+    per = lambda s: None if s is None else (s - b) / args.loop * 1e6
+    for (what, *_), reason in zip(variants, reasons):
+        bt = median(res.get((what, "bpftrace"), []))
+        tap = median(res.get((what, "bpftap"), []))
+        goal = 0.7
+        add("c", f"loop time: {what}", bt, na_reason(reason) if reason else tap, "s", fmt="{:.3f}")
+        add("c", f"overhead: {what}", per(bt), na_reason(reason) if reason else per(tap),
+            "µs/event", goal=goal, fmt="{:.3f}")
+        for kind in ("bpftrace", "bpftap"):
+            if (what, kind) in errs:
+                notes.append(f"c. {what}: a {kind} run failed: {errs[(what, kind)]}")
+            if (what, kind) in res:
+                notes.append(f"c. {what}: {kind} samples (s): "
+                             + ", ".join(f"{x:.3f}" for x in res[(what, kind)]))
+
+
+# ---------------------------------------------------------------- d. BPF instruction counts
+
+def insns(kind, script):
+    t = Tool(kind, script)
+    try:
+        if not t.ok:
+            return None, "not ready: " + first_line(t.stderr())
+        progs = []
+        for pid in t.prog_ids():
+            r = run(["bpftool", "prog", "show", "id", str(pid), "-j"], timeout=30)
+            if r.returncode == 0:
+                progs.append(json.loads(r.stdout))
+    finally:
+        t.stop()
+    progs = [p for p in progs if p.get("name") not in ("BEGIN", "END")]
+    if not progs:
+        return None, "no program found"
+    n = sum(p.get("bytes_xlated", 0) for p in progs) // 8
+    return n, ", ".join(f"{p.get('name')}={p.get('bytes_xlated', 0) // 8}" for p in progs)
+
+
+def section_d():
+    log("d. BPF instruction counts")
+    cases = [
+        ("empty probe",
+         'tracepoint:syscalls:sys_enter_getppid { }',
+         'probe syscall.getppid { }'),
+        ("counter (n++ / @n = count())",
+         'tracepoint:syscalls:sys_enter_getppid { @n = count(); }',
+         'global n probe syscall.getppid { n++ }'),
+        ("array counter (c[execname()]++ / @c[comm] = count())",
+         'tracepoint:syscalls:sys_enter_getppid { @c[comm] = count(); }',
+         'global c probe syscall.getppid { c[execname()]++ }'),
+        ("printf pid and comm",
+         'tracepoint:syscalls:sys_enter_getppid { printf("%d %s\\n", pid, comm); }',
+         'probe syscall.getppid { printf("%d %s\\n", pid(), execname()) }'),
+        ("predicate on a field (close fd == 12345, counter)",
+         'tracepoint:syscalls:sys_enter_close /args->fd == 12345/ { @n = count(); }',
+         'global n probe kernel.trace("syscalls:sys_enter_close") { if ($fd == 12345) n++ }'),
+        ("connect one-liner (bpftap reads dport, bpftrace does not)",
+         'tracepoint:syscalls:sys_enter_connect { printf("%s %d\\n", comm, pid); }',
+         'probe syscall.connect /dport == 23/ { printf("%s %d\\n", execname(), pid()) }'),
+    ]
+    for what, bts, taps in cases:
+        bt, btd = insns("bpftrace", bts)
+        reason = bpftap_supported(taps)
+        if reason:
+            tap, tapd = na_reason(reason), ""
+        else:
+            tap, tapd = insns("bpftap", taps)
+        add("d", f"xlated insns: {what}", bt, tap, "insns", goal=1.0, fmt="{:d}")
+        notes.append(f"d. {what}: bpftrace [{btd}] bpftap [{tapd}]")
+
+
+# ---------------------------------------------------------------- e. printf throughput
+
+def burst(kind, script):
+    t = Tool(kind, script)
+    try:
+        if not t.ok:
+            return None, "not ready: " + first_line(t.stderr())
+        size0 = os.path.getsize(t.out.name)
+        p = subprocess.Popen([LOAD, "loop", str(args.burst)], stdout=subprocess.PIPE, text=True)
+        t0 = time.monotonic()
+        # poll the output size until it has not grown for 1 s after the loop ended
+        last_size, last_grow = size0, t0
+        while True:
+            time.sleep(0.005)
+            sz = os.path.getsize(t.out.name)
+            now = time.monotonic()
+            if sz != last_size:
+                last_size, last_grow = sz, now
+            if p.poll() is not None and now - last_grow > 1.0:
+                break
+            if now - t0 > 120:
+                break
+        loop_pid = p.pid
+        loop_s = float(p.stdout.read().strip() or "nan")
+        p.wait()
+    finally:
+        t.stop()
+    got = sum(1 for l in t.stdout().splitlines() if l.strip() == str(loop_pid))
+    err = t.stderr()
+    lost_msg = [l for l in (err + t.stdout()).splitlines() if re.search(r"lost", l, re.I)]
+    secs = last_grow - t0
+    return (got, secs, lost_msg, loop_s), ""
+
+
+def section_e():
+    log("e. printf throughput")
+    bts = 'tracepoint:syscalls:sys_enter_getppid { printf("%d\\n", pid); }'
+    taps = 'probe syscall.getppid { printf("%d\\n", pid()) }'
+    res = {"bpftrace": [], "bpftap": []}
+    for _ in range(RUNS):
+        for kind, script in (("bpftrace", bts), ("bpftap", taps)):
+            r, err = burst(kind, script)
+            if r is None:
+                notes.append(f"e. a {kind} run failed: {err}")
+            else:
+                res[kind].append(r)
+    rates, losts = {}, {}
+    for kind, rs in res.items():
+        if not rs:
+            rates[kind] = losts[kind] = None
+            continue
+        # "with none lost": the rate is over the runs that lost nothing
+        clean = [got / secs / 1000 for got, secs, _, _ in rs if got == args.burst]
+        rates[kind] = median(clean) if clean else "lossy in every run"
+        losts[kind] = median([args.burst - got for got, _, _, _ in rs])
+        notes.append(f"e. {kind}: burst of {args.burst}: received "
+                     + ", ".join(str(r[0]) for r in rs) + "; emitting loop took (s) "
+                     + ", ".join(f"{r[3]:.2f}" for r in rs) + "; exec of loop to last line (s) "
+                     + ", ".join(f"{r[1]:.2f}" for r in rs) + "; lost-record messages: "
+                     + ("; ".join(sorted({m.strip()[:100] for r in rs for m in r[2]})) or "none"))
+    add("e", f"printf rate with none lost, burst of {args.burst} events", rates["bpftrace"],
+        rates["bpftap"],
+        "k lines/s", goal=1.0, better="higher")
+    add("e", f"events lost of {args.burst} (median; worst run in notes)", losts["bpftrace"],
+        losts["bpftap"], "events", fmt="{:.0f}")
+
+
+# ---------------------------------------------------------------- f. compile time and memory
+
+def syscall_names(n):
+    names = sorted(x[len("sys_enter_"):] for x in os.listdir("/sys/kernel/tracing/events/syscalls")
+                   if x.startswith("sys_enter_"))
+    return names[:n]
+
+
+def section_f():
+    log("f. compile time and memory")
+    names = syscall_names(200)
+    bt_script = "\n".join(f'tracepoint:syscalls:sys_enter_{n} {{ printf("{n} %d\\n", pid); }}'
+                          for n in names)
+    tap_script = "\n".join(f'probe syscall.{n} {{ printf("{n} %d\\n", pid()) }}' for n in names)
+    bt1 = f'tracepoint:syscalls:sys_enter_{names[0]} {{ printf("{names[0]} %d\\n", pid); }}'
+    tap1 = f'probe syscall.{names[0]} {{ printf("{names[0]} %d\\n", pid()) }}'
+    for what, bts, taps in ((f"compile 1 probe", bt1, tap1),
+                            (f"compile {len(names)} probes with printf", bt_script, tap_script)):
+        btf = os.path.join(TMP, "bt.stp")
+        tapf = os.path.join(TMP, "tap.stp")
+        open(btf, "w").write(bts)
+        open(tapf, "w").write(taps)
+        reason = bpftap_supported(taps)
+        tm = {"bpftrace": [], "bpftap": []}
+        rss = {"bpftrace": [], "bpftap": []}
+        for _ in range(RUNS):
+            for kind, cmd in (("bpftrace", [BPFTRACE, "--emit-elf", os.path.join(TMP, "bt.elf"), btf]),
+                              ("bpftap", [BPFTAP, "-p4", tapf])):
+                if kind == "bpftap" and reason:
+                    continue
+                t0 = time.monotonic()
+                r, kb = time_v(cmd)
+                dt = (time.monotonic() - t0) * 1000
+                if r.returncode == 0 and kb:
+                    tm[kind].append(dt)
+                    rss[kind].append(kb / 1024)
+                else:
+                    notes.append(f"f. {what}: a {kind} run failed (exit {r.returncode}): "
+                                 f"{first_line(r.stderr)}")
+        na = na_reason(reason) if reason else None
+        add("f", f"{what}: time", median(tm["bpftrace"]), na or median(tm["bpftap"]), "ms", goal=0.1)
+        add("f", f"{what}: peak RSS", median(rss["bpftrace"]), na or median(rss["bpftap"]), "MB",
+            goal=0.1)
+    notes.append("f. compile only: bpftrace `--emit-elf FILE` (its dry run that builds the BPF "
+                 "ELF), bpftap `-p4` (compile and print the disassembly), both under /usr/bin/time -v")
+    # syscall.*: run until attached, then stopped
+    bts = 'tracepoint:syscalls:sys_enter_* { @n = count(); }'
+    taps = 'global n probe syscall.* { n++ }'
+    reason = bpftap_supported(taps)
+    att = {"bpftrace": [], "bpftap": []}
+    stp = {"bpftrace": [], "bpftap": []}
+    rss = {"bpftrace": [], "bpftap": []}
+    for _ in range(RUNS):
+        for kind, script in (("bpftrace", bts), ("bpftap", taps)):
+            if kind == "bpftap" and reason:
+                continue
+            t = Tool(kind, script, ready_timeout=300)
+            kb = t.hwm_kb() if t.ok else None
+            nprog = len(t.prog_ids()) if t.ok else 0
+            s = t.stop(timeout=300)
+            if t.ok and kb:
+                att[kind].append(t.ready_s * 1000)
+                stp[kind].append(s * 1000)
+                rss[kind].append(kb / 1024)
+                notes.append(f"f. syscall.*: {kind} attached {nprog} programs")
+            else:
+                notes.append(f"f. syscall.*: a {kind} run failed: {first_line(t.stderr())}")
+    na = na_reason(reason) if reason else None
+    add("f", "syscall.*: exec → attached", median(att["bpftrace"]), na or median(att["bpftap"]), "ms",
+        goal=0.1)
+    add("f", "syscall.*: stop (SIGINT → exit)", median(stp["bpftrace"]), na or median(stp["bpftap"]),
+        "ms")
+    add("f", "syscall.*: peak RSS while attached", median(rss["bpftrace"]),
+        na or median(rss["bpftap"]), "MB", goal=0.1)
+
+
+# ---------------------------------------------------------------- report
+
+def machine():
+    mem = ""
+    with open("/proc/meminfo") as f:
+        for l in f:
+            if l.startswith("MemTotal:"):
+                mem = f"{int(l.split()[1]) / 1024 / 1024:.1f} GiB"
+    cpu = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for l in f:
+                if l.startswith("model name"):
+                    cpu = l.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    bt_ver = run([BPFTRACE, "--version"]).stdout.strip()
+    commit = run(["git", "-C", ROOT, "describe", "--always", "--dirty"]).stdout.strip()
+    return [
+        ("date", time.strftime("%Y-%m-%d %H:%M:%S %Z")),
+        ("CPUs (nproc)", str(os.cpu_count())),
+        ("CPU", cpu),
+        ("memory", mem),
+        ("kernel", platform.release()),
+        ("bpftrace", bt_ver),
+        ("bpftap commit", commit),
+        ("runs per number (median)", str(RUNS)),
+        ("load average (1, 5, 15 min) at start / end of the run",
+         " ".join(LOAD0) + " / " + " ".join(open("/proc/loadavg").read().split()[:3])),
+    ]
+
+
+def table_md():
+    head = "| | what | bpftrace | bpftap | unit | bpftap/bpftrace | goal | |\n"
+    head += "|---|---|---:|---:|---|---:|---|---|\n"
+    return head + "".join("| " + " | ".join(r) + " |\n" for r in rows)
+
+
+def table_text():
+    cols = list(zip(*([("", "what", "bpftrace", "bpftap", "unit", "ratio", "goal", "")] + rows)))
+    w = [max(len(c) for c in col) for col in cols]
+    out = []
+    for i, r in enumerate([("", "what", "bpftrace", "bpftap", "unit", "ratio", "goal", "")] + rows):
+        out.append("  ".join(c.ljust(w[j]) if j in (0, 1, 4, 6, 7) else c.rjust(w[j])
+                             for j, c in enumerate(r)))
+        if i == 0:
+            out.append("-" * len(out[0]))
+    return "\n".join(out)
+
+
+def main():
+    secs = {"a": section_a, "b": section_b, "c": section_c, "d": section_d, "e": section_e,
+            "f": section_f}
+    t0 = time.monotonic()
+    load0 = open("/proc/loadavg").read().split()[:3]
+    try:
+        for s in args.only:
+            try:
+                secs[s]()
+            except Exception as e:  # a broken section must not hide the others
+                notes.append(f"{s}. section failed: {e!r}")
+                log(f"section {s} failed: {e!r}")
+    finally:
+        cleanup()
+        for f in os.listdir(TMP):
+            if f != "RESULTS.md":
+                os.unlink(os.path.join(TMP, f))
+    global LOAD0
+    LOAD0 = load0
+    m = machine()
+    print()
+    print(table_text())
+    md = ["# bpftap vs bpftrace: benchmark results", "",
+          "Written by `bench/run.sh` (see `bench/README.md`). Every number is the median of "
+          f"{RUNS} runs done side by side in one run of the harness; ratios are bpftap/bpftrace. "
+          "Goals are from issue 7; none of this is a test assertion.", "",
+          "## Machine", ""]
+    md += [f"- {k}: {v}" for k, v in m]
+    md += ["", "## Results", "", table_md(), "## Notes and samples", ""]
+    seen = set()
+    for n in notes:
+        if n in seen:
+            continue
+        seen.add(n)
+        md.append(n if n.startswith("a. bpftap -v") else f"- {n}")
+    analysis = os.path.join(HERE, "ANALYSIS.md")
+    if os.path.exists(analysis):
+        md += ["", open(analysis).read()]
+    md += ["", f"Harness wall time: {time.monotonic() - t0:.0f} s.", ""]
+    if args.only == "abcdef":
+        with open(args.out, "w") as f:
+            f.write("\n".join(md))
+        os.rmdir(TMP)
+        log(f"wrote {args.out}")
+    else:
+        part = os.path.join(TMP, "RESULTS.md")
+        with open(part, "w") as f:
+            f.write("\n".join(md))
+        log(f"partial run (--only {args.only}): wrote {part}, not {args.out}")
+
+
+main()
