@@ -157,7 +157,7 @@ pub fn compile(program: Program) -> Result<CompiledScript, EmitError> {
     ];
     let mut map_defs = map_defs;
     for (a, decl) in program.arrays.iter() {
-        let (_, key_size) = layout::key_layout(&decl.keys, program.string_capacity);
+        let (_, key_size) = layout::key_layout(decl);
         let map_type = match (decl.value, decl.wrap) {
             (lang::ir::ValueKind::Stat, _) => map_type::PERCPU_HASH,
             (_, true) => map_type::LRU_HASH,

@@ -175,7 +175,7 @@ pub fn emit_handler(
     let max_key = program
         .arrays
         .values()
-        .map(|a| layout::key_layout(&a.keys, cap).1)
+        .map(|a| layout::key_layout(a).1)
         .max()
         .unwrap_or(0);
     let scratch_size = key_off + max_key.div_ceil(8) * 8;
@@ -193,6 +193,7 @@ pub fn emit_handler(
         key_off,
         handler_index,
         args,
+        globals_loaded: false,
         cached: [None; 6],
         insns: Vec::new(),
         relocs: Vec::new(),
@@ -230,6 +231,7 @@ pub fn emit_handler(
     e.push(insn::mov64_imm(Reg::R0, exit_value));
     e.push(insn::exit());
     e.resolve_jumps()?;
+    e.drop_jumps_to_next();
     Ok(Emitted { insns: e.insns, relocs: e.relocs, spans: e.spans, scratch_size })
 }
 
@@ -251,6 +253,8 @@ struct Emitter<'a> {
     /// This handler's index in the program, for error records.
     handler_index: u32,
     args: ArgAccess,
+    /// `r8` holds the globals value (loaded in the prologue when the handler uses globals).
+    globals_loaded: bool,
     /// Which variable each of r0..r5 holds, where known (straight-line code only).
     cached: [Option<Var>; 6],
     insns: Vec<Insn>,
@@ -313,6 +317,54 @@ impl Emitter<'_> {
         self.push(insn::jmp_reg(op, a, b, 0));
     }
 
+    /// Removes `goto +0` (a block that ends by jumping to the one laid out next) and
+    /// renumbers the jumps, relocations and spans around the removed instructions.
+    fn drop_jumps_to_next(&mut self) {
+        let is_nop = |i: &Insn| i.code == insn::class::JMP && i.off == 0 && i.imm == 0;
+        let n = self.insns.len();
+        // new_index[i]: where instruction i (or, if removed, the next kept one) ends up.
+        let mut new_index = Vec::with_capacity(n + 1);
+        let mut kept = 0usize;
+        let mut second_half = false;
+        for i in &self.insns {
+            new_index.push(kept);
+            let removable = !second_half && is_nop(i);
+            second_half = !second_half && i.is_ld_imm64();
+            if !removable {
+                kept += 1;
+            }
+        }
+        new_index.push(kept);
+        if kept == n {
+            return;
+        }
+        let mut out = Vec::with_capacity(kept);
+        let mut second_half = false;
+        for (at, i) in self.insns.iter().enumerate() {
+            let mut i = *i;
+            let removable = !second_half && is_nop(&i);
+            let jump = !second_half && matches!(i.class(), insn::class::JMP | insn::class::JMP32)
+                && i.code & 0xf0 != insn::jmp::CALL
+                && i.code & 0xf0 != insn::jmp::EXIT;
+            second_half = !second_half && i.is_ld_imm64();
+            if removable {
+                continue;
+            }
+            if jump {
+                let target = (at as i64 + 1 + i.off as i64) as usize;
+                i.off = (new_index[target] as i64 - (new_index[at] as i64 + 1)) as i16;
+            }
+            out.push(i);
+        }
+        self.insns = out;
+        for r in &mut self.relocs {
+            r.insn_index = new_index[r.insn_index];
+        }
+        for (at, _) in &mut self.spans {
+            *at = new_index[*at];
+        }
+    }
+
     fn resolve_jumps(&mut self) -> Result<(), EmitError> {
         for &(at, label) in &self.fixups {
             let target = self.labels[&label] as i64;
@@ -358,12 +410,6 @@ impl Emitter<'_> {
             matches!(
                 i.kind,
                 InstKind::LoadGlobal { .. }
-                    | InstKind::Printf { .. }
-                    | InstKind::Exit
-                    | InstKind::MaxActionExceeded
-                    | InstKind::ArraySet { .. }
-                    | InstKind::ArrayAdd { .. }
-                    | InstKind::StatAdd { .. }
                     | InstKind::StoreGlobal { .. }
                     | InstKind::AddGlobal { .. }
                     | InstKind::Call {
@@ -378,12 +424,28 @@ impl Emitter<'_> {
         })
     }
 
+    fn uses_ctx(&self) -> bool {
+        self.func.blocks.values().flat_map(|b| &b.insts).any(|i| {
+            matches!(
+                i.kind,
+                InstKind::LoadContext { .. }
+                    | InstKind::LoadContextDataLoc { .. }
+                    | InstKind::LoadContextStr { .. }
+                    | InstKind::LoadArg { .. }
+                    | InstKind::LoadReturn { .. }
+            )
+        })
+    }
+
     fn prologue(&mut self) {
-        self.push(insn::mov64_reg(CTX, Reg::R1));
+        if self.uses_ctx() {
+            self.push(insn::mov64_reg(CTX, Reg::R1));
+        }
         let (scratch, globals) = (self.uses_scratch(), self.uses_globals());
         if scratch || globals {
             self.push(insn::st_imm(Size::W, Reg::R10, KEY_ZERO, 0));
         }
+        self.globals_loaded = globals;
         for (needed, map, reg) in [(scratch, self.maps.scratch, SCRATCH), (globals, self.maps.globals, GLOBALS)] {
             if !needed {
                 continue;
@@ -720,13 +782,14 @@ impl Emitter<'_> {
     /// zero-padded first: the map compares every byte of the key.
     fn build_key(&mut self, array: lang::ir::ArrayId, keys: &[Var]) {
         let decl = &self.program.arrays[array];
-        let (offsets, size) = layout::key_layout(&decl.keys, self.cap);
+        let (offsets, size) = layout::key_layout(decl);
         if keys.is_empty() {
             self.push(insn::st_imm(Size::W, SCRATCH, self.key_off as i16, 0));
             return;
         }
         let _ = size;
-        for (k, off) in keys.iter().zip(offsets) {
+        let widths = decl.key_widths.clone();
+        for ((k, off), width) in keys.iter().zip(offsets).zip(widths) {
             let at = self.key_off + off;
             match self.func.ty(*k) {
                 Ty::Long => {
@@ -734,12 +797,11 @@ impl Emitter<'_> {
                     self.push(insn::stx(Size::DW, SCRATCH, Reg::R0, at as i16));
                 }
                 Ty::Str => {
-                    let width = layout::value_size(Ty::Str, self.cap);
-                    for w in (0..width).step_by(8) {
+                    for w in (0..width.div_ceil(8) * 8).step_by(8) {
                         self.push(insn::st_imm(Size::DW, SCRATCH, (at + w) as i16, 0));
                     }
                     self.str_addr(Reg::R3, *k);
-                    self.copy_str(at, self.cap);
+                    self.copy_str(at, width);
                 }
             }
         }
@@ -1047,10 +1109,23 @@ impl Emitter<'_> {
         self.push(insn::mov64_imm(Reg::R3, size as i32));
         self.push(insn::mov64_imm(Reg::R4, 0));
         self.push(insn::call(Helper::RingbufOutput));
-        // A full ring buffer drops the record: count it, so the runtime can say so.
-        self.push(insn::jmp_imm(JmpOp::Eq, Reg::R0, 0, 2));
+        // A full ring buffer drops the record: count it, so the runtime can say so. The
+        // globals are looked up here, on the rare path, unless the handler has them anyway.
+        let sent = self.new_label();
+        self.jump_if_imm(JmpOp::Eq, Reg::R0, 0, sent);
+        let counter = if self.globals_loaded {
+            GLOBALS
+        } else {
+            self.map_ptr(Reg::R1, self.maps.globals);
+            self.push(insn::mov64_reg(Reg::R2, Reg::R10));
+            self.push(insn::alu64_imm(AluOp::Add, Reg::R2, KEY_ZERO as i32));
+            self.push(insn::call(Helper::MapLookupElem));
+            self.jump_if_imm(JmpOp::Eq, Reg::R0, 0, sent);
+            Reg::R0
+        };
         self.push(insn::mov64_imm(Reg::R1, 1));
-        self.push(insn::atomic_add(Size::DW, GLOBALS, Reg::R1, GLOBAL_LOST as i16));
+        self.push(insn::atomic_add(Size::DW, counter, Reg::R1, GLOBAL_LOST as i16));
+        self.bind(sent);
     }
 
     fn printf(&mut self, fmt: FmtId, args: &[Var]) {

@@ -105,14 +105,15 @@ pub fn stat_value_size(hist: lang::ir::HistSpec) -> u32 {
     stat_field::BUCKETS + 8 * stat_buckets(hist)
 }
 
-/// Bytes of the key of an array: its keys packed in order (longs 8, strings the rounded
-/// capacity); a scalar statistic has a 4-byte key that is always 0.
-pub fn key_layout(keys: &[Ty], string_capacity: u32) -> (Vec<u32>, u32) {
+/// The key of an array: its keys packed in order (longs 8 bytes, strings their width, see
+/// `ArrayDecl::key_widths`), as `(offsets, size)`; a scalar statistic has a 4-byte key that
+/// is always 0.
+pub fn key_layout(decl: &lang::ir::ArrayDecl) -> (Vec<u32>, u32) {
     let mut offsets = Vec::new();
     let mut off = 0;
-    for ty in keys {
+    for width in &decl.key_widths {
         offsets.push(off);
-        off += value_size(*ty, string_capacity);
+        off += width.div_ceil(8) * 8;
     }
     (offsets, off.max(4))
 }

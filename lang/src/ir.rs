@@ -79,6 +79,9 @@ pub struct GlobalDecl {
 pub struct ArrayDecl {
     pub name: String,
     pub keys: Vec<Ty>,
+    /// Bytes each key takes in the map's key: 8 for a long; for a string, what its values
+    /// can need (16 when every use is `execname()`), at most the string capacity.
+    pub key_widths: Vec<u32>,
     pub value: ValueKind,
     /// Entries the array can hold (MAXMAPENTRIES or the declared size).
     pub max_entries: u32,

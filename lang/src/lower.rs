@@ -60,13 +60,23 @@ pub fn lower(
         globals.insert(g.name.clone(), id);
     }
     let mut arrays = HashMap::new();
+    let key_widths = string_key_widths(script, options.string_capacity);
     for (name, t) in &types.arrays {
         let decl = script.globals.iter().find(|g| &g.name == name);
         let (Some(value), Some(keys)) = (t.value, t.keys.iter().copied().collect::<Option<Vec<Ty>>>()) else {
             continue;
         };
+        let widths = keys
+            .iter()
+            .enumerate()
+            .map(|(i, ty)| match ty {
+                Ty::Long => 8,
+                Ty::Str => key_widths.get(&(name.clone(), i)).copied().unwrap_or(options.string_capacity),
+            })
+            .collect();
         let id = program.arrays.push(ir::ArrayDecl {
             name: name.clone(),
+            key_widths: widths,
             keys,
             value,
             max_entries: decl.and_then(|g| g.size).map_or(options.max_map_entries, |n| n.clamp(1, 1 << 24) as u32),
@@ -1371,6 +1381,47 @@ impl Ctx<'_> {
         self.switch_to(done);
         result
     }
+}
+
+/// For each string key of each array (`(array, position)`), the bytes its values can need:
+/// the widest of the expressions ever used there. `execname()` needs 16 (the kernel's comm),
+/// a literal its length; anything else the whole string capacity. Narrow keys make the
+/// kernel's hashing and zeroing cheaper (`c[execname()]++` is the common case).
+fn string_key_widths(script: &Elaborated, cap: u32) -> HashMap<(String, usize), u32> {
+    let mut widths: HashMap<(String, usize), u32> = HashMap::new();
+    let mut note = |array: &str, keys: &[Expr]| {
+        for (i, k) in keys.iter().enumerate() {
+            let need = match &k.kind {
+                ExprKind::Call { name, args } if args.is_empty() && (name == "execname" || name == "pexecname") => 16,
+                ExprKind::String(s) => (s.len() as u32 + 1).min(cap),
+                _ => cap,
+            };
+            let w = widths.entry((array.to_string(), i)).or_insert(0);
+            *w = (*w).max(need);
+        }
+    };
+    let mut visit = |e: &Expr| match &e.kind {
+        ExprKind::Index { base, keys } => {
+            if let ExprKind::Ident(a) = &base.kind {
+                note(a, keys);
+            }
+        }
+        ExprKind::In { keys, array } => {
+            if let ExprKind::Ident(a) = &array.kind {
+                note(a, keys);
+            }
+        }
+        _ => {}
+    };
+    for p in &script.probes {
+        crate::elaborate::walk_exprs(&p.body, &mut visit);
+    }
+    for f in script.functions.values() {
+        if let ast::FunctionBody::Script(body) = &f.body {
+            crate::elaborate::walk_exprs(body, &mut visit);
+        }
+    }
+    widths
 }
 
 /// Functions whose calls have no effect but their result: no output, no global writes,

@@ -44,15 +44,15 @@ impl<'p> Arrays<'p> {
 
     pub fn encode_key(&self, a: ArrayId, keys: &[Value]) -> Vec<u8> {
         let decl = self.decl(a);
-        let (offsets, size) = layout::key_layout(&decl.keys, self.program.string_capacity);
+        let (offsets, size) = layout::key_layout(decl);
         let mut out = vec![0u8; size as usize];
-        for ((k, off), ty) in keys.iter().zip(offsets).zip(&decl.keys) {
+        for (((k, off), ty), width) in keys.iter().zip(offsets).zip(&decl.keys).zip(&decl.key_widths) {
             let off = off as usize;
             match (ty, k) {
                 (Ty::Long, Value::Long(n)) => out[off..off + 8].copy_from_slice(&n.to_le_bytes()),
                 (Ty::Str, v) => {
                     let bytes = value_text(v).into_bytes();
-                    let n = bytes.len().min(self.cap() - 1);
+                    let n = bytes.len().min(*width as usize - 1);
                     out[off..off + n].copy_from_slice(&bytes[..n]);
                 }
                 _ => {}
@@ -63,15 +63,16 @@ impl<'p> Arrays<'p> {
 
     fn decode_key(&self, a: ArrayId, bytes: &[u8]) -> Vec<Value> {
         let decl = self.decl(a);
-        let (offsets, _) = layout::key_layout(&decl.keys, self.program.string_capacity);
+        let (offsets, _) = layout::key_layout(decl);
         decl.keys
             .iter()
             .zip(offsets)
-            .map(|(ty, off)| {
+            .zip(&decl.key_widths)
+            .map(|((ty, off), width)| {
                 let off = off as usize;
                 match ty {
                     Ty::Long => Value::Long(i64::from_le_bytes(bytes[off..off + 8].try_into().unwrap_or([0; 8]))),
-                    Ty::Str => Value::Str(c_string(&bytes[off..off + self.cap()])),
+                    Ty::Str => Value::Str(c_string(&bytes[off..off + *width as usize])),
                 }
             })
             .collect()

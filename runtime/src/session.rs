@@ -109,7 +109,7 @@ impl<'a> Session<'a> {
                 Some(Map::HashMap(d) | Map::LruHashMap(d) | Map::PerCpuHashMap(d)) => d,
                 _ => return Err(RuntimeError::Object(format!("no map for array {}", decl.name))),
             };
-            let (_, key_size) = layout::key_layout(&decl.keys, compiled.program.string_capacity);
+            let (_, key_size) = layout::key_layout(decl);
             let value_size = layout::array_value_size(decl, compiled.program.string_capacity);
             let per_cpu = decl.value == ValueKind::Stat;
             maps.push(RawMap::new(data.fd().as_fd(), key_size as usize, value_size as usize, per_cpu));
