@@ -1,0 +1,84 @@
+//! Golden tests of generated code: each `tests/golden/NAME.stp` is compiled against a small
+//! fixture kernel and its `-p4` listing compared with `tests/golden/NAME.expected`.
+//! Run with `BPFTAP_BLESS=1` to rewrite the expectations, then review the diff: a change in
+//! instruction count shows up in review.
+
+use std::path::Path;
+
+use lang::elaborate::{self, Input};
+use lang::kernel::{Fixture, TracepointField, TracepointFormat};
+use lang::preprocess::{Macros, PreprocessEnv};
+use lang::span::{SourceKind, SourceMap};
+
+fn fixture() -> Fixture {
+    let field = |name: &str, c_type: &str, offset, size, signed| TracepointField {
+        name: name.into(),
+        c_type: c_type.into(),
+        offset,
+        size,
+        signed,
+    };
+    let common = vec![field("common_pid", "int", 4, 4, true)];
+    let mut k = Fixture::default();
+    let mut add = |event: &str, fields: Vec<TracepointField>| {
+        let format = TracepointFormat {
+            group: "syscalls".into(),
+            event: event.into(),
+            common_fields: common.clone(),
+            fields,
+        };
+        k.tracepoints.insert(("syscalls".into(), event.into()), format);
+    };
+    add("sys_enter_getppid", vec![field("__syscall_nr", "int", 8, 4, true)]);
+    add(
+        "sys_enter_close",
+        vec![field("__syscall_nr", "int", 8, 4, true), field("fd", "unsigned int", 16, 8, false)],
+    );
+    k
+}
+
+fn listing(text: &str) -> String {
+    let mut sources = SourceMap::default();
+    let file = sources.add("golden.stp", text, SourceKind::Script);
+    let (script, diags) = lang::parse::parse(&sources, file, &PreprocessEnv::default(), &mut Macros::default());
+    assert!(diags.is_empty(), "parse: {diags:?}");
+    let kernel = fixture();
+    let (elaborated, diags) = elaborate::elaborate(&Input { script: &script, tapsets: &[] }, &kernel);
+    assert!(diags.is_empty(), "elaborate: {diags:?}");
+    let (types, diags) = lang::types::check(&elaborated, &[]);
+    assert!(diags.is_empty(), "types: {diags:?}");
+    let (program, diags) = lang::lower::lower(&elaborated, &types, &kernel, &Default::default());
+    assert!(diags.is_empty(), "lower: {diags:?}");
+    assert!(lang::ir::verify(&program).is_empty());
+    let compiled = codegen_bpf::compile::compile(program).expect("codegen");
+    compiled.listing(&sources)
+}
+
+#[test]
+fn golden_listings() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
+    let bless = std::env::var_os("BPFTAP_BLESS").is_some();
+    let mut scripts: Vec<_> = std::fs::read_dir(&dir)
+        .expect("tests/golden")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "stp"))
+        .collect();
+    scripts.sort();
+    assert!(!scripts.is_empty(), "no golden scripts");
+    let mut failures = Vec::new();
+    for script in scripts {
+        let text = std::fs::read_to_string(&script).expect("read script");
+        let got = listing(&text);
+        let expected_path = script.with_extension("expected");
+        if bless {
+            std::fs::write(&expected_path, &got).expect("write expectation");
+            continue;
+        }
+        let expected = std::fs::read_to_string(&expected_path).unwrap_or_default();
+        if got != expected {
+            failures.push(format!("{}:\n--- expected\n{expected}\n--- got\n{got}", script.display()));
+        }
+    }
+    assert!(failures.is_empty(), "golden listings differ (BPFTAP_BLESS=1 rewrites them):\n{}", failures.join("\n"));
+}
