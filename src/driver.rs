@@ -113,7 +113,10 @@ pub fn compile(
     let (elaborated, mut diags) = elaborate::elaborate(&input, kernel);
     if elaborated.probes.is_empty() && diags.is_empty() {
         let span = lang::span::Span::new(file, 0, 0);
-        diags.push(Diagnostic::error("E0100", "the script has no probes", span).with_help("add `probe begin { ... }` or another probe"));
+        diags.push(
+            Diagnostic::error("E0100", "the script has no probes", span)
+                .with_help("add `probe begin { ... }` or another probe"),
+        );
     }
     if diag::has_errors(&diags) {
         return Err(Failure { sources, diags });

@@ -31,7 +31,12 @@ use runtime::kernel_info::LiveKernel;
 use crate::driver::TAPSETS;
 
 /// What `-l`/`-L` prints, or why it cannot.
-pub fn list(pattern: &str, with_vars: bool, include: &[std::path::PathBuf], kernel: &LiveKernel) -> Result<String, String> {
+pub fn list(
+    pattern: &str,
+    with_vars: bool,
+    include: &[std::path::PathBuf],
+    kernel: &LiveKernel,
+) -> Result<String, String> {
     let env = PreprocessEnv {
         kernel_release: kernel.release(),
         arch: kernel.arch(),
@@ -51,7 +56,11 @@ pub fn list(pattern: &str, with_vars: bool, include: &[std::path::PathBuf], kern
     let (script, diags) = parse::parse(&sources, file, &env, &mut macros);
     let point = match script.items.as_slice() {
         [Item::Probe(p)] if p.points.len() == 1 && !lang::diag::has_errors(&diags) => p.points[0].clone(),
-        _ => return Err(format!("`{pattern}` is not one probe point, such as 'syscall.*' or 'kernel.trace(\"sched:*\")'")),
+        _ => {
+            return Err(format!(
+                "`{pattern}` is not one probe point, such as 'syscall.*' or 'kernel.trace(\"sched:*\")'"
+            ))
+        }
     };
 
     let mut cx = Ctx { kernel, pattern: &point.components, points: BTreeMap::new(), to_elaborate: Vec::new() };
@@ -105,7 +114,8 @@ impl Ctx<'_> {
         for item in tapsets.iter().flat_map(|t| &t.items) {
             let Item::Alias(alias) = item else { continue };
             for name in &alias.names {
-                let args: Vec<Option<String>> = name.components.iter().map(|c| c.arg.as_ref().map(literal_text)).collect();
+                let args: Vec<Option<String>> =
+                    name.components.iter().map(|c| c.arg.as_ref().map(literal_text)).collect();
                 let candidate: Vec<(&str, Option<&str>)> =
                     name.components.iter().zip(&args).map(|(c, a)| (c.name.as_str(), a.as_deref())).collect();
                 if self.matches(&candidate) {
@@ -120,13 +130,8 @@ impl Ctx<'_> {
         if !family_matches {
             return;
         }
-        let events: BTreeSet<String> = self
-            .kernel
-            .tracepoints()
-            .into_iter()
-            .filter(|(g, _)| g == "syscalls")
-            .map(|(_, e)| e)
-            .collect();
+        let events: BTreeSet<String> =
+            self.kernel.tracepoints().into_iter().filter(|(g, _)| g == "syscalls").map(|(_, e)| e).collect();
         for event in &events {
             let Some(name) = event.strip_prefix("sys_enter_") else { continue };
             let has_return = events.contains(&format!("sys_exit_{name}"));

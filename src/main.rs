@@ -81,7 +81,10 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<ExitCode, String> {
     if let Some(pattern) = cli.list.as_ref().or(cli.list_vars.as_ref()) {
         if !runtime::sys::may_trace() {
-            return Err("listing probe points reads tracefs and the kernel's BTF, which needs root: run bpftap with sudo".into());
+            return Err(
+                "listing probe points reads tracefs and the kernel's BTF, which needs root: run bpftap with sudo"
+                    .into(),
+            );
         }
         let listing = list::list(pattern, cli.list_vars.is_some(), &cli.include, &LiveKernel::new())?;
         let _ = std::io::stdout().lock().write_all(listing.as_bytes());
@@ -126,12 +129,17 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
     let set_globals = cli
         .globals
         .iter()
-        .map(|g| g.split_once('=').map(|(n, v)| (n.to_string(), v.to_string())).ok_or_else(|| format!("-G {g}: use NAME=VALUE")))
+        .map(|g| {
+            g.split_once('=')
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .ok_or_else(|| format!("-G {g}: use NAME=VALUE"))
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let preset_globals = set_globals
         .iter()
         .map(|(n, v)| {
-            let is_number = v.trim().parse::<i64>().is_ok() || v.trim().strip_prefix("0x").is_some_and(|h| i64::from_str_radix(h, 16).is_ok());
+            let is_number = v.trim().parse::<i64>().is_ok()
+                || v.trim().strip_prefix("0x").is_some_and(|h| i64::from_str_radix(h, 16).is_ok());
             (n.clone(), if is_number { lang::ir::Ty::Long } else { lang::ir::Ty::Str })
         })
         .collect();
@@ -207,8 +215,12 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
 fn report_runtime_error(e: &RuntimeError, sources: &lang::span::SourceMap) {
     match e {
         RuntimeError::Verifier { point, span, log } => {
-            let mut d = lang::diag::Diagnostic::error("E0500", format!("the kernel's verifier rejected probe {point}"), span.unwrap_or_default())
-                .with_label("the verifier stopped at code generated for this");
+            let mut d = lang::diag::Diagnostic::error(
+                "E0500",
+                format!("the kernel's verifier rejected probe {point}"),
+                span.unwrap_or_default(),
+            )
+            .with_label("the verifier stopped at code generated for this");
             let tail: Vec<&str> = log.lines().rev().take(12).collect();
             d = d.with_help(format!(
                 "the verifier said (last lines):\n{}",

@@ -139,11 +139,9 @@ fn main() {
     }
     // A positional argument is a name filter, as for libtest (`cargo test --test e2e -- connect`),
     // except the binary's own name when nextest passes it with `--exact`.
-    let filter = std::env::var("BPFTAP_E2E_FILTER").ok().or_else(|| {
-        args.iter()
-            .find(|a| !a.starts_with('-') && a.as_str() != "e2e")
-            .cloned()
-    });
+    let filter = std::env::var("BPFTAP_E2E_FILTER")
+        .ok()
+        .or_else(|| args.iter().find(|a| !a.starts_with('-') && a.as_str() != "e2e").cloned());
 
     let mut tally = Tally::default();
     println!("e2e: directive parser unit tests");
@@ -193,10 +191,7 @@ fn main() {
     }
 
     println!();
-    println!(
-        "e2e: {} passed, {} failed, {} skipped",
-        tally.passed, tally.failed, tally.skipped
-    );
+    println!("e2e: {} passed, {} failed, {} skipped", tally.passed, tally.failed, tally.skipped);
     if tally.failed > 0 {
         std::process::exit(1);
     }
@@ -250,9 +245,7 @@ fn load_cases(dir: &Path) -> Result<Vec<Case>, Vec<String>> {
     let mut cases: Vec<Case> = Vec::new();
     let mut errors = Vec::new();
     for path in &paths {
-        let shown = path
-            .strip_prefix(env!("CARGO_MANIFEST_DIR"))
-            .unwrap_or(path);
+        let shown = path.strip_prefix(env!("CARGO_MANIFEST_DIR")).unwrap_or(path);
         let shown = shown.display().to_string();
         let text = match fs::read_to_string(path) {
             Ok(text) => text,
@@ -273,10 +266,7 @@ fn load_cases(dir: &Path) -> Result<Vec<Case>, Vec<String>> {
                     cases.push(case);
                 }
             }
-            Err(errs) => errors.extend(
-                errs.into_iter()
-                    .map(|e| format!("{shown}:{}: {}", e.line, e.message)),
-            ),
+            Err(errs) => errors.extend(errs.into_iter().map(|e| format!("{shown}:{}: {}", e.line, e.message))),
         }
     }
     if paths.is_empty() {
@@ -304,10 +294,7 @@ fn parse_cases(text: &str, file: &str) -> Result<Vec<Case>, Vec<ParseError>> {
                         if let Some(prev) = cases.iter().find(|c: &&Case| c.name == case.name) {
                             errors.push(ParseError {
                                 line: block[0].0,
-                                message: format!(
-                                    "case name {:?} is already used at {}",
-                                    case.name, prev.origin
-                                ),
+                                message: format!("case name {:?} is already used at {}", case.name, prev.origin),
                             });
                         }
                         cases.push(case);
@@ -382,10 +369,7 @@ fn parse_case(block: &[(usize, &str)], file: &str) -> Result<Case, ParseError> {
                 once(&run)?;
                 let command = needs_value()?;
                 if !command.contains(BPFTAP_PLACEHOLDER) {
-                    return Err(err(
-                        line,
-                        format!("RUN does not mention {BPFTAP_PLACEHOLDER}"),
-                    ));
+                    return Err(err(line, format!("RUN does not mention {BPFTAP_PLACEHOLDER}")));
                 }
                 run = Some(command);
             }
@@ -422,17 +406,11 @@ fn parse_case(block: &[(usize, &str)], file: &str) -> Result<Case, ParseError> {
                 if timeout.is_some() {
                     return Err(err(line, "TIMEOUT given twice in one case".into()));
                 }
-                let secs: f64 = needs_value()?.parse().map_err(|_| {
-                    err(
-                        line,
-                        format!("TIMEOUT {value:?} is not a number of seconds"),
-                    )
-                })?;
+                let secs: f64 = needs_value()?
+                    .parse()
+                    .map_err(|_| err(line, format!("TIMEOUT {value:?} is not a number of seconds")))?;
                 if !(secs > 0.0 && secs <= 600.0) {
-                    return Err(err(
-                        line,
-                        format!("TIMEOUT {value} is not between 0 and 600 s"),
-                    ));
+                    return Err(err(line, format!("TIMEOUT {value} is not between 0 and 600 s")));
                 }
                 timeout = Some(Duration::from_secs_f64(secs));
             }
@@ -462,12 +440,12 @@ fn parse_case(block: &[(usize, &str)], file: &str) -> Result<Case, ParseError> {
                     "fentry" => Feature::Fentry,
                     "netfilter" => Feature::Netfilter,
                     "python3" => Feature::Python3,
-                    _ => return Err(err(
-                        line,
-                        format!(
-                            "unknown feature {value:?} (known: kprobe, fentry, netfilter, python3)"
-                        ),
-                    )),
+                    _ => {
+                        return Err(err(
+                            line,
+                            format!("unknown feature {value:?} (known: kprobe, fentry, netfilter, python3)"),
+                        ))
+                    }
                 };
                 features.push(feature);
             }
@@ -496,20 +474,16 @@ fn parse_case(block: &[(usize, &str)], file: &str) -> Result<Case, ParseError> {
         (None, None) => return Err(in_case("has neither PROG nor RUN")),
     };
     if expects.is_empty() {
-        return Err(in_case(
-            "has no EXPECT, EXPECT_REGEX, EXPECT_NONE, EXPECT_STDERR_REGEX or EXPECT_STDERR_NONE",
-        ));
+        return Err(in_case("has no EXPECT, EXPECT_REGEX, EXPECT_NONE, EXPECT_STDERR_REGEX or EXPECT_STDERR_NONE"));
     }
     let timeout = timeout.ok_or_else(|| in_case("has no TIMEOUT"))?;
     if will_fail && return_code == Some(0) {
         return Err(in_case("has WILL_FAIL and RETURN_CODE 0"));
     }
     let uses_pid = expects.iter().any(|e| match e {
-        Expect::Line(s)
-        | Expect::Regex(s)
-        | Expect::None(s)
-        | Expect::StderrRegex(s)
-        | Expect::StderrNone(s) => s.contains(BEFORE_PID_PLACEHOLDER),
+        Expect::Line(s) | Expect::Regex(s) | Expect::None(s) | Expect::StderrRegex(s) | Expect::StderrNone(s) => {
+            s.contains(BEFORE_PID_PLACEHOLDER)
+        }
     });
     if uses_pid && before.is_none() {
         return Err(in_case("uses {{BEFORE_PID}} but has no BEFORE"));
@@ -559,11 +533,7 @@ impl Outcome {
             Some(status) => describe_status(status),
             None => "none (still running when killed)".into(),
         };
-        let interrupted = if self.interrupted {
-            ", after SIGINT at TIMEOUT"
-        } else {
-            ""
-        };
+        let interrupted = if self.interrupted { ", after SIGINT at TIMEOUT" } else { "" };
         let _ = writeln!(out, "exit: {status}{interrupted}");
         if let Some(pid) = self.before_pid {
             let _ = writeln!(out, "BEFORE pid: {pid}");
@@ -604,20 +574,13 @@ struct Captured {
 
 impl Captured {
     fn spawn(mut command: Command) -> std::io::Result<Captured> {
-        command
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         // Its own process group, so SIGINT and SIGKILL reach everything it started.
         command.process_group(0);
         let mut child = command.spawn()?;
         let stdout = read_in_thread(child.stdout.take().expect("piped stdout"));
         let stderr = read_in_thread(child.stderr.take().expect("piped stderr"));
-        Ok(Captured {
-            child,
-            stdout,
-            stderr,
-        })
+        Ok(Captured { child, stdout, stderr })
     }
 
     fn signal_group(&self, signal: i32) {
@@ -663,9 +626,7 @@ impl Captured {
             self.signal_group(libc::SIGKILL);
             self.stderr.recv()
         });
-        let text = |bytes: Result<Vec<u8>, _>| {
-            String::from_utf8_lossy(&bytes.unwrap_or_default()).into_owned()
-        };
+        let text = |bytes: Result<Vec<u8>, _>| String::from_utf8_lossy(&bytes.unwrap_or_default()).into_owned();
         (text(stdout), text(stderr))
     }
 }
@@ -701,8 +662,7 @@ fn run_case(case: &Case, bin: &Path, root: &Path, idx: usize) -> Outcome {
         before_output: String::new(),
         after_output: String::new(),
     };
-    let ready_file =
-        std::env::temp_dir().join(format!("bpftap-e2e-{}-{idx}.ready", std::process::id()));
+    let ready_file = std::env::temp_dir().join(format!("bpftap-e2e-{}-{idx}.ready", std::process::id()));
     let _ = fs::remove_file(&ready_file);
 
     let mut command = match &case.invocation {
@@ -713,10 +673,7 @@ fn run_case(case: &Case, bin: &Path, root: &Path, idx: usize) -> Outcome {
         }
         Invocation::Run(run) => {
             let bin_text = bin.to_string_lossy();
-            shell(
-                &run.replace(BPFTAP_PLACEHOLDER, &shell_quote(&bin_text)),
-                root,
-            )
+            shell(&run.replace(BPFTAP_PLACEHOLDER, &shell_quote(&bin_text)), root)
         }
     };
     command.env("BPFTAP_READY_FILE", &ready_file);
@@ -724,9 +681,7 @@ fn run_case(case: &Case, bin: &Path, root: &Path, idx: usize) -> Outcome {
     let mut bpftap = match Captured::spawn(command) {
         Ok(child) => child,
         Err(err) => {
-            outcome
-                .failures
-                .push(format!("could not start {}: {err}", bin.display()));
+            outcome.failures.push(format!("could not start {}: {err}", bin.display()));
             return outcome;
         }
     };
@@ -762,9 +717,7 @@ fn run_case(case: &Case, bin: &Path, root: &Path, idx: usize) -> Outcome {
                         before = Some(child);
                     }
                     Err(err) => {
-                        outcome
-                            .failures
-                            .push(format!("could not start BEFORE: {err}"));
+                        outcome.failures.push(format!("could not start BEFORE: {err}"));
                         bpftap.kill_and_wait();
                         break;
                     }
@@ -798,9 +751,7 @@ fn run_case(case: &Case, bin: &Path, root: &Path, idx: usize) -> Outcome {
                     outcome.failures.push(format!("AFTER failed: {status}"));
                 }
             }
-            Err(err) => outcome
-                .failures
-                .push(format!("could not start AFTER: {err}")),
+            Err(err) => outcome.failures.push(format!("could not start AFTER: {err}")),
         }
     }
 
@@ -828,17 +779,13 @@ fn check_outcome(case: &Case, outcome: &mut Outcome) {
                     (None, true) => "a non-zero status (WILL_FAIL)".into(),
                     (None, false) => "status 0".into(),
                 };
-                outcome
-                    .failures
-                    .push(format!("expected {want}, got {}", describe_status(status)));
+                outcome.failures.push(format!("expected {want}, got {}", describe_status(status)));
             }
         }
         None => outcome.failures.push("no exit status".into()),
     }
 
-    let pid = outcome
-        .before_pid
-        .map_or("{{BEFORE_PID}}".into(), |p| p.to_string());
+    let pid = outcome.before_pid.map_or("{{BEFORE_PID}}".into(), |p| p.to_string());
     let fill = |s: &str| s.replace(BEFORE_PID_PLACEHOLDER, &pid);
     let stdout: Vec<&str> = outcome.stdout.lines().collect();
     let stderr: Vec<&str> = outcome.stderr.lines().collect();
@@ -850,8 +797,7 @@ fn check_outcome(case: &Case, outcome: &mut Outcome) {
             }
             Expect::Regex(re) => {
                 let re = Regex::new(&fill(re)).expect("validated when parsed");
-                (!stdout.iter().any(|l| re.is_match(l)))
-                    .then(|| format!("no stdout line matches /{re}/"))
+                (!stdout.iter().any(|l| re.is_match(l))).then(|| format!("no stdout line matches /{re}/"))
             }
             Expect::None(re) => {
                 let re = Regex::new(&fill(re)).expect("validated when parsed");
@@ -862,8 +808,7 @@ fn check_outcome(case: &Case, outcome: &mut Outcome) {
             }
             Expect::StderrRegex(re) => {
                 let re = Regex::new(&fill(re)).expect("validated when parsed");
-                (!stderr.iter().any(|l| re.is_match(l)))
-                    .then(|| format!("no stderr line matches /{re}/"))
+                (!stderr.iter().any(|l| re.is_match(l))).then(|| format!("no stderr line matches /{re}/"))
             }
             Expect::StderrNone(re) => {
                 let re = Regex::new(&fill(re)).expect("validated when parsed");
@@ -892,10 +837,7 @@ struct FeatureCache(HashMap<Feature, Option<Missing>>);
 
 impl FeatureCache {
     fn missing(&mut self, feature: Feature) -> Option<Missing> {
-        self.0
-            .entry(feature)
-            .or_insert_with(|| detect(feature))
-            .clone()
+        self.0.entry(feature).or_insert_with(|| detect(feature)).clone()
     }
 }
 
@@ -920,19 +862,13 @@ fn detect(feature: Feature) -> Option<Missing> {
             // Add a probe and remove it again. Append, never truncate: truncating the file
             // would remove every kprobe event on the machine.
             let name = format!("bpftap_e2e_check_{}", std::process::id());
-            let attempt = fs::OpenOptions::new()
-                .append(true)
-                .open(&path)
-                .and_then(|mut f| {
-                    f.write_all(format!("p:{name} vfs_read\n").as_bytes())?;
-                    f.write_all(format!("-:{name}\n").as_bytes())
-                });
+            let attempt = fs::OpenOptions::new().append(true).open(&path).and_then(|mut f| {
+                f.write_all(format!("p:{name} vfs_read\n").as_bytes())?;
+                f.write_all(format!("-:{name}\n").as_bytes())
+            });
             match attempt {
                 Ok(()) => None,
-                Err(err) => skip(format!(
-                    "kprobe: cannot add a probe to {}: {err}",
-                    path.display()
-                )),
+                Err(err) => skip(format!("kprobe: cannot add a probe to {}: {err}", path.display())),
             }
         }
         Feature::Fentry => {
@@ -956,10 +892,7 @@ fn detect(feature: Feature) -> Option<Missing> {
             let major: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
             let minor: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
             if (major, minor) < (6, 4) {
-                return skip(format!(
-                    "netfilter: kernel {} is older than 6.4",
-                    release.trim()
-                ));
+                return skip(format!("netfilter: kernel {} is older than 6.4", release.trim()));
             }
             if Path::new("/proc/config.gz").exists() {
                 let has_link = Command::new("sh")
@@ -968,19 +901,14 @@ fn detect(feature: Feature) -> Option<Missing> {
                     .status()
                     .is_ok_and(|s| s.success());
                 if !has_link {
-                    return skip(
-                        "netfilter: kernel built without CONFIG_NETFILTER_BPF_LINK".into(),
-                    );
+                    return skip("netfilter: kernel built without CONFIG_NETFILTER_BPF_LINK".into());
                 }
             }
             None
         }
         Feature::Python3 => {
-            let works = Command::new("python3")
-                .args(["-c", ""])
-                .stdin(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success());
+            let works =
+                Command::new("python3").args(["-c", ""]).stdin(Stdio::null()).status().is_ok_and(|s| s.success());
             match works {
                 true => None,
                 false => Some(Missing {
@@ -1001,129 +929,52 @@ type UnitTest = (&'static str, fn() -> Result<(), String>);
 fn parser_unit_tests() -> Vec<UnitTest> {
     vec![
         ("parses a full case", parses_a_full_case),
-        (
-            "parses several cases and skips comments",
-            parses_several_cases,
-        ),
+        ("parses several cases and skips comments", parses_several_cases),
         ("rejects an unknown directive", || {
-            rejects(
-                "NAME a\nPROG x\nEXPECT y\nTIMEOUT 1\nEXPECTED z",
-                5,
-                "unknown directive \"EXPECTED\"",
-            )
+            rejects("NAME a\nPROG x\nEXPECT y\nTIMEOUT 1\nEXPECTED z", 5, "unknown directive \"EXPECTED\"")
         }),
         ("rejects a lowercase directive", || {
-            rejects(
-                "name a\nPROG x\nEXPECT y\nTIMEOUT 1",
-                1,
-                "unknown directive \"name\"",
-            )
+            rejects("name a\nPROG x\nEXPECT y\nTIMEOUT 1", 1, "unknown directive \"name\"")
         }),
-        ("rejects a case without NAME", || {
-            rejects("PROG x\nEXPECT y\nTIMEOUT 1", 1, "case has no NAME")
-        }),
+        ("rejects a case without NAME", || rejects("PROG x\nEXPECT y\nTIMEOUT 1", 1, "case has no NAME")),
         ("rejects RUN and PROG together", || {
-            rejects(
-                "NAME a\nPROG x\nRUN {{BPFTAP}} f\nEXPECT y\nTIMEOUT 1",
-                1,
-                "has both PROG and RUN",
-            )
+            rejects("NAME a\nPROG x\nRUN {{BPFTAP}} f\nEXPECT y\nTIMEOUT 1", 1, "has both PROG and RUN")
         }),
         ("rejects a case without PROG or RUN", || {
             rejects("NAME a\nEXPECT y\nTIMEOUT 1", 1, "has neither PROG nor RUN")
         }),
         ("rejects a case without expectation", || {
-            rejects(
-                "NAME a\nPROG x\nTIMEOUT 1\nRETURN_CODE 0",
-                1,
-                "has no EXPECT",
-            )
+            rejects("NAME a\nPROG x\nTIMEOUT 1\nRETURN_CODE 0", 1, "has no EXPECT")
         }),
-        ("rejects a case without TIMEOUT", || {
-            rejects("NAME a\nPROG x\nEXPECT y", 1, "has no TIMEOUT")
-        }),
+        ("rejects a case without TIMEOUT", || rejects("NAME a\nPROG x\nEXPECT y", 1, "has no TIMEOUT")),
         ("rejects an unknown feature", || {
-            rejects(
-                "NAME a\nPROG x\nEXPECT y\nTIMEOUT 1\nREQUIRES_FEATURE kprobes",
-                5,
-                "unknown feature \"kprobes\"",
-            )
+            rejects("NAME a\nPROG x\nEXPECT y\nTIMEOUT 1\nREQUIRES_FEATURE kprobes", 5, "unknown feature \"kprobes\"")
         }),
-        ("rejects a repeated NAME", || {
-            rejects(
-                "NAME a\nNAME b\nPROG x\nEXPECT y\nTIMEOUT 1",
-                2,
-                "NAME given twice",
-            )
-        }),
-        ("rejects a repeated PROG", || {
-            rejects(
-                "NAME a\nPROG x\nPROG y\nEXPECT y\nTIMEOUT 1",
-                3,
-                "PROG given twice",
-            )
-        }),
+        ("rejects a repeated NAME", || rejects("NAME a\nNAME b\nPROG x\nEXPECT y\nTIMEOUT 1", 2, "NAME given twice")),
+        ("rejects a repeated PROG", || rejects("NAME a\nPROG x\nPROG y\nEXPECT y\nTIMEOUT 1", 3, "PROG given twice")),
         ("rejects a repeated TIMEOUT", || {
-            rejects(
-                "NAME a\nPROG x\nEXPECT y\nTIMEOUT 1\nTIMEOUT 2",
-                5,
-                "TIMEOUT given twice",
-            )
+            rejects("NAME a\nPROG x\nEXPECT y\nTIMEOUT 1\nTIMEOUT 2", 5, "TIMEOUT given twice")
         }),
-        ("rejects a directive without value", || {
-            rejects("NAME a\nPROG\nEXPECT y\nTIMEOUT 1", 2, "PROG needs a value")
-        }),
+        ("rejects a directive without value", || rejects("NAME a\nPROG\nEXPECT y\nTIMEOUT 1", 2, "PROG needs a value")),
         ("rejects WILL_FAIL with a value", || {
-            rejects(
-                "NAME a\nPROG x\nEXPECT y\nTIMEOUT 1\nWILL_FAIL yes",
-                5,
-                "WILL_FAIL takes no value",
-            )
+            rejects("NAME a\nPROG x\nEXPECT y\nTIMEOUT 1\nWILL_FAIL yes", 5, "WILL_FAIL takes no value")
         }),
         ("rejects WILL_FAIL with RETURN_CODE 0", || {
-            rejects(
-                "NAME a\nPROG x\nEXPECT y\nTIMEOUT 1\nWILL_FAIL\nRETURN_CODE 0",
-                1,
-                "WILL_FAIL and RETURN_CODE 0",
-            )
+            rejects("NAME a\nPROG x\nEXPECT y\nTIMEOUT 1\nWILL_FAIL\nRETURN_CODE 0", 1, "WILL_FAIL and RETURN_CODE 0")
         }),
-        ("rejects a bad TIMEOUT", || {
-            rejects("NAME a\nPROG x\nEXPECT y\nTIMEOUT soon", 4, "not a number")
-        }),
-        ("rejects a zero TIMEOUT", || {
-            rejects("NAME a\nPROG x\nEXPECT y\nTIMEOUT 0", 4, "not between")
-        }),
+        ("rejects a bad TIMEOUT", || rejects("NAME a\nPROG x\nEXPECT y\nTIMEOUT soon", 4, "not a number")),
+        ("rejects a zero TIMEOUT", || rejects("NAME a\nPROG x\nEXPECT y\nTIMEOUT 0", 4, "not between")),
         ("rejects a bad RETURN_CODE", || {
-            rejects(
-                "NAME a\nPROG x\nEXPECT y\nTIMEOUT 1\nRETURN_CODE 256",
-                5,
-                "not 0 to 255",
-            )
+            rejects("NAME a\nPROG x\nEXPECT y\nTIMEOUT 1\nRETURN_CODE 256", 5, "not 0 to 255")
         }),
-        ("rejects a bad regex", || {
-            rejects("NAME a\nPROG x\nEXPECT_REGEX (\nTIMEOUT 1", 3, "bad regex")
-        }),
+        ("rejects a bad regex", || rejects("NAME a\nPROG x\nEXPECT_REGEX (\nTIMEOUT 1", 3, "bad regex")),
         ("rejects BEFORE_PID without BEFORE", || {
-            rejects(
-                "NAME a\nPROG x\nEXPECT_REGEX ^{{BEFORE_PID}}$\nTIMEOUT 1",
-                1,
-                "no BEFORE",
-            )
+            rejects("NAME a\nPROG x\nEXPECT_REGEX ^{{BEFORE_PID}}$\nTIMEOUT 1", 1, "no BEFORE")
         }),
         ("rejects RUN without the binary", || {
-            rejects(
-                "NAME a\nRUN bpftap -e x\nEXPECT y\nTIMEOUT 1",
-                2,
-                "does not mention {{BPFTAP}}",
-            )
+            rejects("NAME a\nRUN bpftap -e x\nEXPECT y\nTIMEOUT 1", 2, "does not mention {{BPFTAP}}")
         }),
-        ("rejects a malformed ENV", || {
-            rejects(
-                "NAME a\nPROG x\nEXPECT y\nTIMEOUT 1\nENV 1X=2",
-                5,
-                "not NAME=VALUE",
-            )
-        }),
+        ("rejects a malformed ENV", || rejects("NAME a\nPROG x\nEXPECT y\nTIMEOUT 1\nENV 1X=2", 5, "not NAME=VALUE")),
         ("rejects a repeated case name", || {
             rejects(
                 "NAME a\nPROG x\nEXPECT y\nTIMEOUT 1\n\nNAME a\nPROG z\nEXPECT y\nTIMEOUT 1",
@@ -1180,29 +1031,16 @@ ENV A=b=c
 }
 
 fn parses_several_cases() -> Result<(), String> {
-    let text =
-        "\n# a comment\n\nNAME one\nRUN {{BPFTAP}} a.stp x\n# inside\nEXPECT 1  \nTIMEOUT 1\n\n\n\
+    let text = "\n# a comment\n\nNAME one\nRUN {{BPFTAP}} a.stp x\n# inside\nEXPECT 1  \nTIMEOUT 1\n\n\n\
                 NAME two\nPROG x\nEXPECT_NONE .\nTIMEOUT 1\n";
     let cases = parse_cases(text, "f.test").map_err(|e| format!("{e:?}"))?;
-    let got: Vec<(&str, &str, &Invocation, &Vec<Expect>)> = cases
-        .iter()
-        .map(|c| {
-            (
-                c.name.as_str(),
-                c.origin.as_str(),
-                &c.invocation,
-                &c.expects,
-            )
-        })
-        .collect();
+    let got: Vec<(&str, &str, &Invocation, &Vec<Expect>)> =
+        cases.iter().map(|c| (c.name.as_str(), c.origin.as_str(), &c.invocation, &c.expects)).collect();
     let run = Invocation::Run("{{BPFTAP}} a.stp x".into());
     let prog = Invocation::Prog("x".into());
     let one = vec![Expect::Line("1".into())];
     let two = vec![Expect::None(".".into())];
-    let want = vec![
-        ("one", "f.test:4", &run, &one),
-        ("two", "f.test:11", &prog, &two),
-    ];
+    let want = vec![("one", "f.test:4", &run, &one), ("two", "f.test:11", &prog, &two)];
     match got == want {
         true => Ok(()),
         false => Err(format!("got {got:#?}\nwant {want:#?}")),
@@ -1223,9 +1061,7 @@ fn rejects(text: &str, line: usize, needle: &str) -> Result<(), String> {
         Ok(cases) => Err(format!("parsed, expected an error: {cases:?}")),
         Err(errors) => match errors.as_slice() {
             [e] if e.line == line && e.message.contains(needle) => Ok(()),
-            _ => Err(format!(
-                "expected one error at line {line} containing {needle:?}, got {errors:?}"
-            )),
+            _ => Err(format!("expected one error at line {line} containing {needle:?}, got {errors:?}")),
         },
     }
 }

@@ -72,7 +72,9 @@ pub fn compile(program: Program) -> Result<CompiledScript, EmitError> {
     for (i, handler) in program.handlers.iter().enumerate() {
         let (section, exit_value, args) = match &handler.target {
             t if t.is_user_space() => continue,
-            Target::Tracepoint { group, event, .. } => (Some(format!("tracepoint/{group}/{event}")), 0, ArgAccess::None),
+            Target::Tracepoint { group, event, .. } => {
+                (Some(format!("tracepoint/{group}/{event}")), 0, ArgAccess::None)
+            }
             Target::Netfilter { .. } => (None, NF_ACCEPT, ArgAccess::None),
             Target::Uprobe { ret, symbol, .. } => {
                 let kind = if *ret { "uretprobe" } else { "uprobe" };
@@ -86,7 +88,17 @@ pub fn compile(program: Program) -> Result<CompiledScript, EmitError> {
             _ => unreachable!("user-space targets are skipped above"),
         };
         let emit = |rodata: &mut Rodata, args| {
-            emit::emit_handler(&program, i as u32, &handler.func, handler.span, &globals, maps, rodata, exit_value, args)
+            emit::emit_handler(
+                &program,
+                i as u32,
+                &handler.func,
+                handler.span,
+                &globals,
+                maps,
+                rodata,
+                exit_value,
+                args,
+            )
         };
         let emitted = emit(&mut rodata, args)?;
         let mut kprobe_fallback = None;
@@ -109,7 +121,12 @@ pub fn compile(program: Program) -> Result<CompiledScript, EmitError> {
         let name = format!("bpftap_p{i}");
         let raw = match section {
             Some(section) => {
-                programs.push(ProgramSpec { name: name.clone(), section, insns: emitted.insns, relocs: emitted.relocs });
+                programs.push(ProgramSpec {
+                    name: name.clone(),
+                    section,
+                    insns: emitted.insns,
+                    relocs: emitted.relocs,
+                });
                 None
             }
             None => Some(RawProgram {

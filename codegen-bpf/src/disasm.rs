@@ -30,12 +30,7 @@ pub fn disasm(insns: &[Insn], map_names: &[&str]) -> String {
     while idx < insns.len() {
         let insn = insns[idx];
         let next = insns.get(idx + 1).copied();
-        let _ = writeln!(
-            out,
-            "{idx}: ({:02x}) {}",
-            insn.code,
-            insn_text(insn, next, map_names)
-        );
+        let _ = writeln!(out, "{idx}: ({:02x}) {}", insn.code, insn_text(insn, next, map_names));
         idx += if insn.is_ld_imm64() { 2 } else { 1 };
     }
     out
@@ -89,11 +84,7 @@ fn alu_text(insn: Insn) -> String {
             if wide {
                 format!("r{0} = bswap{bits} r{0}", insn.dst)
             } else {
-                let order = if insn.code & end::TO_BE != 0 {
-                    "be"
-                } else {
-                    "le"
-                };
+                let order = if insn.code & end::TO_BE != 0 { "be" } else { "le" };
                 format!("r{0} = {order}{bits} r{0}", insn.dst)
             }
         }
@@ -151,16 +142,8 @@ fn jmp_text(insn: Insn) -> String {
                 jmp::JSET => "&",
                 _ => return invalid(insn),
             };
-            let rhs = if insn.code & source::X != 0 {
-                reg(wide, insn.src)
-            } else {
-                format!("{:#x}", insn.imm)
-            };
-            format!(
-                "if {} {sym} {rhs} goto pc{:+}",
-                reg(wide, insn.dst),
-                insn.off
-            )
+            let rhs = if insn.code & source::X != 0 { reg(wide, insn.src) } else { format!("{:#x}", insn.imm) };
+            format!("if {} {sym} {rhs} goto pc{:+}", reg(wide, insn.dst), insn.off)
         }
     }
 }
@@ -178,12 +161,7 @@ fn call_text(insn: Insn) -> String {
 
 fn ldx_text(insn: Insn) -> String {
     match insn.code & 0xe0 {
-        mode::MEM => format!(
-            "r{} = *({} *){}",
-            insn.dst,
-            size_name(insn.code),
-            addr(insn.src, insn.off)
-        ),
+        mode::MEM => format!("r{} = *({} *){}", insn.dst, size_name(insn.code), addr(insn.src, insn.off)),
         mode::MEMSX => {
             let bits = Size::from_code(insn.code).bytes() * 8;
             format!("r{} = *(s{bits} *){}", insn.dst, addr(insn.src, insn.off))
@@ -194,12 +172,7 @@ fn ldx_text(insn: Insn) -> String {
 
 fn st_text(insn: Insn) -> String {
     match insn.code & 0xe0 {
-        mode::MEM => format!(
-            "*({} *){} = {}",
-            size_name(insn.code),
-            addr(insn.dst, insn.off),
-            insn.imm
-        ),
+        mode::MEM => format!("*({} *){} = {}", size_name(insn.code), addr(insn.dst, insn.off), insn.imm),
         _ => invalid(insn),
     }
 }
@@ -210,11 +183,7 @@ fn stx_text(insn: Insn) -> String {
     match insn.code & 0xe0 {
         mode::MEM => format!("*({ty} *){at} = r{}", insn.src),
         mode::ATOMIC => {
-            let width = if insn.code & 0x18 == size::DW {
-                "64"
-            } else {
-                ""
-            };
+            let width = if insn.code & 0x18 == size::DW { "64" } else { "" };
             let src = insn.src;
             let name = match insn.imm & !atomic::FETCH {
                 atomic::ADD => ("+=", "add"),
@@ -230,10 +199,7 @@ fn stx_text(insn: Insn) -> String {
                 _ => return invalid(insn),
             };
             if insn.imm & atomic::FETCH != 0 {
-                format!(
-                    "r{src} = atomic{width}_fetch_{}(({ty} *){at}, r{src})",
-                    name.1
-                )
+                format!("r{src} = atomic{width}_fetch_{}(({ty} *){at}, r{src})", name.1)
             } else {
                 format!("lock *({ty} *){at} {} r{src}", name.0)
             }
@@ -247,10 +213,7 @@ fn ld_text(insn: Insn, next: Option<Insn>, map_names: &[&str]) -> String {
     match insn.code & 0xe0 {
         mode::IMM if insn.code & 0x18 == size::DW => {
             let hi = next.map_or(0, |n| n.imm);
-            let map = || match usize::try_from(insn.imm)
-                .ok()
-                .and_then(|i| map_names.get(i))
-            {
+            let map = || match usize::try_from(insn.imm).ok().and_then(|i| map_names.get(i)) {
                 Some(name) => format!("map[{name}]"),
                 None => format!("map[id:{}]", insn.imm),
             };

@@ -20,7 +20,9 @@
 use std::collections::HashMap;
 
 use lang::builtins::Builtin;
-use lang::ir::{AddrSpace, BinOp, Block, CmpOp, FmtId, Function, InstKind, Operand, Program, Terminator, Ty, UnOp, Var};
+use lang::ir::{
+    AddrSpace, BinOp, Block, CmpOp, FmtId, Function, InstKind, Operand, Program, Terminator, Ty, UnOp, Var,
+};
 use lang::span::Span;
 
 use crate::insn::{self, AluOp, Helper, Insn, JmpOp, Reg, Size};
@@ -172,12 +174,7 @@ pub fn emit_handler(
     let args_off = record_off + max_record.div_ceil(8) * 8;
     let tmp_off = args_off + SNPRINTF_MAX_ARGS * 8;
     let key_off = tmp_off + 16;
-    let max_key = program
-        .arrays
-        .values()
-        .map(|a| layout::key_layout(a).1)
-        .max()
-        .unwrap_or(0);
+    let max_key = program.arrays.values().map(|a| layout::key_layout(a).1).max().unwrap_or(0);
     let scratch_size = key_off + max_key.div_ceil(8) * 8;
     let mut e = Emitter {
         program,
@@ -343,7 +340,8 @@ impl Emitter<'_> {
         for (at, i) in self.insns.iter().enumerate() {
             let mut i = *i;
             let removable = !second_half && is_nop(&i);
-            let jump = !second_half && matches!(i.class(), insn::class::JMP | insn::class::JMP32)
+            let jump = !second_half
+                && matches!(i.class(), insn::class::JMP | insn::class::JMP32)
                 && i.code & 0xf0 != insn::jmp::CALL
                 && i.code & 0xf0 != insn::jmp::EXIT;
             second_half = !second_half && i.is_ld_imm64();
@@ -1259,7 +1257,8 @@ impl Emitter<'_> {
                 self.scratch_addr(Reg::R1, self.tmp_off);
                 self.push(insn::mov64_imm(Reg::R2, 16));
                 self.load(Reg::R3, args[0]);
-                let read = if builtin == Builtin::UserIpv6Str { Helper::ProbeReadUser } else { Helper::ProbeReadKernel };
+                let read =
+                    if builtin == Builtin::UserIpv6Str { Helper::ProbeReadUser } else { Helper::ProbeReadKernel };
                 self.push(insn::call(read));
                 // SystemTap prints IPv6 addresses with %pI6, uncompressed (the kernel's bpf_snprintf
                 // has no compressed form either).

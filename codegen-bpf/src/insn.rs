@@ -281,16 +281,7 @@ impl Insn {
     pub const fn to_bytes(self) -> [u8; 8] {
         let off = self.off.to_le_bytes();
         let imm = self.imm.to_le_bytes();
-        [
-            self.code,
-            (self.src << 4) | (self.dst & 0x0f),
-            off[0],
-            off[1],
-            imm[0],
-            imm[1],
-            imm[2],
-            imm[3],
-        ]
+        [self.code, (self.src << 4) | (self.dst & 0x0f), off[0], off[1], imm[0], imm[1], imm[2], imm[3]]
     }
 
     /// Decodes the kernel's little-endian layout; every byte pattern is some `Insn`.
@@ -329,20 +320,11 @@ pub fn encode(insns: &[Insn]) -> Vec<u8> {
 
 /// Decodes back-to-back instructions; trailing bytes that do not fill one are ignored.
 pub fn decode(bytes: &[u8]) -> Vec<Insn> {
-    bytes
-        .chunks_exact(Insn::SIZE)
-        .map(|c| Insn::from_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
-        .collect()
+    bytes.chunks_exact(Insn::SIZE).map(|c| Insn::from_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]])).collect()
 }
 
 const fn insn(code: u8, dst: Reg, src: Reg, off: i16, imm: i32) -> Insn {
-    Insn {
-        code,
-        dst: dst.0,
-        src: src.0,
-        off,
-        imm,
-    }
+    Insn { code, dst: dst.0, src: src.0, off, imm }
 }
 
 // ---- ALU ----
@@ -489,16 +471,7 @@ pub const fn ld_map_value(dst: Reg, fd: i32, off: i32) -> [Insn; 2] {
 /// The general `ld_imm64`: `src` selects the meaning (0 or a [`pseudo`] value),
 /// `lo` goes in the first slot's `imm` and `hi` in the second's.
 pub const fn ld_imm64_pseudo(dst: Reg, src: u8, lo: i32, hi: i32) -> [Insn; 2] {
-    [
-        insn(class::LD | mode::IMM | size::DW, dst, Reg(src), 0, lo),
-        Insn {
-            code: 0,
-            dst: 0,
-            src: 0,
-            off: 0,
-            imm: hi,
-        },
-    ]
+    [insn(class::LD | mode::IMM | size::DW, dst, Reg(src), 0, lo), Insn { code: 0, dst: 0, src: 0, off: 0, imm: hi }]
 }
 
 /// `dst = *(size *)(src + off)`, zero-extended.
@@ -689,13 +662,7 @@ mod tests {
 
     #[test]
     fn round_trip_every_field() {
-        let i = Insn {
-            code: 0x6b,
-            dst: 0xa,
-            src: 0x3,
-            off: -512,
-            imm: -7,
-        };
+        let i = Insn { code: 0x6b, dst: 0xa, src: 0x3, off: -512, imm: -7 };
         assert_eq!(Insn::from_bytes(i.to_bytes()), i);
     }
 

@@ -38,8 +38,7 @@
 
 use object::write::{Object, Relocation, SectionId, Symbol, SymbolId, SymbolSection};
 use object::{
-    elf, Architecture, BinaryFormat, Endianness, RelocationFlags, SectionKind, SymbolFlags,
-    SymbolKind, SymbolScope,
+    elf, Architecture, BinaryFormat, Endianness, RelocationFlags, SectionKind, SymbolFlags, SymbolKind, SymbolScope,
 };
 
 use crate::insn::{self, Insn};
@@ -131,11 +130,7 @@ pub fn write_object(spec: &ObjectSpec) -> Vec<u8> {
     });
 
     for program in &spec.programs {
-        debug_assert!(
-            is_kernel_name(&program.name),
-            "bad program name {:?}",
-            program.name
-        );
+        debug_assert!(is_kernel_name(&program.name), "bad program name {:?}", program.name);
         let mut insns = program.insns.clone();
         let mut relocations = Vec::with_capacity(program.relocs.len());
         for reloc in &program.relocs {
@@ -162,18 +157,12 @@ pub fn write_object(spec: &ObjectSpec) -> Vec<u8> {
                 offset: (idx * Insn::SIZE) as u64,
                 symbol,
                 addend: 0,
-                flags: RelocationFlags::Elf {
-                    r_type: R_BPF_64_64,
-                },
+                flags: RelocationFlags::Elf { r_type: R_BPF_64_64 },
             });
         }
 
         let code = insn::encode(&insns);
-        let section = obj.add_section(
-            Vec::new(),
-            program.section.as_bytes().to_vec(),
-            SectionKind::Text,
-        );
+        let section = obj.add_section(Vec::new(), program.section.as_bytes().to_vec(), SectionKind::Text);
         obj.add_symbol(Symbol {
             name: program.name.as_bytes().to_vec(),
             value: 0,
@@ -186,8 +175,7 @@ pub fn write_object(spec: &ObjectSpec) -> Vec<u8> {
         });
         obj.set_section_data(section, code, 8);
         for relocation in relocations {
-            obj.add_relocation(section, relocation)
-                .expect("R_BPF_64_64 is valid for Bpf");
+            obj.add_relocation(section, relocation).expect("R_BPF_64_64 is valid for Bpf");
         }
     }
 
@@ -196,30 +184,17 @@ pub fn write_object(spec: &ObjectSpec) -> Vec<u8> {
     license_bytes.push(0);
     obj.set_section_data(license, license_bytes, 1);
 
-    obj.write()
-        .expect("an ELF object of this shape always writes")
+    obj.write().expect("an ELF object of this shape always writes")
 }
 
 /// Maps any string to a name the kernel accepts (`[A-Za-z0-9_.]`, other bytes become `_`),
 /// cut to the 15 bytes the kernel keeps.
 pub fn kernel_name(name: &str) -> String {
-    name.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' || c == '.' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .take(15)
-        .collect()
+    name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '.' { c } else { '_' }).take(15).collect()
 }
 
 fn is_kernel_name(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
 }
 
 /// Adds the `maps` section with one `bpf_map_def` and one global OBJECT symbol per map.
@@ -231,15 +206,7 @@ fn add_maps(obj: &mut Object<'_>, maps: &[MapDef]) -> Vec<SymbolId> {
     let mut data = Vec::with_capacity(maps.len() * MAP_DEF_SIZE);
     for map in maps {
         // IMPORTANT: the field order of aya-obj's `bpf_map_def`; id and pinning stay 0.
-        for field in [
-            map.map_type,
-            map.key_size,
-            map.value_size,
-            map.max_entries,
-            map.flags,
-            0,
-            0,
-        ] {
+        for field in [map.map_type, map.key_size, map.value_size, map.max_entries, map.flags, 0, 0] {
             data.extend_from_slice(&field.to_le_bytes());
         }
     }

@@ -178,9 +178,9 @@ fn clear(bits: &mut [u64], v: Var) {
 }
 
 fn iter(bits: &[u64]) -> impl Iterator<Item = Var> + '_ {
-    bits.iter().enumerate().flat_map(|(w, word)| {
-        (0..64).filter(move |b| word & (1 << b) != 0).map(move |b| Var::new(w * 64 + b))
-    })
+    bits.iter()
+        .enumerate()
+        .flat_map(|(w, word)| (0..64).filter(move |b| word & (1 << b) != 0).map(move |b| Var::new(w * 64 + b)))
 }
 
 #[cfg(test)]
@@ -224,12 +224,8 @@ mod tests {
         let (i, t) = (f.new_var(Ty::Long, None), f.new_var(Ty::Long, None));
         f.blocks[entry].insts = vec![inst(InstKind::Const { dst: i, value: 0 })];
         f.blocks[entry].term = Terminator::Jump(head);
-        f.blocks[head].insts = vec![inst(InstKind::Compare {
-            op: lang::ir::CmpOp::Lt,
-            dst: t,
-            lhs: i,
-            rhs: Operand::Imm(10),
-        })];
+        f.blocks[head].insts =
+            vec![inst(InstKind::Compare { op: lang::ir::CmpOp::Lt, dst: t, lhs: i, rhs: Operand::Imm(10) })];
         f.blocks[head].term = Terminator::Branch { cond: t, then: body, els: exit };
         f.blocks[body].insts =
             vec![inst(InstKind::Binary { op: lang::ir::BinOp::Add, dst: i, lhs: i, rhs: Operand::Imm(1) })];

@@ -21,19 +21,12 @@ fn fixture() -> Fixture {
     let common = vec![field("common_pid", "int", 4, 4, true)];
     let mut k = Fixture::default();
     let mut add = |event: &str, fields: Vec<TracepointField>| {
-        let format = TracepointFormat {
-            group: "syscalls".into(),
-            event: event.into(),
-            common_fields: common.clone(),
-            fields,
-        };
+        let format =
+            TracepointFormat { group: "syscalls".into(), event: event.into(), common_fields: common.clone(), fields };
         k.tracepoints.insert(("syscalls".into(), event.into()), format);
     };
     add("sys_enter_getppid", vec![field("__syscall_nr", "int", 8, 4, true)]);
-    add(
-        "sys_enter_close",
-        vec![field("__syscall_nr", "int", 8, 4, true), field("fd", "unsigned int", 16, 8, false)],
-    );
+    add("sys_enter_close", vec![field("__syscall_nr", "int", 8, 4, true), field("fd", "unsigned int", 16, 8, false)]);
     k
 }
 

@@ -6,9 +6,7 @@ use std::collections::HashSet;
 use aya_obj::Object;
 use aya_obj::ProgramSection;
 use codegen_bpf::insn::{self, call, exit, ld_map_fd, mov64_imm, Helper, Insn, Reg};
-use codegen_bpf::object::{
-    map_type, write_object, MapDef, ObjectSpec, ProgramSpec, Reloc, RelocTarget,
-};
+use codegen_bpf::object::{map_type, write_object, MapDef, ObjectSpec, ProgramSpec, Reloc, RelocTarget};
 
 fn sample() -> ObjectSpec {
     let mut tp = Vec::new();
@@ -25,26 +23,12 @@ fn sample() -> ObjectSpec {
                 section: "tracepoint/syscalls/sys_enter_getppid".into(),
                 insns: tp,
                 relocs: vec![
-                    Reloc {
-                        insn_index: 0,
-                        target: RelocTarget::Map(0),
-                    },
-                    Reloc {
-                        insn_index: 2,
-                        target: RelocTarget::Rodata(4),
-                    },
-                    Reloc {
-                        insn_index: 4,
-                        target: RelocTarget::Map(1),
-                    },
+                    Reloc { insn_index: 0, target: RelocTarget::Map(0) },
+                    Reloc { insn_index: 2, target: RelocTarget::Rodata(4) },
+                    Reloc { insn_index: 4, target: RelocTarget::Map(1) },
                 ],
             },
-            ProgramSpec {
-                name: "probe_1".into(),
-                section: "raw_tp/sched_switch".into(),
-                insns: raw,
-                relocs: vec![],
-            },
+            ProgramSpec { name: "probe_1".into(), section: "raw_tp/sched_switch".into(), insns: raw, relocs: vec![] },
         ],
         maps: vec![
             MapDef {
@@ -74,13 +58,7 @@ fn insns_of(obj: &Object, name: &str) -> Vec<Insn> {
     function
         .instructions
         .iter()
-        .map(|i| Insn {
-            code: i.code,
-            dst: i.dst_reg(),
-            src: i.src_reg(),
-            off: i.off,
-            imm: i.imm,
-        })
+        .map(|i| Insn { code: i.code, dst: i.dst_reg(), src: i.src_reg(), off: i.off, imm: i.imm })
         .collect()
 }
 
@@ -90,66 +68,35 @@ fn aya_obj_sees_programs_maps_and_license() {
     let obj = Object::parse(&write_object(&spec)).unwrap();
 
     assert_eq!(obj.license.to_str().unwrap(), "GPL");
-    assert!(matches!(
-        obj.programs["probe_0"].section,
-        ProgramSection::TracePoint
-    ));
-    assert!(matches!(
-        obj.programs["probe_1"].section,
-        ProgramSection::RawTracePoint
-    ));
+    assert!(matches!(obj.programs["probe_0"].section, ProgramSection::TracePoint));
+    assert!(matches!(obj.programs["probe_1"].section, ProgramSection::RawTracePoint));
     assert_eq!(insns_of(&obj, "probe_1"), spec.programs[1].insns);
-    assert_eq!(
-        insns_of(&obj, "probe_0").len(),
-        spec.programs[0].insns.len()
-    );
+    assert_eq!(insns_of(&obj, "probe_0").len(), spec.programs[0].insns.len());
 
     let mut names: Vec<_> = obj.maps.keys().cloned().collect();
     names.sort();
     assert_eq!(names, [".rodata", "counts", "events"]);
     let events = &obj.maps["events"];
     assert_eq!(
-        (
-            events.map_type(),
-            events.key_size(),
-            events.value_size(),
-            events.max_entries(),
-            events.map_flags()
-        ),
+        (events.map_type(), events.key_size(), events.value_size(), events.max_entries(), events.map_flags()),
         (27, 0, 0, 4096 * 64, 0)
     );
     let counts = &obj.maps["counts"];
     assert_eq!(
-        (
-            counts.map_type(),
-            counts.key_size(),
-            counts.value_size(),
-            counts.max_entries(),
-            counts.map_flags()
-        ),
+        (counts.map_type(), counts.key_size(), counts.value_size(), counts.max_entries(), counts.map_flags()),
         (1, 8, 16, 1024, 1)
     );
     let rodata = &obj.maps[".rodata"];
     assert_eq!(rodata.data(), b"abc\0%d\0");
-    assert_eq!(
-        (rodata.map_type(), rodata.value_size(), rodata.max_entries()),
-        (2, 7, 1)
-    );
+    assert_eq!((rodata.map_type(), rodata.value_size(), rodata.max_entries()), (2, 7, 1));
 }
 
 #[test]
 fn relocations_become_map_fds_and_rodata_values() {
     let mut obj = Object::parse(&write_object(&sample())).unwrap();
     let fds = [("events", 100), ("counts", 101), (".rodata", 102)];
-    let maps: Vec<_> = fds
-        .iter()
-        .map(|&(name, fd)| (name, fd, obj.maps[name].clone()))
-        .collect();
-    obj.relocate_maps(
-        maps.iter().map(|(name, fd, map)| (*name, *fd, map)),
-        &HashSet::new(),
-    )
-    .unwrap();
+    let maps: Vec<_> = fds.iter().map(|&(name, fd)| (name, fd, obj.maps[name].clone())).collect();
+    obj.relocate_maps(maps.iter().map(|(name, fd, map)| (*name, *fd, map)), &HashSet::new()).unwrap();
 
     let insns = insns_of(&obj, "probe_0");
     let text = codegen_bpf::disasm::disasm(&insns, &[]);

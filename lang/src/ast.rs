@@ -143,9 +143,21 @@ pub enum StmtKind {
     Expr(Expr),
     /// A lone `;`.
     Empty,
-    If { cond: Expr, then: Box<Stmt>, els: Option<Box<Stmt>> },
-    While { cond: Expr, body: Box<Stmt> },
-    For { init: Option<Expr>, cond: Option<Expr>, step: Option<Expr>, body: Box<Stmt> },
+    If {
+        cond: Expr,
+        then: Box<Stmt>,
+        els: Option<Box<Stmt>>,
+    },
+    While {
+        cond: Expr,
+        body: Box<Stmt>,
+    },
+    For {
+        init: Option<Expr>,
+        cond: Option<Expr>,
+        step: Option<Expr>,
+        body: Box<Stmt>,
+    },
     Foreach(Box<Foreach>),
     Break,
     Continue,
@@ -153,7 +165,11 @@ pub enum StmtKind {
     Return(Option<Expr>),
     /// `delete a[k]`, `delete a`, `delete x`.
     Delete(Expr),
-    Try { body: Block, catch_var: Option<(String, Span)>, catch: Block },
+    Try {
+        body: Block,
+        catch_var: Option<(String, Span)>,
+        catch: Block,
+    },
     /// `%{ ... %}` as a statement.
     EmbeddedC,
 }
@@ -197,44 +213,105 @@ pub enum ExprKind {
     /// `@var("name")` or `@var("name@file")`.
     AtVar(String),
     /// `$1`..`$N` (a number or literal code) and `@1`..`@N` (a string).
-    ScriptArg { index: u32, as_string: bool },
+    ScriptArg {
+        index: u32,
+        as_string: bool,
+    },
     /// `$#` or `@#`.
-    ArgCount { as_string: bool },
+    ArgCount {
+        as_string: bool,
+    },
     /// `a[k1, k2]`.
-    Index { base: Box<Expr>, keys: Vec<Expr> },
+    Index {
+        base: Box<Expr>,
+        keys: Vec<Expr>,
+    },
     /// `e->name`.
-    Member { base: Box<Expr>, name: String },
+    Member {
+        base: Box<Expr>,
+        name: String,
+    },
     /// `e[i]` on a target expression is `Index` too; `&e` and `*e`:
     AddressOf(Box<Expr>),
     Deref(Box<Expr>),
-    Call { name: String, args: Vec<Expr> },
-    Unary { op: UnaryOp, expr: Box<Expr> },
-    Binary { op: BinaryOp, lhs: Box<Expr>, rhs: Box<Expr> },
+    Call {
+        name: String,
+        args: Vec<Expr>,
+    },
+    Unary {
+        op: UnaryOp,
+        expr: Box<Expr>,
+    },
+    Binary {
+        op: BinaryOp,
+        lhs: Box<Expr>,
+        rhs: Box<Expr>,
+    },
     /// `&&`, `||`: short-circuiting.
-    Logical { op: LogicalOp, lhs: Box<Expr>, rhs: Box<Expr> },
+    Logical {
+        op: LogicalOp,
+        lhs: Box<Expr>,
+        rhs: Box<Expr>,
+    },
     /// `<`, `==`, ...: on longs or strings.
-    Compare { op: CompareOp, lhs: Box<Expr>, rhs: Box<Expr> },
+    Compare {
+        op: CompareOp,
+        lhs: Box<Expr>,
+        rhs: Box<Expr>,
+    },
     /// `s =~ "re"`, `s !~ "re"`.
-    Regex { negated: bool, lhs: Box<Expr>, pattern: Box<Expr> },
-    Ternary { cond: Box<Expr>, then: Box<Expr>, els: Box<Expr> },
+    Regex {
+        negated: bool,
+        lhs: Box<Expr>,
+        pattern: Box<Expr>,
+    },
+    Ternary {
+        cond: Box<Expr>,
+        then: Box<Expr>,
+        els: Box<Expr>,
+    },
     /// `=`, `+=`, `.=`, ... The target is an lvalue expression.
-    Assign { op: AssignOp, target: Box<Expr>, value: Box<Expr> },
+    Assign {
+        op: AssignOp,
+        target: Box<Expr>,
+        value: Box<Expr>,
+    },
     /// `target <<< value`.
-    Aggregate { target: Box<Expr>, value: Box<Expr> },
+    Aggregate {
+        target: Box<Expr>,
+        value: Box<Expr>,
+    },
     /// `++x`, `x--`, ...
-    IncDec { target: Box<Expr>, increment: bool, prefix: bool },
+    IncDec {
+        target: Box<Expr>,
+        increment: bool,
+        prefix: bool,
+    },
     /// `[k1, k2] in arr`.
-    In { keys: Vec<Expr>, array: Box<Expr> },
+    In {
+        keys: Vec<Expr>,
+        array: Box<Expr>,
+    },
     /// `@count(s)`, `@avg(a[k])`, ...
-    Stat { op: StatOp, expr: Box<Expr> },
+    Stat {
+        op: StatOp,
+        expr: Box<Expr>,
+    },
     /// `@hist_log(s)`, `@hist_linear(s, lo, hi, step)`.
-    Hist { kind: HistKind, expr: Box<Expr> },
+    Hist {
+        kind: HistKind,
+        expr: Box<Expr>,
+    },
     /// `@entry(e)` in a `.return` probe.
     Entry(Box<Expr>),
     /// `@defined(e)`.
     Defined(Box<Expr>),
     /// `@cast(ptr, "type"[, "module"])`, usually followed by `->member`.
-    Cast { expr: Box<Expr>, type_name: String, module: Option<String> },
+    Cast {
+        expr: Box<Expr>,
+        type_name: String,
+        module: Option<String>,
+    },
     /// `@const("NAME")`.
     Const(String),
     /// `%{ ... %}` used as an expression (guru mode): parsed, refused by `elaborate`.

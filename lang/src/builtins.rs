@@ -74,7 +74,11 @@ pub enum Runs {
 pub enum Lowering {
     Builtin(Builtin),
     /// A fault-safe scalar read: `user_ushort(addr)`, `kernel_long(addr)`.
-    Read { size: u8, signed: bool, space: AddrSpace },
+    Read {
+        size: u8,
+        signed: bool,
+        space: AddrSpace,
+    },
     /// A fault-safe string read: `user_string(addr)`, `kernel_string(addr)`.
     ReadStr(AddrSpace),
 }
@@ -174,8 +178,25 @@ pub const BUILTINS: &[Signature] = &[
 
 /// Functions handled by `lower` directly.
 pub const SPECIAL: &[&str] = &[
-    "printf", "sprintf", "print", "println", "exit", "printd", "printdln", "pp", "ppfunc", "probefunc", "int_arg",
-    "uint_arg", "long_arg", "ulong_arg", "pointer_arg", "s32_arg", "u32_arg", "s64_arg", "u64_arg",
+    "printf",
+    "sprintf",
+    "print",
+    "println",
+    "exit",
+    "printd",
+    "printdln",
+    "pp",
+    "ppfunc",
+    "probefunc",
+    "int_arg",
+    "uint_arg",
+    "long_arg",
+    "ulong_arg",
+    "pointer_arg",
+    "s32_arg",
+    "u32_arg",
+    "s64_arg",
+    "u64_arg",
 ];
 
 /// `int_arg(n)` and friends: argument n (from 1) of the probed function, read from the
@@ -196,10 +217,7 @@ pub fn lookup(name: &str) -> Option<&'static Signature> {
 
 impl Builtin {
     pub fn name(self) -> &'static str {
-        BUILTINS
-            .iter()
-            .find(|s| s.lowering == Lowering::Builtin(self))
-            .map_or("?", |s| s.name)
+        BUILTINS.iter().find(|s| s.lowering == Lowering::Builtin(self)).map_or("?", |s| s.name)
     }
 
     pub fn has_side_effects(self) -> bool {

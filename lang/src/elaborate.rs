@@ -154,8 +154,7 @@ impl Ctx<'_> {
 
     fn unknown_point(&self, point: &ProbePoint) -> Diagnostic {
         let text = point_text(point);
-        let mut candidates: Vec<String> =
-            self.aliases.iter().flat_map(|a| a.names.iter().map(point_text)).collect();
+        let mut candidates: Vec<String> = self.aliases.iter().flat_map(|a| a.names.iter().map(point_text)).collect();
         candidates.extend(
             ["begin", "end", "error", "timer.ms", "timer.s", "timer.us", "timer.hz", "kernel.trace", "syscall.*"]
                 .map(String::from),
@@ -295,7 +294,11 @@ impl Ctx<'_> {
         Some(Resolved {
             point: format!("kernel.trace(\"raw_syscalls:{event}\")"),
             user_point: point_text(point),
-            target: Target::Tracepoint { group: "raw_syscalls".into(), event: event.into(), record_size: format.record_size() },
+            target: Target::Tracepoint {
+                group: "raw_syscalls".into(),
+                event: event.into(),
+                record_size: format.record_size(),
+            },
             format: Some(format),
             function: None,
             prologue: vec![Block { stmts, span }],
@@ -330,7 +333,8 @@ impl Ctx<'_> {
             .collect();
         let mut out = Vec::new();
         for name in names {
-            let user_point = format!("{}.{}{}", family.unwrap_or("syscall"), name, if want_return { ".return" } else { "" });
+            let user_point =
+                format!("{}.{}{}", family.unwrap_or("syscall"), name, if want_return { ".return" } else { "" });
             if defined.contains(&user_point) {
                 continue;
             }
@@ -424,9 +428,8 @@ impl Ctx<'_> {
                 };
                 let (Some(pf), Some(hook)) = (pf, hook) else {
                     return Err(Unresolved::Failed(
-                        Diagnostic::error("E0107", "unknown netfilter protocol family or hook", point.span).with_help(
-                            "use e.g. netfilter.hook(\"NF_INET_LOCAL_OUT\").pf(\"NFPROTO_IPV4\")",
-                        ),
+                        Diagnostic::error("E0107", "unknown netfilter protocol family or hook", point.span)
+                            .with_help("use e.g. netfilter.hook(\"NF_INET_LOCAL_OUT\").pf(\"NFPROTO_IPV4\")"),
                     ));
                 };
                 let text = point_text(point);
@@ -447,7 +450,8 @@ impl Ctx<'_> {
                 simple(target, point_text(point))
             }
             ["process", "function"] | ["process", "function", "call"] | ["process", "function", "return"] => {
-                let (Some(Literal::String(path)), Some(Literal::String(symbol))) = (&comps[0].arg, &comps[1].arg) else {
+                let (Some(Literal::String(path)), Some(Literal::String(symbol))) = (&comps[0].arg, &comps[1].arg)
+                else {
                     return Err(Unresolved::Failed(Diagnostic::error(
                         "E0110",
                         "write a uprobe as process(\"/path/to/program\").function(\"symbol\")",
@@ -463,8 +467,10 @@ impl Ctx<'_> {
                 };
                 let ret = names.last() == Some(&"return");
                 let symbol = symbol.split('@').next().unwrap_or(symbol).to_string();
-                let text = format!("process(\"{path}\").function(\"{symbol}\"){}", if ret { ".return" } else { ".call" });
-                let mut format = TracepointFormat { group: "process".into(), event: symbol.clone(), ..Default::default() };
+                let text =
+                    format!("process(\"{path}\").function(\"{symbol}\"){}", if ret { ".return" } else { ".call" });
+                let mut format =
+                    TracepointFormat { group: "process".into(), event: symbol.clone(), ..Default::default() };
                 if ret {
                     format.fields.push(crate::kernel::TracepointField {
                         name: "return".into(),
@@ -557,12 +563,8 @@ impl Ctx<'_> {
             Some((g, e)) => (g.to_string(), e.to_string()),
             None => ("*".to_string(), spec.to_string()),
         };
-        let matches: Vec<(String, String)> = self
-            .tracepoints()
-            .iter()
-            .filter(|(g, e)| glob_match(&gpat, g) && glob_match(&epat, e))
-            .cloned()
-            .collect();
+        let matches: Vec<(String, String)> =
+            self.tracepoints().iter().filter(|(g, e)| glob_match(&gpat, g) && glob_match(&epat, e)).cloned().collect();
         if matches.is_empty() {
             return Err(Unresolved::Failed(
                 Diagnostic::error("E0106", format!("no tracepoint matches \"{spec}\" in this kernel"), point.span)
@@ -662,11 +664,8 @@ fn assign_stmt(name: &str, value: Expr, span: Span) -> Stmt {
 
 /// The body of one resolved probe: `{ prologues; if (pred) { body }; epilogues }`.
 fn merge_body(r: &Resolved, probe: &ast::Probe) -> Block {
-    let mut stmts: Vec<Stmt> = r
-        .prologue
-        .iter()
-        .map(|b| Stmt { kind: StmtKind::Block(b.clone()), span: b.span })
-        .collect();
+    let mut stmts: Vec<Stmt> =
+        r.prologue.iter().map(|b| Stmt { kind: StmtKind::Block(b.clone()), span: b.span }).collect();
     let user = Stmt { kind: StmtKind::Block(probe.body.clone()), span: probe.body.span };
     stmts.push(match &probe.predicate {
         Some(pred) => Stmt {
@@ -824,9 +823,7 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
     if let Some(open) = pattern.find('{') {
         if let Some(close) = pattern[open..].find('}').map(|i| open + i) {
             let (head, tail) = (&pattern[..open], &pattern[close + 1..]);
-            return pattern[open + 1..close]
-                .split(',')
-                .any(|alt| glob_match(&format!("{head}{alt}{tail}"), text));
+            return pattern[open + 1..close].split(',').any(|alt| glob_match(&format!("{head}{alt}{tail}"), text));
         }
     }
     fn go(p: &[u8], t: &[u8]) -> bool {
@@ -915,8 +912,14 @@ pub fn walk_expr<'a>(e: &'a Expr, f: &mut dyn FnMut(&'a Expr)) {
             walk_expr(base, f);
             keys.iter().for_each(|k| walk_expr(k, f));
         }
-        Member { base: x, .. } | AddressOf(x) | Deref(x) | Unary { expr: x, .. } | Stat { expr: x, .. }
-        | Entry(x) | Defined(x) | Cast { expr: x, .. } => walk_expr(x, f),
+        Member { base: x, .. }
+        | AddressOf(x)
+        | Deref(x)
+        | Unary { expr: x, .. }
+        | Stat { expr: x, .. }
+        | Entry(x)
+        | Defined(x)
+        | Cast { expr: x, .. } => walk_expr(x, f),
         Hist { expr, kind } => {
             walk_expr(expr, f);
             if let ast::HistKind::Linear { lo, hi, step } = kind {
@@ -946,8 +949,16 @@ pub fn walk_expr<'a>(e: &'a Expr, f: &mut dyn FnMut(&'a Expr)) {
             keys.iter().for_each(|k| walk_expr(k, f));
             walk_expr(array, f);
         }
-        Number(_) | String(_) | Ident(_) | TargetVar(_) | AtVar(_) | ScriptArg { .. } | ArgCount { .. } | Const(_)
-        | EmbeddedC | Wildcard => {}
+        Number(_)
+        | String(_)
+        | Ident(_)
+        | TargetVar(_)
+        | AtVar(_)
+        | ScriptArg { .. }
+        | ArgCount { .. }
+        | Const(_)
+        | EmbeddedC
+        | Wildcard => {}
     }
 }
 

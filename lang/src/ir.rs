@@ -283,75 +283,202 @@ pub enum AddrSpace {
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum InstKind {
-    Const { dst: Var, value: i64 },
-    StrConst { dst: Var, value: String },
+    Const {
+        dst: Var,
+        value: i64,
+    },
+    StrConst {
+        dst: Var,
+        value: String,
+    },
     /// `dst = src`, both of the same type.
-    Copy { dst: Var, src: Var },
-    Unary { op: UnOp, dst: Var, src: Var },
-    Binary { op: BinOp, dst: Var, lhs: Var, rhs: Operand },
+    Copy {
+        dst: Var,
+        src: Var,
+    },
+    Unary {
+        op: UnOp,
+        dst: Var,
+        src: Var,
+    },
+    Binary {
+        op: BinOp,
+        dst: Var,
+        lhs: Var,
+        rhs: Operand,
+    },
     /// Long comparison, `dst` is 0 or 1.
-    Compare { op: CmpOp, dst: Var, lhs: Var, rhs: Operand },
+    Compare {
+        op: CmpOp,
+        dst: Var,
+        lhs: Var,
+        rhs: Operand,
+    },
     /// String comparison (bytewise, as `strcmp`), `dst` is 0 or 1.
-    StrCompare { op: CmpOp, dst: Var, lhs: Var, rhs: Var },
+    StrCompare {
+        op: CmpOp,
+        dst: Var,
+        lhs: Var,
+        rhs: Var,
+    },
     /// `dst = lhs . rhs`, truncated to the string capacity.
-    Concat { dst: Var, lhs: Var, rhs: Var },
+    Concat {
+        dst: Var,
+        lhs: Var,
+        rhs: Var,
+    },
     /// A field of the probe's context record (a tracepoint's), `size` in bytes.
-    LoadContext { dst: Var, offset: u32, size: u8, signed: bool },
+    LoadContext {
+        dst: Var,
+        offset: u32,
+        size: u8,
+        signed: bool,
+    },
     /// A `__data_loc char[]` string field of a tracepoint record.
-    LoadContextDataLoc { dst: Var, offset: u32 },
+    LoadContextDataLoc {
+        dst: Var,
+        offset: u32,
+    },
     /// A fixed-size `char[N]` field of the context record.
-    LoadContextStr { dst: Var, offset: u32, len: u32 },
+    LoadContextStr {
+        dst: Var,
+        offset: u32,
+        len: u32,
+    },
     /// `*(size *)addr` read with a fault-safe helper; 0 on fault.
-    Read { dst: Var, addr: Var, size: u8, signed: bool, space: AddrSpace },
+    Read {
+        dst: Var,
+        addr: Var,
+        size: u8,
+        signed: bool,
+        space: AddrSpace,
+    },
     /// The NUL-terminated string at `addr`; empty on fault.
-    ReadStr { dst: Var, addr: Var, space: AddrSpace },
+    ReadStr {
+        dst: Var,
+        addr: Var,
+        space: AddrSpace,
+    },
     /// A built-in function of the language's library.
-    Call { dst: Option<Var>, builtin: Builtin, args: Vec<Var> },
+    Call {
+        dst: Option<Var>,
+        builtin: Builtin,
+        args: Vec<Var>,
+    },
     /// `dst = sprintf(fmt, args...)`.
-    Sprintf { dst: Var, fmt: FmtId, args: Vec<Var> },
+    Sprintf {
+        dst: Var,
+        fmt: FmtId,
+        args: Vec<Var>,
+    },
     /// `printf(fmt, args...)` (also `print`/`println`, with formats made by `lower`).
-    Printf { fmt: FmtId, args: Vec<Var> },
-    LoadGlobal { dst: Var, global: GlobalId },
-    StoreGlobal { global: GlobalId, src: Var },
+    Printf {
+        fmt: FmtId,
+        args: Vec<Var>,
+    },
+    LoadGlobal {
+        dst: Var,
+        global: GlobalId,
+    },
+    StoreGlobal {
+        global: GlobalId,
+        src: Var,
+    },
     /// `global += src` without losing concurrent updates (long globals only).
-    AddGlobal { global: GlobalId, src: Var },
+    AddGlobal {
+        global: GlobalId,
+        src: Var,
+    },
     /// `exit()`: ask the runtime to stop after this handler.
     Exit,
     /// Argument `index` of the probed kernel function.
-    LoadArg { dst: Var, index: u32 },
+    LoadArg {
+        dst: Var,
+        index: u32,
+    },
     /// The probed kernel function's return value (`$return`).
-    LoadReturn { dst: Var },
+    LoadReturn {
+        dst: Var,
+    },
     /// A kernel handler ran more loop iterations than MAXACTION allows: report it and end
     /// the script (as SystemTap does), then end the handler.
     MaxActionExceeded,
     /// `dst = array[keys]`; 0 or "" when absent.
-    ArrayGet { dst: Var, array: ArrayId, keys: Vec<Var> },
-    ArraySet { array: ArrayId, keys: Vec<Var>, src: Var },
+    ArrayGet {
+        dst: Var,
+        array: ArrayId,
+        keys: Vec<Var>,
+    },
+    ArraySet {
+        array: ArrayId,
+        keys: Vec<Var>,
+        src: Var,
+    },
     /// `array[keys] += src` without losing concurrent updates.
-    ArrayAdd { array: ArrayId, keys: Vec<Var>, src: Var },
+    ArrayAdd {
+        array: ArrayId,
+        keys: Vec<Var>,
+        src: Var,
+    },
     /// `delete array[keys]`.
-    ArrayDelete { array: ArrayId, keys: Vec<Var> },
+    ArrayDelete {
+        array: ArrayId,
+        keys: Vec<Var>,
+    },
     /// `delete array`.
-    ArrayClear { array: ArrayId },
+    ArrayClear {
+        array: ArrayId,
+    },
     /// `dst = [keys] in array`.
-    ArrayContains { dst: Var, array: ArrayId, keys: Vec<Var> },
+    ArrayContains {
+        dst: Var,
+        array: ArrayId,
+        keys: Vec<Var>,
+    },
     /// `array[keys] <<< value`.
-    StatAdd { array: ArrayId, keys: Vec<Var>, value: Var },
+    StatAdd {
+        array: ArrayId,
+        keys: Vec<Var>,
+        value: Var,
+    },
     /// `dst = @op(array[keys])` (user space: merges the CPUs).
-    StatGet { dst: Var, array: ArrayId, keys: Vec<Var>, op: StatOp },
+    StatGet {
+        dst: Var,
+        array: ArrayId,
+        keys: Vec<Var>,
+        op: StatOp,
+    },
     /// `print(@hist_log(array[keys]))`.
-    PrintHist { array: ArrayId, keys: Vec<Var>, kind: HistKind },
+    PrintHist {
+        array: ArrayId,
+        keys: Vec<Var>,
+        kind: HistKind,
+    },
     /// Starts a `foreach`: snapshots and sorts the keys (user space only).
-    IterStart { iter: IterId, array: ArrayId, sort: Option<SortSpec>, limit: Option<Var> },
+    IterStart {
+        iter: IterId,
+        array: ArrayId,
+        sort: Option<SortSpec>,
+        limit: Option<Var>,
+    },
     /// `has = 1` and the next element's keys (and value) set, or `has = 0` at the end.
-    IterNext { has: Var, iter: IterId, keys: Vec<Var>, value: Option<Var> },
+    IterNext {
+        has: Var,
+        iter: IterId,
+        keys: Vec<Var>,
+        value: Option<Var>,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Terminator {
     Jump(Block),
     /// Go to `then` when `cond` is non-zero, else to `els`.
-    Branch { cond: Var, then: Block, els: Block },
+    Branch {
+        cond: Var,
+        then: Block,
+        els: Block,
+    },
     /// The handler is done.
     Return,
 }
@@ -421,7 +548,9 @@ impl InstKind {
             }
             InstKind::StrCompare { lhs, rhs, .. } | InstKind::Concat { lhs, rhs, .. } => vec![*lhs, *rhs],
             InstKind::Read { addr, .. } | InstKind::ReadStr { addr, .. } => vec![*addr],
-            InstKind::Call { args, .. } | InstKind::Sprintf { args, .. } | InstKind::Printf { args, .. } => args.clone(),
+            InstKind::Call { args, .. } | InstKind::Sprintf { args, .. } | InstKind::Printf { args, .. } => {
+                args.clone()
+            }
             InstKind::StoreGlobal { src, .. } | InstKind::AddGlobal { src, .. } => vec![*src],
             InstKind::ArrayGet { keys, .. }
             | InstKind::ArrayDelete { keys, .. }
@@ -615,7 +744,9 @@ impl fmt::Display for InstKind {
                 write!(f, "{dst} = read.{space:?} {}{} [{addr}]", if *signed { "s" } else { "u" }, size * 8)
             }
             InstKind::ReadStr { dst, addr, space } => write!(f, "{dst} = read_str.{space:?} [{addr}]"),
-            InstKind::Call { dst: Some(d), builtin, args } => write!(f, "{d} = call {}({})", builtin.name(), join(args)),
+            InstKind::Call { dst: Some(d), builtin, args } => {
+                write!(f, "{d} = call {}({})", builtin.name(), join(args))
+            }
             InstKind::Call { dst: None, builtin, args } => write!(f, "call {}({})", builtin.name(), join(args)),
             InstKind::Sprintf { dst, fmt, args } => write!(f, "{dst} = sprintf {fmt}({})", join(args)),
             InstKind::Printf { fmt, args } => write!(f, "printf {fmt}({})", join(args)),

@@ -47,11 +47,22 @@ pub type TypeId = u32;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CType {
     /// Integers, enums, `bool`, `char`.
-    Int { size: u32, signed: bool },
-    Pointer { to: TypeId },
-    Array { elem: TypeId, len: u32 },
+    Int {
+        size: u32,
+        signed: bool,
+    },
+    Pointer {
+        to: TypeId,
+    },
+    Array {
+        elem: TypeId,
+        len: u32,
+    },
     /// A struct or union.
-    Struct { name: String, size: u32 },
+    Struct {
+        name: String,
+        size: u32,
+    },
     Void,
     /// Functions, floats and the like: nothing a script can use.
     Other(String),

@@ -286,7 +286,9 @@ impl Ctx<'_> {
                 self.switch_to(join);
             }
             StmtKind::While { cond, body } => self.lower_loop(None, Some(cond), None, body),
-            StmtKind::For { init, cond, step, body } => self.lower_loop(init.as_ref(), cond.as_ref(), step.as_ref(), body),
+            StmtKind::For { init, cond, step, body } => {
+                self.lower_loop(init.as_ref(), cond.as_ref(), step.as_ref(), body)
+            }
             StmtKind::Break | StmtKind::Continue => match self.loops.last() {
                 Some(&(cont, brk)) => {
                     let target = if s.kind == StmtKind::Break { brk } else { cont };
@@ -501,8 +503,12 @@ impl Ctx<'_> {
                     Some(n) => Some(self.constant(n, span)),
                     None => {
                         self.error(
-                            Diagnostic::error("E0304", format!("script argument ${index} is `{arg}`, not a number"), span)
-                                .with_help(format!("use @{index} for a string argument")),
+                            Diagnostic::error(
+                                "E0304",
+                                format!("script argument ${index} is `{arg}`, not a number"),
+                                span,
+                            )
+                            .with_help(format!("use @{index} for a string argument")),
                         );
                         Some(self.constant(0, span))
                     }
@@ -618,7 +624,10 @@ impl Ctx<'_> {
                             return Some(now);
                         }
                         let old = self.temp(Ty::Long);
-                        self.emit(InstKind::Binary { op: BinOp::Sub, dst: old, lhs: now, rhs: Operand::Imm(delta) }, span);
+                        self.emit(
+                            InstKind::Binary { op: BinOp::Sub, dst: old, lhs: now, rhs: Operand::Imm(delta) },
+                            span,
+                        );
                         Some(old)
                     }
                 }
@@ -638,13 +647,20 @@ impl Ctx<'_> {
                 };
                 let (base_v, ty) = self.typed(base)?;
                 let Some(elem) = ty.and_then(|t| self.pointee(t, base.span)) else {
-                    self.error(Diagnostic::error("E0313", "only a typed kernel pointer or array can be indexed", base.span));
+                    self.error(Diagnostic::error(
+                        "E0313",
+                        "only a typed kernel pointer or array can be indexed",
+                        base.span,
+                    ));
                     return None;
                 };
                 let size = self.type_size(elem).unwrap_or(8);
                 let i = self.long_expr(index);
                 let scaled = self.temp(Ty::Long);
-                self.emit(InstKind::Binary { op: BinOp::Mul, dst: scaled, lhs: i, rhs: Operand::Imm(size as i64) }, span);
+                self.emit(
+                    InstKind::Binary { op: BinOp::Mul, dst: scaled, lhs: i, rhs: Operand::Imm(size as i64) },
+                    span,
+                );
                 let addr = self.temp(Ty::Long);
                 self.emit(InstKind::Binary { op: BinOp::Add, dst: addr, lhs: base_v, rhs: Operand::Var(scaled) }, span);
                 self.load_typed(addr, elem, span).map(|(v, _)| v)
@@ -838,8 +854,12 @@ impl Ctx<'_> {
                 let (addr, ty) = self.typed(base)?;
                 let Some(ty) = ty else {
                     self.error(
-                        Diagnostic::error("E0313", format!("cannot find `->{name}`: the type of this value is unknown"), base.span)
-                            .with_help("tell bpftap the type with @cast(ptr, \"struct_name\")"),
+                        Diagnostic::error(
+                            "E0313",
+                            format!("cannot find `->{name}`: the type of this value is unknown"),
+                            base.span,
+                        )
+                        .with_help("tell bpftap the type with @cast(ptr, \"struct_name\")"),
                     );
                     return None;
                 };
@@ -859,7 +879,10 @@ impl Ctx<'_> {
                     let (addr, ty) = self.typed(base)?;
                     let (off, mty) = self.kernel_info.member(ty?, name).ok()?;
                     let at = self.temp(Ty::Long);
-                    self.emit(InstKind::Binary { op: BinOp::Add, dst: at, lhs: addr, rhs: Operand::Imm(off as i64) }, span);
+                    self.emit(
+                        InstKind::Binary { op: BinOp::Add, dst: at, lhs: addr, rhs: Operand::Imm(off as i64) },
+                        span,
+                    );
                     Some((at, Some(mty)))
                 }
                 _ => {
@@ -901,7 +924,11 @@ impl Ctx<'_> {
             Ok(CType::Struct { .. }) => Some((addr, Some(ty))),
             Ok(CType::Array { elem, .. }) => Some((addr, Some(elem))),
             Ok(other) => {
-                self.error(Diagnostic::error("E0315", format!("bpftap cannot read a kernel value of type {other:?}"), span));
+                self.error(Diagnostic::error(
+                    "E0315",
+                    format!("bpftap cannot read a kernel value of type {other:?}"),
+                    span,
+                ));
                 None
             }
             Err(err) => {
@@ -1148,7 +1175,11 @@ impl Ctx<'_> {
             return None;
         };
         let ExprKind::String(text) = &first.kind else {
-            self.error(Diagnostic::error("E0306", format!("the format of `{name}` must be a string literal"), first.span));
+            self.error(Diagnostic::error(
+                "E0306",
+                format!("the format of `{name}` must be a string literal"),
+                first.span,
+            ));
             return None;
         };
         let format = match printf::parse_format(text) {
@@ -1253,12 +1284,20 @@ impl Ctx<'_> {
                 let index = match args {
                     [Expr { kind: ExprKind::Number(i), .. }] if (1..=6).contains(i) => (*i - 1) as u32,
                     _ => {
-                        self.error(Diagnostic::error("E0316", format!("`{n}` takes an argument number from 1 to 6"), span));
+                        self.error(Diagnostic::error(
+                            "E0316",
+                            format!("`{n}` takes an argument number from 1 to 6"),
+                            span,
+                        ));
                         return None;
                     }
                 };
                 if !self.kernel {
-                    self.error(Diagnostic::error("E0309", format!("`{n}` is only available in a function probe"), span));
+                    self.error(Diagnostic::error(
+                        "E0309",
+                        format!("`{n}` is only available in a function probe"),
+                        span,
+                    ));
                     return None;
                 }
                 let raw = self.temp(Ty::Long);
@@ -1458,10 +1497,11 @@ fn pure_functions(script: &Elaborated) -> HashSet<String> {
 fn expr_is_pure_here(e: &Expr, pure: &HashSet<String>, script: &Elaborated, is_global: impl Fn(&str) -> bool) -> bool {
     match &e.kind {
         ExprKind::Call { name, .. } => {
-            pure.contains(name) || (builtins::lookup(name).is_some_and(|s| match s.lowering {
-                Lowering::Builtin(b) => !b.has_side_effects(),
-                _ => true,
-            }) && !script.functions.contains_key(name))
+            pure.contains(name)
+                || (builtins::lookup(name).is_some_and(|s| match s.lowering {
+                    Lowering::Builtin(b) => !b.has_side_effects(),
+                    _ => true,
+                }) && !script.functions.contains_key(name))
                 || name == "sprintf"
         }
         ExprKind::Assign { target, .. } | ExprKind::IncDec { target, .. } | ExprKind::Aggregate { target, .. } => {
@@ -1491,7 +1531,9 @@ fn dead_assignments(body: &Block, pure: &HashSet<String>, types: &TypeTable, sco
                 continue;
             }
             let mut ok = true;
-            crate::elaborate::walk_expr(value, &mut |x| ok &= expr_is_pure_here(x, pure, &Elaborated::default(), |_| true));
+            crate::elaborate::walk_expr(value, &mut |x| {
+                ok &= expr_is_pure_here(x, pure, &Elaborated::default(), |_| true)
+            });
             if ok {
                 skip.insert(e as *const Expr);
             }

@@ -28,7 +28,12 @@ lalrpop_util::lalrpop_mod!(
 /// probe points. `macros` holds the `@define`s seen so far: pass the same table when parsing
 /// tapsets and then the script, so tapset macros are usable in the script. Macros the file
 /// defines are added to it.
-pub fn parse(sources: &SourceMap, file: FileId, env: &PreprocessEnv, macros: &mut Macros) -> (ast::Script, Vec<Diagnostic>) {
+pub fn parse(
+    sources: &SourceMap,
+    file: FileId,
+    env: &PreprocessEnv,
+    macros: &mut Macros,
+) -> (ast::Script, Vec<Diagnostic>) {
     let text = &sources.file(file).text;
     let (tokens, mut diags) = lexer::lex(text, file);
     let mut tokens = preprocess::preprocess(&tokens, env, macros, &mut diags);
@@ -41,7 +46,12 @@ pub fn parse(sources: &SourceMap, file: FileId, env: &PreprocessEnv, macros: &mu
 }
 
 /// Parse a lone expression (for the REPL and tests), with the same diagnostics as [`parse`].
-pub fn parse_expr(sources: &SourceMap, file: FileId, env: &PreprocessEnv, macros: &mut Macros) -> (Option<Expr>, Vec<Diagnostic>) {
+pub fn parse_expr(
+    sources: &SourceMap,
+    file: FileId,
+    env: &PreprocessEnv,
+    macros: &mut Macros,
+) -> (Option<Expr>, Vec<Diagnostic>) {
     let text = &sources.file(file).text;
     let (tokens, mut diags) = lexer::lex(text, file);
     let tokens = preprocess::preprocess(&tokens, env, macros, &mut diags);
@@ -123,12 +133,10 @@ type LalrpopError = lalrpop_util::ParseError<usize, Token, ()>;
 fn syntax_error(err: LalrpopError, file: FileId, eof: usize) -> Diagnostic {
     use lalrpop_util::ParseError as E;
     match err {
-        E::UnrecognizedToken { token: (l, tok, r), expected } => Diagnostic::error(
-            "E0020",
-            format!("unexpected {}", tok.describe()),
-            Span::new(file, l, r),
-        )
-        .with_label(format!("expected {}", expected_list(&expected))),
+        E::UnrecognizedToken { token: (l, tok, r), expected } => {
+            Diagnostic::error("E0020", format!("unexpected {}", tok.describe()), Span::new(file, l, r))
+                .with_label(format!("expected {}", expected_list(&expected)))
+        }
         E::UnrecognizedEof { location, expected } => {
             let at = location.max(eof.saturating_sub(1)).min(eof);
             Diagnostic::error("E0021", "unexpected end of input", Span::new(file, at, eof))
@@ -263,7 +271,13 @@ pub(crate) fn expr_stmt(e: Expr, span: Span) -> Stmt {
 }
 
 /// `$N` or `@N` as (part of) a probe point component name: the argument's text.
-pub(crate) fn script_arg_text(n: u32, as_string: bool, args: &[String], span: Span, errors: &mut Vec<Diagnostic>) -> String {
+pub(crate) fn script_arg_text(
+    n: u32,
+    as_string: bool,
+    args: &[String],
+    span: Span,
+    errors: &mut Vec<Diagnostic>,
+) -> String {
     match script_arg_literal(n, as_string, args, span, errors) {
         Literal::Number(_) => args[n as usize - 1].clone(),
         Literal::String(s) => s,
@@ -271,7 +285,13 @@ pub(crate) fn script_arg_text(n: u32, as_string: bool, args: &[String], span: Sp
 }
 
 /// `$N` (`as_string == false`) or `@N` in a probe point: replaced by the script argument.
-pub(crate) fn script_arg_literal(n: u32, as_string: bool, args: &[String], span: Span, errors: &mut Vec<Diagnostic>) -> Literal {
+pub(crate) fn script_arg_literal(
+    n: u32,
+    as_string: bool,
+    args: &[String],
+    span: Span,
+    errors: &mut Vec<Diagnostic>,
+) -> Literal {
     let sigil = if as_string { '@' } else { '$' };
     let Some(arg) = (n as usize).checked_sub(1).and_then(|i| args.get(i)) else {
         errors.push(Diagnostic::error(
@@ -295,7 +315,8 @@ pub(crate) fn type_name(name: &str, span: Span, errors: &mut Vec<Diagnostic>) ->
         "string" => Some(TypeName::String),
         _ => {
             errors.push(
-                Diagnostic::error("E0024", format!("unknown type `{name}`"), span).with_help("types are `long` and `string`"),
+                Diagnostic::error("E0024", format!("unknown type `{name}`"), span)
+                    .with_help("types are `long` and `string`"),
             );
             None
         }

@@ -127,7 +127,11 @@ impl Ctx<'_> {
                         Some(arg) => {
                             let (arg_toks, arg_diags) = crate::lexer::lex(arg, span.file);
                             for d in arg_diags {
-                                self.diags.push(Diagnostic::error(d.code, format!("in script argument ${n}: {}", d.message), *span));
+                                self.diags.push(Diagnostic::error(
+                                    d.code,
+                                    format!("in script argument ${n}: {}", d.message),
+                                    *span,
+                                ));
                             }
                             out.extend(arg_toks.into_iter().map(|(t, _)| (t, *span)));
                         }

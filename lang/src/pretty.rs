@@ -40,7 +40,6 @@ struct Printer<'a> {
 }
 
 impl Printer<'_> {
-
     fn line_start(&mut self) {
         for _ in 0..self.indent {
             self.out.push_str("  ");

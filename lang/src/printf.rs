@@ -168,10 +168,7 @@ pub fn parse_format(s: &str) -> Result<Format, FormatError> {
             _ => {}
         }
         let Some(c) = s[i..].chars().next() else {
-            return Err(FormatError {
-                offset: start,
-                message: "format string ends inside a conversion".to_string(),
-            });
+            return Err(FormatError { offset: start, message: "format string ends inside a conversion".to_string() });
         };
         i += c.len_utf8();
         let kind = match c {
@@ -192,10 +189,7 @@ pub fn parse_format(s: &str) -> Result<Format, FormatError> {
                 continue;
             }
             _ => {
-                return Err(FormatError {
-                    offset: start,
-                    message: format!("unknown conversion `%{c}`"),
-                });
+                return Err(FormatError { offset: start, message: format!("unknown conversion `%{c}`") });
             }
         };
         if kind == ConvKind::Binary {
@@ -212,13 +206,7 @@ pub fn parse_format(s: &str) -> Result<Format, FormatError> {
         if !literal.is_empty() {
             pieces.push(Piece::Literal(std::mem::take(&mut literal)));
         }
-        pieces.push(Piece::Conversion(Conversion {
-            flags,
-            width,
-            precision,
-            kind,
-            offset: start,
-        }));
+        pieces.push(Piece::Conversion(Conversion { flags, width, precision, kind, offset: start }));
     }
     if !literal.is_empty() {
         pieces.push(Piece::Literal(literal));
@@ -246,10 +234,7 @@ fn parse_count(s: &str, i: &mut usize, start: usize) -> Result<Count, FormatErro
         Ok(n) if n <= MAX_COUNT => Ok(Count::Fixed(n)),
         _ => Err(FormatError {
             offset: start,
-            message: format!(
-                "width or precision `{}` is larger than {MAX_COUNT}",
-                &s[digits_start..*i]
-            ),
+            message: format!("width or precision `{}` is larger than {MAX_COUNT}", &s[digits_start..*i]),
         }),
     }
 }
@@ -365,9 +350,7 @@ mod tests {
                 for piece in &format.pieces {
                     match piece {
                         Piece::Literal(text) => out.push_str(&format!("[{text}]")),
-                        Piece::Conversion(conv) => {
-                            out.push_str(&format!("{{{conv}@{}}}", conv.offset))
-                        }
+                        Piece::Conversion(conv) => out.push_str(&format!("{{{conv}@{}}}", conv.offset)),
                     }
                 }
                 let types: Vec<&str> = format
@@ -419,28 +402,13 @@ mod tests {
             ("%q", "error at 0: unknown conversion `%q`"),
             ("ab %-5é", "error at 3: unknown conversion `%é`"),
             ("%", "error at 0: format string ends inside a conversion"),
-            (
-                "x %-08.",
-                "error at 2: format string ends inside a conversion",
-            ),
+            ("x %-08.", "error at 2: format string ends inside a conversion"),
             ("%hd", "error at 1: length modifier `h` is not supported"),
             ("%zu", "error at 1: length modifier `z` is not supported"),
-            (
-                "%3b",
-                "error at 0: `%b` takes a width of 1, 2, 4 or 8 bytes",
-            ),
-            (
-                "%*b",
-                "error at 0: `%b` takes a width of 1, 2, 4 or 8 bytes",
-            ),
-            (
-                "%99999d",
-                "error at 0: width or precision `99999` is larger than 4096",
-            ),
-            (
-                "%.99999999999s",
-                "error at 0: width or precision `99999999999` is larger than 4096",
-            ),
+            ("%3b", "error at 0: `%b` takes a width of 1, 2, 4 or 8 bytes"),
+            ("%*b", "error at 0: `%b` takes a width of 1, 2, 4 or 8 bytes"),
+            ("%99999d", "error at 0: width or precision `99999` is larger than 4096"),
+            ("%.99999999999s", "error at 0: width or precision `99999999999` is larger than 4096"),
             ("%f", "error at 0: unknown conversion `%f`"),
             ("%n", "error at 0: unknown conversion `%n`"),
         ];

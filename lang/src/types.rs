@@ -198,9 +198,13 @@ impl TypeTable {
                 },
             },
             Binary { op: BinaryOp::Concat, .. } => Some(Ty::Str),
-            Binary { .. } | Unary { .. } | Logical { .. } | Compare { .. } | Regex { .. } | IncDec { .. } | In { .. } => {
-                Some(Ty::Long)
-            }
+            Binary { .. }
+            | Unary { .. }
+            | Logical { .. }
+            | Compare { .. }
+            | Regex { .. }
+            | IncDec { .. }
+            | In { .. } => Some(Ty::Long),
             Stat { .. } => Some(Ty::Long),
             // Kernel values reached through BTF types are longs; arrays decay to addresses.
             Member { .. } | Cast { .. } | AddressOf(_) | Deref(_) => Some(Ty::Long),
@@ -288,7 +292,11 @@ impl<'a> Ctx<'a> {
                         }
                     }
                 } else if self.report {
-                    self.diags.push(Diagnostic::error("E0211", "`foreach` iterates over a global array", fe.array.span));
+                    self.diags.push(Diagnostic::error(
+                        "E0211",
+                        "`foreach` iterates over a global array",
+                        fe.array.span,
+                    ));
                 }
                 self.stmt(scope, format, &fe.body);
             }
@@ -488,8 +496,12 @@ impl<'a> Ctx<'a> {
                     (None, Some(t)) => self.set_var(&fscope, &p.name, t, p.span),
                     (Some(pt), None) => self.want(scope, format, a, pt, "the function's parameter has this type"),
                     (Some(pt), Some(at)) if pt != at && self.report => self.diags.push(
-                        Diagnostic::error("E0203", format!("type mismatch: `{}` of `{name}` is a {pt}, given a {at}", p.name), a.span)
-                            .with_related(p.span, "parameter declared here"),
+                        Diagnostic::error(
+                            "E0203",
+                            format!("type mismatch: `{}` of `{name}` is a {pt}, given a {at}", p.name),
+                            a.span,
+                        )
+                        .with_related(p.span, "parameter declared here"),
                     ),
                     _ => {}
                 }
@@ -588,7 +600,11 @@ impl<'a> Ctx<'a> {
         }
         if self.table.globals.contains_key(name) {
             if self.report {
-                self.diags.push(Diagnostic::error("E0203", format!("`{name}` is used both as a scalar and as an array"), span));
+                self.diags.push(Diagnostic::error(
+                    "E0203",
+                    format!("`{name}` is used both as a scalar and as an array"),
+                    span,
+                ));
             }
             return;
         }
@@ -601,8 +617,10 @@ impl<'a> Ctx<'a> {
             })
             .collect();
         let report = self.report;
-        let entry = self.table.arrays.entry(name.clone()).or_insert_with(|| {
-            ArrayType { keys: vec![None; key_tys.len()], span, ..Default::default() }
+        let entry = self.table.arrays.entry(name.clone()).or_insert_with(|| ArrayType {
+            keys: vec![None; key_tys.len()],
+            span,
+            ..Default::default()
         });
         if entry.keys.is_empty() && !key_tys.is_empty() && entry.value.is_none() {
             entry.keys = vec![None; key_tys.len()];
@@ -613,7 +631,11 @@ impl<'a> Ctx<'a> {
             errors.push(
                 Diagnostic::error(
                     "E0213",
-                    format!("`{name}` is indexed with {} key(s) here and {} elsewhere", key_tys.len(), entry.keys.len()),
+                    format!(
+                        "`{name}` is indexed with {} key(s) here and {} elsewhere",
+                        key_tys.len(),
+                        entry.keys.len()
+                    ),
                     span,
                 )
                 .with_related(entry.span, "first use"),
@@ -626,8 +648,12 @@ impl<'a> Ctx<'a> {
                         changed = true;
                     }
                     (Some(a), Some(b)) if a != *b => errors.push(
-                        Diagnostic::error("E0203", format!("type mismatch: a key of `{name}` is a {a} and a {b}"), span)
-                            .with_related(entry.span, "first use"),
+                        Diagnostic::error(
+                            "E0203",
+                            format!("type mismatch: a key of `{name}` is a {a} and a {b}"),
+                            span,
+                        )
+                        .with_related(entry.span, "first use"),
                     ),
                     _ => {}
                 }
@@ -646,7 +672,11 @@ impl<'a> Ctx<'a> {
         }
         if report {
             if entry.value.is_none() {
-                errors.push(Diagnostic::error("E0214", format!("the values of `{name}` are never set, so their type is unknown"), span));
+                errors.push(Diagnostic::error(
+                    "E0214",
+                    format!("the values of `{name}` are never set, so their type is unknown"),
+                    span,
+                ));
             }
             if entry.keys.iter().any(Option::is_none) {
                 errors.push(Diagnostic::error("E0214", format!("the key types of `{name}` are unknown"), span));
@@ -672,11 +702,8 @@ impl<'a> Ctx<'a> {
             && self.table.sees_global(scope, name)
             && !self.table.is_local(scope, name)
             && !self.is_param(scope, name);
-        let entry = if is_global {
-            &mut self.table.globals
-        } else {
-            self.table.locals.entry(scope.clone()).or_default()
-        };
+        let entry =
+            if is_global { &mut self.table.globals } else { self.table.locals.entry(scope.clone()).or_default() };
         match entry.get(name) {
             None => {
                 entry.insert(name.to_string(), (t, span));

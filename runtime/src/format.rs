@@ -93,53 +93,18 @@ fn convert<'a>(out: &mut Vec<u8>, conv: &Conversion, args: &mut impl Iterator<It
         upper: false,
     };
     match conv.kind {
-        ConvKind::Signed => number(
-            out,
-            long(value) as u64,
-            10,
-            width,
-            precision,
-            NumFlags {
-                signed: true,
-                ..flags
-            },
-        ),
+        ConvKind::Signed => number(out, long(value) as u64, 10, width, precision, NumFlags { signed: true, ..flags }),
         ConvKind::Unsigned => number(out, long(value) as u64, 10, width, precision, flags),
         ConvKind::Octal => number(out, long(value) as u64, 8, width, precision, flags),
         ConvKind::HexLower => number(out, long(value) as u64, 16, width, precision, flags),
-        ConvKind::HexUpper => number(
-            out,
-            long(value) as u64,
-            16,
-            width,
-            precision,
-            NumFlags {
-                upper: true,
-                ..flags
-            },
-        ),
+        ConvKind::HexUpper => number(out, long(value) as u64, 16, width, precision, NumFlags { upper: true, ..flags }),
         ConvKind::Pointer => {
             let width = if width < 0 { 18 } else { width };
-            number(
-                out,
-                long(value) as u64,
-                16,
-                width,
-                precision,
-                NumFlags {
-                    zero: true,
-                    special: true,
-                    ..flags
-                },
-            )
+            number(out, long(value) as u64, 16, width, precision, NumFlags { zero: true, special: true, ..flags })
         }
         ConvKind::Str => {
             let bytes = bytes(value);
-            let len = if precision >= 0 {
-                bytes.len().min(precision as usize)
-            } else {
-                bytes.len()
-            };
+            let len = if precision >= 0 { bytes.len().min(precision as usize) } else { bytes.len() };
             pad(out, &bytes[..len], width, left);
         }
         ConvKind::Char => pad(out, &[long(value) as u8], width, left),
@@ -159,10 +124,7 @@ fn convert<'a>(out: &mut Vec<u8>, conv: &Conversion, args: &mut impl Iterator<It
             if conv.kind == ConvKind::Memory {
                 pad(out, bytes, width, left);
             } else {
-                let hex: Vec<u8> = bytes
-                    .iter()
-                    .flat_map(|b| format!("{b:02x}").into_bytes())
-                    .collect();
+                let hex: Vec<u8> = bytes.iter().flat_map(|b| format!("{b:02x}").into_bytes()).collect();
                 pad(out, &hex, width, left);
             }
         }
@@ -197,19 +159,8 @@ fn pad(out: &mut Vec<u8>, text: &[u8], width: i64, left: bool) {
 }
 
 /// Linux 2.6's `number()`, as SystemTap's runtime has it (see the module doc).
-fn number(
-    out: &mut Vec<u8>,
-    mut num: u64,
-    base: u64,
-    width: i64,
-    precision: i64,
-    mut flags: NumFlags,
-) {
-    let digits: &[u8; 16] = if flags.upper {
-        b"0123456789ABCDEF"
-    } else {
-        b"0123456789abcdef"
-    };
+fn number(out: &mut Vec<u8>, mut num: u64, base: u64, width: i64, precision: i64, mut flags: NumFlags) {
+    let digits: &[u8; 16] = if flags.upper { b"0123456789ABCDEF" } else { b"0123456789abcdef" };
     if flags.left {
         flags.zero = false;
     }
@@ -288,37 +239,17 @@ mod tests {
             ("%d|%i", vec![Long(42), Long(-42)], "42|-42"),
             ("%d", vec![Long(i64::MIN)], "-9223372036854775808"),
             ("%d", vec![Long(i64::MAX)], "9223372036854775807"),
-            (
-                "%5d|%-5d|%05d",
-                vec![Long(42), Long(42), Long(-42)],
-                "   42|42   |-0042",
-            ),
-            (
-                "%+d|% d|%+d|% d",
-                vec![Long(5), Long(5), Long(-5), Long(-5)],
-                "+5| 5|-5|-5",
-            ),
+            ("%5d|%-5d|%05d", vec![Long(42), Long(42), Long(-42)], "   42|42   |-0042"),
+            ("%+d|% d|%+d|% d", vec![Long(5), Long(5), Long(-5), Long(-5)], "+5| 5|-5|-5"),
             ("%+ d", vec![Long(5)], "+5"),
-            (
-                "%.3d|%6.3d|%-6.3d|",
-                vec![Long(7), Long(-7), Long(7)],
-                "007|  -007|007   |",
-            ),
+            ("%.3d|%6.3d|%-6.3d|", vec![Long(7), Long(-7), Long(7)], "007|  -007|007   |"),
             // Unsigned views of the 64-bit value (C with %lu/%lx/%lo).
             ("%u", vec![Long(-1)], "18446744073709551615"),
             ("%x|%X|%o", vec![Long(255), Long(255), Long(8)], "ff|FF|10"),
             ("%x", vec![Long(-1)], "ffffffffffffffff"),
             ("%o", vec![Long(-1)], "1777777777777777777777"),
-            (
-                "%#x|%#X|%#o",
-                vec![Long(255), Long(255), Long(8)],
-                "0xff|0XFF|010",
-            ),
-            (
-                "%#10x|%-#10x|%#010x",
-                vec![Long(255), Long(255), Long(255)],
-                "      0xff|0xff      |0x000000ff",
-            ),
+            ("%#x|%#X|%#o", vec![Long(255), Long(255), Long(8)], "0xff|0XFF|010"),
+            ("%#10x|%-#10x|%#010x", vec![Long(255), Long(255), Long(255)], "      0xff|0xff      |0x000000ff"),
             ("%04x|%.4x", vec![Long(10), Long(10)], "000a|000a"),
             ("%+u|% x", vec![Long(5), Long(5)], "5|5"),
             ("%ld %lld %lu", vec![Long(-1), Long(2), Long(3)], "-1 2 3"),
@@ -334,60 +265,27 @@ mod tests {
             ("%10p|", vec![Long(0xff)], "0x000000ff|"),
             ("%-10p|", vec![Long(0xff)], "0xff      |"),
             // Strings (C).
-            (
-                "%s|%5s|%-5s|",
-                vec![s("ab"), s("ab"), s("ab")],
-                "ab|   ab|ab   |",
-            ),
-            (
-                "%5.2s|%.0s|%.s|%.9s|",
-                vec![s("abc"), s("abc"), s("abc"), s("abc")],
-                "   ab|||abc|",
-            ),
-            (
-                "%-*s|%*s|",
-                vec![Long(4), s("a"), Long(-4), s("b")],
-                "a   |b   |",
-            ),
+            ("%s|%5s|%-5s|", vec![s("ab"), s("ab"), s("ab")], "ab|   ab|ab   |"),
+            ("%5.2s|%.0s|%.s|%.9s|", vec![s("abc"), s("abc"), s("abc"), s("abc")], "   ab|||abc|"),
+            ("%-*s|%*s|", vec![Long(4), s("a"), Long(-4), s("b")], "a   |b   |"),
             ("%*.*s|", vec![Long(5), Long(2), s("xyz")], "   xy|"),
             ("%05s", vec![s("ab")], "   ab"),
             ("%s", vec![s("")], ""),
             // Characters (C).
-            (
-                "%c%c|%3c|%-3c|",
-                vec![Long(104), Long(105), Long(120), Long(121)],
-                "hi|  x|y  |",
-            ),
+            ("%c%c|%3c|%-3c|", vec![Long(104), Long(105), Long(120), Long(121)], "hi|  x|y  |"),
             ("%c", vec![Long(0x141)], "A"),
             // Literal percent signs.
             ("100%% %d%%", vec![Long(5)], "100% 5%"),
             // Widths from arguments.
-            (
-                "%*d|%-*d|",
-                vec![Long(4), Long(1), Long(4), Long(2)],
-                "   1|2   |",
-            ),
+            ("%*d|%-*d|", vec![Long(4), Long(1), Long(4), Long(2)], "   1|2   |"),
             ("%*d|", vec![Long(-4), Long(1)], "1   |"),
             // Binary writes, from the language reference.
-            (
-                "%1b%1b%1blo %1b%1brld\n",
-                vec![Long(72), Long(101), Long(108), Long(87), Long(111)],
-                "Hello World\n",
-            ),
-            (
-                "%3d: %1b%1b%1b",
-                vec![Long(97), Long(97), Long(97 - 32), Long(97 - 64)],
-                " 97: aA!",
-            ),
+            ("%1b%1b%1blo %1b%1brld\n", vec![Long(72), Long(101), Long(108), Long(87), Long(111)], "Hello World\n"),
+            ("%3d: %1b%1b%1b", vec![Long(97), Long(97), Long(97 - 32), Long(97 - 64)], " 97: aA!"),
             // Memory.
             (
                 "%.3m|%.3M|%M|%6.2M|",
-                vec![
-                    s("abcd"),
-                    Value::Bytes(vec![0xde, 0xad, 0x01]),
-                    s("z"),
-                    s("\u{1}\u{2}"),
-                ],
+                vec![s("abcd"), Value::Bytes(vec![0xde, 0xad, 0x01]), s("z"), s("\u{1}\u{2}")],
                 "abc|dead01|7a|  0102|",
             ),
             // Missing or mistyped arguments do not panic.
@@ -399,9 +297,7 @@ mod tests {
             let parsed = parse_format(fmt).unwrap();
             let actual = format(&parsed, args);
             if actual != *expected {
-                failures.push(format!(
-                    "{fmt:?} {args:?}: got {actual:?}, want {expected:?}"
-                ));
+                failures.push(format!("{fmt:?} {args:?}: got {actual:?}, want {expected:?}"));
             }
         }
         assert!(failures.is_empty(), "{}", failures.join("\n"));
@@ -424,9 +320,6 @@ mod tests {
     #[test]
     fn bytes_pass_through() {
         let parsed = parse_format("<%s>%c").unwrap();
-        assert_eq!(
-            format_bytes(&parsed, &[Value::Bytes(vec![0xff, 0]), Long(0x80)]),
-            b"<\xff\x00>\x80"
-        );
+        assert_eq!(format_bytes(&parsed, &[Value::Bytes(vec![0xff, 0]), Long(0x80)]), b"<\xff\x00>\x80");
     }
 }

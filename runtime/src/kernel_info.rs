@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::{fs, mem};
 
-use lang::kernel::{CType, FunctionSig, TypeId, KernelError, KernelInfo, TracepointField, TracepointFormat};
+use lang::kernel::{CType, FunctionSig, KernelError, KernelInfo, TracepointField, TracepointFormat, TypeId};
 
 /// Where the kernel's BTF lives.
 pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
@@ -30,9 +30,7 @@ pub enum SetupError {
     #[error("cannot mount the bpf file system at /sys/fs/bpf: {reason}")]
     NoBpffs { reason: String },
     /// The kernel's BTF is missing or unreadable; bpftap needs it for every kernel type.
-    #[error(
-        "cannot open kernel BTF at {path}: {reason} (the kernel needs CONFIG_DEBUG_INFO_BTF=y)"
-    )]
+    #[error("cannot open kernel BTF at {path}: {reason} (the kernel needs CONFIG_DEBUG_INFO_BTF=y)")]
     NoBtf { path: String, reason: String },
 }
 
@@ -71,12 +69,8 @@ impl LiveKernel {
     /// when looked up, so opening costs little time and memory).
     pub fn btf(&self) -> Result<&btf_rs::Btf, SetupError> {
         let btf = self.btf.get_or_init(|| {
-            btf_rs::Btf::from_file_with_backend(VMLINUX_BTF, btf_rs::Backend::Mmap).map_err(|err| {
-                SetupError::NoBtf {
-                    path: VMLINUX_BTF.to_string(),
-                    reason: err.to_string(),
-                }
-            })
+            btf_rs::Btf::from_file_with_backend(VMLINUX_BTF, btf_rs::Backend::Mmap)
+                .map_err(|err| SetupError::NoBtf { path: VMLINUX_BTF.to_string(), reason: err.to_string() })
         });
         match btf {
             Ok(btf) => Ok(btf),
@@ -106,10 +100,7 @@ impl KernelInfo for LiveKernel {
             Ok(text) => text,
             Err(err) if err.kind() == io::ErrorKind::NotFound => return Err(no_tracepoint()),
             Err(err) => {
-                return Err(KernelError::Unreadable {
-                    path: path.display().to_string(),
-                    reason: err.to_string(),
-                });
+                return Err(KernelError::Unreadable { path: path.display().to_string(), reason: err.to_string() });
             }
         };
         parse_tracepoint_format(group, event, &text)
@@ -285,26 +276,16 @@ fn find_member(btf: &btf_rs::Btf, id: u32, member: &str, base: u32) -> Option<(u
 /// Parses a tracefs `events/GROUP/EVENT/format` file. Fields named `common_*` go to
 /// `common_fields`; an array field `__u8 saddr[4]` becomes name `saddr`, type `__u8[4]`; a
 /// dynamic field keeps its `__data_loc` in the type (`__data_loc char[]`).
-pub fn parse_tracepoint_format(
-    group: &str,
-    event: &str,
-    text: &str,
-) -> Result<TracepointFormat, KernelError> {
+pub fn parse_tracepoint_format(group: &str, event: &str, text: &str) -> Result<TracepointFormat, KernelError> {
     let malformed = |line: &str, why: &str| KernelError::Unreadable {
         path: format!("events/{group}/{event}/format"),
         reason: format!("{why} in `{}`", line.trim()),
     };
-    let mut format = TracepointFormat {
-        group: group.to_string(),
-        event: event.to_string(),
-        ..Default::default()
-    };
+    let mut format = TracepointFormat { group: group.to_string(), event: event.to_string(), ..Default::default() };
     for line in text.lines() {
         let line_trimmed = line.trim();
         // `field special:` is how kernels before 4.x wrote some common fields.
-        let Some(rest) = line_trimmed
-            .strip_prefix("field:")
-            .or_else(|| line_trimmed.strip_prefix("field special:"))
+        let Some(rest) = line_trimmed.strip_prefix("field:").or_else(|| line_trimmed.strip_prefix("field special:"))
         else {
             continue;
         };
@@ -315,12 +296,7 @@ pub fn parse_tracepoint_format(
             let Some((key, value)) = part.split_once(':') else {
                 continue;
             };
-            let number = || {
-                value
-                    .trim()
-                    .parse::<u32>()
-                    .map_err(|_| malformed(line, "bad number"))
-            };
+            let number = || value.trim().parse::<u32>().map_err(|_| malformed(line, "bad number"));
             match key.trim() {
                 "offset" => offset = Some(number()?),
                 "size" => size = Some(number()?),
@@ -341,13 +317,7 @@ pub fn parse_tracepoint_format(
         if name.is_empty() {
             return Err(malformed(line, "no field name"));
         }
-        let field = TracepointField {
-            name: name.to_string(),
-            c_type,
-            offset,
-            size,
-            signed,
-        };
+        let field = TracepointField { name: name.to_string(), c_type, offset, size, signed };
         if field.name.starts_with("common_") {
             format.common_fields.push(field);
         } else {
@@ -373,9 +343,7 @@ pub fn ensure_tracefs() -> Result<PathBuf, SetupError> {
         }
     }
     let reason = match mount("nodev", PLACES[0], "tracefs") {
-        Ok(()) if Path::new(PLACES[0]).join("events").is_dir() => {
-            return Ok(PathBuf::from(PLACES[0]))
-        }
+        Ok(()) if Path::new(PLACES[0]).join("events").is_dir() => return Ok(PathBuf::from(PLACES[0])),
         Ok(()) => "mounted, but it has no `events/`".to_string(),
         Err(err) => err.to_string(),
     };
@@ -398,12 +366,8 @@ pub fn ensure_bpffs() -> Result<PathBuf, SetupError> {
     }
     match mount("bpf", PLACE, "bpf") {
         Ok(()) if is_bpffs() => Ok(PathBuf::from(PLACE)),
-        Ok(()) => Err(SetupError::NoBpffs {
-            reason: "mounted, but statfs does not say bpf".to_string(),
-        }),
-        Err(err) => Err(SetupError::NoBpffs {
-            reason: err.to_string(),
-        }),
+        Ok(()) => Err(SetupError::NoBpffs { reason: "mounted, but statfs does not say bpf".to_string() }),
+        Err(err) => Err(SetupError::NoBpffs { reason: err.to_string() }),
     }
 }
 
@@ -412,15 +376,7 @@ fn mount(source: &str, target: &str, fstype: &str) -> io::Result<()> {
     let target = CString::new(target)?;
     let fstype = CString::new(fstype)?;
     // SAFETY: all strings are NUL-terminated and outlive the call; no data argument.
-    let rc = unsafe {
-        libc::mount(
-            source.as_ptr(),
-            target.as_ptr(),
-            fstype.as_ptr(),
-            0,
-            std::ptr::null(),
-        )
-    };
+    let rc = unsafe { libc::mount(source.as_ptr(), target.as_ptr(), fstype.as_ptr(), 0, std::ptr::null()) };
     if rc == 0 {
         Ok(())
     } else {
@@ -437,9 +393,7 @@ fn uname() -> (String, String) {
     }
     let field = |chars: &[libc::c_char]| {
         // SAFETY: the kernel NUL-terminates each utsname field within its array.
-        unsafe { CStr::from_ptr(chars.as_ptr()) }
-            .to_string_lossy()
-            .into_owned()
+        unsafe { CStr::from_ptr(chars.as_ptr()) }.to_string_lossy().into_owned()
     };
     (field(&buf.release), field(&buf.machine))
 }
@@ -488,10 +442,7 @@ pub fn walk_events(root: &Path) -> Vec<(String, String)> {
         let group_name = group.file_name().to_string_lossy().into_owned();
         for event in events.flatten() {
             if event.file_type().is_ok_and(|t| t.is_dir()) {
-                list.push((
-                    group_name.clone(),
-                    event.file_name().to_string_lossy().into_owned(),
-                ));
+                list.push((group_name.clone(), event.file_name().to_string_lossy().into_owned()));
             }
         }
     }
@@ -504,9 +455,7 @@ fn read_config() -> Option<HashMap<String, String>> {
     let text = match fs::File::open("/proc/config.gz") {
         Ok(file) => {
             let mut text = String::new();
-            flate2::read::GzDecoder::new(file)
-                .read_to_string(&mut text)
-                .ok()?;
+            flate2::read::GzDecoder::new(file).read_to_string(&mut text).ok()?;
             text
         }
         Err(_) => fs::read_to_string(format!("/boot/config-{}", uname().0)).ok()?,
@@ -521,10 +470,7 @@ fn parse_config(text: &str) -> HashMap<String, String> {
         .filter(|line| !line.starts_with('#'))
         .filter_map(|line| line.split_once('='))
         .map(|(name, value)| {
-            let value = value
-                .strip_prefix('"')
-                .and_then(|v| v.strip_suffix('"'))
-                .unwrap_or(value);
+            let value = value.strip_prefix('"').and_then(|v| v.strip_suffix('"')).unwrap_or(value);
             (name.to_string(), value.to_string())
         })
         .collect()
@@ -585,18 +531,12 @@ print fmt: \"sport=%hu saddr=%pI4\", REC->sport, REC->saddr
     /// One line per field: `name: c_type @offset+size signed?`, common fields first.
     fn show(format: &TracepointFormat) -> String {
         let mut out = String::new();
-        for (section, fields) in [
-            ("common", &format.common_fields),
-            ("fields", &format.fields),
-        ] {
+        for (section, fields) in [("common", &format.common_fields), ("fields", &format.fields)] {
             out.push_str(section);
             out.push('\n');
             for f in fields {
                 let signed = if f.signed { " signed" } else { "" };
-                out.push_str(&format!(
-                    "  {}: {} @{}+{}{}\n",
-                    f.name, f.c_type, f.offset, f.size, signed
-                ));
+                out.push_str(&format!("  {}: {} @{}+{}{}\n", f.name, f.c_type, f.offset, f.size, signed));
             }
         }
         out
@@ -619,10 +559,7 @@ print fmt: \"sport=%hu saddr=%pI4\", REC->sport, REC->saddr
         "#]]
         .assert_eq(&show(&format));
         assert_eq!(format.record_size(), 40);
-        assert_eq!(
-            (format.group.as_str(), format.event.as_str()),
-            ("syscalls", "sys_enter_connect")
-        );
+        assert_eq!((format.group.as_str(), format.event.as_str()), ("syscalls", "sys_enter_connect"));
     }
 
     #[test]
@@ -634,13 +571,7 @@ print fmt: \"sport=%hu saddr=%pI4\", REC->sport, REC->saddr
               pid: pid_t @12+4 signed
               old_pid: pid_t @16+4 signed
         "#]]
-        .assert_eq(
-            show(&exec)
-                .split_once("fields\n")
-                .map(|(_, f)| format!("fields\n{f}"))
-                .unwrap()
-                .as_str(),
-        );
+        .assert_eq(show(&exec).split_once("fields\n").map(|(_, f)| format!("fields\n{f}")).unwrap().as_str());
         let state = parse_tracepoint_format("sock", "inet_sock_set_state", SET_STATE).unwrap();
         expect_test::expect![[r#"
             fields
@@ -650,50 +581,30 @@ print fmt: \"sport=%hu saddr=%pI4\", REC->sport, REC->saddr
               saddr: __u8[4] @32+4
               saddr_v6: __u8[16] @40+16
         "#]]
-        .assert_eq(
-            show(&state)
-                .split_once("fields\n")
-                .map(|(_, f)| format!("fields\n{f}"))
-                .unwrap()
-                .as_str(),
-        );
+        .assert_eq(show(&state).split_once("fields\n").map(|(_, f)| format!("fields\n{f}")).unwrap().as_str());
     }
 
     #[test]
     fn rejects_malformed() {
-        let err =
-            parse_tracepoint_format("g", "e", "format:\n\tfield:int x;\toffset:zz;\tsize:4;\n")
-                .unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "cannot read events/g/e/format: bad number in `field:int x;\toffset:zz;\tsize:4;`"
-        );
-        let err = parse_tracepoint_format("g", "e", "format:\n\tfield:int;\toffset:0;\tsize:4;\n")
-            .unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "cannot read events/g/e/format: no field name in `field:int;\toffset:0;\tsize:4;`"
-        );
+        let err = parse_tracepoint_format("g", "e", "format:\n\tfield:int x;\toffset:zz;\tsize:4;\n").unwrap_err();
+        assert_eq!(err.to_string(), "cannot read events/g/e/format: bad number in `field:int x;\toffset:zz;\tsize:4;`");
+        let err = parse_tracepoint_format("g", "e", "format:\n\tfield:int;\toffset:0;\tsize:4;\n").unwrap_err();
+        assert_eq!(err.to_string(), "cannot read events/g/e/format: no field name in `field:int;\toffset:0;\tsize:4;`");
         let err = parse_tracepoint_format("g", "e", "name: e\n").unwrap_err();
         assert_eq!(err.to_string(), "cannot read events/g/e/format: no fields");
     }
 
     #[test]
     fn parses_config_and_events() {
-        let config = parse_config("#\n# CONFIG_FOO is not set\nCONFIG_BPF=y\nCONFIG_HZ=250\nCONFIG_LOCALVERSION=\"-fc\"\n");
+        let config =
+            parse_config("#\n# CONFIG_FOO is not set\nCONFIG_BPF=y\nCONFIG_HZ=250\nCONFIG_LOCALVERSION=\"-fc\"\n");
         assert_eq!(config.get("CONFIG_BPF").map(String::as_str), Some("y"));
         assert_eq!(config.get("CONFIG_HZ").map(String::as_str), Some("250"));
-        assert_eq!(
-            config.get("CONFIG_LOCALVERSION").map(String::as_str),
-            Some("-fc")
-        );
+        assert_eq!(config.get("CONFIG_LOCALVERSION").map(String::as_str), Some("-fc"));
         assert_eq!(config.get("CONFIG_FOO"), None);
         assert_eq!(
             parse_available_events("sched:sched_switch\nsyscalls:sys_enter_connect\n"),
-            [
-                ("sched".into(), "sched_switch".into()),
-                ("syscalls".into(), "sys_enter_connect".into())
-            ]
+            [("sched".into(), "sched_switch".into()), ("syscalls".into(), "sys_enter_connect".into())]
         );
     }
 

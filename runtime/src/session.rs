@@ -14,10 +14,10 @@ use aya::maps::{Map, RingBuf};
 use aya::programs::{ProgramError, TracePoint};
 use aya::{Ebpf, EbpfError, EbpfLoader};
 use codegen_bpf::compile::{array_map_name, CompiledScript, KernelProbe, RawProgram};
-use codegen_bpf::object::RelocTarget;
 use codegen_bpf::layout;
 use codegen_bpf::layout::{GLOBAL_BOOT_OFFSET, GLOBAL_LOST, GLOBAL_TARGET};
 use codegen_bpf::object::write_object;
+use codegen_bpf::object::RelocTarget;
 use lang::ir::{Const, Handler, Target, Ty, ValueKind};
 use lang::span::Span;
 
@@ -92,7 +92,11 @@ pub struct Session<'a> {
 
 impl<'a> Session<'a> {
     /// Loads the object, sets the globals and runs `begin`; attaches nothing yet.
-    pub fn load(compiled: &'a CompiledScript, options: RunOptions, out: &mut dyn Write) -> Result<Session<'a>, RuntimeError> {
+    pub fn load(
+        compiled: &'a CompiledScript,
+        options: RunOptions,
+        out: &mut dyn Write,
+    ) -> Result<Session<'a>, RuntimeError> {
         let bytes = write_object(&compiled.object);
         let mut ebpf = EbpfLoader::new().load(&bytes).map_err(load_error)?;
         let ring_map = ebpf.take_map("bpftap_output").ok_or_else(|| RuntimeError::Object("no output map".into()))?;
@@ -132,7 +136,10 @@ impl<'a> Session<'a> {
         if let Some(cmd) = &session.options.command {
             let argv = sys::command_argv(cmd);
             if argv.is_empty() {
-                return Err(RuntimeError::Command(std::io::Error::new(std::io::ErrorKind::InvalidInput, "empty command")));
+                return Err(RuntimeError::Command(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "empty command",
+                )));
             }
             let child = sys::HeldChild::spawn(&argv).map_err(RuntimeError::Command)?;
             session.globals.store_long(GLOBAL_TARGET, child.pid as i64);
@@ -157,7 +164,10 @@ impl<'a> Session<'a> {
         }
         for (name, value) in &self.options.set_globals {
             let Some((g, decl)) = program.globals.iter().find(|(_, d)| &d.name == name) else {
-                return Err(RuntimeError::SetGlobal { name: name.clone(), reason: "the script has no such global".into() });
+                return Err(RuntimeError::SetGlobal {
+                    name: name.clone(),
+                    reason: "the script has no such global".into(),
+                });
             };
             let off = self.compiled.globals.offset(g);
             match decl.ty {
@@ -180,7 +190,11 @@ impl<'a> Session<'a> {
             return;
         };
         for (nr, name) in lang::syscall_table::SYSCALLS {
-            let _ = self.arrays.set(a, &[crate::format::Value::Long(*nr as i64)], &crate::format::Value::Str(name.to_string()));
+            let _ = self.arrays.set(
+                a,
+                &[crate::format::Value::Long(*nr as i64)],
+                &crate::format::Value::Str(name.to_string()),
+            );
         }
     }
 
@@ -237,17 +251,18 @@ impl<'a> Session<'a> {
             };
             match &probe.target {
                 Target::Tracepoint { group, event, .. } => {
-                    let tp: &mut TracePoint = prog
-                        .try_into()
-                        .map_err(|e: ProgramError| RuntimeError::Load { point: point.clone(), reason: e.to_string() })?;
+                    let tp: &mut TracePoint = prog.try_into().map_err(|e: ProgramError| RuntimeError::Load {
+                        point: point.clone(),
+                        reason: e.to_string(),
+                    })?;
                     tp.load().map_err(|e| program_error(e, &point, &probe.spans))?;
                     tp.attach(group, event)
                         .map_err(|e| RuntimeError::Attach { point: point.clone(), reason: error_chain(&e) })?;
                 }
                 Target::Uprobe { path, symbol, .. } => {
-                    let up: &mut aya::programs::UProbe = prog
-                        .try_into()
-                        .map_err(|e: ProgramError| RuntimeError::Load { point: point.clone(), reason: e.to_string() })?;
+                    let up: &mut aya::programs::UProbe = prog.try_into().map_err(|e: ProgramError| {
+                        RuntimeError::Load { point: point.clone(), reason: e.to_string() }
+                    })?;
                     up.load().map_err(|e| program_error(e, &point, &probe.spans))?;
                     let location = aya::programs::uprobe::UProbeAttachLocation::Symbol(symbol.as_str());
                     up.attach(location, path.as_str(), aya::programs::uprobe::UProbeScope::AllProcesses)
@@ -255,9 +270,9 @@ impl<'a> Session<'a> {
                 }
                 Target::Perf { event, sample } => {
                     use aya::programs::perf_event::{PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent};
-                    let pe: &mut aya::programs::PerfEvent = prog
-                        .try_into()
-                        .map_err(|e: ProgramError| RuntimeError::Load { point: point.clone(), reason: e.to_string() })?;
+                    let pe: &mut aya::programs::PerfEvent = prog.try_into().map_err(|e: ProgramError| {
+                        RuntimeError::Load { point: point.clone(), reason: e.to_string() }
+                    })?;
                     pe.load().map_err(|e| program_error(e, &point, &probe.spans))?;
                     let config = PerfEventConfig::Software(match event {
                         lang::ir::PerfEvent::CpuClock => SoftwareEvent::CpuClock,
@@ -344,7 +359,8 @@ impl<'a> Session<'a> {
                     reason: format!("{} (netfilter BPF programs need Linux 6.4 or later)", e.error),
                 };
             }
-            let insn = e.log.lines().rev().find_map(|l| l.split(':').next().and_then(|n| n.trim().parse::<usize>().ok()));
+            let insn =
+                e.log.lines().rev().find_map(|l| l.split(':').next().and_then(|n| n.trim().parse::<usize>().ok()));
             let span = insn.and_then(|i| probe.spans.iter().take_while(|(at, _)| *at <= i).last().map(|(_, s)| *s));
             RuntimeError::Verifier { point: point.to_string(), span, log: e.log }
         })?;
@@ -526,7 +542,12 @@ fn attach_kprobe(ebpf: &mut Ebpf, prog_name: &str, function: &str) -> Result<(),
 fn map_fd(ebpf: &Ebpf, name: &str) -> Option<i32> {
     use std::os::fd::AsRawFd;
     let data = match ebpf.map(name)? {
-        Map::Array(d) | Map::PerCpuArray(d) | Map::HashMap(d) | Map::LruHashMap(d) | Map::PerCpuHashMap(d) | Map::RingBuf(d) => d,
+        Map::Array(d)
+        | Map::PerCpuArray(d)
+        | Map::HashMap(d)
+        | Map::LruHashMap(d)
+        | Map::PerCpuHashMap(d)
+        | Map::RingBuf(d) => d,
         _ => return None,
     };
     Some(data.fd().as_fd().as_raw_fd())

@@ -213,9 +213,7 @@ impl Stat {
             self.min = self.min.min(v);
             let delta = v_s.wrapping_sub(self.avg_s);
             self.avg_s = self.avg_s.wrapping_add(div64(delta, self.count));
-            self.m2 = self
-                .m2
-                .wrapping_add(delta.wrapping_mul(v_s.wrapping_sub(self.avg_s)));
+            self.m2 = self.m2.wrapping_add(delta.wrapping_mul(v_s.wrapping_sub(self.avg_s)));
             self.variance_s = div64(self.m2, self.count - 1);
         }
         match spec.hist {
@@ -258,10 +256,7 @@ impl Stat {
     /// `@hist_log(s)[i]` / `@hist_linear(s, ...)[i]`.
     pub fn bucket(&self, index: i64) -> Result<i64, StatError> {
         let s = self.non_empty()?;
-        usize::try_from(index)
-            .ok()
-            .and_then(|i| s.buckets.get(i).copied())
-            .ok_or(StatError::IndexOutOfRange)
+        usize::try_from(index).ok().and_then(|i| s.buckets.get(i).copied()).ok_or(StatError::IndexOutOfRange)
     }
 
     fn non_empty(&self) -> Result<&Stat, StatError> {
@@ -309,10 +304,7 @@ pub fn merge_entry(spec: &StatSpec, per_cpu: &[Stat]) -> Stat {
     let mut agg = Stat::new(spec);
     for sd in per_cpu.iter().filter(|sd| sd.count != 0) {
         if agg.count == 0 {
-            agg = Stat {
-                variance: sd.variance_s >> (2 * shift),
-                ..sd.clone()
-            };
+            agg = Stat { variance: sd.variance_s >> (2 * shift), ..sd.clone() };
             continue;
         }
         let (count1, avg1) = (agg.count, agg.avg_s);
@@ -385,11 +377,7 @@ fn print_histogram(stat: &Stat, linear: Option<&Linear>) -> Result<String, StatE
     }
     for _ in 0..2 {
         // A log histogram does not grow below 0 unless there are negative values.
-        let floor = if linear.is_none() && low_bucket == LOG2_BUCKET0 as i64 {
-            low_bucket
-        } else {
-            0
-        };
+        let floor = if linear.is_none() && low_bucket == LOG2_BUCKET0 as i64 { low_bucket } else { 0 };
         if low_bucket > floor {
             low_bucket -= 1;
         }
@@ -410,27 +398,19 @@ fn print_histogram(stat: &Stat, linear: Option<&Linear>) -> Result<String, StatE
         over = (high_bucket == n_buckets - 1) as usize;
     }
 
-    let scale = if valmax <= HIST_WIDTH {
-        1
-    } else {
-        (valmax + HIST_WIDTH - 1) / HIST_WIDTH
-    };
+    let scale = if valmax <= HIST_WIDTH { 1 } else { (valmax + HIST_WIDTH - 1) / HIST_WIDTH };
     let cnt_space = needed_space(valmax);
     let val_space = match linear {
-        Some(l) => (needed_space(l.lo) + under)
-            .max(needed_space(l.lo.wrapping_add(l.step.wrapping_mul(high_bucket))) + over),
+        Some(l) => {
+            (needed_space(l.lo) + under).max(needed_space(l.lo.wrapping_add(l.step.wrapping_mul(high_bucket))) + over)
+        }
         None => needed_space(log2_bucket_value(high_bucket as usize))
             .max(needed_space(log2_bucket_value(low_bucket as usize))),
     }
     .max("value".len());
 
     let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "{:>val_space$} |{} count",
-        "value",
-        "-".repeat(HIST_WIDTH as usize)
-    );
+    let _ = writeln!(out, "{:>val_space$} |{} count", "value", "-".repeat(HIST_WIDTH as usize));
     let mut eliding = false;
     for i in low_bucket..=high_bucket {
         // Skip an empty row whose neighbours within HIST_ELISION are empty too, and mark
@@ -456,12 +436,7 @@ fn print_histogram(stat: &Stat, linear: Option<&Linear>) -> Result<String, StatE
         let prefix_width = val_space.saturating_sub(needed_space(val));
         let bar = (count(i) / scale) as usize;
         let count_width = HIST_WIDTH as usize - bar + 1 + cnt_space;
-        let _ = writeln!(
-            out,
-            "{prefix:>prefix_width$}{val} |{}{:>count_width$}",
-            "@".repeat(bar),
-            count(i)
-        );
+        let _ = writeln!(out, "{prefix:>prefix_width$}{val} |{}{:>count_width$}", "@".repeat(bar), count(i));
     }
     out.push('\n');
     Ok(out)
@@ -469,10 +444,7 @@ fn print_histogram(stat: &Stat, linear: Option<&Linear>) -> Result<String, StatE
 
 /// Characters of `v` in decimal (stap's `needed_space`).
 fn needed_space(v: i64) -> usize {
-    let digits = v
-        .unsigned_abs()
-        .checked_ilog10()
-        .map_or(1, |d| d as usize + 1);
+    let digits = v.unsigned_abs().checked_ilog10().map_or(1, |d| d as usize + 1);
     digits + (v < 0) as usize
 }
 
@@ -517,11 +489,7 @@ pub fn format_global_stat(name: &str, stat: &Stat) -> String {
 /// `a["k"] @count=3 @min=1 @max=5 @sum=9 @avg=3` for one element of an unread statistic array,
 /// with its newline. stap has no empty elements; an empty one is its "empty aggregate" error.
 pub fn format_array_stat_entry(name: &str, keys: &[Key], stat: &Stat) -> Result<String, StatError> {
-    Ok(format!(
-        "{name}[{}]{}\n",
-        KeysText(keys),
-        stat_summary(stat)?
-    ))
+    Ok(format!("{name}[{}]{}\n", KeysText(keys), stat_summary(stat)?))
 }
 
 fn stat_summary(stat: &Stat) -> Result<String, StatError> {

@@ -215,7 +215,8 @@ impl RawMap {
     }
 
     fn call(&self, cmd: libc::c_long, key: *const u8, value: *mut u8, flags: u64) -> io::Result<()> {
-        let attr = MapElemAttr { map_fd: self.fd as u32, _pad: 0, key: key as u64, value_or_next_key: value as u64, flags };
+        let attr =
+            MapElemAttr { map_fd: self.fd as u32, _pad: 0, key: key as u64, value_or_next_key: value as u64, flags };
         // SAFETY: `attr` points at buffers of the sizes the map was created with (the callers
         // check lengths), alive for the call.
         let r = unsafe {
@@ -395,9 +396,7 @@ pub fn may_trace() -> bool {
     let caps = std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("CapEff:"))
-                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+            s.lines().find_map(|l| l.strip_prefix("CapEff:")).and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
         })
         .unwrap_or(0);
     let has = |bit: u32| caps & (1 << bit) != 0;
@@ -407,14 +406,7 @@ pub fn may_trace() -> bool {
 /// This thread's id, the user and group ids, and the CPU it runs on.
 pub fn self_ids() -> (i64, i64, i64, i64) {
     // SAFETY: these calls have no preconditions.
-    unsafe {
-        (
-            libc::gettid() as i64,
-            libc::getuid() as i64,
-            libc::getgid() as i64,
-            libc::sched_getcpu().max(0) as i64,
-        )
-    }
+    unsafe { (libc::gettid() as i64, libc::getuid() as i64, libc::getgid() as i64, libc::sched_getcpu().max(0) as i64) }
 }
 
 const BPF_PROG_LOAD: libc::c_long = 5;
@@ -489,7 +481,13 @@ pub fn prog_load(
 }
 
 /// `BPF_LINK_CREATE` of a netfilter program on hook `hooknum` of family `pf`.
-pub fn netfilter_link(prog: BorrowedFd<'_>, attach_type: u32, pf: u32, hooknum: u32, priority: i32) -> io::Result<std::os::fd::OwnedFd> {
+pub fn netfilter_link(
+    prog: BorrowedFd<'_>,
+    attach_type: u32,
+    pf: u32,
+    hooknum: u32,
+    priority: i32,
+) -> io::Result<std::os::fd::OwnedFd> {
     let mut attr = [0u8; 64];
     put32(&mut attr, 0, prog.as_raw_fd() as u32);
     put32(&mut attr, 8, attach_type);

@@ -53,10 +53,7 @@ fn connect_tracepoint() {
     let exec = kernel.tracepoint("sched", "sched_process_exec").unwrap();
     assert_eq!(exec.field("filename").unwrap().c_type, "__data_loc char[]");
     assert_eq!(
-        kernel
-            .tracepoint("syscalls", "no_such_event")
-            .unwrap_err()
-            .to_string(),
+        kernel.tracepoint("syscalls", "no_such_event").unwrap_err().to_string(),
         "no tracepoint syscalls:no_such_event in this kernel"
     );
     assert!(kernel.tracepoint("..", "..").is_err());
@@ -85,16 +82,8 @@ fn tracepoint_list() {
     );
     assert!(list.contains(&("syscalls".to_string(), "sys_enter_connect".to_string())));
     assert!(list.windows(2).all(|w| w[0] < w[1]), "sorted and unique");
-    let only_listed: Vec<_> = list
-        .iter()
-        .filter(|e| !walked.contains(e))
-        .take(5)
-        .collect();
-    let only_walked: Vec<_> = walked
-        .iter()
-        .filter(|e| !list.contains(e))
-        .take(5)
-        .collect();
+    let only_listed: Vec<_> = list.iter().filter(|e| !walked.contains(e)).take(5).collect();
+    let only_walked: Vec<_> = walked.iter().filter(|e| !list.contains(e)).take(5).collect();
     assert!(
         only_listed.is_empty() && only_walked.is_empty(),
         "only listed: {only_listed:?}, only walked: {only_walked:?}"

@@ -20,9 +20,7 @@ use aya::maps::RingBuf;
 use aya::programs::TracePoint;
 use aya::{Btf, EbpfLoader};
 use codegen_bpf::insn::*;
-use codegen_bpf::object::{
-    map_type, write_object, MapDef, ObjectSpec, ProgramSpec, Reloc, RelocTarget,
-};
+use codegen_bpf::object::{map_type, write_object, MapDef, ObjectSpec, ProgramSpec, Reloc, RelocTarget};
 
 /// `.rodata`: a decoy string first, so the format lives at a non-zero offset.
 const RODATA: &[u8] = b"xx\0pid=%d\0";
@@ -38,10 +36,7 @@ fn spec() -> ObjectSpec {
     p.push(alu64_imm(AluOp::Rsh, Reg::R0, 32));
     p.push(stx(Size::DW, Reg::R10, Reg::R0, -8));
     // bpf_ringbuf_output(&events, r10 - 8, 8, 0)
-    relocs.push(Reloc {
-        insn_index: p.len(),
-        target: RelocTarget::Map(0),
-    });
+    relocs.push(Reloc { insn_index: p.len(), target: RelocTarget::Map(0) });
     p.extend(ld_map_fd(Reg::R1, 0));
     p.push(mov64_reg(Reg::R2, Reg::R10));
     p.push(alu64_imm(AluOp::Add, Reg::R2, -8));
@@ -57,20 +52,14 @@ fn spec() -> ObjectSpec {
     p.push(mov64_reg(Reg::R1, Reg::R10));
     p.push(alu64_imm(AluOp::Add, Reg::R1, -40));
     p.push(mov64_imm(Reg::R2, STR_LEN));
-    relocs.push(Reloc {
-        insn_index: p.len(),
-        target: RelocTarget::Rodata(FMT_OFFSET),
-    });
+    relocs.push(Reloc { insn_index: p.len(), target: RelocTarget::Rodata(FMT_OFFSET) });
     p.extend(ld_map_value(Reg::R3, 0, FMT_OFFSET as i32));
     p.push(mov64_reg(Reg::R4, Reg::R10));
     p.push(alu64_imm(AluOp::Add, Reg::R4, -8));
     p.push(mov64_imm(Reg::R5, 8));
     p.push(call(Helper::Snprintf));
     // bpf_ringbuf_output(&events, r10 - 40, 32, 0)
-    relocs.push(Reloc {
-        insn_index: p.len(),
-        target: RelocTarget::Map(0),
-    });
+    relocs.push(Reloc { insn_index: p.len(), target: RelocTarget::Map(0) });
     p.extend(ld_map_fd(Reg::R1, 0));
     p.push(mov64_reg(Reg::R2, Reg::R10));
     p.push(alu64_imm(AluOp::Add, Reg::R2, -40));
@@ -105,10 +94,7 @@ fn can_run() -> Result<(), String> {
     if unsafe { libc::geteuid() } != 0 {
         return Err("not root".into());
     }
-    let tracefs = [
-        "/sys/kernel/tracing/events",
-        "/sys/kernel/debug/tracing/events",
-    ];
+    let tracefs = ["/sys/kernel/tracing/events", "/sys/kernel/debug/tracing/events"];
     if !tracefs.iter().any(|p| std::path::Path::new(p).exists()) {
         return Err("tracefs is not mounted (mount -t tracefs nodev /sys/kernel/tracing)".into());
     }
@@ -128,9 +114,7 @@ fn tracepoint_ringbuf_and_rodata_snprintf() {
     let mut loader = EbpfLoader::new();
     let new_1 = t.elapsed();
     let t = Instant::now();
-    let first = loader
-        .load(&bytes)
-        .unwrap_or_else(|e| panic!("load: {e:#?}"));
+    let first = loader.load(&bytes).unwrap_or_else(|e| panic!("load: {e:#?}"));
     let load_1 = t.elapsed();
     drop(first);
 
@@ -153,20 +137,12 @@ fn tracepoint_ringbuf_and_rodata_snprintf() {
     );
 
     let mut ebpf = EbpfLoader::new().load(&bytes).expect("load");
-    let program: &mut TracePoint = ebpf
-        .program_mut("getppid_probe")
-        .expect("program")
-        .try_into()
-        .expect("tracepoint");
+    let program: &mut TracePoint = ebpf.program_mut("getppid_probe").expect("program").try_into().expect("tracepoint");
     let t = Instant::now();
-    program
-        .load()
-        .unwrap_or_else(|e| panic!("verifier: {e:#?}"));
+    program.load().unwrap_or_else(|e| panic!("verifier: {e:#?}"));
     let verify = t.elapsed();
     let t = Instant::now();
-    program
-        .attach("syscalls", "sys_enter_getppid")
-        .expect("attach");
+    program.attach("syscalls", "sys_enter_getppid").expect("attach");
     let attach = t.elapsed();
     eprintln!("program load (verifier) {verify:?}, attach {attach:?}");
 

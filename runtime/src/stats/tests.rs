@@ -2,16 +2,10 @@ use expect_test::{expect, Expect};
 
 use super::*;
 
-const LOG2: StatSpec = StatSpec {
-    hist: Hist::Log2,
-    bit_shift: 0,
-};
+const LOG2: StatSpec = StatSpec { hist: Hist::Log2, bit_shift: 0 };
 
 fn linear(lo: i64, hi: i64, step: i64) -> StatSpec {
-    StatSpec {
-        hist: Hist::Linear(Linear::new(lo, hi, step).unwrap()),
-        bit_shift: 0,
-    }
+    StatSpec { hist: Hist::Linear(Linear::new(lo, hi, step).unwrap()), bit_shift: 0 }
 }
 
 fn stat_of(spec: &StatSpec, samples: &[i64]) -> Stat {
@@ -47,95 +41,43 @@ fn log2_buckets() {
     ];
     for &(v, bucket, label) in cases {
         assert_eq!(log2_bucket(v), bucket, "log2_bucket({v})");
-        assert_eq!(
-            log2_bucket_value(bucket),
-            label,
-            "log2_bucket_value({bucket})"
-        );
+        assert_eq!(log2_bucket_value(bucket), label, "log2_bucket_value({bucket})");
     }
 }
 
 #[test]
 fn linear_buckets() {
     // @hist_linear(s, 0, 100, 10): 13 buckets; 100..=109 is the last regular one.
-    let cases: &[(i64, usize)] = &[
-        (-1, 0),
-        (i64::MIN, 0),
-        (0, 1),
-        (9, 1),
-        (10, 2),
-        (99, 10),
-        (100, 11),
-        (109, 11),
-        (110, 12),
-        (i64::MAX, 12),
-    ];
+    let cases: &[(i64, usize)] =
+        &[(-1, 0), (i64::MIN, 0), (0, 1), (9, 1), (10, 2), (99, 10), (100, 11), (109, 11), (110, 12), (i64::MAX, 12)];
     for &(v, bucket) in cases {
         assert_eq!(linear_bucket(v, 0, 100, 10), bucket, "linear_bucket({v})");
     }
     // A range that is not a multiple of the step: (25 - -5) / 10 + 3 = 6 buckets.
-    let cases: &[(i64, usize)] = &[
-        (-6, 0),
-        (-5, 1),
-        (4, 1),
-        (5, 2),
-        (24, 3),
-        (25, 4),
-        (34, 4),
-        (35, 5),
-    ];
+    let cases: &[(i64, usize)] = &[(-6, 0), (-5, 1), (4, 1), (5, 2), (24, 3), (25, 4), (34, 4), (35, 5)];
     for &(v, bucket) in cases {
         assert_eq!(linear_bucket(v, -5, 25, 10), bucket, "linear_bucket({v})");
     }
     assert_eq!(Linear::new(0, 100, 10).unwrap().n_buckets(), 13);
     assert_eq!(Linear::new(0, 10, 0), Err(StatError::BadLinearRange));
     assert_eq!(Linear::new(10, 0, 1), Err(StatError::BadLinearRange));
-    assert_eq!(
-        Linear::new(0, 126, 1).map(|l| l.n_buckets()),
-        Err(StatError::BadLinearRange)
-    );
+    assert_eq!(Linear::new(0, 126, 1).map(|l| l.n_buckets()), Err(StatError::BadLinearRange));
     assert_eq!(Linear::new(0, 125, 1).map(|l| l.n_buckets()), Ok(128));
 }
 
 #[test]
 fn extractors() {
-    let per_cpu = [
-        stat_of(&LOG2, &[5, -3]),
-        Stat::new(&LOG2),
-        stat_of(&LOG2, &[4]),
-    ];
+    let per_cpu = [stat_of(&LOG2, &[5, -3]), Stat::new(&LOG2), stat_of(&LOG2, &[4])];
     let s = merge(&LOG2, &per_cpu);
-    let got = (
-        s.count(),
-        s.sum(),
-        s.min(),
-        s.max(),
-        s.avg(),
-        s.bucket(67),
-        s.bucket(128),
-    );
-    assert_eq!(
-        got,
-        (
-            3,
-            6,
-            Ok(-3),
-            Ok(5),
-            Ok(2),
-            Ok(2),
-            Err(StatError::IndexOutOfRange)
-        )
-    );
+    let got = (s.count(), s.sum(), s.min(), s.max(), s.avg(), s.bucket(67), s.bucket(128));
+    assert_eq!(got, (3, 6, Ok(-3), Ok(5), Ok(2), Ok(2), Err(StatError::IndexOutOfRange)));
     // @avg truncates toward zero, as C does.
     assert_eq!(merge(&LOG2, &[stat_of(&LOG2, &[-3, -4])]).avg(), Ok(-3));
 
     let empty = merge(&LOG2, &[Stat::new(&LOG2), Stat::new(&LOG2)]);
     assert_eq!((empty.count(), empty.sum()), (0, 0));
     let e = Err(StatError::EmptyAggregate);
-    assert_eq!(
-        (empty.min(), empty.max(), empty.avg(), empty.variance()),
-        (e, e, e, e)
-    );
+    assert_eq!((empty.min(), empty.max(), empty.avg(), empty.variance()), (e, e, e, e));
     assert_eq!(empty.bucket(64), e);
     assert_eq!(print_hist_log(&empty), Err(StatError::EmptyAggregate));
     assert_eq!(StatError::EmptyAggregate.to_string(), "empty aggregate");
@@ -148,35 +90,19 @@ fn variance_as_stap_computes_it() {
     // `@variance(x,1)`; the exact sample variance is 2.5.
     let s = merge(&LOG2, &[stat_of(&LOG2, &one_to_five)]);
     assert_eq!(s.variance(), Ok(12));
-    let shifted = StatSpec {
-        bit_shift: 1,
-        ..LOG2
-    };
-    assert_eq!(
-        merge(&shifted, &[stat_of(&shifted, &one_to_five)]).variance(),
-        Ok(2)
-    );
+    let shifted = StatSpec { bit_shift: 1, ..LOG2 };
+    assert_eq!(merge(&shifted, &[stat_of(&shifted, &one_to_five)]).variance(), Ok(2));
 
     // An array element merges pairwise (stap's map.c): one CPU keeps its Welford value.
-    assert_eq!(
-        merge_entry(&LOG2, &[stat_of(&LOG2, &one_to_five)]).variance(),
-        Ok(7)
-    );
+    assert_eq!(merge_entry(&LOG2, &[stat_of(&LOG2, &one_to_five)]).variance(), Ok(7));
 
     // Spread over CPUs; values worked by hand from stat.c and map.c.
-    let per_cpu = [
-        stat_of(&LOG2, &[1, 2]),
-        Stat::new(&LOG2),
-        stat_of(&LOG2, &[3, 4, 5]),
-    ];
+    let per_cpu = [stat_of(&LOG2, &[1, 2]), Stat::new(&LOG2), stat_of(&LOG2, &[3, 4, 5])];
     // CPU0: avg_s 1, variance_s 1/1 = 1; CPU2: avg_s 3, m2 5, variance_s 5/2 = 2;
     // all: avg_s 15/5 = 3, S1 = 2*(1-3)^2 + 3*0 = 8, S2 = 1*1 + 2*2 = 5, 13/4 = 3.
     assert_eq!(merge(&LOG2, &per_cpu).variance(), Ok(3));
     let entry = merge_entry(&LOG2, &per_cpu);
-    assert_eq!(
-        (entry.count(), entry.sum(), entry.min(), entry.max()),
-        (5, 15, Ok(1), Ok(5))
-    );
+    assert_eq!((entry.count(), entry.sum(), entry.min(), entry.max()), (5, 15, Ok(1), Ok(5)));
     // Two sets only, so the same sums: (8 + 1 + 0 + 4) / 4 = 3.
     assert_eq!(entry.variance(), Ok(3));
     assert_eq!(entry.buckets, merge(&LOG2, &per_cpu).buckets);
@@ -327,10 +253,7 @@ fn unread_globals() {
             sa[1,"k"] @count=3 @min=1 @max=5 @sum=9 @avg=3
         "#]],
     );
-    assert_eq!(
-        format_array_stat_entry("sa", &keys, &empty),
-        Err(StatError::EmptyAggregate)
-    );
+    assert_eq!(format_array_stat_entry("sa", &keys, &empty), Err(StatError::EmptyAggregate));
 }
 
 fn check(actual: &str, expect: Expect) {
