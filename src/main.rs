@@ -198,8 +198,20 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         None => Box::new(std::io::BufWriter::new(stdout)),
     };
     runtime::sys::catch_stop_signals();
+    let verbose = cli.verbose > 0;
+    let started = std::time::Instant::now();
     let result = Session::load(object, options, &mut *out).and_then(|mut session| {
+        let loaded = started.elapsed();
         session.attach()?;
+        if verbose {
+            let attached = started.elapsed() - loaded;
+            eprintln!(
+                "Pass 5: loaded in {:.1}ms, attached in {:.1}ms (rss {} KiB)",
+                loaded.as_secs_f64() * 1000.0,
+                attached.as_secs_f64() * 1000.0,
+                driver::peak_rss_kib()
+            );
+        }
         session.run(&mut *out)
     });
     let _ = out.flush();
