@@ -191,6 +191,7 @@ pub fn emit_handler(
         handler_index,
         args,
         globals_loaded: false,
+        comm_vars: sinkable_comm(func),
         cached: [None; 6],
         insns: Vec::new(),
         relocs: Vec::new(),
@@ -252,6 +253,9 @@ struct Emitter<'a> {
     args: ArgAccess,
     /// `r8` holds the globals value (loaded in the prologue when the handler uses globals).
     globals_loaded: bool,
+    /// `execname()` results used once, as a printf argument or an array key, in the block
+    /// that computes them: the use reads the comm straight into place.
+    comm_vars: std::collections::HashSet<Var>,
     /// Which variable each of r0..r5 holds, where known (straight-line code only).
     cached: [Option<Var>; 6],
     insns: Vec<Insn>,
@@ -794,6 +798,14 @@ impl Emitter<'_> {
                     self.load(Reg::R0, *k);
                     self.push(insn::stx(Size::DW, SCRATCH, Reg::R0, at as i16));
                 }
+                Ty::Str if self.comm_vars.contains(k) => {
+                    // The comm, NUL-padded by the helper, straight into the key.
+                    let comm = COMM_LEN.min(width);
+                    for w in (comm..width.div_ceil(8) * 8).step_by(8) {
+                        self.push(insn::st_imm(Size::DW, SCRATCH, (at + w) as i16, 0));
+                    }
+                    self.current_comm(at, comm);
+                }
                 Ty::Str => {
                     for w in (0..width.div_ceil(8) * 8).step_by(8) {
                         self.push(insn::st_imm(Size::DW, SCRATCH, (at + w) as i16, 0));
@@ -1101,6 +1113,13 @@ impl Emitter<'_> {
         self.record_off
     }
 
+    /// `bpf_get_current_comm(&scratch[off], len)`.
+    fn current_comm(&mut self, off: u32, len: u32) {
+        self.scratch_addr(Reg::R1, off);
+        self.push(insn::mov64_imm(Reg::R2, len as i32));
+        self.push(insn::call(Helper::GetCurrentComm));
+    }
+
     fn output_record(&mut self, size: u32) {
         self.map_ptr(Reg::R1, self.maps.ringbuf);
         self.scratch_addr(Reg::R2, self.record_off);
@@ -1136,6 +1155,7 @@ impl Emitter<'_> {
                     self.load(Reg::R0, *arg);
                     self.push(insn::stx(Size::DW, SCRATCH, Reg::R0, at as i16));
                 }
+                Ty::Str if self.comm_vars.contains(arg) => self.current_comm(at, COMM_LEN.min(self.cap)),
                 Ty::Str => {
                     self.str_addr(Reg::R3, *arg);
                     self.copy_str(at, self.cap);
@@ -1204,10 +1224,11 @@ impl Emitter<'_> {
             }
             Builtin::Execname => {
                 let d = dst.expect("execname has a result");
-                let off = self.scratch(d);
-                self.scratch_addr(Reg::R1, off);
-                self.push(insn::mov64_imm(Reg::R2, 16.min(self.cap) as i32));
-                self.push(insn::call(Helper::GetCurrentComm));
+                // Sunk into its one use (a record or a key), which reads the comm itself.
+                if !self.comm_vars.contains(&d) {
+                    let off = self.scratch(d);
+                    self.current_comm(off, COMM_LEN.min(self.cap));
+                }
             }
             Builtin::GettimeofdayS | Builtin::GettimeofdayMs | Builtin::GettimeofdayUs | Builtin::GettimeofdayNs => {
                 self.push(insn::call(Helper::KtimeGetBootNs));
@@ -1344,6 +1365,45 @@ impl Emitter<'_> {
         self.push(insn::mov64_imm(Reg::R5, 8));
         self.push(insn::call(Helper::Snprintf));
     }
+}
+
+/// The kernel's comm length (`TASK_COMM_LEN`).
+const COMM_LEN: u32 = 16;
+
+/// `execname()` results whose only use is a printf argument or an array key in the same
+/// block: the emitter reads the comm there instead of into a string slot first.
+fn sinkable_comm(func: &Function) -> std::collections::HashSet<Var> {
+    let mut uses: HashMap<Var, usize> = HashMap::new();
+    for data in func.blocks.values() {
+        for inst in &data.insts {
+            for v in inst.kind.uses() {
+                *uses.entry(v).or_default() += 1;
+            }
+        }
+        if let Some(v) = data.term.uses() {
+            *uses.entry(v).or_default() += 1;
+        }
+    }
+    let mut out = std::collections::HashSet::new();
+    for data in func.blocks.values() {
+        let mut pending = Vec::new();
+        for inst in &data.insts {
+            match &inst.kind {
+                InstKind::Call { dst: Some(d), builtin: Builtin::Execname, .. } if uses.get(d) == Some(&1) => {
+                    pending.push(*d)
+                }
+                InstKind::Printf { args, .. } => out.extend(pending.iter().filter(|v| args.contains(v))),
+                InstKind::ArrayGet { keys, .. }
+                | InstKind::ArraySet { keys, .. }
+                | InstKind::ArrayAdd { keys, .. }
+                | InstKind::ArrayDelete { keys, .. }
+                | InstKind::ArrayContains { keys, .. }
+                | InstKind::StatAdd { keys, .. } => out.extend(pending.iter().filter(|v| keys.contains(v))),
+                _ => {}
+            }
+        }
+    }
+    out
 }
 
 /// Blocks reachable from the entry, in block order (lowering creates them in source order).
