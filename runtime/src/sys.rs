@@ -158,8 +158,14 @@ pub fn poll_readable(fd: BorrowedFd<'_>, timeout_ms: i32) -> bool {
     n > 0
 }
 
-/// Whether a process exists (for `-x PID`).
+/// Whether a process exists and has not exited (for `-x PID`): a zombie counts as gone.
 pub fn process_alive(pid: i32) -> bool {
+    if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the parenthesised command name.
+        if let Some(state) = stat.rsplit(')').next().and_then(|r| r.split_whitespace().next()) {
+            return !matches!(state, "Z" | "X");
+        }
+    }
     // SAFETY: signal 0 only checks for existence and permission.
     unsafe { libc::kill(pid, 0) == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM) }
 }
