@@ -444,10 +444,7 @@ impl Ctx<'_> {
             let ty = self.types.var_ty(scope, name)?;
             let v = self.func.new_var(ty, Some(name.to_string()));
             // Locals start as 0 or "" in SystemTap.
-            let zero = match ty {
-                Ty::Long => InstKind::Const { dst: v, value: 0 },
-                Ty::Str => InstKind::StrConst { dst: v, value: String::new() },
-            };
+            let zero = zero_of(v, ty);
             let entry = self.func.entry.expect("set before lowering a body");
             self.func.blocks[entry].insts.insert(0, ir::Inst { kind: zero, span: Span::default() });
             self.frames.last_mut().expect("a frame").locals.insert(name.to_string(), v);
@@ -800,14 +797,7 @@ impl Ctx<'_> {
                         (v, ty)
                     }
                 };
-                let result = self.temp(ty);
-                if op == BinaryOp::Concat {
-                    let r = self.str_expr(value);
-                    self.emit(InstKind::Concat { dst: result, lhs: cur, rhs: r }, span);
-                } else {
-                    let r = self.operand(value);
-                    self.emit(InstKind::Binary { op: bin_op(op), dst: result, lhs: cur, rhs: r }, span);
-                }
+                let result = self.compound(op, cur, ty, value, span);
                 match place {
                     Place::Local(v) => self.emit(InstKind::Copy { dst: v, src: result }, span),
                     Place::Global(g, _) => self.emit(InstKind::StoreGlobal { global: g, src: result }, span),
@@ -1040,14 +1030,7 @@ impl Ctx<'_> {
             AssignOp::Op(op) => {
                 let cur = self.temp(ty);
                 self.emit(InstKind::ArrayGet { dst: cur, array, keys: keys.clone() }, span);
-                let result = self.temp(ty);
-                if op == BinaryOp::Concat {
-                    let r = self.str_expr(value);
-                    self.emit(InstKind::Concat { dst: result, lhs: cur, rhs: r }, span);
-                } else {
-                    let r = self.operand(value);
-                    self.emit(InstKind::Binary { op: bin_op(op), dst: result, lhs: cur, rhs: r }, span);
-                }
+                let result = self.compound(op, cur, ty, value, span);
                 self.emit(InstKind::ArraySet { array, keys, src: result }, span);
                 Some(result)
             }
@@ -1067,18 +1050,12 @@ impl Ctx<'_> {
             }
             ExprKind::Ident(name) => match self.resolve(name) {
                 Some(Place::Local(v)) => {
-                    let zero = match self.func.ty(v) {
-                        Ty::Long => InstKind::Const { dst: v, value: 0 },
-                        Ty::Str => InstKind::StrConst { dst: v, value: String::new() },
-                    };
+                    let zero = zero_of(v, self.func.ty(v));
                     self.emit(zero, e.span);
                 }
                 Some(Place::Global(g, ty)) => {
                     let v = self.temp(ty);
-                    let zero = match ty {
-                        Ty::Long => InstKind::Const { dst: v, value: 0 },
-                        Ty::Str => InstKind::StrConst { dst: v, value: String::new() },
-                    };
+                    let zero = zero_of(v, ty);
                     self.emit(zero, e.span);
                     self.emit(InstKind::StoreGlobal { global: g, src: v }, e.span);
                 }
@@ -1157,6 +1134,19 @@ impl Ctx<'_> {
         self.loops.pop();
         self.terminate(Terminator::Jump(head));
         self.switch_to(done);
+    }
+
+    /// `cur op value` for a compound assignment (`+=`, `.=`, ...), into a new variable.
+    fn compound(&mut self, op: BinaryOp, cur: Var, ty: Ty, value: &Expr, span: Span) -> Var {
+        let result = self.temp(ty);
+        if op == BinaryOp::Concat {
+            let r = self.str_expr(value);
+            self.emit(InstKind::Concat { dst: result, lhs: cur, rhs: r }, span);
+        } else {
+            let r = self.operand(value);
+            self.emit(InstKind::Binary { op: bin_op(op), dst: result, lhs: cur, rhs: r }, span);
+        }
+        result
     }
 
     fn intern_format(&mut self, text: String, args: Vec<Ty>) -> FmtId {
@@ -1382,10 +1372,7 @@ impl Ctx<'_> {
             // A value of the right type, so no second error follows from this one.
             let ty = self.types.returns.get(&f.name).cloned().flatten()?.0;
             let v = self.temp(ty);
-            let zero = match ty {
-                Ty::Long => InstKind::Const { dst: v, value: 0 },
-                Ty::Str => InstKind::StrConst { dst: v, value: String::new() },
-            };
+            let zero = zero_of(v, ty);
             self.emit(zero, span);
             return Some(v);
         }
@@ -1404,10 +1391,7 @@ impl Ctx<'_> {
         }
         let result = self.types.returns.get(&f.name).cloned().flatten().map(|(ty, _)| self.temp(ty));
         if let Some(r) = result {
-            let zero = match self.func.ty(r) {
-                Ty::Long => InstKind::Const { dst: r, value: 0 },
-                Ty::Str => InstKind::StrConst { dst: r, value: String::new() },
-            };
+            let zero = zero_of(r, self.func.ty(r));
             self.emit(zero, span);
         }
         let done = self.func.new_block();
@@ -1634,6 +1618,14 @@ fn bin_op(op: BinaryOp) -> BinOp {
         BinaryOp::BitOr => BinOp::Or,
         BinaryOp::BitXor => BinOp::Xor,
         BinaryOp::Concat => unreachable!("concatenation is lowered separately"),
+    }
+}
+
+/// The instruction that sets `v` (of type `ty`) to 0 or "", a variable's initial value.
+fn zero_of(v: Var, ty: Ty) -> InstKind {
+    match ty {
+        Ty::Long => InstKind::Const { dst: v, value: 0 },
+        Ty::Str => InstKind::StrConst { dst: v, value: String::new() },
     }
 }
 
