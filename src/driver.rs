@@ -76,19 +76,10 @@ pub fn compile(
 
     // Pass 1: parse the tapsets, then the script (tapset macros are visible to it).
     let mut macros = Macros::default();
-    let mut tapset_files: Vec<FileId> = Vec::new();
-    for (name, text) in TAPSETS {
-        tapset_files.push(sources.add(*name, *text, SourceKind::Tapset));
-    }
-    for dir in &options.include {
-        let mut entries: Vec<_> = std::fs::read_dir(dir).into_iter().flatten().flatten().map(|e| e.path()).collect();
-        entries.sort();
-        for path in entries.into_iter().filter(|p| p.extension().is_some_and(|e| e == "stp")) {
-            if let Ok(text) = std::fs::read_to_string(&path) {
-                tapset_files.push(sources.add(path.display().to_string(), text, SourceKind::Tapset));
-            }
-        }
-    }
+    let tapset_files: Vec<FileId> = tapset_texts(&options.include)
+        .into_iter()
+        .map(|(name, text)| sources.add(name, text, SourceKind::Tapset))
+        .collect();
     let mut diags = Vec::new();
     let mut tapsets = Vec::new();
     for f in tapset_files {
@@ -169,6 +160,21 @@ pub fn compile(
     out.object = Some(compiled);
     out.sources = sources;
     Ok(out)
+}
+
+/// The built-in tapsets, then the `.stp` files of each `-I` directory, sorted.
+pub fn tapset_texts(include: &[std::path::PathBuf]) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = TAPSETS.iter().map(|(n, t)| (n.to_string(), t.to_string())).collect();
+    for dir in include {
+        let mut entries: Vec<_> = std::fs::read_dir(dir).into_iter().flatten().flatten().map(|e| e.path()).collect();
+        entries.sort();
+        for path in entries.into_iter().filter(|p| p.extension().is_some_and(|e| e == "stp")) {
+            if let Ok(text) = std::fs::read_to_string(&path) {
+                out.push((path.display().to_string(), text));
+            }
+        }
+    }
+    out
 }
 
 /// `-p2` output: each resolved probe with its locals' types, then the globals.

@@ -28,7 +28,7 @@ use lang::span::{SourceKind, SourceMap};
 use lang::types::{self, Scope};
 use runtime::kernel_info::LiveKernel;
 
-use crate::driver::TAPSETS;
+use crate::driver::tapset_texts;
 
 /// What `-l`/`-L` prints, or why it cannot.
 pub fn list(
@@ -311,21 +311,6 @@ fn elaborate_points(
             }
         }
     }
-}
-
-/// The built-in tapsets, then the `.stp` files of each `-I` directory (as the driver reads them).
-fn tapset_texts(include: &[std::path::PathBuf]) -> Vec<(String, String)> {
-    let mut out: Vec<(String, String)> = TAPSETS.iter().map(|(n, t)| (n.to_string(), t.to_string())).collect();
-    for dir in include {
-        let mut entries: Vec<_> = std::fs::read_dir(dir).into_iter().flatten().flatten().map(|e| e.path()).collect();
-        entries.sort();
-        for path in entries.into_iter().filter(|p| p.extension().is_some_and(|e| e == "stp")) {
-            if let Ok(text) = std::fs::read_to_string(&path) {
-                out.push((path.display().to_string(), text));
-            }
-        }
-    }
-    out
 }
 
 /// `$field:C type` for each field of a tracepoint record, as tracefs declares it, in stap's
