@@ -87,18 +87,10 @@ pub fn compile(program: Program) -> Result<CompiledScript, EmitError> {
             }
             _ => unreachable!("user-space targets are skipped above"),
         };
+        let cx = emit::Context { program: &program, globals: &globals, maps };
         let emit = |rodata: &mut Rodata, args| {
-            emit::emit_handler(
-                &program,
-                i as u32,
-                &handler.func,
-                handler.span,
-                &globals,
-                maps,
-                rodata,
-                exit_value,
-                args,
-            )
+            let spec = emit::HandlerSpec { index: i as u32, func: &handler.func, span: handler.span, exit_value, args };
+            emit::emit_handler(cx, spec, rodata)
         };
         let emitted = emit(&mut rodata, args)?;
         let mut kprobe_fallback = None;

@@ -143,17 +143,28 @@ const GLOBALS: Reg = Reg::R8;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 struct Label(u32);
 
-pub fn emit_handler(
-    program: &Program,
-    handler_index: u32,
-    func: &Function,
-    span: Span,
-    globals: &GlobalsLayout,
-    maps: MapIndexes,
-    rodata: &mut Rodata,
-    exit_value: i32,
-    args: ArgAccess,
-) -> Result<Emitted, EmitError> {
+/// What the emitter needs to know about the program around one handler.
+#[derive(Clone, Copy)]
+pub struct Context<'a> {
+    pub program: &'a Program,
+    pub globals: &'a GlobalsLayout,
+    pub maps: MapIndexes,
+}
+
+/// How one handler is emitted: which handler, what it returns, how it reads arguments.
+#[derive(Clone, Copy)]
+pub struct HandlerSpec<'a> {
+    pub index: u32,
+    pub func: &'a Function,
+    pub span: Span,
+    /// What the program returns (0, or `NF_ACCEPT` for netfilter).
+    pub exit_value: i32,
+    pub args: ArgAccess,
+}
+
+pub fn emit_handler(cx: Context<'_>, handler: HandlerSpec<'_>, rodata: &mut Rodata) -> Result<Emitted, EmitError> {
+    let Context { program, globals, maps } = cx;
+    let HandlerSpec { index: handler_index, func, span, exit_value, args } = handler;
     let cap = program.string_capacity;
     let slot_size = layout::value_size(Ty::Str, cap);
     // The verifier rejects unreachable code, so only blocks reachable from the entry go out.
