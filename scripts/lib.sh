@@ -6,6 +6,11 @@
 # are the network workloads' tools.
 TEST_PACKAGES=(python3 systemtap-doc iproute2 iputils-ping bpftool)
 
+# What tests/vm/run-in-vm.sh needs to boot Debian kernels under QEMU (binutils: readelf, for
+# the faster PVH boot). It would install them itself; scripts/test.sh does it first, so that a
+# failure is reported as a missing prerequisite.
+VM_PACKAGES=(qemu-system-x86 busybox-static cpio xz-utils zstd binutils)
+
 die() {
     echo "$(basename "$0"): $*" >&2
     exit 1

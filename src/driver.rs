@@ -26,6 +26,7 @@ pub const TAPSETS: &[(&str, &str)] = &[
     ("process.stp", include_str!("../tapsets/process.stp")),
     ("scheduler.stp", include_str!("../tapsets/scheduler.stp")),
     ("vfs.stp", include_str!("../tapsets/vfs.stp")),
+    ("inet.stp", include_str!("../tapsets/inet.stp")),
 ];
 
 pub struct Options {
