@@ -66,10 +66,12 @@ impl LiveKernel {
     }
 
     /// The kernel's BTF, memory-mapped on first use (btf-rs's mmap backend: types are decoded
-    /// when looked up, so opening costs little time and memory).
+    /// when looked up, so opening costs little time and memory). Kernels before 6.3 cannot
+    /// mmap the sysfs BTF file (ENODEV): there it is read and parsed whole.
     pub fn btf(&self) -> Result<&btf_rs::Btf, SetupError> {
         let btf = self.btf.get_or_init(|| {
             btf_rs::Btf::from_file_with_backend(VMLINUX_BTF, btf_rs::Backend::Mmap)
+                .or_else(|_| btf_rs::Btf::from_file_with_backend(VMLINUX_BTF, btf_rs::Backend::Cache))
                 .map_err(|err| SetupError::NoBtf { path: VMLINUX_BTF.to_string(), reason: err.to_string() })
         });
         match btf {
