@@ -307,6 +307,11 @@ mount -t debugfs debugfs $H/sys/kernel/debug
 mount -t bpf bpf $H/sys/fs/bpf
 mount -t cgroup2 cgroup2 $H/sys/fs/cgroup
 for d in tmp run var/tmp root; do mount -t tmpfs tmpfs $H/$d; done
+# The caller's working directory, shared on its own: it may be under a directory the guest
+# has its own tmpfs on (a clone in /tmp, say), which would hide it.
+CWD=$(arg bpftap.cwd)
+mkdir -p "$H$CWD"
+mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=512000,cache=loose workdir "$H$CWD" || echo "init: mount workdir failed"
 for d in $(arg bpftap.tmpfs | tr ',' ' '); do mount -t tmpfs tmpfs "$H$d" || echo "init: tmpfs on $d failed"; done
 mkdir -p $H$SHARE
 mount --bind /results $H$SHARE
@@ -344,8 +349,9 @@ boot() {
         ${BPFTAP_VM_QEMU_ARGS:-} "${BIOS[@]}" -nodefaults -no-user-config -display none -no-reboot \
         -serial "file:$RUN/console.log" \
         -kernel "$KIMAGE" -initrd "$RUN/initrd.cpio" \
-        -append "console=ttyS0 panic=-1 oops=panic rdinit=/init ${BPFTAP_VM_APPEND:-} bpftap.share=$SHARE bpftap.tmpfs=$(echo ${BPFTAP_VM_TMPFS:-} | tr ' ' ',') bpftap.time=$(date +%s)" \
+        -append "console=ttyS0 panic=-1 oops=panic rdinit=/init ${BPFTAP_VM_APPEND:-} bpftap.share=$SHARE bpftap.tmpfs=$(echo ${BPFTAP_VM_TMPFS:-} | tr ' ' ',') bpftap.time=$(date +%s) bpftap.cwd=$(pwd -P)" \
         -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
+        -virtfs "local,path=$(pwd -P),mount_tag=workdir,security_model=none,readonly=on,multidevs=remap" \
         -virtfs "local,path=$SHARE,mount_tag=results,security_model=none" \
         </dev/null >"$RUN/qemu.log" 2>&1 &
     QPID=$!
