@@ -55,13 +55,21 @@ pub struct Input<'a> {
 }
 
 pub fn elaborate(input: &Input<'_>, kernel: &dyn KernelInfo) -> (Elaborated, Vec<Diagnostic>) {
-    let mut cx = Ctx { kernel, aliases: Vec::new(), diags: Vec::new(), tracepoints: None };
+    let mut aliases = Vec::new();
+    for script in std::iter::once(input.script).chain(input.tapsets.iter()) {
+        for item in &script.items {
+            if let Item::Alias(a) = item {
+                aliases.push(a.clone());
+            }
+        }
+    }
+    let mut cx = Ctx { kernel, aliases: std::rc::Rc::new(aliases), diags: Vec::new(), tracepoints: None };
     let mut out = Elaborated::default();
     // Script items first, so that script functions and aliases shadow tapset ones.
     for script in std::iter::once(input.script).chain(input.tapsets.iter()) {
         for item in &script.items {
             match item {
-                Item::Alias(a) => cx.aliases.push(a.clone()),
+                Item::Alias(_) => {}
                 Item::Function(f) => {
                     out.functions.entry(f.name.clone()).or_insert_with(|| f.clone());
                 }
@@ -97,7 +105,8 @@ pub fn embedded_c(span: Span) -> Diagnostic {
 
 struct Ctx<'k> {
     kernel: &'k dyn KernelInfo,
-    aliases: Vec<ast::Alias>,
+    /// Shared so that resolving a point (recursively) does not copy every alias.
+    aliases: std::rc::Rc<Vec<ast::Alias>>,
     diags: Vec<Diagnostic>,
     tracepoints: Option<Vec<(String, String)>>,
 }
@@ -182,8 +191,8 @@ impl Ctx<'_> {
         let mut found = Vec::new();
         let mut failure = None;
         let mut alias_names = BTreeSet::new();
-        let aliases = self.aliases.clone();
-        for alias in &aliases {
+        let aliases = std::rc::Rc::clone(&self.aliases);
+        for alias in aliases.iter() {
             for name in &alias.names {
                 if !point_matches(&point.components, &name.components) {
                     continue;
@@ -323,14 +332,18 @@ impl Ctx<'_> {
             Some(_) => return Err(Unresolved::Unknown),
         };
         let pattern = comps[1].name.clone();
-        let names: Vec<String> = self
-            .tracepoints()
-            .iter()
-            .filter(|(g, _)| g == "syscalls")
-            .filter_map(|(_, e)| e.strip_prefix("sys_enter_"))
-            .filter(|n| glob_match(&pattern, n))
-            .map(String::from)
-            .collect();
+        // A plain name needs no list of every tracepoint: its format file answers.
+        let names: Vec<String> = if is_pattern(&pattern) {
+            self.tracepoints()
+                .iter()
+                .filter(|(g, _)| g == "syscalls")
+                .filter_map(|(_, e)| e.strip_prefix("sys_enter_"))
+                .filter(|n| glob_match(&pattern, n))
+                .map(String::from)
+                .collect()
+        } else {
+            vec![pattern.clone()]
+        };
         let mut out = Vec::new();
         for name in names {
             let user_point =
