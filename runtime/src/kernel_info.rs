@@ -166,27 +166,11 @@ impl KernelInfo for LiveKernel {
             }
             let ty = btf.resolve_type_by_id(id).map_err(|_| no_type())?;
             use btf_rs::{BtfType, Type};
+            if let Some(next) = qualified(&ty) {
+                id = next.ok_or_else(no_type)?;
+                continue;
+            }
             return Ok(match ty {
-                Type::Typedef(t) => {
-                    id = t.get_type_id().ok_or_else(no_type)?;
-                    continue;
-                }
-                Type::Const(t) => {
-                    id = t.get_type_id().ok_or_else(no_type)?;
-                    continue;
-                }
-                Type::Volatile(t) => {
-                    id = t.get_type_id().ok_or_else(no_type)?;
-                    continue;
-                }
-                Type::Restrict(t) => {
-                    id = t.get_type_id().ok_or_else(no_type)?;
-                    continue;
-                }
-                Type::TypeTag(t) => {
-                    id = t.get_type_id().ok_or_else(no_type)?;
-                    continue;
-                }
                 Type::Int(i) => CType::Int { size: i.size() as u32, signed: i.is_signed() },
                 Type::Enum(e) => CType::Int { size: e.size() as u32, signed: e.is_signed() },
                 Type::Enum64(e) => CType::Int { size: e.size() as u32, signed: e.is_signed() },
@@ -246,6 +230,19 @@ impl KernelInfo for LiveKernel {
     }
 }
 
+/// For a typedef, qualifier or type tag: the id of the type it names. `None` for other kinds.
+fn qualified(ty: &btf_rs::Type) -> Option<Option<u32>> {
+    use btf_rs::{BtfType, Type};
+    match ty {
+        Type::Typedef(t) => Some(t.get_type_id()),
+        Type::Const(t) => Some(t.get_type_id()),
+        Type::Volatile(t) => Some(t.get_type_id()),
+        Type::Restrict(t) => Some(t.get_type_id()),
+        Type::TypeTag(t) => Some(t.get_type_id()),
+        _ => None,
+    }
+}
+
 /// Looks for `member` in struct or union `id`, descending into anonymous members; returns the
 /// byte offset (plus `base`) and the member's type id. Bitfields are not addressable.
 fn find_member(btf: &btf_rs::Btf, id: u32, member: &str, base: u32) -> Option<(u32, u32)> {
@@ -254,10 +251,7 @@ fn find_member(btf: &btf_rs::Btf, id: u32, member: &str, base: u32) -> Option<(u
     let st = loop {
         match btf.resolve_type_by_id(id).ok()? {
             Type::Struct(st) | Type::Union(st) => break st,
-            Type::Typedef(t) => id = t.get_type_id()?,
-            Type::Const(t) => id = t.get_type_id()?,
-            Type::Volatile(t) => id = t.get_type_id()?,
-            _ => return None,
+            ty => id = qualified(&ty)??,
         }
     };
     for m in &st.members {
