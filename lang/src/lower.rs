@@ -61,7 +61,12 @@ pub fn lower(
     }
     let mut arrays = HashMap::new();
     let key_widths = string_key_widths(script, options.string_capacity);
+    let mentioned = names_in_reachable_code(script);
     for (name, t) in &types.arrays {
+        // Arrays only unused functions touch (a tapset's) get no map.
+        if !mentioned.contains(name.as_str()) {
+            continue;
+        }
         let decl = script.globals.iter().find(|g| &g.name == name);
         let (Some(value), Some(keys)) = (t.value, t.keys.iter().copied().collect::<Option<Vec<Ty>>>()) else {
             continue;
@@ -1404,6 +1409,34 @@ impl Ctx<'_> {
         self.switch_to(done);
         result
     }
+}
+
+/// Every identifier in the probes and in the functions they call, transitively.
+fn names_in_reachable_code(script: &Elaborated) -> HashSet<&str> {
+    let mut names: HashSet<&str> = HashSet::new();
+    let mut calls: Vec<&str> = Vec::new();
+    fn visit<'a>(body: &'a Block, names: &mut HashSet<&'a str>, calls: &mut Vec<&'a str>) {
+        crate::elaborate::walk_exprs(body, &mut |e| match &e.kind {
+            ExprKind::Ident(n) => {
+                names.insert(n);
+            }
+            ExprKind::Call { name, .. } => calls.push(name),
+            _ => {}
+        });
+    }
+    for p in &script.probes {
+        visit(&p.body, &mut names, &mut calls);
+    }
+    let mut seen: HashSet<&str> = HashSet::new();
+    while let Some(name) = calls.pop() {
+        if !seen.insert(name) {
+            continue;
+        }
+        if let Some(ast::Function { body: ast::FunctionBody::Script(body), .. }) = script.functions.get(name) {
+            visit(body, &mut names, &mut calls);
+        }
+    }
+    names
 }
 
 /// For each string key of each array (`(array, position)`), the bytes its values can need:
