@@ -448,7 +448,13 @@ impl<'a> Ctx<'a> {
             }
             AtVar(_) | Const(_) | Regex { .. } | Wildcard => {
                 if self.report {
-                    self.diags.push(unsupported("this expression", e.span));
+                    let what = match &e.kind {
+                        AtVar(_) => "`@var`",
+                        Const(_) => "`@const`",
+                        Regex { .. } => "regular expression matching (`=~`, `!~`)",
+                        _ => "`*` as an index",
+                    };
+                    self.diags.push(unsupported(what, e.span));
                 }
             }
             _ => {}
@@ -747,6 +753,6 @@ impl<'a> Ctx<'a> {
 }
 
 fn unsupported(what: &str, span: Span) -> Diagnostic {
-    Diagnostic::error("E0299", format!("{what} are not supported yet"), span)
+    Diagnostic::error("E0299", format!("{what} is not supported yet"), span)
         .with_help("bpftap does not compile this construct yet")
 }
