@@ -5,9 +5,12 @@
 //! Outside CI a missing examples directory skips the test with a printed reason; under
 //! `CI=true` it is a failure, so a missing install step shows.
 
+mod common;
+
+use common::without_spans;
+
 use std::path::{Path, PathBuf};
 
-use lang::ast::Script;
 use lang::parse::parse;
 use lang::preprocess::{Macros, PreprocessEnv};
 use lang::pretty;
@@ -32,20 +35,6 @@ fn stp_files(dir: &Path, out: &mut Vec<PathBuf>) {
             out.push(path);
         }
     }
-}
-
-/// The `Debug` form of a script with every `Span { .. }` removed.
-fn without_spans(script: &Script) -> String {
-    let text = format!("{script:?}");
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text.as_str();
-    while let Some(at) = rest.find("Span { file: ") {
-        out.push_str(&rest[..at]);
-        let end = rest[at..].find('}').expect("a span ends with `}`");
-        rest = &rest[at + end + 1..];
-    }
-    out.push_str(rest);
-    out
 }
 
 #[test]

@@ -2,6 +2,10 @@
 //! diagnostics out. Every script that parses cleanly is also checked to print and re-parse to
 //! the same AST. Regenerate expectations with `UPDATE_EXPECT=1 cargo test -p lang`.
 
+mod common;
+
+use common::without_spans;
+
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
@@ -40,20 +44,6 @@ fn render(script: &Script, diags: &[Diagnostic], sources: &SourceMap) -> String 
         }
         out.push('\n');
     }
-    out
-}
-
-/// The `Debug` form of a script with every `Span { .. }` removed.
-fn without_spans(script: &Script) -> String {
-    let text = format!("{script:?}");
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text.as_str();
-    while let Some(at) = rest.find("Span { file: ") {
-        out.push_str(&rest[..at]);
-        let end = rest[at..].find('}').expect("a span ends with `}`");
-        rest = &rest[at + end + 1..];
-    }
-    out.push_str(rest);
     out
 }
 
