@@ -53,6 +53,10 @@ struct Cli {
     /// the environment variable BPFTAP_FORCE_KPROBES=1).
     #[arg(long = "kprobes")]
     force_kprobes: bool,
+    /// Compile only, and write the BPF programs and maps as an ELF object to FILE (as
+    /// bpftrace's --emit-elf; netfilter probes are left out: ELF loaders do not know them).
+    #[arg(long = "emit-elf", value_name = "FILE")]
+    emit_elf: Option<PathBuf>,
     /// Add a tapset directory.
     #[arg(short = 'I', value_name = "DIR")]
     include: Vec<PathBuf>,
@@ -119,7 +123,10 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             _ => return Err(format!("-D {d}: unknown setting (bpftap knows MAXSTRINGLEN and MAXMAPENTRIES)")),
         }
     }
-    let last_pass = cli.pass.unwrap_or(5);
+    let last_pass = match cli.emit_elf {
+        Some(_) => 4,
+        None => cli.pass.unwrap_or(5),
+    };
     if last_pass >= 2 && !runtime::sys::may_trace() {
         return Err("resolving probes and loading BPF programs needs root (or CAP_BPF and CAP_PERFMON): \
                     run bpftap with sudo"
@@ -159,6 +166,12 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             return Ok(ExitCode::from(1));
         }
     };
+    if let Some(path) = &cli.emit_elf {
+        let object = compiled.object.as_ref().expect("pass 4 ran");
+        let bytes = codegen_bpf::object::write_object(&object.object);
+        std::fs::write(path, bytes).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let mut stdout = std::io::stdout().lock();
     match last_pass {
         1 => {
@@ -200,7 +213,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
     runtime::sys::catch_stop_signals();
     let verbose = cli.verbose > 0;
     let started = std::time::Instant::now();
-    let result = Session::load(object, options, &mut *out).and_then(|mut session| {
+    let result = Session::load(object, &kernel, options, &mut *out).and_then(|mut session| {
         let loaded = started.elapsed();
         session.attach()?;
         if verbose {

@@ -33,8 +33,8 @@ pub struct CompiledScript {
 pub struct KernelProbe {
     /// The program's symbol name in the object.
     pub name: String,
-    /// A program aya cannot load (netfilter), kept out of the object and loaded by the
-    /// runtime with the raw bpf call.
+    /// A program ELF loaders do not know (netfilter), kept out of `object.programs` so that
+    /// the `--emit-elf` object stays loadable.
     pub raw: Option<RawProgram>,
     /// For a kernel function probe compiled for fentry/fexit (`name`), the same handler
     /// compiled for kprobe/kretprobe, used where the kernel refuses fentry.
@@ -46,8 +46,8 @@ pub struct KernelProbe {
     pub spans: Vec<(usize, Span)>,
 }
 
-/// A program loaded with `BPF_PROG_LOAD` directly. Its relocations name the object's maps
-/// and `.rodata`, whose fds the runtime takes from aya once the object is loaded.
+/// A program outside `object.programs`. Its relocations name the object's maps and
+/// `.rodata`, as those of the programs inside do.
 #[derive(Clone, Debug)]
 pub struct RawProgram {
     pub prog_type: u32,

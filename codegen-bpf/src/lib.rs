@@ -6,7 +6,7 @@
 //!   [`layout`] fixes the byte layouts the runtime shares.
 //! - [`insn`]: instruction encoding only (opcodes, the 8-byte instruction, helper ids).
 //! - [`disasm`]: instructions back to the text `-p4` prints.
-//! - [`object`]: the in-memory ELF object `aya` loads (programs, legacy `maps`, `.rodata`).
+//! - [`object`]: the script as programs, maps and `.rodata`, and its ELF form (`--emit-elf`).
 //!
 //! Invariant: this crate makes no syscall and reads no file; the same input gives the same
 //! bytes on any machine.

@@ -1,9 +1,11 @@
-//! The in-memory ELF object that `aya` loads.
+//! The compiled script as data ([`ObjectSpec`]: programs with their relocations, map
+//! definitions, read-only data, license), which the runtime loads with the bpf calls
+//! directly, and its ELF form for `bpftap --emit-elf`.
 //!
-//! In: an [`ObjectSpec`] (programs with their relocations, map definitions, read-only data,
-//! license). Out: the bytes of a relocatable ELF file (EM_BPF, 64-bit, little endian) that
-//! `aya::EbpfLoader::load` accepts. aya 0.14 has no API to load raw instructions, so an
-//! object file is the way in; it is also what `-p4 -o` saves.
+//! [`write_object`] gives the bytes of a relocatable ELF file (EM_BPF, 64-bit, little endian)
+//! that `aya::EbpfLoader::load` accepts. The runtime once loaded scripts that way; it no
+//! longer does because aya parses the whole vmlinux BTF on every load (see
+//! `runtime/src/bpf.rs`), so the ELF form is an output for other tools now.
 //!
 //! What aya 0.14 / aya-obj 0.3 need, learned from their source (`aya-obj/src/obj.rs`,
 //! `relocation.rs`) and checked by `runtime/tests/load_object.rs` on a real kernel:

@@ -3,6 +3,10 @@
 //!
 //! Code map:
 //! - [`session`]: load, attach, the event loop, `end`, exit-time printing, detach.
+//! - [`loader`]: maps created, programs relocated, loaded and attached, with no object file.
+//! - [`bpf`]: the `bpf(2)` and `perf_event_open(2)` calls, by their uapi layouts.
+//! - [`ringbuf`]: the consumer side of the output ring buffer.
+//! - [`symbols`]: ELF symbols to file offsets, for uprobes.
 //! - [`userspace`]: the IR interpreter for `begin`, `end` and timer handlers.
 //! - [`output`]: ring-buffer records to text.
 //! - [`stats`]: statistics merged over CPUs, extracted and printed as SystemTap does.
@@ -14,10 +18,14 @@
 //! Invariants: `runtime` never sees the AST; it is the only crate that touches the kernel.
 
 pub mod arrays;
+pub mod bpf;
 pub mod format;
 pub mod kernel_info;
+pub mod loader;
 pub mod output;
+pub mod ringbuf;
 pub mod session;
 pub mod stats;
+pub mod symbols;
 pub mod sys;
 pub mod userspace;

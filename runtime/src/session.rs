@@ -6,23 +6,21 @@
 //! session detaches every program and closes every map, on every path, errors included.
 
 use std::io::Write;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use aya::maps::{Map, RingBuf};
-use aya::programs::{ProgramError, TracePoint};
-use aya::{Ebpf, EbpfError, EbpfLoader};
-use codegen_bpf::compile::{array_map_name, CompiledScript, KernelProbe, RawProgram};
+use codegen_bpf::compile::{CompiledScript, RINGBUF_BYTES};
 use codegen_bpf::layout;
 use codegen_bpf::layout::{GLOBAL_BOOT_OFFSET, GLOBAL_LOST, GLOBAL_TARGET};
-use codegen_bpf::object::write_object;
-use codegen_bpf::object::RelocTarget;
 use lang::ir::{Const, Handler, Target, Ty, ValueKind};
 use lang::span::Span;
 
 use crate::arrays::Arrays;
+use crate::kernel_info::LiveKernel;
+use crate::loader::{self, Maps};
 use crate::output::{Decoder, Record};
+use crate::ringbuf::RingBuf;
 use crate::sys::{self, MappedValue, RawMap};
 use crate::userspace::{self, Env, HandlerError};
 
@@ -77,13 +75,14 @@ pub enum RuntimeError {
 
 pub struct Session<'a> {
     compiled: &'a CompiledScript,
-    // Field order matters on drop: links and programs go with `ebpf`, after the ring buffer.
-    ring: RingBuf<aya::maps::MapData>,
+    kernel: &'a LiveKernel,
+    /// Programs, perf events and links, in the order they were made: closing them detaches.
+    // Field order matters on drop: probes are detached before their maps go.
+    attached: Vec<OwnedFd>,
+    ring: RingBuf,
     globals: MappedValue,
-    /// Programs loaded without aya (netfilter) and their links: closing them detaches.
-    raw_fds: Vec<std::os::fd::OwnedFd>,
-    ebpf: Ebpf,
     arrays: Arrays<'a>,
+    maps: Maps,
     decoder: Decoder,
     child: Option<sys::HeldChild>,
     options: RunOptions,
@@ -94,38 +93,33 @@ impl<'a> Session<'a> {
     /// Loads the object, sets the globals and runs `begin`; attaches nothing yet.
     pub fn load(
         compiled: &'a CompiledScript,
+        kernel: &'a LiveKernel,
         options: RunOptions,
         out: &mut dyn Write,
     ) -> Result<Session<'a>, RuntimeError> {
-        let bytes = write_object(&compiled.object);
-        let mut ebpf = EbpfLoader::new().load(&bytes).map_err(load_error)?;
-        let ring_map = ebpf.take_map("bpftap_output").ok_or_else(|| RuntimeError::Object("no output map".into()))?;
-        let ring = RingBuf::try_from(ring_map).map_err(|e| RuntimeError::Object(e.to_string()))?;
-        let globals = match ebpf.map("bpftap_globals") {
-            Some(Map::Array(data)) => MappedValue::map(data.fd().as_fd(), compiled.globals.size as usize),
-            _ => return Err(RuntimeError::Object("no globals map".into())),
-        }
-        .map_err(RuntimeError::Globals)?;
-        let mut maps = Vec::new();
+        let maps = Maps::create(&compiled.object)?;
+        let ring_fd = maps.fd(compiled.maps.ringbuf as usize).try_clone_to_owned().map_err(RuntimeError::Globals)?;
+        let ring = RingBuf::new(ring_fd, RINGBUF_BYTES)
+            .map_err(|e| RuntimeError::Object(format!("cannot map the output ring buffer: {e}")))?;
+        let globals = MappedValue::map(maps.fd(compiled.maps.globals as usize), compiled.globals.size as usize)
+            .map_err(RuntimeError::Globals)?;
+        let mut array_maps = Vec::new();
         for (a, decl) in compiled.program.arrays.iter() {
-            let name = array_map_name(a, &decl.name);
-            let data = match ebpf.map(&name) {
-                Some(Map::HashMap(d) | Map::LruHashMap(d) | Map::PerCpuHashMap(d)) => d,
-                _ => return Err(RuntimeError::Object(format!("no map for array {}", decl.name))),
-            };
             let (_, key_size) = layout::key_layout(decl);
             let value_size = layout::array_value_size(decl, compiled.program.string_capacity);
             let per_cpu = decl.value == ValueKind::Stat;
-            maps.push(RawMap::new(data.fd().as_fd(), key_size as usize, value_size as usize, per_cpu));
+            let fd = maps.fd(layout::array_map_index(a));
+            array_maps.push(RawMap::new(fd, key_size as usize, value_size as usize, per_cpu));
         }
-        let arrays = Arrays::new(&compiled.program, maps);
+        let arrays = Arrays::new(&compiled.program, array_maps);
         let mut session = Session {
             compiled,
+            kernel,
+            attached: Vec::new(),
             ring,
             globals,
             arrays,
-            raw_fds: Vec::new(),
-            ebpf,
+            maps,
             decoder: Decoder::new(&compiled.program),
             child: None,
             options,
@@ -240,85 +234,14 @@ impl<'a> Session<'a> {
             return Ok(());
         }
         for probe in &self.compiled.kernel_probes {
-            let handler = &self.compiled.program.handlers[probe.handler];
-            let point = handler.point.clone();
-            if let Some(raw) = &probe.raw {
-                self.attach_raw(raw, probe, &point)?;
-                continue;
-            }
-            let Some(prog) = self.ebpf.program_mut(&probe.name) else {
-                return Err(RuntimeError::Load { point, reason: "missing from the object".into() });
-            };
-            match &probe.target {
-                Target::Tracepoint { group, event, .. } => {
-                    let tp: &mut TracePoint = prog.try_into().map_err(|e: ProgramError| RuntimeError::Load {
-                        point: point.clone(),
-                        reason: e.to_string(),
-                    })?;
-                    tp.load().map_err(|e| program_error(e, &point, &probe.spans))?;
-                    tp.attach(group, event)
-                        .map_err(|e| RuntimeError::Attach { point: point.clone(), reason: error_chain(&e) })?;
-                }
-                Target::Uprobe { path, symbol, .. } => {
-                    let up: &mut aya::programs::UProbe = prog.try_into().map_err(|e: ProgramError| {
-                        RuntimeError::Load { point: point.clone(), reason: e.to_string() }
-                    })?;
-                    up.load().map_err(|e| program_error(e, &point, &probe.spans))?;
-                    let location = aya::programs::uprobe::UProbeAttachLocation::Symbol(symbol.as_str());
-                    up.attach(location, path.as_str(), aya::programs::uprobe::UProbeScope::AllProcesses)
-                        .map_err(|e| RuntimeError::Attach { point: point.clone(), reason: error_chain(&e) })?;
-                }
-                Target::Perf { event, sample } => {
-                    use aya::programs::perf_event::{PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent};
-                    let pe: &mut aya::programs::PerfEvent = prog.try_into().map_err(|e: ProgramError| {
-                        RuntimeError::Load { point: point.clone(), reason: e.to_string() }
-                    })?;
-                    pe.load().map_err(|e| program_error(e, &point, &probe.spans))?;
-                    let config = PerfEventConfig::Software(match event {
-                        lang::ir::PerfEvent::CpuClock => SoftwareEvent::CpuClock,
-                        lang::ir::PerfEvent::TaskClock => SoftwareEvent::TaskClock,
-                    });
-                    let policy = match sample {
-                        lang::ir::PerfSample::Frequency(hz) => SamplePolicy::Frequency(*hz),
-                        lang::ir::PerfSample::Period(n) => SamplePolicy::Period(*n),
-                    };
-                    let cpus = aya::util::online_cpus().map_err(|(_, e)| RuntimeError::Attach {
-                        point: point.clone(),
-                        reason: format!("cannot list the online CPUs: {e}"),
-                    })?;
-                    // One perf event per CPU: a sampling probe fires on every CPU.
-                    for cpu in cpus {
-                        pe.attach(config, PerfEventScope::AllProcessesOneCpu { cpu }, policy, false)
-                            .map_err(|e| RuntimeError::Attach { point: point.clone(), reason: error_chain(&e) })?;
-                    }
-                }
-                Target::KernelFunction { name, ret, .. } => {
-                    let (name, ret) = (name.clone(), *ret);
-                    let fentry = if self.options.force_kprobes {
-                        Err("not tried (kprobes forced)".to_string())
-                    } else {
-                        attach_fentry(&mut self.ebpf, &probe.name, &name, ret)
-                    };
-                    if let Err(fentry_error) = fentry {
-                        let kprobe = match probe.kprobe_fallback.as_deref() {
-                            Some(kname) => attach_kprobe(&mut self.ebpf, kname, &name),
-                            None => Err("the handler reads arguments at the return, which needs fexit".into()),
-                        };
-                        if let Err(kprobe_error) = kprobe {
-                            return Err(RuntimeError::Attach {
-                                point,
-                                reason: format!(
-                                    "this kernel allows neither fentry/fexit ({fentry_error}) nor kprobes ({kprobe_error}); \
-                                     kernel.function probes need one of them (CONFIG_KPROBES, or BPF trampolines)"
-                                ),
-                            });
-                        }
-                    }
-                }
-                other => {
-                    return Err(RuntimeError::Attach { point, reason: format!("no attach method for {other:?}") });
-                }
-            }
+            loader::attach(
+                self.compiled,
+                &self.maps,
+                probe,
+                self.kernel,
+                self.options.force_kprobes,
+                &mut self.attached,
+            )?;
         }
         if let Some(path) = &self.options.ready_file {
             let _ = std::fs::write(path, b"");
@@ -326,64 +249,6 @@ impl<'a> Session<'a> {
         if let Some(child) = &mut self.child {
             child.release();
         }
-        Ok(())
-    }
-
-    /// Loads a program aya cannot (netfilter): patches the map fds aya made into its map
-    /// references, loads it with `BPF_PROG_LOAD` and links it.
-    fn attach_raw(&mut self, raw: &RawProgram, probe: &KernelProbe, point: &str) -> Result<(), RuntimeError> {
-        let mut insns = raw.insns.clone();
-        for reloc in &raw.relocs {
-            let (name, src, offset) = match reloc.target {
-                RelocTarget::Map(i) => (self.compiled.object.maps[i].name.as_str(), 1, 0),
-                RelocTarget::Rodata(off) => (".rodata", 2, off as i32),
-            };
-            // The ring buffer was taken out of aya's table when the session started.
-            let ring_fd = (name == "bpftap_output").then(|| std::os::fd::AsRawFd::as_raw_fd(&self.ring.as_fd()));
-            let fd = ring_fd.or_else(|| map_fd(&self.ebpf, name)).ok_or_else(|| RuntimeError::Load {
-                point: point.to_string(),
-                reason: format!("no map {name} in the loaded object"),
-            })?;
-            insns[reloc.insn_index].src = src;
-            insns[reloc.insn_index].imm = fd;
-            insns[reloc.insn_index + 1].imm = offset;
-        }
-        let bytes = codegen_bpf::insn::encode(&insns);
-        let prog = sys::prog_load(raw.prog_type, raw.expected_attach_type, &bytes, &probe.name).map_err(|e| {
-            if e.error.raw_os_error() == Some(libc::EPERM) && e.log.is_empty() {
-                return RuntimeError::NotPermitted;
-            }
-            if e.log.is_empty() {
-                return RuntimeError::Load {
-                    point: point.to_string(),
-                    reason: format!("{} (netfilter BPF programs need Linux 6.4 or later)", e.error),
-                };
-            }
-            let insn =
-                e.log.lines().rev().find_map(|l| l.split(':').next().and_then(|n| n.trim().parse::<usize>().ok()));
-            let span = insn.and_then(|i| probe.spans.iter().take_while(|(at, _)| *at <= i).last().map(|(_, s)| *s));
-            RuntimeError::Verifier { point: point.to_string(), span, log: e.log }
-        })?;
-        let Target::Netfilter { pf, hook, priority } = probe.target else {
-            return Err(RuntimeError::Attach { point: point.to_string(), reason: "not a netfilter probe".into() });
-        };
-        // Two BPF programs may not share a hook's priority (EBUSY): take the next free one
-        // below ours, which also lets several bpftap sessions watch the same hook.
-        let mut attempt = 0;
-        let link = loop {
-            match sys::netfilter_link(prog.as_fd(), raw.expected_attach_type, pf, hook, priority - attempt) {
-                Ok(link) => break link,
-                Err(e) if e.raw_os_error() == Some(libc::EBUSY) && attempt < 4096 => attempt += 1,
-                Err(e) => {
-                    return Err(RuntimeError::Attach {
-                        point: point.to_string(),
-                        reason: format!("netfilter link: {e} (the kernel needs CONFIG_NETFILTER_BPF_LINK, Linux 6.4+)"),
-                    })
-                }
-            }
-        };
-        self.raw_fds.push(link);
-        self.raw_fds.push(prog);
         Ok(())
     }
 
@@ -450,22 +315,32 @@ impl<'a> Session<'a> {
     }
 
     fn drain(&mut self, out: &mut dyn Write) -> Result<(), RuntimeError> {
-        while let Some(item) = self.ring.next() {
-            match self.decoder.decode(&item) {
-                Record::Print(bytes) => out.write_all(&bytes).map_err(RuntimeError::Output)?,
-                Record::Exit => self.exit_requested = true,
+        let program = &self.compiled.program;
+        let (decoder, exit_requested) = (&self.decoder, &mut self.exit_requested);
+        let mut result = Ok(());
+        self.ring.drain(|record| {
+            result = match decoder.decode(record) {
+                Record::Print(bytes) => out.write_all(&bytes).map_err(RuntimeError::Output),
+                Record::Exit => {
+                    *exit_requested = true;
+                    Ok(())
+                }
                 Record::MaxAction(h) => {
-                    let point = self.compiled.program.handlers.get(h).map_or("?", |h| h.point.as_str());
-                    return Err(RuntimeError::MaxAction(point.to_string()));
+                    let point = program.handlers.get(h).map_or("?", |h| h.point.as_str());
+                    Err(RuntimeError::MaxAction(point.to_string()))
                 }
                 Record::ArrayFull(a) => {
-                    let name = self.compiled.program.arrays.get(a).map_or("?", |d| d.name.as_str());
-                    return Err(RuntimeError::ArrayFull(name.to_string()));
+                    let name = program.arrays.get(a).map_or("?", |d| d.name.as_str());
+                    Err(RuntimeError::ArrayFull(name.to_string()))
                 }
-                Record::Malformed(why) => eprintln!("bpftap: internal error: malformed output record: {why}"),
-            }
-        }
-        Ok(())
+                Record::Malformed(why) => {
+                    eprintln!("bpftap: internal error: malformed output record: {why}");
+                    Ok(())
+                }
+            };
+            result.is_ok()
+        });
+        result
     }
 
     /// Whether the `-c` child or the `-x` process has exited.
@@ -513,95 +388,10 @@ impl Drop for Session<'_> {
     }
 }
 
-/// Loads and attaches the fentry (or fexit) variant of a function probe.
-fn attach_fentry(ebpf: &mut Ebpf, prog_name: &str, function: &str, ret: bool) -> Result<(), String> {
-    let btf = aya::Btf::from_sys_fs().map_err(|e| error_chain(&e))?;
-    let prog = ebpf.program_mut(prog_name).ok_or("missing from the object")?;
-    if ret {
-        let p: &mut aya::programs::FExit = prog.try_into().map_err(|e: ProgramError| error_chain(&e))?;
-        p.load(function, &btf).map_err(|e| error_chain(&e))?;
-        p.attach().map_err(|e| error_chain(&e))?;
-    } else {
-        let p: &mut aya::programs::FEntry = prog.try_into().map_err(|e: ProgramError| error_chain(&e))?;
-        p.load(function, &btf).map_err(|e| error_chain(&e))?;
-        p.attach().map_err(|e| error_chain(&e))?;
-    }
-    Ok(())
-}
-
-/// Loads and attaches the kprobe (or kretprobe) variant of a function probe.
-fn attach_kprobe(ebpf: &mut Ebpf, prog_name: &str, function: &str) -> Result<(), String> {
-    let prog = ebpf.program_mut(prog_name).ok_or("missing from the object")?;
-    let p: &mut aya::programs::KProbe = prog.try_into().map_err(|e: ProgramError| error_chain(&e))?;
-    p.load().map_err(|e| error_chain(&e))?;
-    p.attach(function, 0).map_err(|e| error_chain(&e))?;
-    Ok(())
-}
-
-/// The fd of one of the object's maps, as aya created it.
-fn map_fd(ebpf: &Ebpf, name: &str) -> Option<i32> {
-    use std::os::fd::AsRawFd;
-    let data = match ebpf.map(name)? {
-        Map::Array(d)
-        | Map::PerCpuArray(d)
-        | Map::HashMap(d)
-        | Map::LruHashMap(d)
-        | Map::PerCpuHashMap(d)
-        | Map::RingBuf(d) => d,
-        _ => return None,
-    };
-    Some(data.fd().as_fd().as_raw_fd())
-}
-
 fn parse_long(s: &str) -> Option<i64> {
     let s = s.trim();
     if let Some(hex) = s.strip_prefix("0x") {
         return i64::from_str_radix(hex, 16).ok();
     }
     s.parse().ok()
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
-}
-
-fn is_eperm(e: &dyn std::error::Error) -> bool {
-    let text = error_chain(e);
-    text.contains("Operation not permitted") || text.contains("os error 1)")
-}
-
-fn load_error(e: EbpfError) -> RuntimeError {
-    if is_eperm(&e) {
-        return RuntimeError::NotPermitted;
-    }
-    RuntimeError::Object(error_chain(&e))
-}
-
-/// A load failure, with the verifier's log and the script span of the instruction it
-/// stopped at (the last instruction index the log names).
-fn program_error(e: ProgramError, point: &str, spans: &[(usize, Span)]) -> RuntimeError {
-    match e {
-        ProgramError::LoadError { io_error, verifier_log } => {
-            let log = verifier_log.to_string();
-            if io_error.raw_os_error() == Some(libc::EPERM) && log.trim().is_empty() {
-                return RuntimeError::NotPermitted;
-            }
-            let insn = log.lines().rev().find_map(|l| l.split(':').next().and_then(|n| n.trim().parse::<usize>().ok()));
-            let span = insn.and_then(|i| spans.iter().take_while(|(at, _)| *at <= i).last().map(|(_, s)| *s));
-            RuntimeError::Verifier { point: point.to_string(), span, log }
-        }
-        other => {
-            if is_eperm(&other) {
-                return RuntimeError::NotPermitted;
-            }
-            RuntimeError::Load { point: point.to_string(), reason: error_chain(&other) }
-        }
-    }
 }

@@ -1,8 +1,8 @@
-//! The runtime's direct kernel access besides aya: memory-mapping the globals map, signals,
-//! clocks and polling.
+//! The runtime's direct access to the system besides loading: memory-mapping the globals
+//! map, map elements, signals, clocks, polling, CPUs and the `-c` child.
 //!
-//! Invariant: every `unsafe` block of the runtime is in this module (and `kernel_info`'s
-//! mount calls), each with the reason it is sound.
+//! Invariant: every `unsafe` block of the runtime is in this module, [`crate::bpf`],
+//! [`crate::ringbuf`] and `kernel_info`'s mount calls, each with the reason it is sound.
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
@@ -91,7 +91,7 @@ impl Drop for MappedValue {
     }
 }
 
-fn page_size() -> usize {
+pub fn page_size() -> usize {
     // SAFETY: sysconf has no preconditions.
     let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     if n > 0 {
@@ -283,14 +283,25 @@ pub fn possible_cpus() -> usize {
     })
 }
 
+/// The CPUs online now (where per-CPU perf events are opened).
+pub fn online_cpus() -> io::Result<Vec<i32>> {
+    let text = std::fs::read_to_string("/sys/devices/system/cpu/online")?;
+    cpu_list(text.trim()).ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, format!("cannot parse `{text}`")))
+}
+
+/// `0-3,5` → 0, 1, 2, 3, 5.
+fn cpu_list(s: &str) -> Option<Vec<i32>> {
+    let mut cpus = Vec::new();
+    for part in s.split(',') {
+        let (first, last) = part.split_once('-').unwrap_or((part, part));
+        cpus.extend(first.parse::<i32>().ok()?..=last.parse::<i32>().ok()?);
+    }
+    Some(cpus)
+}
+
 /// `0-3,5` → 6.
 fn parse_cpu_list(s: &str) -> Option<usize> {
-    let mut max = 0;
-    for part in s.split(',') {
-        let last = part.rsplit('-').next()?.parse::<usize>().ok()?;
-        max = max.max(last + 1);
-    }
-    Some(max)
+    cpu_list(s).and_then(|cpus| cpus.last().map(|c| *c as usize + 1))
 }
 
 /// A `-c` command, forked before `begin` runs and held before `exec` until the probes are
@@ -415,90 +426,16 @@ pub fn self_ids() -> (i64, i64, i64, i64) {
     unsafe { (libc::gettid() as i64, libc::getuid() as i64, libc::getgid() as i64, libc::sched_getcpu().max(0) as i64) }
 }
 
-const BPF_PROG_LOAD: libc::c_long = 5;
-const BPF_LINK_CREATE: libc::c_long = 28;
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-fn bpf_call(cmd: libc::c_long, attr: &mut [u8]) -> io::Result<std::os::fd::OwnedFd> {
-    // SAFETY: `attr` is a zero-initialised `bpf_attr` of sufficient size whose pointer
-    // fields point at buffers that outlive the call.
-    let r = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr.as_mut_ptr(), attr.len()) };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
+    #[test]
+    fn cpu_lists() {
+        assert_eq!(cpu_list("0"), Some(vec![0]));
+        assert_eq!(cpu_list("0-3,5"), Some(vec![0, 1, 2, 3, 5]));
+        assert_eq!(cpu_list("1,4-5"), Some(vec![1, 4, 5]));
+        assert_eq!(cpu_list("x"), None);
+        assert_eq!(parse_cpu_list("0-3,5"), Some(6));
     }
-    // SAFETY: the kernel returned a new fd that we now own.
-    Ok(unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(r as i32) })
-}
-
-fn put32(attr: &mut [u8], off: usize, v: u32) {
-    attr[off..off + 4].copy_from_slice(&v.to_le_bytes());
-}
-
-fn put64(attr: &mut [u8], off: usize, v: u64) {
-    attr[off..off + 8].copy_from_slice(&v.to_le_bytes());
-}
-
-/// A program the kernel refused, with the verifier's log.
-#[derive(Debug)]
-pub struct ProgLoadError {
-    pub error: io::Error,
-    pub log: String,
-}
-
-/// `BPF_PROG_LOAD` for programs aya cannot load. `insns` are encoded instructions whose map
-/// references are already fds. On failure the load is repeated with the verifier's log on.
-pub fn prog_load(
-    prog_type: u32,
-    expected_attach_type: u32,
-    insns: &[u8],
-    name: &str,
-) -> Result<std::os::fd::OwnedFd, ProgLoadError> {
-    let license = b"GPL\0";
-    let load = |log: Option<&mut Vec<u8>>| {
-        let mut attr = [0u8; 160];
-        put32(&mut attr, 0, prog_type);
-        put32(&mut attr, 4, (insns.len() / 8) as u32);
-        put64(&mut attr, 8, insns.as_ptr() as u64);
-        put64(&mut attr, 16, license.as_ptr() as u64);
-        if let Some(buf) = log {
-            put32(&mut attr, 24, 1);
-            put32(&mut attr, 28, buf.len() as u32);
-            put64(&mut attr, 32, buf.as_mut_ptr() as u64);
-        }
-        let n = name.len().min(15);
-        attr[48..48 + n].copy_from_slice(&name.as_bytes()[..n]);
-        put32(&mut attr, 68, expected_attach_type);
-        bpf_call(BPF_PROG_LOAD, &mut attr)
-    };
-    match load(None) {
-        Ok(fd) => Ok(fd),
-        Err(first) => {
-            let mut buf = vec![0u8; 1 << 22];
-            match load(Some(&mut buf)) {
-                Ok(fd) => Ok(fd),
-                Err(error) => {
-                    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
-                    let log = String::from_utf8_lossy(&buf[..end]).into_owned();
-                    let error = if log.is_empty() { first } else { error };
-                    Err(ProgLoadError { error, log })
-                }
-            }
-        }
-    }
-}
-
-/// `BPF_LINK_CREATE` of a netfilter program on hook `hooknum` of family `pf`.
-pub fn netfilter_link(
-    prog: BorrowedFd<'_>,
-    attach_type: u32,
-    pf: u32,
-    hooknum: u32,
-    priority: i32,
-) -> io::Result<std::os::fd::OwnedFd> {
-    let mut attr = [0u8; 64];
-    put32(&mut attr, 0, prog.as_raw_fd() as u32);
-    put32(&mut attr, 8, attach_type);
-    put32(&mut attr, 16, pf);
-    put32(&mut attr, 20, hooknum);
-    put32(&mut attr, 24, priority as u32);
-    bpf_call(BPF_LINK_CREATE, &mut attr)
 }

@@ -1,4 +1,5 @@
-//! A hand-built object, written by `codegen_bpf::object`, loaded by aya into the real kernel.
+//! A hand-built object, written by `codegen_bpf::object` (the ELF form `--emit-elf` writes),
+//! loaded by aya into the real kernel: other tools can load what bpftap emits.
 //!
 //! The program runs on `syscalls:sys_enter_getppid` and sends two ring-buffer records:
 //! the caller's pid (8 bytes), then the same pid formatted by `bpf_snprintf` with a "%d"

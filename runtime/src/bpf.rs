@@ -1,0 +1,266 @@
+//! The `bpf(2)` and `perf_event_open(2)` calls the loader makes, with the kernel's uapi
+//! numbers and `bpf_attr` / `perf_event_attr` layouts (`include/uapi/linux/bpf.h`,
+//! `perf_event.h`). Attributes are built as zeroed byte arrays with fields at their uapi
+//! offsets: the kernel checks that bytes past what it knows are zero, so one layout works
+//! from old kernels to new ones.
+//!
+//! bpftap loads its programs itself instead of through aya because aya's loader parses the
+//! whole vmlinux BTF on every load (25–30 ms and most of a run's memory; see
+//! `bench/ANALYSIS.md`), which bpftap does not need: it emits no CO-RE relocations.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+
+const BPF_MAP_CREATE: libc::c_long = 0;
+const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
+const BPF_PROG_LOAD: libc::c_long = 5;
+const BPF_RAW_TRACEPOINT_OPEN: libc::c_long = 17;
+const BPF_MAP_FREEZE: libc::c_long = 22;
+const BPF_LINK_CREATE: libc::c_long = 28;
+
+/// `BPF_PROG_TYPE_*`.
+pub mod prog_type {
+    pub const KPROBE: u32 = 2;
+    pub const TRACEPOINT: u32 = 5;
+    pub const PERF_EVENT: u32 = 7;
+    pub const TRACING: u32 = 26;
+}
+
+/// `BPF_TRACE_FENTRY` / `BPF_TRACE_FEXIT` (`enum bpf_attach_type`).
+pub const BPF_TRACE_FENTRY: u32 = 24;
+pub const BPF_TRACE_FEXIT: u32 = 25;
+
+/// `BPF_F_RDONLY_PROG`: the programs may only read the map (what `.rodata` is).
+pub const BPF_F_RDONLY_PROG: u32 = 1 << 7;
+
+fn bpf_call(cmd: libc::c_long, attr: &mut [u8]) -> io::Result<i64> {
+    // SAFETY: `attr` is a zero-initialised `bpf_attr` of sufficient size whose pointer
+    // fields point at buffers that outlive the call.
+    let r = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr.as_mut_ptr(), attr.len()) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(r)
+}
+
+/// A bpf command that returns a new fd.
+fn bpf_fd(cmd: libc::c_long, attr: &mut [u8]) -> io::Result<OwnedFd> {
+    let fd = bpf_call(cmd, attr)?;
+    // SAFETY: the kernel returned a new fd that we now own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+fn put32(attr: &mut [u8], off: usize, v: u32) {
+    attr[off..off + 4].copy_from_slice(&v.to_le_bytes());
+}
+
+fn put64(attr: &mut [u8], off: usize, v: u64) {
+    attr[off..off + 8].copy_from_slice(&v.to_le_bytes());
+}
+
+/// The kernel keeps 15 bytes of an object name and accepts only `[A-Za-z0-9_.]`.
+fn put_name(attr: &mut [u8], off: usize, name: &str) {
+    let clean = name.bytes().filter(|b| b.is_ascii_alphanumeric() || *b == b'_' || *b == b'.').take(15);
+    for (i, b) in clean.enumerate() {
+        attr[off + i] = b;
+    }
+}
+
+/// What a new map looks like.
+pub struct MapSpec<'a> {
+    pub name: &'a str,
+    pub map_type: u32,
+    pub key_size: u32,
+    pub value_size: u32,
+    pub max_entries: u32,
+    pub flags: u32,
+}
+
+/// `BPF_MAP_CREATE`. A kernel too old for the object name is retried without it.
+pub fn map_create(spec: &MapSpec) -> io::Result<OwnedFd> {
+    let create = |named: bool| {
+        let mut attr = [0u8; 72];
+        put32(&mut attr, 0, spec.map_type);
+        put32(&mut attr, 4, spec.key_size);
+        put32(&mut attr, 8, spec.value_size);
+        put32(&mut attr, 12, spec.max_entries);
+        put32(&mut attr, 16, spec.flags);
+        if named {
+            put_name(&mut attr, 28, spec.name);
+        }
+        bpf_fd(BPF_MAP_CREATE, &mut attr)
+    };
+    create(true).or_else(|e| if e.raw_os_error() == Some(libc::EINVAL) { create(false) } else { Err(e) })
+}
+
+/// `BPF_MAP_UPDATE_ELEM` of element 0 of an array map, then `BPF_MAP_FREEZE`: how the
+/// read-only data is filled.
+pub fn fill_and_freeze(map: BorrowedFd<'_>, value: &[u8]) -> io::Result<()> {
+    let key = 0u32;
+    let mut attr = [0u8; 32];
+    put32(&mut attr, 0, map.as_raw_fd() as u32);
+    put64(&mut attr, 8, &key as *const u32 as u64);
+    put64(&mut attr, 16, value.as_ptr() as u64);
+    bpf_call(BPF_MAP_UPDATE_ELEM, &mut attr)?;
+    let mut attr = [0u8; 8];
+    put32(&mut attr, 0, map.as_raw_fd() as u32);
+    bpf_call(BPF_MAP_FREEZE, &mut attr).map(drop)
+}
+
+/// What a program is loaded as.
+pub struct ProgSpec<'a> {
+    pub name: &'a str,
+    pub prog_type: u32,
+    pub expected_attach_type: u32,
+    /// For fentry/fexit: the vmlinux BTF id of the function.
+    pub attach_btf_id: u32,
+    /// Encoded instructions whose map references are already fds.
+    pub insns: &'a [u8],
+}
+
+/// A program the kernel refused, with the verifier's log.
+#[derive(Debug)]
+pub struct ProgLoadError {
+    pub error: io::Error,
+    pub log: String,
+}
+
+/// `BPF_PROG_LOAD`. On failure the load is repeated with the verifier's log on, so a
+/// success pays for no log buffer.
+pub fn prog_load(spec: &ProgSpec) -> Result<OwnedFd, ProgLoadError> {
+    let license = b"GPL\0";
+    let kern_version = kernel_version_code();
+    let load = |log: Option<&mut Vec<u8>>| {
+        let mut attr = [0u8; 128];
+        put32(&mut attr, 0, spec.prog_type);
+        put32(&mut attr, 4, (spec.insns.len() / 8) as u32);
+        put64(&mut attr, 8, spec.insns.as_ptr() as u64);
+        put64(&mut attr, 16, license.as_ptr() as u64);
+        if let Some(buf) = log {
+            put32(&mut attr, 24, 1);
+            put32(&mut attr, 28, buf.len() as u32);
+            put64(&mut attr, 32, buf.as_mut_ptr() as u64);
+        }
+        // Kprobe programs needed the running kernel's version before Linux 5.0.
+        put32(&mut attr, 40, kern_version);
+        put_name(&mut attr, 48, spec.name);
+        put32(&mut attr, 68, spec.expected_attach_type);
+        put32(&mut attr, 108, spec.attach_btf_id);
+        bpf_fd(BPF_PROG_LOAD, &mut attr)
+    };
+    match load(None) {
+        Ok(fd) => Ok(fd),
+        Err(first) => {
+            let mut buf = vec![0u8; 1 << 22];
+            match load(Some(&mut buf)) {
+                Ok(fd) => Ok(fd),
+                Err(error) => {
+                    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+                    let log = String::from_utf8_lossy(&buf[..end]).into_owned();
+                    let error = if log.is_empty() { first } else { error };
+                    Err(ProgLoadError { error, log })
+                }
+            }
+        }
+    }
+}
+
+/// `KERNEL_VERSION(a, b, c)` of the running kernel.
+fn kernel_version_code() -> u32 {
+    // SAFETY: `uts` is a valid out-buffer for uname.
+    let mut uts: libc::utsname = unsafe { std::mem::zeroed() };
+    if unsafe { libc::uname(&mut uts) } != 0 {
+        return 0;
+    }
+    let release: String = uts.release.iter().take_while(|c| **c != 0).map(|c| *c as u8 as char).collect();
+    let mut parts = release.split(|c: char| !c.is_ascii_digit()).map(|p| p.parse::<u32>().unwrap_or(0));
+    let (a, b, c) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    (a << 16) + (b << 8) + c.min(255)
+}
+
+/// `BPF_RAW_TRACEPOINT_OPEN` with no name: attaches an fentry/fexit program to the function
+/// it was loaded for. The link lives as long as the fd.
+pub fn tracing_attach(prog: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    let mut attr = [0u8; 16];
+    put32(&mut attr, 8, prog.as_raw_fd() as u32);
+    bpf_fd(BPF_RAW_TRACEPOINT_OPEN, &mut attr)
+}
+
+/// `BPF_LINK_CREATE` of a netfilter program on hook `hooknum` of family `pf`.
+pub fn netfilter_link(
+    prog: BorrowedFd<'_>,
+    attach_type: u32,
+    pf: u32,
+    hooknum: u32,
+    priority: i32,
+) -> io::Result<OwnedFd> {
+    let mut attr = [0u8; 64];
+    put32(&mut attr, 0, prog.as_raw_fd() as u32);
+    put32(&mut attr, 8, attach_type);
+    put32(&mut attr, 16, pf);
+    put32(&mut attr, 20, hooknum);
+    put32(&mut attr, 24, priority as u32);
+    bpf_fd(BPF_LINK_CREATE, &mut attr)
+}
+
+/// `PERF_TYPE_*`.
+pub mod perf_type {
+    pub const SOFTWARE: u32 = 1;
+    pub const TRACEPOINT: u32 = 2;
+}
+
+/// A perf event to open.
+#[derive(Default)]
+pub struct PerfSpec<'a> {
+    pub perf_type: u32,
+    pub config: u64,
+    /// `config1`: for kprobe and uprobe events, the function name or the file's path.
+    pub name: Option<&'a CString>,
+    /// `config2`: for uprobe events, the offset in the file.
+    pub offset: u64,
+    /// Sampling: a period, or a frequency in Hz when `freq`.
+    pub sample: u64,
+    pub freq: bool,
+    pub cpu: i32,
+}
+
+/// `perf_event_open(2)` for all processes on `spec.cpu`, then `PERF_EVENT_IOC_SET_BPF` and
+/// `PERF_EVENT_IOC_ENABLE`: the program runs on every event until the fd is closed. (This
+/// works on every kernel with BPF tracing; a bpf perf link adds nothing bpftap uses.)
+pub fn perf_attach(spec: &PerfSpec, prog: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    const PERF_ATTR_SIZE: u32 = 112;
+    const FLAG_FREQ: u64 = 1 << 10;
+    const PERF_FLAG_FD_CLOEXEC: libc::c_ulong = 8;
+    const PERF_EVENT_IOC_ENABLE: libc::c_ulong = 0x2400;
+    const PERF_EVENT_IOC_SET_BPF: libc::c_ulong = 0x4004_2408;
+    let mut attr = [0u8; PERF_ATTR_SIZE as usize];
+    put32(&mut attr, 0, spec.perf_type);
+    put32(&mut attr, 4, PERF_ATTR_SIZE);
+    put64(&mut attr, 8, spec.config);
+    put64(&mut attr, 16, spec.sample.max(1));
+    put64(&mut attr, 40, if spec.freq { FLAG_FREQ } else { 0 });
+    put32(&mut attr, 48, 1);
+    put64(&mut attr, 56, spec.name.map_or(0, |n| n.as_ptr() as u64));
+    put64(&mut attr, 64, spec.offset);
+    // SAFETY: `attr` is a zeroed perf_event_attr of the size it declares; its name pointer
+    // (if any) outlives the call.
+    let fd = unsafe {
+        libc::syscall(libc::SYS_perf_event_open, attr.as_ptr(), -1 as libc::pid_t, spec.cpu, -1, PERF_FLAG_FD_CLOEXEC)
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a new fd that we own.
+    let event = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    // SAFETY: ioctls on the perf fd we own, with an int argument.
+    unsafe {
+        if libc::ioctl(event.as_raw_fd(), PERF_EVENT_IOC_SET_BPF as _, prog.as_raw_fd()) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if libc::ioctl(event.as_raw_fd(), PERF_EVENT_IOC_ENABLE as _, 0) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(event)
+}

@@ -1,0 +1,283 @@
+//! Loading a compiled script into the kernel, with no object file in between: create the
+//! maps, patch their fds into the programs' map references, load each program with
+//! `BPF_PROG_LOAD`, and attach it the way its target needs (a perf event for tracepoints,
+//! kprobes, uprobes and sampling; a tracing link for fentry/fexit; a netfilter link).
+//!
+//! Invariant: everything made here is an owned fd held by the caller; closing them detaches
+//! and frees all of it, on every path, errors included.
+
+use std::ffi::CString;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::path::Path;
+
+use codegen_bpf::compile::{CompiledScript, KernelProbe, BPF_NETFILTER, BPF_PROG_TYPE_NETFILTER};
+use codegen_bpf::insn::{self, Insn};
+use codegen_bpf::object::{ObjectSpec, Reloc, RelocTarget};
+use lang::ir::{PerfEvent, PerfSample, Target};
+
+use crate::bpf::{self, prog_type, MapSpec, PerfSpec, ProgLoadError, ProgSpec};
+use crate::kernel_info::LiveKernel;
+use crate::session::RuntimeError;
+
+/// `BPF_PSEUDO_MAP_FD` / `BPF_PSEUDO_MAP_VALUE`: what an `ld_imm64`'s `src` says its
+/// immediate is.
+const PSEUDO_MAP_FD: u8 = 1;
+const PSEUDO_MAP_VALUE: u8 = 2;
+
+/// The script's maps, in the order of `ObjectSpec::maps`, and its read-only data.
+pub struct Maps {
+    fds: Vec<OwnedFd>,
+    rodata: Option<OwnedFd>,
+}
+
+impl Maps {
+    pub fn create(object: &ObjectSpec) -> Result<Maps, RuntimeError> {
+        let mut fds = Vec::with_capacity(object.maps.len());
+        for def in &object.maps {
+            let spec = MapSpec {
+                name: &def.name,
+                map_type: def.map_type,
+                key_size: def.key_size,
+                value_size: def.value_size,
+                max_entries: def.max_entries,
+                flags: def.flags,
+            };
+            fds.push(bpf::map_create(&spec).map_err(|e| map_error(&def.name, e))?);
+        }
+        let rodata = if object.rodata.is_empty() {
+            None
+        } else {
+            let spec = MapSpec {
+                name: ".rodata",
+                map_type: codegen_bpf::object::map_type::ARRAY,
+                key_size: 4,
+                value_size: object.rodata.len() as u32,
+                max_entries: 1,
+                flags: bpf::BPF_F_RDONLY_PROG,
+            };
+            let fd = bpf::map_create(&spec).map_err(|e| map_error(".rodata", e))?;
+            bpf::fill_and_freeze(fd.as_fd(), &object.rodata).map_err(|e| map_error(".rodata", e))?;
+            Some(fd)
+        };
+        Ok(Maps { fds, rodata })
+    }
+
+    /// The map at `ObjectSpec::maps[index]`.
+    pub fn fd(&self, index: usize) -> BorrowedFd<'_> {
+        self.fds[index].as_fd()
+    }
+
+    /// The program's instructions with its map references made fds, encoded.
+    fn relocate(&self, insns: &[Insn], relocs: &[Reloc]) -> Vec<u8> {
+        let mut insns = insns.to_vec();
+        for reloc in relocs {
+            let (fd, src, offset) = match reloc.target {
+                RelocTarget::Map(i) => (self.fds[i].as_raw_fd(), PSEUDO_MAP_FD, 0),
+                RelocTarget::Rodata(off) => {
+                    let fd = self.rodata.as_ref().expect("a .rodata reference implies .rodata").as_raw_fd();
+                    (fd, PSEUDO_MAP_VALUE, off as i32)
+                }
+            };
+            insns[reloc.insn_index].src = src;
+            insns[reloc.insn_index].imm = fd;
+            insns[reloc.insn_index + 1].imm = offset;
+        }
+        insn::encode(&insns)
+    }
+}
+
+fn map_error(name: &str, e: std::io::Error) -> RuntimeError {
+    if e.raw_os_error() == Some(libc::EPERM) {
+        return RuntimeError::NotPermitted;
+    }
+    RuntimeError::Object(format!("cannot create map {name}: {e}"))
+}
+
+/// Loads one kernel probe's program(s) and attaches them; the fds that keep them attached
+/// are pushed to `held`.
+pub fn attach(
+    compiled: &CompiledScript,
+    maps: &Maps,
+    probe: &KernelProbe,
+    kernel: &LiveKernel,
+    force_kprobes: bool,
+    held: &mut Vec<OwnedFd>,
+) -> Result<(), RuntimeError> {
+    let point = compiled.program.handlers[probe.handler].point.as_str();
+    let attach_error = |reason: String| RuntimeError::Attach { point: point.to_string(), reason };
+    let code = |name: &str| -> Result<Vec<u8>, RuntimeError> {
+        let (insns, relocs) = match &probe.raw {
+            Some(raw) if name == probe.name => (&raw.insns, &raw.relocs),
+            _ => {
+                let spec = compiled.object.programs.iter().find(|p| p.name == name).ok_or_else(|| {
+                    RuntimeError::Load { point: point.to_string(), reason: format!("no program {name}") }
+                })?;
+                (&spec.insns, &spec.relocs)
+            }
+        };
+        Ok(maps.relocate(insns, relocs))
+    };
+    let load = |name: &str, prog_type: u32, expected_attach_type: u32, attach_btf_id: u32| {
+        let insns = code(name)?;
+        let spec = ProgSpec { name, prog_type, expected_attach_type, attach_btf_id, insns: &insns };
+        bpf::prog_load(&spec).map_err(|e| load_error(e, point, &probe.spans))
+    };
+    match &probe.target {
+        Target::Tracepoint { group, event, .. } => {
+            let prog = load(&probe.name, prog_type::TRACEPOINT, 0, 0)?;
+            let tracefs = kernel.tracefs().map_err(|e| attach_error(e.to_string()))?;
+            let id = read_number(&tracefs.join("events").join(group).join(event).join("id"))
+                .map_err(|e| attach_error(format!("tracepoint {group}:{event}: {e}")))?;
+            let spec = PerfSpec { perf_type: bpf::perf_type::TRACEPOINT, config: id, ..PerfSpec::default() };
+            let event = bpf::perf_attach(&spec, prog.as_fd()).map_err(|e| attach_error(e.to_string()))?;
+            held.extend([prog, event]);
+        }
+        Target::Uprobe { path, symbol, ret } => {
+            let prog = load(&probe.name, prog_type::KPROBE, 0, 0)?;
+            let offset = crate::symbols::file_offset(Path::new(path), symbol).map_err(attach_error)?;
+            let event = probe_event("uprobe", path, offset, *ret, prog.as_fd()).map_err(attach_error)?;
+            held.extend([prog, event]);
+        }
+        Target::Perf { event, sample } => {
+            let prog = load(&probe.name, prog_type::PERF_EVENT, 0, 0)?;
+            let (sample, freq) = match sample {
+                PerfSample::Frequency(hz) => (*hz, true),
+                PerfSample::Period(n) => (*n, false),
+            };
+            let config = match event {
+                PerfEvent::CpuClock => 0,
+                PerfEvent::TaskClock => 1,
+            };
+            // One perf event per CPU: a sampling probe fires on every CPU.
+            let cpus =
+                crate::sys::online_cpus().map_err(|e| attach_error(format!("cannot list the online CPUs: {e}")))?;
+            let mut events = Vec::with_capacity(cpus.len());
+            for cpu in cpus {
+                let spec =
+                    PerfSpec { perf_type: bpf::perf_type::SOFTWARE, config, sample, freq, cpu, ..PerfSpec::default() };
+                events.push(bpf::perf_attach(&spec, prog.as_fd()).map_err(|e| attach_error(e.to_string()))?);
+            }
+            held.push(prog);
+            held.extend(events);
+        }
+        Target::KernelFunction { name, ret, .. } => {
+            let fentry = if force_kprobes {
+                Err("not tried (kprobes forced)".to_string())
+            } else {
+                attach_fentry(kernel, name, |id| {
+                    let attach_type = if *ret { bpf::BPF_TRACE_FEXIT } else { bpf::BPF_TRACE_FENTRY };
+                    load(&probe.name, prog_type::TRACING, attach_type, id)
+                })
+            };
+            match fentry {
+                Ok(fds) => held.extend(fds),
+                Err(fentry_error) => {
+                    let Some(kname) = probe.kprobe_fallback.as_deref() else {
+                        return Err(attach_error(format!(
+                            "this kernel refuses fentry/fexit ({fentry_error}), and the handler reads arguments at \
+                             the return, which a kretprobe cannot"
+                        )));
+                    };
+                    let prog = load(kname, prog_type::KPROBE, 0, 0)?;
+                    let event = probe_event("kprobe", name, 0, *ret, prog.as_fd()).map_err(|kprobe_error| {
+                        attach_error(format!(
+                            "this kernel allows neither fentry/fexit ({fentry_error}) nor kprobes ({kprobe_error}); \
+                             kernel.function probes need one of them (CONFIG_KPROBES, or BPF trampolines)"
+                        ))
+                    })?;
+                    held.extend([prog, event]);
+                }
+            }
+        }
+        Target::Netfilter { pf, hook, priority } => {
+            let prog = load(&probe.name, BPF_PROG_TYPE_NETFILTER, BPF_NETFILTER, 0).map_err(|e| match e {
+                RuntimeError::Load { point, reason } => RuntimeError::Load {
+                    point,
+                    reason: format!("{reason} (netfilter BPF programs need Linux 6.4 or later)"),
+                },
+                other => other,
+            })?;
+            // Two BPF programs may not share a hook's priority (EBUSY): take the next free one
+            // below ours, which also lets several bpftap sessions watch the same hook.
+            let mut attempt = 0;
+            let link = loop {
+                match bpf::netfilter_link(prog.as_fd(), BPF_NETFILTER, *pf, *hook, priority - attempt) {
+                    Ok(link) => break link,
+                    Err(e) if e.raw_os_error() == Some(libc::EBUSY) && attempt < 4096 => attempt += 1,
+                    Err(e) => {
+                        return Err(attach_error(format!(
+                            "netfilter link: {e} (the kernel needs CONFIG_NETFILTER_BPF_LINK, Linux 6.4+)"
+                        )))
+                    }
+                }
+            };
+            held.extend([prog, link]);
+        }
+        other => return Err(attach_error(format!("no attach method for {other:?}"))),
+    }
+    Ok(())
+}
+
+/// Loads (through `load`, given the function's BTF id) and attaches the fentry or fexit
+/// form of a function probe. Any failure is a reason to try kprobes instead.
+fn attach_fentry(
+    kernel: &LiveKernel,
+    function: &str,
+    load: impl FnOnce(u32) -> Result<OwnedFd, RuntimeError>,
+) -> Result<[OwnedFd; 2], String> {
+    let btf = kernel.btf().map_err(|e| e.to_string())?;
+    let id = function_btf_id(btf, function).ok_or_else(|| format!("no BTF for function {function}"))?;
+    let prog = load(id).map_err(|e| match e {
+        RuntimeError::Verifier { log, .. } => format!("verifier: {}", log.lines().last().unwrap_or("")),
+        RuntimeError::NotPermitted => "the kernel does not permit it (EPERM)".to_string(),
+        other => other.to_string(),
+    })?;
+    let link = bpf::tracing_attach(prog.as_fd()).map_err(|e| e.to_string())?;
+    Ok([prog, link])
+}
+
+/// The id of the `FUNC` named `name` in the kernel's BTF.
+fn function_btf_id(btf: &btf_rs::Btf, name: &str) -> Option<u32> {
+    btf.resolve_ids_by_name(name)
+        .ok()?
+        .into_iter()
+        .find(|id| matches!(btf.resolve_type_by_id(*id), Ok(btf_rs::Type::Func(_))))
+}
+
+/// Opens a kprobe or uprobe perf event through the kernel's `kprobe`/`uprobe` PMU
+/// (`/sys/bus/event_source/devices/PMU`): `target` is the function name (kprobe) or the
+/// file's path (uprobe), `offset` the place in the file (uprobe).
+fn probe_event(pmu: &str, target: &str, offset: u64, ret: bool, prog: BorrowedFd<'_>) -> Result<OwnedFd, String> {
+    let dir = Path::new("/sys/bus/event_source/devices").join(pmu);
+    let perf_type = read_number(&dir.join("type")).map_err(|e| format!("no {pmu} PMU ({e})"))? as u32;
+    let config = if ret {
+        // `config:N`: the bit that makes it a return probe.
+        let format = std::fs::read_to_string(dir.join("format/retprobe")).map_err(|e| e.to_string())?;
+        let bit: u32 = format.trim().strip_prefix("config:").and_then(|b| b.parse().ok()).unwrap_or(0);
+        1u64 << bit
+    } else {
+        0
+    };
+    let name = CString::new(target).map_err(|e| e.to_string())?;
+    let spec = PerfSpec { perf_type, config, name: Some(&name), offset, ..PerfSpec::default() };
+    bpf::perf_attach(&spec, prog).map_err(|e| e.to_string())
+}
+
+fn read_number(path: &Path) -> Result<u64, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    text.trim().parse().map_err(|_| format!("{}: not a number", path.display()))
+}
+
+/// A load failure: no permission, or the verifier's log with the script span of the
+/// instruction it stopped at (the last instruction index the log names).
+fn load_error(e: ProgLoadError, point: &str, spans: &[(usize, lang::span::Span)]) -> RuntimeError {
+    if e.error.raw_os_error() == Some(libc::EPERM) && e.log.trim().is_empty() {
+        return RuntimeError::NotPermitted;
+    }
+    if e.log.trim().is_empty() {
+        return RuntimeError::Load { point: point.to_string(), reason: e.error.to_string() };
+    }
+    let insn = e.log.lines().rev().find_map(|l| l.split(':').next().and_then(|n| n.trim().parse::<usize>().ok()));
+    let span = insn.and_then(|i| spans.iter().take_while(|(at, _)| *at <= i).last().map(|(_, s)| *s));
+    RuntimeError::Verifier { point: point.to_string(), span, log: e.log }
+}
