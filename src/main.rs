@@ -57,6 +57,10 @@ struct Cli {
     /// bpftrace's --emit-elf; netfilter probes are left out: ELF loaders do not know them).
     #[arg(long = "emit-elf", value_name = "FILE")]
     emit_elf: Option<PathBuf>,
+    /// Use an output buffer of NUM megabytes (rounded up to a power of two) between the
+    /// kernel and bpftap, for scripts that print in bursts.
+    #[arg(short = 's', value_name = "NUM", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    buffer_mb: Option<u32>,
     /// Add a tapset directory.
     #[arg(short = 'I', value_name = "DIR")]
     include: Vec<PathBuf>,
@@ -202,6 +206,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         duration: cli.timeout.map(Duration::from_secs_f64),
         set_globals,
         ready_file: std::env::var_os("BPFTAP_READY_FILE").map(PathBuf::from),
+        buffer_bytes: cli.buffer_mb.map_or(0, |mb| mb.next_power_of_two() << 20),
         force_kprobes: cli.force_kprobes || std::env::var_os("BPFTAP_FORCE_KPROBES").is_some_and(|v| v == "1"),
     };
     let mut out: Box<dyn Write> = match &cli.output {

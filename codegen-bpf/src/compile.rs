@@ -13,7 +13,7 @@ use crate::layout::{self, GlobalsLayout};
 use crate::object::{map_type, MapDef, ObjectSpec, ProgramSpec};
 
 /// Size of the output ring buffer in bytes (a power of two, a multiple of the page size).
-pub const RINGBUF_BYTES: u32 = 1 << 22;
+pub const RINGBUF_BYTES: u32 = 1 << 20;
 
 /// `BPF_F_MMAPABLE` from the kernel's uapi `bpf.h`.
 const BPF_F_MMAPABLE: u32 = 1 << 10;

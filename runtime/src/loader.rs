@@ -31,15 +31,17 @@ pub struct Maps {
 }
 
 impl Maps {
-    pub fn create(object: &ObjectSpec) -> Result<Maps, RuntimeError> {
+    /// Creates the maps of `object`, the ring buffer with `ring_bytes` of data.
+    pub fn create(object: &ObjectSpec, ring_bytes: u32) -> Result<Maps, RuntimeError> {
         let mut fds = Vec::with_capacity(object.maps.len());
         for def in &object.maps {
+            let is_ring = def.map_type == codegen_bpf::object::map_type::RINGBUF;
             let spec = MapSpec {
                 name: &def.name,
                 map_type: def.map_type,
                 key_size: def.key_size,
                 value_size: def.value_size,
-                max_entries: def.max_entries,
+                max_entries: if is_ring { ring_bytes } else { def.max_entries },
                 flags: def.flags,
             };
             fds.push(bpf::map_create(&spec).map_err(|e| map_error(&def.name, e))?);

@@ -40,6 +40,9 @@ pub struct RunOptions {
     /// Attach `kernel.function` probes as kprobes even where fentry works (`--kprobes`), so
     /// both code paths can be tested on one kernel.
     pub force_kprobes: bool,
+    /// Bytes of the output ring buffer (`-s`): a power of two, a multiple of the page size;
+    /// 0 for the default, [`RINGBUF_BYTES`].
+    pub buffer_bytes: u32,
 }
 
 /// What went wrong while running; rendered by the binary.
@@ -97,9 +100,12 @@ impl<'a> Session<'a> {
         options: RunOptions,
         out: &mut dyn Write,
     ) -> Result<Session<'a>, RuntimeError> {
-        let maps = Maps::create(&compiled.object)?;
-        let ring_fd = maps.fd(compiled.maps.ringbuf as usize).try_clone_to_owned().map_err(RuntimeError::Globals)?;
-        let ring = RingBuf::new(ring_fd, RINGBUF_BYTES)
+        let ring_bytes = if options.buffer_bytes == 0 { RINGBUF_BYTES } else { options.buffer_bytes };
+        let maps = Maps::create(&compiled.object, ring_bytes)?;
+        let ring = maps
+            .fd(compiled.maps.ringbuf as usize)
+            .try_clone_to_owned()
+            .and_then(|fd| RingBuf::new(fd, ring_bytes))
             .map_err(|e| RuntimeError::Object(format!("cannot map the output ring buffer: {e}")))?;
         let globals = MappedValue::map(maps.fd(compiled.maps.globals as usize), compiled.globals.size as usize)
             .map_err(RuntimeError::Globals)?;
