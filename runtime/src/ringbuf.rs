@@ -46,7 +46,7 @@ impl Mapping {
 
     /// The 8-aligned word at `off`, shared with the kernel.
     fn u64_at(&self, off: usize) -> &AtomicU64 {
-        assert!(off + 8 <= self.len && off % 8 == 0);
+        assert!(off + 8 <= self.len && off.is_multiple_of(8));
         // SAFETY: in bounds and aligned (page-aligned base); the kernel updates it atomically.
         unsafe { &*self.ptr.as_ptr().add(off).cast::<AtomicU64>() }
     }

@@ -103,11 +103,11 @@ impl<'a> Session<'a> {
         let ring_bytes = if options.buffer_bytes == 0 { RINGBUF_BYTES } else { options.buffer_bytes };
         let maps = Maps::create(&compiled.object, ring_bytes)?;
         let ring = maps
-            .fd(compiled.maps.ringbuf as usize)
+            .fd(compiled.maps.ringbuf)
             .try_clone_to_owned()
             .and_then(|fd| RingBuf::new(fd, ring_bytes))
             .map_err(|e| RuntimeError::Object(format!("cannot map the output ring buffer: {e}")))?;
-        let globals = MappedValue::map(maps.fd(compiled.maps.globals as usize), compiled.globals.size as usize)
+        let globals = MappedValue::map(maps.fd(compiled.maps.globals), compiled.globals.size as usize)
             .map_err(RuntimeError::Globals)?;
         let mut array_maps = Vec::new();
         for (a, decl) in compiled.program.arrays.iter() {
