@@ -391,7 +391,23 @@ impl Drop for Session<'_> {
         if let Some(child) = &mut self.child {
             child.kill();
         }
+        detach(std::mem::take(&mut self.attached));
     }
+}
+
+/// Closes the fds that keep the probes attached. Closing a perf event on a tracepoint,
+/// kprobe or uprobe waits for an RCU grace period in the kernel (70–90 ms here), so one
+/// after the other a script of 8 probes took 0.6 s to stop; closed from a thread each, the
+/// waits overlap and the whole takes one grace period.
+fn detach(fds: Vec<OwnedFd>) {
+    std::thread::scope(|scope| {
+        for fd in fds {
+            let closer = std::thread::Builder::new().stack_size(64 << 10);
+            // Without a thread (the system refuses one), it is closed here when the
+            // closure is dropped.
+            let _ = closer.spawn_scoped(scope, move || drop(fd));
+        }
+    });
 }
 
 fn parse_long(s: &str) -> Option<i64> {
