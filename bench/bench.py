@@ -550,7 +550,7 @@ def section_f():
         rss = {"bpftrace": [], "bpftap": []}
         for _ in range(RUNS):
             for kind, cmd in (("bpftrace", [BPFTRACE, "--emit-elf", os.path.join(TMP, "bt.elf"), btf]),
-                              ("bpftap", [BPFTAP, "-p4", tapf])):
+                              ("bpftap", [BPFTAP, "--emit-elf", os.path.join(TMP, "tap.elf"), tapf])):
                 if kind == "bpftap" and reason:
                     continue
                 t0 = time.monotonic()
@@ -566,8 +566,8 @@ def section_f():
         add("f", f"{what}: time", median(tm["bpftrace"]), na or median(tm["bpftap"]), "ms", goal=0.1)
         add("f", f"{what}: peak RSS", median(rss["bpftrace"]), na or median(rss["bpftap"]), "MB",
             goal=0.1)
-    notes.append("f. compile only: bpftrace `--emit-elf FILE` (its dry run that builds the BPF "
-                 "ELF), bpftap `-p4` (compile and print the disassembly), both under /usr/bin/time -v")
+    notes.append("f. compile only: `--emit-elf FILE` in both tools (the dry run that compiles the script and "
+                 "writes the BPF ELF object), under /usr/bin/time -v")
     # syscall.*: run until attached, then stopped
     bts = 'tracepoint:syscalls:sys_enter_* { @n = count(); }'
     taps = 'global n probe syscall.* { n++ }'
