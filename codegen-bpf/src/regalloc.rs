@@ -5,11 +5,16 @@
 //! string-capacity slot in the per-CPU scratch area. Variables whose live intervals do not
 //! overlap share a slot, so the 512-byte stack holds handlers with many temporaries.
 //!
+//! Variables the emitter computes in place at their one use (see `emit`'s sunk `execname()`)
+//! get no home.
+//!
 //! Register pressure is never an error: every variable has a memory home and the emitter
 //! loads operands into scratch registers per instruction. A handler whose simultaneously
 //! live longs exceed the stack is reported as [`AllocError::StackFull`] with the count.
 //!
 //! Invariant: two variables share a slot only if no program point has both live.
+
+use std::collections::HashSet;
 
 use cranelift_entity::{EntityRef, SecondaryMap};
 use lang::ir::{Block, Function, Ty, Var};
@@ -47,17 +52,20 @@ struct Interval {
     end: u32,
 }
 
-/// Assigns homes. Stack slots start below `stack_base` (a negative offset from r10, the
-/// emitter keeps the bytes above for itself); string slots are `slot_size` apart.
+/// Assigns homes to every variable but those in `in_place`. Stack slots start below
+/// `stack_base` (a negative offset from r10, the emitter keeps the bytes above for itself);
+/// string slots are `slot_size` apart.
 pub fn allocate(
     func: &Function,
     order: &[Block],
+    in_place: &HashSet<Var>,
     stack_base: i16,
     stack_limit: u32,
     slot_size: u32,
 ) -> Result<Allocation, AllocError> {
     let intervals = live_intervals(func, order);
-    let mut vars: Vec<(Var, Interval)> = intervals.iter().filter_map(|(v, i)| i.map(|i| (v, i))).collect();
+    let mut vars: Vec<(Var, Interval)> =
+        intervals.iter().filter(|(v, _)| !in_place.contains(v)).filter_map(|(v, i)| i.map(|i| (v, i))).collect();
     vars.sort_by_key(|(v, i)| (i.start, v.index()));
     let mut homes = SecondaryMap::new();
     let mut pools = [Pool::default(), Pool::default()];
@@ -208,7 +216,7 @@ mod tests {
         ];
         f.blocks[b].insts = insts;
         f.blocks[b].term = Terminator::Branch { cond: d, then: b, els: b };
-        let alloc = allocate(&f, &[b], -16, 400, 128).unwrap();
+        let alloc = allocate(&f, &[b], &HashSet::new(), -16, 400, 128).unwrap();
         // a and c overlap at the second instruction, c and d at the third; a and d do not.
         assert_ne!(alloc.homes[a], alloc.homes[c]);
         assert_ne!(alloc.homes[c], alloc.homes[d]);
@@ -230,7 +238,7 @@ mod tests {
         f.blocks[body].insts =
             vec![inst(InstKind::Binary { op: lang::ir::BinOp::Add, dst: i, lhs: i, rhs: Operand::Imm(1) })];
         f.blocks[body].term = Terminator::Jump(head);
-        let alloc = allocate(&f, &[entry, head, body, exit], -16, 400, 128).unwrap();
+        let alloc = allocate(&f, &[entry, head, body, exit], &HashSet::new(), -16, 400, 128).unwrap();
         assert_ne!(alloc.homes[i], alloc.homes[t]);
     }
 }
