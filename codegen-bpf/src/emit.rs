@@ -574,6 +574,22 @@ impl Emitter<'_> {
         })
     }
 
+    /// Instructions that may send a record, and so count it lost when the ring buffer is full.
+    fn output_sites(&self) -> usize {
+        let sends = |i: &&lang::ir::Inst| {
+            matches!(
+                i.kind,
+                InstKind::Printf { .. }
+                    | InstKind::Exit
+                    | InstKind::MaxActionExceeded
+                    | InstKind::ArraySet { .. }
+                    | InstKind::ArrayAdd { .. }
+                    | InstKind::StatAdd { .. }
+            )
+        };
+        self.func.blocks.values().flat_map(|b| &b.insts).filter(sends).count()
+    }
+
     fn uses_ctx(&self) -> bool {
         self.func.blocks.values().flat_map(|b| &b.insts).any(|i| {
             matches!(
@@ -591,7 +607,9 @@ impl Emitter<'_> {
         if self.uses_ctx() {
             self.push(insn::mov64_reg(CTX, Reg::R1));
         }
-        let (scratch, globals) = (self.uses_scratch(), self.uses_globals());
+        // Counting a lost record needs the globals: one lookup here is smaller than one on
+        // each of two or more rare paths.
+        let (scratch, globals) = (self.uses_scratch(), self.uses_globals() || self.output_sites() >= 2);
         if scratch || globals {
             self.push(insn::st_imm(Size::W, Reg::R10, KEY_ZERO, 0));
             self.key_zero_stored = true;
