@@ -197,7 +197,8 @@ pub fn emit_handler(cx: Context<'_>, handler: HandlerSpec<'_>, rodata: &mut Roda
     let uses = use_counts(func);
     let sunk = sinkable_calls(func, &uses);
     let in_place: HashSet<Var> = sunk.keys().copied().collect();
-    let alloc = regalloc::allocate(func, &blocks.reachable, &in_place, STACK_BASE, STACK_LIMIT, slot_size)
+    let dead = regalloc::dead_insts(func, &blocks.reachable);
+    let alloc = regalloc::allocate(func, &blocks.reachable, &in_place, &dead, STACK_BASE, STACK_LIMIT, slot_size)
         .map_err(|regalloc::AllocError::StackFull { live_longs }| EmitError::StackFull { live_longs, span })?;
     // Scratch: string slots, one slot of slack (see `concat`), a string temporary, the
     // snprintf argument array, a 16-byte buffer for addresses, and the key buffer when
@@ -239,6 +240,7 @@ pub fn emit_handler(cx: Context<'_>, handler: HandlerSpec<'_>, rodata: &mut Roda
             consts: &consts,
             stored: read_back.as_ref(),
             read_back: HashSet::new(),
+            aliases: Vec::new(),
             cached: [None; 6],
             insns: Vec::new(),
             relocs: Vec::new(),
@@ -248,7 +250,8 @@ pub fn emit_handler(cx: Context<'_>, handler: HandlerSpec<'_>, rodata: &mut Roda
             next_label: func.blocks.len() as u32 + 1,
             span,
         };
-        e.handler(&blocks, &uses, exit_value)?;
+        e.handler(&blocks, &uses, &dead, exit_value)?;
+        e.read_back_through_aliases();
         if let Some(stored) = &read_back {
             debug_assert_eq!(&e.read_back, stored);
             return Ok(Emitted { insns: e.insns, relocs: e.relocs, spans: e.spans, scratch_size });
@@ -293,6 +296,8 @@ struct Emitter<'a> {
     stored: Option<&'a HashSet<Var>>,
     /// Variables read back from their homes so far.
     read_back: HashSet<Var>,
+    /// `(dst, src)` of the copies coalesced away: reading `dst` back reads what `src` stored.
+    aliases: Vec<(Var, Var)>,
     /// Which variable each of r0..r5 holds, where known (straight-line code only).
     cached: [Option<Var>; 6],
     insns: Vec<Insn>,
@@ -305,7 +310,13 @@ struct Emitter<'a> {
 }
 
 impl Emitter<'_> {
-    fn handler(&mut self, blocks: &BlockLayout, uses: &HashMap<Var, usize>, exit_value: i32) -> Result<(), EmitError> {
+    fn handler(
+        &mut self,
+        blocks: &BlockLayout,
+        uses: &HashMap<Var, usize>,
+        dead: &HashSet<(Block, usize)>,
+        exit_value: i32,
+    ) -> Result<(), EmitError> {
         let func = self.func;
         let successors = |b: Block| func.blocks[b].term.successors().into_iter().map(|s| blocks.target(s));
         let mut edges_into: HashMap<Label, usize> = HashMap::new();
@@ -339,7 +350,7 @@ impl Emitter<'_> {
             for (n, inst) in data.insts.iter().enumerate() {
                 self.span = inst.span;
                 self.spans.push((self.insns.len(), inst.span));
-                if fused.is_none() || n + 1 < data.insts.len() {
+                if (fused.is_none() || n + 1 < data.insts.len()) && !dead.contains(&(b, n)) {
                     self.inst(&inst.kind)?;
                 }
             }
@@ -387,6 +398,19 @@ impl Emitter<'_> {
         self.resolve_jumps()?;
         self.drop_jumps_to_next();
         Ok(())
+    }
+
+    /// A coalesced copy's source is read back wherever its destination is.
+    fn read_back_through_aliases(&mut self) {
+        let mut changed = true;
+        while changed {
+            changed = false;
+            for (dst, src) in &self.aliases {
+                if self.read_back.contains(dst) {
+                    changed |= self.read_back.insert(*src);
+                }
+            }
+        }
     }
 
     fn push(&mut self, i: Insn) {
@@ -748,6 +772,13 @@ impl Emitter<'_> {
             }
             InstKind::StrConst { dst, value } => self.str_const(*dst, value),
             InstKind::Copy { dst, src } => match self.func.ty(*dst) {
+                Ty::Long if self.alloc.homes[*dst] == self.alloc.homes[*src] && !self.consts.contains_key(src) => {
+                    // Coalesced: `src` dies here, and what held it now holds `dst`.
+                    for c in self.cached.iter_mut().filter(|c| **c == Some(*src)) {
+                        *c = Some(*dst);
+                    }
+                    self.aliases.push((*dst, *src));
+                }
                 Ty::Long => {
                     self.load(Reg::R0, *src);
                     self.store(*dst, Reg::R0);
