@@ -12,8 +12,8 @@
 //! loads operands into scratch registers per instruction. A handler whose simultaneously
 //! live longs exceed the stack is reported as [`AllocError::StackFull`] with the count.
 //!
-//! A copy `d = s` where `s` dies and `d` is born gives `d` the slot of `s`, so the copy
-//! moves nothing. [`dead_insts`] names the instructions whose results no one reads, from
+//! A copy `d = s` after which the two hold the same value wherever both are live (see
+//! `coalescable_copies`) gives them one slot, so the copy moves nothing. [`dead_insts`] names the instructions whose results no one reads, from
 //! the same liveness.
 //!
 //! Invariant: two variables share a slot only if no program point has both live with
@@ -71,35 +71,55 @@ pub fn allocate(
     slot_size: u32,
 ) -> Result<Allocation, AllocError> {
     let (intervals, copies) = live_intervals(func, order, dead);
-    // The source of a copy that ends its life where the copy begins the destination's.
-    let mut coalesce: HashMap<Var, Var> = HashMap::new();
-    for (dst, src, at) in copies {
-        let (Some(d), Some(s)) = (intervals[dst], intervals[src]) else { continue };
-        if dst != src && d.start == at && s.end == at && !in_place.contains(&src) {
-            coalesce.insert(dst, src);
+    // Variables joined by coalesced copies share one slot, for the hull of their intervals.
+    let mut leader: HashMap<Var, Var> = HashMap::new();
+    let find = |leader: &HashMap<Var, Var>, mut v: Var| {
+        while let Some(l) = leader.get(&v) {
+            v = *l;
+        }
+        v
+    };
+    for (dst, src) in coalescable_copies(func, order, dead, &intervals, &copies) {
+        if in_place.contains(&dst) || in_place.contains(&src) || func.ty(dst) != func.ty(src) {
+            continue;
+        }
+        let (d, s) = (find(&leader, dst), find(&leader, src));
+        if d != s {
+            leader.insert(d, s);
         }
     }
-    let mut vars: Vec<(Var, Interval)> =
-        intervals.iter().filter(|(v, _)| !in_place.contains(v)).filter_map(|(v, i)| i.map(|i| (v, i))).collect();
-    vars.sort_by_key(|(v, i)| (i.start, v.index()));
-    let mut slots: SecondaryMap<Var, u32> = SecondaryMap::new();
-    let mut homes = SecondaryMap::new();
+    let mut groups: HashMap<Var, Interval> = HashMap::new();
+    for (v, interval) in intervals.iter().filter(|(v, _)| !in_place.contains(v)) {
+        if let Some(i) = interval {
+            groups
+                .entry(find(&leader, v))
+                .and_modify(|g| *g = Interval { start: g.start.min(i.start), end: g.end.max(i.end) })
+                .or_insert(*i);
+        }
+    }
+    let mut groups: Vec<(Var, Interval)> = groups.into_iter().collect();
+    groups.sort_by_key(|(v, i)| (i.start, v.index()));
+    let mut group_homes: HashMap<Var, Home> = HashMap::new();
     let mut pools = [Pool::default(), Pool::default()];
-    for (v, interval) in vars {
+    for (v, interval) in groups {
         let kind = match func.ty(v) {
             Ty::Long => 0,
             Ty::Str => 1,
         };
-        // The source was placed first: it starts before the copy.
-        let slot = match coalesce.get(&v) {
-            Some(src) => pools[kind].take_over(slots[*src], interval),
-            None => pools[kind].take(interval),
-        };
-        slots[v] = slot;
-        homes[v] = match kind {
-            0 => Home::Stack(stack_base - 8 * (slot as i16 + 1)),
-            _ => Home::Scratch(slot * slot_size),
-        };
+        let slot = pools[kind].take(interval);
+        group_homes.insert(
+            v,
+            match kind {
+                0 => Home::Stack(stack_base - 8 * (slot as i16 + 1)),
+                _ => Home::Scratch(slot * slot_size),
+            },
+        );
+    }
+    let mut homes = SecondaryMap::new();
+    for (v, interval) in intervals.iter() {
+        if interval.is_some() && !in_place.contains(&v) {
+            homes[v] = group_homes[&find(&leader, v)];
+        }
     }
     let stack_bytes = pools[0].slots.len() as u32 * 8;
     if stack_bytes > stack_limit {
@@ -115,16 +135,6 @@ struct Pool {
 }
 
 impl Pool {
-    /// `slot` if it is free from `interval`'s start on (its last holder ends there), else
-    /// any.
-    fn take_over(&mut self, slot: u32, interval: Interval) -> u32 {
-        if self.slots[slot as usize] <= interval.start {
-            self.slots[slot as usize] = interval.end;
-            return slot;
-        }
-        self.take(interval)
-    }
-
     fn take(&mut self, interval: Interval) -> u32 {
         if let Some(i) = self.slots.iter().position(|busy_until| *busy_until < interval.start) {
             self.slots[i] = interval.end;
@@ -161,6 +171,66 @@ pub fn dead_insts(func: &Function, order: &[Block]) -> HashSet<(Block, usize)> {
         }
     }
     dead
+}
+
+/// Copies `dst = src` after which both may share a slot, because wherever both are live
+/// they hold the same value:
+/// - `src` dies at the copy and `dst` is born there; or
+/// - each has one definition, `src`'s earlier in the copy's block, and nothing reads `dst`
+///   between the two: `src` never changes after the copy without the copy running again
+///   right after.
+fn coalescable_copies(
+    func: &Function,
+    order: &[Block],
+    dead: &HashSet<(Block, usize)>,
+    intervals: &SecondaryMap<Var, Option<Interval>>,
+    copies: &[CopyAt],
+) -> Vec<(Var, Var)> {
+    let mut def_counts: HashMap<Var, usize> = HashMap::new();
+    for &b in order {
+        for (k, inst) in func.blocks[b].insts.iter().enumerate() {
+            if !dead.contains(&(b, k)) {
+                for d in inst.kind.defs() {
+                    *def_counts.entry(d).or_default() += 1;
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for &(dst, src, at) in copies {
+        if let (Some(d), Some(s)) = (intervals[dst], intervals[src]) {
+            if dst != src && d.start == at && s.end == at {
+                out.push((dst, src));
+            }
+        }
+    }
+    for &b in order {
+        // Where in this block single-definition variables were defined, and each variable
+        // last read.
+        let mut defined_at: HashMap<Var, usize> = HashMap::new();
+        let mut last_read: HashMap<Var, usize> = HashMap::new();
+        for (k, inst) in func.blocks[b].insts.iter().enumerate() {
+            if dead.contains(&(b, k)) {
+                continue;
+            }
+            if let InstKind::Copy { dst, src } = inst.kind {
+                let single = |v: Var| def_counts.get(&v) == Some(&1);
+                let unread_since_src = |def: &usize| last_read.get(&dst).is_none_or(|r| r < def);
+                if dst != src && single(dst) && single(src) && defined_at.get(&src).is_some_and(unread_since_src) {
+                    out.push((dst, src));
+                }
+            }
+            for u in inst.kind.uses() {
+                last_read.insert(u, k);
+            }
+            for d in inst.kind.defs() {
+                if def_counts.get(&d) == Some(&1) {
+                    defined_at.insert(d, k);
+                }
+            }
+        }
+    }
+    out
 }
 
 type LiveSets = SecondaryMap<Block, Vec<u64>>;
@@ -324,6 +394,35 @@ mod tests {
         let alloc = allocate(&f, &[blk], &HashSet::new(), &dead, -16, 400, 128).unwrap();
         assert_eq!(alloc.homes[a], alloc.homes[b]);
         assert_eq!(alloc.stack_bytes, 8);
+    }
+
+    /// `b = a`, both set once and both read later, share a slot; not when `b` is read
+    /// between `a`'s definition and the copy (in a loop it still holds its old value there).
+    #[test]
+    fn single_definition_copies_share_a_slot() {
+        let check = |read_b_first: bool| {
+            let mut f = Function::default();
+            let blk = f.new_block();
+            f.entry = Some(blk);
+            let (a, b, t, u) = (
+                f.new_var(Ty::Long, None),
+                f.new_var(Ty::Long, None),
+                f.new_var(Ty::Long, None),
+                f.new_var(Ty::Long, None),
+            );
+            let mut insts = vec![inst(InstKind::Const { dst: a, value: 1 })];
+            if read_b_first {
+                insts.push(inst(InstKind::Binary { op: lang::ir::BinOp::Add, dst: t, lhs: b, rhs: Operand::Imm(1) }));
+            }
+            insts.push(inst(InstKind::Copy { dst: b, src: a }));
+            insts.push(inst(InstKind::Binary { op: lang::ir::BinOp::Add, dst: u, lhs: a, rhs: Operand::Var(b) }));
+            f.blocks[blk].insts = insts;
+            f.blocks[blk].term = Terminator::Branch { cond: u, then: blk, els: blk };
+            let alloc = allocate(&f, &[blk], &HashSet::new(), &HashSet::new(), -16, 400, 128).unwrap();
+            alloc.homes[a] == alloc.homes[b]
+        };
+        assert!(check(false));
+        assert!(!check(true));
     }
 
     /// A long live across a loop keeps its slot for the whole loop.
