@@ -195,7 +195,7 @@ pub fn emit_handler(cx: Context<'_>, handler: HandlerSpec<'_>, rodata: &mut Roda
     let slot_size = layout::value_size(Ty::Str, cap);
     let blocks = layout_blocks(func);
     let uses = use_counts(func);
-    let sunk = sinkable_calls(func, &uses);
+    let sunk = sinkable_values(func, &uses);
     let in_place: HashSet<Var> = sunk.keys().copied().collect();
     let dead = regalloc::dead_insts(func, &blocks.reachable);
     let alloc = regalloc::allocate(func, &blocks.reachable, &in_place, &dead, STACK_BASE, STACK_LIMIT, slot_size)
@@ -286,9 +286,9 @@ struct Emitter<'a> {
     scratch_loaded: bool,
     /// The prologue stored the zero key at `KEY_ZERO`.
     key_zero_stored: bool,
-    /// Calls whose result is used once, as a printf argument or an array key, in the block
-    /// that makes them: the use makes the call, writing the result straight into place.
-    sunk: &'a HashMap<Var, Builtin>,
+    /// Values used once, as a printf argument or an array key, in the block that computes
+    /// them, with the instruction that does: the use computes them, straight into place.
+    sunk: &'a HashMap<Var, InstKind>,
     /// Variables set once, to a constant: loads use the constant, and they have no store.
     consts: &'a HashMap<Var, i32>,
     /// In the second pass, the variables whose stores are kept: those read back in the
@@ -834,11 +834,10 @@ impl Emitter<'_> {
             InstKind::StrCompare { op, dst, lhs, rhs } => self.str_compare(*op, *dst, *lhs, *rhs),
             InstKind::Concat { dst, lhs, rhs } => self.concat(*dst, *lhs, *rhs),
             InstKind::LoadContext { dst, offset, size, signed } => {
-                self.push(insn::ldx(size_of(*size), Reg::R0, CTX, *offset as i16));
-                if *signed && *size < 8 {
-                    self.sign_extend(Reg::R0, *size);
+                if !self.sunk.contains_key(dst) {
+                    self.load_context(*offset, *size, *signed);
+                    self.store(*dst, Reg::R0);
                 }
-                self.store(*dst, Reg::R0);
             }
             InstKind::LoadContextDataLoc { dst, offset } => {
                 // The u32 at `offset` holds (length << 16 | offset within the record).
@@ -1246,6 +1245,14 @@ impl Emitter<'_> {
         self.push(insn::mov64_imm(Reg::R2, last));
     }
 
+    /// `r0` = the context field at `offset`.
+    fn load_context(&mut self, offset: u32, size: u8, signed: bool) {
+        self.push(insn::ldx(size_of(size), Reg::R0, CTX, offset as i16));
+        if signed && size < 8 {
+            self.sign_extend(Reg::R0, size);
+        }
+    }
+
     fn sign_extend(&mut self, r: Reg, size: u8) {
         let shift = 64 - 8 * size as i32;
         self.push(insn::alu64_imm(AluOp::Lsh, r, shift));
@@ -1433,11 +1440,15 @@ impl Emitter<'_> {
             match self.func.ty(*arg) {
                 Ty::Long => {
                     let value = match self.sunk.get(arg) {
-                        Some(builtin) => {
+                        Some(InstKind::Call { builtin, .. }) => {
                             self.current_id(*builtin);
                             Reg::R0
                         }
-                        None => self.reg_of(*arg, Reg::R0),
+                        Some(InstKind::LoadContext { offset, size, signed, .. }) => {
+                            self.load_context(*offset, *size, *signed);
+                            Reg::R0
+                        }
+                        _ => self.reg_of(*arg, Reg::R0),
                     };
                     self.push(insn::stx(Size::DW, RECORD, value, at.off));
                 }
@@ -1669,37 +1680,43 @@ impl Emitter<'_> {
 /// The kernel's comm length (`TASK_COMM_LEN`).
 const COMM_LEN: u32 = 16;
 
-/// Calls whose only use is a printf argument (or, for `execname()`, an array key) later in
-/// the same block, and whose result would be the same there: the task and the CPU do not
-/// change while a handler runs. The use makes the call instead of reading a variable.
-fn sinkable_calls(func: &Function, uses: &HashMap<Var, usize>) -> HashMap<Var, Builtin> {
+/// Values whose only use is a printf argument (or, for `execname()`, an array key) later in
+/// the same block, and which would be the same there: context fields, and calls about the
+/// task and the CPU, which do not change while a handler runs. The use computes the value
+/// instead of reading a variable, so it needs no home and no register across calls.
+fn sinkable_values(func: &Function, uses: &HashMap<Var, usize>) -> HashMap<Var, InstKind> {
     let mut out = HashMap::new();
     for data in func.blocks.values() {
-        let mut pending = HashMap::new();
+        let mut pending: HashMap<Var, &InstKind> = HashMap::new();
         for inst in &data.insts {
             match &inst.kind {
                 InstKind::Call {
                     dst: Some(d),
                     builtin:
-                        builtin @ (Builtin::Execname
-                        | Builtin::Pid
-                        | Builtin::Tid
-                        | Builtin::Uid
-                        | Builtin::Gid
-                        | Builtin::Cpu),
+                        Builtin::Execname | Builtin::Pid | Builtin::Tid | Builtin::Uid | Builtin::Gid | Builtin::Cpu,
                     ..
-                } if uses.get(d) == Some(&1) => {
-                    pending.insert(*d, *builtin);
                 }
-                InstKind::Printf { args, .. } => out.extend(pending.iter().filter(|(v, _)| args.contains(v))),
+                | InstKind::LoadContext { dst: d, .. }
+                    if uses.get(d) == Some(&1) =>
+                {
+                    pending.insert(*d, &inst.kind);
+                }
+                InstKind::Printf { args, .. } => {
+                    out.extend(pending.iter().filter(|(v, _)| args.contains(v)).map(|(v, kind)| (*v, (*kind).clone())))
+                }
                 InstKind::ArrayGet { keys, .. }
                 | InstKind::ArraySet { keys, .. }
                 | InstKind::ArrayAdd { keys, .. }
                 | InstKind::ArrayDelete { keys, .. }
                 | InstKind::ArrayContains { keys, .. }
-                | InstKind::StatAdd { keys, .. } => {
-                    out.extend(pending.iter().filter(|(v, builtin)| **builtin == Builtin::Execname && keys.contains(v)))
-                }
+                | InstKind::StatAdd { keys, .. } => out.extend(
+                    pending
+                        .iter()
+                        .filter(|(v, kind)| {
+                            matches!(kind, InstKind::Call { builtin: Builtin::Execname, .. }) && keys.contains(v)
+                        })
+                        .map(|(v, kind)| (*v, (*kind).clone())),
+                ),
                 _ => {}
             }
         }
