@@ -5,19 +5,23 @@
 //! from (for `-p4` and for mapping verifier errors back to the script).
 //!
 //! Register conventions, fixed for the whole program:
-//! - `r6` holds the context pointer, `r7` the per-CPU scratch area, `r8` the globals value;
+//! - `r6` holds the context pointer, `r7` the per-CPU scratch area, `r8` the globals value,
+//!   each only in handlers that need it; `r9` the ring-buffer record a `printf` fills;
 //!   they are callee-saved, so helper calls do not disturb them;
 //! - `r0`..`r5` are per-instruction temporaries: each IR instruction loads its operands from
 //!   their homes, computes, and stores its result, so nothing is live in them across
 //!   IR instructions.
 //!
-//! Stack, below `r10`: `-8` a zero `u32` key for map lookups, `-16` a read buffer, `-24`
-//! a spill slot, then the long variables' slots.
+//! Stack, below `r10`: `-8` a zero `u32` key for map lookups, `-16` a read buffer (also the
+//! record of `exit()` and of errors), `-24` a spill slot, then the long variables' slots,
+//! then the key buffer of array accesses when it fits. Everything else that is too big for
+//! the stack (string variables, `sprintf` arguments, large keys) lives in the per-CPU
+//! scratch area, which a handler looks up only when it uses it.
 //!
 //! Invariant: every memory access has a constant offset within its region, or a variable
 //! offset the verifier can bound, so a program that emits is one the verifier accepts.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use lang::builtins::Builtin;
 use lang::ir::{
@@ -124,6 +128,9 @@ pub enum EmitError {
 
 const KEY_ZERO: i16 = -8;
 const READ_BUF: i16 = -16;
+/// A record of only a header (`exit()`, errors). No instruction keeps the read buffer live
+/// into another, and these records are sent within one.
+const HEADER_RECORD: i16 = READ_BUF;
 /// A spill slot for `<<<`.
 const SPILL: i16 = -24;
 const STACK_BASE: i16 = -24;
@@ -138,6 +145,25 @@ const SNPRINTF_MAX_ARGS: u32 = 12;
 const CTX: Reg = Reg::R6;
 const SCRATCH: Reg = Reg::R7;
 const GLOBALS: Reg = Reg::R8;
+/// The record a `printf` reserved in the ring buffer, while it fills it.
+const RECORD: Reg = Reg::R9;
+
+/// A buffer the emitter writes at `base + off`: on the stack, in scratch, in a record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Buf {
+    base: Reg,
+    off: i16,
+}
+
+impl Buf {
+    fn scratch(off: u32) -> Buf {
+        Buf { base: SCRATCH, off: off as i16 }
+    }
+
+    fn at(self, delta: u32) -> Buf {
+        Buf { base: self.base, off: self.off + delta as i16 }
+    }
+}
 
 /// A jump target within the program being emitted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -167,81 +193,71 @@ pub fn emit_handler(cx: Context<'_>, handler: HandlerSpec<'_>, rodata: &mut Roda
     let HandlerSpec { index: handler_index, func, span, exit_value, args } = handler;
     let cap = program.string_capacity;
     let slot_size = layout::value_size(Ty::Str, cap);
-    // The verifier rejects unreachable code, so only blocks reachable from the entry go out.
-    let order = reachable_blocks(func);
-    let alloc = regalloc::allocate(func, &order, STACK_BASE, STACK_LIMIT, slot_size)
+    let blocks = layout_blocks(func);
+    let uses = use_counts(func);
+    let sunk = sinkable_values(func, &uses);
+    let in_place: HashSet<Var> = sunk.keys().copied().collect();
+    let dead = regalloc::dead_insts(func, &blocks.reachable);
+    let alloc = regalloc::allocate(func, &blocks.reachable, &in_place, &dead, STACK_BASE, STACK_LIMIT, slot_size)
         .map_err(|regalloc::AllocError::StackFull { live_longs }| EmitError::StackFull { live_longs, span })?;
-    let max_record = program
-        .formats
-        .values()
-        .map(|f| layout::record_layout(f, cap).size)
-        .max()
-        .unwrap_or(0)
-        .max(layout::RECORD_HEADER)
-        .max(slot_size);
-    // Scratch: string slots, one slot of slack (see `concat`), the record buffer, the
-    // snprintf argument array, and a 16-byte buffer for addresses.
-    let record_off = alloc.scratch_bytes + slot_size;
-    let args_off = record_off + max_record.div_ceil(8) * 8;
+    // Scratch: string slots, one slot of slack (see `concat`), a string temporary, the
+    // snprintf argument array, a 16-byte buffer for addresses, and the key buffer when
+    // the stack has no room for it.
+    let str_tmp_off = alloc.scratch_bytes + slot_size;
+    let args_off = str_tmp_off + slot_size;
     let tmp_off = args_off + SNPRINTF_MAX_ARGS * 8;
     let key_off = tmp_off + 16;
-    let max_key = program.arrays.values().map(|a| layout::key_layout(a).1).max().unwrap_or(0);
-    let scratch_size = key_off + max_key.div_ceil(8) * 8;
-    let mut e = Emitter {
-        program,
-        func,
-        alloc: &alloc,
-        globals,
-        maps,
-        rodata,
-        cap,
-        record_off,
-        args_off,
-        tmp_off,
-        key_off,
-        handler_index,
-        args,
-        globals_loaded: false,
-        comm_vars: sinkable_comm(func),
-        cached: [None; 6],
-        insns: Vec::new(),
-        relocs: Vec::new(),
-        spans: Vec::new(),
-        labels: HashMap::new(),
-        fixups: Vec::new(),
-        next_label: func.blocks.len() as u32 + 1,
-        span,
+    let max_key = program.arrays.values().map(|a| layout::key_layout(a).1).max().unwrap_or(0).div_ceil(8) * 8;
+    let (key, scratch_size) = if alloc.stack_bytes + max_key <= STACK_LIMIT {
+        (Buf { base: Reg::R10, off: STACK_BASE - (alloc.stack_bytes + max_key) as i16 }, key_off)
+    } else {
+        (Buf::scratch(key_off), key_off + max_key)
     };
-    e.prologue();
-    for (k, &b) in order.iter().enumerate() {
-        e.bind(Label(b.as_u32()));
-        for inst in &func.blocks[b].insts {
-            e.span = inst.span;
-            e.spans.push((e.insns.len(), inst.span));
-            e.inst(&inst.kind)?;
+    let consts = constant_vars(func);
+    // Two passes: the first learns which variables are ever read back from their homes, the
+    // second stores only those. Stores do not change what the registers hold, so both
+    // passes load the same way and the second reads back exactly what the first did.
+    let mut read_back: Option<HashSet<Var>> = None;
+    loop {
+        let mut e = Emitter {
+            program,
+            func,
+            alloc: &alloc,
+            globals,
+            maps,
+            rodata: &mut *rodata,
+            cap,
+            str_tmp_off,
+            args_off,
+            tmp_off,
+            key,
+            handler_index,
+            args,
+            globals_loaded: false,
+            scratch_loaded: false,
+            key_zero_stored: false,
+            sunk: &sunk,
+            consts: &consts,
+            stored: read_back.as_ref(),
+            read_back: HashSet::new(),
+            aliases: Vec::new(),
+            cached: [None; 6],
+            insns: Vec::new(),
+            relocs: Vec::new(),
+            spans: Vec::new(),
+            labels: HashMap::new(),
+            fixups: Vec::new(),
+            next_label: func.blocks.len() as u32 + 1,
+            span,
+        };
+        e.handler(&blocks, &uses, &dead, exit_value)?;
+        e.read_back_through_aliases();
+        if let Some(stored) = &read_back {
+            debug_assert_eq!(&e.read_back, stored);
+            return Ok(Emitted { insns: e.insns, relocs: e.relocs, spans: e.spans, scratch_size });
         }
-        match &func.blocks[b].term {
-            Terminator::Jump(t) => {
-                if order.get(k + 1) != Some(t) {
-                    e.jump(Label(t.as_u32()));
-                }
-            }
-            Terminator::Branch { cond, then, els } => {
-                e.load(Reg::R0, *cond);
-                e.jump_if_imm(JmpOp::Ne, Reg::R0, 0, Label(then.as_u32()));
-                if order.get(k + 1) != Some(els) {
-                    e.jump(Label(els.as_u32()));
-                }
-            }
-            Terminator::Return => e.jump(EXIT_LABEL),
-        }
+        read_back = Some(e.read_back);
     }
-    e.bind(EXIT_LABEL);
-    e.push(insn::mov64_imm(Reg::R0, exit_value));
-    e.push(insn::exit());
-    e.resolve_jumps()?;
-    e.drop_jumps_to_next();
-    Ok(Emitted { insns: e.insns, relocs: e.relocs, spans: e.spans, scratch_size })
 }
 
 /// The label of the common exit; block labels are the block numbers.
@@ -255,18 +271,33 @@ struct Emitter<'a> {
     maps: MapIndexes,
     rodata: &'a mut Rodata,
     cap: u32,
-    record_off: u32,
+    /// A string-sized temporary in scratch.
+    str_tmp_off: u32,
     args_off: u32,
     tmp_off: u32,
-    key_off: u32,
+    /// Where array keys are built.
+    key: Buf,
     /// This handler's index in the program, for error records.
     handler_index: u32,
     args: ArgAccess,
     /// `r8` holds the globals value (loaded in the prologue when the handler uses globals).
     globals_loaded: bool,
-    /// `execname()` results used once, as a printf argument or an array key, in the block
-    /// that computes them: the use reads the comm straight into place.
-    comm_vars: std::collections::HashSet<Var>,
+    /// `r7` holds the scratch area (loaded in the prologue when the handler uses it).
+    scratch_loaded: bool,
+    /// The prologue stored the zero key at `KEY_ZERO`.
+    key_zero_stored: bool,
+    /// Values used once, as a printf argument or an array key, in the block that computes
+    /// them, with the instruction that does: the use computes them, straight into place.
+    sunk: &'a HashMap<Var, InstKind>,
+    /// Variables set once, to a constant: loads use the constant, and they have no store.
+    consts: &'a HashMap<Var, i32>,
+    /// In the second pass, the variables whose stores are kept: those read back in the
+    /// first.
+    stored: Option<&'a HashSet<Var>>,
+    /// Variables read back from their homes so far.
+    read_back: HashSet<Var>,
+    /// `(dst, src)` of the copies coalesced away: reading `dst` back reads what `src` stored.
+    aliases: Vec<(Var, Var)>,
     /// Which variable each of r0..r5 holds, where known (straight-line code only).
     cached: [Option<Var>; 6],
     insns: Vec<Insn>,
@@ -279,7 +310,114 @@ struct Emitter<'a> {
 }
 
 impl Emitter<'_> {
+    fn handler(
+        &mut self,
+        blocks: &BlockLayout,
+        uses: &HashMap<Var, usize>,
+        dead: &HashSet<(Block, usize)>,
+        exit_value: i32,
+    ) -> Result<(), EmitError> {
+        let func = self.func;
+        let successors = |b: Block| func.blocks[b].term.successors().into_iter().map(|s| blocks.target(s));
+        let mut edges_into: HashMap<Label, usize> = HashMap::new();
+        for &b in &blocks.order {
+            for to in successors(b) {
+                *edges_into.entry(to).or_default() += 1;
+            }
+        }
+        self.prologue();
+        for (k, &b) in blocks.order.iter().enumerate() {
+            let label = Label(b.as_u32());
+            // A block entered only from the one before it, falling through, starts with the
+            // registers as that one left them.
+            let edges = edges_into.get(&label).copied().unwrap_or(0);
+            let falls_in = k == 0 || successors(blocks.order[k - 1]).any(|to| to == label);
+            if falls_in && edges == usize::from(k > 0) {
+                self.labels.insert(label, self.insns.len());
+            } else {
+                self.bind(label);
+            }
+            let data = &func.blocks[b];
+            // A comparison whose only use is the branch that ends its block becomes the jump.
+            let fused = match (data.insts.last().map(|i| &i.kind), &data.term) {
+                (Some(&InstKind::Compare { op, dst, lhs, rhs }), Terminator::Branch { cond, .. })
+                    if dst == *cond && uses.get(&dst) == Some(&1) =>
+                {
+                    Some((op, lhs, rhs))
+                }
+                _ => None,
+            };
+            for (n, inst) in data.insts.iter().enumerate() {
+                self.span = inst.span;
+                self.spans.push((self.insns.len(), inst.span));
+                if (fused.is_none() || n + 1 < data.insts.len()) && !dead.contains(&(b, n)) {
+                    self.inst(&inst.kind)?;
+                }
+            }
+            let next = blocks.order.get(k + 1).map_or(EXIT_LABEL, |n| Label(n.as_u32()));
+            match &data.term {
+                Terminator::Jump(t) => {
+                    if blocks.target(*t) != next {
+                        self.jump(blocks.target(*t));
+                    }
+                }
+                Terminator::Branch { cond, then, els } => {
+                    let (then, els) = (blocks.target(*then), blocks.target(*els));
+                    if then == els {
+                        if then != next {
+                            self.jump(then);
+                        }
+                        continue;
+                    }
+                    // Fall through to `then` where it comes next: jump to `els` on the opposite test.
+                    let negate = then == next;
+                    let (to, other) = if negate { (els, then) } else { (then, els) };
+                    match fused {
+                        Some((op, lhs, rhs)) => {
+                            self.jump_if_compare(if negate { negated(op) } else { op }, lhs, rhs, to)
+                        }
+                        None => {
+                            self.load(Reg::R0, *cond);
+                            self.jump_if_imm(if negate { JmpOp::Eq } else { JmpOp::Ne }, Reg::R0, 0, to);
+                        }
+                    }
+                    if other != next {
+                        self.jump(other);
+                    }
+                }
+                Terminator::Return => {
+                    if next != EXIT_LABEL {
+                        self.jump(EXIT_LABEL);
+                    }
+                }
+            }
+        }
+        self.bind(EXIT_LABEL);
+        self.push(insn::mov64_imm(Reg::R0, exit_value));
+        self.push(insn::exit());
+        self.resolve_jumps()?;
+        self.drop_jumps_to_next();
+        Ok(())
+    }
+
+    /// A coalesced copy's source is read back wherever its destination is.
+    fn read_back_through_aliases(&mut self) {
+        let mut changed = true;
+        while changed {
+            changed = false;
+            for (dst, src) in &self.aliases {
+                if self.read_back.contains(dst) {
+                    changed |= self.read_back.insert(*src);
+                }
+            }
+        }
+    }
+
     fn push(&mut self, i: Insn) {
+        debug_assert!(
+            self.scratch_loaded || (i.dst != SCRATCH.0 && i.src != SCRATCH.0),
+            "r7 used in a handler that does not load the scratch area"
+        );
         self.clobber(i);
         self.insns.push(i);
     }
@@ -289,8 +427,9 @@ impl Emitter<'_> {
         self.insns.extend(pair);
     }
 
-    /// Forgets what the registers an instruction writes held. Any jump forgets everything:
-    /// its target may be reached with other values (labels forget too, see `bind`).
+    /// Forgets what the registers an instruction writes held. A jump forgets everything: an
+    /// instruction it skips to may be reached with other values (labels forget too, see
+    /// `bind`; conditional jumps to labels keep what they know, see `jump_if_imm`).
     fn clobber(&mut self, i: Insn) {
         use insn::class;
         match i.class() {
@@ -319,14 +458,37 @@ impl Emitter<'_> {
         self.push(insn::ja(0));
     }
 
+    /// A conditional jump to a label. The registers keep their values on the way on, and
+    /// the label forgets them where it is bound, so what they hold stays known here.
     fn jump_if_imm(&mut self, op: JmpOp, r: Reg, imm: i32, l: Label) {
         self.fixups.push((self.insns.len(), l));
+        let cached = self.cached;
         self.push(insn::jmp_imm(op, r, imm, 0));
+        self.cached = cached;
     }
 
     fn jump_if_reg(&mut self, op: JmpOp, a: Reg, b: Reg, l: Label) {
         self.fixups.push((self.insns.len(), l));
+        let cached = self.cached;
         self.push(insn::jmp_reg(op, a, b, 0));
+        self.cached = cached;
+    }
+
+    /// Jumps to `l` when `lhs op rhs` holds.
+    fn jump_if_compare(&mut self, op: CmpOp, lhs: Var, rhs: Operand, l: Label) {
+        let a = self.reg_of(lhs, Reg::R1);
+        let other = if a == Reg::R2 { Reg::R1 } else { Reg::R2 };
+        match rhs {
+            Operand::Imm(imm) if i32::try_from(imm).is_ok() => self.jump_if_imm(signed_jmp(op), a, imm as i32, l),
+            Operand::Imm(imm) => {
+                self.load_imm(other, imm);
+                self.jump_if_reg(signed_jmp(op), a, other, l);
+            }
+            Operand::Var(v) => {
+                let b = self.reg_of(v, other);
+                self.jump_if_reg(signed_jmp(op), a, b, l);
+            }
+        }
     }
 
     /// Removes `goto +0` (a block that ends by jumping to the one laid out next) and
@@ -399,22 +561,21 @@ impl Emitter<'_> {
     }
 
     fn uses_scratch(&self) -> bool {
-        // Records, strings and snprintf all live in the scratch area.
-        self.func.blocks.values().flat_map(|b| &b.insts).any(|i| {
-            matches!(
-                i.kind,
-                InstKind::Printf { .. }
-                    | InstKind::Sprintf { .. }
-                    | InstKind::Exit
-                    | InstKind::Call { .. }
-                    | InstKind::ArrayGet { .. }
-                    | InstKind::ArraySet { .. }
-                    | InstKind::ArrayAdd { .. }
-                    | InstKind::ArrayDelete { .. }
-                    | InstKind::ArrayContains { .. }
-                    | InstKind::StatAdd { .. }
-                    | InstKind::MaxActionExceeded
-            ) || i.kind.def().is_some_and(|d| self.func.ty(d) == Ty::Str)
+        // String variables live in scratch; the instructions below use its temporaries.
+        self.alloc.scratch_bytes > 0 || self.func.blocks.values().flat_map(|b| &b.insts).any(|i| match &i.kind {
+            InstKind::Sprintf { .. }
+            | InstKind::Call {
+                builtin:
+                    Builtin::Strlen | Builtin::Substr | Builtin::IpNtop | Builtin::UserIpv6Str | Builtin::KernelIpv6Str,
+                ..
+            } => true,
+            InstKind::ArrayGet { .. }
+            | InstKind::ArraySet { .. }
+            | InstKind::ArrayAdd { .. }
+            | InstKind::ArrayDelete { .. }
+            | InstKind::ArrayContains { .. }
+            | InstKind::StatAdd { .. } => self.key.base == SCRATCH,
+            _ => false,
         })
     }
 
@@ -437,6 +598,22 @@ impl Emitter<'_> {
         })
     }
 
+    /// Instructions that may send a record, and so count it lost when the ring buffer is full.
+    fn output_sites(&self) -> usize {
+        let sends = |i: &&lang::ir::Inst| {
+            matches!(
+                i.kind,
+                InstKind::Printf { .. }
+                    | InstKind::Exit
+                    | InstKind::MaxActionExceeded
+                    | InstKind::ArraySet { .. }
+                    | InstKind::ArrayAdd { .. }
+                    | InstKind::StatAdd { .. }
+            )
+        };
+        self.func.blocks.values().flat_map(|b| &b.insts).filter(sends).count()
+    }
+
     fn uses_ctx(&self) -> bool {
         self.func.blocks.values().flat_map(|b| &b.insts).any(|i| {
             matches!(
@@ -454,11 +631,15 @@ impl Emitter<'_> {
         if self.uses_ctx() {
             self.push(insn::mov64_reg(CTX, Reg::R1));
         }
-        let (scratch, globals) = (self.uses_scratch(), self.uses_globals());
+        // Counting a lost record needs the globals: one lookup here is smaller than one on
+        // each of two or more rare paths.
+        let (scratch, globals) = (self.uses_scratch(), self.uses_globals() || self.output_sites() >= 2);
         if scratch || globals {
             self.push(insn::st_imm(Size::W, Reg::R10, KEY_ZERO, 0));
+            self.key_zero_stored = true;
         }
         self.globals_loaded = globals;
+        self.scratch_loaded = scratch;
         for (needed, map, reg) in [(scratch, self.maps.scratch, SCRATCH), (globals, self.maps.globals, GLOBALS)] {
             if !needed {
                 continue;
@@ -491,10 +672,12 @@ impl Emitter<'_> {
         if self.cached.get(r.0 as usize) == Some(&Some(v)) {
             return;
         }
-        match self.cached.iter().position(|c| *c == Some(v)) {
-            Some(src) => self.push(insn::mov64_reg(r, Reg(src as u8))),
-            None => {
+        match (self.cached.iter().position(|c| *c == Some(v)), self.consts.get(&v)) {
+            (Some(src), _) => self.push(insn::mov64_reg(r, Reg(src as u8))),
+            (None, Some(value)) => self.push(insn::mov64_imm(r, *value)),
+            (None, None) => {
                 let off = self.stack(v);
+                self.read_back.insert(v);
                 self.push(insn::ldx(Size::DW, r, Reg::R10, off));
             }
         }
@@ -503,9 +686,24 @@ impl Emitter<'_> {
         }
     }
 
+    /// A register holding `v`: one that already does, else `r` after loading it.
+    fn reg_of(&mut self, v: Var, r: Reg) -> Reg {
+        match self.cached.iter().position(|c| *c == Some(v)) {
+            Some(held) => Reg(held as u8),
+            None => {
+                self.load(r, v);
+                r
+            }
+        }
+    }
+
+    /// `v = r`. The store to `v`'s home is left out when nothing reads it back (known in
+    /// the second pass) or `v` is a constant.
     fn store(&mut self, v: Var, r: Reg) {
         let off = self.stack(v);
-        self.push(insn::stx(Size::DW, Reg::R10, r, off));
+        if self.stored.is_none_or(|stored| stored.contains(&v)) && !self.consts.contains_key(&v) {
+            self.push(insn::stx(Size::DW, Reg::R10, r, off));
+        }
         for c in self.cached.iter_mut() {
             if *c == Some(v) {
                 *c = None;
@@ -514,6 +712,18 @@ impl Emitter<'_> {
         if let Some(slot) = self.cached.get_mut(r.0 as usize) {
             *slot = Some(v);
         }
+    }
+
+    /// `r = r10 + the home of v`, with `v`'s value there.
+    fn home_addr(&mut self, r: Reg, v: Var) {
+        let off = self.stack(v);
+        match self.consts.get(&v) {
+            Some(value) => self.push(insn::st_imm(Size::DW, Reg::R10, off, *value)),
+            None => {
+                self.read_back.insert(v);
+            }
+        }
+        self.addr(r, Buf { base: Reg::R10, off });
     }
 
     fn load_operand(&mut self, r: Reg, o: Operand) {
@@ -532,9 +742,14 @@ impl Emitter<'_> {
 
     /// `r = &scratch[off]`.
     fn scratch_addr(&mut self, r: Reg, off: u32) {
-        self.push(insn::mov64_reg(r, SCRATCH));
-        if off != 0 {
-            self.push(insn::alu64_imm(AluOp::Add, r, off as i32));
+        self.addr(r, Buf::scratch(off));
+    }
+
+    /// `r = buf.base + buf.off`.
+    fn addr(&mut self, r: Reg, buf: Buf) {
+        self.push(insn::mov64_reg(r, buf.base));
+        if buf.off != 0 {
+            self.push(insn::alu64_imm(AluOp::Add, r, buf.off as i32));
         }
     }
 
@@ -550,11 +765,20 @@ impl Emitter<'_> {
     fn inst(&mut self, kind: &InstKind) -> Result<(), EmitError> {
         match kind {
             InstKind::Const { dst, value } => {
-                self.load_imm(Reg::R0, *value);
-                self.store(*dst, Reg::R0);
+                if !self.consts.contains_key(dst) {
+                    self.load_imm(Reg::R0, *value);
+                    self.store(*dst, Reg::R0);
+                }
             }
             InstKind::StrConst { dst, value } => self.str_const(*dst, value),
             InstKind::Copy { dst, src } => match self.func.ty(*dst) {
+                Ty::Long if self.alloc.homes[*dst] == self.alloc.homes[*src] && !self.consts.contains_key(src) => {
+                    // Coalesced: `src` dies here, and what held it now holds `dst`.
+                    for c in self.cached.iter_mut().filter(|c| **c == Some(*src)) {
+                        *c = Some(*dst);
+                    }
+                    self.aliases.push((*dst, *src));
+                }
                 Ty::Long => {
                     self.load(Reg::R0, *src);
                     self.store(*dst, Reg::R0);
@@ -583,8 +807,20 @@ impl Emitter<'_> {
             }
             InstKind::Binary { op, dst, lhs, rhs } => {
                 self.load(Reg::R0, *lhs);
-                self.load_operand(Reg::R1, *rhs);
-                self.binary(*op);
+                match (alu_op(*op), *rhs) {
+                    // The verifier rejects constant shifts out of range; the register form
+                    // keeps BPF's behaviour for those.
+                    (Some(alu), Operand::Imm(imm))
+                        if i32::try_from(imm).is_ok()
+                            && (!matches!(op, BinOp::Shl | BinOp::Shr) || (0..64).contains(&imm)) =>
+                    {
+                        self.push(insn::alu64_imm(alu, Reg::R0, imm as i32));
+                    }
+                    _ => {
+                        self.load_operand(Reg::R1, *rhs);
+                        self.binary(*op);
+                    }
+                }
                 self.store(*dst, Reg::R0);
             }
             InstKind::Compare { op, dst, lhs, rhs } => {
@@ -598,11 +834,10 @@ impl Emitter<'_> {
             InstKind::StrCompare { op, dst, lhs, rhs } => self.str_compare(*op, *dst, *lhs, *rhs),
             InstKind::Concat { dst, lhs, rhs } => self.concat(*dst, *lhs, *rhs),
             InstKind::LoadContext { dst, offset, size, signed } => {
-                self.push(insn::ldx(size_of(*size), Reg::R0, CTX, *offset as i16));
-                if *signed && *size < 8 {
-                    self.sign_extend(Reg::R0, *size);
+                if !self.sunk.contains_key(dst) {
+                    self.load_context(*offset, *size, *signed);
+                    self.store(*dst, Reg::R0);
                 }
-                self.store(*dst, Reg::R0);
             }
             InstKind::LoadContextDataLoc { dst, offset } => {
                 // The u32 at `offset` holds (length << 16 | offset within the record).
@@ -687,13 +922,10 @@ impl Emitter<'_> {
             }
             InstKind::AddGlobal { global, src } => {
                 let off = self.globals.offset(*global);
-                self.load(Reg::R1, *src);
-                self.push(insn::atomic_add(Size::DW, GLOBALS, Reg::R1, off as i16));
+                let value = self.reg_of(*src, Reg::R1);
+                self.push(insn::atomic_add(Size::DW, GLOBALS, value, off as i16));
             }
-            InstKind::Exit => {
-                self.push(insn::st_imm(Size::W, SCRATCH, self.record_off as i16, layout::record_kind::EXIT as i32));
-                self.output_record(layout::RECORD_HEADER);
-            }
+            InstKind::Exit => self.output_header_record(layout::record_kind::EXIT),
             InstKind::LoadArg { dst, index } => {
                 let off = match self.args {
                     ArgAccess::Fentry { .. } => 8 * *index as i16,
@@ -719,9 +951,7 @@ impl Emitter<'_> {
                 self.store(*dst, Reg::R0);
             }
             InstKind::MaxActionExceeded => {
-                let kind = layout::record_error::MAX_ACTION | self.handler_index;
-                self.push(insn::st_imm(Size::W, SCRATCH, self.record_off as i16, kind as i32));
-                self.output_record(layout::RECORD_HEADER);
+                self.output_header_record(layout::record_error::MAX_ACTION | self.handler_index);
             }
             InstKind::ArrayGet { dst, array, keys } => {
                 self.lookup(*array, keys);
@@ -759,27 +989,20 @@ impl Emitter<'_> {
             InstKind::ArraySet { array, keys, src } => {
                 self.build_key(*array, keys);
                 self.map_ptr(Reg::R1, layout::array_map_index(*array));
-                self.scratch_addr(Reg::R2, self.key_off);
+                self.addr(Reg::R2, self.key);
                 match self.func.ty(*src) {
-                    Ty::Long => {
-                        self.push(insn::mov64_reg(Reg::R3, Reg::R10));
-                        self.push(insn::alu64_imm(AluOp::Add, Reg::R3, self.stack(*src) as i32));
-                    }
+                    Ty::Long => self.home_addr(Reg::R3, *src),
                     Ty::Str => self.str_addr(Reg::R3, *src),
                 }
                 self.push(insn::mov64_imm(Reg::R4, BPF_ANY));
                 self.push(insn::call(Helper::MapUpdateElem));
                 self.on_full(*array);
             }
-            InstKind::ArrayAdd { array, keys, src } => {
-                self.lookup_or_insert(*array, keys, 8);
-                self.load(Reg::R1, *src);
-                self.push(insn::atomic_add(Size::DW, Reg::R0, Reg::R1, 0));
-            }
+            InstKind::ArrayAdd { array, keys, src } => self.array_add(*array, keys, *src),
             InstKind::ArrayDelete { array, keys } => {
                 self.build_key(*array, keys);
                 self.map_ptr(Reg::R1, layout::array_map_index(*array));
-                self.scratch_addr(Reg::R2, self.key_off);
+                self.addr(Reg::R2, self.key);
                 self.push(insn::call(Helper::MapDeleteElem));
             }
             InstKind::StatAdd { array, keys, value } => self.stat_add(*array, keys, *value),
@@ -791,40 +1014,43 @@ impl Emitter<'_> {
         Ok(())
     }
 
-    /// Writes the key of `array[keys]` into the scratch key buffer. String keys are
-    /// zero-padded first: the map compares every byte of the key.
+    /// Writes the key of `array[keys]` into the key buffer. String keys are zero-padded
+    /// first: the map compares every byte of the key.
     fn build_key(&mut self, array: lang::ir::ArrayId, keys: &[Var]) {
         let decl = &self.program.arrays[array];
-        let (offsets, size) = layout::key_layout(decl);
+        let (offsets, _) = layout::key_layout(decl);
         if keys.is_empty() {
-            self.push(insn::st_imm(Size::W, SCRATCH, self.key_off as i16, 0));
+            self.push(insn::st_imm(Size::W, self.key.base, self.key.off, 0));
             return;
         }
-        let _ = size;
         let widths = decl.key_widths.clone();
         for ((k, off), width) in keys.iter().zip(offsets).zip(widths) {
-            let at = self.key_off + off;
+            let at = self.key.at(off);
             match self.func.ty(*k) {
                 Ty::Long => {
                     self.load(Reg::R0, *k);
-                    self.push(insn::stx(Size::DW, SCRATCH, Reg::R0, at as i16));
+                    self.push(insn::stx(Size::DW, at.base, Reg::R0, at.off));
                 }
-                Ty::Str if self.comm_vars.contains(k) => {
+                Ty::Str if self.sunk.contains_key(k) => {
                     // The comm, NUL-padded by the helper, straight into the key.
                     let comm = COMM_LEN.min(width);
-                    for w in (comm..width.div_ceil(8) * 8).step_by(8) {
-                        self.push(insn::st_imm(Size::DW, SCRATCH, (at + w) as i16, 0));
-                    }
+                    self.zero_fill(at, comm, width.div_ceil(8) * 8);
                     self.current_comm(at, comm);
                 }
                 Ty::Str => {
-                    for w in (0..width.div_ceil(8) * 8).step_by(8) {
-                        self.push(insn::st_imm(Size::DW, SCRATCH, (at + w) as i16, 0));
-                    }
+                    self.zero_fill(at, 0, width.div_ceil(8) * 8);
                     self.str_addr(Reg::R3, *k);
-                    self.copy_str(at, width);
+                    self.copy_str_to(at, width);
                 }
             }
+        }
+    }
+
+    /// Zeroes the 8-byte words of `buf` from byte `from` up to `to`.
+    fn zero_fill(&mut self, buf: Buf, from: u32, to: u32) {
+        for w in (from..to).step_by(8) {
+            let at = buf.at(w);
+            self.push(insn::st_imm(Size::DW, at.base, at.off, 0));
         }
     }
 
@@ -836,7 +1062,7 @@ impl Emitter<'_> {
 
     fn lookup_built(&mut self, array: lang::ir::ArrayId) {
         self.map_ptr(Reg::R1, layout::array_map_index(array));
-        self.scratch_addr(Reg::R2, self.key_off);
+        self.addr(Reg::R2, self.key);
         self.push(insn::call(Helper::MapLookupElem));
     }
 
@@ -846,22 +1072,48 @@ impl Emitter<'_> {
         let found = self.new_label();
         self.lookup(array, keys);
         self.jump_if_imm(JmpOp::Ne, Reg::R0, 0, found);
-        self.map_ptr(Reg::R1, layout::array_map_index(array));
-        self.scratch_addr(Reg::R2, self.key_off);
         let zeros = self.rodata.zeros(value_size);
-        self.relocs.push(Reloc { insn_index: self.insns.len(), target: RelocTarget::Rodata(zeros) });
-        self.push2(insn::ld_imm64_pseudo(Reg::R3, insn::pseudo::MAP_VALUE, 0, zeros as i32));
+        self.insert(array, |e| {
+            e.relocs.push(Reloc { insn_index: e.insns.len(), target: RelocTarget::Rodata(zeros) });
+            e.push2(insn::ld_imm64_pseudo(Reg::R3, insn::pseudo::MAP_VALUE, 0, zeros as i32));
+        });
+        self.lookup_after_insert(array, found);
+        self.bind(found);
+    }
+
+    /// `array[keys] += src`. A missing element is inserted with `src` as its value, which
+    /// needs no second lookup unless another CPU inserted the key first.
+    fn array_add(&mut self, array: lang::ir::ArrayId, keys: &[Var], src: Var) {
+        let (add, done) = (self.new_label(), self.new_label());
+        self.lookup(array, keys);
+        self.jump_if_imm(JmpOp::Ne, Reg::R0, 0, add);
+        self.insert(array, |e| e.home_addr(Reg::R3, src));
+        self.jump_if_imm(JmpOp::Eq, Reg::R0, 0, done);
+        self.lookup_after_insert(array, add);
+        self.bind(add);
+        self.load(Reg::R1, src);
+        self.push(insn::atomic_add(Size::DW, Reg::R0, Reg::R1, 0));
+        self.bind(done);
+    }
+
+    /// `map_update_elem(array, key, r3, BPF_NOEXIST)`, with `value` setting `r3`.
+    fn insert(&mut self, array: lang::ir::ArrayId, value: impl FnOnce(&mut Self)) {
+        self.map_ptr(Reg::R1, layout::array_map_index(array));
+        self.addr(Reg::R2, self.key);
+        value(self);
         self.push(insn::mov64_imm(Reg::R4, BPF_NOEXIST));
         self.push(insn::call(Helper::MapUpdateElem));
-        // Another CPU may have inserted it first (-EEXIST): the lookup below finds it.
+    }
+
+    /// After an insert: look the key up again and go to `found` with `r0` = the value. The
+    /// insert fails with -EEXIST when another CPU inserted the key since our lookup, which
+    /// this lookup sees; it finds nothing only when the insert failed for want of room,
+    /// and then the handler reports the full array and ends.
+    fn lookup_after_insert(&mut self, array: lang::ir::ArrayId, found: Label) {
         self.lookup_built(array);
-        let full = self.new_label();
-        self.jump_if_imm(JmpOp::Eq, Reg::R0, 0, full);
-        self.jump(found);
-        self.bind(full);
+        self.jump_if_imm(JmpOp::Ne, Reg::R0, 0, found);
         self.report_full(array);
         self.jump(EXIT_LABEL);
-        self.bind(found);
     }
 
     /// After `map_update_elem`: when it failed for want of room, report and end the handler.
@@ -874,9 +1126,7 @@ impl Emitter<'_> {
     }
 
     fn report_full(&mut self, array: lang::ir::ArrayId) {
-        let kind = layout::record_error::ARRAY_FULL | array.as_u32();
-        self.push(insn::st_imm(Size::W, SCRATCH, self.record_off as i16, kind as i32));
-        self.output_record(layout::RECORD_HEADER);
+        self.output_header_record(layout::record_error::ARRAY_FULL | array.as_u32());
     }
 
     /// `array[keys] <<< value`: SystemTap's per-CPU accumulation (`stats::Stat::add`) on this
@@ -995,6 +1245,14 @@ impl Emitter<'_> {
         self.push(insn::mov64_imm(Reg::R2, last));
     }
 
+    /// `r0` = the context field at `offset`.
+    fn load_context(&mut self, offset: u32, size: u8, signed: bool) {
+        self.push(insn::ldx(size_of(size), Reg::R0, CTX, offset as i16));
+        if signed && size < 8 {
+            self.sign_extend(Reg::R0, size);
+        }
+    }
+
     fn sign_extend(&mut self, r: Reg, size: u8) {
         let shift = 64 - 8 * size as i32;
         self.push(insn::alu64_imm(AluOp::Lsh, r, shift));
@@ -1003,18 +1261,10 @@ impl Emitter<'_> {
 
     /// `r0 = r0 op r1`, with SystemTap's signed division and modulo.
     fn binary(&mut self, op: BinOp) {
-        let alu = match op {
-            BinOp::Add => AluOp::Add,
-            BinOp::Sub => AluOp::Sub,
-            BinOp::Mul => AluOp::Mul,
-            BinOp::Shl => AluOp::Lsh,
-            BinOp::Shr => AluOp::Arsh,
-            BinOp::And => AluOp::And,
-            BinOp::Or => AluOp::Or,
-            BinOp::Xor => AluOp::Xor,
-            BinOp::Div | BinOp::Mod => return self.signed_div(op == BinOp::Mod),
-        };
-        self.push(insn::alu64_reg(alu, Reg::R0, Reg::R1));
+        match alu_op(op) {
+            Some(alu) => self.push(insn::alu64_reg(alu, Reg::R0, Reg::R1)),
+            None => self.signed_div(op == BinOp::Mod),
+        }
     }
 
     /// Signed division through unsigned: BPF's signed `sdiv` needs kernel 6.6.
@@ -1054,7 +1304,12 @@ impl Emitter<'_> {
 
     /// Copies the string at `r3` to scratch offset `dst_off`, at most `size` bytes.
     fn copy_str(&mut self, dst_off: u32, size: u32) {
-        self.scratch_addr(Reg::R1, dst_off);
+        self.copy_str_to(Buf::scratch(dst_off), size);
+    }
+
+    /// Copies the string at `r3` to `dst`, at most `size` bytes.
+    fn copy_str_to(&mut self, dst: Buf, size: u32) {
+        self.addr(Reg::R1, dst);
         self.push(insn::mov64_imm(Reg::R2, size as i32));
         self.push(insn::call(Helper::ProbeReadKernelStr));
     }
@@ -1095,8 +1350,8 @@ impl Emitter<'_> {
         if rhs_off == d && lhs != rhs {
             // `s = t . s`: keep rhs in the record buffer while dst is written.
             self.str_addr(Reg::R3, rhs);
-            self.copy_str(self.record_off, self.cap);
-            rhs_off = self.record_off;
+            self.copy_str(self.str_tmp_off, self.cap);
+            rhs_off = self.str_tmp_off;
         }
         if self.scratch(lhs) != d {
             self.str_addr(Reg::R3, lhs);
@@ -1121,59 +1376,96 @@ impl Emitter<'_> {
 
     /// Where to copy a string only to learn its length.
     fn tmp_len_probe(&self) -> u32 {
-        self.record_off
+        self.str_tmp_off
     }
 
-    /// `bpf_get_current_comm(&scratch[off], len)`.
-    fn current_comm(&mut self, off: u32, len: u32) {
-        self.scratch_addr(Reg::R1, off);
+    /// `bpf_get_current_comm(dst, len)`.
+    fn current_comm(&mut self, dst: Buf, len: u32) {
+        self.addr(Reg::R1, dst);
         self.push(insn::mov64_imm(Reg::R2, len as i32));
         self.push(insn::call(Helper::GetCurrentComm));
     }
 
-    fn output_record(&mut self, size: u32) {
+    /// Sends a record of only a header, from the stack.
+    fn output_header_record(&mut self, kind: u32) {
+        // An 8-byte store sets the whole header; the runtime ignores the pad, which gets
+        // the sign bits of `kind`.
+        self.push(insn::st_imm(Size::DW, Reg::R10, HEADER_RECORD, kind as i32));
         self.map_ptr(Reg::R1, self.maps.ringbuf);
-        self.scratch_addr(Reg::R2, self.record_off);
-        self.push(insn::mov64_imm(Reg::R3, size as i32));
+        self.addr(Reg::R2, Buf { base: Reg::R10, off: HEADER_RECORD });
+        self.push(insn::mov64_imm(Reg::R3, layout::RECORD_HEADER as i32));
         self.push(insn::mov64_imm(Reg::R4, 0));
         self.push(insn::call(Helper::RingbufOutput));
-        // A full ring buffer drops the record: count it, so the runtime can say so. The
-        // globals are looked up here, on the rare path, unless the handler has them anyway.
         let sent = self.new_label();
         self.jump_if_imm(JmpOp::Eq, Reg::R0, 0, sent);
+        self.count_lost_record(sent);
+        self.bind(sent);
+    }
+
+    /// A full ring buffer drops the record: count it, so the runtime can say so. The globals
+    /// are looked up here, on the rare path, unless the handler has them anyway; `done` is
+    /// where to go when even that fails.
+    fn count_lost_record(&mut self, done: Label) {
         let counter = if self.globals_loaded {
             GLOBALS
         } else {
+            if !self.key_zero_stored {
+                self.push(insn::st_imm(Size::W, Reg::R10, KEY_ZERO, 0));
+            }
             self.map_ptr(Reg::R1, self.maps.globals);
-            self.push(insn::mov64_reg(Reg::R2, Reg::R10));
-            self.push(insn::alu64_imm(AluOp::Add, Reg::R2, KEY_ZERO as i32));
+            self.addr(Reg::R2, Buf { base: Reg::R10, off: KEY_ZERO });
             self.push(insn::call(Helper::MapLookupElem));
-            self.jump_if_imm(JmpOp::Eq, Reg::R0, 0, sent);
+            self.jump_if_imm(JmpOp::Eq, Reg::R0, 0, done);
             Reg::R0
         };
         self.push(insn::mov64_imm(Reg::R1, 1));
         self.push(insn::atomic_add(Size::DW, counter, Reg::R1, GLOBAL_LOST as i16));
-        self.bind(sent);
     }
 
+    /// Reserves the record in the ring buffer and writes the arguments straight into it, so
+    /// no copy of the record exists anywhere else.
     fn printf(&mut self, fmt: FmtId, args: &[Var]) {
         let layout = layout::record_layout(&self.program.formats[fmt], self.cap);
-        self.push(insn::st_imm(Size::W, SCRATCH, self.record_off as i16, fmt.as_u32() as i32));
+        let (lost, done) = (self.new_label(), self.new_label());
+        self.map_ptr(Reg::R1, self.maps.ringbuf);
+        self.push(insn::mov64_imm(Reg::R2, layout.size as i32));
+        self.push(insn::mov64_imm(Reg::R3, 0));
+        self.push(insn::call(Helper::RingbufReserve));
+        self.jump_if_imm(JmpOp::Eq, Reg::R0, 0, lost);
+        self.push(insn::mov64_reg(RECORD, Reg::R0));
+        let record = Buf { base: RECORD, off: 0 };
+        self.push(insn::st_imm(Size::W, RECORD, 0, fmt.as_u32() as i32));
         for (arg, off) in args.iter().zip(&layout.arg_offsets) {
-            let at = self.record_off + off;
+            let at = record.at(*off);
             match self.func.ty(*arg) {
                 Ty::Long => {
-                    self.load(Reg::R0, *arg);
-                    self.push(insn::stx(Size::DW, SCRATCH, Reg::R0, at as i16));
+                    let value = match self.sunk.get(arg) {
+                        Some(InstKind::Call { builtin, .. }) => {
+                            self.current_id(*builtin);
+                            Reg::R0
+                        }
+                        Some(InstKind::LoadContext { offset, size, signed, .. }) => {
+                            self.load_context(*offset, *size, *signed);
+                            Reg::R0
+                        }
+                        _ => self.reg_of(*arg, Reg::R0),
+                    };
+                    self.push(insn::stx(Size::DW, RECORD, value, at.off));
                 }
-                Ty::Str if self.comm_vars.contains(arg) => self.current_comm(at, COMM_LEN.min(self.cap)),
+                Ty::Str if self.sunk.contains_key(arg) => self.current_comm(at, COMM_LEN.min(self.cap)),
                 Ty::Str => {
                     self.str_addr(Reg::R3, *arg);
-                    self.copy_str(at, self.cap);
+                    self.copy_str_to(at, self.cap);
                 }
             }
         }
-        self.output_record(layout.size);
+        self.push(insn::mov64_reg(Reg::R1, RECORD));
+        self.push(insn::mov64_imm(Reg::R2, 0));
+        self.push(insn::call(Helper::RingbufSubmit));
+        self.jump(done);
+        self.bind(lost);
+        self.count_lost_record(done);
+        self.bind(done);
     }
 
     /// `bpf_snprintf(dst, cap, fmt, args, 8 * n)`: longs by value, strings by address.
@@ -1211,34 +1503,19 @@ impl Emitter<'_> {
             }
         };
         match builtin {
-            Builtin::Pid | Builtin::Tid => {
-                self.push(insn::call(Helper::GetCurrentPidTgid));
-                if builtin == Builtin::Pid {
-                    self.push(insn::alu64_imm(AluOp::Rsh, Reg::R0, 32));
-                } else {
-                    self.push(insn::mov32_reg(Reg::R0, Reg::R0));
+            Builtin::Pid | Builtin::Tid | Builtin::Uid | Builtin::Gid | Builtin::Cpu => {
+                // Sunk into its one use, a record, which makes the call itself.
+                if dst.is_some_and(|d| !self.sunk.contains_key(&d)) {
+                    self.current_id(builtin);
+                    long_result(self);
                 }
-                long_result(self);
-            }
-            Builtin::Uid | Builtin::Gid => {
-                self.push(insn::call(Helper::GetCurrentUidGid));
-                if builtin == Builtin::Gid {
-                    self.push(insn::alu64_imm(AluOp::Rsh, Reg::R0, 32));
-                } else {
-                    self.push(insn::mov32_reg(Reg::R0, Reg::R0));
-                }
-                long_result(self);
-            }
-            Builtin::Cpu => {
-                self.push(insn::call(Helper::GetSmpProcessorId));
-                long_result(self);
             }
             Builtin::Execname => {
                 let d = dst.expect("execname has a result");
                 // Sunk into its one use (a record or a key), which reads the comm itself.
-                if !self.comm_vars.contains(&d) {
+                if !self.sunk.contains_key(&d) {
                     let off = self.scratch(d);
-                    self.current_comm(off, COMM_LEN.min(self.cap));
+                    self.current_comm(Buf::scratch(off), COMM_LEN.min(self.cap));
                 }
             }
             Builtin::GettimeofdayS | Builtin::GettimeofdayMs | Builtin::GettimeofdayUs | Builtin::GettimeofdayNs => {
@@ -1364,6 +1641,28 @@ impl Emitter<'_> {
         Ok(())
     }
 
+    /// `r0` = a property of the current task or CPU, which stays the same for a whole run of
+    /// a handler.
+    fn current_id(&mut self, builtin: Builtin) {
+        let (helper, high_half) = match builtin {
+            Builtin::Pid => (Helper::GetCurrentPidTgid, true),
+            Builtin::Tid => (Helper::GetCurrentPidTgid, false),
+            Builtin::Gid => (Helper::GetCurrentUidGid, true),
+            Builtin::Uid => (Helper::GetCurrentUidGid, false),
+            _ => {
+                debug_assert_eq!(builtin, Builtin::Cpu);
+                self.push(insn::call(Helper::GetSmpProcessorId));
+                return;
+            }
+        };
+        self.push(insn::call(helper));
+        if high_half {
+            self.push(insn::alu64_imm(AluOp::Rsh, Reg::R0, 32));
+        } else {
+            self.push(insn::mov32_reg(Reg::R0, Reg::R0));
+        }
+    }
+
     /// Formats the address in the scratch temporary buffer with a `%pI` conversion.
     fn ip_to_str(&mut self, dst: Var, conversion: &str) {
         let off = self.scratch(dst);
@@ -1381,9 +1680,68 @@ impl Emitter<'_> {
 /// The kernel's comm length (`TASK_COMM_LEN`).
 const COMM_LEN: u32 = 16;
 
-/// `execname()` results whose only use is a printf argument or an array key in the same
-/// block: the emitter reads the comm there instead of into a string slot first.
-fn sinkable_comm(func: &Function) -> std::collections::HashSet<Var> {
+/// Values whose only use is a printf argument (or, for `execname()`, an array key) later in
+/// the same block, and which would be the same there: context fields, and calls about the
+/// task and the CPU, which do not change while a handler runs. The use computes the value
+/// instead of reading a variable, so it needs no home and no register across calls.
+fn sinkable_values(func: &Function, uses: &HashMap<Var, usize>) -> HashMap<Var, InstKind> {
+    let mut out = HashMap::new();
+    for data in func.blocks.values() {
+        let mut pending: HashMap<Var, &InstKind> = HashMap::new();
+        for inst in &data.insts {
+            match &inst.kind {
+                InstKind::Call {
+                    dst: Some(d),
+                    builtin:
+                        Builtin::Execname | Builtin::Pid | Builtin::Tid | Builtin::Uid | Builtin::Gid | Builtin::Cpu,
+                    ..
+                }
+                | InstKind::LoadContext { dst: d, .. }
+                    if uses.get(d) == Some(&1) =>
+                {
+                    pending.insert(*d, &inst.kind);
+                }
+                InstKind::Printf { args, .. } => {
+                    out.extend(pending.iter().filter(|(v, _)| args.contains(v)).map(|(v, kind)| (*v, (*kind).clone())))
+                }
+                InstKind::ArrayGet { keys, .. }
+                | InstKind::ArraySet { keys, .. }
+                | InstKind::ArrayAdd { keys, .. }
+                | InstKind::ArrayDelete { keys, .. }
+                | InstKind::ArrayContains { keys, .. }
+                | InstKind::StatAdd { keys, .. } => out.extend(
+                    pending
+                        .iter()
+                        .filter(|(v, kind)| {
+                            matches!(kind, InstKind::Call { builtin: Builtin::Execname, .. }) && keys.contains(v)
+                        })
+                        .map(|(v, kind)| (*v, (*kind).clone())),
+                ),
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
+/// Variables whose only definition is a constant that fits an immediate.
+fn constant_vars(func: &Function) -> HashMap<Var, i32> {
+    let mut defs: HashMap<Var, Option<i32>> = HashMap::new();
+    for inst in func.blocks.values().flat_map(|b| &b.insts) {
+        for d in inst.kind.defs() {
+            let value = match inst.kind {
+                InstKind::Const { value, .. } => i32::try_from(value).ok(),
+                _ => None,
+            };
+            // A second definition, even of the same constant, makes it a variable.
+            defs.entry(d).and_modify(|v| *v = None).or_insert(value);
+        }
+    }
+    defs.into_iter().filter_map(|(v, c)| Some((v, c?))).collect()
+}
+
+/// How many times each variable is read, by instructions and terminators.
+fn use_counts(func: &Function) -> HashMap<Var, usize> {
     let mut uses: HashMap<Var, usize> = HashMap::new();
     for data in func.blocks.values() {
         for inst in &data.insts {
@@ -1395,30 +1753,31 @@ fn sinkable_comm(func: &Function) -> std::collections::HashSet<Var> {
             *uses.entry(v).or_default() += 1;
         }
     }
-    let mut out = std::collections::HashSet::new();
-    for data in func.blocks.values() {
-        let mut pending = Vec::new();
-        for inst in &data.insts {
-            match &inst.kind {
-                InstKind::Call { dst: Some(d), builtin: Builtin::Execname, .. } if uses.get(d) == Some(&1) => {
-                    pending.push(*d)
-                }
-                InstKind::Printf { args, .. } => out.extend(pending.iter().filter(|v| args.contains(v))),
-                InstKind::ArrayGet { keys, .. }
-                | InstKind::ArraySet { keys, .. }
-                | InstKind::ArrayAdd { keys, .. }
-                | InstKind::ArrayDelete { keys, .. }
-                | InstKind::ArrayContains { keys, .. }
-                | InstKind::StatAdd { keys, .. } => out.extend(pending.iter().filter(|v| keys.contains(v))),
-                _ => {}
-            }
-        }
-    }
-    out
+    uses
 }
 
-/// Blocks reachable from the entry, in block order (lowering creates them in source order).
-fn reachable_blocks(func: &Function) -> Vec<Block> {
+/// Which blocks go out, in what order, and where a jump to each block lands.
+struct BlockLayout {
+    /// Blocks with code, entry first; a block's likely successor follows it where it can,
+    /// so the jump to it disappears.
+    order: Vec<Block>,
+    /// Every reachable block, for liveness; `order` leaves out the empty ones that only
+    /// jump or return.
+    reachable: Vec<Block>,
+    /// Per block, the label a jump to it goes to: past empty blocks to where they lead.
+    targets: HashMap<Block, Label>,
+}
+
+impl BlockLayout {
+    fn target(&self, b: Block) -> Label {
+        self.targets[&b]
+    }
+}
+
+/// Lays out the blocks reachable from the entry (the verifier rejects unreachable code).
+/// Lowering creates blocks in source order; a trace from each block in that order follows
+/// jumps and the `then` of branches, so straight-line code stays straight.
+fn layout_blocks(func: &Function) -> BlockLayout {
     let mut seen = cranelift_entity::EntitySet::with_capacity(func.blocks.len());
     let mut stack: Vec<Block> = func.entry.into_iter().collect();
     while let Some(b) = stack.pop() {
@@ -1426,7 +1785,77 @@ fn reachable_blocks(func: &Function) -> Vec<Block> {
             stack.extend(func.blocks[b].term.successors());
         }
     }
-    func.blocks.keys().filter(|b| seen.contains(*b)).collect()
+    let reachable: Vec<Block> = func.blocks.keys().filter(|b| seen.contains(*b)).collect();
+    let mut targets = HashMap::new();
+    for &b in &reachable {
+        // Bounded: an empty block may jump to itself (`while (1) {}`); it then keeps its code.
+        let mut at = b;
+        let mut label = Label(b.as_u32());
+        for _ in 0..reachable.len() {
+            let data = &func.blocks[at];
+            if !data.insts.is_empty() {
+                label = Label(at.as_u32());
+                break;
+            }
+            match data.term {
+                Terminator::Jump(t) if t != at => at = t,
+                Terminator::Return => {
+                    label = EXIT_LABEL;
+                    break;
+                }
+                _ => {
+                    label = Label(at.as_u32());
+                    break;
+                }
+            }
+        }
+        targets.insert(b, label);
+    }
+    let has_code = |b: Block| targets[&b] == Label(b.as_u32());
+    let block_of = |l: Label| reachable.iter().copied().find(|b| Label(b.as_u32()) == l);
+    let mut placed = cranelift_entity::EntitySet::with_capacity(func.blocks.len());
+    let mut order = Vec::new();
+    let entry = func.entry.and_then(|e| block_of(targets[&e]));
+    for start in entry.into_iter().chain(reachable.iter().copied()) {
+        let mut at = Some(start);
+        while let Some(b) = at.filter(|b| has_code(*b) && !placed.contains(*b)) {
+            placed.insert(b);
+            order.push(b);
+            let next = match func.blocks[b].term {
+                Terminator::Jump(t) | Terminator::Branch { then: t, .. } => block_of(targets[&t]),
+                Terminator::Return => None,
+            };
+            at = next;
+        }
+    }
+    BlockLayout { order, reachable, targets }
+}
+
+/// The BPF operation of `op`; none for division and modulo, which are signed in SystemTap.
+fn alu_op(op: BinOp) -> Option<AluOp> {
+    Some(match op {
+        BinOp::Add => AluOp::Add,
+        BinOp::Sub => AluOp::Sub,
+        BinOp::Mul => AluOp::Mul,
+        BinOp::Shl => AluOp::Lsh,
+        BinOp::Shr => AluOp::Arsh,
+        BinOp::And => AluOp::And,
+        BinOp::Or => AluOp::Or,
+        BinOp::Xor => AluOp::Xor,
+        BinOp::Div | BinOp::Mod => return None,
+    })
+}
+
+/// The test that holds exactly when `op` does not.
+fn negated(op: CmpOp) -> CmpOp {
+    match op {
+        CmpOp::Eq => CmpOp::Ne,
+        CmpOp::Ne => CmpOp::Eq,
+        CmpOp::Lt => CmpOp::Ge,
+        CmpOp::Le => CmpOp::Gt,
+        CmpOp::Gt => CmpOp::Le,
+        CmpOp::Ge => CmpOp::Lt,
+    }
 }
 
 fn size_of(bytes: u8) -> Size {

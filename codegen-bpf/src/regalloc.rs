@@ -5,14 +5,24 @@
 //! string-capacity slot in the per-CPU scratch area. Variables whose live intervals do not
 //! overlap share a slot, so the 512-byte stack holds handlers with many temporaries.
 //!
+//! Variables the emitter computes in place at their one use (see `emit`'s sunk `execname()`)
+//! get no home.
+//!
 //! Register pressure is never an error: every variable has a memory home and the emitter
 //! loads operands into scratch registers per instruction. A handler whose simultaneously
 //! live longs exceed the stack is reported as [`AllocError::StackFull`] with the count.
 //!
-//! Invariant: two variables share a slot only if no program point has both live.
+//! A copy `d = s` after which the two hold the same value wherever both are live (see
+//! `coalescable_copies`) gives them one slot, so the copy moves nothing. [`dead_insts`] names the instructions whose results no one reads, from
+//! the same liveness.
+//!
+//! Invariant: two variables share a slot only if no program point has both live with
+//! different values.
+
+use std::collections::{HashMap, HashSet};
 
 use cranelift_entity::{EntityRef, SecondaryMap};
-use lang::ir::{Block, Function, Ty, Var};
+use lang::ir::{Block, Function, InstKind, Ty, Var};
 
 /// Where a variable lives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -47,30 +57,69 @@ struct Interval {
     end: u32,
 }
 
-/// Assigns homes. Stack slots start below `stack_base` (a negative offset from r10, the
-/// emitter keeps the bytes above for itself); string slots are `slot_size` apart.
+/// Assigns homes to every variable but those in `in_place`, ignoring the instructions in
+/// `dead` (see [`dead_insts`]), which the emitter leaves out. Stack slots start below
+/// `stack_base` (a negative offset from r10, the emitter keeps the bytes above for itself);
+/// string slots are `slot_size` apart.
 pub fn allocate(
     func: &Function,
     order: &[Block],
+    in_place: &HashSet<Var>,
+    dead: &HashSet<(Block, usize)>,
     stack_base: i16,
     stack_limit: u32,
     slot_size: u32,
 ) -> Result<Allocation, AllocError> {
-    let intervals = live_intervals(func, order);
-    let mut vars: Vec<(Var, Interval)> = intervals.iter().filter_map(|(v, i)| i.map(|i| (v, i))).collect();
-    vars.sort_by_key(|(v, i)| (i.start, v.index()));
-    let mut homes = SecondaryMap::new();
+    let (intervals, copies) = live_intervals(func, order, dead);
+    // Variables joined by coalesced copies share one slot, for the hull of their intervals.
+    let mut leader: HashMap<Var, Var> = HashMap::new();
+    let find = |leader: &HashMap<Var, Var>, mut v: Var| {
+        while let Some(l) = leader.get(&v) {
+            v = *l;
+        }
+        v
+    };
+    for (dst, src) in coalescable_copies(func, order, dead, &intervals, &copies) {
+        if in_place.contains(&dst) || in_place.contains(&src) || func.ty(dst) != func.ty(src) {
+            continue;
+        }
+        let (d, s) = (find(&leader, dst), find(&leader, src));
+        if d != s {
+            leader.insert(d, s);
+        }
+    }
+    let mut groups: HashMap<Var, Interval> = HashMap::new();
+    for (v, interval) in intervals.iter().filter(|(v, _)| !in_place.contains(v)) {
+        if let Some(i) = interval {
+            groups
+                .entry(find(&leader, v))
+                .and_modify(|g| *g = Interval { start: g.start.min(i.start), end: g.end.max(i.end) })
+                .or_insert(*i);
+        }
+    }
+    let mut groups: Vec<(Var, Interval)> = groups.into_iter().collect();
+    groups.sort_by_key(|(v, i)| (i.start, v.index()));
+    let mut group_homes: HashMap<Var, Home> = HashMap::new();
     let mut pools = [Pool::default(), Pool::default()];
-    for (v, interval) in vars {
+    for (v, interval) in groups {
         let kind = match func.ty(v) {
             Ty::Long => 0,
             Ty::Str => 1,
         };
         let slot = pools[kind].take(interval);
-        homes[v] = match kind {
-            0 => Home::Stack(stack_base - 8 * (slot as i16 + 1)),
-            _ => Home::Scratch(slot * slot_size),
-        };
+        group_homes.insert(
+            v,
+            match kind {
+                0 => Home::Stack(stack_base - 8 * (slot as i16 + 1)),
+                _ => Home::Scratch(slot * slot_size),
+            },
+        );
+    }
+    let mut homes = SecondaryMap::new();
+    for (v, interval) in intervals.iter() {
+        if interval.is_some() && !in_place.contains(&v) {
+            homes[v] = group_homes[&find(&leader, v)];
+        }
     }
     let stack_bytes = pools[0].slots.len() as u32 * 8;
     if stack_bytes > stack_limit {
@@ -96,8 +145,98 @@ impl Pool {
     }
 }
 
-/// Per-variable hull of every point where it is defined, used or live.
-fn live_intervals(func: &Function, order: &[Block]) -> SecondaryMap<Var, Option<Interval>> {
+/// Instructions without side effects whose results nothing reads, as `(block, index)`.
+pub fn dead_insts(func: &Function, order: &[Block]) -> HashSet<(Block, usize)> {
+    let (_, live_out) = block_liveness(func, order);
+    let mut dead = HashSet::new();
+    for &b in order {
+        let data = &func.blocks[b];
+        let mut live = live_out[b].clone();
+        if let Some(c) = data.term.uses() {
+            set(&mut live, c);
+        }
+        for (k, inst) in data.insts.iter().enumerate().rev() {
+            let defs = inst.kind.defs();
+            if !inst.kind.has_side_effects() && !defs.is_empty() && defs.iter().all(|d| !is_set(&live, *d)) {
+                // Its operands are not read here either.
+                dead.insert((b, k));
+                continue;
+            }
+            for d in defs {
+                clear(&mut live, d);
+            }
+            for u in inst.kind.uses() {
+                set(&mut live, u);
+            }
+        }
+    }
+    dead
+}
+
+/// Copies `dst = src` after which both may share a slot, because wherever both are live
+/// they hold the same value:
+/// - `src` dies at the copy and `dst` is born there; or
+/// - each has one definition, `src`'s earlier in the copy's block, and nothing reads `dst`
+///   between the two: `src` never changes after the copy without the copy running again
+///   right after.
+fn coalescable_copies(
+    func: &Function,
+    order: &[Block],
+    dead: &HashSet<(Block, usize)>,
+    intervals: &SecondaryMap<Var, Option<Interval>>,
+    copies: &[CopyAt],
+) -> Vec<(Var, Var)> {
+    let mut def_counts: HashMap<Var, usize> = HashMap::new();
+    for &b in order {
+        for (k, inst) in func.blocks[b].insts.iter().enumerate() {
+            if !dead.contains(&(b, k)) {
+                for d in inst.kind.defs() {
+                    *def_counts.entry(d).or_default() += 1;
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for &(dst, src, at) in copies {
+        if let (Some(d), Some(s)) = (intervals[dst], intervals[src]) {
+            if dst != src && d.start == at && s.end == at {
+                out.push((dst, src));
+            }
+        }
+    }
+    for &b in order {
+        // Where in this block single-definition variables were defined, and each variable
+        // last read.
+        let mut defined_at: HashMap<Var, usize> = HashMap::new();
+        let mut last_read: HashMap<Var, usize> = HashMap::new();
+        for (k, inst) in func.blocks[b].insts.iter().enumerate() {
+            if dead.contains(&(b, k)) {
+                continue;
+            }
+            if let InstKind::Copy { dst, src } = inst.kind {
+                let single = |v: Var| def_counts.get(&v) == Some(&1);
+                let unread_since_src = |def: &usize| last_read.get(&dst).is_none_or(|r| r < def);
+                if dst != src && single(dst) && single(src) && defined_at.get(&src).is_some_and(unread_since_src) {
+                    out.push((dst, src));
+                }
+            }
+            for u in inst.kind.uses() {
+                last_read.insert(u, k);
+            }
+            for d in inst.kind.defs() {
+                if def_counts.get(&d) == Some(&1) {
+                    defined_at.insert(d, k);
+                }
+            }
+        }
+    }
+    out
+}
+
+type LiveSets = SecondaryMap<Block, Vec<u64>>;
+
+/// The variables live into and out of each block: backward dataflow to a fixpoint.
+fn block_liveness(func: &Function, order: &[Block]) -> (LiveSets, LiveSets) {
     let n = func.vars.len();
     let words = n.div_ceil(64).max(1);
     let mut live_in: SecondaryMap<Block, Vec<u64>> = SecondaryMap::with_default(vec![0; words]);
@@ -133,6 +272,21 @@ fn live_intervals(func: &Function, order: &[Block]) -> SecondaryMap<Var, Option<
             }
         }
     }
+    (live_in, live_out)
+}
+
+/// A copy `dst = src` at a position of the linear numbering.
+type CopyAt = (Var, Var, u32);
+
+/// Per-variable hull of every point where it is defined, used or live, and the copies.
+fn live_intervals(
+    func: &Function,
+    order: &[Block],
+    dead: &HashSet<(Block, usize)>,
+) -> (SecondaryMap<Var, Option<Interval>>, Vec<CopyAt>) {
+    let n = func.vars.len();
+    let (live_in, live_out) = block_liveness(func, order);
+    let mut copies = Vec::new();
     let mut intervals: SecondaryMap<Var, Option<Interval>> = SecondaryMap::with_capacity(n);
     let mut extend = |v: Var, at: u32| {
         let slot = &mut intervals[v];
@@ -149,8 +303,11 @@ fn live_intervals(func: &Function, order: &[Block]) -> SecondaryMap<Var, Option<
         for v in iter(&live_in[b]) {
             extend(v, start);
         }
-        for (k, inst) in data.insts.iter().enumerate() {
+        for (k, inst) in data.insts.iter().enumerate().filter(|(k, _)| !dead.contains(&(b, *k))) {
             let at = start + k as u32;
+            if let InstKind::Copy { dst, src } = inst.kind {
+                copies.push((dst, src, at));
+            }
             for u in inst.kind.uses() {
                 extend(u, at);
             }
@@ -166,11 +323,15 @@ fn live_intervals(func: &Function, order: &[Block]) -> SecondaryMap<Var, Option<
         }
         pos = end + 1;
     }
-    intervals
+    (intervals, copies)
 }
 
 fn set(bits: &mut [u64], v: Var) {
     bits[v.index() / 64] |= 1 << (v.index() % 64);
+}
+
+fn is_set(bits: &[u64], v: Var) -> bool {
+    bits[v.index() / 64] & (1 << (v.index() % 64)) != 0
 }
 
 fn clear(bits: &mut [u64], v: Var) {
@@ -208,11 +369,60 @@ mod tests {
         ];
         f.blocks[b].insts = insts;
         f.blocks[b].term = Terminator::Branch { cond: d, then: b, els: b };
-        let alloc = allocate(&f, &[b], -16, 400, 128).unwrap();
+        let alloc = allocate(&f, &[b], &HashSet::new(), &HashSet::new(), -16, 400, 128).unwrap();
         // a and c overlap at the second instruction, c and d at the third; a and d do not.
         assert_ne!(alloc.homes[a], alloc.homes[c]);
         assert_ne!(alloc.homes[c], alloc.homes[d]);
         assert_eq!(alloc.stack_bytes, 16);
+    }
+
+    /// `b = a` where `a` dies gives `b` the slot of `a`; `a = 2` before `a = 1` is dead.
+    #[test]
+    fn copies_coalesce_and_overwritten_definitions_are_dead() {
+        let mut f = Function::default();
+        let blk = f.new_block();
+        f.entry = Some(blk);
+        let (a, b) = (f.new_var(Ty::Long, None), f.new_var(Ty::Long, None));
+        f.blocks[blk].insts = vec![
+            inst(InstKind::Const { dst: a, value: 2 }),
+            inst(InstKind::Const { dst: a, value: 1 }),
+            inst(InstKind::Copy { dst: b, src: a }),
+        ];
+        f.blocks[blk].term = Terminator::Branch { cond: b, then: blk, els: blk };
+        let dead = dead_insts(&f, &[blk]);
+        assert_eq!(dead, HashSet::from([(blk, 0)]));
+        let alloc = allocate(&f, &[blk], &HashSet::new(), &dead, -16, 400, 128).unwrap();
+        assert_eq!(alloc.homes[a], alloc.homes[b]);
+        assert_eq!(alloc.stack_bytes, 8);
+    }
+
+    /// `b = a`, both set once and both read later, share a slot; not when `b` is read
+    /// between `a`'s definition and the copy (in a loop it still holds its old value there).
+    #[test]
+    fn single_definition_copies_share_a_slot() {
+        let check = |read_b_first: bool| {
+            let mut f = Function::default();
+            let blk = f.new_block();
+            f.entry = Some(blk);
+            let (a, b, t, u) = (
+                f.new_var(Ty::Long, None),
+                f.new_var(Ty::Long, None),
+                f.new_var(Ty::Long, None),
+                f.new_var(Ty::Long, None),
+            );
+            let mut insts = vec![inst(InstKind::Const { dst: a, value: 1 })];
+            if read_b_first {
+                insts.push(inst(InstKind::Binary { op: lang::ir::BinOp::Add, dst: t, lhs: b, rhs: Operand::Imm(1) }));
+            }
+            insts.push(inst(InstKind::Copy { dst: b, src: a }));
+            insts.push(inst(InstKind::Binary { op: lang::ir::BinOp::Add, dst: u, lhs: a, rhs: Operand::Var(b) }));
+            f.blocks[blk].insts = insts;
+            f.blocks[blk].term = Terminator::Branch { cond: u, then: blk, els: blk };
+            let alloc = allocate(&f, &[blk], &HashSet::new(), &HashSet::new(), -16, 400, 128).unwrap();
+            alloc.homes[a] == alloc.homes[b]
+        };
+        assert!(check(false));
+        assert!(!check(true));
     }
 
     /// A long live across a loop keeps its slot for the whole loop.
@@ -230,7 +440,7 @@ mod tests {
         f.blocks[body].insts =
             vec![inst(InstKind::Binary { op: lang::ir::BinOp::Add, dst: i, lhs: i, rhs: Operand::Imm(1) })];
         f.blocks[body].term = Terminator::Jump(head);
-        let alloc = allocate(&f, &[entry, head, body, exit], -16, 400, 128).unwrap();
+        let alloc = allocate(&f, &[entry, head, body, exit], &HashSet::new(), &HashSet::new(), -16, 400, 128).unwrap();
         assert_ne!(alloc.homes[i], alloc.homes[t]);
     }
 }
