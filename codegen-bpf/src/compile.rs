@@ -10,7 +10,7 @@ use lang::span::Span;
 use crate::disasm;
 use crate::emit::{self, ArgAccess, EmitError, MapIndexes, Rodata};
 use crate::layout::{self, GlobalsLayout};
-use crate::object::{map_type, MapDef, ObjectSpec, ProgramSpec};
+use crate::object::{map_type, MapDef, ObjectSpec, ProgramSpec, RelocTarget};
 
 /// Size of the output ring buffer in bytes (a power of two, a multiple of the page size).
 pub const RINGBUF_BYTES: u32 = 1 << 20;
@@ -197,7 +197,7 @@ impl CompiledScript {
     /// The `-p4` listing: per kernel probe, its disassembly with the script lines that
     /// produced each run of instructions.
     pub fn listing(&self, sources: &lang::span::SourceMap) -> String {
-        let map_names: Vec<&str> = self.object.maps.iter().map(|m| m.name.as_str()).collect();
+        let map_names: Vec<&str> = self.object.maps.iter().map(|m| m.name.as_str()).chain([".rodata"]).collect();
         let mut out = String::new();
         for probe in &self.kernel_probes {
             let (insns, relocs) = match &probe.raw {
@@ -207,12 +207,14 @@ impl CompiledScript {
                     None => continue,
                 },
             };
-            // For display, a map reference holds the map's index, which names it.
+            // For display, a map reference holds the map's index, which names it (`.rodata`
+            // comes after the maps).
             let mut insns = insns.clone();
             for r in relocs {
-                if let crate::object::RelocTarget::Map(m) = r.target {
-                    insns[r.insn_index].imm = m as i32;
-                }
+                insns[r.insn_index].imm = match r.target {
+                    RelocTarget::Map(m) | RelocTarget::MapValue(m) => m as i32,
+                    RelocTarget::Rodata(_) => map_names.len() as i32 - 1,
+                };
             }
             let handler = &self.program.handlers[probe.handler];
             out.push_str(&format!("# probe {} ({} instructions)\n", handler.point, insns.len()));

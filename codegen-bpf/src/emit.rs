@@ -235,7 +235,6 @@ pub fn emit_handler(cx: Context<'_>, handler: HandlerSpec<'_>, rodata: &mut Roda
             args,
             globals_loaded: false,
             scratch_loaded: false,
-            key_zero_stored: false,
             sunk: &sunk,
             consts: &consts,
             stored: read_back.as_ref(),
@@ -284,8 +283,6 @@ struct Emitter<'a> {
     globals_loaded: bool,
     /// `r7` holds the scratch area (loaded in the prologue when the handler uses it).
     scratch_loaded: bool,
-    /// The prologue stored the zero key at `KEY_ZERO`.
-    key_zero_stored: bool,
     /// Values used once, as a printf argument or an array key, in the block that computes
     /// them, with the instruction that does: the use computes them, straight into place.
     sunk: &'a HashMap<Var, InstKind>,
@@ -631,26 +628,31 @@ impl Emitter<'_> {
         if self.uses_ctx() {
             self.push(insn::mov64_reg(CTX, Reg::R1));
         }
-        // Counting a lost record needs the globals: one lookup here is smaller than one on
-        // each of two or more rare paths.
+        // Counting a lost record needs the globals: loading their address once here is
+        // smaller than on each of two or more rare paths.
         let (scratch, globals) = (self.uses_scratch(), self.uses_globals() || self.output_sites() >= 2);
-        if scratch || globals {
+        if scratch {
             self.push(insn::st_imm(Size::W, Reg::R10, KEY_ZERO, 0));
-            self.key_zero_stored = true;
-        }
-        self.globals_loaded = globals;
-        self.scratch_loaded = scratch;
-        for (needed, map, reg) in [(scratch, self.maps.scratch, SCRATCH), (globals, self.maps.globals, GLOBALS)] {
-            if !needed {
-                continue;
-            }
-            self.map_ptr(Reg::R1, map);
+            self.map_ptr(Reg::R1, self.maps.scratch);
             self.push(insn::mov64_reg(Reg::R2, Reg::R10));
             self.push(insn::alu64_imm(AluOp::Add, Reg::R2, KEY_ZERO as i32));
             self.push(insn::call(Helper::MapLookupElem));
             self.jump_if_imm(JmpOp::Eq, Reg::R0, 0, EXIT_LABEL);
-            self.push(insn::mov64_reg(reg, Reg::R0));
+            self.push(insn::mov64_reg(SCRATCH, Reg::R0));
         }
+        self.globals_loaded = globals;
+        self.scratch_loaded = scratch;
+        if globals {
+            self.globals_ptr(GLOBALS);
+        }
+    }
+
+    /// `dst` = the address of the globals: the globals map is a one-entry array, whose value
+    /// the kernel lets a program address directly (`BPF_PSEUDO_MAP_VALUE`), with no lookup
+    /// and no null check.
+    fn globals_ptr(&mut self, dst: Reg) {
+        self.relocs.push(Reloc { insn_index: self.insns.len(), target: RelocTarget::MapValue(self.maps.globals) });
+        self.push2(insn::ld_imm64_pseudo(dst, insn::pseudo::MAP_VALUE, 0, 0));
     }
 
     fn stack(&self, v: Var) -> i16 {
@@ -1398,24 +1400,17 @@ impl Emitter<'_> {
         self.push(insn::call(Helper::RingbufOutput));
         let sent = self.new_label();
         self.jump_if_imm(JmpOp::Eq, Reg::R0, 0, sent);
-        self.count_lost_record(sent);
+        self.count_lost_record();
         self.bind(sent);
     }
 
-    /// A full ring buffer drops the record: count it, so the runtime can say so. The globals
-    /// are looked up here, on the rare path, unless the handler has them anyway; `done` is
-    /// where to go when even that fails.
-    fn count_lost_record(&mut self, done: Label) {
+    /// A full ring buffer drops the record: count it, so the runtime can say so. The globals'
+    /// address is loaded here, on the rare path, unless the handler has it anyway.
+    fn count_lost_record(&mut self) {
         let counter = if self.globals_loaded {
             GLOBALS
         } else {
-            if !self.key_zero_stored {
-                self.push(insn::st_imm(Size::W, Reg::R10, KEY_ZERO, 0));
-            }
-            self.map_ptr(Reg::R1, self.maps.globals);
-            self.addr(Reg::R2, Buf { base: Reg::R10, off: KEY_ZERO });
-            self.push(insn::call(Helper::MapLookupElem));
-            self.jump_if_imm(JmpOp::Eq, Reg::R0, 0, done);
+            self.globals_ptr(Reg::R0);
             Reg::R0
         };
         self.push(insn::mov64_imm(Reg::R1, 1));
@@ -1464,7 +1459,7 @@ impl Emitter<'_> {
         self.push(insn::call(Helper::RingbufSubmit));
         self.jump(done);
         self.bind(lost);
-        self.count_lost_record(done);
+        self.count_lost_record();
         self.bind(done);
     }
 

@@ -83,6 +83,9 @@ pub enum RelocTarget {
     Map(usize),
     /// The address of byte `offset` of [`ObjectSpec::rodata`].
     Rodata(u32),
+    /// The address of the value of the one-entry array `ObjectSpec::maps[i]`
+    /// (`BPF_PSEUDO_MAP_VALUE`): how programs reach the globals, with no lookup.
+    MapValue(usize),
 }
 
 /// A map, written as a legacy `bpf_map_def`.
@@ -124,7 +127,27 @@ pub const R_BPF_64_64: u32 = elf::R_BPF_64_64;
 pub fn write_object(spec: &ObjectSpec) -> Vec<u8> {
     let mut obj = Object::new(BinaryFormat::Elf, Architecture::Bpf, Endianness::Little);
 
-    let maps_symbols = add_maps(&mut obj, &spec.maps);
+    // A map whose value programs address directly is a data section for ELF loaders
+    // (`.bss.NAME`, zero-filled), not a legacy map definition.
+    let value_maps: Vec<bool> = (0..spec.maps.len())
+        .map(|m| spec.programs.iter().flat_map(|p| &p.relocs).any(|r| r.target == RelocTarget::MapValue(m)))
+        .collect();
+    let legacy: Vec<&MapDef> = spec.maps.iter().zip(&value_maps).filter(|(_, v)| !**v).map(|(m, _)| m).collect();
+    let mut legacy_symbols = add_maps(&mut obj, &legacy).into_iter();
+    let maps_symbols: Vec<SymbolId> = spec
+        .maps
+        .iter()
+        .zip(&value_maps)
+        .map(|(map, value)| match value {
+            false => legacy_symbols.next().expect("one symbol per legacy map"),
+            true => {
+                let name = format!(".bss.{}", map.name);
+                let section = obj.add_section(Vec::new(), name.into_bytes(), SectionKind::UninitializedData);
+                obj.append_section_bss(section, map.value_size as u64, 8);
+                obj.section_symbol(section)
+            }
+        })
+        .collect();
     let rodata_symbol = (!spec.rodata.is_empty()).then(|| {
         let section = obj.add_section(Vec::new(), b".rodata".to_vec(), SectionKind::ReadOnlyData);
         obj.set_section_data(section, spec.rodata.clone(), 8);
@@ -145,7 +168,7 @@ pub fn write_object(spec: &ObjectSpec) -> Vec<u8> {
             // aya rewrites `src` and both `imm`s; what it reads is slot 0's `imm`, which it
             // adds to the symbol value for `.rodata`.
             let (symbol, imm) = match reloc.target {
-                RelocTarget::Map(map) => (maps_symbols[map], 0),
+                RelocTarget::Map(map) | RelocTarget::MapValue(map) => (maps_symbols[map], 0),
                 RelocTarget::Rodata(offset) => {
                     let symbol = rodata_symbol.expect("a .rodata relocation needs .rodata bytes");
                     debug_assert!((offset as usize) < spec.rodata.len());
@@ -200,7 +223,7 @@ fn is_kernel_name(name: &str) -> bool {
 }
 
 /// Adds the `maps` section with one `bpf_map_def` and one global OBJECT symbol per map.
-fn add_maps(obj: &mut Object<'_>, maps: &[MapDef]) -> Vec<SymbolId> {
+fn add_maps(obj: &mut Object<'_>, maps: &[&MapDef]) -> Vec<SymbolId> {
     if maps.is_empty() {
         return Vec::new();
     }

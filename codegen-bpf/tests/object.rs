@@ -13,6 +13,7 @@ fn sample() -> ObjectSpec {
     tp.extend(ld_map_fd(Reg::R1, 0)); // 0-1: events
     tp.extend(insn::ld_imm64(Reg::R2, 0)); // 2-3: .rodata + 4
     tp.extend(ld_map_fd(Reg::R3, 0)); // 4-5: counts
+    tp.extend(insn::ld_imm64(Reg::R4, 0)); // 6-7: the value of globals
     tp.push(mov64_imm(Reg::R0, 0));
     tp.push(exit());
     let raw = vec![call(Helper::KtimeGetNs), mov64_imm(Reg::R0, 0), exit()];
@@ -26,6 +27,7 @@ fn sample() -> ObjectSpec {
                     Reloc { insn_index: 0, target: RelocTarget::Map(0) },
                     Reloc { insn_index: 2, target: RelocTarget::Rodata(4) },
                     Reloc { insn_index: 4, target: RelocTarget::Map(1) },
+                    Reloc { insn_index: 6, target: RelocTarget::MapValue(2) },
                 ],
             },
             ProgramSpec { name: "probe_1".into(), section: "raw_tp/sched_switch".into(), insns: raw, relocs: vec![] },
@@ -46,6 +48,14 @@ fn sample() -> ObjectSpec {
                 value_size: 16,
                 max_entries: 1024,
                 flags: 1,
+            },
+            MapDef {
+                name: "globals".into(),
+                map_type: map_type::ARRAY,
+                key_size: 4,
+                value_size: 24,
+                max_entries: 1,
+                flags: 0,
             },
         ],
         rodata: b"abc\0%d\0".to_vec(),
@@ -75,7 +85,7 @@ fn aya_obj_sees_programs_maps_and_license() {
 
     let mut names: Vec<_> = obj.maps.keys().cloned().collect();
     names.sort();
-    assert_eq!(names, [".rodata", "counts", "events"]);
+    assert_eq!(names, [".bss.globals", ".rodata", "counts", "events"]);
     let events = &obj.maps["events"];
     assert_eq!(
         (events.map_type(), events.key_size(), events.value_size(), events.max_entries(), events.map_flags()),
@@ -89,12 +99,15 @@ fn aya_obj_sees_programs_maps_and_license() {
     let rodata = &obj.maps[".rodata"];
     assert_eq!(rodata.data(), b"abc\0%d\0");
     assert_eq!((rodata.map_type(), rodata.value_size(), rodata.max_entries()), (2, 7, 1));
+    // A map whose value programs address directly is a zero-filled data section.
+    let globals = &obj.maps[".bss.globals"];
+    assert_eq!((globals.map_type(), globals.value_size(), globals.max_entries()), (2, 24, 1));
 }
 
 #[test]
 fn relocations_become_map_fds_and_rodata_values() {
     let mut obj = Object::parse(&write_object(&sample())).unwrap();
-    let fds = [("events", 100), ("counts", 101), (".rodata", 102)];
+    let fds = [("events", 100), ("counts", 101), (".rodata", 102), (".bss.globals", 103)];
     let maps: Vec<_> = fds.iter().map(|&(name, fd)| (name, fd, obj.maps[name].clone())).collect();
     obj.relocate_maps(maps.iter().map(|(name, fd, map)| (*name, *fd, map)), &HashSet::new()).unwrap();
 
@@ -104,8 +117,9 @@ fn relocations_become_map_fds_and_rodata_values() {
            0: (18) r1 = map[id:100]
            2: (18) r2 = map[id:102][0]+4
            4: (18) r3 = map[id:101]
-           6: (b7) r0 = 0
-           7: (95) exit
+           6: (18) r4 = map[id:103][0]+0
+           8: (b7) r0 = 0
+           9: (95) exit
     "#]]
     .assert_eq(&text);
 }

@@ -75,6 +75,7 @@ impl Maps {
         for reloc in relocs {
             let (fd, src, offset) = match reloc.target {
                 RelocTarget::Map(i) => (self.fds[i].as_raw_fd(), PSEUDO_MAP_FD, 0),
+                RelocTarget::MapValue(i) => (self.fds[i].as_raw_fd(), PSEUDO_MAP_VALUE, 0),
                 RelocTarget::Rodata(off) => {
                     let fd = self.rodata.as_ref().expect("a .rodata reference implies .rodata").as_raw_fd();
                     (fd, PSEUDO_MAP_VALUE, off as i32)
