@@ -292,6 +292,7 @@ impl Ctx<'_> {
             stmts.push(Stmt { kind: StmtKind::If { cond: not, then: Box::new(next), els: None }, span });
         }
         stmts.push(assign_stmt("syscall_nr", id(), span));
+        // IMPORTANT: tapset functions called here are listed in `select::GENERATED_CALLS`.
         let name_call = Expr::new(ExprKind::Call { name: "syscall_name".into(), args: vec![id()] }, span);
         stmts.push(assign_stmt("name", name_call, span));
         if want_return {
@@ -358,6 +359,7 @@ impl Ctx<'_> {
             if want_return {
                 let ret = Expr::new(ExprKind::TargetVar("ret".into()), span);
                 stmts.push(assign_stmt("retval", ret.clone(), span));
+                // IMPORTANT: listed in `select::GENERATED_CALLS`.
                 let call = Expr::new(ExprKind::Call { name: "_syscall_retstr".into(), args: vec![ret] }, span);
                 stmts.push(assign_stmt("retstr", call, span));
             }
