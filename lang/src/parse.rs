@@ -62,7 +62,7 @@ pub fn prepare(
 ) -> (Items, Vec<Diagnostic>) {
     let text = &sources.file(file).text;
     let (tokens, mut diags) = lexer::lex(text, file);
-    let mut tokens = preprocess::preprocess(&tokens, env, macros, &mut diags);
+    let mut tokens = preprocess::preprocess(tokens, env, macros, &mut diags);
     mark_predicate_ends(&mut tokens);
     let bounds = split_items(&tokens);
     (Items { file, text_len: text.len(), tokens, bounds }, diags)
@@ -115,7 +115,7 @@ pub fn parse_expr(
 ) -> (Option<Expr>, Vec<Diagnostic>) {
     let text = &sources.file(file).text;
     let (tokens, mut diags) = lexer::lex(text, file);
-    let tokens = preprocess::preprocess(&tokens, env, macros, &mut diags);
+    let tokens = preprocess::preprocess(tokens, env, macros, &mut diags);
     let mut errors = Vec::new();
     let res = grammar::ExprParser::new().parse(file, &env.script_args, &mut errors, feed(&tokens));
     diags.append(&mut errors);
