@@ -824,7 +824,7 @@ fn is_pattern(s: &str) -> bool {
 }
 
 /// Whether a point the user wrote (possibly with wildcards) names an alias.
-fn point_matches(user: &[Component], alias: &[Component]) -> bool {
+pub fn point_matches(user: &[Component], alias: &[Component]) -> bool {
     match (user.first(), alias.first()) {
         (None, None) => true,
         (Some(u), _) if u.name == "**" => (0..=alias.len()).any(|k| point_matches(&user[1..], &alias[k..])),

@@ -11,8 +11,8 @@
 //! - a function or global, by an identifier with its name. Any identifier token counts, so a
 //!   local sharing a tapset function's name selects that function too: more than needed,
 //!   never less;
-//! - an alias, by the first component of a probe point: that identifier, or for a wildcard
-//!   (`sys*.open`, `**`) every first component it matches;
+//! - an alias, by a probe point of the script or of a needed alias that matches one of its
+//!   names as elaboration matches them (wildcards included);
 //! - the functions elaboration calls itself ([`GENERATED_CALLS`]).
 //!
 //! A needed global also selects every item of its file naming it: its type is inferred from
@@ -24,9 +24,9 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::ast::{self, Item, ProbePoint};
+use crate::ast::{self, Component, Item};
 use crate::diag::Diagnostic;
-use crate::elaborate::glob_match;
+use crate::elaborate::{glob_match, point_matches};
 use crate::lexer::{SpannedToken, Token};
 use crate::parse::Items;
 use crate::preprocess::PreprocessEnv;
@@ -57,7 +57,14 @@ pub fn select(
         cx.name_all(script_items.tokens(i));
     }
     cx.names.extend(GENERATED_CALLS.iter().map(|n| n.to_string()));
-    cx.points(&script.items);
+    for item in &script.items {
+        let points = match item {
+            Item::Probe(p) => &p.points,
+            Item::Alias(a) => &a.points,
+            _ => continue,
+        };
+        cx.points.extend(points.iter().map(|p| p.components.clone()));
+    }
     for (f, t) in tapsets.iter().enumerate() {
         if t.whole {
             for i in 0..t.items.len() {
@@ -94,12 +101,15 @@ struct Ctx<'a> {
     env: &'a PreprocessEnv,
     /// Definitions by name: (file, item, kind).
     defs: HashMap<String, Vec<(usize, usize, Kind)>>,
-    /// The parsed items, `None` while not needed.
+    /// The items parsed so far (needed ones, and aliases looked at as candidates).
     parsed: Vec<Vec<Option<Vec<Item>>>>,
+    needed: Vec<Vec<bool>>,
     diags: Vec<Diagnostic>,
     /// Names still to look up, and those looked up already.
     names: Vec<String>,
     seen: HashSet<String>,
+    /// Probe points still to match against alias names.
+    points: Vec<Vec<Component>>,
 }
 
 impl<'a> Ctx<'a> {
@@ -117,45 +127,93 @@ impl<'a> Ctx<'a> {
             env,
             defs,
             parsed: tapsets.iter().map(|t| vec![None; t.items.len()]).collect(),
+            needed: tapsets.iter().map(|t| vec![false; t.items.len()]).collect(),
             diags: Vec::new(),
             names: Vec::new(),
             seen: HashSet::new(),
+            points: Vec::new(),
         }
     }
 
     fn run(&mut self) {
-        while let Some(name) = self.names.pop() {
+        loop {
+            if let Some(point) = self.points.pop() {
+                self.match_point(&point);
+                continue;
+            }
+            let Some(name) = self.names.pop() else { break };
             if !self.seen.insert(name.clone()) {
                 continue;
             }
             for (f, i, kind) in self.defs.get(&name).cloned().unwrap_or_default() {
-                self.need(f, i);
-                if kind == Kind::Global {
-                    let tapsets = self.tapsets;
-                    let items = &tapsets[f].items;
-                    let users: Vec<usize> =
-                        (0..items.len()).filter(|&j| items.tokens(j).iter().any(|t| is_ident(t, &name))).collect();
-                    for j in users {
-                        self.need(f, j);
+                match kind {
+                    // Aliases are found by the probe points naming them.
+                    Kind::Alias => {}
+                    Kind::Function => self.need(f, i),
+                    Kind::Global => {
+                        self.need(f, i);
+                        let tapsets = self.tapsets;
+                        let items = &tapsets[f].items;
+                        let users: Vec<usize> =
+                            (0..items.len()).filter(|&j| items.tokens(j).iter().any(|t| is_ident(t, &name))).collect();
+                        for j in users {
+                            self.need(f, j);
+                        }
                     }
                 }
             }
         }
     }
 
-    fn need(&mut self, f: usize, i: usize) {
-        if self.parsed[f][i].is_some() {
-            return;
+    /// Selects the aliases `point` names: candidates by first component, then checked by
+    /// their full names as elaboration matches them.
+    fn match_point(&mut self, point: &[Component]) {
+        let Some(first) = point.first() else { return };
+        let candidates: Vec<(usize, usize)> = self
+            .defs
+            .iter()
+            .filter(|(name, _)| glob_match(&first.name, name))
+            .flat_map(|(_, defs)| defs.iter().filter(|d| d.2 == Kind::Alias).map(|d| (d.0, d.1)))
+            .collect();
+        for (f, i) in candidates {
+            let named = self.parsed(f, i).iter().any(|item| match item {
+                Item::Alias(a) => a.names.iter().any(|n| point_matches(point, &n.components)),
+                _ => false,
+            });
+            if named {
+                self.need(f, i);
+            }
         }
-        let tapsets = self.tapsets;
-        let items = &tapsets[f].items;
-        let parsed = items.parse(i, self.env, &mut self.diags);
-        self.name_all(items.tokens(i));
-        self.points(&parsed);
-        self.parsed[f][i] = Some(parsed);
     }
 
-    /// Every identifier in `tokens` may name a definition.
+    /// Item `i` of tapset `f`, parsed once.
+    fn parsed(&mut self, f: usize, i: usize) -> &[Item] {
+        if self.parsed[f][i].is_none() {
+            let parsed = self.tapsets[f].items.parse(i, self.env, &mut self.diags);
+            self.parsed[f][i] = Some(parsed);
+        }
+        self.parsed[f][i].as_deref().unwrap_or_default()
+    }
+
+    fn need(&mut self, f: usize, i: usize) {
+        if self.needed[f][i] {
+            return;
+        }
+        self.needed[f][i] = true;
+        let tapsets = self.tapsets;
+        self.name_all(tapsets[f].items.tokens(i));
+        let points: Vec<Vec<Component>> = self
+            .parsed(f, i)
+            .iter()
+            .flat_map(|item| match item {
+                Item::Alias(a) => a.points.iter().map(|p| p.components.clone()).collect(),
+                _ => Vec::new(),
+            })
+            .collect();
+        self.points.extend(points);
+    }
+
+    /// Every identifier in `tokens` may name a function or a global.
     fn name_all(&mut self, tokens: &[SpannedToken]) {
         for (t, _) in tokens {
             if let Token::Ident(n) = t {
@@ -166,34 +224,14 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    /// Wildcards in the first component of probe points match alias names.
-    fn points(&mut self, items: &[Item]) {
-        let points: Vec<&ProbePoint> = items
-            .iter()
-            .flat_map(|item| match item {
-                Item::Probe(p) => p.points.iter(),
-                Item::Alias(a) => a.points.iter(),
-                _ => [].iter(),
-            })
-            .collect();
-        for p in points {
-            let Some(first) = p.components.first() else { continue };
-            if first.name.contains(['*', '?', '{']) {
-                let matches = self
-                    .defs
-                    .iter()
-                    .filter(|(name, defs)| defs.iter().any(|d| d.2 == Kind::Alias) && glob_match(&first.name, name))
-                    .map(|(name, _)| name.clone());
-                self.names.extend(matches.collect::<Vec<_>>());
-            }
-        }
-    }
-
     fn finish(self) -> (Vec<ast::Script>, Vec<Diagnostic>) {
         let scripts = self
             .parsed
             .into_iter()
-            .map(|items| ast::Script { items: items.into_iter().flatten().flatten().collect() })
+            .zip(self.needed)
+            .map(|(items, needed)| ast::Script {
+                items: items.into_iter().zip(needed).filter(|(_, n)| *n).flat_map(|(i, _)| i).flatten().collect(),
+            })
             .collect();
         (scripts, self.diags)
     }
@@ -304,9 +342,10 @@ mod tests {
         check("probe begin { helper() }", expect!["helper"]);
         // A global brings every function of its file that names it, for its types.
         check("probe begin { bump(1) }", expect!["counts unrelated counts_types bump"]);
-        // Aliases by first component, and what their bodies use.
+        // Aliases by their full names, and what their bodies use.
+        check("probe fam.a { }", expect!["helper uses_helper fam.a"]);
         check("probe other.b { }", expect!["helper uses_helper fam.a fam.b"]);
         check("probe l* { }", expect!["lone"]);
-        check("probe **.b { }", expect!["helper uses_helper fam.a fam.b lone"]);
+        check("probe **.b { }", expect!["helper uses_helper fam.a fam.b"]);
     }
 }
