@@ -13,7 +13,7 @@ use lang::parse;
 use lang::preprocess::{Macros, PreprocessEnv};
 use lang::span::{FileId, SourceKind, SourceMap};
 use lang::types::{self, TypeTable};
-use lang::{ast, ir, lower};
+use lang::{ast, ir, lower, select};
 
 /// The tapsets built into the binary.
 // IMPORTANT: every file under tapsets/ must be listed here.
@@ -75,20 +75,28 @@ pub fn compile(
     let mut out = Compiled { sources: SourceMap::default(), script: None, elaborated: None, ir: None, object: None };
     let mut timer = PassTimer::new(options.verbose);
 
-    // Pass 1: parse the tapsets, then the script (tapset macros are visible to it).
+    // Pass 1: lex and preprocess the tapsets (their macros are visible to the script), parse
+    // the script, then only the tapset items it needs (see `lang::select`).
     let mut macros = Macros::default();
-    let tapset_files: Vec<FileId> = tapset_texts(&options.include)
-        .into_iter()
-        .map(|(name, text)| sources.add(name, text, SourceKind::Tapset))
-        .collect();
     let mut diags = Vec::new();
-    let mut tapsets = Vec::new();
-    for f in tapset_files {
-        let (t, d) = parse::parse(&sources, f, &env, &mut macros);
-        diags.extend(d);
-        tapsets.push(t);
+    let builtin = TAPSETS.len();
+    let tapsets: Vec<select::Tapset> = tapset_texts(&options.include)
+        .into_iter()
+        .enumerate()
+        .map(|(i, (name, text))| {
+            let f = sources.add(name, text, SourceKind::Tapset);
+            let (items, d) = parse::prepare(&sources, f, &env, &mut macros);
+            diags.extend(d);
+            select::Tapset { items, whole: i >= builtin }
+        })
+        .collect();
+    let (script_items, d) = parse::prepare(&sources, file, &env, &mut macros);
+    diags.extend(d);
+    let mut script = ast::Script::default();
+    for i in 0..script_items.len() {
+        script.items.extend(script_items.parse(i, &env, &mut diags));
     }
-    let (script, d) = parse::parse(&sources, file, &env, &mut macros);
+    let (selected, d) = select::select(&script, &script_items, &tapsets, &env);
     diags.extend(d);
     timer.done("parse");
     if diag::has_errors(&diags) {
@@ -100,24 +108,17 @@ pub fn compile(
         return Ok(out);
     }
 
-    // Pass 2: elaborate and type-check.
-    let input = elaborate::Input { script: &script, tapsets: &tapsets };
-    let (elaborated, mut diags) = elaborate::elaborate(&input, kernel);
-    if elaborated.probes.is_empty() && diags.is_empty() {
-        let span = lang::span::Span::new(file, 0, 0);
-        diags.push(
-            Diagnostic::error("E0100", "the script has no probes", span)
-                .with_help("add `probe begin { ... }` or another probe"),
-        );
-    }
-    if diag::has_errors(&diags) {
-        return Err(Failure { sources, diags });
-    }
-    let (table, diags) = types::check(&elaborated, &options.preset_globals);
+    // Pass 2: elaborate and type-check. What fails with the selected tapsets is elaborated
+    // again with all of them, so that messages (did-you-mean) see every tapset name.
+    let (elaborated, table) = match elaborate_and_check(&script, &selected, file, kernel, options) {
+        Ok(done) => done,
+        Err(_) => {
+            let (every, _) = select::all(&tapsets, &env);
+            elaborate_and_check(&script, &every, file, kernel, options)
+                .map_err(|diags| Failure { sources: sources.clone(), diags })?
+        }
+    };
     timer.done("elaborate");
-    if diag::has_errors(&diags) {
-        return Err(Failure { sources, diags });
-    }
     if last_pass == 2 {
         out.elaborated = Some((elaborated, table));
         out.sources = sources;
@@ -161,6 +162,34 @@ pub fn compile(
     out.object = Some(compiled);
     out.sources = sources;
     Ok(out)
+}
+
+/// Pass 2 on a script and the tapsets given: the elaborated script and its types, or the
+/// diagnostics of the first step that failed.
+fn elaborate_and_check(
+    script: &ast::Script,
+    tapsets: &[ast::Script],
+    file: FileId,
+    kernel: &dyn KernelInfo,
+    options: &Options,
+) -> Result<(Elaborated, TypeTable), Vec<Diagnostic>> {
+    let input = elaborate::Input { script, tapsets };
+    let (elaborated, mut diags) = elaborate::elaborate(&input, kernel);
+    if elaborated.probes.is_empty() && diags.is_empty() {
+        let span = lang::span::Span::new(file, 0, 0);
+        diags.push(
+            Diagnostic::error("E0100", "the script has no probes", span)
+                .with_help("add `probe begin { ... }` or another probe"),
+        );
+    }
+    if diag::has_errors(&diags) {
+        return Err(diags);
+    }
+    let (table, diags) = types::check(&elaborated, &options.preset_globals);
+    if diag::has_errors(&diags) {
+        return Err(diags);
+    }
+    Ok((elaborated, table))
 }
 
 /// The built-in tapsets, then the `.stp` files of each `-I` directory, sorted.

@@ -231,7 +231,7 @@ impl CompiledScript {
                     let (l, _) = sources.line_col(*span);
                     let key = (span.file, l);
                     if last_line != Some(key) && *span != Span::default() {
-                        let src = sources.file(span.file).text.lines().nth(l - 1).unwrap_or("").trim();
+                        let src = sources.line_text(*span).trim();
                         out.push_str(&format!("    ; {src}  [{}:{l}]\n", sources.file(span.file).name));
                         last_line = Some(key);
                     }

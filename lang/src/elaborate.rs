@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::ast::{self, AliasKind, Block, Component, Expr, ExprKind, Item, Literal, ProbePoint, Stmt, StmtKind};
 use crate::diag::Diagnostic;
 use crate::ir::{PerfEvent, PerfSample, Target};
-use crate::kernel::{FunctionSig, KernelInfo, TracepointFormat};
+use crate::kernel::{FunctionSig, KernelError, KernelInfo, TracepointFormat};
 use crate::span::Span;
 
 /// A script after elaboration.
@@ -292,6 +292,7 @@ impl Ctx<'_> {
             stmts.push(Stmt { kind: StmtKind::If { cond: not, then: Box::new(next), els: None }, span });
         }
         stmts.push(assign_stmt("syscall_nr", id(), span));
+        // IMPORTANT: tapset functions called here are listed in `select::GENERATED_CALLS`.
         let name_call = Expr::new(ExprKind::Call { name: "syscall_name".into(), args: vec![id()] }, span);
         stmts.push(assign_stmt("name", name_call, span));
         if want_return {
@@ -358,6 +359,7 @@ impl Ctx<'_> {
             if want_return {
                 let ret = Expr::new(ExprKind::TargetVar("ret".into()), span);
                 stmts.push(assign_stmt("retval", ret.clone(), span));
+                // IMPORTANT: listed in `select::GENERATED_CALLS`.
                 let call = Expr::new(ExprKind::Call { name: "_syscall_retstr".into(), args: vec![ret] }, span);
                 stmts.push(assign_stmt("retstr", call, span));
             }
@@ -576,13 +578,21 @@ impl Ctx<'_> {
             Some((g, e)) => (g.to_string(), e.to_string()),
             None => ("*".to_string(), spec.to_string()),
         };
-        let matches: Vec<(String, String)> =
-            self.tracepoints().iter().filter(|(g, e)| glob_match(&gpat, g) && glob_match(&epat, e)).cloned().collect();
-        if matches.is_empty() {
-            return Err(Unresolved::Failed(
+        let no_match = || {
+            Unresolved::Failed(
                 Diagnostic::error("E0106", format!("no tracepoint matches \"{spec}\" in this kernel"), point.span)
                     .with_help("`bpftap -l 'kernel.trace(\"*\")'` lists the tracepoints"),
-            ));
+            )
+        };
+        // A plain name needs no list of every tracepoint (2000 and more, over a millisecond to
+        // read): its format file answers.
+        let matches: Vec<(String, String)> = if is_pattern(&gpat) || is_pattern(&epat) {
+            self.tracepoints().iter().filter(|(g, e)| glob_match(&gpat, g) && glob_match(&epat, e)).cloned().collect()
+        } else {
+            vec![(gpat, epat)]
+        };
+        if matches.is_empty() {
+            return Err(no_match());
         }
         let mut out = Vec::new();
         for (group, event) in matches {
@@ -596,6 +606,7 @@ impl Ctx<'_> {
                     prologue: vec![],
                     epilogue: vec![],
                 }),
+                Err(KernelError::NoTracepoint(..)) if !is_pattern(spec) => return Err(no_match()),
                 Err(e) if !is_pattern(spec) => {
                     return Err(Unresolved::Failed(Diagnostic::error("E0106", e.to_string(), point.span)))
                 }
@@ -822,7 +833,7 @@ fn is_pattern(s: &str) -> bool {
 }
 
 /// Whether a point the user wrote (possibly with wildcards) names an alias.
-fn point_matches(user: &[Component], alias: &[Component]) -> bool {
+pub fn point_matches(user: &[Component], alias: &[Component]) -> bool {
     match (user.first(), alias.first()) {
         (None, None) => true,
         (Some(u), _) if u.name == "**" => (0..=alias.len()).any(|k| point_matches(&user[1..], &alias[k..])),

@@ -34,15 +34,76 @@ pub fn parse(
     env: &PreprocessEnv,
     macros: &mut Macros,
 ) -> (ast::Script, Vec<Diagnostic>) {
-    let text = &sources.file(file).text;
-    let (tokens, mut diags) = lexer::lex(text, file);
-    let mut tokens = preprocess::preprocess(&tokens, env, macros, &mut diags);
-    mark_predicate_ends(&mut tokens);
+    let (items, mut diags) = prepare(sources, file, env, macros);
     let mut script = Script::default();
-    for chunk in split_items(&tokens) {
-        parse_chunk(chunk, file, text.len(), env, &mut script, &mut diags);
+    for i in 0..items.len() {
+        script.items.extend(items.parse(i, env, &mut diags));
     }
     (script, diags)
+}
+
+/// A file lexed, preprocessed and cut into top-level items (see the module doc), none of them
+/// parsed yet. Tapsets are prepared whole, so every macro they define is known, and only the
+/// items a script needs go through the grammar (see [`crate::select`]).
+pub struct Items {
+    file: FileId,
+    text_len: usize,
+    tokens: Vec<SpannedToken>,
+    /// Each item's range in `tokens`.
+    bounds: Vec<std::ops::Range<usize>>,
+}
+
+/// Lex and preprocess file `file`, as [`parse`] does, and cut it into items.
+pub fn prepare(
+    sources: &SourceMap,
+    file: FileId,
+    env: &PreprocessEnv,
+    macros: &mut Macros,
+) -> (Items, Vec<Diagnostic>) {
+    let text = &sources.file(file).text;
+    let (tokens, mut diags) = lexer::lex(text, file);
+    let mut tokens = preprocess::preprocess(tokens, env, macros, &mut diags);
+    mark_predicate_ends(&mut tokens);
+    let bounds = split_items(&tokens);
+    (Items { file, text_len: text.len(), tokens, bounds }, diags)
+}
+
+impl Items {
+    pub fn file(&self) -> FileId {
+        self.file
+    }
+
+    /// How many top-level items the file has.
+    pub fn len(&self) -> usize {
+        self.bounds.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.bounds.is_empty()
+    }
+
+    /// The tokens of item `i`, preprocessed.
+    pub fn tokens(&self, i: usize) -> &[SpannedToken] {
+        &self.tokens[self.bounds[i].clone()]
+    }
+
+    /// Parse item `i`: usually one AST item, several for `global a, b`, none after a syntax
+    /// error (which goes to `diags`).
+    pub fn parse(&self, i: usize, env: &PreprocessEnv, diags: &mut Vec<Diagnostic>) -> Vec<Item> {
+        let chunk = self.tokens(i);
+        let mut errors = Vec::new();
+        let res = grammar::ScriptParser::new().parse(self.file, &env.script_args, &mut errors, feed(chunk));
+        diags.append(&mut errors);
+        match res {
+            Ok(items) => items,
+            Err(err) => {
+                // A chunk's end of input is where the next chunk starts, or the end of the file.
+                let eof = chunk.last().map_or(self.text_len, |t| t.1.end as usize);
+                diags.push(syntax_error(err, self.file, eof));
+                Vec::new()
+            }
+        }
+    }
 }
 
 /// Parse a lone expression (for the REPL and tests), with the same diagnostics as [`parse`].
@@ -54,7 +115,7 @@ pub fn parse_expr(
 ) -> (Option<Expr>, Vec<Diagnostic>) {
     let text = &sources.file(file).text;
     let (tokens, mut diags) = lexer::lex(text, file);
-    let tokens = preprocess::preprocess(&tokens, env, macros, &mut diags);
+    let tokens = preprocess::preprocess(tokens, env, macros, &mut diags);
     let mut errors = Vec::new();
     let res = grammar::ExprParser::new().parse(file, &env.script_args, &mut errors, feed(&tokens));
     diags.append(&mut errors);
@@ -63,27 +124,6 @@ pub fn parse_expr(
         Err(err) => {
             diags.push(syntax_error(err, file, text.len()));
             (None, diags)
-        }
-    }
-}
-
-fn parse_chunk(
-    chunk: &[SpannedToken],
-    file: FileId,
-    text_len: usize,
-    env: &PreprocessEnv,
-    script: &mut Script,
-    diags: &mut Vec<Diagnostic>,
-) {
-    let mut errors = Vec::new();
-    // A chunk's end of input is where the next chunk starts, or the end of the file.
-    let res = grammar::ScriptParser::new().parse(file, &env.script_args, &mut errors, feed(chunk));
-    diags.append(&mut errors);
-    match res {
-        Ok(items) => script.items.extend(items),
-        Err(err) => {
-            let eof = chunk.last().map_or(text_len, |t| t.1.end as usize);
-            diags.push(syntax_error(err, file, eof));
         }
     }
 }
@@ -102,7 +142,7 @@ fn mark_predicate_ends(tokens: &mut [SpannedToken]) {
 }
 
 /// Cuts the stream before each item-starting keyword at depth zero; see the module doc.
-fn split_items(tokens: &[SpannedToken]) -> Vec<&[SpannedToken]> {
+fn split_items(tokens: &[SpannedToken]) -> Vec<std::ops::Range<usize>> {
     let mut chunks = Vec::new();
     let mut depth: i32 = 0;
     let mut start = 0;
@@ -115,7 +155,7 @@ fn split_items(tokens: &[SpannedToken]) -> Vec<&[SpannedToken]> {
                 // A keyword used as a probe point component (`kernel.function`) follows a `.`.
                 let after_dot = i > 0 && tokens[i - 1].0 == Token::Dot;
                 if depth == 0 && i > start && !after_private && !after_dot {
-                    chunks.push(&tokens[start..i]);
+                    chunks.push(start..i);
                     start = i;
                 }
             }
@@ -123,7 +163,7 @@ fn split_items(tokens: &[SpannedToken]) -> Vec<&[SpannedToken]> {
         }
     }
     if start < tokens.len() {
-        chunks.push(&tokens[start..]);
+        chunks.push(start..tokens.len());
     }
     chunks
 }

@@ -69,14 +69,30 @@ pub struct MacroDef {
 
 /// Resolve conditionals and expand macros; see the module doc.
 pub fn preprocess(
-    tokens: &[SpannedToken],
+    tokens: Vec<SpannedToken>,
     env: &PreprocessEnv,
     macros: &mut Macros,
     diags: &mut Vec<Diagnostic>,
 ) -> Vec<SpannedToken> {
+    // Most files use none of it: they are kept as they are, not copied token by token.
+    let untouched = |t: &SpannedToken| {
+        !matches!(
+            t.0,
+            Token::PpIf
+                | Token::PpThen
+                | Token::PpElse
+                | Token::PpEnd
+                | Token::AtDefine
+                | Token::AtName(_)
+                | Token::DollarArg(_)
+        )
+    };
+    if tokens.iter().all(untouched) {
+        return tokens;
+    }
     let mut ctx = Ctx { env, macros, diags };
     let mut out = Vec::with_capacity(tokens.len());
-    ctx.run(tokens, &mut out, 0);
+    ctx.run(&tokens, &mut out, 0);
     out
 }
 

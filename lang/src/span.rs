@@ -44,6 +44,9 @@ pub struct SourceFile {
     pub name: String,
     pub text: String,
     pub kind: SourceKind,
+    /// The offset where each line starts: `-p4` names the line of every few instructions,
+    /// and counting newlines from the start of the file each time was quadratic.
+    line_starts: Vec<u32>,
 }
 
 /// All source text of one compilation: the script and every tapset file.
@@ -54,7 +57,9 @@ pub struct SourceMap {
 
 impl SourceMap {
     pub fn add(&mut self, name: impl Into<String>, text: impl Into<String>, kind: SourceKind) -> FileId {
-        self.files.push(SourceFile { name: name.into(), text: text.into(), kind });
+        let text = text.into();
+        let line_starts = std::iter::once(0).chain(text.match_indices('\n').map(|(i, _)| i as u32 + 1)).collect();
+        self.files.push(SourceFile { name: name.into(), text, kind, line_starts });
         FileId(self.files.len() as u32 - 1)
     }
 
@@ -73,16 +78,50 @@ impl SourceMap {
 
     /// 1-based line and column of a span's start.
     pub fn line_col(&self, span: Span) -> (usize, usize) {
-        let text = &self.file(span.file).text;
-        let before = &text[..(span.start as usize).min(text.len())];
-        let line = before.matches('\n').count() + 1;
-        let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
-        (line, col)
+        let file = self.file(span.file);
+        let start = (span.start as usize).min(file.text.len());
+        let line = file.line_starts.partition_point(|&s| s as usize <= start);
+        (line, start - file.line_starts[line - 1] as usize + 1)
+    }
+
+    /// The text of the line a span starts on, without its newline.
+    pub fn line_text(&self, span: Span) -> &str {
+        let file = self.file(span.file);
+        let (line, _) = self.line_col(span);
+        let start = file.line_starts[line - 1] as usize;
+        let end = file.line_starts.get(line).map_or(file.text.len(), |&e| e as usize - 1);
+        &file.text[start..end]
     }
 }
 
 impl fmt::Display for FileId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "file{}", self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_and_columns() {
+        let mut sources = SourceMap::default();
+        let f = sources.add("t.stp", "ab\n\ncd\n", SourceKind::Script);
+        let at = |start| Span::new(f, start, start);
+        let found: Vec<_> = (0..=7).map(|i| (sources.line_col(at(i)), sources.line_text(at(i)))).collect();
+        assert_eq!(
+            found,
+            [
+                ((1, 1), "ab"),
+                ((1, 2), "ab"),
+                ((1, 3), "ab"),
+                ((2, 1), ""),
+                ((3, 1), "cd"),
+                ((3, 2), "cd"),
+                ((3, 3), "cd"),
+                ((4, 1), ""),
+            ]
+        );
     }
 }
