@@ -1128,7 +1128,13 @@ impl Emitter<'_> {
     }
 
     fn report_full(&mut self, array: lang::ir::ArrayId) {
-        self.output_header_record(layout::record_error::ARRAY_FULL | array.as_u32());
+        let globals = if self.globals_loaded {
+            GLOBALS
+        } else {
+            self.globals_ptr(Reg::R1);
+            Reg::R1
+        };
+        self.push(insn::st_imm(Size::DW, globals, layout::GLOBAL_ARRAY_FULL as i16, array.as_u32() as i32 + 1));
     }
 
     /// `array[keys] <<< value`: SystemTap's per-CPU accumulation (`stats::Stat::add`) on this

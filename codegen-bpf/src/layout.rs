@@ -54,7 +54,12 @@ pub const GLOBAL_BOOT_OFFSET: u32 = 0;
 pub const GLOBAL_TARGET: u32 = 8;
 /// Count of output records the ring buffer had no room for, added to by the programs.
 pub const GLOBAL_LOST: u32 = 16;
-const GLOBALS_RESERVED: u32 = 24;
+/// 1 + the id of an array that had no room for a new element, set by the programs; the
+/// runtime sees it within one turn of its event loop and ends the script, naming the array.
+/// (A slot, not a ring-buffer record: one store on the rare path, where a record took
+/// fifteen instructions.)
+pub const GLOBAL_ARRAY_FULL: u32 = 24;
+const GLOBALS_RESERVED: u32 = 32;
 
 pub fn globals_layout(program: &Program) -> GlobalsLayout {
     let mut offsets = SecondaryMap::new();
@@ -133,8 +138,6 @@ pub fn array_map_index(a: lang::ir::ArrayId) -> usize {
 }
 
 pub mod record_error {
-    /// An array had no room for a new element; the low 24 bits of the record kind name it.
-    pub const ARRAY_FULL: u32 = 0xfe00_0000;
     /// A kernel handler ran out of loop iterations; the low 24 bits give the handler.
     pub const MAX_ACTION: u32 = 0xfd00_0000;
 }

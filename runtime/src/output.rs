@@ -18,7 +18,6 @@ pub enum Record {
     /// `exit()` ran in a kernel probe.
     Exit,
     /// An array had no room for a new element.
-    ArrayFull(lang::ir::ArrayId),
     /// A kernel handler (by index) ran out of loop iterations.
     MaxAction(usize),
     /// A record this script cannot have produced (a bug); shown, not hidden.
@@ -50,9 +49,6 @@ impl Decoder {
         }
         if kind & 0xff00_0000 == layout::record_error::MAX_ACTION {
             return Record::MaxAction((kind & 0x00ff_ffff) as usize);
-        }
-        if kind & 0xff00_0000 == layout::record_error::ARRAY_FULL {
-            return Record::ArrayFull(lang::ir::ArrayId::from_u32(kind & 0x00ff_ffff));
         }
         let Some((Some(format), layout, tys)) = self.formats.get(kind as usize) else {
             return Record::Malformed(format!("unknown record kind {kind}"));

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use codegen_bpf::compile::{CompiledScript, RINGBUF_BYTES};
 use codegen_bpf::layout;
-use codegen_bpf::layout::{GLOBAL_BOOT_OFFSET, GLOBAL_LOST, GLOBAL_TARGET};
-use lang::ir::{Const, Handler, Target, Ty, ValueKind};
+use codegen_bpf::layout::{GLOBAL_ARRAY_FULL, GLOBAL_BOOT_OFFSET, GLOBAL_LOST, GLOBAL_TARGET};
+use lang::ir::{ArrayId, Const, Handler, Target, Ty, ValueKind};
 use lang::span::Span;
 
 use crate::arrays::Arrays;
@@ -335,10 +335,6 @@ impl<'a> Session<'a> {
                     let point = program.handlers.get(h).map_or("?", |h| h.point.as_str());
                     Err(RuntimeError::MaxAction(point.to_string()))
                 }
-                Record::ArrayFull(a) => {
-                    let name = program.arrays.get(a).map_or("?", |d| d.name.as_str());
-                    Err(RuntimeError::ArrayFull(name.to_string()))
-                }
                 Record::Malformed(why) => {
                     eprintln!("bpftap: internal error: malformed output record: {why}");
                     Ok(())
@@ -346,7 +342,13 @@ impl<'a> Session<'a> {
             };
             result.is_ok()
         });
-        result
+        result?;
+        let full = self.globals.load_long(GLOBAL_ARRAY_FULL);
+        if full > 0 {
+            let name = program.arrays.get(ArrayId::from_u32(full as u32 - 1)).map_or("?", |d| d.name.as_str());
+            return Err(RuntimeError::ArrayFull(name.to_string()));
+        }
+        Ok(())
     }
 
     /// Whether the `-c` child or the `-x` process has exited.
