@@ -631,6 +631,8 @@ impl Emitter<'_> {
         // Counting a lost record needs the globals: loading their address once here is
         // smaller than on each of two or more rare paths.
         let (scratch, globals) = (self.uses_scratch(), self.uses_globals() || self.output_sites() >= 2);
+        self.globals_loaded = globals;
+        self.scratch_loaded = scratch;
         if scratch {
             self.push(insn::st_imm(Size::W, Reg::R10, KEY_ZERO, 0));
             self.map_ptr(Reg::R1, self.maps.scratch);
@@ -640,8 +642,6 @@ impl Emitter<'_> {
             self.jump_if_imm(JmpOp::Eq, Reg::R0, 0, EXIT_LABEL);
             self.push(insn::mov64_reg(SCRATCH, Reg::R0));
         }
-        self.globals_loaded = globals;
-        self.scratch_loaded = scratch;
         if globals {
             self.globals_ptr(GLOBALS);
         }
