@@ -10,7 +10,7 @@ use lang::span::Span;
 use crate::disasm;
 use crate::emit::{self, ArgAccess, EmitError, MapIndexes, Rodata};
 use crate::layout::{self, GlobalsLayout};
-use crate::object::{map_type, MapDef, ObjectSpec, ProgramSpec, RelocTarget};
+use crate::object::{map_type, MapDef, ObjectSpec, ProgramSpec, RelocTarget, NETFILTER_SECTION};
 
 /// Size of the output ring buffer in bytes (a power of two, a multiple of the page size).
 pub const RINGBUF_BYTES: u32 = 1 << 20;
@@ -31,11 +31,8 @@ pub struct CompiledScript {
 
 #[derive(Clone, Debug)]
 pub struct KernelProbe {
-    /// The program's symbol name in the object.
+    /// The program's name in `object.programs`.
     pub name: String,
-    /// A program ELF loaders do not know (netfilter), kept out of `object.programs` so that
-    /// the `--emit-elf` object stays loadable.
-    pub raw: Option<RawProgram>,
     /// For a kernel function probe compiled for fentry/fexit (`name`), the same handler
     /// compiled for kprobe/kretprobe, used where the kernel refuses fentry.
     pub kprobe_fallback: Option<String>,
@@ -46,19 +43,6 @@ pub struct KernelProbe {
     pub spans: Vec<(usize, Span)>,
 }
 
-/// A program outside `object.programs`. Its relocations name the object's maps and
-/// `.rodata`, as those of the programs inside do.
-#[derive(Clone, Debug)]
-pub struct RawProgram {
-    pub prog_type: u32,
-    pub expected_attach_type: u32,
-    pub insns: Vec<crate::insn::Insn>,
-    pub relocs: Vec<crate::object::Reloc>,
-}
-
-/// `BPF_PROG_TYPE_NETFILTER` and `BPF_NETFILTER` from the kernel's uapi `bpf.h` (6.4+).
-pub const BPF_PROG_TYPE_NETFILTER: u32 = 32;
-pub const BPF_NETFILTER: u32 = 45;
 /// `NF_ACCEPT`: what a netfilter program that only observes returns.
 const NF_ACCEPT: i32 = 1;
 
@@ -72,18 +56,16 @@ pub fn compile(program: Program) -> Result<CompiledScript, EmitError> {
     for (i, handler) in program.handlers.iter().enumerate() {
         let (section, exit_value, args) = match &handler.target {
             t if t.is_user_space() => continue,
-            Target::Tracepoint { group, event, .. } => {
-                (Some(format!("tracepoint/{group}/{event}")), 0, ArgAccess::None)
-            }
-            Target::Netfilter { .. } => (None, NF_ACCEPT, ArgAccess::None),
+            Target::Tracepoint { group, event, .. } => (format!("tracepoint/{group}/{event}"), 0, ArgAccess::None),
+            Target::Netfilter { .. } => (NETFILTER_SECTION.to_string(), NF_ACCEPT, ArgAccess::None),
             Target::Uprobe { ret, symbol, .. } => {
                 let kind = if *ret { "uretprobe" } else { "uprobe" };
-                (Some(format!("{kind}/{symbol}")), 0, ArgAccess::Kprobe { ret: *ret })
+                (format!("{kind}/{symbol}"), 0, ArgAccess::Kprobe { ret: *ret })
             }
-            Target::Perf { .. } => (Some("perf_event".to_string()), 0, ArgAccess::None),
+            Target::Perf { .. } => ("perf_event".to_string(), 0, ArgAccess::None),
             Target::KernelFunction { name, ret, nargs } => {
                 let kind = if *ret { "fexit" } else { "fentry" };
-                (Some(format!("{kind}/{name}")), 0, ArgAccess::Fentry { nargs: *nargs })
+                (format!("{kind}/{name}"), 0, ArgAccess::Fentry { nargs: *nargs })
             }
             _ => unreachable!("user-space targets are skipped above"),
         };
@@ -111,26 +93,9 @@ pub fn compile(program: Program) -> Result<CompiledScript, EmitError> {
         }
         scratch_size = scratch_size.max(emitted.scratch_size);
         let name = format!("bpftap_p{i}");
-        let raw = match section {
-            Some(section) => {
-                programs.push(ProgramSpec {
-                    name: name.clone(),
-                    section,
-                    insns: emitted.insns,
-                    relocs: emitted.relocs,
-                });
-                None
-            }
-            None => Some(RawProgram {
-                prog_type: BPF_PROG_TYPE_NETFILTER,
-                expected_attach_type: BPF_NETFILTER,
-                insns: emitted.insns,
-                relocs: emitted.relocs,
-            }),
-        };
+        programs.push(ProgramSpec { name: name.clone(), section, insns: emitted.insns, relocs: emitted.relocs });
         kernel_probes.push(KernelProbe {
             name,
-            raw,
             kprobe_fallback,
             handler: i,
             target: handler.target.clone(),
@@ -200,13 +165,10 @@ impl CompiledScript {
         let map_names: Vec<&str> = self.object.maps.iter().map(|m| m.name.as_str()).chain([".rodata"]).collect();
         let mut out = String::new();
         for probe in &self.kernel_probes {
-            let (insns, relocs) = match &probe.raw {
-                Some(raw) => (&raw.insns, &raw.relocs),
-                None => match self.object.programs.iter().find(|p| p.name == probe.name) {
-                    Some(spec) => (&spec.insns, &spec.relocs),
-                    None => continue,
-                },
+            let Some(spec) = self.object.programs.iter().find(|p| p.name == probe.name) else {
+                continue;
             };
+            let (insns, relocs) = (&spec.insns, &spec.relocs);
             // For display, a map reference holds the map's index, which names it (`.rodata`
             // comes after the maps).
             let mut insns = insns.clone();

@@ -559,7 +559,7 @@ impl Emitter<'_> {
 
     fn uses_scratch(&self) -> bool {
         // String variables live in scratch; the instructions below use its temporaries.
-        self.alloc.scratch_bytes > 0 || self.func.blocks.values().flat_map(|b| &b.insts).any(|i| match &i.kind {
+        self.alloc.scratch_bytes > 0 || self.insts().any(|i| match &i.kind {
             InstKind::Sprintf { .. }
             | InstKind::Call {
                 builtin:
@@ -577,7 +577,7 @@ impl Emitter<'_> {
     }
 
     fn uses_globals(&self) -> bool {
-        self.func.blocks.values().flat_map(|b| &b.insts).any(|i| {
+        self.insts().any(|i| {
             matches!(
                 i.kind,
                 InstKind::LoadGlobal { .. }
@@ -595,9 +595,10 @@ impl Emitter<'_> {
         })
     }
 
-    /// Instructions that may send a record, and so count it lost when the ring buffer is full.
-    fn output_sites(&self) -> usize {
-        let sends = |i: &&lang::ir::Inst| {
+    /// Instructions that reach the globals on a rare path: a record the ring buffer had no
+    /// room for is counted there, and a full array is flagged there.
+    fn rare_globals_sites(&self) -> usize {
+        let reaches = |i: &&lang::ir::Inst| {
             matches!(
                 i.kind,
                 InstKind::Printf { .. }
@@ -608,11 +609,16 @@ impl Emitter<'_> {
                     | InstKind::StatAdd { .. }
             )
         };
-        self.func.blocks.values().flat_map(|b| &b.insts).filter(sends).count()
+        self.insts().filter(reaches).count()
+    }
+
+    /// Every IR instruction of the handler.
+    fn insts(&self) -> impl Iterator<Item = &lang::ir::Inst> {
+        self.func.blocks.values().flat_map(|b| &b.insts)
     }
 
     fn uses_ctx(&self) -> bool {
-        self.func.blocks.values().flat_map(|b| &b.insts).any(|i| {
+        self.insts().any(|i| {
             matches!(
                 i.kind,
                 InstKind::LoadContext { .. }
@@ -628,9 +634,9 @@ impl Emitter<'_> {
         if self.uses_ctx() {
             self.push(insn::mov64_reg(CTX, Reg::R1));
         }
-        // Counting a lost record needs the globals: loading their address once here is
-        // smaller than on each of two or more rare paths.
-        let (scratch, globals) = (self.uses_scratch(), self.uses_globals() || self.output_sites() >= 2);
+        // The rare paths need the globals: loading their address once here is smaller than
+        // on each of two or more of them.
+        let (scratch, globals) = (self.uses_scratch(), self.uses_globals() || self.rare_globals_sites() >= 2);
         self.globals_loaded = globals;
         self.scratch_loaded = scratch;
         if scratch {

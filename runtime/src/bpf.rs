@@ -25,11 +25,16 @@ pub mod prog_type {
     pub const TRACEPOINT: u32 = 5;
     pub const PERF_EVENT: u32 = 7;
     pub const TRACING: u32 = 26;
+    /// Linux 6.4+.
+    pub const NETFILTER: u32 = 32;
 }
 
 /// `BPF_TRACE_FENTRY` / `BPF_TRACE_FEXIT` (`enum bpf_attach_type`).
 pub const BPF_TRACE_FENTRY: u32 = 24;
 pub const BPF_TRACE_FEXIT: u32 = 25;
+
+/// `BPF_NETFILTER` (`enum bpf_attach_type`, Linux 6.4+).
+pub const BPF_NETFILTER: u32 = 45;
 
 /// `BPF_F_RDONLY_PROG`: the programs may only read the map (what `.rodata` is).
 pub const BPF_F_RDONLY_PROG: u32 = 1 << 7;

@@ -10,7 +10,7 @@ use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
-use codegen_bpf::compile::{CompiledScript, KernelProbe, BPF_NETFILTER, BPF_PROG_TYPE_NETFILTER};
+use codegen_bpf::compile::{CompiledScript, KernelProbe};
 use codegen_bpf::insn::{self, Insn};
 use codegen_bpf::object::{ObjectSpec, Reloc, RelocTarget};
 use lang::ir::{PerfEvent, PerfSample, Target};
@@ -109,16 +109,13 @@ pub fn attach(
     let point = compiled.program.handlers[probe.handler].point.as_str();
     let attach_error = |reason: String| RuntimeError::Attach { point: point.to_string(), reason };
     let code = |name: &str| -> Result<Vec<u8>, RuntimeError> {
-        let (insns, relocs) = match &probe.raw {
-            Some(raw) if name == probe.name => (&raw.insns, &raw.relocs),
-            _ => {
-                let spec = compiled.object.programs.iter().find(|p| p.name == name).ok_or_else(|| {
-                    RuntimeError::Load { point: point.to_string(), reason: format!("no program {name}") }
-                })?;
-                (&spec.insns, &spec.relocs)
-            }
-        };
-        Ok(maps.relocate(insns, relocs))
+        let spec = compiled
+            .object
+            .programs
+            .iter()
+            .find(|p| p.name == name)
+            .ok_or_else(|| RuntimeError::Load { point: point.to_string(), reason: format!("no program {name}") })?;
+        Ok(maps.relocate(&spec.insns, &spec.relocs))
     };
     let load = |name: &str, prog_type: u32, expected_attach_type: u32, attach_btf_id: u32| {
         let insns = code(name)?;
@@ -193,7 +190,7 @@ pub fn attach(
             }
         }
         Target::Netfilter { pf, hook, priority } => {
-            let prog = load(&probe.name, BPF_PROG_TYPE_NETFILTER, BPF_NETFILTER, 0).map_err(|e| match e {
+            let prog = load(&probe.name, prog_type::NETFILTER, bpf::BPF_NETFILTER, 0).map_err(|e| match e {
                 RuntimeError::Load { point, reason } => RuntimeError::Load {
                     point,
                     reason: format!("{reason} (netfilter BPF programs need Linux 6.4 or later)"),
@@ -204,7 +201,7 @@ pub fn attach(
             // below ours, which also lets several bpftap sessions watch the same hook.
             let mut attempt = 0;
             let link = loop {
-                match bpf::netfilter_link(prog.as_fd(), BPF_NETFILTER, *pf, *hook, priority - attempt) {
+                match bpf::netfilter_link(prog.as_fd(), bpf::BPF_NETFILTER, *pf, *hook, priority - attempt) {
                     Ok(link) => break link,
                     Err(e) if e.raw_os_error() == Some(libc::EBUSY) && attempt < 4096 => attempt += 1,
                     Err(e) => {
