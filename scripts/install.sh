@@ -18,6 +18,7 @@ install -m 0755 target/release/bpftap /usr/local/bin/bpftap
 echo "running a first trace"
 ready="$(mktemp -u /tmp/bpftap-install.XXXXXX)"
 BPFTAP_READY_FILE="$ready" bpftap -T 2 -e '
+    global calls
     probe begin { println("bpftap works") }
     probe syscall.getppid { calls++ }
     probe end { printf("%d getppid calls seen\n", calls) }' &
