@@ -27,6 +27,7 @@ pub const TAPSETS: &[(&str, &str)] = &[
     ("scheduler.stp", include_str!("../tapsets/scheduler.stp")),
     ("vfs.stp", include_str!("../tapsets/vfs.stp")),
     ("inet.stp", include_str!("../tapsets/inet.stp")),
+    ("oneshot.stp", include_str!("../tapsets/oneshot.stp")),
 ];
 
 pub struct Options {
