@@ -137,9 +137,17 @@ impl Ctx<'_> {
         for point in &probe.points {
             match self.resolve(point, 0) {
                 Ok(list) => {
-                    for r in list {
+                    for mut r in list {
                         let mut body = merge_body(&r, probe);
+                        let record = self.read_tracepoint_args(&mut r, &body);
                         fold_defined_block(&mut body, r.format.as_ref());
+                        if let Some(record) = record {
+                            let mixed = record_fields_read(&record, &r, &body);
+                            if !mixed.is_empty() {
+                                self.diags.extend(mixed);
+                                continue;
+                            }
+                        }
                         out.push(ElabProbe {
                             body,
                             point: r.point,
@@ -159,6 +167,35 @@ impl Ctx<'_> {
                 Err(Unresolved::Unknown) => self.diags.push(self.unknown_point(point)),
             }
         }
+    }
+
+    /// A tracepoint probe whose body reads a C argument of the tracepoint (`$prev` of
+    /// sched_switch), not only fields of its record (`$prev_pid`), becomes a raw tracepoint
+    /// probe: its `$vars` are then the arguments, typed from BTF as a kernel function's
+    /// parameters are. A name that is both (`$irq` of irq_handler_entry) stays a record
+    /// field while the body reads no argument-only name. Returns the record's format when
+    /// the probe switched, for [`record_fields_read`].
+    fn read_tracepoint_args(&self, r: &mut Resolved, body: &Block) -> Option<TracepointFormat> {
+        let (Target::Tracepoint { event, .. }, Some(format)) = (&r.target, &r.format) else { return None };
+        let mut unknown = BTreeSet::new();
+        walk_exprs(body, &mut |e| {
+            if let ExprKind::TargetVar(name) = &e.kind {
+                if format.field(name).is_none() {
+                    unknown.insert(name.clone());
+                }
+            }
+        });
+        if unknown.is_empty() {
+            return None;
+        }
+        let args = self.kernel.tracepoint_args(event).ok()?;
+        if !args.params.iter().any(|(name, _)| unknown.contains(name)) {
+            return None;
+        }
+        r.target = Target::RawTracepoint { event: event.clone(), nargs: args.params.len() as u32 };
+        let record = r.format.replace(function_context(&args, false));
+        r.function = Some(args);
+        record
     }
 
     fn unknown_point(&self, point: &ProbePoint) -> Diagnostic {
@@ -678,6 +715,36 @@ fn function_context(sig: &FunctionSig, ret: bool) -> TracepointFormat {
         fields.push(field("return", sig.params.len() as u32));
     }
     TracepointFormat { group: "kernel".into(), event: sig.name.clone(), common_fields: vec![], fields }
+}
+
+/// For a probe switched to a tracepoint's arguments: the record fields its body still reads
+/// (outside `@defined`), each an error. A raw tracepoint has no record, and reading the
+/// record's values from the arguments needs the event's C code, which BTF does not hold.
+fn record_fields_read(record: &TracepointFormat, r: &Resolved, body: &Block) -> Vec<Diagnostic> {
+    let Some(args) = &r.function else { return Vec::new() };
+    let is_arg = |name: &str| args.params.iter().any(|(p, _)| p == name);
+    let arg_names = args.params.iter().map(|(p, _)| format!("${p}")).collect::<Vec<_>>().join(", ");
+    let mut out = Vec::new();
+    walk_exprs(body, &mut |e| {
+        let ExprKind::TargetVar(name) = &e.kind else { return };
+        if is_arg(name) || record.field(name).is_none() {
+            return;
+        }
+        out.push(
+            Diagnostic::error(
+                "E0111",
+                format!("`${name}` is a field of the tracepoint's record, but this probe also reads its C arguments"),
+                e.span,
+            )
+            .with_label("a record field")
+            .with_help(format!(
+                "a probe reads either the record or the arguments of `{}`; its arguments are {arg_names}: \
+                 read the value through them (e.g. `$arg->member`)",
+                args.name
+            )),
+        );
+    });
+    out
 }
 
 fn assign_stmt(name: &str, value: Expr, span: Span) -> Stmt {

@@ -91,6 +91,8 @@ pub enum KernelError {
     NoType(String),
     #[error("`{ty}` has no member `{member}`")]
     NoMember { ty: String, member: String },
+    #[error("the kernel's BTF does not name the arguments of tracepoint `{0}`")]
+    NoTracepointArgs(String),
     #[error("this kernel has no BTF (/sys/kernel/btf/vmlinux): {0}")]
     NoBtf(String),
 }
@@ -122,6 +124,18 @@ pub trait KernelInfo {
     /// A kernel function's signature.
     fn function(&self, name: &str) -> Result<FunctionSig, KernelError> {
         Err(KernelError::NoFunction(name.to_string()))
+    }
+    /// The C arguments of tracepoint `event`, as its BPF raw tracepoint receives them, named
+    /// as in the kernel source. BTF names them only in a function with the same parameters:
+    /// the event's probe stub `__probestub_EVENT` (Linux 6.4+), else `__bpf_trace_EVENT`
+    /// (there only for an event that is its own template). The stub's leading
+    /// `void *__data` is not an argument.
+    fn tracepoint_args(&self, event: &str) -> Result<FunctionSig, KernelError> {
+        let stub = self
+            .function(&format!("__probestub_{event}"))
+            .or_else(|_| self.function(&format!("__bpf_trace_{event}")))
+            .map_err(|_| KernelError::NoTracepointArgs(event.to_string()))?;
+        Ok(FunctionSig { name: event.to_string(), params: stub.params.into_iter().skip(1).collect(), ret: 0 })
     }
     /// The names of every kernel function in BTF, sorted (for wildcards and `-l`).
     fn functions(&self) -> Vec<String> {

@@ -114,7 +114,7 @@ pub fn lower(
             point: &probe.point,
             function_name: match &probe.target {
                 ir::Target::KernelFunction { name, .. } => name,
-                ir::Target::Tracepoint { event, .. } => event,
+                ir::Target::Tracepoint { event, .. } | ir::Target::RawTracepoint { event, .. } => event,
                 _ => "",
             },
             kernel: !probe.target.is_user_space(),
@@ -201,7 +201,8 @@ struct Ctx<'a> {
     /// `(continue target, break target)` of the enclosing loops.
     loops: Vec<(ir::Block, ir::Block)>,
     format: Option<&'a TracepointFormat>,
-    /// The probed kernel function's signature, for `kernel.function` probes.
+    /// The probed kernel function's signature, for `kernel.function` probes; the
+    /// tracepoint's arguments, for raw tracepoint probes.
     function: Option<&'a FunctionSig>,
     /// `pp()` and the default `ppfunc()`.
     point: &'a str,
