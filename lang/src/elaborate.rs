@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::ast::{self, AliasKind, Block, Component, Expr, ExprKind, Item, Literal, ProbePoint, Stmt, StmtKind};
 use crate::diag::Diagnostic;
 use crate::ir::{PerfEvent, PerfSample, Target};
-use crate::kernel::{FunctionSig, KernelError, KernelInfo, TracepointFormat};
+use crate::kernel::{CType, FunctionSig, KernelError, KernelInfo, TracepointFormat, TypeId};
 use crate::span::Span;
 
 /// A script after elaboration.
@@ -140,7 +140,12 @@ impl Ctx<'_> {
                     for mut r in list {
                         let mut body = merge_body(&r, probe);
                         let record = self.read_tracepoint_args(&mut r, &body);
-                        fold_defined_block(&mut body, r.format.as_ref());
+                        let cx = ProbeContext {
+                            format: r.format.as_ref(),
+                            function: r.function.as_ref(),
+                            kernel: self.kernel,
+                        };
+                        fold_defined_block(&mut body, &cx);
                         if let Some(record) = record {
                             let mixed = record_fields_read(&record, &r, &body);
                             if !mixed.is_empty() {
@@ -769,24 +774,71 @@ fn merge_body(r: &Resolved, probe: &ast::Probe) -> Block {
     Block { stmts, span: probe.span }
 }
 
-/// Replaces `@defined($var)` with 1 or 0 for this probe's context, and drops the code
-/// that constant conditions rule out, so `@defined($x) ? $x : 0` type-checks where `$x`
-/// does not exist (as SystemTap resolves it at compile time).
-fn fold_defined_block(block: &mut Block, format: Option<&TracepointFormat>) {
-    for s in &mut block.stmts {
-        fold_defined_stmt(s, format);
+/// What `@defined` asks about: the probe's target variables and the kernel's types.
+struct ProbeContext<'a> {
+    format: Option<&'a TracepointFormat>,
+    function: Option<&'a FunctionSig>,
+    kernel: &'a dyn KernelInfo,
+}
+
+impl ProbeContext<'_> {
+    /// Whether `e` exists in this probe and the kernel: `None` if not, else the struct type
+    /// it leads to by `->` when known. `$a->b->c` exists when `$a` is a target variable and
+    /// each member is in its struct (bitfields are not: bpftap cannot read them);
+    /// `@cast(x, "T")->m` when `T` has `m`. Where a type is unknown, the chain is taken as
+    /// existing, and lowering reports what it cannot read.
+    fn resolve(&self, e: &Expr) -> Option<Option<TypeId>> {
+        match &e.kind {
+            ExprKind::TargetVar(name) => {
+                if let Some((_, ty)) = self.function.and_then(|f| f.params.iter().find(|(n, _)| n == name)) {
+                    return Some(self.struct_behind(*ty));
+                }
+                let field = self.format?.field(name)?;
+                let pointee = field.c_type.trim().strip_suffix('*').map(|t| t.trim().trim_start_matches("const "));
+                Some(pointee.and_then(|t| self.kernel.type_by_name(t).ok()))
+            }
+            ExprKind::Cast { type_name, .. } => Some(Some(self.kernel.type_by_name(type_name).ok()?)),
+            ExprKind::Member { base, name } => match self.resolve(base)? {
+                Some(ty) => Some(self.struct_behind(self.kernel.member(ty, name).ok()?.1)),
+                None => Some(None),
+            },
+            ExprKind::Index { base, .. } | ExprKind::AddressOf(base) | ExprKind::Deref(base) => {
+                self.resolve(base).map(|_| None)
+            }
+            _ => Some(None),
+        }
+    }
+
+    /// The struct a value of type `ty` leads to by `->`: its target for a pointer, itself
+    /// for a struct (or array, whose element `[i]` would take).
+    fn struct_behind(&self, ty: TypeId) -> Option<TypeId> {
+        match self.kernel.type_of(ty).ok()? {
+            CType::Pointer { to } => Some(to),
+            CType::Struct { .. } => Some(ty),
+            _ => None,
+        }
     }
 }
 
-fn fold_defined_stmt(s: &mut Stmt, format: Option<&TracepointFormat>) {
+/// Replaces `@defined(e)` with 1 or 0 for this probe's context (see
+/// [`ProbeContext::resolve`]), and drops the code that constant conditions rule out, so
+/// `@defined($x) ? $x : 0` type-checks where `$x` does not exist (as SystemTap resolves it
+/// at compile time).
+fn fold_defined_block(block: &mut Block, cx: &ProbeContext<'_>) {
+    for s in &mut block.stmts {
+        fold_defined_stmt(s, cx);
+    }
+}
+
+fn fold_defined_stmt(s: &mut Stmt, cx: &ProbeContext<'_>) {
     match &mut s.kind {
-        StmtKind::Block(b) => fold_defined_block(b, format),
-        StmtKind::Expr(e) | StmtKind::Delete(e) | StmtKind::Return(Some(e)) => fold_defined_expr(e, format),
+        StmtKind::Block(b) => fold_defined_block(b, cx),
+        StmtKind::Expr(e) | StmtKind::Delete(e) | StmtKind::Return(Some(e)) => fold_defined_expr(e, cx),
         StmtKind::If { cond, then, els } => {
-            fold_defined_expr(cond, format);
-            fold_defined_stmt(then, format);
+            fold_defined_expr(cond, cx);
+            fold_defined_stmt(then, cx);
             if let Some(e) = els {
-                fold_defined_stmt(e, format);
+                fold_defined_stmt(e, cx);
             }
             if let ExprKind::Number(n) = cond.kind {
                 let empty = Stmt { kind: StmtKind::Empty, span: s.span };
@@ -795,54 +847,41 @@ fn fold_defined_stmt(s: &mut Stmt, format: Option<&TracepointFormat>) {
             }
         }
         StmtKind::While { cond, body } => {
-            fold_defined_expr(cond, format);
-            fold_defined_stmt(body, format);
+            fold_defined_expr(cond, cx);
+            fold_defined_stmt(body, cx);
         }
         StmtKind::For { init, cond, step, body } => {
             for e in [init, cond, step].into_iter().flatten() {
-                fold_defined_expr(e, format);
+                fold_defined_expr(e, cx);
             }
-            fold_defined_stmt(body, format);
+            fold_defined_stmt(body, cx);
         }
-        StmtKind::Foreach(f) => fold_defined_stmt(&mut f.body, format),
+        StmtKind::Foreach(f) => fold_defined_stmt(&mut f.body, cx),
         StmtKind::Try { body, catch, .. } => {
-            fold_defined_block(body, format);
-            fold_defined_block(catch, format);
+            fold_defined_block(body, cx);
+            fold_defined_block(catch, cx);
         }
         _ => {}
     }
 }
 
-fn fold_defined_expr(e: &mut Expr, format: Option<&TracepointFormat>) {
+fn fold_defined_expr(e: &mut Expr, cx: &ProbeContext<'_>) {
     use ExprKind::*;
     match &mut e.kind {
         Defined(inner) => {
-            // The root of `$a->b[c]` decides.
-            let mut root: &Expr = inner;
-            loop {
-                match &root.kind {
-                    Member { base, .. } | Index { base, .. } => root = base,
-                    AddressOf(x) | Deref(x) => root = x,
-                    _ => break,
-                }
-            }
-            let defined = match &root.kind {
-                TargetVar(name) => format.and_then(|f| f.field(name)).is_some(),
-                _ => true,
-            };
-            e.kind = Number(defined as i64);
+            e.kind = Number(cx.resolve(inner).is_some() as i64);
         }
         Ternary { cond, then, els } => {
-            fold_defined_expr(cond, format);
-            fold_defined_expr(then, format);
-            fold_defined_expr(els, format);
+            fold_defined_expr(cond, cx);
+            fold_defined_expr(then, cx);
+            fold_defined_expr(els, cx);
             if let Number(n) = cond.kind {
                 *e = if n != 0 { (**then).clone() } else { (**els).clone() };
             }
         }
         Logical { op, lhs, rhs } => {
-            fold_defined_expr(lhs, format);
-            fold_defined_expr(rhs, format);
+            fold_defined_expr(lhs, cx);
+            fold_defined_expr(rhs, cx);
             match (op, &lhs.kind) {
                 (ast::LogicalOp::And, Number(0)) => e.kind = Number(0),
                 (ast::LogicalOp::Or, Number(n)) if *n != 0 => e.kind = Number(1),
@@ -850,21 +889,21 @@ fn fold_defined_expr(e: &mut Expr, format: Option<&TracepointFormat>) {
             }
         }
         Unary { op: ast::UnaryOp::Not, expr } => {
-            fold_defined_expr(expr, format);
+            fold_defined_expr(expr, cx);
             if let Number(n) = expr.kind {
                 e.kind = Number((n == 0) as i64);
             }
         }
-        Call { args, .. } => args.iter_mut().for_each(|a| fold_defined_expr(a, format)),
+        Call { args, .. } => args.iter_mut().for_each(|a| fold_defined_expr(a, cx)),
         Binary { lhs, rhs, .. } | Compare { lhs, rhs, .. } => {
-            fold_defined_expr(lhs, format);
-            fold_defined_expr(rhs, format);
+            fold_defined_expr(lhs, cx);
+            fold_defined_expr(rhs, cx);
         }
         Assign { target, value, .. } => {
-            fold_defined_expr(target, format);
-            fold_defined_expr(value, format);
+            fold_defined_expr(target, cx);
+            fold_defined_expr(value, cx);
         }
-        Unary { expr, .. } => fold_defined_expr(expr, format),
+        Unary { expr, .. } => fold_defined_expr(expr, cx),
         _ => {}
     }
 }
