@@ -71,7 +71,15 @@ pub fn elaborate(input: &Input<'_>, kernel: &dyn KernelInfo) -> (Elaborated, Vec
             match item {
                 Item::Alias(_) => {}
                 Item::Function(f) => {
-                    out.functions.entry(f.name.clone()).or_insert_with(|| f.clone());
+                    out.functions.entry(f.name.clone()).or_insert_with(|| {
+                        let mut f = f.clone();
+                        // A function has no target variables, but `@defined(@cast(...)->m)`
+                        // asks the kernel's types.
+                        if let ast::FunctionBody::Script(body) = &mut f.body {
+                            fold_defined_block(body, &ProbeContext { format: None, function: None, kernel });
+                        }
+                        f
+                    });
                 }
                 Item::Global(g) => {
                     if !out.globals.iter().any(|x| x.name == g.name) {

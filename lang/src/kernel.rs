@@ -143,11 +143,13 @@ pub trait KernelInfo {
     }
 }
 
-/// A tiny kernel for unit tests: tracepoints given as data.
+/// A tiny kernel for unit tests: tracepoints and function signatures given as data (no
+/// types: `->member` finds nothing).
 #[derive(Clone, Debug, Default)]
 pub struct Fixture {
     pub tracepoints: BTreeMap<(String, String), TracepointFormat>,
     pub config: BTreeMap<String, String>,
+    pub functions: BTreeMap<String, FunctionSig>,
 }
 
 impl KernelInfo for Fixture {
@@ -172,5 +174,13 @@ impl KernelInfo for Fixture {
 
     fn config(&self, name: &str) -> Option<String> {
         self.config.get(name).cloned()
+    }
+
+    fn function(&self, name: &str) -> Result<FunctionSig, KernelError> {
+        self.functions.get(name).cloned().ok_or_else(|| KernelError::NoFunction(name.to_string()))
+    }
+
+    fn functions(&self) -> Vec<String> {
+        self.functions.keys().cloned().collect()
     }
 }

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use lang::elaborate::{self, Input};
-use lang::kernel::{Fixture, TracepointField, TracepointFormat};
+use lang::kernel::{Fixture, FunctionSig, TracepointField, TracepointFormat};
 use lang::preprocess::{Macros, PreprocessEnv};
 use lang::span::{SourceKind, SourceMap};
 
@@ -25,6 +25,17 @@ fn kernel() -> Fixture {
         fields: vec![field("__syscall_nr", "int", 8, 4), field("fd", "unsigned int", 16, 8)],
     };
     k.tracepoints.insert(("syscalls".into(), "sys_enter_close".into()), format);
+    // sched_switch: record fields, and C arguments named by its probe stub.
+    let format = TracepointFormat {
+        group: "sched".into(),
+        event: "sched_switch".into(),
+        common_fields: vec![],
+        fields: vec![field("prev_pid", "pid_t", 24, 4), field("next_pid", "pid_t", 56, 4)],
+    };
+    k.tracepoints.insert(("sched".into(), "sched_switch".into()), format);
+    let params = ["__data", "preempt", "prev", "next"].map(|p| (p.to_string(), 0));
+    let stub = FunctionSig { name: "__probestub_sched_switch".into(), params: params.to_vec(), ret: 0 };
+    k.functions.insert(stub.name.clone(), stub);
     k
 }
 
