@@ -792,7 +792,7 @@ struct ProbeContext<'a> {
 impl ProbeContext<'_> {
     /// Whether `e` exists in this probe and the kernel: `None` if not, else the struct type
     /// it leads to by `->` when known. `$a->b->c` exists when `$a` is a target variable and
-    /// each member is in its struct (bitfields are not: bpftap cannot read them);
+    /// each member is in its struct (a bitfield ends the chain);
     /// `@cast(x, "T")->m` when `T` has `m`. Where a type is unknown, the chain is taken as
     /// existing, and lowering reports what it cannot read.
     fn resolve(&self, e: &Expr) -> Option<Option<TypeId>> {
@@ -807,7 +807,10 @@ impl ProbeContext<'_> {
             }
             ExprKind::Cast { type_name, .. } => Some(Some(self.kernel.type_by_name(type_name).ok()?)),
             ExprKind::Member { base, name } => match self.resolve(base)? {
-                Some(ty) => Some(self.struct_behind(self.kernel.member(ty, name).ok()?.1)),
+                Some(ty) => match self.kernel.member(ty, name) {
+                    Ok((_, member)) => Some(self.struct_behind(member)),
+                    Err(_) => self.kernel.bitfield(ty, name).ok().map(|_| None),
+                },
                 None => Some(None),
             },
             ExprKind::Index { base, .. } | ExprKind::AddressOf(base) | ExprKind::Deref(base) => {

@@ -68,6 +68,14 @@ pub enum CType {
     Other(String),
 }
 
+/// A bitfield member of a kernel struct: `bits` bits from bit `bit_offset` of the struct.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Bitfield {
+    pub bit_offset: u32,
+    pub bits: u32,
+    pub signed: bool,
+}
+
 /// A kernel function's signature, from BTF.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FunctionSig {
@@ -119,6 +127,11 @@ pub trait KernelInfo {
     }
     /// A member of a struct or union (searching anonymous members): its byte offset and type.
     fn member(&self, id: TypeId, member: &str) -> Result<(u32, TypeId), KernelError> {
+        Err(KernelError::NoMember { ty: format!("#{id}"), member: member.to_string() })
+    }
+    /// A bitfield member of a struct or union (searching anonymous members), which
+    /// [`KernelInfo::member`] does not give: it has no byte offset.
+    fn bitfield(&self, id: TypeId, member: &str) -> Result<Bitfield, KernelError> {
         Err(KernelError::NoMember { ty: format!("#{id}"), member: member.to_string() })
     }
     /// A kernel function's signature.

@@ -15,7 +15,7 @@ use crate::builtins::{self, Lowering};
 use crate::diag::Diagnostic;
 use crate::elaborate::Elaborated;
 use crate::ir::{self, BinOp, CmpOp, FmtId, GlobalId, InstKind, Operand, Terminator, Ty, UnOp, Var};
-use crate::kernel::{CType, FunctionSig, KernelInfo, TracepointFormat, TypeId};
+use crate::kernel::{Bitfield, CType, FunctionSig, KernelInfo, TracepointFormat, TypeId};
 use crate::printf::{self, ArgType};
 use crate::span::Span;
 use crate::types::{field_ty, Scope, TypeTable};
@@ -862,6 +862,9 @@ impl Ctx<'_> {
                 let (off, mty) = match self.kernel_info.member(ty, name) {
                     Ok(m) => m,
                     Err(err) => {
+                        if let Ok(field) = self.kernel_info.bitfield(ty, name) {
+                            return self.read_bitfield(addr, field, span).map(|v| (v, None));
+                        }
                         self.error(Diagnostic::error("E0314", err.to_string(), span));
                         return None;
                     }
@@ -932,6 +935,37 @@ impl Ctx<'_> {
                 None
             }
         }
+    }
+
+    /// The value of bitfield `field` of the struct at `addr`: the smallest read that holds
+    /// its bits, shifted down and masked (or sign-extended).
+    fn read_bitfield(&mut self, addr: Var, field: Bitfield, span: Span) -> Option<Var> {
+        let shift = field.bit_offset % 8;
+        let Some(size) = [1u32, 2, 4, 8].into_iter().find(|size| shift + field.bits <= size * 8) else {
+            self.error(Diagnostic::error("E0315", "bpftap cannot read a bitfield this wide", span));
+            return None;
+        };
+        let at = self.temp(Ty::Long);
+        let byte = Operand::Imm((field.bit_offset / 8) as i64);
+        self.emit(InstKind::Binary { op: BinOp::Add, dst: at, lhs: addr, rhs: byte }, span);
+        let raw = self.temp(Ty::Long);
+        let space = ir::AddrSpace::Kernel;
+        self.emit(InstKind::Read { dst: raw, addr: at, size: size as u8, signed: false, space }, span);
+        // Its top bit to bit 63, then down to bit 0: `Shr` is arithmetic, so a signed
+        // field comes out sign-extended, and an unsigned one is masked after.
+        let up = self.temp(Ty::Long);
+        let left = Operand::Imm((64 - shift - field.bits) as i64);
+        self.emit(InstKind::Binary { op: BinOp::Shl, dst: up, lhs: raw, rhs: left }, span);
+        let down = self.temp(Ty::Long);
+        let right = Operand::Imm((64 - field.bits) as i64);
+        self.emit(InstKind::Binary { op: BinOp::Shr, dst: down, lhs: up, rhs: right }, span);
+        if field.signed || field.bits == 64 {
+            return Some(down);
+        }
+        let value = self.temp(Ty::Long);
+        let mask = Operand::Imm((1i64 << field.bits) - 1);
+        self.emit(InstKind::Binary { op: BinOp::And, dst: value, lhs: down, rhs: mask }, span);
+        Some(value)
     }
 
     /// For indexing: the element type of a pointer's target or an array.
