@@ -3,6 +3,7 @@
 
 mod driver;
 mod list;
+mod stap_options;
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -10,6 +11,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+use lang::kernel::KernelInfo;
 use lang::span::SourceKind;
 use runtime::kernel_info::LiveKernel;
 use runtime::session::{RunOptions, RuntimeError, Session};
@@ -73,6 +75,8 @@ struct Cli {
     /// The script file, then its arguments ($1, @1, ...).
     #[arg(value_name = "SCRIPT_FILE")]
     args: Vec<String>,
+    #[command(flatten)]
+    stap: stap_options::StapOptions,
 }
 
 fn main() -> ExitCode {
@@ -106,6 +110,13 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         }
         (None, None) => return Err("no script: give -e 'SCRIPT' or a script file (see --help)".into()),
     };
+    let kernel = LiveKernel::new();
+    let checked = cli.stap.check(&kernel.release(), &kernel.arch())?;
+    for w in &checked.warnings {
+        eprintln!("bpftap: warning: {w}");
+    }
+    // -E SCRIPT: more script text, compiled as if it followed the script.
+    let text = cli.stap.extra_scripts.iter().fold(text, |all, extra| all + "\n" + extra);
     let mut string_capacity = 128;
     let mut max_map_entries = 2048;
     for d in &cli.defines {
@@ -136,7 +147,6 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                     run bpftap with sudo"
             .into());
     }
-    let kernel = LiveKernel::new();
     let set_globals = cli
         .globals
         .iter()

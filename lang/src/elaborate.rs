@@ -18,6 +18,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::ast::{self, AliasKind, Block, Component, Expr, ExprKind, Item, Literal, ProbePoint, Stmt, StmtKind};
 use crate::diag::Diagnostic;
+pub use crate::glob::{glob_match, is_pattern};
 use crate::ir::{PerfEvent, PerfSample, Target};
 use crate::kernel::{CType, FunctionSig, KernelError, KernelInfo, TracepointFormat, TypeId};
 use crate::span::Span;
@@ -46,6 +47,9 @@ pub struct ElabProbe {
     pub body: Block,
     /// The user's probe (the whole `probe ... { }`).
     pub span: Span,
+    /// A `never` probe: its body is type-checked (scripts use one to give globals their
+    /// types) but never compiled or run.
+    pub never: bool,
 }
 
 /// A script and the tapsets, parsed.
@@ -140,9 +144,14 @@ enum Unresolved {
 
 const MAX_ALIAS_DEPTH: usize = 16;
 
+/// The most kernel functions one wildcard may attach to: each is a program and an attachment
+/// of its own (bpftrace 0.17 stops at 512 probes by default).
+const MAX_FUNCTION_PROBES: usize = 1000;
+
 impl Ctx<'_> {
     fn probe(&mut self, probe: &ast::Probe, out: &mut Vec<ElabProbe>) {
         for point in &probe.points {
+            let never = matches!(point.components.as_slice(), [c] if c.name == "never" && c.arg.is_none());
             match self.resolve(point, 0) {
                 Ok(list) => {
                     for mut r in list {
@@ -169,6 +178,7 @@ impl Ctx<'_> {
                             format: r.format,
                             function: r.function,
                             span: probe.span,
+                            never,
                         });
                     }
                     if point.sufficient {
@@ -249,24 +259,8 @@ impl Ctx<'_> {
                 }
                 let name_text = point_text(name);
                 alias_names.insert(name_text.clone());
-                for inner in &alias.points {
-                    match self.resolve(inner, depth + 1) {
-                        Ok(list) => {
-                            for mut r in list {
-                                r.user_point = name_text.clone();
-                                // The inner alias's code runs first: it sets the variables
-                                // the outer alias's code reads.
-                                match alias.kind {
-                                    AliasKind::Prologue => r.prologue.push(alias.body.clone()),
-                                    AliasKind::Epilogue => r.epilogue.push(alias.body.clone()),
-                                }
-                                found.push(r);
-                            }
-                        }
-                        Err(e) if !wildcard && !inner.optional => failure = Some(e),
-                        Err(_) => {}
-                    }
-                }
+                let inner = alias.points.iter().cloned();
+                self.expand_alias(alias, &name_text, inner, depth, wildcard, &mut found, &mut failure);
             }
         }
         if let Some(Unresolved::Failed(d)) = failure {
@@ -279,9 +273,75 @@ impl Ctx<'_> {
             Err(_) => {}
         }
         if found.is_empty() {
-            return self.builtin(point);
+            return match self.builtin(point) {
+                Err(Unresolved::Unknown) => self.alias_with_suffix(point, depth),
+                other => other,
+            };
         }
         Ok(found)
+    }
+
+    /// The alias's points resolved, each with the alias's body around what they resolve to.
+    #[allow(clippy::too_many_arguments)]
+    fn expand_alias(
+        &mut self,
+        alias: &ast::Alias,
+        name_text: &str,
+        inner: impl Iterator<Item = ProbePoint>,
+        depth: usize,
+        wildcard: bool,
+        found: &mut Vec<Resolved>,
+        failure: &mut Option<Unresolved>,
+    ) {
+        for inner in inner {
+            match self.resolve(&inner, depth + 1) {
+                Ok(list) => {
+                    for mut r in list {
+                        r.user_point = name_text.to_string();
+                        // The inner alias's code runs first: it sets the variables the outer
+                        // alias's code reads.
+                        match alias.kind {
+                            AliasKind::Prologue => r.prologue.push(alias.body.clone()),
+                            AliasKind::Epilogue => r.epilogue.push(alias.body.clone()),
+                        }
+                        found.push(r);
+                    }
+                }
+                Err(e) if !wildcard && !inner.optional => *failure = Some(e),
+                Err(_) => {}
+            }
+        }
+    }
+
+    /// Alias suffixes: `miscellany.return`, where `miscellany` is an alias and nothing is named
+    /// `miscellany.return`, is each of `miscellany`'s points with `.return` added, as in
+    /// SystemTap.
+    fn alias_with_suffix(&mut self, point: &ProbePoint, depth: usize) -> Result<Vec<Resolved>, Unresolved> {
+        let comps = &point.components;
+        let wildcard = comps.iter().any(|c| is_pattern(&c.name));
+        let mut found = Vec::new();
+        let mut failure = None;
+        let aliases = std::rc::Rc::clone(&self.aliases);
+        for alias in aliases.iter() {
+            for name in &alias.names {
+                let Some(k) = (1..comps.len()).rev().find(|&k| point_matches(&comps[..k], &name.components)) else {
+                    continue;
+                };
+                let suffix = &comps[k..];
+                let name_text = format!("{}.{}", point_text(name), components_text(suffix));
+                let inner = alias.points.iter().map(|p| {
+                    let mut p = p.clone();
+                    p.components.extend(suffix.iter().cloned());
+                    p
+                });
+                self.expand_alias(alias, &name_text, inner, depth, wildcard, &mut found, &mut failure);
+            }
+        }
+        match failure {
+            Some(Unresolved::Failed(d)) => Err(Unresolved::Failed(d)),
+            _ if found.is_empty() => Err(Unresolved::Unknown),
+            _ => Ok(found),
+        }
     }
 
     fn tracepoints(&mut self) -> &[(String, String)] {
@@ -452,6 +512,8 @@ impl Ctx<'_> {
             ["begin"] => simple(Target::Begin { priority: number(&comps[0]).unwrap_or(0) }, "begin".into()),
             ["end"] => simple(Target::End { priority: number(&comps[0]).unwrap_or(0) }, "end".into()),
             ["error"] => simple(Target::Error { priority: number(&comps[0]).unwrap_or(0) }, "error".into()),
+            // Type-checked as a user-space probe, then left out (see `ElabProbe::never`).
+            ["never"] => simple(Target::Begin { priority: 0 }, "never".into()),
             ["timer", "profile"] => {
                 let hz = self.kernel.config("CONFIG_HZ").and_then(|v| v.parse().ok()).unwrap_or(250);
                 let target = Target::Perf { event: PerfEvent::CpuClock, sample: PerfSample::Frequency(hz) };
@@ -583,12 +645,34 @@ impl Ctx<'_> {
     /// (`name@file:line` forms need debuginfo, which bpftap does without: the part after `@`
     /// is ignored.)
     fn kernel_function(&mut self, pattern: &str, ret: bool, point: &ProbePoint) -> Result<Vec<Resolved>, Unresolved> {
-        let pattern = pattern.split('@').next().unwrap_or(pattern);
+        if let Some(at) = pattern.find(['@', ':']) {
+            return Err(Unresolved::Failed(
+                Diagnostic::error(
+                    "E0111",
+                    format!("`{}` needs the kernel's debuginfo (DWARF), which bpftap does without", &pattern[at..]),
+                    point.span,
+                )
+                .with_help(format!("probe the function by its name alone: kernel.function(\"{}\")", &pattern[..at])),
+            ));
+        }
         let names: Vec<String> = if is_pattern(pattern) {
             self.kernel.functions().into_iter().filter(|n| glob_match(pattern, n)).collect()
         } else {
             vec![pattern.to_string()]
         };
+        if names.len() > MAX_FUNCTION_PROBES {
+            return Err(Unresolved::Failed(
+                Diagnostic::error(
+                    "E0112",
+                    format!(
+                        "\"{pattern}\" matches {} kernel functions; bpftap attaches at most {MAX_FUNCTION_PROBES}",
+                        names.len()
+                    ),
+                    point.span,
+                )
+                .with_help("narrow the pattern; `bpftap -l 'kernel.function(\"PATTERN\")'` lists the matches"),
+            ));
+        }
         let mut out = Vec::new();
         for name in names {
             match self.kernel.function(&name) {
@@ -934,7 +1018,11 @@ fn find_executable(name: &str) -> Option<String> {
 
 /// `syscall.connect`, `kernel.trace("sched:*")`, `timer.ms(100)`.
 pub fn point_text(p: &ProbePoint) -> String {
-    p.components
+    components_text(&p.components)
+}
+
+fn components_text(components: &[Component]) -> String {
+    components
         .iter()
         .map(|c| match &c.arg {
             None => c.name.clone(),
@@ -945,10 +1033,6 @@ pub fn point_text(p: &ProbePoint) -> String {
         .join(".")
 }
 
-fn is_pattern(s: &str) -> bool {
-    s.contains(['*', '?', '{'])
-}
-
 /// Whether a point the user wrote (possibly with wildcards) names an alias.
 pub fn point_matches(user: &[Component], alias: &[Component]) -> bool {
     match (user.first(), alias.first()) {
@@ -957,25 +1041,6 @@ pub fn point_matches(user: &[Component], alias: &[Component]) -> bool {
         (Some(u), Some(a)) => glob_match(&u.name, &a.name) && u.arg == a.arg && point_matches(&user[1..], &alias[1..]),
         _ => false,
     }
-}
-
-/// Shell-style matching with `*`, `?` and `{a,b}` alternation.
-pub fn glob_match(pattern: &str, text: &str) -> bool {
-    if let Some(open) = pattern.find('{') {
-        if let Some(close) = pattern[open..].find('}').map(|i| open + i) {
-            let (head, tail) = (&pattern[..open], &pattern[close + 1..]);
-            return pattern[open + 1..close].split(',').any(|alt| glob_match(&format!("{head}{alt}{tail}"), text));
-        }
-    }
-    fn go(p: &[u8], t: &[u8]) -> bool {
-        match p.first() {
-            None => t.is_empty(),
-            Some(b'*') => (0..=t.len()).any(|k| go(&p[1..], &t[k..])),
-            Some(b'?') => !t.is_empty() && go(&p[1..], &t[1..]),
-            Some(c) => t.first() == Some(c) && go(&p[1..], &t[1..]),
-        }
-    }
-    go(pattern.as_bytes(), text.as_bytes())
 }
 
 /// The closest candidate by edit distance, if close enough to be a likely typo.
@@ -1106,14 +1171,6 @@ pub fn walk_expr<'a>(e: &'a Expr, f: &mut dyn FnMut(&'a Expr)) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn globs() {
-        assert!(glob_match("sys_*", "sys_enter_connect"));
-        assert!(glob_match("{connect,accept}", "accept"));
-        assert!(!glob_match("conn?", "connect"));
-        assert!(glob_match("*", ""));
-    }
 
     #[test]
     fn suggestions() {

@@ -27,6 +27,7 @@ pub mod ast;
 pub mod builtins;
 pub mod diag;
 pub mod elaborate;
+pub mod glob;
 pub mod ir;
 pub mod kernel;
 pub mod lexer;

@@ -94,7 +94,7 @@ pub fn lower(
     let mut diags = Vec::new();
     let mut formats = HashMap::new();
     let pure = pure_functions(script);
-    for (i, probe) in script.probes.iter().enumerate() {
+    for (i, probe) in script.probes.iter().enumerate().filter(|(_, p)| !p.never) {
         let mut cx = Ctx {
             script,
             types,
