@@ -411,8 +411,16 @@ impl Ctx<'_> {
 
     /// An expression that must give a long (the type checker made sure of it).
     fn long_expr(&mut self, e: &Expr) -> Var {
+        let errors = self.diags.len();
         match self.expr(e) {
             Some(v) if self.func.ty(v) == Ty::Long => v,
+            // A call of a function that returns nothing, used as a long (`n && exit()`):
+            // SystemTap infers from that use that it returns a long, which is then 0.
+            None if matches!(e.kind, ExprKind::Call { .. }) && self.diags.len() == errors => {
+                let v = self.temp(Ty::Long);
+                self.emit(InstKind::Const { dst: v, value: 0 }, e.span);
+                v
+            }
             _ => {
                 self.error(Diagnostic::error("E0302", "expected a long value here", e.span));
                 let v = self.temp(Ty::Long);
