@@ -11,8 +11,12 @@
 //! built-in families (`begin`, `end`, `error`, `timer.*`, `kernel.trace`). A wildcard point
 //! expands to every match; matches that fail to resolve are skipped, as in SystemTap.
 //!
+//! A tracepoint probe whose body reads the tracepoint's C arguments (`$prev`) rather than
+//! only its record fields becomes a raw tracepoint probe, typed like a kernel function's.
+//!
 //! Invariant: every [`ElabProbe`] has a target this kernel provides; tracepoint targets come
-//! with their record format, so `$field` accesses can be checked against it.
+//! with their record format, and raw tracepoint and function targets with their arguments
+//! (as `format` and `function`), so `$var` accesses can be checked against them.
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -1,7 +1,8 @@
 //! Loading a compiled script into the kernel, with no object file in between: create the
 //! maps, patch their fds into the programs' map references, load each program with
 //! `BPF_PROG_LOAD`, and attach it the way its target needs (a perf event for tracepoints,
-//! kprobes, uprobes and sampling; a tracing link for fentry/fexit; a netfilter link).
+//! kprobes, uprobes and sampling; a tracing link for fentry/fexit and tp_btf, a raw
+//! tracepoint for raw_tp; a netfilter link).
 //!
 //! Invariant: everything made here is an owned fd held by the caller; closing them detaches
 //! and frees all of it, on every path, errors included.
