@@ -729,13 +729,18 @@ impl Ctx<'_> {
     fn target_var(&mut self, name: &str, span: Span) -> Option<Var> {
         if let Some(sig) = self.function {
             let dst = self.temp(Ty::Long);
-            let kind = match sig.params.iter().position(|(n, _)| n == name) {
-                Some(index) => InstKind::LoadArg { dst, index: index as u32 },
-                None if name == "return" => InstKind::LoadReturn { dst },
+            let (kind, ty) = match sig.params.iter().position(|(n, _)| n == name) {
+                Some(index) => (InstKind::LoadArg { dst, index: index as u32 }, sig.params[index].1),
+                None if name == "return" => (InstKind::LoadReturn { dst }, sig.ret),
                 None => return None,
             };
             self.emit(kind, span);
-            return Some(dst);
+            // The context holds each value in 64 bits, and those above a narrower integer's
+            // are not its sign (raw tracepoints zero them, fentry leaves what the register held).
+            return match self.kernel_info.type_of(ty) {
+                Ok(CType::Int { size, signed }) if size < 8 => Some(self.extract_bits(dst, 0, size * 8, signed, span)),
+                _ => Some(dst),
+            };
         }
         if name == "return" && self.format.is_some_and(|f| f.group == "process") {
             let dst = self.temp(Ty::Long);
@@ -959,21 +964,26 @@ impl Ctx<'_> {
         let raw = self.temp(Ty::Long);
         let space = ir::AddrSpace::Kernel;
         self.emit(InstKind::Read { dst: raw, addr: at, size: size as u8, signed: false, space }, span);
-        // Its top bit to bit 63, then down to bit 0: `Shr` is arithmetic, so a signed
-        // field comes out sign-extended, and an unsigned one is masked after.
+        Some(self.extract_bits(raw, shift, field.bits, field.signed, span))
+    }
+
+    /// Bits `low..low + bits` of `v` as a value, sign-extended when `signed`.
+    fn extract_bits(&mut self, v: Var, low: u32, bits: u32, signed: bool, span: Span) -> Var {
+        // The top bit to bit 63, then down to bit 0: `Shr` is arithmetic, so a signed value
+        // comes out sign-extended, and an unsigned one is masked after.
         let up = self.temp(Ty::Long);
-        let left = Operand::Imm((64 - shift - field.bits) as i64);
-        self.emit(InstKind::Binary { op: BinOp::Shl, dst: up, lhs: raw, rhs: left }, span);
+        let left = Operand::Imm((64 - low - bits) as i64);
+        self.emit(InstKind::Binary { op: BinOp::Shl, dst: up, lhs: v, rhs: left }, span);
         let down = self.temp(Ty::Long);
-        let right = Operand::Imm((64 - field.bits) as i64);
+        let right = Operand::Imm((64 - bits) as i64);
         self.emit(InstKind::Binary { op: BinOp::Shr, dst: down, lhs: up, rhs: right }, span);
-        if field.signed || field.bits == 64 {
-            return Some(down);
+        if signed || bits == 64 {
+            return down;
         }
         let value = self.temp(Ty::Long);
-        let mask = Operand::Imm((1i64 << field.bits) - 1);
+        let mask = Operand::Imm((1i64 << bits) - 1);
         self.emit(InstKind::Binary { op: BinOp::And, dst: value, lhs: down, rhs: mask }, span);
-        Some(value)
+        value
     }
 
     /// For indexing: the element type of a pointer's target or an array.
