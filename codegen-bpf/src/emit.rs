@@ -39,7 +39,8 @@ use crate::regalloc::{self, Allocation, Home};
 pub enum ArgAccess {
     /// Not a function probe.
     None,
-    /// fentry/fexit: the context is the arguments as `u64`s, then the return value.
+    /// fentry/fexit and raw tracepoints: the context is the arguments as `u64`s, then (at
+    /// an fexit) the return value.
     Fentry { nargs: u32 },
     /// kprobe/kretprobe: the context is `struct pt_regs`. At a return the argument
     /// registers hold other values, so arguments are only readable on entry.

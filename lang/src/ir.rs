@@ -162,6 +162,11 @@ pub enum Target {
     Timer { interval_ns: u64 },
     /// A kernel tracepoint; handler code reads fields at offsets within `record_size`.
     Tracepoint { group: String, event: String, record_size: u32 },
+    /// A tracepoint whose handler reads the tracepoint's C arguments (`$prev` of
+    /// sched_switch) rather than its record: a BTF-typed raw tracepoint (`tp_btf`) where the
+    /// kernel allows one, a plain raw tracepoint otherwise. Either way the context is the
+    /// `nargs` arguments as `u64`s, as an fentry program's is.
+    RawTracepoint { event: String, nargs: u32 },
     /// Entry to (or, with `ret`, return from) a kernel function: fentry/fexit where the
     /// kernel allows them, kprobe/kretprobe otherwise (the runtime decides at attach time,
     /// so both variants are compiled).
