@@ -646,13 +646,12 @@ impl Ctx<'_> {
     }
 
     /// `kernel.function("pattern")`: one probe per matching function in the kernel's BTF.
-    /// (`name@file:line` forms need debuginfo, which bpftap does without: the part after `@`
-    /// is ignored.)
+    /// (`name@file:line` forms need debuginfo, which bpftap does without: refused.)
     fn kernel_function(&mut self, pattern: &str, ret: bool, point: &ProbePoint) -> Result<Vec<Resolved>, Unresolved> {
         if let Some(at) = pattern.find(['@', ':']) {
             return Err(Unresolved::Failed(
                 Diagnostic::error(
-                    "E0111",
+                    "E0113",
                     format!("`{}` needs the kernel's debuginfo (DWARF), which bpftap does without", &pattern[at..]),
                     point.span,
                 )
