@@ -855,7 +855,7 @@ impl Emitter<'_> {
             }
             InstKind::StrCompare { op, dst, lhs, rhs } => self.str_compare(*op, *dst, *lhs, *rhs),
             InstKind::Concat { dst, lhs, rhs } => self.concat(*dst, *lhs, *rhs),
-            InstKind::RegexMatch { dst, regex, subject } => self.regex_match(*dst, *regex, *subject),
+            InstKind::RegexMatch { dst, regex, subject } => self.regex_match(*dst, *regex, *subject)?,
             InstKind::LoadContext { dst, offset, size, signed } => {
                 if !self.sunk.contains_key(dst) {
                     self.load_context(*offset, *size, *signed);

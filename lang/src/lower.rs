@@ -460,6 +460,13 @@ impl Ctx<'_> {
                 }
             },
         };
+        if let (true, Err(e)) = (self.kernel, &self.program.regexes[regex].table) {
+            let d = Diagnostic::error("E0320", e.to_string(), pattern.span)
+                .with_label("this pattern")
+                .with_help("a user-space probe (begin, end, timer) can still match it");
+            self.error(d);
+            return self.constant(0, span);
+        }
         let dst = self.temp(Ty::Long);
         self.emit(InstKind::RegexMatch { dst, regex, subject }, span);
         if !negated {

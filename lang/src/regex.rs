@@ -26,14 +26,17 @@ pub const DEAD: u16 = 0;
 pub const MATCHED: u16 = 1;
 /// The most states a kernel table may have (its size is 512 bytes per state).
 pub const MAX_STATES: usize = 512;
+/// Bytes the DFA construction may use before it gives up; far more than [`MAX_STATES`]
+/// need, so only patterns that could never fit stop early.
+const DETERMINIZE_LIMIT: usize = 64 << 20;
 
 /// Why a pattern cannot be compiled.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum RegexError {
     #[error("invalid regular expression: {0}")]
     Syntax(String),
-    #[error("the regular expression needs {states} DFA states, more than the {MAX_STATES} a kernel probe allows")]
-    TooManyStates { states: usize },
+    #[error("the regular expression needs more DFA states than the {MAX_STATES} a kernel probe allows")]
+    TooManyStates,
 }
 
 /// A compiled pattern.
@@ -41,7 +44,8 @@ pub enum RegexError {
 pub struct Regex {
     /// The pattern as the script wrote it.
     pub source: String,
-    pub table: DfaTable,
+    /// The kernel's table; too many states is an error only where a kernel probe uses it.
+    pub table: Result<DfaTable, RegexError>,
     matcher: meta::Regex,
 }
 
@@ -113,19 +117,20 @@ pub fn compile(pattern: &str) -> Result<Regex, RegexError> {
         .syntax(syntax_config())
         .build(&translated)
         .map_err(|e| syntax_error(&e))?;
-    let dfa = dense::Builder::new()
+    let table = dense::Builder::new()
         .configure(
             dense::Config::new()
                 .start_kind(StartKind::Unanchored)
                 .minimize(true)
                 .accelerate(false)
-                .dfa_size_limit(Some(MAX_STATES * 256 * 64)),
+                // The pattern parsed above, so the only way to fail is this limit.
+                .determinize_size_limit(Some(DETERMINIZE_LIMIT)),
         )
         .syntax(syntax_config())
         .thompson(thompson::Config::new().utf8(false))
         .build(&translated)
-        .map_err(|e| syntax_error(&e))?;
-    let table = table_of(&dfa)?;
+        .map_err(|_| RegexError::TooManyStates)
+        .and_then(|dfa| table_of(&dfa));
     Ok(Regex { source: pattern.to_string(), table, matcher })
 }
 
@@ -136,7 +141,7 @@ pub fn compile(pattern: &str) -> Result<Regex, RegexError> {
 fn table_of(dfa: &dense::DFA<Vec<u32>>) -> Result<DfaTable, RegexError> {
     use regex_automata::util::primitives::StateID;
     let start_config = start::Config::new().anchored(Anchored::No);
-    let start = dfa.start_state(&start_config).map_err(|e| RegexError::Syntax(e.to_string()))?;
+    let start = dfa.start_state(&start_config).map_err(|_| RegexError::TooManyStates)?;
     let mut ids: Vec<StateID> = vec![start];
     let mut index = std::collections::HashMap::from([(start, 2u16)]);
     let mut next = vec![DEAD; 2 * 256];
@@ -163,7 +168,7 @@ fn table_of(dfa: &dense::DFA<Vec<u32>>) -> Result<DfaTable, RegexError> {
         next.extend_from_slice(&row);
         i += 1;
         if ids.len() + 2 > MAX_STATES {
-            return Err(RegexError::TooManyStates { states: ids.len() + 2 });
+            return Err(RegexError::TooManyStates);
         }
     }
     Ok(DfaTable { start: 2, next })
@@ -278,7 +283,7 @@ mod tests {
 
     fn matches(pattern: &str, text: &str) -> bool {
         let re = compile(pattern).unwrap();
-        let walked = re.table.is_match(text.as_bytes(), 128);
+        let walked = re.table.as_ref().unwrap().is_match(text.as_bytes(), 128);
         assert_eq!(walked, re.captures(text.as_bytes()).is_some(), "{pattern:?} on {text:?}");
         walked
     }
@@ -308,6 +313,13 @@ mod tests {
             let e = compile(bad).unwrap_err();
             assert!(matches!(&e, RegexError::Syntax(m) if !m.contains('\n')), "{bad:?}: {e}");
         }
+    }
+
+    #[test]
+    fn a_table_too_large_is_refused_but_user_space_still_matches() {
+        let re = compile("(a|b)*a(a|b)(a|b)(a|b)(a|b)(a|b)(a|b)(a|b)(a|b)(a|b)").unwrap();
+        assert_eq!(re.table, Err(RegexError::TooManyStates));
+        assert!(re.captures(b"aaaaaaaaaaa").is_some());
     }
 
     #[test]
@@ -373,7 +385,11 @@ mod tests {
             for _ in 0..12 {
                 let text = g.text();
                 let expected = reference.captures(text.as_bytes());
-                assert_eq!(ours.table.is_match(text.as_bytes(), 128), expected.is_some(), "{pattern:?} on {text:?}");
+                assert_eq!(
+                    ours.table.as_ref().unwrap().is_match(text.as_bytes(), 128),
+                    expected.is_some(),
+                    "{pattern:?} on {text:?}"
+                );
                 outcomes[expected.is_some() as usize] += 1;
                 let expected = expected.map(|c| c.iter().map(|m| m.map(|m| m.range())).collect::<Vec<_>>());
                 assert_eq!(ours.captures(text.as_bytes()), expected, "{pattern:?} on {text:?}");

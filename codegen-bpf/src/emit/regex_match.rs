@@ -9,7 +9,7 @@
 use lang::ir::{RegexId, Var};
 use lang::regex::MATCHED;
 
-use super::{Emitter, Label};
+use super::{EmitError, Emitter, Label};
 use crate::insn::{self, AluOp, JmpOp, Reg, Size};
 
 /// Registers of the walk (no helper call happens inside it).
@@ -21,8 +21,11 @@ const BYTE: Reg = Reg::R5;
 
 impl Emitter<'_> {
     /// `dst = subject =~ regex`.
-    pub(super) fn regex_match(&mut self, dst: Var, regex: RegexId, subject: Var) {
-        let table = &self.program.regexes[regex].table;
+    pub(super) fn regex_match(&mut self, dst: Var, regex: RegexId, subject: Var) -> Result<(), EmitError> {
+        // `lower` refuses a pattern without a table in a kernel probe.
+        let Ok(table) = &self.program.regexes[regex].table else {
+            return Err(self.unsupported("a regular expression this large"));
+        };
         let (entries, start) = (table.next.len() as i32, table.start as i32);
         let off = self.rodata.intern_bytes(&table.to_le_bytes());
         let (top, done, dead) = (self.new_label(), self.new_label(), self.new_label());
@@ -48,6 +51,7 @@ impl Emitter<'_> {
         self.push(insn::jmp_imm(JmpOp::Eq, STATE, MATCHED as i32, 1));
         self.push(insn::mov64_imm(Reg::R0, 0));
         self.store(dst, Reg::R0);
+        Ok(())
     }
 
     /// `STATE = table[STATE * 256 + BYTE]`, or a jump to `dead` for an index past the table.
