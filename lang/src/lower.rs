@@ -442,6 +442,50 @@ impl Ctx<'_> {
         }
     }
 
+    /// `subject =~ pattern` (`!~` when `negated`); the pattern is compiled here, once per
+    /// distinct text.
+    fn regex_match(&mut self, negated: bool, subject: &Expr, pattern: &Expr, span: Span) -> Var {
+        let text = match &pattern.kind {
+            ExprKind::String(s) => Some(s.clone()),
+            ExprKind::ScriptArg { index, as_string: true } => {
+                self.options.script_args.get(*index as usize - 1).cloned()
+            }
+            _ => None,
+        };
+        let subject = self.str_expr(subject);
+        let Some(text) = text else {
+            // A missing `@N` (the type checker refused anything else): lowering it reports it.
+            self.expr(pattern);
+            return self.constant(0, span);
+        };
+        let known = self.program.regexes.iter().find(|(_, r)| r.source == text).map(|(id, _)| id);
+        let regex = match known {
+            Some(id) => id,
+            None => match crate::regex::compile(&text) {
+                Ok(r) => self.program.regexes.push(r),
+                Err(e) => {
+                    self.error(Diagnostic::error("E0320", e.to_string(), pattern.span).with_label("this pattern"));
+                    return self.constant(0, span);
+                }
+            },
+        };
+        if let (true, Err(e)) = (self.kernel, &self.program.regexes[regex].table) {
+            let d = Diagnostic::error("E0320", e.to_string(), pattern.span)
+                .with_label("this pattern")
+                .with_help("a user-space probe (begin, end, timer) can still match it");
+            self.error(d);
+            return self.constant(0, span);
+        }
+        let dst = self.temp(Ty::Long);
+        self.emit(InstKind::RegexMatch { dst, regex, subject }, span);
+        if !negated {
+            return dst;
+        }
+        let not = self.temp(Ty::Long);
+        self.emit(InstKind::Unary { op: UnOp::Not, dst: not, src: dst }, span);
+        not
+    }
+
     fn constant(&mut self, value: i64, span: Span) -> Var {
         let v = self.temp(Ty::Long);
         self.emit(InstKind::Const { dst: v, value }, span);
@@ -573,6 +617,7 @@ impl Ctx<'_> {
                 }
                 Some(dst)
             }
+            ExprKind::Regex { negated, lhs, pattern } => Some(self.regex_match(*negated, lhs, pattern, span)),
             ExprKind::Logical { .. } => {
                 let dst = self.temp(Ty::Long);
                 let (t, f, join) = (self.func.new_block(), self.func.new_block(), self.func.new_block());
