@@ -100,7 +100,7 @@ pub const LOG2_BUCKETS: u32 = 128;
 pub fn stat_buckets(hist: lang::ir::HistSpec) -> u32 {
     match (hist.log, hist.linear) {
         (true, _) => LOG2_BUCKETS,
-        (false, Some((lo, hi, step))) => ((hi - lo) / step + 3) as u32,
+        (false, Some((lo, hi, step))) => lang::ir::linear_buckets(lo, hi, step).unwrap_or(0) as u32,
         (false, None) => 0,
     }
 }

@@ -524,13 +524,13 @@ impl Ctx<'_> {
                 simple(target, "timer.profile".into())
             }
             ["timer", unit] | ["timer", unit, "randomize"] => {
-                let per_unit: Option<fn(i64) -> i64> = match *unit {
-                    "s" | "sec" => Some(|n| n * 1_000_000_000),
-                    "ms" | "msec" => Some(|n| n * 1_000_000),
-                    "us" | "usec" => Some(|n| n * 1_000),
-                    "ns" | "nsec" => Some(|n| n),
-                    "hz" => Some(|n| 1_000_000_000 / n.max(1)),
-                    "jiffies" => Some(|n| n * 4_000_000),
+                let per_unit: Option<fn(i64) -> Option<i64>> = match *unit {
+                    "s" | "sec" => Some(|n| n.checked_mul(1_000_000_000)),
+                    "ms" | "msec" => Some(|n| n.checked_mul(1_000_000)),
+                    "us" | "usec" => Some(|n| n.checked_mul(1_000)),
+                    "ns" | "nsec" => Some(Some),
+                    "hz" => Some(|n| (n > 0).then(|| 1_000_000_000 / n)),
+                    "jiffies" => Some(|n| n.checked_mul(4_000_000)),
                     _ => None,
                 };
                 let (Some(f), Some(n)) = (per_unit, number(&comps[1])) else {
@@ -543,7 +543,16 @@ impl Ctx<'_> {
                         comps[1].span,
                     )));
                 }
-                simple(Target::Timer { interval_ns: f(n) as u64 }, format!("timer.{unit}({n})"))
+                // A year at most: longer is a typo, and it must not overflow nanoseconds.
+                const MAX_INTERVAL_NS: i64 = 365 * 24 * 3600 * 1_000_000_000;
+                let Some(ns) = f(n).filter(|ns| (1..=MAX_INTERVAL_NS).contains(ns)) else {
+                    return Err(Unresolved::Failed(Diagnostic::error(
+                        "E0103",
+                        format!("timer interval {n} is out of range: at most a year, at least a nanosecond"),
+                        comps[1].span,
+                    )));
+                };
+                simple(Target::Timer { interval_ns: ns as u64 }, format!("timer.{unit}({n})"))
             }
             ["netfilter", "hook", "pf"] | ["netfilter", "pf", "hook"] => {
                 let (hook_c, pf_c) = if names[1] == "hook" { (&comps[1], &comps[2]) } else { (&comps[2], &comps[1]) };

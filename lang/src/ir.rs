@@ -108,6 +108,21 @@ pub struct HistSpec {
     pub linear: Option<(i64, i64, i64)>,
 }
 
+/// Most buckets a linear histogram may have, under/overflow included (stap's `STP_MAX_BUCKETS`).
+pub const MAX_LINEAR_BUCKETS: usize = 128;
+
+/// The buckets of `@hist_linear(s, lo, hi, step)`, under- and overflow included:
+/// `(hi - lo) / step + 3`, or `None` where stap refuses the parameters (no bucket, more than
+/// [`MAX_LINEAR_BUCKETS`], or a range that does not fit in 64 bits). The one check of them,
+/// used by the type checker, the code generator and the runtime.
+pub fn linear_buckets(lo: i64, hi: i64, step: i64) -> Option<usize> {
+    if step <= 0 {
+        return None;
+    }
+    let n = hi.checked_sub(lo)? / step + 3;
+    (3..=MAX_LINEAR_BUCKETS as i64).contains(&n).then_some(n as usize)
+}
+
 pub use crate::types::ValueKind;
 
 /// A statistic's summary value.

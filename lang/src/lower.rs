@@ -533,13 +533,14 @@ impl Ctx<'_> {
             },
             ExprKind::TargetVar(name) => self.target_var(name, span),
             ExprKind::ScriptArg { index, as_string } => {
-                let arg = self.options.script_args.get(*index as usize - 1).cloned();
+                let arg = (*index as usize).checked_sub(1).and_then(|i| self.options.script_args.get(i)).cloned();
                 let Some(arg) = arg else {
-                    self.error(Diagnostic::error(
-                        "E0303",
-                        format!("script argument {}{index} was not given", if *as_string { "@" } else { "$" }),
-                        span,
-                    ));
+                    let sigil = if *as_string { "@" } else { "$" };
+                    let message = match index {
+                        0 => format!("there is no script argument {sigil}0: they count from {sigil}1"),
+                        _ => format!("script argument {sigil}{index} was not given"),
+                    };
+                    self.error(Diagnostic::error("E0303", message, span));
                     // A value of the right type, so no second error follows from this one.
                     return Some(if *as_string {
                         let v = self.temp(Ty::Str);

@@ -91,6 +91,10 @@ impl Items {
     /// error (which goes to `diags`).
     pub fn parse(&self, i: usize, env: &PreprocessEnv, diags: &mut Vec<Diagnostic>) -> Vec<Item> {
         let chunk = self.tokens(i);
+        if let Some(d) = too_deep(chunk) {
+            diags.push(d);
+            return Vec::new();
+        }
         let mut errors = Vec::new();
         let res = grammar::ScriptParser::new().parse(self.file, &env.script_args, &mut errors, feed(chunk));
         diags.append(&mut errors);
@@ -126,6 +130,69 @@ pub fn parse_expr(
             (None, diags)
         }
     }
+}
+
+/// The most operators and open brackets one statement may hold: a bound on how deeply its
+/// expression nests, which every later pass walks recursively.
+pub const MAX_NESTING: usize = 1000;
+
+/// Refuses a statement whose expression could nest deeper than [`MAX_NESTING`], before a parse
+/// that would build it: the recursive passes (and dropping the tree) would overflow the stack.
+/// Counting operators and open brackets since the last statement boundary bounds the depth
+/// from above; two operands in a row (`x = 1 y = 2`) start a new statement.
+fn too_deep(tokens: &[SpannedToken]) -> Option<Diagnostic> {
+    let mut count = 0;
+    let mut last_was_operand = false;
+    for (tok, span) in tokens {
+        let operand = matches!(
+            tok,
+            Token::Ident(_)
+                | Token::TargetVar(_)
+                | Token::Number(_)
+                | Token::Str(_)
+                | Token::DollarArg(_)
+                | Token::AtArg(_)
+                | Token::RParen
+                | Token::RBracket
+        );
+        let boundary = matches!(
+            tok,
+            Token::Semi
+                | Token::LBrace
+                | Token::RBrace
+                | Token::If
+                | Token::Else
+                | Token::While
+                | Token::For
+                | Token::Foreach
+                | Token::Return
+                | Token::Delete
+                | Token::Next
+                | Token::Break
+                | Token::Continue
+                | Token::Probe
+                | Token::Function
+                | Token::Global
+        );
+        if boundary || (operand && last_was_operand && !matches!(tok, Token::RParen | Token::RBracket)) {
+            count = 0;
+        } else if !operand && !matches!(tok, Token::Comma) {
+            count += 1;
+            if count > MAX_NESTING {
+                return Some(
+                    Diagnostic::error(
+                        "E0010",
+                        format!("this statement nests more than {MAX_NESTING} operators or brackets deep"),
+                        *span,
+                    )
+                    .with_label("too deep from here on")
+                    .with_help("split the expression into several statements with temporary variables"),
+                );
+            }
+        }
+        last_was_operand = operand;
+    }
+    None
 }
 
 fn feed(tokens: &[SpannedToken]) -> impl Iterator<Item = Result<(usize, Token, usize), ()>> + '_ {

@@ -410,12 +410,20 @@ impl<'a> Ctx<'a> {
                     let linear = match kind {
                         crate::ast::HistKind::Log => None,
                         crate::ast::HistKind::Linear { lo, hi, step } => match (&lo.kind, &hi.kind, &step.kind) {
-                            (Number(lo), Number(hi), Number(step)) if *step > 0 && hi > lo => Some((*lo, *hi, *step)),
+                            (Number(lo), Number(hi), Number(step))
+                                if hi > lo && crate::ir::linear_buckets(*lo, *hi, *step).is_some() =>
+                            {
+                                Some((*lo, *hi, *step))
+                            }
                             _ => {
                                 if self.report {
                                     self.diags.push(Diagnostic::error(
                                         "E0209",
-                                        "`@hist_linear` needs constant bounds and a positive step, with hi > lo",
+                                        format!(
+                                            "`@hist_linear` needs constant bounds and a positive step, with hi > lo \
+                                             and at most {} buckets",
+                                            crate::ir::MAX_LINEAR_BUCKETS - 2
+                                        ),
                                         e.span,
                                     ));
                                 }

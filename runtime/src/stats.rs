@@ -47,8 +47,7 @@ use std::fmt::Write as _;
 pub const LOG2_BUCKETS: usize = 128;
 /// The `@hist_log` bucket that holds the value 0.
 pub const LOG2_BUCKET0: usize = 64;
-/// Most buckets a linear histogram may have, under/overflow included (stap's `STP_MAX_BUCKETS`).
-pub const MAX_LINEAR_BUCKETS: usize = 128;
+pub use lang::ir::MAX_LINEAR_BUCKETS;
 /// Width of the bars, in `@` (stap's `HIST_WIDTH`).
 pub const HIST_WIDTH: i64 = 50;
 /// Empty rows kept on each side of data before eliding (stap's `HIST_ELISION`).
@@ -82,13 +81,7 @@ pub struct Linear {
 impl Linear {
     /// Checks the parameters as stap does (`_stp_stat_calc_buckets`).
     pub fn new(lo: i64, hi: i64, step: i64) -> Result<Linear, StatError> {
-        if step <= 0 {
-            return Err(StatError::BadLinearRange);
-        }
-        let n_buckets = hi.checked_sub(lo).ok_or(StatError::BadLinearRange)? / step + 3;
-        if !(3..=MAX_LINEAR_BUCKETS as i64).contains(&n_buckets) {
-            return Err(StatError::BadLinearRange);
-        }
+        lang::ir::linear_buckets(lo, hi, step).ok_or(StatError::BadLinearRange)?;
         Ok(Linear { lo, hi, step })
     }
 
