@@ -53,6 +53,11 @@ pub fn compile(program: Program) -> Result<CompiledScript, EmitError> {
     let mut programs = Vec::new();
     let mut kernel_probes = Vec::new();
     let mut scratch_size = 8;
+    let guard_exit = program
+        .handlers
+        .iter()
+        .flat_map(|h| h.func.blocks.values())
+        .any(|b| b.insts.iter().any(|i| matches!(i.kind, lang::ir::InstKind::Exit)));
     for (i, handler) in program.handlers.iter().enumerate() {
         let (section, exit_value, args) = match &handler.target {
             t if t.is_user_space() => continue,
@@ -72,7 +77,7 @@ pub fn compile(program: Program) -> Result<CompiledScript, EmitError> {
             }
             _ => unreachable!("user-space targets are skipped above"),
         };
-        let cx = emit::Context { program: &program, globals: &globals, maps };
+        let cx = emit::Context { program: &program, globals: &globals, maps, guard_exit };
         let emit = |rodata: &mut Rodata, args| {
             let spec = emit::HandlerSpec { index: i as u32, func: &handler.func, span: handler.span, exit_value, args };
             emit::emit_handler(cx, spec, rodata)

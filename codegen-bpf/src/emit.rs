@@ -186,6 +186,9 @@ pub struct Context<'a> {
     pub program: &'a Program,
     pub globals: &'a GlobalsLayout,
     pub maps: MapIndexes,
+    /// The script calls `exit()` somewhere: every kernel handler first checks the exit flag
+    /// (`GlobalsLayout::exited`). Scripts without `exit()` pay nothing.
+    pub guard_exit: bool,
 }
 
 /// How one handler is emitted: which handler, what it returns, how it reads arguments.
@@ -200,7 +203,7 @@ pub struct HandlerSpec<'a> {
 }
 
 pub fn emit_handler(cx: Context<'_>, handler: HandlerSpec<'_>, rodata: &mut Rodata) -> Result<Emitted, EmitError> {
-    let Context { program, globals, maps } = cx;
+    let Context { program, globals, maps, guard_exit } = cx;
     let HandlerSpec { index: handler_index, func, span, exit_value, args } = handler;
     let cap = program.string_capacity;
     let slot_size = layout::value_size(Ty::Str, cap);
@@ -244,6 +247,7 @@ pub fn emit_handler(cx: Context<'_>, handler: HandlerSpec<'_>, rodata: &mut Roda
             key,
             handler_index,
             args,
+            guard_exit,
             globals_loaded: false,
             scratch_loaded: false,
             sunk: &sunk,
@@ -279,6 +283,8 @@ struct Emitter<'a> {
     alloc: &'a Allocation,
     globals: &'a GlobalsLayout,
     maps: MapIndexes,
+    /// See [`Context::guard_exit`].
+    guard_exit: bool,
     rodata: &'a mut Rodata,
     cap: u32,
     /// A string-sized temporary in scratch.
@@ -646,12 +652,19 @@ impl Emitter<'_> {
     }
 
     fn prologue(&mut self) {
-        if self.uses_ctx() {
-            self.push(insn::mov64_reg(CTX, Reg::R1));
-        }
         // The rare paths need the globals: loading their address once here is smaller than
         // on each of two or more of them.
         let (scratch, globals) = (self.uses_scratch(), self.uses_globals() || self.rare_globals_sites() >= 2);
+        if self.guard_exit {
+            // if (globals.exited) return, through the globals register when it is loaded anyway.
+            let base = if globals { GLOBALS } else { Reg::R0 };
+            self.globals_ptr(base);
+            self.push(insn::ldx(Size::DW, Reg::R0, base, self.globals.exited as i16));
+            self.jump_if_imm(JmpOp::Ne, Reg::R0, 0, EXIT_LABEL);
+        }
+        if self.uses_ctx() {
+            self.push(insn::mov64_reg(CTX, Reg::R1));
+        }
         self.globals_loaded = globals;
         self.scratch_loaded = scratch;
         if scratch {
@@ -663,7 +676,7 @@ impl Emitter<'_> {
             self.jump_if_imm(JmpOp::Eq, Reg::R0, 0, EXIT_LABEL);
             self.push(insn::mov64_reg(SCRATCH, Reg::R0));
         }
-        if globals {
+        if globals && !self.guard_exit {
             self.globals_ptr(GLOBALS);
         }
     }
@@ -949,7 +962,17 @@ impl Emitter<'_> {
                 let value = self.reg_of(*src, Reg::R1);
                 self.push(insn::atomic_add(Size::DW, GLOBALS, value, off as i16));
             }
-            InstKind::Exit => self.output_header_record(layout::record_kind::EXIT),
+            InstKind::Exit => {
+                // The flag first, so that no handler on another CPU starts after this one.
+                let globals = if self.globals_loaded {
+                    GLOBALS
+                } else {
+                    self.globals_ptr(Reg::R1);
+                    Reg::R1
+                };
+                self.push(insn::st_imm(Size::DW, globals, self.globals.exited as i16, 1));
+                self.output_header_record(layout::record_kind::EXIT)
+            }
             InstKind::LoadArg { dst, index } => {
                 let off = match self.args {
                     ArgAccess::Fentry { .. } => 8 * *index as i16,

@@ -45,6 +45,11 @@ pub fn record_layout(format: &FormatDecl, string_capacity: u32) -> RecordLayout 
 #[derive(Clone, Debug)]
 pub struct GlobalsLayout {
     pub offsets: SecondaryMap<GlobalId, u32>,
+    /// The exit flag, after the script's globals: 1 once `exit()` was called or the runtime
+    /// began to stop. Handlers of a script that calls `exit()` check it first and return at
+    /// once when it is set, so no probe body runs after `exit()`, as in SystemTap. (At the
+    /// end, not among the reserved slots, so that no other offset moves.)
+    pub exited: u32,
     pub size: u32,
 }
 
@@ -68,7 +73,7 @@ pub fn globals_layout(program: &Program) -> GlobalsLayout {
         offsets[g] = off;
         off += value_size(decl.ty, program.string_capacity);
     }
-    GlobalsLayout { offsets, size: off }
+    GlobalsLayout { offsets, exited: off, size: off + 8 }
 }
 
 impl GlobalsLayout {

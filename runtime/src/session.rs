@@ -230,6 +230,9 @@ impl<'a> Session<'a> {
         if let Some(e) = write_err {
             return Err(RuntimeError::Output(e));
         }
+        if effects.exit {
+            self.stop_kernel_handlers();
+        }
         self.exit_requested |= effects.exit;
         Ok(())
     }
@@ -262,7 +265,9 @@ impl<'a> Session<'a> {
     /// An error while running (a full array, MAXACTION, a failing handler) stops the loop;
     /// then, as in SystemTap, the `error` probes run, then `end`, and the error is returned.
     pub fn run(&mut self, out: &mut dyn Write) -> Result<(), RuntimeError> {
-        let result = self.event_loop(out).and_then(|()| self.drain(out));
+        let result = self.event_loop(out);
+        self.stop_kernel_handlers();
+        let result = result.and_then(|()| self.drain(out));
         if result.is_err() {
             self.run_user(|t| matches!(t, Target::Error { .. }), out)?;
         }
@@ -274,6 +279,12 @@ impl<'a> Session<'a> {
             eprintln!("bpftap: {lost} output record(s) lost: the ring buffer was full");
         }
         result
+    }
+
+    /// Sets the exit flag: handlers compiled to check it return at once from now on, so the
+    /// counts `end` sees are those made before `exit()` (see `GlobalsLayout::exited`).
+    fn stop_kernel_handlers(&self) {
+        self.globals.store_long(self.compiled.globals.exited, 1);
     }
 
     fn event_loop(&mut self, out: &mut dyn Write) -> Result<(), RuntimeError> {
