@@ -98,6 +98,12 @@ pub fn elaborate(input: &Input<'_>, kernel: &dyn KernelInfo) -> (Elaborated, Vec
             }
         }
     }
+    // A tapset's own probes (selected with the file, see `select`), then the script's.
+    for item in input.tapsets.iter().flat_map(|t| &t.items) {
+        if let Item::Probe(p) = item {
+            cx.probe(p, &mut out.probes);
+        }
+    }
     for item in &input.script.items {
         match item {
             Item::Probe(p) => cx.probe(p, &mut out.probes),

@@ -73,13 +73,39 @@ pub fn select(
         }
     }
     cx.run();
+    // A tapset file's own probes (`probe begin { ... }` initialising its globals) come with
+    // the file, as in SystemTap: once anything it defines is used.
+    loop {
+        let probes: Vec<(usize, usize)> = (0..tapsets.len())
+            .filter(|&f| cx.referenced[f])
+            .flat_map(|f| (0..tapsets[f].items.len()).map(move |i| (f, i)))
+            .filter(|&(f, i)| !cx.needed[f][i] && is_plain_probe(tapsets[f].items.tokens(i)))
+            .collect();
+        if probes.is_empty() {
+            break;
+        }
+        for (f, i) in probes {
+            cx.need(f, i);
+        }
+        cx.run();
+    }
     cx.finish()
+}
+
+/// Whether an item is a probe rather than an alias: no `=` or `+=` before its body.
+fn is_plain_probe(tokens: &[SpannedToken]) -> bool {
+    matches!(tokens.first(), Some((Token::Probe, _)))
+        && !tokens
+            .iter()
+            .take_while(|(t, _)| *t != Token::LBrace)
+            .any(|(t, _)| matches!(t, Token::Assign | Token::AddAssign))
 }
 
 /// Every item of every tapset, parsed.
 pub fn all(tapsets: &[Tapset], env: &PreprocessEnv) -> (Vec<ast::Script>, Vec<Diagnostic>) {
     let mut cx = Ctx::new(tapsets, env);
     for (f, t) in tapsets.iter().enumerate() {
+        cx.referenced[f] = true;
         for i in 0..t.items.len() {
             cx.need(f, i);
         }
@@ -104,6 +130,9 @@ struct Ctx<'a> {
     /// The items parsed so far (needed ones, and aliases looked at as candidates).
     parsed: Vec<Vec<Option<Vec<Item>>>>,
     needed: Vec<Vec<bool>>,
+    /// Files something needed was found in through a name or a probe point: their own
+    /// probes are needed too, and only theirs are kept.
+    referenced: Vec<bool>,
     diags: Vec<Diagnostic>,
     /// Names still to look up, and those looked up already.
     names: Vec<String>,
@@ -128,6 +157,7 @@ impl<'a> Ctx<'a> {
             defs,
             parsed: tapsets.iter().map(|t| vec![None; t.items.len()]).collect(),
             needed: tapsets.iter().map(|t| vec![false; t.items.len()]).collect(),
+            referenced: vec![false; tapsets.len()],
             diags: Vec::new(),
             names: Vec::new(),
             seen: HashSet::new(),
@@ -149,8 +179,12 @@ impl<'a> Ctx<'a> {
                 match kind {
                     // Aliases are found by the probe points naming them.
                     Kind::Alias => {}
-                    Kind::Function => self.need(f, i),
+                    Kind::Function => {
+                        self.referenced[f] = true;
+                        self.need(f, i);
+                    }
                     Kind::Global => {
+                        self.referenced[f] = true;
                         self.need(f, i);
                         let tapsets = self.tapsets;
                         let items = &tapsets[f].items;
@@ -181,6 +215,7 @@ impl<'a> Ctx<'a> {
                 _ => false,
             });
             if named {
+                self.referenced[f] = true;
                 self.need(f, i);
             }
         }
@@ -229,8 +264,16 @@ impl<'a> Ctx<'a> {
             .parsed
             .into_iter()
             .zip(self.needed)
-            .map(|(items, needed)| ast::Script {
-                items: items.into_iter().zip(needed).filter(|(_, n)| *n).flat_map(|(i, _)| i).flatten().collect(),
+            .zip(self.referenced)
+            .map(|((items, needed), referenced)| ast::Script {
+                items: items
+                    .into_iter()
+                    .zip(needed)
+                    .filter(|(_, n)| *n)
+                    .flat_map(|(i, _)| i)
+                    .flatten()
+                    .filter(|item| referenced || !matches!(item, Item::Probe(_)))
+                    .collect(),
             })
             .collect();
         (scripts, self.diags)
