@@ -27,6 +27,9 @@ pub const TAPSETS: &[(&str, &str)] = &[
     ("scheduler.stp", include_str!("../tapsets/scheduler.stp")),
     ("vfs.stp", include_str!("../tapsets/vfs.stp")),
     ("inet.stp", include_str!("../tapsets/inet.stp")),
+    ("ansi.stp", include_str!("../tapsets/ansi.stp")),
+    ("stopwatch.stp", include_str!("../tapsets/stopwatch.stp")),
+    ("indent.stp", include_str!("../tapsets/indent.stp")),
 ];
 
 pub struct Options {
