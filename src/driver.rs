@@ -30,6 +30,7 @@ pub const TAPSETS: &[(&str, &str)] = &[
     ("ansi.stp", include_str!("../tapsets/ansi.stp")),
     ("stopwatch.stp", include_str!("../tapsets/stopwatch.stp")),
     ("indent.stp", include_str!("../tapsets/indent.stp")),
+    ("task.stp", include_str!("../tapsets/task.stp")),
 ];
 
 pub struct Options {

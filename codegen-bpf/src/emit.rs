@@ -44,6 +44,9 @@ pub enum ArgAccess {
     /// kprobe/kretprobe: the context is `struct pt_regs`. At a return the argument
     /// registers hold other values, so arguments are only readable on entry.
     Kprobe { ret: bool },
+    /// A perf event: the context starts with the `struct pt_regs` it interrupted (no
+    /// arguments, but `user_mode()` reads the privilege level there).
+    PerfEvent,
 }
 
 /// Offsets in x86-64's `struct pt_regs` of the argument registers (di, si, dx, cx, r8, r9)
@@ -57,6 +60,12 @@ const PT_REGS_RET: i16 = 80;
 const PT_REGS_ARGS: [i16; 6] = [0, 8, 16, 24, 32, 40];
 #[cfg(not(target_arch = "x86_64"))]
 const PT_REGS_RET: i16 = 0;
+/// Where `struct pt_regs` tells the privilege level, and the bits that say user mode there:
+/// cs's two low bits are 3 on x86-64; pstate's mode bits are 0 (EL0) on arm64.
+#[cfg(target_arch = "x86_64")]
+const PT_REGS_MODE: (i16, i32, i32) = (136, 3, 3);
+#[cfg(not(target_arch = "x86_64"))]
+const PT_REGS_MODE: (i16, i32, i32) = (264, 0xf, 0);
 
 /// Indexes of the maps every program may use, in the object's map list.
 #[derive(Clone, Copy, Debug)]
@@ -880,7 +889,7 @@ impl Emitter<'_> {
                 }
                 self.store(*dst, Reg::R0);
             }
-            InstKind::ReadStr { dst, addr, space } => {
+            InstKind::ReadStr { dst, addr, space, fallback } => {
                 let off = self.scratch(*dst);
                 self.scratch_addr(Reg::R1, off);
                 self.push(insn::mov64_imm(Reg::R2, self.cap as i32));
@@ -890,9 +899,20 @@ impl Emitter<'_> {
                     AddrSpace::Kernel => Helper::ProbeReadKernelStr,
                 };
                 self.push(insn::call(helper));
-                // On a fault the buffer is undefined: make it "".
-                self.push(insn::jmp_imm(JmpOp::Sgt, Reg::R0, 0, 1));
-                self.push(insn::st_imm(Size::B, SCRATCH, off as i16, 0));
+                // On a fault the buffer is undefined: make it "" or the fallback.
+                match fallback {
+                    None => {
+                        self.push(insn::jmp_imm(JmpOp::Sgt, Reg::R0, 0, 1));
+                        self.push(insn::st_imm(Size::B, SCRATCH, off as i16, 0));
+                    }
+                    Some(fallback) => {
+                        let done = self.new_label();
+                        self.jump_if_imm(JmpOp::Sgt, Reg::R0, 0, done);
+                        self.str_addr(Reg::R3, *fallback);
+                        self.copy_str(off, self.cap);
+                        self.bind(done);
+                    }
+                }
             }
             InstKind::Call { dst, builtin, args } => self.call(*dst, *builtin, args)?,
             InstKind::Sprintf { dst, fmt, args } => self.sprintf(*dst, *fmt, args)?,
@@ -944,7 +964,9 @@ impl Emitter<'_> {
                         Some(off) => *off,
                         None => return Err(self.unsupported("a kprobe argument past the sixth")),
                     },
-                    ArgAccess::None => return Err(self.unsupported("a function argument outside a function probe")),
+                    ArgAccess::None | ArgAccess::PerfEvent => {
+                        return Err(self.unsupported("a function argument outside a function probe"))
+                    }
                 };
                 self.push(insn::ldx(Size::DW, Reg::R0, CTX, off));
                 self.store(*dst, Reg::R0);
@@ -953,7 +975,9 @@ impl Emitter<'_> {
                 let off = match self.args {
                     ArgAccess::Fentry { nargs } => 8 * nargs as i16,
                     ArgAccess::Kprobe { .. } => PT_REGS_RET,
-                    ArgAccess::None => return Err(self.unsupported("`$return` outside a function probe")),
+                    ArgAccess::None | ArgAccess::PerfEvent => {
+                        return Err(self.unsupported("`$return` outside a function probe"))
+                    }
                 };
                 self.push(insn::ldx(Size::DW, Reg::R0, CTX, off));
                 self.store(*dst, Reg::R0);
@@ -1633,7 +1657,9 @@ impl Emitter<'_> {
             | Builtin::StrReplace
             | Builtin::Tokenize
             | Builtin::ErrnoStr
-            | Builtin::Ctime => return Err(self.unsupported(&format!("`{}()`", builtin.name()))),
+            | Builtin::Ctime
+            | Builtin::Symname
+            | Builtin::Symdata => return Err(self.unsupported(&format!("`{}()`", builtin.name()))),
             Builtin::Randint => {
                 self.push(insn::call(Helper::GetPrandomU32));
                 self.load(Reg::R1, args[0]);
@@ -1642,6 +1668,22 @@ impl Emitter<'_> {
             }
             Builtin::TaskCurrent => {
                 self.push(insn::call(Helper::GetCurrentTask));
+                long_result(self);
+            }
+            Builtin::UserMode => {
+                match self.args {
+                    ArgAccess::Kprobe { .. } | ArgAccess::PerfEvent => {
+                        let (offset, mask, user) = PT_REGS_MODE;
+                        self.push(insn::ldx(Size::DW, Reg::R1, CTX, offset));
+                        self.push(insn::alu64_imm(AluOp::And, Reg::R1, mask));
+                        self.push(insn::mov64_imm(Reg::R0, 1));
+                        self.push(insn::jmp_imm(JmpOp::Eq, Reg::R1, user, 1));
+                        self.push(insn::mov64_imm(Reg::R0, 0));
+                    }
+                    // Tracepoints, netfilter hooks and kernel function entries run in the
+                    // kernel on the kernel's behalf.
+                    ArgAccess::None | ArgAccess::Fentry { .. } => self.push(insn::mov64_imm(Reg::R0, 0)),
+                }
                 long_result(self);
             }
         }

@@ -57,6 +57,14 @@ pub enum Builtin {
     ErrnoStr,
     /// `ctime(seconds)`: `Tue Nov 17 14:33:07 2026`, UTC.
     Ctime,
+    /// `user_mode()`: 1 when the probe interrupted user-space code (a perf event's sample, a
+    /// uprobe), 0 in the kernel and in begin/end/timer probes.
+    UserMode,
+    /// `symname(addr)`: the kernel symbol holding `addr`, from /proc/kallsyms, or the address
+    /// in hex.
+    Symname,
+    /// `symdata(addr)`: `name+0xoffset/0xsize` for a kernel address.
+    Symdata,
 }
 
 /// Where a function may run.
@@ -79,7 +87,8 @@ pub enum Lowering {
         signed: bool,
         space: AddrSpace,
     },
-    /// A fault-safe string read: `user_string(addr)`, `kernel_string(addr)`.
+    /// A fault-safe string read: `user_string(addr)`, `kernel_string(addr)`, and with a
+    /// second argument, the string to give on a fault: `user_string(addr, "<unknown>")`.
     ReadStr(AddrSpace),
 }
 
@@ -152,10 +161,16 @@ pub const BUILTINS: &[Signature] = &[
     user("tokenize", &[S, S], S, Builtin::Tokenize),
     user("errno_str", &[L], S, Builtin::ErrnoStr),
     user("ctime", &[L], S, Builtin::Ctime),
+    user("symname", &[L], S, Builtin::Symname),
+    user("symdata", &[L], S, Builtin::Symdata),
+    context("user_mode", L, Builtin::UserMode),
     sig("_user_ipv6_str", &[L], S, Runs::Kernel, Lowering::Builtin(Builtin::UserIpv6Str)),
     sig("_kernel_ipv6_str", &[L], S, Runs::Kernel, Lowering::Builtin(Builtin::KernelIpv6Str)),
     sig("user_string", &[L], S, Runs::Kernel, Lowering::ReadStr(U)),
     sig("kernel_string", &[L], S, Runs::Kernel, Lowering::ReadStr(K)),
+    // The second argument is what a faulting read gives instead of "".
+    sig("user_string", &[L, S], S, Runs::Kernel, Lowering::ReadStr(U)),
+    sig("kernel_string", &[L, S], S, Runs::Kernel, Lowering::ReadStr(K)),
     read("user_char", 1, true, U),
     read("user_short", 2, true, U),
     read("user_ushort", 2, false, U),
@@ -211,8 +226,11 @@ pub fn arg_function(name: &str) -> Option<(u8, bool)> {
     })
 }
 
-pub fn lookup(name: &str) -> Option<&'static Signature> {
-    BUILTINS.iter().find(|s| s.name == name)
+/// The built-in `name` taking `argc` arguments, else the first one named `name` (whose arity
+/// the type checker then reports): `user_string(addr)` and `user_string(addr, default)`.
+pub fn lookup(name: &str, argc: usize) -> Option<&'static Signature> {
+    let mut named = BUILTINS.iter().filter(|s| s.name == name);
+    named.clone().find(|s| s.params.len() == argc).or_else(|| named.next())
 }
 
 impl Builtin {

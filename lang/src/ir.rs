@@ -353,11 +353,12 @@ pub enum InstKind {
         signed: bool,
         space: AddrSpace,
     },
-    /// The NUL-terminated string at `addr`; empty on fault.
+    /// The NUL-terminated string at `addr`; on fault `fallback`, or "" without one.
     ReadStr {
         dst: Var,
         addr: Var,
         space: AddrSpace,
+        fallback: Option<Var>,
     },
     /// A built-in function of the language's library.
     Call {
@@ -547,7 +548,8 @@ impl InstKind {
                 std::iter::once(*lhs).chain(op(rhs)).collect()
             }
             InstKind::StrCompare { lhs, rhs, .. } | InstKind::Concat { lhs, rhs, .. } => vec![*lhs, *rhs],
-            InstKind::Read { addr, .. } | InstKind::ReadStr { addr, .. } => vec![*addr],
+            InstKind::Read { addr, .. } => vec![*addr],
+            InstKind::ReadStr { addr, fallback, .. } => std::iter::once(*addr).chain(*fallback).collect(),
             InstKind::Call { args, .. } | InstKind::Sprintf { args, .. } | InstKind::Printf { args, .. } => {
                 args.clone()
             }
@@ -743,7 +745,10 @@ impl fmt::Display for InstKind {
             InstKind::Read { dst, addr, size, signed, space } => {
                 write!(f, "{dst} = read.{space:?} {}{} [{addr}]", if *signed { "s" } else { "u" }, size * 8)
             }
-            InstKind::ReadStr { dst, addr, space } => write!(f, "{dst} = read_str.{space:?} [{addr}]"),
+            InstKind::ReadStr { dst, addr, space, fallback: None } => write!(f, "{dst} = read_str.{space:?} [{addr}]"),
+            InstKind::ReadStr { dst, addr, space, fallback: Some(d) } => {
+                write!(f, "{dst} = read_str.{space:?} [{addr}] or {d}")
+            }
             InstKind::Call { dst: Some(d), builtin, args } => {
                 write!(f, "{d} = call {}({})", builtin.name(), join(args))
             }

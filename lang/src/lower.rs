@@ -1336,10 +1336,10 @@ impl Ctx<'_> {
             }
             _ => {}
         }
-        if let Some(f) = self.script.functions.get(name) {
+        if let Some(f) = self.script.function(name, args.len()) {
             return self.inline(f, args, span);
         }
-        let sig = builtins::lookup(name)?;
+        let sig = builtins::lookup(name, args.len())?;
         if sig.runs == builtins::Runs::User && self.kernel {
             self.error(
                 Diagnostic::error("E0309", format!("`{name}` is not supported in a kernel probe yet"), span)
@@ -1362,7 +1362,9 @@ impl Ctx<'_> {
         let kind = match sig.lowering {
             Lowering::Builtin(builtin) => InstKind::Call { dst: Some(dst), builtin, args: vars },
             Lowering::Read { size, signed, space } => InstKind::Read { dst, addr: *vars.first()?, size, signed, space },
-            Lowering::ReadStr(space) => InstKind::ReadStr { dst, addr: *vars.first()?, space },
+            Lowering::ReadStr(space) => {
+                InstKind::ReadStr { dst, addr: *vars.first()?, space, fallback: vars.get(1).copied() }
+            }
         };
         self.emit(kind, span);
         Some(dst)
@@ -1414,13 +1416,13 @@ impl Ctx<'_> {
 /// Every identifier in the probes and in the functions they call, transitively.
 fn names_in_reachable_code(script: &Elaborated) -> HashSet<&str> {
     let mut names: HashSet<&str> = HashSet::new();
-    let mut calls: Vec<&str> = Vec::new();
-    fn visit<'a>(body: &'a Block, names: &mut HashSet<&'a str>, calls: &mut Vec<&'a str>) {
+    let mut calls: Vec<(&str, usize)> = Vec::new();
+    fn visit<'a>(body: &'a Block, names: &mut HashSet<&'a str>, calls: &mut Vec<(&'a str, usize)>) {
         crate::elaborate::walk_exprs(body, &mut |e| match &e.kind {
             ExprKind::Ident(n) => {
                 names.insert(n);
             }
-            ExprKind::Call { name, .. } => calls.push(name),
+            ExprKind::Call { name, args } => calls.push((name, args.len())),
             _ => {}
         });
     }
@@ -1428,11 +1430,12 @@ fn names_in_reachable_code(script: &Elaborated) -> HashSet<&str> {
         visit(&p.body, &mut names, &mut calls);
     }
     let mut seen: HashSet<&str> = HashSet::new();
-    while let Some(name) = calls.pop() {
-        if !seen.insert(name) {
+    while let Some((name, argc)) = calls.pop() {
+        let Some(f) = script.function(name, argc) else { continue };
+        if !seen.insert(&f.name) {
             continue;
         }
-        if let Some(ast::Function { body: ast::FunctionBody::Script(body), .. }) = script.functions.get(name) {
+        if let ast::FunctionBody::Script(body) = &f.body {
             visit(body, &mut names, &mut calls);
         }
     }
@@ -1513,9 +1516,9 @@ fn pure_functions(script: &Elaborated) -> HashSet<String> {
 /// an assigned name may be a global in the current scope.
 fn expr_is_pure_here(e: &Expr, pure: &HashSet<String>, script: &Elaborated, is_global: impl Fn(&str) -> bool) -> bool {
     match &e.kind {
-        ExprKind::Call { name, .. } => {
-            pure.contains(name)
-                || (builtins::lookup(name).is_some_and(|s| match s.lowering {
+        ExprKind::Call { name, args } => {
+            script.function(name, args.len()).is_some_and(|f| pure.contains(&f.name))
+                || (builtins::lookup(name, args.len()).is_some_and(|s| match s.lowering {
                     Lowering::Builtin(b) => !b.has_side_effects(),
                     _ => true,
                 }) && !script.functions.contains_key(name))

@@ -550,6 +550,10 @@ fn call(env: &Env<'_>, vars: &[Value], builtin: Builtin, args: &[Var]) -> Result
         Builtin::Tokenize => Value::Str(tokenize(env, &text(vars, args[0]), &text(vars, args[1]))),
         Builtin::ErrnoStr => Value::Str(errno_name(arg(0))),
         Builtin::Ctime => Value::Str(ctime(arg(0))),
+        Builtin::Symname => Value::Str(crate::symbols::symname(arg(0) as u64)),
+        Builtin::Symdata => Value::Str(crate::symbols::symdata(arg(0) as u64)),
+        // A user-space probe runs in bpftap, not in an interrupted context.
+        Builtin::UserMode => Value::Long(0),
         other => return Err(HandlerError::KernelOnly(other.name())),
     })
 }
