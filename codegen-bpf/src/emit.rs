@@ -635,6 +635,7 @@ impl Emitter<'_> {
                     | InstKind::LoadContextStr { .. }
                     | InstKind::LoadArg { .. }
                     | InstKind::LoadReturn { .. }
+                    | InstKind::Call { builtin: Builtin::UserMode, .. }
             )
         })
     }
