@@ -238,6 +238,12 @@ impl Builtin {
         BUILTINS.iter().find(|s| s.lowering == Lowering::Builtin(self)).map_or("?", |s| s.name)
     }
 
+    /// A user-space function of one long giving a string, which a kernel probe's `printf`
+    /// can leave to user space: the record carries the long, the runtime makes the text.
+    pub fn deferrable(self) -> bool {
+        matches!(self, Builtin::Ctime | Builtin::ErrnoStr | Builtin::Symname | Builtin::Symdata)
+    }
+
     pub fn has_side_effects(self) -> bool {
         matches!(self, Builtin::Randint)
     }

@@ -143,10 +143,14 @@ pub enum Const {
 }
 
 /// A format string with the types of the arguments it takes, in order.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Default)]
 pub struct FormatDecl {
     pub text: String,
     pub args: Vec<Ty>,
+    /// Arguments (by position) that a kernel probe's `printf` carries as the long argument of
+    /// a user-space function, which the runtime applies before formatting:
+    /// `printf("%s", ctime(t))` records `t` (see [`crate::builtins::Builtin::deferrable`]).
+    pub deferred: Vec<(usize, crate::builtins::Builtin)>,
 }
 
 /// Where and when a handler runs.
@@ -834,6 +838,9 @@ impl fmt::Display for Program {
         }
         for (id, decl) in self.formats.iter() {
             writeln!(f, "{id} = {:?}", decl.text)?;
+            for (i, b) in &decl.deferred {
+                writeln!(f, "  argument {i}: {}() in user space", b.name())?;
+            }
         }
         for handler in &self.handlers {
             writeln!(f, "\nprobe {} ; {:?}", handler.point, handler.target)?;

@@ -11,7 +11,7 @@
 use std::collections::{HashMap, HashSet};
 
 use crate::ast::{self, AssignOp, BinaryOp, Block, CompareOp, Expr, ExprKind, LogicalOp, Stmt, StmtKind, UnaryOp};
-use crate::builtins::{self, Lowering};
+use crate::builtins::{self, Builtin, Lowering};
 use crate::diag::Diagnostic;
 use crate::elaborate::Elaborated;
 use crate::ir::{self, BinOp, CmpOp, FmtId, GlobalId, InstKind, Operand, Terminator, Ty, UnOp, Var};
@@ -1155,12 +1155,32 @@ impl Ctx<'_> {
     }
 
     fn intern_format(&mut self, text: String, args: Vec<Ty>) -> FmtId {
-        if let Some(id) = self.formats.get(&text) {
+        self.intern_format_deferred(text, args, Vec::new())
+    }
+
+    fn intern_format_deferred(&mut self, text: String, args: Vec<Ty>, deferred: Vec<(usize, Builtin)>) -> FmtId {
+        // The same text with other deferred arguments is another record layout.
+        let key = if deferred.is_empty() { text.clone() } else { format!("{text}\0{deferred:?}") };
+        if let Some(id) = self.formats.get(&key) {
             return *id;
         }
-        let id = self.program.formats.push(ir::FormatDecl { text: text.clone(), args });
-        self.formats.insert(text, id);
+        let id = self.program.formats.push(ir::FormatDecl { text, args, deferred });
+        self.formats.insert(key, id);
         id
+    }
+
+    /// In a kernel probe's `printf`, an argument `f(x)` where `f` is a [`Builtin::deferrable`]
+    /// user-space function: `f` and `x`, for the record to carry `x`.
+    fn deferred_arg<'e>(&self, name: &str, arg: &'e Expr) -> Option<(Builtin, &'e Expr)> {
+        let ExprKind::Call { name: f, args } = &arg.kind else { return None };
+        let [x] = args.as_slice() else { return None };
+        if name != "printf" || !self.kernel || self.script.function(f, 1).is_some() {
+            return None;
+        }
+        match builtins::lookup(f, 1)?.lowering {
+            Lowering::Builtin(b) if b.deferrable() => Some((b, x)),
+            _ => None,
+        }
     }
 
     /// A printf-style call: a literal format checked against its arguments.
@@ -1204,8 +1224,17 @@ impl Ctx<'_> {
             return None;
         }
         let mut vars = Vec::new();
-        for (arg, ty) in rest.iter().zip(&want) {
-            let v = self.expr(arg)?;
+        let mut carried = want.clone();
+        let mut deferred = Vec::new();
+        for (i, (arg, ty)) in rest.iter().zip(&want).enumerate() {
+            let (v, ty) = match self.deferred_arg(name, arg) {
+                Some((b, x)) if *ty == Ty::Str => {
+                    deferred.push((i, b));
+                    carried[i] = Ty::Long;
+                    (self.expr(x)?, &Ty::Long)
+                }
+                _ => (self.expr(arg)?, ty),
+            };
             if self.func.ty(v) != *ty {
                 self.error(
                     Diagnostic::error(
@@ -1219,7 +1248,7 @@ impl Ctx<'_> {
             }
             vars.push(v);
         }
-        Some((self.intern_format(text.clone(), want), vars))
+        Some((self.intern_format_deferred(text.clone(), carried, deferred), vars))
     }
 
     fn call(&mut self, name: &str, args: &[Expr], span: Span) -> Option<Var> {
@@ -1296,7 +1325,10 @@ impl Ctx<'_> {
                     return None;
                 }
                 let raw = self.temp(Ty::Long);
-                self.emit(InstKind::LoadArg { dst: raw, index }, span);
+                match self.syscall_arg_offset(index) {
+                    Some(offset) => self.emit(InstKind::LoadContext { dst: raw, offset, size: 8, signed: false }, span),
+                    None => self.emit(InstKind::LoadArg { dst: raw, index }, span),
+                }
                 if size == 8 {
                     return Some(raw);
                 }
@@ -1368,6 +1400,19 @@ impl Ctx<'_> {
         };
         self.emit(kind, span);
         Some(dst)
+    }
+
+    /// Where argument `index` (from 0) of the system call is in a syscall-entry record
+    /// (`syscalls:sys_enter_*`): the arguments follow
+    /// `__syscall_nr` as 8-byte slots, so `int_arg(n)` reads the call's argument n as in an
+    /// `nd_syscall` probe of SystemTap.
+    fn syscall_arg_offset(&self, index: u32) -> Option<u32> {
+        let format = self.format?;
+        if !format.event.starts_with("sys_enter") {
+            return None;
+        }
+        let offset = format.field("__syscall_nr")?.offset + 8 + 8 * index;
+        (offset + 8 <= format.record_size()).then_some(offset)
     }
 
     fn inline(&mut self, f: &ast::Function, args: &[Expr], span: Span) -> Option<Var> {

@@ -5,6 +5,7 @@
 //! [`codegen_bpf::layout::record_kind`]. Formats are parsed once, when the decoder is made.
 
 use codegen_bpf::layout::{self, record_kind};
+use lang::builtins::Builtin;
 use lang::ir::{Program, Ty};
 use lang::printf::Format;
 
@@ -25,7 +26,9 @@ pub enum Record {
 }
 
 pub struct Decoder {
-    formats: Vec<(Option<Format>, layout::RecordLayout, Vec<Ty>)>,
+    /// Per format: the parsed text, the record layout, the argument types and the deferred
+    /// arguments (see [`lang::ir::FormatDecl::deferred`]).
+    formats: Vec<(Option<Format>, layout::RecordLayout, Vec<Ty>, Vec<(usize, Builtin)>)>,
     string_capacity: u32,
 }
 
@@ -35,7 +38,10 @@ impl Decoder {
         let formats = program
             .formats
             .values()
-            .map(|f| (lang::printf::parse_format(&f.text).ok(), layout::record_layout(f, cap), f.args.clone()))
+            .map(|f| {
+                let text = lang::printf::parse_format(&f.text).ok();
+                (text, layout::record_layout(f, cap), f.args.clone(), f.deferred.clone())
+            })
             .collect();
         Decoder { formats, string_capacity: cap }
     }
@@ -50,13 +56,13 @@ impl Decoder {
         if kind & 0xff00_0000 == layout::record_error::MAX_ACTION {
             return Record::MaxAction((kind & 0x00ff_ffff) as usize);
         }
-        let Some((Some(format), layout, tys)) = self.formats.get(kind as usize) else {
+        let Some((Some(format), layout, tys, deferred)) = self.formats.get(kind as usize) else {
             return Record::Malformed(format!("unknown record kind {kind}"));
         };
         if bytes.len() < layout.size as usize {
             return Record::Malformed(format!("record {kind} has {} bytes, wants {}", bytes.len(), layout.size));
         }
-        let args: Vec<Value> = tys
+        let mut args: Vec<Value> = tys
             .iter()
             .zip(&layout.arg_offsets)
             .map(|(ty, off)| {
@@ -78,6 +84,11 @@ impl Decoder {
                 }
             })
             .collect();
+        for (i, builtin) in deferred {
+            if let Some(Value::Long(n)) = args.get(*i) {
+                args[*i] = Value::Str(crate::userspace::text_of_long(*builtin, *n));
+            }
+        }
         Record::Print(format_bytes(format, &args))
     }
 }
@@ -91,7 +102,11 @@ mod tests {
     #[test]
     fn decodes_a_printf_record() {
         let mut program = Program { string_capacity: 16, ..Default::default() };
-        program.formats.push(FormatDecl { text: "%s[%d]\n".into(), args: vec![Ty::Str, Ty::Long] });
+        program.formats.push(FormatDecl {
+            text: "%s[%d]\n".into(),
+            args: vec![Ty::Str, Ty::Long],
+            ..Default::default()
+        });
         let mut rec = vec![0u8; 8];
         let mut s = b"python3".to_vec();
         s.resize(16, 0);

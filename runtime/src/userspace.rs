@@ -475,6 +475,18 @@ fn errno_name(n: i64) -> String {
     }
 }
 
+/// The value of a [`Builtin::deferrable`] function of `n`: computed here for user-space
+/// probes, and for the records of kernel probes that carry `n` instead of the text.
+pub fn text_of_long(builtin: Builtin, n: i64) -> String {
+    match builtin {
+        Builtin::ErrnoStr => errno_name(n),
+        Builtin::Ctime => ctime(n),
+        Builtin::Symname => crate::symbols::symname(n as u64),
+        Builtin::Symdata => crate::symbols::symdata(n as u64),
+        other => unreachable!("`{}` is not deferrable", other.name()),
+    }
+}
+
 /// `ctime(seconds)` in UTC, as SystemTap prints it: `Thu Jan  1 00:00:00 1970`.
 fn ctime(secs: i64) -> String {
     let days = secs.div_euclid(86_400);
@@ -548,10 +560,9 @@ fn call(env: &Env<'_>, vars: &[Value], builtin: Builtin, args: &[Var]) -> Result
             Value::Str(if from.is_empty() { s } else { s.replace(&from, &to) })
         }
         Builtin::Tokenize => Value::Str(tokenize(env, &text(vars, args[0]), &text(vars, args[1]))),
-        Builtin::ErrnoStr => Value::Str(errno_name(arg(0))),
-        Builtin::Ctime => Value::Str(ctime(arg(0))),
-        Builtin::Symname => Value::Str(crate::symbols::symname(arg(0) as u64)),
-        Builtin::Symdata => Value::Str(crate::symbols::symdata(arg(0) as u64)),
+        Builtin::ErrnoStr | Builtin::Ctime | Builtin::Symname | Builtin::Symdata => {
+            Value::Str(text_of_long(builtin, arg(0)))
+        }
         // A user-space probe runs in bpftap, not in an interrupted context.
         Builtin::UserMode => Value::Long(0),
         other => return Err(HandlerError::KernelOnly(other.name())),
