@@ -31,6 +31,7 @@ pub const TAPSETS: &[(&str, &str)] = &[
     ("stopwatch.stp", include_str!("../tapsets/stopwatch.stp")),
     ("indent.stp", include_str!("../tapsets/indent.stp")),
     ("task.stp", include_str!("../tapsets/task.stp")),
+    ("sizeof.stp", include_str!("../tapsets/sizeof.stp")),
 ];
 
 pub struct Options {

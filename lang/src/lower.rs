@@ -642,29 +642,7 @@ impl Ctx<'_> {
                 self.typed(e).map(|(v, _)| v)
             }
             ExprKind::Index { base, keys } if !matches!(base.kind, ExprKind::Ident(_)) => {
-                // `$ptr[i]` / `$s->arr[i]`: element i of a kernel array or pointer.
-                let [index] = keys.as_slice() else {
-                    self.error(Diagnostic::error("E0313", "a kernel array takes one index", span));
-                    return None;
-                };
-                let (base_v, ty) = self.typed(base)?;
-                let Some(elem) = ty.and_then(|t| self.pointee(t, base.span)) else {
-                    self.error(Diagnostic::error(
-                        "E0313",
-                        "only a typed kernel pointer or array can be indexed",
-                        base.span,
-                    ));
-                    return None;
-                };
-                let size = self.type_size(elem).unwrap_or(8);
-                let i = self.long_expr(index);
-                let scaled = self.temp(Ty::Long);
-                self.emit(
-                    InstKind::Binary { op: BinOp::Mul, dst: scaled, lhs: i, rhs: Operand::Imm(size as i64) },
-                    span,
-                );
-                let addr = self.temp(Ty::Long);
-                self.emit(InstKind::Binary { op: BinOp::Add, dst: addr, lhs: base_v, rhs: Operand::Var(scaled) }, span);
+                let (addr, elem) = self.element_addr(base, keys, span)?;
                 self.load_typed(addr, elem, span).map(|(v, _)| v)
             }
             ExprKind::Index { base, keys } => {
@@ -880,8 +858,17 @@ impl Ctx<'_> {
                     );
                     Some((at, Some(mty)))
                 }
+                // `&@cast(0, "T")[1]` is sizeof(T): SystemTap's @cast_sizeof.
+                ExprKind::Index { base, keys } if !matches!(base.kind, ExprKind::Ident(_)) => {
+                    let (addr, elem) = self.element_addr(base, keys, span)?;
+                    Some((addr, Some(elem)))
+                }
                 _ => {
-                    self.error(Diagnostic::error("E0313", "`&` takes a `->member` of a kernel value", span));
+                    self.error(Diagnostic::error(
+                        "E0313",
+                        "`&` takes a `->member` or an element `[i]` of a kernel value",
+                        span,
+                    ));
                     None
                 }
             },
@@ -899,6 +886,27 @@ impl Ctx<'_> {
             }
             _ => self.expr(e).map(|v| (v, None)),
         }
+    }
+
+    /// `$ptr[i]` / `$s->arr[i]` / `@cast(p, "T")[i]`: the address and type of element i of a
+    /// kernel array or pointer.
+    fn element_addr(&mut self, base: &Expr, keys: &[Expr], span: Span) -> Option<(Var, TypeId)> {
+        let [index] = keys else {
+            self.error(Diagnostic::error("E0313", "a kernel array takes one index", span));
+            return None;
+        };
+        let (base_v, ty) = self.typed(base)?;
+        let Some(elem) = ty.and_then(|t| self.pointee(t, base.span)) else {
+            self.error(Diagnostic::error("E0313", "only a typed kernel pointer or array can be indexed", base.span));
+            return None;
+        };
+        let size = self.type_size(elem).unwrap_or(8);
+        let i = self.long_expr(index);
+        let scaled = self.temp(Ty::Long);
+        self.emit(InstKind::Binary { op: BinOp::Mul, dst: scaled, lhs: i, rhs: Operand::Imm(size as i64) }, span);
+        let addr = self.temp(Ty::Long);
+        self.emit(InstKind::Binary { op: BinOp::Add, dst: addr, lhs: base_v, rhs: Operand::Var(scaled) }, span);
+        Some((addr, elem))
     }
 
     /// The value of type `ty` at `addr`: integers and pointers are read; structs and arrays
