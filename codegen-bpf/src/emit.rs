@@ -1660,7 +1660,11 @@ impl Emitter<'_> {
             | Builtin::ErrnoStr
             | Builtin::Ctime
             | Builtin::Symname
-            | Builtin::Symdata => return Err(self.unsupported(&format!("`{}()`", builtin.name()))),
+            | Builtin::Symdata
+            | Builtin::System
+            | Builtin::SwitchFile
+            | Builtin::Warn
+            | Builtin::Error => return Err(self.unsupported(&format!("`{}()`", builtin.name()))),
             Builtin::Randint => {
                 self.push(insn::call(Helper::GetPrandomU32));
                 self.load(Reg::R1, args[0]);

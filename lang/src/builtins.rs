@@ -65,6 +65,14 @@ pub enum Builtin {
     Symname,
     /// `symdata(addr)`: `name+0xoffset/0xsize` for a kernel address.
     Symdata,
+    /// `system(cmd)`: `sh -c cmd` started once the probe is done, not waited for.
+    System,
+    /// `switch_file()`: with `-o FILE`, go on writing to FILE.1, FILE.2, ...
+    SwitchFile,
+    /// `warn(msg)`: `WARNING: msg` on stderr.
+    Warn,
+    /// `error(msg)`: stop the probe and the script with msg on stderr.
+    Error,
 }
 
 /// Where a function may run.
@@ -164,6 +172,10 @@ pub const BUILTINS: &[Signature] = &[
     user("symname", &[L], S, Builtin::Symname),
     user("symdata", &[L], S, Builtin::Symdata),
     context("user_mode", L, Builtin::UserMode),
+    user("system", &[S], L, Builtin::System),
+    user("switch_file", &[], L, Builtin::SwitchFile),
+    user("warn", &[S], L, Builtin::Warn),
+    user("error", &[S], L, Builtin::Error),
     sig("_user_ipv6_str", &[L], S, Runs::Kernel, Lowering::Builtin(Builtin::UserIpv6Str)),
     sig("_kernel_ipv6_str", &[L], S, Runs::Kernel, Lowering::Builtin(Builtin::KernelIpv6Str)),
     sig("user_string", &[L], S, Runs::Kernel, Lowering::ReadStr(U)),
@@ -245,6 +257,6 @@ impl Builtin {
     }
 
     pub fn has_side_effects(self) -> bool {
-        matches!(self, Builtin::Randint)
+        matches!(self, Builtin::Randint | Builtin::System | Builtin::SwitchFile | Builtin::Warn | Builtin::Error)
     }
 }

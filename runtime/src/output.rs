@@ -9,7 +9,51 @@ use lang::builtins::Builtin;
 use lang::ir::{Program, Ty};
 use lang::printf::Format;
 
+use std::io::Write;
+use std::path::PathBuf;
+
 use crate::format::{format_bytes, Value};
+
+/// Where the script's output goes: stdout, or the `-o` file, which `switch_file()` rotates
+/// as SystemTap's stapio does (FILE, then FILE.1, FILE.2, ...).
+pub struct ScriptOutput {
+    writer: std::io::BufWriter<Box<dyn Write>>,
+    /// The `-o` path and how many times it was switched.
+    file: Option<(PathBuf, u32)>,
+}
+
+impl ScriptOutput {
+    pub fn stdout() -> ScriptOutput {
+        ScriptOutput { writer: std::io::BufWriter::new(Box::new(std::io::stdout())), file: None }
+    }
+
+    pub fn file(path: PathBuf) -> std::io::Result<ScriptOutput> {
+        let f = std::fs::File::create(&path)?;
+        Ok(ScriptOutput { writer: std::io::BufWriter::new(Box::new(f)), file: Some((path, 0)) })
+    }
+
+    /// Goes on in the next file; on stdout, flushes only.
+    pub fn switch_file(&mut self) -> std::io::Result<()> {
+        self.writer.flush()?;
+        if let Some((path, n)) = &mut self.file {
+            *n += 1;
+            let mut next = path.clone().into_os_string();
+            next.push(format!(".{n}"));
+            self.writer = std::io::BufWriter::new(Box::new(std::fs::File::create(next)?));
+        }
+        Ok(())
+    }
+}
+
+impl Write for ScriptOutput {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.writer.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.writer.flush()
+    }
+}
 
 /// What one record asks for.
 #[derive(Debug, PartialEq, Eq)]

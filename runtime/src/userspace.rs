@@ -23,6 +23,10 @@ pub const MAX_ACTION: u64 = 1_000_000;
 #[derive(Debug, Default)]
 pub struct Effects {
     pub exit: bool,
+    /// `system(cmd)`: shell commands to start once the handler is done.
+    pub commands: Vec<String>,
+    /// `switch_file()`: the output file is to be rotated.
+    pub switch_file: bool,
 }
 
 /// Why a user-space handler stopped early.
@@ -32,6 +36,9 @@ pub enum HandlerError {
     TooLong,
     #[error("`{0}` is not available in user space")]
     KernelOnly(&'static str),
+    /// `error(msg)`.
+    #[error("{0}")]
+    Script(String),
     #[error("{0}")]
     Stat(#[from] crate::stats::StatError),
     #[error("array `{0}` is full (MAXMAPENTRIES)")]
@@ -179,7 +186,22 @@ fn exec(
         | InstKind::LoadReturn { .. } => return Err(HandlerError::KernelOnly("a target variable")),
         InstKind::Read { .. } | InstKind::ReadStr { .. } => return Err(HandlerError::KernelOnly("reading memory")),
         InstKind::Call { dst, builtin, args } => {
-            let value = call(env, vars, *builtin, args)?;
+            let value = match builtin {
+                Builtin::System => {
+                    effects.commands.push(text(vars, args[0]));
+                    Value::Long(0)
+                }
+                Builtin::SwitchFile => {
+                    effects.switch_file = true;
+                    Value::Long(0)
+                }
+                Builtin::Warn => {
+                    eprintln!("WARNING: {}", text(vars, args[0]));
+                    Value::Long(0)
+                }
+                Builtin::Error => return Err(HandlerError::Script(text(vars, args[0]))),
+                _ => call(env, vars, *builtin, args)?,
+            };
             if let Some(d) = dst {
                 set(vars, *d, value);
             }
@@ -565,6 +587,9 @@ fn call(env: &Env<'_>, vars: &[Value], builtin: Builtin, args: &[Var]) -> Result
         }
         // A user-space probe runs in bpftap, not in an interrupted context.
         Builtin::UserMode => Value::Long(0),
+        Builtin::System | Builtin::SwitchFile | Builtin::Warn | Builtin::Error => {
+            unreachable!("`{}` changes the session: `exec` runs it", builtin.name())
+        }
         other => return Err(HandlerError::KernelOnly(other.name())),
     })
 }
