@@ -32,6 +32,7 @@ pub const TAPSETS: &[(&str, &str)] = &[
     ("indent.stp", include_str!("../tapsets/indent.stp")),
     ("task.stp", include_str!("../tapsets/task.stp")),
     ("sizeof.stp", include_str!("../tapsets/sizeof.stp")),
+    ("proc_mem.stp", include_str!("../tapsets/proc_mem.stp")),
 ];
 
 pub struct Options {

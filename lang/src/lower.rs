@@ -641,10 +641,7 @@ impl Ctx<'_> {
             ExprKind::Member { .. } | ExprKind::Cast { .. } | ExprKind::AddressOf(_) | ExprKind::Deref(_) => {
                 self.typed(e).map(|(v, _)| v)
             }
-            ExprKind::Index { base, keys } if !matches!(base.kind, ExprKind::Ident(_)) => {
-                let (addr, elem) = self.element_addr(base, keys, span)?;
-                self.load_typed(addr, elem, span).map(|(v, _)| v)
-            }
+            ExprKind::Index { base, .. } if !matches!(base.kind, ExprKind::Ident(_)) => self.typed(e).map(|(v, _)| v),
             ExprKind::Index { base, keys } => {
                 let (array, keys) = self.array_ref(base, keys)?;
                 let ty = self.array_value_ty(array, span)?;
@@ -846,6 +843,10 @@ impl Ctx<'_> {
                 let at = self.temp(Ty::Long);
                 self.emit(InstKind::Binary { op: BinOp::Add, dst: at, lhs: addr, rhs: Operand::Imm(off as i64) }, span);
                 self.load_typed(at, mty, span)
+            }
+            ExprKind::Index { base, keys } if !matches!(base.kind, ExprKind::Ident(_)) => {
+                let (addr, elem) = self.element_addr(base, keys, span)?;
+                self.load_typed(addr, elem, span)
             }
             ExprKind::AddressOf(inner) => match &inner.kind {
                 ExprKind::Member { base, name } => {
