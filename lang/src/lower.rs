@@ -119,7 +119,7 @@ pub fn lower(
             },
             kernel: !probe.target.is_user_space(),
             exit_block: None,
-            skip: dead_assignments(&probe.body, &pure, types, &Scope::Probe(i)),
+            skip: dead_assignments(&probe.body, &pure, script, types, &Scope::Probe(i)),
             next_iter: 0,
             loop_budget: None,
         };
@@ -1592,7 +1592,13 @@ fn expr_is_pure_here(e: &Expr, pure: &HashSet<String>, script: &Elaborated, is_g
 /// `e` is pure: SystemTap elides them, and so do we (an alias's `argstr` costs nothing
 /// when the probe does not print it). Found to a fixpoint, since dropping one may leave
 /// another variable unread.
-fn dead_assignments(body: &Block, pure: &HashSet<String>, types: &TypeTable, scope: &Scope) -> HashSet<*const Expr> {
+fn dead_assignments(
+    body: &Block,
+    pure: &HashSet<String>,
+    script: &Elaborated,
+    types: &TypeTable,
+    scope: &Scope,
+) -> HashSet<*const Expr> {
     let mut skip: HashSet<*const Expr> = HashSet::new();
     loop {
         let mut read: HashSet<&str> = HashSet::new();
@@ -1605,9 +1611,7 @@ fn dead_assignments(body: &Block, pure: &HashSet<String>, types: &TypeTable, sco
                 continue;
             }
             let mut ok = true;
-            crate::elaborate::walk_expr(value, &mut |x| {
-                ok &= expr_is_pure_here(x, pure, &Elaborated::default(), |_| true)
-            });
+            crate::elaborate::walk_expr(value, &mut |x| ok &= expr_is_pure_here(x, pure, script, |_| true));
             if ok {
                 skip.insert(e as *const Expr);
             }
