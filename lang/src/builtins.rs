@@ -65,7 +65,8 @@ pub enum Builtin {
     Symname,
     /// `symdata(addr)`: `name+0xoffset/0xsize` for a kernel address.
     Symdata,
-    /// `system(cmd)`: `sh -c cmd` started once the probe is done, not waited for.
+    /// `system(cmd)`: `sh -c cmd` started once the probe is done, not waited for. In a kernel
+    /// probe `lower` makes `system`, `warn` and `error` records instead (see `ir::Sink`).
     System,
     /// `switch_file()`: with `-o FILE`, go on writing to FILE.1, FILE.2, ...
     SwitchFile,

@@ -151,6 +151,22 @@ pub struct FormatDecl {
     /// a user-space function, which the runtime applies before formatting:
     /// `printf("%s", ctime(t))` records `t` (see [`crate::builtins::Builtin::deferrable`]).
     pub deferred: Vec<(usize, crate::builtins::Builtin)>,
+    /// Where a kernel probe's record of this format goes.
+    pub sink: Sink,
+}
+
+/// What the runtime does with the text of a kernel probe's record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Sink {
+    /// The script's output (`printf`, `print`, ...).
+    #[default]
+    Output,
+    /// bpftap's stderr (`warn`).
+    Stderr,
+    /// `error(msg)`: the script stops with this message, as when a user-space probe calls it.
+    Error,
+    /// A shell command to start (`system`).
+    Command,
 }
 
 /// Where and when a handler runs.
@@ -838,6 +854,9 @@ impl fmt::Display for Program {
         }
         for (id, decl) in self.formats.iter() {
             writeln!(f, "{id} = {:?}", decl.text)?;
+            if decl.sink != Sink::Output {
+                writeln!(f, "  to {:?}", decl.sink)?;
+            }
             for (i, b) in &decl.deferred {
                 writeln!(f, "  argument {i}: {}() in user space", b.name())?;
             }

@@ -1164,18 +1164,55 @@ impl Ctx<'_> {
     }
 
     fn intern_format(&mut self, text: String, args: Vec<Ty>) -> FmtId {
-        self.intern_format_deferred(text, args, Vec::new())
+        self.intern_format_decl(ir::FormatDecl { text, args, ..Default::default() })
     }
 
-    fn intern_format_deferred(&mut self, text: String, args: Vec<Ty>, deferred: Vec<(usize, Builtin)>) -> FmtId {
-        // The same text with other deferred arguments is another record layout.
-        let key = if deferred.is_empty() { text.clone() } else { format!("{text}\0{deferred:?}") };
+    fn intern_format_decl(&mut self, decl: ir::FormatDecl) -> FmtId {
+        // The same text with other deferred arguments or sink is another record kind.
+        let key = if decl.deferred.is_empty() && decl.sink == ir::Sink::Output {
+            decl.text.clone()
+        } else {
+            format!("{}\0{:?}{:?}", decl.text, decl.deferred, decl.sink)
+        };
         if let Some(id) = self.formats.get(&key) {
             return *id;
         }
-        let id = self.program.formats.push(ir::FormatDecl { text, args, deferred });
+        let id = self.program.formats.push(decl);
         self.formats.insert(key, id);
         id
+    }
+
+    /// `warn(msg)`, `error(msg)` and `system(cmd)` in a kernel probe: a record whose text the
+    /// runtime writes to stderr, runs, or stops the script with (`error`, whose probe ends
+    /// here as `exit()` ends it).
+    fn kernel_message(&mut self, name: &str, args: &[Expr], span: Span) -> Option<Var> {
+        let [arg] = args else {
+            self.error(Diagnostic::error("E0204", format!("`{name}` takes 1 argument(s), {} given", args.len()), span));
+            return None;
+        };
+        let v = self.expr(arg)?;
+        if self.func.ty(v) != Ty::Str {
+            self.error(Diagnostic::error("E0203", format!("`{name}` takes a string"), arg.span));
+            return None;
+        }
+        let (text, sink) = match name {
+            "warn" => ("WARNING: %s\n", ir::Sink::Stderr),
+            "error" => ("%s", ir::Sink::Error),
+            _ => ("%s", ir::Sink::Command),
+        };
+        let fmt = self.intern_format_decl(ir::FormatDecl {
+            text: text.into(),
+            args: vec![Ty::Str],
+            deferred: Vec::new(),
+            sink,
+        });
+        self.emit(InstKind::Printf { fmt, args: vec![v] }, span);
+        if name == "error" {
+            self.emit(InstKind::Exit, span);
+        }
+        let zero = self.temp(Ty::Long);
+        self.emit(InstKind::Const { dst: zero, value: 0 }, span);
+        Some(zero)
     }
 
     /// In a kernel probe's `printf`, an argument `f(x)` where `f` is a [`Builtin::deferrable`]
@@ -1257,7 +1294,8 @@ impl Ctx<'_> {
             }
             vars.push(v);
         }
-        Some((self.intern_format_deferred(text.clone(), carried, deferred), vars))
+        let decl = ir::FormatDecl { text: text.clone(), args: carried, deferred, sink: ir::Sink::Output };
+        Some((self.intern_format_decl(decl), vars))
     }
 
     fn call(&mut self, name: &str, args: &[Expr], span: Span) -> Option<Var> {
@@ -1379,6 +1417,9 @@ impl Ctx<'_> {
         }
         if let Some(f) = self.script.function(name, args.len()) {
             return self.inline(f, args, span);
+        }
+        if self.kernel && matches!(name, "warn" | "error" | "system") {
+            return self.kernel_message(name, args, span);
         }
         let sig = builtins::lookup(name, args.len())?;
         if sig.runs == builtins::Runs::User && self.kernel {

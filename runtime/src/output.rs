@@ -6,7 +6,7 @@
 
 use codegen_bpf::layout::{self, record_kind};
 use lang::builtins::Builtin;
-use lang::ir::{Program, Ty};
+use lang::ir::{Program, Sink, Ty};
 use lang::printf::Format;
 
 use std::io::Write;
@@ -60,6 +60,12 @@ impl Write for ScriptOutput {
 pub enum Record {
     /// Text to print.
     Print(Vec<u8>),
+    /// Text for stderr (`warn`).
+    Stderr(Vec<u8>),
+    /// `error(msg)` ran in a kernel probe.
+    Error(String),
+    /// A shell command to start (`system`).
+    Command(String),
     /// `exit()` ran in a kernel probe.
     Exit,
     /// An array had no room for a new element.
@@ -72,7 +78,7 @@ pub enum Record {
 pub struct Decoder {
     /// Per format: the parsed text, the record layout, the argument types and the deferred
     /// arguments (see [`lang::ir::FormatDecl::deferred`]).
-    formats: Vec<(Option<Format>, layout::RecordLayout, Vec<Ty>, Vec<(usize, Builtin)>)>,
+    formats: Vec<(Option<Format>, layout::RecordLayout, Vec<Ty>, Vec<(usize, Builtin)>, Sink)>,
     string_capacity: u32,
 }
 
@@ -84,7 +90,7 @@ impl Decoder {
             .values()
             .map(|f| {
                 let text = lang::printf::parse_format(&f.text).ok();
-                (text, layout::record_layout(f, cap), f.args.clone(), f.deferred.clone())
+                (text, layout::record_layout(f, cap), f.args.clone(), f.deferred.clone(), f.sink)
             })
             .collect();
         Decoder { formats, string_capacity: cap }
@@ -100,7 +106,7 @@ impl Decoder {
         if kind & 0xff00_0000 == layout::record_error::MAX_ACTION {
             return Record::MaxAction((kind & 0x00ff_ffff) as usize);
         }
-        let Some((Some(format), layout, tys, deferred)) = self.formats.get(kind as usize) else {
+        let Some((Some(format), layout, tys, deferred, sink)) = self.formats.get(kind as usize) else {
             return Record::Malformed(format!("unknown record kind {kind}"));
         };
         if bytes.len() < layout.size as usize {
@@ -133,7 +139,13 @@ impl Decoder {
                 args[*i] = Value::Str(crate::userspace::text_of_long(*builtin, *n));
             }
         }
-        Record::Print(format_bytes(format, &args))
+        let text = format_bytes(format, &args);
+        match sink {
+            Sink::Output => Record::Print(text),
+            Sink::Stderr => Record::Stderr(text),
+            Sink::Command => Record::Command(String::from_utf8_lossy(&text).into_owned()),
+            Sink::Error => Record::Error(String::from_utf8_lossy(&text).into_owned()),
+        }
     }
 }
 

@@ -337,6 +337,14 @@ impl<'a> Session<'a> {
         self.ring.drain(|record| {
             result = match decoder.decode(record) {
                 Record::Print(bytes) => out.write_all(&bytes).map_err(RuntimeError::Output),
+                Record::Stderr(bytes) => {
+                    let _ = std::io::stderr().write_all(&bytes);
+                    Ok(())
+                }
+                Record::Error(message) => {
+                    Err(RuntimeError::Handler { point: "a kernel probe".into(), source: HandlerError::Script(message) })
+                }
+                Record::Command(command) => out.flush().map_err(RuntimeError::Output).map(|()| run_detached(&command)),
                 Record::Exit => {
                     *exit_requested = true;
                     Ok(())
