@@ -1371,6 +1371,17 @@ impl Ctx<'_> {
                     ));
                     return None;
                 }
+                if self.format.is_some_and(|f| f.event.starts_with("sys_exit")) {
+                    self.error(
+                        Diagnostic::error(
+                            "E0316",
+                            format!("`{n}` in a system call's return probe: its record holds the result only"),
+                            span,
+                        )
+                        .with_help("save the argument in a global at the entry probe, keyed by tid()"),
+                    );
+                    return None;
+                }
                 let raw = self.temp(Ty::Long);
                 match self.syscall_arg_offset(index) {
                     Some(offset) => self.emit(InstKind::LoadContext { dst: raw, offset, size: 8, signed: false }, span),
