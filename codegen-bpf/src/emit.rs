@@ -1328,6 +1328,57 @@ impl Emitter<'_> {
         self.push(insn::neg64(Reg::R0));
     }
 
+    /// The string `v` always holds when its only definition is a constant (a literal, `@1`).
+    fn constant_str(&self, v: Var) -> Option<String> {
+        let mut defs = self.insts().filter(|i| i.kind.defs().contains(&v));
+        match (defs.next().map(|i| &i.kind), defs.next()) {
+            (Some(InstKind::StrConst { value, .. }), None) => Some(value.clone()),
+            _ => None,
+        }
+    }
+
+    /// `r0` = 1 when the constant `needle` occurs in `hay`: each start i in hay is compared
+    /// with the needle's bytes unrolled, so the verifier walks one loop of at most cap
+    /// iterations (a loop over the needle too would make it walk cap² of them).
+    fn isinstr_const(&mut self, hay: Var, needle: &[u8]) {
+        let (outer, next, found, missing, done) =
+            (self.new_label(), self.new_label(), self.new_label(), self.new_label(), self.new_label());
+        let cap = self.cap as i32;
+        let needle = &needle[..needle.len().min(self.cap as usize - 1)];
+        if needle.is_empty() {
+            // "" occurs in every string.
+            self.push(insn::mov64_imm(Reg::R0, 1));
+            return;
+        }
+        self.push(insn::mov64_imm(Reg::R3, 0));
+        self.bind(outer);
+        for (k, byte) in needle.iter().enumerate() {
+            // r1 = &hay[i + k], within the slot.
+            self.push(insn::mov64_reg(Reg::R1, Reg::R3));
+            self.push(insn::alu64_imm(AluOp::Add, Reg::R1, k as i32));
+            self.jump_if_imm(JmpOp::Ge, Reg::R1, cap, missing);
+            self.str_addr(Reg::R2, hay);
+            self.push(insn::alu64_reg(AluOp::Add, Reg::R2, Reg::R1));
+            self.push(insn::ldx(Size::B, Reg::R0, Reg::R2, 0));
+            self.jump_if_imm(JmpOp::Ne, Reg::R0, *byte as i32, next);
+        }
+        self.jump(found);
+        self.bind(next);
+        // hay[i] == 0: its end, no later start can match.
+        self.str_addr(Reg::R2, hay);
+        self.push(insn::alu64_reg(AluOp::Add, Reg::R2, Reg::R3));
+        self.push(insn::ldx(Size::B, Reg::R0, Reg::R2, 0));
+        self.jump_if_imm(JmpOp::Eq, Reg::R0, 0, missing);
+        self.push(insn::alu64_imm(AluOp::Add, Reg::R3, 1));
+        self.jump_if_imm(JmpOp::Lt, Reg::R3, cap, outer);
+        self.bind(missing);
+        self.push(insn::mov64_imm(Reg::R0, 0));
+        self.jump(done);
+        self.bind(found);
+        self.push(insn::mov64_imm(Reg::R0, 1));
+        self.bind(done);
+    }
+
     fn str_const(&mut self, dst: Var, value: &str) {
         let off = self.scratch(dst);
         let mut bytes: Vec<u8> = value.bytes().take(self.cap as usize - 1).collect();
@@ -1652,8 +1703,14 @@ impl Emitter<'_> {
                 self.bind(done);
                 long_result(self);
             }
-            Builtin::Isinstr
-            | Builtin::Strtol
+            Builtin::Isinstr => {
+                let Some(needle) = self.constant_str(args[1]) else {
+                    return Err(self.unsupported("`isinstr` with a second argument that is not a constant string"));
+                };
+                self.isinstr_const(args[0], needle.as_bytes());
+                long_result(self);
+            }
+            Builtin::Strtol
             | Builtin::TextStr
             | Builtin::StrReplace
             | Builtin::Tokenize

@@ -163,7 +163,8 @@ pub const BUILTINS: &[Signature] = &[
     pure("randint", &[L], L, Builtin::Randint),
     pure("substr", &[S, L, L], S, Builtin::Substr),
     pure("stringat", &[S, L], L, Builtin::Stringat),
-    user("isinstr", &[S, S], L, Builtin::Isinstr),
+    // In a kernel probe the second argument must be a constant string (see codegen-bpf).
+    pure("isinstr", &[S, S], L, Builtin::Isinstr),
     user("strtol", &[S, L], L, Builtin::Strtol),
     user("text_str", &[S], S, Builtin::TextStr),
     user("str_replace", &[S, S, S], S, Builtin::StrReplace),
