@@ -32,6 +32,12 @@ pub const TAPSETS: &[(&str, &str)] = &[
     ("ioblock.stp", include_str!("../tapsets/ioblock.stp")),
     ("vm.stp", include_str!("../tapsets/vm.stp")),
     ("oneshot.stp", include_str!("../tapsets/oneshot.stp")),
+    ("ansi.stp", include_str!("../tapsets/ansi.stp")),
+    ("stopwatch.stp", include_str!("../tapsets/stopwatch.stp")),
+    ("indent.stp", include_str!("../tapsets/indent.stp")),
+    ("task.stp", include_str!("../tapsets/task.stp")),
+    ("sizeof.stp", include_str!("../tapsets/sizeof.stp")),
+    ("proc_mem.stp", include_str!("../tapsets/proc_mem.stp")),
 ];
 
 pub struct Options {

@@ -219,16 +219,15 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         buffer_bytes: cli.buffer_mb.map_or(0, |mb| mb.next_power_of_two() << 20),
         force_kprobes: cli.force_kprobes || std::env::var_os("BPFTAP_FORCE_KPROBES").is_some_and(|v| v == "1"),
     };
-    let mut out: Box<dyn Write> = match &cli.output {
-        Some(path) => Box::new(std::io::BufWriter::new(
-            std::fs::File::create(path).map_err(|e| format!("cannot create {}: {e}", path.display()))?,
-        )),
-        None => Box::new(std::io::BufWriter::new(stdout)),
+    let mut out = match &cli.output {
+        Some(path) => runtime::output::ScriptOutput::file(path.clone())
+            .map_err(|e| format!("cannot create {}: {e}", path.display()))?,
+        None => runtime::output::ScriptOutput::stdout(),
     };
     runtime::sys::catch_stop_signals();
     let verbose = cli.verbose > 0;
     let started = std::time::Instant::now();
-    let result = Session::load(object, &kernel, options, &mut *out).and_then(|mut session| {
+    let result = Session::load(object, &kernel, options, &mut out).and_then(|mut session| {
         let loaded = started.elapsed();
         session.attach()?;
         if verbose {
@@ -240,7 +239,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 driver::peak_rss_kib()
             );
         }
-        session.run(&mut *out)
+        session.run(&mut out)
     });
     let _ = out.flush();
     match result {

@@ -70,7 +70,7 @@ pub fn compile(program: Program) -> Result<CompiledScript, EmitError> {
                 let kind = if *ret { "uretprobe" } else { "uprobe" };
                 (format!("{kind}/{symbol}"), 0, ArgAccess::Kprobe { ret: *ret })
             }
-            Target::Perf { .. } => ("perf_event".to_string(), 0, ArgAccess::None),
+            Target::Perf { .. } => ("perf_event".to_string(), 0, ArgAccess::PerfEvent),
             Target::KernelFunction { name, ret, nargs } => {
                 let kind = if *ret { "fexit" } else { "fentry" };
                 (format!("{kind}/{name}"), 0, ArgAccess::Fentry { nargs: *nargs })

@@ -47,6 +47,9 @@ pub enum ArgAccess {
     /// kprobe/kretprobe: the context is `struct pt_regs`. At a return the argument
     /// registers hold other values, so arguments are only readable on entry.
     Kprobe { ret: bool },
+    /// A perf event: the context starts with the `struct pt_regs` it interrupted (no
+    /// arguments, but `user_mode()` reads the privilege level there).
+    PerfEvent,
 }
 
 /// Offsets in x86-64's `struct pt_regs` of the argument registers (di, si, dx, cx, r8, r9)
@@ -60,6 +63,12 @@ const PT_REGS_RET: i16 = 80;
 const PT_REGS_ARGS: [i16; 6] = [0, 8, 16, 24, 32, 40];
 #[cfg(not(target_arch = "x86_64"))]
 const PT_REGS_RET: i16 = 0;
+/// Where `struct pt_regs` tells the privilege level, and the bits that say user mode there:
+/// cs's two low bits are 3 on x86-64; pstate's mode bits are 0 (EL0) on arm64.
+#[cfg(target_arch = "x86_64")]
+const PT_REGS_MODE: (i16, i32, i32) = (136, 3, 3);
+#[cfg(not(target_arch = "x86_64"))]
+const PT_REGS_MODE: (i16, i32, i32) = (264, 0xf, 0);
 
 /// Indexes of the maps every program may use, in the object's map list.
 #[derive(Clone, Copy, Debug)]
@@ -647,6 +656,7 @@ impl Emitter<'_> {
                     | InstKind::LoadContextStr { .. }
                     | InstKind::LoadArg { .. }
                     | InstKind::LoadReturn { .. }
+                    | InstKind::Call { builtin: Builtin::UserMode, .. }
             )
         })
     }
@@ -909,7 +919,7 @@ impl Emitter<'_> {
                 }
                 self.store(*dst, Reg::R0);
             }
-            InstKind::ReadStr { dst, addr, space } => {
+            InstKind::ReadStr { dst, addr, space, fallback } => {
                 let off = self.scratch(*dst);
                 self.scratch_addr(Reg::R1, off);
                 self.push(insn::mov64_imm(Reg::R2, self.cap as i32));
@@ -919,9 +929,20 @@ impl Emitter<'_> {
                     AddrSpace::Kernel => Helper::ProbeReadKernelStr,
                 };
                 self.push(insn::call(helper));
-                // On a fault the buffer is undefined: make it "".
-                self.push(insn::jmp_imm(JmpOp::Sgt, Reg::R0, 0, 1));
-                self.push(insn::st_imm(Size::B, SCRATCH, off as i16, 0));
+                // On a fault the buffer is undefined: make it "" or the fallback.
+                match fallback {
+                    None => {
+                        self.push(insn::jmp_imm(JmpOp::Sgt, Reg::R0, 0, 1));
+                        self.push(insn::st_imm(Size::B, SCRATCH, off as i16, 0));
+                    }
+                    Some(fallback) => {
+                        let done = self.new_label();
+                        self.jump_if_imm(JmpOp::Sgt, Reg::R0, 0, done);
+                        self.str_addr(Reg::R3, *fallback);
+                        self.copy_str(off, self.cap);
+                        self.bind(done);
+                    }
+                }
             }
             InstKind::Call { dst, builtin, args } => self.call(*dst, *builtin, args)?,
             InstKind::Sprintf { dst, fmt, args } => self.sprintf(*dst, *fmt, args)?,
@@ -983,7 +1004,9 @@ impl Emitter<'_> {
                         Some(off) => *off,
                         None => return Err(self.unsupported("a kprobe argument past the sixth")),
                     },
-                    ArgAccess::None => return Err(self.unsupported("a function argument outside a function probe")),
+                    ArgAccess::None | ArgAccess::PerfEvent => {
+                        return Err(self.unsupported("a function argument outside a function probe"))
+                    }
                 };
                 self.push(insn::ldx(Size::DW, Reg::R0, CTX, off));
                 self.store(*dst, Reg::R0);
@@ -992,7 +1015,9 @@ impl Emitter<'_> {
                 let off = match self.args {
                     ArgAccess::Fentry { nargs } => 8 * nargs as i16,
                     ArgAccess::Kprobe { .. } => PT_REGS_RET,
-                    ArgAccess::None => return Err(self.unsupported("`$return` outside a function probe")),
+                    ArgAccess::None | ArgAccess::PerfEvent => {
+                        return Err(self.unsupported("`$return` outside a function probe"))
+                    }
                 };
                 self.push(insn::ldx(Size::DW, Reg::R0, CTX, off));
                 self.store(*dst, Reg::R0);
@@ -1342,6 +1367,57 @@ impl Emitter<'_> {
         self.push(insn::neg64(Reg::R0));
     }
 
+    /// The string `v` always holds when its only definition is a constant (a literal, `@1`).
+    fn constant_str(&self, v: Var) -> Option<String> {
+        let mut defs = self.insts().filter(|i| i.kind.defs().contains(&v));
+        match (defs.next().map(|i| &i.kind), defs.next()) {
+            (Some(InstKind::StrConst { value, .. }), None) => Some(value.clone()),
+            _ => None,
+        }
+    }
+
+    /// `r0` = 1 when the constant `needle` occurs in `hay`: each start i in hay is compared
+    /// with the needle's bytes unrolled, so the verifier walks one loop of at most cap
+    /// iterations (a loop over the needle too would make it walk cap² of them).
+    fn isinstr_const(&mut self, hay: Var, needle: &[u8]) {
+        let (outer, next, found, missing, done) =
+            (self.new_label(), self.new_label(), self.new_label(), self.new_label(), self.new_label());
+        let cap = self.cap as i32;
+        let needle = &needle[..needle.len().min(self.cap as usize - 1)];
+        if needle.is_empty() {
+            // "" occurs in every string.
+            self.push(insn::mov64_imm(Reg::R0, 1));
+            return;
+        }
+        self.push(insn::mov64_imm(Reg::R3, 0));
+        self.bind(outer);
+        for (k, byte) in needle.iter().enumerate() {
+            // r1 = &hay[i + k], within the slot.
+            self.push(insn::mov64_reg(Reg::R1, Reg::R3));
+            self.push(insn::alu64_imm(AluOp::Add, Reg::R1, k as i32));
+            self.jump_if_imm(JmpOp::Ge, Reg::R1, cap, missing);
+            self.str_addr(Reg::R2, hay);
+            self.push(insn::alu64_reg(AluOp::Add, Reg::R2, Reg::R1));
+            self.push(insn::ldx(Size::B, Reg::R0, Reg::R2, 0));
+            self.jump_if_imm(JmpOp::Ne, Reg::R0, *byte as i32, next);
+        }
+        self.jump(found);
+        self.bind(next);
+        // hay[i] == 0: its end, no later start can match.
+        self.str_addr(Reg::R2, hay);
+        self.push(insn::alu64_reg(AluOp::Add, Reg::R2, Reg::R3));
+        self.push(insn::ldx(Size::B, Reg::R0, Reg::R2, 0));
+        self.jump_if_imm(JmpOp::Eq, Reg::R0, 0, missing);
+        self.push(insn::alu64_imm(AluOp::Add, Reg::R3, 1));
+        self.jump_if_imm(JmpOp::Lt, Reg::R3, cap, outer);
+        self.bind(missing);
+        self.push(insn::mov64_imm(Reg::R0, 0));
+        self.jump(done);
+        self.bind(found);
+        self.push(insn::mov64_imm(Reg::R0, 1));
+        self.bind(done);
+    }
+
     fn str_const(&mut self, dst: Var, value: &str) {
         let off = self.scratch(dst);
         let mut bytes: Vec<u8> = value.bytes().take(self.cap as usize - 1).collect();
@@ -1666,8 +1742,14 @@ impl Emitter<'_> {
                 self.bind(done);
                 long_result(self);
             }
-            Builtin::Isinstr
-            | Builtin::Strtol
+            Builtin::Isinstr => {
+                let Some(needle) = self.constant_str(args[1]) else {
+                    return Err(self.unsupported("`isinstr` with a second argument that is not a constant string"));
+                };
+                self.isinstr_const(args[0], needle.as_bytes());
+                long_result(self);
+            }
+            Builtin::Strtol
             | Builtin::TextStr
             | Builtin::StrReplace
             | Builtin::Tokenize
@@ -1675,7 +1757,13 @@ impl Emitter<'_> {
             | Builtin::Ctime
             | Builtin::Matched
             | Builtin::MatchedStr
-            | Builtin::Ngroups => return Err(self.unsupported(&format!("`{}()`", builtin.name()))),
+            | Builtin::Ngroups
+            | Builtin::Symname
+            | Builtin::Symdata
+            | Builtin::System
+            | Builtin::SwitchFile
+            | Builtin::Warn
+            | Builtin::Error => return Err(self.unsupported(&format!("`{}()`", builtin.name()))),
             Builtin::Randint => {
                 self.push(insn::call(Helper::GetPrandomU32));
                 self.load(Reg::R1, args[0]);
@@ -1684,6 +1772,22 @@ impl Emitter<'_> {
             }
             Builtin::TaskCurrent => {
                 self.push(insn::call(Helper::GetCurrentTask));
+                long_result(self);
+            }
+            Builtin::UserMode => {
+                match self.args {
+                    ArgAccess::Kprobe { .. } | ArgAccess::PerfEvent => {
+                        let (offset, mask, user) = PT_REGS_MODE;
+                        self.push(insn::ldx(Size::DW, Reg::R1, CTX, offset));
+                        self.push(insn::alu64_imm(AluOp::And, Reg::R1, mask));
+                        self.push(insn::mov64_imm(Reg::R0, 1));
+                        self.push(insn::jmp_imm(JmpOp::Eq, Reg::R1, user, 1));
+                        self.push(insn::mov64_imm(Reg::R0, 0));
+                    }
+                    // Tracepoints, netfilter hooks and kernel function entries run in the
+                    // kernel on the kernel's behalf.
+                    ArgAccess::None | ArgAccess::Fentry { .. } => self.push(insn::mov64_imm(Reg::R0, 0)),
+                }
                 long_result(self);
             }
         }

@@ -63,6 +63,23 @@ pub enum Builtin {
     MatchedStr,
     /// `ngroups()`: the groups of the last successful `=~`'s pattern, group 0 included.
     Ngroups,
+    /// `user_mode()`: 1 when the probe interrupted user-space code (a perf event's sample, a
+    /// uprobe), 0 in the kernel and in begin/end/timer probes.
+    UserMode,
+    /// `symname(addr)`: the kernel symbol holding `addr`, from /proc/kallsyms, or the address
+    /// in hex.
+    Symname,
+    /// `symdata(addr)`: `name+0xoffset/0xsize` for a kernel address.
+    Symdata,
+    /// `system(cmd)`: `sh -c cmd` started once the probe is done, not waited for. In a kernel
+    /// probe `lower` makes `system`, `warn` and `error` records instead (see `ir::Sink`).
+    System,
+    /// `switch_file()`: with `-o FILE`, go on writing to FILE.1, FILE.2, ...
+    SwitchFile,
+    /// `warn(msg)`: `WARNING: msg` on stderr.
+    Warn,
+    /// `error(msg)`: stop the probe and the script with msg on stderr.
+    Error,
 }
 
 /// Where a function may run.
@@ -85,7 +102,8 @@ pub enum Lowering {
         signed: bool,
         space: AddrSpace,
     },
-    /// A fault-safe string read: `user_string(addr)`, `kernel_string(addr)`.
+    /// A fault-safe string read: `user_string(addr)`, `kernel_string(addr)`, and with a
+    /// second argument, the string to give on a fault: `user_string(addr, "<unknown>")`.
     ReadStr(AddrSpace),
 }
 
@@ -151,7 +169,8 @@ pub const BUILTINS: &[Signature] = &[
     pure("randint", &[L], L, Builtin::Randint),
     pure("substr", &[S, L, L], S, Builtin::Substr),
     pure("stringat", &[S, L], L, Builtin::Stringat),
-    user("isinstr", &[S, S], L, Builtin::Isinstr),
+    // In a kernel probe the second argument must be a constant string (see codegen-bpf).
+    pure("isinstr", &[S, S], L, Builtin::Isinstr),
     user("strtol", &[S, L], L, Builtin::Strtol),
     user("text_str", &[S], S, Builtin::TextStr),
     user("str_replace", &[S, S, S], S, Builtin::StrReplace),
@@ -163,10 +182,20 @@ pub const BUILTINS: &[Signature] = &[
     user("matched", &[L], S, Builtin::Matched),
     user("matched_str", &[], S, Builtin::MatchedStr),
     user("ngroups", &[], L, Builtin::Ngroups),
+    user("symname", &[L], S, Builtin::Symname),
+    user("symdata", &[L], S, Builtin::Symdata),
+    context("user_mode", L, Builtin::UserMode),
+    user("system", &[S], L, Builtin::System),
+    user("switch_file", &[], L, Builtin::SwitchFile),
+    user("warn", &[S], L, Builtin::Warn),
+    user("error", &[S], L, Builtin::Error),
     sig("_user_ipv6_str", &[L], S, Runs::Kernel, Lowering::Builtin(Builtin::UserIpv6Str)),
     sig("_kernel_ipv6_str", &[L], S, Runs::Kernel, Lowering::Builtin(Builtin::KernelIpv6Str)),
     sig("user_string", &[L], S, Runs::Kernel, Lowering::ReadStr(U)),
     sig("kernel_string", &[L], S, Runs::Kernel, Lowering::ReadStr(K)),
+    // The second argument is what a faulting read gives instead of "".
+    sig("user_string", &[L, S], S, Runs::Kernel, Lowering::ReadStr(U)),
+    sig("kernel_string", &[L, S], S, Runs::Kernel, Lowering::ReadStr(K)),
     read("user_char", 1, true, U),
     read("user_short", 2, true, U),
     read("user_ushort", 2, false, U),
@@ -222,8 +251,11 @@ pub fn arg_function(name: &str) -> Option<(u8, bool)> {
     })
 }
 
-pub fn lookup(name: &str) -> Option<&'static Signature> {
-    BUILTINS.iter().find(|s| s.name == name)
+/// The built-in `name` taking `argc` arguments, else the first one named `name` (whose arity
+/// the type checker then reports): `user_string(addr)` and `user_string(addr, default)`.
+pub fn lookup(name: &str, argc: usize) -> Option<&'static Signature> {
+    let mut named = BUILTINS.iter().filter(|s| s.name == name);
+    named.clone().find(|s| s.params.len() == argc).or_else(|| named.next())
 }
 
 impl Builtin {
@@ -231,7 +263,13 @@ impl Builtin {
         BUILTINS.iter().find(|s| s.lowering == Lowering::Builtin(self)).map_or("?", |s| s.name)
     }
 
+    /// A user-space function of one long giving a string, which a kernel probe's `printf`
+    /// can leave to user space: the record carries the long, the runtime makes the text.
+    pub fn deferrable(self) -> bool {
+        matches!(self, Builtin::Ctime | Builtin::ErrnoStr | Builtin::Symname | Builtin::Symdata)
+    }
+
     pub fn has_side_effects(self) -> bool {
-        matches!(self, Builtin::Randint)
+        matches!(self, Builtin::Randint | Builtin::System | Builtin::SwitchFile | Builtin::Warn | Builtin::Error)
     }
 }

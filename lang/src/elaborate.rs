@@ -32,7 +32,9 @@ use crate::span::Span;
 pub struct Elaborated {
     /// Globals of the script and of the tapsets it uses.
     pub globals: Vec<ast::Global>,
-    /// Functions by name; script functions shadow tapset functions.
+    /// Functions by name; script functions shadow tapset functions. A function defined
+    /// again with another number of parameters (SystemTap overloads by arity) is keyed by
+    /// [`overload_key`], and its `name` is that key; [`Elaborated::function`] finds it.
     pub functions: BTreeMap<String, ast::Function>,
     pub probes: Vec<ElabProbe>,
 }
@@ -79,15 +81,13 @@ pub fn elaborate(input: &Input<'_>, kernel: &dyn KernelInfo) -> (Elaborated, Vec
             match item {
                 Item::Alias(_) => {}
                 Item::Function(f) => {
-                    out.functions.entry(f.name.clone()).or_insert_with(|| {
-                        let mut f = f.clone();
-                        // A function has no target variables, but `@defined(@cast(...)->m)`
-                        // asks the kernel's types.
-                        if let ast::FunctionBody::Script(body) = &mut f.body {
-                            fold_defined_block(body, &ProbeContext { format: None, function: None, kernel });
-                        }
-                        f
-                    });
+                    let mut f = f.clone();
+                    // A function has no target variables, but `@defined(@cast(...)->m)` asks
+                    // the kernel's types.
+                    if let ast::FunctionBody::Script(body) = &mut f.body {
+                        fold_defined_block(body, &ProbeContext { format: None, function: None, kernel });
+                    }
+                    add_function(&mut out.functions, &f)
                 }
                 Item::Global(g) => {
                     if !out.globals.iter().any(|x| x.name == g.name) {
@@ -117,6 +117,34 @@ pub fn elaborate(input: &Input<'_>, kernel: &dyn KernelInfo) -> (Elaborated, Vec
         }
     }
     (out, cx.diags)
+}
+
+impl Elaborated {
+    /// The function a call of `name` with `argc` arguments means: the overload with that many
+    /// parameters, else the one keyed by `name` (whose arity the type checker then reports).
+    pub fn function(&self, name: &str, argc: usize) -> Option<&ast::Function> {
+        self.functions.get(&overload_key(name, argc)).or_else(|| self.functions.get(name))
+    }
+}
+
+/// The key of an overload of `name` taking `argc` parameters, when another arity came first.
+pub fn overload_key(name: &str, argc: usize) -> String {
+    format!("{name}/{argc}")
+}
+
+/// Adds `f` unless a function with its name and arity is there already (an earlier file
+/// shadows a later one).
+fn add_function(functions: &mut BTreeMap<String, ast::Function>, f: &ast::Function) {
+    let key = match functions.get(&f.name) {
+        None => f.name.clone(),
+        Some(first) if first.params.len() == f.params.len() => return,
+        Some(_) => overload_key(&f.name, f.params.len()),
+    };
+    if !functions.contains_key(&key) {
+        let mut f = f.clone();
+        f.name = key.clone();
+        functions.insert(key, f);
+    }
 }
 
 pub fn embedded_c(span: Span) -> Diagnostic {

@@ -165,10 +165,30 @@ pub enum Const {
 }
 
 /// A format string with the types of the arguments it takes, in order.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Default)]
 pub struct FormatDecl {
     pub text: String,
     pub args: Vec<Ty>,
+    /// Arguments (by position) that a kernel probe's `printf` carries as the long argument of
+    /// a user-space function, which the runtime applies before formatting:
+    /// `printf("%s", ctime(t))` records `t` (see [`crate::builtins::Builtin::deferrable`]).
+    pub deferred: Vec<(usize, crate::builtins::Builtin)>,
+    /// Where a kernel probe's record of this format goes.
+    pub sink: Sink,
+}
+
+/// What the runtime does with the text of a kernel probe's record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Sink {
+    /// The script's output (`printf`, `print`, ...).
+    #[default]
+    Output,
+    /// bpftap's stderr (`warn`).
+    Stderr,
+    /// `error(msg)`: the script stops with this message, as when a user-space probe calls it.
+    Error,
+    /// A shell command to start (`system`).
+    Command,
 }
 
 /// Where and when a handler runs.
@@ -387,11 +407,12 @@ pub enum InstKind {
         signed: bool,
         space: AddrSpace,
     },
-    /// The NUL-terminated string at `addr`; empty on fault.
+    /// The NUL-terminated string at `addr`; on fault `fallback`, or "" without one.
     ReadStr {
         dst: Var,
         addr: Var,
         space: AddrSpace,
+        fallback: Option<Var>,
     },
     /// A built-in function of the language's library.
     Call {
@@ -584,7 +605,8 @@ impl InstKind {
                 std::iter::once(*lhs).chain(op(rhs)).collect()
             }
             InstKind::StrCompare { lhs, rhs, .. } | InstKind::Concat { lhs, rhs, .. } => vec![*lhs, *rhs],
-            InstKind::Read { addr, .. } | InstKind::ReadStr { addr, .. } => vec![*addr],
+            InstKind::Read { addr, .. } => vec![*addr],
+            InstKind::ReadStr { addr, fallback, .. } => std::iter::once(*addr).chain(*fallback).collect(),
             InstKind::Call { args, .. } | InstKind::Sprintf { args, .. } | InstKind::Printf { args, .. } => {
                 args.clone()
             }
@@ -785,7 +807,10 @@ impl fmt::Display for InstKind {
             InstKind::Read { dst, addr, size, signed, space } => {
                 write!(f, "{dst} = read.{space:?} {}{} [{addr}]", if *signed { "s" } else { "u" }, size * 8)
             }
-            InstKind::ReadStr { dst, addr, space } => write!(f, "{dst} = read_str.{space:?} [{addr}]"),
+            InstKind::ReadStr { dst, addr, space, fallback: None } => write!(f, "{dst} = read_str.{space:?} [{addr}]"),
+            InstKind::ReadStr { dst, addr, space, fallback: Some(d) } => {
+                write!(f, "{dst} = read_str.{space:?} [{addr}] or {d}")
+            }
             InstKind::Call { dst: Some(d), builtin, args } => {
                 write!(f, "{d} = call {}({})", builtin.name(), join(args))
             }
@@ -871,6 +896,12 @@ impl fmt::Display for Program {
         }
         for (id, decl) in self.formats.iter() {
             writeln!(f, "{id} = {:?}", decl.text)?;
+            if decl.sink != Sink::Output {
+                writeln!(f, "  to {:?}", decl.sink)?;
+            }
+            for (i, b) in &decl.deferred {
+                writeln!(f, "  argument {i}: {}() in user space", b.name())?;
+            }
         }
         for (id, regex) in self.regexes.iter() {
             writeln!(f, "{id} = /{}/", regex.source)?;

@@ -11,7 +11,7 @@
 use std::collections::{HashMap, HashSet};
 
 use crate::ast::{self, AssignOp, BinaryOp, Block, CompareOp, Expr, ExprKind, LogicalOp, Stmt, StmtKind, UnaryOp};
-use crate::builtins::{self, Lowering};
+use crate::builtins::{self, Builtin, Lowering};
 use crate::diag::Diagnostic;
 use crate::elaborate::Elaborated;
 use crate::ir::{self, BinOp, CmpOp, FmtId, GlobalId, InstKind, Operand, Terminator, Ty, UnOp, Var};
@@ -119,7 +119,7 @@ pub fn lower(
             },
             kernel: !probe.target.is_user_space(),
             exit_block: None,
-            skip: dead_assignments(&probe.body, &pure, types, &Scope::Probe(i)),
+            skip: dead_assignments(&probe.body, &pure, script, types, &Scope::Probe(i)),
             next_iter: 0,
             loop_budget: None,
         };
@@ -696,32 +696,7 @@ impl Ctx<'_> {
             ExprKind::Member { .. } | ExprKind::Cast { .. } | ExprKind::AddressOf(_) | ExprKind::Deref(_) => {
                 self.typed(e).map(|(v, _)| v)
             }
-            ExprKind::Index { base, keys } if !matches!(base.kind, ExprKind::Ident(_)) => {
-                // `$ptr[i]` / `$s->arr[i]`: element i of a kernel array or pointer.
-                let [index] = keys.as_slice() else {
-                    self.error(Diagnostic::error("E0313", "a kernel array takes one index", span));
-                    return None;
-                };
-                let (base_v, ty) = self.typed(base)?;
-                let Some(elem) = ty.and_then(|t| self.pointee(t, base.span)) else {
-                    self.error(Diagnostic::error(
-                        "E0313",
-                        "only a typed kernel pointer or array can be indexed",
-                        base.span,
-                    ));
-                    return None;
-                };
-                let size = self.type_size(elem).unwrap_or(8);
-                let i = self.long_expr(index);
-                let scaled = self.temp(Ty::Long);
-                self.emit(
-                    InstKind::Binary { op: BinOp::Mul, dst: scaled, lhs: i, rhs: Operand::Imm(size as i64) },
-                    span,
-                );
-                let addr = self.temp(Ty::Long);
-                self.emit(InstKind::Binary { op: BinOp::Add, dst: addr, lhs: base_v, rhs: Operand::Var(scaled) }, span);
-                self.load_typed(addr, elem, span).map(|(v, _)| v)
-            }
+            ExprKind::Index { base, .. } if !matches!(base.kind, ExprKind::Ident(_)) => self.typed(e).map(|(v, _)| v),
             ExprKind::Index { base, keys } => {
                 let (array, keys) = self.array_ref(base, keys)?;
                 let ty = self.array_value_ty(array, span)?;
@@ -932,6 +907,10 @@ impl Ctx<'_> {
                 self.emit(InstKind::Binary { op: BinOp::Add, dst: at, lhs: addr, rhs: Operand::Imm(off as i64) }, span);
                 self.load_typed(at, mty, span)
             }
+            ExprKind::Index { base, keys } if !matches!(base.kind, ExprKind::Ident(_)) => {
+                let (addr, elem) = self.element_addr(base, keys, span)?;
+                self.load_typed(addr, elem, span)
+            }
             ExprKind::AddressOf(inner) => match &inner.kind {
                 ExprKind::Member { base, name } => {
                     let (addr, ty) = self.typed(base)?;
@@ -943,8 +922,17 @@ impl Ctx<'_> {
                     );
                     Some((at, Some(mty)))
                 }
+                // `&@cast(0, "T")[1]` is sizeof(T): SystemTap's @cast_sizeof.
+                ExprKind::Index { base, keys } if !matches!(base.kind, ExprKind::Ident(_)) => {
+                    let (addr, elem) = self.element_addr(base, keys, span)?;
+                    Some((addr, Some(elem)))
+                }
                 _ => {
-                    self.error(Diagnostic::error("E0313", "`&` takes a `->member` of a kernel value", span));
+                    self.error(Diagnostic::error(
+                        "E0313",
+                        "`&` takes a `->member` or an element `[i]` of a kernel value",
+                        span,
+                    ));
                     None
                 }
             },
@@ -962,6 +950,27 @@ impl Ctx<'_> {
             }
             _ => self.expr(e).map(|v| (v, None)),
         }
+    }
+
+    /// `$ptr[i]` / `$s->arr[i]` / `@cast(p, "T")[i]`: the address and type of element i of a
+    /// kernel array or pointer.
+    fn element_addr(&mut self, base: &Expr, keys: &[Expr], span: Span) -> Option<(Var, TypeId)> {
+        let [index] = keys else {
+            self.error(Diagnostic::error("E0313", "a kernel array takes one index", span));
+            return None;
+        };
+        let (base_v, ty) = self.typed(base)?;
+        let Some(elem) = ty.and_then(|t| self.pointee(t, base.span)) else {
+            self.error(Diagnostic::error("E0313", "only a typed kernel pointer or array can be indexed", base.span));
+            return None;
+        };
+        let size = self.type_size(elem).unwrap_or(8);
+        let i = self.long_expr(index);
+        let scaled = self.temp(Ty::Long);
+        self.emit(InstKind::Binary { op: BinOp::Mul, dst: scaled, lhs: i, rhs: Operand::Imm(size as i64) }, span);
+        let addr = self.temp(Ty::Long);
+        self.emit(InstKind::Binary { op: BinOp::Add, dst: addr, lhs: base_v, rhs: Operand::Var(scaled) }, span);
+        Some((addr, elem))
     }
 
     /// The value of type `ty` at `addr`: integers and pointers are read; structs and arrays
@@ -1254,12 +1263,69 @@ impl Ctx<'_> {
     }
 
     fn intern_format(&mut self, text: String, args: Vec<Ty>) -> FmtId {
-        if let Some(id) = self.formats.get(&text) {
+        self.intern_format_decl(ir::FormatDecl { text, args, ..Default::default() })
+    }
+
+    fn intern_format_decl(&mut self, decl: ir::FormatDecl) -> FmtId {
+        // The same text with other deferred arguments or sink is another record kind.
+        let key = if decl.deferred.is_empty() && decl.sink == ir::Sink::Output {
+            decl.text.clone()
+        } else {
+            format!("{}\0{:?}{:?}", decl.text, decl.deferred, decl.sink)
+        };
+        if let Some(id) = self.formats.get(&key) {
             return *id;
         }
-        let id = self.program.formats.push(ir::FormatDecl { text: text.clone(), args });
-        self.formats.insert(text, id);
+        let id = self.program.formats.push(decl);
+        self.formats.insert(key, id);
         id
+    }
+
+    /// `warn(msg)`, `error(msg)` and `system(cmd)` in a kernel probe: a record whose text the
+    /// runtime writes to stderr, runs, or stops the script with (`error`, whose probe ends
+    /// here as `exit()` ends it).
+    fn kernel_message(&mut self, name: &str, args: &[Expr], span: Span) -> Option<Var> {
+        let [arg] = args else {
+            self.error(Diagnostic::error("E0204", format!("`{name}` takes 1 argument(s), {} given", args.len()), span));
+            return None;
+        };
+        let v = self.expr(arg)?;
+        if self.func.ty(v) != Ty::Str {
+            self.error(Diagnostic::error("E0203", format!("`{name}` takes a string"), arg.span));
+            return None;
+        }
+        let (text, sink) = match name {
+            "warn" => ("WARNING: %s\n", ir::Sink::Stderr),
+            "error" => ("%s", ir::Sink::Error),
+            _ => ("%s", ir::Sink::Command),
+        };
+        let fmt = self.intern_format_decl(ir::FormatDecl {
+            text: text.into(),
+            args: vec![Ty::Str],
+            deferred: Vec::new(),
+            sink,
+        });
+        self.emit(InstKind::Printf { fmt, args: vec![v] }, span);
+        if name == "error" {
+            self.emit(InstKind::Exit, span);
+        }
+        let zero = self.temp(Ty::Long);
+        self.emit(InstKind::Const { dst: zero, value: 0 }, span);
+        Some(zero)
+    }
+
+    /// In a kernel probe's `printf`, an argument `f(x)` where `f` is a [`Builtin::deferrable`]
+    /// user-space function: `f` and `x`, for the record to carry `x`.
+    fn deferred_arg<'e>(&self, name: &str, arg: &'e Expr) -> Option<(Builtin, &'e Expr)> {
+        let ExprKind::Call { name: f, args } = &arg.kind else { return None };
+        let [x] = args.as_slice() else { return None };
+        if name != "printf" || !self.kernel || self.script.function(f, 1).is_some() {
+            return None;
+        }
+        match builtins::lookup(f, 1)?.lowering {
+            Lowering::Builtin(b) if b.deferrable() => Some((b, x)),
+            _ => None,
+        }
     }
 
     /// A printf-style call: a literal format checked against its arguments.
@@ -1303,8 +1369,17 @@ impl Ctx<'_> {
             return None;
         }
         let mut vars = Vec::new();
-        for (arg, ty) in rest.iter().zip(&want) {
-            let v = self.expr(arg)?;
+        let mut carried = want.clone();
+        let mut deferred = Vec::new();
+        for (i, (arg, ty)) in rest.iter().zip(&want).enumerate() {
+            let (v, ty) = match self.deferred_arg(name, arg) {
+                Some((b, x)) if *ty == Ty::Str => {
+                    deferred.push((i, b));
+                    carried[i] = Ty::Long;
+                    (self.expr(x)?, &Ty::Long)
+                }
+                _ => (self.expr(arg)?, ty),
+            };
             if self.func.ty(v) != *ty {
                 self.error(
                     Diagnostic::error(
@@ -1318,7 +1393,8 @@ impl Ctx<'_> {
             }
             vars.push(v);
         }
-        Some((self.intern_format(text.clone(), want), vars))
+        let decl = ir::FormatDecl { text: text.clone(), args: carried, deferred, sink: ir::Sink::Output };
+        Some((self.intern_format_decl(decl), vars))
     }
 
     fn call(&mut self, name: &str, args: &[Expr], span: Span) -> Option<Var> {
@@ -1394,8 +1470,22 @@ impl Ctx<'_> {
                     ));
                     return None;
                 }
+                if self.format.is_some_and(|f| f.event.starts_with("sys_exit")) {
+                    self.error(
+                        Diagnostic::error(
+                            "E0316",
+                            format!("`{n}` in a system call's return probe: its record holds the result only"),
+                            span,
+                        )
+                        .with_help("save the argument in a global at the entry probe, keyed by tid()"),
+                    );
+                    return None;
+                }
                 let raw = self.temp(Ty::Long);
-                self.emit(InstKind::LoadArg { dst: raw, index }, span);
+                match self.syscall_arg_offset(index) {
+                    Some(offset) => self.emit(InstKind::LoadContext { dst: raw, offset, size: 8, signed: false }, span),
+                    None => self.emit(InstKind::LoadArg { dst: raw, index }, span),
+                }
                 if size == 8 {
                     return Some(raw);
                 }
@@ -1435,10 +1525,13 @@ impl Ctx<'_> {
             }
             _ => {}
         }
-        if let Some(f) = self.script.functions.get(name) {
+        if let Some(f) = self.script.function(name, args.len()) {
             return self.inline(f, args, span);
         }
-        let sig = builtins::lookup(name)?;
+        if self.kernel && matches!(name, "warn" | "error" | "system") {
+            return self.kernel_message(name, args, span);
+        }
+        let sig = builtins::lookup(name, args.len())?;
         if sig.runs == builtins::Runs::User && self.kernel {
             self.error(
                 Diagnostic::error("E0309", format!("`{name}` is not supported in a kernel probe yet"), span)
@@ -1461,10 +1554,25 @@ impl Ctx<'_> {
         let kind = match sig.lowering {
             Lowering::Builtin(builtin) => InstKind::Call { dst: Some(dst), builtin, args: vars },
             Lowering::Read { size, signed, space } => InstKind::Read { dst, addr: *vars.first()?, size, signed, space },
-            Lowering::ReadStr(space) => InstKind::ReadStr { dst, addr: *vars.first()?, space },
+            Lowering::ReadStr(space) => {
+                InstKind::ReadStr { dst, addr: *vars.first()?, space, fallback: vars.get(1).copied() }
+            }
         };
         self.emit(kind, span);
         Some(dst)
+    }
+
+    /// Where argument `index` (from 0) of the system call is in a syscall-entry record
+    /// (`syscalls:sys_enter_*`): the arguments follow
+    /// `__syscall_nr` as 8-byte slots, so `int_arg(n)` reads the call's argument n as in an
+    /// `nd_syscall` probe of SystemTap.
+    fn syscall_arg_offset(&self, index: u32) -> Option<u32> {
+        let format = self.format?;
+        if !format.event.starts_with("sys_enter") {
+            return None;
+        }
+        let offset = format.field("__syscall_nr")?.offset + 8 + 8 * index;
+        (offset + 8 <= format.record_size()).then_some(offset)
     }
 
     fn inline(&mut self, f: &ast::Function, args: &[Expr], span: Span) -> Option<Var> {
@@ -1513,13 +1621,13 @@ impl Ctx<'_> {
 /// Every identifier in the probes and in the functions they call, transitively.
 fn names_in_reachable_code(script: &Elaborated) -> HashSet<&str> {
     let mut names: HashSet<&str> = HashSet::new();
-    let mut calls: Vec<&str> = Vec::new();
-    fn visit<'a>(body: &'a Block, names: &mut HashSet<&'a str>, calls: &mut Vec<&'a str>) {
+    let mut calls: Vec<(&str, usize)> = Vec::new();
+    fn visit<'a>(body: &'a Block, names: &mut HashSet<&'a str>, calls: &mut Vec<(&'a str, usize)>) {
         crate::elaborate::walk_exprs(body, &mut |e| match &e.kind {
             ExprKind::Ident(n) => {
                 names.insert(n);
             }
-            ExprKind::Call { name, .. } => calls.push(name),
+            ExprKind::Call { name, args } => calls.push((name, args.len())),
             _ => {}
         });
     }
@@ -1527,11 +1635,12 @@ fn names_in_reachable_code(script: &Elaborated) -> HashSet<&str> {
         visit(&p.body, &mut names, &mut calls);
     }
     let mut seen: HashSet<&str> = HashSet::new();
-    while let Some(name) = calls.pop() {
-        if !seen.insert(name) {
+    while let Some((name, argc)) = calls.pop() {
+        let Some(f) = script.function(name, argc) else { continue };
+        if !seen.insert(&f.name) {
             continue;
         }
-        if let Some(ast::Function { body: ast::FunctionBody::Script(body), .. }) = script.functions.get(name) {
+        if let ast::FunctionBody::Script(body) = &f.body {
             visit(body, &mut names, &mut calls);
         }
     }
@@ -1612,9 +1721,9 @@ fn pure_functions(script: &Elaborated) -> HashSet<String> {
 /// an assigned name may be a global in the current scope.
 fn expr_is_pure_here(e: &Expr, pure: &HashSet<String>, script: &Elaborated, is_global: impl Fn(&str) -> bool) -> bool {
     match &e.kind {
-        ExprKind::Call { name, .. } => {
-            pure.contains(name)
-                || (builtins::lookup(name).is_some_and(|s| match s.lowering {
+        ExprKind::Call { name, args } => {
+            script.function(name, args.len()).is_some_and(|f| pure.contains(&f.name))
+                || (builtins::lookup(name, args.len()).is_some_and(|s| match s.lowering {
                     Lowering::Builtin(b) => !b.has_side_effects(),
                     _ => true,
                 }) && !script.functions.contains_key(name))
@@ -1634,7 +1743,13 @@ fn expr_is_pure_here(e: &Expr, pure: &HashSet<String>, script: &Elaborated, is_g
 /// `e` is pure: SystemTap elides them, and so do we (an alias's `argstr` costs nothing
 /// when the probe does not print it). Found to a fixpoint, since dropping one may leave
 /// another variable unread.
-fn dead_assignments(body: &Block, pure: &HashSet<String>, types: &TypeTable, scope: &Scope) -> HashSet<*const Expr> {
+fn dead_assignments(
+    body: &Block,
+    pure: &HashSet<String>,
+    script: &Elaborated,
+    types: &TypeTable,
+    scope: &Scope,
+) -> HashSet<*const Expr> {
     let mut skip: HashSet<*const Expr> = HashSet::new();
     loop {
         let mut read: HashSet<&str> = HashSet::new();
@@ -1647,9 +1762,7 @@ fn dead_assignments(body: &Block, pure: &HashSet<String>, types: &TypeTable, sco
                 continue;
             }
             let mut ok = true;
-            crate::elaborate::walk_expr(value, &mut |x| {
-                ok &= expr_is_pure_here(x, pure, &Elaborated::default(), |_| true)
-            });
+            crate::elaborate::walk_expr(value, &mut |x| ok &= expr_is_pure_here(x, pure, script, |_| true));
             if ok {
                 skip.insert(e as *const Expr);
             }

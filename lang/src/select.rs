@@ -350,7 +350,7 @@ mod tests {
         probe fam.a = kernel.trace("sched:sched_switch") { v = uses_helper() }
         probe fam.b, other.b = fam.a { }
         probe lone = kernel.trace("sched:sched_wakeup") { }
-        probe begin { bump("never") }
+        probe begin { unrelated = 1 }
     "#;
 
     /// The names of the items selected for `script`, in file order.
@@ -382,13 +382,14 @@ mod tests {
     #[test]
     fn selects_what_the_script_names() {
         check("probe begin { exit() }", expect![""]);
-        check("probe begin { helper() }", expect!["helper"]);
+        // The file's own probe comes with anything it defines, and brings what it uses.
+        check("probe begin { helper() }", expect!["counts unrelated counts_types bump helper probe"]);
         // A global brings every function of its file that names it, for its types.
-        check("probe begin { bump(1) }", expect!["counts unrelated counts_types bump"]);
+        check("probe begin { bump(1) }", expect!["counts unrelated counts_types bump probe"]);
         // Aliases by their full names, and what their bodies use.
-        check("probe fam.a { }", expect!["helper uses_helper fam.a"]);
-        check("probe other.b { }", expect!["helper uses_helper fam.a fam.b"]);
-        check("probe l* { }", expect!["lone"]);
-        check("probe **.b { }", expect!["helper uses_helper fam.a fam.b"]);
+        check("probe fam.a { }", expect!["counts unrelated counts_types bump helper uses_helper fam.a probe"]);
+        check("probe other.b { }", expect!["counts unrelated counts_types bump helper uses_helper fam.a fam.b probe"]);
+        check("probe l* { }", expect!["counts unrelated counts_types bump lone probe"]);
+        check("probe **.b { }", expect!["counts unrelated counts_types bump helper uses_helper fam.a fam.b probe"]);
     }
 }

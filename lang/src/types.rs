@@ -189,13 +189,17 @@ impl TypeTable {
                 _ => Some(Ty::Long),
             },
             TargetVar(n) => format.and_then(|f| f.field(n)).map(|f| field_ty(&f.c_type)),
-            Call { name, .. } => match name.as_str() {
+            Call { name, args } => match name.as_str() {
                 "sprintf" | "pp" | "ppfunc" | "probefunc" => Some(Ty::Str),
                 n if builtins::arg_function(n).is_some() => Some(Ty::Long),
-                _ => match builtins::lookup(name) {
-                    Some(sig) if !self.returns.contains_key(name) => Some(sig.ret),
-                    _ => self.returns.get(name).cloned().flatten().map(|(t, _)| t),
-                },
+                _ => {
+                    let overload = crate::elaborate::overload_key(name, args.len());
+                    let key = if self.returns.contains_key(&overload) { &overload } else { name };
+                    match builtins::lookup(name, args.len()) {
+                        Some(sig) if !self.returns.contains_key(key) => Some(sig.ret),
+                        _ => self.returns.get(key).cloned().flatten().map(|(t, _)| t),
+                    }
+                }
             },
             Binary { op: BinaryOp::Concat, .. } => Some(Ty::Str),
             Binary { .. }
@@ -502,8 +506,8 @@ impl<'a> Ctx<'a> {
         if builtins::SPECIAL.contains(&name) {
             return;
         }
-        if let Some(f) = self.script.functions.get(name) {
-            let fscope = Scope::Function(name.to_string());
+        if let Some(f) = self.script.function(name, args.len()) {
+            let fscope = Scope::Function(f.name.clone());
             if args.len() != f.params.len() {
                 if self.report {
                     self.diags.push(Diagnostic::error(
@@ -532,7 +536,7 @@ impl<'a> Ctx<'a> {
             }
             return;
         }
-        if let Some(sig) = builtins::lookup(name) {
+        if let Some(sig) = builtins::lookup(name, args.len()) {
             if args.len() != sig.params.len() {
                 if self.report {
                     self.diags.push(Diagnostic::error(

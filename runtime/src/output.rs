@@ -5,16 +5,67 @@
 //! [`codegen_bpf::layout::record_kind`]. Formats are parsed once, when the decoder is made.
 
 use codegen_bpf::layout::{self, record_kind};
-use lang::ir::{Program, Ty};
+use lang::builtins::Builtin;
+use lang::ir::{Program, Sink, Ty};
 use lang::printf::Format;
 
+use std::io::Write;
+use std::path::PathBuf;
+
 use crate::format::{format_bytes, Value};
+
+/// Where the script's output goes: stdout, or the `-o` file, which `switch_file()` rotates
+/// as SystemTap's stapio does (FILE, then FILE.1, FILE.2, ...).
+pub struct ScriptOutput {
+    writer: std::io::BufWriter<Box<dyn Write>>,
+    /// The `-o` path and how many times it was switched.
+    file: Option<(PathBuf, u32)>,
+}
+
+impl ScriptOutput {
+    pub fn stdout() -> ScriptOutput {
+        ScriptOutput { writer: std::io::BufWriter::new(Box::new(std::io::stdout())), file: None }
+    }
+
+    pub fn file(path: PathBuf) -> std::io::Result<ScriptOutput> {
+        let f = std::fs::File::create(&path)?;
+        Ok(ScriptOutput { writer: std::io::BufWriter::new(Box::new(f)), file: Some((path, 0)) })
+    }
+
+    /// Goes on in the next file; on stdout, flushes only.
+    pub fn switch_file(&mut self) -> std::io::Result<()> {
+        self.writer.flush()?;
+        if let Some((path, n)) = &mut self.file {
+            *n += 1;
+            let mut next = path.clone().into_os_string();
+            next.push(format!(".{n}"));
+            self.writer = std::io::BufWriter::new(Box::new(std::fs::File::create(next)?));
+        }
+        Ok(())
+    }
+}
+
+impl Write for ScriptOutput {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.writer.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.writer.flush()
+    }
+}
 
 /// What one record asks for.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Record {
     /// Text to print.
     Print(Vec<u8>),
+    /// Text for stderr (`warn`).
+    Stderr(Vec<u8>),
+    /// `error(msg)` ran in a kernel probe.
+    Error(String),
+    /// A shell command to start (`system`).
+    Command(String),
     /// `exit()` ran in a kernel probe.
     Exit,
     /// An array had no room for a new element.
@@ -25,7 +76,9 @@ pub enum Record {
 }
 
 pub struct Decoder {
-    formats: Vec<(Option<Format>, layout::RecordLayout, Vec<Ty>)>,
+    /// Per format: the parsed text, the record layout, the argument types and the deferred
+    /// arguments (see [`lang::ir::FormatDecl::deferred`]).
+    formats: Vec<(Option<Format>, layout::RecordLayout, Vec<Ty>, Vec<(usize, Builtin)>, Sink)>,
     string_capacity: u32,
 }
 
@@ -35,7 +88,10 @@ impl Decoder {
         let formats = program
             .formats
             .values()
-            .map(|f| (lang::printf::parse_format(&f.text).ok(), layout::record_layout(f, cap), f.args.clone()))
+            .map(|f| {
+                let text = lang::printf::parse_format(&f.text).ok();
+                (text, layout::record_layout(f, cap), f.args.clone(), f.deferred.clone(), f.sink)
+            })
             .collect();
         Decoder { formats, string_capacity: cap }
     }
@@ -50,13 +106,13 @@ impl Decoder {
         if kind & 0xff00_0000 == layout::record_error::MAX_ACTION {
             return Record::MaxAction((kind & 0x00ff_ffff) as usize);
         }
-        let Some((Some(format), layout, tys)) = self.formats.get(kind as usize) else {
+        let Some((Some(format), layout, tys, deferred, sink)) = self.formats.get(kind as usize) else {
             return Record::Malformed(format!("unknown record kind {kind}"));
         };
         if bytes.len() < layout.size as usize {
             return Record::Malformed(format!("record {kind} has {} bytes, wants {}", bytes.len(), layout.size));
         }
-        let args: Vec<Value> = tys
+        let mut args: Vec<Value> = tys
             .iter()
             .zip(&layout.arg_offsets)
             .map(|(ty, off)| {
@@ -78,7 +134,18 @@ impl Decoder {
                 }
             })
             .collect();
-        Record::Print(format_bytes(format, &args))
+        for (i, builtin) in deferred {
+            if let Some(Value::Long(n)) = args.get(*i) {
+                args[*i] = Value::Str(crate::userspace::text_of_long(*builtin, *n));
+            }
+        }
+        let text = format_bytes(format, &args);
+        match sink {
+            Sink::Output => Record::Print(text),
+            Sink::Stderr => Record::Stderr(text),
+            Sink::Command => Record::Command(String::from_utf8_lossy(&text).into_owned()),
+            Sink::Error => Record::Error(String::from_utf8_lossy(&text).into_owned()),
+        }
     }
 }
 
@@ -91,7 +158,11 @@ mod tests {
     #[test]
     fn decodes_a_printf_record() {
         let mut program = Program { string_capacity: 16, ..Default::default() };
-        program.formats.push(FormatDecl { text: "%s[%d]\n".into(), args: vec![Ty::Str, Ty::Long] });
+        program.formats.push(FormatDecl {
+            text: "%s[%d]\n".into(),
+            args: vec![Ty::Str, Ty::Long],
+            ..Default::default()
+        });
         let mut rec = vec![0u8; 8];
         let mut s = b"python3".to_vec();
         s.resize(16, 0);

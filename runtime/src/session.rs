@@ -19,7 +19,7 @@ use lang::span::Span;
 use crate::arrays::Arrays;
 use crate::kernel_info::LiveKernel;
 use crate::loader::{self, Maps};
-use crate::output::{Decoder, Record};
+use crate::output::{Decoder, Record, ScriptOutput};
 use crate::ringbuf::RingBuf;
 use crate::sys::{self, MappedValue, RawMap};
 use crate::userspace::{self, Env, HandlerError};
@@ -98,7 +98,7 @@ impl<'a> Session<'a> {
         compiled: &'a CompiledScript,
         kernel: &'a LiveKernel,
         options: RunOptions,
-        out: &mut dyn Write,
+        out: &mut ScriptOutput,
     ) -> Result<Session<'a>, RuntimeError> {
         let ring_bytes = if options.buffer_bytes == 0 { RINGBUF_BYTES } else { options.buffer_bytes };
         let maps = Maps::create(&compiled.object, ring_bytes)?;
@@ -199,7 +199,7 @@ impl<'a> Session<'a> {
     }
 
     /// Runs the user-space handlers whose target matches, in priority order.
-    fn run_user(&mut self, which: impl Fn(&Target) -> bool, out: &mut dyn Write) -> Result<(), RuntimeError> {
+    fn run_user(&mut self, which: impl Fn(&Target) -> bool, out: &mut ScriptOutput) -> Result<(), RuntimeError> {
         let mut handlers: Vec<&Handler> = self.compiled.program.handlers.iter().filter(|h| which(&h.target)).collect();
         handlers.sort_by_key(|h| match h.target {
             Target::Begin { priority } | Target::End { priority } | Target::Error { priority } => priority,
@@ -211,7 +211,7 @@ impl<'a> Session<'a> {
         Ok(())
     }
 
-    fn run_handler(&mut self, h: &Handler, out: &mut dyn Write) -> Result<(), RuntimeError> {
+    fn run_handler(&mut self, h: &Handler, out: &mut ScriptOutput) -> Result<(), RuntimeError> {
         let mut write_err = None;
         let mut sink = |bytes: &[u8]| {
             if let Err(e) = out.write_all(bytes) {
@@ -234,6 +234,16 @@ impl<'a> Session<'a> {
             self.stop_kernel_handlers();
         }
         self.exit_requested |= effects.exit;
+        if effects.switch_file {
+            out.switch_file().map_err(RuntimeError::Output)?;
+        }
+        if !effects.commands.is_empty() {
+            // What the probe printed comes before what the commands print.
+            out.flush().map_err(RuntimeError::Output)?;
+            for command in effects.commands {
+                run_detached(&command);
+            }
+        }
         Ok(())
     }
 
@@ -264,7 +274,7 @@ impl<'a> Session<'a> {
     /// The event loop, then `end` and the exit-time report. Returns when the script ends.
     /// An error while running (a full array, MAXACTION, a failing handler) stops the loop;
     /// then, as in SystemTap, the `error` probes run, then `end`, and the error is returned.
-    pub fn run(&mut self, out: &mut dyn Write) -> Result<(), RuntimeError> {
+    pub fn run(&mut self, out: &mut ScriptOutput) -> Result<(), RuntimeError> {
         let result = self.event_loop(out);
         self.stop_kernel_handlers();
         let result = result.and_then(|()| self.drain(out));
@@ -287,7 +297,7 @@ impl<'a> Session<'a> {
         self.globals.store_long(self.compiled.globals.exited, 1);
     }
 
-    fn event_loop(&mut self, out: &mut dyn Write) -> Result<(), RuntimeError> {
+    fn event_loop(&mut self, out: &mut ScriptOutput) -> Result<(), RuntimeError> {
         let started = Instant::now();
         let compiled = self.compiled;
         let mut timers: Vec<(Instant, Duration, &Handler)> = compiled
@@ -331,13 +341,21 @@ impl<'a> Session<'a> {
         Ok(())
     }
 
-    fn drain(&mut self, out: &mut dyn Write) -> Result<(), RuntimeError> {
+    fn drain(&mut self, out: &mut ScriptOutput) -> Result<(), RuntimeError> {
         let program = &self.compiled.program;
         let (decoder, exit_requested) = (&self.decoder, &mut self.exit_requested);
         let mut result = Ok(());
         self.ring.drain(|record| {
             result = match decoder.decode(record) {
                 Record::Print(bytes) => out.write_all(&bytes).map_err(RuntimeError::Output),
+                Record::Stderr(bytes) => {
+                    let _ = std::io::stderr().write_all(&bytes);
+                    Ok(())
+                }
+                Record::Error(message) => {
+                    Err(RuntimeError::Handler { point: "a kernel probe".into(), source: HandlerError::Script(message) })
+                }
+                Record::Command(command) => out.flush().map_err(RuntimeError::Output).map(|()| run_detached(&command)),
                 Record::Exit => {
                     *exit_requested = true;
                     Ok(())
@@ -374,7 +392,7 @@ impl<'a> Session<'a> {
     }
 
     /// Globals written but never read are printed at exit, as SystemTap does.
-    fn print_unread_globals(&mut self, out: &mut dyn Write) -> Result<(), RuntimeError> {
+    fn print_unread_globals(&mut self, out: &mut ScriptOutput) -> Result<(), RuntimeError> {
         let cap = self.compiled.program.string_capacity as usize;
         for (g, decl) in self.compiled.program.globals.iter() {
             if decl.read || decl.name.starts_with("__") {
@@ -396,6 +414,18 @@ impl<'a> Session<'a> {
             }
         }
         Ok(())
+    }
+}
+
+/// Starts `sh -c command` with bpftap's stdout and stderr, as SystemTap's `system()` does,
+/// and reaps it from a thread so the event loop does not wait. A command that cannot start
+/// is reported and the script goes on.
+fn run_detached(command: &str) {
+    match std::process::Command::new("/bin/sh").arg("-c").arg(command).stdin(std::process::Stdio::null()).spawn() {
+        Ok(mut child) => {
+            std::thread::spawn(move || child.wait());
+        }
+        Err(e) => eprintln!("WARNING: system(\"{command}\"): {e}"),
     }
 }
 

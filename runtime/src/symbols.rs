@@ -28,3 +28,92 @@ pub fn file_offset(path: &Path, symbol: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("`{symbol}` in {} is in a section with no file data", path.display()))?;
     Ok(found.address() - section.address() + offset)
 }
+
+/// A kernel symbol holding an address: its name, the address's offset in it, its size (up
+/// to the next symbol) and its module ("" for the kernel itself).
+#[derive(Debug, PartialEq, Eq)]
+pub struct KernelSymbol<'a> {
+    pub name: &'a str,
+    pub offset: u64,
+    pub size: u64,
+    pub module: &'a str,
+}
+
+/// /proc/kallsyms's text symbols, sorted by address; read once, on the first lookup.
+struct Kallsyms {
+    /// (address, name, module)
+    symbols: Vec<(u64, String, String)>,
+}
+
+impl Kallsyms {
+    fn parse(text: &str) -> Kallsyms {
+        let mut symbols: Vec<(u64, String, String)> = text
+            .lines()
+            .filter_map(|line| {
+                let mut fields = line.split_whitespace();
+                let addr = u64::from_str_radix(fields.next()?, 16).ok()?;
+                let kind = fields.next()?;
+                let name = fields.next()?;
+                let module = fields.next().map_or("", |m| m.trim_matches(|c| c == '[' || c == ']'));
+                // Text symbols only: data symbols would split functions (and without
+                // kptr access every address reads 0).
+                (addr != 0 && matches!(kind, "t" | "T" | "w" | "W"))
+                    .then(|| (addr, name.to_string(), module.to_string()))
+            })
+            .collect();
+        symbols.sort();
+        Kallsyms { symbols }
+    }
+
+    fn find(&self, addr: u64) -> Option<KernelSymbol<'_>> {
+        let i = self.symbols.partition_point(|(a, _, _)| *a <= addr).checked_sub(1)?;
+        let (start, name, module) = &self.symbols[i];
+        let size = self.symbols.get(i + 1).map_or(0, |(next, _, _)| next - start);
+        Some(KernelSymbol { name, offset: addr - start, size, module })
+    }
+}
+
+/// The kernel symbol holding `addr` (root reads real addresses from /proc/kallsyms).
+pub fn kernel_symbol(addr: u64) -> Option<KernelSymbol<'static>> {
+    static KALLSYMS: std::sync::OnceLock<Kallsyms> = std::sync::OnceLock::new();
+    KALLSYMS.get_or_init(|| Kallsyms::parse(&std::fs::read_to_string("/proc/kallsyms").unwrap_or_default())).find(addr)
+}
+
+/// `symname(addr)`: the symbol's name, or the address in hex as SystemTap gives it.
+pub fn symname(addr: u64) -> String {
+    kernel_symbol(addr).map_or_else(|| format!("{addr:#x}"), |s| s.name.to_string())
+}
+
+/// `symdata(addr)`: `name+0xoffset/0xsize [module]`, or the address in hex.
+pub fn symdata(addr: u64) -> String {
+    match kernel_symbol(addr) {
+        None => format!("{addr:#x}"),
+        Some(s) if s.module.is_empty() => format!("{}+{:#x}/{:#x}", s.name, s.offset, s.size),
+        Some(s) => format!("{}+{:#x}/{:#x} [{}]", s.name, s.offset, s.size, s.module),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TEXT: &str = "\
+ffffffff81000000 T _stext
+ffffffff81000100 T do_one
+ffffffff81000180 d some_data
+ffffffff81000200 t do_two
+ffffffffc0000000 t mod_fn\t[nf_tables]
+";
+
+    #[test]
+    fn an_address_falls_in_the_text_symbol_before_it() {
+        let k = Kallsyms::parse(TEXT);
+        assert_eq!(
+            k.find(0xffffffff81000190),
+            Some(KernelSymbol { name: "do_one", offset: 0x90, size: 0x100, module: "" })
+        );
+        assert_eq!(k.find(0xffffffff81000200).map(|s| s.name), Some("do_two"));
+        assert_eq!(k.find(0xffffffffc0000010).map(|s| s.module), Some("nf_tables"));
+        assert_eq!(k.find(0x1000), None);
+    }
+}

@@ -23,6 +23,10 @@ pub const MAX_ACTION: u64 = 1_000_000;
 #[derive(Debug, Default)]
 pub struct Effects {
     pub exit: bool,
+    /// `system(cmd)`: shell commands to start once the handler is done.
+    pub commands: Vec<String>,
+    /// `switch_file()`: the output file is to be rotated.
+    pub switch_file: bool,
 }
 
 /// Why a user-space handler stopped early.
@@ -32,6 +36,9 @@ pub enum HandlerError {
     TooLong,
     #[error("`{0}` is not available in user space")]
     KernelOnly(&'static str),
+    /// `error(msg)`.
+    #[error("{0}")]
+    Script(String),
     #[error("{0}")]
     Stat(#[from] crate::stats::StatError),
     #[error("array `{0}` is full (MAXMAPENTRIES)")]
@@ -213,7 +220,22 @@ fn exec(
         | InstKind::LoadReturn { .. } => return Err(HandlerError::KernelOnly("a target variable")),
         InstKind::Read { .. } | InstKind::ReadStr { .. } => return Err(HandlerError::KernelOnly("reading memory")),
         InstKind::Call { dst, builtin, args } => {
-            let value = call(env, vars, *builtin, args)?;
+            let value = match builtin {
+                Builtin::System => {
+                    effects.commands.push(text(vars, args[0]));
+                    Value::Long(0)
+                }
+                Builtin::SwitchFile => {
+                    effects.switch_file = true;
+                    Value::Long(0)
+                }
+                Builtin::Warn => {
+                    eprintln!("WARNING: {}", text(vars, args[0]));
+                    Value::Long(0)
+                }
+                Builtin::Error => return Err(HandlerError::Script(text(vars, args[0]))),
+                _ => call(env, vars, *builtin, args)?,
+            };
             if let Some(d) = dst {
                 set(vars, *d, value);
             }
@@ -509,6 +531,18 @@ fn errno_name(n: i64) -> String {
     }
 }
 
+/// The value of a [`Builtin::deferrable`] function of `n`: computed here for user-space
+/// probes, and for the records of kernel probes that carry `n` instead of the text.
+pub fn text_of_long(builtin: Builtin, n: i64) -> String {
+    match builtin {
+        Builtin::ErrnoStr => errno_name(n),
+        Builtin::Ctime => ctime(n),
+        Builtin::Symname => crate::symbols::symname(n as u64),
+        Builtin::Symdata => crate::symbols::symdata(n as u64),
+        other => unreachable!("`{}` is not deferrable", other.name()),
+    }
+}
+
 /// `ctime(seconds)` in UTC, as SystemTap prints it: `Thu Jan  1 00:00:00 1970`.
 fn ctime(secs: i64) -> String {
     let days = secs.div_euclid(86_400);
@@ -582,8 +616,14 @@ fn call(env: &Env<'_>, vars: &[Value], builtin: Builtin, args: &[Var]) -> Result
             Value::Str(if from.is_empty() { s } else { s.replace(&from, &to) })
         }
         Builtin::Tokenize => Value::Str(tokenize(env, &text(vars, args[0]), &text(vars, args[1]))),
-        Builtin::ErrnoStr => Value::Str(errno_name(arg(0))),
-        Builtin::Ctime => Value::Str(ctime(arg(0))),
+        Builtin::ErrnoStr | Builtin::Ctime | Builtin::Symname | Builtin::Symdata => {
+            Value::Str(text_of_long(builtin, arg(0)))
+        }
+        // A user-space probe runs in bpftap, not in an interrupted context.
+        Builtin::UserMode => Value::Long(0),
+        Builtin::System | Builtin::SwitchFile | Builtin::Warn | Builtin::Error => {
+            unreachable!("`{}` changes the session: `exec` runs it", builtin.name())
+        }
         other => return Err(HandlerError::KernelOnly(other.name())),
     })
 }
