@@ -271,7 +271,8 @@ impl Ctx<'_> {
             return None;
         }
         let event = if want_return { "sys_exit" } else { "sys_enter" };
-        let format = self.kernel.tracepoint("raw_syscalls", event).ok()?;
+        let mut format = self.kernel.tracepoint("raw_syscalls", event).ok()?;
+        let raw_args = if want_return { Vec::new() } else { name_raw_args(&mut format) };
         let span = point.span;
         let id = || Expr::new(ExprKind::TargetVar("id".into()), span);
         let mut stmts = Vec::new();
@@ -300,6 +301,12 @@ impl Ctx<'_> {
             stmts.push(assign_stmt("retval", ret.clone(), span));
             let call = Expr::new(ExprKind::Call { name: "_syscall_retstr".into(), args: vec![ret] }, span);
             stmts.push(assign_stmt("retstr", call, span));
+        } else if !raw_args.is_empty() {
+            // Which argument is a string or a pointer depends on the syscall; one program for
+            // all of them prints the raw values (see `_syscall_raw_argstr`).
+            let args = raw_args.iter().map(|a| Expr::new(ExprKind::TargetVar(a.clone()), span)).collect();
+            let call = Expr::new(ExprKind::Call { name: "_syscall_raw_argstr".into(), args }, span);
+            stmts.push(assign_stmt("argstr", call, span));
         }
         Some(Resolved {
             point: format!("kernel.trace(\"raw_syscalls:{event}\")"),
@@ -356,6 +363,9 @@ impl Ctx<'_> {
             let Ok(format) = self.kernel.tracepoint("syscalls", &event) else { continue };
             let span = point.span;
             let mut stmts = vec![assign_stmt("name", Expr::new(ExprKind::String(name.clone()), span), span)];
+            if !want_return {
+                stmts.extend(generic_syscall_vars(&format, span));
+            }
             if want_return {
                 let ret = Expr::new(ExprKind::TargetVar("ret".into()), span);
                 stmts.push(assign_stmt("retval", ret.clone(), span));
@@ -678,6 +688,59 @@ fn function_context(sig: &FunctionSig, ret: bool) -> TracepointFormat {
         fields.push(field("return", sig.params.len() as u32));
     }
     TracepointFormat { group: "kernel".into(), event: sig.name.clone(), common_fields: vec![], fields }
+}
+
+/// `raw_syscalls:sys_enter`'s `unsigned long args[6]` as six fields `__arg1`..`__arg6` of
+/// the record, which lowering reads like any field; returns their names.
+fn name_raw_args(format: &mut TracepointFormat) -> Vec<String> {
+    let Some(args) = format.field("args").filter(|f| f.size == 48).cloned() else { return Vec::new() };
+    let names: Vec<String> = (1..=6).map(|i| format!("__arg{i}")).collect();
+    for (i, name) in names.iter().enumerate() {
+        format.fields.push(crate::kernel::TracepointField {
+            name: name.clone(),
+            c_type: "unsigned long".into(),
+            offset: args.offset + 8 * i as u32,
+            size: 8,
+            signed: false,
+        });
+    }
+    names
+}
+
+/// The variables of a syscall the table (`tapsets/syscalls.table`) does not describe: each
+/// argument by its field's name, and `argstr` with user strings quoted, pointers as `%p` and
+/// numbers as `%d`.
+fn generic_syscall_vars(format: &TracepointFormat, span: Span) -> Vec<Stmt> {
+    const SET_BY_THE_ALIAS: &[&str] = &["name", "argstr", "retval", "retstr"];
+    let args: Vec<_> = format.fields.iter().filter(|f| f.name != "__syscall_nr").collect();
+    let mut stmts = Vec::new();
+    let mut conversions = Vec::new();
+    let mut values = Vec::new();
+    for field in &args {
+        let mut value = Expr::new(ExprKind::TargetVar(field.name.clone()), span);
+        let c = field.c_type.replace(' ', "");
+        // A path is a quoted string in SystemTap's variables too (`pathname`, `filename`).
+        if c == "constchar*" {
+            conversions.push("%s");
+            // IMPORTANT: listed in `select::GENERATED_CALLS`.
+            value = Expr::new(ExprKind::Call { name: "_user_string_quoted".into(), args: vec![value] }, span);
+        } else {
+            conversions.push(if c.contains('*') { "%p" } else { "%d" });
+        }
+        if !SET_BY_THE_ALIAS.contains(&field.name.as_str()) {
+            stmts.push(assign_stmt(&field.name, value.clone(), span));
+        }
+        values.push(value);
+    }
+    let argstr = if values.is_empty() {
+        Expr::new(ExprKind::String(String::new()), span)
+    } else {
+        let mut call_args = vec![Expr::new(ExprKind::String(conversions.join(", ")), span)];
+        call_args.extend(values);
+        Expr::new(ExprKind::Call { name: "sprintf".into(), args: call_args }, span)
+    };
+    stmts.push(assign_stmt("argstr", argstr, span));
+    stmts
 }
 
 fn assign_stmt(name: &str, value: Expr, span: Span) -> Stmt {

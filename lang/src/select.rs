@@ -34,7 +34,7 @@ use crate::preprocess::PreprocessEnv;
 /// Tapset functions that elaboration calls in the bodies it generates (the `syscall.NAME`
 /// family).
 // IMPORTANT: keep in sync with the calls `elaborate.rs` builds.
-pub const GENERATED_CALLS: &[&str] = &["syscall_name", "_syscall_retstr"];
+pub const GENERATED_CALLS: &[&str] = &["syscall_name", "_syscall_retstr", "_syscall_raw_argstr", "_user_string_quoted"];
 
 /// A tapset file to select from.
 pub struct Tapset {
