@@ -2,9 +2,10 @@
 # Every step is idempotent: a second run changes nothing and downloads nothing.
 
 # What the tests need on the machine: python3 runs the workloads in tests/workloads, the
-# SystemTap examples in systemtap-doc are the parser's corpus, and iproute2 and iputils-ping
-# are the network workloads' tools.
-TEST_PACKAGES=(python3 systemtap-doc iproute2 iputils-ping bpftool)
+# SystemTap examples in systemtap-doc are the parser's corpus, SystemTap's tapset in
+# systemtap-common is what tests/syscall_vars.rs compares the syscall variables with, and
+# iproute2 and iputils-ping are the network workloads' tools.
+TEST_PACKAGES=(python3 systemtap-doc systemtap-common iproute2 iputils-ping bpftool)
 
 # What tests/vm/run-in-vm.sh needs to boot Debian kernels under QEMU (binutils: readelf, for
 # the faster PVH boot). It would install them itself; scripts/test.sh does it first, so that a
