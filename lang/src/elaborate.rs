@@ -84,7 +84,7 @@ pub fn elaborate(input: &Input<'_>, kernel: &dyn KernelInfo) -> (Elaborated, Vec
     }
     for item in &input.script.items {
         match item {
-            Item::Probe(p) => cx.probe(p, &mut out.probes),
+            Item::Probe(p) => cx.probe(p, &mut out),
             Item::EmbeddedC(span) => cx.diags.push(embedded_c(*span)),
             Item::Function(f) => {
                 if let ast::FunctionBody::EmbeddedC(span) = f.body {
@@ -133,14 +133,15 @@ enum Unresolved {
 const MAX_ALIAS_DEPTH: usize = 16;
 
 impl Ctx<'_> {
-    fn probe(&mut self, probe: &ast::Probe, out: &mut Vec<ElabProbe>) {
+    fn probe(&mut self, probe: &ast::Probe, out: &mut Elaborated) {
         for point in &probe.points {
             match self.resolve(point, 0) {
                 Ok(list) => {
                     for r in list {
                         let mut body = merge_body(&r, probe);
                         fold_defined_block(&mut body, r.format.as_ref());
-                        out.push(ElabProbe {
+                        self.entry_values(&r.target, &body, out);
+                        out.probes.push(ElabProbe {
                             body,
                             point: r.point,
                             user_point: r.user_point,
@@ -158,6 +159,56 @@ impl Ctx<'_> {
                 Err(Unresolved::Failed(d)) => self.diags.push(d),
                 Err(Unresolved::Unknown) => self.diags.push(self.unknown_point(point)),
             }
+        }
+    }
+
+    /// `@entry(e)` in a syscall's return probe: a probe on the syscall's entry stores `e` in
+    /// a global array by thread (see [`entry_value`]), which the return probe reads.
+    fn entry_values(&mut self, target: &Target, body: &Block, out: &mut Elaborated) {
+        let Target::Tracepoint { group, event, .. } = target else { return };
+        let Some(name) = event.strip_prefix("sys_exit_").filter(|_| group == "syscalls") else { return };
+        let mut entries = Vec::new();
+        walk_exprs(body, &mut |e| {
+            if let ExprKind::Entry(inner) = &e.kind {
+                entries.push((**inner).clone());
+            }
+        });
+        if entries.is_empty() {
+            return;
+        }
+        let enter = format!("sys_enter_{name}");
+        let Ok(format) = self.kernel.tracepoint("syscalls", &enter) else { return };
+        for inner in entries {
+            let span = inner.span;
+            let global = entry_array(&inner);
+            if out.globals.iter().any(|g| g.name == global) {
+                continue;
+            }
+            let slot = entry_value(&inner);
+            out.globals.push(ast::Global {
+                name: global,
+                init: None,
+                size: None,
+                is_array: true,
+                wrap: false,
+                private: true,
+                span,
+            });
+            let store = ExprKind::Assign { op: ast::AssignOp::Assign, target: Box::new(slot), value: Box::new(inner) };
+            let stmt = Stmt { kind: StmtKind::Expr(Expr::new(store, span)), span };
+            out.probes.push(ElabProbe {
+                point: format!("kernel.trace(\"syscalls:{enter}\")"),
+                user_point: format!("syscall.{name}"),
+                target: Target::Tracepoint {
+                    group: "syscalls".into(),
+                    event: enter.clone(),
+                    record_size: format.record_size(),
+                },
+                format: Some(format.clone()),
+                function: None,
+                body: Block { stmts: vec![stmt], span },
+                span,
+            });
         }
     }
 
@@ -625,6 +676,21 @@ impl Ctx<'_> {
         }
         Ok(out)
     }
+}
+
+/// Where a syscall's entry probe leaves the value of `@entry(inner)` for its return probe:
+/// `__entry_FILE_OFFSET[tid()]`, named after the expression's place in the source.
+pub fn entry_value(inner: &Expr) -> Expr {
+    let span = inner.span;
+    let name = entry_array(inner);
+    let tid = Expr::new(ExprKind::Call { name: "tid".into(), args: vec![] }, span);
+    let base = Box::new(Expr::new(ExprKind::Ident(name), span));
+    Expr::new(ExprKind::Index { base, keys: vec![tid] }, span)
+}
+
+/// The global array of [`entry_value`].
+pub fn entry_array(inner: &Expr) -> String {
+    format!("__entry_{}_{}", inner.span.file.0, inner.span.start)
 }
 
 /// Netfilter protocol families (`NFPROTO_*`) by name.
