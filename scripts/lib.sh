@@ -2,9 +2,9 @@
 # Every step is idempotent: a second run changes nothing and downloads nothing.
 
 # What the tests need on the machine: python3 runs the workloads in tests/workloads, the
-# SystemTap examples in systemtap-doc are the parser's corpus, SystemTap's tapset in
-# systemtap-common is what tests/syscall_vars.rs compares the syscall variables with, and
-# iproute2 and iputils-ping are the network workloads' tools.
+# SystemTap examples in systemtap-doc are the parser's corpus and the install checks' scripts,
+# systemtap-common's tapsets are what the syscall variables are checked against, and iproute2 and iputils-ping
+# are the network workloads' tools.
 TEST_PACKAGES=(python3 systemtap-doc systemtap-common iproute2 iputils-ping bpftool)
 
 # What tests/vm/run-in-vm.sh needs to boot Debian kernels under QEMU (binutils: readelf, for
@@ -52,4 +52,32 @@ mount_tracefs() {
 ensure_cargo() {
     command -v cargo >/dev/null ||
         die "cargo not found: install the Rust toolchain (https://rustup.rs) first"
+}
+
+# The install's first trace, with the bpftap binary given: count a workload's getppid calls,
+# started once bpftap says it is attached. Fails unless both lines a user expects appear.
+first_trace() {
+    local bpftap=$1 ready out trace
+    echo "running a first trace"
+    ready="$(mktemp -u /tmp/bpftap-install.XXXXXX)"
+    out="$(mktemp /tmp/bpftap-first-trace.XXXXXX)"
+    BPFTAP_READY_FILE="$ready" "$bpftap" -T 2 -e '
+        global calls
+        probe begin { println("bpftap works") }
+        probe syscall.getppid { calls++ }
+        probe end { printf("%d getppid calls seen\n", calls) }' >"$out" &
+    trace=$!
+    for _ in $(seq 200); do
+        [ -e "$ready" ] && break
+        sleep 0.05
+    done
+    python3 tests/workloads/getppid_loop.py 100 >/dev/null
+    wait "$trace" || { cat "$out"; rm -f "$ready" "$out"; die "the first trace failed"; }
+    cat "$out"
+    rm -f "$ready"
+    if ! grep -qx 'bpftap works' "$out" || ! grep -qE '^([1-9][0-9]{2,}) getppid calls seen$' "$out"; then
+        rm -f "$out"
+        die "the first trace did not print 'bpftap works' and at least 100 getppid calls"
+    fi
+    rm -f "$out"
 }

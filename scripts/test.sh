@@ -13,6 +13,8 @@ apt_ensure "${TEST_PACKAGES[@]}"
 mount_tracefs
 # --no-fail-fast: one failing test binary must not hide the results of the others.
 rc=0
+# The install command's first trace, with the binary the tests use.
+cargo build --quiet && first_trace target/debug/bpftap || rc=1
 cargo test --workspace --no-fail-fast "$@" || rc=$?
 
 # kernel.function probes (fentry, kprobes) cannot run on this machine's kernel: the "kernel:"

@@ -27,6 +27,11 @@ pub const TAPSETS: &[(&str, &str)] = &[
     ("scheduler.stp", include_str!("../tapsets/scheduler.stp")),
     ("vfs.stp", include_str!("../tapsets/vfs.stp")),
     ("inet.stp", include_str!("../tapsets/inet.stp")),
+    ("macros.stp", include_str!("../tapsets/macros.stp")),
+    ("irq.stp", include_str!("../tapsets/irq.stp")),
+    ("ioblock.stp", include_str!("../tapsets/ioblock.stp")),
+    ("vm.stp", include_str!("../tapsets/vm.stp")),
+    ("oneshot.stp", include_str!("../tapsets/oneshot.stp")),
 ];
 
 /// The table the `syscall.NAME` aliases with SystemTap's variables are written from.

@@ -176,12 +176,29 @@ impl Ctx<'_> {
             }
             // `-l` needs no format: the tracepoint list comes from the same `events/` tree.
             let vars = match with_vars.then(|| self.kernel.tracepoint(&group, &event)) {
-                Some(Ok(format)) => field_vars(&format),
+                Some(Ok(format)) => {
+                    let mut vars = field_vars(&format);
+                    vars.extend(self.argument_vars(&format));
+                    vars
+                }
                 Some(Err(_)) => continue,
                 None => Vec::new(),
             };
             self.points.insert(format!("kernel.trace(\"{spec}\")"), vars);
         }
+    }
+
+    /// `$arg:C type` for each C argument of a tracepoint that is not also a record field
+    /// (a probe reads one or the other; see `lang::elaborate`).
+    fn argument_vars(&self, format: &TracepointFormat) -> Vec<String> {
+        let (Ok(args), Ok(btf)) = (self.kernel.tracepoint_args(&format.event), self.kernel.btf()) else {
+            return Vec::new();
+        };
+        args.params
+            .iter()
+            .filter(|(name, _)| format.field(name).is_none())
+            .map(|(name, ty)| format!("${name}:{}", c_type(btf, *ty, 0)))
+            .collect()
     }
 
     /// `kernel.function("f")` and `.return` for each function in the kernel's BTF.

@@ -3,6 +3,7 @@
 
 mod driver;
 mod list;
+mod stap_options;
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -10,6 +11,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+use lang::kernel::KernelInfo;
 use lang::span::SourceKind;
 use runtime::kernel_info::LiveKernel;
 use runtime::session::{RunOptions, RuntimeError, Session};
@@ -41,8 +43,8 @@ struct Cli {
     #[arg(short = 'x', value_name = "PID")]
     target_pid: Option<i32>,
     /// Stop after SECONDS.
-    #[arg(short = 'T', value_name = "SECONDS")]
-    timeout: Option<f64>,
+    #[arg(short = 'T', value_name = "SECONDS", value_parser = parse_seconds, allow_hyphen_values = true)]
+    timeout: Option<Duration>,
     /// Set a global before `begin` runs (repeatable).
     #[arg(short = 'G', value_name = "NAME=VALUE")]
     globals: Vec<String>,
@@ -73,6 +75,8 @@ struct Cli {
     /// The script file, then its arguments ($1, @1, ...).
     #[arg(value_name = "SCRIPT_FILE")]
     args: Vec<String>,
+    #[command(flatten)]
+    stap: stap_options::StapOptions,
 }
 
 fn main() -> ExitCode {
@@ -106,6 +110,13 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         }
         (None, None) => return Err("no script: give -e 'SCRIPT' or a script file (see --help)".into()),
     };
+    let kernel = LiveKernel::new();
+    let checked = cli.stap.check(&kernel.release(), &kernel.arch())?;
+    for w in &checked.warnings {
+        eprintln!("bpftap: warning: {w}");
+    }
+    // -E SCRIPT: more script text, compiled as if it followed the script.
+    let text = cli.stap.extra_scripts.iter().fold(text, |all, extra| all + "\n" + extra);
     let mut string_capacity = 128;
     let mut max_map_entries = 2048;
     for d in &cli.defines {
@@ -136,7 +147,6 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                     run bpftap with sudo"
             .into());
     }
-    let kernel = LiveKernel::new();
     let set_globals = cli
         .globals
         .iter()
@@ -203,7 +213,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
     let options = RunOptions {
         target_pid: cli.target_pid,
         command: cli.command.clone(),
-        duration: cli.timeout.map(Duration::from_secs_f64),
+        duration: cli.timeout,
         set_globals,
         ready_file: std::env::var_os("BPFTAP_READY_FILE").map(PathBuf::from),
         buffer_bytes: cli.buffer_mb.map_or(0, |mb| mb.next_power_of_two() << 20),
@@ -239,6 +249,16 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             report_runtime_error(&e, &compiled.sources);
             Ok(ExitCode::from(1))
         }
+    }
+}
+
+/// `-T SECONDS`: a finite, non-negative number of seconds, at most a year.
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    const MAX: f64 = 365.0 * 24.0 * 3600.0;
+    match text.trim().parse::<f64>() {
+        Ok(s) if (0.0..=MAX).contains(&s) => Ok(Duration::from_secs_f64(s)),
+        Ok(_) => Err(format!("give a number of seconds from 0 to {MAX}")),
+        Err(_) => Err("give a number of seconds, such as 10 or 0.5".into()),
     }
 }
 

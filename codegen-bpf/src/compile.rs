@@ -57,6 +57,9 @@ pub fn compile(program: Program) -> Result<CompiledScript, EmitError> {
         let (section, exit_value, args) = match &handler.target {
             t if t.is_user_space() => continue,
             Target::Tracepoint { group, event, .. } => (format!("tracepoint/{group}/{event}"), 0, ArgAccess::None),
+            Target::RawTracepoint { event, nargs } => {
+                (format!("tp_btf/{event}"), 0, ArgAccess::Fentry { nargs: *nargs })
+            }
             Target::Netfilter { .. } => (NETFILTER_SECTION.to_string(), NF_ACCEPT, ArgAccess::None),
             Target::Uprobe { ret, symbol, .. } => {
                 let kind = if *ret { "uretprobe" } else { "uprobe" };

@@ -21,6 +21,8 @@
 //! Invariant: every memory access has a constant offset within its region, or a variable
 //! offset the verifier can bound, so a program that emits is one the verifier accepts.
 
+mod regex_match;
+
 use std::collections::{HashMap, HashSet};
 
 use lang::builtins::Builtin;
@@ -39,7 +41,8 @@ use crate::regalloc::{self, Allocation, Home};
 pub enum ArgAccess {
     /// Not a function probe.
     None,
-    /// fentry/fexit: the context is the arguments as `u64`s, then the return value.
+    /// fentry/fexit and raw tracepoints: the context is the arguments as `u64`s, then (at
+    /// an fexit) the return value.
     Fentry { nargs: u32 },
     /// kprobe/kretprobe: the context is `struct pt_regs`. At a return the argument
     /// registers hold other values, so arguments are only readable on entry.
@@ -66,27 +69,35 @@ pub struct MapIndexes {
     pub scratch: usize,
 }
 
-/// Read-only data shared by all programs: strings for `bpf_snprintf`, interned.
+/// Read-only data shared by all programs: strings for `bpf_snprintf` and the tables of
+/// regular expressions, interned.
 #[derive(Debug, Default)]
 pub struct Rodata {
     pub bytes: Vec<u8>,
-    interned: HashMap<String, u32>,
+    interned: HashMap<Vec<u8>, u32>,
     /// `(offset, length)` of a run of zero bytes, the initial value of new map elements.
     zeros: Option<(u32, u32)>,
 }
 
 impl Rodata {
+    /// The offset of `s` as a NUL-terminated string.
     pub fn intern(&mut self, s: &str) -> u32 {
-        if let Some(off) = self.interned.get(s) {
+        let mut bytes = s.as_bytes().to_vec();
+        bytes.push(0);
+        self.intern_bytes(&bytes)
+    }
+
+    /// The offset of `bytes`, 8-byte aligned.
+    pub fn intern_bytes(&mut self, bytes: &[u8]) -> u32 {
+        if let Some(off) = self.interned.get(bytes) {
             return *off;
         }
         let off = self.bytes.len() as u32;
-        self.bytes.extend_from_slice(s.as_bytes());
-        self.bytes.push(0);
+        self.bytes.extend_from_slice(bytes);
         while self.bytes.len() % 8 != 0 {
             self.bytes.push(0);
         }
-        self.interned.insert(s.to_string(), off);
+        self.interned.insert(bytes.to_vec(), off);
         off
     }
 
@@ -553,6 +564,10 @@ impl Emitter<'_> {
 
     fn rodata_ptr(&mut self, dst: Reg, s: &str) {
         let off = self.rodata.intern(s);
+        self.rodata_ptr_at(dst, off);
+    }
+
+    fn rodata_ptr_at(&mut self, dst: Reg, off: u32) {
         self.relocs.push(Reloc { insn_index: self.insns.len(), target: RelocTarget::Rodata(off) });
         self.push2(insn::ld_imm64_pseudo(dst, insn::pseudo::MAP_VALUE, 0, off as i32));
     }
@@ -841,6 +856,7 @@ impl Emitter<'_> {
             }
             InstKind::StrCompare { op, dst, lhs, rhs } => self.str_compare(*op, *dst, *lhs, *rhs),
             InstKind::Concat { dst, lhs, rhs } => self.concat(*dst, *lhs, *rhs),
+            InstKind::RegexMatch { dst, regex, subject } => self.regex_match(*dst, *regex, *subject)?,
             InstKind::LoadContext { dst, offset, size, signed } => {
                 if !self.sunk.contains_key(dst) {
                     self.load_context(*offset, *size, *signed);
@@ -1635,7 +1651,10 @@ impl Emitter<'_> {
             | Builtin::StrReplace
             | Builtin::Tokenize
             | Builtin::ErrnoStr
-            | Builtin::Ctime => return Err(self.unsupported(&format!("`{}()`", builtin.name()))),
+            | Builtin::Ctime
+            | Builtin::Matched
+            | Builtin::MatchedStr
+            | Builtin::Ngroups => return Err(self.unsupported(&format!("`{}()`", builtin.name()))),
             Builtin::Randint => {
                 self.push(insn::call(Helper::GetPrandomU32));
                 self.load(Reg::R1, args[0]);

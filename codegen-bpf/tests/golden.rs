@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use lang::elaborate::{self, Input};
-use lang::kernel::{Fixture, TracepointField, TracepointFormat};
+use lang::kernel::{Fixture, FunctionSig, TracepointField, TracepointFormat};
 use lang::preprocess::{Macros, PreprocessEnv};
 use lang::span::{SourceKind, SourceMap};
 
@@ -27,6 +27,18 @@ fn fixture() -> Fixture {
     };
     add("sys_enter_getppid", vec![field("__syscall_nr", "int", 8, 4, true)]);
     add("sys_enter_close", vec![field("__syscall_nr", "int", 8, 4, true), field("fd", "unsigned int", 16, 8, false)]);
+    // A tracepoint whose C arguments BTF names (in its probe stub): `$next` makes a raw
+    // tracepoint program reading the third argument.
+    let format = TracepointFormat {
+        group: "sched".into(),
+        event: "sched_switch".into(),
+        common_fields: common,
+        fields: vec![field("next_pid", "pid_t", 56, 4, true)],
+    };
+    k.tracepoints.insert(("sched".into(), "sched_switch".into()), format);
+    let params = ["__data", "preempt", "prev", "next"].map(|p| (p.to_string(), 0));
+    let stub = FunctionSig { name: "__probestub_sched_switch".into(), params: params.to_vec(), ret: 0 };
+    k.functions.insert(stub.name.clone(), stub);
     k
 }
 

@@ -57,6 +57,12 @@ pub enum Builtin {
     ErrnoStr,
     /// `ctime(seconds)`: `Tue Nov 17 14:33:07 2026`, UTC.
     Ctime,
+    /// `matched(n)`: group `n` of the last successful `=~` (0: the whole match).
+    Matched,
+    /// `matched_str()`: the string the last successful `=~` matched.
+    MatchedStr,
+    /// `ngroups()`: the groups of the last successful `=~`'s pattern, group 0 included.
+    Ngroups,
 }
 
 /// Where a function may run.
@@ -152,6 +158,11 @@ pub const BUILTINS: &[Signature] = &[
     user("tokenize", &[S, S], S, Builtin::Tokenize),
     user("errno_str", &[L], S, Builtin::ErrnoStr),
     user("ctime", &[L], S, Builtin::Ctime),
+    // The groups of a match exist only in user space: a kernel probe's `=~` walks a DFA
+    // that says whether the string matches, not where.
+    user("matched", &[L], S, Builtin::Matched),
+    user("matched_str", &[], S, Builtin::MatchedStr),
+    user("ngroups", &[], L, Builtin::Ngroups),
     sig("_user_ipv6_str", &[L], S, Runs::Kernel, Lowering::Builtin(Builtin::UserIpv6Str)),
     sig("_kernel_ipv6_str", &[L], S, Runs::Kernel, Lowering::Builtin(Builtin::KernelIpv6Str)),
     sig("user_string", &[L], S, Runs::Kernel, Lowering::ReadStr(U)),

@@ -11,15 +11,20 @@
 //! built-in families (`begin`, `end`, `error`, `timer.*`, `kernel.trace`). A wildcard point
 //! expands to every match; matches that fail to resolve are skipped, as in SystemTap.
 //!
+//! A tracepoint probe whose body reads the tracepoint's C arguments (`$prev`) rather than
+//! only its record fields becomes a raw tracepoint probe, typed like a kernel function's.
+//!
 //! Invariant: every [`ElabProbe`] has a target this kernel provides; tracepoint targets come
-//! with their record format, so `$field` accesses can be checked against it.
+//! with their record format, and raw tracepoint and function targets with their arguments
+//! (as `format` and `function`), so `$var` accesses can be checked against them.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::ast::{self, AliasKind, Block, Component, Expr, ExprKind, Item, Literal, ProbePoint, Stmt, StmtKind};
 use crate::diag::Diagnostic;
+pub use crate::glob::{glob_match, is_pattern};
 use crate::ir::{PerfEvent, PerfSample, Target};
-use crate::kernel::{FunctionSig, KernelError, KernelInfo, TracepointFormat};
+use crate::kernel::{CType, FunctionSig, KernelError, KernelInfo, TracepointFormat, TypeId};
 use crate::span::Span;
 
 /// A script after elaboration.
@@ -46,6 +51,9 @@ pub struct ElabProbe {
     pub body: Block,
     /// The user's probe (the whole `probe ... { }`).
     pub span: Span,
+    /// A `never` probe: its body is type-checked (scripts use one to give globals their
+    /// types) but never compiled or run.
+    pub never: bool,
 }
 
 /// A script and the tapsets, parsed.
@@ -71,7 +79,15 @@ pub fn elaborate(input: &Input<'_>, kernel: &dyn KernelInfo) -> (Elaborated, Vec
             match item {
                 Item::Alias(_) => {}
                 Item::Function(f) => {
-                    out.functions.entry(f.name.clone()).or_insert_with(|| f.clone());
+                    out.functions.entry(f.name.clone()).or_insert_with(|| {
+                        let mut f = f.clone();
+                        // A function has no target variables, but `@defined(@cast(...)->m)`
+                        // asks the kernel's types.
+                        if let ast::FunctionBody::Script(body) = &mut f.body {
+                            fold_defined_block(body, &ProbeContext { format: None, function: None, kernel });
+                        }
+                        f
+                    });
                 }
                 Item::Global(g) => {
                     if !out.globals.iter().any(|x| x.name == g.name) {
@@ -132,14 +148,32 @@ enum Unresolved {
 
 const MAX_ALIAS_DEPTH: usize = 16;
 
+/// The most kernel functions one wildcard may attach to: each is a program and an attachment
+/// of its own (bpftrace 0.17 stops at 512 probes by default).
+const MAX_FUNCTION_PROBES: usize = 1000;
+
 impl Ctx<'_> {
     fn probe(&mut self, probe: &ast::Probe, out: &mut Elaborated) {
         for point in &probe.points {
+            let never = matches!(point.components.as_slice(), [c] if c.name == "never" && c.arg.is_none());
             match self.resolve(point, 0) {
                 Ok(list) => {
-                    for r in list {
+                    for mut r in list {
                         let mut body = merge_body(&r, probe);
-                        fold_defined_block(&mut body, r.format.as_ref());
+                        let record = self.read_tracepoint_args(&mut r, &body);
+                        let cx = ProbeContext {
+                            format: r.format.as_ref(),
+                            function: r.function.as_ref(),
+                            kernel: self.kernel,
+                        };
+                        fold_defined_block(&mut body, &cx);
+                        if let Some(record) = record {
+                            let mixed = record_fields_read(&record, &r, &body);
+                            if !mixed.is_empty() {
+                                self.diags.extend(mixed);
+                                continue;
+                            }
+                        }
                         self.entry_values(&r.target, &body, out);
                         out.probes.push(ElabProbe {
                             body,
@@ -149,6 +183,7 @@ impl Ctx<'_> {
                             format: r.format,
                             function: r.function,
                             span: probe.span,
+                            never,
                         });
                     }
                     if point.sufficient {
@@ -208,8 +243,38 @@ impl Ctx<'_> {
                 function: None,
                 body: Block { stmts: vec![stmt], span },
                 span,
+                never: false,
             });
         }
+    }
+
+    /// A tracepoint probe whose body reads a C argument of the tracepoint (`$prev` of
+    /// sched_switch), not only fields of its record (`$prev_pid`), becomes a raw tracepoint
+    /// probe: its `$vars` are then the arguments, typed from BTF as a kernel function's
+    /// parameters are. A name that is both (`$irq` of irq_handler_entry) stays a record
+    /// field while the body reads no argument-only name. Returns the record's format when
+    /// the probe switched, for [`record_fields_read`].
+    fn read_tracepoint_args(&self, r: &mut Resolved, body: &Block) -> Option<TracepointFormat> {
+        let (Target::Tracepoint { event, .. }, Some(format)) = (&r.target, &r.format) else { return None };
+        let mut unknown = BTreeSet::new();
+        walk_exprs(body, &mut |e| {
+            if let ExprKind::TargetVar(name) = &e.kind {
+                if format.field(name).is_none() {
+                    unknown.insert(name.clone());
+                }
+            }
+        });
+        if unknown.is_empty() {
+            return None;
+        }
+        let args = self.kernel.tracepoint_args(event).ok()?;
+        if !args.params.iter().any(|(name, _)| unknown.contains(name)) {
+            return None;
+        }
+        r.target = Target::RawTracepoint { event: event.clone(), nargs: args.params.len() as u32 };
+        let record = r.format.replace(function_context(&args, false));
+        r.function = Some(args);
+        record
     }
 
     fn unknown_point(&self, point: &ProbePoint) -> Diagnostic {
@@ -250,24 +315,8 @@ impl Ctx<'_> {
                 }
                 let name_text = point_text(name);
                 alias_names.insert(name_text.clone());
-                for inner in &alias.points {
-                    match self.resolve(inner, depth + 1) {
-                        Ok(list) => {
-                            for mut r in list {
-                                r.user_point = name_text.clone();
-                                // The inner alias's code runs first: it sets the variables
-                                // the outer alias's code reads.
-                                match alias.kind {
-                                    AliasKind::Prologue => r.prologue.push(alias.body.clone()),
-                                    AliasKind::Epilogue => r.epilogue.push(alias.body.clone()),
-                                }
-                                found.push(r);
-                            }
-                        }
-                        Err(e) if !wildcard && !inner.optional => failure = Some(e),
-                        Err(_) => {}
-                    }
-                }
+                let inner = alias.points.iter().cloned();
+                self.expand_alias(alias, &name_text, inner, depth, wildcard, &mut found, &mut failure);
             }
         }
         if let Some(Unresolved::Failed(d)) = failure {
@@ -280,9 +329,75 @@ impl Ctx<'_> {
             Err(_) => {}
         }
         if found.is_empty() {
-            return self.builtin(point);
+            return match self.builtin(point) {
+                Err(Unresolved::Unknown) => self.alias_with_suffix(point, depth),
+                other => other,
+            };
         }
         Ok(found)
+    }
+
+    /// The alias's points resolved, each with the alias's body around what they resolve to.
+    #[allow(clippy::too_many_arguments)]
+    fn expand_alias(
+        &mut self,
+        alias: &ast::Alias,
+        name_text: &str,
+        inner: impl Iterator<Item = ProbePoint>,
+        depth: usize,
+        wildcard: bool,
+        found: &mut Vec<Resolved>,
+        failure: &mut Option<Unresolved>,
+    ) {
+        for inner in inner {
+            match self.resolve(&inner, depth + 1) {
+                Ok(list) => {
+                    for mut r in list {
+                        r.user_point = name_text.to_string();
+                        // The inner alias's code runs first: it sets the variables the outer
+                        // alias's code reads.
+                        match alias.kind {
+                            AliasKind::Prologue => r.prologue.push(alias.body.clone()),
+                            AliasKind::Epilogue => r.epilogue.push(alias.body.clone()),
+                        }
+                        found.push(r);
+                    }
+                }
+                Err(e) if !wildcard && !inner.optional => *failure = Some(e),
+                Err(_) => {}
+            }
+        }
+    }
+
+    /// Alias suffixes: `miscellany.return`, where `miscellany` is an alias and nothing is named
+    /// `miscellany.return`, is each of `miscellany`'s points with `.return` added, as in
+    /// SystemTap.
+    fn alias_with_suffix(&mut self, point: &ProbePoint, depth: usize) -> Result<Vec<Resolved>, Unresolved> {
+        let comps = &point.components;
+        let wildcard = comps.iter().any(|c| is_pattern(&c.name));
+        let mut found = Vec::new();
+        let mut failure = None;
+        let aliases = std::rc::Rc::clone(&self.aliases);
+        for alias in aliases.iter() {
+            for name in &alias.names {
+                let Some(k) = (1..comps.len()).rev().find(|&k| point_matches(&comps[..k], &name.components)) else {
+                    continue;
+                };
+                let suffix = &comps[k..];
+                let name_text = format!("{}.{}", point_text(name), components_text(suffix));
+                let inner = alias.points.iter().map(|p| {
+                    let mut p = p.clone();
+                    p.components.extend(suffix.iter().cloned());
+                    p
+                });
+                self.expand_alias(alias, &name_text, inner, depth, wildcard, &mut found, &mut failure);
+            }
+        }
+        match failure {
+            Some(Unresolved::Failed(d)) => Err(Unresolved::Failed(d)),
+            _ if found.is_empty() => Err(Unresolved::Unknown),
+            _ => Ok(found),
+        }
     }
 
     fn tracepoints(&mut self) -> &[(String, String)] {
@@ -463,6 +578,8 @@ impl Ctx<'_> {
             ["begin"] => simple(Target::Begin { priority: number(&comps[0]).unwrap_or(0) }, "begin".into()),
             ["end"] => simple(Target::End { priority: number(&comps[0]).unwrap_or(0) }, "end".into()),
             ["error"] => simple(Target::Error { priority: number(&comps[0]).unwrap_or(0) }, "error".into()),
+            // Type-checked as a user-space probe, then left out (see `ElabProbe::never`).
+            ["never"] => simple(Target::Begin { priority: 0 }, "never".into()),
             ["timer", "profile"] => {
                 let hz = self.kernel.config("CONFIG_HZ").and_then(|v| v.parse().ok()).unwrap_or(250);
                 let target = Target::Perf { event: PerfEvent::CpuClock, sample: PerfSample::Frequency(hz) };
@@ -591,15 +708,36 @@ impl Ctx<'_> {
     }
 
     /// `kernel.function("pattern")`: one probe per matching function in the kernel's BTF.
-    /// (`name@file:line` forms need debuginfo, which bpftap does without: the part after `@`
-    /// is ignored.)
+    /// (`name@file:line` forms need debuginfo, which bpftap does without: refused.)
     fn kernel_function(&mut self, pattern: &str, ret: bool, point: &ProbePoint) -> Result<Vec<Resolved>, Unresolved> {
-        let pattern = pattern.split('@').next().unwrap_or(pattern);
+        if let Some(at) = pattern.find(['@', ':']) {
+            return Err(Unresolved::Failed(
+                Diagnostic::error(
+                    "E0113",
+                    format!("`{}` needs the kernel's debuginfo (DWARF), which bpftap does without", &pattern[at..]),
+                    point.span,
+                )
+                .with_help(format!("probe the function by its name alone: kernel.function(\"{}\")", &pattern[..at])),
+            ));
+        }
         let names: Vec<String> = if is_pattern(pattern) {
             self.kernel.functions().into_iter().filter(|n| glob_match(pattern, n)).collect()
         } else {
             vec![pattern.to_string()]
         };
+        if names.len() > MAX_FUNCTION_PROBES {
+            return Err(Unresolved::Failed(
+                Diagnostic::error(
+                    "E0112",
+                    format!(
+                        "\"{pattern}\" matches {} kernel functions; bpftap attaches at most {MAX_FUNCTION_PROBES}",
+                        names.len()
+                    ),
+                    point.span,
+                )
+                .with_help("narrow the pattern; `bpftap -l 'kernel.function(\"PATTERN\")'` lists the matches"),
+            ));
+        }
         let mut out = Vec::new();
         for name in names {
             match self.kernel.function(&name) {
@@ -809,6 +947,36 @@ fn generic_syscall_vars(format: &TracepointFormat, span: Span) -> Vec<Stmt> {
     stmts
 }
 
+/// For a probe switched to a tracepoint's arguments: the record fields its body still reads
+/// (outside `@defined`), each an error. A raw tracepoint has no record, and reading the
+/// record's values from the arguments needs the event's C code, which BTF does not hold.
+fn record_fields_read(record: &TracepointFormat, r: &Resolved, body: &Block) -> Vec<Diagnostic> {
+    let Some(args) = &r.function else { return Vec::new() };
+    let is_arg = |name: &str| args.params.iter().any(|(p, _)| p == name);
+    let arg_names = args.params.iter().map(|(p, _)| format!("${p}")).collect::<Vec<_>>().join(", ");
+    let mut out = Vec::new();
+    walk_exprs(body, &mut |e| {
+        let ExprKind::TargetVar(name) = &e.kind else { return };
+        if is_arg(name) || record.field(name).is_none() {
+            return;
+        }
+        out.push(
+            Diagnostic::error(
+                "E0111",
+                format!("`${name}` is a field of the tracepoint's record, but this probe also reads its C arguments"),
+                e.span,
+            )
+            .with_label("a record field")
+            .with_help(format!(
+                "a probe reads either the record or the arguments of `{}`; its arguments are {arg_names}: \
+                 read the value through them (e.g. `$arg->member`)",
+                args.name
+            )),
+        );
+    });
+    out
+}
+
 fn assign_stmt(name: &str, value: Expr, span: Span) -> Stmt {
     let target = Box::new(Expr::new(ExprKind::Ident(name.to_string()), span));
     let kind = ExprKind::Assign { op: ast::AssignOp::Assign, target, value: Box::new(value) };
@@ -831,24 +999,74 @@ fn merge_body(r: &Resolved, probe: &ast::Probe) -> Block {
     Block { stmts, span: probe.span }
 }
 
-/// Replaces `@defined($var)` with 1 or 0 for this probe's context, and drops the code
-/// that constant conditions rule out, so `@defined($x) ? $x : 0` type-checks where `$x`
-/// does not exist (as SystemTap resolves it at compile time).
-fn fold_defined_block(block: &mut Block, format: Option<&TracepointFormat>) {
-    for s in &mut block.stmts {
-        fold_defined_stmt(s, format);
+/// What `@defined` asks about: the probe's target variables and the kernel's types.
+struct ProbeContext<'a> {
+    format: Option<&'a TracepointFormat>,
+    function: Option<&'a FunctionSig>,
+    kernel: &'a dyn KernelInfo,
+}
+
+impl ProbeContext<'_> {
+    /// Whether `e` exists in this probe and the kernel: `None` if not, else the struct type
+    /// it leads to by `->` when known. `$a->b->c` exists when `$a` is a target variable and
+    /// each member is in its struct (a bitfield ends the chain);
+    /// `@cast(x, "T")->m` when `T` has `m`. Where a type is unknown, the chain is taken as
+    /// existing, and lowering reports what it cannot read.
+    fn resolve(&self, e: &Expr) -> Option<Option<TypeId>> {
+        match &e.kind {
+            ExprKind::TargetVar(name) => {
+                if let Some((_, ty)) = self.function.and_then(|f| f.params.iter().find(|(n, _)| n == name)) {
+                    return Some(self.struct_behind(*ty));
+                }
+                let field = self.format?.field(name)?;
+                let pointee = field.c_type.trim().strip_suffix('*').map(|t| t.trim().trim_start_matches("const "));
+                Some(pointee.and_then(|t| self.kernel.type_by_name(t).ok()))
+            }
+            ExprKind::Cast { type_name, .. } => Some(Some(self.kernel.type_by_name(type_name).ok()?)),
+            ExprKind::Member { base, name } => match self.resolve(base)? {
+                Some(ty) => match self.kernel.member(ty, name) {
+                    Ok((_, member)) => Some(self.struct_behind(member)),
+                    Err(_) => self.kernel.bitfield(ty, name).ok().map(|_| None),
+                },
+                None => Some(None),
+            },
+            ExprKind::Index { base, .. } | ExprKind::AddressOf(base) | ExprKind::Deref(base) => {
+                self.resolve(base).map(|_| None)
+            }
+            _ => Some(None),
+        }
+    }
+
+    /// The struct a value of type `ty` leads to by `->`: its target for a pointer, itself
+    /// for a struct (or array, whose element `[i]` would take).
+    fn struct_behind(&self, ty: TypeId) -> Option<TypeId> {
+        match self.kernel.type_of(ty).ok()? {
+            CType::Pointer { to } => Some(to),
+            CType::Struct { .. } => Some(ty),
+            _ => None,
+        }
     }
 }
 
-fn fold_defined_stmt(s: &mut Stmt, format: Option<&TracepointFormat>) {
+/// Replaces `@defined(e)` with 1 or 0 for this probe's context (see
+/// [`ProbeContext::resolve`]), and drops the code that constant conditions rule out, so
+/// `@defined($x) ? $x : 0` type-checks where `$x` does not exist (as SystemTap resolves it
+/// at compile time).
+fn fold_defined_block(block: &mut Block, cx: &ProbeContext<'_>) {
+    for s in &mut block.stmts {
+        fold_defined_stmt(s, cx);
+    }
+}
+
+fn fold_defined_stmt(s: &mut Stmt, cx: &ProbeContext<'_>) {
     match &mut s.kind {
-        StmtKind::Block(b) => fold_defined_block(b, format),
-        StmtKind::Expr(e) | StmtKind::Delete(e) | StmtKind::Return(Some(e)) => fold_defined_expr(e, format),
+        StmtKind::Block(b) => fold_defined_block(b, cx),
+        StmtKind::Expr(e) | StmtKind::Delete(e) | StmtKind::Return(Some(e)) => fold_defined_expr(e, cx),
         StmtKind::If { cond, then, els } => {
-            fold_defined_expr(cond, format);
-            fold_defined_stmt(then, format);
+            fold_defined_expr(cond, cx);
+            fold_defined_stmt(then, cx);
             if let Some(e) = els {
-                fold_defined_stmt(e, format);
+                fold_defined_stmt(e, cx);
             }
             if let ExprKind::Number(n) = cond.kind {
                 let empty = Stmt { kind: StmtKind::Empty, span: s.span };
@@ -857,54 +1075,41 @@ fn fold_defined_stmt(s: &mut Stmt, format: Option<&TracepointFormat>) {
             }
         }
         StmtKind::While { cond, body } => {
-            fold_defined_expr(cond, format);
-            fold_defined_stmt(body, format);
+            fold_defined_expr(cond, cx);
+            fold_defined_stmt(body, cx);
         }
         StmtKind::For { init, cond, step, body } => {
             for e in [init, cond, step].into_iter().flatten() {
-                fold_defined_expr(e, format);
+                fold_defined_expr(e, cx);
             }
-            fold_defined_stmt(body, format);
+            fold_defined_stmt(body, cx);
         }
-        StmtKind::Foreach(f) => fold_defined_stmt(&mut f.body, format),
+        StmtKind::Foreach(f) => fold_defined_stmt(&mut f.body, cx),
         StmtKind::Try { body, catch, .. } => {
-            fold_defined_block(body, format);
-            fold_defined_block(catch, format);
+            fold_defined_block(body, cx);
+            fold_defined_block(catch, cx);
         }
         _ => {}
     }
 }
 
-fn fold_defined_expr(e: &mut Expr, format: Option<&TracepointFormat>) {
+fn fold_defined_expr(e: &mut Expr, cx: &ProbeContext<'_>) {
     use ExprKind::*;
     match &mut e.kind {
         Defined(inner) => {
-            // The root of `$a->b[c]` decides.
-            let mut root: &Expr = inner;
-            loop {
-                match &root.kind {
-                    Member { base, .. } | Index { base, .. } => root = base,
-                    AddressOf(x) | Deref(x) => root = x,
-                    _ => break,
-                }
-            }
-            let defined = match &root.kind {
-                TargetVar(name) => format.and_then(|f| f.field(name)).is_some(),
-                _ => true,
-            };
-            e.kind = Number(defined as i64);
+            e.kind = Number(cx.resolve(inner).is_some() as i64);
         }
         Ternary { cond, then, els } => {
-            fold_defined_expr(cond, format);
-            fold_defined_expr(then, format);
-            fold_defined_expr(els, format);
+            fold_defined_expr(cond, cx);
+            fold_defined_expr(then, cx);
+            fold_defined_expr(els, cx);
             if let Number(n) = cond.kind {
                 *e = if n != 0 { (**then).clone() } else { (**els).clone() };
             }
         }
         Logical { op, lhs, rhs } => {
-            fold_defined_expr(lhs, format);
-            fold_defined_expr(rhs, format);
+            fold_defined_expr(lhs, cx);
+            fold_defined_expr(rhs, cx);
             match (op, &lhs.kind) {
                 (ast::LogicalOp::And, Number(0)) => e.kind = Number(0),
                 (ast::LogicalOp::Or, Number(n)) if *n != 0 => e.kind = Number(1),
@@ -912,21 +1117,21 @@ fn fold_defined_expr(e: &mut Expr, format: Option<&TracepointFormat>) {
             }
         }
         Unary { op: ast::UnaryOp::Not, expr } => {
-            fold_defined_expr(expr, format);
+            fold_defined_expr(expr, cx);
             if let Number(n) = expr.kind {
                 e.kind = Number((n == 0) as i64);
             }
         }
-        Call { args, .. } => args.iter_mut().for_each(|a| fold_defined_expr(a, format)),
+        Call { args, .. } => args.iter_mut().for_each(|a| fold_defined_expr(a, cx)),
         Binary { lhs, rhs, .. } | Compare { lhs, rhs, .. } => {
-            fold_defined_expr(lhs, format);
-            fold_defined_expr(rhs, format);
+            fold_defined_expr(lhs, cx);
+            fold_defined_expr(rhs, cx);
         }
         Assign { target, value, .. } => {
-            fold_defined_expr(target, format);
-            fold_defined_expr(value, format);
+            fold_defined_expr(target, cx);
+            fold_defined_expr(value, cx);
         }
-        Unary { expr, .. } => fold_defined_expr(expr, format),
+        Unary { expr, .. } => fold_defined_expr(expr, cx),
         _ => {}
     }
 }
@@ -946,7 +1151,11 @@ fn find_executable(name: &str) -> Option<String> {
 
 /// `syscall.connect`, `kernel.trace("sched:*")`, `timer.ms(100)`.
 pub fn point_text(p: &ProbePoint) -> String {
-    p.components
+    components_text(&p.components)
+}
+
+fn components_text(components: &[Component]) -> String {
+    components
         .iter()
         .map(|c| match &c.arg {
             None => c.name.clone(),
@@ -957,10 +1166,6 @@ pub fn point_text(p: &ProbePoint) -> String {
         .join(".")
 }
 
-fn is_pattern(s: &str) -> bool {
-    s.contains(['*', '?', '{'])
-}
-
 /// Whether a point the user wrote (possibly with wildcards) names an alias.
 pub fn point_matches(user: &[Component], alias: &[Component]) -> bool {
     match (user.first(), alias.first()) {
@@ -969,25 +1174,6 @@ pub fn point_matches(user: &[Component], alias: &[Component]) -> bool {
         (Some(u), Some(a)) => glob_match(&u.name, &a.name) && u.arg == a.arg && point_matches(&user[1..], &alias[1..]),
         _ => false,
     }
-}
-
-/// Shell-style matching with `*`, `?` and `{a,b}` alternation.
-pub fn glob_match(pattern: &str, text: &str) -> bool {
-    if let Some(open) = pattern.find('{') {
-        if let Some(close) = pattern[open..].find('}').map(|i| open + i) {
-            let (head, tail) = (&pattern[..open], &pattern[close + 1..]);
-            return pattern[open + 1..close].split(',').any(|alt| glob_match(&format!("{head}{alt}{tail}"), text));
-        }
-    }
-    fn go(p: &[u8], t: &[u8]) -> bool {
-        match p.first() {
-            None => t.is_empty(),
-            Some(b'*') => (0..=t.len()).any(|k| go(&p[1..], &t[k..])),
-            Some(b'?') => !t.is_empty() && go(&p[1..], &t[1..]),
-            Some(c) => t.first() == Some(c) && go(&p[1..], &t[1..]),
-        }
-    }
-    go(pattern.as_bytes(), text.as_bytes())
 }
 
 /// The closest candidate by edit distance, if close enough to be a likely typo.
@@ -1118,14 +1304,6 @@ pub fn walk_expr<'a>(e: &'a Expr, f: &mut dyn FnMut(&'a Expr)) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn globs() {
-        assert!(glob_match("sys_*", "sys_enter_connect"));
-        assert!(glob_match("{connect,accept}", "accept"));
-        assert!(!glob_match("conn?", "connect"));
-        assert!(glob_match("*", ""));
-    }
 
     #[test]
     fn suggestions() {

@@ -46,6 +46,11 @@ entity_impl!(ArrayId, "a");
 pub struct FmtId(u32);
 entity_impl!(FmtId, "fmt");
 
+/// A compiled `=~` pattern.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RegexId(u32);
+entity_impl!(RegexId, "re");
+
 /// The two value types a variable can hold.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Ty {
@@ -59,6 +64,8 @@ pub struct Program {
     pub globals: PrimaryMap<GlobalId, GlobalDecl>,
     pub arrays: PrimaryMap<ArrayId, ArrayDecl>,
     pub formats: PrimaryMap<FmtId, FormatDecl>,
+    /// The patterns of `=~`, each compiled once.
+    pub regexes: PrimaryMap<RegexId, crate::regex::Regex>,
     pub handlers: Vec<Handler>,
     /// Capacity of every string buffer in bytes, the terminating NUL included
     /// (SystemTap's MAXSTRINGLEN).
@@ -162,6 +169,11 @@ pub enum Target {
     Timer { interval_ns: u64 },
     /// A kernel tracepoint; handler code reads fields at offsets within `record_size`.
     Tracepoint { group: String, event: String, record_size: u32 },
+    /// A tracepoint whose handler reads the tracepoint's C arguments (`$prev` of
+    /// sched_switch) rather than its record: a BTF-typed raw tracepoint (`tp_btf`) where the
+    /// kernel allows one, a plain raw tracepoint otherwise. Either way the context is the
+    /// `nargs` arguments as `u64`s, as an fentry program's is.
+    RawTracepoint { event: String, nargs: u32 },
     /// Entry to (or, with `ret`, return from) a kernel function: fentry/fexit where the
     /// kernel allows them, kprobe/kretprobe otherwise (the runtime decides at attach time,
     /// so both variants are compiled).
@@ -320,6 +332,13 @@ pub enum InstKind {
         dst: Var,
         lhs: Var,
         rhs: Var,
+    },
+    /// `dst = subject =~ regex`, 0 or 1. In user space it also keeps the groups of a match
+    /// for `matched(n)`, hence a side effect.
+    RegexMatch {
+        dst: Var,
+        regex: RegexId,
+        subject: Var,
     },
     /// `dst = lhs . rhs`, truncated to the string capacity.
     Concat {
@@ -494,6 +513,7 @@ impl InstKind {
             | InstKind::Binary { dst, .. }
             | InstKind::Compare { dst, .. }
             | InstKind::StrCompare { dst, .. }
+            | InstKind::RegexMatch { dst, .. }
             | InstKind::Concat { dst, .. }
             | InstKind::LoadContext { dst, .. }
             | InstKind::LoadContextDataLoc { dst, .. }
@@ -542,7 +562,9 @@ impl InstKind {
             | InstKind::LoadArg { .. }
             | InstKind::LoadReturn { .. }
             | InstKind::MaxActionExceeded => vec![],
-            InstKind::Copy { src, .. } | InstKind::Unary { src, .. } => vec![*src],
+            InstKind::Copy { src, .. } | InstKind::Unary { src, .. } | InstKind::RegexMatch { subject: src, .. } => {
+                vec![*src]
+            }
             InstKind::Binary { lhs, rhs, .. } | InstKind::Compare { lhs, rhs, .. } => {
                 std::iter::once(*lhs).chain(op(rhs)).collect()
             }
@@ -591,7 +613,8 @@ impl InstKind {
             | InstKind::StatAdd { .. }
             | InstKind::PrintHist { .. }
             | InstKind::IterStart { .. }
-            | InstKind::IterNext { .. } => true,
+            | InstKind::IterNext { .. }
+            | InstKind::RegexMatch { .. } => true,
             InstKind::Call { builtin, .. } => builtin.has_side_effects(),
             _ => false,
         }
@@ -681,6 +704,9 @@ fn type_error(f: &Function, program: &Program, kind: &InstKind) -> Option<String
         | InstKind::Read { dst, .. }
         | InstKind::Compare { dst, .. }
         | InstKind::StrCompare { dst, .. } => want(*dst, Ty::Long),
+        InstKind::RegexMatch { dst, regex, subject } => want(*dst, Ty::Long)
+            .or_else(|| want(*subject, Ty::Str))
+            .or_else(|| (!program.regexes.is_valid(*regex)).then(|| format!("{regex} is not declared"))),
         InstKind::StrConst { dst, .. }
         | InstKind::Concat { dst, .. }
         | InstKind::ReadStr { dst, .. }
@@ -734,6 +760,7 @@ impl fmt::Display for InstKind {
             InstKind::Binary { op, dst, lhs, rhs } => write!(f, "{dst} = {op:?} {lhs}, {rhs}"),
             InstKind::Compare { op, dst, lhs, rhs } => write!(f, "{dst} = cmp.{op:?} {lhs}, {rhs}"),
             InstKind::StrCompare { op, dst, lhs, rhs } => write!(f, "{dst} = strcmp.{op:?} {lhs}, {rhs}"),
+            InstKind::RegexMatch { dst, regex, subject } => write!(f, "{dst} = {subject} =~ {regex}"),
             InstKind::Concat { dst, lhs, rhs } => write!(f, "{dst} = concat {lhs}, {rhs}"),
             InstKind::LoadContext { dst, offset, size, signed } => {
                 write!(f, "{dst} = ctx[{offset}] {}{}", if *signed { "s" } else { "u" }, size * 8)
@@ -829,6 +856,9 @@ impl fmt::Display for Program {
         }
         for (id, decl) in self.formats.iter() {
             writeln!(f, "{id} = {:?}", decl.text)?;
+        }
+        for (id, regex) in self.regexes.iter() {
+            writeln!(f, "{id} = /{}/", regex.source)?;
         }
         for handler in &self.handlers {
             writeln!(f, "\nprobe {} ; {:?}", handler.point, handler.target)?;

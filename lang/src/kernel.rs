@@ -68,6 +68,14 @@ pub enum CType {
     Other(String),
 }
 
+/// A bitfield member of a kernel struct: `bits` bits from bit `bit_offset` of the struct.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Bitfield {
+    pub bit_offset: u32,
+    pub bits: u32,
+    pub signed: bool,
+}
+
 /// A kernel function's signature, from BTF.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FunctionSig {
@@ -91,6 +99,8 @@ pub enum KernelError {
     NoType(String),
     #[error("`{ty}` has no member `{member}`")]
     NoMember { ty: String, member: String },
+    #[error("the kernel's BTF does not name the arguments of tracepoint `{0}`")]
+    NoTracepointArgs(String),
     #[error("this kernel has no BTF (/sys/kernel/btf/vmlinux): {0}")]
     NoBtf(String),
 }
@@ -119,9 +129,26 @@ pub trait KernelInfo {
     fn member(&self, id: TypeId, member: &str) -> Result<(u32, TypeId), KernelError> {
         Err(KernelError::NoMember { ty: format!("#{id}"), member: member.to_string() })
     }
+    /// A bitfield member of a struct or union (searching anonymous members), which
+    /// [`KernelInfo::member`] does not give: it has no byte offset.
+    fn bitfield(&self, id: TypeId, member: &str) -> Result<Bitfield, KernelError> {
+        Err(KernelError::NoMember { ty: format!("#{id}"), member: member.to_string() })
+    }
     /// A kernel function's signature.
     fn function(&self, name: &str) -> Result<FunctionSig, KernelError> {
         Err(KernelError::NoFunction(name.to_string()))
+    }
+    /// The C arguments of tracepoint `event`, as its BPF raw tracepoint receives them, named
+    /// as in the kernel source. BTF names them only in a function with the same parameters:
+    /// the event's probe stub `__probestub_EVENT` (Linux 6.4+), else `__bpf_trace_EVENT`
+    /// (there only for an event that is its own template). The stub's leading
+    /// `void *__data` is not an argument.
+    fn tracepoint_args(&self, event: &str) -> Result<FunctionSig, KernelError> {
+        let stub = self
+            .function(&format!("__probestub_{event}"))
+            .or_else(|_| self.function(&format!("__bpf_trace_{event}")))
+            .map_err(|_| KernelError::NoTracepointArgs(event.to_string()))?;
+        Ok(FunctionSig { name: event.to_string(), params: stub.params.into_iter().skip(1).collect(), ret: 0 })
     }
     /// The names of every kernel function in BTF, sorted (for wildcards and `-l`).
     fn functions(&self) -> Vec<String> {
@@ -129,11 +156,13 @@ pub trait KernelInfo {
     }
 }
 
-/// A tiny kernel for unit tests: tracepoints given as data.
+/// A tiny kernel for unit tests: tracepoints and function signatures given as data (no
+/// types: `->member` finds nothing).
 #[derive(Clone, Debug, Default)]
 pub struct Fixture {
     pub tracepoints: BTreeMap<(String, String), TracepointFormat>,
     pub config: BTreeMap<String, String>,
+    pub functions: BTreeMap<String, FunctionSig>,
 }
 
 impl KernelInfo for Fixture {
@@ -158,5 +187,13 @@ impl KernelInfo for Fixture {
 
     fn config(&self, name: &str) -> Option<String> {
         self.config.get(name).cloned()
+    }
+
+    fn function(&self, name: &str) -> Result<FunctionSig, KernelError> {
+        self.functions.get(name).cloned().ok_or_else(|| KernelError::NoFunction(name.to_string()))
+    }
+
+    fn functions(&self) -> Vec<String> {
+        self.functions.keys().cloned().collect()
     }
 }

@@ -11,6 +11,7 @@
 //! - [`types`]: type inference for locals, globals and functions.
 //! - [`ir`] and [`lower`]: the typed script to a per-handler control-flow graph.
 //! - [`printf`]: format strings, parsed once and shared by the type checker and the runtime.
+//! - [`regex`]: `=~` patterns compiled to a DFA table (kernel) and a matcher with groups.
 //! - [`kernel`]: the [`kernel::KernelInfo`] trait through which every fact about the running
 //!   kernel arrives (tracepoint formats, BTF, version), with a fixture for tests.
 //! - [`diag`]: the only module that turns errors into miette reports.
@@ -28,6 +29,7 @@ pub mod ast;
 pub mod builtins;
 pub mod diag;
 pub mod elaborate;
+pub mod glob;
 pub mod ir;
 pub mod kernel;
 pub mod lexer;
@@ -37,6 +39,7 @@ pub mod parse;
 pub mod preprocess;
 pub mod pretty;
 pub mod printf;
+pub mod regex;
 pub mod select;
 pub mod span;
 pub mod syscall_aliases;

@@ -15,7 +15,7 @@ use crate::builtins::{self, Lowering};
 use crate::diag::Diagnostic;
 use crate::elaborate::Elaborated;
 use crate::ir::{self, BinOp, CmpOp, FmtId, GlobalId, InstKind, Operand, Terminator, Ty, UnOp, Var};
-use crate::kernel::{CType, FunctionSig, KernelInfo, TracepointFormat, TypeId};
+use crate::kernel::{Bitfield, CType, FunctionSig, KernelInfo, TracepointFormat, TypeId};
 use crate::printf::{self, ArgType};
 use crate::span::Span;
 use crate::types::{field_ty, Scope, TypeTable};
@@ -94,7 +94,7 @@ pub fn lower(
     let mut diags = Vec::new();
     let mut formats = HashMap::new();
     let pure = pure_functions(script);
-    for (i, probe) in script.probes.iter().enumerate() {
+    for (i, probe) in script.probes.iter().enumerate().filter(|(_, p)| !p.never) {
         let mut cx = Ctx {
             script,
             types,
@@ -114,7 +114,7 @@ pub fn lower(
             point: &probe.point,
             function_name: match &probe.target {
                 ir::Target::KernelFunction { name, .. } => name,
-                ir::Target::Tracepoint { event, .. } => event,
+                ir::Target::Tracepoint { event, .. } | ir::Target::RawTracepoint { event, .. } => event,
                 _ => "",
             },
             kernel: !probe.target.is_user_space(),
@@ -201,7 +201,8 @@ struct Ctx<'a> {
     /// `(continue target, break target)` of the enclosing loops.
     loops: Vec<(ir::Block, ir::Block)>,
     format: Option<&'a TracepointFormat>,
-    /// The probed kernel function's signature, for `kernel.function` probes.
+    /// The probed kernel function's signature, for `kernel.function` probes; the
+    /// tracepoint's arguments, for raw tracepoint probes.
     function: Option<&'a FunctionSig>,
     /// `pp()` and the default `ppfunc()`.
     point: &'a str,
@@ -410,8 +411,16 @@ impl Ctx<'_> {
 
     /// An expression that must give a long (the type checker made sure of it).
     fn long_expr(&mut self, e: &Expr) -> Var {
+        let errors = self.diags.len();
         match self.expr(e) {
             Some(v) if self.func.ty(v) == Ty::Long => v,
+            // A call of a function that returns nothing, used as a long (`n && exit()`):
+            // SystemTap infers from that use that it returns a long, which is then 0.
+            None if matches!(e.kind, ExprKind::Call { .. }) && self.diags.len() == errors => {
+                let v = self.temp(Ty::Long);
+                self.emit(InstKind::Const { dst: v, value: 0 }, e.span);
+                v
+            }
             _ => {
                 self.error(Diagnostic::error("E0302", "expected a long value here", e.span));
                 let v = self.temp(Ty::Long);
@@ -431,6 +440,50 @@ impl Ctx<'_> {
                 v
             }
         }
+    }
+
+    /// `subject =~ pattern` (`!~` when `negated`); the pattern is compiled here, once per
+    /// distinct text.
+    fn regex_match(&mut self, negated: bool, subject: &Expr, pattern: &Expr, span: Span) -> Var {
+        let text = match &pattern.kind {
+            ExprKind::String(s) => Some(s.clone()),
+            ExprKind::ScriptArg { index, as_string: true } => {
+                self.options.script_args.get(*index as usize - 1).cloned()
+            }
+            _ => None,
+        };
+        let subject = self.str_expr(subject);
+        let Some(text) = text else {
+            // A missing `@N` (the type checker refused anything else): lowering it reports it.
+            self.expr(pattern);
+            return self.constant(0, span);
+        };
+        let known = self.program.regexes.iter().find(|(_, r)| r.source == text).map(|(id, _)| id);
+        let regex = match known {
+            Some(id) => id,
+            None => match crate::regex::compile(&text) {
+                Ok(r) => self.program.regexes.push(r),
+                Err(e) => {
+                    self.error(Diagnostic::error("E0320", e.to_string(), pattern.span).with_label("this pattern"));
+                    return self.constant(0, span);
+                }
+            },
+        };
+        if let (true, Err(e)) = (self.kernel, &self.program.regexes[regex].table) {
+            let d = Diagnostic::error("E0320", e.to_string(), pattern.span)
+                .with_label("this pattern")
+                .with_help("a user-space probe (begin, end, timer) can still match it");
+            self.error(d);
+            return self.constant(0, span);
+        }
+        let dst = self.temp(Ty::Long);
+        self.emit(InstKind::RegexMatch { dst, regex, subject }, span);
+        if !negated {
+            return dst;
+        }
+        let not = self.temp(Ty::Long);
+        self.emit(InstKind::Unary { op: UnOp::Not, dst: not, src: dst }, span);
+        not
     }
 
     fn constant(&mut self, value: i64, span: Span) -> Var {
@@ -564,6 +617,7 @@ impl Ctx<'_> {
                 }
                 Some(dst)
             }
+            ExprKind::Regex { negated, lhs, pattern } => Some(self.regex_match(*negated, lhs, pattern, span)),
             ExprKind::Logical { .. } => {
                 let dst = self.temp(Ty::Long);
                 let (t, f, join) = (self.func.new_block(), self.func.new_block(), self.func.new_block());
@@ -724,13 +778,18 @@ impl Ctx<'_> {
     fn target_var(&mut self, name: &str, span: Span) -> Option<Var> {
         if let Some(sig) = self.function {
             let dst = self.temp(Ty::Long);
-            let kind = match sig.params.iter().position(|(n, _)| n == name) {
-                Some(index) => InstKind::LoadArg { dst, index: index as u32 },
-                None if name == "return" => InstKind::LoadReturn { dst },
+            let (kind, ty) = match sig.params.iter().position(|(n, _)| n == name) {
+                Some(index) => (InstKind::LoadArg { dst, index: index as u32 }, sig.params[index].1),
+                None if name == "return" => (InstKind::LoadReturn { dst }, sig.ret),
                 None => return None,
             };
             self.emit(kind, span);
-            return Some(dst);
+            // The context holds each value in 64 bits, and those above a narrower integer's
+            // are not its sign (raw tracepoints zero them, fentry leaves what the register held).
+            return match self.kernel_info.type_of(ty) {
+                Ok(CType::Int { size, signed }) if size < 8 => Some(self.extract_bits(dst, 0, size * 8, signed, span)),
+                _ => Some(dst),
+            };
         }
         if name == "return" && self.format.is_some_and(|f| f.group == "process") {
             let dst = self.temp(Ty::Long);
@@ -865,6 +924,9 @@ impl Ctx<'_> {
                 let (off, mty) = match self.kernel_info.member(ty, name) {
                     Ok(m) => m,
                     Err(err) => {
+                        if let Ok(field) = self.kernel_info.bitfield(ty, name) {
+                            return self.read_bitfield(addr, field, span).map(|v| (v, None));
+                        }
                         self.error(Diagnostic::error("E0314", err.to_string(), span));
                         return None;
                     }
@@ -935,6 +997,42 @@ impl Ctx<'_> {
                 None
             }
         }
+    }
+
+    /// The value of bitfield `field` of the struct at `addr`: the smallest read that holds
+    /// its bits, shifted down and masked (or sign-extended).
+    fn read_bitfield(&mut self, addr: Var, field: Bitfield, span: Span) -> Option<Var> {
+        let shift = field.bit_offset % 8;
+        let Some(size) = [1u32, 2, 4, 8].into_iter().find(|size| shift + field.bits <= size * 8) else {
+            self.error(Diagnostic::error("E0315", "bpftap cannot read a bitfield this wide", span));
+            return None;
+        };
+        let at = self.temp(Ty::Long);
+        let byte = Operand::Imm((field.bit_offset / 8) as i64);
+        self.emit(InstKind::Binary { op: BinOp::Add, dst: at, lhs: addr, rhs: byte }, span);
+        let raw = self.temp(Ty::Long);
+        let space = ir::AddrSpace::Kernel;
+        self.emit(InstKind::Read { dst: raw, addr: at, size: size as u8, signed: false, space }, span);
+        Some(self.extract_bits(raw, shift, field.bits, field.signed, span))
+    }
+
+    /// Bits `low..low + bits` of `v` as a value, sign-extended when `signed`.
+    fn extract_bits(&mut self, v: Var, low: u32, bits: u32, signed: bool, span: Span) -> Var {
+        // The top bit to bit 63, then down to bit 0: `Shr` is arithmetic, so a signed value
+        // comes out sign-extended, and an unsigned one is masked after.
+        let up = self.temp(Ty::Long);
+        let left = Operand::Imm((64 - low - bits) as i64);
+        self.emit(InstKind::Binary { op: BinOp::Shl, dst: up, lhs: v, rhs: left }, span);
+        let down = self.temp(Ty::Long);
+        let right = Operand::Imm((64 - bits) as i64);
+        self.emit(InstKind::Binary { op: BinOp::Shr, dst: down, lhs: up, rhs: right }, span);
+        if signed || bits == 64 {
+            return down;
+        }
+        let value = self.temp(Ty::Long);
+        let mask = Operand::Imm((1i64 << bits) - 1);
+        self.emit(InstKind::Binary { op: BinOp::And, dst: value, lhs: down, rhs: mask }, span);
+        value
     }
 
     /// For indexing: the element type of a pointer's target or an array.

@@ -468,12 +468,22 @@ impl<'a> Ctx<'a> {
                     self.diags.push(crate::elaborate::embedded_c(e.span));
                 }
             }
-            AtVar(_) | Const(_) | Regex { .. } | Wildcard => {
+            Regex { lhs, pattern, .. } => {
+                self.want(scope, format, lhs, Ty::Str, "`=~` matches a string");
+                let literal = matches!(pattern.kind, String(_) | ScriptArg { as_string: true, .. });
+                if !literal && self.report {
+                    self.diags.push(
+                        Diagnostic::error("E0220", "the pattern of `=~` must be a literal string", pattern.span)
+                            .with_label("not a literal")
+                            .with_help("regular expressions are compiled with the script, as in SystemTap"),
+                    );
+                }
+            }
+            AtVar(_) | Const(_) | Wildcard => {
                 if self.report {
                     let what = match &e.kind {
                         AtVar(_) => "`@var`",
                         Const(_) => "`@const`",
-                        Regex { .. } => "regular expression matching (`=~`, `!~`)",
                         _ => "`*` as an index",
                     };
                     self.diags.push(unsupported(what, e.span));

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use lang::elaborate::{self, Input};
-use lang::kernel::{Fixture, TracepointField, TracepointFormat};
+use lang::kernel::{Fixture, FunctionSig, TracepointField, TracepointFormat};
 use lang::preprocess::{Macros, PreprocessEnv};
 use lang::span::{SourceKind, SourceMap};
 
@@ -18,13 +18,16 @@ fn kernel() -> Fixture {
         signed: true,
     };
     let mut k = Fixture::default();
-    let format = TracepointFormat {
-        group: "syscalls".into(),
-        event: "sys_enter_close".into(),
-        common_fields: vec![],
-        fields: vec![field("__syscall_nr", "int", 8, 4), field("fd", "unsigned int", 16, 8)],
+    let mut add = |group: &str, event: &str, fields| {
+        let format = TracepointFormat { group: group.into(), event: event.into(), common_fields: vec![], fields };
+        k.tracepoints.insert((group.into(), event.into()), format);
     };
-    k.tracepoints.insert(("syscalls".into(), "sys_enter_close".into()), format);
+    add("syscalls", "sys_enter_close", vec![field("__syscall_nr", "int", 8, 4), field("fd", "unsigned int", 16, 8)]);
+    // sched_switch: record fields, and C arguments named by its probe stub.
+    add("sched", "sched_switch", vec![field("prev_pid", "pid_t", 24, 4), field("next_pid", "pid_t", 56, 4)]);
+    let params = ["__data", "preempt", "prev", "next"].map(|p| (p.to_string(), 0));
+    let stub = FunctionSig { name: "__probestub_sched_switch".into(), params: params.to_vec(), ret: 0 };
+    k.functions.insert(stub.name.clone(), stub);
     k
 }
 

@@ -8,7 +8,7 @@
 //! whole vmlinux BTF on every load (25–30 ms and most of a run's memory; see
 //! `bench/ANALYSIS.md`), which bpftap does not need: it emits no CO-RE relocations.
 
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
@@ -24,12 +24,14 @@ pub mod prog_type {
     pub const KPROBE: u32 = 2;
     pub const TRACEPOINT: u32 = 5;
     pub const PERF_EVENT: u32 = 7;
+    pub const RAW_TRACEPOINT: u32 = 17;
     pub const TRACING: u32 = 26;
     /// Linux 6.4+.
     pub const NETFILTER: u32 = 32;
 }
 
-/// `BPF_TRACE_FENTRY` / `BPF_TRACE_FEXIT` (`enum bpf_attach_type`).
+/// `BPF_TRACE_RAW_TP` / `BPF_TRACE_FENTRY` / `BPF_TRACE_FEXIT` (`enum bpf_attach_type`).
+pub const BPF_TRACE_RAW_TP: u32 = 23;
 pub const BPF_TRACE_FENTRY: u32 = 24;
 pub const BPF_TRACE_FEXIT: u32 = 25;
 
@@ -184,10 +186,12 @@ fn kernel_version_code() -> u32 {
     (a << 16) + (b << 8) + c.min(255)
 }
 
-/// `BPF_RAW_TRACEPOINT_OPEN` with no name: attaches an fentry/fexit program to the function
-/// it was loaded for. The link lives as long as the fd.
-pub fn tracing_attach(prog: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+/// `BPF_RAW_TRACEPOINT_OPEN`: with no name, attaches an fentry/fexit or tp_btf program to
+/// what it was loaded for; with a name, a raw tracepoint program to that tracepoint. The
+/// link lives as long as the fd.
+pub fn tracing_attach(prog: BorrowedFd<'_>, raw_tracepoint: Option<&CStr>) -> io::Result<OwnedFd> {
     let mut attr = [0u8; 16];
+    put64(&mut attr, 0, raw_tracepoint.map_or(0, |name| name.as_ptr() as u64));
     put32(&mut attr, 8, prog.as_raw_fd() as u32);
     bpf_fd(BPF_RAW_TRACEPOINT_OPEN, &mut attr)
 }

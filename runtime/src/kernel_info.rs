@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::{fs, mem};
 
-use lang::kernel::{CType, FunctionSig, KernelError, KernelInfo, TracepointField, TracepointFormat, TypeId};
+use lang::kernel::{Bitfield, CType, FunctionSig, KernelError, KernelInfo, TracepointField, TracepointFormat, TypeId};
 
 /// Where the kernel's BTF lives.
 pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
@@ -226,8 +226,27 @@ impl KernelInfo for LiveKernel {
             Ok(CType::Struct { name, .. }) => name,
             _ => format!("#{id}"),
         };
-        find_member(btf, id, member, 0).ok_or(KernelError::NoMember { ty: name, member: member.to_string() })
+        match find_member(btf, id, member, 0) {
+            Some(found) if found.bits == 0 => Ok((found.bit_offset / 8, found.ty)),
+            _ => Err(KernelError::NoMember { ty: name, member: member.to_string() }),
+        }
     }
+
+    fn bitfield(&self, id: TypeId, member: &str) -> Result<Bitfield, KernelError> {
+        let btf = self.btf().map_err(|e| KernelError::NoBtf(e.to_string()))?;
+        let no_member = || KernelError::NoMember { ty: format!("#{id}"), member: member.to_string() };
+        let found = find_member(btf, id, member, 0).filter(|found| found.bits > 0).ok_or_else(no_member)?;
+        let signed = matches!(self.type_of(found.ty), Ok(CType::Int { signed: true, .. }));
+        Ok(Bitfield { bit_offset: found.bit_offset, bits: found.bits, signed })
+    }
+}
+
+/// A member found in a struct: where it starts (in bits, from the outer struct), its width
+/// for a bitfield (0 otherwise) and its type.
+struct FoundMember {
+    bit_offset: u32,
+    bits: u32,
+    ty: u32,
 }
 
 /// For a typedef, qualifier or type tag: the id of the type it names. `None` for other kinds.
@@ -243,9 +262,9 @@ fn qualified(ty: &btf_rs::Type) -> Option<Option<u32>> {
     }
 }
 
-/// Looks for `member` in struct or union `id`, descending into anonymous members; returns the
-/// byte offset (plus `base`) and the member's type id. Bitfields are not addressable.
-fn find_member(btf: &btf_rs::Btf, id: u32, member: &str, base: u32) -> Option<(u32, u32)> {
+/// Looks for `member` in struct or union `id`, descending into anonymous members; its bit
+/// offset is counted from `base` bits.
+fn find_member(btf: &btf_rs::Btf, id: u32, member: &str, base: u32) -> Option<FoundMember> {
     use btf_rs::{BtfType, Type};
     let mut id = id;
     let st = loop {
@@ -256,12 +275,12 @@ fn find_member(btf: &btf_rs::Btf, id: u32, member: &str, base: u32) -> Option<(u
     };
     for m in &st.members {
         let name = btf.resolve_name(m).unwrap_or_default();
-        let offset = base + m.bit_offset() / 8;
-        if name == member && m.bitfield_size().unwrap_or(0) == 0 {
-            return Some((offset, m.get_type_id()?));
+        let bit_offset = base + m.bit_offset();
+        if name == member {
+            return Some(FoundMember { bit_offset, bits: m.bitfield_size().unwrap_or(0), ty: m.get_type_id()? });
         }
         if name.is_empty() {
-            if let Some(found) = find_member(btf, m.get_type_id()?, member, offset) {
+            if let Some(found) = find_member(btf, m.get_type_id()?, member, bit_offset) {
                 return Some(found);
             }
         }

@@ -1,7 +1,8 @@
 //! Loading a compiled script into the kernel, with no object file in between: create the
 //! maps, patch their fds into the programs' map references, load each program with
 //! `BPF_PROG_LOAD`, and attach it the way its target needs (a perf event for tracepoints,
-//! kprobes, uprobes and sampling; a tracing link for fentry/fexit; a netfilter link).
+//! kprobes, uprobes and sampling; a tracing link for fentry/fexit and tp_btf, a raw
+//! tracepoint for raw_tp; a netfilter link).
 //!
 //! Invariant: everything made here is an owned fd held by the caller; closing them detaches
 //! and frees all of it, on every path, errors included.
@@ -164,10 +165,14 @@ pub fn attach(
             let fentry = if force_kprobes {
                 Err("not tried (kprobes forced)".to_string())
             } else {
-                attach_fentry(kernel, name, |id| {
-                    let attach_type = if *ret { bpf::BPF_TRACE_FEXIT } else { bpf::BPF_TRACE_FENTRY };
-                    load(&probe.name, prog_type::TRACING, attach_type, id)
-                })
+                attach_tracing(
+                    kernel,
+                    |btf| function_btf_id(btf, name),
+                    |id| {
+                        let attach_type = if *ret { bpf::BPF_TRACE_FEXIT } else { bpf::BPF_TRACE_FENTRY };
+                        load(&probe.name, prog_type::TRACING, attach_type, id)
+                    },
+                )
             };
             match fentry {
                 Ok(fds) => held.extend(fds),
@@ -186,6 +191,26 @@ pub fn attach(
                         ))
                     })?;
                     held.extend([prog, event]);
+                }
+            }
+        }
+        Target::RawTracepoint { event, .. } => {
+            // tp_btf where the kernel has it (5.5+): a tracing program on the event's BTF
+            // typedef. Else the same code as a raw tracepoint program, on the event's name.
+            let tp_btf = attach_tracing(
+                kernel,
+                |btf| raw_tracepoint_btf_id(btf, event),
+                |id| load(&probe.name, prog_type::TRACING, bpf::BPF_TRACE_RAW_TP, id),
+            );
+            match tp_btf {
+                Ok(fds) => held.extend(fds),
+                Err(tp_btf_error) => {
+                    let prog = load(&probe.name, prog_type::RAW_TRACEPOINT, 0, 0)?;
+                    let name = CString::new(event.as_str()).map_err(|e| attach_error(e.to_string()))?;
+                    let link = bpf::tracing_attach(prog.as_fd(), Some(&name)).map_err(|e| {
+                        attach_error(format!("neither tp_btf ({tp_btf_error}) nor raw_tp ({e}) attaches"))
+                    })?;
+                    held.extend([prog, link]);
                 }
             }
         }
@@ -218,30 +243,40 @@ pub fn attach(
     Ok(())
 }
 
-/// Loads (through `load`, given the function's BTF id) and attaches the fentry or fexit
-/// form of a function probe. Any failure is a reason to try kprobes instead.
-fn attach_fentry(
+/// Loads (through `load`, given the BTF id `btf_id` finds) and attaches a tracing program:
+/// the fentry or fexit form of a function probe, or the tp_btf form of a raw tracepoint
+/// probe. Any failure is a reason to try the other form (kprobe, raw_tp) instead.
+fn attach_tracing(
     kernel: &LiveKernel,
-    function: &str,
+    btf_id: impl FnOnce(&btf_rs::Btf) -> Result<u32, String>,
     load: impl FnOnce(u32) -> Result<OwnedFd, RuntimeError>,
 ) -> Result<[OwnedFd; 2], String> {
     let btf = kernel.btf().map_err(|e| e.to_string())?;
-    let id = function_btf_id(btf, function).ok_or_else(|| format!("no BTF for function {function}"))?;
+    let id = btf_id(btf)?;
     let prog = load(id).map_err(|e| match e {
         RuntimeError::Verifier { log, .. } => format!("verifier: {}", log.lines().last().unwrap_or("")),
         RuntimeError::NotPermitted => "the kernel does not permit it (EPERM)".to_string(),
         other => other.to_string(),
     })?;
-    let link = bpf::tracing_attach(prog.as_fd()).map_err(|e| e.to_string())?;
+    let link = bpf::tracing_attach(prog.as_fd(), None).map_err(|e| e.to_string())?;
     Ok([prog, link])
 }
 
 /// The id of the `FUNC` named `name` in the kernel's BTF.
-fn function_btf_id(btf: &btf_rs::Btf, name: &str) -> Option<u32> {
-    btf.resolve_ids_by_name(name)
-        .ok()?
-        .into_iter()
-        .find(|id| matches!(btf.resolve_type_by_id(*id), Ok(btf_rs::Type::Func(_))))
+fn function_btf_id(btf: &btf_rs::Btf, name: &str) -> Result<u32, String> {
+    btf_id_of(btf, name, |ty| matches!(ty, btf_rs::Type::Func(_))).ok_or_else(|| format!("no BTF for function {name}"))
+}
+
+/// The id of the typedef `btf_trace_EVENT` in the kernel's BTF: what a tp_btf program is
+/// loaded for.
+fn raw_tracepoint_btf_id(btf: &btf_rs::Btf, event: &str) -> Result<u32, String> {
+    let name = format!("btf_trace_{event}");
+    btf_id_of(btf, &name, |ty| matches!(ty, btf_rs::Type::Typedef(_))).ok_or_else(|| format!("no BTF typedef {name}"))
+}
+
+/// The id of the type named `name` that is of the kind `kind` accepts.
+fn btf_id_of(btf: &btf_rs::Btf, name: &str, kind: impl Fn(&btf_rs::Type) -> bool) -> Option<u32> {
+    btf.resolve_ids_by_name(name).ok()?.into_iter().find(|id| btf.resolve_type_by_id(*id).is_ok_and(|ty| kind(&ty)))
 }
 
 /// Opens a kprobe or uprobe perf event through the kernel's `kprobe`/`uprobe` PMU

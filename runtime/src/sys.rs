@@ -394,11 +394,12 @@ impl Drop for HeldChild {
 /// uses the shell's syntax (as SystemTap decides with wordexp).
 pub fn command_argv(cmd: &str) -> Vec<String> {
     let needs_shell = cmd.chars().any(|c| "|&;<>()$`\\\"'*?[#~=%{}\n".contains(c));
-    // `exec CMD` is what a user writes to make the shell go away: without a shell, it is CMD.
-    let cmd = cmd.trim_start().strip_prefix("exec ").unwrap_or(cmd);
     if needs_shell {
+        // The shell keeps `exec CMD`, which makes CMD the process target() names.
         vec!["/bin/sh".into(), "-c".into(), cmd.into()]
     } else {
+        // `exec CMD` is what a user writes to make the shell go away: without a shell, it is CMD.
+        let cmd = cmd.trim_start().strip_prefix("exec ").unwrap_or(cmd);
         cmd.split_whitespace().map(String::from).collect()
     }
 }
@@ -429,6 +430,13 @@ pub fn self_ids() -> (i64, i64, i64, i64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn command_argvs() {
+        assert_eq!(command_argv("exec ls -l"), ["ls", "-l"]);
+        assert_eq!(command_argv("exec python3 -c 'x'"), ["/bin/sh", "-c", "exec python3 -c 'x'"]);
+        assert_eq!(command_argv("ls | wc"), ["/bin/sh", "-c", "ls | wc"]);
+    }
 
     #[test]
     fn cpu_lists() {

@@ -36,7 +36,15 @@ pub enum HandlerError {
     Stat(#[from] crate::stats::StatError),
     #[error("array `{0}` is full (MAXMAPENTRIES)")]
     ArrayFull(String),
+    #[error("`{0}` needs a successful `=~` before it")]
+    NoMatch(&'static str),
+    #[error("`matched({index})`: the last `=~` pattern has {groups} groups (0 to {})", groups - 1)]
+    NoGroup { index: i64, groups: usize },
 }
+
+/// The last `=~` a handler ran, for `matched(n)`, `matched_str()` and `ngroups()`:
+/// the subject and the byte ranges of the groups, `None` after a failed match.
+type LastMatch = Option<(String, Vec<Option<std::ops::Range<usize>>>)>;
 
 /// The state a user-space handler sees.
 pub struct Env<'a> {
@@ -59,6 +67,7 @@ pub fn run(env: &mut Env<'_>, func: &Function) -> Result<Effects, HandlerError> 
         .collect();
     let mut effects = Effects::default();
     let mut iters: HashMap<IterId, std::vec::IntoIter<(Vec<Value>, Elem)>> = HashMap::new();
+    let mut last_match: LastMatch = None;
     let Some(mut block) = func.entry else { return Ok(effects) };
     let mut steps = 0u64;
     loop {
@@ -68,7 +77,7 @@ pub fn run(env: &mut Env<'_>, func: &Function) -> Result<Effects, HandlerError> 
             if steps > MAX_ACTION {
                 return Err(HandlerError::TooLong);
             }
-            exec(env, &mut vars, &mut iters, &inst.kind, cap, &mut effects)?;
+            exec(env, &mut vars, &mut iters, &mut last_match, &inst.kind, cap, &mut effects)?;
         }
         block = match &data.term {
             Terminator::Jump(b) => *b,
@@ -122,6 +131,7 @@ fn exec(
     env: &mut Env<'_>,
     vars: &mut [Value],
     iters: &mut HashMap<IterId, std::vec::IntoIter<(Vec<Value>, Elem)>>,
+    last_match: &mut LastMatch,
     kind: &InstKind,
     cap: usize,
     effects: &mut Effects,
@@ -167,6 +177,30 @@ fn exec(
         InstKind::StrCompare { op, dst, lhs, rhs } => {
             let r = compare(*op, text(vars, *lhs).as_bytes().cmp(text(vars, *rhs).as_bytes()));
             set(vars, *dst, Value::Long(r as i64))
+        }
+        InstKind::RegexMatch { dst, regex, subject } => {
+            let subject = text(vars, *subject);
+            *last_match = env.program.regexes[*regex].captures(subject.as_bytes()).map(|groups| (subject, groups));
+            set(vars, *dst, Value::Long(last_match.is_some() as i64))
+        }
+        InstKind::Call {
+            dst: Some(dst),
+            builtin: builtin @ (Builtin::Matched | Builtin::MatchedStr | Builtin::Ngroups),
+            args,
+        } => {
+            let Some((subject, groups)) = last_match else { return Err(HandlerError::NoMatch(builtin.name())) };
+            let value = match builtin {
+                Builtin::MatchedStr => Value::Str(subject.clone()),
+                Builtin::Ngroups => Value::Long(groups.len() as i64),
+                _ => {
+                    let index = long(vars, args[0]);
+                    let group = usize::try_from(index).ok().and_then(|i| groups.get(i));
+                    let Some(range) = group else { return Err(HandlerError::NoGroup { index, groups: groups.len() }) };
+                    let bytes = range.clone().map_or(&[][..], |r| &subject.as_bytes()[r]);
+                    Value::Str(String::from_utf8_lossy(bytes).into_owned())
+                }
+            };
+            set(vars, *dst, value)
         }
         InstKind::Concat { dst, lhs, rhs } => {
             let s = truncate(text(vars, *lhs) + &text(vars, *rhs), cap);
