@@ -40,6 +40,11 @@ pub const TAPSETS: &[(&str, &str)] = &[
     ("proc_mem.stp", include_str!("../tapsets/proc_mem.stp")),
 ];
 
+/// The table the `syscall.NAME` aliases with SystemTap's variables are written from.
+const SYSCALL_TABLE: &str = include_str!("../tapsets/syscalls.table");
+/// The name the aliases written from [`SYSCALL_TABLE`] go by in diagnostics.
+const SYSCALL_TABLE_TAPSET: &str = "syscalls.table.stp";
+
 pub struct Options {
     pub script_args: Vec<String>,
     pub string_capacity: u32,
@@ -90,7 +95,7 @@ pub fn compile(
     // the script, then only the tapset items it needs (see `lang::select`).
     let mut macros = Macros::default();
     let mut diags = Vec::new();
-    let builtin = TAPSETS.len();
+    let builtin = TAPSETS.len() + 1;
     let tapsets: Vec<select::Tapset> = tapset_texts(&options.include)
         .into_iter()
         .enumerate()
@@ -203,9 +208,13 @@ fn elaborate_and_check(
     Ok((elaborated, table))
 }
 
-/// The built-in tapsets, then the `.stp` files of each `-I` directory, sorted.
+/// The built-in tapsets and the syscall aliases written from the table, then the `.stp`
+/// files of each `-I` directory, sorted.
 pub fn tapset_texts(include: &[std::path::PathBuf]) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = TAPSETS.iter().map(|(n, t)| (n.to_string(), t.to_string())).collect();
+    // The table is part of the binary and a unit test parses it: an error here is a bug.
+    let entries = lang::syscall_aliases::parse_table(SYSCALL_TABLE).expect("tapsets/syscalls.table is well-formed");
+    out.push((SYSCALL_TABLE_TAPSET.to_string(), lang::syscall_aliases::tapset_source(&entries)));
     for dir in include {
         let mut entries: Vec<_> = std::fs::read_dir(dir).into_iter().flatten().flatten().map(|e| e.path()).collect();
         entries.sort();

@@ -1714,7 +1714,9 @@ impl Emitter<'_> {
                 self.load(Reg::R2, args[2]);
                 self.jump_if_imm(JmpOp::Sle, Reg::R2, 0, empty);
                 self.push(insn::alu64_imm(AluOp::Add, Reg::R2, 1));
-                self.push(insn::jmp_imm(JmpOp::Sle, Reg::R2, self.cap as i32, 1));
+                // Unsigned: after `+ 1` the verifier no longer knows the length is positive
+                // (it could have wrapped), and a signed bound would leave it unbounded below.
+                self.push(insn::jmp_imm(JmpOp::Le, Reg::R2, self.cap as i32, 1));
                 self.push(insn::mov64_imm(Reg::R2, self.cap as i32));
                 self.str_addr(Reg::R3, args[0]);
                 self.push(insn::alu64_reg(AluOp::Add, Reg::R3, Reg::R4));

@@ -101,12 +101,12 @@ pub fn elaborate(input: &Input<'_>, kernel: &dyn KernelInfo) -> (Elaborated, Vec
     // A tapset's own probes (selected with the file, see `select`), then the script's.
     for item in input.tapsets.iter().flat_map(|t| &t.items) {
         if let Item::Probe(p) = item {
-            cx.probe(p, &mut out.probes);
+            cx.probe(p, &mut out);
         }
     }
     for item in &input.script.items {
         match item {
-            Item::Probe(p) => cx.probe(p, &mut out.probes),
+            Item::Probe(p) => cx.probe(p, &mut out),
             Item::EmbeddedC(span) => cx.diags.push(embedded_c(*span)),
             Item::Function(f) => {
                 if let ast::FunctionBody::EmbeddedC(span) = f.body {
@@ -187,7 +187,7 @@ const MAX_ALIAS_DEPTH: usize = 16;
 const MAX_FUNCTION_PROBES: usize = 1000;
 
 impl Ctx<'_> {
-    fn probe(&mut self, probe: &ast::Probe, out: &mut Vec<ElabProbe>) {
+    fn probe(&mut self, probe: &ast::Probe, out: &mut Elaborated) {
         for point in &probe.points {
             let never = matches!(point.components.as_slice(), [c] if c.name == "never" && c.arg.is_none());
             match self.resolve(point, 0) {
@@ -208,7 +208,8 @@ impl Ctx<'_> {
                                 continue;
                             }
                         }
-                        out.push(ElabProbe {
+                        self.entry_values(&r.target, &body, out);
+                        out.probes.push(ElabProbe {
                             body,
                             point: r.point,
                             user_point: r.user_point,
@@ -227,6 +228,57 @@ impl Ctx<'_> {
                 Err(Unresolved::Failed(d)) => self.diags.push(d),
                 Err(Unresolved::Unknown) => self.diags.push(self.unknown_point(point)),
             }
+        }
+    }
+
+    /// `@entry(e)` in a syscall's return probe: a probe on the syscall's entry stores `e` in
+    /// a global array by thread (see [`entry_value`]), which the return probe reads.
+    fn entry_values(&mut self, target: &Target, body: &Block, out: &mut Elaborated) {
+        let Target::Tracepoint { group, event, .. } = target else { return };
+        let Some(name) = event.strip_prefix("sys_exit_").filter(|_| group == "syscalls") else { return };
+        let mut entries = Vec::new();
+        walk_exprs(body, &mut |e| {
+            if let ExprKind::Entry(inner) = &e.kind {
+                entries.push((**inner).clone());
+            }
+        });
+        if entries.is_empty() {
+            return;
+        }
+        let enter = format!("sys_enter_{name}");
+        let Ok(format) = self.kernel.tracepoint("syscalls", &enter) else { return };
+        for inner in entries {
+            let span = inner.span;
+            let global = entry_array(&inner);
+            if out.globals.iter().any(|g| g.name == global) {
+                continue;
+            }
+            let slot = entry_value(&inner);
+            out.globals.push(ast::Global {
+                name: global,
+                init: None,
+                size: None,
+                is_array: true,
+                wrap: false,
+                private: true,
+                span,
+            });
+            let store = ExprKind::Assign { op: ast::AssignOp::Assign, target: Box::new(slot), value: Box::new(inner) };
+            let stmt = Stmt { kind: StmtKind::Expr(Expr::new(store, span)), span };
+            out.probes.push(ElabProbe {
+                point: format!("kernel.trace(\"syscalls:{enter}\")"),
+                user_point: format!("syscall.{name}"),
+                target: Target::Tracepoint {
+                    group: "syscalls".into(),
+                    event: enter.clone(),
+                    record_size: format.record_size(),
+                },
+                format: Some(format.clone()),
+                function: None,
+                body: Block { stmts: vec![stmt], span },
+                span,
+                never: false,
+            });
         }
     }
 
@@ -419,7 +471,8 @@ impl Ctx<'_> {
             return None;
         }
         let event = if want_return { "sys_exit" } else { "sys_enter" };
-        let format = self.kernel.tracepoint("raw_syscalls", event).ok()?;
+        let mut format = self.kernel.tracepoint("raw_syscalls", event).ok()?;
+        let raw_args = if want_return { Vec::new() } else { name_raw_args(&mut format) };
         let span = point.span;
         let id = || Expr::new(ExprKind::TargetVar("id".into()), span);
         let mut stmts = Vec::new();
@@ -448,6 +501,12 @@ impl Ctx<'_> {
             stmts.push(assign_stmt("retval", ret.clone(), span));
             let call = Expr::new(ExprKind::Call { name: "_syscall_retstr".into(), args: vec![ret] }, span);
             stmts.push(assign_stmt("retstr", call, span));
+        } else if !raw_args.is_empty() {
+            // Which argument is a string or a pointer depends on the syscall; one program for
+            // all of them prints the raw values (see `_syscall_raw_argstr`).
+            let args = raw_args.iter().map(|a| Expr::new(ExprKind::TargetVar(a.clone()), span)).collect();
+            let call = Expr::new(ExprKind::Call { name: "_syscall_raw_argstr".into(), args }, span);
+            stmts.push(assign_stmt("argstr", call, span));
         }
         Some(Resolved {
             point: format!("kernel.trace(\"raw_syscalls:{event}\")"),
@@ -504,6 +563,9 @@ impl Ctx<'_> {
             let Ok(format) = self.kernel.tracepoint("syscalls", &event) else { continue };
             let span = point.span;
             let mut stmts = vec![assign_stmt("name", Expr::new(ExprKind::String(name.clone()), span), span)];
+            if !want_return {
+                stmts.extend(generic_syscall_vars(&format, span));
+            }
             if want_return {
                 let ret = Expr::new(ExprKind::TargetVar("ret".into()), span);
                 stmts.push(assign_stmt("retval", ret.clone(), span));
@@ -797,6 +859,21 @@ impl Ctx<'_> {
     }
 }
 
+/// Where a syscall's entry probe leaves the value of `@entry(inner)` for its return probe:
+/// `__entry_FILE_OFFSET[tid()]`, named after the expression's place in the source.
+pub fn entry_value(inner: &Expr) -> Expr {
+    let span = inner.span;
+    let name = entry_array(inner);
+    let tid = Expr::new(ExprKind::Call { name: "tid".into(), args: vec![] }, span);
+    let base = Box::new(Expr::new(ExprKind::Ident(name), span));
+    Expr::new(ExprKind::Index { base, keys: vec![tid] }, span)
+}
+
+/// The global array of [`entry_value`].
+pub fn entry_array(inner: &Expr) -> String {
+    format!("__entry_{}_{}", inner.span.file.0, inner.span.start)
+}
+
 /// Netfilter protocol families (`NFPROTO_*`) by name.
 const NF_PROTOCOLS: &[(&str, u32)] = &[("NFPROTO_IPV4", 2), ("NFPROTO_IPV6", 10), ("NFPROTO_INET", 1)];
 /// Netfilter hooks by name; the IPv6 names are the same numbers.
@@ -858,6 +935,59 @@ fn function_context(sig: &FunctionSig, ret: bool) -> TracepointFormat {
         fields.push(field("return", sig.params.len() as u32));
     }
     TracepointFormat { group: "kernel".into(), event: sig.name.clone(), common_fields: vec![], fields }
+}
+
+/// `raw_syscalls:sys_enter`'s `unsigned long args[6]` as six fields `__arg1`..`__arg6` of
+/// the record, which lowering reads like any field; returns their names.
+fn name_raw_args(format: &mut TracepointFormat) -> Vec<String> {
+    let Some(args) = format.field("args").filter(|f| f.size == 48).cloned() else { return Vec::new() };
+    let names: Vec<String> = (1..=6).map(|i| format!("__arg{i}")).collect();
+    for (i, name) in names.iter().enumerate() {
+        format.fields.push(crate::kernel::TracepointField {
+            name: name.clone(),
+            c_type: "unsigned long".into(),
+            offset: args.offset + 8 * i as u32,
+            size: 8,
+            signed: false,
+        });
+    }
+    names
+}
+
+/// The variables of a syscall the table (`tapsets/syscalls.table`) does not describe: each
+/// argument by its field's name, and `argstr` with user strings quoted, pointers as `%p` and
+/// numbers as `%d`.
+fn generic_syscall_vars(format: &TracepointFormat, span: Span) -> Vec<Stmt> {
+    const SET_BY_THE_ALIAS: &[&str] = &["name", "argstr", "retval", "retstr"];
+    let args: Vec<_> = format.fields.iter().filter(|f| f.name != "__syscall_nr").collect();
+    let mut stmts = Vec::new();
+    let mut conversions = Vec::new();
+    let mut values = Vec::new();
+    for field in &args {
+        let mut value = Expr::new(ExprKind::TargetVar(field.name.clone()), span);
+        let c = field.c_type.replace(' ', "");
+        // A path is a quoted string in SystemTap's variables too (`pathname`, `filename`).
+        if c == "constchar*" {
+            conversions.push("%s");
+            // IMPORTANT: listed in `select::GENERATED_CALLS`.
+            value = Expr::new(ExprKind::Call { name: "_user_string_quoted".into(), args: vec![value] }, span);
+        } else {
+            conversions.push(if c.contains('*') { "%p" } else { "%d" });
+        }
+        if !SET_BY_THE_ALIAS.contains(&field.name.as_str()) {
+            stmts.push(assign_stmt(&field.name, value.clone(), span));
+        }
+        values.push(value);
+    }
+    let argstr = if values.is_empty() {
+        Expr::new(ExprKind::String(String::new()), span)
+    } else {
+        let mut call_args = vec![Expr::new(ExprKind::String(conversions.join(", ")), span)];
+        call_args.extend(values);
+        Expr::new(ExprKind::Call { name: "sprintf".into(), args: call_args }, span)
+    };
+    stmts.push(assign_stmt("argstr", argstr, span));
+    stmts
 }
 
 /// For a probe switched to a tracepoint's arguments: the record fields its body still reads

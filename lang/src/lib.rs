@@ -4,6 +4,7 @@
 //! - [`span`]: file ids, byte spans and the source map holding scripts and tapsets.
 //! - [`lexer`] (logos) and `grammar.lalrpop`, driven by [`parse`]: text to [`ast::Script`].
 //! - [`preprocess`]: `%( cond %? a %: b %)` conditionals and `@define` macros.
+//! - [`syscall_aliases`]: the `syscall.NAME` aliases written as tapset source from a table.
 //! - [`select`]: the tapset items a script needs; only those are parsed.
 //! - [`elaborate`]: probe points resolved against tapset aliases and the kernel, alias
 //!   bodies merged, names and types resolved: [`ast::Script`] to a typed script.
@@ -41,5 +42,6 @@ pub mod printf;
 pub mod regex;
 pub mod select;
 pub mod span;
+pub mod syscall_aliases;
 pub mod syscall_table;
 pub mod types;

@@ -693,6 +693,10 @@ impl Ctx<'_> {
             // At a function's return fexit still has the arguments, so `@entry(e)` is `e`
             // evaluated there (exact for arguments; kretprobes cannot do it, see ArgAccess).
             ExprKind::Entry(inner) if self.function.is_some() => self.expr(inner),
+            // A syscall return probe: the entry probe elaboration added stored the value.
+            ExprKind::Entry(inner) if self.arrays.contains_key(&crate::elaborate::entry_array(inner)) => {
+                self.expr(&crate::elaborate::entry_value(inner))
+            }
             ExprKind::Member { .. } | ExprKind::Cast { .. } | ExprKind::AddressOf(_) | ExprKind::Deref(_) => {
                 self.typed(e).map(|(v, _)| v)
             }

@@ -34,7 +34,7 @@ use crate::preprocess::PreprocessEnv;
 /// Tapset functions that elaboration calls in the bodies it generates (the `syscall.NAME`
 /// family).
 // IMPORTANT: keep in sync with the calls `elaborate.rs` builds.
-pub const GENERATED_CALLS: &[&str] = &["syscall_name", "_syscall_retstr"];
+pub const GENERATED_CALLS: &[&str] = &["syscall_name", "_syscall_retstr", "_syscall_raw_argstr", "_user_string_quoted"];
 
 /// A tapset file to select from.
 pub struct Tapset {
@@ -203,11 +203,18 @@ impl<'a> Ctx<'a> {
     /// their full names as elaboration matches them.
     fn match_point(&mut self, point: &[Component]) {
         let Some(first) = point.first() else { return };
+        let tapsets = self.tapsets;
         let candidates: Vec<(usize, usize)> = self
             .defs
             .iter()
             .filter(|(name, _)| glob_match(&first.name, name))
             .flat_map(|(_, defs)| defs.iter().filter(|d| d.2 == Kind::Alias).map(|d| (d.0, d.1)))
+            // Names read from the tokens rule most candidates out without parsing them (the
+            // syscall table alone has a hundred `syscall.*` aliases).
+            .filter(|&(f, i)| match plain_alias_names(tapsets[f].items.tokens(i)) {
+                Some(names) => names.iter().any(|n| point_matches(point, n)),
+                None => true,
+            })
             .collect();
         for (f, i) in candidates {
             let named = self.parsed(f, i).iter().any(|item| match item {
@@ -278,6 +285,34 @@ impl<'a> Ctx<'a> {
             .collect();
         (scripts, self.diags)
     }
+}
+
+/// The names of an alias whose names are all plain dotted words (`probe a.b, c.d.return =`),
+/// as components; `None` when a name has an argument or anything else, or it is no alias.
+fn plain_alias_names(tokens: &[SpannedToken]) -> Option<Vec<Vec<Component>>> {
+    let tokens = match tokens.first() {
+        Some((Token::Private, _)) => &tokens[1..],
+        _ => tokens,
+    };
+    if !matches!(tokens.first(), Some((Token::Probe, _))) {
+        return None;
+    }
+    let mut names = vec![Vec::new()];
+    for (t, span) in &tokens[1..] {
+        let word = match t {
+            Token::Ident(n) => n.as_str(),
+            Token::Return => "return",
+            Token::Dot => continue,
+            Token::Comma => {
+                names.push(Vec::new());
+                continue;
+            }
+            Token::Assign | Token::AddAssign => return Some(names),
+            _ => return None,
+        };
+        names.last_mut()?.push(Component { name: word.to_string(), arg: None, span: *span });
+    }
+    None
 }
 
 fn is_ident(t: &SpannedToken, name: &str) -> bool {

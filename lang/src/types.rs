@@ -117,8 +117,16 @@ pub fn check(script: &Elaborated, preset: &[(String, Ty)]) -> (TypeTable, Vec<Di
     cx.round();
     let mut diags = cx.diags;
     diags.dedup();
+    // An unknown variable leaves the arrays it is stored into untyped too: report the cause,
+    // not each consequence.
+    if diags.iter().any(|d| d.code == UNKNOWN_VARIABLE) {
+        diags.retain(|d| d.code != UNTYPED_VALUES);
+    }
     (cx.table, diags)
 }
+
+const UNKNOWN_VARIABLE: &str = "E0201";
+const UNTYPED_VALUES: &str = "E0214";
 
 fn to_ty(t: TypeName) -> Ty {
     match t {
@@ -344,8 +352,22 @@ impl<'a> Ctx<'a> {
                     if let Some(l) = self.table.locals.get(scope) {
                         names.extend(l.keys().map(|s| s.as_str()));
                     }
-                    let mut d = Diagnostic::error("E0201", format!("unknown variable `{name}`"), e.span)
-                        .with_label("never assigned, so its type is unknown");
+                    let alias = match scope {
+                        Scope::Probe(i) => self.script.probes.get(*i).filter(|p| p.user_point != p.point),
+                        Scope::Function(_) => None,
+                    };
+                    let mut d = match alias {
+                        // Most likely a variable SystemTap's alias sets and bpftap's does not.
+                        Some(p) => Diagnostic::error(
+                            UNKNOWN_VARIABLE,
+                            format!("`{}` has no variable `{name}` in bpftap", p.user_point),
+                            e.span,
+                        )
+                        .with_label("neither the probe alias nor this probe sets it")
+                        .with_help(format!("`bpftap -L '{}'` lists the variables it has", p.user_point)),
+                        None => Diagnostic::error(UNKNOWN_VARIABLE, format!("unknown variable `{name}`"), e.span)
+                            .with_label("never assigned, so its type is unknown"),
+                    };
                     if let Some(s) = did_you_mean(name, names) {
                         d = d.with_help(format!("did you mean `{s}`?"));
                     }
@@ -701,13 +723,13 @@ impl<'a> Ctx<'a> {
         if report {
             if entry.value.is_none() {
                 errors.push(Diagnostic::error(
-                    "E0214",
+                    UNTYPED_VALUES,
                     format!("the values of `{name}` are never set, so their type is unknown"),
                     span,
                 ));
             }
             if entry.keys.iter().any(Option::is_none) {
-                errors.push(Diagnostic::error("E0214", format!("the key types of `{name}` are unknown"), span));
+                errors.push(Diagnostic::error(UNTYPED_VALUES, format!("the key types of `{name}` are unknown"), span));
             }
             self.diags.extend(errors);
         }
