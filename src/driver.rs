@@ -32,6 +32,7 @@ pub const TAPSETS: &[(&str, &str)] = &[
     ("ioblock.stp", include_str!("../tapsets/ioblock.stp")),
     ("vm.stp", include_str!("../tapsets/vm.stp")),
     ("oneshot.stp", include_str!("../tapsets/oneshot.stp")),
+    ("prometheus.stp", include_str!("../tapsets/prometheus.stp")),
 ];
 
 pub struct Options {

@@ -182,6 +182,8 @@ pub const SPECIAL: &[&str] = &[
     "sprintf",
     "print",
     "println",
+    "sprint",
+    "sprintln",
     "exit",
     "printd",
     "printdln",

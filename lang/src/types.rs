@@ -190,7 +190,7 @@ impl TypeTable {
             },
             TargetVar(n) => format.and_then(|f| f.field(n)).map(|f| field_ty(&f.c_type)),
             Call { name, .. } => match name.as_str() {
-                "sprintf" | "pp" | "ppfunc" | "probefunc" => Some(Ty::Str),
+                "sprintf" | "sprint" | "sprintln" | "pp" | "ppfunc" | "probefunc" => Some(Ty::Str),
                 n if builtins::arg_function(n).is_some() => Some(Ty::Long),
                 _ => match builtins::lookup(name) {
                     Some(sig) if !self.returns.contains_key(name) => Some(sig.ret),
