@@ -19,7 +19,7 @@ use lang::span::Span;
 use crate::arrays::Arrays;
 use crate::kernel_info::LiveKernel;
 use crate::loader::{self, Maps};
-use crate::metrics::{self, MetricsServer};
+use crate::metrics::{self, MetricsServer, Scrape};
 use crate::output::{Decoder, Record};
 use crate::ringbuf::RingBuf;
 use crate::sys::{self, MappedValue, RawMap};
@@ -336,29 +336,23 @@ impl<'a> Session<'a> {
     /// Answers the `--metrics` scrapes waiting: with what the `prometheus` probes print, or,
     /// in a script without one, with the globals as they are now.
     fn answer_scrapes(&mut self) -> Result<(), RuntimeError> {
-        let Some(server) = self.metrics.take() else {
-            return Ok(());
-        };
+        let scrapes: Vec<Scrape> = self.metrics.as_ref().map(|m| m.pending().collect()).unwrap_or_default();
         let compiled = self.compiled;
         let probes: Vec<&Handler> =
             compiled.program.handlers.iter().filter(|h| matches!(h.target, Target::Prometheus)).collect();
-        let mut result = Ok(());
-        for scrape in server.pending() {
-            let body = if probes.is_empty() {
-                metrics::exposition(&compiled.program, &compiled.globals, &self.globals, &self.arrays)
-            } else {
-                let mut body = Vec::new();
-                for h in &probes {
-                    if let Err(e) = self.run_handler(h, &mut body) {
-                        result = Err(e);
-                    }
-                }
-                String::from_utf8_lossy(&body).into_owned()
-            };
-            scrape.answer(body);
+        for scrape in scrapes {
+            if probes.is_empty() {
+                scrape.answer(metrics::exposition(&compiled.program, &compiled.globals, &self.globals, &self.arrays));
+                continue;
+            }
+            let mut body = Vec::new();
+            // A failing handler stops the script, as in any other probe; the scraper gets
+            // what was printed before the failure.
+            let result = probes.iter().try_for_each(|h| self.run_handler(h, &mut body));
+            scrape.answer(String::from_utf8_lossy(&body).into_owned());
+            result?;
         }
-        self.metrics = Some(server);
-        result
+        Ok(())
     }
 
     fn drain(&mut self, out: &mut dyn Write) -> Result<(), RuntimeError> {
