@@ -556,9 +556,16 @@ impl<'a> Ctx<'a> {
                     self.set_var(scope, name, t, span);
                 }
             }
-            ExprKind::TargetVar(_) => {
+            ExprKind::TargetVar(name) => {
                 if self.report {
-                    self.diags.push(Diagnostic::error("E0207", "target variables are read-only", target.span));
+                    let mut d = Diagnostic::error("E0207", "target variables are read-only", target.span);
+                    if name == "value" {
+                        d = d.with_help(
+                            "bpftap has no procfs probes and so no `$value`: a `probe prometheus` prints its \
+                             text instead, e.g. `print(\"m 1\\n\")`",
+                        );
+                    }
+                    self.diags.push(d);
                 }
             }
             ExprKind::Index { base, keys } => {
