@@ -38,6 +38,7 @@ pub const TAPSETS: &[(&str, &str)] = &[
     ("task.stp", include_str!("../tapsets/task.stp")),
     ("sizeof.stp", include_str!("../tapsets/sizeof.stp")),
     ("proc_mem.stp", include_str!("../tapsets/proc_mem.stp")),
+    ("prometheus.stp", include_str!("../tapsets/prometheus.stp")),
 ];
 
 /// The table the `syscall.NAME` aliases with SystemTap's variables are written from.

@@ -149,7 +149,7 @@ impl Ctx<'_> {
     }
 
     fn builtins(&mut self) {
-        for name in ["begin", "end", "error"] {
+        for name in ["begin", "end", "error", "prometheus"] {
             if self.matches(&[(name, None)]) {
                 self.points.entry(name.to_string()).or_default();
             }

@@ -63,6 +63,11 @@ struct Cli {
     /// kernel and bpftap, for scripts that print in bursts.
     #[arg(short = 's', value_name = "NUM", value_parser = clap::value_parser!(u32).range(1..=1024))]
     buffer_mb: Option<u32>,
+    /// While the script runs, serve GET /metrics at ADDR (HOST:PORT, or PORT for
+    /// 127.0.0.1) in Prometheus's text format: what the script's `probe prometheus` prints,
+    /// or, without one, its globals read at scrape time.
+    #[arg(long = "metrics", value_name = "ADDR")]
+    metrics: Option<String>,
     /// Add a tapset directory.
     #[arg(short = 'I', value_name = "DIR")]
     include: Vec<PathBuf>,
@@ -218,6 +223,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         ready_file: std::env::var_os("BPFTAP_READY_FILE").map(PathBuf::from),
         buffer_bytes: cli.buffer_mb.map_or(0, |mb| mb.next_power_of_two() << 20),
         force_kprobes: cli.force_kprobes || std::env::var_os("BPFTAP_FORCE_KPROBES").is_some_and(|v| v == "1"),
+        metrics: cli.metrics.clone(),
     };
     let mut out = match &cli.output {
         Some(path) => runtime::output::ScriptOutput::file(path.clone())

@@ -222,6 +222,8 @@ pub const SPECIAL: &[&str] = &[
     "sprintf",
     "print",
     "println",
+    "sprint",
+    "sprintln",
     "exit",
     "printd",
     "printdln",

@@ -202,6 +202,10 @@ pub enum Target {
     Error { priority: i64 },
     /// `timer.ms(N)` and friends: user space, every `interval_ns`.
     Timer { interval_ns: u64 },
+    /// `prometheus`: user space, once per scrape of `--metrics`; what it prints is the
+    /// response body. Without `--metrics` it never runs, as in SystemTap when nobody reads
+    /// the procfs file.
+    Prometheus,
     /// A kernel tracepoint; handler code reads fields at offsets within `record_size`.
     Tracepoint { group: String, event: String, record_size: u32 },
     /// A tracepoint whose handler reads the tracepoint's C arguments (`$prev` of
@@ -225,7 +229,14 @@ pub enum Target {
 impl Target {
     /// Handlers that run in user space, interpreted by the runtime.
     pub fn is_user_space(&self) -> bool {
-        matches!(self, Target::Begin { .. } | Target::End { .. } | Target::Error { .. } | Target::Timer { .. })
+        matches!(
+            self,
+            Target::Begin { .. }
+                | Target::End { .. }
+                | Target::Error { .. }
+                | Target::Timer { .. }
+                | Target::Prometheus
+        )
     }
 }
 

@@ -1414,7 +1414,8 @@ impl Ctx<'_> {
                 self.emit(InstKind::Sprintf { dst, fmt, args }, span);
                 return Some(dst);
             }
-            "print" | "println" | "printd" | "printdln" => {
+            // `sprint` and `sprintln` are `print` and `println` into a string.
+            "print" | "println" | "printd" | "printdln" | "sprint" | "sprintln" => {
                 let newline = if name.ends_with("ln") { "\n" } else { "" };
                 let (sep, values) = if name.starts_with("printd") {
                     let Some((sep, values)) = args.split_first() else {
@@ -1446,6 +1447,11 @@ impl Ctx<'_> {
                 }
                 text.push_str(newline);
                 let fmt = self.intern_format(text, tys);
+                if name.starts_with('s') {
+                    let dst = self.temp(Ty::Str);
+                    self.emit(InstKind::Sprintf { dst, fmt, args: vars }, span);
+                    return Some(dst);
+                }
                 self.emit(InstKind::Printf { fmt, args: vars }, span);
                 return None;
             }
@@ -1731,7 +1737,7 @@ fn expr_is_pure_here(e: &Expr, pure: &HashSet<String>, script: &Elaborated, is_g
                     Lowering::Builtin(b) => !b.has_side_effects(),
                     _ => true,
                 }) && !script.functions.contains_key(name))
-                || name == "sprintf"
+                || matches!(name.as_str(), "sprintf" | "sprint" | "sprintln")
         }
         ExprKind::Assign { target, .. } | ExprKind::IncDec { target, .. } | ExprKind::Aggregate { target, .. } => {
             match &target.kind {

@@ -198,7 +198,7 @@ impl TypeTable {
             },
             TargetVar(n) => format.and_then(|f| f.field(n)).map(|f| field_ty(&f.c_type)),
             Call { name, args } => match name.as_str() {
-                "sprintf" | "pp" | "ppfunc" | "probefunc" => Some(Ty::Str),
+                "sprintf" | "sprint" | "sprintln" | "pp" | "ppfunc" | "probefunc" => Some(Ty::Str),
                 n if builtins::arg_function(n).is_some() => Some(Ty::Long),
                 _ => {
                     let overload = crate::elaborate::overload_key(name, args.len());
@@ -600,9 +600,16 @@ impl<'a> Ctx<'a> {
                     self.set_var(scope, name, t, span);
                 }
             }
-            ExprKind::TargetVar(_) => {
+            ExprKind::TargetVar(name) => {
                 if self.report {
-                    self.diags.push(Diagnostic::error("E0207", "target variables are read-only", target.span));
+                    let mut d = Diagnostic::error("E0207", "target variables are read-only", target.span);
+                    if name == "value" {
+                        d = d.with_help(
+                            "bpftap has no procfs probes and so no `$value`: a `probe prometheus` prints its \
+                             text instead, e.g. `print(\"m 1\\n\")`",
+                        );
+                    }
+                    self.diags.push(d);
                 }
             }
             ExprKind::Index { base, keys } => {

@@ -8,6 +8,7 @@
 //! - [`ringbuf`]: the consumer side of the output ring buffer.
 //! - [`symbols`]: ELF symbols to file offsets, for uprobes.
 //! - [`userspace`]: the IR interpreter for `begin`, `end` and timer handlers.
+//! - [`metrics`]: `--metrics`: the HTTP endpoint and the metrics generated from globals.
 //! - [`output`]: ring-buffer records to text.
 //! - [`stats`]: statistics merged over CPUs, extracted and printed as SystemTap does.
 //! - [`arrays`]: the script's arrays and statistics over their BPF maps.
@@ -22,6 +23,7 @@ pub mod bpf;
 pub mod format;
 pub mod kernel_info;
 pub mod loader;
+pub mod metrics;
 pub mod output;
 pub mod ringbuf;
 pub mod session;

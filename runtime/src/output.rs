@@ -27,6 +27,11 @@ impl ScriptOutput {
         ScriptOutput { writer: std::io::BufWriter::new(Box::new(std::io::stdout())), file: None }
     }
 
+    /// Output to any writer (a scrape's response body, say); `switch_file()` only flushes.
+    pub fn to_writer(w: Box<dyn Write>) -> ScriptOutput {
+        ScriptOutput { writer: std::io::BufWriter::new(w), file: None }
+    }
+
     pub fn file(path: PathBuf) -> std::io::Result<ScriptOutput> {
         let f = std::fs::File::create(&path)?;
         Ok(ScriptOutput { writer: std::io::BufWriter::new(Box::new(f)), file: Some((path, 0)) })

@@ -19,6 +19,7 @@ use lang::span::Span;
 use crate::arrays::Arrays;
 use crate::kernel_info::LiveKernel;
 use crate::loader::{self, Maps};
+use crate::metrics::{self, MetricsServer, Scrape};
 use crate::output::{Decoder, Record, ScriptOutput};
 use crate::ringbuf::RingBuf;
 use crate::sys::{self, MappedValue, RawMap};
@@ -43,6 +44,8 @@ pub struct RunOptions {
     /// Bytes of the output ring buffer (`-s`): a power of two, a multiple of the page size;
     /// 0 for the default, [`RINGBUF_BYTES`].
     pub buffer_bytes: u32,
+    /// `--metrics ADDR`: serve `GET /metrics` there while the script runs.
+    pub metrics: Option<String>,
 }
 
 /// What went wrong while running; rendered by the binary.
@@ -72,6 +75,8 @@ pub enum RuntimeError {
     ArrayFull(String),
     #[error("probe {0} ran more than {max} loop iterations (MAXACTION)", max = lang::lower::MAX_LOOP_ITERATIONS)]
     MaxAction(String),
+    #[error("--metrics {addr}: {source}")]
+    Metrics { addr: String, source: std::io::Error },
     #[error("cannot write output: {0}")]
     Output(std::io::Error),
 }
@@ -90,6 +95,7 @@ pub struct Session<'a> {
     child: Option<sys::HeldChild>,
     options: RunOptions,
     exit_requested: bool,
+    metrics: Option<MetricsServer>,
 }
 
 impl<'a> Session<'a> {
@@ -130,7 +136,13 @@ impl<'a> Session<'a> {
             child: None,
             options,
             exit_requested: false,
+            metrics: None,
         };
+        if let Some(addr) = &session.options.metrics {
+            let server =
+                MetricsServer::start(addr).map_err(|source| RuntimeError::Metrics { addr: addr.clone(), source })?;
+            session.metrics = Some(server);
+        }
         session.init_globals()?;
         session.fill_syscall_names();
         if let Some(cmd) = &session.options.command {
@@ -333,10 +345,35 @@ impl<'a> Session<'a> {
                     self.run_handler(h, out)?;
                 }
             }
+            self.answer_scrapes()?;
             out.flush().map_err(RuntimeError::Output)?;
             if self.target_gone() {
                 break;
             }
+        }
+        Ok(())
+    }
+
+    /// Answers the `--metrics` scrapes waiting: with what the `prometheus` probes print, or,
+    /// in a script without one, with the globals as they are now.
+    fn answer_scrapes(&mut self) -> Result<(), RuntimeError> {
+        let scrapes: Vec<Scrape> = self.metrics.as_ref().map(|m| m.pending().collect()).unwrap_or_default();
+        let compiled = self.compiled;
+        let probes: Vec<&Handler> =
+            compiled.program.handlers.iter().filter(|h| matches!(h.target, Target::Prometheus)).collect();
+        for scrape in scrapes {
+            if probes.is_empty() {
+                scrape.answer(metrics::exposition(&compiled.program, &compiled.globals, &self.globals, &self.arrays));
+                continue;
+            }
+            let body = metrics::Body::default();
+            let mut out = ScriptOutput::to_writer(Box::new(body.clone()));
+            // A failing handler stops the script, as in any other probe; the scraper gets
+            // what was printed before the failure.
+            let result = probes.iter().try_for_each(|h| self.run_handler(h, &mut out));
+            let _ = out.flush();
+            scrape.answer(body.text());
+            result?;
         }
         Ok(())
     }

@@ -1,0 +1,264 @@
+//! `--metrics ADDR`: an HTTP endpoint serving `GET /metrics` in Prometheus's text format.
+//!
+//! The listener runs on its own thread and never touches the script's state: each scrape
+//! is a [`Scrape`] sent over a channel, answered by the session's event loop between
+//! ring-buffer drains (the interpreter and the maps live there), so a slow or stuck client
+//! never blocks the loop. The HTTP side is `std::net` with a minimal parser: one request per
+//! connection, `Connection: close`, which is all a Prometheus scraper or curl needs.
+//!
+//! What the body is, [`exposition`] for a script without `probe prometheus`, is decided by
+//! the session.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::time::Duration;
+
+use codegen_bpf::layout::GlobalsLayout;
+use lang::ir::{Program, Ty};
+
+use crate::arrays::{value_text, Arrays, Elem};
+use crate::sys::MappedValue;
+use crate::userspace;
+
+/// How long a connection waits for the event loop to answer before giving up with 503.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+/// A request line and headers larger than this are refused.
+const MAX_REQUEST_BYTES: usize = 16 << 10;
+
+/// One `GET /metrics` waiting for its body.
+pub struct Scrape {
+    reply: Sender<String>,
+}
+
+impl Scrape {
+    pub fn answer(self, body: String) {
+        // The connection may have timed out and gone; nothing is owed to it then.
+        let _ = self.reply.send(body);
+    }
+}
+
+/// The endpoint: its listening thread and the scrapes it is waiting on.
+pub struct MetricsServer {
+    pub addr: SocketAddr,
+    scrapes: Receiver<Scrape>,
+}
+
+impl MetricsServer {
+    /// Listens on `addr` (`HOST:PORT`, or only a port for the loopback address) and starts
+    /// serving on a thread of its own.
+    pub fn start(addr: &str) -> std::io::Result<MetricsServer> {
+        let listener = TcpListener::bind(parse_addr(addr)?)?;
+        let addr = listener.local_addr()?;
+        let (tx, scrapes) = mpsc::channel();
+        std::thread::Builder::new().name("bpftap-metrics".into()).spawn(move || serve(listener, tx))?;
+        Ok(MetricsServer { addr, scrapes })
+    }
+
+    /// The scrapes that arrived since the last call.
+    pub fn pending(&self) -> impl Iterator<Item = Scrape> + '_ {
+        self.scrapes.try_iter()
+    }
+}
+
+/// `9900` means `127.0.0.1:9900`: a script's data stays on the machine unless asked otherwise.
+fn parse_addr(addr: &str) -> std::io::Result<SocketAddr> {
+    if let Ok(port) = addr.parse::<u16>() {
+        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    addr.to_socket_addrs()?
+        .next()
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("`{addr}` names no address")))
+}
+
+/// Accepts connections until the process ends (the session going away drops the receiving
+/// end, and every later scrape is answered 503).
+fn serve(listener: TcpListener, scrapes: Sender<Scrape>) {
+    for stream in listener.incoming().flatten() {
+        let scrapes = scrapes.clone();
+        // One thread per connection, so a client that never sends its request holds up no one.
+        let _ = std::thread::Builder::new().stack_size(64 << 10).spawn(move || {
+            let _ = handle(stream, &scrapes);
+        });
+    }
+}
+
+fn handle(stream: TcpStream, scrapes: &Sender<Scrape>) -> std::io::Result<()> {
+    stream.set_read_timeout(Some(ANSWER_TIMEOUT))?;
+    // The whole request is capped, so a client cannot make us buffer without end.
+    let mut reader = BufReader::new(Read::take(stream.try_clone()?, MAX_REQUEST_BYTES as u64));
+    let mut request_line = String::new();
+    reader.read_line(&mut request_line)?;
+    // The headers are read and ignored: nothing in them changes the answer.
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 || line.trim_end().is_empty() {
+            break;
+        }
+    }
+    let mut words = request_line.split_whitespace();
+    let (method, target) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+    let path = target.split('?').next().unwrap_or("");
+    let (status, body) = match (method, path) {
+        ("GET" | "HEAD", "/metrics") => {
+            let (tx, rx) = mpsc::channel();
+            match scrapes.send(Scrape { reply: tx }).ok().and_then(|()| rx.recv_timeout(ANSWER_TIMEOUT).ok()) {
+                Some(body) => ("200 OK", body),
+                None => ("503 Service Unavailable", "the script is not running\n".to_string()),
+            }
+        }
+        ("GET" | "HEAD", _) => ("404 Not Found", "metrics are at /metrics\n".to_string()),
+        _ => ("405 Method Not Allowed", "only GET\n".to_string()),
+    };
+    let mut stream = stream;
+    write!(
+        stream,
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )?;
+    if method != "HEAD" {
+        stream.write_all(body.as_bytes())?;
+    }
+    stream.flush()
+}
+
+/// The script's globals as metrics, for a script without `probe prometheus`: a scalar is a
+/// gauge `bpftap_NAME`; an array one metric with labels `key1`.. (a string value becomes a
+/// `value` label on a sample of 1); a statistic a summary, `_count` and `_sum`. Names
+/// starting with `__` are the tapsets' own and left out.
+pub fn exposition(program: &Program, layout: &GlobalsLayout, globals: &MappedValue, arrays: &Arrays<'_>) -> String {
+    let mut out = String::new();
+    let cap = program.string_capacity as usize;
+    for (g, decl) in program.globals.iter() {
+        if decl.name.starts_with("__") {
+            continue;
+        }
+        let off = layout.offset(g);
+        let name = format!("bpftap_{}", decl.name);
+        header(&mut out, &name, &decl.name, "gauge");
+        match decl.ty {
+            Ty::Long => out.push_str(&format!("{name} {}\n", globals.load_long(off))),
+            Ty::Str => {
+                let text = userspace::read_c_string(&globals.read_bytes(off, cap));
+                out.push_str(&format!("{name}{{value=\"{}\"}} 1\n", escape_label(&text)));
+            }
+        }
+    }
+    for (a, decl) in program.arrays.iter() {
+        if decl.name.starts_with("__") {
+            continue;
+        }
+        let name = format!("bpftap_{}", decl.name);
+        let entries = arrays.entries(a);
+        let is_stat = decl.value == lang::ir::ValueKind::Stat;
+        header(&mut out, &name, &decl.name, if is_stat { "summary" } else { "gauge" });
+        for (keys, elem) in entries {
+            let mut labels: Vec<String> = keys
+                .iter()
+                .enumerate()
+                .map(|(i, k)| format!("key{}=\"{}\"", i + 1, escape_label(&value_text(k))))
+                .collect();
+            let sample = |suffix: &str, labels: &[String], value: i64| {
+                if labels.is_empty() {
+                    format!("{name}{suffix} {value}\n")
+                } else {
+                    format!("{name}{suffix}{{{}}} {value}\n", labels.join(","))
+                }
+            };
+            match elem {
+                Elem::Long(n) => out.push_str(&sample("", &labels, n)),
+                Elem::Str(s) => {
+                    labels.push(format!("value=\"{}\"", escape_label(&s)));
+                    out.push_str(&sample("", &labels, 1));
+                }
+                Elem::Stat(s) => {
+                    out.push_str(&sample("_count", &labels, s.count()));
+                    out.push_str(&sample("_sum", &labels, s.sum()));
+                }
+            }
+        }
+    }
+    out
+}
+
+fn header(out: &mut String, metric: &str, global: &str, kind: &str) {
+    out.push_str(&format!("# HELP {metric} the script's global `{global}`\n# TYPE {metric} {kind}\n"));
+}
+
+/// A label value as the text format wants it: `\`, `"` and newlines escaped.
+fn escape_label(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_port_alone_is_loopback() {
+        assert_eq!(parse_addr("9900").unwrap(), "127.0.0.1:9900".parse().unwrap());
+        assert_eq!(parse_addr("[::1]:80").unwrap(), "[::1]:80".parse().unwrap());
+        assert!(parse_addr("nowhere").is_err());
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(escape_label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+
+    #[test]
+    fn a_scrape_gets_the_event_loops_answer() {
+        let server = MetricsServer::start("127.0.0.1:0").unwrap();
+        let addr = server.addr;
+        let client = std::thread::spawn(move || {
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+            let mut text = String::new();
+            s.read_to_string(&mut text).unwrap();
+            text
+        });
+        let scrape = loop {
+            if let Some(s) = server.pending().next() {
+                break s;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        scrape.answer("m 1\n".into());
+        let text = client.join().unwrap();
+        assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+        assert!(text.ends_with("\r\n\r\nm 1\n"), "{text}");
+    }
+
+    #[test]
+    fn other_paths_are_not_found() {
+        let server = MetricsServer::start("127.0.0.1:0").unwrap();
+        let mut s = TcpStream::connect(server.addr).unwrap();
+        s.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        assert!(text.starts_with("HTTP/1.1 404"), "{text}");
+    }
+}
+
+/// A response body the `prometheus` probes print into (shared: the script's output writer
+/// owns one handle, the scrape reads the other).
+#[derive(Clone, Default)]
+pub struct Body(std::rc::Rc<std::cell::RefCell<Vec<u8>>>);
+
+impl Body {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.borrow()).into_owned()
+    }
+}
+
+impl std::io::Write for Body {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.borrow_mut().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
