@@ -5,7 +5,7 @@
 # SystemTap examples in systemtap-doc are the parser's corpus and the install checks' scripts,
 # systemtap-common's tapsets are what the syscall variables are checked against, and iproute2 and iputils-ping
 # are the network workloads' tools.
-TEST_PACKAGES=(python3 systemtap-doc systemtap-common iproute2 iputils-ping bpftool)
+TEST_PACKAGES=(python3 systemtap-doc systemtap-common iproute2 iputils-ping bpftool man-db)
 
 # What tests/vm/run-in-vm.sh needs to boot Debian kernels under QEMU (binutils: readelf, for
 # the faster PVH boot). It would install them itself; scripts/test.sh does it first, so that a

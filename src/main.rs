@@ -39,6 +39,10 @@ struct Cli {
     /// Run CMD once the probes are attached; target() is its pid; stop when it exits.
     #[arg(short = 'c', value_name = "CMD")]
     command: Option<String>,
+    /// Run the -c command as root even under sudo (by default it runs as the user who ran
+    /// sudo, SUDO_UID and SUDO_GID, as SystemTap does).
+    #[arg(long = "cmd-as-root", requires = "command")]
+    cmd_as_root: bool,
     /// Set target() to PID and stop when that process exits.
     #[arg(short = 'x', value_name = "PID")]
     target_pid: Option<i32>,
@@ -77,6 +81,10 @@ struct Cli {
     /// Like -l, with each point's variables and their types.
     #[arg(short = 'L', value_name = "PROBE", conflicts_with = "script")]
     list_vars: Option<String>,
+    /// Print bpftap's man page (`man`) or completions for a shell (`bash`, `zsh`, `fish`),
+    /// made from these options; the install puts them where Debian looks.
+    #[arg(long = "generate", value_name = "KIND", value_parser = ["man", "bash", "zsh", "fish"], exclusive = true)]
+    generate: Option<String>,
     /// The script file, then its arguments ($1, @1, ...).
     #[arg(value_name = "SCRIPT_FILE")]
     args: Vec<String>,
@@ -96,6 +104,10 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<ExitCode, String> {
+    if let Some(kind) = &cli.generate {
+        generate(kind).map_err(|e| format!("cannot write the {kind} text: {e}"))?;
+        return Ok(ExitCode::SUCCESS);
+    }
     if let Some(pattern) = cli.list.as_ref().or(cli.list_vars.as_ref()) {
         if !runtime::sys::may_trace() {
             return Err(
@@ -218,6 +230,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
     let options = RunOptions {
         target_pid: cli.target_pid,
         command: cli.command.clone(),
+        command_user: if cli.cmd_as_root { None } else { runtime::sys::Credentials::sudo_invoker() },
         duration: cli.timeout,
         set_globals,
         ready_file: std::env::var_os("BPFTAP_READY_FILE").map(PathBuf::from),
@@ -254,6 +267,26 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             report_runtime_error(&e, &compiled.sources);
             Ok(ExitCode::from(1))
         }
+    }
+}
+
+/// `--generate KIND`: the man page or a shell's completions, from the clap definitions, so
+/// they never disagree with `--help`.
+fn generate(kind: &str) -> std::io::Result<()> {
+    use clap::CommandFactory;
+    use clap_complete::Shell;
+    let mut command = Cli::command();
+    // Made in memory first: clap_complete panics on a failed write.
+    let mut text = Vec::new();
+    match kind {
+        "man" => clap_mangen::Man::new(command).render(&mut text)?,
+        "bash" => clap_complete::generate(Shell::Bash, &mut command, "bpftap", &mut text),
+        "zsh" => clap_complete::generate(Shell::Zsh, &mut command, "bpftap", &mut text),
+        _ => clap_complete::generate(Shell::Fish, &mut command, "bpftap", &mut text),
+    }
+    match std::io::stdout().lock().write_all(&text) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
     }
 }
 

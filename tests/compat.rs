@@ -68,6 +68,9 @@ fn run_check(command: &str, dir: &Path, stap_dir: &Path) -> Outcome {
         .arg(command)
         .current_dir(dir)
         .env("PATH", path)
+        // SystemTap's checks run as root; under sudo, `-c` commands would not.
+        .env_remove("SUDO_UID")
+        .env_remove("SUDO_GID")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

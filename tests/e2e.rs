@@ -677,6 +677,9 @@ fn run_case(case: &Case, bin: &Path, root: &Path, idx: usize) -> Outcome {
         }
     };
     command.env("BPFTAP_READY_FILE", &ready_file);
+    // Under `sudo ./scripts/test.sh`, `-c` commands would run as the invoking user; cases
+    // that test that set these themselves.
+    command.env_remove("SUDO_UID").env_remove("SUDO_GID");
     command.envs(case.env.iter().map(|(k, v)| (k, v)));
     let mut bpftap = match Captured::spawn(command) {
         Ok(child) => child,

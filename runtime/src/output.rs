@@ -16,30 +16,39 @@ use crate::format::{format_bytes, Value};
 
 /// Where the script's output goes: stdout, or the `-o` file, which `switch_file()` rotates
 /// as SystemTap's stapio does (FILE, then FILE.1, FILE.2, ...).
+///
+/// When the reader goes away (`bpftap ... | head -1`), the broken pipe is not an error: what
+/// is written from then on is discarded and [`ScriptOutput::reader_gone`] tells the session
+/// to end, as Ctrl-C would, so `end` still runs and the exit status is 0.
 pub struct ScriptOutput {
     writer: std::io::BufWriter<Box<dyn Write>>,
     /// The `-o` path and how many times it was switched.
     file: Option<(PathBuf, u32)>,
+    reader_gone: bool,
 }
 
 impl ScriptOutput {
+    fn new(w: Box<dyn Write>, file: Option<(PathBuf, u32)>) -> ScriptOutput {
+        ScriptOutput { writer: std::io::BufWriter::new(w), file, reader_gone: false }
+    }
+
     pub fn stdout() -> ScriptOutput {
-        ScriptOutput { writer: std::io::BufWriter::new(Box::new(std::io::stdout())), file: None }
+        ScriptOutput::new(Box::new(std::io::stdout()), None)
     }
 
     /// Output to any writer (a scrape's response body, say); `switch_file()` only flushes.
     pub fn to_writer(w: Box<dyn Write>) -> ScriptOutput {
-        ScriptOutput { writer: std::io::BufWriter::new(w), file: None }
+        ScriptOutput::new(w, None)
     }
 
     pub fn file(path: PathBuf) -> std::io::Result<ScriptOutput> {
         let f = std::fs::File::create(&path)?;
-        Ok(ScriptOutput { writer: std::io::BufWriter::new(Box::new(f)), file: Some((path, 0)) })
+        Ok(ScriptOutput::new(Box::new(f), Some((path, 0))))
     }
 
     /// Goes on in the next file; on stdout, flushes only.
     pub fn switch_file(&mut self) -> std::io::Result<()> {
-        self.writer.flush()?;
+        self.flush()?;
         if let Some((path, n)) = &mut self.file {
             *n += 1;
             let mut next = path.clone().into_os_string();
@@ -48,15 +57,35 @@ impl ScriptOutput {
         }
         Ok(())
     }
+
+    /// Whether the reader of the output has gone (a broken pipe).
+    pub fn reader_gone(&self) -> bool {
+        self.reader_gone
+    }
+
+    /// A broken pipe turns the output into a sink; any other error is returned.
+    fn unless_reader_gone<T>(&mut self, result: std::io::Result<T>, discarded: T) -> std::io::Result<T> {
+        match result {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                self.reader_gone = true;
+                // Dropping the old writer retries its buffer once, into the same broken pipe.
+                self.writer = std::io::BufWriter::new(Box::new(std::io::sink()));
+                Ok(discarded)
+            }
+            other => other,
+        }
+    }
 }
 
 impl Write for ScriptOutput {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.writer.write(buf)
+        let written = self.writer.write(buf);
+        self.unless_reader_gone(written, buf.len())
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
-        self.writer.flush()
+        let flushed = self.writer.flush();
+        self.unless_reader_gone(flushed, ())
     }
 }
 

@@ -32,6 +32,8 @@ pub struct RunOptions {
     pub target_pid: Option<i32>,
     /// `-c CMD`: run after the probes are attached; `target()` is its pid; stop when it exits.
     pub command: Option<String>,
+    /// Who `-c CMD` runs as; bpftap's own user when `None`.
+    pub command_user: Option<sys::Credentials>,
     /// `-T SECONDS`.
     pub duration: Option<Duration>,
     /// `-G NAME=VALUE`, applied before `begin`.
@@ -153,7 +155,7 @@ impl<'a> Session<'a> {
                     "empty command",
                 )));
             }
-            let child = sys::HeldChild::spawn(&argv).map_err(RuntimeError::Command)?;
+            let child = sys::HeldChild::spawn(&argv, session.options.command_user).map_err(RuntimeError::Command)?;
             session.globals.store_long(GLOBAL_TARGET, child.pid as i64);
             session.child = Some(child);
         }
@@ -324,7 +326,7 @@ impl<'a> Session<'a> {
                 _ => None,
             })
             .collect();
-        while !self.exit_requested && sys::stop_signal().is_none() {
+        while !self.exit_requested && sys::stop_signal().is_none() && !out.reader_gone() {
             let now = Instant::now();
             let mut wait = Duration::from_millis(100);
             for (due, _, _) in &timers {

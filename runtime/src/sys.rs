@@ -304,6 +304,48 @@ fn parse_cpu_list(s: &str) -> Option<usize> {
     cpu_list(s).and_then(|cpus| cpus.last().map(|c| *c as usize + 1))
 }
 
+/// Who a `-c` command runs as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Credentials {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl Credentials {
+    /// The user who ran `sudo bpftap` (`SUDO_UID`, `SUDO_GID`), when bpftap runs as root
+    /// through sudo: SystemTap runs `-c` commands as the invoking user too.
+    pub fn sudo_invoker() -> Option<Credentials> {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            return None;
+        }
+        let id = |name: &str| std::env::var(name).ok()?.trim().parse::<u32>().ok();
+        Some(Credentials { uid: id("SUDO_UID")?, gid: id("SUDO_GID")? })
+    }
+
+    /// The user's supplementary groups from the group database (computed before fork:
+    /// getgrouplist is not async-signal-safe), or just its primary group.
+    fn groups(&self) -> Vec<libc::gid_t> {
+        let mut groups = vec![self.gid];
+        let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
+        let mut result = std::ptr::null_mut();
+        let mut buf = vec![0 as libc::c_char; 16 << 10];
+        // SAFETY: every pointer is to memory we own, of the lengths given.
+        let found = unsafe { libc::getpwuid_r(self.uid, &mut pw, buf.as_mut_ptr(), buf.len(), &mut result) } == 0
+            && !result.is_null();
+        if found {
+            let mut list = vec![0 as libc::gid_t; 256];
+            let mut n = list.len() as libc::c_int;
+            // SAFETY: pw_name points into `buf`, alive here; `list` holds `n` entries.
+            if unsafe { libc::getgrouplist(pw.pw_name, self.gid, list.as_mut_ptr(), &mut n) } >= 0 {
+                list.truncate(n as usize);
+                groups = list;
+            }
+        }
+        groups
+    }
+}
+
 /// A `-c` command, forked before `begin` runs and held before `exec` until the probes are
 /// attached, as SystemTap does: its pid (`target()`) is known from the start, and none of
 /// its work happens before the probes can see it.
@@ -315,14 +357,16 @@ pub struct HeldChild {
 }
 
 impl HeldChild {
-    /// Forks; the child waits for `release`, then execs `argv` (found on `PATH`).
-    pub fn spawn(argv: &[String]) -> io::Result<HeldChild> {
+    /// Forks; the child waits for `release`, then execs `argv` (found on `PATH`), as `user`
+    /// when given (with that user's groups), as bpftap's own user otherwise.
+    pub fn spawn(argv: &[String], user: Option<Credentials>) -> io::Result<HeldChild> {
         let args: Vec<std::ffi::CString> = argv
             .iter()
             .map(|a| std::ffi::CString::new(a.as_str()).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e)))
             .collect::<io::Result<_>>()?;
         let mut ptrs: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
         ptrs.push(std::ptr::null());
+        let groups = user.map(|u| u.groups());
         let mut fds = [0i32; 2];
         // SAFETY: `fds` is a valid out-array of two ints.
         if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
@@ -343,6 +387,17 @@ impl HeldChild {
                 libc::signal(libc::SIGINT, libc::SIG_DFL);
                 libc::signal(libc::SIGTERM, libc::SIG_DFL);
                 libc::signal(libc::SIGHUP, libc::SIG_DFL);
+                if let (Some(u), Some(groups)) = (user, &groups) {
+                    // Groups first: setuid takes away the right to change them.
+                    if libc::setgroups(groups.len(), groups.as_ptr()) != 0
+                        || libc::setgid(u.gid) != 0
+                        || libc::setuid(u.uid) != 0
+                    {
+                        const WHY: &[u8] = b"bpftap: cannot run the -c command as the invoking user\n";
+                        libc::write(2, WHY.as_ptr().cast(), WHY.len());
+                        libc::_exit(126);
+                    }
+                }
                 libc::execvp(ptrs[0], ptrs.as_ptr());
                 libc::_exit(127);
             }
