@@ -11,9 +11,10 @@
 //! for each function in the kernel's BTF. Parameterized families such as `timer.ms(N)` are
 //! listed only when the pattern names one exactly.
 //!
-//! This module only calls the compiler's public passes (`parse`, `elaborate`, `types::check`):
+//! Aliases go through the compiler's public passes only (`parse`, `elaborate`, `types::check`):
 //! an alias is listed when `probe POINT {}` elaborates on this kernel, and its variables are
-//! the probe's locals in the type table, so `-L` shows what a script would get.
+//! the probe's locals in the type table, so `-L` shows what a script would get. Kernel
+//! functions and the C types of `$` variables are read from the kernel's BTF here.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;

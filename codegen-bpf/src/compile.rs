@@ -1,8 +1,8 @@
 //! The driver of this crate: an [`ir::Program`] to a [`CompiledScript`].
 //!
-//! Kernel handlers become BPF programs in one object, sharing three maps: the ring buffer
-//! for output, the globals array and the per-CPU scratch area. User-space handlers are kept
-//! as IR for the runtime's interpreter.
+//! Kernel handlers become BPF programs in one object, sharing three maps (the ring buffer
+//! for output, the globals array and the per-CPU scratch area) and one map per global array
+//! or statistic. User-space handlers are kept as IR for the runtime's interpreter.
 
 use lang::ir::{Program, Target};
 use lang::span::Span;

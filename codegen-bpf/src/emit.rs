@@ -6,7 +6,8 @@
 //!
 //! Register conventions, fixed for the whole program:
 //! - `r6` holds the context pointer, `r7` the per-CPU scratch area, `r8` the globals value,
-//!   each only in handlers that need it; `r9` the ring-buffer record a `printf` fills;
+//!   each only in handlers that need it; `r9` the ring-buffer record a `printf` fills (or
+//!   the statistic value a `<<<` updates);
 //!   they are callee-saved, so helper calls do not disturb them;
 //! - `r0`..`r5` are per-instruction temporaries: each IR instruction loads its operands from
 //!   their homes, computes, and stores its result, so nothing is live in them across
@@ -19,7 +20,9 @@
 //! scratch area, which a handler looks up only when it uses it.
 //!
 //! Invariant: every memory access has a constant offset within its region, or a variable
-//! offset the verifier can bound, so a program that emits is one the verifier accepts.
+//! offset the verifier can bound. That is what makes the verifier accept what emits; where
+//! it still refuses, the runtime names the script line of the refused instruction from the
+//! spans recorded here.
 
 mod regex_match;
 

@@ -8,8 +8,10 @@
 //! - [`disasm`]: instructions back to the text `-p4` prints.
 //! - [`object`]: the script as programs, maps and `.rodata`, and its ELF form (`--emit-elf`).
 //!
-//! Invariant: this crate makes no syscall and reads no file; the same input gives the same
-//! bytes on any machine.
+//! Invariant: this crate makes no syscall and reads no file; its output depends only on the
+//! IR and on the architecture bpftap itself was built for (`emit` picks the `struct pt_regs`
+//! offsets with `cfg(target_arch)`, as `lang::syscall_table` picks the syscall numbers), not
+//! on the machine it runs on.
 
 pub mod compile;
 pub mod disasm;

@@ -6,17 +6,26 @@
 //! body (alias prologues, then the user's body guarded by its predicate, then alias
 //! epilogues), plus the diagnostics found.
 //!
-//! Resolution order for a probe point: aliases (script first, then tapsets), then the
-//! generated `syscall.NAME` family over `syscalls:sys_enter_NAME`/`sys_exit_NAME`, then
-//! built-in families (`begin`, `end`, `error`, `timer.*`, `kernel.trace`). A wildcard point
-//! expands to every match; matches that fail to resolve are skipped, as in SystemTap.
+//! No types are inferred here (that is [`crate::types`]); `@defined(...)` is folded to 0 or 1
+//! against the probe's target variables and the kernel's types.
+//!
+//! Resolution order for a probe point: a `syscall.*`-style wildcard matching five or more
+//! syscalls becomes one `raw_syscalls` probe; otherwise aliases (script first, then tapsets),
+//! then the generated `syscall.NAME` family over `syscalls:sys_enter_NAME`/`sys_exit_NAME`
+//! for names no alias defines, then built-in families (`begin`, `end`, `error`, `never`,
+//! `prometheus`, `timer.*`, `perf.sw.*`, `kernel.trace`, `kernel.function`, `process(...)`,
+//! `netfilter.*`, ...), and last an alias with a suffix (`a.return` from alias `a`). A
+//! wildcard point expands to every match; matches that fail to resolve are skipped, as in
+//! SystemTap.
 //!
 //! A tracepoint probe whose body reads the tracepoint's C arguments (`$prev`) rather than
 //! only its record fields becomes a raw tracepoint probe, typed like a kernel function's.
 //!
-//! Invariant: every [`ElabProbe`] has a target this kernel provides; tracepoint targets come
-//! with their record format, and raw tracepoint and function targets with their arguments
-//! (as `format` and `function`), so `$var` accesses can be checked against them.
+//! Invariant: every [`ElabProbe`] has one concrete target. Tracepoint, raw tracepoint and
+//! kernel function targets exist in this kernel; tracepoint targets come with their record
+//! format, and raw tracepoint and function targets with their arguments (as `format` and
+//! `function`), so `$var` accesses can be checked against them. Netfilter hooks and perf
+//! events are not asked about here: the runtime finds out when it attaches them.
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -1,13 +1,15 @@
 //! The typed intermediate representation: one control-flow graph per probe handler.
 //!
 //! Input: built by [`crate::lower`] from the elaborated, typed script. Output: consumed by
-//! `codegen-bpf` (kernel handlers) and by the runtime's interpreter (user-space handlers:
-//! `begin`, `end`, interval timers), which is why the IR names no BPF register or instruction.
+//! `codegen-bpf` (kernel handlers) and by the runtime's interpreter (user-space handlers,
+//! [`Target::is_user_space`]: `begin`, `end`, `error`, interval timers, `prometheus`), which
+//! is why the IR names no BPF register or instruction.
 //!
 //! The form is three-address code over mutable variables (not SSA): every [`Var`] has one
 //! type, is written by any number of instructions and read by others. Locals of the script,
-//! alias variables and temporaries are all `Var`s. Long variables become registers or stack
-//! slots in BPF; string variables become fixed-capacity buffers.
+//! alias variables and temporaries are all `Var`s. In BPF, long variables become stack slots
+//! and string variables fixed-capacity buffers in the per-CPU scratch area (see
+//! `codegen_bpf::regalloc`).
 //!
 //! Invariants (checked by [`verify`]):
 //! - every block ends in exactly one terminator, and every block id it names exists;

@@ -3,7 +3,7 @@
 //!
 //! Every fact about the running kernel reaches `lang` through this trait. The real
 //! implementation (tracefs formats, `/sys/kernel/btf/vmlinux`) lives in `runtime`, so `lang`
-//! stays pure and unit-testable.
+//! reads no kernel interface and is unit-tested against a [`Fixture`].
 
 use std::collections::BTreeMap;
 

@@ -6,11 +6,17 @@
 //! - [`preprocess`]: `%( cond %? a %: b %)` conditionals and `@define` macros.
 //! - [`syscall_aliases`]: the `syscall.NAME` aliases written as tapset source from a table.
 //! - [`select`]: the tapset items a script needs; only those are parsed.
+//! - [`ast`]: the syntax tree the grammar builds; [`pretty`] prints it back (`-p1`).
 //! - [`elaborate`]: probe points resolved against tapset aliases and the kernel, alias
-//!   bodies merged, names and types resolved: [`ast::Script`] to a typed script.
-//! - [`types`]: type inference for locals, globals and functions.
-//! - [`ir`] and [`lower`]: the typed script to a per-handler control-flow graph.
-//! - [`printf`]: format strings, parsed once and shared by the type checker and the runtime.
+//!   bodies merged, globals and functions gathered: [`ast::Script`] to
+//!   [`elaborate::Elaborated`], still untyped. [`glob`] matches the points' wildcards.
+//! - [`types`]: type inference for locals, globals and functions (a [`types::TypeTable`]).
+//! - [`builtins`]: the built-in functions, where each may run and how it lowers.
+//! - [`ir`] and [`lower`]: the typed script to a per-handler control-flow graph;
+//!   [`optimize`] removes dead code from each handler.
+//! - [`printf`]: format strings parsed into [`printf::Format`]; `lower` checks a printf's
+//!   arguments with it, the runtime formats with it.
+//! - [`syscall_table`]: syscall numbers to names, fixed when bpftap is built.
 //! - [`regex`]: `=~` patterns compiled to a DFA table (kernel) and a matcher with groups.
 //! - [`kernel`]: the [`kernel::KernelInfo`] trait through which every fact about the running
 //!   kernel arrives (tracepoint formats, BTF, version), with a fixture for tests.

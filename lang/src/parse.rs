@@ -110,7 +110,7 @@ impl Items {
     }
 }
 
-/// Parse a lone expression (for the REPL and tests), with the same diagnostics as [`parse`].
+/// Parse a lone expression, with the same diagnostics as [`parse`].
 pub fn parse_expr(
     sources: &SourceMap,
     file: FileId,

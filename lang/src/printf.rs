@@ -1,6 +1,10 @@
-//! SystemTap format strings (`printf`, `sprintf`), parsed once into a [`Format`] that the type
-//! checker (through [`Format::arg_types`]), the code generator (which packs the arguments) and
-//! the runtime formatter (`runtime::format`) share.
+//! SystemTap format strings (`printf`, `sprintf`), parsed into a [`Format`]. `lower` parses
+//! each literal format to check a call's arguments ([`Format::arg_types`]); the IR keeps only
+//! the text and the argument types (`ir::FormatDecl`). The runtime parses the text again to
+//! format (`runtime::format`): once per format for kernel records (`runtime::output::Decoder`),
+//! and at each `printf` a user-space handler runs. The code generator does not use [`Format`]:
+//! it packs a record's arguments by their IR types, and translates a kernel `sprintf` format
+//! for `bpf_snprintf` with its own scan (`codegen_bpf::emit::kernel_format`).
 //!
 //! Input: the format string after escape processing, as the lexer cooked it. Output: a list of
 //! [`Piece`]s, literal text or a [`Conversion`]

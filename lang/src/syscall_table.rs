@@ -1,7 +1,8 @@
-//! Syscall numbers to names for `syscall_any` and `syscall_name()`, by architecture.
+//! Syscall numbers to names for `syscall_any`, `syscall_name()` and `syscall.*` wildcards.
 //!
-//! Generated once from the kernel uapi header `asm/unistd_64.h` (Debian's linux-libc-dev);
-//! regenerate when the kernel adds syscalls.
+//! The table is x86-64's, chosen when bpftap is built (`cfg(target_arch)`); on other
+//! architectures it is empty. Generated once from the kernel uapi header `asm/unistd_64.h`
+//! (Debian's linux-libc-dev); regenerate when the kernel adds syscalls.
 
 /// `(number, name)`, sorted by number.
 #[cfg(target_arch = "x86_64")]

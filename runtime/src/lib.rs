@@ -7,7 +7,8 @@
 //! - [`bpf`]: the `bpf(2)` and `perf_event_open(2)` calls, by their uapi layouts.
 //! - [`ringbuf`]: the consumer side of the output ring buffer.
 //! - [`symbols`]: ELF symbols to file offsets, for uprobes.
-//! - [`userspace`]: the IR interpreter for `begin`, `end` and timer handlers.
+//! - [`userspace`]: the IR interpreter for `begin`, `end`, `error`, timer and `prometheus`
+//!   handlers.
 //! - [`metrics`]: `--metrics`: the HTTP endpoint and the metrics generated from globals.
 //! - [`output`]: ring-buffer records to text.
 //! - [`stats`]: statistics merged over CPUs, extracted and printed as SystemTap does.

@@ -1,8 +1,10 @@
 //! Decoding ring-buffer records into the text a script prints.
 //!
 //! A record is `u32 kind, u32 pad` and the arguments at the offsets of
-//! [`codegen_bpf::layout::record_layout`]; `kind` is a format id or a special
-//! [`codegen_bpf::layout::record_kind`]. Formats are parsed once, when the decoder is made.
+//! [`codegen_bpf::layout::record_layout`]; `kind` is a format id,
+//! [`codegen_bpf::layout::record_kind::EXIT`], or
+//! [`codegen_bpf::layout::record_error::MAX_ACTION`] with the handler in its low bits.
+//! Formats are parsed once, when the decoder is made.
 
 use codegen_bpf::layout::{self, record_kind};
 use lang::builtins::Builtin;
@@ -102,7 +104,6 @@ pub enum Record {
     Command(String),
     /// `exit()` ran in a kernel probe.
     Exit,
-    /// An array had no room for a new element.
     /// A kernel handler (by index) ran out of loop iterations.
     MaxAction(usize),
     /// A record this script cannot have produced (a bug); shown, not hidden.

@@ -1,9 +1,11 @@
-//! A running script: load the object, set the globals, run `begin`, attach the kernel
-//! probes, loop over ring-buffer records and timers, then run `end`, print what the script
-//! left unread, and detach everything.
+//! A running script: create the maps, set the globals, run `begin`, load and attach the
+//! kernel probes, loop over ring-buffer records and timers, then run `end`, print what the
+//! script left unread, and detach everything.
 //!
-//! [`Session::start`] loads and attaches; [`Session::run`] drives the loop; dropping the
-//! session detaches every program and closes every map, on every path, errors included.
+//! [`Session::load`] creates the maps, maps the ring buffer and the globals, sets the globals
+//! and runs `begin`; [`Session::attach`] loads and attaches the kernel programs, then starts
+//! `-c CMD`; [`Session::run`] drives the loop and runs `error` and `end`. Dropping the session
+//! detaches every program and closes every map, on every path, errors included.
 
 use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};

@@ -2,7 +2,8 @@
 //! map, map elements, signals, clocks, polling, CPUs and the `-c` child.
 //!
 //! Invariant: every `unsafe` block of the runtime is in this module, [`crate::bpf`],
-//! [`crate::ringbuf`] and `kernel_info`'s mount calls, each with the reason it is sound.
+//! [`crate::ringbuf`] and `kernel_info`'s `statfs`, `mount` and `uname` calls, each with the
+//! reason it is sound.
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};

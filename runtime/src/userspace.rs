@@ -1,9 +1,10 @@
-//! The IR interpreter for handlers that run in user space: `begin`, `end`, `error` and
-//! interval timers. It executes the same IR the kernel handlers compile from, with the
+//! The IR interpreter for handlers that run in user space: `begin`, `end`, `error`,
+//! interval timers and `prometheus`. It executes the same IR the kernel handlers compile from, with the
 //! globals read and written in the memory-mapped globals map, so both sides see one state.
 //!
 //! Invariant: the interpreter never panics on a valid IR program (`ir::verify` passes);
-//! loops are bounded by SystemTap's MAXACTION (an error when exceeded).
+//! a handler runs at most [`MAX_ACTION`] steps, SystemTap's MAXACTION (an error when
+//! exceeded), so no loop runs forever.
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
