@@ -45,6 +45,7 @@ pub fn lower(
 ) -> (ir::Program, Vec<Diagnostic>) {
     let mut program = ir::Program { string_capacity: options.string_capacity, ..Default::default() };
     let mut globals = HashMap::new();
+    let mut diags = Vec::new();
     for g in &script.globals {
         let Some((ty, _)) = types.globals.get(&g.name) else { continue };
         let init = g.init.as_ref().and_then(|e| match &e.kind {
@@ -54,6 +55,12 @@ pub fn lower(
                 ExprKind::Number(n) => Some(ir::Const::Long(n.wrapping_neg())),
                 _ => None,
             },
+            // `global argv_1 = @1`: the arguments are known now, so the value is a constant.
+            ExprKind::ScriptArg { index, as_string } => {
+                script_arg(&options.script_args, *index, *as_string, e.span).map_err(|d| diags.push(d)).ok()
+            }
+            ExprKind::ArgCount { as_string: false } => Some(ir::Const::Long(options.script_args.len() as i64)),
+            ExprKind::ArgCount { as_string: true } => Some(ir::Const::Str(options.script_args.len().to_string())),
             _ => None,
         });
         let id = program.globals.push(ir::GlobalDecl { name: g.name.clone(), ty: *ty, init, read: false });
@@ -91,7 +98,6 @@ pub fn lower(
         });
         arrays.insert(name.clone(), id);
     }
-    let mut diags = Vec::new();
     let mut formats = HashMap::new();
     let pure = pure_functions(script);
     for (i, probe) in script.probes.iter().enumerate().filter(|(_, p)| !p.never) {
@@ -533,41 +539,22 @@ impl Ctx<'_> {
             },
             ExprKind::TargetVar(name) => self.target_var(name, span),
             ExprKind::ScriptArg { index, as_string } => {
-                let arg = (*index as usize).checked_sub(1).and_then(|i| self.options.script_args.get(i)).cloned();
-                let Some(arg) = arg else {
-                    let sigil = if *as_string { "@" } else { "$" };
-                    let message = match index {
-                        0 => format!("there is no script argument {sigil}0: they count from {sigil}1"),
-                        _ => format!("script argument {sigil}{index} was not given"),
-                    };
-                    self.error(Diagnostic::error("E0303", message, span));
+                let value = script_arg(&self.options.script_args, *index, *as_string, span).unwrap_or_else(|d| {
+                    self.error(d);
                     // A value of the right type, so no second error follows from this one.
-                    return Some(if *as_string {
-                        let v = self.temp(Ty::Str);
-                        self.emit(InstKind::StrConst { dst: v, value: String::new() }, span);
-                        v
+                    if *as_string {
+                        ir::Const::Str(String::new())
                     } else {
-                        self.constant(0, span)
-                    });
-                };
-                if *as_string {
-                    let v = self.temp(Ty::Str);
-                    self.emit(InstKind::StrConst { dst: v, value: arg }, span);
-                    return Some(v);
-                }
-                match parse_number(&arg) {
-                    Some(n) => Some(self.constant(n, span)),
-                    None => {
-                        self.error(
-                            Diagnostic::error(
-                                "E0304",
-                                format!("script argument ${index} is `{arg}`, not a number"),
-                                span,
-                            )
-                            .with_help(format!("use @{index} for a string argument")),
-                        );
-                        Some(self.constant(0, span))
+                        ir::Const::Long(0)
                     }
+                });
+                match value {
+                    ir::Const::Str(value) => {
+                        let v = self.temp(Ty::Str);
+                        self.emit(InstKind::StrConst { dst: v, value }, span);
+                        Some(v)
+                    }
+                    ir::Const::Long(n) => Some(self.constant(n, span)),
                 }
             }
             ExprKind::ArgCount { as_string } => {
@@ -1909,6 +1896,25 @@ fn cmp_op(op: CompareOp) -> CmpOp {
         CompareOp::Gt => CmpOp::Gt,
         CompareOp::Ge => CmpOp::Ge,
     }
+}
+
+/// The value of script argument `$index` (`@index` when `as_string`), or why there is none.
+fn script_arg(args: &[String], index: u32, as_string: bool, span: Span) -> Result<ir::Const, Diagnostic> {
+    let sigil = if as_string { "@" } else { "$" };
+    let Some(arg) = (index as usize).checked_sub(1).and_then(|i| args.get(i)).cloned() else {
+        let message = match index {
+            0 => format!("there is no script argument {sigil}0: they count from {sigil}1"),
+            _ => format!("script argument {sigil}{index} was not given"),
+        };
+        return Err(Diagnostic::error("E0303", message, span));
+    };
+    if as_string {
+        return Ok(ir::Const::Str(arg));
+    }
+    parse_number(&arg).map(ir::Const::Long).ok_or_else(|| {
+        Diagnostic::error("E0304", format!("script argument ${index} is `{arg}`, not a number"), span)
+            .with_help(format!("use @{index} for a string argument"))
+    })
 }
 
 fn parse_number(s: &str) -> Option<i64> {
