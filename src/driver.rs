@@ -41,6 +41,8 @@ pub const TAPSETS: &[(&str, &str)] = &[
     ("prometheus.stp", include_str!("../tapsets/prometheus.stp")),
     ("argv.stp", include_str!("../tapsets/argv.stp")),
     ("argv_array.stp", include_str!("../tapsets/argv_array.stp")),
+    ("target_set.stp", include_str!("../tapsets/target_set.stp")),
+    ("timestamp.stp", include_str!("../tapsets/timestamp.stp")),
 ];
 
 /// The table the `syscall.NAME` aliases with SystemTap's variables are written from.
