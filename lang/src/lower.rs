@@ -681,8 +681,8 @@ impl Ctx<'_> {
             // evaluated there (exact for arguments; kretprobes cannot do it, see ArgAccess).
             ExprKind::Entry(inner) if self.function.is_some() => self.expr(inner),
             // A syscall return probe: the entry probe elaboration added stored the value.
-            ExprKind::Entry(inner) if self.arrays.contains_key(&crate::elaborate::entry_array(inner)) => {
-                self.expr(&crate::elaborate::entry_value(inner))
+            ExprKind::Entry(inner) if self.arrays.contains_key(&crate::elaborate::entry_array(inner.span)) => {
+                self.expr(&crate::elaborate::entry_value(inner.span))
             }
             ExprKind::Member { .. } | ExprKind::Cast { .. } | ExprKind::AddressOf(_) | ExprKind::Deref(_) => {
                 self.typed(e).map(|(v, _)| v)
@@ -1468,6 +1468,10 @@ impl Ctx<'_> {
                     return None;
                 }
                 if self.format.is_some_and(|f| f.event.starts_with("sys_exit")) {
+                    // A syscall's return probe: the entry probe elaboration added stored it.
+                    if self.arrays.contains_key(&crate::elaborate::entry_array(span)) {
+                        return self.expr(&crate::elaborate::entry_value(span));
+                    }
                     self.error(
                         Diagnostic::error(
                             "E0316",
