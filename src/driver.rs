@@ -43,6 +43,7 @@ pub const TAPSETS: &[(&str, &str)] = &[
     ("argv_array.stp", include_str!("../tapsets/argv_array.stp")),
     ("target_set.stp", include_str!("../tapsets/target_set.stp")),
     ("timestamp.stp", include_str!("../tapsets/timestamp.stp")),
+    ("ctime.stp", include_str!("../tapsets/ctime.stp")),
 ];
 
 /// The table the `syscall.NAME` aliases with SystemTap's variables are written from.

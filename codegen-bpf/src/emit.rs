@@ -1756,7 +1756,6 @@ impl Emitter<'_> {
             | Builtin::StrReplace
             | Builtin::Tokenize
             | Builtin::ErrnoStr
-            | Builtin::Ctime
             | Builtin::Matched
             | Builtin::MatchedStr
             | Builtin::Ngroups
