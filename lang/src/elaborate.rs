@@ -1068,7 +1068,9 @@ impl ProbeContext<'_> {
                 let pointee = field.c_type.trim().strip_suffix('*').map(|t| t.trim().trim_start_matches("const "));
                 Some(pointee.and_then(|t| self.kernel.type_by_name(t).ok()))
             }
-            ExprKind::Cast { type_name, .. } => Some(Some(self.kernel.type_by_name(type_name).ok()?)),
+            ExprKind::Cast { type_name, module, .. } => {
+                Some(Some(crate::kernel::cast_type(self.kernel, type_name, module.as_deref()).ok()?))
+            }
             ExprKind::Member { base, name } => match self.resolve(base)? {
                 Some(ty) => match self.kernel.member(ty, name) {
                     Ok((_, member)) => Some(self.struct_behind(member)),

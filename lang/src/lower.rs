@@ -844,9 +844,9 @@ impl Ctx<'_> {
     fn typed(&mut self, e: &Expr) -> Option<(Var, Option<TypeId>)> {
         let span = e.span;
         match &e.kind {
-            ExprKind::Cast { expr, type_name, .. } => {
+            ExprKind::Cast { expr, type_name, module } => {
                 let v = self.long_expr(expr);
-                let id = self.kernel_type(type_name, span)?;
+                let id = self.cast_type(type_name, module.as_deref(), span)?;
                 Some((v, Some(id)))
             }
             ExprKind::TargetVar(name) if self.function.is_some() => {
@@ -888,7 +888,8 @@ impl Ctx<'_> {
                     Ok(m) => m,
                     Err(err) => {
                         if let Ok(field) = self.kernel_info.bitfield(ty, name) {
-                            return self.read_bitfield(addr, field, span).map(|v| (v, None));
+                            let space = self.space_of(ty);
+                            return self.read_bitfield(addr, field, space, span).map(|v| (v, None));
                         }
                         self.error(Diagnostic::error("E0314", err.to_string(), span));
                         return None;
@@ -967,7 +968,7 @@ impl Ctx<'_> {
     /// The value of type `ty` at `addr`: integers and pointers are read; structs and arrays
     /// stay addresses (so `->` can go on, and arrays decay as in C).
     fn load_typed(&mut self, addr: Var, ty: TypeId, span: Span) -> Option<(Var, Option<TypeId>)> {
-        let space = ir::AddrSpace::Kernel;
+        let space = self.space_of(ty);
         match self.kernel_info.type_of(ty) {
             Ok(CType::Int { size, signed }) if matches!(size, 1 | 2 | 4 | 8) => {
                 let dst = self.temp(Ty::Long);
@@ -996,9 +997,19 @@ impl Ctx<'_> {
         }
     }
 
+    /// Where a value of type `ty` lives: a C header's type (`@cast(p, "FILE", "<stdio.h>")`)
+    /// describes user memory, every other type kernel memory.
+    fn space_of(&self, ty: TypeId) -> ir::AddrSpace {
+        if self.kernel_info.is_header_type(ty) {
+            ir::AddrSpace::User
+        } else {
+            ir::AddrSpace::Kernel
+        }
+    }
+
     /// The value of bitfield `field` of the struct at `addr`: the smallest read that holds
     /// its bits, shifted down and masked (or sign-extended).
-    fn read_bitfield(&mut self, addr: Var, field: Bitfield, span: Span) -> Option<Var> {
+    fn read_bitfield(&mut self, addr: Var, field: Bitfield, space: ir::AddrSpace, span: Span) -> Option<Var> {
         let shift = field.bit_offset % 8;
         let Some(size) = [1u32, 2, 4, 8].into_iter().find(|size| shift + field.bits <= size * 8) else {
             self.error(Diagnostic::error("E0315", "bpftap cannot read a bitfield this wide", span));
@@ -1008,7 +1019,6 @@ impl Ctx<'_> {
         let byte = Operand::Imm((field.bit_offset / 8) as i64);
         self.emit(InstKind::Binary { op: BinOp::Add, dst: at, lhs: addr, rhs: byte }, span);
         let raw = self.temp(Ty::Long);
-        let space = ir::AddrSpace::Kernel;
         self.emit(InstKind::Read { dst: raw, addr: at, size: size as u8, signed: false, space }, span);
         Some(self.extract_bits(raw, shift, field.bits, field.signed, span))
     }
@@ -1050,8 +1060,8 @@ impl Ctx<'_> {
         }
     }
 
-    fn kernel_type(&mut self, name: &str, span: Span) -> Option<TypeId> {
-        match self.kernel_info.type_by_name(name) {
+    fn cast_type(&mut self, name: &str, module: Option<&str>, span: Span) -> Option<TypeId> {
+        match crate::kernel::cast_type(self.kernel_info, name, module) {
             Ok(id) => Some(id),
             Err(err) => {
                 self.error(Diagnostic::error("E0314", err.to_string(), span));
