@@ -39,6 +39,11 @@ pub const TAPSETS: &[(&str, &str)] = &[
     ("sizeof.stp", include_str!("../tapsets/sizeof.stp")),
     ("proc_mem.stp", include_str!("../tapsets/proc_mem.stp")),
     ("prometheus.stp", include_str!("../tapsets/prometheus.stp")),
+    ("argv.stp", include_str!("../tapsets/argv.stp")),
+    ("argv_array.stp", include_str!("../tapsets/argv_array.stp")),
+    ("target_set.stp", include_str!("../tapsets/target_set.stp")),
+    ("timestamp.stp", include_str!("../tapsets/timestamp.stp")),
+    ("ctime.stp", include_str!("../tapsets/ctime.stp")),
 ];
 
 /// The table the `syscall.NAME` aliases with SystemTap's variables are written from.

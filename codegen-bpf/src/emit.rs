@@ -1759,7 +1759,6 @@ impl Emitter<'_> {
             | Builtin::StrReplace
             | Builtin::Tokenize
             | Builtin::ErrnoStr
-            | Builtin::Ctime
             | Builtin::Matched
             | Builtin::MatchedStr
             | Builtin::Ngroups

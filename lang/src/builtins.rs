@@ -55,8 +55,6 @@ pub enum Builtin {
     Tokenize,
     /// `errno_str(n)`: `ENOENT` for 2.
     ErrnoStr,
-    /// `ctime(seconds)`: `Tue Nov 17 14:33:07 2026`, UTC.
-    Ctime,
     /// `matched(n)`: group `n` of the last successful `=~` (0: the whole match).
     Matched,
     /// `matched_str()`: the string the last successful `=~` matched.
@@ -176,7 +174,6 @@ pub const BUILTINS: &[Signature] = &[
     user("str_replace", &[S, S, S], S, Builtin::StrReplace),
     user("tokenize", &[S, S], S, Builtin::Tokenize),
     user("errno_str", &[L], S, Builtin::ErrnoStr),
-    user("ctime", &[L], S, Builtin::Ctime),
     // The groups of a match exist only in user space: a kernel probe's `=~` walks a DFA
     // that says whether the string matches, not where.
     user("matched", &[L], S, Builtin::Matched),
@@ -268,7 +265,7 @@ impl Builtin {
     /// A user-space function of one long giving a string, which a kernel probe's `printf`
     /// can leave to user space: the record carries the long, the runtime makes the text.
     pub fn deferrable(self) -> bool {
-        matches!(self, Builtin::Ctime | Builtin::ErrnoStr | Builtin::Symname | Builtin::Symdata)
+        matches!(self, Builtin::ErrnoStr | Builtin::Symname | Builtin::Symdata)
     }
 
     pub fn has_side_effects(self) -> bool {

@@ -30,6 +30,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::ast::{self, AliasKind, Block, Component, Expr, ExprKind, Item, Literal, ProbePoint, Stmt, StmtKind};
+use crate::builtins;
 use crate::diag::Diagnostic;
 pub use crate::glob::{glob_match, is_pattern};
 use crate::ir::{PerfEvent, PerfSample, Target};
@@ -241,15 +242,17 @@ impl Ctx<'_> {
     }
 
     /// `@entry(e)` in a syscall's return probe: a probe on the syscall's entry stores `e` in
-    /// a global array by thread (see [`entry_value`]), which the return probe reads.
+    /// a global array by thread (see [`entry_value`]), which the return probe reads. An
+    /// argument function (`int_arg(1)`) there is `@entry` of itself, since the return
+    /// record holds only the result: SystemTap gives the entry's arguments too.
     fn entry_values(&mut self, target: &Target, body: &Block, out: &mut Elaborated) {
         let Target::Tracepoint { group, event, .. } = target else { return };
         let Some(name) = event.strip_prefix("sys_exit_").filter(|_| group == "syscalls") else { return };
         let mut entries = Vec::new();
-        walk_exprs(body, &mut |e| {
-            if let ExprKind::Entry(inner) = &e.kind {
-                entries.push((**inner).clone());
-            }
+        walk_exprs(body, &mut |e| match &e.kind {
+            ExprKind::Entry(inner) => entries.push((**inner).clone()),
+            ExprKind::Call { name, .. } if builtins::arg_function(name).is_some() => entries.push(e.clone()),
+            _ => {}
         });
         if entries.is_empty() {
             return;
@@ -258,11 +261,11 @@ impl Ctx<'_> {
         let Ok(format) = self.kernel.tracepoint("syscalls", &enter) else { return };
         for inner in entries {
             let span = inner.span;
-            let global = entry_array(&inner);
+            let global = entry_array(span);
             if out.globals.iter().any(|g| g.name == global) {
                 continue;
             }
-            let slot = entry_value(&inner);
+            let slot = entry_value(span);
             out.globals.push(ast::Global {
                 name: global,
                 init: None,
@@ -870,18 +873,17 @@ impl Ctx<'_> {
 }
 
 /// Where a syscall's entry probe leaves the value of `@entry(inner)` for its return probe:
-/// `__entry_FILE_OFFSET[tid()]`, named after the expression's place in the source.
-pub fn entry_value(inner: &Expr) -> Expr {
-    let span = inner.span;
-    let name = entry_array(inner);
+/// `__entry_FILE_OFFSET[tid()]`, named after the place (`span`) of `inner` in the source.
+pub fn entry_value(span: Span) -> Expr {
+    let name = entry_array(span);
     let tid = Expr::new(ExprKind::Call { name: "tid".into(), args: vec![] }, span);
     let base = Box::new(Expr::new(ExprKind::Ident(name), span));
     Expr::new(ExprKind::Index { base, keys: vec![tid] }, span)
 }
 
 /// The global array of [`entry_value`].
-pub fn entry_array(inner: &Expr) -> String {
-    format!("__entry_{}_{}", inner.span.file.0, inner.span.start)
+pub fn entry_array(span: Span) -> String {
+    format!("__entry_{}_{}", span.file.0, span.start)
 }
 
 /// Netfilter protocol families (`NFPROTO_*`) by name.
@@ -1075,7 +1077,9 @@ impl ProbeContext<'_> {
                 let pointee = field.c_type.trim().strip_suffix('*').map(|t| t.trim().trim_start_matches("const "));
                 Some(pointee.and_then(|t| self.kernel.type_by_name(t).ok()))
             }
-            ExprKind::Cast { type_name, .. } => Some(Some(self.kernel.type_by_name(type_name).ok()?)),
+            ExprKind::Cast { type_name, module, .. } => {
+                Some(Some(crate::kernel::cast_type(self.kernel, type_name, module.as_deref()).ok()?))
+            }
             ExprKind::Member { base, name } => match self.resolve(base)? {
                 Some(ty) => match self.kernel.member(ty, name) {
                     Ok((_, member)) => Some(self.struct_behind(member)),

@@ -173,7 +173,7 @@ pub struct FormatDecl {
     pub args: Vec<Ty>,
     /// Arguments (by position) that a kernel probe's `printf` carries as the long argument of
     /// a user-space function, which the runtime applies before formatting:
-    /// `printf("%s", ctime(t))` records `t` (see [`crate::builtins::Builtin::deferrable`]).
+    /// `printf("%s", errno_str(e))` records `e` (see [`crate::builtins::Builtin::deferrable`]).
     pub deferred: Vec<(usize, crate::builtins::Builtin)>,
     /// Where a kernel probe's record of this format goes.
     pub sink: Sink,

@@ -103,6 +103,10 @@ pub enum KernelError {
     NoTracepointArgs(String),
     #[error("this kernel has no BTF (/sys/kernel/btf/vmlinux): {0}")]
     NoBtf(String),
+    #[error("cannot read the types of `{headers}`: {reason}")]
+    NoHeader { headers: String, reason: String },
+    #[error("`{headers}` has no type `{name}`")]
+    NoHeaderType { headers: String, name: String },
 }
 
 /// What the compiler may ask of a kernel.
@@ -120,6 +124,18 @@ pub trait KernelInfo {
     /// The id of a struct, union or typedef by name (`task_struct`, `struct sock`).
     fn type_by_name(&self, name: &str) -> Result<TypeId, KernelError> {
         Err(KernelError::NoType(name.to_string()))
+    }
+    /// A type of C headers, `headers` as `@cast` names them (`</usr/include/stdio.h>`, or
+    /// several: `<sys/types.h><stdio.h>`), by name as for [`KernelInfo::type_by_name`]. Its
+    /// id serves every other method as a kernel type's does.
+    fn header_type_by_name(&self, headers: &str, name: &str) -> Result<TypeId, KernelError> {
+        Err(KernelError::NoHeaderType { headers: headers.to_string(), name: name.to_string() })
+    }
+    /// Whether `id` is a type of C headers (see [`KernelInfo::header_type_by_name`]): its
+    /// values live in user space.
+    fn is_header_type(&self, id: TypeId) -> bool {
+        let _ = id;
+        false
     }
     /// A type, with typedefs and qualifiers looked through.
     fn type_of(&self, id: TypeId) -> Result<CType, KernelError> {
@@ -153,6 +169,16 @@ pub trait KernelInfo {
     /// The names of every kernel function in BTF, sorted (for wildcards and `-l`).
     fn functions(&self) -> Vec<String> {
         Vec::new()
+    }
+}
+
+/// The type `@cast(addr, name, module)` names: from C headers when `module` is some
+/// (`<stdio.h>`), else the kernel's. `kernel`, `kernel<linux/sched.h>` and a module's name
+/// all mean the kernel's BTF here.
+pub fn cast_type(kernel: &dyn KernelInfo, name: &str, module: Option<&str>) -> Result<TypeId, KernelError> {
+    match module {
+        Some(headers) if headers.starts_with('<') => kernel.header_type_by_name(headers, name),
+        _ => kernel.type_by_name(name),
     }
 }
 

@@ -45,6 +45,7 @@ pub fn lower(
 ) -> (ir::Program, Vec<Diagnostic>) {
     let mut program = ir::Program { string_capacity: options.string_capacity, ..Default::default() };
     let mut globals = HashMap::new();
+    let mut diags = Vec::new();
     for g in &script.globals {
         let Some((ty, _)) = types.globals.get(&g.name) else { continue };
         let init = g.init.as_ref().and_then(|e| match &e.kind {
@@ -54,6 +55,12 @@ pub fn lower(
                 ExprKind::Number(n) => Some(ir::Const::Long(n.wrapping_neg())),
                 _ => None,
             },
+            // `global argv_1 = @1`: the arguments are known now, so the value is a constant.
+            ExprKind::ScriptArg { index, as_string } => {
+                script_arg(&options.script_args, *index, *as_string, e.span).map_err(|d| diags.push(d)).ok()
+            }
+            ExprKind::ArgCount { as_string: false } => Some(ir::Const::Long(options.script_args.len() as i64)),
+            ExprKind::ArgCount { as_string: true } => Some(ir::Const::Str(options.script_args.len().to_string())),
             _ => None,
         });
         let id = program.globals.push(ir::GlobalDecl { name: g.name.clone(), ty: *ty, init, read: false });
@@ -91,7 +98,6 @@ pub fn lower(
         });
         arrays.insert(name.clone(), id);
     }
-    let mut diags = Vec::new();
     let mut formats = HashMap::new();
     let pure = pure_functions(script);
     for (i, probe) in script.probes.iter().enumerate().filter(|(_, p)| !p.never) {
@@ -533,41 +539,22 @@ impl Ctx<'_> {
             },
             ExprKind::TargetVar(name) => self.target_var(name, span),
             ExprKind::ScriptArg { index, as_string } => {
-                let arg = (*index as usize).checked_sub(1).and_then(|i| self.options.script_args.get(i)).cloned();
-                let Some(arg) = arg else {
-                    let sigil = if *as_string { "@" } else { "$" };
-                    let message = match index {
-                        0 => format!("there is no script argument {sigil}0: they count from {sigil}1"),
-                        _ => format!("script argument {sigil}{index} was not given"),
-                    };
-                    self.error(Diagnostic::error("E0303", message, span));
+                let value = script_arg(&self.options.script_args, *index, *as_string, span).unwrap_or_else(|d| {
+                    self.error(d);
                     // A value of the right type, so no second error follows from this one.
-                    return Some(if *as_string {
-                        let v = self.temp(Ty::Str);
-                        self.emit(InstKind::StrConst { dst: v, value: String::new() }, span);
-                        v
+                    if *as_string {
+                        ir::Const::Str(String::new())
                     } else {
-                        self.constant(0, span)
-                    });
-                };
-                if *as_string {
-                    let v = self.temp(Ty::Str);
-                    self.emit(InstKind::StrConst { dst: v, value: arg }, span);
-                    return Some(v);
-                }
-                match parse_number(&arg) {
-                    Some(n) => Some(self.constant(n, span)),
-                    None => {
-                        self.error(
-                            Diagnostic::error(
-                                "E0304",
-                                format!("script argument ${index} is `{arg}`, not a number"),
-                                span,
-                            )
-                            .with_help(format!("use @{index} for a string argument")),
-                        );
-                        Some(self.constant(0, span))
+                        ir::Const::Long(0)
                     }
+                });
+                match value {
+                    ir::Const::Str(value) => {
+                        let v = self.temp(Ty::Str);
+                        self.emit(InstKind::StrConst { dst: v, value }, span);
+                        Some(v)
+                    }
+                    ir::Const::Long(n) => Some(self.constant(n, span)),
                 }
             }
             ExprKind::ArgCount { as_string } => {
@@ -694,8 +681,8 @@ impl Ctx<'_> {
             // evaluated there (exact for arguments; kretprobes cannot do it, see ArgAccess).
             ExprKind::Entry(inner) if self.function.is_some() => self.expr(inner),
             // A syscall return probe: the entry probe elaboration added stored the value.
-            ExprKind::Entry(inner) if self.arrays.contains_key(&crate::elaborate::entry_array(inner)) => {
-                self.expr(&crate::elaborate::entry_value(inner))
+            ExprKind::Entry(inner) if self.arrays.contains_key(&crate::elaborate::entry_array(inner.span)) => {
+                self.expr(&crate::elaborate::entry_value(inner.span))
             }
             ExprKind::Member { .. } | ExprKind::Cast { .. } | ExprKind::AddressOf(_) | ExprKind::Deref(_) => {
                 self.typed(e).map(|(v, _)| v)
@@ -857,9 +844,9 @@ impl Ctx<'_> {
     fn typed(&mut self, e: &Expr) -> Option<(Var, Option<TypeId>)> {
         let span = e.span;
         match &e.kind {
-            ExprKind::Cast { expr, type_name, .. } => {
+            ExprKind::Cast { expr, type_name, module } => {
                 let v = self.long_expr(expr);
-                let id = self.kernel_type(type_name, span)?;
+                let id = self.cast_type(type_name, module.as_deref(), span)?;
                 Some((v, Some(id)))
             }
             ExprKind::TargetVar(name) if self.function.is_some() => {
@@ -901,7 +888,8 @@ impl Ctx<'_> {
                     Ok(m) => m,
                     Err(err) => {
                         if let Ok(field) = self.kernel_info.bitfield(ty, name) {
-                            return self.read_bitfield(addr, field, span).map(|v| (v, None));
+                            let space = self.space_of(ty);
+                            return self.read_bitfield(addr, field, space, span).map(|v| (v, None));
                         }
                         self.error(Diagnostic::error("E0314", err.to_string(), span));
                         return None;
@@ -980,7 +968,7 @@ impl Ctx<'_> {
     /// The value of type `ty` at `addr`: integers and pointers are read; structs and arrays
     /// stay addresses (so `->` can go on, and arrays decay as in C).
     fn load_typed(&mut self, addr: Var, ty: TypeId, span: Span) -> Option<(Var, Option<TypeId>)> {
-        let space = ir::AddrSpace::Kernel;
+        let space = self.space_of(ty);
         match self.kernel_info.type_of(ty) {
             Ok(CType::Int { size, signed }) if matches!(size, 1 | 2 | 4 | 8) => {
                 let dst = self.temp(Ty::Long);
@@ -1009,9 +997,19 @@ impl Ctx<'_> {
         }
     }
 
+    /// Where a value of type `ty` lives: a C header's type (`@cast(p, "FILE", "<stdio.h>")`)
+    /// describes user memory, every other type kernel memory.
+    fn space_of(&self, ty: TypeId) -> ir::AddrSpace {
+        if self.kernel_info.is_header_type(ty) {
+            ir::AddrSpace::User
+        } else {
+            ir::AddrSpace::Kernel
+        }
+    }
+
     /// The value of bitfield `field` of the struct at `addr`: the smallest read that holds
     /// its bits, shifted down and masked (or sign-extended).
-    fn read_bitfield(&mut self, addr: Var, field: Bitfield, span: Span) -> Option<Var> {
+    fn read_bitfield(&mut self, addr: Var, field: Bitfield, space: ir::AddrSpace, span: Span) -> Option<Var> {
         let shift = field.bit_offset % 8;
         let Some(size) = [1u32, 2, 4, 8].into_iter().find(|size| shift + field.bits <= size * 8) else {
             self.error(Diagnostic::error("E0315", "bpftap cannot read a bitfield this wide", span));
@@ -1021,7 +1019,6 @@ impl Ctx<'_> {
         let byte = Operand::Imm((field.bit_offset / 8) as i64);
         self.emit(InstKind::Binary { op: BinOp::Add, dst: at, lhs: addr, rhs: byte }, span);
         let raw = self.temp(Ty::Long);
-        let space = ir::AddrSpace::Kernel;
         self.emit(InstKind::Read { dst: raw, addr: at, size: size as u8, signed: false, space }, span);
         Some(self.extract_bits(raw, shift, field.bits, field.signed, span))
     }
@@ -1063,8 +1060,8 @@ impl Ctx<'_> {
         }
     }
 
-    fn kernel_type(&mut self, name: &str, span: Span) -> Option<TypeId> {
-        match self.kernel_info.type_by_name(name) {
+    fn cast_type(&mut self, name: &str, module: Option<&str>, span: Span) -> Option<TypeId> {
+        match crate::kernel::cast_type(self.kernel_info, name, module) {
             Ok(id) => Some(id),
             Err(err) => {
                 self.error(Diagnostic::error("E0314", err.to_string(), span));
@@ -1481,6 +1478,10 @@ impl Ctx<'_> {
                     return None;
                 }
                 if self.format.is_some_and(|f| f.event.starts_with("sys_exit")) {
+                    // A syscall's return probe: the entry probe elaboration added stored it.
+                    if self.arrays.contains_key(&crate::elaborate::entry_array(span)) {
+                        return self.expr(&crate::elaborate::entry_value(span));
+                    }
                     self.error(
                         Diagnostic::error(
                             "E0316",
@@ -1909,6 +1910,25 @@ fn cmp_op(op: CompareOp) -> CmpOp {
         CompareOp::Gt => CmpOp::Gt,
         CompareOp::Ge => CmpOp::Ge,
     }
+}
+
+/// The value of script argument `$index` (`@index` when `as_string`), or why there is none.
+fn script_arg(args: &[String], index: u32, as_string: bool, span: Span) -> Result<ir::Const, Diagnostic> {
+    let sigil = if as_string { "@" } else { "$" };
+    let Some(arg) = (index as usize).checked_sub(1).and_then(|i| args.get(i)).cloned() else {
+        let message = match index {
+            0 => format!("there is no script argument {sigil}0: they count from {sigil}1"),
+            _ => format!("script argument {sigil}{index} was not given"),
+        };
+        return Err(Diagnostic::error("E0303", message, span));
+    };
+    if as_string {
+        return Ok(ir::Const::Str(arg));
+    }
+    parse_number(&arg).map(ir::Const::Long).ok_or_else(|| {
+        Diagnostic::error("E0304", format!("script argument ${index} is `{arg}`, not a number"), span)
+            .with_help(format!("use @{index} for a string argument"))
+    })
 }
 
 fn parse_number(s: &str) -> Option<i64> {

@@ -377,7 +377,8 @@ pub(crate) fn expr_stmt(e: Expr, span: Span) -> Stmt {
     }
 }
 
-/// `$N` or `@N` as (part of) a probe point component name: the argument's text.
+/// `$N` or `@N` as (part of) a probe point component name, or a `@cast` type: the argument's
+/// text.
 pub(crate) fn script_arg_text(
     n: u32,
     as_string: bool,
@@ -391,7 +392,8 @@ pub(crate) fn script_arg_text(
     }
 }
 
-/// `$N` (`as_string == false`) or `@N` in a probe point: replaced by the script argument.
+/// `$N` (`as_string == false`) or `@N` in a probe point or a `@cast`: replaced by the script
+/// argument.
 pub(crate) fn script_arg_literal(
     n: u32,
     as_string: bool,
@@ -403,7 +405,7 @@ pub(crate) fn script_arg_literal(
     let Some(arg) = (n as usize).checked_sub(1).and_then(|i| args.get(i)) else {
         errors.push(Diagnostic::error(
             "E0023",
-            format!("probe point uses `{sigil}{n}` but the script got {} argument(s)", args.len()),
+            format!("`{sigil}{n}` names a script argument, but the script got {} argument(s)", args.len()),
             span,
         ));
         return Literal::String(String::new());

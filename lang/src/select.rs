@@ -11,8 +11,8 @@
 //! - a function or global, by an identifier with its name. Any identifier token counts, so a
 //!   local sharing a tapset function's name selects that function too: more than needed,
 //!   never less;
-//! - an alias, by a probe point of the script or of a needed alias that matches one of its
-//!   names as elaboration matches them (wildcards included);
+//! - an alias, by a probe point of the script, of a needed alias or of a needed tapset probe
+//!   that matches one of its names as elaboration matches them (wildcards included);
 //! - the functions elaboration calls itself ([`GENERATED_CALLS`]).
 //!
 //! A needed global also selects every item of its file naming it: its type is inferred from
@@ -249,6 +249,8 @@ impl<'a> Ctx<'a> {
             .iter()
             .flat_map(|item| match item {
                 Item::Alias(a) => a.points.iter().map(|p| p.components.clone()).collect(),
+                // A tapset's own probe may sit on another tapset's alias (`process.begin`).
+                Item::Probe(p) => p.points.iter().map(|p| p.components.clone()).collect(),
                 _ => Vec::new(),
             })
             .collect();
@@ -385,7 +387,7 @@ mod tests {
         probe fam.a = kernel.trace("sched:sched_switch") { v = uses_helper() }
         probe fam.b, other.b = fam.a { }
         probe lone = kernel.trace("sched:sched_wakeup") { }
-        probe begin { unrelated = 1 }
+        probe lone { unrelated = 1 }
     "#;
 
     /// The names of the items selected for `script`, in file order.
@@ -417,14 +419,21 @@ mod tests {
     #[test]
     fn selects_what_the_script_names() {
         check("probe begin { exit() }", expect![""]);
-        // The file's own probe comes with anything it defines, and brings what it uses.
-        check("probe begin { helper() }", expect!["counts unrelated counts_types bump helper probe"]);
+        // The file's own probe comes with anything it defines, and brings what it uses, the alias
+        // it sits on included.
+        check("probe begin { helper() }", expect!["counts unrelated counts_types bump helper lone probe"]);
         // A global brings every function of its file that names it, for its types.
-        check("probe begin { bump(1) }", expect!["counts unrelated counts_types bump probe"]);
+        check("probe begin { bump(1) }", expect!["counts unrelated counts_types bump lone probe"]);
         // Aliases by their full names, and what their bodies use.
-        check("probe fam.a { }", expect!["counts unrelated counts_types bump helper uses_helper fam.a probe"]);
-        check("probe other.b { }", expect!["counts unrelated counts_types bump helper uses_helper fam.a fam.b probe"]);
+        check("probe fam.a { }", expect!["counts unrelated counts_types bump helper uses_helper fam.a lone probe"]);
+        check(
+            "probe other.b { }",
+            expect!["counts unrelated counts_types bump helper uses_helper fam.a fam.b lone probe"],
+        );
         check("probe l* { }", expect!["counts unrelated counts_types bump lone probe"]);
-        check("probe **.b { }", expect!["counts unrelated counts_types bump helper uses_helper fam.a fam.b probe"]);
+        check(
+            "probe **.b { }",
+            expect!["counts unrelated counts_types bump helper uses_helper fam.a fam.b lone probe"],
+        );
     }
 }

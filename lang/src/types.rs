@@ -140,6 +140,8 @@ fn literal_ty(e: &Expr) -> Option<Ty> {
         ExprKind::Number(_) => Some(Ty::Long),
         ExprKind::String(_) => Some(Ty::Str),
         ExprKind::Unary { expr, .. } => literal_ty(expr),
+        ExprKind::ScriptArg { as_string: true, .. } | ExprKind::ArgCount { as_string: true } => Some(Ty::Str),
+        ExprKind::ScriptArg { as_string: false, .. } | ExprKind::ArgCount { as_string: false } => Some(Ty::Long),
         _ => None,
     }
 }

@@ -517,7 +517,7 @@ fn bad_types_and_script_args() {
             probe process("").function("x") {
             }
             error[E0024] 1:12: unknown type `stats`
-            error[E0023] 1:44: probe point uses `@3` but the script got 2 argument(s)
+            error[E0023] 1:44: `@3` names a script argument, but the script got 2 argument(s)
         "#]],
     );
 }

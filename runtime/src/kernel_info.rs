@@ -7,18 +7,27 @@
 //! tracepoint reads one `format` file, and BTF is mapped (not parsed) only when asked for.
 //! The tracefs `format` parser, [`parse_tracepoint_format`], is pure and unit-tested on
 //! literal texts copied from a 6.18 kernel.
+//!
+//! `@cast(p, "FILE", "<stdio.h>")` names a type of C headers rather than the kernel's: the
+//! system's C compiler writes the headers' types as BTF (`cc -gbtf`), read like the kernel's.
+//! Each set of headers is a universe of its own, told apart by the high bits of a
+//! [`TypeId`] (see [`HEADER_SHIFT`]); the kernel's ids keep those bits zero.
 
 use std::collections::HashMap;
 use std::ffi::{CStr, CString};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::{fs, mem};
 
 use lang::kernel::{Bitfield, CType, FunctionSig, KernelError, KernelInfo, TracepointField, TracepointFormat, TypeId};
 
 /// Where the kernel's BTF lives.
 pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
+
+/// A [`TypeId`] is `universe << HEADER_SHIFT | id`: universe 0 is the kernel (about 150,000
+/// types, well below 2^24), universe n the nth set of headers read.
+const HEADER_SHIFT: u32 = 24;
 
 /// Why tracefs, bpffs or the kernel's BTF could not be had.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -42,6 +51,9 @@ pub struct LiveKernel {
     tracepoints: OnceLock<Vec<(String, String)>>,
     config: OnceLock<Option<HashMap<String, String>>>,
     btf: OnceLock<Result<btf_rs::Btf, SetupError>>,
+    /// The headers `@cast` named, in universe order (see [`HEADER_SHIFT`]), each with its
+    /// types or why they could not be had.
+    headers: Mutex<Vec<(String, Result<Arc<btf_rs::Btf>, String>)>>,
 }
 
 impl LiveKernel {
@@ -54,7 +66,49 @@ impl LiveKernel {
             tracepoints: OnceLock::new(),
             config: OnceLock::new(),
             btf: OnceLock::new(),
+            headers: Mutex::new(Vec::new()),
         }
+    }
+
+    /// The universe of `headers` (see [`HEADER_SHIFT`]), compiling them on first use.
+    fn header_universe(&self, headers: &str) -> Result<(u32, Arc<btf_rs::Btf>), KernelError> {
+        let mut known = self.headers.lock().unwrap_or_else(|e| e.into_inner());
+        let index = match known.iter().position(|(h, _)| h == headers) {
+            Some(i) => i,
+            None => {
+                known.push((headers.to_string(), header_btf(headers).map(Arc::new)));
+                known.len() - 1
+            }
+        };
+        match &known[index].1 {
+            Ok(btf) => Ok((index as u32 + 1, btf.clone())),
+            Err(reason) => Err(KernelError::NoHeader { headers: headers.to_string(), reason: reason.clone() }),
+        }
+    }
+
+    /// Runs `f` on the BTF `id` belongs to, with `id` as that BTF numbers it; `f`'s type ids
+    /// come back numbered for the same universe by `tag`.
+    fn with_btf<T>(
+        &self,
+        id: TypeId,
+        f: impl FnOnce(&btf_rs::Btf, u32, &dyn Fn(u32) -> TypeId) -> Result<T, KernelError>,
+    ) -> Result<T, KernelError> {
+        let universe = id >> HEADER_SHIFT;
+        let local = id & ((1 << HEADER_SHIFT) - 1);
+        // Id 0 is `void` in every universe.
+        let tag = |t: u32| if t == 0 { 0 } else { universe << HEADER_SHIFT | t };
+        if universe == 0 {
+            let btf = self.btf().map_err(|e| KernelError::NoBtf(e.to_string()))?;
+            return f(btf, local, &tag);
+        }
+        let btf = {
+            let known = self.headers.lock().unwrap_or_else(|e| e.into_inner());
+            match known.get(universe as usize - 1).map(|(_, b)| b) {
+                Some(Ok(btf)) => btf.clone(),
+                _ => return Err(KernelError::NoType(format!("#{id}"))),
+            }
+        };
+        f(&btf, local, &tag)
     }
 
     /// The tracefs root (mounting it if needed, see [`ensure_tracefs`]).
@@ -136,54 +190,23 @@ impl KernelInfo for LiveKernel {
 
     fn type_by_name(&self, name: &str) -> Result<TypeId, KernelError> {
         let btf = self.btf().map_err(|e| KernelError::NoBtf(e.to_string()))?;
-        let (want_struct, bare) = match name.trim().split_once(' ') {
-            Some(("struct" | "union", rest)) => (true, rest.trim()),
-            _ => (false, name.trim()),
-        };
-        let ids = btf.resolve_ids_by_name(bare).map_err(|_| KernelError::NoType(name.to_string()))?;
-        // Prefer a struct or union definition over a forward declaration or a typedef.
-        let mut fallback = None;
-        for id in ids {
-            match btf.resolve_type_by_id(id) {
-                Ok(btf_rs::Type::Struct(_) | btf_rs::Type::Union(_)) => return Ok(id),
-                Ok(btf_rs::Type::Typedef(_) | btf_rs::Type::Int(_) | btf_rs::Type::Enum(_)) if !want_struct => {
-                    fallback.get_or_insert(id);
-                }
-                _ => {}
-            }
-        }
-        fallback.ok_or_else(|| KernelError::NoType(name.to_string()))
+        find_type(btf, name).ok_or_else(|| KernelError::NoType(name.to_string()))
+    }
+
+    fn header_type_by_name(&self, headers: &str, name: &str) -> Result<TypeId, KernelError> {
+        let (universe, btf) = self.header_universe(headers)?;
+        let id = find_type(&btf, name)
+            .ok_or_else(|| KernelError::NoHeaderType { headers: headers.to_string(), name: name.to_string() })?;
+        Ok(universe << HEADER_SHIFT | id)
+    }
+
+    fn is_header_type(&self, id: TypeId) -> bool {
+        id >> HEADER_SHIFT != 0
     }
 
     fn type_of(&self, id: TypeId) -> Result<CType, KernelError> {
-        let btf = self.btf().map_err(|e| KernelError::NoBtf(e.to_string()))?;
-        let no_type = || KernelError::NoType(format!("#{id}"));
-        let mut id = id;
-        // Typedefs, qualifiers and tags chain to the real type; bound the walk.
-        for _ in 0..32 {
-            if id == 0 {
-                return Ok(CType::Void);
-            }
-            let ty = btf.resolve_type_by_id(id).map_err(|_| no_type())?;
-            use btf_rs::{BtfType, Type};
-            if let Some(next) = qualified(&ty) {
-                id = next.ok_or_else(no_type)?;
-                continue;
-            }
-            return Ok(match ty {
-                Type::Int(i) => CType::Int { size: i.size() as u32, signed: i.is_signed() },
-                Type::Enum(e) => CType::Int { size: e.size() as u32, signed: e.is_signed() },
-                Type::Enum64(e) => CType::Int { size: e.size() as u32, signed: e.is_signed() },
-                Type::Ptr(p) => CType::Pointer { to: p.get_type_id().unwrap_or(0) },
-                Type::Array(a) => CType::Array { elem: a.get_type_id().unwrap_or(0), len: a.len() as u32 },
-                Type::Struct(st) | Type::Union(st) => {
-                    CType::Struct { name: btf.resolve_name(&st).unwrap_or_default(), size: st.size() as u32 }
-                }
-                Type::Void => CType::Void,
-                other => CType::Other(other.name().to_string()),
-            });
-        }
-        Err(no_type())
+        self.with_btf(id, |btf, local, tag| Ok(tag_ctype(resolve_ctype(btf, local)?, tag)))
+            .map_err(|_| KernelError::NoType(format!("#{id}")))
     }
 
     fn function(&self, name: &str) -> Result<FunctionSig, KernelError> {
@@ -221,24 +244,139 @@ impl KernelInfo for LiveKernel {
     }
 
     fn member(&self, id: TypeId, member: &str) -> Result<(u32, TypeId), KernelError> {
-        let btf = self.btf().map_err(|e| KernelError::NoBtf(e.to_string()))?;
         let name = match self.type_of(id) {
             Ok(CType::Struct { name, .. }) => name,
             _ => format!("#{id}"),
         };
-        match find_member(btf, id, member, 0) {
+        let found = self.with_btf(id, |btf, local, tag| {
+            Ok(find_member(btf, local, member, 0).map(|found| FoundMember { ty: tag(found.ty), ..found }))
+        })?;
+        match found {
             Some(found) if found.bits == 0 => Ok((found.bit_offset / 8, found.ty)),
             _ => Err(KernelError::NoMember { ty: name, member: member.to_string() }),
         }
     }
 
     fn bitfield(&self, id: TypeId, member: &str) -> Result<Bitfield, KernelError> {
-        let btf = self.btf().map_err(|e| KernelError::NoBtf(e.to_string()))?;
         let no_member = || KernelError::NoMember { ty: format!("#{id}"), member: member.to_string() };
-        let found = find_member(btf, id, member, 0).filter(|found| found.bits > 0).ok_or_else(no_member)?;
+        let found = self.with_btf(id, |btf, local, tag| {
+            Ok(find_member(btf, local, member, 0).map(|found| FoundMember { ty: tag(found.ty), ..found }))
+        })?;
+        let found = found.filter(|found| found.bits > 0).ok_or_else(no_member)?;
         let signed = matches!(self.type_of(found.ty), Ok(CType::Int { signed: true, .. }));
         Ok(Bitfield { bit_offset: found.bit_offset, bits: found.bits, signed })
     }
+}
+
+/// The id of a struct, union or typedef named `name` (`task_struct`, `struct sock`) in `btf`.
+fn find_type(btf: &btf_rs::Btf, name: &str) -> Option<u32> {
+    let (want_struct, bare) = match name.trim().split_once(' ') {
+        Some(("struct" | "union", rest)) => (true, rest.trim()),
+        _ => (false, name.trim()),
+    };
+    let ids = btf.resolve_ids_by_name(bare).ok()?;
+    // Prefer a struct or union definition over a forward declaration or a typedef.
+    let mut fallback = None;
+    for id in ids {
+        match btf.resolve_type_by_id(id) {
+            Ok(btf_rs::Type::Struct(_) | btf_rs::Type::Union(_)) => return Some(id),
+            Ok(btf_rs::Type::Typedef(_) | btf_rs::Type::Int(_) | btf_rs::Type::Enum(_)) if !want_struct => {
+                fallback.get_or_insert(id);
+            }
+            _ => {}
+        }
+    }
+    fallback
+}
+
+/// Type `id` of `btf`, with typedefs, qualifiers and tags looked through.
+fn resolve_ctype(btf: &btf_rs::Btf, id: u32) -> Result<CType, KernelError> {
+    let no_type = || KernelError::NoType(format!("#{id}"));
+    let mut id = id;
+    // Typedefs, qualifiers and tags chain to the real type; bound the walk.
+    for _ in 0..32 {
+        if id == 0 {
+            return Ok(CType::Void);
+        }
+        let ty = btf.resolve_type_by_id(id).map_err(|_| no_type())?;
+        use btf_rs::{BtfType, Type};
+        if let Some(next) = qualified(&ty) {
+            id = next.ok_or_else(no_type)?;
+            continue;
+        }
+        return Ok(match ty {
+            Type::Int(i) => CType::Int { size: i.size() as u32, signed: i.is_signed() },
+            Type::Enum(e) => CType::Int { size: e.size() as u32, signed: e.is_signed() },
+            Type::Enum64(e) => CType::Int { size: e.size() as u32, signed: e.is_signed() },
+            Type::Ptr(p) => CType::Pointer { to: p.get_type_id().unwrap_or(0) },
+            Type::Array(a) => CType::Array { elem: a.get_type_id().unwrap_or(0), len: a.len() as u32 },
+            Type::Struct(st) | Type::Union(st) => {
+                CType::Struct { name: btf.resolve_name(&st).unwrap_or_default(), size: st.size() as u32 }
+            }
+            Type::Void => CType::Void,
+            other => CType::Other(other.name().to_string()),
+        });
+    }
+    Err(no_type())
+}
+
+/// `ty` with the type ids it holds renumbered by `tag` (see [`LiveKernel::with_btf`]).
+fn tag_ctype(ty: CType, tag: &dyn Fn(u32) -> TypeId) -> CType {
+    match ty {
+        CType::Pointer { to } => CType::Pointer { to: tag(to) },
+        CType::Array { elem, len } => CType::Array { elem: tag(elem), len },
+        other => other,
+    }
+}
+
+/// The types of C headers (`<stdio.h>`, or several: `<sys/types.h><stdio.h>`) as BTF: the
+/// C compiler (`cc`, or `$CC`) compiles a file including them with `-gbtf`, keeping the types
+/// nothing uses, and the object's `.BTF` section holds them all.
+fn header_btf(headers: &str) -> Result<btf_rs::Btf, String> {
+    let mut source = String::new();
+    for header in headers.split_inclusive('>') {
+        let header = header.trim();
+        if !(header.starts_with('<') && header.ends_with('>') && header.len() > 2) {
+            return Err(format!("`{header}` is not a header as `<stdio.h>` names one"));
+        }
+        source.push_str(&format!("#include {header}\n"));
+    }
+    // A directory of our own (0700, refused if it exists), so no one else can plant the
+    // object we read back.
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    let dir = std::env::temp_dir().join(format!("bpftap-headers-{}-{nanos}", std::process::id()));
+    std::os::unix::fs::DirBuilderExt::mode(&mut fs::DirBuilder::new(), 0o700)
+        .create(&dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?;
+    let object = dir.join("headers.o");
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".to_string());
+    let result = (|| {
+        let mut child = std::process::Command::new(&cc)
+            .args(["-gbtf", "-fno-eliminate-unused-debug-types", "-c", "-x", "c", "-", "-o"])
+            .arg(&object)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot run the C compiler `{cc}`: {e}"))?;
+        if let Some(mut stdin) = child.stdin.take() {
+            io::Write::write_all(&mut stdin, source.as_bytes()).map_err(|e| e.to_string())?;
+        }
+        let out = child.wait_with_output().map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let first = stderr.lines().find(|l| l.contains("error")).unwrap_or(stderr.trim());
+            return Err(format!("`{cc} -gbtf` failed: {first}"));
+        }
+        let data = fs::read(&object).map_err(|e| format!("{}: {e}", object.display()))?;
+        use object::{Object, ObjectSection};
+        let file = object::File::parse(&*data).map_err(|e| format!("the compiler's output: {e}"))?;
+        let section = file.section_by_name(".BTF").ok_or("the compiler wrote no .BTF section")?;
+        let bytes = section.data().map_err(|e| e.to_string())?;
+        btf_rs::Btf::from_bytes(bytes).map_err(|e| format!("the compiler's BTF: {e}"))
+    })();
+    let _ = fs::remove_dir_all(&dir);
+    result
 }
 
 /// A member found in a struct: where it starts (in bits, from the outer struct), its width

@@ -537,32 +537,10 @@ fn errno_name(n: i64) -> String {
 pub fn text_of_long(builtin: Builtin, n: i64) -> String {
     match builtin {
         Builtin::ErrnoStr => errno_name(n),
-        Builtin::Ctime => ctime(n),
         Builtin::Symname => crate::symbols::symname(n as u64),
         Builtin::Symdata => crate::symbols::symdata(n as u64),
         other => unreachable!("`{}` is not deferrable", other.name()),
     }
-}
-
-/// `ctime(seconds)` in UTC, as SystemTap prints it: `Thu Jan  1 00:00:00 1970`.
-fn ctime(secs: i64) -> String {
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let (h, m, s) = (rem / 3600, rem % 3600 / 60, rem % 60);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    const WEEKDAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
-    let weekday = WEEKDAYS[days.rem_euclid(7) as usize];
-    format!("{weekday} {} {day:2} {h:02}:{m:02}:{s:02} {year}", MONTHS[(month - 1) as usize])
 }
 
 fn call(env: &Env<'_>, vars: &[Value], builtin: Builtin, args: &[Var]) -> Result<Value, HandlerError> {
@@ -617,9 +595,7 @@ fn call(env: &Env<'_>, vars: &[Value], builtin: Builtin, args: &[Var]) -> Result
             Value::Str(if from.is_empty() { s } else { s.replace(&from, &to) })
         }
         Builtin::Tokenize => Value::Str(tokenize(env, &text(vars, args[0]), &text(vars, args[1]))),
-        Builtin::ErrnoStr | Builtin::Ctime | Builtin::Symname | Builtin::Symdata => {
-            Value::Str(text_of_long(builtin, arg(0)))
-        }
+        Builtin::ErrnoStr | Builtin::Symname | Builtin::Symdata => Value::Str(text_of_long(builtin, arg(0))),
         // A user-space probe runs in bpftap, not in an interrupted context.
         Builtin::UserMode => Value::Long(0),
         Builtin::System | Builtin::SwitchFile | Builtin::Warn | Builtin::Error => {
