@@ -109,11 +109,12 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         return Ok(ExitCode::SUCCESS);
     }
     if let Some(pattern) = cli.list.as_ref().or(cli.list_vars.as_ref()) {
-        if !runtime::sys::may_trace() {
-            return Err(
-                "listing probe points reads tracefs and the kernel's BTF, which needs root: run bpftap with sudo"
-                    .into(),
-            );
+        let missing = runtime::sys::missing_capabilities(false);
+        if !missing.is_empty() {
+            return Err(format!(
+                "listing probe points reads tracefs, which needs root or {}: run bpftap with sudo",
+                missing.join(", ")
+            ));
         }
         let listing = list::list(pattern, cli.list_vars.is_some(), &cli.include, &LiveKernel::new())?;
         let _ = std::io::stdout().lock().write_all(listing.as_bytes());
@@ -159,10 +160,12 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         Some(_) => 4,
         None => cli.pass.unwrap_or(5),
     };
-    if last_pass >= 2 && !runtime::sys::may_trace() {
-        return Err("resolving probes and loading BPF programs needs root (or CAP_BPF and CAP_PERFMON): \
-                    run bpftap with sudo"
-            .into());
+    let missing = runtime::sys::missing_capabilities(false);
+    if last_pass >= 2 && !missing.is_empty() {
+        return Err(format!(
+            "resolving probes and loading BPF programs needs root or {}: run bpftap with sudo",
+            missing.join(", ")
+        ));
     }
     let set_globals = cli
         .globals
@@ -227,6 +230,11 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         _ => {}
     }
     let object = compiled.object.as_ref().expect("pass 4 ran");
+    let netfilter = object.kernel_probes.iter().any(|p| matches!(p.target, lang::ir::Target::Netfilter { .. }));
+    let missing = runtime::sys::missing_capabilities(netfilter);
+    if !missing.is_empty() {
+        return Err(format!("netfilter probes need root or {}: run bpftap with sudo", missing.join(", ")));
+    }
     let options = RunOptions {
         target_pid: cli.target_pid,
         command: cli.command.clone(),

@@ -46,9 +46,8 @@ fn stp_files(dir: &Path, out: &mut Vec<Source>) {
 
 /// The one-liners of the end-to-end cases: `PROG script` lines.
 fn e2e_progs(dir: &Path, out: &mut Vec<Source>) {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
-        .unwrap_or_default();
+    let mut files: Vec<PathBuf> =
+        std::fs::read_dir(dir).map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect()).unwrap_or_default();
     files.retain(|p| p.extension().is_some_and(|e| e == "test"));
     files.sort();
     for file in files {

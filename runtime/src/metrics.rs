@@ -51,7 +51,11 @@ impl MetricsServer {
         let listener = TcpListener::bind(parse_addr(addr)?)?;
         let addr = listener.local_addr()?;
         let (tx, scrapes) = mpsc::channel();
-        std::thread::Builder::new().name("bpftap-metrics".into()).spawn(move || serve(listener, tx))?;
+        std::thread::Builder::new().name("bpftap-metrics".into()).spawn(move || {
+            // It answers scrapes from maps and text it is handed: no capability needed.
+            let _ = crate::sys::drop_capabilities();
+            serve(listener, tx)
+        })?;
         Ok(MetricsServer { addr, scrapes })
     }
 

@@ -55,6 +55,8 @@ pub struct RunOptions {
 /// What went wrong while running; rendered by the binary.
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
+    #[error("cannot drop capabilities once attached: {0}")]
+    DropCapabilities(std::io::Error),
     /// The kernel refused to create maps or parse the object.
     #[error("cannot load the BPF object: {0}")]
     Object(String),
@@ -278,6 +280,10 @@ impl<'a> Session<'a> {
                 &mut self.attached,
             )?;
         }
+        // Attached: nothing from here on needs a capability (see sys::drop_capabilities),
+        // except reading kernel symbols' real addresses, which an fd opened now keeps.
+        crate::symbols::open_kallsyms();
+        sys::drop_capabilities().map_err(RuntimeError::DropCapabilities)?;
         if let Some(path) = &self.options.ready_file {
             let _ = std::fs::write(path, b"");
         }

@@ -73,10 +73,34 @@ impl Kallsyms {
     }
 }
 
+/// /proc/kallsyms, opened while bpftap still has its capabilities: the kernel shows real
+/// addresses to the credentials that opened the file (CAP_SYSLOG), so a file opened before
+/// [`crate::sys::drop_capabilities`] still reads them after. Read at the first lookup only.
+static KALLSYMS_FILE: std::sync::Mutex<Option<std::fs::File>> = std::sync::Mutex::new(None);
+
+/// Opens /proc/kallsyms for later lookups; see [`KALLSYMS_FILE`].
+pub fn open_kallsyms() {
+    if let Ok(mut file) = KALLSYMS_FILE.lock() {
+        *file = std::fs::File::open("/proc/kallsyms").ok();
+    }
+}
+
 /// The kernel symbol holding `addr` (root reads real addresses from /proc/kallsyms).
 pub fn kernel_symbol(addr: u64) -> Option<KernelSymbol<'static>> {
     static KALLSYMS: std::sync::OnceLock<Kallsyms> = std::sync::OnceLock::new();
-    KALLSYMS.get_or_init(|| Kallsyms::parse(&std::fs::read_to_string("/proc/kallsyms").unwrap_or_default())).find(addr)
+    KALLSYMS
+        .get_or_init(|| {
+            let opened = KALLSYMS_FILE.lock().ok().and_then(|mut f| f.take());
+            let text = match opened {
+                Some(mut file) => {
+                    let mut text = String::new();
+                    std::io::Read::read_to_string(&mut file, &mut text).map(|_| text).unwrap_or_default()
+                }
+                None => std::fs::read_to_string("/proc/kallsyms").unwrap_or_default(),
+            };
+            Kallsyms::parse(&text)
+        })
+        .find(addr)
 }
 
 /// `symname(addr)`: the symbol's name, or the address in hex as SystemTap gives it.

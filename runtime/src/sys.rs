@@ -460,21 +460,78 @@ pub fn command_argv(cmd: &str) -> Vec<String> {
     }
 }
 
-/// Whether this process may load BPF tracing programs and read tracefs: root, or the
-/// capabilities that allow it (CAP_SYS_ADMIN, or CAP_BPF with CAP_PERFMON).
-pub fn may_trace() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
-        return true;
-    }
-    let caps = std::fs::read_to_string("/proc/self/status")
+/// Capability numbers (linux/capability.h) bpftap asks about.
+pub mod cap {
+    pub const DAC_READ_SEARCH: u32 = 2;
+    pub const NET_ADMIN: u32 = 12;
+    pub const SYS_ADMIN: u32 = 21;
+    pub const PERFMON: u32 = 38;
+    pub const BPF: u32 = 39;
+}
+
+fn effective_capabilities() -> u64 {
+    std::fs::read_to_string("/proc/thread-self/status")
         .ok()
         .and_then(|s| {
             s.lines().find_map(|l| l.strip_prefix("CapEff:")).and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
         })
-        .unwrap_or(0);
+        .unwrap_or(0)
+}
+
+/// The capabilities bpftap lacks to load and attach this script's programs, by name: CAP_BPF
+/// and CAP_PERFMON (or CAP_SYS_ADMIN, which older kernels asked for instead), CAP_NET_ADMIN
+/// for netfilter hooks, and CAP_DAC_READ_SEARCH to read tracefs when not running as root.
+pub fn missing_capabilities(netfilter: bool) -> Vec<&'static str> {
+    let caps = effective_capabilities();
     let has = |bit: u32| caps & (1 << bit) != 0;
-    has(21) || (has(38) && has(39))
+    let mut missing = Vec::new();
+    if !has(cap::SYS_ADMIN) {
+        if !has(cap::BPF) {
+            missing.push("CAP_BPF");
+        }
+        if !has(cap::PERFMON) {
+            missing.push("CAP_PERFMON");
+        }
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 && !has(cap::DAC_READ_SEARCH) {
+        missing.push("CAP_DAC_READ_SEARCH");
+    }
+    if netfilter && !has(cap::NET_ADMIN) {
+        missing.push("CAP_NET_ADMIN");
+    }
+    missing
+}
+
+/// Drops every capability of the calling thread (effective, permitted, inheritable and
+/// ambient), for good: once the probes are attached, reading maps through their fds, the
+/// mmapped globals and the ring buffer, and detaching by closing fds need none. Threads
+/// started later inherit the empty sets; a thread started earlier drops its own.
+pub fn drop_capabilities() -> io::Result<()> {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy, Default)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    const VERSION_3: u32 = 0x2008_0522;
+    let mut header = Header { version: VERSION_3, pid: 0 };
+    let data = [Data::default(); 2];
+    // SAFETY: PR_CAP_AMBIENT_CLEAR_ALL takes no pointers; capset reads a v3 header and two
+    // data structs that live on this stack frame.
+    unsafe {
+        libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+        if libc::syscall(libc::SYS_capset, &mut header as *mut Header, data.as_ptr()) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
 }
 
 /// This thread's id, the user and group ids, and the CPU it runs on.
