@@ -44,6 +44,7 @@ pub const TAPSETS: &[(&str, &str)] = &[
     ("target_set.stp", include_str!("../tapsets/target_set.stp")),
     ("timestamp.stp", include_str!("../tapsets/timestamp.stp")),
     ("ctime.stp", include_str!("../tapsets/ctime.stp")),
+    ("input.stp", include_str!("../tapsets/input.stp")),
 ];
 
 /// The table the `syscall.NAME` aliases with SystemTap's variables are written from.

@@ -627,6 +627,7 @@ impl Ctx<'_> {
             // Type-checked as a user-space probe, then left out (see `ElabProbe::never`).
             ["never"] => simple(Target::Begin { priority: 0 }, "never".into()),
             ["prometheus"] => simple(Target::Prometheus, "prometheus".into()),
+            ["__stdin"] => simple(Target::Stdin, "__stdin".into()),
             ["timer", "profile"] => {
                 let hz = self.kernel.config("CONFIG_HZ").and_then(|v| v.parse().ok()).unwrap_or(250);
                 let target = Target::Perf { event: PerfEvent::CpuClock, sample: PerfSample::Frequency(hz) };

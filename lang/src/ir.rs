@@ -208,6 +208,11 @@ pub enum Target {
     /// response body. Without `--metrics` it never runs, as in SystemTap when nobody reads
     /// the procfs file.
     Prometheus,
+    /// `__stdin`: user space, once for each byte read from bpftap's standard input, with the
+    /// byte in the global `__stdin_char` (the `input.char` and `input.line` aliases of
+    /// `tapsets/input.stp` build on it, as SystemTap's do on its `__stdin` procfs file). At
+    /// the end of the input it runs no more.
+    Stdin,
     /// A kernel tracepoint; handler code reads fields at offsets within `record_size`.
     Tracepoint { group: String, event: String, record_size: u32 },
     /// A tracepoint whose handler reads the tracepoint's C arguments (`$prev` of
@@ -238,6 +243,7 @@ impl Target {
                 | Target::Error { .. }
                 | Target::Timer { .. }
                 | Target::Prometheus
+                | Target::Stdin
         )
     }
 }

@@ -102,6 +102,9 @@ pub struct Session<'a> {
     options: RunOptions,
     exit_requested: bool,
     metrics: Option<MetricsServer>,
+    /// Whether stdin is still read: from the start in a script with `__stdin` probes
+    /// (`input.char`, `input.line`), until its end.
+    reading_stdin: bool,
 }
 
 impl<'a> Session<'a> {
@@ -143,6 +146,7 @@ impl<'a> Session<'a> {
             options,
             exit_requested: false,
             metrics: None,
+            reading_stdin: compiled.program.handlers.iter().any(|h| matches!(h.target, Target::Stdin)),
         };
         if let Some(addr) = &session.options.metrics {
             let server =
@@ -346,8 +350,13 @@ impl<'a> Session<'a> {
                 }
                 wait = wait.min(started + limit - now);
             }
-            sys::poll_readable(self.ring.as_fd(), wait.as_millis() as i32);
+            let stdin = std::io::stdin();
+            let fds = if self.reading_stdin { vec![self.ring.as_fd(), stdin.as_fd()] } else { vec![self.ring.as_fd()] };
+            let stdin_ready = sys::poll_readable(&fds, wait.as_millis() as i32).get(1) == Some(&true);
             self.drain(out)?;
+            if stdin_ready {
+                self.read_stdin(stdin.as_fd(), out)?;
+            }
             for i in 0..timers.len() {
                 if Instant::now() >= timers[i].0 && !self.exit_requested {
                     let (_, every, h) = timers[i];
@@ -360,6 +369,41 @@ impl<'a> Session<'a> {
             if self.target_gone() {
                 break;
             }
+        }
+        Ok(())
+    }
+
+    /// Runs the `__stdin` probes once for each byte `stdin` has now, the byte in the global
+    /// `__stdin_char` (see `tapsets/input.stp`). The end of the input, or an error reading
+    /// it, ends the reading and not the script, as in SystemTap.
+    fn read_stdin(&mut self, stdin: std::os::fd::BorrowedFd<'_>, out: &mut ScriptOutput) -> Result<(), RuntimeError> {
+        let mut buf = [0u8; 4096];
+        let n = match sys::read_some(stdin, &mut buf) {
+            Ok(0) => {
+                self.reading_stdin = false;
+                return Ok(());
+            }
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => return Ok(()),
+            Err(_) => {
+                self.reading_stdin = false;
+                return Ok(());
+            }
+        };
+        let compiled = self.compiled;
+        let program = &compiled.program;
+        let probes: Vec<&Handler> = program.handlers.iter().filter(|h| matches!(h.target, Target::Stdin)).collect();
+        let Some((g, _)) = program.globals.iter().find(|(_, d)| d.name == "__stdin_char") else {
+            return Ok(());
+        };
+        let off = compiled.globals.offset(g);
+        for &byte in &buf[..n] {
+            if self.exit_requested {
+                break;
+            }
+            // The raw byte, not text: a multi-byte character arrives a byte at a time.
+            self.globals.write_bytes(off, &[byte, 0]);
+            probes.iter().try_for_each(|h| self.run_handler(h, out))?;
         }
         Ok(())
     }

@@ -151,12 +151,25 @@ pub fn boot_to_realtime_offset() -> i64 {
     realtime_ns() - clock_ns(libc::CLOCK_BOOTTIME)
 }
 
-/// Waits until `fd` is readable or `timeout_ms` passes (interrupted by a signal too).
-pub fn poll_readable(fd: BorrowedFd<'_>, timeout_ms: i32) -> bool {
-    let mut pfd = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
-    // SAFETY: one valid pollfd.
-    let n = unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
-    n > 0
+/// Waits until one of `fds` is readable (or has hung up) or `timeout_ms` passes (a signal
+/// interrupts it too); says which are.
+pub fn poll_readable(fds: &[BorrowedFd<'_>], timeout_ms: i32) -> Vec<bool> {
+    let mut pfds: Vec<libc::pollfd> =
+        fds.iter().map(|fd| libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 }).collect();
+    // SAFETY: `pfds` is `pfds.len()` valid pollfds.
+    let n = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, timeout_ms) };
+    pfds.iter().map(|p| n > 0 && p.revents != 0).collect()
+}
+
+/// One `read(2)` into `buf`: what was there, 0 at the end of the input.
+pub fn read_some(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is valid for `buf.len()` bytes of writing.
+    let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
 }
 
 /// Whether a process exists and has not exited (for `-x PID`): a zombie counts as gone.
