@@ -45,6 +45,7 @@ pub const TAPSETS: &[(&str, &str)] = &[
     ("timestamp.stp", include_str!("../tapsets/timestamp.stp")),
     ("ctime.stp", include_str!("../tapsets/ctime.stp")),
     ("input.stp", include_str!("../tapsets/input.stp")),
+    ("tzinfo.stp", include_str!("../tapsets/tzinfo.stp")),
 ];
 
 /// The table the `syscall.NAME` aliases with SystemTap's variables are written from.

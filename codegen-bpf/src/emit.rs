@@ -1759,6 +1759,8 @@ impl Emitter<'_> {
             | Builtin::StrReplace
             | Builtin::Tokenize
             | Builtin::ErrnoStr
+            | Builtin::TzGmtoff
+            | Builtin::TzName
             | Builtin::Matched
             | Builtin::MatchedStr
             | Builtin::Ngroups

@@ -55,6 +55,11 @@ pub enum Builtin {
     Tokenize,
     /// `errno_str(n)`: `ENOENT` for 2.
     ErrnoStr,
+    /// `tz_gmtoff()`: the local time zone's offset, in seconds west of UTC (`-3600` in Paris
+    /// in winter), as staprun passes it to SystemTap.
+    TzGmtoff,
+    /// `tz_name()`: the local time zone's abbreviation (`UTC`, `CET`).
+    TzName,
     /// `matched(n)`: group `n` of the last successful `=~` (0: the whole match).
     Matched,
     /// `matched_str()`: the string the last successful `=~` matched.
@@ -174,6 +179,8 @@ pub const BUILTINS: &[Signature] = &[
     user("str_replace", &[S, S, S], S, Builtin::StrReplace),
     user("tokenize", &[S, S], S, Builtin::Tokenize),
     user("errno_str", &[L], S, Builtin::ErrnoStr),
+    user("tz_gmtoff", &[], L, Builtin::TzGmtoff),
+    user("tz_name", &[], S, Builtin::TzName),
     // The groups of a match exist only in user space: a kernel probe's `=~` walks a DFA
     // that says whether the string matches, not where.
     user("matched", &[L], S, Builtin::Matched),
@@ -225,6 +232,7 @@ pub const SPECIAL: &[&str] = &[
     "printd",
     "printdln",
     "pp",
+    "pn",
     "ppfunc",
     "probefunc",
     "int_arg",

@@ -118,6 +118,7 @@ pub fn lower(
             format: probe.format.as_ref(),
             function: probe.function.as_ref(),
             point: &probe.point,
+            user_point: &probe.user_point,
             function_name: match &probe.target {
                 ir::Target::KernelFunction { name, .. } => name,
                 ir::Target::Tracepoint { event, .. } | ir::Target::RawTracepoint { event, .. } => event,
@@ -212,6 +213,8 @@ struct Ctx<'a> {
     function: Option<&'a FunctionSig>,
     /// `pp()` and the default `ppfunc()`.
     point: &'a str,
+    /// The point as the script named it, wildcards expanded (`pn()`).
+    user_point: &'a str,
     function_name: &'a str,
     /// The handler runs in the kernel.
     kernel: bool,
@@ -1511,10 +1514,11 @@ impl Ctx<'_> {
                 }
                 return Some(dst);
             }
-            // The probe point, known when compiling.
-            "pp" => {
+            // The probe point, resolved (`pp`) or as the script named it (`pn`), known when
+            // compiling.
+            "pp" | "pn" => {
                 let v = self.temp(Ty::Str);
-                let value = self.point.to_string();
+                let value = if name == "pp" { self.point } else { self.user_point }.to_string();
                 self.emit(InstKind::StrConst { dst: v, value }, span);
                 return Some(v);
             }

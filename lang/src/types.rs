@@ -200,7 +200,7 @@ impl TypeTable {
             },
             TargetVar(n) => format.and_then(|f| f.field(n)).map(|f| field_ty(&f.c_type)),
             Call { name, args } => match name.as_str() {
-                "sprintf" | "sprint" | "sprintln" | "pp" | "ppfunc" | "probefunc" => Some(Ty::Str),
+                "sprintf" | "sprint" | "sprintln" | "pp" | "pn" | "ppfunc" | "probefunc" => Some(Ty::Str),
                 n if builtins::arg_function(n).is_some() => Some(Ty::Long),
                 _ => {
                     let overload = crate::elaborate::overload_key(name, args.len());

@@ -151,6 +151,26 @@ pub fn boot_to_realtime_offset() -> i64 {
     realtime_ns() - clock_ns(libc::CLOCK_BOOTTIME)
 }
 
+/// The local time zone now (from `TZ` or /etc/localtime, as libc reads them): its offset
+/// east of UTC in seconds, and its abbreviation.
+pub fn local_time_zone() -> (i64, String) {
+    // SAFETY: `time` and `localtime_r` write only into the values given; `tm_zone` then
+    // points at a static string of libc's, or is null.
+    unsafe {
+        let now = libc::time(std::ptr::null_mut());
+        let mut tm: libc::tm = std::mem::zeroed();
+        if libc::localtime_r(&now, &mut tm).is_null() {
+            return (0, "UTC".into());
+        }
+        let name = if tm.tm_zone.is_null() {
+            String::new()
+        } else {
+            std::ffi::CStr::from_ptr(tm.tm_zone).to_string_lossy().into_owned()
+        };
+        (tm.tm_gmtoff, name)
+    }
+}
+
 /// Waits until one of `fds` is readable (or has hung up) or `timeout_ms` passes (a signal
 /// interrupts it too); says which are.
 pub fn poll_readable(fds: &[BorrowedFd<'_>], timeout_ms: i32) -> Vec<bool> {

@@ -596,6 +596,8 @@ fn call(env: &Env<'_>, vars: &[Value], builtin: Builtin, args: &[Var]) -> Result
         }
         Builtin::Tokenize => Value::Str(tokenize(env, &text(vars, args[0]), &text(vars, args[1]))),
         Builtin::ErrnoStr | Builtin::Symname | Builtin::Symdata => Value::Str(text_of_long(builtin, arg(0))),
+        Builtin::TzGmtoff => Value::Long(-sys::local_time_zone().0),
+        Builtin::TzName => Value::Str(sys::local_time_zone().1),
         // A user-space probe runs in bpftap, not in an interrupted context.
         Builtin::UserMode => Value::Long(0),
         Builtin::System | Builtin::SwitchFile | Builtin::Warn | Builtin::Error => {
