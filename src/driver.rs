@@ -46,6 +46,7 @@ pub const TAPSETS: &[(&str, &str)] = &[
     ("ctime.stp", include_str!("../tapsets/ctime.stp")),
     ("input.stp", include_str!("../tapsets/input.stp")),
     ("tzinfo.stp", include_str!("../tapsets/tzinfo.stp")),
+    ("json.stp", include_str!("../tapsets/json.stp")),
 ];
 
 /// The table the `syscall.NAME` aliases with SystemTap's variables are written from.

@@ -150,7 +150,7 @@ impl Ctx<'_> {
     }
 
     fn builtins(&mut self) {
-        for name in ["begin", "end", "error", "prometheus"] {
+        for name in ["begin", "end", "error", "prometheus", "json_data"] {
             if self.matches(&[(name, None)]) {
                 self.points.entry(name.to_string()).or_default();
             }

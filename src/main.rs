@@ -69,7 +69,8 @@ struct Cli {
     buffer_mb: Option<u32>,
     /// While the script runs, serve GET /metrics at ADDR (HOST:PORT, or PORT for
     /// 127.0.0.1) in Prometheus's text format: what the script's `probe prometheus` prints,
-    /// or, without one, its globals read at scrape time.
+    /// or, without one, its globals read at scrape time; and GET /data.json and
+    /// /metadata.json for a script with `probe json_data`.
     #[arg(long = "metrics", value_name = "ADDR")]
     metrics: Option<String>,
     /// Add a tapset directory.

@@ -33,7 +33,7 @@ use crate::ast::{self, AliasKind, Block, Component, Expr, ExprKind, Item, Litera
 use crate::builtins;
 use crate::diag::Diagnostic;
 pub use crate::glob::{glob_match, is_pattern};
-use crate::ir::{PerfEvent, PerfSample, Target};
+use crate::ir::{self, PerfEvent, PerfSample, Target};
 use crate::kernel::{CType, FunctionSig, KernelError, KernelInfo, TracepointFormat, TypeId};
 use crate::span::Span;
 
@@ -626,7 +626,9 @@ impl Ctx<'_> {
             ["error"] => simple(Target::Error { priority: number(&comps[0]).unwrap_or(0) }, "error".into()),
             // Type-checked as a user-space probe, then left out (see `ElabProbe::never`).
             ["never"] => simple(Target::Begin { priority: 0 }, "never".into()),
-            ["prometheus"] => simple(Target::Prometheus, "prometheus".into()),
+            ["prometheus"] => simple(Target::Page { path: ir::METRICS_PATH }, "prometheus".into()),
+            ["json_data"] => simple(Target::Page { path: ir::JSON_DATA_PATH }, "json_data".into()),
+            ["__json_metadata"] => simple(Target::Page { path: ir::JSON_METADATA_PATH }, "__json_metadata".into()),
             ["__stdin"] => simple(Target::Stdin, "__stdin".into()),
             ["timer", "profile"] => {
                 let hz = self.kernel.config("CONFIG_HZ").and_then(|v| v.parse().ok()).unwrap_or(250);

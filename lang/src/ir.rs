@@ -204,10 +204,12 @@ pub enum Target {
     Error { priority: i64 },
     /// `timer.ms(N)` and friends: user space, every `interval_ns`.
     Timer { interval_ns: u64 },
-    /// `prometheus`: user space, once per scrape of `--metrics`; what it prints is the
-    /// response body. Without `--metrics` it never runs, as in SystemTap when nobody reads
-    /// the procfs file.
-    Prometheus,
+    /// A page of the `--metrics` endpoint: user space, once per GET of `path`; what it
+    /// prints is the response body. `prometheus` serves [`METRICS_PATH`], `json_data`
+    /// [`JSON_DATA_PATH`] (and json.stp's `__json_metadata` [`JSON_METADATA_PATH`]), where
+    /// SystemTap serves procfs files. Without `--metrics` it never runs, as in SystemTap when
+    /// nobody reads the file.
+    Page { path: &'static str },
     /// `__stdin`: user space, once for each byte read from bpftap's standard input, with the
     /// byte in the global `__stdin_char` (the `input.char` and `input.line` aliases of
     /// `tapsets/input.stp` build on it, as SystemTap's do on its `__stdin` procfs file). At
@@ -242,11 +244,16 @@ impl Target {
                 | Target::End { .. }
                 | Target::Error { .. }
                 | Target::Timer { .. }
-                | Target::Prometheus
+                | Target::Page { .. }
                 | Target::Stdin
         )
     }
 }
+
+/// The pages of the `--metrics` endpoint (see [`Target::Page`]).
+pub const METRICS_PATH: &str = "/metrics";
+pub const JSON_DATA_PATH: &str = "/data.json";
+pub const JSON_METADATA_PATH: &str = "/metadata.json";
 
 /// The software perf events a probe can sample.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,4 +1,5 @@
-//! `--metrics ADDR`: an HTTP endpoint serving `GET /metrics` in Prometheus's text format.
+//! `--metrics ADDR`: an HTTP endpoint serving `GET /metrics` in Prometheus's text format,
+//! and the pages of other user-space page probes (`json_data`'s `/data.json`).
 //!
 //! The listener runs on its own thread and never touches the script's state: each scrape
 //! is a [`Scrape`] sent over a channel, answered by the session's event loop between
@@ -26,13 +27,20 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 /// A request line and headers larger than this are refused.
 const MAX_REQUEST_BYTES: usize = 16 << 10;
 
-/// One `GET /metrics` waiting for its body.
+/// One GET waiting for its body.
 pub struct Scrape {
-    reply: Sender<String>,
+    path: String,
+    reply: Sender<Option<String>>,
 }
 
 impl Scrape {
-    pub fn answer(self, body: String) {
+    /// The path asked for, without its query.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// The page's body, or `None` for a path the script serves nothing at (404).
+    pub fn answer(self, body: Option<String>) {
         // The connection may have timed out and gone; nothing is owed to it then.
         let _ = self.reply.send(body);
     }
@@ -103,21 +111,24 @@ fn handle(stream: TcpStream, scrapes: &Sender<Scrape>) -> std::io::Result<()> {
     let mut words = request_line.split_whitespace();
     let (method, target) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
     let path = target.split('?').next().unwrap_or("");
-    let (status, body) = match (method, path) {
-        ("GET" | "HEAD", "/metrics") => {
+    let (status, body) = match method {
+        "GET" | "HEAD" => {
             let (tx, rx) = mpsc::channel();
-            match scrapes.send(Scrape { reply: tx }).ok().and_then(|()| rx.recv_timeout(ANSWER_TIMEOUT).ok()) {
-                Some(body) => ("200 OK", body),
+            let scrape = Scrape { path: path.to_string(), reply: tx };
+            match scrapes.send(scrape).ok().and_then(|()| rx.recv_timeout(ANSWER_TIMEOUT).ok()) {
+                Some(Some(body)) => ("200 OK", body),
+                Some(None) => ("404 Not Found", "the script serves nothing here; try /metrics\n".to_string()),
                 None => ("503 Service Unavailable", "the script is not running\n".to_string()),
             }
         }
-        ("GET" | "HEAD", _) => ("404 Not Found", "metrics are at /metrics\n".to_string()),
         _ => ("405 Method Not Allowed", "only GET\n".to_string()),
     };
+    let content_type =
+        if path.ends_with(".json") { "application/json" } else { "text/plain; version=0.0.4; charset=utf-8" };
     let mut stream = stream;
     write!(
         stream,
-        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n\
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\n\
          Content-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     )?;
@@ -228,20 +239,35 @@ mod tests {
             }
             std::thread::sleep(Duration::from_millis(5));
         };
-        scrape.answer("m 1\n".into());
+        assert_eq!(scrape.path(), "/metrics");
+        scrape.answer(Some("m 1\n".into()));
         let text = client.join().unwrap();
         assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
         assert!(text.ends_with("\r\n\r\nm 1\n"), "{text}");
     }
 
     #[test]
-    fn other_paths_are_not_found() {
+    fn a_page_the_script_does_not_serve_is_not_found() {
         let server = MetricsServer::start("127.0.0.1:0").unwrap();
-        let mut s = TcpStream::connect(server.addr).unwrap();
-        s.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
-        let mut text = String::new();
-        s.read_to_string(&mut text).unwrap();
+        let addr = server.addr;
+        let client = std::thread::spawn(move || {
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.write_all(b"GET /nothing.json HTTP/1.0\r\n\r\n").unwrap();
+            let mut text = String::new();
+            s.read_to_string(&mut text).unwrap();
+            text
+        });
+        let scrape = loop {
+            if let Some(s) = server.pending().next() {
+                break s;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        assert_eq!(scrape.path(), "/nothing.json");
+        scrape.answer(None);
+        let text = client.join().unwrap();
         assert!(text.starts_with("HTTP/1.1 404"), "{text}");
+        assert!(text.contains("Content-Type: application/json\r\n"), "{text}");
     }
 }
 

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use codegen_bpf::compile::{CompiledScript, RINGBUF_BYTES};
 use codegen_bpf::layout;
 use codegen_bpf::layout::{GLOBAL_ARRAY_FULL, GLOBAL_BOOT_OFFSET, GLOBAL_LOST, GLOBAL_TARGET};
-use lang::ir::{ArrayId, Const, Handler, Target, Ty, ValueKind};
+use lang::ir::{ArrayId, Const, Handler, Target, Ty, ValueKind, METRICS_PATH};
 use lang::span::Span;
 
 use crate::arrays::Arrays;
@@ -408,16 +408,23 @@ impl<'a> Session<'a> {
         Ok(())
     }
 
-    /// Answers the `--metrics` scrapes waiting: with what the `prometheus` probes print, or,
-    /// in a script without one, with the globals as they are now.
+    /// Answers the `--metrics` GETs waiting: with what the page probes of the path print
+    /// (`prometheus` for /metrics, `json_data` for /data.json); at /metrics, in a script
+    /// without a `prometheus` probe, with the globals as they are now.
     fn answer_scrapes(&mut self) -> Result<(), RuntimeError> {
         let scrapes: Vec<Scrape> = self.metrics.as_ref().map(|m| m.pending().collect()).unwrap_or_default();
         let compiled = self.compiled;
-        let probes: Vec<&Handler> =
-            compiled.program.handlers.iter().filter(|h| matches!(h.target, Target::Prometheus)).collect();
         for scrape in scrapes {
+            let probes: Vec<&Handler> = compiled
+                .program
+                .handlers
+                .iter()
+                .filter(|h| matches!(h.target, Target::Page { path } if path == scrape.path()))
+                .collect();
             if probes.is_empty() {
-                scrape.answer(metrics::exposition(&compiled.program, &compiled.globals, &self.globals, &self.arrays));
+                let body = (scrape.path() == METRICS_PATH)
+                    .then(|| metrics::exposition(&compiled.program, &compiled.globals, &self.globals, &self.arrays));
+                scrape.answer(body);
                 continue;
             }
             let body = metrics::Body::default();
@@ -426,7 +433,7 @@ impl<'a> Session<'a> {
             // what was printed before the failure.
             let result = probes.iter().try_for_each(|h| self.run_handler(h, &mut out));
             let _ = out.flush();
-            scrape.answer(body.text());
+            scrape.answer(Some(body.text()));
             result?;
         }
         Ok(())
