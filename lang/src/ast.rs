@@ -91,6 +91,8 @@ pub struct Global {
     /// `c%`: an array that wraps when full.
     pub wrap: bool,
     pub private: bool,
+    /// Declared in a tapset (set by `elaborate`): never printed at exit, as in SystemTap.
+    pub tapset: bool,
     pub span: Span,
 }
 

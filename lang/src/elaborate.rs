@@ -86,7 +86,7 @@ pub fn elaborate(input: &Input<'_>, kernel: &dyn KernelInfo) -> (Elaborated, Vec
     let mut cx = Ctx { kernel, aliases: std::rc::Rc::new(aliases), diags: Vec::new(), tracepoints: None };
     let mut out = Elaborated::default();
     // Script items first, so that script functions and aliases shadow tapset ones.
-    for script in std::iter::once(input.script).chain(input.tapsets.iter()) {
+    for (n, script) in std::iter::once(input.script).chain(input.tapsets.iter()).enumerate() {
         for item in &script.items {
             match item {
                 Item::Alias(_) => {}
@@ -101,7 +101,7 @@ pub fn elaborate(input: &Input<'_>, kernel: &dyn KernelInfo) -> (Elaborated, Vec
                 }
                 Item::Global(g) => {
                     if !out.globals.iter().any(|x| x.name == g.name) {
-                        out.globals.push(g.clone());
+                        out.globals.push(ast::Global { tapset: n > 0, ..g.clone() });
                     }
                 }
                 Item::Probe(_) | Item::EmbeddedC(_) => {}
@@ -273,6 +273,7 @@ impl Ctx<'_> {
                 is_array: true,
                 wrap: false,
                 private: true,
+                tapset: false,
                 span,
             });
             let store = ExprKind::Assign { op: ast::AssignOp::Assign, target: Box::new(slot), value: Box::new(inner) };

@@ -79,7 +79,8 @@ pub struct GlobalDecl {
     pub name: String,
     pub ty: Ty,
     pub init: Option<Const>,
-    /// Read somewhere in the script; globals never read are printed at exit.
+    /// Read somewhere in the script, or declared by a tapset: the globals that are not
+    /// are printed at exit (SystemTap prints only the script's own).
     pub read: bool,
 }
 
@@ -98,7 +99,7 @@ pub struct ArrayDecl {
     pub wrap: bool,
     /// Histogram buckets the statistic keeps.
     pub hist: HistSpec,
-    /// Read somewhere in the script; arrays never read are printed at exit.
+    /// Read somewhere in the script, or declared by a tapset: see [`GlobalDecl::read`].
     pub read: bool,
 }
 

@@ -146,7 +146,8 @@ pub fn lower(
             span: probe.span,
         });
     }
-    // Globals read anywhere are not printed at exit.
+    // Globals read anywhere, and a tapset's, are not printed at exit.
+    let from_tapset: HashSet<&str> = script.globals.iter().filter(|g| g.tapset).map(|g| g.name.as_str()).collect();
     let mut read = vec![false; program.globals.len()];
     for h in &program.handlers {
         for b in h.func.blocks.values() {
@@ -158,7 +159,7 @@ pub fn lower(
         }
     }
     for (g, decl) in program.globals.iter_mut() {
-        decl.read = read[g.index()];
+        decl.read = read[g.index()] || from_tapset.contains(decl.name.as_str());
     }
     let mut array_read = vec![false; program.arrays.len()];
     for h in &program.handlers {
@@ -176,7 +177,7 @@ pub fn lower(
         }
     }
     for (a, decl) in program.arrays.iter_mut() {
-        decl.read = array_read[a.index()];
+        decl.read = array_read[a.index()] || from_tapset.contains(decl.name.as_str());
     }
     (program, diags)
 }

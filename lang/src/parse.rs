@@ -300,7 +300,7 @@ pub(crate) fn sp(file: FileId, l: usize, r: usize) -> Span {
 
 /// `size` is `Some` for a declaration with brackets (`a[]`, `a[100]`).
 pub(crate) fn global(name: String, init: Option<Expr>, size: Option<Option<i64>>, wrap: bool, span: Span) -> Global {
-    Global { name, init, size: size.flatten(), is_array: size.is_some(), wrap, private: false, span }
+    Global { name, init, size: size.flatten(), is_array: size.is_some(), wrap, private: false, tapset: false, span }
 }
 
 pub(crate) fn stmt(kind: StmtKind, span: Span) -> Stmt {
