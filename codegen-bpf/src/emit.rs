@@ -1610,6 +1610,63 @@ impl Emitter<'_> {
         self.push(insn::call(Helper::Snprintf));
     }
 
+    /// The string at scratch `d` = the first `len` bytes at kernel address `addr` (as many as
+    /// fit), in hex or as text with `.` for what is not printable; "" when `len` is not
+    /// positive or the read faults. The bytes are read into `d` and rewritten in place from
+    /// the last, so each is read before its own text overwrites it; unrolled, since the
+    /// count is bounded by the string capacity and every offset is then a constant.
+    fn kernel_buffer_text(&mut self, d: u32, addr: Var, len: Var, hex: bool) {
+        let max = if hex { (self.cap - 1) / 2 } else { self.cap - 1 };
+        let empty = self.new_label();
+        let done = self.new_label();
+        self.load(Reg::R2, len);
+        self.jump_if_imm(JmpOp::Sle, Reg::R2, 0, empty);
+        self.push(insn::jmp_imm(JmpOp::Le, Reg::R2, max as i32, 1));
+        self.push(insn::mov64_imm(Reg::R2, max as i32));
+        self.push(insn::stx(Size::DW, Reg::R10, Reg::R2, SPILL));
+        self.load(Reg::R3, addr);
+        self.scratch_addr(Reg::R1, d);
+        self.push(insn::call(Helper::ProbeReadKernel));
+        self.jump_if_imm(JmpOp::Ne, Reg::R0, 0, empty);
+        for i in (0..max).rev() {
+            self.push(insn::ldx(Size::B, Reg::R1, SCRATCH, (d + i) as i16));
+            if hex {
+                for (shift, at) in [(4, 2 * i), (0, 2 * i + 1)] {
+                    self.push(insn::mov64_reg(Reg::R2, Reg::R1));
+                    if shift > 0 {
+                        self.push(insn::alu64_imm(AluOp::Rsh, Reg::R2, shift));
+                    }
+                    self.push(insn::alu64_imm(AluOp::And, Reg::R2, 15));
+                    self.push(insn::alu64_imm(AluOp::Add, Reg::R2, b'0' as i32));
+                    self.push(insn::jmp_imm(JmpOp::Le, Reg::R2, b'9' as i32, 1));
+                    self.push(insn::alu64_imm(AluOp::Add, Reg::R2, (b'a' - b'9' - 1) as i32));
+                    self.push(insn::stx(Size::B, SCRATCH, Reg::R2, (d + at) as i16));
+                }
+            } else {
+                // Printable ASCII is 32..=126: one unsigned compare after subtracting 32.
+                self.push(insn::mov64_reg(Reg::R2, Reg::R1));
+                self.push(insn::alu64_imm(AluOp::Sub, Reg::R2, 32));
+                self.push(insn::jmp_imm(JmpOp::Le, Reg::R2, 126 - 32, 1));
+                self.push(insn::mov64_imm(Reg::R1, b'.' as i32));
+                self.push(insn::stx(Size::B, SCRATCH, Reg::R1, (d + i) as i16));
+            }
+        }
+        // The NUL after the text: at `len` bytes, or `2 * len` hex digits.
+        self.push(insn::ldx(Size::DW, Reg::R2, Reg::R10, SPILL));
+        if hex {
+            self.push(insn::alu64_imm(AluOp::Lsh, Reg::R2, 1));
+        }
+        self.push(insn::alu64_imm(AluOp::And, Reg::R2, (self.cap.next_power_of_two() - 1) as i32));
+        self.jump_if_imm(JmpOp::Ge, Reg::R2, self.cap as i32, empty);
+        self.scratch_addr(Reg::R1, d);
+        self.push(insn::alu64_reg(AluOp::Add, Reg::R1, Reg::R2));
+        self.push(insn::st_imm(Size::B, Reg::R1, 0, 0));
+        self.jump(done);
+        self.bind(empty);
+        self.push(insn::st_imm(Size::B, SCRATCH, d as i16, 0));
+        self.bind(done);
+    }
+
     fn sprintf(&mut self, dst: Var, fmt: FmtId, args: &[Var]) -> Result<(), EmitError> {
         let text = &self.program.formats[fmt].text;
         let kernel = kernel_format(text).map_err(|what| self.unsupported(&what))?;
@@ -1697,6 +1754,10 @@ impl Emitter<'_> {
                 // SystemTap prints IPv6 addresses with %pI6, uncompressed (the kernel's bpf_snprintf
                 // has no compressed form either).
                 self.ip_to_str(d, "%pI6");
+            }
+            Builtin::KernelBufferHex | Builtin::KernelBufferText => {
+                let d = self.scratch(dst.expect("a buffer has a text"));
+                self.kernel_buffer_text(d, args[0], args[1], builtin == Builtin::KernelBufferHex);
             }
             Builtin::Substr => {
                 // dst = the bytes of s from `start`, at most `length`: "" past the end.

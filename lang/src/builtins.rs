@@ -37,6 +37,12 @@ pub enum Builtin {
     UserIpv6Str,
     /// The IPv6 address at a kernel address as text.
     KernelIpv6Str,
+    /// `_kernel_buffer_hex(addr, len)`: the first `len` bytes at a kernel address in hex,
+    /// two digits a byte, as many as a string holds (netfilter's `data_hex`).
+    KernelBufferHex,
+    /// `_kernel_buffer_text(addr, len)`: the same bytes as text, a `.` for each byte that is
+    /// not printable ASCII (netfilter's `data_str`).
+    KernelBufferText,
     /// `randint(n)`.
     Randint,
     /// `substr(s, start, length)`.
@@ -195,6 +201,8 @@ pub const BUILTINS: &[Signature] = &[
     user("error", &[S], L, Builtin::Error),
     sig("_user_ipv6_str", &[L], S, Runs::Kernel, Lowering::Builtin(Builtin::UserIpv6Str)),
     sig("_kernel_ipv6_str", &[L], S, Runs::Kernel, Lowering::Builtin(Builtin::KernelIpv6Str)),
+    sig("_kernel_buffer_hex", &[L, L], S, Runs::Kernel, Lowering::Builtin(Builtin::KernelBufferHex)),
+    sig("_kernel_buffer_text", &[L, L], S, Runs::Kernel, Lowering::Builtin(Builtin::KernelBufferText)),
     sig("user_string", &[L], S, Runs::Kernel, Lowering::ReadStr(U)),
     sig("kernel_string", &[L], S, Runs::Kernel, Lowering::ReadStr(K)),
     // The second argument is what a faulting read gives instead of "".
