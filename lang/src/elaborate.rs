@@ -891,7 +891,8 @@ pub fn entry_array(span: Span) -> String {
 }
 
 /// Netfilter protocol families (`NFPROTO_*`) by name.
-const NF_PROTOCOLS: &[(&str, u32)] = &[("NFPROTO_IPV4", 2), ("NFPROTO_IPV6", 10), ("NFPROTO_INET", 1)];
+const NF_PROTOCOLS: &[(&str, u32)] =
+    &[("NFPROTO_IPV4", 2), ("NFPROTO_IPV6", 10), ("NFPROTO_INET", 1), ("NFPROTO_ARP", 3), ("NFPROTO_BRIDGE", 7)];
 /// Netfilter hooks by name; the IPv6 names are the same numbers.
 const NF_HOOKS: &[(&str, u32)] = &[
     ("NF_INET_PRE_ROUTING", 0),
@@ -909,6 +910,12 @@ const NF_HOOKS: &[(&str, u32)] = &[
     ("NF_IP6_FORWARD", 2),
     ("NF_IP6_LOCAL_OUT", 3),
     ("NF_IP6_POST_ROUTING", 4),
+    ("NF_BR_PRE_ROUTING", 0),
+    ("NF_BR_LOCAL_IN", 1),
+    ("NF_BR_FORWARD", 2),
+    ("NF_BR_LOCAL_OUT", 3),
+    ("NF_BR_POST_ROUTING", 4),
+    ("NF_BR_BROUTING", 5),
 ];
 /// Where our programs sit among the hook's functions: before conntrack (-200) and the
 /// filter table (0), so they see every packet, as SystemTap's hooks do.

@@ -229,6 +229,15 @@ pub fn attach(
                 match bpf::netfilter_link(prog.as_fd(), bpf::BPF_NETFILTER, *pf, *hook, priority - attempt) {
                     Ok(link) => break link,
                     Err(e) if e.raw_os_error() == Some(libc::EBUSY) && attempt < 4096 => attempt += 1,
+                    // Linux (6.18 included) links BPF programs to the IPv4 and IPv6 hooks only.
+                    Err(e) if e.raw_os_error() == Some(libc::EAFNOSUPPORT) && !matches!(*pf, 2 | 10) => {
+                        let family = match pf {
+                            3 => "NFPROTO_ARP".to_string(),
+                            7 => "NFPROTO_BRIDGE".to_string(),
+                            n => format!("protocol family {n}"),
+                        };
+                        return Err(RuntimeError::FamilyRefused { point: point.to_string(), family });
+                    }
                     Err(e) => {
                         return Err(attach_error(format!(
                             "netfilter link: {e} (the kernel needs CONFIG_NETFILTER_BPF_LINK, Linux 6.4+)"

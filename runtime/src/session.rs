@@ -67,6 +67,14 @@ pub enum RuntimeError {
     Load { point: String, reason: String },
     #[error("cannot attach probe {point}: {reason}")]
     Attach { point: String, reason: String },
+    /// A netfilter hook of a protocol family the kernel links no BPF program to (bridge,
+    /// ARP). Skipped with a warning while some other kernel probe attaches, so a wildcard
+    /// such as `netfilter.*.*` still watches IPv4 and IPv6.
+    #[error(
+        "cannot attach probe {point}: this kernel links BPF programs to IPv4 and IPv6 netfilter hooks \
+         only, not to {family}"
+    )]
+    FamilyRefused { point: String, family: String },
     #[error("loading BPF programs needs root (or CAP_BPF and CAP_PERFMON): run bpftap with sudo")]
     NotPermitted,
     #[error("cannot map the globals: {0}")]
@@ -274,15 +282,29 @@ impl<'a> Session<'a> {
         if self.exit_requested {
             return Ok(());
         }
+        let mut refused = Vec::new();
         for probe in &self.compiled.kernel_probes {
-            loader::attach(
+            let result = loader::attach(
                 self.compiled,
                 &self.maps,
                 probe,
                 self.kernel,
                 self.options.force_kprobes,
                 &mut self.attached,
-            )?;
+            );
+            match result {
+                Err(e @ RuntimeError::FamilyRefused { .. }) => refused.push(e),
+                other => other?,
+            }
+        }
+        if refused.len() == self.compiled.kernel_probes.len() {
+            if let Some(e) = refused.into_iter().next() {
+                return Err(e);
+            }
+        } else {
+            for e in refused {
+                eprintln!("WARNING: skipped: {e}");
+            }
         }
         // Attached: nothing from here on needs a capability (see sys::drop_capabilities),
         // except reading kernel symbols' real addresses, which an fd opened now keeps.
