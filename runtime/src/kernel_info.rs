@@ -54,6 +54,10 @@ pub struct LiveKernel {
     /// The headers `@cast` named, in universe order (see [`HEADER_SHIFT`]), each with its
     /// types or why they could not be had.
     headers: Mutex<Vec<(String, Result<Arc<btf_rs::Btf>, String>)>>,
+    /// `type_by_name`'s answers: btf_rs finds a name by walking every type (tens of
+    /// thousands), and a netfilter script asks for `sk_buff` in each of its probes' many
+    /// variables, which took seconds.
+    types_by_name: Mutex<HashMap<String, Result<TypeId, KernelError>>>,
 }
 
 impl LiveKernel {
@@ -67,6 +71,7 @@ impl LiveKernel {
             config: OnceLock::new(),
             btf: OnceLock::new(),
             headers: Mutex::new(Vec::new()),
+            types_by_name: Default::default(),
         }
     }
 
@@ -189,8 +194,14 @@ impl KernelInfo for LiveKernel {
     }
 
     fn type_by_name(&self, name: &str) -> Result<TypeId, KernelError> {
-        let btf = self.btf().map_err(|e| KernelError::NoBtf(e.to_string()))?;
-        find_type(btf, name).ok_or_else(|| KernelError::NoType(name.to_string()))
+        let mut cache = self.types_by_name.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        cache
+            .entry(name.to_string())
+            .or_insert_with(|| {
+                let btf = self.btf().map_err(|e| KernelError::NoBtf(e.to_string()))?;
+                find_type(btf, name).ok_or_else(|| KernelError::NoType(name.to_string()))
+            })
+            .clone()
     }
 
     fn header_type_by_name(&self, headers: &str, name: &str) -> Result<TypeId, KernelError> {
@@ -203,7 +214,6 @@ impl KernelInfo for LiveKernel {
     fn is_header_type(&self, id: TypeId) -> bool {
         id >> HEADER_SHIFT != 0
     }
-
     fn type_of(&self, id: TypeId) -> Result<CType, KernelError> {
         self.with_btf(id, |btf, local, tag| Ok(tag_ctype(resolve_ctype(btf, local)?, tag)))
             .map_err(|_| KernelError::NoType(format!("#{id}")))
