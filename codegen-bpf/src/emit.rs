@@ -270,6 +270,8 @@ pub fn emit_handler(cx: Context<'_>, handler: HandlerSpec<'_>, rodata: &mut Roda
             spans: Vec::new(),
             labels: HashMap::new(),
             fixups: Vec::new(),
+            func_refs: Vec::new(),
+            callbacks: Vec::new(),
             next_label: func.blocks.len() as u32 + 1,
             span,
         };
@@ -328,8 +330,31 @@ struct Emitter<'a> {
     spans: Vec<(usize, Span)>,
     labels: HashMap<Label, usize>,
     fixups: Vec<(usize, Label)>,
+    /// `ld_imm64` of a callback (`pseudo::FUNC`) and the label of the callback's start.
+    func_refs: Vec<(usize, Label)>,
+    /// The callbacks this handler passes to `for_each_map_elem`, emitted after its exit.
+    callbacks: Vec<(Matcher, Label)>,
     next_label: u32,
     span: Span,
+}
+
+/// A `for_each_map_elem` callback for `delete a[k, *]` and `[k, *] in a`: it compares the
+/// words of each element's key with the pattern the handler built in its key buffer (passed
+/// as the callback's context), only where the pattern has a key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Matcher {
+    /// Offsets of the 8-byte words of the key to compare.
+    words: Vec<i16>,
+    op: MatchOp,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum MatchOp {
+    /// Delete every match.
+    Delete,
+    /// Stop at the first match, setting the handler's word at this offset from the
+    /// pattern to 1.
+    Find { flag: i16 },
 }
 
 impl Emitter<'_> {
@@ -418,6 +443,10 @@ impl Emitter<'_> {
         self.bind(EXIT_LABEL);
         self.push(insn::mov64_imm(Reg::R0, exit_value));
         self.push(insn::exit());
+        for (matcher, label) in std::mem::take(&mut self.callbacks) {
+            self.bind(label);
+            self.matcher(&matcher);
+        }
         self.resolve_jumps()?;
         self.drop_jumps_to_next();
         Ok(())
@@ -544,6 +573,7 @@ impl Emitter<'_> {
                 && matches!(i.class(), insn::class::JMP | insn::class::JMP32)
                 && i.code & 0xf0 != insn::jmp::CALL
                 && i.code & 0xf0 != insn::jmp::EXIT;
+            let callback_ref = !second_half && i.is_ld_imm64() && i.src == insn::pseudo::FUNC;
             second_half = !second_half && i.is_ld_imm64();
             if removable {
                 continue;
@@ -551,6 +581,10 @@ impl Emitter<'_> {
             if jump {
                 let target = (at as i64 + 1 + i.off as i64) as usize;
                 i.off = (new_index[target] as i64 - (new_index[at] as i64 + 1)) as i16;
+            }
+            if callback_ref {
+                let target = (at as i64 + 1 + i.imm as i64) as usize;
+                i.imm = (new_index[target] as i64 - (new_index[at] as i64 + 1)) as i32;
             }
             out.push(i);
         }
@@ -568,6 +602,9 @@ impl Emitter<'_> {
             let target = self.labels[&label] as i64;
             let off = target - (at as i64 + 1);
             self.insns[at].off = i16::try_from(off).map_err(|_| EmitError::JumpTooFar { span: self.span })?;
+        }
+        for &(at, label) in &self.func_refs {
+            self.insns[at].imm = (self.labels[&label] as i64 - (at as i64 + 1)) as i32;
         }
         Ok(())
     }
@@ -1078,6 +1115,10 @@ impl Emitter<'_> {
                 self.push(insn::call(Helper::MapDeleteElem));
             }
             InstKind::StatAdd { array, keys, value } => self.stat_add(*array, keys, *value),
+            InstKind::ArrayDeleteMatching { array, keys } => self.for_each_matching(*array, keys, None)?,
+            InstKind::ArrayContainsMatching { dst, array, keys } => {
+                self.for_each_matching(*array, keys, Some(*dst))?;
+            }
             InstKind::ArrayClear { .. } => return Err(self.unsupported("`delete` of a whole array")),
             InstKind::StatGet { .. } => return Err(self.unsupported("statistic extraction")),
             InstKind::PrintHist { .. } => return Err(self.unsupported("printing a histogram")),
@@ -1086,17 +1127,97 @@ impl Emitter<'_> {
         Ok(())
     }
 
+    /// `delete array[pattern]` (`found` = None) or `found = [pattern] in array`: the pattern
+    /// is built in the key buffer, which must be on the stack (a callback's context is a
+    /// stack pointer), and a [`Matcher`] callback visits every element.
+    fn for_each_matching(
+        &mut self,
+        array: lang::ir::ArrayId,
+        keys: &[Option<Var>],
+        found: Option<Var>,
+    ) -> Result<(), EmitError> {
+        if self.key.base != Reg::R10 {
+            return Err(self.unsupported("`*` among the keys of an array whose key does not fit on the stack"));
+        }
+        self.build_key_parts(array, keys);
+        let decl = &self.program.arrays[array];
+        let (offsets, _) = layout::key_layout(decl);
+        let words = keys
+            .iter()
+            .zip(offsets)
+            .zip(&decl.key_widths)
+            .filter(|((k, _), _)| k.is_some())
+            .flat_map(|((_, off), width)| (off..off + width.div_ceil(8) * 8).step_by(8).map(|w| w as i16))
+            .collect();
+        let op = match found {
+            None => MatchOp::Delete,
+            Some(_) => {
+                self.push(insn::st_imm(Size::DW, Reg::R10, READ_BUF, 0));
+                MatchOp::Find { flag: READ_BUF - self.key.off }
+            }
+        };
+        let matcher = Matcher { words, op };
+        let label = match self.callbacks.iter().find(|(m, _)| *m == matcher) {
+            Some((_, label)) => *label,
+            None => {
+                let label = self.new_label();
+                self.callbacks.push((matcher, label));
+                label
+            }
+        };
+        self.map_ptr(Reg::R1, layout::array_map_index(array));
+        self.func_refs.push((self.insns.len(), label));
+        self.push2(insn::ld_imm64_pseudo(Reg::R2, insn::pseudo::FUNC, 0, 0));
+        self.addr(Reg::R3, self.key);
+        self.push(insn::mov64_imm(Reg::R4, 0));
+        self.push(insn::call(Helper::ForEachMapElem));
+        if let Some(dst) = found {
+            self.push(insn::ldx(Size::DW, Reg::R0, Reg::R10, READ_BUF));
+            self.store(dst, Reg::R0);
+        }
+        Ok(())
+    }
+
+    /// The body of a [`Matcher`] callback: `(r1 map, r2 key, r3 value, r4 pattern)`, returns
+    /// 0 to go on and 1 to stop. It uses only r0..r5 and no stack of its own.
+    fn matcher(&mut self, m: &Matcher) {
+        let differs = self.new_label();
+        for &w in &m.words {
+            self.push(insn::ldx(Size::DW, Reg::R0, Reg::R2, w));
+            self.push(insn::ldx(Size::DW, Reg::R5, Reg::R4, w));
+            self.jump_if_reg(JmpOp::Ne, Reg::R0, Reg::R5, differs);
+        }
+        match m.op {
+            MatchOp::Delete => self.push(insn::call(Helper::MapDeleteElem)),
+            MatchOp::Find { flag } => {
+                self.push(insn::st_imm(Size::DW, Reg::R4, flag, 1));
+                self.push(insn::mov64_imm(Reg::R0, 1));
+                self.push(insn::exit());
+            }
+        }
+        self.bind(differs);
+        self.push(insn::mov64_imm(Reg::R0, 0));
+        self.push(insn::exit());
+    }
+
     /// Writes the key of `array[keys]` into the key buffer. String keys are zero-padded
     /// first: the map compares every byte of the key.
     fn build_key(&mut self, array: lang::ir::ArrayId, keys: &[Var]) {
-        let decl = &self.program.arrays[array];
-        let (offsets, _) = layout::key_layout(decl);
         if keys.is_empty() {
             self.push(insn::st_imm(Size::W, self.key.base, self.key.off, 0));
             return;
         }
+        let keys: Vec<Option<Var>> = keys.iter().copied().map(Some).collect();
+        self.build_key_parts(array, &keys);
+    }
+
+    /// Writes the keys that are given (`Some`) into their places in the key buffer.
+    fn build_key_parts(&mut self, array: lang::ir::ArrayId, keys: &[Option<Var>]) {
+        let decl = &self.program.arrays[array];
+        let (offsets, _) = layout::key_layout(decl);
         let widths = decl.key_widths.clone();
         for ((k, off), width) in keys.iter().zip(offsets).zip(widths) {
+            let Some(k) = k else { continue };
             let at = self.key.at(off);
             match self.func.ty(*k) {
                 Ty::Long => {

@@ -6,11 +6,13 @@
 //!   [`layout`] fixes the byte layouts the runtime shares.
 //! - [`insn`]: instruction encoding only (opcodes, the 8-byte instruction, helper ids).
 //! - [`disasm`]: instructions back to the text `-p4` prints.
+//! - [`btf`]: the small BTF and `func_info` a program with callbacks is loaded with.
 //! - [`object`]: the script as programs, maps and `.rodata`, and its ELF form (`--emit-elf`).
 //!
 //! Invariant: this crate makes no syscall and reads no file; the same input gives the same
 //! bytes on any machine.
 
+pub mod btf;
 pub mod compile;
 pub mod disasm;
 pub mod emit;

@@ -491,6 +491,12 @@ pub enum InstKind {
         array: ArrayId,
         keys: Vec<Var>,
     },
+    /// `delete array[pattern]` with `*` among the keys: every element whose keys equal the
+    /// pattern's where it has a `Some`.
+    ArrayDeleteMatching {
+        array: ArrayId,
+        keys: Vec<Option<Var>>,
+    },
     /// `delete array`.
     ArrayClear {
         array: ArrayId,
@@ -500,6 +506,12 @@ pub enum InstKind {
         dst: Var,
         array: ArrayId,
         keys: Vec<Var>,
+    },
+    /// `dst = [pattern] in array` with `*` among the keys (see `ArrayDeleteMatching`).
+    ArrayContainsMatching {
+        dst: Var,
+        array: ArrayId,
+        keys: Vec<Option<Var>>,
     },
     /// `array[keys] <<< value`.
     StatAdd {
@@ -571,6 +583,7 @@ impl InstKind {
             | InstKind::LoadGlobal { dst, .. }
             | InstKind::ArrayGet { dst, .. }
             | InstKind::ArrayContains { dst, .. }
+            | InstKind::ArrayContainsMatching { dst, .. }
             | InstKind::StatGet { dst, .. }
             | InstKind::LoadArg { dst, .. }
             | InstKind::LoadReturn { dst } => Some(*dst),
@@ -583,6 +596,7 @@ impl InstKind {
             | InstKind::ArraySet { .. }
             | InstKind::ArrayAdd { .. }
             | InstKind::ArrayDelete { .. }
+            | InstKind::ArrayDeleteMatching { .. }
             | InstKind::ArrayClear { .. }
             | InstKind::StatAdd { .. }
             | InstKind::PrintHist { .. }
@@ -627,6 +641,9 @@ impl InstKind {
             | InstKind::ArrayContains { keys, .. }
             | InstKind::StatGet { keys, .. }
             | InstKind::PrintHist { keys, .. } => keys.clone(),
+            InstKind::ArrayDeleteMatching { keys, .. } | InstKind::ArrayContainsMatching { keys, .. } => {
+                keys.iter().flatten().copied().collect()
+            }
             InstKind::ArraySet { keys, src, .. } | InstKind::ArrayAdd { keys, src, .. } => {
                 keys.iter().copied().chain([*src]).collect()
             }
@@ -657,6 +674,7 @@ impl InstKind {
             | InstKind::ArraySet { .. }
             | InstKind::ArrayAdd { .. }
             | InstKind::ArrayDelete { .. }
+            | InstKind::ArrayDeleteMatching { .. }
             | InstKind::ArrayClear { .. }
             | InstKind::StatAdd { .. }
             | InstKind::PrintHist { .. }
@@ -798,6 +816,11 @@ fn join(vars: &[Var]) -> String {
     vars.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(", ")
 }
 
+/// Keys with `*` where they are `None`.
+fn pattern(keys: &[Option<Var>]) -> String {
+    keys.iter().map(|k| k.map_or("*".to_string(), |v| v.to_string())).collect::<Vec<_>>().join(", ")
+}
+
 impl fmt::Display for InstKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -839,7 +862,11 @@ impl fmt::Display for InstKind {
             InstKind::ArraySet { array, keys, src } => write!(f, "{array}[{}] = {src}", join(keys)),
             InstKind::ArrayAdd { array, keys, src } => write!(f, "atomic_add {array}[{}], {src}", join(keys)),
             InstKind::ArrayDelete { array, keys } => write!(f, "delete {array}[{}]", join(keys)),
+            InstKind::ArrayDeleteMatching { array, keys } => write!(f, "delete {array}[{}]", pattern(keys)),
             InstKind::ArrayClear { array } => write!(f, "delete {array}"),
+            InstKind::ArrayContainsMatching { dst, array, keys } => {
+                write!(f, "{dst} = [{}] in {array}", pattern(keys))
+            }
             InstKind::ArrayContains { dst, array, keys } => write!(f, "{dst} = [{}] in {array}", join(keys)),
             InstKind::StatAdd { array, keys, value } => write!(f, "{array}[{}] <<< {value}", join(keys)),
             InstKind::StatGet { dst, array, keys, op } => write!(f, "{dst} = @{op:?}({array}[{}])", join(keys)),

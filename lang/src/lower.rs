@@ -160,6 +160,7 @@ pub fn lower(
                 match inst.kind {
                     InstKind::ArrayGet { array, .. }
                     | InstKind::ArrayContains { array, .. }
+                    | InstKind::ArrayContainsMatching { array, .. }
                     | InstKind::StatGet { array, .. }
                     | InstKind::PrintHist { array, .. }
                     | InstKind::IterStart { array, .. } => array_read[array.index()] = true,
@@ -708,6 +709,12 @@ impl Ctx<'_> {
                 self.emit(InstKind::ArrayGet { dst, array, keys }, span);
                 Some(dst)
             }
+            ExprKind::In { keys, array } if has_wildcard(keys) => {
+                let (array, keys) = self.array_pattern(array, keys)?;
+                let dst = self.temp(Ty::Long);
+                self.emit(InstKind::ArrayContainsMatching { dst, array, keys }, span);
+                Some(dst)
+            }
             ExprKind::In { keys, array } => {
                 let (array, keys) = self.array_ref(array, keys)?;
                 let dst = self.temp(Ty::Long);
@@ -1075,6 +1082,20 @@ impl Ctx<'_> {
 
     /// The array a name refers to, and its keys lowered.
     fn array_ref(&mut self, base: &Expr, keys: &[Expr]) -> Option<(ir::ArrayId, Vec<Var>)> {
+        if let Some(star) = keys.iter().find(|k| matches!(k.kind, ExprKind::Wildcard)) {
+            self.error(
+                Diagnostic::error("E0216", "`*` as a key selects elements only in `delete` and `in`", star.span)
+                    .with_help("write `delete a[k, *]` or `if ([k, *] in a)`"),
+            );
+            return None;
+        }
+        let (array, keys) = self.array_pattern(base, keys)?;
+        Some((array, keys.into_iter().flatten().collect()))
+    }
+
+    /// `a[keys]` where a key may be `*` (`None`). Only `delete` and `in` take a pattern;
+    /// elsewhere a `*` is an error here.
+    fn array_pattern(&mut self, base: &Expr, keys: &[Expr]) -> Option<(ir::ArrayId, Vec<Option<Var>>)> {
         let ExprKind::Ident(name) = &base.kind else {
             self.error(Diagnostic::error("E0211", "only a global can be indexed", base.span));
             return None;
@@ -1086,12 +1107,16 @@ impl Ctx<'_> {
         let want = self.program.arrays[array].keys.clone();
         let mut vars = Vec::new();
         for (k, ty) in keys.iter().zip(want) {
+            if matches!(k.kind, ExprKind::Wildcard) {
+                vars.push(None);
+                continue;
+            }
             let v = self.expr(k)?;
             if self.func.ty(v) != ty {
                 self.error(Diagnostic::error("E0203", format!("this key of `{name}` should be a {ty}"), k.span));
                 return None;
             }
-            vars.push(v);
+            vars.push(Some(v));
         }
         Some((array, vars))
     }
@@ -1156,6 +1181,11 @@ impl Ctx<'_> {
 
     fn delete(&mut self, e: &Expr) {
         match &e.kind {
+            ExprKind::Index { base, keys } if has_wildcard(keys) => {
+                if let Some((array, keys)) = self.array_pattern(base, keys) {
+                    self.emit(InstKind::ArrayDeleteMatching { array, keys }, e.span);
+                }
+            }
             ExprKind::Index { base, keys } => {
                 if let Some((array, keys)) = self.array_ref(base, keys) {
                     self.emit(InstKind::ArrayDelete { array, keys }, e.span);
@@ -1893,6 +1923,10 @@ fn stat_op(op: ast::StatOp) -> ir::StatOp {
         ast::StatOp::Avg => ir::StatOp::Avg,
         ast::StatOp::Variance => ir::StatOp::Variance,
     }
+}
+
+fn has_wildcard(keys: &[Expr]) -> bool {
+    keys.iter().any(|k| matches!(k.kind, ExprKind::Wildcard))
 }
 
 fn kernel_only(what: &str, span: Span) -> Diagnostic {

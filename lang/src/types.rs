@@ -491,12 +491,11 @@ impl<'a> Ctx<'a> {
                     );
                 }
             }
-            AtVar(_) | Const(_) | Wildcard => {
+            AtVar(_) | Const(_) => {
                 if self.report {
                     let what = match &e.kind {
                         AtVar(_) => "`@var`",
-                        Const(_) => "`@const`",
-                        _ => "`*` as an index",
+                        _ => "`@const`",
                     };
                     self.diags.push(unsupported(what, e.span));
                 }

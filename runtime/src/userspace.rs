@@ -287,7 +287,12 @@ fn exec(
                 .map_err(|_| HandlerError::ArrayFull(env.program.arrays[*array].name.clone()))?;
         }
         InstKind::ArrayDelete { array, keys } => env.arrays.delete(*array, &values(vars, keys)),
+        InstKind::ArrayDeleteMatching { array, keys } => env.arrays.delete_matching(*array, &pattern(vars, keys)),
         InstKind::ArrayClear { array } => env.arrays.clear(*array),
+        InstKind::ArrayContainsMatching { dst, array, keys } => {
+            let has = env.arrays.contains_matching(*array, &pattern(vars, keys));
+            set(vars, *dst, Value::Long(has as i64))
+        }
         InstKind::ArrayContains { dst, array, keys } => {
             let has = env.arrays.contains(*array, &values(vars, keys));
             set(vars, *dst, Value::Long(has as i64))
@@ -355,6 +360,11 @@ fn exec(
 
 fn values(vars: &[Value], keys: &[Var]) -> Vec<Value> {
     keys.iter().map(|k| vars[k.as_u32() as usize].clone()).collect()
+}
+
+/// Keys with `None` for `*`.
+fn pattern(vars: &[Value], keys: &[Option<Var>]) -> Vec<Option<Value>> {
+    keys.iter().map(|k| k.map(|k| vars[k.as_u32() as usize].clone())).collect()
 }
 
 fn text_of(v: &Value) -> String {
