@@ -27,7 +27,7 @@ use std::collections::{HashMap, HashSet};
 
 use lang::builtins::Builtin;
 use lang::ir::{
-    AddrSpace, BinOp, Block, CmpOp, FmtId, Function, InstKind, Operand, Program, Terminator, Ty, UnOp, Var,
+    AddrSpace, BinOp, Block, CmpOp, FmtId, Function, InstKind, Operand, Program, StatOp, Terminator, Ty, UnOp, Var,
 };
 use lang::span::Span;
 
@@ -332,21 +332,34 @@ struct Emitter<'a> {
     fixups: Vec<(usize, Label)>,
     /// `ld_imm64` of a callback (`pseudo::FUNC`) and the label of the callback's start.
     func_refs: Vec<(usize, Label)>,
-    /// The callbacks this handler passes to `for_each_map_elem`, emitted after its exit.
-    callbacks: Vec<(Matcher, Label)>,
+    /// The callbacks this handler passes to helpers, emitted after its exit.
+    callbacks: Vec<(Callback, Label)>,
     next_label: u32,
     span: Span,
 }
 
-/// A `for_each_map_elem` callback for `delete a[k, *]` and `[k, *] in a`: it compares the
-/// words of each element's key with the pattern the handler built in its key buffer (passed
-/// as the callback's context), only where the pattern has a key.
+/// A BPF function the handler passes to a helper. Its context is the handler's key buffer
+/// (a pointer into the handler's stack); results go to the handler's stack at fixed
+/// offsets from it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-struct Matcher {
-    /// Offsets of the 8-byte words of the key to compare.
-    words: Vec<i16>,
-    op: MatchOp,
+enum Callback {
+    /// For `for_each_map_elem`, for `delete a[k, *]` and `[k, *] in a`: compares the words
+    /// of each element's key with the pattern in the key buffer, only where the pattern has
+    /// a key.
+    Match {
+        /// Offsets of the 8-byte words of the key to compare.
+        words: Vec<i16>,
+        op: MatchOp,
+    },
+    /// For `bpf_loop` over CPU numbers, for `@count` and `@sum`: adds the field at `field`
+    /// of the CPU's value of `array[key]` to the word at `acc`; stops at the first CPU
+    /// that does not exist.
+    SumCpus { map: usize, field: i16, acc: i16 },
 }
+
+/// More CPUs than any kernel has (`NR_CPUS` is at most 8192): the bound of the loop over
+/// CPUs, which stops at the first CPU number the kernel does not know.
+const MAX_CPUS: i32 = 8192;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum MatchOp {
@@ -443,9 +456,12 @@ impl Emitter<'_> {
         self.bind(EXIT_LABEL);
         self.push(insn::mov64_imm(Reg::R0, exit_value));
         self.push(insn::exit());
-        for (matcher, label) in std::mem::take(&mut self.callbacks) {
+        for (callback, label) in std::mem::take(&mut self.callbacks) {
             self.bind(label);
-            self.matcher(&matcher);
+            match callback {
+                Callback::Match { words, op } => self.matcher(&words, op),
+                Callback::SumCpus { map, field, acc } => self.sum_cpus(map, field, acc),
+            }
         }
         self.resolve_jumps()?;
         self.drop_jumps_to_next();
@@ -1120,7 +1136,7 @@ impl Emitter<'_> {
                 self.for_each_matching(*array, keys, Some(*dst))?;
             }
             InstKind::ArrayClear { .. } => return Err(self.unsupported("`delete` of a whole array")),
-            InstKind::StatGet { .. } => return Err(self.unsupported("statistic extraction")),
+            InstKind::StatGet { dst, array, keys, op } => self.stat_get(*dst, *array, keys, *op)?,
             InstKind::PrintHist { .. } => return Err(self.unsupported("printing a histogram")),
             InstKind::IterStart { .. } | InstKind::IterNext { .. } => return Err(self.unsupported("`foreach`")),
         }
@@ -1129,7 +1145,7 @@ impl Emitter<'_> {
 
     /// `delete array[pattern]` (`found` = None) or `found = [pattern] in array`: the pattern
     /// is built in the key buffer, which must be on the stack (a callback's context is a
-    /// stack pointer), and a [`Matcher`] callback visits every element.
+    /// stack pointer), and a [`Callback::Match`] visits every element.
     fn for_each_matching(
         &mut self,
         array: lang::ir::ArrayId,
@@ -1156,18 +1172,8 @@ impl Emitter<'_> {
                 MatchOp::Find { flag: READ_BUF - self.key.off }
             }
         };
-        let matcher = Matcher { words, op };
-        let label = match self.callbacks.iter().find(|(m, _)| *m == matcher) {
-            Some((_, label)) => *label,
-            None => {
-                let label = self.new_label();
-                self.callbacks.push((matcher, label));
-                label
-            }
-        };
         self.map_ptr(Reg::R1, layout::array_map_index(array));
-        self.func_refs.push((self.insns.len(), label));
-        self.push2(insn::ld_imm64_pseudo(Reg::R2, insn::pseudo::FUNC, 0, 0));
+        self.callback_ptr(Reg::R2, Callback::Match { words, op });
         self.addr(Reg::R3, self.key);
         self.push(insn::mov64_imm(Reg::R4, 0));
         self.push(insn::call(Helper::ForEachMapElem));
@@ -1178,16 +1184,76 @@ impl Emitter<'_> {
         Ok(())
     }
 
-    /// The body of a [`Matcher`] callback: `(r1 map, r2 key, r3 value, r4 pattern)`, returns
+    /// `dst = &callback`, the callback emitted once per handler.
+    fn callback_ptr(&mut self, dst: Reg, callback: Callback) {
+        let label = match self.callbacks.iter().find(|(c, _)| *c == callback) {
+            Some((_, label)) => *label,
+            None => {
+                let label = self.new_label();
+                self.callbacks.push((callback, label));
+                label
+            }
+        };
+        self.func_refs.push((self.insns.len(), label));
+        self.push2(insn::ld_imm64_pseudo(dst, insn::pseudo::FUNC, 0, 0));
+    }
+
+    /// `dst = @count(array[keys])` or `@sum`: a `bpf_loop` over the CPUs adds up their
+    /// shares, each read with `bpf_map_lookup_percpu_elem` (Linux 5.19+).
+    fn stat_get(&mut self, dst: Var, array: lang::ir::ArrayId, keys: &[Var], op: StatOp) -> Result<(), EmitError> {
+        let field = match op {
+            StatOp::Count => layout::stat_field::COUNT,
+            StatOp::Sum => layout::stat_field::SUM,
+            _ => return Err(self.unsupported("`@min`, `@max`, `@avg` or `@variance`")),
+        };
+        if self.key.base != Reg::R10 {
+            return Err(self.unsupported("`@count` or `@sum` of a statistic whose key does not fit on the stack"));
+        }
+        self.build_key(array, keys);
+        self.push(insn::st_imm(Size::DW, Reg::R10, SPILL, 0));
+        let callback =
+            Callback::SumCpus { map: layout::array_map_index(array), field: field as i16, acc: SPILL - self.key.off };
+        self.push(insn::mov64_imm(Reg::R1, MAX_CPUS));
+        self.callback_ptr(Reg::R2, callback);
+        self.addr(Reg::R3, self.key);
+        self.push(insn::mov64_imm(Reg::R4, 0));
+        self.push(insn::call(Helper::Loop));
+        self.push(insn::ldx(Size::DW, Reg::R0, Reg::R10, SPILL));
+        self.store(dst, Reg::R0);
+        Ok(())
+    }
+
+    /// The body of a [`Callback::SumCpus`]: `(r1 cpu, r2 key)`, returns 0 to go on and 1
+    /// to stop. r6 keeps the key across the lookup (the callback's own r6).
+    fn sum_cpus(&mut self, map: usize, field: i16, acc: i16) {
+        let found = self.new_label();
+        self.push(insn::mov64_reg(Reg::R6, Reg::R2));
+        self.push(insn::mov64_reg(Reg::R3, Reg::R1));
+        self.map_ptr(Reg::R1, map);
+        self.push(insn::mov64_reg(Reg::R2, Reg::R6));
+        self.push(insn::call(Helper::MapLookupPercpuElem));
+        self.jump_if_imm(JmpOp::Ne, Reg::R0, 0, found);
+        self.push(insn::mov64_imm(Reg::R0, 1));
+        self.push(insn::exit());
+        self.bind(found);
+        self.push(insn::ldx(Size::DW, Reg::R1, Reg::R0, field));
+        self.push(insn::ldx(Size::DW, Reg::R2, Reg::R6, acc));
+        self.push(insn::alu64_reg(AluOp::Add, Reg::R2, Reg::R1));
+        self.push(insn::stx(Size::DW, Reg::R6, Reg::R2, acc));
+        self.push(insn::mov64_imm(Reg::R0, 0));
+        self.push(insn::exit());
+    }
+
+    /// The body of a [`Callback::Match`]: `(r1 map, r2 key, r3 value, r4 pattern)`, returns
     /// 0 to go on and 1 to stop. It uses only r0..r5 and no stack of its own.
-    fn matcher(&mut self, m: &Matcher) {
+    fn matcher(&mut self, words: &[i16], op: MatchOp) {
         let differs = self.new_label();
-        for &w in &m.words {
+        for &w in words {
             self.push(insn::ldx(Size::DW, Reg::R0, Reg::R2, w));
             self.push(insn::ldx(Size::DW, Reg::R5, Reg::R4, w));
             self.jump_if_reg(JmpOp::Ne, Reg::R0, Reg::R5, differs);
         }
-        match m.op {
+        match op {
             MatchOp::Delete => self.push(insn::call(Helper::MapDeleteElem)),
             MatchOp::Find { flag } => {
                 self.push(insn::st_imm(Size::DW, Reg::R4, flag, 1));

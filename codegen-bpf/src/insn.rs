@@ -656,6 +656,7 @@ helpers! {
     GetFuncArg = 183, "get_func_arg";
     GetFuncRet = 184, "get_func_ret";
     GetFuncArgCnt = 185, "get_func_arg_cnt";
+    MapLookupPercpuElem = 195, "map_lookup_percpu_elem";
     KtimeGetTaiNs = 208, "ktime_get_tai_ns";
 }
 

@@ -728,10 +728,6 @@ impl Ctx<'_> {
                 Some(v)
             }
             ExprKind::Stat { op, expr } => {
-                if self.kernel {
-                    self.error(kernel_only("statistic extraction (`@count`, `@avg`, ...)", span));
-                    return None;
-                }
                 let (array, keys) = self.stat_ref(expr)?;
                 let dst = self.temp(Ty::Long);
                 self.emit(InstKind::StatGet { dst, array, keys, op: stat_op(*op) }, span);
