@@ -357,6 +357,11 @@ enum Callback {
     SumCpus { map: usize, field: i16, acc: i16 },
 }
 
+/// The errno values `errno_str` finds in its table in kernel probes (Linux's last is 133),
+/// and the bytes of one entry: the longest name, `ENOTRECOVERABLE`, and its NUL.
+const ERRNO_MAX: i64 = 133;
+const ERRNO_ENTRY: u32 = 16;
+
 /// More CPUs than any kernel has (`NR_CPUS` is at most 8192): the bound of the loop over
 /// CPUs, which stops at the first CPU number the kernel does not know.
 const MAX_CPUS: i32 = 8192;
@@ -642,21 +647,27 @@ impl Emitter<'_> {
 
     fn uses_scratch(&self) -> bool {
         // String variables live in scratch; the instructions below use its temporaries.
-        self.alloc.scratch_bytes > 0 || self.insts().any(|i| match &i.kind {
-            InstKind::Sprintf { .. }
-            | InstKind::Call {
-                builtin:
-                    Builtin::Strlen | Builtin::Substr | Builtin::IpNtop | Builtin::UserIpv6Str | Builtin::KernelIpv6Str,
-                ..
-            } => true,
-            InstKind::ArrayGet { .. }
-            | InstKind::ArraySet { .. }
-            | InstKind::ArrayAdd { .. }
-            | InstKind::ArrayDelete { .. }
-            | InstKind::ArrayContains { .. }
-            | InstKind::StatAdd { .. } => self.key.base == SCRATCH,
-            _ => false,
-        })
+        self.alloc.scratch_bytes > 0
+            || self.insts().any(|i| match &i.kind {
+                InstKind::Sprintf { .. }
+                | InstKind::Call {
+                    builtin:
+                        Builtin::Strlen
+                        | Builtin::Substr
+                        | Builtin::IpNtop
+                        | Builtin::UserIpv6Str
+                        | Builtin::KernelIpv6Str
+                        | Builtin::ErrnoStr,
+                    ..
+                } => true,
+                InstKind::ArrayGet { .. }
+                | InstKind::ArraySet { .. }
+                | InstKind::ArrayAdd { .. }
+                | InstKind::ArrayDelete { .. }
+                | InstKind::ArrayContains { .. }
+                | InstKind::StatAdd { .. } => self.key.base == SCRATCH,
+                _ => false,
+            })
     }
 
     fn uses_globals(&self) -> bool {
@@ -1794,6 +1805,39 @@ impl Emitter<'_> {
         self.push(insn::call(Helper::Snprintf));
     }
 
+    /// The string at scratch `dst_off` = `errno_str(n)`: the name from a table in `.rodata`
+    /// of [`ERRNO_ENTRY`]-byte entries, or `E<n>` past its end, as the runtime names them.
+    fn errno_str(&mut self, dst_off: u32, n: Var) {
+        let (positive, named, done) = (self.new_label(), self.new_label(), self.new_label());
+        let table: Vec<u8> = (0..=ERRNO_MAX)
+            .flat_map(|e| {
+                let mut entry = lang::builtins::errno_name(e).into_bytes();
+                entry.resize(ERRNO_ENTRY as usize, 0);
+                entry
+            })
+            .collect();
+        let table = self.rodata.intern_bytes(&table);
+        self.load(Reg::R0, n);
+        self.jump_if_imm(JmpOp::Sge, Reg::R0, 0, positive);
+        self.push(insn::neg64(Reg::R0));
+        self.bind(positive);
+        self.jump_if_imm(JmpOp::Le, Reg::R0, ERRNO_MAX as i32, named);
+        self.push(insn::stx(Size::DW, SCRATCH, Reg::R0, self.args_off as i16));
+        self.scratch_addr(Reg::R1, dst_off);
+        self.push(insn::mov64_imm(Reg::R2, self.cap as i32));
+        self.rodata_ptr(Reg::R3, "E%d");
+        self.scratch_addr(Reg::R4, self.args_off);
+        self.push(insn::mov64_imm(Reg::R5, 8));
+        self.push(insn::call(Helper::Snprintf));
+        self.jump(done);
+        self.bind(named);
+        self.push(insn::alu64_imm(AluOp::Mul, Reg::R0, ERRNO_ENTRY as i32));
+        self.rodata_ptr_at(Reg::R3, table);
+        self.push(insn::alu64_reg(AluOp::Add, Reg::R3, Reg::R0));
+        self.copy_str(dst_off, ERRNO_ENTRY.min(self.cap));
+        self.bind(done);
+    }
+
     fn sprintf(&mut self, dst: Var, fmt: FmtId, args: &[Var]) -> Result<(), EmitError> {
         let text = &self.program.formats[fmt].text;
         let kernel = kernel_format(text).map_err(|what| self.unsupported(&what))?;
@@ -1882,6 +1926,10 @@ impl Emitter<'_> {
                 // has no compressed form either).
                 self.ip_to_str(d, "%pI6");
             }
+            Builtin::ErrnoStr => {
+                let d = self.scratch(dst.expect("errno_str has a result"));
+                self.errno_str(d, args[0]);
+            }
             Builtin::Substr => {
                 // dst = the bytes of s from `start`, at most `length`: "" past the end.
                 let d = self.scratch(dst.expect("substr has a result"));
@@ -1942,7 +1990,6 @@ impl Emitter<'_> {
             | Builtin::TextStr
             | Builtin::StrReplace
             | Builtin::Tokenize
-            | Builtin::ErrnoStr
             | Builtin::Ctime
             | Builtin::Matched
             | Builtin::MatchedStr
