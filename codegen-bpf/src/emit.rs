@@ -970,13 +970,20 @@ impl Emitter<'_> {
                 self.push(insn::call(Helper::ProbeReadKernel));
                 self.push(insn::st_imm(Size::B, SCRATCH, (off + n) as i16, 0));
             }
-            InstKind::Read { dst, addr, size, signed, space } => {
+            InstKind::Read { dst, addr, size, signed, space, fault } => {
                 self.push(insn::st_imm(Size::DW, Reg::R10, READ_BUF, 0));
                 self.push(insn::mov64_reg(Reg::R1, Reg::R10));
                 self.push(insn::alu64_imm(AluOp::Add, Reg::R1, READ_BUF as i32));
                 self.push(insn::mov64_imm(Reg::R2, *size as i32));
                 self.load(Reg::R3, *addr);
                 self.push(insn::call(read_helper(*space)));
+                if let Some(fault) = fault {
+                    // The helper returns 0 or a negative error.
+                    self.push(insn::mov64_imm(Reg::R1, 0));
+                    self.push(insn::jmp_imm(JmpOp::Eq, Reg::R0, 0, 1));
+                    self.push(insn::mov64_imm(Reg::R1, 1));
+                    self.store(*fault, Reg::R1);
+                }
                 self.push(insn::ldx(size_of(*size), Reg::R0, Reg::R10, READ_BUF));
                 if *signed && *size < 8 {
                     self.sign_extend(Reg::R0, *size);

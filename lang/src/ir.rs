@@ -410,13 +410,15 @@ pub enum InstKind {
         offset: u32,
         len: u32,
     },
-    /// `*(size *)addr` read with a fault-safe helper; 0 on fault.
+    /// `*(size *)addr` read with a fault-safe helper; 0 on fault. Inside `try`, `fault` is
+    /// set to 1 on a fault and 0 otherwise (for `lower` to branch to the `catch`).
     Read {
         dst: Var,
         addr: Var,
         size: u8,
         signed: bool,
         space: AddrSpace,
+        fault: Option<Var>,
     },
     /// The NUL-terminated string at `addr`; on fault `fallback`, or "" without one.
     ReadStr {
@@ -659,6 +661,7 @@ impl InstKind {
             InstKind::IterNext { has, keys, value, .. } => {
                 std::iter::once(*has).chain(keys.iter().copied()).chain(*value).collect()
             }
+            InstKind::Read { dst, fault, .. } => std::iter::once(*dst).chain(*fault).collect(),
             other => other.def().into_iter().collect(),
         }
     }
@@ -681,6 +684,7 @@ impl InstKind {
             | InstKind::IterStart { .. }
             | InstKind::IterNext { .. }
             | InstKind::RegexMatch { .. } => true,
+            InstKind::Read { fault, .. } => fault.is_some(),
             InstKind::Call { builtin, .. } => builtin.has_side_effects(),
             _ => false,
         }
@@ -838,8 +842,12 @@ impl fmt::Display for InstKind {
             }
             InstKind::LoadContextDataLoc { dst, offset } => write!(f, "{dst} = ctx.data_loc[{offset}]"),
             InstKind::LoadContextStr { dst, offset, len } => write!(f, "{dst} = ctx.str[{offset}; {len}]"),
-            InstKind::Read { dst, addr, size, signed, space } => {
-                write!(f, "{dst} = read.{space:?} {}{} [{addr}]", if *signed { "s" } else { "u" }, size * 8)
+            InstKind::Read { dst, addr, size, signed, space, fault } => {
+                write!(f, "{dst} = read.{space:?} {}{} [{addr}]", if *signed { "s" } else { "u" }, size * 8)?;
+                match fault {
+                    Some(v) => write!(f, ", fault {v}"),
+                    None => Ok(()),
+                }
             }
             InstKind::ReadStr { dst, addr, space, fallback: None } => write!(f, "{dst} = read_str.{space:?} [{addr}]"),
             InstKind::ReadStr { dst, addr, space, fallback: Some(d) } => {

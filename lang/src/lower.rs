@@ -109,6 +109,7 @@ pub fn lower(
             current: None,
             frames: vec![Frame { scope: Scope::Probe(i), locals: HashMap::new(), ret: None, name: None }],
             loops: Vec::new(),
+            catches: Vec::new(),
             format: probe.format.as_ref(),
             function: probe.function.as_ref(),
             point: &probe.point,
@@ -201,6 +202,8 @@ struct Ctx<'a> {
     frames: Vec<Frame>,
     /// `(continue target, break target)` of the enclosing loops.
     loops: Vec<(ir::Block, ir::Block)>,
+    /// The `catch` blocks of the enclosing `try`s, innermost last.
+    catches: Vec<ir::Block>,
     format: Option<&'a TracepointFormat>,
     /// The probed kernel function's signature, for `kernel.function` probes; the
     /// tracepoint's arguments, for raw tracepoint probes.
@@ -228,7 +231,25 @@ impl Ctx<'_> {
         self.frames.last().expect("a frame is always pushed")
     }
 
-    fn emit(&mut self, kind: InstKind, span: Span) {
+    fn emit(&mut self, mut kind: InstKind, span: Span) {
+        // Inside `try`, a faulting read goes to the `catch`.
+        let catch = match &mut kind {
+            InstKind::Read { fault, .. } => self.catches.last().copied().map(|c| {
+                let flag = self.func.new_var(Ty::Long, None);
+                *fault = Some(flag);
+                (flag, c)
+            }),
+            _ => None,
+        };
+        self.emit_inst(kind, span);
+        if let Some((flag, catch)) = catch {
+            let go_on = self.func.new_block();
+            self.terminate(Terminator::Branch { cond: flag, then: catch, els: go_on });
+            self.switch_to(go_on);
+        }
+    }
+
+    fn emit_inst(&mut self, kind: InstKind, span: Span) {
         let block = match self.current {
             Some(b) => b,
             // Code after `return`/`next`/`break` is unreachable; give it a block anyway.
@@ -323,10 +344,7 @@ impl Ctx<'_> {
             }
             StmtKind::Foreach(fe) => self.foreach(fe, s.span),
             StmtKind::Delete(e) => self.delete(e),
-            StmtKind::Try { .. } => self.error(
-                Diagnostic::error("E0299", "this statement is not supported yet", s.span)
-                    .with_help("bpftap does not compile this construct yet"),
-            ),
+            StmtKind::Try { body, catch_var, catch } => self.try_catch(body, catch_var.as_ref(), catch),
             StmtKind::EmbeddedC => self.error(crate::elaborate::embedded_c(s.span)),
         }
     }
@@ -950,7 +968,7 @@ impl Ctx<'_> {
                     None => {
                         let dst = self.temp(Ty::Long);
                         let space = ir::AddrSpace::Kernel;
-                        self.emit(InstKind::Read { dst, addr, size: 8, signed: true, space }, span);
+                        self.emit(InstKind::Read { dst, addr, size: 8, signed: true, space, fault: None }, span);
                         Some((dst, None))
                     }
                 }
@@ -987,12 +1005,12 @@ impl Ctx<'_> {
         match self.kernel_info.type_of(ty) {
             Ok(CType::Int { size, signed }) if matches!(size, 1 | 2 | 4 | 8) => {
                 let dst = self.temp(Ty::Long);
-                self.emit(InstKind::Read { dst, addr, size: size as u8, signed, space }, span);
+                self.emit(InstKind::Read { dst, addr, size: size as u8, signed, space, fault: None }, span);
                 Some((dst, None))
             }
             Ok(CType::Pointer { to }) => {
                 let dst = self.temp(Ty::Long);
-                self.emit(InstKind::Read { dst, addr, size: 8, signed: false, space }, span);
+                self.emit(InstKind::Read { dst, addr, size: 8, signed: false, space, fault: None }, span);
                 Some((dst, Some(to)))
             }
             Ok(CType::Struct { .. }) => Some((addr, Some(ty))),
@@ -1025,7 +1043,7 @@ impl Ctx<'_> {
         self.emit(InstKind::Binary { op: BinOp::Add, dst: at, lhs: addr, rhs: byte }, span);
         let raw = self.temp(Ty::Long);
         let space = ir::AddrSpace::Kernel;
-        self.emit(InstKind::Read { dst: raw, addr: at, size: size as u8, signed: false, space }, span);
+        self.emit(InstKind::Read { dst: raw, addr: at, size: size as u8, signed: false, space, fault: None }, span);
         Some(self.extract_bits(raw, shift, field.bits, field.signed, span))
     }
 
@@ -1173,6 +1191,27 @@ impl Ctx<'_> {
                 Some(result)
             }
         }
+    }
+
+    /// `try { body } catch (msg) { catch }`: the errors bpftap can catch are kernel read
+    /// faults (see `emit`); `msg` is SystemTap's message for one, without the address.
+    fn try_catch(&mut self, body: &Block, catch_var: Option<&(String, Span)>, catch: &Block) {
+        let (on_error, after) = (self.func.new_block(), self.func.new_block());
+        self.catches.push(on_error);
+        self.block(body);
+        self.catches.pop();
+        self.terminate(Terminator::Jump(after));
+        self.switch_to(on_error);
+        if let Some((name, var_span)) = catch_var {
+            if let Some(Place::Local(v)) = self.resolve(name) {
+                if self.func.ty(v) == Ty::Str {
+                    self.emit(InstKind::StrConst { dst: v, value: "kernel read fault".into() }, *var_span);
+                }
+            }
+        }
+        self.block(catch);
+        self.terminate(Terminator::Jump(after));
+        self.switch_to(after);
     }
 
     fn delete(&mut self, e: &Expr) {
@@ -1589,7 +1628,9 @@ impl Ctx<'_> {
         let dst = self.temp(sig.ret);
         let kind = match sig.lowering {
             Lowering::Builtin(builtin) => InstKind::Call { dst: Some(dst), builtin, args: vars },
-            Lowering::Read { size, signed, space } => InstKind::Read { dst, addr: *vars.first()?, size, signed, space },
+            Lowering::Read { size, signed, space } => {
+                InstKind::Read { dst, addr: *vars.first()?, size, signed, space, fault: None }
+            }
             Lowering::ReadStr(space) => {
                 InstKind::ReadStr { dst, addr: *vars.first()?, space, fallback: vars.get(1).copied() }
             }
