@@ -355,6 +355,14 @@ enum Callback {
     /// of the CPU's value of `array[key]` to the word at `acc`; stops at the first CPU
     /// that does not exist.
     SumCpus { map: usize, field: i16, acc: i16 },
+    /// For `bpf_loop`, for `str_replace(s, needle, with)` with constant strings: one step
+    /// copies the byte of `s` (at scratch `src`) at the source index (the word at scratch
+    /// `idx`) to the output (scratch `out`, at the output index, the word after), or the
+    /// replacement where the needle starts there; stops at the end of `s` or of the output.
+    /// The indexes live in scratch, not on the stack: the verifier tracks stack words
+    /// exactly and would walk every (source, output) pair, where a map value's words are
+    /// unknown to it and one pass over the step suffices.
+    Replace { src: u32, out: u32, idx: u32, needle: Vec<u8>, with: Vec<u8> },
 }
 
 /// The errno values `errno_str` finds in its table in kernel probes (Linux's last is 133),
@@ -466,6 +474,9 @@ impl Emitter<'_> {
             match callback {
                 Callback::Match { words, op } => self.matcher(&words, op),
                 Callback::SumCpus { map, field, acc } => self.sum_cpus(map, field, acc),
+                Callback::Replace { src, out, idx, needle, with } => {
+                    self.replace_step(src, out, idx as i16, &needle, &with)
+                }
             }
         }
         self.resolve_jumps()?;
@@ -657,7 +668,8 @@ impl Emitter<'_> {
                         | Builtin::IpNtop
                         | Builtin::UserIpv6Str
                         | Builtin::KernelIpv6Str
-                        | Builtin::ErrnoStr,
+                        | Builtin::ErrnoStr
+                        | Builtin::StrReplace,
                     ..
                 } => true,
                 InstKind::ArrayGet { .. }
@@ -1845,6 +1857,92 @@ impl Emitter<'_> {
         self.bind(done);
     }
 
+    /// The string at scratch `dst_off` = `str_replace(s, needle, with)`: a `bpf_loop` of at
+    /// most cap steps (each consumes a byte of `s` or more) builds it in the string
+    /// temporary, with the two indexes in scratch's 16-byte buffer; then it is copied into
+    /// place, as `dst` may share its slot with `s`.
+    fn str_replace(&mut self, dst_off: u32, s: Var, needle: Vec<u8>, with: Vec<u8>) {
+        let src = self.scratch(s);
+        if needle.is_empty() || needle.len() >= self.cap as usize {
+            self.str_addr(Reg::R3, s);
+            self.copy_str(dst_off, self.cap);
+            return;
+        }
+        let with = with[..with.len().min(self.cap as usize - 1)].to_vec();
+        let (out, idx) = (self.str_tmp_off, self.tmp_off);
+        self.push(insn::st_imm(Size::DW, SCRATCH, idx as i16, 0));
+        self.push(insn::st_imm(Size::DW, SCRATCH, idx as i16 + 8, 0));
+        self.push(insn::mov64_imm(Reg::R1, self.cap as i32));
+        self.callback_ptr(Reg::R2, Callback::Replace { src, out, idx, needle, with });
+        self.push(insn::mov64_imm(Reg::R3, 0));
+        self.push(insn::mov64_imm(Reg::R4, 0));
+        self.push(insn::call(Helper::Loop));
+        // The output index, bounded again for the verifier, and the terminating NUL there.
+        let bounded = self.new_label();
+        self.push(insn::ldx(Size::DW, Reg::R2, SCRATCH, idx as i16 + 8));
+        self.jump_if_imm(JmpOp::Le, Reg::R2, self.cap as i32 - 1, bounded);
+        self.push(insn::mov64_imm(Reg::R2, self.cap as i32 - 1));
+        self.bind(bounded);
+        self.scratch_addr(Reg::R5, out);
+        self.push(insn::alu64_reg(AluOp::Add, Reg::R5, Reg::R2));
+        self.push(insn::st_imm(Size::B, Reg::R5, 0, 0));
+        self.scratch_addr(Reg::R3, out);
+        self.copy_str(dst_off, self.cap);
+    }
+
+    /// The body of a [`Callback::Replace`]: `(r1 step)`, returns 0 to go on and 1 to stop.
+    /// It finds the scratch area itself, in r0 throughout.
+    fn replace_step(&mut self, src: u32, out: u32, idx: i16, needle: &[u8], with: &[u8]) {
+        let (stop, copy_one, next) = (self.new_label(), self.new_label(), self.new_label());
+        let (cap, n, m) = (self.cap as i32, needle.len() as i32, with.len() as i32);
+        self.push(insn::st_imm(Size::W, Reg::R10, KEY_ZERO, 0));
+        self.map_ptr(Reg::R1, self.maps.scratch);
+        self.push(insn::mov64_reg(Reg::R2, Reg::R10));
+        self.push(insn::alu64_imm(AluOp::Add, Reg::R2, KEY_ZERO as i32));
+        self.push(insn::call(Helper::MapLookupElem));
+        self.jump_if_imm(JmpOp::Eq, Reg::R0, 0, stop);
+        // r1 = source index, r2 = output index, r4 = &s[r1], r3 = s[r1].
+        self.push(insn::ldx(Size::DW, Reg::R1, Reg::R0, idx));
+        self.push(insn::ldx(Size::DW, Reg::R2, Reg::R0, idx + 8));
+        self.jump_if_imm(JmpOp::Gt, Reg::R1, cap - 1, stop);
+        self.push(insn::mov64_reg(Reg::R4, Reg::R0));
+        self.push(insn::alu64_imm(AluOp::Add, Reg::R4, src as i32));
+        self.push(insn::alu64_reg(AluOp::Add, Reg::R4, Reg::R1));
+        self.push(insn::ldx(Size::B, Reg::R3, Reg::R4, 0));
+        self.jump_if_imm(JmpOp::Eq, Reg::R3, 0, stop);
+        self.jump_if_imm(JmpOp::Gt, Reg::R1, cap - 1 - n, copy_one);
+        for (k, b) in needle.iter().enumerate() {
+            self.push(insn::ldx(Size::B, Reg::R5, Reg::R4, k as i16));
+            self.jump_if_imm(JmpOp::Ne, Reg::R5, *b as i32, copy_one);
+        }
+        self.jump_if_imm(JmpOp::Gt, Reg::R2, cap - 1 - m, stop);
+        self.push(insn::mov64_reg(Reg::R5, Reg::R0));
+        self.push(insn::alu64_imm(AluOp::Add, Reg::R5, out as i32));
+        self.push(insn::alu64_reg(AluOp::Add, Reg::R5, Reg::R2));
+        for (k, b) in with.iter().enumerate() {
+            self.push(insn::st_imm(Size::B, Reg::R5, k as i16, *b as i32));
+        }
+        self.push(insn::alu64_imm(AluOp::Add, Reg::R1, n));
+        self.push(insn::alu64_imm(AluOp::Add, Reg::R2, m));
+        self.jump(next);
+        self.bind(copy_one);
+        self.jump_if_imm(JmpOp::Gt, Reg::R2, cap - 2, stop);
+        self.push(insn::mov64_reg(Reg::R5, Reg::R0));
+        self.push(insn::alu64_imm(AluOp::Add, Reg::R5, out as i32));
+        self.push(insn::alu64_reg(AluOp::Add, Reg::R5, Reg::R2));
+        self.push(insn::stx(Size::B, Reg::R5, Reg::R3, 0));
+        self.push(insn::alu64_imm(AluOp::Add, Reg::R1, 1));
+        self.push(insn::alu64_imm(AluOp::Add, Reg::R2, 1));
+        self.bind(next);
+        self.push(insn::stx(Size::DW, Reg::R0, Reg::R1, idx));
+        self.push(insn::stx(Size::DW, Reg::R0, Reg::R2, idx + 8));
+        self.push(insn::mov64_imm(Reg::R0, 0));
+        self.push(insn::exit());
+        self.bind(stop);
+        self.push(insn::mov64_imm(Reg::R0, 1));
+        self.push(insn::exit());
+    }
+
     fn sprintf(&mut self, dst: Var, fmt: FmtId, args: &[Var]) -> Result<(), EmitError> {
         let text = &self.program.formats[fmt].text;
         let kernel = kernel_format(text).map_err(|what| self.unsupported(&what))?;
@@ -1933,6 +2031,15 @@ impl Emitter<'_> {
                 // has no compressed form either).
                 self.ip_to_str(d, "%pI6");
             }
+            Builtin::StrReplace => {
+                let (Some(needle), Some(with)) = (self.constant_str(args[1]), self.constant_str(args[2])) else {
+                    return Err(
+                        self.unsupported("`str_replace` whose second and third arguments are not constant strings")
+                    );
+                };
+                let d = self.scratch(dst.expect("str_replace has a result"));
+                self.str_replace(d, args[0], needle.into_bytes(), with.into_bytes());
+            }
             Builtin::ErrnoStr => {
                 let d = self.scratch(dst.expect("errno_str has a result"));
                 self.errno_str(d, args[0]);
@@ -1995,7 +2102,6 @@ impl Emitter<'_> {
             }
             Builtin::Strtol
             | Builtin::TextStr
-            | Builtin::StrReplace
             | Builtin::Tokenize
             | Builtin::Ctime
             | Builtin::Matched

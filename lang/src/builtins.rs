@@ -173,7 +173,8 @@ pub const BUILTINS: &[Signature] = &[
     pure("isinstr", &[S, S], L, Builtin::Isinstr),
     user("strtol", &[S, L], L, Builtin::Strtol),
     user("text_str", &[S], S, Builtin::TextStr),
-    user("str_replace", &[S, S, S], S, Builtin::StrReplace),
+    // In a kernel probe the second and third arguments must be constant strings.
+    pure("str_replace", &[S, S, S], S, Builtin::StrReplace),
     user("tokenize", &[S, S], S, Builtin::Tokenize),
     pure("errno_str", &[L], S, Builtin::ErrnoStr),
     user("ctime", &[L], S, Builtin::Ctime),
