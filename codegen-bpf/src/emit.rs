@@ -1165,7 +1165,10 @@ impl Emitter<'_> {
             InstKind::ArrayContainsMatching { dst, array, keys } => {
                 self.for_each_matching(*array, keys, Some(*dst))?;
             }
-            InstKind::ArrayClear { .. } => return Err(self.unsupported("`delete` of a whole array")),
+            InstKind::ArrayClear { array } => {
+                let every = vec![None; self.program.arrays[*array].keys.len()];
+                self.for_each_matching(*array, &every, None)?;
+            }
             InstKind::StatGet { dst, array, keys, op } => self.stat_get(*dst, *array, keys, *op)?,
             InstKind::PrintHist { .. } => return Err(self.unsupported("printing a histogram")),
             InstKind::IterStart { .. } | InstKind::IterNext { .. } => return Err(self.unsupported("`foreach`")),
@@ -1175,14 +1178,16 @@ impl Emitter<'_> {
 
     /// `delete array[pattern]` (`found` = None) or `found = [pattern] in array`: the pattern
     /// is built in the key buffer, which must be on the stack (a callback's context is a
-    /// stack pointer), and a [`Callback::Match`] visits every element.
+    /// stack pointer) unless it is all `*`, and a [`Callback::Match`] visits every element.
+    /// `delete array` is the pattern of all `*`.
     fn for_each_matching(
         &mut self,
         array: lang::ir::ArrayId,
         keys: &[Option<Var>],
         found: Option<Var>,
     ) -> Result<(), EmitError> {
-        if self.key.base != Reg::R10 {
+        let every = keys.iter().all(Option::is_none) && found.is_none();
+        if self.key.base != Reg::R10 && !every {
             return Err(self.unsupported("`*` among the keys of an array whose key does not fit on the stack"));
         }
         self.build_key_parts(array, keys);
@@ -1204,7 +1209,10 @@ impl Emitter<'_> {
         };
         self.map_ptr(Reg::R1, layout::array_map_index(array));
         self.callback_ptr(Reg::R2, Callback::Match { words, op });
-        self.addr(Reg::R3, self.key);
+        match every {
+            true => self.push(insn::mov64_imm(Reg::R3, 0)),
+            false => self.addr(Reg::R3, self.key),
+        }
         self.push(insn::mov64_imm(Reg::R4, 0));
         self.push(insn::call(Helper::ForEachMapElem));
         if let Some(dst) = found {
@@ -1289,6 +1297,10 @@ impl Emitter<'_> {
                 self.push(insn::st_imm(Size::DW, Reg::R4, flag, 1));
                 self.push(insn::mov64_imm(Reg::R0, 1));
                 self.push(insn::exit());
+                if words.is_empty() {
+                    // Every element matches: no way on (the verifier refuses dead code).
+                    return;
+                }
             }
         }
         self.bind(differs);
