@@ -18,6 +18,11 @@
 //! the stack (string variables, `sprintf` arguments, large keys) lives in the per-CPU
 //! scratch area, which a handler looks up only when it uses it.
 //!
+//! Callbacks, the BPF functions a handler passes to `for_each_map_elem` and `bpf_loop`
+//! (see [`Callback`]), follow the handler's exit, each once per handler; they run in their
+//! own frame and use r0..r6 of it. A program with callbacks is loaded with the BTF of
+//! [`crate::btf`].
+//!
 //! Invariant: every memory access has a constant offset within its region, or a variable
 //! offset the verifier can bound, so a program that emits is one the verifier accepts.
 
@@ -338,9 +343,9 @@ struct Emitter<'a> {
     span: Span,
 }
 
-/// A BPF function the handler passes to a helper. Its context is the handler's key buffer
-/// (a pointer into the handler's stack); results go to the handler's stack at fixed
-/// offsets from it.
+/// A BPF function the handler passes to a helper. Its context, where it has one, is the
+/// handler's key buffer (a pointer into the handler's stack); results go to the handler's
+/// stack at fixed offsets from it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Callback {
     /// For `for_each_map_elem`, for `delete a[k, *]` and `[k, *] in a`: compares the words

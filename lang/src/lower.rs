@@ -1107,8 +1107,7 @@ impl Ctx<'_> {
         Some((array, keys.into_iter().flatten().collect()))
     }
 
-    /// `a[keys]` where a key may be `*` (`None`). Only `delete` and `in` take a pattern;
-    /// elsewhere a `*` is an error here.
+    /// `a[keys]` where a key may be `*` (`None`): the pattern of `delete` and `in`.
     fn array_pattern(&mut self, base: &Expr, keys: &[Expr]) -> Option<(ir::ArrayId, Vec<Option<Var>>)> {
         let ExprKind::Ident(name) = &base.kind else {
             self.error(Diagnostic::error("E0211", "only a global can be indexed", base.span));
@@ -1193,8 +1192,10 @@ impl Ctx<'_> {
         }
     }
 
-    /// `try { body } catch (msg) { catch }`: the errors bpftap can catch are kernel read
-    /// faults (see `emit`); `msg` is SystemTap's message for one, without the address.
+    /// `try { body } catch (msg) { catch }`. The errors caught are kernel read faults (see
+    /// `emit`), the only ones bpftap's kernel probes raise that SystemTap lets a script
+    /// catch; other errors (a full array, `error()`) still end the script. `msg` is
+    /// SystemTap's message for a fault, without the address.
     fn try_catch(&mut self, body: &Block, catch_var: Option<&(String, Span)>, catch: &Block) {
         let (on_error, after) = (self.func.new_block(), self.func.new_block());
         self.catches.push(on_error);
