@@ -19,7 +19,7 @@
 //! scratch area, which a handler looks up only when it uses it.
 //!
 //! Callbacks, the BPF functions a handler passes to `for_each_map_elem` and `bpf_loop`
-//! (see [`Callback`]), follow the handler's exit, each once per handler; they run in their
+//! (see `Callback`), follow the handler's exit, each once per handler; they run in their
 //! own frame and use r0..r6 of it. A program with callbacks is loaded with the BTF of
 //! [`crate::btf`].
 //!
