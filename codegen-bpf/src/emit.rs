@@ -356,10 +356,10 @@ enum Callback {
         words: Vec<i16>,
         op: MatchOp,
     },
-    /// For `bpf_loop` over CPU numbers, for `@count` and `@sum`: adds the field at `field`
-    /// of the CPU's value of `array[key]` to the word at `acc`; stops at the first CPU
-    /// that does not exist.
-    SumCpus { map: usize, field: i16, acc: i16 },
+    /// For `bpf_loop` over CPU numbers, for `@count`, `@sum`, `@min` and `@max`: folds the
+    /// field at `field` of the CPU's value of `array[key]` into the word at `acc` (`seen`:
+    /// whether a CPU with samples came yet); stops at the first CPU that does not exist.
+    FoldCpus { map: usize, field: i16, fold: Fold, acc: i16, seen: i16 },
     /// For `bpf_loop`, for `str_replace(s, needle, with)` with constant strings: one step
     /// copies the byte of `s` (at scratch `src`) at the source index (the word at scratch
     /// `idx`) to the output (scratch `out`, at the output index, the word after), or the
@@ -374,6 +374,14 @@ enum Callback {
 /// and the bytes of one entry: the longest name, `ENOTRECOVERABLE`, and its NUL.
 const ERRNO_MAX: i64 = 133;
 const ERRNO_ENTRY: u32 = 16;
+
+/// How [`Callback::FoldCpus`] combines the CPUs' shares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fold {
+    Sum,
+    Min,
+    Max,
+}
 
 /// More CPUs than any kernel has (`NR_CPUS` is at most 8192): the bound of the loop over
 /// CPUs, which stops at the first CPU number the kernel does not know.
@@ -478,7 +486,7 @@ impl Emitter<'_> {
             self.bind(label);
             match callback {
                 Callback::Match { words, op } => self.matcher(&words, op),
-                Callback::SumCpus { map, field, acc } => self.sum_cpus(map, field, acc),
+                Callback::FoldCpus { map, field, fold, acc, seen } => self.fold_cpus(map, field, fold, acc, seen),
                 Callback::Replace { src, out, idx, needle, with } => {
                     self.replace_step(src, out, idx as i16, &needle, &with)
                 }
@@ -1241,21 +1249,32 @@ impl Emitter<'_> {
         self.push2(insn::ld_imm64_pseudo(dst, insn::pseudo::FUNC, 0, 0));
     }
 
-    /// `dst = @count(array[keys])` or `@sum`: a `bpf_loop` over the CPUs adds up their
-    /// shares, each read with `bpf_map_lookup_percpu_elem` (Linux 5.19+).
+    /// `dst = @count(array[keys])`, `@sum`, `@min` or `@max`: a `bpf_loop` over the CPUs
+    /// folds their shares, each read with `bpf_map_lookup_percpu_elem` (Linux 5.19+), into
+    /// the spill slot; `@min`/`@max` skip CPUs without samples and keep in the read buffer
+    /// whether one had any (`lower` makes an empty statistic an error before asking).
     fn stat_get(&mut self, dst: Var, array: lang::ir::ArrayId, keys: &[Var], op: StatOp) -> Result<(), EmitError> {
-        let field = match op {
-            StatOp::Count => layout::stat_field::COUNT,
-            StatOp::Sum => layout::stat_field::SUM,
-            _ => return Err(self.unsupported("`@min`, `@max`, `@avg` or `@variance`")),
+        let (field, fold) = match op {
+            StatOp::Count => (layout::stat_field::COUNT, Fold::Sum),
+            StatOp::Sum => (layout::stat_field::SUM, Fold::Sum),
+            StatOp::Min => (layout::stat_field::MIN, Fold::Min),
+            StatOp::Max => (layout::stat_field::MAX, Fold::Max),
+            // `lower` makes `@avg` of `@sum` and `@count` in kernel probes.
+            StatOp::Avg | StatOp::Variance => return Err(self.unsupported("`@variance`")),
         };
         if self.key.base != Reg::R10 {
-            return Err(self.unsupported("`@count` or `@sum` of a statistic whose key does not fit on the stack"));
+            return Err(self.unsupported("`@count` and friends of a statistic whose key does not fit on the stack"));
         }
         self.build_key(array, keys);
         self.push(insn::st_imm(Size::DW, Reg::R10, SPILL, 0));
-        let callback =
-            Callback::SumCpus { map: layout::array_map_index(array), field: field as i16, acc: SPILL - self.key.off };
+        self.push(insn::st_imm(Size::DW, Reg::R10, READ_BUF, 0));
+        let callback = Callback::FoldCpus {
+            map: layout::array_map_index(array),
+            field: field as i16,
+            fold,
+            acc: SPILL - self.key.off,
+            seen: READ_BUF - self.key.off,
+        };
         self.push(insn::mov64_imm(Reg::R1, MAX_CPUS));
         self.callback_ptr(Reg::R2, callback);
         self.addr(Reg::R3, self.key);
@@ -1266,10 +1285,10 @@ impl Emitter<'_> {
         Ok(())
     }
 
-    /// The body of a [`Callback::SumCpus`]: `(r1 cpu, r2 key)`, returns 0 to go on and 1
+    /// The body of a [`Callback::FoldCpus`]: `(r1 cpu, r2 key)`, returns 0 to go on and 1
     /// to stop. r6 keeps the key across the lookup (the callback's own r6).
-    fn sum_cpus(&mut self, map: usize, field: i16, acc: i16) {
-        let found = self.new_label();
+    fn fold_cpus(&mut self, map: usize, field: i16, fold: Fold, acc: i16, seen: i16) {
+        let (found, take, next) = (self.new_label(), self.new_label(), self.new_label());
         self.push(insn::mov64_reg(Reg::R6, Reg::R2));
         self.push(insn::mov64_reg(Reg::R3, Reg::R1));
         self.map_ptr(Reg::R1, map);
@@ -1279,10 +1298,31 @@ impl Emitter<'_> {
         self.push(insn::mov64_imm(Reg::R0, 1));
         self.push(insn::exit());
         self.bind(found);
+        let keep_if = match fold {
+            Fold::Sum => {
+                self.push(insn::ldx(Size::DW, Reg::R1, Reg::R0, field));
+                self.push(insn::ldx(Size::DW, Reg::R2, Reg::R6, acc));
+                self.push(insn::alu64_reg(AluOp::Add, Reg::R2, Reg::R1));
+                self.push(insn::stx(Size::DW, Reg::R6, Reg::R2, acc));
+                self.push(insn::mov64_imm(Reg::R0, 0));
+                self.push(insn::exit());
+                return;
+            }
+            // The CPU's value is kept unless the one so far is already smaller (larger).
+            Fold::Min => JmpOp::Sge,
+            Fold::Max => JmpOp::Sle,
+        };
+        self.push(insn::ldx(Size::DW, Reg::R1, Reg::R0, layout::stat_field::COUNT as i16));
+        self.jump_if_imm(JmpOp::Eq, Reg::R1, 0, next);
         self.push(insn::ldx(Size::DW, Reg::R1, Reg::R0, field));
+        self.push(insn::ldx(Size::DW, Reg::R2, Reg::R6, seen));
+        self.jump_if_imm(JmpOp::Eq, Reg::R2, 0, take);
         self.push(insn::ldx(Size::DW, Reg::R2, Reg::R6, acc));
-        self.push(insn::alu64_reg(AluOp::Add, Reg::R2, Reg::R1));
-        self.push(insn::stx(Size::DW, Reg::R6, Reg::R2, acc));
+        self.jump_if_reg(keep_if, Reg::R1, Reg::R2, next);
+        self.bind(take);
+        self.push(insn::stx(Size::DW, Reg::R6, Reg::R1, acc));
+        self.push(insn::st_imm(Size::DW, Reg::R6, seen, 1));
+        self.bind(next);
         self.push(insn::mov64_imm(Reg::R0, 0));
         self.push(insn::exit());
     }

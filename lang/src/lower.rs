@@ -202,8 +202,8 @@ struct Ctx<'a> {
     frames: Vec<Frame>,
     /// `(continue target, break target)` of the enclosing loops.
     loops: Vec<(ir::Block, ir::Block)>,
-    /// The `catch` blocks of the enclosing `try`s, innermost last.
-    catches: Vec<ir::Block>,
+    /// The enclosing `try`s, innermost last.
+    catches: Vec<Catch>,
     format: Option<&'a TracepointFormat>,
     /// The probed kernel function's signature, for `kernel.function` probes; the
     /// tracepoint's arguments, for raw tracepoint probes.
@@ -222,6 +222,13 @@ struct Ctx<'a> {
     loop_budget: Option<Var>,
 }
 
+/// An enclosing `try`: where its `catch` starts, and its catch variable (a string).
+#[derive(Clone, Copy)]
+struct Catch {
+    block: ir::Block,
+    message: Option<Var>,
+}
+
 /// Loop iterations a kernel handler may run (SystemTap's MAXACTION counts statements; a
 /// loop iteration is the unit that can run away).
 pub const MAX_LOOP_ITERATIONS: i64 = 1000;
@@ -233,20 +240,45 @@ impl Ctx<'_> {
 
     fn emit(&mut self, mut kind: InstKind, span: Span) {
         // Inside `try`, a faulting read goes to the `catch`.
-        let catch = match &mut kind {
-            InstKind::Read { fault, .. } => self.catches.last().copied().map(|c| {
+        let fault = match &mut kind {
+            InstKind::Read { fault, .. } if !self.catches.is_empty() => {
                 let flag = self.func.new_var(Ty::Long, None);
                 *fault = Some(flag);
-                (flag, c)
-            }),
+                Some(flag)
+            }
             _ => None,
         };
         self.emit_inst(kind, span);
-        if let Some((flag, catch)) = catch {
-            let go_on = self.func.new_block();
-            self.terminate(Terminator::Branch { cond: flag, then: catch, els: go_on });
+        if let Some(flag) = fault {
+            let (faulted, go_on) = (self.func.new_block(), self.func.new_block());
+            self.terminate(Terminator::Branch { cond: flag, then: faulted, els: go_on });
+            self.switch_to(faulted);
+            self.throw("kernel read fault", span);
             self.switch_to(go_on);
         }
+    }
+
+    /// An error the script may catch: to the innermost `catch`, with its message in the
+    /// catch variable; outside `try` the script ends with it, as `error(msg)` ends it.
+    fn throw(&mut self, message: &str, span: Span) {
+        let text = self.temp(Ty::Str);
+        let Some(catch) = self.catches.last().copied() else {
+            self.emit(InstKind::StrConst { dst: text, value: message.into() }, span);
+            let fmt = self.intern_format_decl(ir::FormatDecl {
+                text: "%s".into(),
+                args: vec![Ty::Str],
+                deferred: Vec::new(),
+                sink: ir::Sink::Error,
+            });
+            self.emit(InstKind::Printf { fmt, args: vec![text] }, span);
+            self.emit(InstKind::Exit, span);
+            self.terminate(Terminator::Return);
+            return;
+        };
+        if let Some(v) = catch.message {
+            self.emit(InstKind::StrConst { dst: v, value: message.into() }, span);
+        }
+        self.terminate(Terminator::Jump(catch.block));
     }
 
     fn emit_inst(&mut self, kind: InstKind, span: Span) {
@@ -748,7 +780,12 @@ impl Ctx<'_> {
             ExprKind::Stat { op, expr } => {
                 let (array, keys) = self.stat_ref(expr)?;
                 let dst = self.temp(Ty::Long);
-                self.emit(InstKind::StatGet { dst, array, keys, op: stat_op(*op) }, span);
+                match stat_op(*op) {
+                    op @ (ir::StatOp::Min | ir::StatOp::Max | ir::StatOp::Avg) if self.kernel => {
+                        self.kernel_stat(dst, array, keys, op, span)
+                    }
+                    op => self.emit(InstKind::StatGet { dst, array, keys, op }, span),
+                }
                 Some(dst)
             }
             ExprKind::Hist { .. } => {
@@ -1198,21 +1235,38 @@ impl Ctx<'_> {
     /// SystemTap's message for a fault, without the address.
     fn try_catch(&mut self, body: &Block, catch_var: Option<&(String, Span)>, catch: &Block) {
         let (on_error, after) = (self.func.new_block(), self.func.new_block());
-        self.catches.push(on_error);
+        let message = match catch_var.map(|(name, _)| self.resolve(name)) {
+            Some(Some(Place::Local(v))) if self.func.ty(v) == Ty::Str => Some(v),
+            _ => None,
+        };
+        self.catches.push(Catch { block: on_error, message });
         self.block(body);
         self.catches.pop();
         self.terminate(Terminator::Jump(after));
         self.switch_to(on_error);
-        if let Some((name, var_span)) = catch_var {
-            if let Some(Place::Local(v)) = self.resolve(name) {
-                if self.func.ty(v) == Ty::Str {
-                    self.emit(InstKind::StrConst { dst: v, value: "kernel read fault".into() }, *var_span);
-                }
-            }
-        }
         self.block(catch);
         self.terminate(Terminator::Jump(after));
         self.switch_to(after);
+    }
+
+    /// `@min`, `@max` or `@avg` in a kernel probe, where code generation sums and compares
+    /// the CPUs' shares but knows nothing of empty statistics: those are an error here, as
+    /// in SystemTap ("empty aggregate"), and `@avg` is `@sum / @count`.
+    fn kernel_stat(&mut self, dst: Var, array: ir::ArrayId, keys: Vec<Var>, op: ir::StatOp, span: Span) {
+        let count = self.temp(Ty::Long);
+        self.emit(InstKind::StatGet { dst: count, array, keys: keys.clone(), op: ir::StatOp::Count }, span);
+        let (empty, full) = (self.func.new_block(), self.func.new_block());
+        self.terminate(Terminator::Branch { cond: count, then: full, els: empty });
+        self.switch_to(empty);
+        self.throw("empty aggregate", span);
+        self.switch_to(full);
+        if op == ir::StatOp::Avg {
+            let sum = self.temp(Ty::Long);
+            self.emit(InstKind::StatGet { dst: sum, array, keys, op: ir::StatOp::Sum }, span);
+            self.emit(InstKind::Binary { op: BinOp::Div, dst, lhs: sum, rhs: Operand::Var(count) }, span);
+        } else {
+            self.emit(InstKind::StatGet { dst, array, keys, op }, span);
+        }
     }
 
     fn delete(&mut self, e: &Expr) {

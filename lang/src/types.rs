@@ -320,7 +320,11 @@ impl<'a> Ctx<'a> {
                 }
             }
             StmtKind::While { body, .. } | StmtKind::For { body, .. } => self.stmt(scope, format, body),
-            StmtKind::Try { body, catch, .. } => {
+            StmtKind::Try { body, catch_var, catch } => {
+                // `catch (msg)`: the error's message, a local string.
+                if let Some((name, span)) = catch_var {
+                    self.set_var(scope, name, Ty::Str, *span);
+                }
                 self.block_stmts(scope, format, body);
                 self.block_stmts(scope, format, catch);
             }
