@@ -221,6 +221,7 @@ fn ld_text(insn: Insn, next: Option<Insn>, map_names: &[&str]) -> String {
                 pseudo::MAP_FD => format!("r{} = {}", insn.dst, map()),
                 pseudo::MAP_VALUE => format!("r{} = {}[0]+{}", insn.dst, map(), hi),
                 pseudo::BTF_ID => format!("r{} = btf_id:{}", insn.dst, insn.imm),
+                pseudo::FUNC => format!("r{} = func pc{:+}", insn.dst, insn.imm),
                 _ => {
                     let value = (u64::from(hi as u32) << 32) | u64::from(insn.imm as u32);
                     format!("r{} = {value:#x}", insn.dst)

@@ -19,6 +19,11 @@
 //! the stack (string variables, `sprintf` arguments, large keys) lives in the per-CPU
 //! scratch area, which a handler looks up only when it uses it.
 //!
+//! Callbacks, the BPF functions a handler passes to `for_each_map_elem` and `bpf_loop`
+//! (see `Callback`), follow the handler's exit, each once per handler; they run in their
+//! own frame and use r0..r6 of it. A program with callbacks is loaded with the BTF of
+//! [`crate::btf`].
+//!
 //! Invariant: every memory access has a constant offset within its region, or a variable
 //! offset the verifier can bound. That is what makes the verifier accept what emits; where
 //! it still refuses, the runtime names the script line of the refused instruction from the
@@ -30,7 +35,7 @@ use std::collections::{HashMap, HashSet};
 
 use lang::builtins::Builtin;
 use lang::ir::{
-    AddrSpace, BinOp, Block, CmpOp, FmtId, Function, InstKind, Operand, Program, Terminator, Ty, UnOp, Var,
+    AddrSpace, BinOp, Block, CmpOp, FmtId, Function, InstKind, Operand, Program, StatOp, Terminator, Ty, UnOp, Var,
 };
 use lang::span::Span;
 
@@ -273,6 +278,8 @@ pub fn emit_handler(cx: Context<'_>, handler: HandlerSpec<'_>, rodata: &mut Roda
             spans: Vec::new(),
             labels: HashMap::new(),
             fixups: Vec::new(),
+            func_refs: Vec::new(),
+            callbacks: Vec::new(),
             next_label: func.blocks.len() as u32 + 1,
             span,
         };
@@ -331,8 +338,65 @@ struct Emitter<'a> {
     spans: Vec<(usize, Span)>,
     labels: HashMap<Label, usize>,
     fixups: Vec<(usize, Label)>,
+    /// `ld_imm64` of a callback (`pseudo::FUNC`) and the label of the callback's start.
+    func_refs: Vec<(usize, Label)>,
+    /// The callbacks this handler passes to helpers, emitted after its exit.
+    callbacks: Vec<(Callback, Label)>,
     next_label: u32,
     span: Span,
+}
+
+/// A BPF function the handler passes to a helper. Its context, where it has one, is the
+/// handler's key buffer (a pointer into the handler's stack); results go to the handler's
+/// stack at fixed offsets from it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Callback {
+    /// For `for_each_map_elem`, for `delete a[k, *]` and `[k, *] in a`: compares the words
+    /// of each element's key with the pattern in the key buffer, only where the pattern has
+    /// a key.
+    Match {
+        /// Offsets of the 8-byte words of the key to compare.
+        words: Vec<i16>,
+        op: MatchOp,
+    },
+    /// For `bpf_loop` over CPU numbers, for `@count`, `@sum`, `@min` and `@max`: folds the
+    /// field at `field` of the CPU's value of `array[key]` into the word at `acc` (`seen`:
+    /// whether a CPU with samples came yet); stops at the first CPU that does not exist.
+    FoldCpus { map: usize, field: i16, fold: Fold, acc: i16, seen: i16 },
+    /// For `bpf_loop`, for `str_replace(s, needle, with)` with constant strings: one step
+    /// copies the byte of `s` (at scratch `src`) at the source index (the word at scratch
+    /// `idx`) to the output (scratch `out`, at the output index, the word after), or the
+    /// replacement where the needle starts there; stops at the end of `s` or of the output.
+    /// The indexes live in scratch, not on the stack: the verifier tracks stack words
+    /// exactly and would walk every (source, output) pair, where a map value's words are
+    /// unknown to it and one pass over the step suffices.
+    Replace { src: u32, out: u32, idx: u32, needle: Vec<u8>, with: Vec<u8> },
+}
+
+/// The errno values `errno_str` finds in its table in kernel probes (Linux's last is 133),
+/// and the bytes of one entry: the longest name, `ENOTRECOVERABLE`, and its NUL.
+const ERRNO_MAX: i64 = 133;
+const ERRNO_ENTRY: u32 = 16;
+
+/// How [`Callback::FoldCpus`] combines the CPUs' shares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fold {
+    Sum,
+    Min,
+    Max,
+}
+
+/// More CPUs than any kernel has (`NR_CPUS` is at most 8192): the bound of the loop over
+/// CPUs, which stops at the first CPU number the kernel does not know.
+const MAX_CPUS: i32 = 8192;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum MatchOp {
+    /// Delete every match.
+    Delete,
+    /// Stop at the first match, setting the handler's word at this offset from the
+    /// pattern to 1.
+    Find { flag: i16 },
 }
 
 impl Emitter<'_> {
@@ -421,6 +485,16 @@ impl Emitter<'_> {
         self.bind(EXIT_LABEL);
         self.push(insn::mov64_imm(Reg::R0, exit_value));
         self.push(insn::exit());
+        for (callback, label) in std::mem::take(&mut self.callbacks) {
+            self.bind(label);
+            match callback {
+                Callback::Match { words, op } => self.matcher(&words, op),
+                Callback::FoldCpus { map, field, fold, acc, seen } => self.fold_cpus(map, field, fold, acc, seen),
+                Callback::Replace { src, out, idx, needle, with } => {
+                    self.replace_step(src, out, idx as i16, &needle, &with)
+                }
+            }
+        }
         self.resolve_jumps()?;
         self.drop_jumps_to_next();
         Ok(())
@@ -547,6 +621,7 @@ impl Emitter<'_> {
                 && matches!(i.class(), insn::class::JMP | insn::class::JMP32)
                 && i.code & 0xf0 != insn::jmp::CALL
                 && i.code & 0xf0 != insn::jmp::EXIT;
+            let callback_ref = !second_half && i.is_ld_imm64() && i.src == insn::pseudo::FUNC;
             second_half = !second_half && i.is_ld_imm64();
             if removable {
                 continue;
@@ -554,6 +629,10 @@ impl Emitter<'_> {
             if jump {
                 let target = (at as i64 + 1 + i.off as i64) as usize;
                 i.off = (new_index[target] as i64 - (new_index[at] as i64 + 1)) as i16;
+            }
+            if callback_ref {
+                let target = (at as i64 + 1 + i.imm as i64) as usize;
+                i.imm = (new_index[target] as i64 - (new_index[at] as i64 + 1)) as i32;
             }
             out.push(i);
         }
@@ -571,6 +650,9 @@ impl Emitter<'_> {
             let target = self.labels[&label] as i64;
             let off = target - (at as i64 + 1);
             self.insns[at].off = i16::try_from(off).map_err(|_| EmitError::JumpTooFar { span: self.span })?;
+        }
+        for &(at, label) in &self.func_refs {
+            self.insns[at].imm = (self.labels[&label] as i64 - (at as i64 + 1)) as i32;
         }
         Ok(())
     }
@@ -592,21 +674,28 @@ impl Emitter<'_> {
 
     fn uses_scratch(&self) -> bool {
         // String variables live in scratch; the instructions below use its temporaries.
-        self.alloc.scratch_bytes > 0 || self.insts().any(|i| match &i.kind {
-            InstKind::Sprintf { .. }
-            | InstKind::Call {
-                builtin:
-                    Builtin::Strlen | Builtin::Substr | Builtin::IpNtop | Builtin::UserIpv6Str | Builtin::KernelIpv6Str,
-                ..
-            } => true,
-            InstKind::ArrayGet { .. }
-            | InstKind::ArraySet { .. }
-            | InstKind::ArrayAdd { .. }
-            | InstKind::ArrayDelete { .. }
-            | InstKind::ArrayContains { .. }
-            | InstKind::StatAdd { .. } => self.key.base == SCRATCH,
-            _ => false,
-        })
+        self.alloc.scratch_bytes > 0
+            || self.insts().any(|i| match &i.kind {
+                InstKind::Sprintf { .. }
+                | InstKind::Call {
+                    builtin:
+                        Builtin::Strlen
+                        | Builtin::Substr
+                        | Builtin::IpNtop
+                        | Builtin::UserIpv6Str
+                        | Builtin::KernelIpv6Str
+                        | Builtin::ErrnoStr
+                        | Builtin::StrReplace,
+                    ..
+                } => true,
+                InstKind::ArrayGet { .. }
+                | InstKind::ArraySet { .. }
+                | InstKind::ArrayAdd { .. }
+                | InstKind::ArrayDelete { .. }
+                | InstKind::ArrayContains { .. }
+                | InstKind::StatAdd { .. } => self.key.base == SCRATCH,
+                _ => false,
+            })
     }
 
     fn uses_globals(&self) -> bool {
@@ -909,13 +998,20 @@ impl Emitter<'_> {
                 self.push(insn::call(Helper::ProbeReadKernel));
                 self.push(insn::st_imm(Size::B, SCRATCH, (off + n) as i16, 0));
             }
-            InstKind::Read { dst, addr, size, signed, space } => {
+            InstKind::Read { dst, addr, size, signed, space, fault } => {
                 self.push(insn::st_imm(Size::DW, Reg::R10, READ_BUF, 0));
                 self.push(insn::mov64_reg(Reg::R1, Reg::R10));
                 self.push(insn::alu64_imm(AluOp::Add, Reg::R1, READ_BUF as i32));
                 self.push(insn::mov64_imm(Reg::R2, *size as i32));
                 self.load(Reg::R3, *addr);
                 self.push(insn::call(read_helper(*space)));
+                if let Some(fault) = fault {
+                    // The helper returns 0 or a negative error.
+                    self.push(insn::mov64_imm(Reg::R1, 0));
+                    self.push(insn::jmp_imm(JmpOp::Eq, Reg::R0, 0, 1));
+                    self.push(insn::mov64_imm(Reg::R1, 1));
+                    self.store(*fault, Reg::R1);
+                }
                 self.push(insn::ldx(size_of(*size), Reg::R0, Reg::R10, READ_BUF));
                 if *signed && *size < 8 {
                     self.sign_extend(Reg::R0, *size);
@@ -1081,25 +1177,203 @@ impl Emitter<'_> {
                 self.push(insn::call(Helper::MapDeleteElem));
             }
             InstKind::StatAdd { array, keys, value } => self.stat_add(*array, keys, *value),
-            InstKind::ArrayClear { .. } => return Err(self.unsupported("`delete` of a whole array")),
-            InstKind::StatGet { .. } => return Err(self.unsupported("statistic extraction")),
+            InstKind::ArrayDeleteMatching { array, keys } => self.for_each_matching(*array, keys, None)?,
+            InstKind::ArrayContainsMatching { dst, array, keys } => {
+                self.for_each_matching(*array, keys, Some(*dst))?;
+            }
+            InstKind::ArrayClear { array } => {
+                let every = vec![None; self.program.arrays[*array].keys.len()];
+                self.for_each_matching(*array, &every, None)?;
+            }
+            InstKind::StatGet { dst, array, keys, op } => self.stat_get(*dst, *array, keys, *op)?,
             InstKind::PrintHist { .. } => return Err(self.unsupported("printing a histogram")),
             InstKind::IterStart { .. } | InstKind::IterNext { .. } => return Err(self.unsupported("`foreach`")),
         }
         Ok(())
     }
 
+    /// `delete array[pattern]` (`found` = None) or `found = [pattern] in array`: the pattern
+    /// is built in the key buffer, which must be on the stack (a callback's context is a
+    /// stack pointer) unless it is all `*`, and a [`Callback::Match`] visits every element.
+    /// `delete array` is the pattern of all `*`.
+    fn for_each_matching(
+        &mut self,
+        array: lang::ir::ArrayId,
+        keys: &[Option<Var>],
+        found: Option<Var>,
+    ) -> Result<(), EmitError> {
+        let every = keys.iter().all(Option::is_none) && found.is_none();
+        if self.key.base != Reg::R10 && !every {
+            return Err(self.unsupported("`*` among the keys of an array whose key does not fit on the stack"));
+        }
+        self.build_key_parts(array, keys);
+        let decl = &self.program.arrays[array];
+        let (offsets, _) = layout::key_layout(decl);
+        let words = keys
+            .iter()
+            .zip(offsets)
+            .zip(&decl.key_widths)
+            .filter(|((k, _), _)| k.is_some())
+            .flat_map(|((_, off), width)| (off..off + width.div_ceil(8) * 8).step_by(8).map(|w| w as i16))
+            .collect();
+        let op = match found {
+            None => MatchOp::Delete,
+            Some(_) => {
+                self.push(insn::st_imm(Size::DW, Reg::R10, READ_BUF, 0));
+                MatchOp::Find { flag: READ_BUF - self.key.off }
+            }
+        };
+        self.map_ptr(Reg::R1, layout::array_map_index(array));
+        self.callback_ptr(Reg::R2, Callback::Match { words, op });
+        match every {
+            true => self.push(insn::mov64_imm(Reg::R3, 0)),
+            false => self.addr(Reg::R3, self.key),
+        }
+        self.push(insn::mov64_imm(Reg::R4, 0));
+        self.push(insn::call(Helper::ForEachMapElem));
+        if let Some(dst) = found {
+            self.push(insn::ldx(Size::DW, Reg::R0, Reg::R10, READ_BUF));
+            self.store(dst, Reg::R0);
+        }
+        Ok(())
+    }
+
+    /// `dst = &callback`, the callback emitted once per handler.
+    fn callback_ptr(&mut self, dst: Reg, callback: Callback) {
+        let label = match self.callbacks.iter().find(|(c, _)| *c == callback) {
+            Some((_, label)) => *label,
+            None => {
+                let label = self.new_label();
+                self.callbacks.push((callback, label));
+                label
+            }
+        };
+        self.func_refs.push((self.insns.len(), label));
+        self.push2(insn::ld_imm64_pseudo(dst, insn::pseudo::FUNC, 0, 0));
+    }
+
+    /// `dst = @count(array[keys])`, `@sum`, `@min` or `@max`: a `bpf_loop` over the CPUs
+    /// folds their shares, each read with `bpf_map_lookup_percpu_elem` (Linux 5.19+), into
+    /// the spill slot; `@min`/`@max` skip CPUs without samples and keep in the read buffer
+    /// whether one had any (`lower` makes an empty statistic an error before asking).
+    fn stat_get(&mut self, dst: Var, array: lang::ir::ArrayId, keys: &[Var], op: StatOp) -> Result<(), EmitError> {
+        let (field, fold) = match op {
+            StatOp::Count => (layout::stat_field::COUNT, Fold::Sum),
+            StatOp::Sum => (layout::stat_field::SUM, Fold::Sum),
+            StatOp::Min => (layout::stat_field::MIN, Fold::Min),
+            StatOp::Max => (layout::stat_field::MAX, Fold::Max),
+            // `lower` makes `@avg` of `@sum` and `@count` in kernel probes.
+            StatOp::Avg | StatOp::Variance => return Err(self.unsupported("`@variance`")),
+        };
+        if self.key.base != Reg::R10 {
+            return Err(self.unsupported("`@count` and friends of a statistic whose key does not fit on the stack"));
+        }
+        self.build_key(array, keys);
+        self.push(insn::st_imm(Size::DW, Reg::R10, SPILL, 0));
+        self.push(insn::st_imm(Size::DW, Reg::R10, READ_BUF, 0));
+        let callback = Callback::FoldCpus {
+            map: layout::array_map_index(array),
+            field: field as i16,
+            fold,
+            acc: SPILL - self.key.off,
+            seen: READ_BUF - self.key.off,
+        };
+        self.push(insn::mov64_imm(Reg::R1, MAX_CPUS));
+        self.callback_ptr(Reg::R2, callback);
+        self.addr(Reg::R3, self.key);
+        self.push(insn::mov64_imm(Reg::R4, 0));
+        self.push(insn::call(Helper::Loop));
+        self.push(insn::ldx(Size::DW, Reg::R0, Reg::R10, SPILL));
+        self.store(dst, Reg::R0);
+        Ok(())
+    }
+
+    /// The body of a [`Callback::FoldCpus`]: `(r1 cpu, r2 key)`, returns 0 to go on and 1
+    /// to stop. r6 keeps the key across the lookup (the callback's own r6).
+    fn fold_cpus(&mut self, map: usize, field: i16, fold: Fold, acc: i16, seen: i16) {
+        let (found, take, next) = (self.new_label(), self.new_label(), self.new_label());
+        self.push(insn::mov64_reg(Reg::R6, Reg::R2));
+        self.push(insn::mov64_reg(Reg::R3, Reg::R1));
+        self.map_ptr(Reg::R1, map);
+        self.push(insn::mov64_reg(Reg::R2, Reg::R6));
+        self.push(insn::call(Helper::MapLookupPercpuElem));
+        self.jump_if_imm(JmpOp::Ne, Reg::R0, 0, found);
+        self.push(insn::mov64_imm(Reg::R0, 1));
+        self.push(insn::exit());
+        self.bind(found);
+        let keep_if = match fold {
+            Fold::Sum => {
+                self.push(insn::ldx(Size::DW, Reg::R1, Reg::R0, field));
+                self.push(insn::ldx(Size::DW, Reg::R2, Reg::R6, acc));
+                self.push(insn::alu64_reg(AluOp::Add, Reg::R2, Reg::R1));
+                self.push(insn::stx(Size::DW, Reg::R6, Reg::R2, acc));
+                self.push(insn::mov64_imm(Reg::R0, 0));
+                self.push(insn::exit());
+                return;
+            }
+            // The CPU's value is kept unless the one so far is already smaller (larger).
+            Fold::Min => JmpOp::Sge,
+            Fold::Max => JmpOp::Sle,
+        };
+        self.push(insn::ldx(Size::DW, Reg::R1, Reg::R0, layout::stat_field::COUNT as i16));
+        self.jump_if_imm(JmpOp::Eq, Reg::R1, 0, next);
+        self.push(insn::ldx(Size::DW, Reg::R1, Reg::R0, field));
+        self.push(insn::ldx(Size::DW, Reg::R2, Reg::R6, seen));
+        self.jump_if_imm(JmpOp::Eq, Reg::R2, 0, take);
+        self.push(insn::ldx(Size::DW, Reg::R2, Reg::R6, acc));
+        self.jump_if_reg(keep_if, Reg::R1, Reg::R2, next);
+        self.bind(take);
+        self.push(insn::stx(Size::DW, Reg::R6, Reg::R1, acc));
+        self.push(insn::st_imm(Size::DW, Reg::R6, seen, 1));
+        self.bind(next);
+        self.push(insn::mov64_imm(Reg::R0, 0));
+        self.push(insn::exit());
+    }
+
+    /// The body of a [`Callback::Match`]: `(r1 map, r2 key, r3 value, r4 pattern)`, returns
+    /// 0 to go on and 1 to stop. It uses only r0..r5 and no stack of its own.
+    fn matcher(&mut self, words: &[i16], op: MatchOp) {
+        let differs = self.new_label();
+        for &w in words {
+            self.push(insn::ldx(Size::DW, Reg::R0, Reg::R2, w));
+            self.push(insn::ldx(Size::DW, Reg::R5, Reg::R4, w));
+            self.jump_if_reg(JmpOp::Ne, Reg::R0, Reg::R5, differs);
+        }
+        match op {
+            MatchOp::Delete => self.push(insn::call(Helper::MapDeleteElem)),
+            MatchOp::Find { flag } => {
+                self.push(insn::st_imm(Size::DW, Reg::R4, flag, 1));
+                self.push(insn::mov64_imm(Reg::R0, 1));
+                self.push(insn::exit());
+                if words.is_empty() {
+                    // Every element matches: no way on (the verifier refuses dead code).
+                    return;
+                }
+            }
+        }
+        self.bind(differs);
+        self.push(insn::mov64_imm(Reg::R0, 0));
+        self.push(insn::exit());
+    }
+
     /// Writes the key of `array[keys]` into the key buffer. String keys are zero-padded
     /// first: the map compares every byte of the key.
     fn build_key(&mut self, array: lang::ir::ArrayId, keys: &[Var]) {
-        let decl = &self.program.arrays[array];
-        let (offsets, _) = layout::key_layout(decl);
         if keys.is_empty() {
             self.push(insn::st_imm(Size::W, self.key.base, self.key.off, 0));
             return;
         }
+        let keys: Vec<Option<Var>> = keys.iter().copied().map(Some).collect();
+        self.build_key_parts(array, &keys);
+    }
+
+    /// Writes the keys that are given (`Some`) into their places in the key buffer.
+    fn build_key_parts(&mut self, array: lang::ir::ArrayId, keys: &[Option<Var>]) {
+        let decl = &self.program.arrays[array];
+        let (offsets, _) = layout::key_layout(decl);
         let widths = decl.key_widths.clone();
         for ((k, off), width) in keys.iter().zip(offsets).zip(widths) {
+            let Some(k) = k else { continue };
             let at = self.key.at(off);
             match self.func.ty(*k) {
                 Ty::Long => {
@@ -1667,6 +1941,125 @@ impl Emitter<'_> {
         self.bind(done);
     }
 
+    /// The string at scratch `dst_off` = `errno_str(n)`: the name from a table in `.rodata`
+    /// of [`ERRNO_ENTRY`]-byte entries, or `E<n>` past its end, as the runtime names them.
+    fn errno_str(&mut self, dst_off: u32, n: Var) {
+        let (positive, named, done) = (self.new_label(), self.new_label(), self.new_label());
+        let table: Vec<u8> = (0..=ERRNO_MAX)
+            .flat_map(|e| {
+                let mut entry = lang::builtins::errno_name(e).into_bytes();
+                entry.resize(ERRNO_ENTRY as usize, 0);
+                entry
+            })
+            .collect();
+        let table = self.rodata.intern_bytes(&table);
+        self.load(Reg::R0, n);
+        self.jump_if_imm(JmpOp::Sge, Reg::R0, 0, positive);
+        self.push(insn::neg64(Reg::R0));
+        self.bind(positive);
+        self.jump_if_imm(JmpOp::Le, Reg::R0, ERRNO_MAX as i32, named);
+        self.push(insn::stx(Size::DW, SCRATCH, Reg::R0, self.args_off as i16));
+        self.scratch_addr(Reg::R1, dst_off);
+        self.push(insn::mov64_imm(Reg::R2, self.cap as i32));
+        self.rodata_ptr(Reg::R3, "E%d");
+        self.scratch_addr(Reg::R4, self.args_off);
+        self.push(insn::mov64_imm(Reg::R5, 8));
+        self.push(insn::call(Helper::Snprintf));
+        self.jump(done);
+        self.bind(named);
+        self.push(insn::alu64_imm(AluOp::Mul, Reg::R0, ERRNO_ENTRY as i32));
+        self.rodata_ptr_at(Reg::R3, table);
+        self.push(insn::alu64_reg(AluOp::Add, Reg::R3, Reg::R0));
+        self.copy_str(dst_off, ERRNO_ENTRY.min(self.cap));
+        self.bind(done);
+    }
+
+    /// The string at scratch `dst_off` = `str_replace(s, needle, with)`: a `bpf_loop` of at
+    /// most cap steps (each consumes a byte of `s` or more) builds it in the string
+    /// temporary, with the two indexes in scratch's 16-byte buffer; then it is copied into
+    /// place, as `dst` may share its slot with `s`.
+    fn str_replace(&mut self, dst_off: u32, s: Var, needle: Vec<u8>, with: Vec<u8>) {
+        let src = self.scratch(s);
+        if needle.is_empty() || needle.len() >= self.cap as usize {
+            self.str_addr(Reg::R3, s);
+            self.copy_str(dst_off, self.cap);
+            return;
+        }
+        let with = with[..with.len().min(self.cap as usize - 1)].to_vec();
+        let (out, idx) = (self.str_tmp_off, self.tmp_off);
+        self.push(insn::st_imm(Size::DW, SCRATCH, idx as i16, 0));
+        self.push(insn::st_imm(Size::DW, SCRATCH, idx as i16 + 8, 0));
+        self.push(insn::mov64_imm(Reg::R1, self.cap as i32));
+        self.callback_ptr(Reg::R2, Callback::Replace { src, out, idx, needle, with });
+        self.push(insn::mov64_imm(Reg::R3, 0));
+        self.push(insn::mov64_imm(Reg::R4, 0));
+        self.push(insn::call(Helper::Loop));
+        // The output index, bounded again for the verifier, and the terminating NUL there.
+        let bounded = self.new_label();
+        self.push(insn::ldx(Size::DW, Reg::R2, SCRATCH, idx as i16 + 8));
+        self.jump_if_imm(JmpOp::Le, Reg::R2, self.cap as i32 - 1, bounded);
+        self.push(insn::mov64_imm(Reg::R2, self.cap as i32 - 1));
+        self.bind(bounded);
+        self.scratch_addr(Reg::R5, out);
+        self.push(insn::alu64_reg(AluOp::Add, Reg::R5, Reg::R2));
+        self.push(insn::st_imm(Size::B, Reg::R5, 0, 0));
+        self.scratch_addr(Reg::R3, out);
+        self.copy_str(dst_off, self.cap);
+    }
+
+    /// The body of a [`Callback::Replace`]: `(r1 step)`, returns 0 to go on and 1 to stop.
+    /// It finds the scratch area itself, in r0 throughout.
+    fn replace_step(&mut self, src: u32, out: u32, idx: i16, needle: &[u8], with: &[u8]) {
+        let (stop, copy_one, next) = (self.new_label(), self.new_label(), self.new_label());
+        let (cap, n, m) = (self.cap as i32, needle.len() as i32, with.len() as i32);
+        self.push(insn::st_imm(Size::W, Reg::R10, KEY_ZERO, 0));
+        self.map_ptr(Reg::R1, self.maps.scratch);
+        self.push(insn::mov64_reg(Reg::R2, Reg::R10));
+        self.push(insn::alu64_imm(AluOp::Add, Reg::R2, KEY_ZERO as i32));
+        self.push(insn::call(Helper::MapLookupElem));
+        self.jump_if_imm(JmpOp::Eq, Reg::R0, 0, stop);
+        // r1 = source index, r2 = output index, r4 = &s[r1], r3 = s[r1].
+        self.push(insn::ldx(Size::DW, Reg::R1, Reg::R0, idx));
+        self.push(insn::ldx(Size::DW, Reg::R2, Reg::R0, idx + 8));
+        self.jump_if_imm(JmpOp::Gt, Reg::R1, cap - 1, stop);
+        self.push(insn::mov64_reg(Reg::R4, Reg::R0));
+        self.push(insn::alu64_imm(AluOp::Add, Reg::R4, src as i32));
+        self.push(insn::alu64_reg(AluOp::Add, Reg::R4, Reg::R1));
+        self.push(insn::ldx(Size::B, Reg::R3, Reg::R4, 0));
+        self.jump_if_imm(JmpOp::Eq, Reg::R3, 0, stop);
+        self.jump_if_imm(JmpOp::Gt, Reg::R1, cap - 1 - n, copy_one);
+        for (k, b) in needle.iter().enumerate() {
+            self.push(insn::ldx(Size::B, Reg::R5, Reg::R4, k as i16));
+            self.jump_if_imm(JmpOp::Ne, Reg::R5, *b as i32, copy_one);
+        }
+        self.jump_if_imm(JmpOp::Gt, Reg::R2, cap - 1 - m, stop);
+        self.push(insn::mov64_reg(Reg::R5, Reg::R0));
+        self.push(insn::alu64_imm(AluOp::Add, Reg::R5, out as i32));
+        self.push(insn::alu64_reg(AluOp::Add, Reg::R5, Reg::R2));
+        for (k, b) in with.iter().enumerate() {
+            self.push(insn::st_imm(Size::B, Reg::R5, k as i16, *b as i32));
+        }
+        self.push(insn::alu64_imm(AluOp::Add, Reg::R1, n));
+        self.push(insn::alu64_imm(AluOp::Add, Reg::R2, m));
+        self.jump(next);
+        self.bind(copy_one);
+        self.jump_if_imm(JmpOp::Gt, Reg::R2, cap - 2, stop);
+        self.push(insn::mov64_reg(Reg::R5, Reg::R0));
+        self.push(insn::alu64_imm(AluOp::Add, Reg::R5, out as i32));
+        self.push(insn::alu64_reg(AluOp::Add, Reg::R5, Reg::R2));
+        self.push(insn::stx(Size::B, Reg::R5, Reg::R3, 0));
+        self.push(insn::alu64_imm(AluOp::Add, Reg::R1, 1));
+        self.push(insn::alu64_imm(AluOp::Add, Reg::R2, 1));
+        self.bind(next);
+        self.push(insn::stx(Size::DW, Reg::R0, Reg::R1, idx));
+        self.push(insn::stx(Size::DW, Reg::R0, Reg::R2, idx + 8));
+        self.push(insn::mov64_imm(Reg::R0, 0));
+        self.push(insn::exit());
+        self.bind(stop);
+        self.push(insn::mov64_imm(Reg::R0, 1));
+        self.push(insn::exit());
+    }
+
     fn sprintf(&mut self, dst: Var, fmt: FmtId, args: &[Var]) -> Result<(), EmitError> {
         let text = &self.program.formats[fmt].text;
         let kernel = kernel_format(text).map_err(|what| self.unsupported(&what))?;
@@ -1759,6 +2152,19 @@ impl Emitter<'_> {
                 let d = self.scratch(dst.expect("a buffer has a text"));
                 self.kernel_buffer_text(d, args[0], args[1], builtin == Builtin::KernelBufferHex);
             }
+            Builtin::StrReplace => {
+                let (Some(needle), Some(with)) = (self.constant_str(args[1]), self.constant_str(args[2])) else {
+                    return Err(
+                        self.unsupported("`str_replace` whose second and third arguments are not constant strings")
+                    );
+                };
+                let d = self.scratch(dst.expect("str_replace has a result"));
+                self.str_replace(d, args[0], needle.into_bytes(), with.into_bytes());
+            }
+            Builtin::ErrnoStr => {
+                let d = self.scratch(dst.expect("errno_str has a result"));
+                self.errno_str(d, args[0]);
+            }
             Builtin::Substr => {
                 // dst = the bytes of s from `start`, at most `length`: "" past the end.
                 let d = self.scratch(dst.expect("substr has a result"));
@@ -1817,9 +2223,7 @@ impl Emitter<'_> {
             }
             Builtin::Strtol
             | Builtin::TextStr
-            | Builtin::StrReplace
             | Builtin::Tokenize
-            | Builtin::ErrnoStr
             | Builtin::TzGmtoff
             | Builtin::TzName
             | Builtin::Matched

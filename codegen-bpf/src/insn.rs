@@ -159,6 +159,9 @@ pub mod pseudo {
     pub const MAP_VALUE: u8 = 2;
     /// `ld_imm64`: `imm` is a BTF id of a kernel variable.
     pub const BTF_ID: u8 = 3;
+    /// `ld_imm64`: `imm` is the relative instruction offset of a BPF function, loaded as a
+    /// callback for a helper such as `for_each_map_elem`.
+    pub const FUNC: u8 = 4;
     /// `call`: `imm` is the relative instruction offset of a BPF function.
     pub const CALL: u8 = 1;
     /// `call`: `imm` is the BTF id of a kernel function (kfunc).
@@ -653,6 +656,7 @@ helpers! {
     GetFuncArg = 183, "get_func_arg";
     GetFuncRet = 184, "get_func_ret";
     GetFuncArgCnt = 185, "get_func_arg_cnt";
+    MapLookupPercpuElem = 195, "map_lookup_percpu_elem";
     KtimeGetTaiNs = 208, "ktime_get_tai_ns";
 }
 

@@ -6,6 +6,7 @@
 //!   [`layout`] fixes the byte layouts the runtime shares.
 //! - [`insn`]: instruction encoding only (opcodes, the 8-byte instruction, helper ids).
 //! - [`disasm`]: instructions back to the text `-p4` prints.
+//! - [`btf`]: the small BTF and `func_info` a program with callbacks is loaded with.
 //! - [`object`]: the script as programs, maps and `.rodata`, and its ELF form (`--emit-elf`).
 //!
 //! Invariant: this crate makes no syscall and reads no file; its output depends only on the
@@ -13,6 +14,7 @@
 //! offsets with `cfg(target_arch)`, as `lang::syscall_table` picks the syscall numbers), not
 //! on the machine it runs on.
 
+pub mod btf;
 pub mod compile;
 pub mod disasm;
 pub mod emit;

@@ -182,9 +182,10 @@ pub const BUILTINS: &[Signature] = &[
     pure("isinstr", &[S, S], L, Builtin::Isinstr),
     user("strtol", &[S, L], L, Builtin::Strtol),
     user("text_str", &[S], S, Builtin::TextStr),
-    user("str_replace", &[S, S, S], S, Builtin::StrReplace),
+    // In a kernel probe the second and third arguments must be constant strings.
+    pure("str_replace", &[S, S, S], S, Builtin::StrReplace),
     user("tokenize", &[S, S], S, Builtin::Tokenize),
-    user("errno_str", &[L], S, Builtin::ErrnoStr),
+    pure("errno_str", &[L], S, Builtin::ErrnoStr),
     user("tz_gmtoff", &[], L, Builtin::TzGmtoff),
     user("tz_name", &[], S, Builtin::TzName),
     // The groups of a match exist only in user space: a kernel probe's `=~` walks a DFA
@@ -286,5 +287,71 @@ impl Builtin {
 
     pub fn has_side_effects(self) -> bool {
         matches!(self, Builtin::Randint | Builtin::System | Builtin::SwitchFile | Builtin::Warn | Builtin::Error)
+    }
+}
+
+/// The symbolic name of an errno value, as SystemTap's `errno_str` (the runtime's, and the
+/// table kernel probes look names up in).
+pub fn errno_name(n: i64) -> String {
+    const NAMES: &[&str] = &[
+        "",
+        "EPERM",
+        "ENOENT",
+        "ESRCH",
+        "EINTR",
+        "EIO",
+        "ENXIO",
+        "E2BIG",
+        "ENOEXEC",
+        "EBADF",
+        "ECHILD",
+        "EAGAIN",
+        "ENOMEM",
+        "EACCES",
+        "EFAULT",
+        "ENOTBLK",
+        "EBUSY",
+        "EEXIST",
+        "EXDEV",
+        "ENODEV",
+        "ENOTDIR",
+        "EISDIR",
+        "EINVAL",
+        "ENFILE",
+        "EMFILE",
+        "ENOTTY",
+        "ETXTBSY",
+        "EFBIG",
+        "ENOSPC",
+        "ESPIPE",
+        "EROFS",
+        "EMLINK",
+        "EPIPE",
+        "EDOM",
+        "ERANGE",
+        "EDEADLK",
+        "ENAMETOOLONG",
+        "ENOLCK",
+        "ENOSYS",
+        "ENOTEMPTY",
+        "ELOOP",
+    ];
+    let n = n.unsigned_abs() as usize;
+    match NAMES.get(n) {
+        Some(name) if !name.is_empty() => name.to_string(),
+        _ => match n {
+            95 => "EOPNOTSUPP".into(),
+            97 => "EAFNOSUPPORT".into(),
+            98 => "EADDRINUSE".into(),
+            99 => "EADDRNOTAVAIL".into(),
+            100 => "ENETDOWN".into(),
+            101 => "ENETUNREACH".into(),
+            104 => "ECONNRESET".into(),
+            110 => "ETIMEDOUT".into(),
+            111 => "ECONNREFUSED".into(),
+            113 => "EHOSTUNREACH".into(),
+            115 => "EINPROGRESS".into(),
+            _ => format!("E{n}"),
+        },
     }
 }

@@ -426,13 +426,15 @@ pub enum InstKind {
         offset: u32,
         len: u32,
     },
-    /// `*(size *)addr` read with a fault-safe helper; 0 on fault.
+    /// `*(size *)addr` read with a fault-safe helper; 0 on fault. Inside `try`, `fault` is
+    /// set to 1 on a fault and 0 otherwise (for `lower` to branch to the `catch`).
     Read {
         dst: Var,
         addr: Var,
         size: u8,
         signed: bool,
         space: AddrSpace,
+        fault: Option<Var>,
     },
     /// The NUL-terminated string at `addr`; on fault `fallback`, or "" without one.
     ReadStr {
@@ -507,6 +509,12 @@ pub enum InstKind {
         array: ArrayId,
         keys: Vec<Var>,
     },
+    /// `delete array[pattern]` with `*` among the keys: every element whose keys equal the
+    /// pattern's where it has a `Some`.
+    ArrayDeleteMatching {
+        array: ArrayId,
+        keys: Vec<Option<Var>>,
+    },
     /// `delete array`.
     ArrayClear {
         array: ArrayId,
@@ -516,6 +524,12 @@ pub enum InstKind {
         dst: Var,
         array: ArrayId,
         keys: Vec<Var>,
+    },
+    /// `dst = [pattern] in array` with `*` among the keys (see `ArrayDeleteMatching`).
+    ArrayContainsMatching {
+        dst: Var,
+        array: ArrayId,
+        keys: Vec<Option<Var>>,
     },
     /// `array[keys] <<< value`.
     StatAdd {
@@ -587,6 +601,7 @@ impl InstKind {
             | InstKind::LoadGlobal { dst, .. }
             | InstKind::ArrayGet { dst, .. }
             | InstKind::ArrayContains { dst, .. }
+            | InstKind::ArrayContainsMatching { dst, .. }
             | InstKind::StatGet { dst, .. }
             | InstKind::LoadArg { dst, .. }
             | InstKind::LoadReturn { dst } => Some(*dst),
@@ -599,6 +614,7 @@ impl InstKind {
             | InstKind::ArraySet { .. }
             | InstKind::ArrayAdd { .. }
             | InstKind::ArrayDelete { .. }
+            | InstKind::ArrayDeleteMatching { .. }
             | InstKind::ArrayClear { .. }
             | InstKind::StatAdd { .. }
             | InstKind::PrintHist { .. }
@@ -643,6 +659,9 @@ impl InstKind {
             | InstKind::ArrayContains { keys, .. }
             | InstKind::StatGet { keys, .. }
             | InstKind::PrintHist { keys, .. } => keys.clone(),
+            InstKind::ArrayDeleteMatching { keys, .. } | InstKind::ArrayContainsMatching { keys, .. } => {
+                keys.iter().flatten().copied().collect()
+            }
             InstKind::ArraySet { keys, src, .. } | InstKind::ArrayAdd { keys, src, .. } => {
                 keys.iter().copied().chain([*src]).collect()
             }
@@ -658,6 +677,7 @@ impl InstKind {
             InstKind::IterNext { has, keys, value, .. } => {
                 std::iter::once(*has).chain(keys.iter().copied()).chain(*value).collect()
             }
+            InstKind::Read { dst, fault, .. } => std::iter::once(*dst).chain(*fault).collect(),
             other => other.def().into_iter().collect(),
         }
     }
@@ -673,12 +693,14 @@ impl InstKind {
             | InstKind::ArraySet { .. }
             | InstKind::ArrayAdd { .. }
             | InstKind::ArrayDelete { .. }
+            | InstKind::ArrayDeleteMatching { .. }
             | InstKind::ArrayClear { .. }
             | InstKind::StatAdd { .. }
             | InstKind::PrintHist { .. }
             | InstKind::IterStart { .. }
             | InstKind::IterNext { .. }
             | InstKind::RegexMatch { .. } => true,
+            InstKind::Read { fault, .. } => fault.is_some(),
             InstKind::Call { builtin, .. } => builtin.has_side_effects(),
             _ => false,
         }
@@ -814,6 +836,11 @@ fn join(vars: &[Var]) -> String {
     vars.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(", ")
 }
 
+/// Keys with `*` where they are `None`.
+fn pattern(keys: &[Option<Var>]) -> String {
+    keys.iter().map(|k| k.map_or("*".to_string(), |v| v.to_string())).collect::<Vec<_>>().join(", ")
+}
+
 impl fmt::Display for InstKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -831,8 +858,12 @@ impl fmt::Display for InstKind {
             }
             InstKind::LoadContextDataLoc { dst, offset } => write!(f, "{dst} = ctx.data_loc[{offset}]"),
             InstKind::LoadContextStr { dst, offset, len } => write!(f, "{dst} = ctx.str[{offset}; {len}]"),
-            InstKind::Read { dst, addr, size, signed, space } => {
-                write!(f, "{dst} = read.{space:?} {}{} [{addr}]", if *signed { "s" } else { "u" }, size * 8)
+            InstKind::Read { dst, addr, size, signed, space, fault } => {
+                write!(f, "{dst} = read.{space:?} {}{} [{addr}]", if *signed { "s" } else { "u" }, size * 8)?;
+                match fault {
+                    Some(v) => write!(f, ", fault {v}"),
+                    None => Ok(()),
+                }
             }
             InstKind::ReadStr { dst, addr, space, fallback: None } => write!(f, "{dst} = read_str.{space:?} [{addr}]"),
             InstKind::ReadStr { dst, addr, space, fallback: Some(d) } => {
@@ -855,7 +886,11 @@ impl fmt::Display for InstKind {
             InstKind::ArraySet { array, keys, src } => write!(f, "{array}[{}] = {src}", join(keys)),
             InstKind::ArrayAdd { array, keys, src } => write!(f, "atomic_add {array}[{}], {src}", join(keys)),
             InstKind::ArrayDelete { array, keys } => write!(f, "delete {array}[{}]", join(keys)),
+            InstKind::ArrayDeleteMatching { array, keys } => write!(f, "delete {array}[{}]", pattern(keys)),
             InstKind::ArrayClear { array } => write!(f, "delete {array}"),
+            InstKind::ArrayContainsMatching { dst, array, keys } => {
+                write!(f, "{dst} = [{}] in {array}", pattern(keys))
+            }
             InstKind::ArrayContains { dst, array, keys } => write!(f, "{dst} = [{}] in {array}", join(keys)),
             InstKind::StatAdd { array, keys, value } => write!(f, "{array}[{}] <<< {value}", join(keys)),
             InstKind::StatGet { dst, array, keys, op } => write!(f, "{dst} = @{op:?}({array}[{}])", join(keys)),

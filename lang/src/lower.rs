@@ -115,6 +115,7 @@ pub fn lower(
             current: None,
             frames: vec![Frame { scope: Scope::Probe(i), locals: HashMap::new(), ret: None, name: None }],
             loops: Vec::new(),
+            catches: Vec::new(),
             format: probe.format.as_ref(),
             function: probe.function.as_ref(),
             point: &probe.point,
@@ -168,6 +169,7 @@ pub fn lower(
                 match inst.kind {
                     InstKind::ArrayGet { array, .. }
                     | InstKind::ArrayContains { array, .. }
+                    | InstKind::ArrayContainsMatching { array, .. }
                     | InstKind::StatGet { array, .. }
                     | InstKind::PrintHist { array, .. }
                     | InstKind::IterStart { array, .. } => array_read[array.index()] = true,
@@ -208,6 +210,8 @@ struct Ctx<'a> {
     frames: Vec<Frame>,
     /// `(continue target, break target)` of the enclosing loops.
     loops: Vec<(ir::Block, ir::Block)>,
+    /// The enclosing `try`s, innermost last.
+    catches: Vec<Catch>,
     format: Option<&'a TracepointFormat>,
     /// The probed kernel function's signature, for `kernel.function` probes; the
     /// tracepoint's arguments, for raw tracepoint probes.
@@ -228,6 +232,13 @@ struct Ctx<'a> {
     loop_budget: Option<Var>,
 }
 
+/// An enclosing `try`: where its `catch` starts, and its catch variable (a string).
+#[derive(Clone, Copy)]
+struct Catch {
+    block: ir::Block,
+    message: Option<Var>,
+}
+
 /// Loop iterations a kernel handler may run (SystemTap's MAXACTION counts statements; a
 /// loop iteration is the unit that can run away).
 pub const MAX_LOOP_ITERATIONS: i64 = 1000;
@@ -237,7 +248,50 @@ impl Ctx<'_> {
         self.frames.last().expect("a frame is always pushed")
     }
 
-    fn emit(&mut self, kind: InstKind, span: Span) {
+    fn emit(&mut self, mut kind: InstKind, span: Span) {
+        // Inside `try`, a faulting read goes to the `catch`.
+        let fault = match &mut kind {
+            InstKind::Read { fault, .. } if !self.catches.is_empty() => {
+                let flag = self.func.new_var(Ty::Long, None);
+                *fault = Some(flag);
+                Some(flag)
+            }
+            _ => None,
+        };
+        self.emit_inst(kind, span);
+        if let Some(flag) = fault {
+            let (faulted, go_on) = (self.func.new_block(), self.func.new_block());
+            self.terminate(Terminator::Branch { cond: flag, then: faulted, els: go_on });
+            self.switch_to(faulted);
+            self.throw("kernel read fault", span);
+            self.switch_to(go_on);
+        }
+    }
+
+    /// An error the script may catch: to the innermost `catch`, with its message in the
+    /// catch variable; outside `try` the script ends with it, as `error(msg)` ends it.
+    fn throw(&mut self, message: &str, span: Span) {
+        let text = self.temp(Ty::Str);
+        let Some(catch) = self.catches.last().copied() else {
+            self.emit(InstKind::StrConst { dst: text, value: message.into() }, span);
+            let fmt = self.intern_format_decl(ir::FormatDecl {
+                text: "%s".into(),
+                args: vec![Ty::Str],
+                deferred: Vec::new(),
+                sink: ir::Sink::Error,
+            });
+            self.emit(InstKind::Printf { fmt, args: vec![text] }, span);
+            self.emit(InstKind::Exit, span);
+            self.terminate(Terminator::Return);
+            return;
+        };
+        if let Some(v) = catch.message {
+            self.emit(InstKind::StrConst { dst: v, value: message.into() }, span);
+        }
+        self.terminate(Terminator::Jump(catch.block));
+    }
+
+    fn emit_inst(&mut self, kind: InstKind, span: Span) {
         let block = match self.current {
             Some(b) => b,
             // Code after `return`/`next`/`break` is unreachable; give it a block anyway.
@@ -332,10 +386,7 @@ impl Ctx<'_> {
             }
             StmtKind::Foreach(fe) => self.foreach(fe, s.span),
             StmtKind::Delete(e) => self.delete(e),
-            StmtKind::Try { .. } => self.error(
-                Diagnostic::error("E0299", "this statement is not supported yet", s.span)
-                    .with_help("bpftap does not compile this construct yet"),
-            ),
+            StmtKind::Try { body, catch_var, catch } => self.try_catch(body, catch_var.as_ref(), catch),
             StmtKind::EmbeddedC => self.error(crate::elaborate::embedded_c(s.span)),
         }
     }
@@ -699,6 +750,12 @@ impl Ctx<'_> {
                 self.emit(InstKind::ArrayGet { dst, array, keys }, span);
                 Some(dst)
             }
+            ExprKind::In { keys, array } if has_wildcard(keys) => {
+                let (array, keys) = self.array_pattern(array, keys)?;
+                let dst = self.temp(Ty::Long);
+                self.emit(InstKind::ArrayContainsMatching { dst, array, keys }, span);
+                Some(dst)
+            }
             ExprKind::In { keys, array } => {
                 let (array, keys) = self.array_ref(array, keys)?;
                 let dst = self.temp(Ty::Long);
@@ -712,13 +769,14 @@ impl Ctx<'_> {
                 Some(v)
             }
             ExprKind::Stat { op, expr } => {
-                if self.kernel {
-                    self.error(kernel_only("statistic extraction (`@count`, `@avg`, ...)", span));
-                    return None;
-                }
                 let (array, keys) = self.stat_ref(expr)?;
                 let dst = self.temp(Ty::Long);
-                self.emit(InstKind::StatGet { dst, array, keys, op: stat_op(*op) }, span);
+                match stat_op(*op) {
+                    op @ (ir::StatOp::Min | ir::StatOp::Max | ir::StatOp::Avg) if self.kernel => {
+                        self.kernel_stat(dst, array, keys, op, span)
+                    }
+                    op => self.emit(InstKind::StatGet { dst, array, keys, op }, span),
+                }
                 Some(dst)
             }
             ExprKind::Hist { .. } => {
@@ -939,7 +997,7 @@ impl Ctx<'_> {
                     None => {
                         let dst = self.temp(Ty::Long);
                         let space = ir::AddrSpace::Kernel;
-                        self.emit(InstKind::Read { dst, addr, size: 8, signed: true, space }, span);
+                        self.emit(InstKind::Read { dst, addr, size: 8, signed: true, space, fault: None }, span);
                         Some((dst, None))
                     }
                 }
@@ -976,12 +1034,12 @@ impl Ctx<'_> {
         match self.kernel_info.type_of(ty) {
             Ok(CType::Int { size, signed }) if matches!(size, 1 | 2 | 4 | 8) => {
                 let dst = self.temp(Ty::Long);
-                self.emit(InstKind::Read { dst, addr, size: size as u8, signed, space }, span);
+                self.emit(InstKind::Read { dst, addr, size: size as u8, signed, space, fault: None }, span);
                 Some((dst, None))
             }
             Ok(CType::Pointer { to }) => {
                 let dst = self.temp(Ty::Long);
-                self.emit(InstKind::Read { dst, addr, size: 8, signed: false, space }, span);
+                self.emit(InstKind::Read { dst, addr, size: 8, signed: false, space, fault: None }, span);
                 Some((dst, Some(to)))
             }
             Ok(CType::Struct { .. }) => Some((addr, Some(ty))),
@@ -1023,7 +1081,7 @@ impl Ctx<'_> {
         let byte = Operand::Imm((field.bit_offset / 8) as i64);
         self.emit(InstKind::Binary { op: BinOp::Add, dst: at, lhs: addr, rhs: byte }, span);
         let raw = self.temp(Ty::Long);
-        self.emit(InstKind::Read { dst: raw, addr: at, size: size as u8, signed: false, space }, span);
+        self.emit(InstKind::Read { dst: raw, addr: at, size: size as u8, signed: false, space, fault: None }, span);
         Some(self.extract_bits(raw, shift, field.bits, field.signed, span))
     }
 
@@ -1076,6 +1134,19 @@ impl Ctx<'_> {
 
     /// The array a name refers to, and its keys lowered.
     fn array_ref(&mut self, base: &Expr, keys: &[Expr]) -> Option<(ir::ArrayId, Vec<Var>)> {
+        if let Some(star) = keys.iter().find(|k| matches!(k.kind, ExprKind::Wildcard)) {
+            self.error(
+                Diagnostic::error("E0216", "`*` as a key selects elements only in `delete` and `in`", star.span)
+                    .with_help("write `delete a[k, *]` or `if ([k, *] in a)`"),
+            );
+            return None;
+        }
+        let (array, keys) = self.array_pattern(base, keys)?;
+        Some((array, keys.into_iter().flatten().collect()))
+    }
+
+    /// `a[keys]` where a key may be `*` (`None`): the pattern of `delete` and `in`.
+    fn array_pattern(&mut self, base: &Expr, keys: &[Expr]) -> Option<(ir::ArrayId, Vec<Option<Var>>)> {
         let ExprKind::Ident(name) = &base.kind else {
             self.error(Diagnostic::error("E0211", "only a global can be indexed", base.span));
             return None;
@@ -1087,12 +1158,16 @@ impl Ctx<'_> {
         let want = self.program.arrays[array].keys.clone();
         let mut vars = Vec::new();
         for (k, ty) in keys.iter().zip(want) {
+            if matches!(k.kind, ExprKind::Wildcard) {
+                vars.push(None);
+                continue;
+            }
             let v = self.expr(k)?;
             if self.func.ty(v) != ty {
                 self.error(Diagnostic::error("E0203", format!("this key of `{name}` should be a {ty}"), k.span));
                 return None;
             }
-            vars.push(v);
+            vars.push(Some(v));
         }
         Some((array, vars))
     }
@@ -1155,8 +1230,53 @@ impl Ctx<'_> {
         }
     }
 
+    /// `try { body } catch (msg) { catch }`. The errors caught are kernel read faults (see
+    /// `emit`), the only ones bpftap's kernel probes raise that SystemTap lets a script
+    /// catch; other errors (a full array, `error()`) still end the script. `msg` is
+    /// SystemTap's message for a fault, without the address.
+    fn try_catch(&mut self, body: &Block, catch_var: Option<&(String, Span)>, catch: &Block) {
+        let (on_error, after) = (self.func.new_block(), self.func.new_block());
+        let message = match catch_var.map(|(name, _)| self.resolve(name)) {
+            Some(Some(Place::Local(v))) if self.func.ty(v) == Ty::Str => Some(v),
+            _ => None,
+        };
+        self.catches.push(Catch { block: on_error, message });
+        self.block(body);
+        self.catches.pop();
+        self.terminate(Terminator::Jump(after));
+        self.switch_to(on_error);
+        self.block(catch);
+        self.terminate(Terminator::Jump(after));
+        self.switch_to(after);
+    }
+
+    /// `@min`, `@max` or `@avg` in a kernel probe, where code generation sums and compares
+    /// the CPUs' shares but knows nothing of empty statistics: those are an error here, as
+    /// in SystemTap ("empty aggregate"), and `@avg` is `@sum / @count`.
+    fn kernel_stat(&mut self, dst: Var, array: ir::ArrayId, keys: Vec<Var>, op: ir::StatOp, span: Span) {
+        let count = self.temp(Ty::Long);
+        self.emit(InstKind::StatGet { dst: count, array, keys: keys.clone(), op: ir::StatOp::Count }, span);
+        let (empty, full) = (self.func.new_block(), self.func.new_block());
+        self.terminate(Terminator::Branch { cond: count, then: full, els: empty });
+        self.switch_to(empty);
+        self.throw("empty aggregate", span);
+        self.switch_to(full);
+        if op == ir::StatOp::Avg {
+            let sum = self.temp(Ty::Long);
+            self.emit(InstKind::StatGet { dst: sum, array, keys, op: ir::StatOp::Sum }, span);
+            self.emit(InstKind::Binary { op: BinOp::Div, dst, lhs: sum, rhs: Operand::Var(count) }, span);
+        } else {
+            self.emit(InstKind::StatGet { dst, array, keys, op }, span);
+        }
+    }
+
     fn delete(&mut self, e: &Expr) {
         match &e.kind {
+            ExprKind::Index { base, keys } if has_wildcard(keys) => {
+                if let Some((array, keys)) = self.array_pattern(base, keys) {
+                    self.emit(InstKind::ArrayDeleteMatching { array, keys }, e.span);
+                }
+            }
             ExprKind::Index { base, keys } => {
                 if let Some((array, keys)) = self.array_ref(base, keys) {
                     self.emit(InstKind::ArrayDelete { array, keys }, e.span);
@@ -1569,7 +1689,9 @@ impl Ctx<'_> {
         let dst = self.temp(sig.ret);
         let kind = match sig.lowering {
             Lowering::Builtin(builtin) => InstKind::Call { dst: Some(dst), builtin, args: vars },
-            Lowering::Read { size, signed, space } => InstKind::Read { dst, addr: *vars.first()?, size, signed, space },
+            Lowering::Read { size, signed, space } => {
+                InstKind::Read { dst, addr: *vars.first()?, size, signed, space, fault: None }
+            }
             Lowering::ReadStr(space) => {
                 InstKind::ReadStr { dst, addr: *vars.first()?, space, fallback: vars.get(1).copied() }
             }
@@ -1899,6 +2021,10 @@ fn stat_op(op: ast::StatOp) -> ir::StatOp {
         ast::StatOp::Avg => ir::StatOp::Avg,
         ast::StatOp::Variance => ir::StatOp::Variance,
     }
+}
+
+fn has_wildcard(keys: &[Expr]) -> bool {
+    keys.iter().any(|k| matches!(k.kind, ExprKind::Wildcard))
 }
 
 fn kernel_only(what: &str, span: Span) -> Diagnostic {

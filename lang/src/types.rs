@@ -322,7 +322,11 @@ impl<'a> Ctx<'a> {
                 }
             }
             StmtKind::While { body, .. } | StmtKind::For { body, .. } => self.stmt(scope, format, body),
-            StmtKind::Try { body, catch, .. } => {
+            StmtKind::Try { body, catch_var, catch } => {
+                // `catch (msg)`: the error's message, a local string.
+                if let Some((name, span)) = catch_var {
+                    self.set_var(scope, name, Ty::Str, *span);
+                }
                 self.block_stmts(scope, format, body);
                 self.block_stmts(scope, format, catch);
             }
@@ -493,12 +497,11 @@ impl<'a> Ctx<'a> {
                     );
                 }
             }
-            AtVar(_) | Const(_) | Wildcard => {
+            AtVar(_) | Const(_) => {
                 if self.report {
                     let what = match &e.kind {
                         AtVar(_) => "`@var`",
-                        Const(_) => "`@const`",
-                        _ => "`*` as an index",
+                        _ => "`@const`",
                     };
                     self.diags.push(unsupported(what, e.span));
                 }

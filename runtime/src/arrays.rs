@@ -133,6 +133,41 @@ impl<'p> Arrays<'p> {
         self.map(a).delete(&key);
     }
 
+    /// `delete a[pattern]`: every element whose keys equal the pattern's where it has a
+    /// value (`None` is `*`).
+    pub fn delete_matching(&self, a: ArrayId, pattern: &[Option<Value>]) {
+        let map = self.map(a);
+        for k in self.matching(a, pattern) {
+            map.delete(&k);
+        }
+    }
+
+    /// `[pattern] in a` (see `delete_matching`).
+    pub fn contains_matching(&self, a: ArrayId, pattern: &[Option<Value>]) -> bool {
+        !self.matching(a, pattern).is_empty()
+    }
+
+    /// The encoded keys of `a` that match `pattern`, compared byte for byte in the
+    /// positions it gives, as the BPF programs compare them.
+    fn matching(&self, a: ArrayId, pattern: &[Option<Value>]) -> Vec<Vec<u8>> {
+        let decl = self.decl(a);
+        let (offsets, _) = layout::key_layout(decl);
+        let filled: Vec<Value> = pattern.iter().map(|k| k.clone().unwrap_or(Value::Long(0))).collect();
+        let want = self.encode_key(a, &filled);
+        let ranges: Vec<std::ops::Range<usize>> = pattern
+            .iter()
+            .zip(offsets)
+            .zip(&decl.key_widths)
+            .filter(|((k, _), _)| k.is_some())
+            .map(|((_, off), width)| off as usize..(off + width.div_ceil(8) * 8) as usize)
+            .collect();
+        self.map(a)
+            .keys()
+            .into_iter()
+            .filter(|k| ranges.iter().all(|r| k.get(r.clone()) == want.get(r.clone())))
+            .collect()
+    }
+
     pub fn clear(&self, a: ArrayId) {
         let map = self.map(a);
         for k in map.keys() {

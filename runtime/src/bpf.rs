@@ -16,6 +16,7 @@ const BPF_MAP_CREATE: libc::c_long = 0;
 const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
 const BPF_PROG_LOAD: libc::c_long = 5;
 const BPF_RAW_TRACEPOINT_OPEN: libc::c_long = 17;
+const BPF_BTF_LOAD: libc::c_long = 18;
 const BPF_MAP_FREEZE: libc::c_long = 22;
 const BPF_LINK_CREATE: libc::c_long = 28;
 
@@ -124,6 +125,17 @@ pub struct ProgSpec<'a> {
     pub attach_btf_id: u32,
     /// Encoded instructions whose map references are already fds.
     pub insns: &'a [u8],
+    /// For a program with callbacks: its BTF and `(insn_off, type_id)` func_info records
+    /// (see `codegen_bpf::btf`).
+    pub funcs: Option<(BorrowedFd<'a>, &'a [(u32, u32)])>,
+}
+
+/// `BPF_BTF_LOAD` of a raw BTF blob.
+pub fn btf_load(blob: &[u8]) -> io::Result<OwnedFd> {
+    let mut attr = [0u8; 32];
+    put64(&mut attr, 0, blob.as_ptr() as u64);
+    put32(&mut attr, 16, blob.len() as u32);
+    bpf_fd(BPF_BTF_LOAD, &mut attr)
 }
 
 /// A program the kernel refused, with the verifier's log.
@@ -153,6 +165,15 @@ pub fn prog_load(spec: &ProgSpec) -> Result<OwnedFd, ProgLoadError> {
         put32(&mut attr, 40, kern_version);
         put_name(&mut attr, 48, spec.name);
         put32(&mut attr, 68, spec.expected_attach_type);
+        let records: Vec<u8> = spec.funcs.map_or(Vec::new(), |(_, funcs)| {
+            funcs.iter().flat_map(|(off, id)| off.to_ne_bytes().into_iter().chain(id.to_ne_bytes())).collect()
+        });
+        if let Some((btf, funcs)) = spec.funcs {
+            put32(&mut attr, 72, btf.as_raw_fd() as u32);
+            put32(&mut attr, 76, 8);
+            put64(&mut attr, 80, records.as_ptr() as u64);
+            put32(&mut attr, 88, funcs.len() as u32);
+        }
         put32(&mut attr, 108, spec.attach_btf_id);
         bpf_fd(BPF_PROG_LOAD, &mut attr)
     };

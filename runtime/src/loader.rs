@@ -109,18 +109,24 @@ pub fn attach(
 ) -> Result<(), RuntimeError> {
     let point = compiled.program.handlers[probe.handler].point.as_str();
     let attach_error = |reason: String| RuntimeError::Attach { point: point.to_string(), reason };
-    let code = |name: &str| -> Result<Vec<u8>, RuntimeError> {
-        let spec = compiled
+    let load = |name: &str, prog_type: u32, expected_attach_type: u32, attach_btf_id: u32| {
+        let program = compiled
             .object
             .programs
             .iter()
             .find(|p| p.name == name)
             .ok_or_else(|| RuntimeError::Load { point: point.to_string(), reason: format!("no program {name}") })?;
-        Ok(maps.relocate(&spec.insns, &spec.relocs))
-    };
-    let load = |name: &str, prog_type: u32, expected_attach_type: u32, attach_btf_id: u32| {
-        let insns = code(name)?;
-        let spec = ProgSpec { name, prog_type, expected_attach_type, attach_btf_id, insns: &insns };
+        let insns = maps.relocate(&program.insns, &program.relocs);
+        let funcs = codegen_bpf::btf::func_info(&program.insns);
+        let btf = match funcs.is_empty() {
+            true => None,
+            false => Some(bpf::btf_load(&codegen_bpf::btf::func_btf()).map_err(|e| RuntimeError::Load {
+                point: point.to_string(),
+                reason: format!("loading the BTF of its callbacks: {e}"),
+            })?),
+        };
+        let funcs = btf.as_ref().map(|fd| (fd.as_fd(), funcs.as_slice()));
+        let spec = ProgSpec { name, prog_type, expected_attach_type, attach_btf_id, insns: &insns, funcs };
         bpf::prog_load(&spec).map_err(|e| load_error(e, point, &probe.spans))
     };
     match &probe.target {

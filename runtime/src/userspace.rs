@@ -288,7 +288,12 @@ fn exec(
                 .map_err(|_| HandlerError::ArrayFull(env.program.arrays[*array].name.clone()))?;
         }
         InstKind::ArrayDelete { array, keys } => env.arrays.delete(*array, &values(vars, keys)),
+        InstKind::ArrayDeleteMatching { array, keys } => env.arrays.delete_matching(*array, &pattern(vars, keys)),
         InstKind::ArrayClear { array } => env.arrays.clear(*array),
+        InstKind::ArrayContainsMatching { dst, array, keys } => {
+            let has = env.arrays.contains_matching(*array, &pattern(vars, keys));
+            set(vars, *dst, Value::Long(has as i64))
+        }
         InstKind::ArrayContains { dst, array, keys } => {
             let has = env.arrays.contains(*array, &values(vars, keys));
             set(vars, *dst, Value::Long(has as i64))
@@ -356,6 +361,11 @@ fn exec(
 
 fn values(vars: &[Value], keys: &[Var]) -> Vec<Value> {
     keys.iter().map(|k| vars[k.as_u32() as usize].clone()).collect()
+}
+
+/// Keys with `None` for `*`.
+fn pattern(vars: &[Value], keys: &[Option<Var>]) -> Vec<Option<Value>> {
+    keys.iter().map(|k| k.map(|k| vars[k.as_u32() as usize].clone())).collect()
 }
 
 fn text_of(v: &Value) -> String {
@@ -467,76 +477,11 @@ fn tokenize(_env: &Env<'_>, s: &str, delim: &str) -> String {
     })
 }
 
-/// The symbolic name of an errno value, as SystemTap's `errno_str`.
-fn errno_name(n: i64) -> String {
-    const NAMES: &[&str] = &[
-        "",
-        "EPERM",
-        "ENOENT",
-        "ESRCH",
-        "EINTR",
-        "EIO",
-        "ENXIO",
-        "E2BIG",
-        "ENOEXEC",
-        "EBADF",
-        "ECHILD",
-        "EAGAIN",
-        "ENOMEM",
-        "EACCES",
-        "EFAULT",
-        "ENOTBLK",
-        "EBUSY",
-        "EEXIST",
-        "EXDEV",
-        "ENODEV",
-        "ENOTDIR",
-        "EISDIR",
-        "EINVAL",
-        "ENFILE",
-        "EMFILE",
-        "ENOTTY",
-        "ETXTBSY",
-        "EFBIG",
-        "ENOSPC",
-        "ESPIPE",
-        "EROFS",
-        "EMLINK",
-        "EPIPE",
-        "EDOM",
-        "ERANGE",
-        "EDEADLK",
-        "ENAMETOOLONG",
-        "ENOLCK",
-        "ENOSYS",
-        "ENOTEMPTY",
-        "ELOOP",
-    ];
-    let n = n.unsigned_abs() as usize;
-    match NAMES.get(n) {
-        Some(name) if !name.is_empty() => name.to_string(),
-        _ => match n {
-            95 => "EOPNOTSUPP".into(),
-            97 => "EAFNOSUPPORT".into(),
-            98 => "EADDRINUSE".into(),
-            99 => "EADDRNOTAVAIL".into(),
-            100 => "ENETDOWN".into(),
-            101 => "ENETUNREACH".into(),
-            104 => "ECONNRESET".into(),
-            110 => "ETIMEDOUT".into(),
-            111 => "ECONNREFUSED".into(),
-            113 => "EHOSTUNREACH".into(),
-            115 => "EINPROGRESS".into(),
-            _ => format!("E{n}"),
-        },
-    }
-}
-
 /// The value of a [`Builtin::deferrable`] function of `n`: computed here for user-space
 /// probes, and for the records of kernel probes that carry `n` instead of the text.
 pub fn text_of_long(builtin: Builtin, n: i64) -> String {
     match builtin {
-        Builtin::ErrnoStr => errno_name(n),
+        Builtin::ErrnoStr => lang::builtins::errno_name(n),
         Builtin::Symname => crate::symbols::symname(n as u64),
         Builtin::Symdata => crate::symbols::symdata(n as u64),
         other => unreachable!("`{}` is not deferrable", other.name()),
