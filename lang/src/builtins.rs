@@ -66,11 +66,22 @@ pub enum Builtin {
     /// `user_mode()`: 1 when the probe interrupted user-space code (a perf event's sample, a
     /// uprobe), 0 in the kernel and in begin/end/timer probes.
     UserMode,
-    /// `symname(addr)`: the kernel symbol holding `addr`, from /proc/kallsyms, or the address
-    /// in hex.
+    /// `symname(addr)`: the kernel symbol holding `addr`, or the address in hex: from
+    /// /proc/kallsyms in user space, from the kernel's own table (`%ps`) in a kernel probe.
     Symname,
-    /// `symdata(addr)`: `name+0xoffset/0xsize` for a kernel address.
+    /// `symdata(addr)`: `name+0xoffset/0xsize` for a kernel address (`%pS` in the kernel).
     Symdata,
+    /// `addr()`: the instruction pointer the probe interrupted (a perf event's sample, a
+    /// kprobe's), kernel or user; 0 where there are no registers (tracepoints, user space).
+    Addr,
+    /// The current stack as text, one frame a line: `sprint_backtrace()` (kernel frames,
+    /// `name+0xoff/0xsize`), `sprint_ubacktrace()` (user frames in hex, which BPF cannot
+    /// symbolize), or with `symbols: false` the hex addresses each followed by a space
+    /// (`backtrace()`, `ubacktrace()`).
+    Backtrace {
+        user: bool,
+        symbols: bool,
+    },
     /// `system(cmd)`: `sh -c cmd` started once the probe is done, not waited for. In a kernel
     /// probe `lower` makes `system`, `warn` and `error` records instead (see `ir::Sink`).
     System,
@@ -141,6 +152,11 @@ const fn read(name: &'static str, size: u8, signed: bool, space: AddrSpace) -> S
     sig(name, &[L], L, Runs::Kernel, Lowering::Read { size, signed, space })
 }
 
+/// A stack walk, which needs the kernel context of a probe.
+const fn stack(name: &'static str, user: bool, symbols: bool) -> Signature {
+    sig(name, &[], S, Runs::Kernel, Lowering::Builtin(Builtin::Backtrace { user, symbols }))
+}
+
 use AddrSpace::{Kernel as K, User as U};
 
 /// Every built-in function. `printf`, `sprintf`, `print`, `println` and `exit` are handled by
@@ -182,8 +198,13 @@ pub const BUILTINS: &[Signature] = &[
     user("matched", &[L], S, Builtin::Matched),
     user("matched_str", &[], S, Builtin::MatchedStr),
     user("ngroups", &[], L, Builtin::Ngroups),
-    user("symname", &[L], S, Builtin::Symname),
-    user("symdata", &[L], S, Builtin::Symdata),
+    pure("symname", &[L], S, Builtin::Symname),
+    pure("symdata", &[L], S, Builtin::Symdata),
+    context("addr", L, Builtin::Addr),
+    stack("sprint_backtrace", false, true),
+    stack("sprint_ubacktrace", true, true),
+    stack("backtrace", false, false),
+    stack("ubacktrace", true, false),
     context("user_mode", L, Builtin::UserMode),
     user("system", &[S], L, Builtin::System),
     user("switch_file", &[], L, Builtin::SwitchFile),

@@ -61,14 +61,18 @@ impl Kallsyms {
                     .then(|| (addr, name.to_string(), module.to_string()))
             })
             .collect();
-        symbols.sort();
+        // Stable, by address only: of the names at one address (aliases) the first in the
+        // file's order is the one the kernel's own lookup (`%ps`, in kernel probes) gives.
+        symbols.sort_by_key(|(a, _, _)| *a);
         Kallsyms { symbols }
     }
 
     fn find(&self, addr: u64) -> Option<KernelSymbol<'_>> {
-        let i = self.symbols.partition_point(|(a, _, _)| *a <= addr).checked_sub(1)?;
-        let (start, name, module) = &self.symbols[i];
-        let size = self.symbols.get(i + 1).map_or(0, |(next, _, _)| next - start);
+        let last = self.symbols.partition_point(|(a, _, _)| *a <= addr).checked_sub(1)?;
+        let start = self.symbols[last].0;
+        let (_, name, module) = &self.symbols[self.symbols.partition_point(|(a, _, _)| *a < start)];
+        // The size runs to the next address that has a symbol, as the kernel counts it.
+        let size = self.symbols.get(last + 1).map_or(0, |(next, _, _)| next - start);
         Some(KernelSymbol { name, offset: addr - start, size, module })
     }
 }
@@ -102,6 +106,8 @@ ffffffff81000000 T _stext
 ffffffff81000100 T do_one
 ffffffff81000180 d some_data
 ffffffff81000200 t do_two
+ffffffff81000200 T do_two_alias
+ffffffff81000280 T do_three
 ffffffffc0000000 t mod_fn\t[nf_tables]
 ";
 
@@ -112,7 +118,10 @@ ffffffffc0000000 t mod_fn\t[nf_tables]
             k.find(0xffffffff81000190),
             Some(KernelSymbol { name: "do_one", offset: 0x90, size: 0x100, module: "" })
         );
-        assert_eq!(k.find(0xffffffff81000200).map(|s| s.name), Some("do_two"));
+        assert_eq!(
+            k.find(0xffffffff81000210),
+            Some(KernelSymbol { name: "do_two", offset: 0x10, size: 0x80, module: "" })
+        );
         assert_eq!(k.find(0xffffffffc0000010).map(|s| s.module), Some("nf_tables"));
         assert_eq!(k.find(0x1000), None);
     }

@@ -619,8 +619,8 @@ fn call(env: &Env<'_>, vars: &[Value], builtin: Builtin, args: &[Var]) -> Result
         Builtin::ErrnoStr | Builtin::Ctime | Builtin::Symname | Builtin::Symdata => {
             Value::Str(text_of_long(builtin, arg(0)))
         }
-        // A user-space probe runs in bpftap, not in an interrupted context.
-        Builtin::UserMode => Value::Long(0),
+        // A user-space probe runs in bpftap, not in an interrupted context: no registers.
+        Builtin::UserMode | Builtin::Addr => Value::Long(0),
         Builtin::System | Builtin::SwitchFile | Builtin::Warn | Builtin::Error => {
             unreachable!("`{}` changes the session: `exec` runs it", builtin.name())
         }
