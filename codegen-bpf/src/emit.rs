@@ -1779,6 +1779,7 @@ impl Emitter<'_> {
             | Builtin::Matched
             | Builtin::MatchedStr
             | Builtin::Ngroups
+            | Builtin::Modname
             | Builtin::System
             | Builtin::SwitchFile
             | Builtin::Warn

@@ -74,6 +74,9 @@ pub enum Builtin {
     /// `addr()`: the instruction pointer the probe interrupted (a perf event's sample, a
     /// kprobe's), kernel or user; 0 where there are no registers (tracepoints, user space).
     Addr,
+    /// `modname(addr)`: the kernel module holding `addr`, "kernel" for the kernel's own
+    /// text; an error for any other address.
+    Modname,
     /// The current stack as text, one frame a line: `sprint_backtrace()` (kernel frames,
     /// `name+0xoff/0xsize`), `sprint_ubacktrace()` (user frames in hex, which BPF cannot
     /// symbolize), or with `symbols: false` the hex addresses each followed by a space
@@ -201,6 +204,7 @@ pub const BUILTINS: &[Signature] = &[
     pure("symname", &[L], S, Builtin::Symname),
     pure("symdata", &[L], S, Builtin::Symdata),
     context("addr", L, Builtin::Addr),
+    user("modname", &[L], S, Builtin::Modname),
     stack("sprint_backtrace", false, true),
     stack("sprint_ubacktrace", true, true),
     stack("backtrace", false, false),
