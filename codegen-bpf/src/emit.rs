@@ -938,10 +938,21 @@ impl Emitter<'_> {
                 }
                 self.store(*dst, Reg::R0);
             }
-            InstKind::ReadStr { dst, addr, space, fallback } => {
+            InstKind::ReadStr { dst, addr, space, fallback, limit } => {
                 let off = self.scratch(*dst);
+                match limit {
+                    // SystemTap reads n bytes and the NUL, 1 to MAXSTRINGLEN in all.
+                    Some(n) => {
+                        self.load(Reg::R2, *n);
+                        self.push(insn::alu64_imm(AluOp::Add, Reg::R2, 1));
+                        self.push(insn::jmp_imm(JmpOp::Sge, Reg::R2, 1, 1));
+                        self.push(insn::mov64_imm(Reg::R2, 1));
+                        self.push(insn::jmp_imm(JmpOp::Sle, Reg::R2, self.cap as i32, 1));
+                        self.push(insn::mov64_imm(Reg::R2, self.cap as i32));
+                    }
+                    None => self.push(insn::mov64_imm(Reg::R2, self.cap as i32)),
+                }
                 self.scratch_addr(Reg::R1, off);
-                self.push(insn::mov64_imm(Reg::R2, self.cap as i32));
                 self.load(Reg::R3, *addr);
                 let helper = match space {
                     AddrSpace::User => Helper::ProbeReadUserStr,

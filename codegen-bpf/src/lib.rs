@@ -7,6 +7,7 @@
 //! - [`insn`]: instruction encoding only (opcodes, the 8-byte instruction, helper ids).
 //! - [`disasm`]: instructions back to the text `-p4` prints.
 //! - [`object`]: the script as programs, maps and `.rodata`, and its ELF form (`--emit-elf`).
+//! - [`reader`]: the program user-space handlers read kernel memory through.
 //!
 //! Invariant: this crate makes no syscall and reads no file; the same input gives the same
 //! bytes on any machine.
@@ -17,4 +18,5 @@ pub mod emit;
 pub mod insn;
 pub mod layout;
 pub mod object;
+pub mod reader;
 pub mod regalloc;

@@ -116,8 +116,10 @@ pub enum Lowering {
         signed: bool,
         space: AddrSpace,
     },
-    /// A fault-safe string read: `user_string(addr)`, `kernel_string(addr)`, and with a
-    /// second argument, the string to give on a fault: `user_string(addr, "<unknown>")`.
+    /// A fault-safe string read (kernel memory anywhere, user memory in kernel probes):
+    /// `user_string(addr)`, `kernel_string(addr)`, and with a
+    /// second argument, the string to give on a fault: `user_string(addr, "<unknown>")`, or
+    /// the most bytes to read: `kernel_string_n(addr, n)`.
     ReadStr(AddrSpace),
 }
 
@@ -151,8 +153,14 @@ const fn user(name: &'static str, params: &'static [Ty], ret: Ty, b: Builtin) ->
     sig(name, params, ret, Runs::User, Lowering::Builtin(b))
 }
 
+/// Kernel memory is readable anywhere (user-space probes read it through a BPF program run
+/// on demand); user memory only in a probe that has a current process.
 const fn read(name: &'static str, size: u8, signed: bool, space: AddrSpace) -> Signature {
-    sig(name, &[L], L, Runs::Kernel, Lowering::Read { size, signed, space })
+    let runs = match space {
+        AddrSpace::Kernel => Runs::Anywhere,
+        AddrSpace::User => Runs::Kernel,
+    };
+    sig(name, &[L], L, runs, Lowering::Read { size, signed, space })
 }
 
 /// A stack walk, which needs the kernel context of a probe.
@@ -217,10 +225,12 @@ pub const BUILTINS: &[Signature] = &[
     sig("_user_ipv6_str", &[L], S, Runs::Kernel, Lowering::Builtin(Builtin::UserIpv6Str)),
     sig("_kernel_ipv6_str", &[L], S, Runs::Kernel, Lowering::Builtin(Builtin::KernelIpv6Str)),
     sig("user_string", &[L], S, Runs::Kernel, Lowering::ReadStr(U)),
-    sig("kernel_string", &[L], S, Runs::Kernel, Lowering::ReadStr(K)),
+    sig("kernel_string", &[L], S, Runs::Anywhere, Lowering::ReadStr(K)),
     // The second argument is what a faulting read gives instead of "".
     sig("user_string", &[L, S], S, Runs::Kernel, Lowering::ReadStr(U)),
-    sig("kernel_string", &[L, S], S, Runs::Kernel, Lowering::ReadStr(K)),
+    sig("kernel_string", &[L, S], S, Runs::Anywhere, Lowering::ReadStr(K)),
+    sig("user_string_n", &[L, L], S, Runs::Kernel, Lowering::ReadStr(U)),
+    sig("kernel_string_n", &[L, L], S, Runs::Anywhere, Lowering::ReadStr(K)),
     read("user_char", 1, true, U),
     read("user_short", 2, true, U),
     read("user_ushort", 2, false, U),

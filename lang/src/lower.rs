@@ -1555,18 +1555,27 @@ impl Ctx<'_> {
             );
         }
         let vars: Vec<Var> = args.iter().filter_map(|a| self.expr(a)).collect();
+        // The second argument of a string read: what a fault gives, or how many bytes to read.
+        let (fallback, limit) = match (sig.params.get(1), vars.get(1)) {
+            (Some(Ty::Str), Some(&v)) => (Some(v), None),
+            (Some(Ty::Long), Some(&v)) => (None, Some(v)),
+            _ => (None, None),
+        };
         if let (Lowering::ReadStr(_), Some(&v)) = (sig.lowering, vars.first()) {
             if self.func.ty(v) == Ty::Str {
-                return Some(v);
+                // `kernel_string_n($comm, 16)`: the field is already a string, to be cut.
+                let Some(n) = limit else { return Some(v) };
+                let (zero, dst) = (self.temp(Ty::Long), self.temp(Ty::Str));
+                self.emit(InstKind::Const { dst: zero, value: 0 }, span);
+                self.emit(InstKind::Call { dst: Some(dst), builtin: Builtin::Substr, args: vec![v, zero, n] }, span);
+                return Some(dst);
             }
         }
         let dst = self.temp(sig.ret);
         let kind = match sig.lowering {
             Lowering::Builtin(builtin) => InstKind::Call { dst: Some(dst), builtin, args: vars },
             Lowering::Read { size, signed, space } => InstKind::Read { dst, addr: *vars.first()?, size, signed, space },
-            Lowering::ReadStr(space) => {
-                InstKind::ReadStr { dst, addr: *vars.first()?, space, fallback: vars.get(1).copied() }
-            }
+            Lowering::ReadStr(space) => InstKind::ReadStr { dst, addr: *vars.first()?, space, fallback, limit },
         };
         self.emit(kind, span);
         Some(dst)

@@ -120,7 +120,7 @@ pub fn attach(
     };
     let load = |name: &str, prog_type: u32, expected_attach_type: u32, attach_btf_id: u32| {
         let insns = code(name)?;
-        let spec = ProgSpec { name, prog_type, expected_attach_type, attach_btf_id, insns: &insns };
+        let spec = ProgSpec { name, prog_type, expected_attach_type, attach_btf_id, flags: 0, insns: &insns };
         bpf::prog_load(&spec).map_err(|e| load_error(e, point, &probe.spans))
     };
     match &probe.target {

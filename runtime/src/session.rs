@@ -18,6 +18,7 @@ use lang::span::Span;
 
 use crate::arrays::Arrays;
 use crate::kernel_info::LiveKernel;
+use crate::kernel_memory::KernelMemory;
 use crate::loader::{self, Maps};
 use crate::metrics::{self, MetricsServer, Scrape};
 use crate::output::{Decoder, Record, ScriptOutput};
@@ -96,6 +97,8 @@ pub struct Session<'a> {
     options: RunOptions,
     exit_requested: bool,
     metrics: Option<MetricsServer>,
+    /// What user-space handlers read kernel memory through.
+    kernel_memory: KernelMemory,
 }
 
 impl<'a> Session<'a> {
@@ -137,6 +140,7 @@ impl<'a> Session<'a> {
             options,
             exit_requested: false,
             metrics: None,
+            kernel_memory: KernelMemory::default(),
         };
         if let Some(addr) = &session.options.metrics {
             let server =
@@ -236,6 +240,7 @@ impl<'a> Session<'a> {
             globals: &self.globals,
             layout: &self.compiled.globals,
             out: &mut sink,
+            kernel_memory: &self.kernel_memory,
         };
         let effects = userspace::run(&mut env, &h.func)
             .map_err(|source| RuntimeError::Handler { point: h.point.clone(), source })?;
