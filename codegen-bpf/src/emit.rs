@@ -1813,6 +1813,10 @@ impl Emitter<'_> {
                 let conversion = if builtin == Builtin::Symname { "%ps" } else { "%pS" };
                 self.snprintf(off, conversion, &args[..1]);
             }
+            Builtin::Fileline { .. } => {
+                let off = self.scratch(dst.expect("a file and line are a string"));
+                self.snprintf(off, "0x%lx", &args[..1]);
+            }
             Builtin::Addr => {
                 match self.args {
                     ArgAccess::Kprobe { .. } | ArgAccess::PerfEvent => {
@@ -1874,12 +1878,12 @@ impl Emitter<'_> {
     /// appended with bpf_snprintf while there is room, so the text is cut at the string
     /// capacity as SystemTap cuts it at MAXSTRINGLEN. Kernel frames print as `%pS` (the
     /// kernel's `name+0xoff/0xsize`); user frames as SystemTap prints an address it cannot
-    /// name, `0x` and 16 hex digits.
+    /// name, its `%p`: `0x` and the hex digits.
     fn backtrace(&mut self, dst: u32, user: bool, symbols: bool) {
         let format = match (user, symbols) {
             (false, true) => "%pS\n",
-            (true, true) => "0x%016lx\n",
-            (_, false) => "0x%016lx ",
+            (true, true) => "0x%lx\n",
+            (_, false) => "0x%lx ",
         };
         let (bytes, len) = (self.tmp_off, self.tmp_off + 8);
         let done = self.new_label();

@@ -74,6 +74,12 @@ pub enum Builtin {
     /// `addr()`: the instruction pointer the probe interrupted (a perf event's sample, a
     /// kprobe's), kernel or user; 0 where there are no registers (tracepoints, user space).
     Addr,
+    /// `symfileline(addr)`, `usymfileline(addr)`: `file:line` of `addr` from DWARF line
+    /// tables. bpftap reads none, so this is the address in hex, SystemTap's answer when
+    /// the line tables are missing (scripts test for it with `strtol(s, 16)`).
+    Fileline {
+        user: bool,
+    },
     /// `modname(addr)`: the kernel module holding `addr`, "kernel" for the kernel's own
     /// text; an error for any other address.
     Modname,
@@ -213,6 +219,8 @@ pub const BUILTINS: &[Signature] = &[
     pure("symdata", &[L], S, Builtin::Symdata),
     context("addr", L, Builtin::Addr),
     user("modname", &[L], S, Builtin::Modname),
+    pure("symfileline", &[L], S, Builtin::Fileline { user: false }),
+    pure("usymfileline", &[L], S, Builtin::Fileline { user: true }),
     stack("sprint_backtrace", false, true),
     stack("sprint_ubacktrace", true, true),
     stack("backtrace", false, false),

@@ -926,6 +926,8 @@ impl Ctx<'_> {
                     );
                     Some((at, Some(mty)))
                 }
+                // `&@cast(p, "T")`: the object's address, `p` (what `&@container_of(..)` is).
+                ExprKind::Cast { .. } => self.typed(inner),
                 // `&@cast(0, "T")[1]` is sizeof(T): SystemTap's @cast_sizeof.
                 ExprKind::Index { base, keys } if !matches!(base.kind, ExprKind::Ident(_)) => {
                     let (addr, elem) = self.element_addr(base, keys, span)?;
