@@ -675,7 +675,10 @@ impl Emitter<'_> {
                     | InstKind::LoadContextStr { .. }
                     | InstKind::LoadArg { .. }
                     | InstKind::LoadReturn { .. }
-                    | InstKind::Call { builtin: Builtin::UserMode | Builtin::Addr | Builtin::Backtrace { .. }, .. }
+                    | InstKind::Call {
+                        builtin: Builtin::UserMode | Builtin::Addr | Builtin::Uaddr | Builtin::Backtrace { .. },
+                        ..
+                    }
             )
         })
     }
@@ -1781,8 +1784,7 @@ impl Emitter<'_> {
                 self.isinstr_const(args[0], needle.as_bytes());
                 long_result(self);
             }
-            Builtin::Strtol
-            | Builtin::TextStr
+            Builtin::TextStr
             | Builtin::StrReplace
             | Builtin::Tokenize
             | Builtin::ErrnoStr
@@ -1813,7 +1815,44 @@ impl Emitter<'_> {
                 let conversion = if builtin == Builtin::Symname { "%ps" } else { "%pS" };
                 self.snprintf(off, conversion, &args[..1]);
             }
-            Builtin::Fileline { .. } => {
+            Builtin::Strtol => {
+                let base = self.consts.get(&args[1]).copied();
+                if !matches!(base, Some(0 | 8 | 10 | 16)) {
+                    return Err(self.unsupported("`strtol` with a base other than a constant 0, 8, 10 or 16"));
+                }
+                // bpf_strtol: leading spaces, a sign, then digits up to the first other byte;
+                // a string with none gives 0, as SystemTap's does.
+                self.push(insn::st_imm(Size::DW, SCRATCH, self.tmp_off as i16, 0));
+                self.str_addr(Reg::R1, args[0]);
+                self.push(insn::mov64_imm(Reg::R2, self.cap as i32));
+                self.push(insn::mov64_imm(Reg::R3, base.unwrap_or(0)));
+                self.scratch_addr(Reg::R4, self.tmp_off);
+                self.push(insn::call(Helper::Strtol));
+                self.push(insn::ldx(Size::DW, Reg::R0, SCRATCH, self.tmp_off as i16));
+                long_result(self);
+            }
+            Builtin::Uaddr => {
+                let done = self.new_label();
+                if matches!(self.args, ArgAccess::Kprobe { .. } | ArgAccess::PerfEvent) {
+                    // Interrupted in user mode: the context's registers are the user's.
+                    let (offset, mask, user) = PT_REGS_MODE;
+                    let kernel_mode = self.new_label();
+                    self.push(insn::ldx(Size::DW, Reg::R1, CTX, offset));
+                    self.push(insn::alu64_imm(AluOp::And, Reg::R1, mask));
+                    self.jump_if_imm(JmpOp::Ne, Reg::R1, user, kernel_mode);
+                    self.push(insn::ldx(Size::DW, Reg::R0, CTX, PT_REGS_IP));
+                    self.jump(done);
+                    self.bind(kernel_mode);
+                }
+                // The registers the task entered the kernel with (zeros for a kernel thread).
+                self.push(insn::call(Helper::GetCurrentTaskBtf));
+                self.push(insn::mov64_reg(Reg::R1, Reg::R0));
+                self.push(insn::call(Helper::TaskPtRegs));
+                self.push(insn::ldx(Size::DW, Reg::R0, Reg::R0, PT_REGS_IP));
+                self.bind(done);
+                long_result(self);
+            }
+            Builtin::Fileline { .. } | Builtin::Usym => {
                 let off = self.scratch(dst.expect("a file and line are a string"));
                 self.snprintf(off, "0x%lx", &args[..1]);
             }

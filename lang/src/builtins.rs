@@ -80,6 +80,12 @@ pub enum Builtin {
     Fileline {
         user: bool,
     },
+    /// `uaddr()`: where the current task is in user space: the sampled instruction pointer in
+    /// user mode, else the one saved on entry to the kernel (0 for a kernel thread).
+    Uaddr,
+    /// `usymname(addr)`, `usymdata(addr)`: a user address's symbol. BPF has no user symbol
+    /// tables, so this is the address in hex, SystemTap's answer for an unknown symbol.
+    Usym,
     /// `modname(addr)`: the kernel module holding `addr`, "kernel" for the kernel's own
     /// text; an error for any other address.
     Modname,
@@ -204,7 +210,8 @@ pub const BUILTINS: &[Signature] = &[
     pure("stringat", &[S, L], L, Builtin::Stringat),
     // In a kernel probe the second argument must be a constant string (see codegen-bpf).
     pure("isinstr", &[S, S], L, Builtin::Isinstr),
-    user("strtol", &[S, L], L, Builtin::Strtol),
+    // In a kernel probe the base must be 0, 8, 10 or 16 (bpf_strtol's).
+    pure("strtol", &[S, L], L, Builtin::Strtol),
     user("text_str", &[S], S, Builtin::TextStr),
     user("str_replace", &[S, S, S], S, Builtin::StrReplace),
     user("tokenize", &[S, S], S, Builtin::Tokenize),
@@ -218,6 +225,9 @@ pub const BUILTINS: &[Signature] = &[
     pure("symname", &[L], S, Builtin::Symname),
     pure("symdata", &[L], S, Builtin::Symdata),
     context("addr", L, Builtin::Addr),
+    sig("uaddr", &[], L, Runs::Kernel, Lowering::Builtin(Builtin::Uaddr)),
+    pure("usymname", &[L], S, Builtin::Usym),
+    pure("usymdata", &[L], S, Builtin::Usym),
     user("modname", &[L], S, Builtin::Modname),
     pure("symfileline", &[L], S, Builtin::Fileline { user: false }),
     pure("usymfileline", &[L], S, Builtin::Fileline { user: true }),

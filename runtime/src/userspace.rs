@@ -647,7 +647,7 @@ fn call(env: &Env<'_>, vars: &[Value], builtin: Builtin, args: &[Var]) -> Result
         Builtin::ErrnoStr | Builtin::Ctime | Builtin::Symname | Builtin::Symdata => {
             Value::Str(text_of_long(builtin, arg(0)))
         }
-        Builtin::Fileline { .. } => Value::Str(format!("{:#x}", arg(0))),
+        Builtin::Fileline { .. } | Builtin::Usym => Value::Str(format!("{:#x}", arg(0))),
         Builtin::Modname => Value::Str(crate::symbols::modname(arg(0) as u64).map_err(HandlerError::Script)?),
         // A user-space probe runs in bpftap, not in an interrupted context: no registers.
         Builtin::UserMode | Builtin::Addr => Value::Long(0),
