@@ -72,7 +72,8 @@ pub enum Builtin {
     /// `symdata(addr)`: `name+0xoffset/0xsize` for a kernel address (`%pS` in the kernel).
     Symdata,
     /// `addr()`: the instruction pointer the probe interrupted (a perf event's sample, a
-    /// kprobe's), kernel or user; 0 where there are no registers (tracepoints, user space).
+    /// kprobe's), kernel or user; 0 where there are no registers (tracepoints, fentry, user
+    /// space).
     Addr,
     /// `symfileline(addr)`, `usymfileline(addr)`: `file:line` of `addr` from DWARF line
     /// tables. bpftap reads none, so this is the address in hex, SystemTap's answer when
