@@ -73,6 +73,11 @@ const PT_REGS_ARGS: [i16; 6] = [0, 8, 16, 24, 32, 40];
 const PT_REGS_RET: i16 = 0;
 /// Where `struct pt_regs` tells the privilege level, and the bits that say user mode there:
 /// cs's two low bits are 3 on x86-64; pstate's mode bits are 0 (EL0) on arm64.
+/// Where `struct pt_regs` keeps the instruction pointer: ip on x86-64, pc on arm64.
+#[cfg(target_arch = "x86_64")]
+const PT_REGS_IP: i16 = 128;
+#[cfg(not(target_arch = "x86_64"))]
+const PT_REGS_IP: i16 = 256;
 #[cfg(target_arch = "x86_64")]
 const PT_REGS_MODE: (i16, i32, i32) = (136, 3, 3);
 #[cfg(not(target_arch = "x86_64"))]
@@ -169,6 +174,10 @@ const BPF_ANY: i32 = 0;
 const BPF_NOEXIST: i32 = 1;
 /// Maximum arguments of `bpf_snprintf`.
 const SNPRINTF_MAX_ARGS: u32 = 12;
+/// The frames a backtrace walks, SystemTap's MAXBACKTRACE.
+const MAX_FRAMES: u32 = 20;
+/// `bpf_get_stack`'s flag for the user-space stack.
+const BPF_F_USER_STACK: i32 = 1 << 8;
 
 const CTX: Reg = Reg::R6;
 const SCRATCH: Reg = Reg::R7;
@@ -239,11 +248,18 @@ pub fn emit_handler(cx: Context<'_>, handler: HandlerSpec<'_>, rodata: &mut Roda
     let tmp_off = args_off + SNPRINTF_MAX_ARGS * 8;
     let key_off = tmp_off + 16;
     let max_key = program.arrays.values().map(|a| layout::key_layout(a).1).max().unwrap_or(0).div_ceil(8) * 8;
-    let (key, scratch_size) = if alloc.stack_bytes + max_key <= STACK_LIMIT {
+    let (key, frames_off) = if alloc.stack_bytes + max_key <= STACK_LIMIT {
         (Buf { base: Reg::R10, off: STACK_BASE - (alloc.stack_bytes + max_key) as i16 }, key_off)
     } else {
         (Buf::scratch(key_off), key_off + max_key)
     };
+    // The frames of a backtrace, last, only for a handler that walks the stack.
+    let walks_stack = func
+        .blocks
+        .values()
+        .flat_map(|b| &b.insts)
+        .any(|i| matches!(i.kind, InstKind::Call { builtin: Builtin::Backtrace { .. }, .. }));
+    let scratch_size = if walks_stack { frames_off + MAX_FRAMES * 8 } else { frames_off };
     let consts = constant_vars(func);
     // Two passes: the first learns which variables are ever read back from their homes, the
     // second stores only those. Stores do not change what the registers hold, so both
@@ -261,6 +277,7 @@ pub fn emit_handler(cx: Context<'_>, handler: HandlerSpec<'_>, rodata: &mut Roda
             str_tmp_off,
             args_off,
             tmp_off,
+            frames_off,
             key,
             handler_index,
             args,
@@ -310,6 +327,8 @@ struct Emitter<'a> {
     str_tmp_off: u32,
     args_off: u32,
     tmp_off: u32,
+    /// Where a backtrace's frames are read to (`MAX_FRAMES` of 8 bytes).
+    frames_off: u32,
     /// Where array keys are built.
     key: Buf,
     /// This handler's index in the program, for error records.
@@ -748,7 +767,10 @@ impl Emitter<'_> {
                     | InstKind::LoadContextStr { .. }
                     | InstKind::LoadArg { .. }
                     | InstKind::LoadReturn { .. }
-                    | InstKind::Call { builtin: Builtin::UserMode, .. }
+                    | InstKind::Call {
+                        builtin: Builtin::UserMode | Builtin::Addr | Builtin::Uaddr | Builtin::Backtrace { .. },
+                        ..
+                    }
             )
         })
     }
@@ -1018,10 +1040,21 @@ impl Emitter<'_> {
                 }
                 self.store(*dst, Reg::R0);
             }
-            InstKind::ReadStr { dst, addr, space, fallback } => {
+            InstKind::ReadStr { dst, addr, space, fallback, limit } => {
                 let off = self.scratch(*dst);
+                match limit {
+                    // SystemTap reads n bytes and the NUL, 1 to MAXSTRINGLEN in all.
+                    Some(n) => {
+                        self.load(Reg::R2, *n);
+                        self.push(insn::alu64_imm(AluOp::Add, Reg::R2, 1));
+                        self.push(insn::jmp_imm(JmpOp::Sge, Reg::R2, 1, 1));
+                        self.push(insn::mov64_imm(Reg::R2, 1));
+                        self.push(insn::jmp_imm(JmpOp::Sle, Reg::R2, self.cap as i32, 1));
+                        self.push(insn::mov64_imm(Reg::R2, self.cap as i32));
+                    }
+                    None => self.push(insn::mov64_imm(Reg::R2, self.cap as i32)),
+                }
                 self.scratch_addr(Reg::R1, off);
-                self.push(insn::mov64_imm(Reg::R2, self.cap as i32));
                 self.load(Reg::R3, *addr);
                 let helper = match space {
                     AddrSpace::User => Helper::ProbeReadUserStr,
@@ -2221,16 +2254,14 @@ impl Emitter<'_> {
                 self.isinstr_const(args[0], needle.as_bytes());
                 long_result(self);
             }
-            Builtin::Strtol
-            | Builtin::TextStr
+            Builtin::TextStr
             | Builtin::Tokenize
             | Builtin::TzGmtoff
             | Builtin::TzName
             | Builtin::Matched
             | Builtin::MatchedStr
             | Builtin::Ngroups
-            | Builtin::Symname
-            | Builtin::Symdata
+            | Builtin::Modname
             | Builtin::System
             | Builtin::SwitchFile
             | Builtin::Warn
@@ -2244,6 +2275,69 @@ impl Emitter<'_> {
             Builtin::TaskCurrent => {
                 self.push(insn::call(Helper::GetCurrentTask));
                 long_result(self);
+            }
+            Builtin::Symname | Builtin::Symdata => {
+                // The kernel's own symbol table, through bpf_snprintf: `%ps` is the name, `%pS`
+                // adds `+0xoffset/0xsize` (and ` [module]`); both give the address in hex when
+                // no symbol holds it, as SystemTap does.
+                let off = self.scratch(dst.expect("a symbol has a name"));
+                let conversion = if builtin == Builtin::Symname { "%ps" } else { "%pS" };
+                self.snprintf(off, conversion, &args[..1]);
+            }
+            Builtin::Strtol => {
+                let base = self.consts.get(&args[1]).copied();
+                if !matches!(base, Some(0 | 8 | 10 | 16)) {
+                    return Err(self.unsupported("`strtol` with a base other than a constant 0, 8, 10 or 16"));
+                }
+                // bpf_strtol: leading spaces, a sign, then digits up to the first other byte;
+                // a string with none gives 0, as SystemTap's does.
+                self.push(insn::st_imm(Size::DW, SCRATCH, self.tmp_off as i16, 0));
+                self.str_addr(Reg::R1, args[0]);
+                self.push(insn::mov64_imm(Reg::R2, self.cap as i32));
+                self.push(insn::mov64_imm(Reg::R3, base.unwrap_or(0)));
+                self.scratch_addr(Reg::R4, self.tmp_off);
+                self.push(insn::call(Helper::Strtol));
+                self.push(insn::ldx(Size::DW, Reg::R0, SCRATCH, self.tmp_off as i16));
+                long_result(self);
+            }
+            Builtin::Uaddr => {
+                let done = self.new_label();
+                if matches!(self.args, ArgAccess::Kprobe { .. } | ArgAccess::PerfEvent) {
+                    // Interrupted in user mode: the context's registers are the user's.
+                    let (offset, mask, user) = PT_REGS_MODE;
+                    let kernel_mode = self.new_label();
+                    self.push(insn::ldx(Size::DW, Reg::R1, CTX, offset));
+                    self.push(insn::alu64_imm(AluOp::And, Reg::R1, mask));
+                    self.jump_if_imm(JmpOp::Ne, Reg::R1, user, kernel_mode);
+                    self.push(insn::ldx(Size::DW, Reg::R0, CTX, PT_REGS_IP));
+                    self.jump(done);
+                    self.bind(kernel_mode);
+                }
+                // The registers the task entered the kernel with (zeros for a kernel thread).
+                self.push(insn::call(Helper::GetCurrentTaskBtf));
+                self.push(insn::mov64_reg(Reg::R1, Reg::R0));
+                self.push(insn::call(Helper::TaskPtRegs));
+                self.push(insn::ldx(Size::DW, Reg::R0, Reg::R0, PT_REGS_IP));
+                self.bind(done);
+                long_result(self);
+            }
+            Builtin::Fileline { .. } | Builtin::Usym => {
+                let off = self.scratch(dst.expect("a file and line are a string"));
+                self.snprintf(off, "0x%lx", &args[..1]);
+            }
+            Builtin::Addr => {
+                match self.args {
+                    ArgAccess::Kprobe { .. } | ArgAccess::PerfEvent => {
+                        self.push(insn::ldx(Size::DW, Reg::R0, CTX, PT_REGS_IP))
+                    }
+                    // No registers: SystemTap's addr() is 0 there too.
+                    ArgAccess::None | ArgAccess::Fentry { .. } => self.push(insn::mov64_imm(Reg::R0, 0)),
+                }
+                long_result(self);
+            }
+            Builtin::Backtrace { user, symbols } => {
+                let d = self.scratch(dst.expect("a backtrace is a string"));
+                self.backtrace(d, user, symbols);
             }
             Builtin::UserMode => {
                 match self.args {
@@ -2285,6 +2379,57 @@ impl Emitter<'_> {
         } else {
             self.push(insn::mov32_reg(Reg::R0, Reg::R0));
         }
+    }
+
+    /// The stack as text at scratch offset `dst`: `bpf_get_stack` reads up to `MAX_FRAMES`
+    /// return addresses (from the interrupted registers in a perf event), then each frame is
+    /// appended with bpf_snprintf while there is room, so the text is cut at the string
+    /// capacity as SystemTap cuts it at MAXSTRINGLEN. Kernel frames print as `%pS` (the
+    /// kernel's `name+0xoff/0xsize`); user frames as SystemTap prints an address it cannot
+    /// name, its `%p`: `0x` and the hex digits.
+    fn backtrace(&mut self, dst: u32, user: bool, symbols: bool) {
+        let format = match (user, symbols) {
+            (false, true) => "%pS\n",
+            (true, true) => "0x%lx\n",
+            (_, false) => "0x%lx ",
+        };
+        let (bytes, len) = (self.tmp_off, self.tmp_off + 8);
+        let done = self.new_label();
+        self.push(insn::st_imm(Size::B, SCRATCH, dst as i16, 0));
+        self.push(insn::st_imm(Size::DW, SCRATCH, len as i16, 0));
+        self.push(insn::mov64_reg(Reg::R1, CTX));
+        self.scratch_addr(Reg::R2, self.frames_off);
+        self.push(insn::mov64_imm(Reg::R3, (MAX_FRAMES * 8) as i32));
+        self.push(insn::mov64_imm(Reg::R4, if user { BPF_F_USER_STACK } else { 0 }));
+        self.push(insn::call(Helper::GetStack));
+        self.push(insn::stx(Size::DW, SCRATCH, Reg::R0, bytes as i16));
+        // Unrolled: the verifier sees each frame's bounds without a loop to prove.
+        for frame in 0..MAX_FRAMES {
+            self.push(insn::ldx(Size::DW, Reg::R0, SCRATCH, bytes as i16));
+            self.jump_if_imm(JmpOp::Sle, Reg::R0, (frame * 8) as i32, done);
+            self.push(insn::ldx(Size::DW, Reg::R0, SCRATCH, (self.frames_off + frame * 8) as i16));
+            self.push(insn::stx(Size::DW, SCRATCH, Reg::R0, self.args_off as i16));
+            // r1 = the length so far, below the capacity less the NUL: the room left, r2, is
+            // then 2..=cap, and the slot of slack after every string slot (see `concat`)
+            // keeps the verifier's worst case, longest text and most room, in scratch.
+            self.push(insn::ldx(Size::DW, Reg::R3, SCRATCH, len as i16));
+            self.jump_if_imm(JmpOp::Ge, Reg::R3, self.cap as i32 - 1, done);
+            self.push(insn::mov64_imm(Reg::R2, self.cap as i32));
+            self.push(insn::alu64_reg(AluOp::Sub, Reg::R2, Reg::R3));
+            self.scratch_addr(Reg::R1, dst);
+            self.push(insn::alu64_reg(AluOp::Add, Reg::R1, Reg::R3));
+            self.rodata_ptr(Reg::R3, format);
+            self.scratch_addr(Reg::R4, self.args_off);
+            self.push(insn::mov64_imm(Reg::R5, 8));
+            self.push(insn::call(Helper::Snprintf));
+            // r0 = the whole line's length with its NUL, more than the room when it was cut.
+            self.jump_if_imm(JmpOp::Sle, Reg::R0, 0, done);
+            self.push(insn::alu64_imm(AluOp::Sub, Reg::R0, 1));
+            self.push(insn::ldx(Size::DW, Reg::R1, SCRATCH, len as i16));
+            self.push(insn::alu64_reg(AluOp::Add, Reg::R1, Reg::R0));
+            self.push(insn::stx(Size::DW, SCRATCH, Reg::R1, len as i16));
+        }
+        self.bind(done);
     }
 
     /// Formats the address in the scratch temporary buffer with a `%pI` conversion.

@@ -633,6 +633,7 @@ helpers! {
     ProbeReadStr = 45, "probe_read_str";
     GetStack = 67, "get_stack";
     GetCurrentCgroupId = 80, "get_current_cgroup_id";
+    Strtol = 105, "strtol";
     SendSignal = 109, "send_signal";
     ProbeReadUser = 112, "probe_read_user";
     ProbeReadKernel = 113, "probe_read_kernel";
@@ -651,6 +652,7 @@ helpers! {
     Snprintf = 165, "snprintf";
     GetFuncIp = 173, "get_func_ip";
     GetAttachCookie = 174, "get_attach_cookie";
+    TaskPtRegs = 175, "task_pt_regs";
     Loop = 181, "loop";
     Strncmp = 182, "strncmp";
     GetFuncArg = 183, "get_func_arg";

@@ -8,6 +8,7 @@
 //! - [`disasm`]: instructions back to the text `-p4` prints.
 //! - [`btf`]: the small BTF and `func_info` a program with callbacks is loaded with.
 //! - [`object`]: the script as programs, maps and `.rodata`, and its ELF form (`--emit-elf`).
+//! - [`reader`]: the program user-space handlers read kernel memory through.
 //!
 //! Invariant: this crate makes no syscall and reads no file; its output depends only on the
 //! IR and on the architecture bpftap itself was built for (`emit` picks the `struct pt_regs`
@@ -21,4 +22,5 @@ pub mod emit;
 pub mod insn;
 pub mod layout;
 pub mod object;
+pub mod reader;
 pub mod regalloc;

@@ -75,11 +75,38 @@ pub enum Builtin {
     /// `user_mode()`: 1 when the probe interrupted user-space code (a perf event's sample, a
     /// uprobe), 0 in the kernel and in begin/end/timer probes.
     UserMode,
-    /// `symname(addr)`: the kernel symbol holding `addr`, from /proc/kallsyms, or the address
-    /// in hex.
+    /// `symname(addr)`: the kernel symbol holding `addr`, or the address in hex: from
+    /// /proc/kallsyms in user space, from the kernel's own table (`%ps`) in a kernel probe.
     Symname,
-    /// `symdata(addr)`: `name+0xoffset/0xsize` for a kernel address.
+    /// `symdata(addr)`: `name+0xoffset/0xsize` for a kernel address (`%pS` in the kernel).
     Symdata,
+    /// `addr()`: the instruction pointer the probe interrupted (a perf event's sample, a
+    /// kprobe's), kernel or user; 0 where there are no registers (tracepoints, fentry, user
+    /// space).
+    Addr,
+    /// `symfileline(addr)`, `usymfileline(addr)`: `file:line` of `addr` from DWARF line
+    /// tables. bpftap reads none, so this is the address in hex, SystemTap's answer when
+    /// the line tables are missing (scripts test for it with `strtol(s, 16)`).
+    Fileline {
+        user: bool,
+    },
+    /// `uaddr()`: where the current task is in user space: the sampled instruction pointer in
+    /// user mode, else the one saved on entry to the kernel (0 for a kernel thread).
+    Uaddr,
+    /// `usymname(addr)`, `usymdata(addr)`: a user address's symbol. BPF has no user symbol
+    /// tables, so this is the address in hex, SystemTap's answer for an unknown symbol.
+    Usym,
+    /// `modname(addr)`: the kernel module holding `addr`, "kernel" for the kernel's own
+    /// text; an error for any other address.
+    Modname,
+    /// The current stack as text, one frame a line: `sprint_backtrace()` (kernel frames,
+    /// `name+0xoff/0xsize`), `sprint_ubacktrace()` (user frames in hex, which BPF cannot
+    /// symbolize), or with `symbols: false` the hex addresses each followed by a space
+    /// (`backtrace()`, `ubacktrace()`).
+    Backtrace {
+        user: bool,
+        symbols: bool,
+    },
     /// `system(cmd)`: `sh -c cmd` started once the probe is done, not waited for. In a kernel
     /// probe `lower` makes `system`, `warn` and `error` records instead (see `ir::Sink`).
     System,
@@ -111,8 +138,10 @@ pub enum Lowering {
         signed: bool,
         space: AddrSpace,
     },
-    /// A fault-safe string read: `user_string(addr)`, `kernel_string(addr)`, and with a
-    /// second argument, the string to give on a fault: `user_string(addr, "<unknown>")`.
+    /// A fault-safe string read (kernel memory anywhere, user memory in kernel probes):
+    /// `user_string(addr)`, `kernel_string(addr)`, and with a
+    /// second argument, the string to give on a fault: `user_string(addr, "<unknown>")`, or
+    /// the most bytes to read: `kernel_string_n(addr, n)`.
     ReadStr(AddrSpace),
 }
 
@@ -146,8 +175,19 @@ const fn user(name: &'static str, params: &'static [Ty], ret: Ty, b: Builtin) ->
     sig(name, params, ret, Runs::User, Lowering::Builtin(b))
 }
 
+/// Kernel memory is readable anywhere (user-space probes read it through a BPF program run
+/// on demand); user memory only in a probe that has a current process.
 const fn read(name: &'static str, size: u8, signed: bool, space: AddrSpace) -> Signature {
-    sig(name, &[L], L, Runs::Kernel, Lowering::Read { size, signed, space })
+    let runs = match space {
+        AddrSpace::Kernel => Runs::Anywhere,
+        AddrSpace::User => Runs::Kernel,
+    };
+    sig(name, &[L], L, runs, Lowering::Read { size, signed, space })
+}
+
+/// A stack walk, which needs the kernel context of a probe.
+const fn stack(name: &'static str, user: bool, symbols: bool) -> Signature {
+    sig(name, &[], S, Runs::Kernel, Lowering::Builtin(Builtin::Backtrace { user, symbols }))
 }
 
 use AddrSpace::{Kernel as K, User as U};
@@ -180,7 +220,8 @@ pub const BUILTINS: &[Signature] = &[
     pure("stringat", &[S, L], L, Builtin::Stringat),
     // In a kernel probe the second argument must be a constant string (see codegen-bpf).
     pure("isinstr", &[S, S], L, Builtin::Isinstr),
-    user("strtol", &[S, L], L, Builtin::Strtol),
+    // In a kernel probe the base must be 0, 8, 10 or 16 (bpf_strtol's).
+    pure("strtol", &[S, L], L, Builtin::Strtol),
     user("text_str", &[S], S, Builtin::TextStr),
     // In a kernel probe the second and third arguments must be constant strings.
     pure("str_replace", &[S, S, S], S, Builtin::StrReplace),
@@ -193,8 +234,19 @@ pub const BUILTINS: &[Signature] = &[
     user("matched", &[L], S, Builtin::Matched),
     user("matched_str", &[], S, Builtin::MatchedStr),
     user("ngroups", &[], L, Builtin::Ngroups),
-    user("symname", &[L], S, Builtin::Symname),
-    user("symdata", &[L], S, Builtin::Symdata),
+    pure("symname", &[L], S, Builtin::Symname),
+    pure("symdata", &[L], S, Builtin::Symdata),
+    context("addr", L, Builtin::Addr),
+    sig("uaddr", &[], L, Runs::Kernel, Lowering::Builtin(Builtin::Uaddr)),
+    pure("usymname", &[L], S, Builtin::Usym),
+    pure("usymdata", &[L], S, Builtin::Usym),
+    user("modname", &[L], S, Builtin::Modname),
+    pure("symfileline", &[L], S, Builtin::Fileline { user: false }),
+    pure("usymfileline", &[L], S, Builtin::Fileline { user: true }),
+    stack("sprint_backtrace", false, true),
+    stack("sprint_ubacktrace", true, true),
+    stack("backtrace", false, false),
+    stack("ubacktrace", true, false),
     context("user_mode", L, Builtin::UserMode),
     user("system", &[S], L, Builtin::System),
     user("switch_file", &[], L, Builtin::SwitchFile),
@@ -205,10 +257,12 @@ pub const BUILTINS: &[Signature] = &[
     sig("_kernel_buffer_hex", &[L, L], S, Runs::Kernel, Lowering::Builtin(Builtin::KernelBufferHex)),
     sig("_kernel_buffer_text", &[L, L], S, Runs::Kernel, Lowering::Builtin(Builtin::KernelBufferText)),
     sig("user_string", &[L], S, Runs::Kernel, Lowering::ReadStr(U)),
-    sig("kernel_string", &[L], S, Runs::Kernel, Lowering::ReadStr(K)),
+    sig("kernel_string", &[L], S, Runs::Anywhere, Lowering::ReadStr(K)),
     // The second argument is what a faulting read gives instead of "".
     sig("user_string", &[L, S], S, Runs::Kernel, Lowering::ReadStr(U)),
-    sig("kernel_string", &[L, S], S, Runs::Kernel, Lowering::ReadStr(K)),
+    sig("kernel_string", &[L, S], S, Runs::Anywhere, Lowering::ReadStr(K)),
+    sig("user_string_n", &[L, L], S, Runs::Kernel, Lowering::ReadStr(U)),
+    sig("kernel_string_n", &[L, L], S, Runs::Anywhere, Lowering::ReadStr(K)),
     read("user_char", 1, true, U),
     read("user_short", 2, true, U),
     read("user_ushort", 2, false, U),

@@ -299,17 +299,26 @@ impl Ctx<'_> {
     /// sched_switch), not only fields of its record (`$prev_pid`), becomes a raw tracepoint
     /// probe: its `$vars` are then the arguments, typed from BTF as a kernel function's
     /// parameters are. A name that is both (`$irq` of irq_handler_entry) stays a record
-    /// field while the body reads no argument-only name. Returns the record's format when
-    /// the probe switched, for [`record_fields_read`].
+    /// field while the body reads no argument-only name, nor follows a member of a field the
+    /// record has as a `void *` (`$timer->function` of timer_expire_entry: SystemTap's `$timer`
+    /// is the argument, a `struct timer_list *`). Returns the record's format when the probe
+    /// switched, for [`record_fields_read`].
     fn read_tracepoint_args(&self, r: &mut Resolved, body: &Block) -> Option<TracepointFormat> {
         let (Target::Tracepoint { event, .. }, Some(format)) = (&r.target, &r.format) else { return None };
+        let untyped = |name: &str| format.field(name).is_some_and(|f| f.c_type.replace(' ', "") == "void*");
         let mut unknown = BTreeSet::new();
-        walk_exprs(body, &mut |e| {
-            if let ExprKind::TargetVar(name) = &e.kind {
-                if format.field(name).is_none() {
-                    unknown.insert(name.clone());
+        walk_exprs(body, &mut |e| match &e.kind {
+            ExprKind::TargetVar(name) if format.field(name).is_none() => {
+                unknown.insert(name.clone());
+            }
+            ExprKind::Member { base, .. } => {
+                if let ExprKind::TargetVar(name) = &base.kind {
+                    if untyped(name) {
+                        unknown.insert(name.clone());
+                    }
                 }
             }
+            _ => {}
         });
         if unknown.is_empty() {
             return None;

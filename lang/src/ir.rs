@@ -436,12 +436,14 @@ pub enum InstKind {
         space: AddrSpace,
         fault: Option<Var>,
     },
-    /// The NUL-terminated string at `addr`; on fault `fallback`, or "" without one.
+    /// The NUL-terminated string at `addr`, at most `limit` bytes of it when given
+    /// (`kernel_string_n`); on fault `fallback`, or "" without one.
     ReadStr {
         dst: Var,
         addr: Var,
         space: AddrSpace,
         fallback: Option<Var>,
+        limit: Option<Var>,
     },
     /// A built-in function of the language's library.
     Call {
@@ -649,7 +651,9 @@ impl InstKind {
             }
             InstKind::StrCompare { lhs, rhs, .. } | InstKind::Concat { lhs, rhs, .. } => vec![*lhs, *rhs],
             InstKind::Read { addr, .. } => vec![*addr],
-            InstKind::ReadStr { addr, fallback, .. } => std::iter::once(*addr).chain(*fallback).collect(),
+            InstKind::ReadStr { addr, fallback, limit, .. } => {
+                std::iter::once(*addr).chain(*fallback).chain(*limit).collect()
+            }
             InstKind::Call { args, .. } | InstKind::Sprintf { args, .. } | InstKind::Printf { args, .. } => {
                 args.clone()
             }
@@ -865,9 +869,15 @@ impl fmt::Display for InstKind {
                     None => Ok(()),
                 }
             }
-            InstKind::ReadStr { dst, addr, space, fallback: None } => write!(f, "{dst} = read_str.{space:?} [{addr}]"),
-            InstKind::ReadStr { dst, addr, space, fallback: Some(d) } => {
-                write!(f, "{dst} = read_str.{space:?} [{addr}] or {d}")
+            InstKind::ReadStr { dst, addr, space, fallback, limit } => {
+                write!(f, "{dst} = read_str.{space:?} [{addr}]")?;
+                if let Some(n) = limit {
+                    write!(f, " limit {n}")?;
+                }
+                match fallback {
+                    Some(d) => write!(f, " or {d}"),
+                    None => Ok(()),
+                }
             }
             InstKind::Call { dst: Some(d), builtin, args } => {
                 write!(f, "{d} = call {}({})", builtin.name(), join(args))

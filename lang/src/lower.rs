@@ -976,6 +976,8 @@ impl Ctx<'_> {
                     );
                     Some((at, Some(mty)))
                 }
+                // `&@cast(p, "T")`: the object's address, `p` (what `&@container_of(..)` is).
+                ExprKind::Cast { .. } => self.typed(inner),
                 // `&@cast(0, "T")[1]` is sizeof(T): SystemTap's @cast_sizeof.
                 ExprKind::Index { base, keys } if !matches!(base.kind, ExprKind::Ident(_)) => {
                     let (addr, elem) = self.element_addr(base, keys, span)?;
@@ -1681,9 +1683,20 @@ impl Ctx<'_> {
             );
         }
         let vars: Vec<Var> = args.iter().filter_map(|a| self.expr(a)).collect();
+        // The second argument of a string read: what a fault gives, or how many bytes to read.
+        let (fallback, limit) = match (sig.params.get(1), vars.get(1)) {
+            (Some(Ty::Str), Some(&v)) => (Some(v), None),
+            (Some(Ty::Long), Some(&v)) => (None, Some(v)),
+            _ => (None, None),
+        };
         if let (Lowering::ReadStr(_), Some(&v)) = (sig.lowering, vars.first()) {
             if self.func.ty(v) == Ty::Str {
-                return Some(v);
+                // `kernel_string_n($comm, 16)`: the field is already a string, to be cut.
+                let Some(n) = limit else { return Some(v) };
+                let (zero, dst) = (self.temp(Ty::Long), self.temp(Ty::Str));
+                self.emit(InstKind::Const { dst: zero, value: 0 }, span);
+                self.emit(InstKind::Call { dst: Some(dst), builtin: Builtin::Substr, args: vec![v, zero, n] }, span);
+                return Some(dst);
             }
         }
         let dst = self.temp(sig.ret);
@@ -1692,9 +1705,7 @@ impl Ctx<'_> {
             Lowering::Read { size, signed, space } => {
                 InstKind::Read { dst, addr: *vars.first()?, size, signed, space, fault: None }
             }
-            Lowering::ReadStr(space) => {
-                InstKind::ReadStr { dst, addr: *vars.first()?, space, fallback: vars.get(1).copied() }
-            }
+            Lowering::ReadStr(space) => InstKind::ReadStr { dst, addr: *vars.first()?, space, fallback, limit },
         };
         self.emit(kind, span);
         Some(dst)

@@ -574,9 +574,9 @@ impl<'a> Ctx<'a> {
                 }
                 return;
             }
-            for (p, a) in sig.params.iter().zip(args) {
+            for (i, (p, a)) in sig.params.iter().zip(args).enumerate() {
                 // kernel_string($char_array_field): the field is already a string.
-                let string_read = matches!(sig.lowering, builtins::Lowering::ReadStr(_));
+                let string_read = matches!(sig.lowering, builtins::Lowering::ReadStr(_)) && i == 0;
                 if string_read && self.table.expr_ty(scope, format, a) == Some(Ty::Str) {
                     continue;
                 }

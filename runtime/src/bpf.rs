@@ -15,6 +15,7 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 const BPF_MAP_CREATE: libc::c_long = 0;
 const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
 const BPF_PROG_LOAD: libc::c_long = 5;
+const BPF_PROG_TEST_RUN: libc::c_long = 10;
 const BPF_RAW_TRACEPOINT_OPEN: libc::c_long = 17;
 const BPF_BTF_LOAD: libc::c_long = 18;
 const BPF_MAP_FREEZE: libc::c_long = 22;
@@ -27,6 +28,8 @@ pub mod prog_type {
     pub const PERF_EVENT: u32 = 7;
     pub const RAW_TRACEPOINT: u32 = 17;
     pub const TRACING: u32 = 26;
+    /// Run only on demand (`BPF_PROG_TEST_RUN`), sleepable; Linux 5.14+.
+    pub const SYSCALL: u32 = 31;
     /// Linux 6.4+.
     pub const NETFILTER: u32 = 32;
 }
@@ -38,6 +41,9 @@ pub const BPF_TRACE_FEXIT: u32 = 25;
 
 /// `BPF_NETFILTER` (`enum bpf_attach_type`, Linux 6.4+).
 pub const BPF_NETFILTER: u32 = 45;
+
+/// `BPF_F_SLEEPABLE`: a program that may sleep (what a syscall program must be).
+pub const BPF_F_SLEEPABLE: u32 = 1 << 4;
 
 /// `BPF_F_RDONLY_PROG`: the programs may only read the map (what `.rodata` is).
 pub const BPF_F_RDONLY_PROG: u32 = 1 << 7;
@@ -123,6 +129,8 @@ pub struct ProgSpec<'a> {
     pub expected_attach_type: u32,
     /// For fentry/fexit: the vmlinux BTF id of the function.
     pub attach_btf_id: u32,
+    /// `BPF_F_*` load flags.
+    pub flags: u32,
     /// Encoded instructions whose map references are already fds.
     pub insns: &'a [u8],
     /// For a program with callbacks: its BTF and `(insn_off, type_id)` func_info records
@@ -163,6 +171,7 @@ pub fn prog_load(spec: &ProgSpec) -> Result<OwnedFd, ProgLoadError> {
         }
         // Kprobe programs needed the running kernel's version before Linux 5.0.
         put32(&mut attr, 40, kern_version);
+        put32(&mut attr, 44, spec.flags);
         put_name(&mut attr, 48, spec.name);
         put32(&mut attr, 68, spec.expected_attach_type);
         let records: Vec<u8> = spec.funcs.map_or(Vec::new(), |(_, funcs)| {
@@ -192,6 +201,15 @@ pub fn prog_load(spec: &ProgSpec) -> Result<OwnedFd, ProgLoadError> {
             }
         }
     }
+}
+
+/// `BPF_PROG_TEST_RUN` of a syscall program on `ctx`, which the kernel writes back.
+pub fn prog_run_on_ctx(prog: BorrowedFd<'_>, ctx: &mut [u8]) -> io::Result<()> {
+    let mut attr = [0u8; 80];
+    put32(&mut attr, 0, prog.as_raw_fd() as u32);
+    put32(&mut attr, 40, ctx.len() as u32);
+    put64(&mut attr, 48, ctx.as_mut_ptr() as u64);
+    bpf_call(BPF_PROG_TEST_RUN, &mut attr).map(drop)
 }
 
 /// `KERNEL_VERSION(a, b, c)` of the running kernel.

@@ -15,6 +15,7 @@
 //! - [`arrays`]: the script's arrays and statistics over their BPF maps.
 //! - [`format`]: SystemTap's printf, applied to decoded arguments.
 //! - [`kernel_info`]: the real [`lang::kernel::KernelInfo`] (tracefs formats, kernel BTF).
+//! - [`kernel_memory`]: kernel memory read for user-space handlers.
 //! - [`sys`]: mmap of the globals, signals, clocks.
 //!
 //! Invariants: `runtime` never sees the AST; it is the only crate that touches the kernel.
@@ -23,6 +24,7 @@ pub mod arrays;
 pub mod bpf;
 pub mod format;
 pub mod kernel_info;
+pub mod kernel_memory;
 pub mod loader;
 pub mod metrics;
 pub mod output;

@@ -126,7 +126,7 @@ pub fn attach(
             })?),
         };
         let funcs = btf.as_ref().map(|fd| (fd.as_fd(), funcs.as_slice()));
-        let spec = ProgSpec { name, prog_type, expected_attach_type, attach_btf_id, insns: &insns, funcs };
+        let spec = ProgSpec { name, prog_type, expected_attach_type, attach_btf_id, flags: 0, insns: &insns, funcs };
         bpf::prog_load(&spec).map_err(|e| load_error(e, point, &probe.spans))
     };
     match &probe.target {

@@ -20,6 +20,7 @@ use lang::span::Span;
 
 use crate::arrays::Arrays;
 use crate::kernel_info::LiveKernel;
+use crate::kernel_memory::KernelMemory;
 use crate::loader::{self, Maps};
 use crate::metrics::{self, MetricsServer, Scrape};
 use crate::output::{Decoder, Record, ScriptOutput};
@@ -113,6 +114,8 @@ pub struct Session<'a> {
     /// Whether stdin is still read: from the start in a script with `__stdin` probes
     /// (`input.char`, `input.line`), until its end.
     reading_stdin: bool,
+    /// What user-space handlers read kernel memory through.
+    kernel_memory: KernelMemory,
 }
 
 impl<'a> Session<'a> {
@@ -155,6 +158,7 @@ impl<'a> Session<'a> {
             exit_requested: false,
             metrics: None,
             reading_stdin: compiled.program.handlers.iter().any(|h| matches!(h.target, Target::Stdin)),
+            kernel_memory: KernelMemory::default(),
         };
         if let Some(addr) = &session.options.metrics {
             let server =
@@ -254,6 +258,7 @@ impl<'a> Session<'a> {
             globals: &self.globals,
             layout: &self.compiled.globals,
             out: &mut sink,
+            kernel_memory: &self.kernel_memory,
         };
         let effects = userspace::run(&mut env, &h.func)
             .map_err(|source| RuntimeError::Handler { point: h.point.clone(), source })?;
@@ -307,8 +312,12 @@ impl<'a> Session<'a> {
             }
         }
         // Attached: nothing from here on needs a capability (see sys::drop_capabilities),
-        // except reading kernel symbols' real addresses, which an fd opened now keeps.
+        // except reading kernel symbols' real addresses, which an fd opened now keeps, and
+        // the kernel memory reader of user-space handlers, loaded now.
         crate::symbols::open_kallsyms();
+        if KernelMemory::needed_by(&self.compiled.program) {
+            self.kernel_memory.load();
+        }
         sys::drop_capabilities().map_err(RuntimeError::DropCapabilities)?;
         if let Some(path) = &self.options.ready_file {
             let _ = std::fs::write(path, b"");

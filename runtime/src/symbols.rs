@@ -43,10 +43,23 @@ pub struct KernelSymbol<'a> {
 struct Kallsyms {
     /// (address, name, module)
     symbols: Vec<(u64, String, String)>,
+    /// The kernel's own text, `_stext` to `_etext`.
+    kernel_text: Option<std::ops::Range<u64>>,
 }
 
 impl Kallsyms {
     fn parse(text: &str) -> Kallsyms {
+        let named = |wanted: &str| {
+            text.lines().find_map(|line| {
+                let mut fields = line.split_whitespace();
+                let addr = fields.next()?;
+                (fields.nth(1)? == wanted).then(|| u64::from_str_radix(addr, 16).ok()).flatten()
+            })
+        };
+        let kernel_text = match (named("_stext"), named("_etext")) {
+            (Some(start), Some(end)) if start != 0 && start < end => Some(start..end),
+            _ => None,
+        };
         let mut symbols: Vec<(u64, String, String)> = text
             .lines()
             .filter_map(|line| {
@@ -61,14 +74,18 @@ impl Kallsyms {
                     .then(|| (addr, name.to_string(), module.to_string()))
             })
             .collect();
-        symbols.sort();
-        Kallsyms { symbols }
+        // Stable, by address only: of the names at one address (aliases) the first in the
+        // file's order is the one the kernel's own lookup (`%ps`, in kernel probes) gives.
+        symbols.sort_by_key(|(a, _, _)| *a);
+        Kallsyms { symbols, kernel_text }
     }
 
     fn find(&self, addr: u64) -> Option<KernelSymbol<'_>> {
-        let i = self.symbols.partition_point(|(a, _, _)| *a <= addr).checked_sub(1)?;
-        let (start, name, module) = &self.symbols[i];
-        let size = self.symbols.get(i + 1).map_or(0, |(next, _, _)| next - start);
+        let last = self.symbols.partition_point(|(a, _, _)| *a <= addr).checked_sub(1)?;
+        let start = self.symbols[last].0;
+        let (_, name, module) = &self.symbols[self.symbols.partition_point(|(a, _, _)| *a < start)];
+        // The size runs to the next address that has a symbol, as the kernel counts it.
+        let size = self.symbols.get(last + 1).map_or(0, |(next, _, _)| next - start);
         Some(KernelSymbol { name, offset: addr - start, size, module })
     }
 }
@@ -85,22 +102,46 @@ pub fn open_kallsyms() {
     }
 }
 
+fn kallsyms() -> &'static Kallsyms {
+    static KALLSYMS: std::sync::OnceLock<Kallsyms> = std::sync::OnceLock::new();
+    KALLSYMS.get_or_init(|| {
+        let opened = KALLSYMS_FILE.lock().ok().and_then(|mut f| f.take());
+        let text = match opened {
+            Some(mut file) => {
+                let mut text = String::new();
+                std::io::Read::read_to_string(&mut file, &mut text).map(|_| text).unwrap_or_default()
+            }
+            None => std::fs::read_to_string("/proc/kallsyms").unwrap_or_default(),
+        };
+        Kallsyms::parse(&text)
+    })
+}
+
 /// The kernel symbol holding `addr` (root reads real addresses from /proc/kallsyms).
 pub fn kernel_symbol(addr: u64) -> Option<KernelSymbol<'static>> {
-    static KALLSYMS: std::sync::OnceLock<Kallsyms> = std::sync::OnceLock::new();
-    KALLSYMS
-        .get_or_init(|| {
-            let opened = KALLSYMS_FILE.lock().ok().and_then(|mut f| f.take());
-            let text = match opened {
-                Some(mut file) => {
-                    let mut text = String::new();
-                    std::io::Read::read_to_string(&mut file, &mut text).map(|_| text).unwrap_or_default()
-                }
-                None => std::fs::read_to_string("/proc/kallsyms").unwrap_or_default(),
-            };
-            Kallsyms::parse(&text)
-        })
-        .find(addr)
+    kallsyms().find(addr)
+}
+
+/// `modname(addr)`: the loaded module whose memory holds `addr` (from /proc/modules, which
+/// a kernel without modules does not have), "kernel" for the kernel's own text, else
+/// SystemTap's error.
+pub fn modname(addr: u64) -> Result<String, String> {
+    let modules = std::fs::read_to_string("/proc/modules").unwrap_or_default();
+    module_at(&modules, addr)
+        .map(str::to_string)
+        .or_else(|| kallsyms().kernel_text.as_ref().is_some_and(|t| t.contains(&addr)).then(|| "kernel".to_string()))
+        .ok_or_else(|| "Cannot determine kernel module name".to_string())
+}
+
+/// The module of /proc/modules (`name size refcount deps state address`) whose `size` bytes
+/// from `address` hold `addr`.
+fn module_at(modules: &str, addr: u64) -> Option<&str> {
+    modules.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let size: u64 = fields.get(1)?.parse().ok()?;
+        let base = u64::from_str_radix(fields.get(5)?.trim_start_matches("0x"), 16).ok()?;
+        (base != 0 && (base..base + size).contains(&addr)).then_some(fields[0])
+    })
 }
 
 /// `symname(addr)`: the symbol's name, or the address in hex as SystemTap gives it.
@@ -126,6 +167,8 @@ ffffffff81000000 T _stext
 ffffffff81000100 T do_one
 ffffffff81000180 d some_data
 ffffffff81000200 t do_two
+ffffffff81000200 T do_two_alias
+ffffffff81000280 T do_three
 ffffffffc0000000 t mod_fn\t[nf_tables]
 ";
 
@@ -136,8 +179,25 @@ ffffffffc0000000 t mod_fn\t[nf_tables]
             k.find(0xffffffff81000190),
             Some(KernelSymbol { name: "do_one", offset: 0x90, size: 0x100, module: "" })
         );
-        assert_eq!(k.find(0xffffffff81000200).map(|s| s.name), Some("do_two"));
+        assert_eq!(
+            k.find(0xffffffff81000210),
+            Some(KernelSymbol { name: "do_two", offset: 0x10, size: 0x80, module: "" })
+        );
         assert_eq!(k.find(0xffffffffc0000010).map(|s| s.module), Some("nf_tables"));
         assert_eq!(k.find(0x1000), None);
+        assert_eq!(Kallsyms::parse(TEXT).kernel_text, None);
+        let with_text = Kallsyms::parse("ffffffff81000000 T _stext\nffffffff82000000 T _etext\n");
+        assert_eq!(with_text.kernel_text, Some(0xffffffff81000000..0xffffffff82000000));
+    }
+
+    #[test]
+    fn a_module_holds_the_addresses_of_its_size_from_its_base() {
+        let modules = "\
+nf_tables 352256 0 - Live 0xffffffffc0a00000
+ext4 1081344 1 mbcache,jbd2, Live 0xffffffffc0800000 (E)
+";
+        assert_eq!(module_at(modules, 0xffffffffc0a00010), Some("nf_tables"));
+        assert_eq!(module_at(modules, 0xffffffffc0800000 + 1081343), Some("ext4"));
+        assert_eq!(module_at(modules, 0xffffffffc0800000 + 1081344), None);
     }
 }

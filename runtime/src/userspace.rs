@@ -11,10 +11,11 @@ use std::net::Ipv4Addr;
 
 use codegen_bpf::layout::{GlobalsLayout, GLOBAL_TARGET};
 use lang::builtins::Builtin;
-use lang::ir::{BinOp, CmpOp, Function, InstKind, IterId, Operand, Program, Terminator, UnOp, Var};
+use lang::ir::{AddrSpace, BinOp, CmpOp, Function, InstKind, IterId, Operand, Program, Terminator, UnOp, Var};
 
 use crate::arrays::{self, Arrays, Elem};
 use crate::format::Value;
+use crate::kernel_memory::KernelMemory;
 use crate::sys::{self, MappedValue};
 
 /// SystemTap's MAXACTION: statements one handler may run before it is stopped.
@@ -41,6 +42,8 @@ pub enum HandlerError {
     #[error("{0}")]
     Script(String),
     #[error("{0}")]
+    KernelMemory(String),
+    #[error("{0}")]
     Stat(#[from] crate::stats::StatError),
     #[error("array `{0}` is full (MAXMAPENTRIES)")]
     ArrayFull(String),
@@ -61,6 +64,7 @@ pub struct Env<'a> {
     pub globals: &'a MappedValue,
     pub layout: &'a GlobalsLayout,
     pub out: &'a mut dyn FnMut(&[u8]),
+    pub kernel_memory: &'a KernelMemory,
 }
 
 pub fn run(env: &mut Env<'_>, func: &Function) -> Result<Effects, HandlerError> {
@@ -219,7 +223,31 @@ fn exec(
         | InstKind::LoadContextStr { .. }
         | InstKind::LoadArg { .. }
         | InstKind::LoadReturn { .. } => return Err(HandlerError::KernelOnly("a target variable")),
-        InstKind::Read { .. } | InstKind::ReadStr { .. } => return Err(HandlerError::KernelOnly("reading memory")),
+        // Kernel memory through the reader; as in a kernel probe, a fault reads 0 or "" (or
+        // the fallback). No process's user memory is at hand here.
+        InstKind::Read { dst, addr, size, signed, space: AddrSpace::Kernel, .. } => {
+            let raw = env.kernel_memory.read(long(vars, *addr) as u64, *size).map_err(HandlerError::KernelMemory)?;
+            let bits = 64 - 8 * u32::from(*size);
+            let raw = raw.unwrap_or(0) as i64;
+            let value = if *signed && bits > 0 { (raw << bits) >> bits } else { raw };
+            set(vars, *dst, Value::Long(value))
+        }
+        InstKind::ReadStr { dst, addr, space: AddrSpace::Kernel, fallback, limit } => {
+            let max = match limit {
+                Some(n) => long(vars, *n).clamp(0, cap as i64 - 1) as usize,
+                None => cap - 1,
+            };
+            let read = env.kernel_memory.read_str(long(vars, *addr) as u64, max).map_err(HandlerError::KernelMemory)?;
+            let value = match (read, fallback) {
+                (Some(bytes), _) => String::from_utf8_lossy(&bytes).into_owned(),
+                (None, Some(f)) => text(vars, *f),
+                (None, None) => String::new(),
+            };
+            set(vars, *dst, Value::Str(truncate(value, cap)))
+        }
+        InstKind::Read { .. } | InstKind::ReadStr { .. } => {
+            return Err(HandlerError::KernelOnly("reading user memory"))
+        }
         InstKind::Call { dst, builtin, args } => {
             let value = match builtin {
                 Builtin::System => {
@@ -543,8 +571,10 @@ fn call(env: &Env<'_>, vars: &[Value], builtin: Builtin, args: &[Var]) -> Result
         Builtin::ErrnoStr | Builtin::Symname | Builtin::Symdata => Value::Str(text_of_long(builtin, arg(0))),
         Builtin::TzGmtoff => Value::Long(-sys::local_time_zone().0),
         Builtin::TzName => Value::Str(sys::local_time_zone().1),
-        // A user-space probe runs in bpftap, not in an interrupted context.
-        Builtin::UserMode => Value::Long(0),
+        Builtin::Fileline { .. } | Builtin::Usym => Value::Str(format!("{:#x}", arg(0))),
+        Builtin::Modname => Value::Str(crate::symbols::modname(arg(0) as u64).map_err(HandlerError::Script)?),
+        // A user-space probe runs in bpftap, not in an interrupted context: no registers.
+        Builtin::UserMode | Builtin::Addr => Value::Long(0),
         Builtin::System | Builtin::SwitchFile | Builtin::Warn | Builtin::Error => {
             unreachable!("`{}` changes the session: `exec` runs it", builtin.name())
         }
