@@ -14,8 +14,11 @@
 //! `CI=true`, where the test command installs them, that is a failure.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
+
+#[path = "support/timed.rs"]
+mod timed;
 
 const EXAMPLES: &str = "/usr/share/systemtap/examples";
 /// The longest an install check may run: the longest `-T` in the list is 10 s.
@@ -61,45 +64,20 @@ struct Outcome {
 }
 
 fn run_check(command: &str, dir: &Path, stap_dir: &Path) -> Outcome {
-    let started = Instant::now();
     let path = format!("{}:{}", stap_dir.display(), std::env::var("PATH").unwrap_or_default());
-    let child = Command::new("bash")
-        .arg("-c")
+    let mut bash = Command::new("bash");
+    bash.arg("-c")
         .arg(command)
         .current_dir(dir)
         .env("PATH", path)
         // SystemTap's checks run as root; under sudo, `-c` commands would not.
         .env_remove("SUDO_UID")
-        .env_remove("SUDO_GID")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn();
-    let mut child = match child {
-        Ok(c) => c,
+        .env_remove("SUDO_GID");
+    let started = Instant::now();
+    let timed::Finished { status, stderr } = match timed::run(bash, TIMEOUT) {
+        Ok(f) => f,
         Err(e) => return Outcome { passed: false, first_error: format!("cannot run bash: {e}"), took: Duration::ZERO },
     };
-    let stderr = child.stderr.take();
-    let reader = std::thread::spawn(move || {
-        let mut text = String::new();
-        if let Some(mut s) = stderr {
-            let _ = std::io::Read::read_to_string(&mut s, &mut text);
-        }
-        text
-    });
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break Some(status),
-            Ok(None) if started.elapsed() > TIMEOUT => {
-                let _ = child.kill();
-                let _ = child.wait();
-                break None;
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
-            Err(_) => break None,
-        }
-    };
-    let stderr = reader.join().unwrap_or_default();
     let error_line = stderr.lines().find(|l| l.to_lowercase().contains("error") || l.contains('×'));
     let passed = status.is_some_and(|s| s.success()) && error_line.is_none();
     let first_error = match status {

@@ -10,8 +10,11 @@
 //! `BPFTAP_LOAD_FILTER=text` runs only the scripts whose names contain `text`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
+
+#[path = "support/timed.rs"]
+mod timed;
 
 const STAP_EXAMPLES: &str = "/usr/share/systemtap/examples";
 /// `-T 0` ends a run as soon as it has attached; a run still going after this is a failure.
@@ -81,33 +84,10 @@ fn load(bin: &Path, source: &Source, root: &Path) -> Outcome {
             command.arg("-e").arg(text).current_dir(root);
         }
     }
-    let child = command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn();
-    let mut child = match child {
-        Ok(c) => c,
+    let (status, stderr) = match timed::run(command, TIMEOUT) {
+        Ok(f) => (f.status, f.stderr),
         Err(e) => return Outcome::Rejected(format!("cannot run {}: {e}", bin.display())),
     };
-    let stderr = child.stderr.take();
-    let reader = std::thread::spawn(move || {
-        let mut text = String::new();
-        if let Some(mut s) = stderr {
-            let _ = std::io::Read::read_to_string(&mut s, &mut text);
-        }
-        text
-    });
-    let started = Instant::now();
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break Some(status),
-            Ok(None) if started.elapsed() > TIMEOUT => {
-                let _ = child.kill();
-                let _ = child.wait();
-                break None;
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(10)),
-            Err(_) => break None,
-        }
-    };
-    let stderr = reader.join().unwrap_or_default();
     match status {
         None => Outcome::Rejected(format!("still running {} s after -T 0", TIMEOUT.as_secs())),
         Some(_) if stderr.contains("verifier rejected") => Outcome::Rejected(stderr),

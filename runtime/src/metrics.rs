@@ -222,23 +222,29 @@ mod tests {
         assert_eq!(escape_label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
     }
 
-    #[test]
-    fn a_scrape_gets_the_event_loops_answer() {
+    /// Sends `request` to a new server from a thread; the scrape it makes and the client
+    /// thread that will return the response.
+    fn request(request: &'static [u8]) -> (Scrape, std::thread::JoinHandle<String>) {
         let server = MetricsServer::start("127.0.0.1:0").unwrap();
         let addr = server.addr;
         let client = std::thread::spawn(move || {
             let mut s = TcpStream::connect(addr).unwrap();
-            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+            s.write_all(request).unwrap();
             let mut text = String::new();
             s.read_to_string(&mut text).unwrap();
             text
         });
-        let scrape = loop {
+        loop {
             if let Some(s) = server.pending().next() {
-                break s;
+                return (s, client);
             }
             std::thread::sleep(Duration::from_millis(5));
-        };
+        }
+    }
+
+    #[test]
+    fn a_scrape_gets_the_event_loops_answer() {
+        let (scrape, client) = request(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
         assert_eq!(scrape.path(), "/metrics");
         scrape.answer(Some("m 1\n".into()));
         let text = client.join().unwrap();
@@ -248,21 +254,7 @@ mod tests {
 
     #[test]
     fn a_page_the_script_does_not_serve_is_not_found() {
-        let server = MetricsServer::start("127.0.0.1:0").unwrap();
-        let addr = server.addr;
-        let client = std::thread::spawn(move || {
-            let mut s = TcpStream::connect(addr).unwrap();
-            s.write_all(b"GET /nothing.json HTTP/1.0\r\n\r\n").unwrap();
-            let mut text = String::new();
-            s.read_to_string(&mut text).unwrap();
-            text
-        });
-        let scrape = loop {
-            if let Some(s) = server.pending().next() {
-                break s;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        };
+        let (scrape, client) = request(b"GET /nothing.json HTTP/1.0\r\n\r\n");
         assert_eq!(scrape.path(), "/nothing.json");
         scrape.answer(None);
         let text = client.join().unwrap();
