@@ -2,8 +2,9 @@
 //!
 //! `tests/compat/t1.txt` lists the examples of Debian's `systemtap-doc` whose probe points
 //! resolve to tracepoints, timers, perf events, netfilter hooks or syscalls, one a line:
-//! `PATH pass`, or `PATH fail: REASON` for one that does not pass yet: `kernel: ...` when
-//! SystemTap itself would fail the same way here, `bpftap gap: ...` for what bpftap lacks.
+//! `PATH pass`, or `PATH fail: REASON` for one that does not pass: `kernel: ...` for what
+//! this kernel lacks or refuses, `bpftap gap: ...` for what bpftap lacks today, `bpftap by
+//! design: ...` for what it will not do (embedded C).
 //! For each, the runner takes the `test_installcheck:` line of the script's `.meta`, runs it
 //! with `bash -c` from the script's folder with a `stap` on PATH that is bpftap, and calls it
 //! passed when it exits 0 with no error on stderr: what SystemTap's test suite checks. A
