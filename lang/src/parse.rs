@@ -110,28 +110,6 @@ impl Items {
     }
 }
 
-/// Parse a lone expression, with the same diagnostics as [`parse`].
-pub fn parse_expr(
-    sources: &SourceMap,
-    file: FileId,
-    env: &PreprocessEnv,
-    macros: &mut Macros,
-) -> (Option<Expr>, Vec<Diagnostic>) {
-    let text = &sources.file(file).text;
-    let (tokens, mut diags) = lexer::lex(text, file);
-    let tokens = preprocess::preprocess(tokens, env, macros, &mut diags);
-    let mut errors = Vec::new();
-    let res = grammar::ExprParser::new().parse(file, &env.script_args, &mut errors, feed(&tokens));
-    diags.append(&mut errors);
-    match res {
-        Ok(e) => (Some(e), diags),
-        Err(err) => {
-            diags.push(syntax_error(err, file, text.len()));
-            (None, diags)
-        }
-    }
-}
-
 /// The most operators and open brackets one statement may hold: a bound on how deeply its
 /// expression nests, which every later pass walks recursively.
 pub const MAX_NESTING: usize = 1000;

@@ -25,14 +25,6 @@ pub fn script(script: &Script, sources: &SourceMap) -> String {
     p.out
 }
 
-/// Print one expression, without outer parentheses.
-pub fn expr(e: &Expr) -> String {
-    let sources = SourceMap::default();
-    let mut p = Printer { out: String::new(), indent: 0, sources: &sources };
-    p.expr(e, true);
-    p.out
-}
-
 struct Printer<'a> {
     out: String,
     indent: usize,
