@@ -18,7 +18,10 @@ found=0
 for fd in /proc/"$pid"/fd/*; do
     [[ $(readlink "$fd" 2>/dev/null) == anon_inode:bpf-prog ]] || continue
     id=$(awk '$1 == "prog_id:" { print $2 }' "/proc/$pid/fdinfo/${fd##*/}")
-    if bpftool prog show id "$id" | grep -qE " name bpftap_[pk]"; then
+    # Not `bpftool ... | grep -q`: under pipefail, grep leaving at the first match can kill
+    # bpftool with SIGPIPE mid-output and fail the pipeline, which made a program go missing.
+    info=$(bpftool prog show id "$id")
+    if [[ $info =~ \ name\ bpftap_[pk] ]]; then
         echo "$id"
         found=1
     fi
