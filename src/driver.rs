@@ -60,8 +60,14 @@ pub struct Options {
     /// SystemTap's MAXMAPENTRIES.
     pub max_map_entries: u32,
     pub verbose: u8,
-    /// Globals given values on the command line (`-G`), with the type each value implies.
-    pub preset_globals: Vec<(String, lang::ir::Ty)>,
+    /// Types known before inference: globals given values on the command line (`-G`), and
+    /// in an interactive session every global it has.
+    pub known: types::Known,
+    /// An interactive session's declarations (globals and functions typed so far), parsed
+    /// as a file of their own before the script.
+    pub session: Option<String>,
+    /// Where the globals go (see `GlobalsPlan`): the default for a script.
+    pub globals_plan: codegen_bpf::layout::GlobalsPlan,
     /// Extra tapset directories (`-I`).
     pub include: Vec<std::path::PathBuf>,
 }
@@ -115,13 +121,24 @@ pub fn compile(
             select::Tapset { items, whole: i >= builtin }
         })
         .collect();
+    let mut script = ast::Script::default();
+    let mut session_items = None;
+    if let Some(text) = &options.session {
+        let f = sources.add("<session>", text, SourceKind::Script);
+        let (items, d) = parse::prepare(&sources, f, &env, &mut macros);
+        diags.extend(d);
+        for i in 0..items.len() {
+            script.items.extend(items.parse(i, &env, &mut diags));
+        }
+        session_items = Some(items);
+    }
     let (script_items, d) = parse::prepare(&sources, file, &env, &mut macros);
     diags.extend(d);
-    let mut script = ast::Script::default();
     for i in 0..script_items.len() {
         script.items.extend(script_items.parse(i, &env, &mut diags));
     }
-    let (selected, d) = select::select(&script, &script_items, &tapsets, &env);
+    let every_items: Vec<&parse::Items> = session_items.iter().chain([&script_items]).collect();
+    let (selected, d) = select::select(&script, &every_items, &tapsets, &env);
     diags.extend(d);
     timer.done("parse");
     if diag::has_errors(&diags) {
@@ -155,6 +172,7 @@ pub fn compile(
         string_capacity: options.string_capacity,
         script_args: options.script_args.clone(),
         max_map_entries: options.max_map_entries,
+        stable_layouts: options.session.is_some(),
     };
     let (program, diags) = lower::lower(&elaborated, &table, kernel, &lower_options);
     if diag::has_errors(&diags) {
@@ -175,10 +193,11 @@ pub fn compile(
     }
 
     // Pass 4: generate BPF.
-    let compiled = codegen_bpf::compile::compile(program).map_err(|e| {
+    let compiled = codegen_bpf::compile::compile_in(program, &options.globals_plan).map_err(|e| {
         let span = match &e {
             codegen_bpf::emit::EmitError::Unsupported { span, .. }
             | codegen_bpf::emit::EmitError::StackFull { span, .. }
+            | codegen_bpf::emit::EmitError::GlobalsFull { span, .. }
             | codegen_bpf::emit::EmitError::JumpTooFar { span } => *span,
         };
         Failure { diags: vec![Diagnostic::error("E0400", e.to_string(), span)], sources: sources.clone() }
@@ -210,7 +229,7 @@ fn elaborate_and_check(
     if diag::has_errors(&diags) {
         return Err(diags);
     }
-    let (table, diags) = types::check(&elaborated, &options.preset_globals);
+    let (table, diags) = types::check(&elaborated, &options.known);
     if diag::has_errors(&diags) {
         return Err(diags);
     }

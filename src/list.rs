@@ -295,7 +295,7 @@ fn elaborate_points(
         })
         .collect();
     let (elaborated, _) = elaborate::elaborate(&elaborate::Input { script: &script, tapsets }, kernel);
-    let table = if with_vars { Some(types::check(&elaborated, &[]).0) } else { None };
+    let table = if with_vars { Some(types::check(&elaborated, &Default::default()).0) } else { None };
     for (i, probe) in elaborated.probes.iter().enumerate() {
         let Some(point) = by_span.get(&probe.span.start) else { continue };
         let vars = out.entry(point.to_string()).or_default();

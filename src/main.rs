@@ -177,7 +177,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 .ok_or_else(|| format!("-G {g}: use NAME=VALUE"))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let preset_globals = set_globals
+    let known_globals = set_globals
         .iter()
         .map(|(n, v)| {
             let is_number = v.trim().parse::<i64>().is_ok()
@@ -186,14 +186,16 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         })
         .collect();
     let options = driver::Options {
-        preset_globals,
+        known: lang::types::Known { globals: known_globals, arrays: Vec::new() },
+        session: None,
+        globals_plan: Default::default(),
         script_args,
         string_capacity,
         max_map_entries,
         verbose: cli.verbose,
         include: cli.include.clone(),
     };
-    let compiled = match driver::compile(&name, &text, kind, last_pass.min(4), &kernel, &options) {
+    let mut compiled = match driver::compile(&name, &text, kind, last_pass.min(4), &kernel, &options) {
         Ok(c) => c,
         Err(failure) => {
             let color = std::io::stderr().is_terminal();
@@ -230,7 +232,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         }
         _ => {}
     }
-    let object = compiled.object.as_ref().expect("pass 4 ran");
+    let object = compiled.object.take().expect("pass 4 ran");
     let netfilter = object.kernel_probes.iter().any(|p| matches!(p.target, lang::ir::Target::Netfilter { .. }));
     let missing = runtime::sys::missing_capabilities(netfilter);
     if !missing.is_empty() {

@@ -9,7 +9,7 @@ use lang::span::Span;
 
 use crate::disasm;
 use crate::emit::{self, ArgAccess, EmitError, MapIndexes, Rodata};
-use crate::layout::{self, GlobalsLayout};
+use crate::layout::{self, GlobalsLayout, GlobalsPlan};
 use crate::object::{map_type, MapDef, ObjectSpec, ProgramSpec, RelocTarget, NETFILTER_SECTION};
 
 /// Size of the output ring buffer in bytes (a power of two, a multiple of the page size).
@@ -47,7 +47,15 @@ pub struct KernelProbe {
 const NF_ACCEPT: i32 = 1;
 
 pub fn compile(program: Program) -> Result<CompiledScript, EmitError> {
-    let globals = layout::globals_layout(&program);
+    compile_in(program, &GlobalsPlan::default())
+}
+
+/// [`compile`] with the globals where `plan` puts them (see [`GlobalsPlan`]).
+pub fn compile_in(program: Program, plan: &GlobalsPlan) -> Result<CompiledScript, EmitError> {
+    let Some(globals) = layout::globals_layout(&program, plan) else {
+        let span = program.handlers.first().map_or(Span::default(), |h| h.span);
+        return Err(EmitError::GlobalsFull { size: plan.size, span });
+    };
     let maps = MapIndexes { ringbuf: 0, globals: 1, scratch: 2 };
     let mut rodata = Rodata::default();
     let mut programs = Vec::new();
@@ -119,15 +127,7 @@ pub fn compile(program: Program) -> Result<CompiledScript, EmitError> {
             max_entries: RINGBUF_BYTES,
             flags: 0,
         },
-        MapDef {
-            name: "bpftap_globals".into(),
-            map_type: map_type::ARRAY,
-            key_size: 4,
-            value_size: globals.size,
-            max_entries: 1,
-            // The runtime maps the value into its memory to read and write globals.
-            flags: BPF_F_MMAPABLE,
-        },
+        globals_map(globals.size),
         MapDef {
             name: "bpftap_scratch".into(),
             map_type: map_type::PERCPU_ARRAY,
@@ -157,6 +157,19 @@ pub fn compile(program: Program) -> Result<CompiledScript, EmitError> {
     }
     let object = ObjectSpec { programs, maps: map_defs, rodata: rodata.bytes, license: "GPL".into() };
     Ok(CompiledScript { program, object, kernel_probes, globals, maps })
+}
+
+/// The map of the globals, of `size` bytes.
+pub fn globals_map(size: u32) -> MapDef {
+    MapDef {
+        name: "bpftap_globals".into(),
+        map_type: map_type::ARRAY,
+        key_size: 4,
+        value_size: size,
+        max_entries: 1,
+        // The runtime maps the value into its memory to read and write globals.
+        flags: BPF_F_MMAPABLE,
+    }
 }
 
 /// The symbol name of an array's map: unique, and readable in `bpftool map` (which shows

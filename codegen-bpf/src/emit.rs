@@ -155,6 +155,9 @@ pub enum EmitError {
     Unsupported { what: String, span: Span },
     #[error("the probe needs {live_longs} long variables live at once, more than the 512-byte BPF stack holds")]
     StackFull { live_longs: usize, span: Span },
+    /// An interactive session's globals map, of a fixed size, has no room for this input's.
+    #[error("the session's {size} bytes of globals are full")]
+    GlobalsFull { size: u32, span: Span },
     #[error("a jump is too far for a BPF instruction")]
     JumpTooFar { span: Span },
 }

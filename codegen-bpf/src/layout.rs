@@ -64,16 +64,48 @@ pub const GLOBAL_LOST: u32 = 16;
 /// (A slot, not a ring-buffer record: one store on the rare path, where a record took
 /// fifteen instructions.)
 pub const GLOBAL_ARRAY_FULL: u32 = 24;
-const GLOBALS_RESERVED: u32 = 32;
+/// Bytes of the reserved slots, before the script's globals.
+pub const GLOBALS_RESERVED: u32 = 32;
 
-pub fn globals_layout(program: &Program) -> GlobalsLayout {
-    let mut offsets = SecondaryMap::new();
-    let mut off = GLOBALS_RESERVED;
-    for (g, decl) in program.globals.iter() {
-        offsets[g] = off;
-        off += value_size(decl.ty, program.string_capacity);
+/// Where the globals go when the globals map outlives one compile, as in an interactive
+/// session where each input is compiled alone against the globals the session already has.
+#[derive(Clone, Debug, Default)]
+pub struct GlobalsPlan {
+    /// The globals already placed, by name, at these offsets.
+    pub placed: std::collections::BTreeMap<String, u32>,
+    /// The first free offset after them.
+    pub next: u32,
+    /// The fixed size of the map; 0 for a script's own map, sized to its globals.
+    pub size: u32,
+}
+
+impl GlobalsPlan {
+    /// A plan for a map of `size` bytes holding no global yet.
+    pub fn fixed(size: u32) -> GlobalsPlan {
+        GlobalsPlan { placed: Default::default(), next: GLOBALS_RESERVED, size }
     }
-    GlobalsLayout { offsets, exited: off, size: off + 8 }
+}
+
+/// The offset of each global: after the reserved slots in declaration order, or where
+/// `plan` already placed it. `None` when a fixed-size map has no room left.
+pub fn globals_layout(program: &Program, plan: &GlobalsPlan) -> Option<GlobalsLayout> {
+    let mut offsets = SecondaryMap::new();
+    let mut off = plan.next.max(GLOBALS_RESERVED);
+    for (g, decl) in program.globals.iter() {
+        offsets[g] = match plan.placed.get(&decl.name) {
+            Some(placed) => *placed,
+            None => {
+                let at = off;
+                off += value_size(decl.ty, program.string_capacity);
+                at
+            }
+        };
+    }
+    if plan.size == 0 {
+        return Some(GlobalsLayout { offsets, exited: off, size: off + 8 });
+    }
+    // In a fixed map the exit flag is its last slot, the same for every compile.
+    (off + 8 <= plan.size).then(|| GlobalsLayout { offsets, exited: plan.size - 8, size: plan.size })
 }
 
 impl GlobalsLayout {

@@ -50,7 +50,7 @@ fn listing(text: &str) -> String {
     let kernel = fixture();
     let (elaborated, diags) = elaborate::elaborate(&Input { script: &script, tapsets: &[] }, &kernel);
     assert!(diags.is_empty(), "elaborate: {diags:?}");
-    let (types, diags) = lang::types::check(&elaborated, &[]);
+    let (types, diags) = lang::types::check(&elaborated, &Default::default());
     assert!(diags.is_empty(), "types: {diags:?}");
     let (program, diags) = lang::lower::lower(&elaborated, &types, &kernel, &Default::default());
     assert!(diags.is_empty(), "lower: {diags:?}");

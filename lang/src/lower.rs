@@ -29,11 +29,16 @@ pub struct Options {
     pub script_args: Vec<String>,
     /// SystemTap's MAXMAPENTRIES: the capacity of arrays declared without a size.
     pub max_map_entries: u32,
+    /// Give every array the layout any later compile would give it, whatever this one's
+    /// uses: string keys take the whole string capacity and statistics keep `@hist_log`
+    /// buckets. For an interactive session, whose inputs are compiled one at a time against
+    /// maps that outlive them.
+    pub stable_layouts: bool,
 }
 
 impl Default for Options {
     fn default() -> Options {
-        Options { string_capacity: 128, script_args: Vec::new(), max_map_entries: 2048 }
+        Options { string_capacity: 128, script_args: Vec::new(), max_map_entries: 2048, stable_layouts: false }
     }
 }
 
@@ -83,6 +88,7 @@ pub fn lower(
             .enumerate()
             .map(|(i, ty)| match ty {
                 Ty::Long => 8,
+                Ty::Str if options.stable_layouts => options.string_capacity,
                 Ty::Str => key_widths.get(&(name.clone(), i)).copied().unwrap_or(options.string_capacity),
             })
             .collect();
@@ -93,7 +99,10 @@ pub fn lower(
             value,
             max_entries: decl.and_then(|g| g.size).map_or(options.max_map_entries, |n| n.clamp(1, 1 << 24) as u32),
             wrap: decl.is_some_and(|g| g.wrap),
-            hist: ir::HistSpec { log: t.hist_log, linear: t.hist_linear },
+            hist: ir::HistSpec {
+                log: t.hist_log || (options.stable_layouts && value == ir::ValueKind::Stat),
+                linear: t.hist_linear,
+            },
             read: false,
         });
         arrays.insert(name.clone(), id);

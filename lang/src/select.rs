@@ -48,13 +48,15 @@ pub struct Tapset {
 /// The items of `tapsets` that `script` needs, parsed; see the module doc.
 pub fn select(
     script: &ast::Script,
-    script_items: &Items,
+    script_items: &[&Items],
     tapsets: &[Tapset],
     env: &PreprocessEnv,
 ) -> (Vec<ast::Script>, Vec<Diagnostic>) {
     let mut cx = Ctx::new(tapsets, env);
-    for i in 0..script_items.len() {
-        cx.name_all(script_items.tokens(i));
+    for items in script_items {
+        for i in 0..items.len() {
+            cx.name_all(items.tokens(i));
+        }
     }
     cx.names.extend(GENERATED_CALLS.iter().map(|n| n.to_string()));
     for item in &script.items {
@@ -400,7 +402,7 @@ mod tests {
         let (items, _) = prepare(&sources, t, &env, &mut macros);
         let (script_items, _) = prepare(&sources, s, &env, &mut macros);
         let (ast, _) = parse(&sources, s, &env, &mut macros);
-        let (selected, diags) = select(&ast, &script_items, &[Tapset { items, whole: false }], &env);
+        let (selected, diags) = select(&ast, &[&script_items], &[Tapset { items, whole: false }], &env);
         assert!(diags.is_empty());
         let names: Vec<String> = selected[0]
             .items

@@ -68,11 +68,20 @@ pub struct TypeTable {
     pub function_file: BTreeMap<String, crate::span::FileId>,
 }
 
-/// `preset` gives types known from outside the script: globals set with `-G NAME=VALUE`
-/// (a long when VALUE is a number, else a string), as SystemTap infers them.
-pub fn check(script: &Elaborated, preset: &[(String, Ty)]) -> (TypeTable, Vec<Diagnostic>) {
+/// Types known from outside the script, which inference starts from.
+#[derive(Clone, Debug, Default)]
+pub struct Known {
+    /// Scalar globals: those set with `-G NAME=VALUE` (a long when VALUE is a number, else
+    /// a string, as SystemTap infers them), and those an interactive session already has.
+    pub globals: Vec<(String, Ty)>,
+    /// Arrays an interactive session already has, so that input which only reads them
+    /// (`foreach (k in a) print(k)`) still knows their types.
+    pub arrays: Vec<(String, ArrayType)>,
+}
+
+pub fn check(script: &Elaborated, known: &Known) -> (TypeTable, Vec<Diagnostic>) {
     let mut cx = Ctx { script, table: TypeTable::default(), diags: Vec::new(), changed: false, report: false };
-    for (name, ty) in preset {
+    for (name, ty) in &known.globals {
         if let Some(g) = script.globals.iter().find(|g| &g.name == name && !g.is_array) {
             cx.table.globals.insert(name.clone(), (*ty, g.span));
         }
@@ -85,7 +94,8 @@ pub fn check(script: &Elaborated, preset: &[(String, Ty)]) -> (TypeTable, Vec<Di
     }
     for g in &script.globals {
         if g.is_array {
-            cx.table.arrays.insert(g.name.clone(), ArrayType { span: g.span, ..Default::default() });
+            let ty = known.arrays.iter().find(|(name, _)| name == &g.name).map(|(_, ty)| ty.clone());
+            cx.table.arrays.insert(g.name.clone(), ArrayType { span: g.span, ..ty.unwrap_or_default() });
         }
         if let Some(init) = &g.init {
             let ty = literal_ty(init);

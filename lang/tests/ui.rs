@@ -41,7 +41,7 @@ fn outcome(text: &str) -> String {
         let (elaborated, d) = elaborate::elaborate(&Input { script: &script, tapsets: &[] }, &kernel);
         diags = d;
         if diags.is_empty() {
-            let (types, d) = lang::types::check(&elaborated, &[]);
+            let (types, d) = lang::types::check(&elaborated, &Default::default());
             diags = d;
             if diags.is_empty() {
                 diags = lang::lower::lower(&elaborated, &types, &kernel, &Default::default()).1;

@@ -17,6 +17,7 @@ const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
 const BPF_PROG_LOAD: libc::c_long = 5;
 const BPF_PROG_TEST_RUN: libc::c_long = 10;
 const BPF_RAW_TRACEPOINT_OPEN: libc::c_long = 17;
+const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
 const BPF_BTF_LOAD: libc::c_long = 18;
 const BPF_MAP_FREEZE: libc::c_long = 22;
 const BPF_LINK_CREATE: libc::c_long = 28;
@@ -210,6 +211,21 @@ pub fn prog_run_on_ctx(prog: BorrowedFd<'_>, ctx: &mut [u8]) -> io::Result<()> {
     put32(&mut attr, 40, ctx.len() as u32);
     put64(&mut attr, 48, ctx.as_mut_ptr() as u64);
     bpf_call(BPF_PROG_TEST_RUN, &mut attr).map(drop)
+}
+
+/// A program's run statistics (`bpf_prog_info`'s `run_cnt` and `run_time_ns`): how many
+/// times it ran and for how long in all. The kernel counts only while the sysctl
+/// `kernel.bpf_stats_enabled` is 1; else both stay 0.
+pub fn prog_run_stats(prog: BorrowedFd<'_>) -> io::Result<(u64, u64)> {
+    // `struct bpf_prog_info` up to `run_cnt` (offset 200) and `recursion_misses`.
+    let mut info = [0u8; 216];
+    let mut attr = [0u8; 16];
+    put32(&mut attr, 0, prog.as_raw_fd() as u32);
+    put32(&mut attr, 4, info.len() as u32);
+    put64(&mut attr, 8, info.as_mut_ptr() as u64);
+    bpf_call(BPF_OBJ_GET_INFO_BY_FD, &mut attr)?;
+    let u64_at = |off: usize| u64::from_le_bytes(info[off..off + 8].try_into().expect("8 bytes"));
+    Ok((u64_at(200), u64_at(192)))
 }
 
 /// `KERNEL_VERSION(a, b, c)` of the running kernel.

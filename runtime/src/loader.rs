@@ -13,7 +13,7 @@ use std::path::Path;
 
 use codegen_bpf::compile::{CompiledScript, KernelProbe};
 use codegen_bpf::insn::{self, Insn};
-use codegen_bpf::object::{ObjectSpec, Reloc, RelocTarget};
+use codegen_bpf::object::{MapDef, ObjectSpec, Reloc, RelocTarget};
 use lang::ir::{PerfEvent, PerfSample, Target};
 
 use crate::bpf::{self, prog_type, MapSpec, PerfSpec, ProgLoadError, ProgSpec};
@@ -32,20 +32,21 @@ pub struct Maps {
 }
 
 impl Maps {
-    /// Creates the maps of `object`, the ring buffer with `ring_bytes` of data.
-    pub fn create(object: &ObjectSpec, ring_bytes: u32) -> Result<Maps, RuntimeError> {
+    /// Creates the maps of `object`, the ring buffer with `ring_bytes` of data, except those
+    /// `shared` gives (maps of the session the object uses too: its globals, the arrays an
+    /// earlier input made).
+    pub fn create(
+        object: &ObjectSpec,
+        ring_bytes: u32,
+        mut shared: impl FnMut(usize, &MapDef) -> Result<Option<OwnedFd>, RuntimeError>,
+    ) -> Result<Maps, RuntimeError> {
         let mut fds = Vec::with_capacity(object.maps.len());
-        for def in &object.maps {
-            let is_ring = def.map_type == codegen_bpf::object::map_type::RINGBUF;
-            let spec = MapSpec {
-                name: &def.name,
-                map_type: def.map_type,
-                key_size: def.key_size,
-                value_size: def.value_size,
-                max_entries: if is_ring { ring_bytes } else { def.max_entries },
-                flags: def.flags,
-            };
-            fds.push(bpf::map_create(&spec).map_err(|e| map_error(&def.name, e))?);
+        for (index, def) in object.maps.iter().enumerate() {
+            if let Some(fd) = shared(index, def)? {
+                fds.push(fd);
+                continue;
+            }
+            fds.push(create_map(def, ring_bytes)?);
         }
         let rodata = if object.rodata.is_empty() {
             None
@@ -90,6 +91,20 @@ impl Maps {
     }
 }
 
+/// Creates one map; a ring buffer gets `ring_bytes` of data.
+pub fn create_map(def: &MapDef, ring_bytes: u32) -> Result<OwnedFd, RuntimeError> {
+    let is_ring = def.map_type == codegen_bpf::object::map_type::RINGBUF;
+    let spec = MapSpec {
+        name: &def.name,
+        map_type: def.map_type,
+        key_size: def.key_size,
+        value_size: def.value_size,
+        max_entries: if is_ring { ring_bytes } else { def.max_entries },
+        flags: def.flags,
+    };
+    bpf::map_create(&spec).map_err(|e| map_error(&def.name, e))
+}
+
 fn map_error(name: &str, e: std::io::Error) -> RuntimeError {
     if e.raw_os_error() == Some(libc::EPERM) {
         return RuntimeError::NotPermitted;
@@ -98,7 +113,7 @@ fn map_error(name: &str, e: std::io::Error) -> RuntimeError {
 }
 
 /// Loads one kernel probe's program(s) and attaches them; the fds that keep them attached
-/// are pushed to `held`.
+/// are pushed to `held`, the program's first (its statistics are read from it).
 pub fn attach(
     compiled: &CompiledScript,
     maps: &Maps,

@@ -1,24 +1,38 @@
-//! A running script: create the maps, set the globals, run `begin`, load and attach the
-//! kernel probes, loop over ring-buffer records and timers, then run `end`, print what the
-//! script left unread, and detach everything.
+//! A running session: the globals and arrays that live as long as it does, and the compiled
+//! units added to it, each with its probes, maps, output ring and timers.
 //!
-//! [`Session::load`] creates the maps, maps the ring buffer and the globals, sets the globals
-//! and runs `begin`; [`Session::attach`] loads and attaches the kernel programs, then starts
-//! `-c CMD`; [`Session::run`] drives the loop and runs `error` and `end`. Dropping the session
-//! detaches every program and closes every map, on every path, errors included.
+//! A script is one unit added to a fresh session ([`Session::load`]); an interactive session
+//! adds many and removes some ([`Session::add`], [`Session::remove`]). Either way:
+//! [`Session::new`] creates the globals map (its size fixed for the session's life), holds
+//! `-c CMD` and starts `--metrics`; [`Session::add`] creates a unit's maps, sharing the
+//! session's globals and the arrays an earlier unit made (same name, same layout, or an
+//! error), sets the globals new to the session and runs the unit's `begin`;
+//! [`Session::attach`] / [`Session::attach_unit`] load and attach its kernel programs;
+//! [`Session::turn`] is one turn of the event loop over every unit; [`Session::finish`] runs
+//! `error` and `end` and prints what no unit read.
+//!
+//! Invariants: every unit is compiled with the session's [`GlobalsPlan`] (the offsets of the
+//! globals placed so far, the map's fixed size), so all see each global at one offset; a
+//! unit's format and record ids are its own, decoded from its own ring, so ids never
+//! collide. Dropping a unit detaches its probes and closes its maps (shared maps stay open
+//! in the session); dropping the session detaches everything, on every path, errors
+//! included.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use codegen_bpf::compile::{CompiledScript, RINGBUF_BYTES};
 use codegen_bpf::layout;
-use codegen_bpf::layout::{GLOBAL_ARRAY_FULL, GLOBAL_BOOT_OFFSET, GLOBAL_LOST, GLOBAL_TARGET};
-use lang::ir::{ArrayId, Const, Handler, Target, Ty, ValueKind, METRICS_PATH};
+use codegen_bpf::layout::{GlobalsPlan, GLOBAL_ARRAY_FULL, GLOBAL_BOOT_OFFSET, GLOBAL_LOST, GLOBAL_TARGET};
+use codegen_bpf::object::MapDef;
+use lang::ir::{ArrayDecl, ArrayId, Const, Target, Ty, ValueKind, METRICS_PATH};
 use lang::span::Span;
 
 use crate::arrays::Arrays;
+use crate::bpf;
 use crate::kernel_info::LiveKernel;
 use crate::kernel_memory::KernelMemory;
 use crate::loader::{self, Maps};
@@ -90,23 +104,36 @@ pub enum RuntimeError {
     ArrayFull(String),
     #[error("probe {0} ran more than {max} loop iterations (MAXACTION)", max = lang::lower::MAX_LOOP_ITERATIONS)]
     MaxAction(String),
+    /// An interactive input uses an array the session has with another layout.
+    #[error("array `{name}` {reason}")]
+    ArrayLayout { name: String, reason: String },
     #[error("--metrics {addr}: {source}")]
     Metrics { addr: String, source: std::io::Error },
     #[error("cannot write output: {0}")]
     Output(std::io::Error),
 }
 
-pub struct Session<'a> {
-    compiled: &'a CompiledScript,
-    kernel: &'a LiveKernel,
-    /// Programs, perf events and links, in the order they were made: closing them detaches.
-    // Field order matters on drop: probes are detached before their maps go.
-    attached: Vec<OwnedFd>,
-    ring: RingBuf,
+/// A unit's number in its session, from 1, never reused.
+pub type UnitId = u32;
+
+pub struct Session<'k> {
+    kernel: &'k LiveKernel,
+    // Field order matters on drop: units (their probes, then their maps) go before the
+    // session's own maps.
+    units: Vec<Unit>,
     globals: MappedValue,
-    arrays: Arrays<'a>,
-    maps: Maps,
-    decoder: Decoder,
+    /// The offsets given so far, and the globals map's fixed size.
+    plan: GlobalsPlan,
+    /// Where the exit flag is (see `GlobalsLayout::exited`), the same for every unit.
+    exited: u32,
+    /// The type of each global placed so far.
+    global_types: BTreeMap<String, Ty>,
+    /// The arrays units made, by name, with a map fd the session keeps.
+    arrays: BTreeMap<String, SharedArray>,
+    /// Globals and arrays some unit reads: those no unit read are printed at the end.
+    read: BTreeSet<String>,
+    globals_fd: OwnedFd,
+    next_unit: UnitId,
     child: Option<sys::HeldChild>,
     options: RunOptions,
     exit_requested: bool,
@@ -116,57 +143,103 @@ pub struct Session<'a> {
     reading_stdin: bool,
     /// What user-space handlers read kernel memory through.
     kernel_memory: KernelMemory,
+    started: Instant,
 }
 
-impl<'a> Session<'a> {
-    /// Loads the object, sets the globals and runs `begin`; attaches nothing yet.
+struct SharedArray {
+    fd: OwnedFd,
+    decl: ArrayDecl,
+    def: MapDef,
+}
+
+/// One compiled input of the session: a script, or a probe typed at the prompt.
+struct Unit {
+    id: UnitId,
+    compiled: CompiledScript,
+    /// Per kernel probe, the fds that keep it attached, its program first; empty while
+    /// detached. Dropped before `maps`.
+    attached: Vec<Vec<OwnedFd>>,
+    ring: RingBuf,
+    decoder: Decoder,
+    /// The maps of the unit's arrays, by `ArrayId`.
+    array_maps: Vec<RawMap>,
+    /// Per `timer.*` handler: when it is next due, its interval, its index.
+    timers: Vec<(Instant, Duration, usize)>,
+    maps: Maps,
+}
+
+/// What `list` shows of a unit.
+pub struct UnitInfo {
+    pub id: UnitId,
+    /// The probe points, as written.
+    pub points: Vec<String>,
+    pub attached: bool,
+    /// Runs and nanoseconds run, summed over the unit's kernel programs (0 unless the
+    /// sysctl `kernel.bpf_stats_enabled` is 1).
+    pub runs: u64,
+    pub run_ns: u64,
+}
+
+/// What one turn of the event loop saw.
+pub struct Turn {
+    /// The script is over: `exit()`, the `-c`/`-x` process gone, `-T` elapsed, or the
+    /// reader of the output gone.
+    pub stopped: bool,
+    /// The fd given to [`Session::turn`] is readable.
+    pub woken: bool,
+}
+
+impl<'k> Session<'k> {
+    /// A script's session: the script as its one unit, the globals map its size; `begin`
+    /// has run and nothing is attached yet.
     pub fn load(
-        compiled: &'a CompiledScript,
-        kernel: &'a LiveKernel,
+        compiled: CompiledScript,
+        kernel: &'k LiveKernel,
         options: RunOptions,
         out: &mut ScriptOutput,
-    ) -> Result<Session<'a>, RuntimeError> {
-        let ring_bytes = if options.buffer_bytes == 0 { RINGBUF_BYTES } else { options.buffer_bytes };
-        let maps = Maps::create(&compiled.object, ring_bytes)?;
-        let ring = maps
-            .fd(compiled.maps.ringbuf)
-            .try_clone_to_owned()
-            .and_then(|fd| RingBuf::new(fd, ring_bytes))
-            .map_err(|e| RuntimeError::Object(format!("cannot map the output ring buffer: {e}")))?;
-        let globals = MappedValue::map(maps.fd(compiled.maps.globals), compiled.globals.size as usize)
-            .map_err(RuntimeError::Globals)?;
-        let mut array_maps = Vec::new();
-        for (a, decl) in compiled.program.arrays.iter() {
-            let (_, key_size) = layout::key_layout(decl);
-            let value_size = layout::array_value_size(decl, compiled.program.string_capacity);
-            let per_cpu = decl.value == ValueKind::Stat;
-            let fd = maps.fd(layout::array_map_index(a));
-            array_maps.push(RawMap::new(fd, key_size as usize, value_size as usize, per_cpu));
-        }
-        let arrays = Arrays::new(&compiled.program, array_maps);
+    ) -> Result<Session<'k>, RuntimeError> {
+        let plan = GlobalsPlan { size: compiled.globals.size, ..GlobalsPlan::fixed(compiled.globals.size) };
+        let mut session = Session::new(kernel, options, plan, compiled.globals.exited)?;
+        session.add(compiled, out)?;
+        Ok(session)
+    }
+
+    /// A session with no unit: the globals map of `plan.size` bytes, the exit flag at
+    /// `exited`, `-c CMD` spawned and held, `--metrics` serving.
+    pub fn new(
+        kernel: &'k LiveKernel,
+        options: RunOptions,
+        plan: GlobalsPlan,
+        exited: u32,
+    ) -> Result<Session<'k>, RuntimeError> {
+        let globals_fd = loader::create_map(&codegen_bpf::compile::globals_map(plan.size), 0)?;
+        let globals = MappedValue::map(globals_fd.as_fd(), plan.size as usize).map_err(RuntimeError::Globals)?;
         let mut session = Session {
-            compiled,
             kernel,
-            attached: Vec::new(),
-            ring,
+            units: Vec::new(),
             globals,
-            arrays,
-            maps,
-            decoder: Decoder::new(&compiled.program),
+            plan,
+            exited,
+            global_types: BTreeMap::new(),
+            arrays: BTreeMap::new(),
+            read: BTreeSet::new(),
+            globals_fd,
+            next_unit: 1,
             child: None,
             options,
             exit_requested: false,
             metrics: None,
-            reading_stdin: compiled.program.handlers.iter().any(|h| matches!(h.target, Target::Stdin)),
+            reading_stdin: false,
             kernel_memory: KernelMemory::default(),
+            started: Instant::now(),
         };
         if let Some(addr) = &session.options.metrics {
             let server =
                 MetricsServer::start(addr).map_err(|source| RuntimeError::Metrics { addr: addr.clone(), source })?;
             session.metrics = Some(server);
         }
-        session.init_globals()?;
-        session.fill_syscall_names();
+        session.globals.store_long(GLOBAL_BOOT_OFFSET, sys::boot_to_realtime_offset());
+        session.globals.store_long(GLOBAL_TARGET, session.options.target_pid.unwrap_or(0) as i64);
         if let Some(cmd) = &session.options.command {
             let argv = sys::command_argv(cmd);
             if argv.is_empty() {
@@ -179,31 +252,162 @@ impl<'a> Session<'a> {
             session.globals.store_long(GLOBAL_TARGET, child.pid as i64);
             session.child = Some(child);
         }
-        session.run_user(|t| matches!(t, Target::Begin { .. }), out)?;
         Ok(session)
     }
 
-    fn init_globals(&mut self) -> Result<(), RuntimeError> {
-        let program = &self.compiled.program;
+    /// Where the next unit must put its globals: compile it with this.
+    pub fn plan(&self) -> &GlobalsPlan {
+        &self.plan
+    }
+
+    /// The types of the globals and arrays the session has, for compiling the next unit.
+    pub fn known_types(&self) -> lang::types::Known {
+        let arrays = self
+            .arrays
+            .iter()
+            .map(|(name, a)| {
+                let ty = lang::types::ArrayType {
+                    keys: a.decl.keys.iter().map(|t| Some(*t)).collect(),
+                    value: Some(a.decl.value),
+                    span: Span::default(),
+                    hist_log: a.decl.hist.log,
+                    hist_linear: a.decl.hist.linear,
+                };
+                (name.clone(), ty)
+            })
+            .collect();
+        lang::types::Known { globals: self.global_types.iter().map(|(n, t)| (n.clone(), *t)).collect(), arrays }
+    }
+
+    /// Adds a compiled unit: creates its maps (sharing the session's), sets the globals new
+    /// to the session, and runs its `begin` probes. Its kernel probes are not attached yet.
+    /// On error nothing of the unit stays and the session is as it was, except for what a
+    /// failing `begin` changed.
+    pub fn add(&mut self, compiled: CompiledScript, out: &mut ScriptOutput) -> Result<UnitId, RuntimeError> {
+        let ring_bytes = if self.options.buffer_bytes == 0 { RINGBUF_BYTES } else { self.options.buffer_bytes };
+        let program = &compiled.program;
+        let array_at = |index: usize| program.arrays.iter().find(|(a, _)| layout::array_map_index(*a) == index);
+        let maps = Maps::create(&compiled.object, ring_bytes, |index, def| {
+            if index == compiled.maps.globals {
+                return self.globals_fd.try_clone().map(Some).map_err(RuntimeError::Globals);
+            }
+            let Some((_, decl)) = array_at(index) else { return Ok(None) };
+            let Some(shared) = self.arrays.get(&decl.name) else { return Ok(None) };
+            if shared.decl.keys != decl.keys || shared.decl.value != decl.value || shared.def != *def {
+                return Err(RuntimeError::ArrayLayout {
+                    name: decl.name.clone(),
+                    reason: format!(
+                        "is {} in this session; this input uses it as {}",
+                        describe_array(&shared.decl),
+                        describe_array(decl)
+                    ),
+                });
+            }
+            shared.fd.try_clone().map(Some).map_err(|e| RuntimeError::Object(e.to_string()))
+        })?;
+        let ring = maps
+            .fd(compiled.maps.ringbuf)
+            .try_clone_to_owned()
+            .and_then(|fd| RingBuf::new(fd, ring_bytes))
+            .map_err(|e| RuntimeError::Object(format!("cannot map the output ring buffer: {e}")))?;
+        let mut array_maps = Vec::new();
+        let mut new_arrays = Vec::new();
+        for (a, decl) in program.arrays.iter() {
+            let index = layout::array_map_index(a);
+            let (_, key_size) = layout::key_layout(decl);
+            let value_size = layout::array_value_size(decl, program.string_capacity);
+            let per_cpu = decl.value == ValueKind::Stat;
+            array_maps.push(RawMap::new(maps.fd(index), key_size as usize, value_size as usize, per_cpu));
+            if !self.arrays.contains_key(&decl.name) {
+                let fd = maps.fd(index).try_clone_to_owned().map_err(|e| RuntimeError::Object(e.to_string()))?;
+                new_arrays.push((a, SharedArray { fd, decl: decl.clone(), def: compiled.object.maps[index].clone() }));
+            }
+        }
+        let started = Instant::now();
+        let timers = program
+            .handlers
+            .iter()
+            .enumerate()
+            .filter_map(|(i, h)| match h.target {
+                Target::Timer { interval_ns } => {
+                    let every = Duration::from_nanos(interval_ns.max(1000));
+                    Some((started + every, every, i))
+                }
+                _ => None,
+            })
+            .collect();
+        let unit = Unit {
+            id: self.next_unit,
+            decoder: Decoder::new(program),
+            attached: Vec::new(),
+            ring,
+            array_maps,
+            timers,
+            maps,
+            compiled,
+        };
+        self.init_globals(&unit)?;
+        // From here on the unit is part of the session.
+        let first = self.units.is_empty();
+        for (g, decl) in unit.compiled.program.globals.iter() {
+            if !self.global_types.contains_key(&decl.name) {
+                self.global_types.insert(decl.name.clone(), decl.ty);
+                self.plan.placed.insert(decl.name.clone(), unit.compiled.globals.offset(g));
+            }
+        }
+        self.plan.next = self.plan.next.max(
+            unit.compiled
+                .program
+                .globals
+                .iter()
+                .map(|(g, d)| {
+                    unit.compiled.globals.offset(g) + layout::value_size(d.ty, unit.compiled.program.string_capacity)
+                })
+                .max()
+                .unwrap_or(0),
+        );
+        let new_syscall_names = new_arrays.iter().any(|(_, a)| a.decl.name == "__syscall_names");
+        for (_, shared) in new_arrays {
+            self.arrays.insert(shared.decl.name.clone(), shared);
+        }
+        let program = &unit.compiled.program;
+        self.read.extend(program.globals.values().filter(|d| d.read).map(|d| d.name.clone()));
+        self.read.extend(program.arrays.values().filter(|d| d.read).map(|d| d.name.clone()));
+        self.reading_stdin |= program.handlers.iter().any(|h| matches!(h.target, Target::Stdin));
+        let id = unit.id;
+        self.next_unit += 1;
+        self.units.push(unit);
+        if new_syscall_names {
+            self.fill_syscall_names(id);
+        }
+        if first {
+            if let Some((name, _)) = self.options.set_globals.iter().find(|(n, _)| !self.global_types.contains_key(n)) {
+                return Err(RuntimeError::SetGlobal {
+                    name: name.clone(),
+                    reason: "the script has no such global".into(),
+                });
+            }
+        }
+        self.run_user(Some(id), |t| matches!(t, Target::Begin { .. }), out)?;
+        Ok(id)
+    }
+
+    /// Sets the globals of `unit` that the session does not have yet: their initial values,
+    /// then `-G`.
+    fn init_globals(&self, unit: &Unit) -> Result<(), RuntimeError> {
+        let program = &unit.compiled.program;
         let cap = program.string_capacity as usize;
-        self.globals.store_long(GLOBAL_BOOT_OFFSET, sys::boot_to_realtime_offset());
-        self.globals.store_long(GLOBAL_TARGET, self.options.target_pid.unwrap_or(0) as i64);
-        for (g, decl) in program.globals.iter() {
-            let off = self.compiled.globals.offset(g);
+        let fresh = program.globals.iter().filter(|(_, d)| !self.global_types.contains_key(&d.name));
+        for (g, decl) in fresh {
+            let off = unit.compiled.globals.offset(g);
             match &decl.init {
                 Some(Const::Long(n)) => self.globals.store_long(off, *n),
                 Some(Const::Str(s)) => userspace::write_c_string(&self.globals, off, s, cap),
                 None => {}
             }
-        }
-        for (name, value) in &self.options.set_globals {
-            let Some((g, decl)) = program.globals.iter().find(|(_, d)| &d.name == name) else {
-                return Err(RuntimeError::SetGlobal {
-                    name: name.clone(),
-                    reason: "the script has no such global".into(),
-                });
+            let Some((name, value)) = self.options.set_globals.iter().find(|(n, _)| n == &decl.name) else {
+                continue;
             };
-            let off = self.compiled.globals.offset(g);
             match decl.ty {
                 Ty::Long => {
                     let n = parse_long(value).ok_or_else(|| RuntimeError::SetGlobal {
@@ -219,49 +423,73 @@ impl<'a> Session<'a> {
     }
 
     /// The tapsets name syscalls through the array `__syscall_names`, filled here.
-    fn fill_syscall_names(&self) {
-        let Some((a, _)) = self.compiled.program.arrays.iter().find(|(_, d)| d.name == "__syscall_names") else {
+    fn fill_syscall_names(&self, id: UnitId) {
+        let Some(unit) = self.unit(id) else { return };
+        let arrays = unit.arrays();
+        let Some((a, _)) = unit.compiled.program.arrays.iter().find(|(_, d)| d.name == "__syscall_names") else {
             return;
         };
         for (nr, name) in lang::syscall_table::SYSCALLS {
-            let _ = self.arrays.set(
-                a,
-                &[crate::format::Value::Long(*nr as i64)],
-                &crate::format::Value::Str(name.to_string()),
-            );
+            let _ =
+                arrays.set(a, &[crate::format::Value::Long(*nr as i64)], &crate::format::Value::Str(name.to_string()));
         }
     }
 
-    /// Runs the user-space handlers whose target matches, in priority order.
-    fn run_user(&mut self, which: impl Fn(&Target) -> bool, out: &mut ScriptOutput) -> Result<(), RuntimeError> {
-        let mut handlers: Vec<&Handler> = self.compiled.program.handlers.iter().filter(|h| which(&h.target)).collect();
-        handlers.sort_by_key(|h| match h.target {
-            Target::Begin { priority } | Target::End { priority } | Target::Error { priority } => priority,
-            _ => 0,
-        });
-        for h in handlers {
-            self.run_handler(h, out)?;
+    fn unit(&self, id: UnitId) -> Option<&Unit> {
+        self.units.iter().find(|u| u.id == id)
+    }
+
+    /// Runs the user-space handlers whose target matches, of one unit or of all, in
+    /// priority order (then unit order).
+    fn run_user(
+        &mut self,
+        unit: Option<UnitId>,
+        which: impl Fn(&Target) -> bool,
+        out: &mut ScriptOutput,
+    ) -> Result<(), RuntimeError> {
+        let mut handlers: Vec<(i64, usize, usize)> = Vec::new();
+        for (u, unit_ref) in self.units.iter().enumerate() {
+            if unit.is_some_and(|id| id != unit_ref.id) {
+                continue;
+            }
+            for (i, h) in unit_ref.compiled.program.handlers.iter().enumerate() {
+                if which(&h.target) {
+                    let priority = match h.target {
+                        Target::Begin { priority } | Target::End { priority } | Target::Error { priority } => priority,
+                        _ => 0,
+                    };
+                    handlers.push((priority, u, i));
+                }
+            }
+        }
+        handlers.sort_by_key(|(priority, u, _)| (*priority, *u));
+        for (_, u, i) in handlers {
+            self.run_handler(u, i, out)?;
         }
         Ok(())
     }
 
-    fn run_handler(&mut self, h: &Handler, out: &mut ScriptOutput) -> Result<(), RuntimeError> {
+    /// Runs handler `h` of `self.units[u]` in user space.
+    fn run_handler(&mut self, u: usize, h: usize, out: &mut ScriptOutput) -> Result<(), RuntimeError> {
+        let unit = &self.units[u];
+        let handler = &unit.compiled.program.handlers[h];
         let mut write_err = None;
         let mut sink = |bytes: &[u8]| {
             if let Err(e) = out.write_all(bytes) {
                 write_err.get_or_insert(e);
             }
         };
+        let arrays = unit.arrays();
         let mut env = Env {
-            program: &self.compiled.program,
-            arrays: &self.arrays,
+            program: &unit.compiled.program,
+            arrays: &arrays,
             globals: &self.globals,
-            layout: &self.compiled.globals,
+            layout: &unit.compiled.globals,
             out: &mut sink,
             kernel_memory: &self.kernel_memory,
         };
-        let effects = userspace::run(&mut env, &h.func)
-            .map_err(|source| RuntimeError::Handler { point: h.point.clone(), source })?;
+        let effects = userspace::run(&mut env, &handler.func)
+            .map_err(|source| RuntimeError::Handler { point: handler.point.clone(), source })?;
         if let Some(e) = write_err {
             return Err(RuntimeError::Output(e));
         }
@@ -282,63 +510,188 @@ impl<'a> Session<'a> {
         Ok(())
     }
 
-    /// Loads and attaches every kernel probe, then starts `-c CMD`.
+    /// Loads and attaches every kernel probe of every unit, then starts `-c CMD`: a
+    /// script's attach, after which bpftap needs no capability.
     pub fn attach(&mut self) -> Result<(), RuntimeError> {
         if self.exit_requested {
             return Ok(());
         }
-        let mut refused = Vec::new();
-        for probe in &self.compiled.kernel_probes {
-            let result = loader::attach(
-                self.compiled,
-                &self.maps,
-                probe,
-                self.kernel,
-                self.options.force_kprobes,
-                &mut self.attached,
-            );
-            match result {
-                Err(e @ RuntimeError::FamilyRefused { .. }) => refused.push(e),
-                other => other?,
-            }
-        }
-        if refused.len() == self.compiled.kernel_probes.len() {
-            if let Some(e) = refused.into_iter().next() {
-                return Err(e);
-            }
-        } else {
-            for e in refused {
-                eprintln!("WARNING: skipped: {e}");
-            }
+        let ids: Vec<UnitId> = self.units.iter().map(|u| u.id).collect();
+        for id in ids {
+            self.attach_unit(id)?;
         }
         // Attached: nothing from here on needs a capability (see sys::drop_capabilities),
         // except reading kernel symbols' real addresses, which an fd opened now keeps, and
-        // the kernel memory reader of user-space handlers, loaded now.
-        crate::symbols::open_kallsyms();
-        if KernelMemory::needed_by(&self.compiled.program) {
-            self.kernel_memory.load();
-        }
+        // the kernel memory reader of user-space handlers, loaded by `attach_unit`.
         sys::drop_capabilities().map_err(RuntimeError::DropCapabilities)?;
+        self.ready();
+        Ok(())
+    }
+
+    /// Everything is attached: `-T` and the timers count from now; writes the ready file
+    /// and lets `-c CMD` run.
+    pub fn ready(&mut self) {
+        self.started = Instant::now();
+        for unit in &mut self.units {
+            unit.restart_timers();
+        }
         if let Some(path) = &self.options.ready_file {
             let _ = std::fs::write(path, b"");
         }
         if let Some(child) = &mut self.child {
             child.release();
         }
+    }
+
+    /// Loads and attaches the kernel probes of one unit. A netfilter probe of a family
+    /// the kernel refuses is skipped with a warning while another probe attaches.
+    pub fn attach_unit(&mut self, id: UnitId) -> Result<(), RuntimeError> {
+        let Some(u) = self.units.iter().position(|u| u.id == id) else { return Ok(()) };
+        let unit = &self.units[u];
+        let mut refused = Vec::new();
+        let mut attached = Vec::new();
+        for probe in &unit.compiled.kernel_probes {
+            let mut held = Vec::new();
+            let result =
+                loader::attach(&unit.compiled, &unit.maps, probe, self.kernel, self.options.force_kprobes, &mut held);
+            match result {
+                Err(e @ RuntimeError::FamilyRefused { .. }) => refused.push(e),
+                other => other?,
+            }
+            attached.push(held);
+        }
+        if !refused.is_empty() && refused.len() == unit.compiled.kernel_probes.len() {
+            return Err(refused.swap_remove(0));
+        }
+        for e in refused {
+            eprintln!("WARNING: skipped: {e}");
+        }
+        crate::symbols::open_kallsyms();
+        if KernelMemory::needed_by(&unit.compiled.program) {
+            self.kernel_memory.load();
+        }
+        self.units[u].attached = attached;
+        self.units[u].restart_timers();
         Ok(())
     }
 
-    /// The event loop, then `end` and the exit-time report. Returns when the script ends.
+    /// Detaches the kernel probes of one unit, keeping its code and maps (`disable`).
+    pub fn detach_unit(&mut self, id: UnitId) {
+        if let Some(unit) = self.units.iter_mut().find(|u| u.id == id) {
+            detach(std::mem::take(&mut unit.attached).into_iter().flatten().collect());
+        }
+    }
+
+    /// Removes a unit: detaches its probes and closes its maps; the globals and arrays it
+    /// shares with the session keep their values. What its ring holds is printed first.
+    pub fn remove(&mut self, id: UnitId, out: &mut ScriptOutput) -> Result<bool, RuntimeError> {
+        let Some(u) = self.units.iter().position(|u| u.id == id) else { return Ok(false) };
+        self.detach_unit(id);
+        let result = self.drain_unit(u, out);
+        self.units.remove(u);
+        result.map(|()| true)
+    }
+
+    /// The units, in the order they were added.
+    pub fn units(&self) -> Vec<UnitInfo> {
+        self.units
+            .iter()
+            .map(|unit| {
+                let (mut runs, mut run_ns) = (0, 0);
+                for fds in &unit.attached {
+                    if let Some(Ok((n, ns))) = fds.first().map(|prog| bpf::prog_run_stats(prog.as_fd())) {
+                        runs += n;
+                        run_ns += ns;
+                    }
+                }
+                UnitInfo {
+                    id: unit.id,
+                    points: unit.compiled.program.handlers.iter().map(|h| h.point.clone()).collect(),
+                    attached: !unit.attached.is_empty(),
+                    runs,
+                    run_ns,
+                }
+            })
+            .collect()
+    }
+
+    /// The current value of every global the session has, as `name=value` lines, arrays
+    /// as the end of a script prints them.
+    pub fn describe_globals(&self) -> String {
+        let mut text = String::new();
+        for unit in &self.units {
+            let program = &unit.compiled.program;
+            let cap = program.string_capacity as usize;
+            for (g, decl) in program.globals.iter() {
+                if decl.name.starts_with("__") || text.contains(&format!("\n{}=", decl.name)) {
+                    continue;
+                }
+                let off = unit.compiled.globals.offset(g);
+                let value = match decl.ty {
+                    Ty::Long => self.globals.load_long(off).to_string(),
+                    Ty::Str => format!("\"{}\"", userspace::read_c_string(&self.globals.read_bytes(off, cap))),
+                };
+                text.push_str(&format!("\n{}={value}", decl.name));
+            }
+        }
+        let mut text: String = text.lines().filter(|l| !l.is_empty()).map(|l| format!("{l}\n")).collect();
+        for (name, shared) in &self.arrays {
+            if name.starts_with("__") {
+                continue;
+            }
+            if let Some((unit, a)) = self
+                .units
+                .iter()
+                .find_map(|u| u.compiled.program.arrays.iter().find(|(_, d)| d.name == *name).map(|(a, _)| (u, a)))
+            {
+                let _ = shared;
+                text.push_str(&unit.arrays().exit_lines(a));
+            }
+        }
+        text
+    }
+
+    /// Sets every global to its zero and empties every array (`clear`).
+    pub fn clear_globals(&self) {
+        let start = layout::GLOBALS_RESERVED as usize;
+        let end = self.plan.next as usize;
+        if end > start {
+            self.globals.write_bytes(start as u32, &vec![0u8; end - start]);
+        }
+        for unit in &self.units {
+            let arrays = unit.arrays();
+            for (a, d) in unit.compiled.program.arrays.iter() {
+                if !d.name.starts_with("__") {
+                    arrays.clear(a);
+                }
+            }
+        }
+    }
+
+    /// A script's run: the event loop until the script ends, then [`Session::finish`].
     /// An error while running (a full array, MAXACTION, a failing handler) stops the loop;
     /// then, as in SystemTap, the `error` probes run, then `end`, and the error is returned.
     pub fn run(&mut self, out: &mut ScriptOutput) -> Result<(), RuntimeError> {
-        let result = self.event_loop(out);
+        let result = loop {
+            match self.turn(out, None) {
+                Ok(turn) if turn.stopped || sys::stop_signal().is_some() => break Ok(()),
+                Ok(_) => {}
+                Err(e) => break Err(e),
+            }
+        };
+        self.finish(result, out)
+    }
+
+    /// The end of a session: stops the kernel handlers, prints what they sent, runs the
+    /// `error` probes if `result` is an error, then `end`, then prints the globals no unit
+    /// read. Returns `result`, or the first error of this.
+    pub fn finish(&mut self, result: Result<(), RuntimeError>, out: &mut ScriptOutput) -> Result<(), RuntimeError> {
         self.stop_kernel_handlers();
         let result = result.and_then(|()| self.drain(out));
         if result.is_err() {
-            self.run_user(|t| matches!(t, Target::Error { .. }), out)?;
+            self.run_user(None, |t| matches!(t, Target::Error { .. }), out)?;
         }
-        self.run_user(|t| matches!(t, Target::End { .. }), out)?;
+        self.run_user(None, |t| matches!(t, Target::End { .. }), out)?;
         self.print_unread_globals(out)?;
         out.flush().map_err(RuntimeError::Output)?;
         let lost = self.globals.load_long(GLOBAL_LOST);
@@ -351,63 +704,59 @@ impl<'a> Session<'a> {
     /// Sets the exit flag: handlers compiled to check it return at once from now on, so the
     /// counts `end` sees are those made before `exit()` (see `GlobalsLayout::exited`).
     fn stop_kernel_handlers(&self) {
-        self.globals.store_long(self.compiled.globals.exited, 1);
+        self.globals.store_long(self.exited, 1);
     }
 
-    fn event_loop(&mut self, out: &mut ScriptOutput) -> Result<(), RuntimeError> {
-        let started = Instant::now();
-        let compiled = self.compiled;
-        let mut timers: Vec<(Instant, Duration, &Handler)> = compiled
-            .program
-            .handlers
-            .iter()
-            .filter_map(|h| match h.target {
-                Target::Timer { interval_ns } => {
-                    let every = Duration::from_nanos(interval_ns.max(1000));
-                    Some((started + every, every, h))
-                }
-                _ => None,
-            })
-            .collect();
-        while !self.exit_requested && sys::stop_signal().is_none() && !out.reader_gone() {
-            let now = Instant::now();
-            let mut wait = Duration::from_millis(100);
-            for (due, _, _) in &timers {
+    /// One turn of the event loop: waits (at most 100 ms, less when a timer or `-T` is due)
+    /// for output, stdin or `wake`, then prints the output of every unit, feeds stdin to
+    /// the `input` probes, runs the timers due and answers `--metrics` scrapes.
+    pub fn turn(&mut self, out: &mut ScriptOutput, wake: Option<BorrowedFd<'_>>) -> Result<Turn, RuntimeError> {
+        let now = Instant::now();
+        let mut wait = Duration::from_millis(100);
+        for unit in &self.units {
+            for (due, _, _) in &unit.timers {
                 wait = wait.min(due.saturating_duration_since(now));
             }
-            if let Some(limit) = self.options.duration {
-                if now >= started + limit {
-                    break;
+        }
+        if let Some(limit) = self.options.duration {
+            if now >= self.started + limit {
+                return Ok(Turn { stopped: true, woken: false });
+            }
+            wait = wait.min(self.started + limit - now);
+        }
+        let stdin = std::io::stdin();
+        let mut fds: Vec<BorrowedFd<'_>> = self.units.iter().map(|u| u.ring.as_fd()).collect();
+        let rings = fds.len();
+        fds.extend(wake);
+        if self.reading_stdin {
+            fds.push(stdin.as_fd());
+        }
+        let ready = sys::poll_readable(&fds, wait.as_millis() as i32);
+        let woken = wake.is_some() && ready.get(rings) == Some(&true);
+        let stdin_ready = self.reading_stdin && ready.last() == Some(&true);
+        self.drain(out)?;
+        if stdin_ready {
+            self.read_stdin(stdin.as_fd(), out)?;
+        }
+        for u in 0..self.units.len() {
+            for t in 0..self.units[u].timers.len() {
+                let (due, every, h) = self.units[u].timers[t];
+                if Instant::now() >= due && !self.exit_requested {
+                    self.units[u].timers[t].0 = due + every;
+                    self.run_handler(u, h, out)?;
                 }
-                wait = wait.min(started + limit - now);
-            }
-            let stdin = std::io::stdin();
-            let fds = if self.reading_stdin { vec![self.ring.as_fd(), stdin.as_fd()] } else { vec![self.ring.as_fd()] };
-            let stdin_ready = sys::poll_readable(&fds, wait.as_millis() as i32).get(1) == Some(&true);
-            self.drain(out)?;
-            if stdin_ready {
-                self.read_stdin(stdin.as_fd(), out)?;
-            }
-            for i in 0..timers.len() {
-                if Instant::now() >= timers[i].0 && !self.exit_requested {
-                    let (_, every, h) = timers[i];
-                    timers[i].0 += every;
-                    self.run_handler(h, out)?;
-                }
-            }
-            self.answer_scrapes()?;
-            out.flush().map_err(RuntimeError::Output)?;
-            if self.target_gone() {
-                break;
             }
         }
-        Ok(())
+        self.answer_scrapes()?;
+        out.flush().map_err(RuntimeError::Output)?;
+        let stopped = self.exit_requested || out.reader_gone() || self.target_gone();
+        Ok(Turn { stopped, woken })
     }
 
     /// Runs the `__stdin` probes once for each byte `stdin` has now, the byte in the global
     /// `__stdin_char` (see `tapsets/input.stp`). The end of the input, or an error reading
     /// it, ends the reading and not the script, as in SystemTap.
-    fn read_stdin(&mut self, stdin: std::os::fd::BorrowedFd<'_>, out: &mut ScriptOutput) -> Result<(), RuntimeError> {
+    fn read_stdin(&mut self, stdin: BorrowedFd<'_>, out: &mut ScriptOutput) -> Result<(), RuntimeError> {
         let mut buf = [0u8; 4096];
         let n = match sys::read_some(stdin, &mut buf) {
             Ok(0) => {
@@ -421,22 +770,32 @@ impl<'a> Session<'a> {
                 return Ok(());
             }
         };
-        let compiled = self.compiled;
-        let program = &compiled.program;
-        let probes: Vec<&Handler> = program.handlers.iter().filter(|h| matches!(h.target, Target::Stdin)).collect();
-        let Some((g, _)) = program.globals.iter().find(|(_, d)| d.name == "__stdin_char") else {
+        let Some(off) = self.plan.placed.get("__stdin_char").copied() else {
             return Ok(());
         };
-        let off = compiled.globals.offset(g);
+        let probes: Vec<(usize, usize)> = self.handlers_where(|t| matches!(t, Target::Stdin));
         for &byte in &buf[..n] {
             if self.exit_requested {
                 break;
             }
             // The raw byte, not text: a multi-byte character arrives a byte at a time.
             self.globals.write_bytes(off, &[byte, 0]);
-            probes.iter().try_for_each(|h| self.run_handler(h, out))?;
+            probes.iter().try_for_each(|&(u, h)| self.run_handler(u, h, out))?;
         }
         Ok(())
+    }
+
+    /// `(unit index, handler index)` of every handler whose target matches.
+    fn handlers_where(&self, which: impl Fn(&Target) -> bool) -> Vec<(usize, usize)> {
+        let mut found = Vec::new();
+        for (u, unit) in self.units.iter().enumerate() {
+            for (h, handler) in unit.compiled.program.handlers.iter().enumerate() {
+                if which(&handler.target) {
+                    found.push((u, h));
+                }
+            }
+        }
+        found
     }
 
     /// Answers the `--metrics` GETs waiting: with what the page probes of the path print
@@ -444,17 +803,17 @@ impl<'a> Session<'a> {
     /// without a `prometheus` probe, with the globals as they are now.
     fn answer_scrapes(&mut self) -> Result<(), RuntimeError> {
         let scrapes: Vec<Scrape> = self.metrics.as_ref().map(|m| m.pending().collect()).unwrap_or_default();
-        let compiled = self.compiled;
         for scrape in scrapes {
-            let probes: Vec<&Handler> = compiled
-                .program
-                .handlers
-                .iter()
-                .filter(|h| matches!(h.target, Target::Page { path } if path == scrape.path()))
-                .collect();
+            let probes = self.handlers_where(|t| matches!(t, Target::Page { path } if *path == scrape.path()));
             if probes.is_empty() {
-                let body = (scrape.path() == METRICS_PATH)
-                    .then(|| metrics::exposition(&compiled.program, &compiled.globals, &self.globals, &self.arrays));
+                let body = (scrape.path() == METRICS_PATH).then(|| {
+                    self.units
+                        .iter()
+                        .map(|u| {
+                            metrics::exposition(&u.compiled.program, &u.compiled.globals, &self.globals, &u.arrays())
+                        })
+                        .collect::<String>()
+                });
                 scrape.answer(body);
                 continue;
             }
@@ -462,7 +821,7 @@ impl<'a> Session<'a> {
             let mut out = ScriptOutput::to_writer(Box::new(body.clone()));
             // A failing handler stops the script, as in any other probe; the scraper gets
             // what was printed before the failure.
-            let result = probes.iter().try_for_each(|h| self.run_handler(h, &mut out));
+            let result = probes.iter().try_for_each(|&(u, h)| self.run_handler(u, h, &mut out));
             let _ = out.flush();
             scrape.answer(Some(body.text()));
             result?;
@@ -470,11 +829,30 @@ impl<'a> Session<'a> {
         Ok(())
     }
 
+    /// Prints what every unit's kernel probes sent.
     fn drain(&mut self, out: &mut ScriptOutput) -> Result<(), RuntimeError> {
-        let program = &self.compiled.program;
-        let (decoder, exit_requested) = (&self.decoder, &mut self.exit_requested);
+        for u in 0..self.units.len() {
+            self.drain_unit(u, out)?;
+        }
+        let full = self.globals.load_long(GLOBAL_ARRAY_FULL);
+        if full > 0 {
+            // The id is of the unit that stored it; every unit's arrays are in the session.
+            let name = self
+                .units
+                .iter()
+                .find_map(|u| u.compiled.program.arrays.get(ArrayId::from_u32(full as u32 - 1)))
+                .map_or("?", |d| d.name.as_str());
+            return Err(RuntimeError::ArrayFull(name.to_string()));
+        }
+        Ok(())
+    }
+
+    fn drain_unit(&mut self, u: usize, out: &mut ScriptOutput) -> Result<(), RuntimeError> {
+        let unit = &mut self.units[u];
+        let program = &unit.compiled.program;
+        let (decoder, exit_requested) = (&unit.decoder, &mut self.exit_requested);
         let mut result = Ok(());
-        self.ring.drain(|record| {
+        unit.ring.drain(|record| {
             result = match decoder.decode(record) {
                 Record::Print(bytes) => out.write_all(&bytes).map_err(RuntimeError::Output),
                 Record::Stderr(bytes) => {
@@ -500,13 +878,7 @@ impl<'a> Session<'a> {
             };
             result.is_ok()
         });
-        result?;
-        let full = self.globals.load_long(GLOBAL_ARRAY_FULL);
-        if full > 0 {
-            let name = program.arrays.get(ArrayId::from_u32(full as u32 - 1)).map_or("?", |d| d.name.as_str());
-            return Err(RuntimeError::ArrayFull(name.to_string()));
-        }
-        Ok(())
+        result
     }
 
     /// Whether the `-c` child or the `-x` process has exited.
@@ -522,28 +894,64 @@ impl<'a> Session<'a> {
 
     /// Globals written but never read are printed at exit, as SystemTap does.
     fn print_unread_globals(&mut self, out: &mut ScriptOutput) -> Result<(), RuntimeError> {
-        let cap = self.compiled.program.string_capacity as usize;
-        for (g, decl) in self.compiled.program.globals.iter() {
-            if decl.read || decl.name.starts_with("__") {
-                continue;
-            }
-            let off = self.compiled.globals.offset(g);
-            let line = match decl.ty {
-                Ty::Long => format!("{}={}\n", decl.name, self.globals.load_long(off)),
-                Ty::Str => {
-                    format!("{}=\"{}\"\n", decl.name, userspace::read_c_string(&self.globals.read_bytes(off, cap)))
+        let mut printed = BTreeSet::new();
+        for unit in &self.units {
+            let program = &unit.compiled.program;
+            let cap = program.string_capacity as usize;
+            for (g, decl) in program.globals.iter() {
+                // Names starting with `__` are the tapsets' own.
+                if self.read.contains(&decl.name) || decl.name.starts_with("__") || !printed.insert(&decl.name) {
+                    continue;
                 }
-            };
-            out.write_all(line.as_bytes()).map_err(RuntimeError::Output)?;
-        }
-        for (a, decl) in self.compiled.program.arrays.iter() {
-            // Names starting with `__` are the tapsets' own.
-            if !decl.read && !decl.name.starts_with("__") {
-                out.write_all(self.arrays.exit_lines(a).as_bytes()).map_err(RuntimeError::Output)?;
+                let off = unit.compiled.globals.offset(g);
+                let line = match decl.ty {
+                    Ty::Long => format!("{}={}\n", decl.name, self.globals.load_long(off)),
+                    Ty::Str => {
+                        format!("{}=\"{}\"\n", decl.name, userspace::read_c_string(&self.globals.read_bytes(off, cap)))
+                    }
+                };
+                out.write_all(line.as_bytes()).map_err(RuntimeError::Output)?;
+            }
+            let arrays = unit.arrays();
+            for (a, decl) in program.arrays.iter() {
+                if !self.read.contains(&decl.name) && !decl.name.starts_with("__") && printed.insert(&decl.name) {
+                    out.write_all(arrays.exit_lines(a).as_bytes()).map_err(RuntimeError::Output)?;
+                }
             }
         }
         Ok(())
     }
+}
+
+impl Unit {
+    /// The timers count from now.
+    fn restart_timers(&mut self) {
+        let now = Instant::now();
+        for (due, every, _) in &mut self.timers {
+            *due = now + *every;
+        }
+    }
+
+    fn arrays(&self) -> Arrays<'_> {
+        Arrays::new(&self.compiled.program, self.array_maps.clone())
+    }
+}
+
+impl Drop for Unit {
+    fn drop(&mut self) {
+        detach(std::mem::take(&mut self.attached).into_iter().flatten().collect());
+    }
+}
+
+/// `a[string, long] of long`, for messages.
+fn describe_array(decl: &ArrayDecl) -> String {
+    let keys: Vec<&str> = decl.keys.iter().map(|t| if *t == Ty::Long { "long" } else { "string" }).collect();
+    let value = match decl.value {
+        ValueKind::Long => "long",
+        ValueKind::Str => "string",
+        ValueKind::Stat => "statistics",
+    };
+    format!("[{}] of {value}", keys.join(", "))
 }
 
 /// Starts `sh -c command` with bpftap's stdout and stderr, as SystemTap's `system()` does,
@@ -563,7 +971,8 @@ impl Drop for Session<'_> {
         if let Some(child) = &mut self.child {
             child.kill();
         }
-        detach(std::mem::take(&mut self.attached));
+        // Every unit's probes at once: one grace period in all (see `detach`).
+        detach(self.units.iter_mut().flat_map(|u| std::mem::take(&mut u.attached)).flatten().collect());
     }
 }
 

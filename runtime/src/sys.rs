@@ -218,6 +218,7 @@ pub fn random_u32() -> u32 {
 /// A BPF map reached by its fd with the raw `bpf(2)` map commands; keys and values are
 /// byte strings of the map's sizes. Per-CPU maps take and give one value per possible CPU,
 /// each rounded up to 8 bytes.
+#[derive(Clone)]
 pub struct RawMap {
     fd: i32,
     pub key_size: usize,
