@@ -54,6 +54,7 @@ const SYSCALL_TABLE: &str = include_str!("../tapsets/syscalls.table");
 /// The name the aliases written from [`SYSCALL_TABLE`] go by in diagnostics.
 const SYSCALL_TABLE_TAPSET: &str = "syscalls.table.stp";
 
+#[derive(Clone)]
 pub struct Options {
     pub script_args: Vec<String>,
     pub string_capacity: u32,

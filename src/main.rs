@@ -3,6 +3,7 @@
 
 mod driver;
 mod list;
+mod repl;
 mod stap_options;
 
 use std::io::{IsTerminal, Write};
@@ -27,6 +28,10 @@ struct Cli {
     /// The script text (instead of a script file).
     #[arg(short = 'e', value_name = "SCRIPT")]
     script: Option<String>,
+    /// An interactive session: probes typed at a prompt attach at once and print live
+    /// (also what `bpftap` with no script starts). Type `help` there.
+    #[arg(short = 'i', conflicts_with_all = ["script", "pass", "emit_elf"])]
+    interactive: bool,
     /// Stop after pass N (1 parse, 2 elaborate, 3 IR, 4 BPF) and print its result.
     #[arg(short = 'p', value_name = "N", value_parser = clap::value_parser!(u8).range(1..=5))]
     pass: Option<u8>,
@@ -121,7 +126,10 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         let _ = std::io::stdout().lock().write_all(listing.as_bytes());
         return Ok(ExitCode::SUCCESS);
     }
+    let interactive = cli.interactive
+        || (cli.script.is_none() && cli.args.is_empty() && cli.pass.is_none() && cli.emit_elf.is_none());
     let (name, text, kind, script_args) = match (&cli.script, cli.args.split_first()) {
+        _ if interactive => ("<input>".to_string(), String::new(), SourceKind::CommandLine, cli.args.clone()),
         (Some(text), _) => ("<command line>".to_string(), text.clone(), SourceKind::CommandLine, cli.args.clone()),
         (None, Some((file, rest))) => {
             let text = std::fs::read_to_string(file).map_err(|e| format!("cannot read {file}: {e}"))?;
@@ -195,6 +203,22 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         verbose: cli.verbose,
         include: cli.include.clone(),
     };
+    let run_options = RunOptions {
+        target_pid: cli.target_pid,
+        command: cli.command.clone(),
+        command_user: if cli.cmd_as_root { None } else { runtime::sys::Credentials::sudo_invoker() },
+        duration: cli.timeout,
+        set_globals,
+        ready_file: std::env::var_os("BPFTAP_READY_FILE").map(PathBuf::from),
+        buffer_bytes: cli.buffer_mb.map_or(0, |mb| mb.next_power_of_two() << 20),
+        force_kprobes: cli.force_kprobes || std::env::var_os("BPFTAP_FORCE_KPROBES").is_some_and(|v| v == "1"),
+        metrics: cli.metrics.clone(),
+    };
+    runtime::sys::catch_stop_signals();
+    if interactive {
+        let config = repl::Config { options, run: run_options, output: cli.output.clone() };
+        return repl::run(config, &kernel);
+    }
     let mut compiled = match driver::compile(&name, &text, kind, last_pass.min(4), &kernel, &options) {
         Ok(c) => c,
         Err(failure) => {
@@ -238,26 +262,14 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
     if !missing.is_empty() {
         return Err(format!("netfilter probes need root or {}: run bpftap with sudo", missing.join(", ")));
     }
-    let options = RunOptions {
-        target_pid: cli.target_pid,
-        command: cli.command.clone(),
-        command_user: if cli.cmd_as_root { None } else { runtime::sys::Credentials::sudo_invoker() },
-        duration: cli.timeout,
-        set_globals,
-        ready_file: std::env::var_os("BPFTAP_READY_FILE").map(PathBuf::from),
-        buffer_bytes: cli.buffer_mb.map_or(0, |mb| mb.next_power_of_two() << 20),
-        force_kprobes: cli.force_kprobes || std::env::var_os("BPFTAP_FORCE_KPROBES").is_some_and(|v| v == "1"),
-        metrics: cli.metrics.clone(),
-    };
     let mut out = match &cli.output {
         Some(path) => runtime::output::ScriptOutput::file(path.clone())
             .map_err(|e| format!("cannot create {}: {e}", path.display()))?,
         None => runtime::output::ScriptOutput::stdout(),
     };
-    runtime::sys::catch_stop_signals();
     let verbose = cli.verbose > 0;
     let started = std::time::Instant::now();
-    let result = Session::load(object, &kernel, options, &mut out).and_then(|mut session| {
+    let result = Session::load(object, &kernel, run_options, &mut out).and_then(|mut session| {
         let loaded = started.elapsed();
         session.attach()?;
         if verbose {
@@ -312,6 +324,12 @@ fn parse_seconds(text: &str) -> Result<Duration, String> {
 }
 
 fn report_runtime_error(e: &RuntimeError, sources: &lang::span::SourceMap) {
+    write_runtime_error(&mut std::io::stderr().lock(), e, sources);
+}
+
+/// A runtime error as the user reads it: a verifier rejection points at the script code
+/// the failing instruction was generated for.
+fn write_runtime_error(to: &mut dyn Write, e: &RuntimeError, sources: &lang::span::SourceMap) {
     match e {
         RuntimeError::Verifier { point, span, log } => {
             let mut d = lang::diag::Diagnostic::error(
@@ -325,12 +343,14 @@ fn report_runtime_error(e: &RuntimeError, sources: &lang::span::SourceMap) {
                 "the verifier said (last lines):\n{}",
                 tail.into_iter().rev().collect::<Vec<_>>().join("\n")
             ));
-            if span.is_some() {
-                eprint!("{}", lang::diag::render(&[d], sources, std::io::stderr().is_terminal()));
+            let _ = if span.is_some() {
+                write!(to, "{}", lang::diag::render(&[d], sources, std::io::stderr().is_terminal()))
             } else {
-                eprintln!("bpftap: {e}\n{log}");
-            }
+                writeln!(to, "bpftap: {e}\n{log}")
+            };
         }
-        other => eprintln!("bpftap: {other}"),
+        other => {
+            let _ = writeln!(to, "bpftap: {other}");
+        }
     }
 }

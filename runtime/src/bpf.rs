@@ -21,6 +21,7 @@ const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
 const BPF_BTF_LOAD: libc::c_long = 18;
 const BPF_MAP_FREEZE: libc::c_long = 22;
 const BPF_LINK_CREATE: libc::c_long = 28;
+const BPF_ENABLE_STATS: libc::c_long = 32;
 
 /// `BPF_PROG_TYPE_*`.
 pub mod prog_type {
@@ -226,6 +227,15 @@ pub fn prog_run_stats(prog: BorrowedFd<'_>) -> io::Result<(u64, u64)> {
     bpf_call(BPF_OBJ_GET_INFO_BY_FD, &mut attr)?;
     let u64_at = |off: usize| u64::from_le_bytes(info[off..off + 8].try_into().expect("8 bytes"));
     Ok((u64_at(200), u64_at(192)))
+}
+
+/// `BPF_ENABLE_STATS` of run time: the kernel counts every program's runs and run time
+/// (see [`prog_run_stats`]) while the fd is open; Linux 5.8+.
+pub fn enable_stats() -> io::Result<OwnedFd> {
+    let mut attr = [0u8; 4];
+    // BPF_STATS_RUN_TIME is 0.
+    put32(&mut attr, 0, 0);
+    bpf_fd(BPF_ENABLE_STATS, &mut attr)
 }
 
 /// `KERNEL_VERSION(a, b, c)` of the running kernel.

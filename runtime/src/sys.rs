@@ -6,7 +6,7 @@
 //! reason it is sound.
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicI32, Ordering};
 
@@ -122,6 +122,15 @@ pub fn catch_stop_signals() {
     }
 }
 
+/// The stop signal received, if any, now forgotten: an interactive session ends on `quit`,
+/// and a Ctrl-C only interrupts the input being handled.
+pub fn take_stop_signal() -> Option<i32> {
+    match SIGNAL.swap(0, Ordering::SeqCst) {
+        0 => None,
+        s => Some(s),
+    }
+}
+
 pub fn stop_signal() -> Option<i32> {
     match SIGNAL.load(Ordering::SeqCst) {
         0 => None,
@@ -179,6 +188,43 @@ pub fn poll_readable(fds: &[BorrowedFd<'_>], timeout_ms: i32) -> Vec<bool> {
     // SAFETY: `pfds` is `pfds.len()` valid pollfds.
     let n = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, timeout_ms) };
     pfds.iter().map(|p| n > 0 && p.revents != 0).collect()
+}
+
+/// A pipe, `(read end, write end)`, both close-on-exec, the read end non-blocking.
+pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: `fds` is a valid out-array of two ints.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: pipe2 returned two new fds that we now own.
+    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    // SAFETY: fcntl on an fd we own.
+    unsafe { libc::fcntl(read.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) };
+    Ok((read, write))
+}
+
+/// Reads whatever a non-blocking pipe holds, to empty it.
+pub fn drain_pipe(fd: BorrowedFd<'_>) {
+    let mut buf = [0u8; 256];
+    while read_some(fd, &mut buf).is_ok_and(|n| n > 0) {}
+}
+
+/// `write(2)` until all of `bytes` is written.
+pub fn write_all(fd: BorrowedFd<'_>, mut bytes: &[u8]) -> io::Result<()> {
+    while !bytes.is_empty() {
+        // SAFETY: `bytes` is valid for `bytes.len()` bytes of reading.
+        let n = unsafe { libc::write(fd.as_raw_fd(), bytes.as_ptr().cast(), bytes.len()) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+            continue;
+        }
+        bytes = &bytes[n as usize..];
+    }
+    Ok(())
 }
 
 /// One `read(2)` into `buf`: what was there, 0 at the end of the input.
