@@ -13,7 +13,9 @@ use std::time::Duration;
 use clap::Parser;
 use lang::kernel::KernelInfo;
 use lang::span::SourceKind;
+use runtime::event::{Event, Location};
 use runtime::kernel_info::LiveKernel;
+use runtime::output::{OutputFormat, ScriptOutput};
 use runtime::session::{RunOptions, RuntimeError, Session};
 
 #[derive(Parser, Debug)]
@@ -67,6 +69,10 @@ struct Cli {
     /// kernel and bpftap, for scripts that print in bursts.
     #[arg(short = 's', value_name = "NUM", value_parser = clap::value_parser!(u32).range(1..=1024))]
     buffer_mb: Option<u32>,
+    /// Write the script's output as `text` (SystemTap's) or `json` (one JSON object a line,
+    /// described by docs/output.schema.json).
+    #[arg(short = 'f', long = "format", value_name = "FORMAT", value_parser = ["text", "json"], default_value = "text")]
+    format: String,
     /// While the script runs, serve GET /metrics at ADDR (HOST:PORT, or PORT for
     /// 127.0.0.1) in Prometheus's text format: what the script's `probe prometheus` prints,
     /// or, without one, its globals read at scrape time; and GET /data.json and
@@ -247,10 +253,12 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         force_kprobes: cli.force_kprobes || std::env::var_os("BPFTAP_FORCE_KPROBES").is_some_and(|v| v == "1"),
         metrics: cli.metrics.clone(),
     };
+    let format = if cli.format == "json" { OutputFormat::Json } else { OutputFormat::Text };
     let mut out = match &cli.output {
-        Some(path) => runtime::output::ScriptOutput::file(path.clone())
-            .map_err(|e| format!("cannot create {}: {e}", path.display()))?,
-        None => runtime::output::ScriptOutput::stdout(),
+        Some(path) => {
+            ScriptOutput::file(path.clone(), format).map_err(|e| format!("cannot create {}: {e}", path.display()))?
+        }
+        None => ScriptOutput::stdout(format).map_err(|e| format!("cannot write the output: {e}"))?,
     };
     runtime::sys::catch_stop_signals();
     let verbose = cli.verbose > 0;
@@ -269,14 +277,35 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         }
         session.run(&mut out)
     });
-    let _ = out.flush();
-    match result {
-        Ok(()) => Ok(ExitCode::SUCCESS),
+    let code = match result {
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             report_runtime_error(&e, &compiled.sources);
-            Ok(ExitCode::from(1))
+            let _ = out.emit(&error_event(&e, &e.to_string(), &object.program, &compiled.sources));
+            ExitCode::from(1)
         }
-    }
+    };
+    let _ = out.flush();
+    Ok(code)
+}
+
+/// The output's record of the error that stopped the script: at the code the verifier
+/// refused, or else at the probe the error happened in.
+fn error_event<'a>(
+    e: &'a RuntimeError,
+    message: &'a str,
+    program: &lang::ir::Program,
+    sources: &'a lang::span::SourceMap,
+) -> Event<'a> {
+    let span = match e {
+        RuntimeError::Verifier { span: Some(span), .. } => Some(*span),
+        _ => e.probe().and_then(|point| program.handlers.iter().find(|h| h.point == point)).map(|h| h.span),
+    };
+    let location = span.map(|span| {
+        let (line, column) = sources.line_col(span);
+        Location { file: &sources.file(span.file).name, line, column }
+    });
+    Event::Error { message, probe: e.probe(), location }
 }
 
 /// `--generate KIND`: the man page or a shell's completions, from the clap definitions, so

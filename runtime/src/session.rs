@@ -19,6 +19,8 @@ use lang::ir::{ArrayId, Const, Handler, Target, Ty, ValueKind, METRICS_PATH};
 use lang::span::Span;
 
 use crate::arrays::Arrays;
+use crate::event::Event;
+use crate::format::Value;
 use crate::kernel_info::LiveKernel;
 use crate::kernel_memory::KernelMemory;
 use crate::loader::{self, Maps};
@@ -94,6 +96,21 @@ pub enum RuntimeError {
     Metrics { addr: String, source: std::io::Error },
     #[error("cannot write output: {0}")]
     Output(std::io::Error),
+}
+
+impl RuntimeError {
+    /// The probe point the error is about, where there is one.
+    pub fn probe(&self) -> Option<&str> {
+        match self {
+            RuntimeError::Verifier { point, .. }
+            | RuntimeError::Load { point, .. }
+            | RuntimeError::Attach { point, .. }
+            | RuntimeError::FamilyRefused { point, .. }
+            | RuntimeError::Handler { point, .. }
+            | RuntimeError::MaxAction(point) => Some(point),
+            _ => None,
+        }
+    }
 }
 
 pub struct Session<'a> {
@@ -224,11 +241,7 @@ impl<'a> Session<'a> {
             return;
         };
         for (nr, name) in lang::syscall_table::SYSCALLS {
-            let _ = self.arrays.set(
-                a,
-                &[crate::format::Value::Long(*nr as i64)],
-                &crate::format::Value::Str(name.to_string()),
-            );
+            let _ = self.arrays.set(a, &[Value::Long(*nr as i64)], &Value::Str(name.to_string()));
         }
     }
 
@@ -247,8 +260,8 @@ impl<'a> Session<'a> {
 
     fn run_handler(&mut self, h: &Handler, out: &mut ScriptOutput) -> Result<(), RuntimeError> {
         let mut write_err = None;
-        let mut sink = |bytes: &[u8]| {
-            if let Err(e) = out.write_all(bytes) {
+        let mut sink = |event: &Event<'_>| {
+            if let Err(e) = out.emit(event) {
                 write_err.get_or_insert(e);
             }
         };
@@ -257,6 +270,7 @@ impl<'a> Session<'a> {
             arrays: &self.arrays,
             globals: &self.globals,
             layout: &self.compiled.globals,
+            probe: &h.point,
             out: &mut sink,
             kernel_memory: &self.kernel_memory,
         };
@@ -343,7 +357,7 @@ impl<'a> Session<'a> {
         out.flush().map_err(RuntimeError::Output)?;
         let lost = self.globals.load_long(GLOBAL_LOST);
         if lost > 0 {
-            eprintln!("bpftap: {lost} output record(s) lost: the ring buffer was full");
+            out.emit(&Event::Lost { records: lost }).and_then(|()| out.flush()).map_err(RuntimeError::Output)?;
         }
         result
     }
@@ -476,7 +490,7 @@ impl<'a> Session<'a> {
         let mut result = Ok(());
         self.ring.drain(|record| {
             result = match decoder.decode(record) {
-                Record::Print(bytes) => out.write_all(&bytes).map_err(RuntimeError::Output),
+                Record::Print(printed) => out.emit(&decoder.event(&printed)).map_err(RuntimeError::Output),
                 Record::Stderr(bytes) => {
                     let _ = std::io::stderr().write_all(&bytes);
                     Ok(())
@@ -528,18 +542,18 @@ impl<'a> Session<'a> {
                 continue;
             }
             let off = self.compiled.globals.offset(g);
-            let line = match decl.ty {
-                Ty::Long => format!("{}={}\n", decl.name, self.globals.load_long(off)),
-                Ty::Str => {
-                    format!("{}=\"{}\"\n", decl.name, userspace::read_c_string(&self.globals.read_bytes(off, cap)))
-                }
+            let value = match decl.ty {
+                Ty::Long => Value::Long(self.globals.load_long(off)),
+                Ty::Str => Value::Str(userspace::read_c_string(&self.globals.read_bytes(off, cap))),
             };
-            out.write_all(line.as_bytes()).map_err(RuntimeError::Output)?;
+            out.emit(&Event::Global { name: &decl.name, value: &value }).map_err(RuntimeError::Output)?;
         }
         for (a, decl) in self.compiled.program.arrays.iter() {
             // Names starting with `__` are the tapsets' own.
             if !decl.read && !decl.name.starts_with("__") {
-                out.write_all(self.arrays.exit_lines(a).as_bytes()).map_err(RuntimeError::Output)?;
+                let entries = self.arrays.exit_entries(a);
+                let event = Event::Array { name: &decl.name, stat: self.arrays.stat_hist(a), entries: &entries };
+                out.emit(&event).map_err(RuntimeError::Output)?;
             }
         }
         Ok(())
