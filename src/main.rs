@@ -75,7 +75,8 @@ struct Cli {
     format: String,
     /// While the script runs, serve GET /metrics at ADDR (HOST:PORT, or PORT for
     /// 127.0.0.1) in Prometheus's text format: what the script's `probe prometheus` prints,
-    /// or, without one, its globals read at scrape time; and GET /data.json and
+    /// or, without one, its globals read at scrape time, lost records, and each probe's runs
+    /// and run time as the kernel counts them; and GET /data.json and
     /// /metadata.json for a script with `probe json_data`.
     #[arg(long = "metrics", value_name = "ADDR")]
     metrics: Option<String>,

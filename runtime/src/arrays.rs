@@ -236,7 +236,7 @@ impl<'p> Arrays<'p> {
     pub fn exit_entries(&self, a: ArrayId) -> Vec<(Vec<Value>, Elem)> {
         let decl = self.decl(a);
         let mut entries = self.entries(a);
-        entries.sort_by(|x, y| sort_value(&y.1, StatOp::Count).cmp(&sort_value(&x.1, StatOp::Count)));
+        entries.sort_by_key(|e| std::cmp::Reverse(sort_value(&e.1, StatOp::Count)));
         if decl.keys.is_empty() && entries.is_empty() {
             entries.push((Vec::new(), Elem::Stat(Stat::new(&stat_spec(decl.hist)))));
         }

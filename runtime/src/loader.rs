@@ -98,7 +98,7 @@ fn map_error(name: &str, e: std::io::Error) -> RuntimeError {
 }
 
 /// Loads one kernel probe's program(s) and attaches them; the fds that keep them attached
-/// are pushed to `held`.
+/// are pushed to `held`, the program's first (the session reads its statistics through it).
 pub fn attach(
     compiled: &CompiledScript,
     maps: &Maps,

@@ -128,6 +128,11 @@ pub struct Session<'a> {
     options: RunOptions,
     exit_requested: bool,
     metrics: Option<MetricsServer>,
+    /// With `--metrics`: the kernel counts the programs' runs while this fd is open.
+    run_time_stats: Option<OwnedFd>,
+    /// Per attached kernel probe: its index in `compiled.kernel_probes`, and the index of its
+    /// program's fd in `attached`.
+    probe_programs: Vec<(usize, usize)>,
     /// Whether stdin is still read: from the start in a script with `__stdin` probes
     /// (`input.char`, `input.line`), until its end.
     reading_stdin: bool,
@@ -174,6 +179,8 @@ impl<'a> Session<'a> {
             options,
             exit_requested: false,
             metrics: None,
+            run_time_stats: None,
+            probe_programs: Vec::new(),
             reading_stdin: compiled.program.handlers.iter().any(|h| matches!(h.target, Target::Stdin)),
             kernel_memory: KernelMemory::default(),
         };
@@ -181,6 +188,14 @@ impl<'a> Session<'a> {
             let server =
                 MetricsServer::start(addr).map_err(|source| RuntimeError::Metrics { addr: addr.clone(), source })?;
             session.metrics = Some(server);
+            // Needs CAP_SYS_ADMIN, so now, before attach drops it; without it (or before Linux
+            // 5.8) the per-probe metrics are left out.
+            match crate::bpf::enable_run_time_stats() {
+                Ok(fd) => session.run_time_stats = Some(fd),
+                Err(e) => {
+                    eprintln!("WARNING: --metrics: no per-probe statistics: the kernel refuses to count runs ({e})")
+                }
+            }
         }
         session.init_globals()?;
         session.fill_syscall_names();
@@ -302,7 +317,8 @@ impl<'a> Session<'a> {
             return Ok(());
         }
         let mut refused = Vec::new();
-        for probe in &self.compiled.kernel_probes {
+        for (index, probe) in self.compiled.kernel_probes.iter().enumerate() {
+            let program_fd = self.attached.len();
             let result = loader::attach(
                 self.compiled,
                 &self.maps,
@@ -314,6 +330,9 @@ impl<'a> Session<'a> {
             match result {
                 Err(e @ RuntimeError::FamilyRefused { .. }) => refused.push(e),
                 other => other?,
+            }
+            if self.attached.len() > program_fd {
+                self.probe_programs.push((index, program_fd));
             }
         }
         if refused.len() == self.compiled.kernel_probes.len() {
@@ -467,8 +486,16 @@ impl<'a> Session<'a> {
                 .filter(|h| matches!(h.target, Target::Page { path } if path == scrape.path()))
                 .collect();
             if probes.is_empty() {
-                let body = (scrape.path() == METRICS_PATH)
-                    .then(|| metrics::exposition(&compiled.program, &compiled.globals, &self.globals, &self.arrays));
+                let body = (scrape.path() == METRICS_PATH).then(|| {
+                    let probes = self.run_time_stats.is_some().then(|| self.probe_samples());
+                    metrics::exposition(
+                        &compiled.program,
+                        &compiled.globals,
+                        &self.globals,
+                        &self.arrays,
+                        probes.as_deref(),
+                    )
+                });
                 scrape.answer(body);
                 continue;
             }
@@ -482,6 +509,21 @@ impl<'a> Session<'a> {
             result?;
         }
         Ok(())
+    }
+
+    /// The kernel's statistics of every attached program (one that cannot be read is left
+    /// out rather than shown as 0).
+    fn probe_samples(&self) -> Vec<metrics::ProbeSample<'a>> {
+        let compiled = self.compiled;
+        self.probe_programs
+            .iter()
+            .filter_map(|&(probe, fd)| {
+                let probe = &compiled.kernel_probes[probe];
+                let stats = crate::bpf::prog_stats(self.attached[fd].as_fd()).ok()?;
+                let point = compiled.program.handlers[probe.handler].point.as_str();
+                Some(metrics::ProbeSample { point, program: &probe.name, stats })
+            })
+            .collect()
     }
 
     fn drain(&mut self, out: &mut ScriptOutput) -> Result<(), RuntimeError> {
