@@ -240,3 +240,22 @@ fn the_schema_rejects_records_bpftap_does_not_write() {
         assert!(!validator.is_valid(&record), "the schema accepts {record}");
     }
 }
+
+#[test]
+fn records_the_kernel_drops_are_counted_in_a_lost_record() {
+    let Some(python) = python_or_skip() else { return };
+    // 20 000 records of 8 KiB into a 1 MiB ring buffer, faster than bpftap reads them.
+    let workload = format!("{python} tests/workloads/getppid_loop.py 20000");
+    let script = r#"global s
+        probe begin { s = "0123456789abcdef"; s = s.s.s.s; s = s.s.s.s; s = s.s.s.s }
+        probe syscall.getppid { if (pid() == target()) printf("%s%s%s%s\n", s, s, s, s) }"#;
+    let (status, records) = run_json("lost", &["-s", "1", "-D", "MAXSTRINGLEN=2048", "-e", script, "-c", &workload]);
+    assert!(status.success(), "{status}");
+    let printed = of_type(&records, "printf").len() as i64;
+    let lost = of_type(&records, "lost");
+    assert_eq!(lost.len(), 1, "the ring buffer kept up: {printed} records, none lost");
+    let lost = lost[0]["records"].as_i64().unwrap();
+    assert!(lost > 0);
+    assert_eq!(printed + lost, 20000, "{printed} printed, {lost} lost");
+    assert_eq!(records.last().unwrap()["type"], "lost");
+}
