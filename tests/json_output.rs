@@ -61,7 +61,7 @@ fn records(text: &str) -> Vec<Value> {
         .map(|line| {
             let record: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
             let errors: Vec<String> =
-                validator.iter_errors(&record).map(|e| format!("{e} at {}", e.instance_path)).collect();
+                validator.iter_errors(&record).map(|e| format!("{e} at {}", e.instance_path())).collect();
             assert!(errors.is_empty(), "{line}\ndoes not match {}:\n{}", schema_path.display(), errors.join("\n"));
             record
         })

@@ -188,8 +188,9 @@ pub fn exposition(
         }
         let name = format!("bpftap_{}", decl.name);
         let entries = arrays.entries(a);
-        let hist = arrays.stat_hist(a).filter(|h| *h != Hist::None);
-        let kind = match arrays.stat_hist(a) {
+        let stat = arrays.stat_hist(a);
+        let hist = stat.filter(|h| *h != Hist::None);
+        let kind = match stat {
             None => "gauge",
             Some(Hist::None) => "summary",
             Some(_) => "histogram",
