@@ -205,6 +205,15 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         Err(failure) => {
             let color = std::io::stderr().is_terminal();
             eprint!("{}", lang::diag::render(&failure.diags, &failure.sources, color));
+            if cli.format == "json" && last_pass == 5 {
+                let mut out = script_output(&cli)?;
+                for d in failure.diags.iter().filter(|d| d.severity == lang::diag::Severity::Error) {
+                    let message = format!("{}: {}", d.code, d.message);
+                    let location = Some(location(&failure.sources, d.span));
+                    let _ = out.emit(&Event::Error { message: &message, probe: None, location });
+                }
+                let _ = out.flush();
+            }
             return Ok(ExitCode::from(1));
         }
     };
@@ -254,13 +263,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         force_kprobes: cli.force_kprobes || std::env::var_os("BPFTAP_FORCE_KPROBES").is_some_and(|v| v == "1"),
         metrics: cli.metrics.clone(),
     };
-    let format = if cli.format == "json" { OutputFormat::Json } else { OutputFormat::Text };
-    let mut out = match &cli.output {
-        Some(path) => {
-            ScriptOutput::file(path.clone(), format).map_err(|e| format!("cannot create {}: {e}", path.display()))?
-        }
-        None => ScriptOutput::stdout(format).map_err(|e| format!("cannot write the output: {e}"))?,
-    };
+    let mut out = script_output(&cli)?;
     runtime::sys::catch_stop_signals();
     let verbose = cli.verbose > 0;
     let started = std::time::Instant::now();
@@ -290,6 +293,22 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
     Ok(code)
 }
 
+/// Where the script's output goes (`-o`), in the format `-f` asks for.
+fn script_output(cli: &Cli) -> Result<ScriptOutput, String> {
+    let format = if cli.format == "json" { OutputFormat::Json } else { OutputFormat::Text };
+    match &cli.output {
+        Some(path) => {
+            ScriptOutput::file(path.clone(), format).map_err(|e| format!("cannot create {}: {e}", path.display()))
+        }
+        None => ScriptOutput::stdout(format).map_err(|e| format!("cannot write the output: {e}")),
+    }
+}
+
+fn location(sources: &lang::span::SourceMap, span: lang::span::Span) -> Location<'_> {
+    let (line, column) = sources.line_col(span);
+    Location { file: &sources.file(span.file).name, line, column }
+}
+
 /// The output's record of the error that stopped the script: at the code the verifier
 /// refused, or else at the probe the error happened in.
 fn error_event<'a>(
@@ -302,11 +321,7 @@ fn error_event<'a>(
         RuntimeError::Verifier { span: Some(span), .. } => Some(*span),
         _ => e.probe().and_then(|point| program.handlers.iter().find(|h| h.point == point)).map(|h| h.span),
     };
-    let location = span.map(|span| {
-        let (line, column) = sources.line_col(span);
-        Location { file: &sources.file(span.file).name, line, column }
-    });
-    Event::Error { message, probe: e.probe(), location }
+    Event::Error { message, probe: e.probe(), location: span.map(|span| location(sources, span)) }
 }
 
 /// `--generate KIND`: the man page or a shell's completions, from the clap definitions, so

@@ -259,3 +259,19 @@ fn records_the_kernel_drops_are_counted_in_a_lost_record() {
     assert_eq!(printed + lost, 20000, "{printed} printed, {lost} lost");
     assert_eq!(records.last().unwrap()["type"], "lost");
 }
+
+#[test]
+fn a_script_that_does_not_compile_gives_an_error_record_per_error() {
+    let (status, records) = run_json("compile", &["-e", "probe begin {\n  x = \n}\nprobe nosuch.thing { }"]);
+    assert!(!status.success());
+    assert_eq!(records[0]["type"], "start");
+    let errors = of_type(&records, "error");
+    assert!(!errors.is_empty(), "{records:#?}");
+    for e in &errors {
+        assert_eq!(e["probe"], Value::Null);
+        assert_eq!(e["location"]["file"], "<command line>");
+    }
+    let first = errors[0];
+    assert!(first["message"].as_str().unwrap().starts_with("E0"), "{first}");
+    assert_eq!((&first["location"]["line"], &first["location"]["column"]), (&json!(3), &json!(1)), "{first}");
+}

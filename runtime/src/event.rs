@@ -31,8 +31,9 @@ pub enum Event<'a> {
     Array { name: &'a str, stat: Option<Hist>, entries: &'a [(Vec<Value>, Elem)] },
     /// Output records the kernel dropped because the ring buffer was full.
     Lost { records: i64 },
-    /// The error that stopped the script, where it is known. The binary also reports it on
-    /// stderr, so the text sink writes nothing.
+    /// The error that stopped the script, or one error of a script that does not compile,
+    /// with its place where known. The binary also reports it on stderr, so the text sink
+    /// writes nothing.
     Error { message: &'a str, probe: Option<&'a str>, location: Option<Location<'a>> },
 }
 

@@ -12,7 +12,8 @@
 //! - `hist`: `print(@hist_*)`: the statistic's numbers and its non-empty buckets.
 //! - `value`, `map`, `stats`: globals printed at exit (a scalar; an array of numbers or
 //!   strings; a statistic, scalar or array, with count, sum, min, max, avg and buckets).
-//! - `lost`: output records the kernel dropped. `error`: what stopped the script.
+//! - `lost`: output records the kernel dropped. `error`: what stopped the script, at its
+//!   place in the source where known (the binary also writes one per compile error).
 //!
 //! Numbers are JSON numbers while a double holds them exactly (|n| <= 2^53), else decimal
 //! strings; bytes that are not UTF-8 are written `\xNN` inside the string.
