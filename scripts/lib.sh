@@ -4,8 +4,9 @@
 # What the tests need on the machine: python3 runs the workloads in tests/workloads, the
 # SystemTap examples in systemtap-doc are the parser's corpus and the install checks' scripts,
 # systemtap-common's tapsets are what the syscall variables are checked against, and iproute2 and iputils-ping
-# are the network workloads' tools.
-TEST_PACKAGES=(python3 systemtap-doc systemtap-common iproute2 iputils-ping bpftool man-db)
+# are the network workloads' tools; python3-prometheus-client parses --metrics output in
+# tests/prometheus.rs (with Debian's python3, which sees it).
+TEST_PACKAGES=(python3 python3-prometheus-client systemtap-doc systemtap-common iproute2 iputils-ping bpftool man-db)
 
 # What tests/vm/run-in-vm.sh needs to boot Debian kernels under QEMU (binutils: readelf, for
 # the faster PVH boot). It would install them itself; scripts/test.sh does it first, so that a

@@ -14,7 +14,9 @@ use std::time::Duration;
 use clap::Parser;
 use lang::kernel::KernelInfo;
 use lang::span::SourceKind;
+use runtime::event::{Event, Location};
 use runtime::kernel_info::LiveKernel;
+use runtime::output::{OutputFormat, ScriptOutput};
 use runtime::session::{RunOptions, RuntimeError, Session};
 
 #[derive(Parser, Debug)]
@@ -72,9 +74,14 @@ struct Cli {
     /// kernel and bpftap, for scripts that print in bursts.
     #[arg(short = 's', value_name = "NUM", value_parser = clap::value_parser!(u32).range(1..=1024))]
     buffer_mb: Option<u32>,
+    /// Write the script's output as `text` (SystemTap's) or `json` (one JSON object a line,
+    /// described by docs/output.schema.json).
+    #[arg(short = 'f', long = "format", value_name = "FORMAT", value_parser = ["text", "json"], default_value = "text")]
+    format: String,
     /// While the script runs, serve GET /metrics at ADDR (HOST:PORT, or PORT for
     /// 127.0.0.1) in Prometheus's text format: what the script's `probe prometheus` prints,
-    /// or, without one, its globals read at scrape time; and GET /data.json and
+    /// or, without one, its globals read at scrape time, lost records, and each probe's runs
+    /// and run time as the kernel counts them; and GET /data.json and
     /// /metadata.json for a script with `probe json_data`.
     #[arg(long = "metrics", value_name = "ADDR")]
     metrics: Option<String>,
@@ -216,7 +223,8 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
     };
     runtime::sys::catch_stop_signals();
     if interactive {
-        let config = repl::Config { options, run: run_options, output: cli.output.clone() };
+        let config =
+            repl::Config { options, run: run_options, output: cli.output.clone(), format: output_format(&cli) };
         return repl::run(config, &kernel);
     }
     let mut compiled = match driver::compile(&name, &text, kind, last_pass.min(4), &kernel, &options) {
@@ -224,6 +232,15 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         Err(failure) => {
             let color = std::io::stderr().is_terminal();
             eprint!("{}", lang::diag::render(&failure.diags, &failure.sources, color));
+            if cli.format == "json" && last_pass == 5 {
+                let mut out = script_output(&cli)?;
+                for d in failure.diags.iter().filter(|d| d.severity == lang::diag::Severity::Error) {
+                    let message = format!("{}: {}", d.code, d.message);
+                    let location = Some(location(&failure.sources, d.span));
+                    let _ = out.emit(&Event::Error { message: &message, probe: None, location });
+                }
+                let _ = out.flush();
+            }
             return Ok(ExitCode::from(1));
         }
     };
@@ -262,11 +279,10 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
     if !missing.is_empty() {
         return Err(format!("netfilter probes need root or {}: run bpftap with sudo", missing.join(", ")));
     }
-    let mut out = match &cli.output {
-        Some(path) => runtime::output::ScriptOutput::file(path.clone())
-            .map_err(|e| format!("cannot create {}: {e}", path.display()))?,
-        None => runtime::output::ScriptOutput::stdout(),
-    };
+    let mut out = script_output(&cli)?;
+    // For the error record: the session takes the program.
+    let probe_spans: Vec<(String, lang::span::Span)> =
+        object.program.handlers.iter().map(|h| (h.point.clone(), h.span)).collect();
     let verbose = cli.verbose > 0;
     let started = std::time::Instant::now();
     let result = Session::load(object, &kernel, run_options, &mut out).and_then(|mut session| {
@@ -283,14 +299,55 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         }
         session.run(&mut out)
     });
-    let _ = out.flush();
-    match result {
-        Ok(()) => Ok(ExitCode::SUCCESS),
+    let code = match result {
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             report_runtime_error(&e, &compiled.sources);
-            Ok(ExitCode::from(1))
+            let _ = out.emit(&error_event(&e, &e.to_string(), &probe_spans, &compiled.sources));
+            ExitCode::from(1)
         }
+    };
+    let _ = out.flush();
+    Ok(code)
+}
+
+/// Where the script's output goes (`-o`), in the format `-f` asks for.
+fn script_output(cli: &Cli) -> Result<ScriptOutput, String> {
+    let format = output_format(cli);
+    match &cli.output {
+        Some(path) => {
+            ScriptOutput::file(path.clone(), format).map_err(|e| format!("cannot create {}: {e}", path.display()))
+        }
+        None => ScriptOutput::stdout(format).map_err(|e| format!("cannot write the output: {e}")),
     }
+}
+
+fn output_format(cli: &Cli) -> OutputFormat {
+    if cli.format == "json" {
+        OutputFormat::Json
+    } else {
+        OutputFormat::Text
+    }
+}
+
+fn location(sources: &lang::span::SourceMap, span: lang::span::Span) -> Location<'_> {
+    let (line, column) = sources.line_col(span);
+    Location { file: &sources.file(span.file).name, line, column }
+}
+
+/// The output's record of the error that stopped the script: at the code the verifier
+/// refused, or else at the probe the error happened in.
+fn error_event<'a>(
+    e: &'a RuntimeError,
+    message: &'a str,
+    probe_spans: &[(String, lang::span::Span)],
+    sources: &'a lang::span::SourceMap,
+) -> Event<'a> {
+    let span = match e {
+        RuntimeError::Verifier { span: Some(span), .. } => Some(*span),
+        _ => e.probe().and_then(|point| probe_spans.iter().find(|(p, _)| p == point)).map(|(_, span)| *span),
+    };
+    Event::Error { message, probe: e.probe(), location: span.map(|span| location(sources, span)) }
 }
 
 /// `--generate KIND`: the man page or a shell's completions, from the clap definitions, so

@@ -55,6 +55,8 @@ pub struct Config {
     pub options: driver::Options,
     pub run: RunOptions,
     pub output: Option<PathBuf>,
+    /// `-f`: of the `-o` file; at the prompt, text.
+    pub format: runtime::output::OutputFormat,
 }
 
 /// An input from the reader thread.
@@ -83,8 +85,6 @@ struct Repl<'k> {
     next_number: u32,
     /// The session's globals, for completion in the reader thread.
     names: Arc<Mutex<Vec<String>>>,
-    /// Keeps the kernel counting program runs and run time (for `list`) while open.
-    _stats: Option<OwnedFd>,
     output: Option<PathBuf>,
 }
 
@@ -107,7 +107,8 @@ pub fn run(config: Config, kernel: &LiveKernel) -> Result<ExitCode, String> {
     };
     let printer = Box::new(PrinterWriter { printer, pending: Vec::new() });
     let mut out = match &config.output {
-        Some(path) => ScriptOutput::file(path.clone()).map_err(|e| format!("cannot create {}: {e}", path.display()))?,
+        Some(path) => ScriptOutput::file(path.clone(), config.format)
+            .map_err(|e| format!("cannot create {}: {e}", path.display()))?,
         None => ScriptOutput::to_writer(printer),
     };
     let plan = GlobalsPlan::fixed(SESSION_GLOBALS_BYTES);
@@ -120,9 +121,11 @@ pub fn run(config: Config, kernel: &LiveKernel) -> Result<ExitCode, String> {
         probes: Vec::new(),
         next_number: 1,
         names,
-        _stats: runtime::bpf::enable_stats().ok(),
         output: config.output,
     };
+    if let Err(e) = repl.session.count_runs() {
+        eprintln!("bpftap: warning: `list` shows no hit counts: the kernel refuses to count runs ({e})");
+    }
     repl.session.ready();
 
     let (wake_read, wake_write) = runtime::sys::pipe().map_err(|e| format!("cannot make a pipe: {e}"))?;
@@ -273,7 +276,7 @@ impl Repl<'_> {
         let said = match word {
             "quit" if rest.is_empty() => return true,
             "help" if rest.is_empty() => Ok(HELP.to_string()),
-            "list" if rest.is_empty() => Ok(self.list()),
+            "list" if rest.is_empty() => self.list(out),
             "delete" if is_selection(rest) => self.delete(rest, out),
             "disable" | "enable" if is_selection(rest) => self.enable(rest, word == "enable"),
             "save" if !rest.is_empty() => self.save(rest),
@@ -351,7 +354,7 @@ impl Repl<'_> {
         unit.map(|_| String::new())
     }
 
-    fn list(&self) -> String {
+    fn list(&self, out: &mut ScriptOutput) -> Result<String, String> {
         let mut text = String::new();
         let units = self.session.units();
         for p in &self.probes {
@@ -372,11 +375,12 @@ impl Repl<'_> {
                 info.run_ns as f64 / 1e6
             );
         }
-        text.push_str(&self.session.describe_globals());
-        if text.is_empty() {
-            text.push_str("no probes and no globals yet\n");
+        if text.is_empty() && self.session.known_types().globals.iter().all(|(n, _)| n.starts_with("__")) {
+            return Ok("no probes and no globals yet\n".into());
         }
-        text
+        let _ = out.write_all(text.as_bytes());
+        self.session.print_globals(out, false).map_err(|e| e.to_string())?;
+        Ok(String::new())
     }
 
     /// The units of the probes `selection` names (`N`, `N-M`, `all`).

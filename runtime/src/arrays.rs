@@ -213,45 +213,67 @@ impl<'p> Arrays<'p> {
             .collect()
     }
 
-    pub fn hist_text(&self, a: ArrayId, keys: &[Value], kind: lang::ir::HistKind) -> Result<String, StatError> {
+    /// `print(@hist_log(a[keys]))` / `@hist_linear`: the statistic, the histogram's shape and
+    /// its chart.
+    pub fn hist(
+        &self,
+        a: ArrayId,
+        keys: &[Value],
+        kind: lang::ir::HistKind,
+    ) -> Result<(Stat, Hist, String), StatError> {
         let s = self.stat(a, keys);
         match kind {
-            lang::ir::HistKind::Log => stats::print_hist_log(&s),
-            lang::ir::HistKind::Linear { lo, hi, step } => stats::print_hist_linear(&s, &Linear::new(lo, hi, step)?),
+            lang::ir::HistKind::Log => stats::print_hist_log(&s).map(|text| (s, Hist::Log2, text)),
+            lang::ir::HistKind::Linear { lo, hi, step } => {
+                let linear = Linear::new(lo, hi, step)?;
+                stats::print_hist_linear(&s, &linear).map(|text| (s, Hist::Linear(linear), text))
+            }
         }
     }
 
-    /// The lines SystemTap prints at exit for an array nobody read.
-    pub fn exit_lines(&self, a: ArrayId) -> String {
+    /// The elements of an array nobody read, as SystemTap prints them at exit: by value (or
+    /// `@count`), largest first. A scalar statistic is one element without keys, empty or not.
+    pub fn exit_entries(&self, a: ArrayId) -> Vec<(Vec<Value>, Elem)> {
         let decl = self.decl(a);
         let mut entries = self.entries(a);
-        // stap prints elements by value (or @count), largest first.
-        entries.sort_by(|x, y| sort_value(&y.1, StatOp::Count).cmp(&sort_value(&x.1, StatOp::Count)));
-        let mut out = String::new();
-        for (keys, elem) in entries {
-            let keys: Vec<stats::Key> = keys
-                .into_iter()
-                .map(|k| match k {
-                    Value::Long(n) => stats::Key::Long(n),
-                    other => stats::Key::Str(value_text(&other)),
-                })
-                .collect();
-            match elem {
-                Elem::Long(n) => out.push_str(&stats::format_array_entry(&decl.name, &keys, &stats::Value::Long(n))),
-                Elem::Str(s) => out.push_str(&stats::format_array_entry(&decl.name, &keys, &stats::Value::Str(s))),
-                Elem::Stat(s) if keys.is_empty() => out.push_str(&stats::format_global_stat(&decl.name, &s)),
-                Elem::Stat(s) => {
-                    if let Ok(line) = stats::format_array_stat_entry(&decl.name, &keys, &s) {
-                        out.push_str(&line);
-                    }
+        entries.sort_by_key(|e| std::cmp::Reverse(sort_value(&e.1, StatOp::Count)));
+        if decl.keys.is_empty() && entries.is_empty() {
+            entries.push((Vec::new(), Elem::Stat(Stat::new(&stat_spec(decl.hist)))));
+        }
+        entries
+    }
+
+    /// For a statistic array, the histogram it keeps.
+    pub fn stat_hist(&self, a: ArrayId) -> Option<Hist> {
+        let decl = self.decl(a);
+        (decl.value == ValueKind::Stat).then(|| stat_spec(decl.hist).hist)
+    }
+}
+
+/// The lines SystemTap prints at exit for the array `name` nobody read, of the elements
+/// [`Arrays::exit_entries`] gives.
+pub fn exit_lines(name: &str, entries: &[(Vec<Value>, Elem)]) -> String {
+    let mut out = String::new();
+    for (keys, elem) in entries {
+        let keys: Vec<stats::Key> = keys
+            .iter()
+            .map(|k| match k {
+                Value::Long(n) => stats::Key::Long(*n),
+                other => stats::Key::Str(value_text(other)),
+            })
+            .collect();
+        match elem {
+            Elem::Long(n) => out.push_str(&stats::format_array_entry(name, &keys, &stats::Value::Long(*n))),
+            Elem::Str(s) => out.push_str(&stats::format_array_entry(name, &keys, &stats::Value::Str(s.clone()))),
+            Elem::Stat(s) if keys.is_empty() => out.push_str(&stats::format_global_stat(name, s)),
+            Elem::Stat(s) => {
+                if let Ok(line) = stats::format_array_stat_entry(name, &keys, s) {
+                    out.push_str(&line);
                 }
             }
         }
-        if decl.keys.is_empty() && out.is_empty() {
-            out.push_str(&stats::format_global_stat(&decl.name, &Stat::new(&stat_spec(decl.hist))));
-        }
-        out
     }
+    out
 }
 
 /// The ordering key of an element for sorting by value.

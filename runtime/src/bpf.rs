@@ -16,8 +16,8 @@ const BPF_MAP_CREATE: libc::c_long = 0;
 const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
 const BPF_PROG_LOAD: libc::c_long = 5;
 const BPF_PROG_TEST_RUN: libc::c_long = 10;
-const BPF_RAW_TRACEPOINT_OPEN: libc::c_long = 17;
 const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
+const BPF_RAW_TRACEPOINT_OPEN: libc::c_long = 17;
 const BPF_BTF_LOAD: libc::c_long = 18;
 const BPF_MAP_FREEZE: libc::c_long = 22;
 const BPF_LINK_CREATE: libc::c_long = 28;
@@ -214,28 +214,39 @@ pub fn prog_run_on_ctx(prog: BorrowedFd<'_>, ctx: &mut [u8]) -> io::Result<()> {
     bpf_call(BPF_PROG_TEST_RUN, &mut attr).map(drop)
 }
 
-/// A program's run statistics (`bpf_prog_info`'s `run_cnt` and `run_time_ns`): how many
-/// times it ran and for how long in all. The kernel counts only while the sysctl
-/// `kernel.bpf_stats_enabled` is 1; else both stay 0.
-pub fn prog_run_stats(prog: BorrowedFd<'_>) -> io::Result<(u64, u64)> {
-    // `struct bpf_prog_info` up to `run_cnt` (offset 200) and `recursion_misses`.
-    let mut info = [0u8; 216];
+/// `BPF_ENABLE_STATS(BPF_STATS_RUN_TIME)` (Linux 5.8+, CAP_SYS_ADMIN): while the fd is open the
+/// kernel counts every program's runs and run time. It is the switch the sysctl
+/// `kernel.bpf_stats_enabled` flips, but counted per holder: closing the fd, on any exit
+/// (a crash included), gives back what was, and another tool's setting is never overwritten.
+pub fn enable_run_time_stats() -> io::Result<OwnedFd> {
+    // `enable_stats.type`, 0 = BPF_STATS_RUN_TIME.
+    let mut attr = [0u8; 4];
+    bpf_fd(BPF_ENABLE_STATS, &mut attr)
+}
+
+/// What the kernel counted for one program (`struct bpf_prog_info`); all 0 while no one
+/// enabled the statistics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProgStats {
+    /// Times the program ran.
+    pub run_cnt: u64,
+    pub run_time_ns: u64,
+    /// Runs skipped because the program was already running on that CPU (Linux 5.12+).
+    pub recursion_misses: u64,
+}
+
+/// `BPF_OBJ_GET_INFO_BY_FD` of a program: its run statistics.
+pub fn prog_stats(prog: BorrowedFd<'_>) -> io::Result<ProgStats> {
+    // `struct bpf_prog_info` up to `recursion_misses` and the fields after it (232 bytes in
+    // Linux 6.x); an older kernel fills less and says so in `info_len`.
+    let mut info = [0u8; 232];
     let mut attr = [0u8; 16];
     put32(&mut attr, 0, prog.as_raw_fd() as u32);
     put32(&mut attr, 4, info.len() as u32);
     put64(&mut attr, 8, info.as_mut_ptr() as u64);
     bpf_call(BPF_OBJ_GET_INFO_BY_FD, &mut attr)?;
-    let u64_at = |off: usize| u64::from_le_bytes(info[off..off + 8].try_into().expect("8 bytes"));
-    Ok((u64_at(200), u64_at(192)))
-}
-
-/// `BPF_ENABLE_STATS` of run time: the kernel counts every program's runs and run time
-/// (see [`prog_run_stats`]) while the fd is open; Linux 5.8+.
-pub fn enable_stats() -> io::Result<OwnedFd> {
-    let mut attr = [0u8; 4];
-    // BPF_STATS_RUN_TIME is 0.
-    put32(&mut attr, 0, 0);
-    bpf_fd(BPF_ENABLE_STATS, &mut attr)
+    let field = |off: usize| u64::from_le_bytes(info[off..off + 8].try_into().unwrap_or([0; 8]));
+    Ok(ProgStats { run_time_ns: field(192), run_cnt: field(200), recursion_misses: field(208) })
 }
 
 /// `KERNEL_VERSION(a, b, c)` of the running kernel.

@@ -10,7 +10,9 @@
 //! - [`userspace`]: the IR interpreter for `begin`, `end`, `error`, timer and `prometheus`
 //!   handlers.
 //! - [`metrics`]: `--metrics`: the HTTP endpoint and the metrics generated from globals.
-//! - [`output`]: ring-buffer records to text.
+//! - [`output`]: ring-buffer records decoded; the script's output stream.
+//! - [`event`]: the output as typed [`event::Event`]s, and the sink trait with its text form;
+//!   [`json_sink`] its `-f json` form.
 //! - [`stats`]: statistics merged over CPUs, extracted and printed as SystemTap does.
 //! - [`arrays`]: the script's arrays and statistics over their BPF maps.
 //! - [`format`]: SystemTap's printf, applied to decoded arguments.
@@ -22,7 +24,9 @@
 
 pub mod arrays;
 pub mod bpf;
+pub mod event;
 pub mod format;
+pub mod json_sink;
 pub mod kernel_info;
 pub mod kernel_memory;
 pub mod loader;

@@ -113,7 +113,7 @@ fn map_error(name: &str, e: std::io::Error) -> RuntimeError {
 }
 
 /// Loads one kernel probe's program(s) and attaches them; the fds that keep them attached
-/// are pushed to `held`, the program's first (its statistics are read from it).
+/// are pushed to `held`, the program's first (the session reads its statistics through it).
 pub fn attach(
     compiled: &CompiledScript,
     maps: &Maps,

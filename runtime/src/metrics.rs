@@ -8,17 +8,20 @@
 //! connection, `Connection: close`, which is all a Prometheus scraper or curl needs.
 //!
 //! What the body is, [`exposition`] for a script without `probe prometheus`, is decided by
-//! the session.
+//! the session. A script's `prometheus` probes print the whole body: bpftap adds nothing to
+//! it, so SystemTap's examples serve what they served under stap.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::time::Duration;
 
-use codegen_bpf::layout::GlobalsLayout;
+use codegen_bpf::layout::{GlobalsLayout, GLOBAL_LOST};
 use lang::ir::{Program, Ty};
 
 use crate::arrays::{value_text, Arrays, Elem};
+use crate::bpf::ProgStats;
+use crate::stats::{self, Hist};
 use crate::sys::MappedValue;
 use crate::userspace;
 
@@ -138,11 +141,30 @@ fn handle(stream: TcpStream, scrapes: &Sender<Scrape>) -> std::io::Result<()> {
     stream.flush()
 }
 
+/// What the kernel counted for one attached kernel probe, read at scrape time.
+pub struct ProbeSample<'a> {
+    /// The probe point.
+    pub point: &'a str,
+    /// Its BPF program's name, unique where two probes share a point.
+    pub program: &'a str,
+    pub stats: ProgStats,
+}
+
 /// The script's globals as metrics, for a script without `probe prometheus`: a scalar is a
 /// gauge `bpftap_NAME`; an array one metric with labels `key1`.. (a string value becomes a
-/// `value` label on a sample of 1); a statistic a summary, `_count` and `_sum`. Names
-/// starting with `__` are the tapsets' own and left out.
-pub fn exposition(program: &Program, layout: &GlobalsLayout, globals: &MappedValue, arrays: &Arrays<'_>) -> String {
+/// `value` label on a sample of 1); a statistic a summary, `_count` and `_sum`, or, when the
+/// script takes `@hist_log` or `@hist_linear` of it, a histogram (`_bucket{le=...}` at the
+/// top of each bucket that holds samples, `+Inf`, `_sum`, `_count`). Names starting with `__`
+/// are the tapsets' own and left out. Then bpftap's own: the output records lost, and per
+/// kernel probe (`probes`, when the kernel's statistics are on) its runs, run time and
+/// recursion misses.
+pub fn exposition(
+    program: &Program,
+    layout: &GlobalsLayout,
+    globals: &MappedValue,
+    arrays: &Arrays<'_>,
+    probes: Option<&[ProbeSample<'_>]>,
+) -> String {
     let mut out = String::new();
     let cap = program.string_capacity as usize;
     for (g, decl) in program.globals.iter() {
@@ -151,7 +173,7 @@ pub fn exposition(program: &Program, layout: &GlobalsLayout, globals: &MappedVal
         }
         let off = layout.offset(g);
         let name = format!("bpftap_{}", decl.name);
-        header(&mut out, &name, &decl.name, "gauge");
+        header(&mut out, &name, &format!("the script's global `{}`", decl.name), "gauge");
         match decl.ty {
             Ty::Long => out.push_str(&format!("{name} {}\n", globals.load_long(off))),
             Ty::Str => {
@@ -166,39 +188,93 @@ pub fn exposition(program: &Program, layout: &GlobalsLayout, globals: &MappedVal
         }
         let name = format!("bpftap_{}", decl.name);
         let entries = arrays.entries(a);
-        let is_stat = decl.value == lang::ir::ValueKind::Stat;
-        header(&mut out, &name, &decl.name, if is_stat { "summary" } else { "gauge" });
+        let stat = arrays.stat_hist(a);
+        let hist = stat.filter(|h| *h != Hist::None);
+        let kind = match stat {
+            None => "gauge",
+            Some(Hist::None) => "summary",
+            Some(_) => "histogram",
+        };
+        header(&mut out, &name, &format!("the script's global `{}`", decl.name), kind);
         for (keys, elem) in entries {
             let mut labels: Vec<String> = keys
                 .iter()
                 .enumerate()
                 .map(|(i, k)| format!("key{}=\"{}\"", i + 1, escape_label(&value_text(k))))
                 .collect();
-            let sample = |suffix: &str, labels: &[String], value: i64| {
-                if labels.is_empty() {
-                    format!("{name}{suffix} {value}\n")
-                } else {
-                    format!("{name}{suffix}{{{}}} {value}\n", labels.join(","))
-                }
-            };
             match elem {
-                Elem::Long(n) => out.push_str(&sample("", &labels, n)),
+                Elem::Long(n) => sample(&mut out, &name, "", &labels, n),
                 Elem::Str(s) => {
                     labels.push(format!("value=\"{}\"", escape_label(&s)));
-                    out.push_str(&sample("", &labels, 1));
+                    sample(&mut out, &name, "", &labels, 1);
                 }
                 Elem::Stat(s) => {
-                    out.push_str(&sample("_count", &labels, s.count()));
-                    out.push_str(&sample("_sum", &labels, s.sum()));
+                    if let Some(hist) = hist {
+                        let mut below = 0;
+                        for bucket in stats::bucket_ranges(&hist, &s) {
+                            // Values are integers, so `le` the top of a closed bucket counts it whole.
+                            let Some(max) = bucket.max else { continue };
+                            below += bucket.count;
+                            sample(
+                                &mut out,
+                                &name,
+                                "_bucket",
+                                &[&labels[..], &[format!("le=\"{max}\"")]].concat(),
+                                below,
+                            );
+                        }
+                        let inf = [&labels[..], &["le=\"+Inf\"".to_string()]].concat();
+                        sample(&mut out, &name, "_bucket", &inf, s.count());
+                    }
+                    sample(&mut out, &name, "_sum", &labels, s.sum());
+                    sample(&mut out, &name, "_count", &labels, s.count());
                 }
             }
         }
     }
+    let lost = globals.load_long(GLOBAL_LOST);
+    let help = "output records the kernel dropped because the ring buffer was full";
+    header(&mut out, "bpftap_lost_records_total", help, "counter");
+    out.push_str(&format!("bpftap_lost_records_total {lost}\n"));
+    if let Some(probes) = probes {
+        probe_metrics(&mut out, probes);
+    }
     out
 }
 
-fn header(out: &mut String, metric: &str, global: &str, kind: &str) {
-    out.push_str(&format!("# HELP {metric} the script's global `{global}`\n# TYPE {metric} {kind}\n"));
+/// Per kernel probe, from the kernel's program statistics.
+fn probe_metrics(out: &mut String, probes: &[ProbeSample<'_>]) {
+    let labels = |p: &ProbeSample<'_>| {
+        vec![format!("probe=\"{}\"", escape_label(p.point)), format!("program=\"{}\"", escape_label(p.program))]
+    };
+    let name = "bpftap_probe_hits_total";
+    header(out, name, "times the probe's BPF program ran", "counter");
+    for p in probes {
+        sample(out, name, "", &labels(p), p.stats.run_cnt);
+    }
+    let name = "bpftap_probe_run_seconds_total";
+    header(out, name, "time the probe's BPF program ran, in seconds", "counter");
+    for p in probes {
+        sample(out, name, "", &labels(p), p.stats.run_time_ns as f64 / 1e9);
+    }
+    let name = "bpftap_probe_missed_total";
+    header(out, name, "runs the kernel skipped because the probe's program was running on that CPU already", "counter");
+    for p in probes {
+        sample(out, name, "", &labels(p), p.stats.recursion_misses);
+    }
+}
+
+/// One sample line: `NAME SUFFIX{labels} value`.
+fn sample(out: &mut String, name: &str, suffix: &str, labels: &[String], value: impl std::fmt::Display) {
+    if labels.is_empty() {
+        out.push_str(&format!("{name}{suffix} {value}\n"));
+    } else {
+        out.push_str(&format!("{name}{suffix}{{{}}} {value}\n", labels.join(",")));
+    }
+}
+
+fn header(out: &mut String, metric: &str, help: &str, kind: &str) {
+    out.push_str(&format!("# HELP {metric} {help}\n# TYPE {metric} {kind}\n"));
 }
 
 /// A label value as the text format wants it: `\`, `"` and newlines escaped.

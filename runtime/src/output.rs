@@ -1,4 +1,5 @@
-//! Decoding ring-buffer records into the text a script prints.
+//! Where a script's output goes ([`ScriptOutput`], through the sink `-f` chose), and the
+//! decoding of ring-buffer records into what a script prints ([`Decoder`]).
 //!
 //! A record is `u32 kind, u32 pad` and the arguments at the offsets of
 //! [`codegen_bpf::layout::record_layout`]; `kind` is a format id,
@@ -8,13 +9,34 @@
 
 use codegen_bpf::layout::{self, record_kind};
 use lang::builtins::Builtin;
-use lang::ir::{Program, Sink, Ty};
+use lang::ir::{FmtId, InstKind, Program, Sink, Ty};
 use lang::printf::Format;
 
 use std::io::Write;
 use std::path::PathBuf;
 
+use crate::event::{Event, EventSink, TextSink};
 use crate::format::{format_bytes, Value};
+use crate::json_sink::JsonSink;
+
+/// `-f`: how the script's output is written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum OutputFormat {
+    /// SystemTap's text.
+    #[default]
+    Text,
+    /// NDJSON records ([`crate::json_sink`]).
+    Json,
+}
+
+impl OutputFormat {
+    fn sink(self) -> &'static dyn EventSink {
+        match self {
+            OutputFormat::Text => &TextSink,
+            OutputFormat::Json => &JsonSink,
+        }
+    }
+}
 
 /// Where the script's output goes: stdout, or the `-o` file, which `switch_file()` rotates
 /// as SystemTap's stapio does (FILE, then FILE.1, FILE.2, ...).
@@ -27,28 +49,38 @@ pub struct ScriptOutput {
     /// The `-o` path and how many times it was switched.
     file: Option<(PathBuf, u32)>,
     reader_gone: bool,
+    sink: &'static dyn EventSink,
 }
 
 impl ScriptOutput {
-    fn new(w: Box<dyn Write>, file: Option<(PathBuf, u32)>) -> ScriptOutput {
-        ScriptOutput { writer: std::io::BufWriter::new(w), file, reader_gone: false }
+    fn new(w: Box<dyn Write>, file: Option<(PathBuf, u32)>, format: OutputFormat) -> std::io::Result<ScriptOutput> {
+        let sink = format.sink();
+        let mut out = ScriptOutput { writer: std::io::BufWriter::new(w), file, reader_gone: false, sink };
+        sink.start(&mut out)?;
+        Ok(out)
     }
 
-    pub fn stdout() -> ScriptOutput {
-        ScriptOutput::new(Box::new(std::io::stdout()), None)
+    pub fn stdout(format: OutputFormat) -> std::io::Result<ScriptOutput> {
+        ScriptOutput::new(Box::new(std::io::stdout()), None, format)
     }
 
-    /// Output to any writer (a scrape's response body, say); `switch_file()` only flushes.
+    /// Text output to any writer (a scrape's response body, say); `switch_file()` only flushes.
     pub fn to_writer(w: Box<dyn Write>) -> ScriptOutput {
-        ScriptOutput::new(w, None)
+        ScriptOutput { writer: std::io::BufWriter::new(w), file: None, reader_gone: false, sink: &TextSink }
     }
 
-    pub fn file(path: PathBuf) -> std::io::Result<ScriptOutput> {
+    pub fn file(path: PathBuf, format: OutputFormat) -> std::io::Result<ScriptOutput> {
         let f = std::fs::File::create(&path)?;
-        Ok(ScriptOutput::new(Box::new(f), Some((path, 0))))
+        ScriptOutput::new(Box::new(f), Some((path, 0)), format)
     }
 
-    /// Goes on in the next file; on stdout, flushes only.
+    /// Writes `event` as the output's format wants it.
+    pub fn emit(&mut self, event: &Event<'_>) -> std::io::Result<()> {
+        let sink = self.sink;
+        sink.emit(self, event)
+    }
+
+    /// Goes on in the next file, which starts as a new output does; on stdout, flushes only.
     pub fn switch_file(&mut self) -> std::io::Result<()> {
         self.flush()?;
         if let Some((path, n)) = &mut self.file {
@@ -56,6 +88,8 @@ impl ScriptOutput {
             let mut next = path.clone().into_os_string();
             next.push(format!(".{n}"));
             self.writer = std::io::BufWriter::new(Box::new(std::fs::File::create(next)?));
+            let sink = self.sink;
+            sink.start(self)?;
         }
         Ok(())
     }
@@ -94,8 +128,8 @@ impl Write for ScriptOutput {
 /// What one record asks for.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Record {
-    /// Text to print.
-    Print(Vec<u8>),
+    /// A `printf` to the script's output ([`Decoder::event`] makes its [`Event`]).
+    Print(Printed),
     /// Text for stderr (`warn`).
     Stderr(Vec<u8>),
     /// `error(msg)` ran in a kernel probe.
@@ -110,25 +144,71 @@ pub enum Record {
     Malformed(String),
 }
 
+/// A decoded `printf` record: its format, arguments and text.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Printed {
+    pub fmt: FmtId,
+    pub args: Vec<Value>,
+    pub text: Vec<u8>,
+}
+
 pub struct Decoder {
-    /// Per format: the parsed text, the record layout, the argument types and the deferred
-    /// arguments (see [`lang::ir::FormatDecl::deferred`]).
-    formats: Vec<(Option<Format>, layout::RecordLayout, Vec<Ty>, Vec<(usize, Builtin)>, Sink)>,
+    formats: Vec<RecordFormat>,
     string_capacity: u32,
+}
+
+/// What the decoder knows of one format id.
+struct RecordFormat {
+    text: String,
+    parsed: Option<Format>,
+    layout: layout::RecordLayout,
+    args: Vec<Ty>,
+    /// See [`lang::ir::FormatDecl::deferred`].
+    deferred: Vec<(usize, Builtin)>,
+    sink: Sink,
+    /// The point of the one kernel probe whose records have this format; `None` when several
+    /// share it (formats are interned, and a record carries only the format's id).
+    probe: Option<String>,
 }
 
 impl Decoder {
     pub fn new(program: &Program) -> Decoder {
         let cap = program.string_capacity;
+        let mut probes: Vec<Vec<&str>> = vec![Vec::new(); program.formats.len()];
+        for h in program.handlers.iter().filter(|h| !h.target.is_user_space()) {
+            for inst in h.func.blocks.values().flat_map(|b| &b.insts) {
+                if let InstKind::Printf { fmt, .. } = &inst.kind {
+                    let points = &mut probes[fmt.as_u32() as usize];
+                    if !points.contains(&h.point.as_str()) {
+                        points.push(&h.point);
+                    }
+                }
+            }
+        }
         let formats = program
             .formats
             .values()
-            .map(|f| {
-                let text = lang::printf::parse_format(&f.text).ok();
-                (text, layout::record_layout(f, cap), f.args.clone(), f.deferred.clone(), f.sink)
+            .zip(probes)
+            .map(|(f, points)| RecordFormat {
+                text: f.text.clone(),
+                parsed: lang::printf::parse_format(&f.text).ok(),
+                layout: layout::record_layout(f, cap),
+                args: f.args.clone(),
+                deferred: f.deferred.clone(),
+                sink: f.sink,
+                probe: match points[..] {
+                    [point] => Some(point.to_string()),
+                    _ => None,
+                },
             })
             .collect();
         Decoder { formats, string_capacity: cap }
+    }
+
+    /// The output event of a decoded `printf`.
+    pub fn event<'a>(&'a self, printed: &'a Printed) -> Event<'a> {
+        let format = &self.formats[printed.fmt.as_u32() as usize];
+        Event::Printf { probe: format.probe.as_deref(), format: &format.text, args: &printed.args, text: &printed.text }
     }
 
     pub fn decode(&self, bytes: &[u8]) -> Record {
@@ -141,7 +221,9 @@ impl Decoder {
         if kind & 0xff00_0000 == layout::record_error::MAX_ACTION {
             return Record::MaxAction((kind & 0x00ff_ffff) as usize);
         }
-        let Some((Some(format), layout, tys, deferred, sink)) = self.formats.get(kind as usize) else {
+        let Some(RecordFormat { parsed: Some(format), layout, args: tys, deferred, sink, .. }) =
+            self.formats.get(kind as usize)
+        else {
             return Record::Malformed(format!("unknown record kind {kind}"));
         };
         if bytes.len() < layout.size as usize {
@@ -176,7 +258,7 @@ impl Decoder {
         }
         let text = format_bytes(format, &args);
         match sink {
-            Sink::Output => Record::Print(text),
+            Sink::Output => Record::Print(Printed { fmt: FmtId::from_u32(kind), args, text }),
             Sink::Stderr => Record::Stderr(text),
             Sink::Command => Record::Command(String::from_utf8_lossy(&text).into_owned()),
             Sink::Error => Record::Error(String::from_utf8_lossy(&text).into_owned()),
@@ -203,7 +285,12 @@ mod tests {
         s.resize(16, 0);
         rec.extend(s);
         rec.extend(42i64.to_le_bytes());
-        assert_eq!(Decoder::new(&program).decode(&rec), Record::Print(b"python3[42]\n".to_vec()));
+        let decoder = Decoder::new(&program);
+        let Record::Print(printed) = decoder.decode(&rec) else { panic!("not a print: {rec:?}") };
+        assert_eq!(printed.text, b"python3[42]\n");
+        assert_eq!(printed.args, [Value::Str("python3".into()), Value::Long(42)]);
+        let Event::Printf { probe, format, .. } = decoder.event(&printed) else { panic!() };
+        assert_eq!((probe, format), (None, "%s[%d]\n"));
         assert_eq!(Decoder::new(&program).decode(&u32::MAX.to_le_bytes()), Record::Exit);
     }
 }

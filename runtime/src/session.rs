@@ -33,6 +33,8 @@ use lang::span::Span;
 
 use crate::arrays::Arrays;
 use crate::bpf;
+use crate::event::Event;
+use crate::format::Value;
 use crate::kernel_info::LiveKernel;
 use crate::kernel_memory::KernelMemory;
 use crate::loader::{self, Maps};
@@ -113,6 +115,21 @@ pub enum RuntimeError {
     Output(std::io::Error),
 }
 
+impl RuntimeError {
+    /// The probe point the error is about, where there is one.
+    pub fn probe(&self) -> Option<&str> {
+        match self {
+            RuntimeError::Verifier { point, .. }
+            | RuntimeError::Load { point, .. }
+            | RuntimeError::Attach { point, .. }
+            | RuntimeError::FamilyRefused { point, .. }
+            | RuntimeError::Handler { point, .. }
+            | RuntimeError::MaxAction(point) => Some(point),
+            _ => None,
+        }
+    }
+}
+
 /// A unit's number in its session, from 1, never reused.
 pub type UnitId = u32;
 
@@ -138,6 +155,9 @@ pub struct Session<'k> {
     options: RunOptions,
     exit_requested: bool,
     metrics: Option<MetricsServer>,
+    /// With `--metrics` or [`Session::count_runs`]: the kernel counts the programs' runs
+    /// while this fd is open.
+    run_time_stats: Option<OwnedFd>,
     /// Whether stdin is still read: from the start in a script with `__stdin` probes
     /// (`input.char`, `input.line`), until its end.
     reading_stdin: bool,
@@ -229,6 +249,7 @@ impl<'k> Session<'k> {
             options,
             exit_requested: false,
             metrics: None,
+            run_time_stats: None,
             reading_stdin: false,
             kernel_memory: KernelMemory::default(),
             started: Instant::now(),
@@ -237,6 +258,11 @@ impl<'k> Session<'k> {
             let server =
                 MetricsServer::start(addr).map_err(|source| RuntimeError::Metrics { addr: addr.clone(), source })?;
             session.metrics = Some(server);
+            // Needs CAP_SYS_ADMIN, so now, before attach drops it; without it (or before Linux
+            // 5.8) the per-probe metrics are left out.
+            if let Err(e) = session.count_runs() {
+                eprintln!("WARNING: --metrics: no per-probe statistics: the kernel refuses to count runs ({e})")
+            }
         }
         session.globals.store_long(GLOBAL_BOOT_OFFSET, sys::boot_to_realtime_offset());
         session.globals.store_long(GLOBAL_TARGET, session.options.target_pid.unwrap_or(0) as i64);
@@ -253,6 +279,15 @@ impl<'k> Session<'k> {
             session.child = Some(child);
         }
         Ok(session)
+    }
+
+    /// Makes the kernel count the runs and run time of every program (see
+    /// [`Session::units`]) for the session's life.
+    pub fn count_runs(&mut self) -> std::io::Result<()> {
+        if self.run_time_stats.is_none() {
+            self.run_time_stats = Some(bpf::enable_run_time_stats()?);
+        }
+        Ok(())
     }
 
     /// Where the next unit must put its globals: compile it with this.
@@ -474,8 +509,8 @@ impl<'k> Session<'k> {
         let unit = &self.units[u];
         let handler = &unit.compiled.program.handlers[h];
         let mut write_err = None;
-        let mut sink = |bytes: &[u8]| {
-            if let Err(e) = out.write_all(bytes) {
+        let mut sink = |event: &Event<'_>| {
+            if let Err(e) = out.emit(event) {
                 write_err.get_or_insert(e);
             }
         };
@@ -485,6 +520,7 @@ impl<'k> Session<'k> {
             arrays: &arrays,
             globals: &self.globals,
             layout: &unit.compiled.globals,
+            probe: &handler.point,
             out: &mut sink,
             kernel_memory: &self.kernel_memory,
         };
@@ -599,9 +635,9 @@ impl<'k> Session<'k> {
             .map(|unit| {
                 let (mut runs, mut run_ns) = (0, 0);
                 for fds in &unit.attached {
-                    if let Some(Ok((n, ns))) = fds.first().map(|prog| bpf::prog_run_stats(prog.as_fd())) {
-                        runs += n;
-                        run_ns += ns;
+                    if let Some(Ok(stats)) = fds.first().map(|prog| bpf::prog_stats(prog.as_fd())) {
+                        runs += stats.run_cnt;
+                        run_ns += stats.run_time_ns;
                     }
                 }
                 UnitInfo {
@@ -613,42 +649,6 @@ impl<'k> Session<'k> {
                 }
             })
             .collect()
-    }
-
-    /// The current value of every global the session has, as `name=value` lines, arrays
-    /// as the end of a script prints them.
-    pub fn describe_globals(&self) -> String {
-        let mut text = String::new();
-        for unit in &self.units {
-            let program = &unit.compiled.program;
-            let cap = program.string_capacity as usize;
-            for (g, decl) in program.globals.iter() {
-                if decl.name.starts_with("__") || text.contains(&format!("\n{}=", decl.name)) {
-                    continue;
-                }
-                let off = unit.compiled.globals.offset(g);
-                let value = match decl.ty {
-                    Ty::Long => self.globals.load_long(off).to_string(),
-                    Ty::Str => format!("\"{}\"", userspace::read_c_string(&self.globals.read_bytes(off, cap))),
-                };
-                text.push_str(&format!("\n{}={value}", decl.name));
-            }
-        }
-        let mut text: String = text.lines().filter(|l| !l.is_empty()).map(|l| format!("{l}\n")).collect();
-        for (name, shared) in &self.arrays {
-            if name.starts_with("__") {
-                continue;
-            }
-            if let Some((unit, a)) = self
-                .units
-                .iter()
-                .find_map(|u| u.compiled.program.arrays.iter().find(|(_, d)| d.name == *name).map(|(a, _)| (u, a)))
-            {
-                let _ = shared;
-                text.push_str(&unit.arrays().exit_lines(a));
-            }
-        }
-        text
     }
 
     /// Sets every global to its zero and empties every array (`clear`).
@@ -692,11 +692,11 @@ impl<'k> Session<'k> {
             self.run_user(None, |t| matches!(t, Target::Error { .. }), out)?;
         }
         self.run_user(None, |t| matches!(t, Target::End { .. }), out)?;
-        self.print_unread_globals(out)?;
+        self.print_globals(out, true)?;
         out.flush().map_err(RuntimeError::Output)?;
         let lost = self.globals.load_long(GLOBAL_LOST);
         if lost > 0 {
-            eprintln!("bpftap: {lost} output record(s) lost: the ring buffer was full");
+            out.emit(&Event::Lost { records: lost }).and_then(|()| out.flush()).map_err(RuntimeError::Output)?;
         }
         result
     }
@@ -807,10 +807,20 @@ impl<'k> Session<'k> {
             let probes = self.handlers_where(|t| matches!(t, Target::Page { path } if *path == scrape.path()));
             if probes.is_empty() {
                 let body = (scrape.path() == METRICS_PATH).then(|| {
+                    let samples = self.run_time_stats.is_some().then(|| self.probe_samples());
+                    // Each unit's globals; the probes' statistics once, with the first.
                     self.units
                         .iter()
-                        .map(|u| {
-                            metrics::exposition(&u.compiled.program, &u.compiled.globals, &self.globals, &u.arrays())
+                        .enumerate()
+                        .map(|(i, u)| {
+                            let samples = samples.as_deref().filter(|_| i == 0);
+                            metrics::exposition(
+                                &u.compiled.program,
+                                &u.compiled.globals,
+                                &self.globals,
+                                &u.arrays(),
+                                samples,
+                            )
                         })
                         .collect::<String>()
                 });
@@ -827,6 +837,20 @@ impl<'k> Session<'k> {
             result?;
         }
         Ok(())
+    }
+
+    /// The kernel's statistics of every attached program (one that cannot be read is left
+    /// out rather than shown as 0).
+    fn probe_samples(&self) -> Vec<metrics::ProbeSample<'_>> {
+        let mut samples = Vec::new();
+        for unit in &self.units {
+            for (probe, fds) in unit.compiled.kernel_probes.iter().zip(&unit.attached) {
+                let Some(Ok(stats)) = fds.first().map(|prog| bpf::prog_stats(prog.as_fd())) else { continue };
+                let point = unit.compiled.program.handlers[probe.handler].point.as_str();
+                samples.push(metrics::ProbeSample { point, program: &probe.name, stats });
+            }
+        }
+        samples
     }
 
     /// Prints what every unit's kernel probes sent.
@@ -854,7 +878,7 @@ impl<'k> Session<'k> {
         let mut result = Ok(());
         unit.ring.drain(|record| {
             result = match decoder.decode(record) {
-                Record::Print(bytes) => out.write_all(&bytes).map_err(RuntimeError::Output),
+                Record::Print(printed) => out.emit(&decoder.event(&printed)).map_err(RuntimeError::Output),
                 Record::Stderr(bytes) => {
                     let _ = std::io::stderr().write_all(&bytes);
                     Ok(())
@@ -892,30 +916,33 @@ impl<'k> Session<'k> {
         }
     }
 
-    /// Globals written but never read are printed at exit, as SystemTap does.
-    fn print_unread_globals(&mut self, out: &mut ScriptOutput) -> Result<(), RuntimeError> {
+    /// Prints every global and array of the session, or (`unread_only`) those that no unit
+    /// reads, which a script prints at its end, as SystemTap does.
+    pub fn print_globals(&self, out: &mut ScriptOutput, unread_only: bool) -> Result<(), RuntimeError> {
         let mut printed = BTreeSet::new();
         for unit in &self.units {
             let program = &unit.compiled.program;
             let cap = program.string_capacity as usize;
             for (g, decl) in program.globals.iter() {
                 // Names starting with `__` are the tapsets' own.
-                if self.read.contains(&decl.name) || decl.name.starts_with("__") || !printed.insert(&decl.name) {
+                let skip = unread_only && self.read.contains(&decl.name);
+                if skip || decl.name.starts_with("__") || !printed.insert(&decl.name) {
                     continue;
                 }
                 let off = unit.compiled.globals.offset(g);
-                let line = match decl.ty {
-                    Ty::Long => format!("{}={}\n", decl.name, self.globals.load_long(off)),
-                    Ty::Str => {
-                        format!("{}=\"{}\"\n", decl.name, userspace::read_c_string(&self.globals.read_bytes(off, cap)))
-                    }
+                let value = match decl.ty {
+                    Ty::Long => Value::Long(self.globals.load_long(off)),
+                    Ty::Str => Value::Str(userspace::read_c_string(&self.globals.read_bytes(off, cap))),
                 };
-                out.write_all(line.as_bytes()).map_err(RuntimeError::Output)?;
+                out.emit(&Event::Global { name: &decl.name, value: &value }).map_err(RuntimeError::Output)?;
             }
             let arrays = unit.arrays();
             for (a, decl) in program.arrays.iter() {
-                if !self.read.contains(&decl.name) && !decl.name.starts_with("__") && printed.insert(&decl.name) {
-                    out.write_all(arrays.exit_lines(a).as_bytes()).map_err(RuntimeError::Output)?;
+                let skip = unread_only && self.read.contains(&decl.name);
+                if !skip && !decl.name.starts_with("__") && printed.insert(&decl.name) {
+                    let entries = arrays.exit_entries(a);
+                    let event = Event::Array { name: &decl.name, stat: arrays.stat_hist(a), entries: &entries };
+                    out.emit(&event).map_err(RuntimeError::Output)?;
                 }
             }
         }

@@ -435,6 +435,49 @@ fn print_histogram(stat: &Stat, linear: Option<&Linear>) -> Result<String, StatE
     Ok(out)
 }
 
+/// One bucket of a histogram as the closed interval of values it holds, as bpftrace's JSON
+/// gives them: `min` is `None` for a `@hist_linear` underflow bucket, `max` for its overflow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BucketRange {
+    pub min: Option<i64>,
+    pub max: Option<i64>,
+    pub count: i64,
+}
+
+/// The buckets of `stat` that hold samples, lowest values first, for `hist` (the numbering of
+/// the module doc). Empty for a statistic without a histogram.
+pub fn bucket_ranges(hist: &Hist, stat: &Stat) -> Vec<BucketRange> {
+    let n = stat.buckets.len();
+    let bounds = |b: usize| match hist {
+        Hist::None => (None, None),
+        Hist::Log2 => match b {
+            LOG2_BUCKET0 => (Some(0), Some(0)),
+            0 => (Some(i64::MIN), Some(i64::MIN)),
+            // -(2^(64-b) - 1) ..= -2^(63-b); for b = 1 the low end is -i64::MAX.
+            b if b < LOG2_BUCKET0 => (Some(-(((1u64 << (64 - b)) - 1) as i64)), Some(i64::MIN >> b)),
+            b => {
+                let max = if b == LOG2_BUCKETS - 1 { i64::MAX } else { (1i64 << (b - LOG2_BUCKET0)) - 1 };
+                (Some(log2_bucket_value(b)), Some(max))
+            }
+        },
+        Hist::Linear(l) => {
+            let start = |b: usize| l.lo.saturating_add((b as i64 - 1).saturating_mul(l.step));
+            match b {
+                0 => (None, Some(l.lo.saturating_sub(1))),
+                b if b == n - 1 => (Some(start(b)), None),
+                b => (Some(start(b)), Some(start(b + 1).saturating_sub(1))),
+            }
+        }
+    };
+    (0..n)
+        .filter(|b| stat.buckets[*b] != 0)
+        .map(|b| {
+            let (min, max) = bounds(b);
+            BucketRange { min, max, count: stat.buckets[b] }
+        })
+        .collect()
+}
+
 /// Characters of `v` in decimal (stap's `needed_space`).
 fn needed_space(v: i64) -> usize {
     let digits = v.unsigned_abs().checked_ilog10().map_or(1, |d| d as usize + 1);

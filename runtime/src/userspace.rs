@@ -14,6 +14,7 @@ use lang::builtins::Builtin;
 use lang::ir::{AddrSpace, BinOp, CmpOp, Function, InstKind, IterId, Operand, Program, Terminator, UnOp, Var};
 
 use crate::arrays::{self, Arrays, Elem};
+use crate::event::Event;
 use crate::format::Value;
 use crate::kernel_memory::KernelMemory;
 use crate::sys::{self, MappedValue};
@@ -63,7 +64,10 @@ pub struct Env<'a> {
     pub arrays: &'a Arrays<'a>,
     pub globals: &'a MappedValue,
     pub layout: &'a GlobalsLayout,
-    pub out: &'a mut dyn FnMut(&[u8]),
+    /// The handler's probe point, which its output events name.
+    pub probe: &'a str,
+    /// Where `printf` and `print(@hist_*)` go.
+    pub out: &'a mut dyn FnMut(&Event<'_>),
     pub kernel_memory: &'a KernelMemory,
 }
 
@@ -270,12 +274,14 @@ fn exec(
             }
         }
         InstKind::Sprintf { dst, fmt, args } => {
-            let s = format(env.program, *fmt, vars, args);
+            let s = format(env.program, *fmt, &values(vars, args));
             set(vars, *dst, Value::Str(truncate(String::from_utf8_lossy(&s).into_owned(), cap)))
         }
         InstKind::Printf { fmt, args } => {
-            let s = format(env.program, *fmt, vars, args);
-            (env.out)(&s);
+            let args = values(vars, args);
+            let text = format(env.program, *fmt, &args);
+            let format = &env.program.formats[*fmt].text;
+            (env.out)(&Event::Printf { probe: Some(env.probe), format, args: &args, text: &text });
         }
         InstKind::LoadGlobal { dst, global } => {
             let off = env.layout.offset(*global);
@@ -335,8 +341,10 @@ fn exec(
             set(vars, *dst, Value::Long(v))
         }
         InstKind::PrintHist { array, keys, kind } => {
-            let text = env.arrays.hist_text(*array, &values(vars, keys), *kind)?;
-            (env.out)(text.as_bytes());
+            let keys = values(vars, keys);
+            let (stat, hist, text) = env.arrays.hist(*array, &keys, *kind)?;
+            let array = &env.program.arrays[*array].name;
+            (env.out)(&Event::Hist { probe: Some(env.probe), array, keys: &keys, hist, stat: &stat, text: &text });
         }
         InstKind::IterStart { iter, array, sort, limit } => {
             let mut entries = env.arrays.entries(*array);
@@ -429,11 +437,10 @@ fn compare(op: CmpOp, ord: std::cmp::Ordering) -> bool {
     }
 }
 
-fn format(program: &Program, fmt: lang::ir::FmtId, vars: &[Value], args: &[Var]) -> Vec<u8> {
+fn format(program: &Program, fmt: lang::ir::FmtId, values: &[Value]) -> Vec<u8> {
     let decl = &program.formats[fmt];
-    let values: Vec<Value> = args.iter().map(|a| vars[a.as_u32() as usize].clone()).collect();
     match lang::printf::parse_format(&decl.text) {
-        Ok(f) => crate::format::format_bytes(&f, &values),
+        Ok(f) => crate::format::format_bytes(&f, values),
         Err(_) => decl.text.clone().into_bytes(),
     }
 }

@@ -259,3 +259,43 @@ fn unread_globals() {
 fn check(actual: &str, expect: Expect) {
     expect.assert_eq(actual);
 }
+
+/// Every bucket's interval holds exactly the values the bucketing functions put there: its
+/// ends (and one past them) land in it (and outside it).
+#[test]
+fn bucket_ranges_are_the_buckets_intervals() {
+    let samples = [i64::MIN, i64::MIN + 1, -1000, -4, -3, -2, -1, 0, 1, 2, 3, 7, 8, 1 << 40, i64::MAX];
+    for spec in [LOG2, linear(0, 100, 10), linear(-7, 20, 3)] {
+        let stat = stat_of(&spec, &samples);
+        let bucket_of = |v: i64| match spec.hist {
+            Hist::Log2 => log2_bucket(v),
+            Hist::Linear(l) => linear_bucket(v, l.lo, l.hi, l.step),
+            Hist::None => unreachable!(),
+        };
+        let ranges = bucket_ranges(&spec.hist, &stat);
+        assert_eq!(ranges.iter().map(|r| r.count).sum::<i64>(), samples.len() as i64, "{spec:?}");
+        let mut previous_max = None;
+        for r in &ranges {
+            let b = bucket_of(r.min.or(r.max).unwrap());
+            assert_eq!(r.count, stat.buckets[b], "{spec:?} {r:?}");
+            if let Some(min) = r.min {
+                assert_eq!(bucket_of(min), b, "{spec:?} {r:?}");
+                if min > i64::MIN {
+                    assert_ne!(bucket_of(min - 1), b, "{spec:?} {r:?}");
+                }
+            }
+            if let Some(max) = r.max {
+                assert_eq!(bucket_of(max), b, "{spec:?} {r:?}");
+                if max < i64::MAX {
+                    assert_ne!(bucket_of(max + 1), b, "{spec:?} {r:?}");
+                }
+            }
+            assert!(previous_max < r.min.or(Some(i64::MIN)), "{spec:?}: buckets out of order at {r:?}");
+            previous_max = r.max;
+        }
+    }
+    assert_eq!(
+        bucket_ranges(&Hist::Log2, &stat_of(&LOG2, &[2, 3, -2])),
+        [BucketRange { min: Some(-3), max: Some(-2), count: 1 }, BucketRange { min: Some(2), max: Some(3), count: 2 }]
+    );
+}
