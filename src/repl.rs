@@ -21,7 +21,7 @@ use codegen_bpf::layout::GlobalsPlan;
 use lang::span::SourceKind;
 use runtime::kernel_info::LiveKernel;
 use runtime::output::ScriptOutput;
-use runtime::session::{RunOptions, RuntimeError, Session, UnitId};
+use runtime::session::{RunOptions, RuntimeError, Session, Stop, UnitId};
 use rustyline::completion::{Completer, Pair};
 use rustyline::error::ReadlineError;
 use rustyline::history::FileHistory;
@@ -86,6 +86,11 @@ struct Repl<'k> {
     /// The session's globals, for completion in the reader thread.
     names: Arc<Mutex<Vec<String>>>,
     output: Option<PathBuf>,
+    format: runtime::output::OutputFormat,
+    /// `-c CMD`, until the first probe starts it.
+    command: Option<String>,
+    /// `-c`/`-x`: `target()`, said once when it has exited.
+    target_gone_said: bool,
 }
 
 pub fn run(config: Config, kernel: &LiveKernel) -> Result<ExitCode, String> {
@@ -111,6 +116,7 @@ pub fn run(config: Config, kernel: &LiveKernel) -> Result<ExitCode, String> {
             .map_err(|e| format!("cannot create {}: {e}", path.display()))?,
         None => ScriptOutput::to_writer(printer),
     };
+    let command = config.run.command.clone();
     let plan = GlobalsPlan::fixed(SESSION_GLOBALS_BYTES);
     let session = Session::new(kernel, config.run, plan, SESSION_GLOBALS_BYTES - 8).map_err(|e| e.to_string())?;
     let mut repl = Repl {
@@ -122,11 +128,17 @@ pub fn run(config: Config, kernel: &LiveKernel) -> Result<ExitCode, String> {
         next_number: 1,
         names,
         output: config.output,
+        format: config.format,
+        command,
+        target_gone_said: false,
     };
     if let Err(e) = repl.session.count_runs() {
         eprintln!("bpftap: warning: `list` shows no hit counts: the kernel refuses to count runs ({e})");
     }
-    repl.session.ready();
+    // `-c CMD` starts with the first probe, so that it runs traced.
+    if repl.command.is_none() {
+        repl.session.ready();
+    }
 
     let (wake_read, wake_write) = runtime::sys::pipe().map_err(|e| format!("cannot make a pipe: {e}"))?;
     let (input_tx, input_rx) = mpsc::channel::<Input>();
@@ -137,26 +149,32 @@ pub fn run(config: Config, kernel: &LiveKernel) -> Result<ExitCode, String> {
     std::thread::spawn(move || read_inputs(editor, history, interactive, input_tx, done_rx, wake_write));
 
     let mut result = Ok(());
-    'session: loop {
+    loop {
         match repl.session.turn(&mut out, Some(wake_read.as_fd())) {
-            Ok(turn) if turn.stopped => {
-                let _ = writeln!(out, "bpftap: the session ended");
+            // The session goes on without its target: the user decides when to quit.
+            Ok(turn) if turn.stop == Some(Stop::TargetGone) => {
+                if !repl.target_gone_said {
+                    repl.target_gone_said = true;
+                    let _ = writeln!(out, "bpftap: the target process has exited");
+                }
+                if turn.woken {
+                    if repl.handle_inputs(&input_rx, &wake_read, &done_tx, &mut out) {
+                        break;
+                    }
+                }
+            }
+            Ok(turn) if turn.stop.is_some() => {
+                let why = match turn.stop {
+                    Some(Stop::Exit) => "a probe called exit()",
+                    Some(Stop::Timeout) => "-T elapsed",
+                    _ => "the output's reader has gone",
+                };
+                let _ = writeln!(out, "bpftap: the session ends: {why}");
                 break;
             }
             Ok(turn) if turn.woken => {
-                runtime::sys::drain_pipe(wake_read.as_fd());
-                while let Ok(input) = input_rx.try_recv() {
-                    let quit = match input {
-                        Input::End => true,
-                        Input::Line(line) => repl.handle(&line, &mut out),
-                    };
-                    // A Ctrl-C while the input ran interrupted it, not the session.
-                    runtime::sys::take_stop_signal();
-                    let _ = out.flush();
-                    if quit {
-                        break 'session;
-                    }
-                    let _ = done_tx.send(());
+                if repl.handle_inputs(&input_rx, &wake_read, &done_tx, &mut out) {
+                    break;
                 }
             }
             Ok(_) => {
@@ -268,6 +286,31 @@ fn balanced(text: &str) -> bool {
 }
 
 impl Repl<'_> {
+    /// Handles the inputs the reader has sent; true to quit.
+    fn handle_inputs(
+        &mut self,
+        inputs: &mpsc::Receiver<Input>,
+        wake: &OwnedFd,
+        done: &mpsc::Sender<()>,
+        out: &mut ScriptOutput,
+    ) -> bool {
+        runtime::sys::drain_pipe(wake.as_fd());
+        while let Ok(input) = inputs.try_recv() {
+            let quit = match input {
+                Input::End => true,
+                Input::Line(line) => self.handle(&line, out),
+            };
+            // A Ctrl-C while the input ran interrupted it, not the session.
+            runtime::sys::take_stop_signal();
+            let _ = out.flush();
+            if quit {
+                return true;
+            }
+            let _ = done.send(());
+        }
+        false
+    }
+
     /// Handles one input; true to quit.
     fn handle(&mut self, input: &str, out: &mut ScriptOutput) -> bool {
         let trimmed = input.trim();
@@ -285,7 +328,7 @@ impl Repl<'_> {
                 self.session.clear_globals();
                 Ok(String::new())
             }
-            "set" if !rest.is_empty() => self.set(rest),
+            "set" if !rest.is_empty() => self.set(rest, out),
             "show" if rest.is_empty() => Ok(self.show()),
             "global" | "function" | "private" => self.declare(trimmed),
             "probe" => self.add_probe(trimmed, out),
@@ -335,6 +378,10 @@ impl Repl<'_> {
         if let Err(e) = self.session.attach_unit(unit) {
             let _ = self.session.remove(unit, out);
             return Err(describe(&e, &compiled.sources));
+        }
+        if let Some(command) = self.command.take() {
+            self.session.ready();
+            let _ = writeln!(out, "bpftap: started -c {command}");
         }
         let number = self.next_number;
         self.next_number += 1;
@@ -463,7 +510,7 @@ impl Repl<'_> {
         Ok(String::new())
     }
 
-    fn set(&mut self, setting: &str) -> Result<String, String> {
+    fn set(&mut self, setting: &str, out: &mut ScriptOutput) -> Result<String, String> {
         let (name, value) = setting.split_once(char::is_whitespace).ok_or("use `set NAME VALUE`")?;
         let value = value.trim();
         match name {
@@ -477,14 +524,26 @@ impl Repl<'_> {
                     .filter(|n| (16..=2048).contains(n))
                     .ok_or("give a number from 16 to 2048")?;
             }
+            "x" => {
+                let pid = value.parse::<i32>().ok().filter(|p| *p > 0).ok_or("give a process id")?;
+                self.session.set_target(pid);
+                self.target_gone_said = false;
+            }
+            "o" => {
+                let path = PathBuf::from(value);
+                *out = ScriptOutput::file(path.clone(), self.format)
+                    .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+                self.output = Some(path);
+            }
             _ => return Err(format!("unknown setting `{name}` (`show` lists them)")),
         }
         Ok(String::new())
     }
 
     fn show(&self) -> String {
-        let output = self.output.as_ref().map_or("stdout".to_string(), |p| p.display().to_string());
-        format!("MAXSTRINGLEN {}\no {output}\n", self.options.string_capacity)
+        let output = self.output.as_ref().map_or("the terminal".to_string(), |p| p.display().to_string());
+        let target = self.session.target().map_or("none".to_string(), |pid| pid.to_string());
+        format!("MAXSTRINGLEN {}\no {output}\nx {target}\n", self.options.string_capacity)
     }
 
     fn update_names(&self) {

@@ -202,11 +202,23 @@ pub struct UnitInfo {
 
 /// What one turn of the event loop saw.
 pub struct Turn {
-    /// The script is over: `exit()`, the `-c`/`-x` process gone, `-T` elapsed, or the
-    /// reader of the output gone.
-    pub stopped: bool,
+    /// Why the script is over, if it is.
+    pub stop: Option<Stop>,
     /// The fd given to [`Session::turn`] is readable.
     pub woken: bool,
+}
+
+/// Why a script is over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stop {
+    /// A probe called `exit()`.
+    Exit,
+    /// The `-c` command or the `-x` process has exited.
+    TargetGone,
+    /// `-T` elapsed.
+    Timeout,
+    /// The reader of the output has gone (a broken pipe).
+    ReaderGone,
 }
 
 impl<'k> Session<'k> {
@@ -288,6 +300,17 @@ impl<'k> Session<'k> {
             self.run_time_stats = Some(bpf::enable_run_time_stats()?);
         }
         Ok(())
+    }
+
+    /// `target()`: the `-c` command's pid, or `-x PID`.
+    pub fn target(&self) -> Option<i32> {
+        self.child.as_ref().map(|c| c.pid).or(self.options.target_pid)
+    }
+
+    /// Sets `target()` (the REPL's `set x PID`).
+    pub fn set_target(&mut self, pid: i32) {
+        self.options.target_pid = Some(pid);
+        self.globals.store_long(GLOBAL_TARGET, pid as i64);
     }
 
     /// Where the next unit must put its globals: compile it with this.
@@ -674,7 +697,7 @@ impl<'k> Session<'k> {
     pub fn run(&mut self, out: &mut ScriptOutput) -> Result<(), RuntimeError> {
         let result = loop {
             match self.turn(out, None) {
-                Ok(turn) if turn.stopped || sys::stop_signal().is_some() => break Ok(()),
+                Ok(turn) if turn.stop.is_some() || sys::stop_signal().is_some() => break Ok(()),
                 Ok(_) => {}
                 Err(e) => break Err(e),
             }
@@ -720,7 +743,7 @@ impl<'k> Session<'k> {
         }
         if let Some(limit) = self.options.duration {
             if now >= self.started + limit {
-                return Ok(Turn { stopped: true, woken: false });
+                return Ok(Turn { stop: Some(Stop::Timeout), woken: false });
             }
             wait = wait.min(self.started + limit - now);
         }
@@ -749,8 +772,16 @@ impl<'k> Session<'k> {
         }
         self.answer_scrapes()?;
         out.flush().map_err(RuntimeError::Output)?;
-        let stopped = self.exit_requested || out.reader_gone() || self.target_gone();
-        Ok(Turn { stopped, woken })
+        let stop = if self.exit_requested {
+            Some(Stop::Exit)
+        } else if out.reader_gone() {
+            Some(Stop::ReaderGone)
+        } else if self.target_gone() {
+            Some(Stop::TargetGone)
+        } else {
+            None
+        };
+        Ok(Turn { stop, woken })
     }
 
     /// Runs the `__stdin` probes once for each byte `stdin` has now, the byte in the global
