@@ -135,6 +135,11 @@ pub fn run(config: Config, kernel: &LiveKernel) -> Result<ExitCode, String> {
     if let Err(e) = repl.session.count_runs() {
         eprintln!("bpftap: warning: `list` shows no hit counts: the kernel refuses to count runs ({e})");
     }
+    // What adding probes needs, and no more: tracefs mounted now, then CAP_SYS_ADMIN and
+    // the rest dropped (the reader thread, started next, inherits the sets).
+    let _ = kernel.tracefs();
+    runtime::sys::keep_capabilities(runtime::sys::PROBE_CAPABILITIES)
+        .map_err(|e| format!("cannot drop capabilities: {e}"))?;
     // `-c CMD` starts with the first probe, so that it runs traced.
     if repl.command.is_none() {
         repl.session.ready();

@@ -588,6 +588,17 @@ pub fn missing_capabilities(netfilter: bool) -> Vec<&'static str> {
 /// mmapped globals and the ring buffer, and detaching by closing fds need none. Threads
 /// started later inherit the empty sets; a thread started earlier drops its own.
 pub fn drop_capabilities() -> io::Result<()> {
+    keep_capabilities(&[])
+}
+
+/// What an interactive session keeps to load and attach probes later: CAP_BPF, CAP_PERFMON,
+/// CAP_NET_ADMIN (netfilter) and CAP_DAC_READ_SEARCH (tracefs when not root); not
+/// CAP_SYS_ADMIN.
+pub const PROBE_CAPABILITIES: &[u32] = &[cap::BPF, cap::PERFMON, cap::NET_ADMIN, cap::DAC_READ_SEARCH];
+
+/// Keeps only the capabilities `keep` names (of those the thread has) in its effective and
+/// permitted sets, for good; clears the inheritable and ambient sets.
+pub fn keep_capabilities(keep: &[u32]) -> io::Result<()> {
     #[repr(C)]
     struct Header {
         version: u32,
@@ -601,8 +612,13 @@ pub fn drop_capabilities() -> io::Result<()> {
         inheritable: u32,
     }
     const VERSION_3: u32 = 0x2008_0522;
+    let mask = keep.iter().fold(0u64, |m, bit| m | 1 << bit) & effective_capabilities();
     let mut header = Header { version: VERSION_3, pid: 0 };
-    let data = [Data::default(); 2];
+    let half = |shift: u32| {
+        let bits = (mask >> shift) as u32;
+        Data { effective: bits, permitted: bits, inheritable: 0 }
+    };
+    let data = [half(0), half(32)];
     // SAFETY: PR_CAP_AMBIENT_CLEAR_ALL takes no pointers; capset reads a v3 header and two
     // data structs that live on this stack frame.
     unsafe {
