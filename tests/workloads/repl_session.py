@@ -35,40 +35,41 @@ PROMPT = re.compile(rb"(bpftap|\.\.\.)> ")
 TOKEN = re.compile(rb"\x1b\[[0-9;?]*[A-Za-z]|\x1b[=>]|\r|\n|[^\x1b\r\n]+|\x1b")
 
 
-def main():
-    command = shlex.split(os.environ["REPL_COMMAND"])
-    pid, fd = pty.fork()
-    if pid == 0:
-        os.environ["TERM"] = "xterm"
-        os.execvp(command[0], command)
-    # A terminal of 200 columns, so that no input line wraps.
-    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 200, 0, 0))
-    os.environ["REPL_PID"] = str(pid)
-    screen = bytearray()
-    seen = 0
+class Terminal:
+    """A program running in a pseudo-terminal of 200 columns, and what the screen shows."""
 
-    def read(timeout):
+    def __init__(self, command):
+        self.pid, self.fd = pty.fork()
+        if self.pid == 0:
+            os.environ["TERM"] = "xterm"
+            os.execvp(command[0], command)
+        fcntl.ioctl(self.fd, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 200, 0, 0))
+        self.screen = bytearray()
+        # Where the last input was typed: a prompt counts only if drawn after it.
+        self.typed_at = 0
+
+    def read(self, timeout):
         """Reads what the terminal shows within `timeout`: "data", "quiet" or "closed"."""
-        ready, _, _ = select.select([fd], [], [], timeout)
+        ready, _, _ = select.select([self.fd], [], [], timeout)
         if not ready:
             return "quiet"
         try:
-            data = os.read(fd, 65536)
+            data = os.read(self.fd, 65536)
         except OSError:
             return "closed"
         if not data:
             return "closed"
-        screen.extend(data)
+        self.screen.extend(data)
         # A terminal answers a cursor position query; the prompt waits for the answer.
         for _ in range(data.count(b"\x1b[6n")):
-            os.write(fd, b"\x1b[1;1R")
+            os.write(self.fd, b"\x1b[1;1R")
         return "data"
 
-    def lines():
+    def lines(self):
         """The screen as text: a carriage return goes back to the start of the line, ESC [K
         clears to its end, ESC [nC moves right; other escape sequences are dropped."""
         out, line, col = [], [], 0
-        for token in TOKEN.finditer(bytes(screen)):
+        for token in TOKEN.finditer(bytes(self.screen)):
             t = token.group()
             if t == b"\n":
                 out.append("".join(line))
@@ -90,64 +91,82 @@ def main():
         out.append("".join(line))
         return out
 
+    def prompt(self, timeout=10):
+        """Waits until a prompt drawn since the last input waits for input, as a user would
+        before typing; False on a timeout."""
+        deadline = time.time() + timeout
+        while not (PROMPT.search(bytes(self.screen[self.typed_at:])) and self.lines()[-1].endswith("> ")):
+            if time.time() > deadline or self.read(0.1) == "closed":
+                return False
+        return True
+
+    def type(self, text):
+        self.typed_at = len(self.screen)
+        os.write(self.fd, text)
+
+    def wait_line(self, pattern, after, timeout=10):
+        """The index of the first screen line from `after` on that matches, or None."""
+        deadline = time.time() + timeout
+        while True:
+            text = self.lines()
+            found = next((i for i in range(after, len(text)) if pattern.search(text[i])), None)
+            if found is not None:
+                return found
+            if time.time() > deadline or self.read(0.1) == "closed":
+                return None
+
+    def exit_status(self, timeout=10):
+        """The program's exit status, or None (then it is killed) if it runs on."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            self.read(0.1)
+            done, code = os.waitpid(self.pid, os.WNOHANG)
+            if done:
+                return os.waitstatus_to_exitcode(code)
+        os.kill(self.pid, 9)
+        return None
+
+
+def main():
+    term = Terminal(shlex.split(os.environ["REPL_COMMAND"]))
+    os.environ["REPL_PID"] = str(term.pid)
+    seen = 0
+
     def finish(status):
-        while read(0.2) == "data":
+        while term.read(0.2) == "data":
             pass
-        for line in lines():
+        for line in term.lines():
             print(line)
         sys.exit(status)
 
-    typed_at = [0]
-
     def prompt():
-        """Waits until a prompt drawn since the last input waits for input, as a user would
-        before typing."""
-        deadline = time.time() + 10
-        while not (PROMPT.search(bytes(screen[typed_at[0]:])) and lines()[-1].endswith("> ")):
-            if time.time() > deadline or read(0.1) == "closed":
-                print("TIMEOUT waiting for the prompt")
-                finish(1)
+        if not term.prompt():
+            print("TIMEOUT waiting for the prompt")
+            finish(1)
 
     status = None
     for step in sys.argv[1:]:
         kind, _, arg = step.partition(":")
         if kind == "send":
             prompt()
-            typed_at[0] = len(screen)
-            os.write(fd, arg.encode() + b"\r")
+            term.type(arg.encode() + b"\r")
         elif kind == "type":
             prompt()
-            typed_at[0] = len(screen)
-            os.write(fd, arg.encode())
+            term.type(arg.encode())
         elif kind == "key":
             if arg == "ctrl-d":
                 prompt()
-            typed_at[0] = len(screen)
-            os.write(fd, KEYS[arg])
+            term.type(KEYS[arg])
         elif kind == "wait":
-            pattern = re.compile(arg)
-            deadline = time.time() + 10
-            while True:
-                text = lines()
-                found = next((i for i in range(seen, len(text)) if pattern.search(text[i])), None)
-                if found is not None:
-                    seen = found + 1
-                    break
-                if time.time() > deadline or read(0.1) == "closed":
-                    print(f"TIMEOUT waiting for {arg}")
-                    finish(1)
+            found = term.wait_line(re.compile(arg), seen)
+            if found is None:
+                print(f"TIMEOUT waiting for {arg}")
+                finish(1)
+            seen = found + 1
         elif kind == "run":
             subprocess.run(arg, shell=True, check=False)
         elif kind == "exit":
-            deadline = time.time() + 10
-            while time.time() < deadline:
-                read(0.1)
-                done, code = os.waitpid(pid, os.WNOHANG)
-                if done:
-                    status = os.waitstatus_to_exitcode(code)
-                    break
-            else:
-                os.kill(pid, 9)
+            status = term.exit_status()
             print(f"exit status {status}")
         else:
             print(f"unknown step {step}")
