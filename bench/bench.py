@@ -27,7 +27,7 @@ ap.add_argument("--bpftap", required=True)
 ap.add_argument("--bpftrace", default="bpftrace")
 ap.add_argument("--tools", required=True, help="dir with the compiled C helpers")
 ap.add_argument("--runs", type=int, default=5)
-ap.add_argument("--only", default="abcdefg", help="sections to run, e.g. 'ac'")
+ap.add_argument("--only", default="abcdefgh", help="sections to run, e.g. 'ac'")
 ap.add_argument("--loop", type=int, default=2_000_000, help="syscalls in the overhead loop")
 ap.add_argument("--burst", type=int, default=1_000_000, help="events in the printf burst")
 ap.add_argument("--out", default=os.path.join(HERE, "RESULTS.md"))
@@ -125,7 +125,7 @@ def na_reason(reason):
 class Tool:
     """A tracer started in the background with stdout in a file, waited for until attached."""
 
-    def __init__(self, kind, script, ready_timeout=120):
+    def __init__(self, kind, script, ready_timeout=120, options=()):
         self.kind = kind
         self.out = tempfile.NamedTemporaryFile(dir=TMP, delete=False, prefix=kind + "-out-")
         self.err = tempfile.NamedTemporaryFile(dir=TMP, delete=False, prefix=kind + "-err-")
@@ -134,10 +134,10 @@ class Tool:
         if kind == "bpftap":
             self.ready = os.path.join(TMP, f"ready-{time.monotonic_ns()}")
             env["BPFTAP_READY_FILE"] = self.ready
-            cmd = [BPFTAP, "-e", script]
+            cmd = [BPFTAP, *options, "-e", script]
         else:
             # bpftrace runs BEGIN once every probe is attached
-            cmd = [BPFTRACE, "-e", script + ' BEGIN { printf("READY\\n"); }']
+            cmd = [BPFTRACE, *options, "-e", script + ' BEGIN { printf("READY\\n"); }']
         self.p = spawn(cmd, stdout=self.out, stderr=self.err, env=env)
         self.ok = self._wait_ready(ready_timeout)
         self.ready_s = time.monotonic() - self.t0
@@ -151,7 +151,8 @@ class Tool:
                     return True
             else:
                 with open(self.out.name, "rb") as f:
-                    if b"READY\n" in f.read():
+                    # READY in text, or in a -f json printf record
+                    if re.search(rb"READY(\n|\\n)", f.read()):
                         return True
             time.sleep(0.002)
         return False
@@ -462,8 +463,21 @@ def section_d():
 
 # ---------------------------------------------------------------- e. printf throughput
 
-def burst(kind, script):
-    t = Tool(kind, script)
+def printed_text(line):
+    """What a line of output printed: the line itself, or the text of a -f json printf record
+    (bpftrace's `data` is the text, bpftap's `data.text`)."""
+    if not line.startswith("{"):
+        return line
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return ""
+    data = record.get("data")
+    return (data.get("text", "") if isinstance(data, dict) else str(data or "")).strip()
+
+
+def burst(kind, script, options=()):
+    t = Tool(kind, script, options=options)
     try:
         if not t.ok:
             return None, "not ready: " + first_line(t.stderr())
@@ -487,7 +501,7 @@ def burst(kind, script):
         p.wait()
     finally:
         t.stop()
-    got = sum(1 for l in t.stdout().splitlines() if l.strip() == str(loop_pid))
+    got = sum(1 for l in t.stdout().splitlines() if printed_text(l.strip()) == str(loop_pid))
     err = t.stderr()
     lost_msg = [l for l in (err + t.stdout()).splitlines() if re.search(r"lost", l, re.I)]
     secs = last_grow - t0
@@ -498,12 +512,18 @@ def section_e():
     log("e. printf throughput")
     bts = 'tracepoint:syscalls:sys_enter_getppid { printf("%d\\n", pid); }'
     taps = 'probe syscall.getppid { printf("%d\\n", pid()) }'
+    for options in ((), ("-f", "json")):
+        burst_rows(bts, taps, options)
+
+
+def burst_rows(bts, taps, options):
     res = {"bpftrace": [], "bpftap": []}
+    json_out = " with -f json" if options else ""
     for _ in range(RUNS):
         for kind, script in (("bpftrace", bts), ("bpftap", taps)):
-            r, err = burst(kind, script)
+            r, err = burst(kind, script, options)
             if r is None:
-                notes.append(f"e. a {kind} run failed: {err}")
+                notes.append(f"e. a {kind}{json_out} run failed: {err}")
             else:
                 res[kind].append(r)
     rates, losts = {}, {}
@@ -515,15 +535,14 @@ def section_e():
         clean = [got / secs / 1000 for got, secs, _, _ in rs if got == args.burst]
         rates[kind] = median(clean) if clean else "lossy in every run"
         losts[kind] = median([args.burst - got for got, _, _, _ in rs])
-        notes.append(f"e. {kind}: burst of {args.burst}: received "
+        notes.append(f"e. {kind}{json_out}: burst of {args.burst}: received "
                      + ", ".join(str(r[0]) for r in rs) + "; emitting loop took (s) "
                      + ", ".join(f"{r[3]:.2f}" for r in rs) + "; exec of loop to last line (s) "
                      + ", ".join(f"{r[1]:.2f}" for r in rs) + "; lost-record messages: "
                      + ("; ".join(sorted({m.strip()[:100] for r in rs for m in r[2]})) or "none"))
-    add("e", f"printf rate with none lost, burst of {args.burst} events", rates["bpftrace"],
-        rates["bpftap"],
-        "k lines/s", goal=1.0, better="higher")
-    add("e", f"events lost of {args.burst} (median; worst run in notes)", losts["bpftrace"],
+    add("e", f"printf rate{json_out} with none lost, burst of {args.burst} events", rates["bpftrace"],
+        rates["bpftap"], "k lines/s", goal=1.0, better="higher")
+    add("e", f"events lost{json_out} of {args.burst} (median; worst run in notes)", losts["bpftrace"],
         losts["bpftap"], "events", fmt="{:.0f}")
 
 
@@ -663,6 +682,36 @@ def section_g():
                 notes.append(f"g. {what}: {kind} samples (ms): " + ", ".join(f"{x:.1f}" for x in xs))
 
 
+# ---------------------------------------------------------------- h. live metrics
+
+def section_h():
+    log("h. live metrics")
+    import urllib.request
+    port, keys = 39499, 10000
+    script = 'global a[20000], n probe syscall.getppid /execname() == "benchload"/ { a[n++] = n }'
+    t = Tool("bpftap", script, options=("--metrics", str(port)))
+    latencies = []
+    try:
+        if not t.ok:
+            notes.append(f"h. bpftap --metrics did not start: {first_line(t.stderr())}")
+            return
+        run([LOAD, "loop", str(keys)])
+        for _ in range(max(RUNS, 5) * 4):
+            t0 = time.monotonic()
+            body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30).read().decode()
+            dt = (time.monotonic() - t0) * 1000
+            got = sum(1 for l in body.splitlines() if l.startswith("bpftap_a{"))
+            if got == keys:
+                latencies.append(dt)
+            else:
+                notes.append(f"h. a scrape had {got} elements of `a`, not {keys}")
+    finally:
+        t.stop()
+    add("h", f"--metrics: scrape of a {keys}-key array", "n/a (no metrics endpoint)", median(latencies), "ms")
+    if latencies:
+        notes.append("h. scrape samples (ms): " + ", ".join(f"{x:.1f}" for x in latencies))
+
+
 # ---------------------------------------------------------------- report
 
 def machine():
@@ -716,7 +765,7 @@ def table_text():
 
 def main():
     secs = {"a": section_a, "b": section_b, "c": section_c, "d": section_d, "e": section_e,
-            "f": section_f, "g": section_g}
+            "f": section_f, "g": section_g, "h": section_h}
     t0 = time.monotonic()
     load0 = open("/proc/loadavg").read().split()[:3]
     try:
@@ -753,7 +802,7 @@ def main():
     if os.path.exists(analysis):
         md += ["", open(analysis).read()]
     md += ["", f"Harness wall time: {time.monotonic() - t0:.0f} s.", ""]
-    if args.only == "abcdefg":
+    if args.only == "abcdefgh":
         with open(args.out, "w") as f:
             f.write("\n".join(md))
         os.rmdir(TMP)

@@ -3,7 +3,7 @@
 # Installs what it needs (bpftrace, bpftool, time, gcc, python3) from Debian's packages when
 # missing, builds bpftap in release (unless BPFTAP=path is given), compiles the C workloads
 # into a temporary directory, runs every measurement, prints the table and writes
-# bench/RESULTS.md. Extra arguments go to bench/bench.py (--runs N, --only abcdefg, ...).
+# bench/RESULTS.md. Extra arguments go to bench/bench.py (--runs N, --only abcdefgh, ...).
 set -euo pipefail
 SELF="$(realpath "$0")"
 cd "$(dirname "$SELF")/.."
