@@ -284,9 +284,16 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
     let probe_spans: Vec<(String, lang::span::Span)> =
         object.program.handlers.iter().map(|h| (h.point.clone(), h.span)).collect();
     let verbose = cli.verbose > 0;
+    let timing = cli.stap.timing;
     let started = std::time::Instant::now();
     let result = Session::load(object, &kernel, run_options, &mut out).and_then(|mut session| {
         let loaded = started.elapsed();
+        if timing {
+            // Before attach, which drops the capability (CAP_SYS_ADMIN) this needs.
+            if let Err(e) = session.count_runs() {
+                eprintln!("bpftap: warning: -t: the kernel refuses to count probe runs ({e})");
+            }
+        }
         session.attach()?;
         if verbose {
             let attached = started.elapsed() - loaded;
@@ -297,7 +304,11 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 driver::peak_rss_kib()
             );
         }
-        session.run(&mut out)
+        let result = session.run(&mut out);
+        if timing {
+            eprint!("{}", probe_hit_report(&session));
+        }
+        result
     });
     let code = match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -309,6 +320,18 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
     };
     let _ = out.flush();
     Ok(code)
+}
+
+/// `-t`: each kernel probe's hits and run time, as the kernel counted them, in the spirit of
+/// SystemTap's probe hit report (which counts cycles; the kernel counts nanoseconds).
+fn probe_hit_report(session: &Session) -> String {
+    let mut report = String::from("----- probe hit report:\n");
+    for (_, sample) in session.probe_samples() {
+        let (hits, ns) = (sample.stats.run_cnt, sample.stats.run_time_ns);
+        let avg = if hits == 0 { 0 } else { ns / hits };
+        report.push_str(&format!("{}, hits: {hits}, run time: {ns} ns total, {avg} ns avg\n", sample.point));
+    }
+    report
 }
 
 /// Where the script's output goes (`-o`), in the format `-f` asks for.

@@ -155,41 +155,36 @@ pub fn run(config: Config, kernel: &LiveKernel) -> Result<ExitCode, String> {
 
     let mut result = Ok(());
     loop {
-        match repl.session.turn(&mut out, Some(wake_read.as_fd())) {
-            // The session goes on without its target: the user decides when to quit.
-            Ok(turn) if turn.stop == Some(Stop::TargetGone) => {
-                if !repl.target_gone_said {
-                    repl.target_gone_said = true;
-                    let _ = writeln!(out, "bpftap: the target process has exited");
-                }
-                if turn.woken {
-                    if repl.handle_inputs(&input_rx, &wake_read, &done_tx, &mut out) {
-                        break;
-                    }
-                }
-            }
-            Ok(turn) if turn.stop.is_some() => {
-                let why = match turn.stop {
-                    Some(Stop::Exit) => "a probe called exit()",
-                    Some(Stop::Timeout) => "-T elapsed",
-                    _ => "the output's reader has gone",
-                };
-                let _ = writeln!(out, "bpftap: the session ends: {why}");
-                break;
-            }
-            Ok(turn) if turn.woken => {
-                if repl.handle_inputs(&input_rx, &wake_read, &done_tx, &mut out) {
-                    break;
-                }
-            }
-            Ok(_) => {
-                runtime::sys::take_stop_signal();
-            }
+        let turn = match repl.session.turn(&mut out, Some(wake_read.as_fd())) {
+            Ok(turn) => turn,
             Err(e) => {
                 result = Err(e);
                 break;
             }
+        };
+        let why = match turn.stop {
+            None => None,
+            // The session goes on without its target: the user decides when to quit.
+            Some(Stop::TargetGone) => {
+                if !repl.target_gone_said {
+                    repl.target_gone_said = true;
+                    let _ = writeln!(out, "bpftap: the target process has exited");
+                }
+                None
+            }
+            Some(Stop::Exit) => Some("a probe called exit()"),
+            Some(Stop::Timeout) => Some("-T elapsed"),
+            Some(Stop::ReaderGone) => Some("the output's reader has gone"),
+        };
+        if let Some(why) = why {
+            let _ = writeln!(out, "bpftap: the session ends: {why}");
+            break;
         }
+        if turn.woken && repl.handle_inputs(&input_rx, &wake_read, &done_tx, &mut out) {
+            break;
+        }
+        // A Ctrl-C while bpftap was busy interrupted that, not the session.
+        runtime::sys::take_stop_signal();
     }
     let result = repl.session.finish(result, &mut out);
     let _ = out.flush();
@@ -305,8 +300,6 @@ impl Repl<'_> {
                 Input::End => true,
                 Input::Line(line) => self.handle(&line, out),
             };
-            // A Ctrl-C while the input ran interrupted it, not the session.
-            runtime::sys::take_stop_signal();
             let _ = out.flush();
             if quit {
                 return true;
@@ -427,8 +420,25 @@ impl Repl<'_> {
                 info.run_ns as f64 / 1e6
             );
         }
-        if text.is_empty() && self.session.known_types().globals.iter().all(|(n, _)| n.starts_with("__")) {
+        // The globals with their types, then (below) with their values.
+        let known = self.session.known_types();
+        let ty = |t: lang::ir::Ty| if t == lang::ir::Ty::Long { "long" } else { "string" };
+        let mut globals: Vec<String> = known.globals.iter().map(|(n, t)| format!("{n}:{}", ty(*t))).collect();
+        for (name, array) in &known.arrays {
+            let keys: Vec<&str> = array.keys.iter().flatten().map(|t| ty(*t)).collect();
+            let value = match array.value {
+                Some(lang::ir::ValueKind::Stat) => "stats",
+                Some(lang::ir::ValueKind::Str) => "string",
+                _ => "long",
+            };
+            globals.push(format!("{name}[{}]:{value}", keys.join(",")));
+        }
+        globals.retain(|g| !g.starts_with("__"));
+        if text.is_empty() && globals.is_empty() {
             return Ok("no probes and no globals yet\n".into());
+        }
+        if !globals.is_empty() {
+            let _ = writeln!(text, "globals: {}", globals.join(", "));
         }
         let _ = out.write_all(text.as_bytes());
         self.session.print_globals(out, false).map_err(|e| e.to_string())?;
@@ -609,8 +619,9 @@ impl Write for PrinterWriter {
 }
 
 /// Tab completion: probe points after `probe` (what `-l PREFIX*` lists: tapset aliases,
-/// `kernel.trace("group:event")`, `kernel.function("...")`), else function names (built-in
-/// and tapset) and the session's globals.
+/// `kernel.trace("group:event")`, `kernel.function("...")`); in a probe's body, the point's
+/// variables (what `-L` lists), function names (built-in and tapset) and the session's
+/// globals.
 #[derive(Helper, Highlighter, Hinter, Validator)]
 struct Completion {
     include: Vec<PathBuf>,
@@ -636,6 +647,27 @@ impl Completion {
         functions.sort();
         functions.dedup();
         Completion { include: include.to_vec(), functions, globals, kernel: LiveKernel::new() }
+    }
+
+    /// In the body of a probe being typed, the variables of its (first) point, as `-L` lists
+    /// them: the alias's variables and the `$` context variables.
+    fn probe_variables(&self, line: &str) -> Vec<String> {
+        let Some(rest) = line.trim_start().strip_prefix("probe") else { return Vec::new() };
+        let Some(head) = rest.split_once('{').map(|(head, _)| head) else { return Vec::new() };
+        let point = head.split(['/', ',']).next().unwrap_or("").trim();
+        if point.is_empty() {
+            return Vec::new();
+        }
+        let listing = crate::list::list(point, true, &self.include, &self.kernel).unwrap_or_default();
+        // `POINT name:type $name:type ...`; a type may hold spaces (`struct sock*`).
+        let mut names: Vec<String> = listing
+            .lines()
+            .flat_map(|l| l.split_whitespace().skip(1))
+            .filter_map(|token| token.split_once(':').map(|(name, _)| name.to_string()))
+            .collect();
+        names.sort();
+        names.dedup();
+        names
     }
 
     /// Where the probe point being typed starts, if the cursor is in one.
@@ -678,13 +710,19 @@ impl Completer for Completion {
             points.truncate(500);
             return Ok((start, points.into_iter().map(pair).collect()));
         }
-        let start = line.rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).map_or(0, |i| i + 1);
+        let start = line.rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '$')).map_or(0, |i| i + 1);
         let word = &line[start..];
         if word.is_empty() {
             return Ok((pos, Vec::new()));
         }
         let globals = self.globals.lock().map(|g| g.clone()).unwrap_or_default();
-        let found = self.functions.iter().chain(globals.iter()).filter(|n| n.starts_with(word)).map(|n| pair(n));
+        let variables = self.probe_variables(line);
+        let found = variables
+            .iter()
+            .chain(&self.functions)
+            .chain(&globals)
+            .filter(|n| n.starts_with(word))
+            .map(|n| pair(n));
         Ok((start, found.collect()))
     }
 }

@@ -14,7 +14,8 @@ pub struct StapOptions {
     /// Turn warnings into errors.
     #[arg(short = 'W')]
     pub warnings_are_errors: bool,
-    /// Collect probe timing information: print each probe's hit count and run time at exit.
+    /// Collect probe timing information: print each kernel probe's hit count and run time at
+    /// exit (on stderr; counted by the kernel).
     #[arg(short = 't')]
     pub timing: bool,
     /// Guru mode: refused, bpftap never writes kernel memory.

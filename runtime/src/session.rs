@@ -195,7 +195,7 @@ pub struct UnitInfo {
     pub points: Vec<String>,
     pub attached: bool,
     /// Runs and nanoseconds run, summed over the unit's kernel programs (0 unless the
-    /// sysctl `kernel.bpf_stats_enabled` is 1).
+    /// kernel counts them: see [`Session::count_runs`]).
     pub runs: u64,
     pub run_ns: u64,
 }
@@ -653,22 +653,17 @@ impl<'k> Session<'k> {
 
     /// The units, in the order they were added.
     pub fn units(&self) -> Vec<UnitInfo> {
+        let samples = self.probe_samples();
         self.units
             .iter()
             .map(|unit| {
-                let (mut runs, mut run_ns) = (0, 0);
-                for fds in &unit.attached {
-                    if let Some(Ok(stats)) = fds.first().map(|prog| bpf::prog_stats(prog.as_fd())) {
-                        runs += stats.run_cnt;
-                        run_ns += stats.run_time_ns;
-                    }
-                }
+                let stats = samples.iter().filter(|(id, _)| *id == unit.id).map(|(_, sample)| sample.stats);
                 UnitInfo {
                     id: unit.id,
                     points: unit.compiled.program.handlers.iter().map(|h| h.point.clone()).collect(),
                     attached: !unit.attached.is_empty(),
-                    runs,
-                    run_ns,
+                    runs: stats.clone().map(|s| s.run_cnt).sum(),
+                    run_ns: stats.map(|s| s.run_time_ns).sum(),
                 }
             })
             .collect()
@@ -838,7 +833,10 @@ impl<'k> Session<'k> {
             let probes = self.handlers_where(|t| matches!(t, Target::Page { path } if *path == scrape.path()));
             if probes.is_empty() {
                 let body = (scrape.path() == METRICS_PATH).then(|| {
-                    let samples = self.run_time_stats.is_some().then(|| self.probe_samples());
+                    let samples = self
+                        .run_time_stats
+                        .is_some()
+                        .then(|| self.probe_samples().into_iter().map(|(_, sample)| sample).collect::<Vec<_>>());
                     // Each unit's globals; the probes' statistics once, with the first.
                     self.units
                         .iter()
@@ -870,15 +868,15 @@ impl<'k> Session<'k> {
         Ok(())
     }
 
-    /// The kernel's statistics of every attached program (one that cannot be read is left
-    /// out rather than shown as 0).
-    fn probe_samples(&self) -> Vec<metrics::ProbeSample<'_>> {
+    /// The kernel's statistics of every attached program, with its unit (one that cannot be
+    /// read is left out rather than shown as 0).
+    pub fn probe_samples(&self) -> Vec<(UnitId, metrics::ProbeSample<'_>)> {
         let mut samples = Vec::new();
         for unit in &self.units {
             for (probe, fds) in unit.compiled.kernel_probes.iter().zip(&unit.attached) {
                 let Some(Ok(stats)) = fds.first().map(|prog| bpf::prog_stats(prog.as_fd())) else { continue };
                 let point = unit.compiled.program.handlers[probe.handler].point.as_str();
-                samples.push(metrics::ProbeSample { point, program: &probe.name, stats });
+                samples.push((unit.id, metrics::ProbeSample { point, program: &probe.name, stats }));
             }
         }
         samples
