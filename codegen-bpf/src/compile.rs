@@ -15,10 +15,14 @@ use crate::object::{map_type, MapDef, ObjectSpec, ProgramSpec, RelocTarget, NETF
 /// Size of the output ring buffer in bytes (a power of two, a multiple of the page size).
 pub const RINGBUF_BYTES: u32 = 1 << 20;
 
+/// Where the shared maps sit in every script's map list (see [`map_defs`]).
+pub const MAP_INDEXES: MapIndexes = MapIndexes { ringbuf: 0, globals: 1, scratch: 2 };
+
 /// `BPF_F_MMAPABLE` from the kernel's uapi `bpf.h`.
 const BPF_F_MMAPABLE: u32 = 1 << 10;
 
-/// A script ready to load.
+/// A script ready to load. Everything in it but `globals` and `maps` (functions of the
+/// program) is written to a `.bo` object (see [`crate::bo`]).
 #[derive(Clone, Debug)]
 pub struct CompiledScript {
     pub program: Program,
@@ -29,7 +33,7 @@ pub struct CompiledScript {
     pub maps: MapIndexes,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct KernelProbe {
     /// The program's name in `object.programs`.
     pub name: String,
@@ -48,7 +52,7 @@ const NF_ACCEPT: i32 = 1;
 
 pub fn compile(program: Program) -> Result<CompiledScript, EmitError> {
     let globals = layout::globals_layout(&program);
-    let maps = MapIndexes { ringbuf: 0, globals: 1, scratch: 2 };
+    let maps = MAP_INDEXES;
     let mut rodata = Rodata::default();
     let mut programs = Vec::new();
     let mut kernel_probes = Vec::new();
@@ -110,7 +114,17 @@ pub fn compile(program: Program) -> Result<CompiledScript, EmitError> {
             spans: emitted.spans,
         });
     }
-    let map_defs = vec![
+    let map_defs = map_defs(&program, &globals, scratch_size);
+    let object = ObjectSpec { programs, maps: map_defs, rodata: rodata.bytes, license: "GPL".into() };
+    Ok(CompiledScript { program, object, kernel_probes, globals, maps })
+}
+
+/// The maps of a script, in the order of [`MapIndexes`] and [`layout::array_map_index`]:
+/// the ring buffer, the globals, the per-CPU scratch area of `scratch_size` bytes, then one
+/// per global array or statistic. A function of the program alone (and of the scratch size
+/// its handlers need), so a `.bo` reader checks the maps it is given against it.
+pub fn map_defs(program: &Program, globals: &GlobalsLayout, scratch_size: u32) -> Vec<MapDef> {
+    let mut map_defs = vec![
         MapDef {
             name: "bpftap_output".into(),
             map_type: map_type::RINGBUF,
@@ -137,7 +151,6 @@ pub fn compile(program: Program) -> Result<CompiledScript, EmitError> {
             flags: 0,
         },
     ];
-    let mut map_defs = map_defs;
     for (a, decl) in program.arrays.iter() {
         let (_, key_size) = layout::key_layout(decl);
         let map_type = match (decl.value, decl.wrap) {
@@ -155,8 +168,7 @@ pub fn compile(program: Program) -> Result<CompiledScript, EmitError> {
             flags: 0,
         });
     }
-    let object = ObjectSpec { programs, maps: map_defs, rodata: rodata.bytes, license: "GPL".into() };
-    Ok(CompiledScript { program, object, kernel_probes, globals, maps })
+    map_defs
 }
 
 /// The symbol name of an array's map: unique, and readable in `bpftool map` (which shows

@@ -8,6 +8,7 @@
 //! - [`disasm`]: instructions back to the text `-p4` prints.
 //! - [`btf`]: the small BTF and `func_info` a program with callbacks is loaded with.
 //! - [`object`]: the script as programs, maps and `.rodata`, and its ELF form (`--emit-elf`).
+//! - [`bo`]: the `.bo` object of `-p4 -m`, and reading one back (untrusted input).
 //! - [`reader`]: the program user-space handlers read kernel memory through.
 //!
 //! Invariant: this crate makes no syscall and reads no file; its output depends only on the
@@ -15,6 +16,7 @@
 //! offsets with `cfg(target_arch)`, as `lang::syscall_table` picks the syscall numbers), not
 //! on the machine it runs on.
 
+pub mod bo;
 pub mod btf;
 pub mod compile;
 pub mod disasm;

@@ -1,0 +1,306 @@
+//! `.bo` objects: a compiled script written once (`bpftap -p4 -m NAME`) and run later,
+//! elsewhere, without the front end (`bpftap run NAME.bo`).
+//!
+//! A `.bo` is the ELF object of [`crate::object::write_object`] (programs in their usual
+//! sections, so `llvm-objdump` and `bpftool`-style tools see them; netfilter programs too, in
+//! section `netfilter`) plus one section of bpftap's own, [`SECTION`], holding the rest of the
+//! [`CompiledScript`]: the IR program (user-space handlers, globals, arrays, formats,
+//! regexes), the object spec without instructions (maps, relocations, `.rodata`), the kernel
+//! probes, and the source text the spans point into (only the files they name) so that a
+//! verifier rejection still points at the script line. The instructions are read back from
+//! the program sections.
+//!
+//! The section starts with a fixed header, then the body serialized with postcard:
+//!
+//! ```text
+//! 0   8  magic "BPFTAPBO"
+//! 8   4  format version (u32 LE)       IMPORTANT: these four fields keep their places in
+//! 12  4  CRC-32 of the whole file,                 every format version, so any bpftap
+//!        computed with these 4 bytes zero          can name the version it refuses
+//! 16  2  length N of bpftap's version (u16 LE)
+//! 18  N  bpftap's version (UTF-8)
+//! ..     postcard body
+//! ```
+//!
+//! Objects are untrusted input. [`read`] never panics and never reads out of bounds: the
+//! ELF is parsed by the `object` crate (bounds-checked), the checksum turns accidental damage
+//! anywhere in the file into one error, and a well-formed but inconsistent body is refused
+//! by [`check`] before the runtime indexes anything with it. The kernel's verifier remains
+//! the safety net for the programs themselves.
+
+use lang::ir::{InstKind, Program};
+use lang::span::{FileId, SourceKind, SourceMap, Span};
+use object::{Object as _, ObjectSection as _, ObjectSymbol as _};
+
+use crate::compile::{self, CompiledScript, KernelProbe, MAP_INDEXES};
+use crate::insn::{self, Insn};
+use crate::layout;
+use crate::object::{elf_object, ObjectSpec, RelocTarget};
+
+/// The section holding everything but the instructions.
+pub const SECTION: &str = ".bpftap";
+/// The first bytes of [`SECTION`].
+pub const MAGIC: &[u8; 8] = b"BPFTAPBO";
+/// Bumped whenever the body's layout changes; an object of another version is refused.
+pub const FORMAT_VERSION: u32 = 1;
+
+const CHECKSUM_AT: usize = 12;
+const VERSION_AT: usize = 16;
+
+/// A `.bo` read back: the script as pass 4 left it, and its source text for messages.
+#[derive(Debug)]
+pub struct BoObject {
+    pub compiled: CompiledScript,
+    pub sources: SourceMap,
+}
+
+/// Why an object cannot be run.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BoError {
+    #[error("not an ELF object: {0}")]
+    NotElf(String),
+    #[error("an ELF object without the section {SECTION}, so not one written by `bpftap -p4 -m`")]
+    NotBpftap,
+    #[error("the object is corrupted: its checksum does not match its contents")]
+    Checksum,
+    #[error(
+        "the object was written by bpftap {object} (object format {object_format}), and this is \
+         bpftap {ours} (object format {FORMAT_VERSION}): compile the script again with this bpftap's -p4 -m"
+    )]
+    Version { object: String, object_format: u32, ours: String },
+    /// The bytes are what was written, but do not form a script this bpftap can run.
+    #[error("the object is malformed: {0}")]
+    Malformed(String),
+}
+
+/// The body of [`SECTION`], after the header.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Body {
+    program: Program,
+    /// Its programs' `insns` are empty here (see [`crate::object::ProgramSpec::insns`]).
+    object: ObjectSpec,
+    kernel_probes: Vec<KernelProbe>,
+    sources: Vec<SourceText>,
+}
+
+/// One file of the [`SourceMap`]; `text` is empty for a file no span points into.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SourceText {
+    name: String,
+    text: String,
+    kind: SourceKind,
+}
+
+/// Whether `bytes` start like a `.bo`: an ELF object for the BPF machine. Cheap, for
+/// `bpftap NAME.bo`; [`read`] says what is wrong with one that is not a bpftap object.
+pub fn looks_like_bo(bytes: &[u8]) -> bool {
+    const EM_BPF: u16 = object::elf::EM_BPF;
+    bytes.starts_with(b"\x7fELF") && bytes.get(18..20) == Some(&EM_BPF.to_le_bytes()[..])
+}
+
+/// The `.bo` bytes of a compiled script. `bpftap_version` is the writing binary's version.
+pub fn write(compiled: &CompiledScript, sources: &SourceMap, bpftap_version: &str) -> Vec<u8> {
+    let used = used_files(compiled);
+    let body = Body {
+        program: compiled.program.clone(),
+        object: compiled.object.clone(),
+        kernel_probes: compiled.kernel_probes.clone(),
+        sources: sources
+            .files()
+            .map(|(id, f)| SourceText {
+                name: f.name.clone(),
+                text: if used.contains(&id) { f.text.clone() } else { String::new() },
+                kind: f.kind.clone(),
+            })
+            .collect(),
+    };
+    let mut section = Vec::new();
+    section.extend_from_slice(MAGIC);
+    section.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    section.extend_from_slice(&0u32.to_le_bytes());
+    section.extend_from_slice(&(bpftap_version.len() as u16).to_le_bytes());
+    section.extend_from_slice(bpftap_version.as_bytes());
+    section.extend(postcard::to_stdvec(&body).expect("the body serializes: it has no maps with non-string keys"));
+
+    let mut obj = elf_object(&compiled.object, |_| true);
+    let id = obj.add_section(Vec::new(), SECTION.as_bytes().to_vec(), object::SectionKind::Metadata);
+    obj.set_section_data(id, section, 8);
+    let mut bytes = obj.write().expect("an ELF object of this shape always writes");
+    let at = section_offset(&bytes).expect("the section was just written") + CHECKSUM_AT;
+    let sum = crc32fast::hash(&bytes);
+    bytes[at..at + 4].copy_from_slice(&sum.to_le_bytes());
+    bytes
+}
+
+/// Reads a `.bo` written by this bpftap (`bpftap_version`, as given to [`write`]).
+pub fn read(bytes: &[u8], bpftap_version: &str) -> Result<BoObject, BoError> {
+    let file = object::File::parse(bytes).map_err(|e| BoError::NotElf(e.to_string()))?;
+    let section = file.section_by_name(SECTION).ok_or(BoError::NotBpftap)?;
+    let (start, size) = section.file_range().ok_or(BoError::Checksum)?;
+    let data = usize::try_from(start)
+        .ok()
+        .zip(usize::try_from(size).ok())
+        .and_then(|(s, n)| bytes.get(s..s.checked_add(n)?))
+        .ok_or(BoError::Checksum)?;
+    if !data.starts_with(MAGIC) || data.len() < VERSION_AT + 2 {
+        return Err(BoError::NotBpftap);
+    }
+    let mut zeroed = bytes.to_vec();
+    let at = start as usize + CHECKSUM_AT;
+    zeroed[at..at + 4].fill(0);
+    if crc32fast::hash(&zeroed) != u32_at(data, CHECKSUM_AT) {
+        return Err(BoError::Checksum);
+    }
+    let object_format = u32_at(data, 8);
+    let version_len = u16::from_le_bytes([data[VERSION_AT], data[VERSION_AT + 1]]) as usize;
+    let body_at = VERSION_AT + 2 + version_len;
+    let object_version = data.get(VERSION_AT + 2..body_at).map(String::from_utf8_lossy).unwrap_or_default();
+    if object_format != FORMAT_VERSION || object_version != bpftap_version {
+        return Err(BoError::Version {
+            object: object_version.into_owned(),
+            object_format,
+            ours: bpftap_version.to_string(),
+        });
+    }
+    let body: Body = postcard::from_bytes(&data[body_at..]).map_err(|e| BoError::Malformed(e.to_string()))?;
+    let Body { program, mut object, kernel_probes, sources: texts } = body;
+    for spec in &mut object.programs {
+        spec.insns = program_code(&file, &spec.name).map_err(BoError::Malformed)?;
+    }
+    let mut sources = SourceMap::default();
+    for t in texts {
+        sources.add(t.name, t.text, t.kind);
+    }
+    let compiled =
+        CompiledScript { globals: layout::globals_layout(&program), program, object, kernel_probes, maps: MAP_INDEXES };
+    check(&compiled, &sources).map_err(BoError::Malformed)?;
+    Ok(BoObject { compiled, sources })
+}
+
+fn u32_at(data: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([data[at], data[at + 1], data[at + 2], data[at + 3]])
+}
+
+/// The file offset of [`SECTION`] in an object.
+fn section_offset(bytes: &[u8]) -> Option<usize> {
+    let file = object::File::parse(bytes).ok()?;
+    let (start, _) = file.section_by_name(SECTION)?.file_range()?;
+    usize::try_from(start).ok()
+}
+
+/// The instructions of the program whose symbol is `name`: the symbol's bytes of its section.
+fn program_code(file: &object::File<'_>, name: &str) -> Result<Vec<Insn>, String> {
+    let missing = || format!("program {name} has no code in the object");
+    let symbol = file.symbols().find(|s| s.name() == Ok(name)).ok_or_else(missing)?;
+    let section = symbol.section_index().and_then(|i| file.section_by_index(i).ok()).ok_or_else(missing)?;
+    let data = section.data().map_err(|e| format!("program {name}: {e}"))?;
+    let code = usize::try_from(symbol.address())
+        .ok()
+        .zip(usize::try_from(symbol.size()).ok())
+        .and_then(|(at, n)| data.get(at..at.checked_add(n)?))
+        .filter(|c| !c.is_empty() && c.len() % Insn::SIZE == 0)
+        .ok_or_else(|| format!("program {name}: its symbol does not cover whole instructions of its section"))?;
+    Ok(insn::decode(code))
+}
+
+/// The files any span of the script points into.
+fn used_files(compiled: &CompiledScript) -> std::collections::HashSet<FileId> {
+    spans(compiled).map(|s| s.file).collect()
+}
+
+/// Every span the runtime may render: handlers', instructions' and the kernel probes'.
+fn spans(compiled: &CompiledScript) -> impl Iterator<Item = Span> + '_ {
+    let handlers = compiled.program.handlers.iter().flat_map(|h| {
+        std::iter::once(h.span).chain(h.func.blocks.values().flat_map(|b| b.insts.iter().map(|i| i.span)))
+    });
+    handlers.chain(compiled.kernel_probes.iter().flat_map(|p| p.spans.iter().map(|(_, s)| *s)))
+}
+
+/// The consistency a well-formed body has and the runtime relies on without checking:
+/// every id names something that exists, every relocation sits on an `ld_imm64` of its
+/// program and names a map or a `.rodata` byte, the maps are the ones the program's layouts
+/// imply, and every span lies on character boundaries of its file.
+pub fn check(compiled: &CompiledScript, sources: &SourceMap) -> Result<(), String> {
+    let program = &compiled.program;
+    if !(16..=2048).contains(&program.string_capacity) {
+        return Err(format!("string capacity {} is outside 16 to 2048", program.string_capacity));
+    }
+    if let Some(e) = lang::ir::verify(program).first() {
+        return Err(format!("invalid IR in handler {}: {}", e.handler, e.message));
+    }
+    check_references(program)?;
+    let object = &compiled.object;
+    let scratch = object.maps.get(MAP_INDEXES.scratch).map_or(0, |m| m.value_size);
+    if object.maps != compile::map_defs(program, &compiled.globals, scratch) {
+        return Err("its maps do not match the script's globals and arrays".into());
+    }
+    for spec in &object.programs {
+        for r in &spec.relocs {
+            let on_ld_imm64 = r.insn_index + 1 < spec.insns.len() && spec.insns[r.insn_index].is_ld_imm64();
+            let target_exists = match r.target {
+                RelocTarget::Map(m) | RelocTarget::MapValue(m) => m < object.maps.len(),
+                RelocTarget::Rodata(offset) => (offset as usize) < object.rodata.len(),
+            };
+            if !on_ld_imm64 || !target_exists {
+                return Err(format!("program {} has a bad relocation at instruction {}", spec.name, r.insn_index));
+            }
+        }
+    }
+    let has_program = |name: &str| object.programs.iter().any(|p| p.name == name);
+    for probe in &compiled.kernel_probes {
+        let handler = program.handlers.get(probe.handler).filter(|h| h.target == probe.target);
+        if handler.is_none() || probe.target.is_user_space() {
+            return Err(format!("kernel probe {} names no kernel handler", probe.name));
+        }
+        if let Some(missing) = std::iter::once(&probe.name).chain(&probe.kprobe_fallback).find(|n| !has_program(n)) {
+            return Err(format!("kernel probe {} names a missing program {missing}", probe.name));
+        }
+    }
+    for span in spans(compiled) {
+        let text = (span.file.0 as usize) < sources.files().count();
+        let fits = text && {
+            let t = &sources.file(span.file).text;
+            span.start <= span.end && t.is_char_boundary(span.start as usize) && t.is_char_boundary(span.end as usize)
+        };
+        if !fits {
+            return Err(format!("a span ({}:{}..{}) lies outside its source text", span.file.0, span.start, span.end));
+        }
+    }
+    Ok(())
+}
+
+/// The ids `ir::verify` does not look at: arrays (with their key counts) and formats.
+fn check_references(program: &Program) -> Result<(), String> {
+    for handler in &program.handlers {
+        for inst in handler.func.blocks.values().flat_map(|b| &b.insts) {
+            let (array, keys) = match &inst.kind {
+                InstKind::ArrayGet { array, keys, .. }
+                | InstKind::ArraySet { array, keys, .. }
+                | InstKind::ArrayAdd { array, keys, .. }
+                | InstKind::ArrayDelete { array, keys }
+                | InstKind::ArrayContains { array, keys, .. }
+                | InstKind::StatAdd { array, keys, .. }
+                | InstKind::StatGet { array, keys, .. }
+                | InstKind::PrintHist { array, keys, .. } => (Some(*array), Some(keys.len())),
+                InstKind::ArrayDeleteMatching { array, keys } | InstKind::ArrayContainsMatching { array, keys, .. } => {
+                    (Some(*array), Some(keys.len()))
+                }
+                InstKind::ArrayClear { array } | InstKind::IterStart { array, .. } => (Some(*array), None),
+                _ => (None, None),
+            };
+            if let Some(a) = array {
+                let decl = program.arrays.get(a).ok_or_else(|| format!("{a} is not declared"))?;
+                if keys.is_some_and(|n| n != decl.keys.len()) {
+                    return Err(format!("{a} is used with the wrong number of keys"));
+                }
+            }
+            if let InstKind::Sprintf { fmt, args, .. } | InstKind::Printf { fmt, args } = &inst.kind {
+                let decl = program.formats.get(*fmt).ok_or_else(|| format!("{fmt} is not declared"))?;
+                if decl.args.len() != args.len() {
+                    return Err(format!("{fmt} is used with the wrong number of arguments"));
+                }
+            }
+        }
+    }
+    Ok(())
+}
