@@ -126,10 +126,20 @@ pub fn write(compiled: &CompiledScript, sources: &SourceMap, bpftap_version: &st
     let id = obj.add_section(Vec::new(), SECTION.as_bytes().to_vec(), object::SectionKind::Metadata);
     obj.set_section_data(id, section, 8);
     let mut bytes = obj.write().expect("an ELF object of this shape always writes");
-    let at = section_offset(&bytes).expect("the section was just written") + CHECKSUM_AT;
-    let sum = crc32fast::hash(&bytes);
-    bytes[at..at + 4].copy_from_slice(&sum.to_le_bytes());
+    seal(&mut bytes);
     bytes
+}
+
+/// Writes the checksum into an object's [`SECTION`] (over the whole file, that field zero).
+/// Bytes without the section are left alone. Tests reseal damaged objects with it, to reach
+/// the checks behind the checksum.
+pub fn seal(bytes: &mut [u8]) {
+    let Some(at) = section_offset(bytes).map(|s| s + CHECKSUM_AT).filter(|at| at + 4 <= bytes.len()) else {
+        return;
+    };
+    bytes[at..at + 4].fill(0);
+    let sum = crc32fast::hash(bytes);
+    bytes[at..at + 4].copy_from_slice(&sum.to_le_bytes());
 }
 
 /// Reads a `.bo` written by this bpftap (`bpftap_version`, as given to [`write`]).
