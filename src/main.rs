@@ -204,7 +204,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
     if let Some(name) = &cli.module {
         let path = if name.ends_with(".bo") { name.clone() } else { format!("{name}.bo") };
         let object = compiled.object.as_ref().expect("pass 4 ran");
-        let bytes = codegen_bpf::bo::write(object, &compiled.sources, env!("CARGO_PKG_VERSION"));
+        let bytes = codegen_bpf::bo::write(object, &compiled.sources, env!("CARGO_PKG_VERSION"), &kernel);
         std::fs::write(&path, bytes).map_err(|e| format!("cannot write {path}: {e}"))?;
         if last_pass == 4 {
             // As stap -p4 prints the module it built.
@@ -347,7 +347,9 @@ fn run_object(cli: &Cli, path: &str, globals: &[String]) -> Result<ExitCode, Str
     if !missing.is_empty() {
         return Err(format!("loading BPF programs needs root or {}: run bpftap with sudo", missing.join(", ")));
     }
-    run_compiled(cli, &object.compiled, &object.sources, &LiveKernel::new(), set_globals)
+    let kernel = LiveKernel::new();
+    object.check_kernel(&kernel).map_err(|e| format!("{path}: {e}"))?;
+    run_compiled(cli, &object.compiled, &object.sources, &kernel, set_globals)
 }
 
 /// `NAME=VALUE` (from `-G`, or after a `.bo` as staprun takes module parameters); a value

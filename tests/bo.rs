@@ -84,6 +84,13 @@ fn damaged_objects_are_refused_without_panic() {
     };
     let object = read(&bytes, "intact").expect("the intact object reads");
     assert_eq!(object.compiled.kernel_probes.len(), 2);
+    // The connect probe reads the address from the tracepoint record: a fact of this kernel
+    // that the object records, and that holds here.
+    let reads_uservaddr = object.compiled_for.facts.iter().any(|f| {
+        matches!(f, bo::KernelFact::TracepointField { event, field, .. } if event == "sys_enter_connect" && field == "uservaddr")
+    });
+    assert!(reads_uservaddr, "{:?}", object.compiled_for.facts);
+    assert_eq!(object.check_kernel(&runtime::kernel_info::LiveKernel::new()), Ok(()));
 
     for len in 0..bytes.len() {
         assert_refused(&bytes[..len], &format!("truncated to {len} bytes"));

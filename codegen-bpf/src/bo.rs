@@ -28,7 +28,8 @@
 //! by [`check`] before the runtime indexes anything with it. The kernel's verifier remains
 //! the safety net for the programs themselves.
 
-use lang::ir::{InstKind, Program};
+use lang::ir::{InstKind, Program, Target};
+use lang::kernel::KernelInfo;
 use lang::span::{FileId, SourceKind, SourceMap, Span};
 use object::{Object as _, ObjectSection as _, ObjectSymbol as _};
 
@@ -47,11 +48,33 @@ pub const FORMAT_VERSION: u32 = 1;
 const CHECKSUM_AT: usize = 12;
 const VERSION_AT: usize = 16;
 
-/// A `.bo` read back: the script as pass 4 left it, and its source text for messages.
+/// A `.bo` read back: the script as pass 4 left it, its source text for messages, and the
+/// kernel it was compiled on.
 #[derive(Debug)]
 pub struct BoObject {
     pub compiled: CompiledScript,
     pub sources: SourceMap,
+    pub compiled_for: CompiledFor,
+}
+
+/// The compiling machine's facts the object's code depends on, checked against the running
+/// kernel ([`BoObject::check_kernel`]) before anything is loaded.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CompiledFor {
+    /// The architecture the code generator targeted (`struct pt_regs` offsets, syscall
+    /// numbers), as `uname -m` names it.
+    pub arch: String,
+    /// The release of the kernel compiled on, for messages.
+    pub release: String,
+    pub facts: Vec<KernelFact>,
+}
+
+/// One assumption compiled into the programs as a number.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum KernelFact {
+    /// Field `field` of tracepoint `group:event` sits at `offset` and takes `size` bytes
+    /// (a handler reads it at that offset).
+    TracepointField { group: String, event: String, field: String, offset: u32, size: u32 },
 }
 
 /// Why an object cannot be run.
@@ -71,6 +94,9 @@ pub enum BoError {
     /// The bytes are what was written, but do not form a script this bpftap can run.
     #[error("the object is malformed: {0}")]
     Malformed(String),
+    /// A [`KernelFact`] that does not hold on the running kernel.
+    #[error("the object was compiled on {compiled_on} and cannot run on {running}: {what}")]
+    Kernel { compiled_on: String, running: String, what: String },
 }
 
 /// The body of [`SECTION`], after the header.
@@ -81,6 +107,7 @@ struct Body {
     object: ObjectSpec,
     kernel_probes: Vec<KernelProbe>,
     sources: Vec<SourceText>,
+    compiled_for: CompiledFor,
 }
 
 /// One file of the [`SourceMap`]; `text` is empty for a file no span points into.
@@ -98,9 +125,15 @@ pub fn looks_like_bo(bytes: &[u8]) -> bool {
     bytes.starts_with(b"\x7fELF") && bytes.get(18..20) == Some(&EM_BPF.to_le_bytes()[..])
 }
 
-/// The `.bo` bytes of a compiled script. `bpftap_version` is the writing binary's version.
-pub fn write(compiled: &CompiledScript, sources: &SourceMap, bpftap_version: &str) -> Vec<u8> {
+/// The `.bo` bytes of a compiled script. `bpftap_version` is the writing binary's version;
+/// `kernel` the kernel the script was compiled against, whose facts the object records.
+pub fn write(compiled: &CompiledScript, sources: &SourceMap, bpftap_version: &str, kernel: &dyn KernelInfo) -> Vec<u8> {
     let used = used_files(compiled);
+    let compiled_for = CompiledFor {
+        arch: std::env::consts::ARCH.to_string(),
+        release: kernel.release(),
+        facts: kernel_facts(compiled, kernel),
+    };
     let body = Body {
         program: compiled.program.clone(),
         object: compiled.object.clone(),
@@ -113,6 +146,7 @@ pub fn write(compiled: &CompiledScript, sources: &SourceMap, bpftap_version: &st
                 kind: f.kind.clone(),
             })
             .collect(),
+        compiled_for,
     };
     let mut section = Vec::new();
     section.extend_from_slice(MAGIC);
@@ -173,7 +207,7 @@ pub fn read(bytes: &[u8], bpftap_version: &str) -> Result<BoObject, BoError> {
         });
     }
     let body: Body = postcard::from_bytes(&data[body_at..]).map_err(|e| BoError::Malformed(e.to_string()))?;
-    let Body { program, mut object, kernel_probes, sources: texts } = body;
+    let Body { program, mut object, kernel_probes, sources: texts, compiled_for } = body;
     for spec in &mut object.programs {
         spec.insns = program_code(&file, &spec.name).map_err(BoError::Malformed)?;
     }
@@ -184,7 +218,78 @@ pub fn read(bytes: &[u8], bpftap_version: &str) -> Result<BoObject, BoError> {
     let compiled =
         CompiledScript { globals: layout::globals_layout(&program), program, object, kernel_probes, maps: MAP_INDEXES };
     check(&compiled, &sources).map_err(BoError::Malformed)?;
-    Ok(BoObject { compiled, sources })
+    Ok(BoObject { compiled, sources, compiled_for })
+}
+
+impl BoObject {
+    /// Checks every fact the object was compiled with against `kernel`, the one it is about
+    /// to run on. The first that fails is the error, naming the field, the type and both
+    /// kernels.
+    pub fn check_kernel(&self, kernel: &dyn KernelInfo) -> Result<(), BoError> {
+        let compiled_on = format!("{} ({})", self.compiled_for.release, self.compiled_for.arch);
+        let running = format!("{} ({})", kernel.release(), kernel.arch());
+        let refuse =
+            |what: String| BoError::Kernel { compiled_on: compiled_on.clone(), running: running.clone(), what };
+        if kernel.arch() != self.compiled_for.arch {
+            return Err(refuse("its code is for another architecture".into()));
+        }
+        for fact in &self.compiled_for.facts {
+            match fact {
+                KernelFact::TracepointField { group, event, field, offset, size } => {
+                    let what = format!("field `{field}` of tracepoint {group}:{event}");
+                    let format =
+                        kernel.tracepoint(group, event).map_err(|_| refuse(format!("{what}: no such tracepoint")))?;
+                    match format.field(field) {
+                        None => return Err(refuse(format!("{what}: no such field"))),
+                        Some(f) if (f.offset, f.size) != (*offset, *size) => {
+                            return Err(refuse(format!(
+                                "{what} is at offset {} ({} bytes) here, and was at offset {offset} ({size} bytes)",
+                                f.offset, f.size
+                            )));
+                        }
+                        Some(_) => {}
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The tracepoint fields the kernel probes read, each with the offset and size compiled in.
+fn kernel_facts(compiled: &CompiledScript, kernel: &dyn KernelInfo) -> Vec<KernelFact> {
+    let mut facts = Vec::new();
+    for probe in &compiled.kernel_probes {
+        let Target::Tracepoint { group, event, .. } = &probe.target else {
+            continue;
+        };
+        let Ok(format) = kernel.tracepoint(group, event) else {
+            continue;
+        };
+        let handler = &compiled.program.handlers[probe.handler];
+        for inst in handler.func.blocks.values().flat_map(|b| &b.insts) {
+            let offset = match inst.kind {
+                InstKind::LoadContext { offset, .. }
+                | InstKind::LoadContextDataLoc { offset, .. }
+                | InstKind::LoadContextStr { offset, .. } => offset,
+                _ => continue,
+            };
+            let Some(f) = format.fields.iter().chain(&format.common_fields).find(|f| f.offset == offset) else {
+                continue;
+            };
+            let fact = KernelFact::TracepointField {
+                group: group.clone(),
+                event: event.clone(),
+                field: f.name.clone(),
+                offset: f.offset,
+                size: f.size,
+            };
+            if !facts.contains(&fact) {
+                facts.push(fact);
+            }
+        }
+    }
+    facts
 }
 
 fn u32_at(data: &[u8], at: usize) -> u32 {
@@ -313,4 +418,67 @@ fn check_references(program: &Program) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use lang::kernel::{Fixture, TracepointField, TracepointFormat};
+
+    use super::*;
+
+    fn connect_kernel(uservaddr_offset: u32) -> Fixture {
+        let field = |name: &str, offset| TracepointField {
+            name: name.into(),
+            c_type: "long".into(),
+            offset,
+            size: 8,
+            signed: false,
+        };
+        let format = TracepointFormat {
+            group: "syscalls".into(),
+            event: "sys_enter_connect".into(),
+            common_fields: Vec::new(),
+            fields: vec![field("fd", 16), field("uservaddr", uservaddr_offset)],
+        };
+        let mut kernel = Fixture::default();
+        kernel.tracepoints.insert(("syscalls".into(), "sys_enter_connect".into()), format);
+        kernel
+    }
+
+    fn object_reading(field: &str) -> BoObject {
+        let compiled = compile::compile(Program::default()).expect("an empty program compiles");
+        let fact = KernelFact::TracepointField {
+            group: "syscalls".into(),
+            event: "sys_enter_connect".into(),
+            field: field.into(),
+            offset: 24,
+            size: 8,
+        };
+        let compiled_for = CompiledFor { arch: "x86_64".into(), release: "6.18.0-here".into(), facts: vec![fact] };
+        BoObject { compiled, sources: SourceMap::default(), compiled_for }
+    }
+
+    #[test]
+    fn kernel_facts_are_checked_against_the_running_kernel() {
+        let object = object_reading("uservaddr");
+        assert_eq!(object.check_kernel(&connect_kernel(24)), Ok(()));
+        let moved = object.check_kernel(&connect_kernel(32)).unwrap_err().to_string();
+        assert_eq!(
+            moved,
+            "the object was compiled on 6.18.0-here (x86_64) and cannot run on 6.1.0-fixture (x86_64): field \
+             `uservaddr` of tracepoint syscalls:sys_enter_connect is at offset 32 (8 bytes) here, and was at offset \
+             24 (8 bytes)"
+        );
+        let missing = object_reading("dport").check_kernel(&connect_kernel(24)).unwrap_err().to_string();
+        assert!(
+            missing.ends_with("field `dport` of tracepoint syscalls:sys_enter_connect: no such field"),
+            "{missing}"
+        );
+        let no_tracepoint = object.check_kernel(&Fixture::default()).unwrap_err().to_string();
+        assert!(no_tracepoint.ends_with("sys_enter_connect: no such tracepoint"), "{no_tracepoint}");
+        let mut other_arch = object_reading("uservaddr");
+        other_arch.compiled_for.arch = "aarch64".into();
+        let refused = other_arch.check_kernel(&connect_kernel(24)).unwrap_err().to_string();
+        assert!(refused.ends_with("its code is for another architecture"), "{refused}");
+    }
 }
