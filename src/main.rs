@@ -193,7 +193,10 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         verbose: cli.verbose,
         include: cli.include.clone(),
     };
-    let compiled = match driver::compile(&name, &text, kind, last_pass.min(4), &kernel, &options) {
+    // An object keeps what it asked of this kernel, to check it on the one it runs on.
+    let recorder = codegen_bpf::kernel_facts::Recorder::new(&kernel);
+    let compiling: &dyn KernelInfo = if cli.module.is_some() { &recorder } else { &kernel };
+    let compiled = match driver::compile(&name, &text, kind, last_pass.min(4), compiling, &options) {
         Ok(c) => c,
         Err(failure) => {
             let color = std::io::stderr().is_terminal();
@@ -204,7 +207,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
     if let Some(name) = &cli.module {
         let path = if name.ends_with(".bo") { name.clone() } else { format!("{name}.bo") };
         let object = compiled.object.as_ref().expect("pass 4 ran");
-        let bytes = codegen_bpf::bo::write(object, &compiled.sources, env!("CARGO_PKG_VERSION"), &kernel);
+        let bytes = codegen_bpf::bo::write(object, &compiled.sources, env!("CARGO_PKG_VERSION"), &recorder);
         std::fs::write(&path, bytes).map_err(|e| format!("cannot write {path}: {e}"))?;
         if last_pass == 4 {
             // As stap -p4 prints the module it built.

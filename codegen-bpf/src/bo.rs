@@ -28,13 +28,14 @@
 //! by [`check`] before the runtime indexes anything with it. The kernel's verifier remains
 //! the safety net for the programs themselves.
 
-use lang::ir::{InstKind, Program, Target};
+use lang::ir::{InstKind, Program};
 use lang::kernel::KernelInfo;
 use lang::span::{FileId, SourceKind, SourceMap, Span};
 use object::{Object as _, ObjectSection as _, ObjectSymbol as _};
 
 use crate::compile::{self, CompiledScript, KernelProbe, MAP_INDEXES};
 use crate::insn::{self, Insn};
+use crate::kernel_facts::{self, KernelFact, Recorder};
 use crate::layout;
 use crate::object::{elf_object, ObjectSpec, RelocTarget};
 
@@ -67,14 +68,6 @@ pub struct CompiledFor {
     /// The release of the kernel compiled on, for messages.
     pub release: String,
     pub facts: Vec<KernelFact>,
-}
-
-/// One assumption compiled into the programs as a number.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub enum KernelFact {
-    /// Field `field` of tracepoint `group:event` sits at `offset` and takes `size` bytes
-    /// (a handler reads it at that offset).
-    TracepointField { group: String, event: String, field: String, offset: u32, size: u32 },
 }
 
 /// Why an object cannot be run.
@@ -126,13 +119,13 @@ pub fn looks_like_bo(bytes: &[u8]) -> bool {
 }
 
 /// The `.bo` bytes of a compiled script. `bpftap_version` is the writing binary's version;
-/// `kernel` the kernel the script was compiled against, whose facts the object records.
-pub fn write(compiled: &CompiledScript, sources: &SourceMap, bpftap_version: &str, kernel: &dyn KernelInfo) -> Vec<u8> {
+/// `kernel` the kernel the script was compiled against, which recorded what was asked of it.
+pub fn write(compiled: &CompiledScript, sources: &SourceMap, bpftap_version: &str, kernel: &Recorder) -> Vec<u8> {
     let used = used_files(compiled);
     let compiled_for = CompiledFor {
         arch: std::env::consts::ARCH.to_string(),
         release: kernel.release(),
-        facts: kernel_facts(compiled, kernel),
+        facts: kernel_facts::tracepoint_fields(compiled, kernel).into_iter().chain(kernel.facts()).collect(),
     };
     let body = Body {
         program: compiled.program.clone(),
@@ -223,8 +216,8 @@ pub fn read(bytes: &[u8], bpftap_version: &str) -> Result<BoObject, BoError> {
 
 impl BoObject {
     /// Checks every fact the object was compiled with against `kernel`, the one it is about
-    /// to run on. The first that fails is the error, naming the field, the type and both
-    /// kernels.
+    /// to run on (see [`kernel_facts`]). The first that fails is the error, naming what was
+    /// asked and both kernels.
     pub fn check_kernel(&self, kernel: &dyn KernelInfo) -> Result<(), BoError> {
         let compiled_on = format!("{} ({})", self.compiled_for.release, self.compiled_for.arch);
         let running = format!("{} ({})", kernel.release(), kernel.arch());
@@ -233,63 +226,8 @@ impl BoObject {
         if kernel.arch() != self.compiled_for.arch {
             return Err(refuse("its code is for another architecture".into()));
         }
-        for fact in &self.compiled_for.facts {
-            match fact {
-                KernelFact::TracepointField { group, event, field, offset, size } => {
-                    let what = format!("field `{field}` of tracepoint {group}:{event}");
-                    let format =
-                        kernel.tracepoint(group, event).map_err(|_| refuse(format!("{what}: no such tracepoint")))?;
-                    match format.field(field) {
-                        None => return Err(refuse(format!("{what}: no such field"))),
-                        Some(f) if (f.offset, f.size) != (*offset, *size) => {
-                            return Err(refuse(format!(
-                                "{what} is at offset {} ({} bytes) here, and was at offset {offset} ({size} bytes)",
-                                f.offset, f.size
-                            )));
-                        }
-                        Some(_) => {}
-                    }
-                }
-            }
-        }
-        Ok(())
+        kernel_facts::check(&self.compiled_for.facts, kernel).map_err(refuse)
     }
-}
-
-/// The tracepoint fields the kernel probes read, each with the offset and size compiled in.
-fn kernel_facts(compiled: &CompiledScript, kernel: &dyn KernelInfo) -> Vec<KernelFact> {
-    let mut facts = Vec::new();
-    for probe in &compiled.kernel_probes {
-        let Target::Tracepoint { group, event, .. } = &probe.target else {
-            continue;
-        };
-        let Ok(format) = kernel.tracepoint(group, event) else {
-            continue;
-        };
-        let handler = &compiled.program.handlers[probe.handler];
-        for inst in handler.func.blocks.values().flat_map(|b| &b.insts) {
-            let offset = match inst.kind {
-                InstKind::LoadContext { offset, .. }
-                | InstKind::LoadContextDataLoc { offset, .. }
-                | InstKind::LoadContextStr { offset, .. } => offset,
-                _ => continue,
-            };
-            let Some(f) = format.fields.iter().chain(&format.common_fields).find(|f| f.offset == offset) else {
-                continue;
-            };
-            let fact = KernelFact::TracepointField {
-                group: group.clone(),
-                event: event.clone(),
-                field: f.name.clone(),
-                offset: f.offset,
-                size: f.size,
-            };
-            if !facts.contains(&fact) {
-                facts.push(fact);
-            }
-        }
-    }
-    facts
 }
 
 fn u32_at(data: &[u8], at: usize) -> u32 {

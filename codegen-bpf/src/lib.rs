@@ -9,6 +9,8 @@
 //! - [`btf`]: the small BTF and `func_info` a program with callbacks is loaded with.
 //! - [`object`]: the script as programs, maps and `.rodata`, and its ELF form (`--emit-elf`).
 //! - [`bo`]: the `.bo` object of `-p4 -m`, and reading one back (untrusted input).
+//! - [`kernel_facts`]: what a `.bo` assumes of the kernel it was compiled on, recorded as
+//!   asked (`Recorder`) and checked against another.
 //! - [`reader`]: the program user-space handlers read kernel memory through.
 //!
 //! Invariant: this crate makes no syscall and reads no file; its output depends only on the
@@ -22,6 +24,7 @@ pub mod compile;
 pub mod disasm;
 pub mod emit;
 pub mod insn;
+pub mod kernel_facts;
 pub mod layout;
 pub mod object;
 pub mod reader;
