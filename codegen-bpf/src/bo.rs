@@ -28,7 +28,7 @@
 //! by [`check`] before the runtime indexes anything with it. The kernel's verifier remains
 //! the safety net for the programs themselves.
 
-use lang::ir::{InstKind, Program};
+use lang::ir::{InstKind, Program, Target};
 use lang::kernel::KernelInfo;
 use lang::span::{FileId, SourceKind, SourceMap, Span};
 use object::{Object as _, ObjectSection as _, ObjectSymbol as _};
@@ -301,6 +301,19 @@ pub fn check(compiled: &CompiledScript, sources: &SourceMap) -> Result<(), Strin
     }
     let has_program = |name: &str| object.programs.iter().any(|p| p.name == name);
     for probe in &compiled.kernel_probes {
+        // The loader joins these to tracefs paths and hands them to the kernel by name.
+        let names: &[&str] = match &probe.target {
+            Target::Tracepoint { group, event, .. } => &[group, event],
+            Target::RawTracepoint { event, .. } => &[event],
+            Target::KernelFunction { name, .. } => &[name],
+            _ => &[],
+        };
+        if let Some(bad) = names
+            .iter()
+            .find(|n| n.is_empty() || !n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.'))
+        {
+            return Err(format!("kernel probe {} names `{bad}`, not a kernel symbol", probe.name));
+        }
         let handler = program.handlers.get(probe.handler).filter(|h| h.target == probe.target);
         if handler.is_none() || probe.target.is_user_space() {
             return Err(format!("kernel probe {} names no kernel handler", probe.name));
