@@ -65,7 +65,7 @@ struct Cli {
     emit_elf: Option<PathBuf>,
     /// Write the compiled script to NAME.bo (NAME itself if it ends in .bo), an object that
     /// `bpftap run NAME.bo [GLOBAL=VALUE ...]` runs without compiling; with -p4, only that.
-    #[arg(short = 'm', value_name = "NAME")]
+    #[arg(short = 'm', value_name = "NAME", conflicts_with = "emit_elf")]
     module: Option<String>,
     /// Use an output buffer of NUM megabytes (rounded up to a power of two) between the
     /// kernel and bpftap, for scripts that print in bursts.
@@ -169,6 +169,9 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         Some(_) => 4,
         None => cli.pass.unwrap_or(5),
     };
+    if cli.module.is_some() && last_pass < 4 {
+        return Err(format!("-m writes the compiled object, which pass {last_pass} does not reach: use -p4"));
+    }
     let missing = runtime::sys::missing_capabilities(false);
     if last_pass >= 2 && !missing.is_empty() {
         return Err(format!(
