@@ -28,6 +28,7 @@
 //! by [`check`] before the runtime indexes anything with it. The kernel's verifier remains
 //! the safety net for the programs themselves.
 
+use lang::builtins::{Lowering, Signature, BUILTINS};
 use lang::ir::{InstKind, Program, Target};
 use lang::kernel::KernelInfo;
 use lang::span::{FileId, SourceKind, SourceMap, Span};
@@ -335,7 +336,8 @@ pub fn check(compiled: &CompiledScript, sources: &SourceMap) -> Result<(), Strin
     Ok(())
 }
 
-/// The ids `ir::verify` does not look at: arrays (with their key counts) and formats.
+/// What `ir::verify` does not look at: array ids (with their key counts), format ids (with
+/// their argument counts) and the argument counts of built-in calls.
 fn check_references(program: &Program) -> Result<(), String> {
     for handler in &program.handlers {
         for inst in handler.func.blocks.values().flat_map(|b| &b.insts) {
@@ -358,6 +360,13 @@ fn check_references(program: &Program) -> Result<(), String> {
                 let decl = program.arrays.get(a).ok_or_else(|| format!("{a} is not declared"))?;
                 if keys.is_some_and(|n| n != decl.keys.len()) {
                     return Err(format!("{a} is used with the wrong number of keys"));
+                }
+            }
+            if let InstKind::Call { builtin, args, .. } = &inst.kind {
+                // The interpreter takes a built-in's arguments by position.
+                let takes = |s: &&Signature| s.lowering == Lowering::Builtin(*builtin) && s.params.len() == args.len();
+                if !BUILTINS.iter().any(|s| takes(&s)) {
+                    return Err(format!("{} is called with {} arguments", builtin.name(), args.len()));
                 }
             }
             if let InstKind::Sprintf { fmt, args, .. } | InstKind::Printf { fmt, args } = &inst.kind {
