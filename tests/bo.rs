@@ -87,7 +87,7 @@ fn damaged_objects_are_refused_without_panic() {
     // The connect probe reads the address from the tracepoint record: a fact of this kernel
     // that the object records, and that holds here.
     let reads_uservaddr = object.compiled_for.facts.iter().any(|f| {
-        matches!(f, bo::KernelFact::TracepointField { event, field, .. } if event == "sys_enter_connect" && field == "uservaddr")
+        matches!(f, codegen_bpf::kernel_facts::KernelFact::TracepointField { event, field, .. } if event == "sys_enter_connect" && field == "uservaddr")
     });
     assert!(reads_uservaddr, "{:?}", object.compiled_for.facts);
     assert_eq!(object.check_kernel(&runtime::kernel_info::LiveKernel::new()), Ok(()));
