@@ -341,7 +341,7 @@ fn run_object(cli: &Cli, path: &str, globals: &[String]) -> Result<ExitCode, Str
         return Err(format!("{option} acts on compiling, and {path} is already compiled: give it when compiling"));
     }
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read {path}: {e}"))?;
-    let object = codegen_bpf::bo::read(&bytes, env!("CARGO_PKG_VERSION")).map_err(|e| format!("{path}: {e}"))?;
+    let mut object = codegen_bpf::bo::read(&bytes, env!("CARGO_PKG_VERSION")).map_err(|e| format!("{path}: {e}"))?;
     let mut set_globals = Vec::new();
     for g in globals {
         set_globals.push(parse_global(g, "")?);
@@ -354,7 +354,7 @@ fn run_object(cli: &Cli, path: &str, globals: &[String]) -> Result<ExitCode, Str
         return Err(format!("loading BPF programs needs root or {}: run bpftap with sudo", missing.join(", ")));
     }
     let kernel = LiveKernel::new();
-    object.check_kernel(&kernel).map_err(|e| format!("{path}: {e}"))?;
+    object.fit_kernel(&kernel).map_err(|e| format!("{path}: {e}"))?;
     run_compiled(cli, &object.compiled, &object.sources, &kernel, set_globals)
 }
 

@@ -82,7 +82,7 @@ fn damaged_objects_are_refused_without_panic() {
             return;
         }
     };
-    let object = read(&bytes, "intact").expect("the intact object reads");
+    let mut object = read(&bytes, "intact").expect("the intact object reads");
     assert_eq!(object.compiled.kernel_probes.len(), 2);
     // The connect probe reads the address from the tracepoint record: a fact of this kernel
     // that the object records, and that holds here.
@@ -90,7 +90,7 @@ fn damaged_objects_are_refused_without_panic() {
         matches!(f, codegen_bpf::kernel_facts::KernelFact::TracepointField { event, field, .. } if event == "sys_enter_connect" && field == "uservaddr")
     });
     assert!(reads_uservaddr, "{:?}", object.compiled_for.facts);
-    assert_eq!(object.check_kernel(&runtime::kernel_info::LiveKernel::new()), Ok(()));
+    assert_eq!(object.fit_kernel(&runtime::kernel_info::LiveKernel::new()), Ok(()));
 
     for len in 0..bytes.len() {
         assert_refused(&bytes[..len], &format!("truncated to {len} bytes"));

@@ -28,6 +28,8 @@
 //! by [`check`] before the runtime indexes anything with it. The kernel's verifier remains
 //! the safety net for the programs themselves.
 
+use std::collections::HashMap;
+
 use lang::builtins::{Lowering, Signature, BUILTINS};
 use lang::ir::{InstKind, Program, Target};
 use lang::kernel::KernelInfo;
@@ -60,7 +62,7 @@ pub struct BoObject {
 }
 
 /// The compiling machine's facts the object's code depends on, checked against the running
-/// kernel ([`BoObject::check_kernel`]) before anything is loaded.
+/// kernel ([`BoObject::fit_kernel`]) before anything is loaded.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct CompiledFor {
     /// The architecture the code generator targeted (`struct pt_regs` offsets, syscall
@@ -216,10 +218,11 @@ pub fn read(bytes: &[u8], bpftap_version: &str) -> Result<BoObject, BoError> {
 }
 
 impl BoObject {
-    /// Checks every fact the object was compiled with against `kernel`, the one it is about
-    /// to run on (see [`kernel_facts`]). The first that fails is the error, naming what was
-    /// asked and both kernels.
-    pub fn check_kernel(&self, kernel: &dyn KernelInfo) -> Result<(), BoError> {
+    /// Fits the object to `kernel`, the one it is about to run on: checks every fact it was
+    /// compiled with (see [`kernel_facts`]) and moves the tracepoint fields that sit
+    /// elsewhere there. A fact that fails is the error, naming what was asked and both
+    /// kernels.
+    pub fn fit_kernel(&mut self, kernel: &dyn KernelInfo) -> Result<(), BoError> {
         let compiled_on = format!("{} ({})", self.compiled_for.release, self.compiled_for.arch);
         let running = format!("{} ({})", kernel.release(), kernel.arch());
         let refuse =
@@ -227,7 +230,30 @@ impl BoObject {
         if kernel.arch() != self.compiled_for.arch {
             return Err(refuse("its code is for another architecture".into()));
         }
-        kernel_facts::check(&self.compiled_for.facts, kernel).map_err(refuse)
+        let moves = kernel_facts::check(&self.compiled_for.facts, kernel).map_err(refuse)?;
+        for probe in &self.compiled.kernel_probes {
+            let Target::Tracepoint { group, event, .. } = &probe.target else {
+                continue;
+            };
+            let to: HashMap<u32, u32> =
+                moves.iter().filter(|m| m.group == *group && m.event == *event).map(|m| (m.was, m.is)).collect();
+            let Some(spec) = self.compiled.object.programs.iter_mut().find(|p| p.name == probe.name) else {
+                continue;
+            };
+            for r in &mut spec.field_relocs {
+                let Some(&is) = to.get(&r.offset) else {
+                    continue;
+                };
+                let insn = &mut spec.insns[r.insn_index];
+                if insn.class() == insn::class::LDX {
+                    insn.off = i16::try_from(is).map_err(|_| BoError::Malformed(format!("offset {is} is too far")))?;
+                } else {
+                    insn.imm = is as i32;
+                }
+                r.offset = is;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -289,6 +315,20 @@ pub fn check(compiled: &CompiledScript, sources: &SourceMap) -> Result<(), Strin
         return Err("its maps do not match the script's globals and arrays".into());
     }
     for spec in &object.programs {
+        for r in &spec.field_relocs {
+            // Only the two forms `emit` writes, so that moving a field rewrites nothing else.
+            let holds_offset = spec.insns.get(r.insn_index).is_some_and(|i| {
+                let ctx_load = i.class() == insn::class::LDX && i.src == 6 && i.off as i64 == r.offset as i64;
+                let add = *i == insn::alu64_imm(insn::AluOp::Add, insn::Reg(i.dst), r.offset as i32);
+                ctx_load || add
+            });
+            if !holds_offset {
+                return Err(format!(
+                    "program {} has a bad field relocation at instruction {}",
+                    spec.name, r.insn_index
+                ));
+            }
+        }
         for r in &spec.relocs {
             let on_ld_imm64 = r.insn_index + 1 < spec.insns.len() && spec.insns[r.insn_index].is_ld_imm64();
             let target_exists = match r.target {
@@ -382,6 +422,7 @@ fn check_references(program: &Program) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
+    use lang::ir::{Function, GlobalDecl, Handler, Inst, Ty};
     use lang::kernel::{Fixture, TracepointField, TracepointFormat};
 
     use super::*;
@@ -405,8 +446,26 @@ mod tests {
         kernel
     }
 
+    /// An object of `probe kernel.trace("syscalls:sys_enter_connect") { g = $uservaddr }`,
+    /// compiled where `uservaddr` is at offset 24, and recording that it reads `field` there.
     fn object_reading(field: &str) -> BoObject {
-        let compiled = compile::compile(Program::default()).expect("an empty program compiles");
+        let mut program = Program { string_capacity: 128, ..Program::default() };
+        let g = program.globals.push(GlobalDecl { name: "g".into(), ty: Ty::Long, init: None, read: true });
+        let mut func = Function::default();
+        let v = func.new_var(Ty::Long, None);
+        let entry = func.new_block();
+        func.blocks[entry].insts = vec![
+            Inst { kind: InstKind::LoadContext { dst: v, offset: 24, size: 8, signed: false }, span: Span::default() },
+            Inst { kind: InstKind::StoreGlobal { global: g, src: v }, span: Span::default() },
+        ];
+        func.entry = Some(entry);
+        program.handlers.push(Handler {
+            point: "kernel.trace(\"syscalls:sys_enter_connect\")".into(),
+            target: Target::Tracepoint { group: "syscalls".into(), event: "sys_enter_connect".into(), record_size: 40 },
+            func,
+            span: Span::default(),
+        });
+        let compiled = compile::compile(program).expect("the handler compiles");
         let fact = KernelFact::TracepointField {
             group: "syscalls".into(),
             event: "sys_enter_connect".into(),
@@ -415,30 +474,51 @@ mod tests {
             size: 8,
         };
         let compiled_for = CompiledFor { arch: "x86_64".into(), release: "6.18.0-here".into(), facts: vec![fact] };
-        BoObject { compiled, sources: SourceMap::default(), compiled_for }
+        let mut sources = SourceMap::default();
+        sources.add("t.stp", "", SourceKind::Script);
+        BoObject { compiled, sources, compiled_for }
+    }
+
+    /// The offsets of the context loads of the object's one program.
+    fn context_loads(object: &BoObject) -> Vec<i16> {
+        let insns = &object.compiled.object.programs[0].insns;
+        insns.iter().filter(|i| i.class() == insn::class::LDX && i.src == 6).map(|i| i.off).collect()
     }
 
     #[test]
-    fn kernel_facts_are_checked_against_the_running_kernel() {
-        let object = object_reading("uservaddr");
-        assert_eq!(object.check_kernel(&connect_kernel(24)), Ok(()));
-        let moved = object.check_kernel(&connect_kernel(32)).unwrap_err().to_string();
+    fn a_moved_tracepoint_field_is_relocated() {
+        let mut object = object_reading("uservaddr");
+        assert_eq!(check(&object.compiled, &object.sources), Ok(()));
+        assert_eq!(context_loads(&object), [24]);
+        assert_eq!(object.fit_kernel(&connect_kernel(24)), Ok(()));
+        assert_eq!(context_loads(&object), [24]);
+        assert_eq!(object.fit_kernel(&connect_kernel(32)), Ok(()));
+        assert_eq!(context_loads(&object), [32]);
+        assert_eq!(object.compiled.object.programs[0].field_relocs[0].offset, 32);
+        assert_eq!(check(&object.compiled, &object.sources), Ok(()));
+    }
+
+    #[test]
+    fn a_tracepoint_field_that_cannot_be_resolved_is_an_error() {
+        let missing = object_reading("dport").fit_kernel(&connect_kernel(24)).unwrap_err().to_string();
         assert_eq!(
-            moved,
+            missing,
             "the object was compiled on 6.18.0-here (x86_64) and cannot run on 6.1.0-fixture (x86_64): field \
-             `uservaddr` of tracepoint syscalls:sys_enter_connect is at offset 32 (8 bytes) here, and was at offset \
-             24 (8 bytes)"
+             `dport` of tracepoint syscalls:sys_enter_connect: no such field"
         );
-        let missing = object_reading("dport").check_kernel(&connect_kernel(24)).unwrap_err().to_string();
-        assert!(
-            missing.ends_with("field `dport` of tracepoint syscalls:sys_enter_connect: no such field"),
-            "{missing}"
-        );
-        let no_tracepoint = object.check_kernel(&Fixture::default()).unwrap_err().to_string();
+        let mut object = object_reading("uservaddr");
+        let no_tracepoint = object.fit_kernel(&Fixture::default()).unwrap_err().to_string();
         assert!(no_tracepoint.ends_with("sys_enter_connect: no such tracepoint"), "{no_tracepoint}");
+        let mut narrower = connect_kernel(24);
+        narrower.tracepoints.values_mut().for_each(|f| f.fields[1].size = 4);
+        let resized = object.fit_kernel(&narrower).unwrap_err().to_string();
+        assert!(
+            resized.ends_with("uservaddr` of tracepoint syscalls:sys_enter_connect has 4 bytes here, and had 8"),
+            "{resized}"
+        );
         let mut other_arch = object_reading("uservaddr");
         other_arch.compiled_for.arch = "aarch64".into();
-        let refused = other_arch.check_kernel(&connect_kernel(24)).unwrap_err().to_string();
+        let refused = other_arch.fit_kernel(&connect_kernel(24)).unwrap_err().to_string();
         assert!(refused.ends_with("its code is for another architecture"), "{refused}");
     }
 }

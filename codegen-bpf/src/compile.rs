@@ -99,13 +99,20 @@ pub fn compile(program: Program) -> Result<CompiledScript, EmitError> {
                     section: format!("{kind}/{name}"),
                     insns: fallback.insns,
                     relocs: fallback.relocs,
+                    field_relocs: fallback.field_relocs,
                 });
                 kprobe_fallback = Some(kname);
             }
         }
         scratch_size = scratch_size.max(emitted.scratch_size);
         let name = format!("bpftap_p{i}");
-        programs.push(ProgramSpec { name: name.clone(), section, insns: emitted.insns, relocs: emitted.relocs });
+        programs.push(ProgramSpec {
+            name: name.clone(),
+            section,
+            insns: emitted.insns,
+            relocs: emitted.relocs,
+            field_relocs: emitted.field_relocs,
+        });
         kernel_probes.push(KernelProbe {
             name,
             kprobe_fallback,

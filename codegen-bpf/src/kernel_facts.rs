@@ -9,7 +9,9 @@
 //! differ between kernels, so ids in answers are mapped to the running kernel's as the replay
 //! meets them; every id in a question came from an earlier answer.
 //!
-//! These are checks, not relocations: an object whose facts differ is refused, not rewritten.
+//! A tracepoint field at another offset (same size) is a relocation: [`check`] returns the
+//! moves, and `bo` rewrites the instructions that hold the offset (`ProgramSpec::field_relocs`).
+//! The BTF facts are checks only: an object whose answers differ is refused, not rewritten.
 //! The record is conservative: a question whose answer the code did not end up using (an
 //! alias variable optimized away) still has to be answered the same way.
 
@@ -176,10 +178,20 @@ pub fn tracepoint_fields(compiled: &CompiledScript, kernel: &dyn KernelInfo) -> 
     facts
 }
 
-/// Asks `kernel` every question of `facts`; the first answer that differs is the error, a
-/// phrase naming what was asked and both answers.
-pub fn check(facts: &[KernelFact], kernel: &dyn KernelInfo) -> Result<(), String> {
+/// A tracepoint field that `kernel` has at another offset, with the same size.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldMove {
+    pub group: String,
+    pub event: String,
+    pub was: u32,
+    pub is: u32,
+}
+
+/// Asks `kernel` every question of `facts`: the tracepoint fields to move, or the first
+/// answer that differs otherwise, as a phrase naming what was asked and both answers.
+pub fn check(facts: &[KernelFact], kernel: &dyn KernelInfo) -> Result<Vec<FieldMove>, String> {
     let mut ids = IdMap::default();
+    let mut moves = Vec::new();
     for fact in facts {
         match fact {
             KernelFact::TracepointField { group, event, field, offset, size } => {
@@ -187,11 +199,16 @@ pub fn check(facts: &[KernelFact], kernel: &dyn KernelInfo) -> Result<(), String
                 let format = kernel.tracepoint(group, event).map_err(|_| format!("{what}: no such tracepoint"))?;
                 match format.field(field) {
                     None => return Err(format!("{what}: no such field")),
-                    Some(f) if (f.offset, f.size) != (*offset, *size) => {
-                        return Err(format!(
-                            "{what} is at offset {} ({} bytes) here, and was at offset {offset} ({size} bytes)",
-                            f.offset, f.size
-                        ));
+                    Some(f) if f.size != *size => {
+                        return Err(format!("{what} has {} bytes here, and had {size}", f.size));
+                    }
+                    Some(f) if f.offset != *offset => {
+                        moves.push(FieldMove {
+                            group: group.clone(),
+                            event: event.clone(),
+                            was: *offset,
+                            is: f.offset,
+                        });
                     }
                     Some(_) => {}
                 }
@@ -264,7 +281,7 @@ pub fn check(facts: &[KernelFact], kernel: &dyn KernelInfo) -> Result<(), String
             }
         }
     }
-    Ok(())
+    Ok(moves)
 }
 
 fn describe(shape: Option<&CType>) -> String {
@@ -396,8 +413,8 @@ mod tests {
         ask(&recorder);
         let facts = recorder.facts();
         assert_eq!(facts.len(), 6, "{facts:#?}");
-        assert_eq!(check(&facts, &compiling), Ok(()));
-        assert_eq!(check(&facts, &Types { base: 500, cred_offset: 1736 }), Ok(()));
+        assert_eq!(check(&facts, &compiling), Ok(vec![]));
+        assert_eq!(check(&facts, &Types { base: 500, cred_offset: 1736 }), Ok(vec![]));
         assert_eq!(
             check(&facts, &Types { base: 500, cred_offset: 3392 }),
             Err("member `cred` of struct task_struct is at offset 3392 here, and was at offset 1736".into())

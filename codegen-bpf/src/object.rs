@@ -69,6 +69,9 @@ pub struct ProgramSpec {
     #[serde(skip)]
     pub insns: Vec<Insn>,
     pub relocs: Vec<Reloc>,
+    /// Where the program uses offsets of its tracepoint record's fields (none for other
+    /// programs): a `.bo` loaded on another kernel moves them (see `crate::bo`).
+    pub field_relocs: Vec<FieldReloc>,
 }
 
 /// An `ld_imm64` whose value the loader fills in.
@@ -77,6 +80,15 @@ pub struct Reloc {
     /// Index in [`ProgramSpec::insns`] of the first slot of an `ld_imm64`.
     pub insn_index: usize,
     pub target: RelocTarget,
+}
+
+/// An instruction holding the offset of a field of the tracepoint record, the program's
+/// context: `ldx [ctx + offset]`, or `add r, offset` after `r = ctx`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FieldReloc {
+    pub insn_index: usize,
+    /// The field's offset compiled in.
+    pub offset: u32,
 }
 
 /// What a relocated `ld_imm64` loads.
