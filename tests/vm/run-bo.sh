@@ -6,6 +6,9 @@
 #
 # - port.bo reads only a tracepoint field (syscall.connect's address, for dport): it must run
 #   there and report a connection to port 23.
+# - fork.bo reads sched:sched_process_fork's parent_pid and child_pid, which sit at other
+#   offsets in other kernels (12 and 20 on 6.18, 24 and 44 on 6.1): relocated, it must see
+#   the -c command fork.
 # - snoop.bo (tests/e2e/scripts/snoop.stp) also reads BTF members (euid() through
 #   task_struct->cred): the offsets are checked, not relocated yet, so on a kernel whose
 #   task_struct differs it must be refused, before anything loads, by an error naming the
@@ -24,6 +27,8 @@ DIR=$(mktemp -d "$PWD/target/bo-vm.XXXXXX")
 trap 'rm -rf "$DIR"' EXIT
 "$BIN" -p4 -m "$DIR/port" -e 'probe syscall.connect { if (dport == 23) printf("%s connects to %d\n", execname(), dport) }' >/dev/null
 "$BIN" -p4 -m "$DIR/snoop" tests/e2e/scripts/snoop.stp >/dev/null
+"$BIN" -p4 -m "$DIR/fork" -e 'probe kernel.trace("sched:sched_process_fork") {
+    if ($parent_pid == target()) printf("target forked %d\n", $child_pid) }' >/dev/null
 # The guest's /root is empty: the system's python, not a pyenv shim.
 cat > "$DIR/guest.sh" <<GUEST
 #!/bin/bash
@@ -32,6 +37,7 @@ echo "kernel: \$(uname -r)"
 "$BIN" run "$DIR/port.bo" -T 30 -c "/usr/bin/python3 tests/workloads/connect.py 127.0.0.1 23" 2>&1
 "$BIN" run "$DIR/snoop.bo" testport=23 -T 30 -c "/usr/bin/python3 tests/workloads/connect.py 127.0.0.1 23" 2>&1
 echo "snoop rc=\$?"
+"$BIN" run "$DIR/fork.bo" -T 30 -c "/bin/sh -c '/bin/true; /bin/true'" 2>&1
 GUEST
 chmod +x "$DIR/guest.sh"
 set +e
@@ -45,6 +51,7 @@ check() {
     if grep -Eq "$2" <<<"$out"; then echo "PASS $1"; else echo "FAIL $1"; failed=1; fi
 }
 check "port.bo runs and sees the connection" '^python3 connects to 23$'
+check "fork.bo reads the fields where this kernel has them" '^target forked [0-9]+$'
 if grep -q "^kernel: $(uname -r)\$" <<<"$out"; then
     check "snoop.bo runs on the kernel it was built on" 'python3\[[0-9]+\] uid=0 euid=0'
 else
