@@ -214,6 +214,14 @@ pub fn read(bytes: &[u8], bpftap_version: &str) -> Result<BoObject, BoError> {
     let compiled =
         CompiledScript { globals: layout::globals_layout(&program), program, object, kernel_probes, maps: MAP_INDEXES };
     check(&compiled, &sources).map_err(BoError::Malformed)?;
+    for fact in &compiled_for.facts {
+        // Tracepoint names become tracefs paths when the facts are checked.
+        if let KernelFact::TracepointField { group, event, .. } = fact {
+            if !is_kernel_symbol(group) || !is_kernel_symbol(event) {
+                return Err(BoError::Malformed(format!("tracepoint `{group}:{event}` is not a kernel symbol")));
+            }
+        }
+    }
     Ok(BoObject { compiled, sources, compiled_for })
 }
 
@@ -349,10 +357,7 @@ pub fn check(compiled: &CompiledScript, sources: &SourceMap) -> Result<(), Strin
             Target::KernelFunction { name, .. } => &[name],
             _ => &[],
         };
-        if let Some(bad) = names
-            .iter()
-            .find(|n| n.is_empty() || !n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.'))
-        {
+        if let Some(bad) = names.iter().find(|n| !is_kernel_symbol(n)) {
             return Err(format!("kernel probe {} names `{bad}`, not a kernel symbol", probe.name));
         }
         let handler = program.handlers.get(probe.handler).filter(|h| h.target == probe.target);
@@ -374,6 +379,15 @@ pub fn check(compiled: &CompiledScript, sources: &SourceMap) -> Result<(), Strin
         }
     }
     Ok(())
+}
+
+/// A name the kernel could give a tracepoint, its group or a function: nothing that could
+/// walk out of a tracefs directory.
+fn is_kernel_symbol(name: &str) -> bool {
+    !name.is_empty()
+        && name != "."
+        && name != ".."
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
 }
 
 /// What `ir::verify` does not look at: array ids (with their key counts), format ids (with
