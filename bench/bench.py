@@ -263,6 +263,28 @@ def section_a():
                                  + ", ".join(f"{x:.1f}" for x in res[kind]))
         finally:
             stop(load, signal.SIGKILL)
+    # The getppid one-liner from source and from its compiled object (-p4 -m, then
+    # `bpftap run`, which runs no front-end pass): the bpftrace column holds the first.
+    script = 'probe syscall.getppid { printf("hit\\n") }'
+    obj = os.path.join(TMP, "getppid")
+    made = run([BPFTAP, "-p4", "-m", obj, "-e", script], timeout=60)
+    if made.returncode != 0:
+        notes.append(f"a. bpftap -p4 -m failed: {first_line(made.stderr)}")
+    else:
+        load = spawn([LOAD, "tick", "200"], stdout=subprocess.DEVNULL)
+        try:
+            res = {"source": [], "object": []}
+            for _ in range(RUNS):
+                for kind, cmd in (("source", [BPFTAP, "-e", script]), ("object", [BPFTAP, "run", obj + ".bo"])):
+                    ms, err = first_event(cmd, "hit")
+                    if ms is None:
+                        notes.append(f"a. getppid from {kind}: a run failed: {err}")
+                    else:
+                        res[kind].append(ms)
+            add("a", "exec → first event: bpftap from source (left) vs bpftap run .bo (right)",
+                median(res["source"]), median(res["object"]), "ms")
+        finally:
+            stop(load, signal.SIGKILL)
     # where bpftap's startup goes: one run with -v
     load = spawn([LOAD, "tick", "200"], stdout=subprocess.DEVNULL)
     try:

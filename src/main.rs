@@ -70,6 +70,10 @@ struct Cli {
     /// bpftrace's --emit-elf; netfilter probes are left out: ELF loaders do not know them).
     #[arg(long = "emit-elf", value_name = "FILE")]
     emit_elf: Option<PathBuf>,
+    /// Write the compiled script to NAME.bo (NAME itself if it ends in .bo), an object that
+    /// `bpftap run NAME.bo [GLOBAL=VALUE ...]` runs without compiling; with -p4, only that.
+    #[arg(short = 'm', value_name = "NAME", conflicts_with = "emit_elf")]
+    module: Option<String>,
     /// Use an output buffer of NUM megabytes (rounded up to a power of two) between the
     /// kernel and bpftap, for scripts that print in bursts.
     #[arg(short = 's', value_name = "NUM", value_parser = clap::value_parser!(u32).range(1..=1024))]
@@ -98,7 +102,8 @@ struct Cli {
     /// made from these options; the install puts them where Debian looks.
     #[arg(long = "generate", value_name = "KIND", value_parser = ["man", "bash", "zsh", "fish"], exclusive = true)]
     generate: Option<String>,
-    /// The script file, then its arguments ($1, @1, ...).
+    /// The script file, then its arguments ($1, @1, ...); or `run NAME.bo` (or NAME.bo
+    /// alone), then GLOBAL=VALUE settings of its globals.
     #[arg(value_name = "SCRIPT_FILE")]
     args: Vec<String>,
     #[command(flatten)]
@@ -133,8 +138,15 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         let _ = std::io::stdout().lock().write_all(listing.as_bytes());
         return Ok(ExitCode::SUCCESS);
     }
+    if let Some((path, globals)) = object_to_run(&cli)? {
+        return run_object(&cli, &path, globals);
+    }
     let interactive = cli.interactive
-        || (cli.script.is_none() && cli.args.is_empty() && cli.pass.is_none() && cli.emit_elf.is_none());
+        || (cli.script.is_none()
+            && cli.args.is_empty()
+            && cli.pass.is_none()
+            && cli.emit_elf.is_none()
+            && cli.module.is_none());
     let (name, text, kind, script_args) = match (&cli.script, cli.args.split_first()) {
         _ if interactive => ("<input>".to_string(), String::new(), SourceKind::CommandLine, cli.args.clone()),
         (Some(text), _) => ("<command line>".to_string(), text.clone(), SourceKind::CommandLine, cli.args.clone()),
@@ -176,6 +188,9 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         Some(_) => 4,
         None => cli.pass.unwrap_or(5),
     };
+    if cli.module.is_some() && last_pass < 4 {
+        return Err(format!("-m writes the compiled object, which pass {last_pass} does not reach: use -p4"));
+    }
     let missing = runtime::sys::missing_capabilities(false);
     if last_pass >= 2 && !missing.is_empty() {
         return Err(format!(
@@ -183,15 +198,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             missing.join(", ")
         ));
     }
-    let set_globals = cli
-        .globals
-        .iter()
-        .map(|g| {
-            g.split_once('=')
-                .map(|(n, v)| (n.to_string(), v.to_string()))
-                .ok_or_else(|| format!("-G {g}: use NAME=VALUE"))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let set_globals = cli.globals.iter().map(|g| parse_global(g, "-G ")).collect::<Result<Vec<_>, _>>()?;
     let known_globals = set_globals
         .iter()
         .map(|(n, v)| {
@@ -210,24 +217,20 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         verbose: cli.verbose,
         include: cli.include.clone(),
     };
-    let run_options = RunOptions {
-        target_pid: cli.target_pid,
-        command: cli.command.clone(),
-        command_user: if cli.cmd_as_root { None } else { runtime::sys::Credentials::sudo_invoker() },
-        duration: cli.timeout,
-        set_globals,
-        ready_file: std::env::var_os("BPFTAP_READY_FILE").map(PathBuf::from),
-        buffer_bytes: cli.buffer_mb.map_or(0, |mb| mb.next_power_of_two() << 20),
-        force_kprobes: cli.force_kprobes || std::env::var_os("BPFTAP_FORCE_KPROBES").is_some_and(|v| v == "1"),
-        metrics: cli.metrics.clone(),
-    };
-    runtime::sys::catch_stop_signals();
     if interactive {
-        let config =
-            repl::Config { options, run: run_options, output: cli.output.clone(), format: output_format(&cli) };
+        runtime::sys::catch_stop_signals();
+        let config = repl::Config {
+            options,
+            run: run_options(&cli, set_globals),
+            output: cli.output.clone(),
+            format: output_format(&cli),
+        };
         return repl::run(config, &kernel);
     }
-    let mut compiled = match driver::compile(&name, &text, kind, last_pass.min(4), &kernel, &options) {
+    // An object keeps what it asked of this kernel, to check it on the one it runs on.
+    let recorder = codegen_bpf::kernel_facts::Recorder::new(&kernel);
+    let compiling: &dyn KernelInfo = if cli.module.is_some() { &recorder } else { &kernel };
+    let mut compiled = match driver::compile(&name, &text, kind, last_pass.min(4), compiling, &options) {
         Ok(c) => c,
         Err(failure) => {
             let color = std::io::stderr().is_terminal();
@@ -244,6 +247,17 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             return Ok(ExitCode::from(1));
         }
     };
+    if let Some(name) = &cli.module {
+        let path = if name.ends_with(".bo") { name.clone() } else { format!("{name}.bo") };
+        let object = compiled.object.as_ref().expect("pass 4 ran");
+        let bytes = codegen_bpf::bo::write(object, &compiled.sources, env!("CARGO_PKG_VERSION"), &recorder);
+        std::fs::write(&path, bytes).map_err(|e| format!("cannot write {path}: {e}"))?;
+        if last_pass == 4 {
+            // As stap -p4 prints the module it built.
+            println!("{path}");
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
     if let Some(path) = &cli.emit_elf {
         let object = compiled.object.as_ref().expect("pass 4 ran");
         let bytes = codegen_bpf::object::write_object(&object.object);
@@ -274,19 +288,31 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         _ => {}
     }
     let object = compiled.object.take().expect("pass 4 ran");
+    run_compiled(&cli, object, &compiled.sources, &kernel, set_globals)
+}
+
+/// Pass 5: loads, attaches and runs a compiled script, from source or from a `.bo`.
+fn run_compiled(
+    cli: &Cli,
+    object: codegen_bpf::compile::CompiledScript,
+    sources: &lang::span::SourceMap,
+    kernel: &LiveKernel,
+    set_globals: Vec<(String, String)>,
+) -> Result<ExitCode, String> {
     let netfilter = object.kernel_probes.iter().any(|p| matches!(p.target, lang::ir::Target::Netfilter { .. }));
     let missing = runtime::sys::missing_capabilities(netfilter);
     if !missing.is_empty() {
         return Err(format!("netfilter probes need root or {}: run bpftap with sudo", missing.join(", ")));
     }
-    let mut out = script_output(&cli)?;
+    runtime::sys::catch_stop_signals();
+    let mut out = script_output(cli)?;
     // For the error record: the session takes the program.
     let probe_spans: Vec<(String, lang::span::Span)> =
         object.program.handlers.iter().map(|h| (h.point.clone(), h.span)).collect();
     let verbose = cli.verbose > 0;
     let timing = cli.stap.timing;
     let started = std::time::Instant::now();
-    let result = Session::load(object, &kernel, run_options, &mut out).and_then(|mut session| {
+    let result = Session::load(object, kernel, run_options(cli, set_globals), &mut out).and_then(|mut session| {
         let loaded = started.elapsed();
         if timing {
             // Before attach, which drops the capability (CAP_SYS_ADMIN) this needs.
@@ -313,8 +339,8 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
     let code = match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            report_runtime_error(&e, &compiled.sources);
-            let _ = out.emit(&error_event(&e, &e.to_string(), &probe_spans, &compiled.sources));
+            report_runtime_error(&e, sources);
+            let _ = out.emit(&error_event(&e, &e.to_string(), &probe_spans, sources));
             ExitCode::from(1)
         }
     };
@@ -332,6 +358,21 @@ fn probe_hit_report(session: &Session) -> String {
         report.push_str(&format!("{}, hits: {hits}, run time: {ns} ns total, {avg} ns avg\n", sample.point));
     }
     report
+}
+
+/// How to run a script, from the command line.
+fn run_options(cli: &Cli, set_globals: Vec<(String, String)>) -> RunOptions {
+    RunOptions {
+        target_pid: cli.target_pid,
+        command: cli.command.clone(),
+        command_user: if cli.cmd_as_root { None } else { runtime::sys::Credentials::sudo_invoker() },
+        duration: cli.timeout,
+        set_globals,
+        ready_file: std::env::var_os("BPFTAP_READY_FILE").map(PathBuf::from),
+        buffer_bytes: cli.buffer_mb.map_or(0, |mb| mb.next_power_of_two() << 20),
+        force_kprobes: cli.force_kprobes || std::env::var_os("BPFTAP_FORCE_KPROBES").is_some_and(|v| v == "1"),
+        metrics: cli.metrics.clone(),
+    }
 }
 
 /// Where the script's output goes (`-o`), in the format `-f` asks for.
@@ -371,6 +412,67 @@ fn error_event<'a>(
         _ => e.probe().and_then(|point| probe_spans.iter().find(|(p, _)| p == point)).map(|(_, span)| *span),
     };
     Event::Error { message, probe: e.probe(), location: span.map(|span| location(sources, span)) }
+}
+
+/// The object `bpftap run NAME.bo ...` or `bpftap NAME.bo ...` names (`.bo` files are told
+/// by their first bytes), with the arguments after it; `None` for a script.
+fn object_to_run(cli: &Cli) -> Result<Option<(String, &[String])>, String> {
+    match cli.args.split_first() {
+        _ if cli.script.is_some() => Ok(None),
+        Some((first, rest)) if first == "run" => match rest.split_first() {
+            Some((path, globals)) => Ok(Some((path.clone(), globals))),
+            None => Err("run: give the object to run, as in `bpftap run NAME.bo GLOBAL=VALUE`".into()),
+        },
+        Some((path, globals)) => {
+            let mut head = [0u8; 20];
+            let is_object = std::fs::File::open(path)
+                .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
+                .is_ok_and(|()| codegen_bpf::bo::looks_like_bo(&head));
+            Ok(is_object.then(|| (path.clone(), globals)))
+        }
+        None => Ok(None),
+    }
+}
+
+/// `bpftap run NAME.bo [GLOBAL=VALUE ...]`: pass 5 only, on the script the object holds.
+fn run_object(cli: &Cli, path: &str, globals: &[String]) -> Result<ExitCode, String> {
+    let compile_options = [
+        ("-p", cli.pass.is_some()),
+        ("-m", cli.module.is_some()),
+        ("-D", !cli.defines.is_empty()),
+        ("-I", !cli.include.is_empty()),
+        ("-E", !cli.stap.extra_scripts.is_empty()),
+        ("--emit-elf", cli.emit_elf.is_some()),
+    ];
+    if let Some((option, _)) = compile_options.iter().find(|(_, given)| *given) {
+        return Err(format!("{option} acts on compiling, and {path} is already compiled: give it when compiling"));
+    }
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+    let mut object = codegen_bpf::bo::read(&bytes, env!("CARGO_PKG_VERSION")).map_err(|e| format!("{path}: {e}"))?;
+    let mut set_globals = Vec::new();
+    for g in globals {
+        set_globals.push(parse_global(g, "")?);
+    }
+    for g in &cli.globals {
+        set_globals.push(parse_global(g, "-G ")?);
+    }
+    let missing = runtime::sys::missing_capabilities(false);
+    if !missing.is_empty() {
+        return Err(format!("loading BPF programs needs root or {}: run bpftap with sudo", missing.join(", ")));
+    }
+    let kernel = LiveKernel::new();
+    object.fit_kernel(&kernel).map_err(|e| format!("{path}: {e}"))?;
+    run_compiled(cli, object.compiled, &object.sources, &kernel, set_globals)
+}
+
+/// `NAME=VALUE` (from `-G`, or after a `.bo` as staprun takes module parameters); a value
+/// in double quotes (`name="text"` that reached us quoted) loses them.
+fn parse_global(text: &str, option: &str) -> Result<(String, String), String> {
+    let (name, value) = text.split_once('=').ok_or_else(|| {
+        format!("{option}{text}: set a global as NAME=VALUE (script arguments are fixed at compile time)")
+    })?;
+    let value = value.strip_prefix('"').and_then(|v| v.strip_suffix('"')).unwrap_or(value);
+    Ok((name.to_string(), value.to_string()))
 }
 
 /// `--generate KIND`: the man page or a shell's completions, from the clap definitions, so

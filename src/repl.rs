@@ -717,12 +717,8 @@ impl Completer for Completion {
         }
         let globals = self.globals.lock().map(|g| g.clone()).unwrap_or_default();
         let variables = self.probe_variables(line);
-        let found = variables
-            .iter()
-            .chain(&self.functions)
-            .chain(&globals)
-            .filter(|n| n.starts_with(word))
-            .map(|n| pair(n));
+        let found =
+            variables.iter().chain(&self.functions).chain(&globals).filter(|n| n.starts_with(word)).map(|n| pair(n));
         Ok((start, found.collect()))
     }
 }

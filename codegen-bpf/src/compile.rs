@@ -15,10 +15,14 @@ use crate::object::{map_type, MapDef, ObjectSpec, ProgramSpec, RelocTarget, NETF
 /// Size of the output ring buffer in bytes (a power of two, a multiple of the page size).
 pub const RINGBUF_BYTES: u32 = 1 << 20;
 
+/// Where the shared maps sit in every script's map list (see [`map_defs`]).
+pub const MAP_INDEXES: MapIndexes = MapIndexes { ringbuf: 0, globals: 1, scratch: 2 };
+
 /// `BPF_F_MMAPABLE` from the kernel's uapi `bpf.h`.
 const BPF_F_MMAPABLE: u32 = 1 << 10;
 
-/// A script ready to load.
+/// A script ready to load. Everything in it but `globals` and `maps` (functions of the
+/// program) is written to a `.bo` object (see [`crate::bo`]).
 #[derive(Clone, Debug)]
 pub struct CompiledScript {
     pub program: Program,
@@ -29,7 +33,7 @@ pub struct CompiledScript {
     pub maps: MapIndexes,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct KernelProbe {
     /// The program's name in `object.programs`.
     pub name: String,
@@ -50,13 +54,20 @@ pub fn compile(program: Program) -> Result<CompiledScript, EmitError> {
     compile_in(program, &GlobalsPlan::default())
 }
 
-/// [`compile`] with the globals where `plan` puts them (see [`GlobalsPlan`]).
+/// [`compile`] with the globals where `plan` puts them (see [`GlobalsPlan`]); the default
+/// plan is a script's own map.
 pub fn compile_in(program: Program, plan: &GlobalsPlan) -> Result<CompiledScript, EmitError> {
-    let Some(globals) = layout::globals_layout(&program, plan) else {
-        let span = program.handlers.first().map_or(Span::default(), |h| h.span);
-        return Err(EmitError::GlobalsFull { size: plan.size, span });
+    let globals = match plan.size {
+        0 => layout::globals_layout(&program),
+        _ => match layout::planned_globals_layout(&program, plan) {
+            Some(globals) => globals,
+            None => {
+                let span = program.handlers.first().map_or(Span::default(), |h| h.span);
+                return Err(EmitError::GlobalsFull { size: plan.size, span });
+            }
+        },
     };
-    let maps = MapIndexes { ringbuf: 0, globals: 1, scratch: 2 };
+    let maps = MAP_INDEXES;
     let mut rodata = Rodata::default();
     let mut programs = Vec::new();
     let mut kernel_probes = Vec::new();
@@ -103,13 +114,20 @@ pub fn compile_in(program: Program, plan: &GlobalsPlan) -> Result<CompiledScript
                     section: format!("{kind}/{name}"),
                     insns: fallback.insns,
                     relocs: fallback.relocs,
+                    field_relocs: fallback.field_relocs,
                 });
                 kprobe_fallback = Some(kname);
             }
         }
         scratch_size = scratch_size.max(emitted.scratch_size);
         let name = format!("bpftap_p{i}");
-        programs.push(ProgramSpec { name: name.clone(), section, insns: emitted.insns, relocs: emitted.relocs });
+        programs.push(ProgramSpec {
+            name: name.clone(),
+            section,
+            insns: emitted.insns,
+            relocs: emitted.relocs,
+            field_relocs: emitted.field_relocs,
+        });
         kernel_probes.push(KernelProbe {
             name,
             kprobe_fallback,
@@ -118,7 +136,17 @@ pub fn compile_in(program: Program, plan: &GlobalsPlan) -> Result<CompiledScript
             spans: emitted.spans,
         });
     }
-    let map_defs = vec![
+    let map_defs = map_defs(&program, &globals, scratch_size);
+    let object = ObjectSpec { programs, maps: map_defs, rodata: rodata.bytes, license: "GPL".into() };
+    Ok(CompiledScript { program, object, kernel_probes, globals, maps })
+}
+
+/// The maps of a script, in the order of [`MapIndexes`] and [`layout::array_map_index`]:
+/// the ring buffer, the globals, the per-CPU scratch area of `scratch_size` bytes, then one
+/// per global array or statistic. A function of the program alone (and of the scratch size
+/// its handlers need), so a `.bo` reader checks the maps it is given against it.
+pub fn map_defs(program: &Program, globals: &GlobalsLayout, scratch_size: u32) -> Vec<MapDef> {
+    let mut map_defs = vec![
         MapDef {
             name: "bpftap_output".into(),
             map_type: map_type::RINGBUF,
@@ -137,7 +165,6 @@ pub fn compile_in(program: Program, plan: &GlobalsPlan) -> Result<CompiledScript
             flags: 0,
         },
     ];
-    let mut map_defs = map_defs;
     for (a, decl) in program.arrays.iter() {
         let (_, key_size) = layout::key_layout(decl);
         let map_type = match (decl.value, decl.wrap) {
@@ -155,8 +182,7 @@ pub fn compile_in(program: Program, plan: &GlobalsPlan) -> Result<CompiledScript
             flags: 0,
         });
     }
-    let object = ObjectSpec { programs, maps: map_defs, rodata: rodata.bytes, license: "GPL".into() };
-    Ok(CompiledScript { program, object, kernel_probes, globals, maps })
+    map_defs
 }
 
 /// The map of the globals, of `size` bytes.

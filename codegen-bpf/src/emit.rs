@@ -41,7 +41,7 @@ use lang::span::Span;
 
 use crate::insn::{self, AluOp, Helper, Insn, JmpOp, Reg, Size};
 use crate::layout::{self, GlobalsLayout, GLOBAL_BOOT_OFFSET, GLOBAL_LOST, GLOBAL_TARGET};
-use crate::object::{Reloc, RelocTarget};
+use crate::object::{FieldReloc, Reloc, RelocTarget};
 use crate::regalloc::{self, Allocation, Home};
 
 /// How a kernel function probe reaches its arguments.
@@ -142,6 +142,8 @@ impl Rodata {
 pub struct Emitted {
     pub insns: Vec<Insn>,
     pub relocs: Vec<Reloc>,
+    /// The instructions holding a tracepoint record field's offset.
+    pub field_relocs: Vec<FieldReloc>,
     /// `(first instruction, span)` for each IR instruction, in order.
     pub spans: Vec<(usize, Span)>,
     /// Bytes of scratch area this program needs.
@@ -295,6 +297,7 @@ pub fn emit_handler(cx: Context<'_>, handler: HandlerSpec<'_>, rodata: &mut Roda
             cached: [None; 6],
             insns: Vec::new(),
             relocs: Vec::new(),
+            field_relocs: Vec::new(),
             spans: Vec::new(),
             labels: HashMap::new(),
             fixups: Vec::new(),
@@ -307,7 +310,13 @@ pub fn emit_handler(cx: Context<'_>, handler: HandlerSpec<'_>, rodata: &mut Roda
         e.read_back_through_aliases();
         if let Some(stored) = &read_back {
             debug_assert_eq!(&e.read_back, stored);
-            return Ok(Emitted { insns: e.insns, relocs: e.relocs, spans: e.spans, scratch_size });
+            return Ok(Emitted {
+                insns: e.insns,
+                relocs: e.relocs,
+                field_relocs: e.field_relocs,
+                spans: e.spans,
+                scratch_size,
+            });
         }
         read_back = Some(e.read_back);
     }
@@ -357,6 +366,7 @@ struct Emitter<'a> {
     cached: [Option<Var>; 6],
     insns: Vec<Insn>,
     relocs: Vec<Reloc>,
+    field_relocs: Vec<FieldReloc>,
     spans: Vec<(usize, Span)>,
     labels: HashMap<Label, usize>,
     fixups: Vec<(usize, Label)>,
@@ -660,6 +670,9 @@ impl Emitter<'_> {
         }
         self.insns = out;
         for r in &mut self.relocs {
+            r.insn_index = new_index[r.insn_index];
+        }
+        for r in &mut self.field_relocs {
             r.insn_index = new_index[r.insn_index];
         }
         for (at, _) in &mut self.spans {
@@ -1006,6 +1019,7 @@ impl Emitter<'_> {
             InstKind::LoadContextDataLoc { dst, offset } => {
                 // The u32 at `offset` holds (length << 16 | offset within the record).
                 let off = self.scratch(*dst);
+                self.field_reloc(*offset);
                 self.push(insn::ldx(Size::W, Reg::R3, CTX, *offset as i16));
                 self.push(insn::alu64_imm(AluOp::And, Reg::R3, 0xffff));
                 self.push(insn::alu64_reg(AluOp::Add, Reg::R3, CTX));
@@ -1019,6 +1033,7 @@ impl Emitter<'_> {
                 self.scratch_addr(Reg::R1, off);
                 self.push(insn::mov64_imm(Reg::R2, n as i32));
                 self.push(insn::mov64_reg(Reg::R3, CTX));
+                self.field_reloc(*offset);
                 self.push(insn::alu64_imm(AluOp::Add, Reg::R3, *offset as i32));
                 self.push(insn::call(Helper::ProbeReadKernel));
                 self.push(insn::st_imm(Size::B, SCRATCH, (off + n) as i16, 0));
@@ -1638,10 +1653,17 @@ impl Emitter<'_> {
 
     /// `r0` = the context field at `offset`.
     fn load_context(&mut self, offset: u32, size: u8, signed: bool) {
+        self.field_reloc(offset);
         self.push(insn::ldx(size_of(size), Reg::R0, CTX, offset as i16));
         if signed && size < 8 {
             self.sign_extend(Reg::R0, size);
         }
+    }
+
+    /// The next instruction holds the offset of the tracepoint record field at `offset`
+    /// (`ldx [ctx + offset]` or `add r, offset`), which a `.bo` moves on another kernel.
+    fn field_reloc(&mut self, offset: u32) {
+        self.field_relocs.push(FieldReloc { insn_index: self.insns.len(), offset });
     }
 
     fn sign_extend(&mut self, r: Reg, size: u8) {

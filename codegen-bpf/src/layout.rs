@@ -86,9 +86,23 @@ impl GlobalsPlan {
     }
 }
 
-/// The offset of each global: after the reserved slots in declaration order, or where
-/// `plan` already placed it. `None` when a fixed-size map has no room left.
-pub fn globals_layout(program: &Program, plan: &GlobalsPlan) -> Option<GlobalsLayout> {
+/// A script's own globals map: each global after the reserved slots, in declaration order,
+/// then the exit flag; sized to them.
+pub fn globals_layout(program: &Program) -> GlobalsLayout {
+    let (offsets, end) = place_globals(program, &GlobalsPlan::default());
+    GlobalsLayout { offsets, exited: end, size: end + 8 }
+}
+
+/// The globals where `plan` placed them, the others after those; `None` when the plan's
+/// fixed-size map has no room left. The exit flag is the map's last slot, the same for
+/// every compile.
+pub fn planned_globals_layout(program: &Program, plan: &GlobalsPlan) -> Option<GlobalsLayout> {
+    let (offsets, end) = place_globals(program, plan);
+    (end + 8 <= plan.size).then(|| GlobalsLayout { offsets, exited: plan.size - 8, size: plan.size })
+}
+
+/// Each global's offset, and the end of the last one placed here.
+fn place_globals(program: &Program, plan: &GlobalsPlan) -> (SecondaryMap<GlobalId, u32>, u32) {
     let mut offsets = SecondaryMap::new();
     let mut off = plan.next.max(GLOBALS_RESERVED);
     for (g, decl) in program.globals.iter() {
@@ -101,11 +115,7 @@ pub fn globals_layout(program: &Program, plan: &GlobalsPlan) -> Option<GlobalsLa
             }
         };
     }
-    if plan.size == 0 {
-        return Some(GlobalsLayout { offsets, exited: off, size: off + 8 });
-    }
-    // In a fixed map the exit flag is its last slot, the same for every compile.
-    (off + 8 <= plan.size).then(|| GlobalsLayout { offsets, exited: plan.size - 8, size: plan.size })
+    (offsets, off)
 }
 
 impl GlobalsLayout {

@@ -8,6 +8,9 @@
 //! - [`disasm`]: instructions back to the text `-p4` prints.
 //! - [`btf`]: the small BTF and `func_info` a program with callbacks is loaded with.
 //! - [`object`]: the script as programs, maps and `.rodata`, and its ELF form (`--emit-elf`).
+//! - [`bo`]: the `.bo` object of `-p4 -m`, and reading one back (untrusted input).
+//! - [`kernel_facts`]: what a `.bo` assumes of the kernel it was compiled on, recorded as
+//!   asked (`Recorder`) and checked against another.
 //! - [`reader`]: the program user-space handlers read kernel memory through.
 //!
 //! Invariant: this crate makes no syscall and reads no file; its output depends only on the
@@ -15,11 +18,13 @@
 //! offsets with `cfg(target_arch)`, as `lang::syscall_table` picks the syscall numbers), not
 //! on the machine it runs on.
 
+pub mod bo;
 pub mod btf;
 pub mod compile;
 pub mod disasm;
 pub mod emit;
 pub mod insn;
+pub mod kernel_facts;
 pub mod layout;
 pub mod object;
 pub mod reader;

@@ -46,7 +46,7 @@ use object::{
 use crate::insn::{self, Insn};
 
 /// Everything one object file holds.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ObjectSpec {
     pub programs: Vec<ProgramSpec>,
     pub maps: Vec<MapDef>,
@@ -58,26 +58,41 @@ pub struct ObjectSpec {
 }
 
 /// One BPF program.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ProgramSpec {
     /// The symbol name: `[A-Za-z0-9_.]`, unique in the object; the kernel keeps 15 bytes.
     pub name: String,
     /// The ELF section, e.g. `tracepoint/syscalls/sys_enter_connect` or `raw_tp/sched_switch`.
     pub section: String,
+    /// Not in a `.bo`'s own section: read back from the program's ELF section, where tools
+    /// see them.
+    #[serde(skip)]
     pub insns: Vec<Insn>,
     pub relocs: Vec<Reloc>,
+    /// Where the program uses offsets of its tracepoint record's fields (none for other
+    /// programs): a `.bo` loaded on another kernel moves them (see `crate::bo`).
+    pub field_relocs: Vec<FieldReloc>,
 }
 
 /// An `ld_imm64` whose value the loader fills in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Reloc {
     /// Index in [`ProgramSpec::insns`] of the first slot of an `ld_imm64`.
     pub insn_index: usize,
     pub target: RelocTarget,
 }
 
+/// An instruction holding the offset of a field of the tracepoint record, the program's
+/// context: `ldx [ctx + offset]`, or `add r, offset` after `r = ctx`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FieldReloc {
+    pub insn_index: usize,
+    /// The field's offset compiled in.
+    pub offset: u32,
+}
+
 /// What a relocated `ld_imm64` loads.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum RelocTarget {
     /// The map pointer of `ObjectSpec::maps[i]`.
     Map(usize),
@@ -89,7 +104,7 @@ pub enum RelocTarget {
 }
 
 /// A map, written as a legacy `bpf_map_def`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct MapDef {
     /// The symbol name: `[A-Za-z0-9_.]`, unique in the object; the kernel keeps 15 bytes.
     pub name: String,
@@ -128,6 +143,12 @@ pub const R_BPF_64_64: u32 = elf::R_BPF_64_64;
 /// Panics if a relocation names an instruction that is not the first slot of an
 /// `ld_imm64`, or a map that does not exist: both are emitter bugs, not user errors.
 pub fn write_object(spec: &ObjectSpec) -> Vec<u8> {
+    elf_object(spec, |p| p.section != NETFILTER_SECTION).write().expect("an ELF object of this shape always writes")
+}
+
+/// The ELF object of [`write_object`] before it is written, with the programs `keep`
+/// accepts; a `.bo` ([`crate::bo`]) keeps every program and adds its own section.
+pub(crate) fn elf_object(spec: &ObjectSpec, keep: impl Fn(&ProgramSpec) -> bool) -> Object<'static> {
     let mut obj = Object::new(BinaryFormat::Elf, Architecture::Bpf, Endianness::Little);
 
     // A map whose value programs address directly is a data section for ELF loaders
@@ -157,7 +178,7 @@ pub fn write_object(spec: &ObjectSpec) -> Vec<u8> {
         obj.section_symbol(section)
     });
 
-    for program in spec.programs.iter().filter(|p| p.section != NETFILTER_SECTION) {
+    for program in spec.programs.iter().filter(|p| keep(p)) {
         debug_assert!(is_kernel_name(&program.name), "bad program name {:?}", program.name);
         let mut insns = program.insns.clone();
         let mut relocations = Vec::with_capacity(program.relocs.len());
@@ -211,8 +232,7 @@ pub fn write_object(spec: &ObjectSpec) -> Vec<u8> {
     let mut license_bytes = spec.license.as_bytes().to_vec();
     license_bytes.push(0);
     obj.set_section_data(license, license_bytes, 1);
-
-    obj.write().expect("an ELF object of this shape always writes")
+    obj
 }
 
 /// Maps any string to a name the kernel accepts (`[A-Za-z0-9_.]`, other bytes become `_`),

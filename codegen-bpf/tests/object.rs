@@ -29,8 +29,15 @@ fn sample() -> ObjectSpec {
                     Reloc { insn_index: 4, target: RelocTarget::Map(1) },
                     Reloc { insn_index: 6, target: RelocTarget::MapValue(2) },
                 ],
+                field_relocs: vec![],
             },
-            ProgramSpec { name: "probe_1".into(), section: "raw_tp/sched_switch".into(), insns: raw, relocs: vec![] },
+            ProgramSpec {
+                name: "probe_1".into(),
+                section: "raw_tp/sched_switch".into(),
+                insns: raw,
+                relocs: vec![],
+                field_relocs: vec![],
+            },
         ],
         maps: vec![
             MapDef {
@@ -137,6 +144,7 @@ fn empty_rodata_and_maps_are_omitted() {
             section: "tracepoint/a/b".into(),
             insns: vec![mov64_imm(Reg::R0, 0), exit()],
             relocs: vec![],
+            field_relocs: vec![],
         }],
         license: "GPL".into(),
         ..ObjectSpec::default()

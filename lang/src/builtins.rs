@@ -9,6 +9,7 @@ use crate::ir::{AddrSpace, Ty};
 
 /// Functions whose value comes from the machine, lowered to [`crate::ir::InstKind::Call`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum Builtin {
     Pid,
     Tid,

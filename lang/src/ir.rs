@@ -25,36 +25,43 @@ use crate::span::Span;
 
 /// A basic block of a handler.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Block(u32);
 entity_impl!(Block, "block");
 
 /// A variable of a handler: a script local, an alias variable or a temporary.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Var(u32);
 entity_impl!(Var, "v");
 
 /// A script global.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct GlobalId(u32);
 entity_impl!(GlobalId, "g");
 
 /// A global array or statistic.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct ArrayId(u32);
 entity_impl!(ArrayId, "a");
 
 /// An interned printf/sprintf format.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct FmtId(u32);
 entity_impl!(FmtId, "fmt");
 
 /// A compiled `=~` pattern.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct RegexId(u32);
 entity_impl!(RegexId, "re");
 
 /// The two value types a variable can hold.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum Ty {
     Long,
     Str,
@@ -62,6 +69,7 @@ pub enum Ty {
 
 /// A whole compiled script.
 #[derive(Clone, Debug, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Program {
     pub globals: PrimaryMap<GlobalId, GlobalDecl>,
     pub arrays: PrimaryMap<ArrayId, ArrayDecl>,
@@ -75,6 +83,7 @@ pub struct Program {
 }
 
 #[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct GlobalDecl {
     pub name: String,
     pub ty: Ty,
@@ -86,6 +95,7 @@ pub struct GlobalDecl {
 
 /// A global array (`keys` non-empty) or a scalar statistic (no keys, `value` Stat).
 #[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct ArrayDecl {
     pub name: String,
     pub keys: Vec<Ty>,
@@ -105,6 +115,7 @@ pub struct ArrayDecl {
 
 /// Which histograms a statistic keeps buckets for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct HistSpec {
     pub log: bool,
     /// `(lo, hi, step)` of `@hist_linear`.
@@ -130,6 +141,7 @@ pub use crate::types::ValueKind;
 
 /// A statistic's summary value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum StatOp {
     Count,
     Sum,
@@ -141,6 +153,7 @@ pub enum StatOp {
 
 /// A histogram to print.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum HistKind {
     Log,
     Linear { lo: i64, hi: i64, step: i64 },
@@ -148,6 +161,7 @@ pub enum HistKind {
 
 /// How `foreach` orders the elements.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct SortSpec {
     /// 0 sorts by the value, `i + 1` by the i-th key.
     pub column: usize,
@@ -158,10 +172,12 @@ pub struct SortSpec {
 
 /// An iteration in progress in a user-space handler (a `foreach`).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct IterId(u32);
 entity_impl!(IterId, "it");
 
 #[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum Const {
     Long(i64),
     Str(String),
@@ -169,6 +185,7 @@ pub enum Const {
 
 /// A format string with the types of the arguments it takes, in order.
 #[derive(Clone, Debug, PartialEq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct FormatDecl {
     pub text: String,
     pub args: Vec<Ty>,
@@ -182,6 +199,7 @@ pub struct FormatDecl {
 
 /// What the runtime does with the text of a kernel probe's record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum Sink {
     /// The script's output (`printf`, `print`, ...).
     #[default]
@@ -196,6 +214,7 @@ pub enum Sink {
 
 /// Where and when a handler runs.
 #[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum Target {
     /// `begin(priority)`: user space, before kernel probes fire.
     Begin { priority: i64 },
@@ -210,7 +229,10 @@ pub enum Target {
     /// [`JSON_DATA_PATH`] (and json.stp's `__json_metadata` [`JSON_METADATA_PATH`]), where
     /// SystemTap serves procfs files. Without `--metrics` it never runs, as in SystemTap when
     /// nobody reads the file.
-    Page { path: &'static str },
+    Page {
+        #[cfg_attr(feature = "serde", serde(with = "page_path"))]
+        path: PagePath,
+    },
     /// `__stdin`: user space, once for each byte read from bpftap's standard input, with the
     /// byte in the global `__stdin_char` (the `input.char` and `input.line` aliases of
     /// `tapsets/input.stp` build on it, as SystemTap's do on its `__stdin` procfs file). At
@@ -256,8 +278,30 @@ pub const METRICS_PATH: &str = "/metrics";
 pub const JSON_DATA_PATH: &str = "/data.json";
 pub const JSON_METADATA_PATH: &str = "/metadata.json";
 
+/// One of the pages above. An alias because serde's derive would borrow a field spelled
+/// `&'static str` from the input, which a `.bo` read does not outlive.
+pub type PagePath = &'static str;
+
+/// [`Target::Page`]'s path in a serialized program: written as text, read back as one of the
+/// pages above (anything else is an error), so the target keeps its `&'static str`.
+#[cfg(feature = "serde")]
+mod page_path {
+    pub fn serialize<S: serde::Serializer>(path: &&'static str, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(path)
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<&'static str, D::Error> {
+        let text = <String as serde::Deserialize>::deserialize(d)?;
+        [super::METRICS_PATH, super::JSON_DATA_PATH, super::JSON_METADATA_PATH]
+            .into_iter()
+            .find(|p| *p == text)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown metrics page `{text}`")))
+    }
+}
+
 /// The software perf events a probe can sample.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum PerfEvent {
     CpuClock,
     TaskClock,
@@ -265,6 +309,7 @@ pub enum PerfEvent {
 
 /// How often a perf event fires.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum PerfSample {
     /// Times per second.
     Frequency(u64),
@@ -274,6 +319,7 @@ pub enum PerfSample {
 
 /// One probe handler: one resolved probe point and its code.
 #[derive(Clone, Debug)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Handler {
     /// The probe point as the user would write it resolved, e.g. `kernel.trace("syscalls:sys_enter_connect")`.
     pub point: String,
@@ -283,6 +329,7 @@ pub struct Handler {
 }
 
 #[derive(Clone, Debug, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Function {
     pub vars: PrimaryMap<Var, VarDecl>,
     pub blocks: PrimaryMap<Block, BlockData>,
@@ -290,6 +337,7 @@ pub struct Function {
 }
 
 #[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct VarDecl {
     pub ty: Ty,
     /// The script name for locals; `None` for temporaries.
@@ -297,12 +345,14 @@ pub struct VarDecl {
 }
 
 #[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct BlockData {
     pub insts: Vec<Inst>,
     pub term: Terminator,
 }
 
 #[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Inst {
     pub kind: InstKind,
     /// The script text this instruction came from (for `-p4` and verifier errors).
@@ -311,12 +361,14 @@ pub struct Inst {
 
 /// A long operand: a variable or an immediate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum Operand {
     Var(Var),
     Imm(i64),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum BinOp {
     Add,
     Sub,
@@ -331,6 +383,7 @@ pub enum BinOp {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum UnOp {
     Neg,
     BitNot,
@@ -339,6 +392,7 @@ pub enum UnOp {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum CmpOp {
     Eq,
     Ne,
@@ -350,12 +404,14 @@ pub enum CmpOp {
 
 /// Which address space a pointer read goes to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum AddrSpace {
     Kernel,
     User,
 }
 
 #[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum InstKind {
     Const {
         dst: Var,
@@ -569,6 +625,7 @@ pub enum InstKind {
 }
 
 #[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum Terminator {
     Jump(Block),
     /// Go to `then` when `cond` is non-zero, else to `els`.

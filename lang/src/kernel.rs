@@ -45,6 +45,7 @@ pub type TypeId = u32;
 /// A kernel C type, as far as the compiler cares: typedefs, `const` and `volatile` are
 /// already looked through.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum CType {
     /// Integers, enums, `bool`, `char`.
     Int {
@@ -70,6 +71,7 @@ pub enum CType {
 
 /// A bitfield member of a kernel struct: `bits` bits from bit `bit_offset` of the struct.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Bitfield {
     pub bit_offset: u32,
     pub bits: u32,
@@ -78,6 +80,7 @@ pub struct Bitfield {
 
 /// A kernel function's signature, from BTF.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct FunctionSig {
     pub name: String,
     /// Parameter names and types, in order.

@@ -98,6 +98,23 @@ impl Regex {
     }
 }
 
+/// A serialized pattern is its source: reading it compiles it again, so the kernel's table
+/// and the matcher come from the same code as at compile time.
+#[cfg(feature = "serde")]
+impl serde::Serialize for Regex {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.source)
+    }
+}
+
+#[cfg(feature = "serde")]
+impl<'de> serde::Deserialize<'de> for Regex {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Regex, D::Error> {
+        let source = <String as serde::Deserialize>::deserialize(d)?;
+        compile(&source).map_err(serde::de::Error::custom)
+    }
+}
+
 fn syntax_config() -> syntax::Config {
     // Bytes, not UTF-8 characters, as in the C locale; `.` matches a newline, as in POSIX.
     syntax::Config::new().unicode(false).utf8(false).dot_matches_new_line(true)

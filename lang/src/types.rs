@@ -30,6 +30,7 @@ pub enum Scope {
 
 /// What an array (or a statistic) holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum ValueKind {
     Long,
     Str,

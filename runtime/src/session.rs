@@ -96,7 +96,7 @@ pub enum RuntimeError {
     NotPermitted,
     #[error("cannot map the globals: {0}")]
     Globals(std::io::Error),
-    #[error("-G {name}: {reason}")]
+    #[error("global {name}: {reason}")]
     SetGlobal { name: String, reason: String },
     #[error("cannot run -c command: {0}")]
     Command(std::io::Error),

@@ -77,6 +77,7 @@ fn spec() -> ObjectSpec {
             section: "tracepoint/syscalls/sys_enter_getppid".into(),
             insns: p,
             relocs,
+            field_relocs: vec![],
         }],
         maps: vec![MapDef {
             name: "events".into(),
