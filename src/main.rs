@@ -355,7 +355,10 @@ fn probe_hit_report(session: &Session) -> String {
     for (_, sample) in session.probe_samples() {
         let (hits, ns) = (sample.stats.run_cnt, sample.stats.run_time_ns);
         let avg = if hits == 0 { 0 } else { ns / hits };
-        report.push_str(&format!("{}, hits: {hits}, run time: {ns} ns total, {avg} ns avg\n", sample.point));
+        report.push_str(&format!(
+            "{} ({}), hits: {hits}, run time: {ns} ns total, {avg} ns avg\n",
+            sample.user_point, sample.point
+        ));
     }
     report
 }

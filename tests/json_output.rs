@@ -92,7 +92,7 @@ fn printf_records_carry_the_typed_arguments_and_the_text() {
     assert_eq!(printed.len(), 3, "{records:#?}");
     let mut last_ts = 0;
     for p in printed {
-        assert_eq!(p["probe"], r#"kernel.trace("syscalls:sys_enter_getppid")"#);
+        assert_eq!(p["probe"], "syscall.getppid");
         assert_eq!(p["format"], "%s pid=%d target=%d %s|%5d\n");
         let args = p["args"].as_array().unwrap();
         assert_eq!(args.len(), 5);

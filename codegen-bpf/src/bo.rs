@@ -475,6 +475,7 @@ mod tests {
         func.entry = Some(entry);
         program.handlers.push(Handler {
             point: "kernel.trace(\"syscalls:sys_enter_connect\")".into(),
+            user_point: "syscall.connect".into(),
             target: Target::Tracepoint { group: "syscalls".into(), event: "sys_enter_connect".into(), record_size: 40 },
             func,
             span: Span::default(),

@@ -323,6 +323,9 @@ pub enum PerfSample {
 pub struct Handler {
     /// The probe point as the user would write it resolved, e.g. `kernel.trace("syscalls:sys_enter_connect")`.
     pub point: String,
+    /// The point as the script names it, wildcards expanded, e.g. `syscall.connect`: what
+    /// output records and reports call the probe.
+    pub user_point: String,
     pub target: Target,
     pub func: Function,
     pub span: Span,

@@ -151,6 +151,7 @@ pub fn lower(
         crate::optimize::run(&mut func);
         program.handlers.push(ir::Handler {
             point: probe.point.clone(),
+            user_point: probe.user_point.clone(),
             target: probe.target.clone(),
             func,
             span: probe.span,

@@ -143,8 +143,10 @@ fn handle(stream: TcpStream, scrapes: &Sender<Scrape>) -> std::io::Result<()> {
 
 /// What the kernel counted for one attached kernel probe, read at scrape time.
 pub struct ProbeSample<'a> {
-    /// The probe point.
+    /// The probe point, resolved.
     pub point: &'a str,
+    /// The point as the script names it.
+    pub user_point: &'a str,
     /// Its BPF program's name, unique where two probes share a point.
     pub program: &'a str,
     pub stats: ProgStats,

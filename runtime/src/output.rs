@@ -179,8 +179,8 @@ impl Decoder {
             for inst in h.func.blocks.values().flat_map(|b| &b.insts) {
                 if let InstKind::Printf { fmt, .. } = &inst.kind {
                     let points = &mut probes[fmt.as_u32() as usize];
-                    if !points.contains(&h.point.as_str()) {
-                        points.push(&h.point);
+                    if !points.contains(&h.user_point.as_str()) {
+                        points.push(&h.user_point);
                     }
                 }
             }

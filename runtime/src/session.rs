@@ -543,7 +543,7 @@ impl<'k> Session<'k> {
             arrays: &arrays,
             globals: &self.globals,
             layout: &unit.compiled.globals,
-            probe: &handler.point,
+            probe: &handler.user_point,
             out: &mut sink,
             kernel_memory: &self.kernel_memory,
         };
@@ -875,8 +875,9 @@ impl<'k> Session<'k> {
         for unit in &self.units {
             for (probe, fds) in unit.compiled.kernel_probes.iter().zip(&unit.attached) {
                 let Some(Ok(stats)) = fds.first().map(|prog| bpf::prog_stats(prog.as_fd())) else { continue };
-                let point = unit.compiled.program.handlers[probe.handler].point.as_str();
-                samples.push((unit.id, metrics::ProbeSample { point, program: &probe.name, stats }));
+                let handler = &unit.compiled.program.handlers[probe.handler];
+                let (point, user_point) = (handler.point.as_str(), handler.user_point.as_str());
+                samples.push((unit.id, metrics::ProbeSample { point, user_point, program: &probe.name, stats }));
             }
         }
         samples
