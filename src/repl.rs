@@ -118,7 +118,7 @@ pub fn run(config: Config, kernel: &LiveKernel) -> Result<ExitCode, String> {
     };
     let command = config.run.command.clone();
     let plan = GlobalsPlan::fixed(SESSION_GLOBALS_BYTES);
-    let session = Session::new(kernel, config.run, plan, SESSION_GLOBALS_BYTES - 8).map_err(|e| e.to_string())?;
+    let session = Session::new(kernel, config.run, plan).map_err(|e| e.to_string())?;
     let mut repl = Repl {
         kernel,
         session,

@@ -72,11 +72,14 @@ pub fn compile_in(program: Program, plan: &GlobalsPlan) -> Result<CompiledScript
     let mut programs = Vec::new();
     let mut kernel_probes = Vec::new();
     let mut scratch_size = 8;
-    let guard_exit = program
-        .handlers
-        .iter()
-        .flat_map(|h| h.func.blocks.values())
-        .any(|b| b.insts.iter().any(|i| matches!(i.kind, lang::ir::InstKind::Exit)));
+    // A unit of a session can be stopped alone (its flag set, then detached), so its
+    // handlers always check.
+    let guard_exit = plan.size > 0
+        || program
+            .handlers
+            .iter()
+            .flat_map(|h| h.func.blocks.values())
+            .any(|b| b.insts.iter().any(|i| matches!(i.kind, lang::ir::InstKind::Exit)));
     for (i, handler) in program.handlers.iter().enumerate() {
         let (section, exit_value, args) = match &handler.target {
             t if t.is_user_space() => continue,

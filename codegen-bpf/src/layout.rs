@@ -48,7 +48,8 @@ pub struct GlobalsLayout {
     /// The exit flag, after the script's globals: 1 once `exit()` was called or the runtime
     /// began to stop. Handlers of a script that calls `exit()` check it first and return at
     /// once when it is set, so no probe body runs after `exit()`, as in SystemTap. (At the
-    /// end, not among the reserved slots, so that no other offset moves.)
+    /// end, not among the reserved slots, so that no other offset moves.) In a session's
+    /// unit, the unit's own (see [`planned_globals_layout`]), checked by every handler.
     pub exited: u32,
     pub size: u32,
 }
@@ -93,12 +94,12 @@ pub fn globals_layout(program: &Program) -> GlobalsLayout {
     GlobalsLayout { offsets, exited: end, size: end + 8 }
 }
 
-/// The globals where `plan` placed them, the others after those; `None` when the plan's
-/// fixed-size map has no room left. The exit flag is the map's last slot, the same for
-/// every compile.
+/// The globals where `plan` placed them, the others after those, then this compile's own
+/// exit flag, so that the runtime can stop one unit of a session alone; `None` when the
+/// plan's fixed-size map has no room left.
 pub fn planned_globals_layout(program: &Program, plan: &GlobalsPlan) -> Option<GlobalsLayout> {
     let (offsets, end) = place_globals(program, plan);
-    (end + 8 <= plan.size).then(|| GlobalsLayout { offsets, exited: plan.size - 8, size: plan.size })
+    (end + 8 <= plan.size).then(|| GlobalsLayout { offsets, exited: end, size: plan.size })
 }
 
 /// Each global's offset, and the end of the last one placed here.

@@ -141,8 +141,6 @@ pub struct Session<'k> {
     globals: MappedValue,
     /// The offsets given so far, and the globals map's fixed size.
     plan: GlobalsPlan,
-    /// Where the exit flag is (see `GlobalsLayout::exited`), the same for every unit.
-    exited: u32,
     /// The type of each global placed so far.
     global_types: BTreeMap<String, Ty>,
     /// The arrays units made, by name, with a map fd the session keeps.
@@ -231,19 +229,14 @@ impl<'k> Session<'k> {
         out: &mut ScriptOutput,
     ) -> Result<Session<'k>, RuntimeError> {
         let plan = GlobalsPlan { size: compiled.globals.size, ..GlobalsPlan::fixed(compiled.globals.size) };
-        let mut session = Session::new(kernel, options, plan, compiled.globals.exited)?;
+        let mut session = Session::new(kernel, options, plan)?;
         session.add(compiled, out)?;
         Ok(session)
     }
 
-    /// A session with no unit: the globals map of `plan.size` bytes, the exit flag at
-    /// `exited`, `-c CMD` spawned and held, `--metrics` serving.
-    pub fn new(
-        kernel: &'k LiveKernel,
-        options: RunOptions,
-        plan: GlobalsPlan,
-        exited: u32,
-    ) -> Result<Session<'k>, RuntimeError> {
+    /// A session with no unit: the globals map of `plan.size` bytes, `-c CMD` spawned and
+    /// held, `--metrics` serving.
+    pub fn new(kernel: &'k LiveKernel, options: RunOptions, plan: GlobalsPlan) -> Result<Session<'k>, RuntimeError> {
         let globals_fd = loader::create_map(&codegen_bpf::compile::globals_map(plan.size), 0)?;
         let globals = MappedValue::map(globals_fd.as_fd(), plan.size as usize).map_err(RuntimeError::Globals)?;
         let mut session = Session {
@@ -251,7 +244,6 @@ impl<'k> Session<'k> {
             units: Vec::new(),
             globals,
             plan,
-            exited,
             global_types: BTreeMap::new(),
             arrays: BTreeMap::new(),
             read: BTreeSet::new(),
@@ -413,17 +405,18 @@ impl<'k> Session<'k> {
                 self.plan.placed.insert(decl.name.clone(), unit.compiled.globals.offset(g));
             }
         }
-        self.plan.next = self.plan.next.max(
-            unit.compiled
-                .program
-                .globals
-                .iter()
-                .map(|(g, d)| {
-                    unit.compiled.globals.offset(g) + layout::value_size(d.ty, unit.compiled.program.string_capacity)
-                })
-                .max()
-                .unwrap_or(0),
-        );
+        // Past the unit's globals and its exit flag (see `layout::planned_globals_layout`).
+        let cap = unit.compiled.program.string_capacity;
+        let globals_end = unit
+            .compiled
+            .program
+            .globals
+            .iter()
+            .map(|(g, d)| unit.compiled.globals.offset(g) + layout::value_size(d.ty, cap));
+        let end = globals_end.chain([unit.compiled.globals.exited + 8]).max().unwrap_or(0);
+        if end < self.plan.size {
+            self.plan.next = self.plan.next.max(end);
+        }
         let new_syscall_names = new_arrays.iter().any(|(_, a)| a.decl.name == "__syscall_names");
         for (_, shared) in new_arrays {
             self.arrays.insert(shared.decl.name.clone(), shared);
@@ -607,6 +600,10 @@ impl<'k> Session<'k> {
     pub fn attach_unit(&mut self, id: UnitId) -> Result<(), RuntimeError> {
         let Some(u) = self.units.iter().position(|u| u.id == id) else { return Ok(()) };
         let unit = &self.units[u];
+        // Attached again after `detach_unit`, its handlers run again.
+        if !self.exit_requested {
+            self.globals.store_long(unit.compiled.globals.exited, 0);
+        }
         let mut refused = Vec::new();
         let mut attached = Vec::new();
         for probe in &unit.compiled.kernel_probes {
@@ -636,8 +633,17 @@ impl<'k> Session<'k> {
 
     /// Detaches the kernel probes of one unit, keeping its code and maps (`disable`).
     pub fn detach_unit(&mut self, id: UnitId) {
-        if let Some(unit) = self.units.iter_mut().find(|u| u.id == id) {
-            detach(std::mem::take(&mut unit.attached).into_iter().flatten().collect());
+        let Some(unit) = self.units.iter_mut().find(|u| u.id == id) else { return };
+        // Its flag first: from this store on, its handlers return at once, wherever they
+        // run; then the fds close on a thread of their own (a perf event's close waits
+        // for an RCU grace period, 50 ms or more), so the caller does not wait.
+        self.globals.store_long(unit.compiled.globals.exited, 1);
+        let fds: Vec<OwnedFd> = std::mem::take(&mut unit.attached).into_iter().flatten().collect();
+        if !fds.is_empty() {
+            let closer = std::thread::Builder::new().name("bpftap-detach".into());
+            if let Err(e) = closer.spawn(move || detach(fds)) {
+                eprintln!("bpftap: warning: detaching in this thread: {e}");
+            }
         }
     }
 
@@ -722,7 +728,9 @@ impl<'k> Session<'k> {
     /// Sets the exit flag: handlers compiled to check it return at once from now on, so the
     /// counts `end` sees are those made before `exit()` (see `GlobalsLayout::exited`).
     fn stop_kernel_handlers(&self) {
-        self.globals.store_long(self.exited, 1);
+        for unit in &self.units {
+            self.globals.store_long(unit.compiled.globals.exited, 1);
+        }
     }
 
     /// One turn of the event loop: waits (at most 100 ms, less when a timer or `-T` is due)
