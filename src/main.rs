@@ -163,27 +163,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
     }
     // -E SCRIPT: more script text, compiled as if it followed the script.
     let text = cli.stap.extra_scripts.iter().fold(text, |all, extra| all + "\n" + extra);
-    let mut string_capacity = 128;
-    let mut max_map_entries = 2048;
-    for d in &cli.defines {
-        match d.split_once('=') {
-            Some(("MAXMAPENTRIES", v)) => {
-                max_map_entries = v
-                    .parse::<u32>()
-                    .ok()
-                    .filter(|n| (1..=1 << 24).contains(n))
-                    .ok_or_else(|| format!("-D MAXMAPENTRIES={v}: give a number from 1 to 16777216"))?;
-            }
-            Some(("MAXSTRINGLEN", v)) => {
-                string_capacity = v
-                    .parse::<u32>()
-                    .ok()
-                    .filter(|n| (16..=2048).contains(n))
-                    .ok_or_else(|| format!("-D MAXSTRINGLEN={v}: give a number from 16 to 2048"))?;
-            }
-            _ => return Err(format!("-D {d}: unknown setting (bpftap knows MAXSTRINGLEN and MAXMAPENTRIES)")),
-        }
-    }
+    let (string_capacity, max_map_entries) = limits(&cli.defines)?;
     let last_pass = match cli.emit_elf {
         Some(_) => 4,
         None => cli.pass.unwrap_or(5),
@@ -199,12 +179,11 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         ));
     }
     let set_globals = cli.globals.iter().map(|g| parse_global(g, "-G ")).collect::<Result<Vec<_>, _>>()?;
+    // A -G global's type is what its value looks like, as SystemTap infers it.
     let known_globals = set_globals
         .iter()
         .map(|(n, v)| {
-            let is_number = v.trim().parse::<i64>().is_ok()
-                || v.trim().strip_prefix("0x").is_some_and(|h| i64::from_str_radix(h, 16).is_ok());
-            (n.clone(), if is_number { lang::ir::Ty::Long } else { lang::ir::Ty::Str })
+            (n.clone(), if runtime::session::parse_long(v).is_some() { lang::ir::Ty::Long } else { lang::ir::Ty::Str })
         })
         .collect();
     let options = driver::Options {
@@ -264,31 +243,27 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         std::fs::write(path, bytes).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
         return Ok(ExitCode::SUCCESS);
     }
-    let mut stdout = std::io::stdout().lock();
-    match last_pass {
-        1 => {
-            let script = compiled.script.as_ref().expect("pass 1 keeps the script");
-            let _ = write!(stdout, "{}", lang::pretty::script(script, &compiled.sources));
-            return Ok(ExitCode::SUCCESS);
-        }
-        2 => {
-            let (e, t) = compiled.elaborated.as_ref().expect("pass 2 keeps the elaborated script");
-            let _ = write!(stdout, "{}", driver::describe_elaborated(e, t));
-            return Ok(ExitCode::SUCCESS);
-        }
-        3 => {
-            let _ = write!(stdout, "{}", compiled.ir.as_ref().expect("pass 3 keeps the IR"));
-            return Ok(ExitCode::SUCCESS);
-        }
-        4 => {
-            let object = compiled.object.as_ref().expect("pass 4 keeps the object");
-            let _ = write!(stdout, "{}", object.listing(&compiled.sources));
-            return Ok(ExitCode::SUCCESS);
-        }
-        _ => {}
+    if last_pass < 5 {
+        let _ = std::io::stdout().lock().write_all(pass_listing(&compiled, last_pass).as_bytes());
+        return Ok(ExitCode::SUCCESS);
     }
     let object = compiled.object.take().expect("pass 4 ran");
     run_compiled(&cli, object, &compiled.sources, &kernel, set_globals)
+}
+
+/// What `-p N` prints: the script back from its AST, the resolved probes and types, the IR,
+/// or the BPF listing.
+fn pass_listing(compiled: &driver::Compiled, last_pass: u8) -> String {
+    let kept = "the driver keeps the last pass's result";
+    match last_pass {
+        1 => lang::pretty::script(compiled.script.as_ref().expect(kept), &compiled.sources),
+        2 => {
+            let (elaborated, types) = compiled.elaborated.as_ref().expect(kept);
+            driver::describe_elaborated(elaborated, types)
+        }
+        3 => compiled.ir.as_ref().expect(kept).to_string(),
+        _ => compiled.object.as_ref().expect(kept).listing(&compiled.sources),
+    }
 }
 
 /// Pass 5: loads, attaches and runs a compiled script, from source or from a `.bo`.
@@ -361,6 +336,27 @@ fn probe_hit_report(session: &Session) -> String {
         ));
     }
     report
+}
+
+/// `-D MAXSTRINGLEN=N` and `-D MAXMAPENTRIES=N`: `(string capacity, map entries)`.
+fn limits(defines: &[String]) -> Result<(u32, u32), String> {
+    let (mut string_capacity, mut max_map_entries) = (128, 2048);
+    for d in defines {
+        let number =
+            |v: &str, range: std::ops::RangeInclusive<u32>| v.parse::<u32>().ok().filter(|n| range.contains(n));
+        match d.split_once('=') {
+            Some(("MAXMAPENTRIES", v)) => {
+                max_map_entries = number(v, 1..=1 << 24)
+                    .ok_or_else(|| format!("-D MAXMAPENTRIES={v}: give a number from 1 to 16777216"))?;
+            }
+            Some(("MAXSTRINGLEN", v)) => {
+                string_capacity = number(v, 16..=2048)
+                    .ok_or_else(|| format!("-D MAXSTRINGLEN={v}: give a number from 16 to 2048"))?;
+            }
+            _ => return Err(format!("-D {d}: unknown setting (bpftap knows MAXSTRINGLEN and MAXMAPENTRIES)")),
+        }
+    }
+    Ok((string_capacity, max_map_entries))
 }
 
 /// How to run a script, from the command line.

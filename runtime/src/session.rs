@@ -1056,7 +1056,8 @@ fn detach(fds: Vec<OwnedFd>) {
     });
 }
 
-fn parse_long(s: &str) -> Option<i64> {
+/// A global's value given on the command line, as a long: decimal, or hex after `0x`.
+pub fn parse_long(s: &str) -> Option<i64> {
     let s = s.trim();
     if let Some(hex) = s.strip_prefix("0x") {
         return i64::from_str_radix(hex, 16).ok();
