@@ -95,7 +95,7 @@ pub fn elaborate(input: &Input<'_>, kernel: &dyn KernelInfo) -> (Elaborated, Vec
                     // A function has no target variables, but `@defined(@cast(...)->m)` asks
                     // the kernel's types.
                     if let ast::FunctionBody::Script(body) = &mut f.body {
-                        fold_defined_block(body, &ProbeContext { format: None, function: None, kernel });
+                        fold_defined_block(body, &ProbeContext { format: None, function: None, kernel, page: false });
                     }
                     add_function(&mut out.functions, &f)
                 }
@@ -209,6 +209,7 @@ impl Ctx<'_> {
                             format: r.format.as_ref(),
                             function: r.function.as_ref(),
                             kernel: self.kernel,
+                            page: matches!(r.target, Target::Page { .. }),
                         };
                         fold_defined_block(&mut body, &cx);
                         if let Some(record) = record {
@@ -1137,6 +1138,8 @@ struct ProbeContext<'a> {
     format: Option<&'a TracepointFormat>,
     function: Option<&'a FunctionSig>,
     kernel: &'a dyn KernelInfo,
+    /// A page probe (`prometheus`), whose text is what it prints.
+    page: bool,
 }
 
 impl ProbeContext<'_> {
@@ -1257,7 +1260,22 @@ fn fold_defined_expr(e: &mut Expr, cx: &ProbeContext<'_>) {
                 e.kind = Number((n == 0) as i64);
             }
         }
+        // SystemTap's `returnval()` (embedded C there): the probed function's or syscall's
+        // result, in a return probe.
+        Call { name, args } if name == "returnval" && args.is_empty() => {
+            let field = ["return", "ret"].into_iter().find(|f| cx.format.is_some_and(|fm| fm.field(f).is_some()));
+            if let Some(field) = field {
+                e.kind = TargetVar(field.to_string());
+            }
+        }
         Call { args, .. } => args.iter_mut().for_each(|a| fold_defined_expr(a, cx)),
+        // SystemTap's procfs probes append their text to `$value`; a page probe prints it.
+        Assign { op: ast::AssignOp::Op(ast::BinaryOp::Concat), target, value }
+            if cx.page && matches!(&target.kind, TargetVar(v) if v == "value") =>
+        {
+            fold_defined_expr(value, cx);
+            e.kind = Call { name: "print".into(), args: vec![(**value).clone()] };
+        }
         Binary { lhs, rhs, .. } | Compare { lhs, rhs, .. } => {
             fold_defined_expr(lhs, cx);
             fold_defined_expr(rhs, cx);
