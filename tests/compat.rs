@@ -55,10 +55,12 @@ fn parse_list(text: &str) -> Result<Vec<(String, Expect)>, String> {
     Ok(out)
 }
 
-/// The `test_installcheck:` command of a script's `.meta`.
+/// The `test_installcheck:` command of a script's `.meta`, else its `test_installcheck_bpf:`
+/// (`stap --bpf ...`, for a script SystemTap checks on its BPF backend only).
 fn installcheck(script: &Path) -> Option<String> {
     let meta = std::fs::read_to_string(script.with_extension("meta")).ok()?;
-    meta.lines().find_map(|l| l.strip_prefix("test_installcheck:")).map(|c| c.trim().to_string())
+    let line = |key: &str| meta.lines().find_map(|l| l.strip_prefix(key)).map(|c| c.trim().to_string());
+    line("test_installcheck:").or_else(|| line("test_installcheck_bpf:"))
 }
 
 struct Outcome {
