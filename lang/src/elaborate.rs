@@ -882,10 +882,18 @@ impl Ctx<'_> {
                     });
                 }
                 Err(e) if !is_pattern(pattern) => {
+                    // Functions get renamed, inlined or dropped between releases: say which
+                    // kernel this one is missing from.
+                    let message = match e {
+                        KernelError::NoFunction(f) => {
+                            format!("Linux {} has no function `{f}` (none in its BTF)", self.kernel.release())
+                        }
+                        e => e.to_string(),
+                    };
                     return Err(Unresolved::Failed(
-                        Diagnostic::error("E0109", e.to_string(), point.span)
+                        Diagnostic::error("E0109", message, point.span)
                             .with_help("`bpftap -l 'kernel.function(\"PATTERN\")'` lists the functions"),
-                    ))
+                    ));
                 }
                 Err(_) => {}
             }
