@@ -23,6 +23,8 @@ cargo test --workspace --no-fail-fast "$@" || rc=$?
 # BPFTAP_VM_KERNELS and BPFTAP_VM_MODES choose others; BPFTAP_VM_JOBS runs that many VMs at
 # once (default 2, one per core). Outside CI, a missing prerequisite (no qemu to install, no
 # kernel to fetch) skips them with a message; under CI=true it fails the run.
+# SystemTap's T2 install checks (tests/compat/t2.txt, the examples that need kernel.function
+# probes) run in one more VM, on BPFTAP_VM_COMPAT_KERNELS (default newest; empty: none).
 vm_tests() {
     local kernels=(${BPFTAP_VM_KERNELS:-6.1 newest}) modes=(${BPFTAP_VM_MODES:-fentry kprobes})
     local jobs=${BPFTAP_VM_JOBS:-2} t0=$SECONDS k m i pids=() logs=() vm_rc=0
@@ -38,8 +40,12 @@ vm_tests() {
     export BPFTAP_E2E_BIN
     BPFTAP_E2E_BIN=$(cargo test --test e2e --no-run 2>&1 | sed -n 's/.*Executable .*(\(.*\)).*/\1/p')
     [ -x "$BPFTAP_E2E_BIN" ] || { echo "vm tests: no e2e binary from cargo"; return 1; }
+    export BPFTAP_COMPAT_BIN
+    BPFTAP_COMPAT_BIN=$(cargo test --test compat --no-run 2>&1 | sed -n 's/.*Executable .*(\(.*\)).*/\1/p')
+    [ -x "$BPFTAP_COMPAT_BIN" ] || { echo "vm tests: no compat binary from cargo"; return 1; }
+    local compat_kernels=(${BPFTAP_VM_COMPAT_KERNELS-newest})
     if [ "$skip_or_fail" = skip ]; then
-        for k in "${kernels[@]}"; do
+        for k in "${kernels[@]}" "${compat_kernels[@]}"; do
             tests/vm/run-in-vm.sh "$k" -- true || {
                 echo "vm tests: cannot boot kernel $k: skipped (they fail the run under CI=true)"
                 return 0
@@ -53,6 +59,12 @@ vm_tests() {
             tests/vm/run-e2e.sh "$k" "$m" >"${logs[-1]}" 2>&1 &
             pids+=($!)
         done
+    done
+    for k in "${compat_kernels[@]}"; do
+        while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do sleep 1; done
+        logs+=("$(mktemp "${TMPDIR:-/tmp}/bpftap-vm-compat-$k.XXXXXX")")
+        tests/vm/run-compat.sh "$k" >"${logs[-1]}" 2>&1 &
+        pids+=($!)
     done
     for i in "${!pids[@]}"; do
         wait "${pids[$i]}" || vm_rc=1

@@ -31,6 +31,8 @@ pub const TAPSETS: &[(&str, &str)] = &[
     ("irq.stp", include_str!("../tapsets/irq.stp")),
     ("ioblock.stp", include_str!("../tapsets/ioblock.stp")),
     ("vm.stp", include_str!("../tapsets/vm.stp")),
+    ("netdev.stp", include_str!("../tapsets/netdev.stp")),
+    ("queue_stats.stp", include_str!("../tapsets/queue_stats.stp")),
     ("oneshot.stp", include_str!("../tapsets/oneshot.stp")),
     ("ansi.stp", include_str!("../tapsets/ansi.stp")),
     ("stopwatch.stp", include_str!("../tapsets/stopwatch.stp")),

@@ -79,6 +79,9 @@ pub struct StapOptions {
     /// The pass-5 runtime: bpftap is always its own BPF runtime (`kernel`, `bpf` accepted).
     #[arg(long = "runtime", value_name = "MODE")]
     runtime_mode: Option<String>,
+    /// SystemTap's `--runtime=bpf` (no effect: bpftap's runtime is its own BPF one).
+    #[arg(long = "bpf")]
+    bpf_runtime: bool,
     /// Use a compile server: refused, bpftap compiles locally in milliseconds.
     #[arg(long = "use-server", value_name = "SERVER", num_args = 0..=1)]
     use_server: Option<Vec<String>>,
@@ -160,6 +163,7 @@ impl StapOptions {
             &self.symbol_objects,
             self.ldd,
             self.all_modules,
+            self.bpf_runtime,
             self.suppress_handler_errors,
             self.suppress_time_limits,
             &self.compatible,
@@ -192,7 +196,7 @@ mod tests {
             &["--all-modules", "--ldd", "-k", "-u", "-b", "-P"][..],
             &["-d", "/bin/ls", "-d", "kernel", "-B", "V=1", "-R", "/tmp"],
             &["--suppress-handler-errors", "--suppress-time-limits", "--compatible", "4.0"],
-            &["-r", "6.18.0", "-a", "x86_64", "--runtime", "bpf"],
+            &["-r", "6.18.0", "-a", "x86_64", "--runtime", "bpf", "--bpf"],
             &["-r", "/lib/modules/6.18.0/build"],
         ] {
             assert!(check(args).is_ok(), "{args:?}");

@@ -95,7 +95,7 @@ pub fn elaborate(input: &Input<'_>, kernel: &dyn KernelInfo) -> (Elaborated, Vec
                     // A function has no target variables, but `@defined(@cast(...)->m)` asks
                     // the kernel's types.
                     if let ast::FunctionBody::Script(body) = &mut f.body {
-                        fold_defined_block(body, &ProbeContext { format: None, function: None, kernel });
+                        fold_defined_block(body, &ProbeContext { format: None, function: None, kernel, page: false });
                     }
                     add_function(&mut out.functions, &f)
                 }
@@ -209,6 +209,7 @@ impl Ctx<'_> {
                             format: r.format.as_ref(),
                             function: r.function.as_ref(),
                             kernel: self.kernel,
+                            page: matches!(r.target, Target::Page { .. }),
                         };
                         fold_defined_block(&mut body, &cx);
                         if let Some(record) = record {
@@ -407,21 +408,29 @@ impl Ctx<'_> {
     ) {
         for inner in inner {
             match self.resolve(&inner, depth + 1) {
-                Ok(list) => {
-                    for mut r in list {
-                        r.user_point = name_text.to_string();
-                        // The inner alias's code runs first: it sets the variables the outer
-                        // alias's code reads.
-                        match alias.kind {
-                            AliasKind::Prologue => r.prologue.push(alias.body.clone()),
-                            AliasKind::Epilogue => r.epilogue.push(alias.body.clone()),
-                        }
-                        found.push(r);
-                    }
+                Ok(list) if inner.sufficient => {
+                    self.push_expanded(alias, name_text, list, found);
+                    break;
                 }
+                Ok(list) => self.push_expanded(alias, name_text, list, found),
+                Err(_) if inner.sufficient => {}
                 Err(e) if !wildcard && !inner.optional => *failure = Some(e),
                 Err(_) => {}
             }
+        }
+    }
+
+    /// Points an alias's point resolved to, each with the alias's body around it.
+    fn push_expanded(&self, alias: &ast::Alias, name_text: &str, list: Vec<Resolved>, found: &mut Vec<Resolved>) {
+        for mut r in list {
+            r.user_point = name_text.to_string();
+            // The inner alias's code runs first: it sets the variables the outer alias's code
+            // reads.
+            match alias.kind {
+                AliasKind::Prologue => r.prologue.push(alias.body.clone()),
+                AliasKind::Epilogue => r.epilogue.push(alias.body.clone()),
+            }
+            found.push(r);
         }
     }
 
@@ -752,15 +761,29 @@ impl Ctx<'_> {
                     epilogue: vec![],
                 }])
             }
-            ["kernel", "function"] | ["kernel", "function", "call"] | ["kernel", "function", "return"] => {
+            // `kprobe.function` is untyped in SystemTap; bpftap types it from BTF all the same.
+            [family @ ("kernel" | "kprobe"), "function"]
+            | [family @ ("kernel" | "kprobe"), "function", "call" | "return"] => {
                 let Some(Literal::String(pattern)) = &comps[1].arg else {
                     return Err(Unresolved::Failed(Diagnostic::error(
                         "E0108",
-                        "`kernel.function` needs a function name such as \"vfs_read\"",
+                        format!("`{family}.function` needs a function name such as \"vfs_read\""),
                         point.span,
                     )));
                 };
+                self.unprobeable_functions(point)?;
                 self.kernel_function(pattern, names.last() == Some(&"return"), point)
+            }
+            ["module", "function"] | ["module", "function", "call" | "return"] => {
+                let (Some(Literal::String(module)), Some(Literal::String(_))) = (&comps[0].arg, &comps[1].arg) else {
+                    return Err(Unresolved::Failed(Diagnostic::error(
+                        "E0108",
+                        "write a module function probe as module(\"nfsd\").function(\"nfsd_open\")",
+                        point.span,
+                    )));
+                };
+                self.unprobeable_functions(point)?;
+                Err(Unresolved::Failed(self.module_function_error(module, point)))
             }
             ["kernel", "trace"] => {
                 let Some(Literal::String(spec)) = &comps[1].arg else {
@@ -773,6 +796,42 @@ impl Ctx<'_> {
                 self.kernel_trace(spec, point)
             }
             _ => Err(Unresolved::Unknown),
+        }
+    }
+
+    /// A `kernel.function` point marked `?` or `!` on a kernel that cannot probe functions
+    /// (no kprobes, no BPF trampolines): not resolved, so that the next point (a tracepoint,
+    /// in tapsets) is taken instead of failing at attach time.
+    fn unprobeable_functions(&self, point: &ProbePoint) -> Result<(), Unresolved> {
+        if (point.optional || point.sufficient) && !self.kernel.probes_functions() {
+            return Err(Unresolved::Failed(Diagnostic::error(
+                "E0109",
+                "this kernel cannot probe its functions (no kprobes, no fentry)",
+                point.span,
+            )));
+        }
+        Ok(())
+    }
+
+    /// `module("m").function(...)`: a module's functions are in its own BTF
+    /// (`/sys/kernel/btf/m`, once loaded), which bpftap does not read yet.
+    fn module_function_error(&self, module: &str, point: &ProbePoint) -> Diagnostic {
+        let loaded = std::path::Path::new("/sys/module").join(module).exists();
+        let d = Diagnostic::error(
+            "E0109",
+            if loaded {
+                format!("bpftap cannot probe the functions of module `{module}` yet (only the kernel's own)")
+            } else {
+                format!("module `{module}` is not loaded in kernel {}", self.kernel.release())
+            },
+            point.span,
+        );
+        if loaded {
+            d.with_help(
+                "probe a kernel function that calls into the module: `bpftap -l 'kernel.function(\"PATTERN\")'`",
+            )
+        } else {
+            d.with_help(format!("load it first (`modprobe {module}`)"))
         }
     }
 
@@ -823,10 +882,18 @@ impl Ctx<'_> {
                     });
                 }
                 Err(e) if !is_pattern(pattern) => {
+                    // Functions get renamed, inlined or dropped between releases: say which
+                    // kernel this one is missing from.
+                    let message = match e {
+                        KernelError::NoFunction(f) => {
+                            format!("Linux {} has no function `{f}` (none in its BTF)", self.kernel.release())
+                        }
+                        e => e.to_string(),
+                    };
                     return Err(Unresolved::Failed(
-                        Diagnostic::error("E0109", e.to_string(), point.span)
+                        Diagnostic::error("E0109", message, point.span)
                             .with_help("`bpftap -l 'kernel.function(\"PATTERN\")'` lists the functions"),
-                    ))
+                    ));
                 }
                 Err(_) => {}
             }
@@ -1079,6 +1146,8 @@ struct ProbeContext<'a> {
     format: Option<&'a TracepointFormat>,
     function: Option<&'a FunctionSig>,
     kernel: &'a dyn KernelInfo,
+    /// A page probe (`prometheus`), whose text is what it prints.
+    page: bool,
 }
 
 impl ProbeContext<'_> {
@@ -1199,7 +1268,22 @@ fn fold_defined_expr(e: &mut Expr, cx: &ProbeContext<'_>) {
                 e.kind = Number((n == 0) as i64);
             }
         }
+        // SystemTap's `returnval()` (embedded C there): the probed function's or syscall's
+        // result, in a return probe.
+        Call { name, args } if name == "returnval" && args.is_empty() => {
+            let field = ["return", "ret"].into_iter().find(|f| cx.format.is_some_and(|fm| fm.field(f).is_some()));
+            if let Some(field) = field {
+                e.kind = TargetVar(field.to_string());
+            }
+        }
         Call { args, .. } => args.iter_mut().for_each(|a| fold_defined_expr(a, cx)),
+        // SystemTap's procfs probes append their text to `$value`; a page probe prints it.
+        Assign { op: ast::AssignOp::Op(ast::BinaryOp::Concat), target, value }
+            if cx.page && matches!(&target.kind, TargetVar(v) if v == "value") =>
+        {
+            fold_defined_expr(value, cx);
+            e.kind = Call { name: "print".into(), args: vec![(**value).clone()] };
+        }
         Binary { lhs, rhs, .. } | Compare { lhs, rhs, .. } => {
             fold_defined_expr(lhs, cx);
             fold_defined_expr(rhs, cx);

@@ -173,6 +173,12 @@ pub trait KernelInfo {
     fn functions(&self) -> Vec<String> {
         Vec::new()
     }
+    /// Whether this kernel can probe its functions at all (kprobes, or BPF trampolines for
+    /// fentry/fexit). A `kernel.function` point marked `?` or `!` is skipped where it cannot,
+    /// so that a tapset alias falls back to tracepoints.
+    fn probes_functions(&self) -> bool {
+        false
+    }
 }
 
 /// The type `@cast(addr, name, module)` names: from C headers when `module` is some
@@ -192,6 +198,8 @@ pub struct Fixture {
     pub tracepoints: BTreeMap<(String, String), TracepointFormat>,
     pub config: BTreeMap<String, String>,
     pub functions: BTreeMap<String, FunctionSig>,
+    /// What [`KernelInfo::probes_functions`] answers.
+    pub probes_functions: bool,
 }
 
 impl KernelInfo for Fixture {
@@ -224,5 +232,9 @@ impl KernelInfo for Fixture {
 
     fn functions(&self) -> Vec<String> {
         self.functions.keys().cloned().collect()
+    }
+
+    fn probes_functions(&self) -> bool {
+        self.probes_functions
     }
 }

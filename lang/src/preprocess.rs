@@ -135,10 +135,17 @@ impl Ctx<'_> {
                     i = self.expand(toks, i, out, depth);
                 }
                 // `probe $1.call`: in a probe point name, `$N` stands for the tokens of the
-                // argument's text, as in SystemTap. Elsewhere it stays an expression.
+                // argument's text, as in SystemTap; so does a `$N` called (`$3(acc[i])` with
+                // `@sum`) and one whose text is more than one token (`tid()`). Elsewhere it
+                // stays an expression, a number.
                 Token::DollarArg(n)
                     if matches!(out.last(), Some((Token::Probe | Token::Dot, _)))
-                        || matches!(toks.get(i + 1), Some((Token::Dot, _))) =>
+                        || matches!(toks.get(i + 1), Some((Token::Dot | Token::LParen, _)))
+                        || self
+                            .env
+                            .script_args
+                            .get((*n as usize).wrapping_sub(1))
+                            .is_some_and(|arg| crate::lexer::lex(arg, span.file).0.len() > 1) =>
                 {
                     match self.env.script_args.get((*n as usize).wrapping_sub(1)) {
                         Some(arg) => {

@@ -622,7 +622,7 @@ impl<'a> Ctx<'a> {
                     if name == "value" {
                         d = d.with_help(
                             "bpftap has no procfs probes and so no `$value`: a `probe prometheus` prints its \
-                             text instead, e.g. `print(\"m 1\\n\")`",
+                             text instead, e.g. `print(\"m 1\\n\")` (`$value .= text` there prints too)",
                         );
                     }
                     self.diags.push(d);

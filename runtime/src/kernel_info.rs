@@ -253,6 +253,17 @@ impl KernelInfo for LiveKernel {
         names
     }
 
+    /// kprobes (tracefs has `kprobe_events`) or ftrace's function list readable, which fentry
+    /// needs: Firecracker's kernel has neither, Debian's has both.
+    fn probes_functions(&self) -> bool {
+        let Ok(tracefs) = self.tracefs() else { return false };
+        let mut first = [0u8; 1];
+        tracefs.join("kprobe_events").exists()
+            || fs::File::open(tracefs.join("available_filter_functions"))
+                .and_then(|mut f| f.read(&mut first))
+                .is_ok_and(|n| n > 0)
+    }
+
     fn member(&self, id: TypeId, member: &str) -> Result<(u32, TypeId), KernelError> {
         let name = match self.type_of(id) {
             Ok(CType::Struct { name, .. }) => name,

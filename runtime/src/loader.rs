@@ -205,12 +205,17 @@ pub fn attach(
                         )));
                     };
                     let prog = load(kname, prog_type::KPROBE, 0, 0)?;
-                    let event = probe_event("kprobe", name, 0, *ret, prog.as_fd()).map_err(|kprobe_error| {
-                        attach_error(format!(
+                    let event = probe_event("kprobe", name, 0, *ret, prog.as_fd())
+                        .or_else(|e| match crate::symbols::compiler_clone(name) {
+                            Some(clone) => probe_event("kprobe", &clone, 0, *ret, prog.as_fd()),
+                            None => Err(e),
+                        })
+                        .map_err(|kprobe_error| {
+                            attach_error(format!(
                             "this kernel allows neither fentry/fexit ({fentry_error}) nor kprobes ({kprobe_error}); \
                              kernel.function probes need one of them (CONFIG_KPROBES, or BPF trampolines)"
                         ))
-                    })?;
+                        })?;
                     held.extend([prog, event]);
                 }
             }

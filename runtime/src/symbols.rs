@@ -117,6 +117,18 @@ fn kallsyms() -> &'static Kallsyms {
     })
 }
 
+/// The kernel's own copy of function `name` that the compiler specialised and renamed
+/// (`finish_task_switch.isra.0`, `.constprop.0`, `.part.0`; not a `.cold` part), for a kprobe
+/// when `name` itself is not in kallsyms. BTF still names it `name`.
+pub fn compiler_clone(name: &str) -> Option<String> {
+    let prefix = format!("{name}.");
+    kallsyms()
+        .symbols
+        .iter()
+        .find(|(_, sym, module)| module.is_empty() && sym.starts_with(&prefix) && !sym.ends_with(".cold"))
+        .map(|(_, sym, _)| sym.clone())
+}
+
 /// The kernel symbol holding `addr` (root reads real addresses from /proc/kallsyms).
 pub fn kernel_symbol(addr: u64) -> Option<KernelSymbol<'static>> {
     kallsyms().find(addr)
