@@ -43,6 +43,7 @@ echo "kernel: \$(uname -r)"
 echo "snoop rc=\$?"
 "$BIN" run "$DIR/fork.bo" -T 30 -c "/bin/sh -c '/bin/true; /bin/true'" 2>&1
 "$BIN" run "$DIR/server.bo" -T 30 -c "/bin/sh -c '/bin/true; /bin/true'" 2>&1
+echo "server rc=\$?"
 GUEST
 chmod +x "$DIR/guest.sh"
 set +e
@@ -61,6 +62,7 @@ check "snoop.bo reads the members where this kernel has them" 'python3\[[0-9]+\]
 if grep -q "^kernel: 6\.1\." <<<"$out"; then
     check "server.bo is refused, naming the member and both kernels" \
         "server\.bo: the object was compiled on $(uname -r) \(x86_64\) and cannot run on 6\.1\..*: member \`dl_server\` of struct task_struct: no such member here$"
+    check "server.bo exits non-zero" '^server rc=[1-9]'
 else
     check "server.bo reads a member this kernel has" '^dl_server -?[0-9]+$'
 fi
