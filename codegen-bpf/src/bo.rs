@@ -28,10 +28,8 @@
 //! by [`check`] before the runtime indexes anything with it. The kernel's verifier remains
 //! the safety net for the programs themselves.
 
-use std::collections::HashMap;
-
 use lang::builtins::{Lowering, Signature, BUILTINS};
-use lang::ir::{InstKind, Program, Target};
+use lang::ir::{BinOp, InstKind, MemberOffset, Operand, Program, Target, Var};
 use lang::kernel::KernelInfo;
 use lang::span::{FileId, SourceKind, SourceMap, Span};
 use object::{Object as _, ObjectSection as _, ObjectSymbol as _};
@@ -47,7 +45,7 @@ pub const SECTION: &str = ".bpftap";
 /// The first bytes of [`SECTION`].
 pub const MAGIC: &[u8; 8] = b"BPFTAPBO";
 /// Bumped whenever the body's layout changes; an object of another version is refused.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 const CHECKSUM_AT: usize = 12;
 const VERSION_AT: usize = 16;
@@ -227,9 +225,9 @@ pub fn read(bytes: &[u8], bpftap_version: &str) -> Result<BoObject, BoError> {
 
 impl BoObject {
     /// Fits the object to `kernel`, the one it is about to run on: checks every fact it was
-    /// compiled with (see [`kernel_facts`]) and moves the tracepoint fields that sit
-    /// elsewhere there. A fact that fails is the error, naming what was asked and both
-    /// kernels.
+    /// compiled with (see [`kernel_facts`]) and moves the tracepoint fields and struct
+    /// members that sit elsewhere there, in the instructions and in the IR (which user-space
+    /// handlers run). A fact that fails is the error, naming what was asked and both kernels.
     pub fn fit_kernel(&mut self, kernel: &dyn KernelInfo) -> Result<(), BoError> {
         let compiled_on = format!("{} ({})", self.compiled_for.release, self.compiled_for.arch);
         let running = format!("{} ({})", kernel.release(), kernel.arch());
@@ -239,26 +237,40 @@ impl BoObject {
             return Err(refuse("its code is for another architecture".into()));
         }
         let moves = kernel_facts::check(&self.compiled_for.facts, kernel).map_err(refuse)?;
-        for probe in &self.compiled.kernel_probes {
-            let Target::Tracepoint { group, event, .. } = &probe.target else {
-                continue;
-            };
-            let to: HashMap<u32, u32> =
-                moves.iter().filter(|m| m.group == *group && m.event == *event).map(|m| (m.was, m.is)).collect();
-            let Some(spec) = self.compiled.object.programs.iter_mut().find(|p| p.name == probe.name) else {
-                continue;
+        let member_move =
+            |m: &MemberOffset| moves.members.iter().find(|mv| mv.id == m.ty && mv.member == m.member).map(|mv| mv.is);
+        let CompiledScript { program, object, kernel_probes, .. } = &mut self.compiled;
+        for spec in &mut object.programs {
+            let tracepoint = kernel_probes.iter().find(|p| p.name == spec.name).and_then(|p| match &p.target {
+                Target::Tracepoint { group, event, .. } => Some((group, event)),
+                _ => None,
+            });
+            let field_move = |was: u32| {
+                let (group, event) = tracepoint?;
+                moves.fields.iter().find(|m| m.group == *group && m.event == *event && m.was == was).map(|m| m.is)
             };
             for r in &mut spec.field_relocs {
-                let Some(&is) = to.get(&r.offset) else {
+                let Some(is) = r.member.as_ref().map_or_else(|| field_move(r.offset), member_move) else {
                     continue;
                 };
                 let insn = &mut spec.insns[r.insn_index];
                 if insn.class() == insn::class::LDX {
                     insn.off = i16::try_from(is).map_err(|_| BoError::Malformed(format!("offset {is} is too far")))?;
                 } else {
-                    insn.imm = is as i32;
+                    insn.imm = i32::try_from(is).map_err(|_| BoError::Malformed(format!("offset {is} is too far")))?;
                 }
                 r.offset = is;
+            }
+        }
+        for func in program.handlers.iter_mut().map(|h| &mut h.func) {
+            let moved: Vec<(Var, u32)> =
+                func.member_offsets.iter().filter_map(|(v, m)| Some((*v, member_move(m)?))).collect();
+            for inst in func.blocks.values_mut().flat_map(|b| &mut b.insts) {
+                if let InstKind::Binary { op: BinOp::Add, dst, rhs, .. } = &mut inst.kind {
+                    if let Some((_, is)) = moved.iter().find(|(v, _)| v == dst) {
+                        *rhs = Operand::Imm(*is as i64);
+                    }
+                }
             }
         }
         Ok(())
@@ -324,11 +336,12 @@ pub fn check(compiled: &CompiledScript, sources: &SourceMap) -> Result<(), Strin
     }
     for spec in &object.programs {
         for r in &spec.field_relocs {
-            // Only the two forms `emit` writes, so that moving a field rewrites nothing else.
+            // Only the forms `emit` writes, so that moving a field rewrites nothing else: a
+            // context load or an add for a tracepoint field, an add for a member.
             let holds_offset = spec.insns.get(r.insn_index).is_some_and(|i| {
                 let ctx_load = i.class() == insn::class::LDX && i.src == 6 && i.off as i64 == r.offset as i64;
                 let add = *i == insn::alu64_imm(insn::AluOp::Add, insn::Reg(i.dst), r.offset as i32);
-                ctx_load || add
+                add || (ctx_load && r.member.is_none())
             });
             if !holds_offset {
                 return Err(format!(
@@ -436,10 +449,13 @@ fn check_references(program: &Program) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
+    use lang::elaborate::{self, Input};
     use lang::ir::{Function, GlobalDecl, Handler, Inst, Ty};
     use lang::kernel::{Fixture, TracepointField, TracepointFormat};
+    use lang::preprocess::{Macros, PreprocessEnv};
 
     use super::*;
+    use crate::kernel_facts::tests::Types;
 
     fn connect_kernel(uservaddr_offset: u32) -> Fixture {
         let field = |name: &str, offset| TracepointField {
@@ -535,5 +551,80 @@ mod tests {
         other_arch.compiled_for.arch = "aarch64".into();
         let refused = other_arch.fit_kernel(&connect_kernel(24)).unwrap_err().to_string();
         assert!(refused.ends_with("its code is for another architecture"), "{refused}");
+    }
+
+    /// The object of a script printing `task_current()->cred->euid`, compiled on `kernel`
+    /// (as `-p4 -m` does: its questions recorded), written and read back.
+    fn object_reading_euid(kernel: &Types) -> BoObject {
+        let text = r#"probe kernel.trace("syscalls:sys_enter_getppid") {
+            printf("%d\n", @cast(task_current(), "task_struct")->cred->euid) }"#;
+        let mut sources = SourceMap::default();
+        let file = sources.add("t.stp", text, SourceKind::Script);
+        let (script, diags) = lang::parse::parse(&sources, file, &PreprocessEnv::default(), &mut Macros::default());
+        assert!(diags.is_empty(), "parse: {diags:?}");
+        let recorder = Recorder::new(kernel);
+        let (elaborated, diags) = elaborate::elaborate(&Input { script: &script, tapsets: &[] }, &recorder);
+        assert!(diags.is_empty(), "elaborate: {diags:?}");
+        let (types, diags) = lang::types::check(&elaborated, &Default::default());
+        assert!(diags.is_empty(), "types: {diags:?}");
+        let (program, diags) = lang::lower::lower(&elaborated, &types, &recorder, &Default::default());
+        assert!(diags.is_empty(), "lower: {diags:?}");
+        let compiled = compile::compile(program).expect("the handler compiles");
+        read(&write(&compiled, &sources, "test", &recorder), "test").expect("the object reads back")
+    }
+
+    /// Each struct member relocation of the object's one program: the member, the offset it
+    /// records, the immediate of the `add` it points at, and the offset the IR adds.
+    fn member_offsets(object: &BoObject) -> Vec<(String, u32, i32, i64)> {
+        let spec = &object.compiled.object.programs[0];
+        let func = &object.compiled.program.handlers[0].func;
+        let ir_offset = |v: Var| {
+            let adds = func.blocks.values().flat_map(|b| &b.insts).filter_map(|i| match i.kind {
+                InstKind::Binary { op: BinOp::Add, dst, rhs: Operand::Imm(imm), .. } if dst == v => Some(imm),
+                _ => None,
+            });
+            adds.collect::<Vec<_>>()
+        };
+        let relocs = spec.field_relocs.iter().filter_map(|r| Some((r, r.member.as_ref()?)));
+        relocs
+            .map(|(r, m)| {
+                let (v, _) = func.member_offsets.iter().find(|(_, n)| n == m).expect("the IR notes the member");
+                let [ir] = ir_offset(*v)[..] else { panic!("one add sets {v}") };
+                (m.member.clone(), r.offset, spec.insns[r.insn_index].imm, ir)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_struct_member_elsewhere_is_relocated() {
+        let mut object = object_reading_euid(&Types::new(10, 1736));
+        let compiled_here = [("cred".to_string(), 1736, 1736, 1736), ("euid".to_string(), 20, 20, 20)];
+        assert_eq!(member_offsets(&object), compiled_here);
+        assert_eq!(object.fit_kernel(&Types::new(500, 1736)), Ok(()));
+        assert_eq!(member_offsets(&object), compiled_here);
+        assert_eq!(object.fit_kernel(&Types::new(500, 3392)), Ok(()));
+        assert_eq!(member_offsets(&object), [("cred".to_string(), 3392, 3392, 3392), ("euid".to_string(), 20, 20, 20)]);
+        assert_eq!(check(&object.compiled, &object.sources), Ok(()));
+    }
+
+    #[test]
+    fn a_struct_member_that_cannot_be_resolved_is_an_error() {
+        let mut object = object_reading_euid(&Types::new(10, 1736));
+        let no_cred = Types { cred_offset: None, ..Types::new(500, 0) };
+        let arch = std::env::consts::ARCH;
+        assert_eq!(
+            object.fit_kernel(&no_cred).unwrap_err().to_string(),
+            format!(
+                "the object was compiled on test-10 ({arch}) and cannot run on test-500 ({arch}): member `cred` of \
+                 struct task_struct: no such member here"
+            )
+        );
+        let wider = Types { euid_size: 8, ..Types::new(500, 3392) };
+        let resized = object.fit_kernel(&wider).unwrap_err().to_string();
+        assert!(
+            resized.ends_with("uint32 is an unsigned integer of 8 bytes here, and was an unsigned integer of 4 bytes"),
+            "{resized}"
+        );
+        assert_eq!(member_offsets(&object)[0].2, 1736, "nothing moves in an object that is refused");
     }
 }

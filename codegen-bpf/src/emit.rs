@@ -142,7 +142,7 @@ impl Rodata {
 pub struct Emitted {
     pub insns: Vec<Insn>,
     pub relocs: Vec<Reloc>,
-    /// The instructions holding a tracepoint record field's offset.
+    /// The instructions holding a tracepoint record field's or a kernel struct member's offset.
     pub field_relocs: Vec<FieldReloc>,
     /// `(first instruction, span)` for each IR instruction, in order.
     pub spans: Vec<(usize, Span)>,
@@ -990,6 +990,14 @@ impl Emitter<'_> {
                         if i32::try_from(imm).is_ok()
                             && (!matches!(op, BinOp::Shl | BinOp::Shr) || (0..64).contains(&imm)) =>
                     {
+                        if let Some(member) = self.func.member_offset(*dst) {
+                            let reloc = FieldReloc {
+                                insn_index: self.insns.len(),
+                                offset: imm as u32,
+                                member: Some(member.clone()),
+                            };
+                            self.field_relocs.push(reloc);
+                        }
                         self.push(insn::alu64_imm(alu, Reg::R0, imm as i32));
                     }
                     _ => {
@@ -1663,7 +1671,7 @@ impl Emitter<'_> {
     /// The next instruction holds the offset of the tracepoint record field at `offset`
     /// (`ldx [ctx + offset]` or `add r, offset`), which a `.bo` moves on another kernel.
     fn field_reloc(&mut self, offset: u32) {
-        self.field_relocs.push(FieldReloc { insn_index: self.insns.len(), offset });
+        self.field_relocs.push(FieldReloc { insn_index: self.insns.len(), offset, member: None });
     }
 
     fn sign_extend(&mut self, r: Reg, size: u8) {

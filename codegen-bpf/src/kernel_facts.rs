@@ -9,11 +9,13 @@
 //! differ between kernels, so ids in answers are mapped to the running kernel's as the replay
 //! meets them; every id in a question came from an earlier answer.
 //!
-//! A tracepoint field at another offset (same size) is a relocation: [`check`] returns the
-//! moves, and `bo` rewrites the instructions that hold the offset (`ProgramSpec::field_relocs`).
-//! The BTF facts are checks only: an object whose answers differ is refused, not rewritten.
-//! The record is conservative: a question whose answer the code did not end up using (an
-//! alias variable optimized away) still has to be answered the same way.
+//! A tracepoint field or a struct member at another offset is a relocation: [`check`]
+//! returns the moves, and `bo` rewrites the instructions that hold the offset
+//! (`ProgramSpec::field_relocs`). A field must keep its size; a member's type must keep its
+//! shape (kind and size), which the replay checks as it meets the member type's `Shape`
+//! fact. Every other answer is a check only: an object whose answers differ is refused, not
+//! rewritten. The record is conservative: a question whose answer the code did not end up
+//! using (an alias variable optimized away) still has to be answered the same way.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -187,11 +189,28 @@ pub struct FieldMove {
     pub is: u32,
 }
 
-/// Asks `kernel` every question of `facts`: the tracepoint fields to move, or the first
+/// A struct member that `kernel` has at another offset: member `member` of the compiling
+/// kernel's type `id` (as `ir::MemberOffset` names it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberMove {
+    pub id: TypeId,
+    pub member: String,
+    pub was: u32,
+    pub is: u32,
+}
+
+/// What sits elsewhere on the running kernel.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Moves {
+    pub fields: Vec<FieldMove>,
+    pub members: Vec<MemberMove>,
+}
+
+/// Asks `kernel` every question of `facts`: the fields and members to move, or the first
 /// answer that differs otherwise, as a phrase naming what was asked and both answers.
-pub fn check(facts: &[KernelFact], kernel: &dyn KernelInfo) -> Result<Vec<FieldMove>, String> {
+pub fn check(facts: &[KernelFact], kernel: &dyn KernelInfo) -> Result<Moves, String> {
     let mut ids = IdMap::default();
-    let mut moves = Vec::new();
+    let mut moves = Moves::default();
     for fact in facts {
         match fact {
             KernelFact::TracepointField { group, event, field, offset, size } => {
@@ -203,7 +222,7 @@ pub fn check(facts: &[KernelFact], kernel: &dyn KernelInfo) -> Result<Vec<FieldM
                         return Err(format!("{what} has {} bytes here, and had {size}", f.size));
                     }
                     Some(f) if f.offset != *offset => {
-                        moves.push(FieldMove {
+                        moves.fields.push(FieldMove {
                             group: group.clone(),
                             event: event.clone(),
                             was: *offset,
@@ -242,9 +261,11 @@ pub fn check(facts: &[KernelFact], kernel: &dyn KernelInfo) -> Result<Vec<FieldM
                 let Some(here_id) = ids.get(*id) else { continue };
                 let what = format!("member `{member}` of {name}");
                 match (at, kernel.member(here_id, member).ok()) {
-                    (Some((was, was_ty)), Some((is, is_ty))) if *was == is => ids.bind(*was_ty, is_ty, &what)?,
-                    (Some((was, _)), Some((is, _))) => {
-                        return Err(format!("{what} is at offset {is} here, and was at offset {was}"));
+                    (Some((was, was_ty)), Some((is, is_ty))) => {
+                        ids.bind(*was_ty, is_ty, &what)?;
+                        if *was != is {
+                            moves.members.push(MemberMove { id: *id, member: member.clone(), was: *was, is });
+                        }
                     }
                     (None, None) => {}
                     (Some(_), None) => return Err(format!("{what}: no such member here")),
@@ -333,22 +354,28 @@ impl IdMap {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::collections::HashMap;
 
-    use lang::kernel::{KernelError, KernelInfo, TracepointFormat};
+    use lang::kernel::{KernelError, KernelInfo, TracepointField, TracepointFormat};
 
     use super::*;
 
-    /// A kernel with `task_struct { ...; struct cred *cred at cred_offset }` and
-    /// `cred { ...; uid euid at 20 }`, its type ids starting at `base` (ids differ between
-    /// kernels).
-    struct Types {
-        base: TypeId,
-        cred_offset: u32,
+    /// A kernel with `task_struct { ...; struct cred *cred at cred_offset }` (no `cred`
+    /// member when `None`) and `cred { ...; uid euid at 20 }` (an unsigned integer of
+    /// `euid_size` bytes), its type ids starting at `base` (ids differ between kernels), and
+    /// one tracepoint, `syscalls:sys_enter_getppid`.
+    pub(crate) struct Types {
+        pub base: TypeId,
+        pub cred_offset: Option<u32>,
+        pub euid_size: u32,
     }
 
     impl Types {
+        pub(crate) fn new(base: TypeId, cred_offset: u32) -> Types {
+            Types { base, cred_offset: Some(cred_offset), euid_size: 4 }
+        }
+
         fn ids(&self) -> (TypeId, TypeId, TypeId, TypeId) {
             (self.base, self.base + 1, self.base + 2, self.base + 3)
         }
@@ -356,16 +383,26 @@ mod tests {
 
     impl KernelInfo for Types {
         fn tracepoint(&self, group: &str, event: &str) -> Result<TracepointFormat, KernelError> {
-            Err(KernelError::NoTracepoint(group.into(), event.into()))
+            if (group, event) != ("syscalls", "sys_enter_getppid") {
+                return Err(KernelError::NoTracepoint(group.into(), event.into()));
+            }
+            let nr =
+                TracepointField { name: "__syscall_nr".into(), c_type: "int".into(), offset: 8, size: 4, signed: true };
+            Ok(TracepointFormat {
+                group: group.into(),
+                event: event.into(),
+                common_fields: Vec::new(),
+                fields: vec![nr],
+            })
         }
         fn tracepoints(&self) -> Vec<(String, String)> {
-            Vec::new()
+            vec![("syscalls".into(), "sys_enter_getppid".into())]
         }
         fn release(&self) -> String {
             format!("test-{}", self.base)
         }
         fn arch(&self) -> String {
-            "x86_64".into()
+            std::env::consts::ARCH.into()
         }
         fn config(&self, _: &str) -> Option<String> {
             None
@@ -382,15 +419,15 @@ mod tests {
                 (task, CType::Struct { name: "task_struct".into(), size: 4096 }),
                 (cred_ptr, CType::Pointer { to: cred }),
                 (cred, CType::Struct { name: "cred".into(), size: 128 }),
-                (uid, CType::Int { size: 4, signed: false }),
+                (uid, CType::Int { size: self.euid_size, signed: false }),
             ]);
             shapes.get(&id).cloned().ok_or(KernelError::NoType(format!("#{id}")))
         }
         fn member(&self, id: TypeId, member: &str) -> Result<(u32, TypeId), KernelError> {
             let (task, cred_ptr, cred, uid) = self.ids();
-            match (id, member) {
-                (t, "cred") if t == task => Ok((self.cred_offset, cred_ptr)),
-                (c, "euid") if c == cred => Ok((20, uid)),
+            match (id, member, self.cred_offset) {
+                (t, "cred", Some(offset)) if t == task => Ok((offset, cred_ptr)),
+                (c, "euid", _) if c == cred => Ok((20, uid)),
                 _ => Err(KernelError::NoMember { ty: format!("#{id}"), member: member.into() }),
             }
         }
@@ -408,16 +445,29 @@ mod tests {
 
     #[test]
     fn btf_facts_are_replayed_through_other_type_ids() {
-        let compiling = Types { base: 10, cred_offset: 1736 };
+        let compiling = Types::new(10, 1736);
         let recorder = Recorder::new(&compiling);
         ask(&recorder);
         let facts = recorder.facts();
         assert_eq!(facts.len(), 6, "{facts:#?}");
-        assert_eq!(check(&facts, &compiling), Ok(vec![]));
-        assert_eq!(check(&facts, &Types { base: 500, cred_offset: 1736 }), Ok(vec![]));
+        assert_eq!(check(&facts, &compiling), Ok(Moves::default()));
+        assert_eq!(check(&facts, &Types::new(500, 1736)), Ok(Moves::default()));
+    }
+
+    #[test]
+    fn a_member_elsewhere_is_a_move_and_a_missing_or_resized_one_an_error() {
+        let compiling = Types::new(10, 1736);
+        let recorder = Recorder::new(&compiling);
+        ask(&recorder);
+        let facts = recorder.facts();
+        let moved = MemberMove { id: 10, member: "cred".into(), was: 1736, is: 3392 };
+        assert_eq!(check(&facts, &Types::new(500, 3392)), Ok(Moves { fields: vec![], members: vec![moved] }));
+        let no_cred = Types { cred_offset: None, ..Types::new(500, 0) };
+        assert_eq!(check(&facts, &no_cred), Err("member `cred` of struct task_struct: no such member here".into()));
+        let wider = Types { euid_size: 8, ..Types::new(500, 3392) };
         assert_eq!(
-            check(&facts, &Types { base: 500, cred_offset: 3392 }),
-            Err("member `cred` of struct task_struct is at offset 3392 here, and was at offset 1736".into())
+            check(&facts, &wider),
+            Err("uint32 is an unsigned integer of 8 bytes here, and was an unsigned integer of 4 bytes".into())
         );
     }
 }

@@ -38,6 +38,7 @@
 //!
 //! Invariant: the output depends only on the spec (no timestamps, no host data).
 
+use lang::ir::MemberOffset;
 use object::write::{Object, Relocation, SectionId, Symbol, SymbolId, SymbolSection};
 use object::{
     elf, Architecture, BinaryFormat, Endianness, RelocationFlags, SectionKind, SymbolFlags, SymbolKind, SymbolScope,
@@ -69,8 +70,8 @@ pub struct ProgramSpec {
     #[serde(skip)]
     pub insns: Vec<Insn>,
     pub relocs: Vec<Reloc>,
-    /// Where the program uses offsets of its tracepoint record's fields (none for other
-    /// programs): a `.bo` loaded on another kernel moves them (see `crate::bo`).
+    /// Where the program uses offsets of its tracepoint record's fields or of kernel struct
+    /// members: a `.bo` loaded on another kernel moves them (see `crate::bo`).
     pub field_relocs: Vec<FieldReloc>,
 }
 
@@ -82,13 +83,16 @@ pub struct Reloc {
     pub target: RelocTarget,
 }
 
-/// An instruction holding the offset of a field of the tracepoint record, the program's
-/// context: `ldx [ctx + offset]`, or `add r, offset` after `r = ctx`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// An instruction holding the offset of a field that another kernel may have elsewhere: a
+/// field of the tracepoint record, the program's context (`ldx [ctx + offset]`, or
+/// `add r, offset` after `r = ctx`), or a kernel struct member (`add r, offset`).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FieldReloc {
     pub insn_index: usize,
     /// The field's offset compiled in.
     pub offset: u32,
+    /// The struct member it is the offset of; `None` for a tracepoint record's field.
+    pub member: Option<MemberOffset>,
 }
 
 /// What a relocated `ld_imm64` loads.

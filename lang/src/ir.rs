@@ -337,6 +337,21 @@ pub struct Function {
     pub vars: PrimaryMap<Var, VarDecl>,
     pub blocks: PrimaryMap<Block, BlockData>,
     pub entry: Option<Block>,
+    /// The variables set by `Binary { op: Add, rhs: Imm(offset) }` where `offset` is a
+    /// kernel struct member's, with the member: another kernel may have it elsewhere, and a
+    /// compiled object moves it there (`codegen_bpf::kernel_facts`).
+    pub member_offsets: Vec<(Var, MemberOffset)>,
+}
+
+/// A struct member's offset as the compiling kernel's BTF gave it: what was asked,
+/// `member(ty, member)` (a member of an anonymous struct or union inside counts as the
+/// struct's own, as `KernelInfo::member` finds it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct MemberOffset {
+    /// The struct's BTF type id on the compiling kernel.
+    pub ty: crate::kernel::TypeId,
+    pub member: String,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -799,6 +814,11 @@ impl Function {
 
     pub fn ty(&self, v: Var) -> Ty {
         self.vars[v].ty
+    }
+
+    /// The member whose offset the instruction setting `v` adds, if it is one.
+    pub fn member_offset(&self, v: Var) -> Option<&MemberOffset> {
+        self.member_offsets.iter().find(|(w, _)| *w == v).map(|(_, m)| m)
     }
 }
 

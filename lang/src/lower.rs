@@ -967,8 +967,7 @@ impl Ctx<'_> {
                         return None;
                     }
                 };
-                let at = self.temp(Ty::Long);
-                self.emit(InstKind::Binary { op: BinOp::Add, dst: at, lhs: addr, rhs: Operand::Imm(off as i64) }, span);
+                let at = self.member_addr(addr, ty, name, off, span);
                 self.load_typed(at, mty, span)
             }
             ExprKind::Index { base, keys } if !matches!(base.kind, ExprKind::Ident(_)) => {
@@ -978,13 +977,9 @@ impl Ctx<'_> {
             ExprKind::AddressOf(inner) => match &inner.kind {
                 ExprKind::Member { base, name } => {
                     let (addr, ty) = self.typed(base)?;
-                    let (off, mty) = self.kernel_info.member(ty?, name).ok()?;
-                    let at = self.temp(Ty::Long);
-                    self.emit(
-                        InstKind::Binary { op: BinOp::Add, dst: at, lhs: addr, rhs: Operand::Imm(off as i64) },
-                        span,
-                    );
-                    Some((at, Some(mty)))
+                    let ty = ty?;
+                    let (off, mty) = self.kernel_info.member(ty, name).ok()?;
+                    Some((self.member_addr(addr, ty, name, off, span), Some(mty)))
                 }
                 // `&@cast(p, "T")`: the object's address, `p` (what `&@container_of(..)` is).
                 ExprKind::Cast { .. } => self.typed(inner),
@@ -1016,6 +1011,17 @@ impl Ctx<'_> {
             }
             _ => self.expr(e).map(|v| (v, None)),
         }
+    }
+
+    /// `addr + off`, the address of member `name` of the struct of type `ty` at `addr`. A
+    /// kernel struct's member offset is noted as such, for objects that run on other kernels.
+    fn member_addr(&mut self, addr: Var, ty: TypeId, name: &str, off: u32, span: Span) -> Var {
+        let at = self.temp(Ty::Long);
+        self.emit(InstKind::Binary { op: BinOp::Add, dst: at, lhs: addr, rhs: Operand::Imm(off as i64) }, span);
+        if self.space_of(ty) == ir::AddrSpace::Kernel {
+            self.func.member_offsets.push((at, ir::MemberOffset { ty, member: name.to_string() }));
+        }
+        at
     }
 
     /// `$ptr[i]` / `$s->arr[i]` / `@cast(p, "T")[i]`: the address and type of element i of a

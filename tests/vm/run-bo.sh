@@ -1,6 +1,6 @@
 #!/bin/bash
-# Compile once here, run there (issue 15): builds two .bo objects on this machine and runs
-# them inside a stock Debian kernel under QEMU, with run-in-vm.sh.
+# Compile once here, run there (issue 15): builds .bo objects on this machine and runs them
+# inside a stock Debian kernel under QEMU, with run-in-vm.sh.
 #
 #   tests/vm/run-bo.sh KERNEL_SPEC
 #
@@ -10,9 +10,11 @@
 #   offsets in other kernels (12 and 20 on 6.18, 24 and 44 on 6.1): relocated, it must see
 #   the -c command fork.
 # - snoop.bo (tests/e2e/scripts/snoop.stp) also reads BTF members (euid() through
-#   task_struct->cred): the offsets are checked, not relocated yet, so on a kernel whose
-#   task_struct differs it must be refused, before anything loads, by an error naming the
-#   member, the struct and both kernels.
+#   task_struct->cred, ppid() through real_parent), which sit elsewhere in other kernels
+#   (cred at 1736 on 6.18, 3392 on 7.3): relocated, it must report the connection.
+# - server.bo reads task_struct->dl_server, which kernels before 6.8 lack: on 6.1 it must be
+#   refused, before anything loads, by an error naming the member, the struct and both
+#   kernels; elsewhere it must run.
 #
 # Builds nothing: target/debug/bpftap must exist. Prints one line per check and a summary;
 # exits non-zero when a check failed (124/125: the VM timed out or failed, see run-in-vm.sh).
@@ -29,6 +31,8 @@ trap 'rm -rf "$DIR"' EXIT
 "$BIN" -p4 -m "$DIR/snoop" tests/e2e/scripts/snoop.stp >/dev/null
 "$BIN" -p4 -m "$DIR/fork" -e 'probe kernel.trace("sched:sched_process_fork") {
     if ($parent_pid == target()) printf("target forked %d\n", $child_pid) }' >/dev/null
+"$BIN" -p4 -m "$DIR/server" -e 'probe kernel.trace("sched:sched_process_fork") {
+    if ($parent_pid == target()) printf("dl_server %d\n", @cast(task_current(), "task_struct")->dl_server) }' >/dev/null
 # The guest's /root is empty: the system's python, not a pyenv shim.
 cat > "$DIR/guest.sh" <<GUEST
 #!/bin/bash
@@ -38,6 +42,8 @@ echo "kernel: \$(uname -r)"
 "$BIN" run "$DIR/snoop.bo" testport=23 -T 30 -c "/usr/bin/python3 tests/workloads/connect.py 127.0.0.1 23" 2>&1
 echo "snoop rc=\$?"
 "$BIN" run "$DIR/fork.bo" -T 30 -c "/bin/sh -c '/bin/true; /bin/true'" 2>&1
+"$BIN" run "$DIR/server.bo" -T 30 -c "/bin/sh -c '/bin/true; /bin/true'" 2>&1
+echo "server rc=\$?"
 GUEST
 chmod +x "$DIR/guest.sh"
 set +e
@@ -52,11 +58,13 @@ check() {
 }
 check "port.bo runs and sees the connection" '^python3 connects to 23$'
 check "fork.bo reads the fields where this kernel has them" '^target forked [0-9]+$'
-if grep -q "^kernel: $(uname -r)\$" <<<"$out"; then
-    check "snoop.bo runs on the kernel it was built on" 'python3\[[0-9]+\] uid=0 euid=0'
+check "snoop.bo reads the members where this kernel has them" 'python3\[[0-9]+\] uid=0 euid=0, parent \S+\[[0-9]+\]$'
+if grep -q "^kernel: 6\.1\." <<<"$out"; then
+    check "server.bo is refused, naming the member and both kernels" \
+        "server\.bo: the object was compiled on $(uname -r) \(x86_64\) and cannot run on 6\.1\..*: member \`dl_server\` of struct task_struct: no such member here$"
+    check "server.bo exits non-zero" '^server rc=[1-9]'
 else
-    check "snoop.bo is refused, naming the member and both kernels" \
-        "snoop\.bo: the object was compiled on $(uname -r) \(x86_64\) and cannot run on .*: member \`cred\` of struct task_struct is at offset [0-9]+ here, and was at offset [0-9]+$"
+    check "server.bo reads a member this kernel has" '^dl_server -?[0-9]+$'
 fi
 echo "run-bo $1: $([ $failed -eq 0 ] && echo passed || echo failed)"
 exit $failed
