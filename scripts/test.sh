@@ -25,6 +25,7 @@ cargo test --workspace --no-fail-fast "$@" || rc=$?
 # kernel to fetch) skips them with a message; under CI=true it fails the run.
 # SystemTap's T2 install checks (tests/compat/t2.txt, the examples that need kernel.function
 # probes) run in one more VM, on BPFTAP_VM_COMPAT_KERNELS (default newest; empty: none).
+# And .bo objects compiled here run on each of BPFTAP_VM_KERNELS (tests/vm/run-bo.sh).
 vm_tests() {
     local kernels=(${BPFTAP_VM_KERNELS:-6.1 newest}) modes=(${BPFTAP_VM_MODES:-fentry kprobes})
     local jobs=${BPFTAP_VM_JOBS:-2} t0=$SECONDS k m i pids=() logs=() vm_rc=0
@@ -64,6 +65,13 @@ vm_tests() {
         while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do sleep 1; done
         logs+=("$(mktemp "${TMPDIR:-/tmp}/bpftap-vm-compat-$k.XXXXXX")")
         tests/vm/run-compat.sh "$k" >"${logs[-1]}" 2>&1 &
+        pids+=($!)
+    done
+    # .bo objects built here, run in the oldest and newest kernels (tests/vm/run-bo.sh).
+    for k in "${kernels[@]}"; do
+        while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do sleep 1; done
+        logs+=("$(mktemp "${TMPDIR:-/tmp}/bpftap-vm-bo-$k.XXXXXX")")
+        tests/vm/run-bo.sh "$k" >"${logs[-1]}" 2>&1 &
         pids+=($!)
     done
     for i in "${!pids[@]}"; do
