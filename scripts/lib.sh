@@ -48,6 +48,25 @@ mount_tracefs() {
         die "cannot mount tracefs on /sys/kernel/tracing"
 }
 
+# The fuzzing smoke run's tools: a nightly toolchain (libFuzzer needs its sanitizer
+# coverage flags) and cargo-fuzz. Installs them under CI=true, where the smoke run must run;
+# elsewhere says what is missing and returns 1, so that the run is skipped.
+ensure_fuzz_tools() {
+    if [ "${CI:-}" = true ]; then
+        rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal || return 1
+        cargo fuzz --version >/dev/null 2>&1 || cargo install --locked cargo-fuzz || return 1
+        return 0
+    fi
+    rustup toolchain list 2>/dev/null | grep -q '^nightly' || {
+        echo "fuzz smoke run: SKIP: no nightly toolchain (rustup toolchain install nightly)"
+        return 1
+    }
+    cargo fuzz --version >/dev/null 2>&1 || {
+        echo "fuzz smoke run: SKIP: no cargo-fuzz (cargo install cargo-fuzz)"
+        return 1
+    }
+}
+
 # Fails early, with a clear message, when there is no Rust toolchain.
 ensure_cargo() {
     command -v cargo >/dev/null ||

@@ -64,6 +64,18 @@ vm_tests() {
     echo "vm tests: $((SECONDS - t0)) s for ${#pids[@]} VM runs, $jobs at a time"
     return $vm_rc
 }
+# A minute (BPFTAP_FUZZ_SECONDS) of fuzzing passes 1-4 (fuzz/README.md), from the seed corpus:
+# any panic, hang or stack overflow fails the run. BPFTAP_FUZZ=0 leaves it out; without the
+# nightly toolchain or cargo-fuzz it is skipped, except under CI=true, which installs both.
+fuzz_smoke() {
+    ensure_fuzz_tools || { [ "${CI:-}" = true ] && return 1 || return 0; }
+    fuzz/seed-corpus.sh
+    (cd fuzz && cargo +nightly fuzz run --sanitizer none compile corpus/compile -- \
+        -max_total_time="${BPFTAP_FUZZ_SECONDS:-60}" -timeout=10 -print_final_stats=1)
+}
+if [ "${BPFTAP_FUZZ:-1}" != 0 ]; then
+    fuzz_smoke || rc=1
+fi
 if [ "${BPFTAP_VM_TESTS:-1}" != 0 ]; then
     vm_tests || rc=1
 fi
