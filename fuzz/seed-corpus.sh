@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Seeds fuzz/corpus/compile (not committed) with every script bpftap's tests and examples
+# Seeds a corpus directory (the argument, by default fuzz/corpus/compile, not committed) with every script bpftap's tests and examples
 # run, and SystemTap's own examples (Debian's systemtap-doc, where installed): the `PROG`
 # lines of tests/e2e/*.test, tests/e2e/scripts, examples/, the lang and codegen-bpf test
 # scripts, and /usr/share/systemtap/examples/**/*.stp. Each file is named by its hash, so
 # running it again adds nothing new.
 set -euo pipefail
+out=$(realpath -m "${1:-$(dirname "$(realpath "$0")")/corpus/compile}")
 cd "$(dirname "$(realpath "$0")")/.."
-out=fuzz/corpus/compile
 mkdir -p "$out"
 add() { # text on stdin
     local tmp
