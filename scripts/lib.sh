@@ -49,6 +49,26 @@ mount_tracefs() {
         die "cannot mount tracefs on /sys/kernel/tracing"
 }
 
+# The fuzzing smoke run's tools: a nightly toolchain (libFuzzer needs its sanitizer
+# coverage flags) and cargo-fuzz. A machine of this project's kind has one toolchain, stable,
+# and can fetch no other, so without nightly the run is skipped, with the reason, even under
+# CI=true. With nightly, CI=true installs cargo-fuzz (from crates.io) where it is missing;
+# elsewhere its absence skips the run. Returns 1 when the run is to be skipped.
+ensure_fuzz_tools() {
+    rustup toolchain list 2>/dev/null | grep -q '^nightly' || {
+        echo "fuzz smoke run: SKIP: no nightly toolchain, which libFuzzer needs (this machine cannot fetch one)"
+        return 1
+    }
+    if [ "${CI:-}" = true ]; then
+        cargo fuzz --version >/dev/null 2>&1 || cargo install --locked cargo-fuzz || return 2
+        return 0
+    fi
+    cargo fuzz --version >/dev/null 2>&1 || {
+        echo "fuzz smoke run: SKIP: no cargo-fuzz (cargo install cargo-fuzz)"
+        return 1
+    }
+}
+
 # Fails early, with a clear message, when there is no Rust toolchain.
 ensure_cargo() {
     command -v cargo >/dev/null ||

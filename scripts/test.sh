@@ -84,6 +84,31 @@ vm_tests() {
     echo "vm tests: $((SECONDS - t0)) s for ${#pids[@]} VM runs, $jobs at a time"
     return $vm_rc
 }
+# A minute (BPFTAP_FUZZ_SECONDS) of fuzzing passes 1-4 (fuzz/README.md), from the seed corpus
+# alone (a campaign's corpus would take longer than that just to be read): any panic, hang or
+# stack overflow fails the run and leaves its input in fuzz/artifacts. BPFTAP_FUZZ=0 leaves it
+# out; without the nightly toolchain it is skipped; without cargo-fuzz too, except under
+# CI=true, which installs it (see ensure_fuzz_tools).
+fuzz_smoke() {
+    local tools=0
+    ensure_fuzz_tools || tools=$?
+    case $tools in
+        0) ;;
+        1) return 0 ;;
+        *) echo "fuzz smoke run: cannot install cargo-fuzz"; return 1 ;;
+    esac
+    local corpus fuzz_rc=0
+    corpus=$(mktemp -d "${TMPDIR:-/tmp}/bpftap-fuzz.XXXXXX")
+    fuzz/seed-corpus.sh "$corpus"
+    (cd fuzz && cargo +nightly fuzz run --sanitizer none compile "$corpus" -- \
+        -max_total_time="${BPFTAP_FUZZ_SECONDS:-60}" -timeout=10 -dict=compile.dict -print_final_stats=1) ||
+        fuzz_rc=1
+    rm -rf "$corpus"
+    return $fuzz_rc
+}
+if [ "${BPFTAP_FUZZ:-1}" != 0 ]; then
+    fuzz_smoke || rc=1
+fi
 if [ "${BPFTAP_VM_TESTS:-1}" != 0 ]; then
     vm_tests || rc=1
 fi

@@ -1,7 +1,7 @@
 //! `bpftap`: SystemTap scripts compiled straight to BPF. This file is the command line only:
 //! it parses options, calls the driver and the runtime, and renders errors.
 
-mod driver;
+use bpftap::driver;
 mod list;
 mod repl;
 mod stap_options;

@@ -133,7 +133,7 @@ pub fn linear_buckets(lo: i64, hi: i64, step: i64) -> Option<usize> {
     if step <= 0 {
         return None;
     }
-    let n = hi.checked_sub(lo)? / step + 3;
+    let n = (hi.checked_sub(lo)? / step).checked_add(3)?;
     (3..=MAX_LINEAR_BUCKETS as i64).contains(&n).then_some(n as usize)
 }
 

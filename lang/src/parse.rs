@@ -114,14 +114,51 @@ impl Items {
 /// expression nests, which every later pass walks recursively.
 pub const MAX_NESTING: usize = 1000;
 
-/// Refuses a statement whose expression could nest deeper than [`MAX_NESTING`], before a parse
-/// that would build it: the recursive passes (and dropping the tree) would overflow the stack.
-/// Counting operators and open brackets since the last statement boundary bounds the depth
-/// from above; two operands in a row (`x = 1 y = 2`) start a new statement.
+/// Refuses a statement whose expression could nest deeper than [`MAX_NESTING`], or statements
+/// nested deeper than that in blocks and control statements, before a parse that would build
+/// them: the recursive passes (and dropping the tree) would overflow the stack.
+/// Counting operators and open brackets since the last statement boundary bounds an
+/// expression's depth from above; two operands in a row (`x = 1 y = 2`) start a new statement.
+/// A statement's depth is that of the block it is in plus the control keywords (`if`,
+/// `while`, ...) read since the last `;` or `}` (not counting one an `else` follows).
 fn too_deep(tokens: &[SpannedToken]) -> Option<Diagnostic> {
     let mut count = 0;
     let mut last_was_operand = false;
-    for (tok, span) in tokens {
+    // For each open `{`: the statement depth inside it, and the control keywords of the
+    // statement it is in. Then those of the statement being read, and the open `(` (a `;` in
+    // `for (...)` ends no statement).
+    let mut blocks: Vec<(usize, usize)> = Vec::new();
+    let mut controls = 0;
+    let mut parens = 0usize;
+    for (i, (tok, span)) in tokens.iter().enumerate() {
+        let followed_by_else = matches!(tokens.get(i + 1), Some((Token::Else, _)));
+        let depth = blocks.last().map_or(0, |b| b.0);
+        match tok {
+            Token::LBrace => {
+                blocks.push((depth + controls + 1, controls));
+                controls = 0;
+            }
+            Token::RBrace => {
+                let outer = blocks.pop().map_or(0, |b| b.1);
+                controls = if followed_by_else { outer } else { 0 };
+            }
+            Token::LParen => parens += 1,
+            Token::RParen => parens = parens.saturating_sub(1),
+            Token::Semi if parens == 0 && !followed_by_else => controls = 0,
+            Token::If | Token::While | Token::For | Token::Foreach | Token::Try => controls += 1,
+            _ => {}
+        }
+        if blocks.last().map_or(0, |b| b.0) + controls > MAX_NESTING {
+            return Some(
+                Diagnostic::error(
+                    "E0010",
+                    format!("blocks and control statements nest more than {MAX_NESTING} deep here"),
+                    *span,
+                )
+                .with_label("too deep from here on")
+                .with_help("move the inner statements into a function"),
+            );
+        }
         let operand = matches!(
             tok,
             Token::Ident(_)

@@ -91,7 +91,7 @@ pub fn preprocess(
     if tokens.iter().all(untouched) {
         return tokens;
     }
-    let mut ctx = Ctx { env, macros, diags };
+    let mut ctx = Ctx { env, macros, diags, expanded: 0 };
     let mut out = Vec::with_capacity(tokens.len());
     ctx.run(&tokens, &mut out, 0);
     out
@@ -99,11 +99,16 @@ pub fn preprocess(
 
 /// How deep macros may expand inside each other before we call it recursion.
 const MAX_EXPANSION_DEPTH: usize = 64;
+/// How many tokens the macro expansions of one file may produce in all: a macro that passes
+/// its argument twice to itself doubles it at each level, 2^64 tokens within the depth bound.
+const MAX_EXPANDED_TOKENS: usize = 1 << 20;
 
 struct Ctx<'a> {
     env: &'a PreprocessEnv,
     macros: &'a mut Macros,
     diags: &'a mut Vec<Diagnostic>,
+    /// Tokens produced by macro expansion so far, up to [`MAX_EXPANDED_TOKENS`].
+    expanded: usize,
 }
 
 /// A value in a condition.
@@ -346,7 +351,23 @@ impl Ctx<'_> {
                 return i;
             }
         }
-        let mut expanded = Vec::with_capacity(def.body.len());
+        let size = def.body.iter().map(|(tok, _)| param_index(tok, &def.params).map_or(1, |k| args[k].len())).sum();
+        if self.expanded > MAX_EXPANDED_TOKENS {
+            return i;
+        }
+        self.expanded += size;
+        if self.expanded > MAX_EXPANDED_TOKENS {
+            self.diags.push(
+                Diagnostic::error(
+                    "E0014",
+                    format!("macros expand to more than {MAX_EXPANDED_TOKENS} tokens in all"),
+                    span,
+                )
+                .with_label("this expansion goes over"),
+            );
+            return i;
+        }
+        let mut expanded = Vec::with_capacity(size);
         for (tok, _) in &def.body {
             match tok {
                 tok if param_index(tok, &def.params).is_some() => {

@@ -26,9 +26,11 @@ pub const DEAD: u16 = 0;
 pub const MATCHED: u16 = 1;
 /// The most states a kernel table may have (its size is 512 bytes per state).
 pub const MAX_STATES: usize = 512;
-/// Bytes the DFA construction may use before it gives up; far more than [`MAX_STATES`]
-/// need, so only patterns that could never fit stop early.
-const DETERMINIZE_LIMIT: usize = 64 << 20;
+/// Bytes the DFA construction may use before it gives up. A state takes at most 2 KiB (a
+/// 4-byte id for each byte class), so this holds [`MAX_STATES`] states of the widest
+/// alphabet before minimization, and many more of a typical pattern's few byte classes.
+/// With 64 MiB, `(a|b|c|d|e|f|g|h)*(a|b|c|d|e|f|g|h)*[a-z]{20}x` took 14 s to be refused.
+const DETERMINIZE_LIMIT: usize = 1 << 20;
 
 /// Why a pattern cannot be compiled.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -337,6 +339,20 @@ mod tests {
         let re = compile("(a|b)*a(a|b)(a|b)(a|b)(a|b)(a|b)(a|b)(a|b)(a|b)(a|b)").unwrap();
         assert_eq!(re.table, Err(RegexError::TooManyStates));
         assert!(re.captures(b"aaaaaaaaaaa").is_some());
+        // Issue 14 (no input hangs bpftap): this one took 14 s of a release build (minutes of
+        // a debug one) to be refused; seconds now even in a debug build on a busy machine.
+        let started = std::time::Instant::now();
+        let re = compile("(a|b|c|d|e|f|g|h)*(a|b|c|d|e|f|g|h)*[a-z]{20}x").unwrap();
+        assert_eq!(re.table, Err(RegexError::TooManyStates));
+        assert!(started.elapsed() < std::time::Duration::from_secs(30), "took {:?}", started.elapsed());
+    }
+
+    #[test]
+    fn a_table_near_the_state_limit_still_builds() {
+        // The 8th byte from the end is an `a`: 2^8 states.
+        let re = compile("(a|b)*a(a|b)(a|b)(a|b)(a|b)(a|b)(a|b)(a|b)").unwrap();
+        let states = re.table.as_ref().expect("fits in MAX_STATES").states();
+        assert!(states > 256 && states <= MAX_STATES, "{states} states");
     }
 
     #[test]
