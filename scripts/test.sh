@@ -91,6 +91,12 @@ vm_tests() {
 # CI=true, which installs it (see ensure_fuzz_tools).
 fuzz_smoke() {
     local tools=0
+    # The fuzz crate is outside the workspace: check it builds against today's driver on any
+    # toolchain, so that it cannot drift unnoticed where the run itself is skipped.
+    cargo check --quiet --manifest-path fuzz/Cargo.toml --bin compile || {
+        echo "fuzz smoke run: the fuzz target does not build"
+        return 1
+    }
     ensure_fuzz_tools || tools=$?
     case $tools in
         0) ;;

@@ -78,7 +78,9 @@ fn options() -> driver::Options {
         string_capacity: 128,
         max_map_entries: 2048,
         verbose: 0,
-        preset_globals: Vec::new(),
+        known: Default::default(),
+        session: None,
+        globals_plan: Default::default(),
         include: Vec::new(),
     }
 }
