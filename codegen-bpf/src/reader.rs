@@ -5,9 +5,14 @@
 //! on demand with `BPF_PROG_TEST_RUN`, as SystemTap's handlers read it in the kernel.
 //!
 //! Its context, read and written back by the run, is `addr: u64` to read from; `len: u64`,
-//! on the way in the bytes of a scalar read (1 to 8) or 0 for a string of up to
-//! [`READER_CHUNK`] bytes with its NUL, on the way out what the helper returned (negative
-//! on a fault); then [`READER_CHUNK`] bytes read. Longer strings are read a chunk at a time.
+//! on the way in the bytes of a scalar read (1 to 8), 0 for a string of up to
+//! [`READER_CHUNK`] bytes with its NUL, or [`READER_CURRENT_TASK`], on the way out what the
+//! helper returned (negative on a fault); then [`READER_CHUNK`] bytes read. Longer strings
+//! are read a chunk at a time.
+//!
+//! `task_current()` in a user-space handler is the task that runs it, bpftap itself, as
+//! SystemTap's `begin` runs in its own tool's process: the run happens in bpftap's syscall,
+//! so the program's current task is bpftap's (a tapset's `begin` finds its terminal so).
 
 use crate::insn::{self, AluOp, Helper, Insn, JmpOp, Reg, Size};
 
@@ -15,6 +20,8 @@ use crate::insn::{self, AluOp, Helper, Insn, JmpOp, Reg, Size};
 pub const READER_CHUNK: u32 = 256;
 /// The bytes before the buffer in the context.
 pub const READER_HEADER: u32 = 16;
+/// The `len` asking for the current task's address in place of a read (-1 as a u64).
+pub const READER_CURRENT_TASK: u64 = u64::MAX;
 
 /// The reader's instructions. Helpers cannot write to a syscall program's context, so it
 /// reads to the stack and copies the chunk to the context word by word.
@@ -27,6 +34,11 @@ pub fn kernel_reader() -> Vec<Insn> {
         insn::mov64_reg(ctx, Reg::R1),
         insn::ldx(Size::DW, Reg::R3, ctx, 0),
         insn::ldx(Size::DW, Reg::R2, ctx, 8),
+        insn::jmp_imm(JmpOp::Ne, Reg::R2, READER_CURRENT_TASK as i64 as i32, 4),
+        insn::call(Helper::GetCurrentTask),
+        insn::stx(Size::DW, ctx, Reg::R0, 8),
+        insn::mov64_imm(Reg::R0, 0),
+        insn::exit(),
         insn::mov64_reg(Reg::R1, Reg::R10),
         insn::alu64_imm(AluOp::Add, Reg::R1, buf as i32),
         // A scalar of 1 to 8 bytes, or on to the string read.

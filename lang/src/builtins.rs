@@ -202,7 +202,8 @@ pub const BUILTINS: &[Signature] = &[
     context("gid", L, Builtin::Gid),
     context("cpu", L, Builtin::Cpu),
     context("execname", S, Builtin::Execname),
-    sig("task_current", &[], L, Runs::Kernel, Lowering::Builtin(Builtin::TaskCurrent)),
+    // In a user-space probe: bpftap's own task (`codegen_bpf::reader`).
+    sig("task_current", &[], L, Runs::Anywhere, Lowering::Builtin(Builtin::TaskCurrent)),
     pure("gettimeofday_s", &[], L, Builtin::GettimeofdayS),
     pure("gettimeofday_ms", &[], L, Builtin::GettimeofdayMs),
     pure("gettimeofday_us", &[], L, Builtin::GettimeofdayUs),

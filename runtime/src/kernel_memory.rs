@@ -5,7 +5,7 @@
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::OnceLock;
 
-use codegen_bpf::reader::{kernel_reader, READER_CHUNK, READER_HEADER};
+use codegen_bpf::reader::{kernel_reader, READER_CHUNK, READER_CURRENT_TASK, READER_HEADER};
 
 use crate::bpf;
 
@@ -26,6 +26,7 @@ impl KernelMemory {
                     i.kind,
                     InstKind::Read { space: AddrSpace::Kernel, .. }
                         | InstKind::ReadStr { space: AddrSpace::Kernel, .. }
+                        | InstKind::Call { builtin: lang::builtins::Builtin::TaskCurrent, .. }
                 )
             })
         })
@@ -62,6 +63,11 @@ impl KernelMemory {
         bpf::prog_run_on_ctx(prog.as_fd(), &mut ctx).map_err(|e| format!("reading kernel memory: {e}"))?;
         let ret = i64::from_le_bytes(ctx[8..16].try_into().expect("8 bytes"));
         Ok((ret, ctx.split_off(READER_HEADER as usize)))
+    }
+
+    /// The address of bpftap's own task (see `codegen_bpf::reader`).
+    pub fn current_task(&self) -> Result<u64, String> {
+        Ok(self.run(0, READER_CURRENT_TASK)?.0 as u64)
     }
 
     /// `size` (1 to 8) bytes at `addr` as a little-endian number; `None` on a fault.

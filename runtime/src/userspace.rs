@@ -582,6 +582,9 @@ fn call(env: &Env<'_>, vars: &[Value], builtin: Builtin, args: &[Var]) -> Result
         Builtin::Modname => Value::Str(crate::symbols::modname(arg(0) as u64).map_err(HandlerError::Script)?),
         // A user-space probe runs in bpftap, not in an interrupted context: no registers.
         Builtin::UserMode | Builtin::Addr => Value::Long(0),
+        Builtin::TaskCurrent => {
+            Value::Long(env.kernel_memory.current_task().map_err(HandlerError::KernelMemory)? as i64)
+        }
         Builtin::System | Builtin::SwitchFile | Builtin::Warn | Builtin::Error => {
             unreachable!("`{}` changes the session: `exec` runs it", builtin.name())
         }
