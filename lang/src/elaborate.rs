@@ -182,6 +182,33 @@ struct Resolved {
     epilogue: Vec<Block>,
 }
 
+impl Resolved {
+    /// A point that is its own target, with no context and no alias bodies.
+    fn plain(target: Target, text: String) -> Resolved {
+        Resolved::with_context(target, text, None)
+    }
+
+    fn with_context(target: Target, text: String, format: Option<TracepointFormat>) -> Resolved {
+        Resolved {
+            user_point: text.clone(),
+            point: text,
+            target,
+            format,
+            function: None,
+            prologue: vec![],
+            epilogue: vec![],
+        }
+    }
+}
+
+/// The number a point component carries: `begin(-1)`, `timer.ms(100)`.
+fn literal_number(c: &Component) -> Option<i64> {
+    match c.arg {
+        Some(Literal::Number(n)) => Some(n),
+        _ => None,
+    }
+}
+
 /// Why a point did not resolve.
 enum Unresolved {
     /// Nothing by that name.
@@ -624,21 +651,8 @@ impl Ctx<'_> {
     fn builtin(&mut self, point: &ProbePoint) -> Result<Vec<Resolved>, Unresolved> {
         let comps = &point.components;
         let names: Vec<&str> = comps.iter().map(|c| c.name.as_str()).collect();
-        let number = |c: &Component| match c.arg {
-            Some(Literal::Number(n)) => Some(n),
-            _ => None,
-        };
-        let simple = |target: Target, text: String| {
-            Ok(vec![Resolved {
-                user_point: text.clone(),
-                point: text,
-                target,
-                format: None,
-                function: None,
-                prologue: vec![],
-                epilogue: vec![],
-            }])
-        };
+        let number = literal_number;
+        let simple = |target: Target, text: String| Ok(vec![Resolved::plain(target, text)]);
         match names.as_slice() {
             ["begin"] => simple(Target::Begin { priority: number(&comps[0]).unwrap_or(0) }, "begin".into()),
             ["end"] => simple(Target::End { priority: number(&comps[0]).unwrap_or(0) }, "end".into()),
@@ -654,66 +668,8 @@ impl Ctx<'_> {
                 let target = Target::Perf { event: PerfEvent::CpuClock, sample: PerfSample::Frequency(hz) };
                 simple(target, "timer.profile".into())
             }
-            ["timer", unit] | ["timer", unit, "randomize"] => {
-                let per_unit: Option<fn(i64) -> Option<i64>> = match *unit {
-                    "s" | "sec" => Some(|n| n.checked_mul(1_000_000_000)),
-                    "ms" | "msec" => Some(|n| n.checked_mul(1_000_000)),
-                    "us" | "usec" => Some(|n| n.checked_mul(1_000)),
-                    "ns" | "nsec" => Some(Some),
-                    "hz" => Some(|n| (n > 0).then(|| 1_000_000_000 / n)),
-                    "jiffies" => Some(|n| n.checked_mul(4_000_000)),
-                    _ => None,
-                };
-                let (Some(f), Some(n)) = (per_unit, number(&comps[1])) else {
-                    return Err(Unresolved::Unknown);
-                };
-                if n <= 0 {
-                    return Err(Unresolved::Failed(Diagnostic::error(
-                        "E0103",
-                        format!("timer interval must be positive, not {n}"),
-                        comps[1].span,
-                    )));
-                }
-                // A year at most: longer is a typo, and it must not overflow nanoseconds.
-                const MAX_INTERVAL_NS: i64 = 365 * 24 * 3600 * 1_000_000_000;
-                let Some(ns) = f(n).filter(|ns| (1..=MAX_INTERVAL_NS).contains(ns)) else {
-                    return Err(Unresolved::Failed(Diagnostic::error(
-                        "E0103",
-                        format!("timer interval {n} is out of range: at most a year, at least a nanosecond"),
-                        comps[1].span,
-                    )));
-                };
-                simple(Target::Timer { interval_ns: ns as u64 }, format!("timer.{unit}({n})"))
-            }
-            ["netfilter", "hook", "pf"] | ["netfilter", "pf", "hook"] => {
-                let (hook_c, pf_c) = if names[1] == "hook" { (&comps[1], &comps[2]) } else { (&comps[2], &comps[1]) };
-                let pf = match &pf_c.arg {
-                    Some(Literal::String(s)) => netfilter_constant(s, NF_PROTOCOLS),
-                    Some(Literal::Number(n)) => Some(*n as u32),
-                    None => None,
-                };
-                let hook = match &hook_c.arg {
-                    Some(Literal::String(s)) => netfilter_constant(s, NF_HOOKS),
-                    Some(Literal::Number(n)) => Some(*n as u32),
-                    None => None,
-                };
-                let (Some(pf), Some(hook)) = (pf, hook) else {
-                    return Err(Unresolved::Failed(
-                        Diagnostic::error("E0107", "unknown netfilter protocol family or hook", point.span)
-                            .with_help("use e.g. netfilter.hook(\"NF_INET_LOCAL_OUT\").pf(\"NFPROTO_IPV4\")"),
-                    ));
-                };
-                let text = point_text(point);
-                Ok(vec![Resolved {
-                    user_point: text.clone(),
-                    point: text,
-                    target: Target::Netfilter { pf, hook, priority: NF_BPF_PRIORITY },
-                    format: Some(netfilter_context()),
-                    function: None,
-                    prologue: vec![],
-                    epilogue: vec![],
-                }])
-            }
+            ["timer", unit] | ["timer", unit, "randomize"] => timer(unit, &comps[1]),
+            ["netfilter", "hook", "pf"] | ["netfilter", "pf", "hook"] => netfilter(point),
             ["perf", "sw", clock] | ["perf", "sw", clock, "sample"] if matches!(*clock, "cpu_clock" | "task_clock") => {
                 let event = if *clock == "cpu_clock" { PerfEvent::CpuClock } else { PerfEvent::TaskClock };
                 let period = comps.get(3).and_then(number).unwrap_or(1_000_000).max(1) as u64;
@@ -721,45 +677,7 @@ impl Ctx<'_> {
                 simple(target, point_text(point))
             }
             ["process", "function"] | ["process", "function", "call"] | ["process", "function", "return"] => {
-                let (Some(Literal::String(path)), Some(Literal::String(symbol))) = (&comps[0].arg, &comps[1].arg)
-                else {
-                    return Err(Unresolved::Failed(Diagnostic::error(
-                        "E0110",
-                        "write a uprobe as process(\"/path/to/program\").function(\"symbol\")",
-                        point.span,
-                    )));
-                };
-                let Some(path) = find_executable(path) else {
-                    return Err(Unresolved::Failed(Diagnostic::error(
-                        "E0110",
-                        format!("no executable `{path}` (give its path, or a name found on PATH)"),
-                        comps[0].span,
-                    )));
-                };
-                let ret = names.last() == Some(&"return");
-                let symbol = symbol.split('@').next().unwrap_or(symbol).to_string();
-                let text =
-                    format!("process(\"{path}\").function(\"{symbol}\"){}", if ret { ".return" } else { ".call" });
-                let mut format =
-                    TracepointFormat { group: "process".into(), event: symbol.clone(), ..Default::default() };
-                if ret {
-                    format.fields.push(crate::kernel::TracepointField {
-                        name: "return".into(),
-                        c_type: "long".into(),
-                        offset: 0,
-                        size: 8,
-                        signed: true,
-                    });
-                }
-                Ok(vec![Resolved {
-                    user_point: text.clone(),
-                    point: text,
-                    target: Target::Uprobe { path, symbol, ret },
-                    format: Some(format),
-                    function: None,
-                    prologue: vec![],
-                    epilogue: vec![],
-                }])
+                process_function(point)
             }
             // `kprobe.function` is untyped in SystemTap; bpftap types it from BTF all the same.
             [family @ ("kernel" | "kprobe"), "function"]
@@ -996,6 +914,96 @@ const NF_HOOKS: &[(&str, u32)] = &[
 /// Where our programs sit among the hook's functions: before conntrack (-200) and the
 /// filter table (0), so they see every packet, as SystemTap's hooks do.
 const NF_BPF_PRIORITY: i32 = -1_000_000;
+
+/// `timer.ms(N)` and its siblings (`unit` is `ms`, `s`, `hz`, ...).
+fn timer(unit: &str, count: &Component) -> Result<Vec<Resolved>, Unresolved> {
+    let per_unit: Option<fn(i64) -> Option<i64>> = match unit {
+        "s" | "sec" => Some(|n| n.checked_mul(1_000_000_000)),
+        "ms" | "msec" => Some(|n| n.checked_mul(1_000_000)),
+        "us" | "usec" => Some(|n| n.checked_mul(1_000)),
+        "ns" | "nsec" => Some(Some),
+        "hz" => Some(|n| (n > 0).then(|| 1_000_000_000 / n)),
+        "jiffies" => Some(|n| n.checked_mul(4_000_000)),
+        _ => None,
+    };
+    let (Some(f), Some(n)) = (per_unit, literal_number(count)) else {
+        return Err(Unresolved::Unknown);
+    };
+    if n <= 0 {
+        return Err(Unresolved::Failed(Diagnostic::error(
+            "E0103",
+            format!("timer interval must be positive, not {n}"),
+            count.span,
+        )));
+    }
+    // A year at most: longer is a typo, and it must not overflow nanoseconds.
+    const MAX_INTERVAL_NS: i64 = 365 * 24 * 3600 * 1_000_000_000;
+    let Some(ns) = f(n).filter(|ns| (1..=MAX_INTERVAL_NS).contains(ns)) else {
+        return Err(Unresolved::Failed(Diagnostic::error(
+            "E0103",
+            format!("timer interval {n} is out of range: at most a year, at least a nanosecond"),
+            count.span,
+        )));
+    };
+    Ok(vec![Resolved::plain(Target::Timer { interval_ns: ns as u64 }, format!("timer.{unit}({n})"))])
+}
+
+/// `netfilter.hook("NF_INET_LOCAL_OUT").pf("NFPROTO_IPV4")`, in either order.
+fn netfilter(point: &ProbePoint) -> Result<Vec<Resolved>, Unresolved> {
+    let comps = &point.components;
+    let (hook_c, pf_c) = if comps[1].name == "hook" { (&comps[1], &comps[2]) } else { (&comps[2], &comps[1]) };
+    let pf = match &pf_c.arg {
+        Some(Literal::String(s)) => netfilter_constant(s, NF_PROTOCOLS),
+        Some(Literal::Number(n)) => Some(*n as u32),
+        None => None,
+    };
+    let hook = match &hook_c.arg {
+        Some(Literal::String(s)) => netfilter_constant(s, NF_HOOKS),
+        Some(Literal::Number(n)) => Some(*n as u32),
+        None => None,
+    };
+    let (Some(pf), Some(hook)) = (pf, hook) else {
+        return Err(Unresolved::Failed(
+            Diagnostic::error("E0107", "unknown netfilter protocol family or hook", point.span)
+                .with_help("use e.g. netfilter.hook(\"NF_INET_LOCAL_OUT\").pf(\"NFPROTO_IPV4\")"),
+        ));
+    };
+    let target = Target::Netfilter { pf, hook, priority: NF_BPF_PRIORITY };
+    Ok(vec![Resolved::with_context(target, point_text(point), Some(netfilter_context()))])
+}
+
+/// `process("path").function("symbol")`, `.call` or `.return`: a uprobe.
+fn process_function(point: &ProbePoint) -> Result<Vec<Resolved>, Unresolved> {
+    let comps = &point.components;
+    let (Some(Literal::String(path)), Some(Literal::String(symbol))) = (&comps[0].arg, &comps[1].arg) else {
+        return Err(Unresolved::Failed(Diagnostic::error(
+            "E0110",
+            "write a uprobe as process(\"/path/to/program\").function(\"symbol\")",
+            point.span,
+        )));
+    };
+    let Some(path) = find_executable(path) else {
+        return Err(Unresolved::Failed(Diagnostic::error(
+            "E0110",
+            format!("no executable `{path}` (give its path, or a name found on PATH)"),
+            comps[0].span,
+        )));
+    };
+    let ret = comps.last().is_some_and(|c| c.name == "return");
+    let symbol = symbol.split('@').next().unwrap_or(symbol).to_string();
+    let text = format!("process(\"{path}\").function(\"{symbol}\"){}", if ret { ".return" } else { ".call" });
+    let mut format = TracepointFormat { group: "process".into(), event: symbol.clone(), ..Default::default() };
+    if ret {
+        format.fields.push(crate::kernel::TracepointField {
+            name: "return".into(),
+            c_type: "long".into(),
+            offset: 0,
+            size: 8,
+            signed: true,
+        });
+    }
+    Ok(vec![Resolved::with_context(Target::Uprobe { path, symbol, ret }, text, Some(format))])
+}
 
 fn netfilter_constant(name: &str, table: &[(&str, u32)]) -> Option<u32> {
     table.iter().find(|(n, _)| *n == name).map(|(_, v)| *v).or_else(|| name.parse().ok())

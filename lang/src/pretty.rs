@@ -369,14 +369,7 @@ impl Printer<'_> {
             ExprKind::ArgCount { as_string } => self.out.push_str(if *as_string { "@#" } else { "$#" }),
             ExprKind::Index { base, keys } => {
                 self.tight(base);
-                self.out.push('[');
-                for (i, k) in keys.iter().enumerate() {
-                    if i > 0 {
-                        self.out.push_str(", ");
-                    }
-                    self.expr(k, true);
-                }
-                self.out.push(']');
+                self.keys(keys);
             }
             ExprKind::Member { base, name } => {
                 self.tight(base);
@@ -390,38 +383,14 @@ impl Printer<'_> {
                 self.out.push('*');
                 self.tight(inner);
             }
-            ExprKind::Call { name, args } => {
-                self.out.push_str(name);
-                self.args(args);
-            }
+            ExprKind::Call { name, args } => self.call(name, args),
             ExprKind::Unary { op, expr } => {
-                self.out.push(match op {
-                    UnaryOp::Neg => '-',
-                    UnaryOp::Plus => '+',
-                    UnaryOp::Not => '!',
-                    UnaryOp::BitNot => '~',
-                });
+                self.out.push(unary_op(*op));
                 self.tight(expr);
             }
             ExprKind::Binary { op, lhs, rhs } => self.binary(binary_op(*op), lhs, rhs, top),
-            ExprKind::Logical { op, lhs, rhs } => {
-                let text = match op {
-                    LogicalOp::And => "&&",
-                    LogicalOp::Or => "||",
-                };
-                self.binary(text, lhs, rhs, top)
-            }
-            ExprKind::Compare { op, lhs, rhs } => {
-                let text = match op {
-                    CompareOp::Lt => "<",
-                    CompareOp::Le => "<=",
-                    CompareOp::Gt => ">",
-                    CompareOp::Ge => ">=",
-                    CompareOp::Eq => "==",
-                    CompareOp::Ne => "!=",
-                };
-                self.binary(text, lhs, rhs, top)
-            }
+            ExprKind::Logical { op, lhs, rhs } => self.binary(logical_op(*op), lhs, rhs, top),
+            ExprKind::Compare { op, lhs, rhs } => self.binary(compare_op(*op), lhs, rhs, top),
             ExprKind::Regex { negated, lhs, pattern } => {
                 self.binary(if *negated { "!~" } else { "=~" }, lhs, pattern, top)
             }
@@ -457,57 +426,26 @@ impl Printer<'_> {
                 if keys.len() == 1 {
                     self.operand(&keys[0]);
                 } else {
-                    self.out.push('[');
-                    for (i, k) in keys.iter().enumerate() {
-                        if i > 0 {
-                            self.out.push_str(", ");
-                        }
-                        self.expr(k, true);
-                    }
-                    self.out.push(']');
+                    self.keys(keys);
                 }
                 self.out.push_str(" in ");
                 self.operand(array);
                 close(self);
             }
-            ExprKind::Stat { op, expr } => {
-                self.out.push_str(stat_name(*op));
-                self.args(std::slice::from_ref(expr));
-            }
-            ExprKind::Hist { kind, expr } => match kind {
-                HistKind::Log => {
-                    self.out.push_str("@hist_log");
-                    self.args(std::slice::from_ref(expr));
-                }
-                HistKind::Linear { lo, hi, step } => {
-                    self.out.push_str("@hist_linear(");
-                    self.expr(expr, true);
-                    for e in [lo, hi, step] {
-                        self.out.push_str(", ");
-                        self.expr(e, true);
-                    }
-                    self.out.push(')');
-                }
-            },
-            ExprKind::Entry(inner) => {
-                self.out.push_str("@entry");
-                self.args(std::slice::from_ref(inner));
-            }
-            ExprKind::Defined(inner) => {
-                self.out.push_str("@defined");
-                self.args(std::slice::from_ref(inner));
-            }
-            ExprKind::Cast { expr, type_name, module } => {
-                self.out.push_str("@cast(");
+            ExprKind::Stat { op, expr } => self.call(stat_name(*op), std::slice::from_ref(expr)),
+            ExprKind::Hist { kind: HistKind::Log, expr } => self.call("@hist_log", std::slice::from_ref(expr)),
+            ExprKind::Hist { kind: HistKind::Linear { lo, hi, step }, expr } => {
+                self.out.push_str("@hist_linear(");
                 self.expr(expr, true);
-                self.out.push_str(", ");
-                string_literal(&mut self.out, type_name);
-                if let Some(m) = module {
+                for e in [lo, hi, step] {
                     self.out.push_str(", ");
-                    string_literal(&mut self.out, m);
+                    self.expr(e, true);
                 }
                 self.out.push(')');
             }
+            ExprKind::Entry(inner) => self.call("@entry", std::slice::from_ref(inner)),
+            ExprKind::Defined(inner) => self.call("@defined", std::slice::from_ref(inner)),
+            ExprKind::Cast { expr, type_name, module } => self.cast(expr, type_name, module.as_deref()),
             ExprKind::Const(name) => {
                 self.out.push_str("@const(");
                 string_literal(&mut self.out, name);
@@ -516,6 +454,36 @@ impl Printer<'_> {
             ExprKind::EmbeddedC => self.out.push_str(snippet(self.sources, e.span)),
             ExprKind::Wildcard => self.out.push('*'),
         }
+    }
+
+    /// `name(args)`: a call, or an `@` operator written as one.
+    fn call(&mut self, name: &str, args: &[Expr]) {
+        self.out.push_str(name);
+        self.args(args);
+    }
+
+    /// `[k1, k2]`: the keys of an index or of a multi-key `in`.
+    fn keys(&mut self, keys: &[Expr]) {
+        self.out.push('[');
+        for (i, k) in keys.iter().enumerate() {
+            if i > 0 {
+                self.out.push_str(", ");
+            }
+            self.expr(k, true);
+        }
+        self.out.push(']');
+    }
+
+    fn cast(&mut self, expr: &Expr, type_name: &str, module: Option<&str>) {
+        self.out.push_str("@cast(");
+        self.expr(expr, true);
+        self.out.push_str(", ");
+        string_literal(&mut self.out, type_name);
+        if let Some(m) = module {
+            self.out.push_str(", ");
+            string_literal(&mut self.out, m);
+        }
+        self.out.push(')');
     }
 
     fn binary(&mut self, op: &str, lhs: &Expr, rhs: &Expr, top: bool) {
@@ -538,6 +506,33 @@ fn snippet(sources: &SourceMap, span: crate::span::Span) -> &str {
         .find(|(id, _)| *id == span.file)
         .and_then(|(_, f)| f.text.get(span.start as usize..span.end as usize))
         .unwrap_or("%{ /* source not available */ %}")
+}
+
+fn unary_op(op: UnaryOp) -> char {
+    match op {
+        UnaryOp::Neg => '-',
+        UnaryOp::Plus => '+',
+        UnaryOp::Not => '!',
+        UnaryOp::BitNot => '~',
+    }
+}
+
+fn logical_op(op: LogicalOp) -> &'static str {
+    match op {
+        LogicalOp::And => "&&",
+        LogicalOp::Or => "||",
+    }
+}
+
+fn compare_op(op: CompareOp) -> &'static str {
+    match op {
+        CompareOp::Lt => "<",
+        CompareOp::Le => "<=",
+        CompareOp::Gt => ">",
+        CompareOp::Ge => ">=",
+        CompareOp::Eq => "==",
+        CompareOp::Ne => "!=",
+    }
 }
 
 fn binary_op(op: BinaryOp) -> &'static str {

@@ -365,42 +365,12 @@ impl<'a> Ctx<'a> {
             IncDec { target, .. } => self.assign_target(scope, target, Some(Ty::Long), e.span),
             Ident(name) => {
                 if self.report && self.table.var_ty(scope, name).is_none() && !self.table.arrays.contains_key(name) {
-                    let mut names: Vec<&str> = self.table.globals.keys().map(|s| s.as_str()).collect();
-                    if let Some(l) = self.table.locals.get(scope) {
-                        names.extend(l.keys().map(|s| s.as_str()));
-                    }
-                    let alias = match scope {
-                        Scope::Probe(i) => self.script.probes.get(*i).filter(|p| p.user_point != p.point),
-                        Scope::Function(_) => None,
-                    };
-                    let mut d = match alias {
-                        // Most likely a variable SystemTap's alias sets and bpftap's does not.
-                        Some(p) => Diagnostic::error(
-                            UNKNOWN_VARIABLE,
-                            format!("`{}` has no variable `{name}` in bpftap", p.user_point),
-                            e.span,
-                        )
-                        .with_label("neither the probe alias nor this probe sets it")
-                        .with_help(format!("`bpftap -L '{}'` lists the variables it has", p.user_point)),
-                        None => Diagnostic::error(UNKNOWN_VARIABLE, format!("unknown variable `{name}`"), e.span)
-                            .with_label("never assigned, so its type is unknown"),
-                    };
-                    if let Some(s) = did_you_mean(name, names) {
-                        d = d.with_help(format!("did you mean `{s}`?"));
-                    }
-                    self.diags.push(d);
+                    self.unknown_variable(scope, name, e.span);
                 }
             }
             TargetVar(name) => {
                 if self.report && format.and_then(|f| f.field(name)).is_none() {
-                    let fields: Vec<&str> =
-                        format.map(|f| f.fields.iter().map(|x| x.name.as_str()).collect()).unwrap_or_default();
-                    let mut d = Diagnostic::error("E0202", format!("unknown target variable `${name}`"), e.span)
-                        .with_label("not a field of this probe's context");
-                    if !fields.is_empty() {
-                        d = d.with_help(format!("this probe has ${}", fields.join(", $")));
-                    }
-                    self.diags.push(d);
+                    self.diags.push(unknown_target_variable(format, name, e.span));
                 }
             }
             Call { name, args } => self.call(scope, format, e, name, args),
@@ -443,55 +413,7 @@ impl<'a> Ctx<'a> {
                 self.array_use(scope, format, base, keys.map(|k| k.as_slice()), Some(ValueKind::Stat), e.span);
                 self.want(scope, format, value, Ty::Long, "`<<<` adds a number to a statistic");
             }
-            Stat { expr, .. } | Hist { expr, .. } => {
-                let (base, keys) = match &expr.kind {
-                    Index { base, keys } => (&**base, Some(keys.as_slice())),
-                    _ => (&**expr, None),
-                };
-                self.array_use(scope, format, base, keys, Some(ValueKind::Stat), e.span);
-                if let (Hist { kind, .. }, Ident(name)) = (&e.kind, &base.kind) {
-                    let linear = match kind {
-                        crate::ast::HistKind::Log => None,
-                        crate::ast::HistKind::Linear { lo, hi, step } => match (&lo.kind, &hi.kind, &step.kind) {
-                            (Number(lo), Number(hi), Number(step))
-                                if hi > lo && crate::ir::linear_buckets(*lo, *hi, *step).is_some() =>
-                            {
-                                Some((*lo, *hi, *step))
-                            }
-                            _ => {
-                                if self.report {
-                                    self.diags.push(Diagnostic::error(
-                                        "E0209",
-                                        format!(
-                                            "`@hist_linear` needs constant bounds and a positive step, with hi > lo \
-                                             and at most {} buckets",
-                                            crate::ir::MAX_LINEAR_BUCKETS - 2
-                                        ),
-                                        e.span,
-                                    ));
-                                }
-                                None
-                            }
-                        },
-                    };
-                    if let Some(t) = self.table.arrays.get_mut(name) {
-                        match linear {
-                            None if matches!(kind, crate::ast::HistKind::Log) => t.hist_log = true,
-                            Some(l) => {
-                                if t.hist_linear.is_some_and(|old| old != l) && self.report {
-                                    self.diags.push(Diagnostic::error(
-                                        "E0209",
-                                        format!("`{name}` is printed with two different `@hist_linear` shapes"),
-                                        e.span,
-                                    ));
-                                }
-                                t.hist_linear = Some(l);
-                            }
-                            None => {}
-                        }
-                    }
-                }
-            }
+            Stat { expr, .. } | Hist { expr, .. } => self.stat_use(scope, format, e, expr),
             EmbeddedC => {
                 if self.report {
                     self.diags.push(crate::elaborate::embedded_c(e.span));
@@ -518,6 +440,84 @@ impl<'a> Ctx<'a> {
                 }
             }
             _ => {}
+        }
+    }
+
+    fn unknown_variable(&mut self, scope: &Scope, name: &str, span: Span) {
+        let mut names: Vec<&str> = self.table.globals.keys().map(|s| s.as_str()).collect();
+        if let Some(l) = self.table.locals.get(scope) {
+            names.extend(l.keys().map(|s| s.as_str()));
+        }
+        let alias = match scope {
+            Scope::Probe(i) => self.script.probes.get(*i).filter(|p| p.user_point != p.point),
+            Scope::Function(_) => None,
+        };
+        let mut d = match alias {
+            // Most likely a variable SystemTap's alias sets and bpftap's does not.
+            Some(p) => Diagnostic::error(
+                UNKNOWN_VARIABLE,
+                format!("`{}` has no variable `{name}` in bpftap", p.user_point),
+                span,
+            )
+            .with_label("neither the probe alias nor this probe sets it")
+            .with_help(format!("`bpftap -L '{}'` lists the variables it has", p.user_point)),
+            None => Diagnostic::error(UNKNOWN_VARIABLE, format!("unknown variable `{name}`"), span)
+                .with_label("never assigned, so its type is unknown"),
+        };
+        if let Some(s) = did_you_mean(name, names) {
+            d = d.with_help(format!("did you mean `{s}`?"));
+        }
+        self.diags.push(d);
+    }
+
+    /// `@count(a[k])`, `@hist_log(s)`, ...: `expr` is a statistic; a histogram's shape is
+    /// kept with its array.
+    fn stat_use(&mut self, scope: &Scope, format: Option<&TracepointFormat>, e: &Expr, expr: &Expr) {
+        use ExprKind::*;
+        let (base, keys) = match &expr.kind {
+            Index { base, keys } => (&**base, Some(keys.as_slice())),
+            _ => (expr, None),
+        };
+        self.array_use(scope, format, base, keys, Some(ValueKind::Stat), e.span);
+        let (Hist { kind, .. }, Ident(name)) = (&e.kind, &base.kind) else { return };
+        let linear = match kind {
+            crate::ast::HistKind::Log => None,
+            crate::ast::HistKind::Linear { lo, hi, step } => match (&lo.kind, &hi.kind, &step.kind) {
+                (Number(lo), Number(hi), Number(step))
+                    if hi > lo && crate::ir::linear_buckets(*lo, *hi, *step).is_some() =>
+                {
+                    Some((*lo, *hi, *step))
+                }
+                _ => {
+                    if self.report {
+                        self.diags.push(Diagnostic::error(
+                            "E0209",
+                            format!(
+                                "`@hist_linear` needs constant bounds and a positive step, with hi > lo and at \
+                                 most {} buckets",
+                                crate::ir::MAX_LINEAR_BUCKETS - 2
+                            ),
+                            e.span,
+                        ));
+                    }
+                    None
+                }
+            },
+        };
+        let Some(t) = self.table.arrays.get_mut(name) else { return };
+        match linear {
+            None if matches!(kind, crate::ast::HistKind::Log) => t.hist_log = true,
+            Some(l) => {
+                if t.hist_linear.is_some_and(|old| old != l) && self.report {
+                    self.diags.push(Diagnostic::error(
+                        "E0209",
+                        format!("`{name}` is printed with two different `@hist_linear` shapes"),
+                        e.span,
+                    ));
+                }
+                t.hist_linear = Some(l);
+            }
+            None => {}
         }
     }
 
@@ -653,34 +653,7 @@ impl<'a> Ctx<'a> {
         value: Option<ValueKind>,
         span: Span,
     ) {
-        let ExprKind::Ident(name) = &base.kind else {
-            if self.report {
-                self.diags.push(Diagnostic::error("E0211", "only a global can be indexed", base.span));
-            }
-            return;
-        };
-        if !self.script.globals.iter().any(|g| &g.name == name)
-            || !self.table.sees_global(scope, name)
-            || self.table.is_local(scope, name)
-        {
-            if self.report {
-                self.diags.push(
-                    Diagnostic::error("E0212", format!("`{name}` is not a global array"), base.span)
-                        .with_help(format!("declare it with `global {name}` (arrays are always global)")),
-                );
-            }
-            return;
-        }
-        if self.table.globals.contains_key(name) {
-            if self.report {
-                self.diags.push(Diagnostic::error(
-                    "E0203",
-                    format!("`{name}` is used both as a scalar and as an array"),
-                    span,
-                ));
-            }
-            return;
-        }
+        let Some(name) = self.array_name(scope, base, span) else { return };
         let key_tys: Vec<Option<Ty>> = keys
             .unwrap_or_default()
             .iter()
@@ -770,6 +743,39 @@ impl<'a> Ctx<'a> {
         }
     }
 
+    /// The global array `base` names, or why it names none (reported).
+    fn array_name<'e>(&mut self, scope: &Scope, base: &'e Expr, span: Span) -> Option<&'e String> {
+        let ExprKind::Ident(name) = &base.kind else {
+            if self.report {
+                self.diags.push(Diagnostic::error("E0211", "only a global can be indexed", base.span));
+            }
+            return None;
+        };
+        if !self.script.globals.iter().any(|g| &g.name == name)
+            || !self.table.sees_global(scope, name)
+            || self.table.is_local(scope, name)
+        {
+            if self.report {
+                self.diags.push(
+                    Diagnostic::error("E0212", format!("`{name}` is not a global array"), base.span)
+                        .with_help(format!("declare it with `global {name}` (arrays are always global)")),
+                );
+            }
+            return None;
+        }
+        if self.table.globals.contains_key(name) {
+            if self.report {
+                self.diags.push(Diagnostic::error(
+                    "E0203",
+                    format!("`{name}` is used both as a scalar and as an array"),
+                    span,
+                ));
+            }
+            return None;
+        }
+        Some(name)
+    }
+
     fn set_var(&mut self, scope: &Scope, name: &str, t: Ty, span: Span) {
         let is_global = self.script.globals.iter().any(|g| g.name == name)
             && self.table.sees_global(scope, name)
@@ -822,4 +828,14 @@ impl<'a> Ctx<'a> {
 fn unsupported(what: &str, span: Span) -> Diagnostic {
     Diagnostic::error("E0299", format!("{what} is not supported yet"), span)
         .with_help("bpftap does not compile this construct yet")
+}
+
+fn unknown_target_variable(format: Option<&TracepointFormat>, name: &str, span: Span) -> Diagnostic {
+    let fields: Vec<&str> = format.map(|f| f.fields.iter().map(|x| x.name.as_str()).collect()).unwrap_or_default();
+    let mut d = Diagnostic::error("E0202", format!("unknown target variable `${name}`"), span)
+        .with_label("not a field of this probe's context");
+    if !fields.is_empty() {
+        d = d.with_help(format!("this probe has ${}", fields.join(", $")));
+    }
+    d
 }
