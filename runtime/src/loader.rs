@@ -123,15 +123,52 @@ pub fn attach(
     held: &mut Vec<OwnedFd>,
 ) -> Result<(), RuntimeError> {
     let point = compiled.program.handlers[probe.handler].point.as_str();
-    let attach_error = |reason: String| RuntimeError::Attach { point: point.to_string(), reason };
-    let load = |name: &str, prog_type: u32, expected_attach_type: u32, attach_btf_id: u32| {
-        let program = compiled
+    let a = Attaching { compiled, maps, probe, kernel, point };
+    let fds = match &probe.target {
+        Target::Tracepoint { group, event, .. } => a.tracepoint(group, event)?,
+        Target::Uprobe { path, symbol, ret } => a.uprobe(path, symbol, *ret)?,
+        Target::Perf { event, sample } => a.perf(*event, *sample)?,
+        Target::KernelFunction { name, ret, .. } => a.kernel_function(name, *ret, force_kprobes)?,
+        Target::RawTracepoint { event, .. } => a.raw_tracepoint(event)?,
+        Target::Netfilter { pf, hook, priority } => a.netfilter(*pf, *hook, *priority)?,
+        other => return Err(a.error(format!("no attach method for {other:?}"))),
+    };
+    held.extend(fds);
+    Ok(())
+}
+
+/// One kernel probe being loaded and attached: each family's way is a method, which returns
+/// the fds that keep the probe attached, the program's first.
+struct Attaching<'a> {
+    compiled: &'a CompiledScript,
+    maps: &'a Maps,
+    probe: &'a KernelProbe,
+    kernel: &'a LiveKernel,
+    point: &'a str,
+}
+
+impl Attaching<'_> {
+    fn error(&self, reason: String) -> RuntimeError {
+        RuntimeError::Attach { point: self.point.to_string(), reason }
+    }
+
+    /// Loads the object's program `name` as `prog_type`.
+    fn load(
+        &self,
+        name: &str,
+        prog_type: u32,
+        expected_attach_type: u32,
+        attach_btf_id: u32,
+    ) -> Result<OwnedFd, RuntimeError> {
+        let point = self.point;
+        let program = self
+            .compiled
             .object
             .programs
             .iter()
             .find(|p| p.name == name)
             .ok_or_else(|| RuntimeError::Load { point: point.to_string(), reason: format!("no program {name}") })?;
-        let insns = maps.relocate(&program.insns, &program.relocs);
+        let insns = self.maps.relocate(&program.insns, &program.relocs);
         let funcs = codegen_bpf::btf::func_info(&program.insns);
         let btf = match funcs.is_empty() {
             true => None,
@@ -142,140 +179,142 @@ pub fn attach(
         };
         let funcs = btf.as_ref().map(|fd| (fd.as_fd(), funcs.as_slice()));
         let spec = ProgSpec { name, prog_type, expected_attach_type, attach_btf_id, flags: 0, insns: &insns, funcs };
-        bpf::prog_load(&spec).map_err(|e| load_error(e, point, &probe.spans))
-    };
-    match &probe.target {
-        Target::Tracepoint { group, event, .. } => {
-            let prog = load(&probe.name, prog_type::TRACEPOINT, 0, 0)?;
-            let tracefs = kernel.tracefs().map_err(|e| attach_error(e.to_string()))?;
-            let id = read_number(&tracefs.join("events").join(group).join(event).join("id"))
-                .map_err(|e| attach_error(format!("tracepoint {group}:{event}: {e}")))?;
-            let spec = PerfSpec { perf_type: bpf::perf_type::TRACEPOINT, config: id, ..PerfSpec::default() };
-            let event = bpf::perf_attach(&spec, prog.as_fd()).map_err(|e| attach_error(e.to_string()))?;
-            held.extend([prog, event]);
-        }
-        Target::Uprobe { path, symbol, ret } => {
-            let prog = load(&probe.name, prog_type::KPROBE, 0, 0)?;
-            let offset = crate::symbols::file_offset(Path::new(path), symbol).map_err(attach_error)?;
-            let event = probe_event("uprobe", path, offset, *ret, prog.as_fd()).map_err(attach_error)?;
-            held.extend([prog, event]);
-        }
-        Target::Perf { event, sample } => {
-            let prog = load(&probe.name, prog_type::PERF_EVENT, 0, 0)?;
-            let (sample, freq) = match sample {
-                PerfSample::Frequency(hz) => (*hz, true),
-                PerfSample::Period(n) => (*n, false),
-            };
-            let config = match event {
-                PerfEvent::CpuClock => 0,
-                PerfEvent::TaskClock => 1,
-            };
-            // One perf event per CPU: a sampling probe fires on every CPU.
-            let cpus =
-                crate::sys::online_cpus().map_err(|e| attach_error(format!("cannot list the online CPUs: {e}")))?;
-            let mut events = Vec::with_capacity(cpus.len());
-            for cpu in cpus {
-                let spec =
-                    PerfSpec { perf_type: bpf::perf_type::SOFTWARE, config, sample, freq, cpu, ..PerfSpec::default() };
-                events.push(bpf::perf_attach(&spec, prog.as_fd()).map_err(|e| attach_error(e.to_string()))?);
-            }
-            held.push(prog);
-            held.extend(events);
-        }
-        Target::KernelFunction { name, ret, .. } => {
-            let fentry = if force_kprobes {
-                Err("not tried (kprobes forced)".to_string())
-            } else {
-                attach_tracing(
-                    kernel,
-                    |btf| function_btf_id(btf, name),
-                    |id| {
-                        let attach_type = if *ret { bpf::BPF_TRACE_FEXIT } else { bpf::BPF_TRACE_FENTRY };
-                        load(&probe.name, prog_type::TRACING, attach_type, id)
-                    },
-                )
-            };
-            match fentry {
-                Ok(fds) => held.extend(fds),
-                Err(fentry_error) => {
-                    let Some(kname) = probe.kprobe_fallback.as_deref() else {
-                        return Err(attach_error(format!(
-                            "this kernel refuses fentry/fexit ({fentry_error}), and the handler reads arguments at \
-                             the return, which a kretprobe cannot"
-                        )));
-                    };
-                    let prog = load(kname, prog_type::KPROBE, 0, 0)?;
-                    let event = probe_event("kprobe", name, 0, *ret, prog.as_fd())
-                        .or_else(|e| match crate::symbols::compiler_clone(name) {
-                            Some(clone) => probe_event("kprobe", &clone, 0, *ret, prog.as_fd()),
-                            None => Err(e),
-                        })
-                        .map_err(|kprobe_error| {
-                            attach_error(format!(
-                            "this kernel allows neither fentry/fexit ({fentry_error}) nor kprobes ({kprobe_error}); \
-                             kernel.function probes need one of them (CONFIG_KPROBES, or BPF trampolines)"
-                        ))
-                        })?;
-                    held.extend([prog, event]);
-                }
-            }
-        }
-        Target::RawTracepoint { event, .. } => {
-            // tp_btf where the kernel has it (5.5+): a tracing program on the event's BTF
-            // typedef. Else the same code as a raw tracepoint program, on the event's name.
-            let tp_btf = attach_tracing(
-                kernel,
-                |btf| raw_tracepoint_btf_id(btf, event),
-                |id| load(&probe.name, prog_type::TRACING, bpf::BPF_TRACE_RAW_TP, id),
-            );
-            match tp_btf {
-                Ok(fds) => held.extend(fds),
-                Err(tp_btf_error) => {
-                    let prog = load(&probe.name, prog_type::RAW_TRACEPOINT, 0, 0)?;
-                    let name = CString::new(event.as_str()).map_err(|e| attach_error(e.to_string()))?;
-                    let link = bpf::tracing_attach(prog.as_fd(), Some(&name)).map_err(|e| {
-                        attach_error(format!("neither tp_btf ({tp_btf_error}) nor raw_tp ({e}) attaches"))
-                    })?;
-                    held.extend([prog, link]);
-                }
-            }
-        }
-        Target::Netfilter { pf, hook, priority } => {
-            let prog = load(&probe.name, prog_type::NETFILTER, bpf::BPF_NETFILTER, 0).map_err(|e| match e {
-                RuntimeError::Load { point, reason } => RuntimeError::Load {
-                    point,
-                    reason: format!("{reason} (netfilter BPF programs need Linux 6.4 or later)"),
-                },
-                other => other,
-            })?;
-            // Two BPF programs may not share a hook's priority (EBUSY): take the next free one
-            // below ours, which also lets several bpftap sessions watch the same hook.
-            let mut attempt = 0;
-            let link = loop {
-                match bpf::netfilter_link(prog.as_fd(), bpf::BPF_NETFILTER, *pf, *hook, priority - attempt) {
-                    Ok(link) => break link,
-                    Err(e) if e.raw_os_error() == Some(libc::EBUSY) && attempt < 4096 => attempt += 1,
-                    // Linux (6.18 included) links BPF programs to the IPv4 and IPv6 hooks only.
-                    Err(e) if e.raw_os_error() == Some(libc::EAFNOSUPPORT) && !matches!(*pf, 2 | 10) => {
-                        let family = match pf {
-                            3 => "NFPROTO_ARP".to_string(),
-                            7 => "NFPROTO_BRIDGE".to_string(),
-                            n => format!("protocol family {n}"),
-                        };
-                        return Err(RuntimeError::FamilyRefused { point: point.to_string(), family });
-                    }
-                    Err(e) => {
-                        return Err(attach_error(format!(
-                            "netfilter link: {e} (the kernel needs CONFIG_NETFILTER_BPF_LINK, Linux 6.4+)"
-                        )))
-                    }
-                }
-            };
-            held.extend([prog, link]);
-        }
-        other => return Err(attach_error(format!("no attach method for {other:?}"))),
+        bpf::prog_load(&spec).map_err(|e| load_error(e, point, &self.probe.spans))
     }
-    Ok(())
+
+    /// A tracepoint: a perf event of the tracepoint's id.
+    fn tracepoint(&self, group: &str, event: &str) -> Result<Vec<OwnedFd>, RuntimeError> {
+        let prog = self.load(&self.probe.name, prog_type::TRACEPOINT, 0, 0)?;
+        let tracefs = self.kernel.tracefs().map_err(|e| self.error(e.to_string()))?;
+        let id = read_number(&tracefs.join("events").join(group).join(event).join("id"))
+            .map_err(|e| self.error(format!("tracepoint {group}:{event}: {e}")))?;
+        let spec = PerfSpec { perf_type: bpf::perf_type::TRACEPOINT, config: id, ..PerfSpec::default() };
+        let event = bpf::perf_attach(&spec, prog.as_fd()).map_err(|e| self.error(e.to_string()))?;
+        Ok(vec![prog, event])
+    }
+
+    fn uprobe(&self, path: &str, symbol: &str, ret: bool) -> Result<Vec<OwnedFd>, RuntimeError> {
+        let prog = self.load(&self.probe.name, prog_type::KPROBE, 0, 0)?;
+        let offset = crate::symbols::file_offset(Path::new(path), symbol).map_err(|e| self.error(e))?;
+        let event = probe_event("uprobe", path, offset, ret, prog.as_fd()).map_err(|e| self.error(e))?;
+        Ok(vec![prog, event])
+    }
+
+    /// A sampling perf event: one per online CPU.
+    fn perf(&self, event: PerfEvent, sample: PerfSample) -> Result<Vec<OwnedFd>, RuntimeError> {
+        let prog = self.load(&self.probe.name, prog_type::PERF_EVENT, 0, 0)?;
+        let (sample, freq) = match sample {
+            PerfSample::Frequency(hz) => (hz, true),
+            PerfSample::Period(n) => (n, false),
+        };
+        let config = match event {
+            PerfEvent::CpuClock => 0,
+            PerfEvent::TaskClock => 1,
+        };
+        // One perf event per CPU: a sampling probe fires on every CPU.
+        let cpus = crate::sys::online_cpus().map_err(|e| self.error(format!("cannot list the online CPUs: {e}")))?;
+        let mut events = Vec::with_capacity(cpus.len());
+        for cpu in cpus {
+            let spec =
+                PerfSpec { perf_type: bpf::perf_type::SOFTWARE, config, sample, freq, cpu, ..PerfSpec::default() };
+            events.push(bpf::perf_attach(&spec, prog.as_fd()).map_err(|e| self.error(e.to_string()))?);
+        }
+        Ok(std::iter::once(prog).chain(events).collect())
+    }
+
+    /// fentry/fexit where the kernel allows them, else the kprobe form the object carries.
+    fn kernel_function(&self, name: &str, ret: bool, force_kprobes: bool) -> Result<Vec<OwnedFd>, RuntimeError> {
+        let fentry = if force_kprobes {
+            Err("not tried (kprobes forced)".to_string())
+        } else {
+            attach_tracing(
+                self.kernel,
+                |btf| function_btf_id(btf, name),
+                |id| {
+                    let attach_type = if ret { bpf::BPF_TRACE_FEXIT } else { bpf::BPF_TRACE_FENTRY };
+                    self.load(&self.probe.name, prog_type::TRACING, attach_type, id)
+                },
+            )
+        };
+        match fentry {
+            Ok(fds) => Ok(fds.into()),
+            Err(fentry_error) => {
+                let Some(kname) = self.probe.kprobe_fallback.as_deref() else {
+                    return Err(self.error(format!(
+                        "this kernel refuses fentry/fexit ({fentry_error}), and the handler reads arguments at \
+                         the return, which a kretprobe cannot"
+                    )));
+                };
+                let prog = self.load(kname, prog_type::KPROBE, 0, 0)?;
+                let event = probe_event("kprobe", name, 0, ret, prog.as_fd())
+                    .or_else(|e| match crate::symbols::compiler_clone(name) {
+                        Some(clone) => probe_event("kprobe", &clone, 0, ret, prog.as_fd()),
+                        None => Err(e),
+                    })
+                    .map_err(|kprobe_error| {
+                        self.error(format!(
+                            "this kernel allows neither fentry/fexit ({fentry_error}) nor kprobes ({kprobe_error}); \
+                         kernel.function probes need one of them (CONFIG_KPROBES, or BPF trampolines)"
+                        ))
+                    })?;
+                Ok(vec![prog, event])
+            }
+        }
+    }
+
+    fn raw_tracepoint(&self, event: &str) -> Result<Vec<OwnedFd>, RuntimeError> {
+        // tp_btf where the kernel has it (5.5+): a tracing program on the event's BTF
+        // typedef. Else the same code as a raw tracepoint program, on the event's name.
+        let tp_btf = attach_tracing(
+            self.kernel,
+            |btf| raw_tracepoint_btf_id(btf, event),
+            |id| self.load(&self.probe.name, prog_type::TRACING, bpf::BPF_TRACE_RAW_TP, id),
+        );
+        match tp_btf {
+            Ok(fds) => Ok(fds.into()),
+            Err(tp_btf_error) => {
+                let prog = self.load(&self.probe.name, prog_type::RAW_TRACEPOINT, 0, 0)?;
+                let name = CString::new(event).map_err(|e| self.error(e.to_string()))?;
+                let link = bpf::tracing_attach(prog.as_fd(), Some(&name))
+                    .map_err(|e| self.error(format!("neither tp_btf ({tp_btf_error}) nor raw_tp ({e}) attaches")))?;
+                Ok(vec![prog, link])
+            }
+        }
+    }
+
+    fn netfilter(&self, pf: u32, hook: u32, priority: i32) -> Result<Vec<OwnedFd>, RuntimeError> {
+        let prog = self.load(&self.probe.name, prog_type::NETFILTER, bpf::BPF_NETFILTER, 0).map_err(|e| match e {
+            RuntimeError::Load { point, reason } => RuntimeError::Load {
+                point,
+                reason: format!("{reason} (netfilter BPF programs need Linux 6.4 or later)"),
+            },
+            other => other,
+        })?;
+        // Two BPF programs may not share a hook's priority (EBUSY): take the next free one
+        // below ours, which also lets several bpftap sessions watch the same hook.
+        let mut attempt = 0;
+        let link = loop {
+            match bpf::netfilter_link(prog.as_fd(), bpf::BPF_NETFILTER, pf, hook, priority - attempt) {
+                Ok(link) => break link,
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) && attempt < 4096 => attempt += 1,
+                // Linux (6.18 included) links BPF programs to the IPv4 and IPv6 hooks only.
+                Err(e) if e.raw_os_error() == Some(libc::EAFNOSUPPORT) && !matches!(pf, 2 | 10) => {
+                    let family = match pf {
+                        3 => "NFPROTO_ARP".to_string(),
+                        7 => "NFPROTO_BRIDGE".to_string(),
+                        n => format!("protocol family {n}"),
+                    };
+                    return Err(RuntimeError::FamilyRefused { point: self.point.to_string(), family });
+                }
+                Err(e) => {
+                    return Err(self.error(format!(
+                        "netfilter link: {e} (the kernel needs CONFIG_NETFILTER_BPF_LINK, Linux 6.4+)"
+                    )))
+                }
+            }
+        };
+        Ok(vec![prog, link])
+    }
 }
 
 /// Loads (through `load`, given the BTF id `btf_id` finds) and attaches a tracing program:
