@@ -17,6 +17,13 @@ rc=0
 cargo build --quiet && first_trace target/debug/bpftap || rc=1
 cargo test --workspace --no-fail-fast "$@" || rc=$?
 
+# test_binary NAME: the path of the test binary `cargo test --test NAME` builds.
+test_binary() {
+    local bin
+    bin=$(cargo test --test "$1" --no-run 2>&1 | sed -n 's/.*Executable .*(\(.*\)).*/\1/p')
+    [ -x "$bin" ] || { echo "vm tests: no $1 binary from cargo" >&2; return 1; }
+    echo "$bin"
+}
 # kernel.function probes (fentry, kprobes) cannot run on this machine's kernel: the "kernel:"
 # e2e cases run again inside stock Debian kernels under QEMU (tests/vm/run-e2e.sh), on the
 # oldest and newest kernel, in both modes. BPFTAP_VM_TESTS=0 leaves them out;
@@ -38,12 +45,8 @@ vm_tests() {
     # The binaries the VMs run: build them here so that extra arguments to this script (say
     # `--test e2e`) still leave both in place, and name the e2e binary exactly.
     cargo build --quiet || return 1
-    export BPFTAP_E2E_BIN
-    BPFTAP_E2E_BIN=$(cargo test --test e2e --no-run 2>&1 | sed -n 's/.*Executable .*(\(.*\)).*/\1/p')
-    [ -x "$BPFTAP_E2E_BIN" ] || { echo "vm tests: no e2e binary from cargo"; return 1; }
-    export BPFTAP_COMPAT_BIN
-    BPFTAP_COMPAT_BIN=$(cargo test --test compat --no-run 2>&1 | sed -n 's/.*Executable .*(\(.*\)).*/\1/p')
-    [ -x "$BPFTAP_COMPAT_BIN" ] || { echo "vm tests: no compat binary from cargo"; return 1; }
+    export BPFTAP_E2E_BIN BPFTAP_COMPAT_BIN
+    BPFTAP_E2E_BIN=$(test_binary e2e) && BPFTAP_COMPAT_BIN=$(test_binary compat) || return 1
     local compat_kernels=(${BPFTAP_VM_COMPAT_KERNELS-newest})
     if [ "$skip_or_fail" = skip ]; then
         for k in "${kernels[@]}" "${compat_kernels[@]}"; do
@@ -53,27 +56,22 @@ vm_tests() {
             }
         done
     fi
-    for k in "${kernels[@]}"; do
-        for m in "${modes[@]}"; do
-            while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do sleep 1; done
-            logs+=("$(mktemp "${TMPDIR:-/tmp}/bpftap-vm-$k-$m.XXXXXX")")
-            tests/vm/run-e2e.sh "$k" "$m" >"${logs[-1]}" 2>&1 &
-            pids+=($!)
-        done
-    done
-    for k in "${compat_kernels[@]}"; do
+    # vm_job NAME COMMAND...: COMMAND in the background once fewer than $jobs run, its output
+    # in a log of its own (vm_job sees the caller's jobs, logs and pids: bash scoping).
+    vm_job() {
+        local name=$1
+        shift
         while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do sleep 1; done
-        logs+=("$(mktemp "${TMPDIR:-/tmp}/bpftap-vm-compat-$k.XXXXXX")")
-        tests/vm/run-compat.sh "$k" >"${logs[-1]}" 2>&1 &
+        logs+=("$(mktemp "${TMPDIR:-/tmp}/bpftap-vm-$name.XXXXXX")")
+        "$@" >"${logs[-1]}" 2>&1 &
         pids+=($!)
+    }
+    for k in "${kernels[@]}"; do
+        for m in "${modes[@]}"; do vm_job "$k-$m" tests/vm/run-e2e.sh "$k" "$m"; done
     done
+    for k in "${compat_kernels[@]}"; do vm_job "compat-$k" tests/vm/run-compat.sh "$k"; done
     # .bo objects built here, run in the oldest and newest kernels (tests/vm/run-bo.sh).
-    for k in "${kernels[@]}"; do
-        while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do sleep 1; done
-        logs+=("$(mktemp "${TMPDIR:-/tmp}/bpftap-vm-bo-$k.XXXXXX")")
-        tests/vm/run-bo.sh "$k" >"${logs[-1]}" 2>&1 &
-        pids+=($!)
-    done
+    for k in "${kernels[@]}"; do vm_job "bo-$k" tests/vm/run-bo.sh "$k"; done
     for i in "${!pids[@]}"; do
         wait "${pids[$i]}" || vm_rc=1
     done

@@ -20,38 +20,13 @@ cd "$(dirname "$(realpath "$0")")/../.."
 [ $# -eq 1 ] || { echo "usage: $0 KERNEL_SPEC" >&2; exit 2; }
 KERNEL=$1
 
-export BPFTAP_BIN=${BPFTAP_BIN:-$PWD/target/debug/bpftap}
+source tests/vm/lib.sh
+resolve_bpftap
+resolve_test_binary compat BPFTAP_COMPAT_BIN
 export BPFTAP_COMPAT_LIST=${BPFTAP_COMPAT_LIST:-tests/compat/t2.txt}
-if [ -z "${BPFTAP_COMPAT_BIN:-}" ]; then
-    BPFTAP_COMPAT_BIN=$(find target/debug/deps -maxdepth 1 -name 'compat-*' -type f -perm -u+x \
-        -printf '%T@ %p\n' 2>/dev/null | sort -n | tail -1 | cut -d' ' -f2-)
-fi
-[ -x "$BPFTAP_BIN" ] || { echo "$0: no bpftap at $BPFTAP_BIN: run cargo build first" >&2; exit 2; }
-[ -n "$BPFTAP_COMPAT_BIN" ] && [ -x "$BPFTAP_COMPAT_BIN" ] \
-    || { echo "$0: no compat test binary: run cargo test --test compat --no-run first" >&2; exit 2; }
-BPFTAP_COMPAT_BIN=$(realpath "$BPFTAP_COMPAT_BIN")
-BPFTAP_BIN=$(realpath "$BPFTAP_BIN")
 export BPFTAP_VM_TIMEOUT=${BPFTAP_VM_TIMEOUT:-1800}
-# Under CI=true the runner fails (rather than skips) when the examples are missing.
-export BPFTAP_VM_PASSENV="${BPFTAP_VM_PASSENV:-} CI"
 
-LOG=$(mktemp "${TMPDIR:-/tmp}/bpftap-vm-compat.XXXXXX")
-trap 'rm -f "$LOG"' EXIT
-T0=$(date +%s)
-set +e
-tests/vm/run-in-vm.sh "$KERNEL" -- "$BPFTAP_COMPAT_BIN" 2>&1 | tee "$LOG"
-RC=${PIPESTATUS[0]}
-set -e
-SECS=$(($(date +%s) - T0))
-
-CACHE=${BPFTAP_VM_CACHE:-/var/cache/bpftap-vm}
-RELEASE=$(cat "$CACHE/kernels/$(cat "$CACHE/spec/$KERNEL" 2>/dev/null)/release" 2>/dev/null || echo '?')
-COUNTS=$(sed -n 's/^compat: \([0-9]* passed, [0-9]* failed.*\)$/\1/p' "$LOG" | tail -1)
-case $RC in
-    0) ;;
-    124) COUNTS="${COUNTS:+$COUNTS, }timed out after ${BPFTAP_VM_TIMEOUT}s" ;;
-    125) COUNTS="${COUNTS:+$COUNTS, }VM failure" ;;
-    *) COUNTS=${COUNTS:-"exit status $RC"} ;;
-esac
+run_binary_in_vm "$KERNEL" "$BPFTAP_COMPAT_BIN"
+COUNTS=$(with_vm_status "$(sed -n 's/^compat: \([0-9]* passed, [0-9]* failed.*\)$/\1/p' "$LOG" | tail -1)")
 echo "vm-compat $KERNEL ($RELEASE) $BPFTAP_COMPAT_LIST: $COUNTS in $SECS s"
 exit "$RC"

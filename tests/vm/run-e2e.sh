@@ -30,43 +30,19 @@ case $MODE in
     *) echo "$0: MODE must be fentry or kprobes, not '$MODE'" >&2; exit 2 ;;
 esac
 
-export BPFTAP_BIN=${BPFTAP_BIN:-$PWD/target/debug/bpftap}
-if [ -z "${BPFTAP_E2E_BIN:-}" ]; then
-    BPFTAP_E2E_BIN=$(find target/debug/deps -maxdepth 1 -name 'e2e-*' -type f -perm -u+x \
-        -printf '%T@ %p\n' 2>/dev/null | sort -n | tail -1 | cut -d' ' -f2-)
-fi
-[ -x "$BPFTAP_BIN" ] || { echo "$0: no bpftap at $BPFTAP_BIN: run cargo build first" >&2; exit 2; }
-[ -n "$BPFTAP_E2E_BIN" ] && [ -x "$BPFTAP_E2E_BIN" ] \
-    || { echo "$0: no e2e test binary: run cargo test --test e2e --no-run first" >&2; exit 2; }
-BPFTAP_E2E_BIN=$(realpath "$BPFTAP_E2E_BIN")
-BPFTAP_BIN=$(realpath "$BPFTAP_BIN")
+source tests/vm/lib.sh
+resolve_bpftap
+resolve_test_binary e2e BPFTAP_E2E_BIN
 export BPFTAP_E2E_FILTER=${BPFTAP_VM_E2E_FILTER:-kernel:}
 export BPFTAP_VM_TIMEOUT=${BPFTAP_VM_TIMEOUT:-900}
-# Under CI=true the runner fails (rather than skips) a case whose python3 is missing.
-export BPFTAP_VM_PASSENV="${BPFTAP_VM_PASSENV:-} CI"
 
-LOG=$(mktemp "${TMPDIR:-/tmp}/bpftap-vm-e2e.XXXXXX")
-trap 'rm -f "$LOG"' EXIT
-T0=$(date +%s)
-set +e
-tests/vm/run-in-vm.sh "$KERNEL" -- "$BPFTAP_E2E_BIN" 2>&1 | tee "$LOG"
-RC=${PIPESTATUS[0]}
-set -e
-SECS=$(($(date +%s) - T0))
-
-CACHE=${BPFTAP_VM_CACHE:-/var/cache/bpftap-vm}
-RELEASE=$(cat "$CACHE/kernels/$(cat "$CACHE/spec/$KERNEL" 2>/dev/null)/release" 2>/dev/null || echo '?')
+run_binary_in_vm "$KERNEL" "$BPFTAP_E2E_BIN"
 COUNTS=$(sed -n 's/^e2e: \([0-9]* passed, [0-9]* failed, [0-9]* skipped\)$/\1/p' "$LOG" | tail -1)
 CASES=$(grep -cE '^(PASS|FAIL|SKIP) kernel:' "$LOG" || true)
 if [ "$RC" = 0 ] && [ "$CASES" = 0 ]; then
     echo "run-e2e: the filter '$BPFTAP_E2E_FILTER' selected no case" >&2
     RC=1
 fi
-case $RC in
-    0) ;;
-    124) COUNTS="${COUNTS:+$COUNTS, }timed out after ${BPFTAP_VM_TIMEOUT}s" ;;
-    125) COUNTS="${COUNTS:+$COUNTS, }VM failure" ;;
-    *) COUNTS=${COUNTS:-"exit status $RC"} ;;
-esac
+COUNTS=$(with_vm_status "$COUNTS")
 echo "vm-e2e $KERNEL ($RELEASE) $MODE: $COUNTS in $SECS s"
 exit "$RC"
