@@ -3,19 +3,13 @@
 
 A refused or timed-out connection is fine: the test looks at the connect(2) call, not at its
 result. HOST must be a loopback address."""
-import ipaddress
 import socket
-import sys
+
+import loopback
 
 
 def main():
-    if len(sys.argv) not in (3, 4):
-        sys.exit(__doc__)
-    host, port = sys.argv[1], int(sys.argv[2])
-    count = int(sys.argv[3]) if len(sys.argv) == 4 else 1
-    if not ipaddress.ip_address(host).is_loopback:
-        sys.exit(f"connect.py: {host} is not a loopback address")
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    family, host, port, count = loopback.target(__doc__)
     for _ in range(count):
         with socket.socket(family, socket.SOCK_STREAM) as sock:
             sock.settimeout(1)
