@@ -100,12 +100,7 @@ pub fn compile(
 ) -> Result<Compiled, Failure> {
     let mut sources = SourceMap::default();
     let file = sources.add(script_name, script_text, kind);
-    let env = PreprocessEnv {
-        kernel_release: kernel.release(),
-        arch: kernel.arch(),
-        config: Default::default(),
-        script_args: options.script_args.clone(),
-    };
+    let env = PreprocessEnv::for_kernel(kernel, options.script_args.clone());
     let mut out = Compiled { sources: SourceMap::default(), script: None, elaborated: None, ir: None, object: None };
     let mut timer = PassTimer::new(options.verbose);
 

@@ -38,12 +38,7 @@ pub fn list(
     include: &[std::path::PathBuf],
     kernel: &LiveKernel,
 ) -> Result<String, String> {
-    let env = PreprocessEnv {
-        kernel_release: kernel.release(),
-        arch: kernel.arch(),
-        config: Default::default(),
-        script_args: Vec::new(),
-    };
+    let env = PreprocessEnv::for_kernel(kernel, Vec::new());
     let mut sources = SourceMap::default();
     let mut macros = Macros::default();
     let tapsets: Vec<ast::Script> = tapset_texts(include)

@@ -506,12 +506,7 @@ impl Repl<'_> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
         let mut sources = lang::span::SourceMap::default();
         let file = sources.add(path, &text, SourceKind::Script);
-        let env = lang::preprocess::PreprocessEnv {
-            kernel_release: lang::kernel::KernelInfo::release(self.kernel),
-            arch: lang::kernel::KernelInfo::arch(self.kernel),
-            config: Default::default(),
-            script_args: self.options.script_args.clone(),
-        };
+        let env = lang::preprocess::PreprocessEnv::for_kernel(self.kernel, self.options.script_args.clone());
         let (items, diags) = lang::parse::prepare(&sources, file, &env, &mut Default::default());
         if lang::diag::has_errors(&diags) {
             return Err(lang::diag::render(&diags, &sources, std::io::stderr().is_terminal()));

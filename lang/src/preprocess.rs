@@ -21,30 +21,39 @@ use std::collections::BTreeMap;
 
 use crate::diag::Diagnostic;
 use crate::glob::glob_match;
+use crate::kernel::KernelInfo;
 use crate::lexer::{SpannedToken, Token};
 use crate::span::Span;
 
 /// What preprocessor conditions may ask about the target.
-#[derive(Clone, Debug, PartialEq)]
-pub struct PreprocessEnv {
+#[derive(Clone)]
+pub struct PreprocessEnv<'k> {
     /// `uname -r`, e.g. `6.1.0-18-amd64`: `kernel_vr`, and `kernel_v` without the suffix.
     pub kernel_release: String,
     /// SystemTap's architecture name: `x86_64`, `arm64`, ...
     pub arch: String,
-    /// Kernel configuration: `CONFIG_64BIT` → `y`. Absent options compare as `""`.
-    pub config: BTreeMap<String, String>,
+    /// Where `CONFIG_64BIT` finds `y` ([`KernelInfo::config`]), asked only when a condition
+    /// names an option: reading a kernel's configuration costs milliseconds, and most
+    /// scripts never ask. Absent options (and all, without a kernel) compare as `""`.
+    pub kernel: Option<&'k dyn KernelInfo>,
     /// The script's arguments: `$#` is their count, and `$1`/`@1` in probe points read them.
     pub script_args: Vec<String>,
 }
 
-impl Default for PreprocessEnv {
-    fn default() -> PreprocessEnv {
-        PreprocessEnv {
-            kernel_release: "6.1.0".into(),
-            arch: "x86_64".into(),
-            config: BTreeMap::new(),
-            script_args: Vec::new(),
-        }
+impl Default for PreprocessEnv<'_> {
+    fn default() -> Self {
+        PreprocessEnv { kernel_release: "6.1.0".into(), arch: "x86_64".into(), kernel: None, script_args: Vec::new() }
+    }
+}
+
+impl<'k> PreprocessEnv<'k> {
+    /// The conditions' answers for `kernel`, with the script's arguments.
+    pub fn for_kernel(kernel: &'k dyn KernelInfo, script_args: Vec<String>) -> Self {
+        PreprocessEnv { kernel_release: kernel.release(), arch: kernel.arch(), kernel: Some(kernel), script_args }
+    }
+
+    fn config(&self, name: &str) -> String {
+        self.kernel.and_then(|k| k.config(name)).unwrap_or_default()
     }
 }
 
@@ -104,7 +113,7 @@ const MAX_EXPANSION_DEPTH: usize = 64;
 const MAX_EXPANDED_TOKENS: usize = 1 << 20;
 
 struct Ctx<'a> {
-    env: &'a PreprocessEnv,
+    env: &'a PreprocessEnv<'a>,
     macros: &'a mut Macros,
     diags: &'a mut Vec<Diagnostic>,
     /// Tokens produced by macro expansion so far, up to [`MAX_EXPANDED_TOKENS`].
@@ -467,7 +476,7 @@ impl Ctx<'_> {
                 "runtime" => Value::Str(RUNTIME.into()),
                 "systemtap_privilege" => Value::Str(SYSTEMTAP_PRIVILEGE.into()),
                 "guru_mode" => Value::Num(0),
-                n if n.starts_with("CONFIG_") => Value::Str(self.env.config.get(n).cloned().unwrap_or_default()),
+                n if n.starts_with("CONFIG_") => Value::Str(self.env.config(n)),
                 _ => {
                     return Err(Diagnostic::error(
                         "E0011",

@@ -128,7 +128,7 @@ enum Kind {
 
 struct Ctx<'a> {
     tapsets: &'a [Tapset],
-    env: &'a PreprocessEnv,
+    env: &'a PreprocessEnv<'a>,
     /// Definitions by name: (file, item, kind).
     defs: HashMap<String, Vec<(usize, usize, Kind)>>,
     /// The items parsed so far (needed ones, and aliases looked at as candidates).
@@ -146,7 +146,7 @@ struct Ctx<'a> {
 }
 
 impl<'a> Ctx<'a> {
-    fn new(tapsets: &'a [Tapset], env: &'a PreprocessEnv) -> Ctx<'a> {
+    fn new(tapsets: &'a [Tapset], env: &'a PreprocessEnv<'a>) -> Ctx<'a> {
         let mut defs: HashMap<String, Vec<(usize, usize, Kind)>> = HashMap::new();
         for (f, t) in tapsets.iter().enumerate() {
             for i in 0..t.items.len() {

@@ -12,17 +12,22 @@ use std::fmt::Write;
 use expect_test::{expect, Expect};
 use lang::ast::Script;
 use lang::diag::Diagnostic;
+use lang::kernel::Fixture;
 use lang::lexer;
 use lang::parse::parse;
 use lang::preprocess::{Macros, PreprocessEnv};
 use lang::pretty;
 use lang::span::{FileId, SourceKind, SourceMap};
 
-fn env() -> PreprocessEnv {
+fn env() -> PreprocessEnv<'static> {
+    static KERNEL: std::sync::LazyLock<Fixture> = std::sync::LazyLock::new(|| Fixture {
+        config: BTreeMap::from([("CONFIG_64BIT".to_string(), "y".to_string())]),
+        ..Fixture::default()
+    });
     PreprocessEnv {
         kernel_release: "6.1.0-18-amd64".into(),
         arch: "x86_64".into(),
-        config: BTreeMap::from([("CONFIG_64BIT".to_string(), "y".to_string())]),
+        kernel: Some(&*KERNEL),
         script_args: vec!["42".into(), "/bin/ls".into()],
     }
 }
