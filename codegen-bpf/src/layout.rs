@@ -205,3 +205,30 @@ pub mod record_error {
     /// A kernel handler ran out of loop iterations; the low 24 bits give the handler.
     pub const MAX_ACTION: u32 = 0xfd00_0000;
 }
+
+#[cfg(test)]
+mod tests {
+    use lang::ir::{GlobalDecl, GlobalStorage, Program, Ty};
+
+    use super::*;
+
+    fn global(name: &str, ty: Ty, storage: GlobalStorage) -> GlobalDecl {
+        GlobalDecl { name: name.into(), ty, init: None, read: true, storage }
+    }
+
+    /// A user-space global declared first moves no shared global, nor the exit flag, and
+    /// its string takes SystemTap's width.
+    #[test]
+    fn user_space_globals_go_after_the_exit_flag_at_their_own_width() {
+        let mut program = Program { string_capacity: 128, ..Program::default() };
+        let user = program.globals.push(global("cmd", Ty::Str, GlobalStorage::UserSpace));
+        let shared = program.globals.push(global("name", Ty::Str, GlobalStorage::Shared));
+        let count = program.globals.push(global("n", Ty::Long, GlobalStorage::Shared));
+        let layout = globals_layout(&program);
+        assert_eq!(layout.offset(shared), GLOBALS_RESERVED);
+        assert_eq!(layout.offset(count), GLOBALS_RESERVED + 128);
+        assert_eq!(layout.exited, GLOBALS_RESERVED + 136);
+        assert_eq!(layout.offset(user), layout.exited + 8);
+        assert_eq!(layout.size, layout.exited + 8 + 512);
+    }
+}
