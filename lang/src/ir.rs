@@ -1075,6 +1075,9 @@ impl fmt::Display for Program {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (g, decl) in self.globals.iter() {
             write!(f, "global {g}: {} ; {}", decl.ty, decl.name)?;
+            if decl.storage == GlobalStorage::UserSpace {
+                write!(f, " [user space]")?;
+            }
             match &decl.init {
                 Some(Const::Long(n)) => writeln!(f, " = {n}")?,
                 Some(Const::Str(s)) => writeln!(f, " = {s:?}")?,
