@@ -45,7 +45,7 @@ pub const SECTION: &str = ".bpftap";
 /// The first bytes of [`SECTION`].
 pub const MAGIC: &[u8; 8] = b"BPFTAPBO";
 /// Bumped whenever the body's layout changes; an object of another version is refused.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 
 const CHECKSUM_AT: usize = 12;
 const VERSION_AT: usize = 16;
@@ -450,7 +450,7 @@ fn check_references(program: &Program) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use lang::elaborate::{self, Input};
-    use lang::ir::{Function, GlobalDecl, Handler, Inst, Ty};
+    use lang::ir::{Function, GlobalDecl, GlobalStorage, Handler, Inst, Ty};
     use lang::kernel::{Fixture, TracepointField, TracepointFormat};
     use lang::preprocess::{Macros, PreprocessEnv};
 
@@ -480,7 +480,13 @@ mod tests {
     /// compiled where `uservaddr` is at offset 24, and recording that it reads `field` there.
     fn object_reading(field: &str) -> BoObject {
         let mut program = Program { string_capacity: 128, ..Program::default() };
-        let g = program.globals.push(GlobalDecl { name: "g".into(), ty: Ty::Long, init: None, read: true });
+        let g = program.globals.push(GlobalDecl {
+            name: "g".into(),
+            ty: Ty::Long,
+            init: None,
+            read: true,
+            storage: GlobalStorage::Shared,
+        });
         let mut func = Function::default();
         let v = func.new_var(Ty::Long, None);
         let entry = func.new_block();

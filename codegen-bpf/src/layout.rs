@@ -5,7 +5,7 @@
 //! the functions here and nothing else computes an offset.
 
 use cranelift_entity::{EntityRef, SecondaryMap};
-use lang::ir::{FormatDecl, GlobalId, Program, Ty};
+use lang::ir::{FormatDecl, GlobalDecl, GlobalId, GlobalStorage, Program, Ty};
 
 /// Record kinds that are not a format id.
 pub mod record_kind {
@@ -41,17 +41,27 @@ pub fn record_layout(format: &FormatDecl, string_capacity: u32) -> RecordLayout 
     RecordLayout { arg_offsets, size: off }
 }
 
-/// The single value of the globals array map. The first slots are set by the runtime.
+/// The single value of the globals array map. The first slots are set by the runtime; then
+/// the globals kernel handlers address (`GlobalStorage::Shared`), the exit flag, and last
+/// the globals only user-space handlers touch (`GlobalStorage::UserSpace`), whose strings
+/// are wider: no kernel handler's code holds an offset past the exit flag, so user-space
+/// globals never move a kernel handler's offsets.
 #[derive(Clone, Debug)]
 pub struct GlobalsLayout {
     pub offsets: SecondaryMap<GlobalId, u32>,
-    /// The exit flag, after the script's globals: 1 once `exit()` was called or the runtime
+    /// The exit flag, after the shared globals: 1 once `exit()` was called or the runtime
     /// began to stop. Handlers of a script that calls `exit()` check it first and return at
     /// once when it is set, so no probe body runs after `exit()`, as in SystemTap. (At the
     /// end, not among the reserved slots, so that no other offset moves.) In a session's
     /// unit, the unit's own (see [`planned_globals_layout`]), checked by every handler.
     pub exited: u32,
     pub size: u32,
+}
+
+/// Bytes global `decl` takes in the globals map: 8 for a long, its string capacity (see
+/// `Program::global_string_capacity`) rounded up to 8 for a string.
+pub fn global_size(program: &Program, decl: &GlobalDecl) -> u32 {
+    value_size(decl.ty, program.global_string_capacity(decl))
 }
 
 /// Nanoseconds to add to `ktime_get_boot_ns` to get the wall clock, set by the runtime.
@@ -87,36 +97,42 @@ impl GlobalsPlan {
     }
 }
 
-/// A script's own globals map: each global after the reserved slots, in declaration order,
-/// then the exit flag; sized to them.
+/// A script's own globals map: the shared globals after the reserved slots, in declaration
+/// order, then the exit flag, then the user-space globals; sized to them.
 pub fn globals_layout(program: &Program) -> GlobalsLayout {
-    let (offsets, end) = place_globals(program, &GlobalsPlan::default());
-    GlobalsLayout { offsets, exited: end, size: end + 8 }
+    let (offsets, exited, end) = place_globals(program, &GlobalsPlan::default());
+    GlobalsLayout { offsets, exited, size: end }
 }
 
-/// The globals where `plan` placed them, the others after those, then this compile's own
+/// The globals where `plan` placed them, the others after those, with this compile's own
 /// exit flag, so that the runtime can stop one unit of a session alone; `None` when the
 /// plan's fixed-size map has no room left.
 pub fn planned_globals_layout(program: &Program, plan: &GlobalsPlan) -> Option<GlobalsLayout> {
-    let (offsets, end) = place_globals(program, plan);
-    (end + 8 <= plan.size).then(|| GlobalsLayout { offsets, exited: end, size: plan.size })
+    let (offsets, exited, end) = place_globals(program, plan);
+    (end <= plan.size).then(|| GlobalsLayout { offsets, exited, size: plan.size })
 }
 
-/// Each global's offset, and the end of the last one placed here.
-fn place_globals(program: &Program, plan: &GlobalsPlan) -> (SecondaryMap<GlobalId, u32>, u32) {
+/// Each global's offset, the exit flag's, and the end of the last slot placed here.
+fn place_globals(program: &Program, plan: &GlobalsPlan) -> (SecondaryMap<GlobalId, u32>, u32, u32) {
     let mut offsets = SecondaryMap::new();
     let mut off = plan.next.max(GLOBALS_RESERVED);
-    for (g, decl) in program.globals.iter() {
-        offsets[g] = match plan.placed.get(&decl.name) {
-            Some(placed) => *placed,
-            None => {
-                let at = off;
-                off += value_size(decl.ty, program.string_capacity);
-                at
-            }
-        };
-    }
-    (offsets, off)
+    let mut place = |storage: GlobalStorage, off: &mut u32| {
+        for (g, decl) in program.globals.iter().filter(|(_, d)| d.storage == storage) {
+            offsets[g] = match plan.placed.get(&decl.name) {
+                Some(placed) => *placed,
+                None => {
+                    let at = *off;
+                    *off += global_size(program, decl);
+                    at
+                }
+            };
+        }
+    };
+    place(GlobalStorage::Shared, &mut off);
+    let exited = off;
+    off += 8;
+    place(GlobalStorage::UserSpace, &mut off);
+    (offsets, exited, off)
 }
 
 impl GlobalsLayout {
@@ -188,4 +204,31 @@ pub fn array_map_index(a: lang::ir::ArrayId) -> usize {
 pub mod record_error {
     /// A kernel handler ran out of loop iterations; the low 24 bits give the handler.
     pub const MAX_ACTION: u32 = 0xfd00_0000;
+}
+
+#[cfg(test)]
+mod tests {
+    use lang::ir::{GlobalDecl, GlobalStorage, Program, Ty};
+
+    use super::*;
+
+    fn global(name: &str, ty: Ty, storage: GlobalStorage) -> GlobalDecl {
+        GlobalDecl { name: name.into(), ty, init: None, read: true, storage }
+    }
+
+    /// A user-space global declared first moves no shared global, nor the exit flag, and
+    /// its string takes SystemTap's width.
+    #[test]
+    fn user_space_globals_go_after_the_exit_flag_at_their_own_width() {
+        let mut program = Program { string_capacity: 128, ..Program::default() };
+        let user = program.globals.push(global("cmd", Ty::Str, GlobalStorage::UserSpace));
+        let shared = program.globals.push(global("name", Ty::Str, GlobalStorage::Shared));
+        let count = program.globals.push(global("n", Ty::Long, GlobalStorage::Shared));
+        let layout = globals_layout(&program);
+        assert_eq!(layout.offset(shared), GLOBALS_RESERVED);
+        assert_eq!(layout.offset(count), GLOBALS_RESERVED + 128);
+        assert_eq!(layout.exited, GLOBALS_RESERVED + 136);
+        assert_eq!(layout.offset(user), layout.exited + 8);
+        assert_eq!(layout.size, layout.exited + 8 + 512);
+    }
 }

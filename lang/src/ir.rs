@@ -77,9 +77,32 @@ pub struct Program {
     /// The patterns of `=~`, each compiled once.
     pub regexes: PrimaryMap<RegexId, crate::regex::Regex>,
     pub handlers: Vec<Handler>,
-    /// Capacity of every string buffer in bytes, the terminating NUL included
-    /// (SystemTap's MAXSTRINGLEN).
+    /// Capacity in bytes, the terminating NUL included, of every string a kernel handler
+    /// holds, records and keys, and of the globals kept where kernel handlers reach them
+    /// ([`GlobalStorage::Shared`]): `-D MAXSTRINGLEN`, 128 by default where SystemTap has 512,
+    /// as BPF pays for each byte on the stack, in the scratch area and in every record.
+    /// User-space handlers hold [`Program::user_string_capacity`].
     pub string_capacity: u32,
+}
+
+/// SystemTap's MAXSTRINGLEN on 64-bit machines: the least a user-space handler's strings hold.
+pub const SYSTEMTAP_MAXSTRINGLEN: u32 = 512;
+
+impl Program {
+    /// Capacity of the strings of user-space handlers and of [`GlobalStorage::UserSpace`]
+    /// globals: SystemTap's 512, or `string_capacity` when that is larger. User space pays
+    /// nothing per byte, so it keeps SystemTap's width whatever the kernel's.
+    pub fn user_string_capacity(&self) -> u32 {
+        self.string_capacity.max(SYSTEMTAP_MAXSTRINGLEN)
+    }
+
+    /// Capacity of a string global where it is stored.
+    pub fn global_string_capacity(&self, decl: &GlobalDecl) -> u32 {
+        match decl.storage {
+            GlobalStorage::Shared => self.string_capacity,
+            GlobalStorage::UserSpace => self.user_string_capacity(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -91,6 +114,21 @@ pub struct GlobalDecl {
     /// Read somewhere in the script, or declared by a tapset: the globals that are not
     /// are printed at exit (SystemTap prints only the script's own).
     pub read: bool,
+    pub storage: GlobalStorage,
+}
+
+/// Where a global's value is kept, so how wide a string global is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub enum GlobalStorage {
+    /// Where kernel handlers address it: some kernel handler (or a function one calls)
+    /// touches it, or later inputs of an interactive session might. A string holds
+    /// [`Program::string_capacity`].
+    #[default]
+    Shared,
+    /// Only user-space handlers touch it: it lies past everything kernel code addresses and
+    /// a string holds [`Program::user_string_capacity`], SystemTap's width.
+    UserSpace,
 }
 
 /// A global array (`keys` non-empty) or a scalar statistic (no keys, `value` Stat).
@@ -1037,6 +1075,9 @@ impl fmt::Display for Program {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (g, decl) in self.globals.iter() {
             write!(f, "global {g}: {} ; {}", decl.ty, decl.name)?;
+            if decl.storage == GlobalStorage::UserSpace {
+                write!(f, " [user space]")?;
+            }
             match &decl.init {
                 Some(Const::Long(n)) => writeln!(f, " = {n}")?,
                 Some(Const::Str(s)) => writeln!(f, " = {s:?}")?,

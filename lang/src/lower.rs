@@ -31,7 +31,7 @@ pub struct Options {
     pub max_map_entries: u32,
     /// Give every array the layout any later compile would give it, whatever this one's
     /// uses: string keys take the whole string capacity and statistics keep `@hist_log`
-    /// buckets. For an interactive session, whose inputs are compiled one at a time against
+    /// buckets; every global is `GlobalStorage::Shared`. For an interactive session, whose inputs are compiled one at a time against
     /// maps that outlive them.
     pub stable_layouts: bool,
 }
@@ -68,7 +68,13 @@ pub fn lower(
             ExprKind::ArgCount { as_string: true } => Some(ir::Const::Str(options.script_args.len().to_string())),
             _ => None,
         });
-        let id = program.globals.push(ir::GlobalDecl { name: g.name.clone(), ty: *ty, init, read: false });
+        let id = program.globals.push(ir::GlobalDecl {
+            name: g.name.clone(),
+            ty: *ty,
+            init,
+            read: false,
+            storage: ir::GlobalStorage::Shared,
+        });
         globals.insert(g.name.clone(), id);
     }
     let mut arrays = HashMap::new();
@@ -171,6 +177,25 @@ pub fn lower(
     }
     for (g, decl) in program.globals.iter_mut() {
         decl.read = read[g.index()] || from_tapset.contains(decl.name.as_str());
+    }
+    // Globals no kernel handler touches (functions are inlined, so the handlers' code is all
+    // of it) are kept at user space's string width. Not in a session: a later input may
+    // touch any global from a kernel probe, at the offset and width placed now.
+    if !options.stable_layouts {
+        let mut in_kernel = vec![false; program.globals.len()];
+        for h in program.handlers.iter().filter(|h| !h.target.is_user_space()) {
+            for inst in h.func.blocks.values().flat_map(|b| &b.insts) {
+                if let InstKind::LoadGlobal { global, .. }
+                | InstKind::StoreGlobal { global, .. }
+                | InstKind::AddGlobal { global, .. } = inst.kind
+                {
+                    in_kernel[global.index()] = true;
+                }
+            }
+        }
+        for (_, decl) in program.globals.iter_mut().filter(|(g, _)| !in_kernel[g.index()]) {
+            decl.storage = ir::GlobalStorage::UserSpace;
+        }
     }
     let mut array_read = vec![false; program.arrays.len()];
     for h in &program.handlers {

@@ -17,10 +17,11 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::time::Duration;
 
 use codegen_bpf::layout::{GlobalsLayout, GLOBAL_LOST};
-use lang::ir::{Program, Ty};
+use lang::ir::Program;
 
 use crate::arrays::{value_text, Arrays, Elem};
 use crate::bpf::ProgStats;
+use crate::format::Value;
 use crate::stats::{self, Hist};
 use crate::sys::MappedValue;
 use crate::userspace;
@@ -168,20 +169,15 @@ pub fn exposition(
     probes: Option<&[ProbeSample<'_>]>,
 ) -> String {
     let mut out = String::new();
-    let cap = program.string_capacity as usize;
     for (g, decl) in program.globals.iter() {
         if decl.name.starts_with("__") {
             continue;
         }
-        let off = layout.offset(g);
         let name = format!("bpftap_{}", decl.name);
         header(&mut out, &name, &format!("the script's global `{}`", decl.name), "gauge");
-        match decl.ty {
-            Ty::Long => out.push_str(&format!("{name} {}\n", globals.load_long(off))),
-            Ty::Str => {
-                let text = userspace::read_c_string(&globals.read_bytes(off, cap));
-                out.push_str(&format!("{name}{{value=\"{}\"}} 1\n", escape_label(&text)));
-            }
+        match userspace::load_global(program, layout, globals, g) {
+            Value::Long(n) => out.push_str(&format!("{name} {n}\n")),
+            text => out.push_str(&format!("{name}{{value=\"{}\"}} 1\n", escape_label(&value_text(&text)))),
         }
     }
     for (a, decl) in program.arrays.iter() {

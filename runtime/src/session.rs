@@ -406,13 +406,9 @@ impl<'k> Session<'k> {
             }
         }
         // Past the unit's globals and its exit flag (see `layout::planned_globals_layout`).
-        let cap = unit.compiled.program.string_capacity;
-        let globals_end = unit
-            .compiled
-            .program
-            .globals
-            .iter()
-            .map(|(g, d)| unit.compiled.globals.offset(g) + layout::value_size(d.ty, cap));
+        let program = &unit.compiled.program;
+        let globals_end =
+            program.globals.iter().map(|(g, d)| unit.compiled.globals.offset(g) + layout::global_size(program, d));
         let end = globals_end.chain([unit.compiled.globals.exited + 8]).max().unwrap_or(0);
         if end < self.plan.size {
             self.plan.next = self.plan.next.max(end);
@@ -447,13 +443,12 @@ impl<'k> Session<'k> {
     /// then `-G`.
     fn init_globals(&self, unit: &Unit) -> Result<(), RuntimeError> {
         let program = &unit.compiled.program;
-        let cap = program.string_capacity as usize;
+        let store = |g, value| userspace::store_global(program, &unit.compiled.globals, &self.globals, g, &value);
         let fresh = program.globals.iter().filter(|(_, d)| !self.global_types.contains_key(&d.name));
         for (g, decl) in fresh {
-            let off = unit.compiled.globals.offset(g);
             match &decl.init {
-                Some(Const::Long(n)) => self.globals.store_long(off, *n),
-                Some(Const::Str(s)) => userspace::write_c_string(&self.globals, off, s, cap),
+                Some(Const::Long(n)) => store(g, Value::Long(*n)),
+                Some(Const::Str(s)) => store(g, Value::Str(s.clone())),
                 None => {}
             }
             let Some((name, value)) = self.options.set_globals.iter().find(|(n, _)| n == &decl.name) else {
@@ -465,9 +460,9 @@ impl<'k> Session<'k> {
                         name: name.clone(),
                         reason: format!("`{value}` is not a number, and the global is a long"),
                     })?;
-                    self.globals.store_long(off, n);
+                    store(g, Value::Long(n));
                 }
-                Ty::Str => userspace::write_c_string(&self.globals, off, value, cap),
+                Ty::Str => store(g, Value::Str(value.clone())),
             }
         }
         Ok(())
@@ -960,18 +955,13 @@ impl<'k> Session<'k> {
         let mut printed = BTreeSet::new();
         for unit in &self.units {
             let program = &unit.compiled.program;
-            let cap = program.string_capacity as usize;
             for (g, decl) in program.globals.iter() {
                 // Names starting with `__` are the tapsets' own.
                 let skip = unread_only && self.read.contains(&decl.name);
                 if skip || decl.name.starts_with("__") || !printed.insert(&decl.name) {
                     continue;
                 }
-                let off = unit.compiled.globals.offset(g);
-                let value = match decl.ty {
-                    Ty::Long => Value::Long(self.globals.load_long(off)),
-                    Ty::Str => Value::Str(userspace::read_c_string(&self.globals.read_bytes(off, cap))),
-                };
+                let value = userspace::load_global(program, &unit.compiled.globals, &self.globals, g);
                 out.emit(&Event::Global { name: &decl.name, value: &value }).map_err(RuntimeError::Output)?;
             }
             let arrays = unit.arrays();

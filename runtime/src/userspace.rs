@@ -11,7 +11,9 @@ use std::net::Ipv4Addr;
 
 use codegen_bpf::layout::{GlobalsLayout, GLOBAL_TARGET};
 use lang::builtins::Builtin;
-use lang::ir::{AddrSpace, BinOp, CmpOp, Function, InstKind, IterId, Operand, Program, Terminator, UnOp, Var};
+use lang::ir::{
+    AddrSpace, BinOp, CmpOp, Function, GlobalId, InstKind, IterId, Operand, Program, Terminator, UnOp, Var,
+};
 
 use crate::arrays::{self, Arrays, Elem};
 use crate::event::Event;
@@ -72,7 +74,7 @@ pub struct Env<'a> {
 }
 
 pub fn run(env: &mut Env<'_>, func: &Function) -> Result<Effects, HandlerError> {
-    let cap = env.program.string_capacity as usize;
+    let cap = env.program.user_string_capacity() as usize;
     let mut vars: Vec<Value> = func
         .vars
         .values()
@@ -284,19 +286,10 @@ fn exec(
             (env.out)(&Event::Printf { probe: Some(env.probe), format, args: &args, text: &text });
         }
         InstKind::LoadGlobal { dst, global } => {
-            let off = env.layout.offset(*global);
-            let value = match env.program.globals[*global].ty {
-                lang::ir::Ty::Long => Value::Long(env.globals.load_long(off)),
-                lang::ir::Ty::Str => Value::Str(read_c_string(&env.globals.read_bytes(off, cap))),
-            };
-            set(vars, *dst, value)
+            set(vars, *dst, load_global(env.program, env.layout, env.globals, *global))
         }
         InstKind::StoreGlobal { global, src } => {
-            let off = env.layout.offset(*global);
-            match &vars[src.as_u32() as usize] {
-                Value::Long(n) => env.globals.store_long(off, *n),
-                _ => write_c_string(env.globals, off, &text(vars, *src), cap),
-            }
+            store_global(env.program, env.layout, env.globals, *global, &vars[src.as_u32() as usize])
         }
         InstKind::AddGlobal { global, src } => env.globals.add_long(env.layout.offset(*global), long(vars, *src)),
         InstKind::Exit => effects.exit = true,
@@ -412,15 +405,38 @@ fn text_of(v: &Value) -> String {
     }
 }
 
+/// Global `g`'s value in the globals map.
+pub fn load_global(program: &Program, layout: &GlobalsLayout, globals: &MappedValue, g: GlobalId) -> Value {
+    let decl = &program.globals[g];
+    let off = layout.offset(g);
+    match decl.ty {
+        lang::ir::Ty::Long => Value::Long(globals.load_long(off)),
+        lang::ir::Ty::Str => {
+            let cap = program.global_string_capacity(decl) as usize;
+            Value::Str(read_c_string(&globals.read_bytes(off, cap)))
+        }
+    }
+}
+
+/// Sets global `g`; a string is cut to the global's capacity (a shared global's is the
+/// kernel's, as a kernel handler would cut it).
+pub fn store_global(program: &Program, layout: &GlobalsLayout, globals: &MappedValue, g: GlobalId, value: &Value) {
+    let off = layout.offset(g);
+    match value {
+        Value::Long(n) => globals.store_long(off, *n),
+        v => write_c_string(globals, off, &text_of(v), program.global_string_capacity(&program.globals[g]) as usize),
+    }
+}
+
 /// Writes a string into a global's slot, NUL-terminated and cut to the capacity.
-pub fn write_c_string(globals: &MappedValue, off: u32, s: &str, cap: usize) {
+fn write_c_string(globals: &MappedValue, off: u32, s: &str, cap: usize) {
     let mut bytes = truncate(s.to_string(), cap).into_bytes();
     bytes.push(0);
     globals.write_bytes(off, &bytes);
 }
 
 /// The bytes up to the first NUL.
-pub fn read_c_string(bytes: &[u8]) -> String {
+fn read_c_string(bytes: &[u8]) -> String {
     let end = bytes.iter().position(|b| *b == 0).unwrap_or(bytes.len());
     String::from_utf8_lossy(&bytes[..end]).into_owned()
 }
