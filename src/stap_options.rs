@@ -52,10 +52,12 @@ pub struct StapOptions {
     /// Add symbol data for OBJECT (no effect: symbols are read at run time).
     #[arg(short = 'd', value_name = "OBJECT")]
     symbol_objects: Vec<PathBuf>,
-    /// Add symbol data for the libraries the target uses (no effect, as -d).
+    /// Add symbol data for the shared libraries the target uses (no effect: `umodname` reads
+    /// the running process's mappings; user symbols are addresses in hex, as for -d).
     #[arg(long = "ldd")]
     ldd: bool,
-    /// Add symbol data for every loaded module (no effect: /proc/kallsyms has them).
+    /// Add symbol data for every loaded kernel module (no effect: `symname` and `modname`
+    /// come from the running kernel's own symbol table, modules included).
     #[arg(long = "all-modules")]
     all_modules: bool,
     /// Flight-recorder mode: refused, run bpftap in the background with -o FILE instead.

@@ -403,6 +403,9 @@ enum Callback {
     /// exactly and would walk every (source, output) pair, where a map value's words are
     /// unknown to it and one pass over the step suffices.
     Replace { src: u32, out: u32, idx: u32, needle: Vec<u8>, with: Vec<u8> },
+    /// For `bpf_find_vma`, for `_user_vma(addr)`: writes the vma found to the word at
+    /// scratch `at`.
+    KeepVma { at: u32 },
 }
 
 /// The errno values `errno_str` finds in its table in kernel probes (Linux's last is 133),
@@ -525,6 +528,7 @@ impl Emitter<'_> {
                 Callback::Replace { src, out, idx, needle, with } => {
                     self.replace_step(src, out, idx as i16, &needle, &with)
                 }
+                Callback::KeepVma { at } => self.keep_vma(at),
             }
         }
         self.resolve_jumps()?;
@@ -720,7 +724,8 @@ impl Emitter<'_> {
                         | Builtin::UserIpv6Str
                         | Builtin::KernelIpv6Str
                         | Builtin::ErrnoStr
-                        | Builtin::StrReplace,
+                        | Builtin::StrReplace
+                        | Builtin::UserVma,
                     ..
                 } => true,
                 InstKind::ArrayGet { .. }
@@ -1763,6 +1768,11 @@ impl Emitter<'_> {
 
     fn str_const(&mut self, dst: Var, value: &str) {
         let off = self.scratch(dst);
+        self.str_const_at(off, value);
+    }
+
+    /// The string at scratch `off` = `value`, cut at the capacity.
+    fn str_const_at(&mut self, off: u32, value: &str) {
         let mut bytes: Vec<u8> = value.bytes().take(self.cap as usize - 1).collect();
         bytes.push(0);
         while bytes.len() % 4 != 0 {
@@ -2126,6 +2136,80 @@ impl Emitter<'_> {
         self.push(insn::exit());
     }
 
+    /// The body of a [`Callback::KeepVma`]: `(r1 task, r2 vma, r3 ctx)`, returns 0. It finds
+    /// the scratch area itself; r6 keeps the vma across the lookup.
+    fn keep_vma(&mut self, at: u32) {
+        let done = self.new_label();
+        self.push(insn::mov64_reg(Reg::R6, Reg::R2));
+        self.push(insn::st_imm(Size::W, Reg::R10, KEY_ZERO, 0));
+        self.map_ptr(Reg::R1, self.maps.scratch);
+        self.push(insn::mov64_reg(Reg::R2, Reg::R10));
+        self.push(insn::alu64_imm(AluOp::Add, Reg::R2, KEY_ZERO as i32));
+        self.push(insn::call(Helper::MapLookupElem));
+        self.jump_if_imm(JmpOp::Eq, Reg::R0, 0, done);
+        self.push(insn::stx(Size::DW, Reg::R0, Reg::R6, at as i16));
+        self.bind(done);
+        self.push(insn::mov64_imm(Reg::R0, 0));
+        self.push(insn::exit());
+    }
+
+    /// Finds the first space of the string at scratch `off`: r0 = b' ', r1 = its index and
+    /// r2 = its address, or r0 = 0 when the string has none.
+    fn find_space(&mut self, off: u32) {
+        let (next, found, none) = (self.new_label(), self.new_label(), self.new_label());
+        self.push(insn::mov64_imm(Reg::R1, 0));
+        self.bind(next);
+        self.jump_if_imm(JmpOp::Ge, Reg::R1, self.cap as i32, none);
+        self.scratch_addr(Reg::R2, off);
+        self.push(insn::alu64_reg(AluOp::Add, Reg::R2, Reg::R1));
+        self.push(insn::ldx(Size::B, Reg::R0, Reg::R2, 0));
+        self.jump_if_imm(JmpOp::Eq, Reg::R0, b' ' as i32, found);
+        self.push(insn::alu64_imm(AluOp::Add, Reg::R1, 1));
+        self.jump_if_imm(JmpOp::Ne, Reg::R0, 0, next);
+        self.bind(none);
+        self.push(insn::mov64_imm(Reg::R0, 0));
+        self.bind(found);
+    }
+
+    /// The string at scratch `d` = the kernel module holding `addr`, from the kernel's
+    /// symbol table: `%ps` prints `name [module]` for a module's symbol (`modname`), the name
+    /// alone for the kernel's own ("kernel"), and the address in hex (`0x...`) where no
+    /// symbol holds it (""). Built in the string temporary, then copied.
+    fn kernel_modname(&mut self, d: u32, addr: Var) {
+        let tmp = self.str_tmp_off;
+        let (kernel, unknown, copy, done) = (self.new_label(), self.new_label(), self.new_label(), self.new_label());
+        self.snprintf(tmp, "%ps", &[addr]);
+        // r0 = the text's length with its NUL, more than the capacity when it was cut.
+        self.push(insn::stx(Size::DW, Reg::R10, Reg::R0, SPILL));
+        self.push(insn::ldx(Size::H, Reg::R1, SCRATCH, tmp as i16));
+        self.jump_if_imm(JmpOp::Eq, Reg::R1, i32::from(u16::from_le_bytes(*b"0x")), unknown);
+        self.find_space(tmp);
+        self.jump_if_imm(JmpOp::Eq, Reg::R0, 0, kernel);
+        // The module is after " [", up to the closing "]" that ends the text (unless cut).
+        self.push(insn::ldx(Size::DW, Reg::R3, Reg::R10, SPILL));
+        self.jump_if_imm(JmpOp::Gt, Reg::R3, self.cap as i32, copy);
+        self.jump_if_imm(JmpOp::Lt, Reg::R3, 2, copy);
+        self.push(insn::alu64_imm(AluOp::Sub, Reg::R3, 2));
+        self.scratch_addr(Reg::R4, tmp);
+        self.push(insn::alu64_reg(AluOp::Add, Reg::R4, Reg::R3));
+        self.push(insn::ldx(Size::B, Reg::R5, Reg::R4, 0));
+        self.jump_if_imm(JmpOp::Ne, Reg::R5, b']' as i32, copy);
+        self.push(insn::st_imm(Size::B, Reg::R4, 0, 0));
+        self.bind(copy);
+        self.push(insn::alu64_imm(AluOp::Add, Reg::R1, 2));
+        self.jump_if_imm(JmpOp::Ge, Reg::R1, self.cap as i32, unknown);
+        self.scratch_addr(Reg::R3, tmp);
+        self.push(insn::alu64_reg(AluOp::Add, Reg::R3, Reg::R1));
+        self.copy_str(d, self.cap);
+        self.jump(done);
+        self.bind(kernel);
+        self.str_const_at(d, "kernel");
+        self.jump(done);
+        self.bind(unknown);
+        self.push(insn::st_imm(Size::B, SCRATCH, d as i16, 0));
+        self.bind(done);
+    }
+
     fn sprintf(&mut self, dst: Var, fmt: FmtId, args: &[Var]) -> Result<(), EmitError> {
         let text = &self.program.formats[fmt].text;
         let kernel = kernel_format(text).map_err(|what| self.unsupported(&what))?;
@@ -2294,7 +2378,6 @@ impl Emitter<'_> {
             | Builtin::Matched
             | Builtin::MatchedStr
             | Builtin::Ngroups
-            | Builtin::Modname
             | Builtin::System
             | Builtin::SwitchFile
             | Builtin::Warn
@@ -2311,11 +2394,39 @@ impl Emitter<'_> {
             }
             Builtin::Symname | Builtin::Symdata => {
                 // The kernel's own symbol table, through bpf_snprintf: `%ps` is the name, `%pS`
-                // adds `+0xoffset/0xsize` (and ` [module]`); both give the address in hex when
-                // no symbol holds it, as SystemTap does.
+                // adds `+0xoffset/0xsize`, and both ` [module]` for a module's symbol; both
+                // give the address in hex when no symbol holds it, as SystemTap does.
                 let off = self.scratch(dst.expect("a symbol has a name"));
-                let conversion = if builtin == Builtin::Symname { "%ps" } else { "%pS" };
-                self.snprintf(off, conversion, &args[..1]);
+                if builtin == Builtin::Symdata {
+                    self.snprintf(off, "%pS", &args[..1]);
+                } else {
+                    // SystemTap's symname is the name alone: cut at the module's space.
+                    let done = self.new_label();
+                    self.snprintf(off, "%ps", &args[..1]);
+                    self.find_space(off);
+                    self.jump_if_imm(JmpOp::Eq, Reg::R0, 0, done);
+                    self.push(insn::st_imm(Size::B, Reg::R2, 0, 0));
+                    self.bind(done);
+                }
+            }
+            Builtin::Modname => {
+                let d = self.scratch(dst.expect("a module has a name"));
+                self.kernel_modname(d, args[0]);
+            }
+            Builtin::UserVma => {
+                // The callback keeps the vma in scratch, where it is a plain number to the
+                // verifier: reads through it are `bpf_probe_read_kernel`'s, fault-safe.
+                let at = self.tmp_off;
+                self.push(insn::st_imm(Size::DW, SCRATCH, at as i16, 0));
+                self.push(insn::call(Helper::GetCurrentTaskBtf));
+                self.push(insn::mov64_reg(Reg::R1, Reg::R0));
+                self.load(Reg::R2, args[0]);
+                self.callback_ptr(Reg::R3, Callback::KeepVma { at });
+                self.push(insn::mov64_imm(Reg::R4, 0));
+                self.push(insn::mov64_imm(Reg::R5, 0));
+                self.push(insn::call(Helper::FindVma));
+                self.push(insn::ldx(Size::DW, Reg::R0, SCRATCH, at as i16));
+                long_result(self);
             }
             Builtin::Strtol => {
                 let base = self.consts.get(&args[1]).copied();

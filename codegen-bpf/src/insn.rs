@@ -653,6 +653,7 @@ helpers! {
     GetFuncIp = 173, "get_func_ip";
     GetAttachCookie = 174, "get_attach_cookie";
     TaskPtRegs = 175, "task_pt_regs";
+    FindVma = 180, "find_vma";
     Loop = 181, "loop";
     Strncmp = 182, "strncmp";
     GetFuncArg = 183, "get_func_arg";

@@ -97,9 +97,14 @@ pub enum Builtin {
     /// `usymname(addr)`, `usymdata(addr)`: a user address's symbol. BPF has no user symbol
     /// tables, so this is the address in hex, SystemTap's answer for an unknown symbol.
     Usym,
-    /// `modname(addr)`: the kernel module holding `addr`, "kernel" for the kernel's own
-    /// text; an error for any other address.
+    /// `_modname(addr)`: the kernel module holding `addr`, "kernel" for the kernel's own
+    /// text, "" for any other address (the tapset's `modname` makes that an error): from
+    /// /proc/modules in user space, from the kernel's symbol table (`%ps`) in a kernel probe.
     Modname,
+    /// `_user_vma(addr)`: the `struct vm_area_struct *` holding user address `addr` in the
+    /// current task (`bpf_find_vma`), 0 where none does (the tapset's `umodname` reads the
+    /// path of the file it maps).
+    UserVma,
     /// The current stack as text, one frame a line: `sprint_backtrace()` (kernel frames,
     /// `name+0xoff/0xsize`), `sprint_ubacktrace()` (user frames in hex, which BPF cannot
     /// symbolize), or with `symbols: false` the hex addresses each followed by a space
@@ -242,7 +247,8 @@ pub const BUILTINS: &[Signature] = &[
     sig("uaddr", &[], L, Runs::Kernel, Lowering::Builtin(Builtin::Uaddr)),
     pure("usymname", &[L], S, Builtin::Usym),
     pure("usymdata", &[L], S, Builtin::Usym),
-    user("modname", &[L], S, Builtin::Modname),
+    pure("_modname", &[L], S, Builtin::Modname),
+    sig("_user_vma", &[L], L, Runs::Kernel, Lowering::Builtin(Builtin::UserVma)),
     pure("symfileline", &[L], S, Builtin::Fileline { user: false }),
     pure("usymfileline", &[L], S, Builtin::Fileline { user: true }),
     stack("sprint_backtrace", false, true),

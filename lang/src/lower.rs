@@ -307,8 +307,13 @@ impl Ctx<'_> {
     /// catch variable; outside `try` the script ends with it, as `error(msg)` ends it.
     fn throw(&mut self, message: &str, span: Span) {
         let text = self.temp(Ty::Str);
+        self.emit(InstKind::StrConst { dst: text, value: message.into() }, span);
+        self.throw_text(text, span);
+    }
+
+    /// [`Self::throw`] with the message in a string variable: also `error(msg)` inside `try`.
+    fn throw_text(&mut self, text: Var, span: Span) {
         let Some(catch) = self.catches.last().copied() else {
-            self.emit(InstKind::StrConst { dst: text, value: message.into() }, span);
             let fmt = self.intern_format_decl(ir::FormatDecl {
                 text: "%s".into(),
                 args: vec![Ty::Str],
@@ -321,7 +326,7 @@ impl Ctx<'_> {
             return;
         };
         if let Some(v) = catch.message {
-            self.emit(InstKind::StrConst { dst: v, value: message.into() }, span);
+            self.emit(InstKind::Copy { dst: v, src: text }, span);
         }
         self.terminate(Terminator::Jump(catch.block));
     }
@@ -1274,9 +1279,9 @@ impl Ctx<'_> {
     }
 
     /// `try { body } catch (msg) { catch }`. The errors caught are kernel read faults (see
-    /// `emit`), the only ones bpftap's kernel probes raise that SystemTap lets a script
-    /// catch; other errors (a full array, `error()`) still end the script. `msg` is
-    /// SystemTap's message for a fault, without the address.
+    /// `emit`), empty aggregates and `error(msg)` (see `call`), what SystemTap lets a
+    /// script catch; other errors (a full array) still end the script. `msg` is
+    /// SystemTap's message for a fault, without the address, or `error`'s.
     fn try_catch(&mut self, body: &Block, catch_var: Option<&(String, Span)>, catch: &Block) {
         let (on_error, after) = (self.func.new_block(), self.func.new_block());
         let message = match catch_var.map(|(name, _)| self.resolve(name)) {
@@ -1706,6 +1711,16 @@ impl Ctx<'_> {
         }
         if let Some(f) = self.script.function(name, args.len()) {
             return self.inline(f, args, span);
+        }
+        if let ("error", [arg], Some(_)) = (name, args, self.catches.last()) {
+            // Inside `try`, SystemTap's `error(msg)` goes to the `catch`.
+            let text = self.expr(arg)?;
+            if self.func.ty(text) == Ty::Str {
+                self.throw_text(text, span);
+                let zero = self.temp(Ty::Long);
+                self.emit(InstKind::Const { dst: zero, value: 0 }, span);
+                return Some(zero);
+            }
         }
         if self.kernel && matches!(name, "warn" | "error" | "system") {
             return self.kernel_message(name, args, span);

@@ -595,7 +595,7 @@ fn call(env: &Env<'_>, vars: &[Value], builtin: Builtin, args: &[Var]) -> Result
         Builtin::TzGmtoff => Value::Long(-sys::local_time_zone().0),
         Builtin::TzName => Value::Str(sys::local_time_zone().1),
         Builtin::Fileline { .. } | Builtin::Usym => Value::Str(format!("{:#x}", arg(0))),
-        Builtin::Modname => Value::Str(crate::symbols::modname(arg(0) as u64).map_err(HandlerError::Script)?),
+        Builtin::Modname => Value::Str(crate::symbols::modname(arg(0) as u64).unwrap_or_default()),
         // A user-space probe runs in bpftap, not in an interrupted context: no registers.
         Builtin::UserMode | Builtin::Addr => Value::Long(0),
         Builtin::TaskCurrent => {
