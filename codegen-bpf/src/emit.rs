@@ -972,46 +972,8 @@ impl Emitter<'_> {
                     }
                 }
             },
-            InstKind::Unary { op, dst, src } => {
-                self.load(Reg::R0, *src);
-                match op {
-                    UnOp::Neg => self.push(insn::neg64(Reg::R0)),
-                    UnOp::BitNot => self.push(insn::alu64_imm(AluOp::Xor, Reg::R0, -1)),
-                    UnOp::Not => {
-                        self.push(insn::mov64_reg(Reg::R1, Reg::R0));
-                        self.push(insn::mov64_imm(Reg::R0, 1));
-                        self.push(insn::jmp_imm(JmpOp::Eq, Reg::R1, 0, 1));
-                        self.push(insn::mov64_imm(Reg::R0, 0));
-                    }
-                }
-                self.store(*dst, Reg::R0);
-            }
-            InstKind::Binary { op, dst, lhs, rhs } => {
-                self.load(Reg::R0, *lhs);
-                match (alu_op(*op), *rhs) {
-                    // The verifier rejects constant shifts out of range; the register form
-                    // keeps BPF's behaviour for those.
-                    (Some(alu), Operand::Imm(imm))
-                        if i32::try_from(imm).is_ok()
-                            && (!matches!(op, BinOp::Shl | BinOp::Shr) || (0..64).contains(&imm)) =>
-                    {
-                        if let Some(member) = self.func.member_offset(*dst) {
-                            let reloc = FieldReloc {
-                                insn_index: self.insns.len(),
-                                offset: imm as u32,
-                                member: Some(member.clone()),
-                            };
-                            self.field_relocs.push(reloc);
-                        }
-                        self.push(insn::alu64_imm(alu, Reg::R0, imm as i32));
-                    }
-                    _ => {
-                        self.load_operand(Reg::R1, *rhs);
-                        self.binary(*op);
-                    }
-                }
-                self.store(*dst, Reg::R0);
-            }
+            InstKind::Unary { op, dst, src } => self.unary(*op, *dst, *src),
+            InstKind::Binary { op, dst, lhs, rhs } => self.binary_inst(*op, *dst, *lhs, *rhs),
             InstKind::Compare { op, dst, lhs, rhs } => {
                 self.load(Reg::R1, *lhs);
                 self.load_operand(Reg::R2, *rhs);
@@ -1029,190 +991,31 @@ impl Emitter<'_> {
                     self.store(*dst, Reg::R0);
                 }
             }
-            InstKind::LoadContextDataLoc { dst, offset } => {
-                // The u32 at `offset` holds (length << 16 | offset within the record).
-                let off = self.scratch(*dst);
-                self.field_reloc(*offset);
-                self.push(insn::ldx(Size::W, Reg::R3, CTX, *offset as i16));
-                self.push(insn::alu64_imm(AluOp::And, Reg::R3, 0xffff));
-                self.push(insn::alu64_reg(AluOp::Add, Reg::R3, CTX));
-                self.scratch_addr(Reg::R1, off);
-                self.push(insn::mov64_imm(Reg::R2, self.cap as i32));
-                self.push(insn::call(Helper::ProbeReadKernelStr));
-            }
-            InstKind::LoadContextStr { dst, offset, len } => {
-                let n = (*len).min(self.cap - 1);
-                let off = self.scratch(*dst);
-                self.scratch_addr(Reg::R1, off);
-                self.push(insn::mov64_imm(Reg::R2, n as i32));
-                self.push(insn::mov64_reg(Reg::R3, CTX));
-                self.field_reloc(*offset);
-                self.push(insn::alu64_imm(AluOp::Add, Reg::R3, *offset as i32));
-                self.push(insn::call(Helper::ProbeReadKernel));
-                self.push(insn::st_imm(Size::B, SCRATCH, (off + n) as i16, 0));
-            }
+            InstKind::LoadContextDataLoc { dst, offset } => self.load_context_data_loc(*dst, *offset),
+            InstKind::LoadContextStr { dst, offset, len } => self.load_context_str(*dst, *offset, *len),
             InstKind::Read { dst, addr, size, signed, space, fault } => {
-                self.push(insn::st_imm(Size::DW, Reg::R10, READ_BUF, 0));
-                self.push(insn::mov64_reg(Reg::R1, Reg::R10));
-                self.push(insn::alu64_imm(AluOp::Add, Reg::R1, READ_BUF as i32));
-                self.push(insn::mov64_imm(Reg::R2, *size as i32));
-                self.load(Reg::R3, *addr);
-                self.push(insn::call(read_helper(*space)));
-                if let Some(fault) = fault {
-                    // The helper returns 0 or a negative error.
-                    self.push(insn::mov64_imm(Reg::R1, 0));
-                    self.push(insn::jmp_imm(JmpOp::Eq, Reg::R0, 0, 1));
-                    self.push(insn::mov64_imm(Reg::R1, 1));
-                    self.store(*fault, Reg::R1);
-                }
-                self.push(insn::ldx(size_of(*size), Reg::R0, Reg::R10, READ_BUF));
-                if *signed && *size < 8 {
-                    self.sign_extend(Reg::R0, *size);
-                }
-                self.store(*dst, Reg::R0);
+                self.read(*dst, *addr, *size, *signed, *space, *fault)
             }
             InstKind::ReadStr { dst, addr, space, fallback, limit } => {
-                let off = self.scratch(*dst);
-                match limit {
-                    // SystemTap reads n bytes and the NUL, 1 to MAXSTRINGLEN in all.
-                    Some(n) => {
-                        self.load(Reg::R2, *n);
-                        self.push(insn::alu64_imm(AluOp::Add, Reg::R2, 1));
-                        self.push(insn::jmp_imm(JmpOp::Sge, Reg::R2, 1, 1));
-                        self.push(insn::mov64_imm(Reg::R2, 1));
-                        self.push(insn::jmp_imm(JmpOp::Sle, Reg::R2, self.cap as i32, 1));
-                        self.push(insn::mov64_imm(Reg::R2, self.cap as i32));
-                    }
-                    None => self.push(insn::mov64_imm(Reg::R2, self.cap as i32)),
-                }
-                self.scratch_addr(Reg::R1, off);
-                self.load(Reg::R3, *addr);
-                let helper = match space {
-                    AddrSpace::User => Helper::ProbeReadUserStr,
-                    AddrSpace::Kernel => Helper::ProbeReadKernelStr,
-                };
-                self.push(insn::call(helper));
-                // On a fault the buffer is undefined: make it "" or the fallback.
-                match fallback {
-                    None => {
-                        self.push(insn::jmp_imm(JmpOp::Sgt, Reg::R0, 0, 1));
-                        self.push(insn::st_imm(Size::B, SCRATCH, off as i16, 0));
-                    }
-                    Some(fallback) => {
-                        let done = self.new_label();
-                        self.jump_if_imm(JmpOp::Sgt, Reg::R0, 0, done);
-                        self.str_addr(Reg::R3, *fallback);
-                        self.copy_str(off, self.cap);
-                        self.bind(done);
-                    }
-                }
+                self.read_str(*dst, *addr, *space, *fallback, *limit)
             }
             InstKind::Call { dst, builtin, args } => self.call(*dst, *builtin, args)?,
             InstKind::Sprintf { dst, fmt, args } => self.sprintf(*dst, *fmt, args)?,
             InstKind::Printf { fmt, args } => self.printf(*fmt, args),
-            InstKind::LoadGlobal { dst, global } => {
-                let off = self.globals.offset(*global);
-                match self.func.ty(*dst) {
-                    Ty::Long => {
-                        self.push(insn::ldx(Size::DW, Reg::R0, GLOBALS, off as i16));
-                        self.store(*dst, Reg::R0);
-                    }
-                    Ty::Str => {
-                        let d = self.scratch(*dst);
-                        self.push(insn::mov64_reg(Reg::R3, GLOBALS));
-                        self.push(insn::alu64_imm(AluOp::Add, Reg::R3, off as i32));
-                        self.copy_str(d, self.cap);
-                    }
-                }
-            }
-            InstKind::StoreGlobal { global, src } => {
-                let off = self.globals.offset(*global);
-                match self.func.ty(*src) {
-                    Ty::Long => {
-                        self.load(Reg::R0, *src);
-                        self.push(insn::stx(Size::DW, GLOBALS, Reg::R0, off as i16));
-                    }
-                    Ty::Str => {
-                        self.push(insn::mov64_reg(Reg::R1, GLOBALS));
-                        self.push(insn::alu64_imm(AluOp::Add, Reg::R1, off as i32));
-                        self.push(insn::mov64_imm(Reg::R2, self.cap as i32));
-                        self.str_addr(Reg::R3, *src);
-                        self.push(insn::call(Helper::ProbeReadKernelStr));
-                    }
-                }
-            }
+            InstKind::LoadGlobal { dst, global } => self.load_global(*dst, *global),
+            InstKind::StoreGlobal { global, src } => self.store_global(*global, *src),
             InstKind::AddGlobal { global, src } => {
                 let off = self.globals.offset(*global);
                 let value = self.reg_of(*src, Reg::R1);
                 self.push(insn::atomic_add(Size::DW, GLOBALS, value, off as i16));
             }
-            InstKind::Exit => {
-                // The flag first, so that no handler on another CPU starts after this one.
-                let globals = if self.globals_loaded {
-                    GLOBALS
-                } else {
-                    self.globals_ptr(Reg::R1);
-                    Reg::R1
-                };
-                self.push(insn::st_imm(Size::DW, globals, self.globals.exited as i16, 1));
-                self.output_header_record(layout::record_kind::EXIT)
-            }
-            InstKind::LoadArg { dst, index } => {
-                let off = match self.args {
-                    ArgAccess::Fentry { .. } => 8 * *index as i16,
-                    ArgAccess::Kprobe { ret: true } => {
-                        return Err(self.unsupported("an argument in a kretprobe (it needs fexit)"))
-                    }
-                    ArgAccess::Kprobe { ret: false } => match PT_REGS_ARGS.get(*index as usize) {
-                        Some(off) => *off,
-                        None => return Err(self.unsupported("a kprobe argument past the sixth")),
-                    },
-                    ArgAccess::None | ArgAccess::PerfEvent => {
-                        return Err(self.unsupported("a function argument outside a function probe"))
-                    }
-                };
-                self.push(insn::ldx(Size::DW, Reg::R0, CTX, off));
-                self.store(*dst, Reg::R0);
-            }
-            InstKind::LoadReturn { dst } => {
-                let off = match self.args {
-                    ArgAccess::Fentry { nargs } => 8 * nargs as i16,
-                    ArgAccess::Kprobe { .. } => PT_REGS_RET,
-                    ArgAccess::None | ArgAccess::PerfEvent => {
-                        return Err(self.unsupported("`$return` outside a function probe"))
-                    }
-                };
-                self.push(insn::ldx(Size::DW, Reg::R0, CTX, off));
-                self.store(*dst, Reg::R0);
-            }
+            InstKind::Exit => self.exit(),
+            InstKind::LoadArg { dst, index } => self.load_arg(*dst, *index)?,
+            InstKind::LoadReturn { dst } => self.load_return(*dst)?,
             InstKind::MaxActionExceeded => {
                 self.output_header_record(layout::record_error::MAX_ACTION | self.handler_index);
             }
-            InstKind::ArrayGet { dst, array, keys } => {
-                self.lookup(*array, keys);
-                let missing = self.new_label();
-                let done = self.new_label();
-                self.jump_if_imm(JmpOp::Eq, Reg::R0, 0, missing);
-                match self.func.ty(*dst) {
-                    Ty::Long => {
-                        self.push(insn::ldx(Size::DW, Reg::R0, Reg::R0, 0));
-                        self.store(*dst, Reg::R0);
-                        self.jump(done);
-                        self.bind(missing);
-                        self.push(insn::mov64_imm(Reg::R0, 0));
-                        self.store(*dst, Reg::R0);
-                    }
-                    Ty::Str => {
-                        let off = self.scratch(*dst);
-                        self.push(insn::mov64_reg(Reg::R3, Reg::R0));
-                        self.copy_str(off, self.cap);
-                        self.jump(done);
-                        self.bind(missing);
-                        self.push(insn::st_imm(Size::B, SCRATCH, off as i16, 0));
-                    }
-                }
-                self.bind(done);
-            }
+            InstKind::ArrayGet { dst, array, keys } => self.array_get(*dst, *array, keys),
             InstKind::ArrayContains { dst, array, keys } => {
                 self.lookup(*array, keys);
                 self.push(insn::mov64_reg(Reg::R1, Reg::R0));
@@ -1221,18 +1024,7 @@ impl Emitter<'_> {
                 self.push(insn::mov64_imm(Reg::R0, 0));
                 self.store(*dst, Reg::R0);
             }
-            InstKind::ArraySet { array, keys, src } => {
-                self.build_key(*array, keys);
-                self.map_ptr(Reg::R1, layout::array_map_index(*array));
-                self.addr(Reg::R2, self.key);
-                match self.func.ty(*src) {
-                    Ty::Long => self.home_addr(Reg::R3, *src),
-                    Ty::Str => self.str_addr(Reg::R3, *src),
-                }
-                self.push(insn::mov64_imm(Reg::R4, BPF_ANY));
-                self.push(insn::call(Helper::MapUpdateElem));
-                self.on_full(*array);
-            }
+            InstKind::ArraySet { array, keys, src } => self.array_set(*array, keys, *src),
             InstKind::ArrayAdd { array, keys, src } => self.array_add(*array, keys, *src),
             InstKind::ArrayDelete { array, keys } => {
                 self.build_key(*array, keys);
@@ -1254,6 +1046,247 @@ impl Emitter<'_> {
             InstKind::IterStart { .. } | InstKind::IterNext { .. } => return Err(self.unsupported("`foreach`")),
         }
         Ok(())
+    }
+
+    fn unary(&mut self, op: UnOp, dst: Var, src: Var) {
+        self.load(Reg::R0, src);
+        match op {
+            UnOp::Neg => self.push(insn::neg64(Reg::R0)),
+            UnOp::BitNot => self.push(insn::alu64_imm(AluOp::Xor, Reg::R0, -1)),
+            UnOp::Not => {
+                self.push(insn::mov64_reg(Reg::R1, Reg::R0));
+                self.push(insn::mov64_imm(Reg::R0, 1));
+                self.push(insn::jmp_imm(JmpOp::Eq, Reg::R1, 0, 1));
+                self.push(insn::mov64_imm(Reg::R0, 0));
+            }
+        }
+        self.store(dst, Reg::R0);
+    }
+
+    /// `dst = lhs op rhs`: an immediate where the instruction takes one (a member offset's add is recorded for relocation).
+    fn binary_inst(&mut self, op: BinOp, dst: Var, lhs: Var, rhs: Operand) {
+        self.load(Reg::R0, lhs);
+        match (alu_op(op), rhs) {
+            // The verifier rejects constant shifts out of range; the register form
+            // keeps BPF's behaviour for those.
+            (Some(alu), Operand::Imm(imm))
+                if i32::try_from(imm).is_ok() && (!matches!(op, BinOp::Shl | BinOp::Shr) || (0..64).contains(&imm)) =>
+            {
+                if let Some(member) = self.func.member_offset(dst) {
+                    let reloc =
+                        FieldReloc { insn_index: self.insns.len(), offset: imm as u32, member: Some(member.clone()) };
+                    self.field_relocs.push(reloc);
+                }
+                self.push(insn::alu64_imm(alu, Reg::R0, imm as i32));
+            }
+            _ => {
+                self.load_operand(Reg::R1, rhs);
+                self.binary(op);
+            }
+        }
+        self.store(dst, Reg::R0);
+    }
+
+    fn load_context_data_loc(&mut self, dst: Var, offset: u32) {
+        // The u32 at `offset` holds (length << 16 | offset within the record).
+        let off = self.scratch(dst);
+        self.field_reloc(offset);
+        self.push(insn::ldx(Size::W, Reg::R3, CTX, offset as i16));
+        self.push(insn::alu64_imm(AluOp::And, Reg::R3, 0xffff));
+        self.push(insn::alu64_reg(AluOp::Add, Reg::R3, CTX));
+        self.scratch_addr(Reg::R1, off);
+        self.push(insn::mov64_imm(Reg::R2, self.cap as i32));
+        self.push(insn::call(Helper::ProbeReadKernelStr));
+    }
+
+    fn load_context_str(&mut self, dst: Var, offset: u32, len: u32) {
+        let n = (len).min(self.cap - 1);
+        let off = self.scratch(dst);
+        self.scratch_addr(Reg::R1, off);
+        self.push(insn::mov64_imm(Reg::R2, n as i32));
+        self.push(insn::mov64_reg(Reg::R3, CTX));
+        self.field_reloc(offset);
+        self.push(insn::alu64_imm(AluOp::Add, Reg::R3, offset as i32));
+        self.push(insn::call(Helper::ProbeReadKernel));
+        self.push(insn::st_imm(Size::B, SCRATCH, (off + n) as i16, 0));
+    }
+
+    /// A fault-safe read of `size` bytes at `addr`; `fault` (where given) is set to 1 on a fault.
+    fn read(&mut self, dst: Var, addr: Var, size: u8, signed: bool, space: AddrSpace, fault: Option<Var>) {
+        self.push(insn::st_imm(Size::DW, Reg::R10, READ_BUF, 0));
+        self.push(insn::mov64_reg(Reg::R1, Reg::R10));
+        self.push(insn::alu64_imm(AluOp::Add, Reg::R1, READ_BUF as i32));
+        self.push(insn::mov64_imm(Reg::R2, size as i32));
+        self.load(Reg::R3, addr);
+        self.push(insn::call(read_helper(space)));
+        if let Some(fault) = fault {
+            // The helper returns 0 or a negative error.
+            self.push(insn::mov64_imm(Reg::R1, 0));
+            self.push(insn::jmp_imm(JmpOp::Eq, Reg::R0, 0, 1));
+            self.push(insn::mov64_imm(Reg::R1, 1));
+            self.store(fault, Reg::R1);
+        }
+        self.push(insn::ldx(size_of(size), Reg::R0, Reg::R10, READ_BUF));
+        if signed && size < 8 {
+            self.sign_extend(Reg::R0, size);
+        }
+        self.store(dst, Reg::R0);
+    }
+
+    /// A string read at `addr`: `""` or `fallback` on a fault, at most `limit` bytes.
+    fn read_str(&mut self, dst: Var, addr: Var, space: AddrSpace, fallback: Option<Var>, limit: Option<Var>) {
+        let off = self.scratch(dst);
+        match limit {
+            // SystemTap reads n bytes and the NUL, 1 to MAXSTRINGLEN in all.
+            Some(n) => {
+                self.load(Reg::R2, n);
+                self.push(insn::alu64_imm(AluOp::Add, Reg::R2, 1));
+                self.push(insn::jmp_imm(JmpOp::Sge, Reg::R2, 1, 1));
+                self.push(insn::mov64_imm(Reg::R2, 1));
+                self.push(insn::jmp_imm(JmpOp::Sle, Reg::R2, self.cap as i32, 1));
+                self.push(insn::mov64_imm(Reg::R2, self.cap as i32));
+            }
+            None => self.push(insn::mov64_imm(Reg::R2, self.cap as i32)),
+        }
+        self.scratch_addr(Reg::R1, off);
+        self.load(Reg::R3, addr);
+        let helper = match space {
+            AddrSpace::User => Helper::ProbeReadUserStr,
+            AddrSpace::Kernel => Helper::ProbeReadKernelStr,
+        };
+        self.push(insn::call(helper));
+        // On a fault the buffer is undefined: make it "" or the fallback.
+        match fallback {
+            None => {
+                self.push(insn::jmp_imm(JmpOp::Sgt, Reg::R0, 0, 1));
+                self.push(insn::st_imm(Size::B, SCRATCH, off as i16, 0));
+            }
+            Some(fallback) => {
+                let done = self.new_label();
+                self.jump_if_imm(JmpOp::Sgt, Reg::R0, 0, done);
+                self.str_addr(Reg::R3, fallback);
+                self.copy_str(off, self.cap);
+                self.bind(done);
+            }
+        }
+    }
+
+    fn load_global(&mut self, dst: Var, global: lang::ir::GlobalId) {
+        let off = self.globals.offset(global);
+        match self.func.ty(dst) {
+            Ty::Long => {
+                self.push(insn::ldx(Size::DW, Reg::R0, GLOBALS, off as i16));
+                self.store(dst, Reg::R0);
+            }
+            Ty::Str => {
+                let d = self.scratch(dst);
+                self.push(insn::mov64_reg(Reg::R3, GLOBALS));
+                self.push(insn::alu64_imm(AluOp::Add, Reg::R3, off as i32));
+                self.copy_str(d, self.cap);
+            }
+        }
+    }
+
+    fn store_global(&mut self, global: lang::ir::GlobalId, src: Var) {
+        let off = self.globals.offset(global);
+        match self.func.ty(src) {
+            Ty::Long => {
+                self.load(Reg::R0, src);
+                self.push(insn::stx(Size::DW, GLOBALS, Reg::R0, off as i16));
+            }
+            Ty::Str => {
+                self.push(insn::mov64_reg(Reg::R1, GLOBALS));
+                self.push(insn::alu64_imm(AluOp::Add, Reg::R1, off as i32));
+                self.push(insn::mov64_imm(Reg::R2, self.cap as i32));
+                self.str_addr(Reg::R3, src);
+                self.push(insn::call(Helper::ProbeReadKernelStr));
+            }
+        }
+    }
+
+    /// `exit()`: the stop flag, then the record that tells user space.
+    fn exit(&mut self) {
+        // The flag first, so that no handler on another CPU starts after this one.
+        let globals = if self.globals_loaded {
+            GLOBALS
+        } else {
+            self.globals_ptr(Reg::R1);
+            Reg::R1
+        };
+        self.push(insn::st_imm(Size::DW, globals, self.globals.exited as i16, 1));
+        self.output_header_record(layout::record_kind::EXIT)
+    }
+
+    fn load_arg(&mut self, dst: Var, index: u32) -> Result<(), EmitError> {
+        let off = match self.args {
+            ArgAccess::Fentry { .. } => 8 * index as i16,
+            ArgAccess::Kprobe { ret: true } => {
+                return Err(self.unsupported("an argument in a kretprobe (it needs fexit)"))
+            }
+            ArgAccess::Kprobe { ret: false } => match PT_REGS_ARGS.get(index as usize) {
+                Some(off) => *off,
+                None => return Err(self.unsupported("a kprobe argument past the sixth")),
+            },
+            ArgAccess::None | ArgAccess::PerfEvent => {
+                return Err(self.unsupported("a function argument outside a function probe"))
+            }
+        };
+        self.push(insn::ldx(Size::DW, Reg::R0, CTX, off));
+        self.store(dst, Reg::R0);
+        Ok(())
+    }
+
+    fn load_return(&mut self, dst: Var) -> Result<(), EmitError> {
+        let off = match self.args {
+            ArgAccess::Fentry { nargs } => 8 * nargs as i16,
+            ArgAccess::Kprobe { .. } => PT_REGS_RET,
+            ArgAccess::None | ArgAccess::PerfEvent => {
+                return Err(self.unsupported("`$return` outside a function probe"))
+            }
+        };
+        self.push(insn::ldx(Size::DW, Reg::R0, CTX, off));
+        self.store(dst, Reg::R0);
+        Ok(())
+    }
+
+    /// `dst = array[keys]`: 0 or "" where the key is absent.
+    fn array_get(&mut self, dst: Var, array: lang::ir::ArrayId, keys: &[Var]) {
+        self.lookup(array, keys);
+        let missing = self.new_label();
+        let done = self.new_label();
+        self.jump_if_imm(JmpOp::Eq, Reg::R0, 0, missing);
+        match self.func.ty(dst) {
+            Ty::Long => {
+                self.push(insn::ldx(Size::DW, Reg::R0, Reg::R0, 0));
+                self.store(dst, Reg::R0);
+                self.jump(done);
+                self.bind(missing);
+                self.push(insn::mov64_imm(Reg::R0, 0));
+                self.store(dst, Reg::R0);
+            }
+            Ty::Str => {
+                let off = self.scratch(dst);
+                self.push(insn::mov64_reg(Reg::R3, Reg::R0));
+                self.copy_str(off, self.cap);
+                self.jump(done);
+                self.bind(missing);
+                self.push(insn::st_imm(Size::B, SCRATCH, off as i16, 0));
+            }
+        }
+        self.bind(done);
+    }
+
+    fn array_set(&mut self, array: lang::ir::ArrayId, keys: &[Var], src: Var) {
+        self.build_key(array, keys);
+        self.map_ptr(Reg::R1, layout::array_map_index(array));
+        self.addr(Reg::R2, self.key);
+        match self.func.ty(src) {
+            Ty::Long => self.home_addr(Reg::R3, src),
+            Ty::Str => self.str_addr(Reg::R3, src),
+        }
+        self.push(insn::mov64_imm(Reg::R4, BPF_ANY));
+        self.push(insn::call(Helper::MapUpdateElem));
+        self.on_full(array);
     }
 
     /// `delete array[pattern]` (`found` = None) or `found = [pattern] in array`: the pattern
