@@ -2348,53 +2348,9 @@ impl Emitter<'_> {
                 let d = self.scratch(dst.expect("errno_str has a result"));
                 self.errno_str(d, args[0]);
             }
-            Builtin::Substr => {
-                // dst = the bytes of s from `start`, at most `length`: "" past the end.
-                let d = self.scratch(dst.expect("substr has a result"));
-                let empty = self.new_label();
-                let done = self.new_label();
-                self.str_addr(Reg::R3, args[0]);
-                self.copy_str(self.tmp_len_probe(), self.cap);
-                // r0 = strlen + 1; spill it while the bounds are worked out.
-                self.push(insn::stx(Size::DW, Reg::R10, Reg::R0, SPILL));
-                self.load(Reg::R4, args[1]);
-                self.jump_if_imm(JmpOp::Slt, Reg::R4, 0, empty);
-                self.push(insn::ldx(Size::DW, Reg::R0, Reg::R10, SPILL));
-                self.push(insn::alu64_imm(AluOp::Sub, Reg::R0, 1));
-                self.jump_if_reg(JmpOp::Sge, Reg::R4, Reg::R0, empty);
-                self.push(insn::alu64_imm(AluOp::And, Reg::R4, (self.cap.next_power_of_two() - 1) as i32));
-                self.jump_if_imm(JmpOp::Ge, Reg::R4, self.cap as i32, empty);
-                self.load(Reg::R2, args[2]);
-                self.jump_if_imm(JmpOp::Sle, Reg::R2, 0, empty);
-                self.push(insn::alu64_imm(AluOp::Add, Reg::R2, 1));
-                // Unsigned: after `+ 1` the verifier no longer knows the length is positive
-                // (it could have wrapped), and a signed bound would leave it unbounded below.
-                self.push(insn::jmp_imm(JmpOp::Le, Reg::R2, self.cap as i32, 1));
-                self.push(insn::mov64_imm(Reg::R2, self.cap as i32));
-                self.str_addr(Reg::R3, args[0]);
-                self.push(insn::alu64_reg(AluOp::Add, Reg::R3, Reg::R4));
-                self.scratch_addr(Reg::R1, d);
-                self.push(insn::call(Helper::ProbeReadKernelStr));
-                self.jump(done);
-                self.bind(empty);
-                self.push(insn::st_imm(Size::B, SCRATCH, d as i16, 0));
-                self.bind(done);
-            }
+            Builtin::Substr => self.substr(self.scratch(dst.expect("substr has a result")), args),
             Builtin::Stringat => {
-                let zero = self.new_label();
-                let done = self.new_label();
-                self.load(Reg::R1, args[1]);
-                self.jump_if_imm(JmpOp::Slt, Reg::R1, 0, zero);
-                self.jump_if_imm(JmpOp::Sge, Reg::R1, self.cap as i32, zero);
-                self.push(insn::alu64_imm(AluOp::And, Reg::R1, (self.cap.next_power_of_two() - 1) as i32));
-                self.jump_if_imm(JmpOp::Ge, Reg::R1, self.cap as i32, zero);
-                self.str_addr(Reg::R2, args[0]);
-                self.push(insn::alu64_reg(AluOp::Add, Reg::R2, Reg::R1));
-                self.push(insn::ldx(Size::B, Reg::R0, Reg::R2, 0));
-                self.jump(done);
-                self.bind(zero);
-                self.push(insn::mov64_imm(Reg::R0, 0));
-                self.bind(done);
+                self.stringat(args);
                 long_result(self);
             }
             Builtin::Isinstr => {
@@ -2426,76 +2382,22 @@ impl Emitter<'_> {
                 long_result(self);
             }
             Builtin::Symname | Builtin::Symdata => {
-                // The kernel's own symbol table, through bpf_snprintf: `%ps` is the name, `%pS`
-                // adds `+0xoffset/0xsize`, and both ` [module]` for a module's symbol; both
-                // give the address in hex when no symbol holds it, as SystemTap does.
-                let off = self.scratch(dst.expect("a symbol has a name"));
-                if builtin == Builtin::Symdata {
-                    self.snprintf(off, "%pS", &args[..1]);
-                } else {
-                    // SystemTap's symname is the name alone: cut at the module's space.
-                    let done = self.new_label();
-                    self.snprintf(off, "%ps", &args[..1]);
-                    self.find_space(off);
-                    self.jump_if_imm(JmpOp::Eq, Reg::R0, 0, done);
-                    self.push(insn::st_imm(Size::B, Reg::R2, 0, 0));
-                    self.bind(done);
-                }
+                self.symbol_name(self.scratch(dst.expect("a symbol has a name")), args[0], builtin == Builtin::Symdata)
             }
             Builtin::Modname => {
                 let d = self.scratch(dst.expect("a module has a name"));
                 self.kernel_modname(d, args[0]);
             }
             Builtin::UserVma => {
-                // The callback keeps the vma in scratch, where it is a plain number to the
-                // verifier: reads through it are `bpf_probe_read_kernel`'s, fault-safe.
-                let at = self.tmp_off;
-                self.push(insn::st_imm(Size::DW, SCRATCH, at as i16, 0));
-                self.push(insn::call(Helper::GetCurrentTaskBtf));
-                self.push(insn::mov64_reg(Reg::R1, Reg::R0));
-                self.load(Reg::R2, args[0]);
-                self.callback_ptr(Reg::R3, Callback::KeepVma { at });
-                self.push(insn::mov64_imm(Reg::R4, 0));
-                self.push(insn::mov64_imm(Reg::R5, 0));
-                self.push(insn::call(Helper::FindVma));
-                self.push(insn::ldx(Size::DW, Reg::R0, SCRATCH, at as i16));
+                self.user_vma(args[0]);
                 long_result(self);
             }
             Builtin::Strtol => {
-                let base = self.consts.get(&args[1]).copied();
-                if !matches!(base, Some(0 | 8 | 10 | 16)) {
-                    return Err(self.unsupported("`strtol` with a base other than a constant 0, 8, 10 or 16"));
-                }
-                // bpf_strtol: leading spaces, a sign, then digits up to the first other byte;
-                // a string with none gives 0, as SystemTap's does.
-                self.push(insn::st_imm(Size::DW, SCRATCH, self.tmp_off as i16, 0));
-                self.str_addr(Reg::R1, args[0]);
-                self.push(insn::mov64_imm(Reg::R2, self.cap as i32));
-                self.push(insn::mov64_imm(Reg::R3, base.unwrap_or(0)));
-                self.scratch_addr(Reg::R4, self.tmp_off);
-                self.push(insn::call(Helper::Strtol));
-                self.push(insn::ldx(Size::DW, Reg::R0, SCRATCH, self.tmp_off as i16));
+                self.strtol(args)?;
                 long_result(self);
             }
             Builtin::Uaddr => {
-                let done = self.new_label();
-                if matches!(self.args, ArgAccess::Kprobe { .. } | ArgAccess::PerfEvent) {
-                    // Interrupted in user mode: the context's registers are the user's.
-                    let (offset, mask, user) = PT_REGS_MODE;
-                    let kernel_mode = self.new_label();
-                    self.push(insn::ldx(Size::DW, Reg::R1, CTX, offset));
-                    self.push(insn::alu64_imm(AluOp::And, Reg::R1, mask));
-                    self.jump_if_imm(JmpOp::Ne, Reg::R1, user, kernel_mode);
-                    self.push(insn::ldx(Size::DW, Reg::R0, CTX, PT_REGS_IP));
-                    self.jump(done);
-                    self.bind(kernel_mode);
-                }
-                // The registers the task entered the kernel with (zeros for a kernel thread).
-                self.push(insn::call(Helper::GetCurrentTaskBtf));
-                self.push(insn::mov64_reg(Reg::R1, Reg::R0));
-                self.push(insn::call(Helper::TaskPtRegs));
-                self.push(insn::ldx(Size::DW, Reg::R0, Reg::R0, PT_REGS_IP));
-                self.bind(done);
+                self.uaddr();
                 long_result(self);
             }
             Builtin::Fileline { .. } | Builtin::Usym => {
@@ -2517,23 +2419,153 @@ impl Emitter<'_> {
                 self.backtrace(d, user, symbols);
             }
             Builtin::UserMode => {
-                match self.args {
-                    ArgAccess::Kprobe { .. } | ArgAccess::PerfEvent => {
-                        let (offset, mask, user) = PT_REGS_MODE;
-                        self.push(insn::ldx(Size::DW, Reg::R1, CTX, offset));
-                        self.push(insn::alu64_imm(AluOp::And, Reg::R1, mask));
-                        self.push(insn::mov64_imm(Reg::R0, 1));
-                        self.push(insn::jmp_imm(JmpOp::Eq, Reg::R1, user, 1));
-                        self.push(insn::mov64_imm(Reg::R0, 0));
-                    }
-                    // Tracepoints, netfilter hooks and kernel function entries run in the
-                    // kernel on the kernel's behalf.
-                    ArgAccess::None | ArgAccess::Fentry { .. } => self.push(insn::mov64_imm(Reg::R0, 0)),
-                }
+                self.user_mode();
                 long_result(self);
             }
         }
         Ok(())
+    }
+
+    /// `substr(s, start, length)` into scratch `d`: the bytes of s from `start`, at most
+    /// `length`; "" past the end.
+    fn substr(&mut self, d: u32, args: &[Var]) {
+        let empty = self.new_label();
+        let done = self.new_label();
+        self.str_addr(Reg::R3, args[0]);
+        self.copy_str(self.tmp_len_probe(), self.cap);
+        // r0 = strlen + 1; spill it while the bounds are worked out.
+        self.push(insn::stx(Size::DW, Reg::R10, Reg::R0, SPILL));
+        self.load(Reg::R4, args[1]);
+        self.jump_if_imm(JmpOp::Slt, Reg::R4, 0, empty);
+        self.push(insn::ldx(Size::DW, Reg::R0, Reg::R10, SPILL));
+        self.push(insn::alu64_imm(AluOp::Sub, Reg::R0, 1));
+        self.jump_if_reg(JmpOp::Sge, Reg::R4, Reg::R0, empty);
+        self.push(insn::alu64_imm(AluOp::And, Reg::R4, (self.cap.next_power_of_two() - 1) as i32));
+        self.jump_if_imm(JmpOp::Ge, Reg::R4, self.cap as i32, empty);
+        self.load(Reg::R2, args[2]);
+        self.jump_if_imm(JmpOp::Sle, Reg::R2, 0, empty);
+        self.push(insn::alu64_imm(AluOp::Add, Reg::R2, 1));
+        // Unsigned: after `+ 1` the verifier no longer knows the length is positive
+        // (it could have wrapped), and a signed bound would leave it unbounded below.
+        self.push(insn::jmp_imm(JmpOp::Le, Reg::R2, self.cap as i32, 1));
+        self.push(insn::mov64_imm(Reg::R2, self.cap as i32));
+        self.str_addr(Reg::R3, args[0]);
+        self.push(insn::alu64_reg(AluOp::Add, Reg::R3, Reg::R4));
+        self.scratch_addr(Reg::R1, d);
+        self.push(insn::call(Helper::ProbeReadKernelStr));
+        self.jump(done);
+        self.bind(empty);
+        self.push(insn::st_imm(Size::B, SCRATCH, d as i16, 0));
+        self.bind(done);
+    }
+
+    /// r0 = `stringat(s, i)`: the byte at `i`, 0 outside the string.
+    fn stringat(&mut self, args: &[Var]) {
+        let zero = self.new_label();
+        let done = self.new_label();
+        self.load(Reg::R1, args[1]);
+        self.jump_if_imm(JmpOp::Slt, Reg::R1, 0, zero);
+        self.jump_if_imm(JmpOp::Sge, Reg::R1, self.cap as i32, zero);
+        self.push(insn::alu64_imm(AluOp::And, Reg::R1, (self.cap.next_power_of_two() - 1) as i32));
+        self.jump_if_imm(JmpOp::Ge, Reg::R1, self.cap as i32, zero);
+        self.str_addr(Reg::R2, args[0]);
+        self.push(insn::alu64_reg(AluOp::Add, Reg::R2, Reg::R1));
+        self.push(insn::ldx(Size::B, Reg::R0, Reg::R2, 0));
+        self.jump(done);
+        self.bind(zero);
+        self.push(insn::mov64_imm(Reg::R0, 0));
+        self.bind(done);
+    }
+
+    /// `symname(addr)` (`with_offset`: `symdata`) into scratch `off`, from the kernel's own
+    /// symbol table through bpf_snprintf: `%ps` is the name, `%pS` adds `+0xoffset/0xsize`, and
+    /// both ` [module]` for a module's symbol; both give the address in hex when no symbol
+    /// holds it, as SystemTap does.
+    fn symbol_name(&mut self, off: u32, arg: Var, with_offset: bool) {
+        if with_offset {
+            self.snprintf(off, "%pS", &[arg]);
+        } else {
+            // SystemTap's symname is the name alone: cut at the module's space.
+            let done = self.new_label();
+            self.snprintf(off, "%ps", &[arg]);
+            self.find_space(off);
+            self.jump_if_imm(JmpOp::Eq, Reg::R0, 0, done);
+            self.push(insn::st_imm(Size::B, Reg::R2, 0, 0));
+            self.bind(done);
+        }
+    }
+
+    /// r0 = the current task's vma holding user address `addr` (0: none).
+    fn user_vma(&mut self, addr: Var) {
+        // The callback keeps the vma in scratch, where it is a plain number to the
+        // verifier: reads through it are `bpf_probe_read_kernel`'s, fault-safe.
+        let at = self.tmp_off;
+        self.push(insn::st_imm(Size::DW, SCRATCH, at as i16, 0));
+        self.push(insn::call(Helper::GetCurrentTaskBtf));
+        self.push(insn::mov64_reg(Reg::R1, Reg::R0));
+        self.load(Reg::R2, addr);
+        self.callback_ptr(Reg::R3, Callback::KeepVma { at });
+        self.push(insn::mov64_imm(Reg::R4, 0));
+        self.push(insn::mov64_imm(Reg::R5, 0));
+        self.push(insn::call(Helper::FindVma));
+        self.push(insn::ldx(Size::DW, Reg::R0, SCRATCH, at as i16));
+    }
+
+    /// r0 = `strtol(s, base)`.
+    fn strtol(&mut self, args: &[Var]) -> Result<(), EmitError> {
+        let base = self.consts.get(&args[1]).copied();
+        if !matches!(base, Some(0 | 8 | 10 | 16)) {
+            return Err(self.unsupported("`strtol` with a base other than a constant 0, 8, 10 or 16"));
+        }
+        // bpf_strtol: leading spaces, a sign, then digits up to the first other byte;
+        // a string with none gives 0, as SystemTap's does.
+        self.push(insn::st_imm(Size::DW, SCRATCH, self.tmp_off as i16, 0));
+        self.str_addr(Reg::R1, args[0]);
+        self.push(insn::mov64_imm(Reg::R2, self.cap as i32));
+        self.push(insn::mov64_imm(Reg::R3, base.unwrap_or(0)));
+        self.scratch_addr(Reg::R4, self.tmp_off);
+        self.push(insn::call(Helper::Strtol));
+        self.push(insn::ldx(Size::DW, Reg::R0, SCRATCH, self.tmp_off as i16));
+        Ok(())
+    }
+
+    /// r0 = `uaddr()`: the user instruction pointer of the interrupted or current task.
+    fn uaddr(&mut self) {
+        let done = self.new_label();
+        if matches!(self.args, ArgAccess::Kprobe { .. } | ArgAccess::PerfEvent) {
+            // Interrupted in user mode: the context's registers are the user's.
+            let (offset, mask, user) = PT_REGS_MODE;
+            let kernel_mode = self.new_label();
+            self.push(insn::ldx(Size::DW, Reg::R1, CTX, offset));
+            self.push(insn::alu64_imm(AluOp::And, Reg::R1, mask));
+            self.jump_if_imm(JmpOp::Ne, Reg::R1, user, kernel_mode);
+            self.push(insn::ldx(Size::DW, Reg::R0, CTX, PT_REGS_IP));
+            self.jump(done);
+            self.bind(kernel_mode);
+        }
+        // The registers the task entered the kernel with (zeros for a kernel thread).
+        self.push(insn::call(Helper::GetCurrentTaskBtf));
+        self.push(insn::mov64_reg(Reg::R1, Reg::R0));
+        self.push(insn::call(Helper::TaskPtRegs));
+        self.push(insn::ldx(Size::DW, Reg::R0, Reg::R0, PT_REGS_IP));
+        self.bind(done);
+    }
+
+    /// r0 = `user_mode()`: whether the probe interrupted user mode.
+    fn user_mode(&mut self) {
+        match self.args {
+            ArgAccess::Kprobe { .. } | ArgAccess::PerfEvent => {
+                let (offset, mask, user) = PT_REGS_MODE;
+                self.push(insn::ldx(Size::DW, Reg::R1, CTX, offset));
+                self.push(insn::alu64_imm(AluOp::And, Reg::R1, mask));
+                self.push(insn::mov64_imm(Reg::R0, 1));
+                self.push(insn::jmp_imm(JmpOp::Eq, Reg::R1, user, 1));
+                self.push(insn::mov64_imm(Reg::R0, 0));
+            }
+            // Tracepoints, netfilter hooks and kernel function entries run in the
+            // kernel on the kernel's behalf.
+            ArgAccess::None | ArgAccess::Fentry { .. } => self.push(insn::mov64_imm(Reg::R0, 0)),
+        }
     }
 
     /// `r0` = a property of the current task or CPU, which stays the same for a whole run of
