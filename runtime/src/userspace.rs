@@ -162,31 +162,9 @@ fn exec(
             let v = vars[src.as_u32() as usize].clone();
             set(vars, *dst, v)
         }
-        InstKind::Unary { op, dst, src } => {
-            let x = long(vars, *src);
-            let r = match op {
-                UnOp::Neg => x.wrapping_neg(),
-                UnOp::BitNot => !x,
-                UnOp::Not => (x == 0) as i64,
-            };
-            set(vars, *dst, Value::Long(r))
-        }
+        InstKind::Unary { op, dst, src } => set(vars, *dst, Value::Long(unary(*op, long(vars, *src)))),
         InstKind::Binary { op, dst, lhs, rhs } => {
-            let (a, b) = (long(vars, *lhs), operand(vars, *rhs));
-            let r = match op {
-                BinOp::Add => a.wrapping_add(b),
-                BinOp::Sub => a.wrapping_sub(b),
-                BinOp::Mul => a.wrapping_mul(b),
-                // Division by zero gives 0, as in the kernel programs.
-                BinOp::Div => a.checked_div(b).unwrap_or(0),
-                BinOp::Mod => a.checked_rem(b).unwrap_or(0),
-                BinOp::Shl => a.wrapping_shl(b as u32),
-                BinOp::Shr => a.wrapping_shr(b as u32),
-                BinOp::And => a & b,
-                BinOp::Or => a | b,
-                BinOp::Xor => a ^ b,
-            };
-            set(vars, *dst, Value::Long(r))
+            set(vars, *dst, Value::Long(binary(*op, long(vars, *lhs), operand(vars, *rhs))))
         }
         InstKind::Compare { op, dst, lhs, rhs } => {
             let r = compare(*op, long(vars, *lhs).cmp(&operand(vars, *rhs)));
@@ -206,18 +184,7 @@ fn exec(
             builtin: builtin @ (Builtin::Matched | Builtin::MatchedStr | Builtin::Ngroups),
             args,
         } => {
-            let Some((subject, groups)) = last_match else { return Err(HandlerError::NoMatch(builtin.name())) };
-            let value = match builtin {
-                Builtin::MatchedStr => Value::Str(subject.clone()),
-                Builtin::Ngroups => Value::Long(groups.len() as i64),
-                _ => {
-                    let index = long(vars, args[0]);
-                    let group = usize::try_from(index).ok().and_then(|i| groups.get(i));
-                    let Some(range) = group else { return Err(HandlerError::NoGroup { index, groups: groups.len() }) };
-                    let bytes = range.clone().map_or(&[][..], |r| &subject.as_bytes()[r]);
-                    Value::Str(String::from_utf8_lossy(bytes).into_owned())
-                }
-            };
+            let value = matched(*builtin, last_match, args.first().map(|a| long(vars, *a)))?;
             set(vars, *dst, value)
         }
         InstKind::Concat { dst, lhs, rhs } => {
@@ -232,10 +199,7 @@ fn exec(
         // Kernel memory through the reader; as in a kernel probe, a fault reads 0 or "" (or
         // the fallback). No process's user memory is at hand here.
         InstKind::Read { dst, addr, size, signed, space: AddrSpace::Kernel, .. } => {
-            let raw = env.kernel_memory.read(long(vars, *addr) as u64, *size).map_err(HandlerError::KernelMemory)?;
-            let bits = 64 - 8 * u32::from(*size);
-            let raw = raw.unwrap_or(0) as i64;
-            let value = if *signed && bits > 0 { (raw << bits) >> bits } else { raw };
+            let value = read_kernel(env, long(vars, *addr), *size, *signed)?;
             set(vars, *dst, Value::Long(value))
         }
         InstKind::ReadStr { dst, addr, space: AddrSpace::Kernel, fallback, limit } => {
@@ -256,19 +220,9 @@ fn exec(
         }
         InstKind::Call { dst, builtin, args } => {
             let value = match builtin {
-                Builtin::System => {
-                    effects.commands.push(text(vars, args[0]));
-                    Value::Long(0)
+                Builtin::System | Builtin::SwitchFile | Builtin::Warn | Builtin::Error => {
+                    effect(effects, *builtin, vars, args)?
                 }
-                Builtin::SwitchFile => {
-                    effects.switch_file = true;
-                    Value::Long(0)
-                }
-                Builtin::Warn => {
-                    eprintln!("WARNING: {}", text(vars, args[0]));
-                    Value::Long(0)
-                }
-                Builtin::Error => return Err(HandlerError::Script(text(vars, args[0]))),
                 _ => call(env, vars, *builtin, args)?,
             };
             if let Some(d) = dst {
@@ -294,6 +248,32 @@ fn exec(
         InstKind::AddGlobal { global, src } => env.globals.add_long(env.layout.offset(*global), long(vars, *src)),
         InstKind::Exit => effects.exit = true,
         InstKind::MaxActionExceeded => return Err(HandlerError::TooLong),
+        InstKind::ArrayGet { .. }
+        | InstKind::ArraySet { .. }
+        | InstKind::ArrayAdd { .. }
+        | InstKind::ArrayDelete { .. }
+        | InstKind::ArrayDeleteMatching { .. }
+        | InstKind::ArrayClear { .. }
+        | InstKind::ArrayContainsMatching { .. }
+        | InstKind::ArrayContains { .. }
+        | InstKind::StatAdd { .. }
+        | InstKind::StatGet { .. }
+        | InstKind::PrintHist { .. }
+        | InstKind::IterStart { .. }
+        | InstKind::IterNext { .. } => exec_array(env, vars, iters, kind)?,
+    }
+    Ok(())
+}
+
+/// The instructions on arrays, statistics and `foreach` iterators (see [`exec`]).
+fn exec_array(
+    env: &mut Env<'_>,
+    vars: &mut [Value],
+    iters: &mut HashMap<IterId, std::vec::IntoIter<(Vec<Value>, Elem)>>,
+    kind: &InstKind,
+) -> Result<(), HandlerError> {
+    let set = |vars: &mut [Value], v: Var, value: Value| vars[v.as_u32() as usize] = value;
+    match kind {
         InstKind::ArrayGet { dst, array, keys } => {
             let v = env.arrays.get_value(*array, &values(vars, keys));
             set(vars, *dst, v)
@@ -342,22 +322,7 @@ fn exec(
         InstKind::IterStart { iter, array, sort, limit } => {
             let mut entries = env.arrays.entries(*array);
             if let Some(sort) = sort {
-                entries.sort_by(|x, y| {
-                    let key = |e: &(Vec<Value>, Elem)| match sort.column {
-                        0 => arrays::sort_value(&e.1, sort.stat),
-                        c => match e.0.get(c - 1) {
-                            Some(Value::Long(n)) => arrays::SortKey::Long(*n),
-                            Some(other) => arrays::SortKey::Str(text_of(other)),
-                            None => arrays::SortKey::Long(0),
-                        },
-                    };
-                    let ord = key(x).cmp(&key(y));
-                    if sort.ascending {
-                        ord
-                    } else {
-                        ord.reverse()
-                    }
-                });
+                sort_entries(&mut entries, sort);
             }
             if let Some(l) = limit {
                 entries.truncate(long(vars, *l).max(0) as usize);
@@ -366,26 +331,104 @@ fn exec(
         }
         InstKind::IterNext { has, iter, keys, value } => {
             let next = iters.get_mut(iter).and_then(|it| it.next());
-            match next {
-                Some((k, elem)) => {
-                    for (var, key) in keys.iter().zip(k) {
-                        set(vars, *var, key);
-                    }
-                    if let Some(v) = value {
-                        let val = match elem {
-                            Elem::Long(n) => Value::Long(n),
-                            Elem::Str(s) => Value::Str(s),
-                            Elem::Stat(s) => Value::Long(s.count()),
-                        };
-                        set(vars, *v, val);
-                    }
-                    set(vars, *has, Value::Long(1))
-                }
-                None => set(vars, *has, Value::Long(0)),
+            set(vars, *has, Value::Long(next.is_some() as i64));
+            let Some((k, elem)) = next else { return Ok(()) };
+            for (var, key) in keys.iter().zip(k) {
+                set(vars, *var, key);
+            }
+            if let Some(v) = value {
+                let val = match elem {
+                    Elem::Long(n) => Value::Long(n),
+                    Elem::Str(s) => Value::Str(s),
+                    Elem::Stat(s) => Value::Long(s.count()),
+                };
+                set(vars, *v, val);
             }
         }
+        other => unreachable!("not an array instruction: {other:?}"),
     }
     Ok(())
+}
+
+/// `size` bytes of kernel memory at `addr`, sign-extended when `signed`; 0 on a fault.
+fn read_kernel(env: &Env<'_>, addr: i64, size: u8, signed: bool) -> Result<i64, HandlerError> {
+    let raw = env.kernel_memory.read(addr as u64, size).map_err(HandlerError::KernelMemory)?;
+    let bits = 64 - 8 * u32::from(size);
+    let raw = raw.unwrap_or(0) as i64;
+    Ok(if signed && bits > 0 { (raw << bits) >> bits } else { raw })
+}
+
+/// The builtins that change the session rather than compute a value: `system`,
+/// `switch_file`, `warn`, `error`.
+fn effect(effects: &mut Effects, builtin: Builtin, vars: &[Value], args: &[Var]) -> Result<Value, HandlerError> {
+    match builtin {
+        Builtin::System => effects.commands.push(text(vars, args[0])),
+        Builtin::SwitchFile => effects.switch_file = true,
+        Builtin::Warn => eprintln!("WARNING: {}", text(vars, args[0])),
+        Builtin::Error => return Err(HandlerError::Script(text(vars, args[0]))),
+        other => unreachable!("`{}` changes nothing", other.name()),
+    }
+    Ok(Value::Long(0))
+}
+
+fn unary(op: UnOp, x: i64) -> i64 {
+    match op {
+        UnOp::Neg => x.wrapping_neg(),
+        UnOp::BitNot => !x,
+        UnOp::Not => (x == 0) as i64,
+    }
+}
+
+fn binary(op: BinOp, a: i64, b: i64) -> i64 {
+    match op {
+        BinOp::Add => a.wrapping_add(b),
+        BinOp::Sub => a.wrapping_sub(b),
+        BinOp::Mul => a.wrapping_mul(b),
+        // Division by zero gives 0, as in the kernel programs.
+        BinOp::Div => a.checked_div(b).unwrap_or(0),
+        BinOp::Mod => a.checked_rem(b).unwrap_or(0),
+        BinOp::Shl => a.wrapping_shl(b as u32),
+        BinOp::Shr => a.wrapping_shr(b as u32),
+        BinOp::And => a & b,
+        BinOp::Or => a | b,
+        BinOp::Xor => a ^ b,
+    }
+}
+
+/// `matched(index)`, `matched_str()` or `ngroups()` of the last successful `=~`.
+fn matched(builtin: Builtin, last_match: &LastMatch, index: Option<i64>) -> Result<Value, HandlerError> {
+    let Some((subject, groups)) = last_match else { return Err(HandlerError::NoMatch(builtin.name())) };
+    Ok(match builtin {
+        Builtin::MatchedStr => Value::Str(subject.clone()),
+        Builtin::Ngroups => Value::Long(groups.len() as i64),
+        _ => {
+            let index = index.unwrap_or(0);
+            let group = usize::try_from(index).ok().and_then(|i| groups.get(i));
+            let Some(range) = group else { return Err(HandlerError::NoGroup { index, groups: groups.len() }) };
+            let bytes = range.clone().map_or(&[][..], |r| &subject.as_bytes()[r]);
+            Value::Str(String::from_utf8_lossy(bytes).into_owned())
+        }
+    })
+}
+
+/// `foreach`'s order: by the value (column 0) or a key, ascending or descending.
+fn sort_entries(entries: &mut [(Vec<Value>, Elem)], sort: &lang::ir::SortSpec) {
+    entries.sort_by(|x, y| {
+        let key = |e: &(Vec<Value>, Elem)| match sort.column {
+            0 => arrays::sort_value(&e.1, sort.stat),
+            c => match e.0.get(c - 1) {
+                Some(Value::Long(n)) => arrays::SortKey::Long(*n),
+                Some(other) => arrays::SortKey::Str(text_of(other)),
+                None => arrays::SortKey::Long(0),
+            },
+        };
+        let ord = key(x).cmp(&key(y));
+        if sort.ascending {
+            ord
+        } else {
+            ord.reverse()
+        }
+    });
 }
 
 fn values(vars: &[Value], keys: &[Var]) -> Vec<Value> {
