@@ -647,6 +647,126 @@ impl Ctx<'_> {
         self.globals.get(name).map(|g| Place::Global(*g, self.program.globals[*g].ty))
     }
 
+    /// `$1`, `@1`: the argument, known at compile time, as a constant.
+    fn script_arg_value(&mut self, index: u32, as_string: bool, span: Span) -> Option<Var> {
+        let value = script_arg(&self.options.script_args, index, as_string, span).unwrap_or_else(|d| {
+            self.error(d);
+            // A value of the right type, so no second error follows from this one.
+            if as_string {
+                ir::Const::Str(String::new())
+            } else {
+                ir::Const::Long(0)
+            }
+        });
+        match value {
+            ir::Const::Str(value) => {
+                let v = self.temp(Ty::Str);
+                self.emit(InstKind::StrConst { dst: v, value }, span);
+                Some(v)
+            }
+            ir::Const::Long(n) => Some(self.constant(n, span)),
+        }
+    }
+
+    /// `$#`, `@#`: how many arguments the script was given.
+    fn arg_count(&mut self, as_string: bool, span: Span) -> Option<Var> {
+        let n = self.options.script_args.len() as i64;
+        if as_string {
+            let v = self.temp(Ty::Str);
+            self.emit(InstKind::StrConst { dst: v, value: n.to_string() }, span);
+            Some(v)
+        } else {
+            Some(self.constant(n, span))
+        }
+    }
+
+    /// `++x`, `x--`, `a[k]++`: the new value (prefix) or the old one.
+    fn inc_dec(&mut self, target: &Expr, increment: bool, prefix: bool, span: Span) -> Option<Var> {
+        let delta = if increment { 1 } else { -1 };
+        if let ExprKind::Index { base, keys } = &target.kind {
+            let one = Expr::new(ExprKind::Number(delta), span);
+            let now = self.assign_element(AssignOp::Op(BinaryOp::Add), base, keys, &one, span)?;
+            if prefix {
+                return Some(now);
+            }
+            let old = self.temp(Ty::Long);
+            self.emit(InstKind::Binary { op: BinOp::Sub, dst: old, lhs: now, rhs: Operand::Imm(delta) }, span);
+            return Some(old);
+        }
+        let ExprKind::Ident(name) = &target.kind else {
+            self.error(Diagnostic::error("E0208", "cannot increment this expression", target.span));
+            return None;
+        };
+        match self.resolve(name)? {
+            Place::Local(v) => {
+                let old = self.temp(Ty::Long);
+                if !prefix {
+                    self.emit(InstKind::Copy { dst: old, src: v }, span);
+                }
+                self.emit(InstKind::Binary { op: BinOp::Add, dst: v, lhs: v, rhs: Operand::Imm(delta) }, span);
+                Some(if prefix { v } else { old })
+            }
+            Place::Global(g, _) => {
+                let d = self.constant(delta, span);
+                self.emit(InstKind::AddGlobal { global: g, src: d }, span);
+                let now = self.temp(Ty::Long);
+                self.emit(InstKind::LoadGlobal { dst: now, global: g }, span);
+                if prefix {
+                    return Some(now);
+                }
+                let old = self.temp(Ty::Long);
+                self.emit(InstKind::Binary { op: BinOp::Sub, dst: old, lhs: now, rhs: Operand::Imm(delta) }, span);
+                Some(old)
+            }
+        }
+    }
+
+    /// `lhs op rhs`: of strings or of longs, as the left side's type says.
+    fn compare(&mut self, op: CompareOp, lhs: &Expr, rhs: &Expr, span: Span) -> Option<Var> {
+        let dst = self.temp(Ty::Long);
+        let op = cmp_op(op);
+        if self.expr_ty(lhs) == Some(Ty::Str) {
+            let (l, r) = (self.str_expr(lhs), self.str_expr(rhs));
+            self.emit(InstKind::StrCompare { op, dst, lhs: l, rhs: r }, span);
+        } else {
+            let l = self.long_expr(lhs);
+            let r = self.operand(rhs);
+            self.emit(InstKind::Compare { op, dst, lhs: l, rhs: r }, span);
+        }
+        Some(dst)
+    }
+
+    /// `a && b`, `a || b` as a value: 1 or 0, through the branches `cond` makes.
+    fn logical(&mut self, e: &Expr, span: Span) -> Option<Var> {
+        let dst = self.temp(Ty::Long);
+        let (t, f, join) = (self.func.new_block(), self.func.new_block(), self.func.new_block());
+        self.cond(e, t, f);
+        for (b, value) in [(t, 1), (f, 0)] {
+            self.switch_to(b);
+            self.emit(InstKind::Const { dst, value }, span);
+            self.terminate(Terminator::Jump(join));
+        }
+        self.switch_to(join);
+        Some(dst)
+    }
+
+    /// `cond ? then : els`.
+    fn ternary(&mut self, cond: &Expr, then: &Expr, els: &Expr, span: Span) -> Option<Var> {
+        let ty = self.expr_ty(then).or_else(|| self.expr_ty(els)).unwrap_or(Ty::Long);
+        let dst = self.temp(ty);
+        let (t, f, join) = (self.func.new_block(), self.func.new_block(), self.func.new_block());
+        self.cond(cond, t, f);
+        for (b, arm) in [(t, then), (f, els)] {
+            self.switch_to(b);
+            if let Some(v) = self.expr(arm) {
+                self.emit(InstKind::Copy { dst, src: v }, span);
+            }
+            self.terminate(Terminator::Jump(join));
+        }
+        self.switch_to(join);
+        Some(dst)
+    }
+
     fn expr(&mut self, e: &Expr) -> Option<Var> {
         let span = e.span;
         match &e.kind {
@@ -665,35 +785,8 @@ impl Ctx<'_> {
                 }
             },
             ExprKind::TargetVar(name) => self.target_var(name, span),
-            ExprKind::ScriptArg { index, as_string } => {
-                let value = script_arg(&self.options.script_args, *index, *as_string, span).unwrap_or_else(|d| {
-                    self.error(d);
-                    // A value of the right type, so no second error follows from this one.
-                    if *as_string {
-                        ir::Const::Str(String::new())
-                    } else {
-                        ir::Const::Long(0)
-                    }
-                });
-                match value {
-                    ir::Const::Str(value) => {
-                        let v = self.temp(Ty::Str);
-                        self.emit(InstKind::StrConst { dst: v, value }, span);
-                        Some(v)
-                    }
-                    ir::Const::Long(n) => Some(self.constant(n, span)),
-                }
-            }
-            ExprKind::ArgCount { as_string } => {
-                let n = self.options.script_args.len() as i64;
-                if *as_string {
-                    let v = self.temp(Ty::Str);
-                    self.emit(InstKind::StrConst { dst: v, value: n.to_string() }, span);
-                    Some(v)
-                } else {
-                    Some(self.constant(n, span))
-                }
-            }
+            ExprKind::ScriptArg { index, as_string } => self.script_arg_value(*index, *as_string, span),
+            ExprKind::ArgCount { as_string } => self.arg_count(*as_string, span),
             ExprKind::Unary { op, expr } => {
                 let src = self.long_expr(expr);
                 let op = match op {
@@ -719,90 +812,12 @@ impl Ctx<'_> {
                 self.emit(InstKind::Binary { op: bin_op(*op), dst, lhs: l, rhs: r }, span);
                 Some(dst)
             }
-            ExprKind::Compare { op, lhs, rhs } => {
-                let dst = self.temp(Ty::Long);
-                let op = cmp_op(*op);
-                if self.expr_ty(lhs) == Some(Ty::Str) {
-                    let (l, r) = (self.str_expr(lhs), self.str_expr(rhs));
-                    self.emit(InstKind::StrCompare { op, dst, lhs: l, rhs: r }, span);
-                } else {
-                    let l = self.long_expr(lhs);
-                    let r = self.operand(rhs);
-                    self.emit(InstKind::Compare { op, dst, lhs: l, rhs: r }, span);
-                }
-                Some(dst)
-            }
+            ExprKind::Compare { op, lhs, rhs } => self.compare(*op, lhs, rhs, span),
             ExprKind::Regex { negated, lhs, pattern } => Some(self.regex_match(*negated, lhs, pattern, span)),
-            ExprKind::Logical { .. } => {
-                let dst = self.temp(Ty::Long);
-                let (t, f, join) = (self.func.new_block(), self.func.new_block(), self.func.new_block());
-                self.cond(e, t, f);
-                for (b, value) in [(t, 1), (f, 0)] {
-                    self.switch_to(b);
-                    self.emit(InstKind::Const { dst, value }, span);
-                    self.terminate(Terminator::Jump(join));
-                }
-                self.switch_to(join);
-                Some(dst)
-            }
-            ExprKind::Ternary { cond, then, els } => {
-                let ty = self.expr_ty(then).or_else(|| self.expr_ty(els)).unwrap_or(Ty::Long);
-                let dst = self.temp(ty);
-                let (t, f, join) = (self.func.new_block(), self.func.new_block(), self.func.new_block());
-                self.cond(cond, t, f);
-                for (b, arm) in [(t, then), (f, els)] {
-                    self.switch_to(b);
-                    if let Some(v) = self.expr(arm) {
-                        self.emit(InstKind::Copy { dst, src: v }, span);
-                    }
-                    self.terminate(Terminator::Jump(join));
-                }
-                self.switch_to(join);
-                Some(dst)
-            }
+            ExprKind::Logical { .. } => self.logical(e, span),
+            ExprKind::Ternary { cond, then, els } => self.ternary(cond, then, els, span),
             ExprKind::Assign { op, target, value } => self.assign(*op, target, value, span),
-            ExprKind::IncDec { target, increment, prefix } => {
-                let delta = if *increment { 1 } else { -1 };
-                if let ExprKind::Index { base, keys } = &target.kind {
-                    let one = Expr::new(ExprKind::Number(delta), span);
-                    let now = self.assign_element(AssignOp::Op(BinaryOp::Add), base, keys, &one, span)?;
-                    if *prefix {
-                        return Some(now);
-                    }
-                    let old = self.temp(Ty::Long);
-                    self.emit(InstKind::Binary { op: BinOp::Sub, dst: old, lhs: now, rhs: Operand::Imm(delta) }, span);
-                    return Some(old);
-                }
-                let ExprKind::Ident(name) = &target.kind else {
-                    self.error(Diagnostic::error("E0208", "cannot increment this expression", target.span));
-                    return None;
-                };
-                match self.resolve(name)? {
-                    Place::Local(v) => {
-                        let old = self.temp(Ty::Long);
-                        if !prefix {
-                            self.emit(InstKind::Copy { dst: old, src: v }, span);
-                        }
-                        self.emit(InstKind::Binary { op: BinOp::Add, dst: v, lhs: v, rhs: Operand::Imm(delta) }, span);
-                        Some(if *prefix { v } else { old })
-                    }
-                    Place::Global(g, _) => {
-                        let d = self.constant(delta, span);
-                        self.emit(InstKind::AddGlobal { global: g, src: d }, span);
-                        let now = self.temp(Ty::Long);
-                        self.emit(InstKind::LoadGlobal { dst: now, global: g }, span);
-                        if *prefix {
-                            return Some(now);
-                        }
-                        let old = self.temp(Ty::Long);
-                        self.emit(
-                            InstKind::Binary { op: BinOp::Sub, dst: old, lhs: now, rhs: Operand::Imm(delta) },
-                            span,
-                        );
-                        Some(old)
-                    }
-                }
-            }
+            ExprKind::IncDec { target, increment, prefix } => self.inc_dec(target, *increment, *prefix, span),
             ExprKind::Call { name, args } => self.call(name, args, span),
             // At a function's return fexit still has the arguments, so `@entry(e)` is `e`
             // evaluated there (exact for arguments; kretprobes cannot do it, see ArgAccess).
