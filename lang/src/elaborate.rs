@@ -691,12 +691,12 @@ impl Ctx<'_> {
                 let (hook_c, pf_c) = if names[1] == "hook" { (&comps[1], &comps[2]) } else { (&comps[2], &comps[1]) };
                 let pf = match &pf_c.arg {
                     Some(Literal::String(s)) => netfilter_constant(s, NF_PROTOCOLS),
-                    Some(Literal::Number(n)) => Some(*n as u32),
+                    Some(Literal::Number(n)) => u32::try_from(*n).ok(),
                     None => None,
                 };
                 let hook = match &hook_c.arg {
                     Some(Literal::String(s)) => netfilter_constant(s, NF_HOOKS),
-                    Some(Literal::Number(n)) => Some(*n as u32),
+                    Some(Literal::Number(n)) => u32::try_from(*n).ok(),
                     None => None,
                 };
                 let (Some(pf), Some(hook)) = (pf, hook) else {
@@ -718,7 +718,15 @@ impl Ctx<'_> {
             }
             ["perf", "sw", clock] | ["perf", "sw", clock, "sample"] if matches!(*clock, "cpu_clock" | "task_clock") => {
                 let event = if *clock == "cpu_clock" { PerfEvent::CpuClock } else { PerfEvent::TaskClock };
-                let period = comps.get(3).and_then(number).unwrap_or(1_000_000).max(1) as u64;
+                let period = comps.get(3).and_then(number).unwrap_or(1_000_000);
+                if period <= 0 {
+                    return Err(Unresolved::Failed(Diagnostic::error(
+                        "E0103",
+                        format!("sample period must be positive, not {period}"),
+                        comps[3].span,
+                    )));
+                }
+                let period = period as u64;
                 let target = Target::Perf { event, sample: PerfSample::Period(period) };
                 simple(target, point_text(point))
             }
