@@ -16,7 +16,7 @@ cd "$work"
 inputs=0 compiled=0 loaded=0 rejected=0 too_large=0 stopped=0 skipped=0
 for f in "$corpus"/*; do
     inputs=$((inputs + 1))
-    if grep -q 'system' "$f" || ! iconv -f utf-8 -t utf-8 "$f" >/dev/null 2>&1; then
+    if grep -qE '(^|[^_[:alnum:]])system[[:space:]]*\(' "$f" || ! iconv -f utf-8 -t utf-8 "$f" >/dev/null 2>&1; then
         skipped=$((skipped + 1))
         continue
     fi
