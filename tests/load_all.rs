@@ -7,7 +7,9 @@
 //! before loading (they need arguments, kprobes, DWARF, a construct bpftap lacks) or whose
 //! probe cannot attach on this kernel are counted and listed, not failures: the install
 //! checks (`tests/compat.rs`) and the end-to-end cases own those outcomes.
-//! `BPFTAP_LOAD_FILTER=text` runs only the scripts whose names contain `text`.
+//! `fuzz/load-sample/` adds a few inputs the fuzzing campaign grew (`fuzz/load-corpus.sh`
+//! loads the whole corpus). `BPFTAP_LOAD_FILTER=text` runs only the scripts whose names
+//! contain `text`.
 //!
 //! One kind of rejection is not a bug of the code bpftap emits but a limit of the verifier:
 //! "BPF program is too large", its budget of one million instructions explored, spent by a
@@ -131,6 +133,7 @@ fn main() {
     let mut sources = Vec::new();
     stp_files(&root.join("examples"), &mut sources);
     stp_files(&root.join("tests/e2e/scripts"), &mut sources);
+    stp_files(&root.join("fuzz/load-sample"), &mut sources);
     e2e_progs(&root.join("tests/e2e"), &mut sources);
     let ours = sources.len();
     stp_files(Path::new(STAP_EXAMPLES), &mut sources);

@@ -32,7 +32,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::ast::{self, AliasKind, Block, Component, Expr, ExprKind, Item, Literal, ProbePoint, Stmt, StmtKind};
 use crate::builtins;
 use crate::diag::Diagnostic;
-pub use crate::glob::{glob_match, is_pattern};
+pub use crate::glob::{glob_match, is_pattern, Glob};
 use crate::ir::{self, PerfEvent, PerfSample, Target};
 use crate::kernel::{CType, FunctionSig, KernelError, KernelInfo, TracepointFormat, TypeId};
 use crate::span::Span;
@@ -384,6 +384,7 @@ impl Ctx<'_> {
                 point.span,
             )));
         }
+        check_patterns(point)?;
         let wildcard = point.components.iter().any(|c| is_pattern(&c.name));
         if let Some(r) = self.syscall_wildcard(point) {
             return Ok(vec![r]);
@@ -519,10 +520,10 @@ impl Ctx<'_> {
             Some(c) if c.name == "return" => true,
             Some(_) => return None,
         };
-        let pattern = comps[1].name.clone();
+        let pattern = Glob::new(&comps[1].name).ok()?;
         let numbers: Vec<u32> = crate::syscall_table::SYSCALLS
             .iter()
-            .filter(|(_, name)| glob_match(&pattern, name))
+            .filter(|(_, name)| pattern.matches(name))
             .map(|(nr, _)| *nr)
             .collect();
         if numbers.len() < MIN_MATCHES {
@@ -600,11 +601,12 @@ impl Ctx<'_> {
         let pattern = comps[1].name.clone();
         // A plain name needs no list of every tracepoint: its format file answers.
         let names: Vec<String> = if is_pattern(&pattern) {
+            let glob = Glob::new(&pattern).map_err(|e| Unresolved::Failed(pattern_error(e, point.span)))?;
             self.tracepoints()
                 .iter()
                 .filter(|(g, _)| g == "syscalls")
                 .filter_map(|(_, e)| e.strip_prefix("sys_enter_"))
-                .filter(|n| glob_match(&pattern, n))
+                .filter(|n| glob.matches(n))
                 .map(String::from)
                 .collect()
         } else {
@@ -672,7 +674,15 @@ impl Ctx<'_> {
             ["netfilter", "hook", "pf"] | ["netfilter", "pf", "hook"] => netfilter(point),
             ["perf", "sw", clock] | ["perf", "sw", clock, "sample"] if matches!(*clock, "cpu_clock" | "task_clock") => {
                 let event = if *clock == "cpu_clock" { PerfEvent::CpuClock } else { PerfEvent::TaskClock };
-                let period = comps.get(3).and_then(number).unwrap_or(1_000_000).max(1) as u64;
+                let period = comps.get(3).and_then(number).unwrap_or(1_000_000);
+                if period <= 0 {
+                    return Err(Unresolved::Failed(Diagnostic::error(
+                        "E0103",
+                        format!("sample period must be positive, not {period}"),
+                        comps[3].span,
+                    )));
+                }
+                let period = period as u64;
                 let target = Target::Perf { event, sample: PerfSample::Period(period) };
                 simple(target, point_text(point))
             }
@@ -767,7 +777,8 @@ impl Ctx<'_> {
             ));
         }
         let names: Vec<String> = if is_pattern(pattern) {
-            self.kernel.functions().into_iter().filter(|n| glob_match(pattern, n)).collect()
+            let glob = Glob::new(pattern).map_err(|e| Unresolved::Failed(pattern_error(e, point.span)))?;
+            self.kernel.functions().into_iter().filter(|n| glob.matches(n)).collect()
         } else {
             vec![pattern.to_string()]
         };
@@ -840,7 +851,9 @@ impl Ctx<'_> {
         // A plain name needs no list of every tracepoint (2000 and more, over a millisecond to
         // read): its format file answers.
         let matches: Vec<(String, String)> = if is_pattern(&gpat) || is_pattern(&epat) {
-            self.tracepoints().iter().filter(|(g, e)| glob_match(&gpat, g) && glob_match(&epat, e)).cloned().collect()
+            let glob = |p: &str| Glob::new(p).map_err(|e| Unresolved::Failed(pattern_error(e, point.span)));
+            let (gglob, eglob) = (glob(&gpat)?, glob(&epat)?);
+            self.tracepoints().iter().filter(|(g, e)| gglob.matches(g) && eglob.matches(e)).cloned().collect()
         } else {
             vec![(gpat, epat)]
         };
@@ -954,12 +967,12 @@ fn netfilter(point: &ProbePoint) -> Result<Vec<Resolved>, Unresolved> {
     let (hook_c, pf_c) = if comps[1].name == "hook" { (&comps[1], &comps[2]) } else { (&comps[2], &comps[1]) };
     let pf = match &pf_c.arg {
         Some(Literal::String(s)) => netfilter_constant(s, NF_PROTOCOLS),
-        Some(Literal::Number(n)) => Some(*n as u32),
+        Some(Literal::Number(n)) => u32::try_from(*n).ok(),
         None => None,
     };
     let hook = match &hook_c.arg {
         Some(Literal::String(s)) => netfilter_constant(s, NF_HOOKS),
-        Some(Literal::Number(n)) => Some(*n as u32),
+        Some(Literal::Number(n)) => u32::try_from(*n).ok(),
         None => None,
     };
     let (Some(pf), Some(hook)) = (pf, hook) else {
@@ -1319,6 +1332,26 @@ fn find_executable(name: &str) -> Option<String> {
 }
 
 /// `syscall.connect`, `kernel.trace("sched:*")`, `timer.ms(100)`.
+/// Refuses a point whose wildcard names or string arguments nest or multiply `{a,b}` groups
+/// past what [`Glob`] expands, before any of them is matched against the kernel's names.
+fn check_patterns(point: &ProbePoint) -> Result<(), Unresolved> {
+    for c in &point.components {
+        let arg = match &c.arg {
+            Some(Literal::String(s)) => Some(s.as_str()),
+            _ => None,
+        };
+        for pattern in std::iter::once(c.name.as_str()).chain(arg).filter(|p| p.contains('{')) {
+            Glob::new(pattern).map_err(|e| Unresolved::Failed(pattern_error(e, c.span)))?;
+        }
+    }
+    Ok(())
+}
+
+fn pattern_error(e: crate::glob::GlobError, span: Span) -> Diagnostic {
+    Diagnostic::error("E0114", format!("probe-point pattern too complex: {e}"), span)
+        .with_help("split it into several probe points")
+}
+
 pub fn point_text(p: &ProbePoint) -> String {
     components_text(&p.components)
 }

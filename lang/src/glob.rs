@@ -1,19 +1,70 @@
 //! The one glob matcher: shell-style `*`, `?` and `{a,b}` alternation, used for probe-point
 //! patterns, tracepoint and function names, and the preprocessor's `kernel_vr == "6.1*"`.
 //!
-//! Matching takes time linear in `pattern × text` at worst (one backtrack point, the last
-//! `*`), never exponential: `kernel.function("*")` checks tens of thousands of names, and a
-//! pattern typed by a user must not be able to hang bpftap.
+//! A pattern is parsed once into a [`Glob`]: its `{a,b}` groups expanded into at most
+//! [`MAX_ALTERNATIVES`] patterns of `*` and `?` only, nested at most [`MAX_BRACE_DEPTH`] deep
+//! (a deeper or larger pattern is a [`GlobError`], which elaboration reports with the probe
+//! point's span). Parsing takes time linear in the pattern times its depth, and matching one
+//! name time linear in `alternatives × pattern × name` at worst (one backtrack point, the
+//! last `*`), never exponential: `kernel.function("*")` checks tens of thousands of names, so
+//! the callers that match many names build the `Glob` once, and a pattern typed by a user
+//! must not be able to hang bpftap.
 
-/// Alternations expand to at most this many patterns; the rest are not tried.
-const MAX_ALTERNATIVES: usize = 4096;
+use std::fmt;
 
-/// Whether `text` matches `pattern`.
+/// Alternations may expand to at most this many patterns.
+pub const MAX_ALTERNATIVES: usize = 4096;
+
+/// `{` groups may nest at most this deep.
+pub const MAX_BRACE_DEPTH: usize = 32;
+
+/// A pattern bpftap refuses to expand.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GlobError {
+    /// `{` groups nested deeper than [`MAX_BRACE_DEPTH`].
+    TooDeep,
+    /// The groups expand to more than [`MAX_ALTERNATIVES`] patterns.
+    TooManyAlternatives,
+}
+
+impl fmt::Display for GlobError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GlobError::TooDeep => write!(f, "`{{` groups nest more than {MAX_BRACE_DEPTH} deep"),
+            GlobError::TooManyAlternatives => {
+                write!(f, "`{{a,b}}` groups expand to more than {MAX_ALTERNATIVES} patterns")
+            }
+        }
+    }
+}
+
+/// A parsed pattern, to match many names against.
+#[derive(Clone, Debug)]
+pub struct Glob {
+    /// The pattern with its groups expanded: `*` and `?` only.
+    alternatives: Vec<Vec<u8>>,
+}
+
+impl Glob {
+    pub fn new(pattern: &str) -> Result<Glob, GlobError> {
+        let bytes = pattern.as_bytes();
+        let partner = brace_partners(bytes);
+        let alternatives = expand_sequence(bytes, 0..bytes.len(), &partner, 0)?;
+        Ok(Glob { alternatives })
+    }
+
+    pub fn matches(&self, text: &str) -> bool {
+        self.alternatives.iter().any(|p| match_simple(p, text.as_bytes()))
+    }
+}
+
+/// Whether `text` matches `pattern`; a pattern [`Glob::new`] refuses matches nothing. For one
+/// name: to match many, build the [`Glob`] once.
 pub fn glob_match(pattern: &str, text: &str) -> bool {
     if !pattern.contains('{') {
         return match_simple(pattern.as_bytes(), text.as_bytes());
     }
-    expand_braces(pattern).iter().any(|p| match_simple(p.as_bytes(), text.as_bytes()))
+    Glob::new(pattern).is_ok_and(|g| g.matches(text))
 }
 
 /// Whether the text has glob characters at all.
@@ -48,62 +99,82 @@ fn match_simple(p: &[u8], t: &[u8]) -> bool {
     p[pi..].iter().all(|&c| c == b'*')
 }
 
-/// `a{b,c}d{e,f}` → `abde`, `abdf`, `acde`, `acdf` (nested groups too). An unclosed `{` is
-/// an ordinary character.
-fn expand_braces(pattern: &str) -> Vec<String> {
-    let Some((open, close)) = outer_group(pattern) else {
-        return vec![pattern.to_string()];
-    };
-    let (head, body, tail) = (&pattern[..open], &pattern[open + 1..close], &pattern[close + 1..]);
-    let tails = expand_braces(tail);
-    let mut out = Vec::new();
-    for alt in split_top_level(body) {
-        for mid in expand_braces(alt) {
-            for t in &tails {
-                if out.len() == MAX_ALTERNATIVES {
-                    return out;
-                }
-                out.push(format!("{head}{mid}{t}"));
-            }
-        }
-    }
-    out
-}
-
-/// The first `{` and its matching `}`.
-fn outer_group(s: &str) -> Option<(usize, usize)> {
-    let open = s.find('{')?;
-    let mut depth = 0;
-    for (i, c) in s.char_indices().skip_while(|&(i, _)| i < open) {
+/// For each `{`, the index of its matching `}`, as a shell pairs them; a `{` or `}` without
+/// a partner is an ordinary character.
+fn brace_partners(p: &[u8]) -> Vec<Option<usize>> {
+    let mut partner = vec![None; p.len()];
+    let mut open = Vec::new();
+    for (i, &c) in p.iter().enumerate() {
         match c {
-            '{' => depth += 1,
-            '}' => {
-                depth -= 1;
-                if depth == 0 {
-                    return Some((open, i));
+            b'{' => open.push(i),
+            b'}' => {
+                if let Some(o) = open.pop() {
+                    partner[o] = Some(i);
                 }
             }
             _ => {}
         }
     }
-    None
+    partner
 }
 
-/// `a,{b,c},d` → `a`, `{b,c}`, `d`.
-fn split_top_level(s: &str) -> Vec<&str> {
-    let (mut out, mut depth, mut start) = (Vec::new(), 0, 0);
-    for (i, c) in s.char_indices() {
-        match c {
-            '{' => depth += 1,
-            '}' => depth -= 1,
-            ',' if depth == 0 => {
-                out.push(&s[start..i]);
+/// `a{b,c}d{e,f}` → `abde`, `abdf`, `acde`, `acdf` (nested groups too), for the part
+/// `range` of the pattern, at group depth `depth`.
+fn expand_sequence(
+    p: &[u8],
+    range: std::ops::Range<usize>,
+    partner: &[Option<usize>],
+    depth: usize,
+) -> Result<Vec<Vec<u8>>, GlobError> {
+    let mut out = vec![Vec::new()];
+    let mut i = range.start;
+    while i < range.end {
+        let Some(close) = partner[i] else {
+            // A run of ordinary characters, up to the next group.
+            let end = (i + 1..range.end).find(|&j| partner[j].is_some()).unwrap_or(range.end);
+            out.iter_mut().for_each(|o| o.extend_from_slice(&p[i..end]));
+            i = end;
+            continue;
+        };
+        if depth == MAX_BRACE_DEPTH {
+            return Err(GlobError::TooDeep);
+        }
+        let mut group = Vec::new();
+        for alt in split_alternatives(p, i + 1..close, partner) {
+            group.extend(expand_sequence(p, alt, partner, depth + 1)?);
+            if group.len() > MAX_ALTERNATIVES {
+                return Err(GlobError::TooManyAlternatives);
+            }
+        }
+        if out.len().saturating_mul(group.len()) > MAX_ALTERNATIVES {
+            return Err(GlobError::TooManyAlternatives);
+        }
+        out = out.iter().flat_map(|head| group.iter().map(move |g| [head.as_slice(), g].concat())).collect();
+        i = close + 1;
+    }
+    Ok(out)
+}
+
+/// The comma-separated alternatives of a group's body `range` (commas in nested groups
+/// excepted).
+fn split_alternatives(
+    p: &[u8],
+    range: std::ops::Range<usize>,
+    partner: &[Option<usize>],
+) -> Vec<std::ops::Range<usize>> {
+    let (mut out, mut start, mut i) = (Vec::new(), range.start, range.start);
+    while i < range.end {
+        match (p[i], partner[i]) {
+            (_, Some(close)) => i = close,
+            (b',', None) => {
+                out.push(start..i);
                 start = i + 1;
             }
             _ => {}
         }
+        i += 1;
     }
-    out.push(&s[start..]);
+    out.push(start..range.end);
     out
 }
 
@@ -142,5 +213,21 @@ mod tests {
         assert!(!glob_match(&pattern, &text));
         let braces = "{a,b}".repeat(30);
         assert!(!glob_match(&braces, "c"));
+        assert_eq!(Glob::new(&braces).unwrap_err(), GlobError::TooManyAlternatives);
+    }
+
+    #[test]
+    fn nesting_is_bounded_and_parsed_in_linear_time() {
+        // 400 levels took 11 s to expand once per tracepoint name (issue 14's fuzzing).
+        let deep = |n| format!("sys_ente{}{}r_close", "{".repeat(n), "}".repeat(n));
+        assert_eq!(Glob::new(&deep(400)).unwrap_err(), GlobError::TooDeep);
+        assert_eq!(Glob::new(&deep(100_000)).unwrap_err(), GlobError::TooDeep);
+        let glob = Glob::new(&deep(MAX_BRACE_DEPTH)).unwrap();
+        assert!(glob.matches("sys_enter_close"));
+        assert!(!glob.matches("sys_enter_open"));
+        // Unpaired braces are ordinary characters, as in a shell.
+        assert!(glob_match("{x{a,b}", "{xb"));
+        assert!(glob_match("a}{b,c}", "a}c"));
+        assert!(glob_match("{a,}z", "z"));
     }
 }

@@ -433,6 +433,22 @@ pub(crate) fn script_arg_literal(
     Literal::String(arg.clone())
 }
 
+/// The most entries a declared array may have: a BPF map's `max_entries` is a `u32`, and a
+/// map this large already takes gigabytes of kernel memory with string keys.
+pub const MAX_ARRAY_SIZE: i64 = 1 << 24;
+
+/// `global a[N]`: N from 1 to [`MAX_ARRAY_SIZE`].
+pub(crate) fn array_size(n: i64, span: Span, errors: &mut Vec<Diagnostic>) -> Option<i64> {
+    if (1..=MAX_ARRAY_SIZE).contains(&n) {
+        return Some(n);
+    }
+    errors.push(
+        Diagnostic::error("E0026", format!("array size {n} is out of range"), span)
+            .with_help(format!("an array holds from 1 to {MAX_ARRAY_SIZE} entries")),
+    );
+    None
+}
+
 pub(crate) fn type_name(name: &str, span: Span, errors: &mut Vec<Diagnostic>) -> Option<TypeName> {
     match name {
         "long" => Some(TypeName::Long),

@@ -26,7 +26,7 @@ use std::collections::{HashMap, HashSet};
 
 use crate::ast::{self, Component, Item};
 use crate::diag::Diagnostic;
-use crate::elaborate::{glob_match, point_matches};
+use crate::elaborate::{point_matches, Glob};
 use crate::lexer::{SpannedToken, Token};
 use crate::parse::Items;
 use crate::preprocess::PreprocessEnv;
@@ -207,11 +207,13 @@ impl<'a> Ctx<'a> {
     /// their full names as elaboration matches them.
     fn match_point(&mut self, point: &[Component]) {
         let Some(first) = point.first() else { return };
+        // Elaboration reports a pattern `Glob` refuses.
+        let Ok(first_glob) = Glob::new(&first.name) else { return };
         let tapsets = self.tapsets;
         let candidates: Vec<(usize, usize)> = self
             .defs
             .iter()
-            .filter(|(name, _)| glob_match(&first.name, name))
+            .filter(|(name, _)| first_glob.matches(name))
             .flat_map(|(_, defs)| defs.iter().filter(|d| d.2 == Kind::Alias).map(|d| (d.0, d.1)))
             // Names read from the tokens rule most candidates out without parsing them (the
             // syscall table alone has a hundred `syscall.*` aliases).

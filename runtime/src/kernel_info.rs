@@ -13,7 +13,7 @@
 //! Each set of headers is a universe of its own, told apart by the high bits of a
 //! [`TypeId`] (see [`HEADER_SHIFT`]); the kernel's ids keep those bits zero.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ffi::{CStr, CString};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
@@ -58,6 +58,11 @@ pub struct LiveKernel {
     /// thousands), and a netfilter script asks for `sk_buff` in each of its probes' many
     /// variables, which took seconds.
     types_by_name: Mutex<HashMap<String, Result<TypeId, KernelError>>>,
+    /// Every function in BTF by name, from one walk over the types: btf_rs finds one name by
+    /// walking every type's name (65 ms in a debug build), and each tracepoint probe that
+    /// reads an argument looks up two probe stubs, so `kernel.trace("syscalls:*")` took
+    /// minutes.
+    functions: OnceLock<BTreeMap<String, btf_rs::Func>>,
 }
 
 impl LiveKernel {
@@ -72,7 +77,26 @@ impl LiveKernel {
             btf: OnceLock::new(),
             headers: Mutex::new(Vec::new()),
             types_by_name: Default::default(),
+            functions: OnceLock::new(),
         }
+    }
+
+    /// See [`LiveKernel::functions`]; empty without BTF.
+    fn function_index(&self) -> &BTreeMap<String, btf_rs::Func> {
+        self.functions.get_or_init(|| {
+            let mut index = BTreeMap::new();
+            let Ok(btf) = self.btf() else { return index };
+            let mut types = btf.type_iter();
+            // A decoding error ends the walk with what was read so far.
+            while let Ok(Some(ty)) = fallible_iterator::FallibleIterator::next(&mut types) {
+                if let btf_rs::Type::Func(f) = ty {
+                    if let Ok(name) = btf.resolve_name(&f) {
+                        index.entry(name).or_insert(f);
+                    }
+                }
+            }
+            index
+        })
     }
 
     /// The universe of `headers` (see [`HEADER_SHIFT`]), compiling them on first use.
@@ -223,34 +247,18 @@ impl KernelInfo for LiveKernel {
         use btf_rs::{BtfType, Type};
         let btf = self.btf().map_err(|e| KernelError::NoBtf(e.to_string()))?;
         let no = || KernelError::NoFunction(name.to_string());
-        for ty in btf.resolve_types_by_name(name).map_err(|_| no())? {
-            let Type::Func(func) = ty else { continue };
-            let Ok(Type::FuncProto(proto)) = btf.resolve_chained_type(&func) else { continue };
-            let params = proto
-                .parameters
-                .iter()
-                .map(|p| (btf.resolve_name(p).unwrap_or_default(), p.get_type_id().unwrap_or(0)))
-                .collect();
-            return Ok(FunctionSig { name: name.to_string(), params, ret: proto.return_type_id() });
-        }
-        Err(no())
+        let func = self.function_index().get(name).ok_or_else(no)?;
+        let Ok(Type::FuncProto(proto)) = btf.resolve_chained_type(func) else { return Err(no()) };
+        let params = proto
+            .parameters
+            .iter()
+            .map(|p| (btf.resolve_name(p).unwrap_or_default(), p.get_type_id().unwrap_or(0)))
+            .collect();
+        Ok(FunctionSig { name: name.to_string(), params, ret: proto.return_type_id() })
     }
 
     fn functions(&self) -> Vec<String> {
-        let Ok(btf) = self.btf() else { return Vec::new() };
-        let mut names = Vec::new();
-        let mut types = btf.type_iter();
-        // A decoding error ends the walk with what was read so far.
-        while let Ok(Some(ty)) = fallible_iterator::FallibleIterator::next(&mut types) {
-            if let btf_rs::Type::Func(f) = ty {
-                if let Ok(name) = btf.resolve_name(&f) {
-                    names.push(name);
-                }
-            }
-        }
-        names.sort();
-        names.dedup();
-        names
+        self.function_index().keys().cloned().collect()
     }
 
     /// kprobes (tracefs has `kprobe_events`) or ftrace's function list readable, which fentry
