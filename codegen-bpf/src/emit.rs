@@ -2276,41 +2276,27 @@ impl Emitter<'_> {
                     self.current_comm(Buf::scratch(off), COMM_LEN.min(self.cap));
                 }
             }
-            Builtin::GettimeofdayS | Builtin::GettimeofdayMs | Builtin::GettimeofdayUs | Builtin::GettimeofdayNs => {
-                self.push(insn::call(Helper::KtimeGetBootNs));
-                self.push(insn::ldx(Size::DW, Reg::R1, GLOBALS, GLOBAL_BOOT_OFFSET as i16));
-                self.push(insn::alu64_reg(AluOp::Add, Reg::R0, Reg::R1));
-                let div = match builtin {
-                    Builtin::GettimeofdayS => 1_000_000_000,
-                    Builtin::GettimeofdayMs => 1_000_000,
-                    Builtin::GettimeofdayUs => 1_000,
-                    _ => 1,
-                };
-                if div != 1 {
-                    self.push(insn::alu64_imm(AluOp::Div, Reg::R0, div));
-                }
-                long_result(self);
-            }
-            Builtin::KtimeNs => {
-                self.push(insn::call(Helper::KtimeGetNs));
-                long_result(self);
-            }
-            Builtin::Target => {
-                self.push(insn::ldx(Size::DW, Reg::R0, GLOBALS, GLOBAL_TARGET as i16));
-                long_result(self);
-            }
-            Builtin::Strlen => {
-                self.str_addr(Reg::R3, args[0]);
-                self.copy_str(self.tmp_len_probe(), self.cap);
-                self.push(insn::alu64_imm(AluOp::Sub, Reg::R0, 1));
-                self.push(insn::jmp_imm(JmpOp::Sge, Reg::R0, 0, 1));
-                self.push(insn::mov64_imm(Reg::R0, 0));
-                long_result(self);
-            }
-            Builtin::Ntohs | Builtin::Htons | Builtin::Ntohl | Builtin::Htonl => {
-                self.load(Reg::R0, args[0]);
-                let bits = if matches!(builtin, Builtin::Ntohs | Builtin::Htons) { 16 } else { 32 };
-                self.push(insn::be(Reg::R0, bits));
+            Builtin::GettimeofdayS
+            | Builtin::GettimeofdayMs
+            | Builtin::GettimeofdayUs
+            | Builtin::GettimeofdayNs
+            | Builtin::KtimeNs
+            | Builtin::Target
+            | Builtin::Strlen
+            | Builtin::Ntohs
+            | Builtin::Htons
+            | Builtin::Ntohl
+            | Builtin::Htonl
+            | Builtin::Stringat
+            | Builtin::Isinstr
+            | Builtin::Randint
+            | Builtin::TaskCurrent
+            | Builtin::UserVma
+            | Builtin::Strtol
+            | Builtin::Uaddr
+            | Builtin::Addr
+            | Builtin::UserMode => {
+                self.long_call(builtin, args)?;
                 long_result(self);
             }
             Builtin::IpNtop => {
@@ -2349,17 +2335,6 @@ impl Emitter<'_> {
                 self.errno_str(d, args[0]);
             }
             Builtin::Substr => self.substr(self.scratch(dst.expect("substr has a result")), args),
-            Builtin::Stringat => {
-                self.stringat(args);
-                long_result(self);
-            }
-            Builtin::Isinstr => {
-                let Some(needle) = self.constant_str(args[1]) else {
-                    return Err(self.unsupported("`isinstr` with a second argument that is not a constant string"));
-                };
-                self.isinstr_const(args[0], needle.as_bytes());
-                long_result(self);
-            }
             Builtin::TextStr
             | Builtin::Tokenize
             | Builtin::TzGmtoff
@@ -2371,16 +2346,6 @@ impl Emitter<'_> {
             | Builtin::SwitchFile
             | Builtin::Warn
             | Builtin::Error => return Err(self.unsupported(&format!("`{}()`", builtin.name()))),
-            Builtin::Randint => {
-                self.push(insn::call(Helper::GetPrandomU32));
-                self.load(Reg::R1, args[0]);
-                self.push(insn::alu64_reg(AluOp::Mod, Reg::R0, Reg::R1));
-                long_result(self);
-            }
-            Builtin::TaskCurrent => {
-                self.push(insn::call(Helper::GetCurrentTask));
-                long_result(self);
-            }
             Builtin::Symname | Builtin::Symdata => {
                 self.symbol_name(self.scratch(dst.expect("a symbol has a name")), args[0], builtin == Builtin::Symdata)
             }
@@ -2388,21 +2353,78 @@ impl Emitter<'_> {
                 let d = self.scratch(dst.expect("a module has a name"));
                 self.kernel_modname(d, args[0]);
             }
-            Builtin::UserVma => {
-                self.user_vma(args[0]);
-                long_result(self);
-            }
-            Builtin::Strtol => {
-                self.strtol(args)?;
-                long_result(self);
-            }
-            Builtin::Uaddr => {
-                self.uaddr();
-                long_result(self);
-            }
             Builtin::Fileline { .. } | Builtin::Usym => {
                 let off = self.scratch(dst.expect("a file and line are a string"));
                 self.snprintf(off, "0x%lx", &args[..1]);
+            }
+            Builtin::Backtrace { user, symbols } => {
+                let d = self.scratch(dst.expect("a backtrace is a string"));
+                self.backtrace(d, user, symbols);
+            }
+        }
+        Ok(())
+    }
+
+    /// r0 = a builtin of `call` whose result is a long computed from its arguments.
+    fn long_call(&mut self, builtin: Builtin, args: &[Var]) -> Result<(), EmitError> {
+        match builtin {
+            Builtin::GettimeofdayS | Builtin::GettimeofdayMs | Builtin::GettimeofdayUs | Builtin::GettimeofdayNs => {
+                self.push(insn::call(Helper::KtimeGetBootNs));
+                self.push(insn::ldx(Size::DW, Reg::R1, GLOBALS, GLOBAL_BOOT_OFFSET as i16));
+                self.push(insn::alu64_reg(AluOp::Add, Reg::R0, Reg::R1));
+                let div = match builtin {
+                    Builtin::GettimeofdayS => 1_000_000_000,
+                    Builtin::GettimeofdayMs => 1_000_000,
+                    Builtin::GettimeofdayUs => 1_000,
+                    _ => 1,
+                };
+                if div != 1 {
+                    self.push(insn::alu64_imm(AluOp::Div, Reg::R0, div));
+                }
+            }
+            Builtin::KtimeNs => {
+                self.push(insn::call(Helper::KtimeGetNs));
+            }
+            Builtin::Target => {
+                self.push(insn::ldx(Size::DW, Reg::R0, GLOBALS, GLOBAL_TARGET as i16));
+            }
+            Builtin::Strlen => {
+                self.str_addr(Reg::R3, args[0]);
+                self.copy_str(self.tmp_len_probe(), self.cap);
+                self.push(insn::alu64_imm(AluOp::Sub, Reg::R0, 1));
+                self.push(insn::jmp_imm(JmpOp::Sge, Reg::R0, 0, 1));
+                self.push(insn::mov64_imm(Reg::R0, 0));
+            }
+            Builtin::Ntohs | Builtin::Htons | Builtin::Ntohl | Builtin::Htonl => {
+                self.load(Reg::R0, args[0]);
+                let bits = if matches!(builtin, Builtin::Ntohs | Builtin::Htons) { 16 } else { 32 };
+                self.push(insn::be(Reg::R0, bits));
+            }
+            Builtin::Stringat => {
+                self.stringat(args);
+            }
+            Builtin::Isinstr => {
+                let Some(needle) = self.constant_str(args[1]) else {
+                    return Err(self.unsupported("`isinstr` with a second argument that is not a constant string"));
+                };
+                self.isinstr_const(args[0], needle.as_bytes());
+            }
+            Builtin::Randint => {
+                self.push(insn::call(Helper::GetPrandomU32));
+                self.load(Reg::R1, args[0]);
+                self.push(insn::alu64_reg(AluOp::Mod, Reg::R0, Reg::R1));
+            }
+            Builtin::TaskCurrent => {
+                self.push(insn::call(Helper::GetCurrentTask));
+            }
+            Builtin::UserVma => {
+                self.user_vma(args[0]);
+            }
+            Builtin::Strtol => {
+                self.strtol(args)?;
+            }
+            Builtin::Uaddr => {
+                self.uaddr();
             }
             Builtin::Addr => {
                 match self.args {
@@ -2412,16 +2434,11 @@ impl Emitter<'_> {
                     // No registers: SystemTap's addr() is 0 there too.
                     ArgAccess::None | ArgAccess::Fentry { .. } => self.push(insn::mov64_imm(Reg::R0, 0)),
                 }
-                long_result(self);
-            }
-            Builtin::Backtrace { user, symbols } => {
-                let d = self.scratch(dst.expect("a backtrace is a string"));
-                self.backtrace(d, user, symbols);
             }
             Builtin::UserMode => {
                 self.user_mode();
-                long_result(self);
             }
+            other => unreachable!("`{}` is not a long builtin of `call`", other.name()),
         }
         Ok(())
     }
