@@ -1617,6 +1617,98 @@ impl Ctx<'_> {
         Some((self.intern_format_decl(decl), vars))
     }
 
+    /// `print`, `println`, `printd`, `printdln` and their `sprint` forms (into a string): a
+    /// format of `%s`/`%d` per value.
+    fn print_call(&mut self, name: &str, args: &[Expr], span: Span) -> Option<Var> {
+        let newline = if name.ends_with("ln") { "\n" } else { "" };
+        let (sep, values) = if name.starts_with("printd") {
+            let Some((sep, values)) = args.split_first() else {
+                self.error(Diagnostic::error("E0306", format!("`{name}` needs a delimiter"), span));
+                return None;
+            };
+            let ExprKind::String(sep) = &sep.kind else {
+                self.error(Diagnostic::error("E0306", "the delimiter must be a string literal", sep.span));
+                return None;
+            };
+            (sep.replace('%', "%%"), values)
+        } else {
+            (String::new(), args)
+        };
+        let mut text = String::new();
+        let mut vars = Vec::new();
+        let mut tys = Vec::new();
+        if let [Expr { kind: ExprKind::Hist { kind, expr }, span: hspan }] = values {
+            return self.print_hist(kind, expr, *hspan);
+        }
+        for (i, a) in values.iter().enumerate() {
+            let v = self.expr(a)?;
+            if i > 0 {
+                text.push_str(&sep);
+            }
+            text.push_str(if self.func.ty(v) == Ty::Str { "%s" } else { "%d" });
+            tys.push(self.func.ty(v));
+            vars.push(v);
+        }
+        text.push_str(newline);
+        let fmt = self.intern_format(text, tys);
+        if name.starts_with('s') {
+            let dst = self.temp(Ty::Str);
+            self.emit(InstKind::Sprintf { dst, fmt, args: vars }, span);
+            return Some(dst);
+        }
+        self.emit(InstKind::Printf { fmt, args: vars }, span);
+        None
+    }
+
+    /// `int_arg(n)`, `ulong_arg(n)` and the like: argument `n` of the probed function or syscall.
+    fn int_arg(&mut self, n: &str, args: &[Expr], span: Span) -> Option<Var> {
+        let (size, signed) = builtins::arg_function(n)?;
+        let index = match args {
+            [Expr { kind: ExprKind::Number(i), .. }] if (1..=6).contains(i) => (*i - 1) as u32,
+            _ => {
+                self.error(Diagnostic::error("E0316", format!("`{n}` takes an argument number from 1 to 6"), span));
+                return None;
+            }
+        };
+        if !self.kernel {
+            self.error(Diagnostic::error("E0309", format!("`{n}` is only available in a function probe"), span));
+            return None;
+        }
+        if self.format.is_some_and(|f| f.event.starts_with("sys_exit")) {
+            // A syscall's return probe: the entry probe elaboration added stored it.
+            if self.arrays.contains_key(&crate::elaborate::entry_array(span)) {
+                return self.expr(&crate::elaborate::entry_value(span));
+            }
+            self.error(
+                Diagnostic::error(
+                    "E0316",
+                    format!("`{n}` in a system call's return probe: its record holds the result only"),
+                    span,
+                )
+                .with_help("save the argument in a global at the entry probe, keyed by tid()"),
+            );
+            return None;
+        }
+        let raw = self.temp(Ty::Long);
+        match self.syscall_arg_offset(index) {
+            Some(offset) => self.emit(InstKind::LoadContext { dst: raw, offset, size: 8, signed: false }, span),
+            None => self.emit(InstKind::LoadArg { dst: raw, index }, span),
+        }
+        if size == 8 {
+            return Some(raw);
+        }
+        // The low 32 bits, zero- or sign-extended.
+        let shifted = self.temp(Ty::Long);
+        self.emit(InstKind::Binary { op: BinOp::Shl, dst: shifted, lhs: raw, rhs: Operand::Imm(32) }, span);
+        let dst = self.temp(Ty::Long);
+        if signed {
+            self.emit(InstKind::Binary { op: BinOp::Shr, dst, lhs: shifted, rhs: Operand::Imm(32) }, span);
+        } else {
+            self.emit(InstKind::Binary { op: BinOp::And, dst, lhs: raw, rhs: Operand::Imm(0xffff_ffff) }, span);
+        }
+        Some(dst)
+    }
+
     fn call(&mut self, name: &str, args: &[Expr], span: Span) -> Option<Var> {
         match name {
             "printf" => {
@@ -1630,106 +1722,14 @@ impl Ctx<'_> {
                 self.emit(InstKind::Sprintf { dst, fmt, args }, span);
                 return Some(dst);
             }
-            // `sprint` and `sprintln` are `print` and `println` into a string.
             "print" | "println" | "printd" | "printdln" | "sprint" | "sprintln" => {
-                let newline = if name.ends_with("ln") { "\n" } else { "" };
-                let (sep, values) = if name.starts_with("printd") {
-                    let Some((sep, values)) = args.split_first() else {
-                        self.error(Diagnostic::error("E0306", format!("`{name}` needs a delimiter"), span));
-                        return None;
-                    };
-                    let ExprKind::String(sep) = &sep.kind else {
-                        self.error(Diagnostic::error("E0306", "the delimiter must be a string literal", sep.span));
-                        return None;
-                    };
-                    (sep.replace('%', "%%"), values)
-                } else {
-                    (String::new(), args)
-                };
-                let mut text = String::new();
-                let mut vars = Vec::new();
-                let mut tys = Vec::new();
-                if let [Expr { kind: ExprKind::Hist { kind, expr }, span: hspan }] = values {
-                    return self.print_hist(kind, expr, *hspan);
-                }
-                for (i, a) in values.iter().enumerate() {
-                    let v = self.expr(a)?;
-                    if i > 0 {
-                        text.push_str(&sep);
-                    }
-                    text.push_str(if self.func.ty(v) == Ty::Str { "%s" } else { "%d" });
-                    tys.push(self.func.ty(v));
-                    vars.push(v);
-                }
-                text.push_str(newline);
-                let fmt = self.intern_format(text, tys);
-                if name.starts_with('s') {
-                    let dst = self.temp(Ty::Str);
-                    self.emit(InstKind::Sprintf { dst, fmt, args: vars }, span);
-                    return Some(dst);
-                }
-                self.emit(InstKind::Printf { fmt, args: vars }, span);
-                return None;
+                return self.print_call(name, args, span)
             }
             "exit" => {
                 self.emit(InstKind::Exit, span);
                 return None;
             }
-            n if builtins::arg_function(n).is_some() => {
-                let (size, signed) = builtins::arg_function(n)?;
-                let index = match args {
-                    [Expr { kind: ExprKind::Number(i), .. }] if (1..=6).contains(i) => (*i - 1) as u32,
-                    _ => {
-                        self.error(Diagnostic::error(
-                            "E0316",
-                            format!("`{n}` takes an argument number from 1 to 6"),
-                            span,
-                        ));
-                        return None;
-                    }
-                };
-                if !self.kernel {
-                    self.error(Diagnostic::error(
-                        "E0309",
-                        format!("`{n}` is only available in a function probe"),
-                        span,
-                    ));
-                    return None;
-                }
-                if self.format.is_some_and(|f| f.event.starts_with("sys_exit")) {
-                    // A syscall's return probe: the entry probe elaboration added stored it.
-                    if self.arrays.contains_key(&crate::elaborate::entry_array(span)) {
-                        return self.expr(&crate::elaborate::entry_value(span));
-                    }
-                    self.error(
-                        Diagnostic::error(
-                            "E0316",
-                            format!("`{n}` in a system call's return probe: its record holds the result only"),
-                            span,
-                        )
-                        .with_help("save the argument in a global at the entry probe, keyed by tid()"),
-                    );
-                    return None;
-                }
-                let raw = self.temp(Ty::Long);
-                match self.syscall_arg_offset(index) {
-                    Some(offset) => self.emit(InstKind::LoadContext { dst: raw, offset, size: 8, signed: false }, span),
-                    None => self.emit(InstKind::LoadArg { dst: raw, index }, span),
-                }
-                if size == 8 {
-                    return Some(raw);
-                }
-                // The low 32 bits, zero- or sign-extended.
-                let shifted = self.temp(Ty::Long);
-                self.emit(InstKind::Binary { op: BinOp::Shl, dst: shifted, lhs: raw, rhs: Operand::Imm(32) }, span);
-                let dst = self.temp(Ty::Long);
-                if signed {
-                    self.emit(InstKind::Binary { op: BinOp::Shr, dst, lhs: shifted, rhs: Operand::Imm(32) }, span);
-                } else {
-                    self.emit(InstKind::Binary { op: BinOp::And, dst, lhs: raw, rhs: Operand::Imm(0xffff_ffff) }, span);
-                }
-                return Some(dst);
-            }
+            n if builtins::arg_function(n).is_some() => return self.int_arg(n, args, span),
             // The probe point, resolved (`pp`) or as the script named it (`pn`), known when
             // compiling.
             "pp" | "pn" => {
