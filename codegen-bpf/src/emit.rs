@@ -1204,15 +1204,21 @@ impl Emitter<'_> {
         }
     }
 
+    /// The register holding the globals' address: the handler's own where it loaded it,
+    /// else `spare`, loaded now (for code on a rare path).
+    fn globals_in(&mut self, spare: Reg) -> Reg {
+        if self.globals_loaded {
+            GLOBALS
+        } else {
+            self.globals_ptr(spare);
+            spare
+        }
+    }
+
     /// `exit()`: the stop flag, then the record that tells user space.
     fn exit(&mut self) {
         // The flag first, so that no handler on another CPU starts after this one.
-        let globals = if self.globals_loaded {
-            GLOBALS
-        } else {
-            self.globals_ptr(Reg::R1);
-            Reg::R1
-        };
+        let globals = self.globals_in(Reg::R1);
         self.push(insn::st_imm(Size::DW, globals, self.globals.exited as i16, 1));
         self.output_header_record(layout::record_kind::EXIT)
     }
@@ -1572,12 +1578,7 @@ impl Emitter<'_> {
     }
 
     fn report_full(&mut self, array: lang::ir::ArrayId) {
-        let globals = if self.globals_loaded {
-            GLOBALS
-        } else {
-            self.globals_ptr(Reg::R1);
-            Reg::R1
-        };
+        let globals = self.globals_in(Reg::R1);
         self.push(insn::st_imm(Size::DW, globals, layout::GLOBAL_ARRAY_FULL as i16, array.as_u32() as i32 + 1));
     }
 
@@ -1920,12 +1921,7 @@ impl Emitter<'_> {
     /// A full ring buffer drops the record: count it, so the runtime can say so. The globals'
     /// address is loaded here, on the rare path, unless the handler has it anyway.
     fn count_lost_record(&mut self) {
-        let counter = if self.globals_loaded {
-            GLOBALS
-        } else {
-            self.globals_ptr(Reg::R0);
-            Reg::R0
-        };
+        let counter = self.globals_in(Reg::R0);
         self.push(insn::mov64_imm(Reg::R1, 1));
         self.push(insn::atomic_add(Size::DW, counter, Reg::R1, GLOBAL_LOST as i16));
     }
