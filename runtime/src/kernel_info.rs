@@ -63,6 +63,10 @@ pub struct LiveKernel {
     /// reads an argument looks up two probe stubs, so `kernel.trace("syscalls:*")` took
     /// minutes.
     functions: OnceLock<BTreeMap<String, btf_rs::Func>>,
+    /// `btf_ids_named`'s answers, for the same reason: the loader looks up a program's
+    /// attach point (`btf_trace_sys_enter`) for each probe, and ten syscall probes took
+    /// three seconds to attach in a debug build.
+    ids_by_name: Mutex<HashMap<String, Vec<u32>>>,
 }
 
 impl LiveKernel {
@@ -78,7 +82,15 @@ impl LiveKernel {
             headers: Mutex::new(Vec::new()),
             types_by_name: Default::default(),
             functions: OnceLock::new(),
+            ids_by_name: Default::default(),
         }
+    }
+
+    /// The ids of the BTF types named `name`, of any kind.
+    pub fn btf_ids_named(&self, name: &str) -> Result<Vec<u32>, SetupError> {
+        let btf = self.btf()?;
+        let mut cache = self.ids_by_name.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        Ok(cache.entry(name.to_string()).or_insert_with(|| btf.resolve_ids_by_name(name).unwrap_or_default()).clone())
     }
 
     /// See [`LiveKernel::functions`]; empty without BTF.
