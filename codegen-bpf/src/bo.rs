@@ -366,7 +366,7 @@ pub fn check(compiled: &CompiledScript, sources: &SourceMap) -> Result<(), Strin
         // The loader joins these to tracefs paths and hands them to the kernel by name.
         let names: &[&str] = match &probe.target {
             Target::Tracepoint { group, event, .. } => &[group, event],
-            Target::RawTracepoint { event, .. } => &[event],
+            Target::RawTracepoint { event, .. } | Target::Syscall { event, .. } => &[event],
             Target::KernelFunction { name, .. } => &[name],
             _ => &[],
         };

@@ -87,6 +87,10 @@ pub fn compile_in(program: Program, plan: &GlobalsPlan) -> Result<CompiledScript
             Target::RawTracepoint { event, nargs } => {
                 (format!("tp_btf/{event}"), 0, ArgAccess::Fentry { nargs: *nargs })
             }
+            Target::Syscall { exit, nr, .. } => {
+                let event = if *exit { "sys_exit" } else { "sys_enter" };
+                (format!("tp_btf/{event}"), 0, ArgAccess::Syscall { exit: *exit, only: *nr })
+            }
             Target::Netfilter { .. } => (NETFILTER_SECTION.to_string(), NF_ACCEPT, ArgAccess::None),
             Target::Uprobe { ret, symbol, .. } => {
                 let kind = if *ret { "uretprobe" } else { "uprobe" };

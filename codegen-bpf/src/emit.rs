@@ -58,6 +58,11 @@ pub enum ArgAccess {
     /// A perf event: the context starts with the `struct pt_regs` it interrupted (no
     /// arguments, but `user_mode()` reads the privilege level there).
     PerfEvent,
+    /// A syscall probe on raw_syscalls' tp_btf (see `Target::Syscall`): the context is
+    /// `(struct pt_regs *regs, long id)` at entry and `(regs, long ret)` at exit, from which
+    /// the handler's reads of a syscall tracepoint's record are served. The program returns
+    /// at once for a syscall other than `only`.
+    Syscall { exit: bool, only: Option<u32> },
 }
 
 /// Offsets in x86-64's `struct pt_regs` of the argument registers (di, si, dx, cx, r8, r9)
@@ -74,6 +79,17 @@ const PT_REGS_RET: i16 = 0;
 /// Where `struct pt_regs` tells the privilege level, and the bits that say user mode there:
 /// cs's two low bits are 3 on x86-64; pstate's mode bits are 0 (EL0) on arm64.
 /// Where `struct pt_regs` keeps the instruction pointer: ip on x86-64, pc on arm64.
+/// Offsets in `struct pt_regs` of a syscall's six arguments as the task entered the kernel
+/// (x86-64 passes the fourth in r10, not cx), and of the syscall's number.
+#[cfg(target_arch = "x86_64")]
+const SYSCALL_ARGS: [i16; 6] = [112, 104, 96, 56, 72, 64];
+#[cfg(target_arch = "x86_64")]
+const SYSCALL_NR: i16 = 120;
+/// arm64: x0..x5 (at entry x0 still holds the first argument), then `syscallno`.
+#[cfg(not(target_arch = "x86_64"))]
+const SYSCALL_ARGS: [i16; 6] = PT_REGS_ARGS;
+#[cfg(not(target_arch = "x86_64"))]
+const SYSCALL_NR: i16 = 280;
 #[cfg(target_arch = "x86_64")]
 const PT_REGS_IP: i16 = 128;
 #[cfg(not(target_arch = "x86_64"))]
@@ -269,6 +285,9 @@ pub fn emit_handler(cx: Context<'_>, handler: HandlerSpec<'_>, rodata: &mut Roda
     // Two passes: the first learns which variables are ever read back from their homes, the
     // second stores only those. Stores do not change what the registers hold, so both
     // passes load the same way and the second reads back exactly what the first did.
+    if let ArgAccess::Syscall { exit, .. } = args {
+        check_syscall_reads(func, exit)?;
+    }
     let mut read_back: Option<HashSet<Var>> = None;
     loop {
         let mut e = Emitter {
@@ -797,6 +816,11 @@ impl Emitter<'_> {
     }
 
     fn prologue(&mut self) {
+        // A handler that does nothing needs no filter.
+        let does_something = self.insts().next().is_some();
+        if let (ArgAccess::Syscall { exit, only: Some(nr) }, true) = (self.args, does_something) {
+            self.syscall_filter(exit, nr);
+        }
         // The rare paths need the globals: loading their address once here is smaller than
         // on each of two or more of them.
         let (scratch, globals) = (self.uses_scratch(), self.uses_globals() || self.rare_globals_sites() >= 2);
@@ -1233,7 +1257,7 @@ impl Emitter<'_> {
                 Some(off) => *off,
                 None => return Err(self.unsupported("a kprobe argument past the sixth")),
             },
-            ArgAccess::None | ArgAccess::PerfEvent => {
+            ArgAccess::None | ArgAccess::PerfEvent | ArgAccess::Syscall { .. } => {
                 return Err(self.unsupported("a function argument outside a function probe"))
             }
         };
@@ -1246,7 +1270,7 @@ impl Emitter<'_> {
         let off = match self.args {
             ArgAccess::Fentry { nargs } => 8 * nargs as i16,
             ArgAccess::Kprobe { .. } => PT_REGS_RET,
-            ArgAccess::None | ArgAccess::PerfEvent => {
+            ArgAccess::None | ArgAccess::PerfEvent | ArgAccess::Syscall { .. } => {
                 return Err(self.unsupported("`$return` outside a function probe"))
             }
         };
@@ -1700,6 +1724,19 @@ impl Emitter<'_> {
 
     /// `r0` = the context field at `offset`.
     fn load_context(&mut self, offset: u32, size: u8, signed: bool) {
+        if let ArgAccess::Syscall { exit, .. } = self.args {
+            // `syscall_record_slot` vetted every offset before emission started.
+            let slot = syscall_record_slot(offset, exit).unwrap_or(SyscallSlot::Number);
+            self.load_syscall_slot(slot, exit);
+            // The entry's number is already an `int` widened to `long` (the kernel's syscall
+            // entry takes it as an `int`), as the record's `int __syscall_nr` reads.
+            if size < 8 && !(slot == SyscallSlot::Number && !exit) {
+                let shift = 64 - 8 * size as i32;
+                self.push(insn::alu64_imm(AluOp::Lsh, Reg::R0, shift));
+                self.push(insn::alu64_imm(if signed { AluOp::Arsh } else { AluOp::Rsh }, Reg::R0, shift));
+            }
+            return;
+        }
         self.field_reloc(offset);
         self.push(insn::ldx(size_of(size), Reg::R0, CTX, offset as i16));
         if signed && size < 8 {
@@ -1711,6 +1748,33 @@ impl Emitter<'_> {
     /// (`ldx [ctx + offset]` or `add r, offset`), which a `.bo` moves on another kernel.
     fn field_reloc(&mut self, offset: u32) {
         self.field_relocs.push(FieldReloc { insn_index: self.insns.len(), offset, member: None });
+    }
+
+    /// `if (syscall number != nr) return`, first thing, from the context in r1.
+    fn syscall_filter(&mut self, exit: bool, nr: u32) {
+        if exit {
+            // Compared as the `int` the kernel takes it as (see `load_context`).
+            self.push(insn::ldx(Size::DW, Reg::R0, Reg::R1, 0));
+            self.push(insn::ldx(Size::DW, Reg::R0, Reg::R0, SYSCALL_NR));
+            self.fixups.push((self.insns.len(), EXIT_LABEL));
+            self.push(insn::jmp32_imm(JmpOp::Ne, Reg::R0, nr as i32, 0));
+        } else {
+            self.push(insn::ldx(Size::DW, Reg::R0, Reg::R1, 8));
+            self.jump_if_imm(JmpOp::Ne, Reg::R0, nr as i32, EXIT_LABEL);
+        }
+    }
+
+    /// r0 = the 8 bytes a syscall tracepoint's record holds in `slot`.
+    fn load_syscall_slot(&mut self, slot: SyscallSlot, exit: bool) {
+        let regs_at = |e: &mut Self, off: i16| {
+            e.push(insn::ldx(Size::DW, Reg::R0, CTX, 0));
+            e.push(insn::ldx(Size::DW, Reg::R0, Reg::R0, off));
+        };
+        match slot {
+            SyscallSlot::Number if exit => regs_at(self, SYSCALL_NR),
+            SyscallSlot::Number | SyscallSlot::Result => self.push(insn::ldx(Size::DW, Reg::R0, CTX, 8)),
+            SyscallSlot::Arg(i) => regs_at(self, SYSCALL_ARGS[i]),
+        }
     }
 
     fn sign_extend(&mut self, r: Reg, size: u8) {
@@ -2428,7 +2492,9 @@ impl Emitter<'_> {
                         self.push(insn::ldx(Size::DW, Reg::R0, CTX, PT_REGS_IP))
                     }
                     // No registers: SystemTap's addr() is 0 there too.
-                    ArgAccess::None | ArgAccess::Fentry { .. } => self.push(insn::mov64_imm(Reg::R0, 0)),
+                    ArgAccess::None | ArgAccess::Fentry { .. } | ArgAccess::Syscall { .. } => {
+                        self.push(insn::mov64_imm(Reg::R0, 0))
+                    }
                 }
             }
             Builtin::UserMode => {
@@ -2577,7 +2643,9 @@ impl Emitter<'_> {
             }
             // Tracepoints, netfilter hooks and kernel function entries run in the
             // kernel on the kernel's behalf.
-            ArgAccess::None | ArgAccess::Fentry { .. } => self.push(insn::mov64_imm(Reg::R0, 0)),
+            ArgAccess::None | ArgAccess::Fentry { .. } | ArgAccess::Syscall { .. } => {
+                self.push(insn::mov64_imm(Reg::R0, 0))
+            }
         }
     }
 
@@ -2917,4 +2985,60 @@ pub fn kernel_format(text: &str) -> Result<String, String> {
         }
     }
     Ok(out)
+}
+
+/// What a syscall tracepoint's record holds at an offset (see `ArgAccess::Syscall`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SyscallSlot {
+    Number,
+    Arg(usize),
+    Result,
+}
+
+/// The slot at `offset` of the record of a syscall's entry, or of its `exit`; the common
+/// fields before offset 8 (`common_pid`...) are not in the raw tracepoint's arguments.
+fn syscall_record_slot(offset: u32, exit: bool) -> Option<SyscallSlot> {
+    match (offset, exit) {
+        (8, _) => Some(SyscallSlot::Number),
+        (16, true) => Some(SyscallSlot::Result),
+        (16.., false) if offset % 8 == 0 && offset < 16 + 8 * 6 => Some(SyscallSlot::Arg((offset as usize - 16) / 8)),
+        _ => None,
+    }
+}
+
+/// A syscall probe's handler reads only what `Emitter::load_syscall_slot` serves.
+fn check_syscall_reads(func: &Function, exit: bool) -> Result<(), EmitError> {
+    for inst in func.blocks.values().flat_map(|b| &b.insts) {
+        let served = match inst.kind {
+            InstKind::LoadContext { offset, .. } => syscall_record_slot(offset, exit).is_some(),
+            InstKind::LoadContextStr { .. } | InstKind::LoadContextDataLoc { .. } => false,
+            _ => true,
+        };
+        if !served {
+            let what = "this field of a syscall tracepoint's record on raw_syscalls (bpftap reads the \
+                        syscall's number, arguments and result there)";
+            return Err(EmitError::Unsupported { what: what.into(), span: inst.span });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{syscall_record_slot, SyscallSlot};
+
+    #[test]
+    fn a_syscall_record_offset_names_its_slot() {
+        // sys_enter_openat: __syscall_nr at 8, dfd at 16, filename 24, flags 32, mode 40.
+        assert_eq!(syscall_record_slot(8, false), Some(SyscallSlot::Number));
+        assert_eq!(syscall_record_slot(24, false), Some(SyscallSlot::Arg(1)));
+        assert_eq!(syscall_record_slot(56, false), Some(SyscallSlot::Arg(5)));
+        assert_eq!(syscall_record_slot(64, false), None);
+        // sys_exit_openat: __syscall_nr at 8, ret at 16.
+        assert_eq!(syscall_record_slot(16, true), Some(SyscallSlot::Result));
+        assert_eq!(syscall_record_slot(24, true), None);
+        // common_pid and the other common fields are not in the raw tracepoint's arguments.
+        assert_eq!(syscall_record_slot(4, false), None);
+        assert_eq!(syscall_record_slot(20, false), None);
+    }
 }

@@ -247,6 +247,7 @@ impl Ctx<'_> {
                             }
                         }
                         self.entry_values(&r.target, &body, out);
+                        on_raw_syscalls(&mut r.target);
                         out.probes.push(ElabProbe {
                             body,
                             point: r.point,
@@ -306,14 +307,16 @@ impl Ctx<'_> {
             });
             let store = ExprKind::Assign { op: ast::AssignOp::Assign, target: Box::new(slot), value: Box::new(inner) };
             let stmt = Stmt { kind: StmtKind::Expr(Expr::new(store, span)), span };
+            let mut target = Target::Tracepoint {
+                group: "syscalls".into(),
+                event: enter.clone(),
+                record_size: format.record_size(),
+            };
+            on_raw_syscalls(&mut target);
             out.probes.push(ElabProbe {
                 point: format!("kernel.trace(\"syscalls:{enter}\")"),
                 user_point: format!("syscall.{name}"),
-                target: Target::Tracepoint {
-                    group: "syscalls".into(),
-                    event: enter.clone(),
-                    record_size: format.record_size(),
-                },
+                target,
                 format: Some(format.clone()),
                 function: None,
                 body: Block { stmts: vec![stmt], span },
@@ -1138,6 +1141,33 @@ fn record_fields_read(record: &TracepointFormat, r: &Resolved, body: &Block) -> 
         );
     });
     out
+}
+
+/// A probe on a syscall tracepoint moves to raw_syscalls' raw tracepoint (see
+/// [`Target::Syscall`]), filtered to the syscall's number for a `syscalls:` one. One whose
+/// number bpftap does not know (a syscall newer than `syscall_table`, or any on an
+/// architecture without a table) stays on its perf-event tracepoint. The filter takes the
+/// number the task entered with, so a 32-bit task's syscalls, which the `syscalls:`
+/// tracepoints leave out on x86-64, would match by their own numbers: bpftap assumes 64-bit
+/// tasks, as its syscall table does.
+fn on_raw_syscalls(target: &mut Target) {
+    let Target::Tracepoint { group, event, .. } = target else { return };
+    let (exit, nr) = match (group.as_str(), event.as_str()) {
+        ("raw_syscalls", "sys_enter" | "sys_exit") => (event == "sys_exit", None),
+        ("syscalls", _) => {
+            let (exit, name) = match (event.strip_prefix("sys_enter_"), event.strip_prefix("sys_exit_")) {
+                (Some(name), _) => (false, name),
+                (_, Some(name)) => (true, name),
+                _ => return,
+            };
+            match crate::syscall_table::tracepoint_number(name) {
+                Some(nr) => (exit, Some(nr)),
+                None => return,
+            }
+        }
+        _ => return,
+    };
+    *target = Target::Syscall { event: std::mem::take(event), exit, nr };
 }
 
 fn assign_stmt(name: &str, value: Expr, span: Span) -> Stmt {

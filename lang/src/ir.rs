@@ -283,6 +283,15 @@ pub enum Target {
     /// kernel allows one, a plain raw tracepoint otherwise. Either way the context is the
     /// `nargs` arguments as `u64`s, as an fentry program's is.
     RawTracepoint { event: String, nargs: u32 },
+    /// A probe on a syscall tracepoint (`syscalls:sys_enter_NAME`, `raw_syscalls:sys_exit`)
+    /// run on raw_syscalls' BTF-typed raw tracepoint (`sys_exit` with `exit`, else
+    /// `sys_enter`): it costs a fraction of a perf-event tracepoint per event, and detaches in
+    /// a millisecond where a perf event takes tens. The handler still reads the record of
+    /// `event` (a syscall tracepoint's record is the number at offset 8, then one 8-byte slot
+    /// per argument or the result), which code generation reads from the raw tracepoint's
+    /// arguments `(struct pt_regs *regs, long id_or_ret)`. The raw tracepoint fires for every
+    /// syscall: a `syscalls:` event's handler runs only for its syscall's number `nr`.
+    Syscall { event: String, exit: bool, nr: Option<u32> },
     /// Entry to (or, with `ret`, return from) a kernel function: fentry/fexit where the
     /// kernel allows them, kprobe/kretprobe otherwise (the runtime decides at attach time,
     /// so both variants are compiled).

@@ -76,7 +76,9 @@ pub fn lower(
             user_point: &probe.user_point,
             function_name: match &probe.target {
                 ir::Target::KernelFunction { name, .. } => name,
-                ir::Target::Tracepoint { event, .. } | ir::Target::RawTracepoint { event, .. } => event,
+                ir::Target::Tracepoint { event, .. }
+                | ir::Target::RawTracepoint { event, .. }
+                | ir::Target::Syscall { event, .. } => event,
                 _ => "",
             },
             kernel: !probe.target.is_user_space(),

@@ -373,3 +373,33 @@ pub const SYSCALLS: &[(u32, &str)] = &[
 
 #[cfg(not(target_arch = "x86_64"))]
 pub const SYSCALLS: &[(u32, &str)] = &[];
+
+/// The number of the syscall whose tracepoints are `sys_enter_NAME`/`sys_exit_NAME`: the
+/// kernel names a few of those after the function that implements the call (`newfstat` for
+/// `fstat`), not after the call's number in `asm/unistd_64.h`.
+pub fn tracepoint_number(name: &str) -> Option<u32> {
+    const RENAMED: &[(&str, &str)] = &[
+        ("newfstat", "fstat"),
+        ("newlstat", "lstat"),
+        ("newstat", "stat"),
+        ("newuname", "uname"),
+        ("sendfile64", "sendfile"),
+        ("umount", "umount2"),
+    ];
+    let name = RENAMED.iter().find(|(tracepoint, _)| *tracepoint == name).map_or(name, |(_, call)| call);
+    SYSCALLS.iter().find(|(_, n)| *n == name).map(|(nr, _)| *nr)
+}
+
+#[cfg(all(test, target_arch = "x86_64"))]
+mod tests {
+    use super::tracepoint_number;
+
+    #[test]
+    fn tracepoint_names_map_to_numbers() {
+        assert_eq!(tracepoint_number("read"), Some(0));
+        assert_eq!(tracepoint_number("newfstat"), Some(5));
+        assert_eq!(tracepoint_number("umount"), Some(166));
+        assert_eq!(tracepoint_number("fstat"), Some(5));
+        assert_eq!(tracepoint_number("no_such_call"), None);
+    }
+}

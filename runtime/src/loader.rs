@@ -130,6 +130,7 @@ pub fn attach(
         Target::Perf { event, sample } => a.perf(*event, *sample)?,
         Target::KernelFunction { name, ret, .. } => a.kernel_function(name, *ret, force_kprobes)?,
         Target::RawTracepoint { event, .. } => a.raw_tracepoint(event)?,
+        Target::Syscall { exit, .. } => a.raw_tracepoint(if *exit { "sys_exit" } else { "sys_enter" })?,
         Target::Netfilter { pf, hook, priority } => a.netfilter(*pf, *hook, *priority)?,
         other => return Err(a.error(format!("no attach method for {other:?}"))),
     };
@@ -229,7 +230,7 @@ impl Attaching<'_> {
         } else {
             attach_tracing(
                 self.kernel,
-                |btf| function_btf_id(btf, name),
+                |kernel| function_btf_id(kernel, name),
                 |id| {
                     let attach_type = if ret { bpf::BPF_TRACE_FEXIT } else { bpf::BPF_TRACE_FENTRY };
                     self.load(&self.probe.name, prog_type::TRACING, attach_type, id)
@@ -267,7 +268,7 @@ impl Attaching<'_> {
         // typedef. Else the same code as a raw tracepoint program, on the event's name.
         let tp_btf = attach_tracing(
             self.kernel,
-            |btf| raw_tracepoint_btf_id(btf, event),
+            |kernel| raw_tracepoint_btf_id(kernel, event),
             |id| self.load(&self.probe.name, prog_type::TRACING, bpf::BPF_TRACE_RAW_TP, id),
         );
         match tp_btf {
@@ -322,11 +323,10 @@ impl Attaching<'_> {
 /// probe. Any failure is a reason to try the other form (kprobe, raw_tp) instead.
 fn attach_tracing(
     kernel: &LiveKernel,
-    btf_id: impl FnOnce(&btf_rs::Btf) -> Result<u32, String>,
+    btf_id: impl FnOnce(&LiveKernel) -> Result<u32, String>,
     load: impl FnOnce(u32) -> Result<OwnedFd, RuntimeError>,
 ) -> Result<[OwnedFd; 2], String> {
-    let btf = kernel.btf().map_err(|e| e.to_string())?;
-    let id = btf_id(btf)?;
+    let id = btf_id(kernel)?;
     let prog = load(id).map_err(|e| match e {
         RuntimeError::Verifier { log, .. } => format!("verifier: {}", log.lines().last().unwrap_or("")),
         RuntimeError::NotPermitted => "the kernel does not permit it (EPERM)".to_string(),
@@ -337,20 +337,24 @@ fn attach_tracing(
 }
 
 /// The id of the `FUNC` named `name` in the kernel's BTF.
-fn function_btf_id(btf: &btf_rs::Btf, name: &str) -> Result<u32, String> {
-    btf_id_of(btf, name, |ty| matches!(ty, btf_rs::Type::Func(_))).ok_or_else(|| format!("no BTF for function {name}"))
+fn function_btf_id(kernel: &LiveKernel, name: &str) -> Result<u32, String> {
+    btf_id_of(kernel, name, |ty| matches!(ty, btf_rs::Type::Func(_)))?
+        .ok_or_else(|| format!("no BTF for function {name}"))
 }
 
 /// The id of the typedef `btf_trace_EVENT` in the kernel's BTF: what a tp_btf program is
 /// loaded for.
-fn raw_tracepoint_btf_id(btf: &btf_rs::Btf, event: &str) -> Result<u32, String> {
+fn raw_tracepoint_btf_id(kernel: &LiveKernel, event: &str) -> Result<u32, String> {
     let name = format!("btf_trace_{event}");
-    btf_id_of(btf, &name, |ty| matches!(ty, btf_rs::Type::Typedef(_))).ok_or_else(|| format!("no BTF typedef {name}"))
+    btf_id_of(kernel, &name, |ty| matches!(ty, btf_rs::Type::Typedef(_)))?
+        .ok_or_else(|| format!("no BTF typedef {name}"))
 }
 
 /// The id of the type named `name` that is of the kind `kind` accepts.
-fn btf_id_of(btf: &btf_rs::Btf, name: &str, kind: impl Fn(&btf_rs::Type) -> bool) -> Option<u32> {
-    btf.resolve_ids_by_name(name).ok()?.into_iter().find(|id| btf.resolve_type_by_id(*id).is_ok_and(|ty| kind(&ty)))
+fn btf_id_of(kernel: &LiveKernel, name: &str, kind: impl Fn(&btf_rs::Type) -> bool) -> Result<Option<u32>, String> {
+    let btf = kernel.btf().map_err(|e| e.to_string())?;
+    let ids = kernel.btf_ids_named(name).map_err(|e| e.to_string())?;
+    Ok(ids.into_iter().find(|id| btf.resolve_type_by_id(*id).is_ok_and(|ty| kind(&ty))))
 }
 
 /// Opens a kprobe or uprobe perf event through the kernel's `kprobe`/`uprobe` PMU
