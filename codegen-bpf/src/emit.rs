@@ -253,6 +253,13 @@ pub fn emit_handler(cx: Context<'_>, handler: HandlerSpec<'_>, rodata: &mut Roda
     let tmp_off = args_off + SNPRINTF_MAX_ARGS * 8;
     let key_off = tmp_off + 16;
     let max_key = program.arrays.values().map(|a| layout::key_layout(a).1).max().unwrap_or(0).div_ceil(8) * 8;
+    // `@variance` folds the CPUs' shares into words just past its key (see `stat_variance`).
+    let takes_variance = func
+        .blocks
+        .values()
+        .flat_map(|b| &b.insts)
+        .any(|i| matches!(i.kind, InstKind::StatGet { op: StatOp::Variance, .. }));
+    let max_key = if takes_variance { max_key + VARIANCE_WORDS * 8 } else { max_key };
     let (key, frames_off) = if alloc.stack_bytes + max_key <= STACK_LIMIT {
         (Buf { base: Reg::R10, off: STACK_BASE - (alloc.stack_bytes + max_key) as i16 }, key_off)
     } else {
@@ -395,6 +402,9 @@ enum Callback {
     /// field at `field` of the CPU's value of `array[key]` into the word at `acc` (`seen`:
     /// whether a CPU with samples came yet); stops at the first CPU that does not exist.
     FoldCpus { map: usize, field: i16, fold: Fold, acc: i16, seen: i16 },
+    /// For `bpf_loop` over CPU numbers, for `@variance`: combines the CPU's share of
+    /// `array[key]` into the [`VARIANCE_WORDS`] words at `words`; stops as `FoldCpus`.
+    Variance { map: usize, words: i16, step: VarianceStep },
     /// For `bpf_loop`, for `str_replace(s, needle, with)` with constant strings: one step
     /// copies the byte of `s` (at scratch `src`) at the source index (the word at scratch
     /// `idx`) to the output (scratch `out`, at the output index, the word after), or the
@@ -419,6 +429,21 @@ enum Fold {
     Sum,
     Min,
     Max,
+}
+
+/// The words `@variance` folds the CPUs' shares into: count, sum, mean (scaled as `avg_s`)
+/// and variance (for a scalar, first the sum that divides into it).
+const VARIANCE_WORDS: u32 = 4;
+
+/// How [`Callback::Variance`] combines one CPU's share of a statistic, as SystemTap does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum VarianceStep {
+    /// A scalar global (stap's `_stp_stat_get`, `runtime::stats::merge`): adds the spread
+    /// of the CPU's samples around the mean of all (word 2) to word 3.
+    Spread,
+    /// An array element (stap's `_new_map_copy_stat`, `runtime::stats::merge_entry`): merges
+    /// the CPU's count, sum, mean and variance into words 0..4, CPU by CPU.
+    Pairwise,
 }
 
 /// More CPUs than any kernel has (`NR_CPUS` is at most 8192): the bound of the loop over
@@ -525,6 +550,7 @@ impl Emitter<'_> {
             match callback {
                 Callback::Match { words, op } => self.matcher(&words, op),
                 Callback::FoldCpus { map, field, fold, acc, seen } => self.fold_cpus(map, field, fold, acc, seen),
+                Callback::Variance { map, words, step } => self.variance_step(map, words, step),
                 Callback::Replace { src, out, idx, needle, with } => {
                     self.replace_step(src, out, idx as i16, &needle, &with)
                 }
@@ -1365,8 +1391,9 @@ impl Emitter<'_> {
             StatOp::Sum => (layout::stat_field::SUM, Fold::Sum),
             StatOp::Min => (layout::stat_field::MIN, Fold::Min),
             StatOp::Max => (layout::stat_field::MAX, Fold::Max),
+            StatOp::Variance => return self.stat_variance(dst, array, keys),
             // `lower` makes `@avg` of `@sum` and `@count` in kernel probes.
-            StatOp::Avg | StatOp::Variance => return Err(self.unsupported("`@variance`")),
+            StatOp::Avg => return Err(self.unsupported("`@avg`")),
         };
         if self.key.base != Reg::R10 {
             return Err(self.unsupported("`@count` and friends of a statistic whose key does not fit on the stack"));
@@ -1374,27 +1401,78 @@ impl Emitter<'_> {
         self.build_key(array, keys);
         self.push(insn::st_imm(Size::DW, Reg::R10, SPILL, 0));
         self.push(insn::st_imm(Size::DW, Reg::R10, READ_BUF, 0));
-        let callback = Callback::FoldCpus {
+        self.loop_over_cpus(Callback::FoldCpus {
             map: layout::array_map_index(array),
             field: field as i16,
             fold,
             acc: SPILL - self.key.off,
             seen: READ_BUF - self.key.off,
-        };
-        self.push(insn::mov64_imm(Reg::R1, MAX_CPUS));
-        self.callback_ptr(Reg::R2, callback);
-        self.addr(Reg::R3, self.key);
-        self.push(insn::mov64_imm(Reg::R4, 0));
-        self.push(insn::call(Helper::Loop));
+        });
         self.push(insn::ldx(Size::DW, Reg::R0, Reg::R10, SPILL));
         self.store(dst, Reg::R0);
         Ok(())
     }
 
-    /// The body of a [`Callback::FoldCpus`]: `(r1 cpu, r2 key)`, returns 0 to go on and 1
-    /// to stop. r6 keeps the key across the lookup (the callback's own r6).
-    fn fold_cpus(&mut self, map: usize, field: i16, fold: Fold, acc: i16, seen: i16) {
-        let (found, take, next) = (self.new_label(), self.new_label(), self.new_label());
+    /// `dst = @variance(array[keys])`, the CPUs' shares merged as user space merges them
+    /// (`runtime::stats::merge` for a scalar, `merge_entry` for an array element: stap
+    /// rounds the two differently), so both sides print the same number. The folds work in
+    /// [`VARIANCE_WORDS`] words just past the key, which `emit_handler` makes room for.
+    fn stat_variance(&mut self, dst: Var, array: lang::ir::ArrayId, keys: &[Var]) -> Result<(), EmitError> {
+        if self.key.base != Reg::R10 {
+            return Err(self.unsupported("`@variance` of a statistic whose key does not fit on the stack"));
+        }
+        self.build_key(array, keys);
+        let decl = &self.program.arrays[array];
+        let scalar = decl.keys.is_empty();
+        let map = layout::array_map_index(array);
+        // Offsets from the key, where the callbacks find them, and from r10.
+        let words = (layout::key_layout(decl).1.div_ceil(8) * 8) as i16;
+        let word = |i: i16| words + 8 * i;
+        let key_off = self.key.off;
+        let at = |i: i16| key_off + word(i);
+        for i in 0..VARIANCE_WORDS as i16 {
+            self.push(insn::st_imm(Size::DW, Reg::R10, at(i), 0));
+        }
+        if scalar {
+            // Pass one: count and sum, and so the mean of all samples; pass two: the
+            // spread around it.
+            for (i, field) in [(0, layout::stat_field::COUNT), (1, layout::stat_field::SUM)] {
+                let fold = Fold::Sum;
+                self.loop_over_cpus(Callback::FoldCpus { map, field: field as i16, fold, acc: word(i), seen: word(3) });
+            }
+            self.push(insn::ldx(Size::DW, Reg::R0, Reg::R10, at(1)));
+            self.push(insn::ldx(Size::DW, Reg::R1, Reg::R10, at(0)));
+            self.signed_div(false);
+            self.push(insn::stx(Size::DW, Reg::R10, Reg::R0, at(2)));
+            self.loop_over_cpus(Callback::Variance { map, words, step: VarianceStep::Spread });
+            // variance = spread / (count - 1), 0 for a single sample.
+            self.push(insn::ldx(Size::DW, Reg::R0, Reg::R10, at(3)));
+            self.push(insn::ldx(Size::DW, Reg::R1, Reg::R10, at(0)));
+            self.push(insn::alu64_imm(AluOp::Sub, Reg::R1, 1));
+            self.signed_div(false);
+        } else {
+            self.loop_over_cpus(Callback::Variance { map, words, step: VarianceStep::Pairwise });
+            self.push(insn::ldx(Size::DW, Reg::R0, Reg::R10, at(3)));
+        }
+        self.store(dst, Reg::R0);
+        Ok(())
+    }
+
+    /// `bpf_loop(MAX_CPUS, callback, key)`: the callback, given each CPU number and the key
+    /// buffer (built by the caller), folds that CPU's share into the handler's stack.
+    fn loop_over_cpus(&mut self, callback: Callback) {
+        self.push(insn::mov64_imm(Reg::R1, MAX_CPUS));
+        self.callback_ptr(Reg::R2, callback);
+        self.addr(Reg::R3, self.key);
+        self.push(insn::mov64_imm(Reg::R4, 0));
+        self.push(insn::call(Helper::Loop));
+    }
+
+    /// The start of a callback of [`Emitter::loop_over_cpus`], `(r1 cpu, r2 key)`: r0 = the
+    /// CPU's share of `map[key]` and r6 = the key (the callback's own r6, kept across the
+    /// lookup), or a return of 1 (stop) past the last CPU.
+    fn lookup_cpu_share(&mut self, map: usize) {
+        let found = self.new_label();
         self.push(insn::mov64_reg(Reg::R6, Reg::R2));
         self.push(insn::mov64_reg(Reg::R3, Reg::R1));
         self.map_ptr(Reg::R1, map);
@@ -1404,6 +1482,12 @@ impl Emitter<'_> {
         self.push(insn::mov64_imm(Reg::R0, 1));
         self.push(insn::exit());
         self.bind(found);
+    }
+
+    /// The body of a [`Callback::FoldCpus`]: returns 0 to go on and 1 to stop.
+    fn fold_cpus(&mut self, map: usize, field: i16, fold: Fold, acc: i16, seen: i16) {
+        let (take, next) = (self.new_label(), self.new_label());
+        self.lookup_cpu_share(map);
         let keep_if = match fold {
             Fold::Sum => {
                 self.push(insn::ldx(Size::DW, Reg::R1, Reg::R0, field));
@@ -1428,6 +1512,89 @@ impl Emitter<'_> {
         self.bind(take);
         self.push(insn::stx(Size::DW, Reg::R6, Reg::R1, acc));
         self.push(insn::st_imm(Size::DW, Reg::R6, seen, 1));
+        self.bind(next);
+        self.push(insn::mov64_imm(Reg::R0, 0));
+        self.push(insn::exit());
+    }
+
+    /// The body of a [`Callback::Variance`]: one CPU's share combined into the words at
+    /// `words` from the key (see [`VarianceStep`]), skipped when it has no samples. The
+    /// arithmetic is `runtime::stats`'s, operation for operation: its integer divisions
+    /// round, so any other order could print another number. The divisions use r0..r2; r7
+    /// keeps the share, r8 and r9 the terms.
+    fn variance_step(&mut self, map: usize, words: i16, step: VarianceStep) {
+        use layout::stat_field as f;
+        let (count, sum, mean, variance) = (words, words + 8, words + 16, words + 24);
+        let next = self.new_label();
+        self.lookup_cpu_share(map);
+        self.push(insn::ldx(Size::DW, Reg::R1, Reg::R0, f::COUNT as i16));
+        self.jump_if_imm(JmpOp::Eq, Reg::R1, 0, next);
+        match step {
+            VarianceStep::Spread => {
+                // spread += count * (avg_s - mean)^2 + (count - 1) * variance_s
+                self.push(insn::ldx(Size::DW, Reg::R2, Reg::R0, f::AVG_S as i16));
+                self.push(insn::ldx(Size::DW, Reg::R3, Reg::R6, mean));
+                self.push(insn::alu64_reg(AluOp::Sub, Reg::R2, Reg::R3));
+                self.push(insn::alu64_reg(AluOp::Mul, Reg::R2, Reg::R2));
+                self.push(insn::alu64_reg(AluOp::Mul, Reg::R2, Reg::R1));
+                self.push(insn::alu64_imm(AluOp::Sub, Reg::R1, 1));
+                self.push(insn::ldx(Size::DW, Reg::R3, Reg::R0, f::VARIANCE_S as i16));
+                self.push(insn::alu64_reg(AluOp::Mul, Reg::R1, Reg::R3));
+                self.push(insn::alu64_reg(AluOp::Add, Reg::R2, Reg::R1));
+                self.push(insn::ldx(Size::DW, Reg::R3, Reg::R6, variance));
+                self.push(insn::alu64_reg(AluOp::Add, Reg::R3, Reg::R2));
+                self.push(insn::stx(Size::DW, Reg::R6, Reg::R3, variance));
+            }
+            VarianceStep::Pairwise => {
+                let combine = self.new_label();
+                self.push(insn::ldx(Size::DW, Reg::R8, Reg::R6, count));
+                self.jump_if_imm(JmpOp::Ne, Reg::R8, 0, combine);
+                // The first CPU with samples: its values as they are.
+                for (field, word) in [(f::COUNT, count), (f::SUM, sum), (f::AVG_S, mean), (f::VARIANCE_S, variance)] {
+                    self.push(insn::ldx(Size::DW, Reg::R2, Reg::R0, field as i16));
+                    self.push(insn::stx(Size::DW, Reg::R6, Reg::R2, word));
+                }
+                self.jump(next);
+                // r8 = count1, r9 = avg1 of the CPUs so far; count += count2; sum += sum2;
+                // mean = sum / count.
+                self.bind(combine);
+                self.push(insn::mov64_reg(Reg::R7, Reg::R0));
+                self.push(insn::ldx(Size::DW, Reg::R9, Reg::R6, mean));
+                self.push(insn::alu64_reg(AluOp::Add, Reg::R1, Reg::R8));
+                self.push(insn::stx(Size::DW, Reg::R6, Reg::R1, count));
+                self.push(insn::ldx(Size::DW, Reg::R0, Reg::R6, sum));
+                self.push(insn::ldx(Size::DW, Reg::R2, Reg::R7, f::SUM as i16));
+                self.push(insn::alu64_reg(AluOp::Add, Reg::R0, Reg::R2));
+                self.push(insn::stx(Size::DW, Reg::R6, Reg::R0, sum));
+                self.signed_div(false);
+                self.push(insn::stx(Size::DW, Reg::R6, Reg::R0, mean));
+                // r9 = count1 * (avg1 - mean)^2 + (count1 - 1) * variance1
+                self.push(insn::alu64_reg(AluOp::Sub, Reg::R9, Reg::R0));
+                self.push(insn::alu64_reg(AluOp::Mul, Reg::R9, Reg::R9));
+                self.push(insn::alu64_reg(AluOp::Mul, Reg::R9, Reg::R8));
+                self.push(insn::alu64_imm(AluOp::Sub, Reg::R8, 1));
+                self.push(insn::ldx(Size::DW, Reg::R3, Reg::R6, variance));
+                self.push(insn::alu64_reg(AluOp::Mul, Reg::R8, Reg::R3));
+                self.push(insn::alu64_reg(AluOp::Add, Reg::R9, Reg::R8));
+                // r9 += count2 * (avg2 - mean)^2 + (count2 - 1) * variance2
+                self.push(insn::ldx(Size::DW, Reg::R3, Reg::R7, f::AVG_S as i16));
+                self.push(insn::alu64_reg(AluOp::Sub, Reg::R3, Reg::R0));
+                self.push(insn::alu64_reg(AluOp::Mul, Reg::R3, Reg::R3));
+                self.push(insn::ldx(Size::DW, Reg::R4, Reg::R7, f::COUNT as i16));
+                self.push(insn::alu64_reg(AluOp::Mul, Reg::R3, Reg::R4));
+                self.push(insn::alu64_reg(AluOp::Add, Reg::R9, Reg::R3));
+                self.push(insn::alu64_imm(AluOp::Sub, Reg::R4, 1));
+                self.push(insn::ldx(Size::DW, Reg::R3, Reg::R7, f::VARIANCE_S as i16));
+                self.push(insn::alu64_reg(AluOp::Mul, Reg::R4, Reg::R3));
+                self.push(insn::alu64_reg(AluOp::Add, Reg::R9, Reg::R4));
+                // variance = r9 / (count - 1); count >= 2 here.
+                self.push(insn::mov64_reg(Reg::R0, Reg::R9));
+                self.push(insn::ldx(Size::DW, Reg::R1, Reg::R6, count));
+                self.push(insn::alu64_imm(AluOp::Sub, Reg::R1, 1));
+                self.signed_div(false);
+                self.push(insn::stx(Size::DW, Reg::R6, Reg::R0, variance));
+            }
+        }
         self.bind(next);
         self.push(insn::mov64_imm(Reg::R0, 0));
         self.push(insn::exit());

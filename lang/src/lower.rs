@@ -859,7 +859,9 @@ impl Ctx<'_> {
                 let (array, keys) = self.stat_ref(expr)?;
                 let dst = self.temp(Ty::Long);
                 match stat_op(*op) {
-                    op @ (ir::StatOp::Min | ir::StatOp::Max | ir::StatOp::Avg) if self.kernel => {
+                    op @ (ir::StatOp::Min | ir::StatOp::Max | ir::StatOp::Avg | ir::StatOp::Variance)
+                        if self.kernel =>
+                    {
                         self.kernel_stat(dst, array, keys, op, span)
                     }
                     op => self.emit(InstKind::StatGet { dst, array, keys, op }, span),
@@ -1345,7 +1347,7 @@ impl Ctx<'_> {
         self.switch_to(after);
     }
 
-    /// `@min`, `@max` or `@avg` in a kernel probe, where code generation sums and compares
+    /// `@min`, `@max`, `@avg` or `@variance` in a kernel probe, where code generation folds
     /// the CPUs' shares but knows nothing of empty statistics: those are an error here, as
     /// in SystemTap ("empty aggregate"), and `@avg` is `@sum / @count`.
     fn kernel_stat(&mut self, dst: Var, array: ir::ArrayId, keys: Vec<Var>, op: ir::StatOp, span: Span) {
