@@ -271,7 +271,9 @@ pub fn emit_handler(cx: Context<'_>, handler: HandlerSpec<'_>, rodata: &mut Roda
         .values()
         .flat_map(|b| &b.insts)
         .any(|i| matches!(i.kind, InstKind::Call { builtin: Builtin::Backtrace { .. }, .. }));
-    let scratch_size = if walks_stack { frames_off + MAX_FRAMES * 8 } else { frames_off };
+    let frames_end = if walks_stack { frames_off + MAX_FRAMES * 8 } else { frames_off };
+    // Each `foreach`'s snapshot of keys, last (see `iter_start`).
+    let (key_lists, scratch_size) = key_list_offsets(program, func, frames_end);
     let consts = constant_vars(func);
     // Two passes: the first learns which variables are ever read back from their homes, the
     // second stores only those. Stores do not change what the registers hold, so both
@@ -290,6 +292,7 @@ pub fn emit_handler(cx: Context<'_>, handler: HandlerSpec<'_>, rodata: &mut Roda
             args_off,
             tmp_off,
             frames_off,
+            key_lists: &key_lists,
             key,
             handler_index,
             args,
@@ -348,6 +351,8 @@ struct Emitter<'a> {
     tmp_off: u32,
     /// Where a backtrace's frames are read to (`MAX_FRAMES` of 8 bytes).
     frames_off: u32,
+    /// The scratch offset of each `foreach`'s key list.
+    key_lists: &'a HashMap<lang::ir::IterId, u32>,
     /// Where array keys are built.
     key: Buf,
     /// This handler's index in the program, for error records.
@@ -402,6 +407,16 @@ enum Callback {
     /// field at `field` of the CPU's value of `array[key]` into the word at `acc` (`seen`:
     /// whether a CPU with samples came yet); stops at the first CPU that does not exist.
     FoldCpus { map: usize, field: i16, fold: Fold, acc: i16, seen: i16 },
+    /// For `for_each_map_elem`, for `foreach`: appends the element's key (`words` 8-byte
+    /// words) to the key list at scratch `list`, or inserts it in order of its word `word`
+    /// when `sort` is `Some((word, ascending))`; stops when the list is full.
+    CollectKey { list: u32, words: u32, sort: Option<(u32, bool)> },
+    /// For `bpf_loop`, for a sorted `foreach`'s [`Callback::CollectKey`]: one step of the
+    /// insertion, which moves the key before the new one's place (the word at `ctx`) up one
+    /// place unless it comes before the new key (whose word `word` is at `ctx + 8`) in the
+    /// order. A loop of its own in `CollectKey` would cost the verifier a walk of every
+    /// length of the list each time it checks the callback.
+    MakeRoom { list: u32, words: u32, word: u32, ascending: bool },
     /// For `bpf_loop` over CPU numbers, for `@variance`: combines the CPU's share of
     /// `array[key]` into the [`VARIANCE_WORDS`] words at `words`; stops as `FoldCpus`.
     Variance { map: usize, words: i16, step: VarianceStep },
@@ -444,6 +459,66 @@ enum VarianceStep {
     /// An array element (stap's `_new_map_copy_stat`, `runtime::stats::merge_entry`): merges
     /// the CPU's count, sum, mean and variance into words 0..4, CPU by CPU.
     Pairwise,
+}
+
+/// The keys a `foreach` in a kernel probe snapshots, at most: as many as the loop budget lets
+/// it visit (more make the handler report MAXACTION before the list ends).
+const FOREACH_KEYS: u32 = lang::lower::MAX_LOOP_ITERATIONS as u32;
+/// A key list's header words: the keys taken, the next to visit, the `limit`.
+const KEY_LIST_HEADER: u32 = 24;
+
+/// The bytes of one key of `decl` in a `foreach`'s key list: its key, in 8-byte words.
+fn key_list_entry(decl: &lang::ir::ArrayDecl) -> u32 {
+    layout::key_layout(decl).1.div_ceil(8) * 8
+}
+
+/// Where each `foreach`'s key list lives in scratch, from `base`, and the end of the last.
+/// A list is needed until its loop ends, so a `foreach` in another's body gets the bytes
+/// after the other's, and loops one after another share theirs.
+fn key_list_offsets(program: &Program, func: &Function, base: u32) -> (HashMap<lang::ir::IterId, u32>, u32) {
+    let mut starts = Vec::new();
+    // The loop of each iteration: the block that asks for the next key, and its branches.
+    let mut loops = HashMap::new();
+    for (b, data) in func.blocks.iter() {
+        for inst in &data.insts {
+            match inst.kind {
+                InstKind::IterStart { iter, array, .. } => starts.push((iter, b, array)),
+                InstKind::IterNext { iter, has, .. } => {
+                    if let Terminator::Branch { cond, then, els } = data.term {
+                        if cond == has {
+                            loops.insert(iter, (b, then, els));
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    // The blocks of a loop's body: those reached from its start before the next key is asked
+    // for or the loop is left.
+    let body = |iter| {
+        let mut seen = HashSet::new();
+        if let Some(&(next, then, done)) = loops.get(&iter) {
+            let mut todo = vec![then];
+            while let Some(b) = todo.pop() {
+                if b != next && b != done && seen.insert(b) {
+                    todo.extend(func.blocks[b].term.successors());
+                }
+            }
+        }
+        seen
+    };
+    starts.sort_by_key(|(iter, ..)| *iter);
+    let mut placed: Vec<(HashSet<Block>, u32)> = Vec::new();
+    let (mut offsets, mut end) = (HashMap::new(), base);
+    for (iter, block, array) in starts {
+        let at = placed.iter().filter(|(blocks, _)| blocks.contains(&block)).map(|(_, end)| *end).max().unwrap_or(base);
+        let list_end = at + KEY_LIST_HEADER + FOREACH_KEYS * key_list_entry(&program.arrays[array]);
+        offsets.insert(iter, at);
+        placed.push((body(iter), list_end));
+        end = end.max(list_end);
+    }
+    (offsets, end)
 }
 
 /// More CPUs than any kernel has (`NR_CPUS` is at most 8192): the bound of the loop over
@@ -545,12 +620,17 @@ impl Emitter<'_> {
         self.bind(EXIT_LABEL);
         self.push(insn::mov64_imm(Reg::R0, exit_value));
         self.push(insn::exit());
-        for (callback, label) in std::mem::take(&mut self.callbacks) {
+        // A callback may pass another to a helper, which then joins the list.
+        let mut next = 0;
+        while let Some((callback, label)) = self.callbacks.get(next).cloned() {
+            next += 1;
             self.bind(label);
             match callback {
                 Callback::Match { words, op } => self.matcher(&words, op),
                 Callback::FoldCpus { map, field, fold, acc, seen } => self.fold_cpus(map, field, fold, acc, seen),
                 Callback::Variance { map, words, step } => self.variance_step(map, words, step),
+                Callback::CollectKey { list, words, sort } => self.collect_key(list, words, sort),
+                Callback::MakeRoom { list, words, word, ascending } => self.make_room(list, words, word, ascending),
                 Callback::Replace { src, out, idx, needle, with } => {
                     self.replace_step(src, out, idx as i16, &needle, &with)
                 }
@@ -760,6 +840,7 @@ impl Emitter<'_> {
                 | InstKind::ArrayDelete { .. }
                 | InstKind::ArrayContains { .. }
                 | InstKind::StatAdd { .. } => self.key.base == SCRATCH,
+                InstKind::IterStart { .. } | InstKind::IterNext { .. } => true,
                 _ => false,
             })
     }
@@ -1069,7 +1150,8 @@ impl Emitter<'_> {
             }
             InstKind::StatGet { dst, array, keys, op } => self.stat_get(*dst, *array, keys, *op)?,
             InstKind::PrintHist { .. } => return Err(self.unsupported("printing a histogram")),
-            InstKind::IterStart { .. } | InstKind::IterNext { .. } => return Err(self.unsupported("`foreach`")),
+            InstKind::IterStart { iter, array, sort, limit } => self.iter_start(*iter, *array, *sort, *limit),
+            InstKind::IterNext { has, iter, keys, value } => self.iter_next(*has, *iter, keys, *value),
         }
         Ok(())
     }
@@ -1597,6 +1679,171 @@ impl Emitter<'_> {
         }
         self.bind(next);
         self.push(insn::mov64_imm(Reg::R0, 0));
+        self.push(insn::exit());
+    }
+
+    /// Starts a `foreach` in a kernel probe: snapshots the keys into its key list in scratch
+    /// with `bpf_for_each_map_elem`, in order when it sorts by a key. As in user space (and
+    /// SystemTap), the loop then visits the snapshot; [`Emitter::iter_next`] reads each
+    /// value when the loop asks for it.
+    fn iter_start(
+        &mut self,
+        iter: lang::ir::IterId,
+        array: lang::ir::ArrayId,
+        sort: Option<lang::ir::SortSpec>,
+        limit: Option<Var>,
+    ) {
+        // `lower` refuses the others in a kernel probe: string keys, more than two keys (a
+        // list of two-word keys fits the scratch area), a sort by value.
+        let entry = key_list_entry(&self.program.arrays[array]);
+        let sort = sort.map(|s| (s.column as u32 - 1, s.ascending));
+        let list = self.key_lists[&iter];
+        self.push(insn::st_imm(Size::DW, SCRATCH, list as i16, 0));
+        self.push(insn::st_imm(Size::DW, SCRATCH, list as i16 + 8, 0));
+        match limit {
+            Some(l) => {
+                self.load(Reg::R0, l);
+                self.push(insn::stx(Size::DW, SCRATCH, Reg::R0, list as i16 + 16));
+            }
+            None => self.push(insn::st_imm(Size::DW, SCRATCH, list as i16 + 16, FOREACH_KEYS as i32)),
+        }
+        self.map_ptr(Reg::R1, layout::array_map_index(array));
+        self.callback_ptr(Reg::R2, Callback::CollectKey { list, words: entry / 8, sort });
+        self.push(insn::mov64_imm(Reg::R3, 0));
+        self.push(insn::mov64_imm(Reg::R4, 0));
+        self.push(insn::call(Helper::ForEachMapElem));
+    }
+
+    /// `has` = 1 and the keys (and value) of the next key in the list, or 0 past its end or
+    /// the `limit`.
+    fn iter_next(&mut self, has: Var, iter: lang::ir::IterId, keys: &[Var], value: Option<Var>) {
+        let array = self
+            .insts()
+            .find_map(|i| match i.kind {
+                InstKind::IterStart { iter: it, array, .. } if it == iter => Some(array),
+                _ => None,
+            })
+            .expect("`IterNext` follows its `IterStart`");
+        let (list, entry) = (self.key_lists[&iter] as i16, key_list_entry(&self.program.arrays[array]));
+        let done = self.new_label();
+        self.push(insn::ldx(Size::DW, Reg::R1, SCRATCH, list + 8));
+        self.push(insn::mov64_imm(Reg::R0, 0));
+        self.push(insn::ldx(Size::DW, Reg::R2, SCRATCH, list));
+        self.jump_if_reg(JmpOp::Ge, Reg::R1, Reg::R2, done);
+        self.push(insn::ldx(Size::DW, Reg::R2, SCRATCH, list + 16));
+        self.jump_if_reg(JmpOp::Sge, Reg::R1, Reg::R2, done);
+        // The verifier's bound on the index.
+        self.jump_if_imm(JmpOp::Ge, Reg::R1, FOREACH_KEYS as i32, done);
+        self.push(insn::mov64_reg(Reg::R2, Reg::R1));
+        self.push(insn::alu64_imm(AluOp::Add, Reg::R2, 1));
+        self.push(insn::stx(Size::DW, SCRATCH, Reg::R2, list + 8));
+        self.push(insn::alu64_imm(AluOp::Mul, Reg::R1, entry as i32));
+        self.push(insn::alu64_reg(AluOp::Add, Reg::R1, SCRATCH));
+        let first = list + KEY_LIST_HEADER as i16;
+        let (offsets, _) = layout::key_layout(&self.program.arrays[array]);
+        for (k, off) in keys.iter().zip(offsets) {
+            self.push(insn::ldx(Size::DW, Reg::R0, Reg::R1, first + off as i16));
+            self.store(*k, Reg::R0);
+        }
+        if let Some(v) = value {
+            self.array_get(v, array, keys);
+        }
+        self.push(insn::mov64_imm(Reg::R0, 1));
+        self.bind(done);
+        self.store(has, Reg::R0);
+    }
+
+    /// The body of a [`Callback::CollectKey`]: `(r1 map, r2 key, r3 value, r4 ctx)`, returns
+    /// 0 to go on and 1 to stop. It finds the scratch area itself; r6 keeps the key, r7 the
+    /// list, r8 the place of the new key.
+    fn collect_key(&mut self, list: u32, words: u32, sort: Option<(u32, bool)>) {
+        let entry = (words * 8) as i32;
+        let first = KEY_LIST_HEADER as i16;
+        let (found, place, full) = (self.new_label(), self.new_label(), self.new_label());
+        self.push(insn::mov64_reg(Reg::R6, Reg::R2));
+        self.push(insn::st_imm(Size::W, Reg::R10, KEY_ZERO, 0));
+        self.map_ptr(Reg::R1, self.maps.scratch);
+        self.push(insn::mov64_reg(Reg::R2, Reg::R10));
+        self.push(insn::alu64_imm(AluOp::Add, Reg::R2, KEY_ZERO as i32));
+        self.push(insn::call(Helper::MapLookupElem));
+        self.jump_if_imm(JmpOp::Ne, Reg::R0, 0, found);
+        self.bind(full);
+        self.push(insn::mov64_imm(Reg::R0, 1));
+        self.push(insn::exit());
+        self.bind(found);
+        self.push(insn::mov64_reg(Reg::R7, Reg::R0));
+        self.push(insn::alu64_imm(AluOp::Add, Reg::R7, list as i32));
+        self.push(insn::ldx(Size::DW, Reg::R8, Reg::R7, 0));
+        self.jump_if_imm(JmpOp::Ge, Reg::R8, FOREACH_KEYS as i32, full);
+        if let Some((word, ascending)) = sort {
+            // Insertion: the keys after the new one in the order move up one place.
+            self.push(insn::stx(Size::DW, Reg::R10, Reg::R8, SPILL));
+            self.push(insn::ldx(Size::DW, Reg::R1, Reg::R6, (8 * word) as i16));
+            self.push(insn::stx(Size::DW, Reg::R10, Reg::R1, SPILL + 8));
+            self.push(insn::mov64_imm(Reg::R1, FOREACH_KEYS as i32));
+            self.callback_ptr(Reg::R2, Callback::MakeRoom { list, words, word, ascending });
+            self.push(insn::mov64_reg(Reg::R3, Reg::R10));
+            self.push(insn::alu64_imm(AluOp::Add, Reg::R3, SPILL as i32));
+            self.push(insn::mov64_imm(Reg::R4, 0));
+            self.push(insn::call(Helper::Loop));
+            self.push(insn::ldx(Size::DW, Reg::R8, Reg::R10, SPILL));
+            self.jump_if_imm(JmpOp::Ge, Reg::R8, FOREACH_KEYS as i32, full);
+        }
+        self.bind(place);
+        self.push(insn::alu64_imm(AluOp::Mul, Reg::R8, entry));
+        self.push(insn::alu64_reg(AluOp::Add, Reg::R8, Reg::R7));
+        for w in 0..words as i16 {
+            self.push(insn::ldx(Size::DW, Reg::R2, Reg::R6, 8 * w));
+            self.push(insn::stx(Size::DW, Reg::R8, Reg::R2, first + 8 * w));
+        }
+        self.push(insn::ldx(Size::DW, Reg::R1, Reg::R7, 0));
+        self.push(insn::alu64_imm(AluOp::Add, Reg::R1, 1));
+        self.push(insn::stx(Size::DW, Reg::R7, Reg::R1, 0));
+        self.push(insn::mov64_imm(Reg::R0, 0));
+        self.push(insn::exit());
+    }
+
+    /// The body of a [`Callback::MakeRoom`]: `(r1 index, r2 ctx)`, returns 0 to go on and 1
+    /// when the new key's place is found (the word at ctx). It finds the scratch area itself.
+    fn make_room(&mut self, list: u32, words: u32, word: u32, ascending: bool) {
+        let (entry, first, word) = ((words * 8) as i32, (list + KEY_LIST_HEADER) as i16, (8 * word) as i16);
+        let (found, stop) = (self.new_label(), self.new_label());
+        self.push(insn::mov64_reg(Reg::R6, Reg::R2));
+        self.push(insn::st_imm(Size::W, Reg::R10, KEY_ZERO, 0));
+        self.map_ptr(Reg::R1, self.maps.scratch);
+        self.push(insn::mov64_reg(Reg::R2, Reg::R10));
+        self.push(insn::alu64_imm(AluOp::Add, Reg::R2, KEY_ZERO as i32));
+        self.push(insn::call(Helper::MapLookupElem));
+        self.jump_if_imm(JmpOp::Ne, Reg::R0, 0, found);
+        self.bind(stop);
+        self.push(insn::mov64_imm(Reg::R0, 1));
+        self.push(insn::exit());
+        self.bind(found);
+        // r1 = the key before the place, if any.
+        self.push(insn::ldx(Size::DW, Reg::R1, Reg::R6, 0));
+        self.jump_if_imm(JmpOp::Eq, Reg::R1, 0, stop);
+        self.jump_if_imm(JmpOp::Gt, Reg::R1, FOREACH_KEYS as i32 - 1, stop);
+        self.push(insn::alu64_imm(AluOp::Sub, Reg::R1, 1));
+        self.push(insn::stx(Size::DW, Reg::R6, Reg::R1, 0));
+        self.push(insn::alu64_imm(AluOp::Mul, Reg::R1, entry));
+        self.push(insn::alu64_reg(AluOp::Add, Reg::R1, Reg::R0));
+        self.push(insn::ldx(Size::DW, Reg::R2, Reg::R1, first + word));
+        self.push(insn::ldx(Size::DW, Reg::R3, Reg::R6, 8));
+        let stays = if ascending { JmpOp::Sle } else { JmpOp::Sge };
+        let moves = self.new_label();
+        self.jump_if_reg(stays, Reg::R2, Reg::R3, moves);
+        for w in 0..words as i16 {
+            self.push(insn::ldx(Size::DW, Reg::R2, Reg::R1, first + 8 * w));
+            self.push(insn::stx(Size::DW, Reg::R1, Reg::R2, first + entry as i16 + 8 * w));
+        }
+        self.push(insn::mov64_imm(Reg::R0, 0));
+        self.push(insn::exit());
+        // It stays: the place is after it, undo the step.
+        self.bind(moves);
+        self.push(insn::ldx(Size::DW, Reg::R1, Reg::R6, 0));
+        self.push(insn::alu64_imm(AluOp::Add, Reg::R1, 1));
+        self.push(insn::stx(Size::DW, Reg::R6, Reg::R1, 0));
+        self.push(insn::mov64_imm(Reg::R0, 1));
         self.push(insn::exit());
     }
 
