@@ -274,6 +274,10 @@ pub fn emit_handler(cx: Context<'_>, handler: HandlerSpec<'_>, rodata: &mut Roda
     let frames_end = if walks_stack { frames_off + MAX_FRAMES * 8 } else { frames_off };
     // Each `foreach`'s snapshot of keys, last (see `iter_start`).
     let (key_lists, scratch_size) = key_list_offsets(program, func, frames_end);
+    if scratch_size > SCRATCH_MAX && !key_lists.is_empty() {
+        let what = "`foreach` nested this deep (its key lists need more than 32 KiB of scratch)";
+        return Err(EmitError::Unsupported { what: what.into(), span });
+    }
     let consts = constant_vars(func);
     // Two passes: the first learns which variables are ever read back from their homes, the
     // second stores only those. Stores do not change what the registers hold, so both
@@ -464,6 +468,9 @@ enum VarianceStep {
 /// The keys a `foreach` in a kernel probe snapshots, at most: as many as the loop budget lets
 /// it visit (more make the handler report MAXACTION before the list ends).
 const FOREACH_KEYS: u32 = lang::lower::MAX_LOOP_ITERATIONS as u32;
+/// The largest per-CPU map value the kernel allocates (`PCPU_MIN_UNIT_SIZE`): the bound of
+/// the scratch area.
+const SCRATCH_MAX: u32 = 32 * 1024;
 /// A key list's header words: the keys taken, the next to visit, the `limit`.
 const KEY_LIST_HEADER: u32 = 24;
 
