@@ -269,6 +269,13 @@ pub fn emit_handler(cx: Context<'_>, handler: HandlerSpec<'_>, rodata: &mut Roda
     let tmp_off = args_off + SNPRINTF_MAX_ARGS * 8;
     let key_off = tmp_off + 16;
     let max_key = program.arrays.values().map(|a| layout::key_layout(a).1).max().unwrap_or(0).div_ceil(8) * 8;
+    // `@variance` folds the CPUs' shares into words just past its key (see `stat_variance`).
+    let takes_variance = func
+        .blocks
+        .values()
+        .flat_map(|b| &b.insts)
+        .any(|i| matches!(i.kind, InstKind::StatGet { op: StatOp::Variance, .. }));
+    let max_key = if takes_variance { max_key + VARIANCE_WORDS * 8 } else { max_key };
     let (key, frames_off) = if alloc.stack_bytes + max_key <= STACK_LIMIT {
         (Buf { base: Reg::R10, off: STACK_BASE - (alloc.stack_bytes + max_key) as i16 }, key_off)
     } else {
@@ -280,7 +287,13 @@ pub fn emit_handler(cx: Context<'_>, handler: HandlerSpec<'_>, rodata: &mut Roda
         .values()
         .flat_map(|b| &b.insts)
         .any(|i| matches!(i.kind, InstKind::Call { builtin: Builtin::Backtrace { .. }, .. }));
-    let scratch_size = if walks_stack { frames_off + MAX_FRAMES * 8 } else { frames_off };
+    let frames_end = if walks_stack { frames_off + MAX_FRAMES * 8 } else { frames_off };
+    // Each `foreach`'s snapshot of keys, last (see `iter_start`).
+    let (key_lists, scratch_size) = key_list_offsets(program, func, frames_end);
+    if scratch_size > SCRATCH_MAX && !key_lists.is_empty() {
+        let what = "`foreach` nested this deep (its key lists need more than 32 KiB of scratch)";
+        return Err(EmitError::Unsupported { what: what.into(), span });
+    }
     let consts = constant_vars(func);
     // Two passes: the first learns which variables are ever read back from their homes, the
     // second stores only those. Stores do not change what the registers hold, so both
@@ -302,6 +315,7 @@ pub fn emit_handler(cx: Context<'_>, handler: HandlerSpec<'_>, rodata: &mut Roda
             args_off,
             tmp_off,
             frames_off,
+            key_lists: &key_lists,
             key,
             handler_index,
             args,
@@ -360,6 +374,8 @@ struct Emitter<'a> {
     tmp_off: u32,
     /// Where a backtrace's frames are read to (`MAX_FRAMES` of 8 bytes).
     frames_off: u32,
+    /// The scratch offset of each `foreach`'s key list.
+    key_lists: &'a HashMap<lang::ir::IterId, u32>,
     /// Where array keys are built.
     key: Buf,
     /// This handler's index in the program, for error records.
@@ -414,6 +430,19 @@ enum Callback {
     /// field at `field` of the CPU's value of `array[key]` into the word at `acc` (`seen`:
     /// whether a CPU with samples came yet); stops at the first CPU that does not exist.
     FoldCpus { map: usize, field: i16, fold: Fold, acc: i16, seen: i16 },
+    /// For `for_each_map_elem`, for `foreach`: appends the element's key (`words` 8-byte
+    /// words) to the key list at scratch `list`, or inserts it in order of its word `word`
+    /// when `sort` is `Some((word, ascending))`; stops when the list is full.
+    CollectKey { list: u32, words: u32, sort: Option<(u32, bool)> },
+    /// For `bpf_loop`, for a sorted `foreach`'s [`Callback::CollectKey`]: one step of the
+    /// insertion, which moves the key before the new one's place (the word at `ctx`) up one
+    /// place unless it comes before the new key (whose word `word` is at `ctx + 8`) in the
+    /// order. A loop of its own in `CollectKey` would cost the verifier a walk of every
+    /// length of the list each time it checks the callback.
+    MakeRoom { list: u32, words: u32, word: u32, ascending: bool },
+    /// For `bpf_loop` over CPU numbers, for `@variance`: combines the CPU's share of
+    /// `array[key]` into the [`VARIANCE_WORDS`] words at `words`; stops as `FoldCpus`.
+    Variance { map: usize, words: i16, step: VarianceStep },
     /// For `bpf_loop`, for `str_replace(s, needle, with)` with constant strings: one step
     /// copies the byte of `s` (at scratch `src`) at the source index (the word at scratch
     /// `idx`) to the output (scratch `out`, at the output index, the word after), or the
@@ -438,6 +467,84 @@ enum Fold {
     Sum,
     Min,
     Max,
+}
+
+/// The words `@variance` folds the CPUs' shares into: count, sum, mean (scaled as `avg_s`)
+/// and variance (for a scalar, first the sum that divides into it).
+const VARIANCE_WORDS: u32 = 4;
+
+/// How [`Callback::Variance`] combines one CPU's share of a statistic, as SystemTap does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum VarianceStep {
+    /// A scalar global (stap's `_stp_stat_get`, `runtime::stats::merge`): adds the spread
+    /// of the CPU's samples around the mean of all (word 2) to word 3.
+    Spread,
+    /// An array element (stap's `_new_map_copy_stat`, `runtime::stats::merge_entry`): merges
+    /// the CPU's count, sum, mean and variance into words 0..4, CPU by CPU.
+    Pairwise,
+}
+
+/// The keys a `foreach` in a kernel probe snapshots, at most: as many as the loop budget lets
+/// it visit (more make the handler report MAXACTION before the list ends).
+const FOREACH_KEYS: u32 = lang::lower::MAX_LOOP_ITERATIONS as u32;
+/// The largest per-CPU map value the kernel allocates (`PCPU_MIN_UNIT_SIZE`): the bound of
+/// the scratch area.
+const SCRATCH_MAX: u32 = 32 * 1024;
+/// A key list's header words: the keys taken, the next to visit, the `limit`.
+const KEY_LIST_HEADER: u32 = 24;
+
+/// The bytes of one key of `decl` in a `foreach`'s key list: its key, in 8-byte words.
+fn key_list_entry(decl: &lang::ir::ArrayDecl) -> u32 {
+    layout::key_layout(decl).1.div_ceil(8) * 8
+}
+
+/// Where each `foreach`'s key list lives in scratch, from `base`, and the end of the last.
+/// A list is needed until its loop ends, so a `foreach` in another's body gets the bytes
+/// after the other's, and loops one after another share theirs.
+fn key_list_offsets(program: &Program, func: &Function, base: u32) -> (HashMap<lang::ir::IterId, u32>, u32) {
+    let mut starts = Vec::new();
+    // The loop of each iteration: the block that asks for the next key, and its branches.
+    let mut loops = HashMap::new();
+    for (b, data) in func.blocks.iter() {
+        for inst in &data.insts {
+            match inst.kind {
+                InstKind::IterStart { iter, array, .. } => starts.push((iter, b, array)),
+                InstKind::IterNext { iter, has, .. } => {
+                    if let Terminator::Branch { cond, then, els } = data.term {
+                        if cond == has {
+                            loops.insert(iter, (b, then, els));
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    // The blocks of a loop's body: those reached from its start before the next key is asked
+    // for or the loop is left.
+    let body = |iter| {
+        let mut seen = HashSet::new();
+        if let Some(&(next, then, done)) = loops.get(&iter) {
+            let mut todo = vec![then];
+            while let Some(b) = todo.pop() {
+                if b != next && b != done && seen.insert(b) {
+                    todo.extend(func.blocks[b].term.successors());
+                }
+            }
+        }
+        seen
+    };
+    starts.sort_by_key(|(iter, ..)| *iter);
+    let mut placed: Vec<(HashSet<Block>, u32)> = Vec::new();
+    let (mut offsets, mut end) = (HashMap::new(), base);
+    for (iter, block, array) in starts {
+        let at = placed.iter().filter(|(blocks, _)| blocks.contains(&block)).map(|(_, end)| *end).max().unwrap_or(base);
+        let list_end = at + KEY_LIST_HEADER + FOREACH_KEYS * key_list_entry(&program.arrays[array]);
+        offsets.insert(iter, at);
+        placed.push((body(iter), list_end));
+        end = end.max(list_end);
+    }
+    (offsets, end)
 }
 
 /// More CPUs than any kernel has (`NR_CPUS` is at most 8192): the bound of the loop over
@@ -539,11 +646,17 @@ impl Emitter<'_> {
         self.bind(EXIT_LABEL);
         self.push(insn::mov64_imm(Reg::R0, exit_value));
         self.push(insn::exit());
-        for (callback, label) in std::mem::take(&mut self.callbacks) {
+        // A callback may pass another to a helper, which then joins the list.
+        let mut next = 0;
+        while let Some((callback, label)) = self.callbacks.get(next).cloned() {
+            next += 1;
             self.bind(label);
             match callback {
                 Callback::Match { words, op } => self.matcher(&words, op),
                 Callback::FoldCpus { map, field, fold, acc, seen } => self.fold_cpus(map, field, fold, acc, seen),
+                Callback::Variance { map, words, step } => self.variance_step(map, words, step),
+                Callback::CollectKey { list, words, sort } => self.collect_key(list, words, sort),
+                Callback::MakeRoom { list, words, word, ascending } => self.make_room(list, words, word, ascending),
                 Callback::Replace { src, out, idx, needle, with } => {
                     self.replace_step(src, out, idx as i16, &needle, &with)
                 }
@@ -753,6 +866,7 @@ impl Emitter<'_> {
                 | InstKind::ArrayDelete { .. }
                 | InstKind::ArrayContains { .. }
                 | InstKind::StatAdd { .. } => self.key.base == SCRATCH,
+                InstKind::IterStart { .. } | InstKind::IterNext { .. } => true,
                 _ => false,
             })
     }
@@ -1067,7 +1181,8 @@ impl Emitter<'_> {
             }
             InstKind::StatGet { dst, array, keys, op } => self.stat_get(*dst, *array, keys, *op)?,
             InstKind::PrintHist { .. } => return Err(self.unsupported("printing a histogram")),
-            InstKind::IterStart { .. } | InstKind::IterNext { .. } => return Err(self.unsupported("`foreach`")),
+            InstKind::IterStart { iter, array, sort, limit } => self.iter_start(*iter, *array, *sort, *limit),
+            InstKind::IterNext { has, iter, keys, value } => self.iter_next(*has, *iter, keys, *value),
         }
         Ok(())
     }
@@ -1389,8 +1504,9 @@ impl Emitter<'_> {
             StatOp::Sum => (layout::stat_field::SUM, Fold::Sum),
             StatOp::Min => (layout::stat_field::MIN, Fold::Min),
             StatOp::Max => (layout::stat_field::MAX, Fold::Max),
+            StatOp::Variance => return self.stat_variance(dst, array, keys),
             // `lower` makes `@avg` of `@sum` and `@count` in kernel probes.
-            StatOp::Avg | StatOp::Variance => return Err(self.unsupported("`@variance`")),
+            StatOp::Avg => return Err(self.unsupported("`@avg`")),
         };
         if self.key.base != Reg::R10 {
             return Err(self.unsupported("`@count` and friends of a statistic whose key does not fit on the stack"));
@@ -1398,27 +1514,78 @@ impl Emitter<'_> {
         self.build_key(array, keys);
         self.push(insn::st_imm(Size::DW, Reg::R10, SPILL, 0));
         self.push(insn::st_imm(Size::DW, Reg::R10, READ_BUF, 0));
-        let callback = Callback::FoldCpus {
+        self.loop_over_cpus(Callback::FoldCpus {
             map: layout::array_map_index(array),
             field: field as i16,
             fold,
             acc: SPILL - self.key.off,
             seen: READ_BUF - self.key.off,
-        };
-        self.push(insn::mov64_imm(Reg::R1, MAX_CPUS));
-        self.callback_ptr(Reg::R2, callback);
-        self.addr(Reg::R3, self.key);
-        self.push(insn::mov64_imm(Reg::R4, 0));
-        self.push(insn::call(Helper::Loop));
+        });
         self.push(insn::ldx(Size::DW, Reg::R0, Reg::R10, SPILL));
         self.store(dst, Reg::R0);
         Ok(())
     }
 
-    /// The body of a [`Callback::FoldCpus`]: `(r1 cpu, r2 key)`, returns 0 to go on and 1
-    /// to stop. r6 keeps the key across the lookup (the callback's own r6).
-    fn fold_cpus(&mut self, map: usize, field: i16, fold: Fold, acc: i16, seen: i16) {
-        let (found, take, next) = (self.new_label(), self.new_label(), self.new_label());
+    /// `dst = @variance(array[keys])`, the CPUs' shares merged as user space merges them
+    /// (`runtime::stats::merge` for a scalar, `merge_entry` for an array element: stap
+    /// rounds the two differently), so both sides print the same number. The folds work in
+    /// [`VARIANCE_WORDS`] words just past the key, which `emit_handler` makes room for.
+    fn stat_variance(&mut self, dst: Var, array: lang::ir::ArrayId, keys: &[Var]) -> Result<(), EmitError> {
+        if self.key.base != Reg::R10 {
+            return Err(self.unsupported("`@variance` of a statistic whose key does not fit on the stack"));
+        }
+        self.build_key(array, keys);
+        let decl = &self.program.arrays[array];
+        let scalar = decl.keys.is_empty();
+        let map = layout::array_map_index(array);
+        // Offsets from the key, where the callbacks find them, and from r10.
+        let words = (layout::key_layout(decl).1.div_ceil(8) * 8) as i16;
+        let word = |i: i16| words + 8 * i;
+        let key_off = self.key.off;
+        let at = |i: i16| key_off + word(i);
+        for i in 0..VARIANCE_WORDS as i16 {
+            self.push(insn::st_imm(Size::DW, Reg::R10, at(i), 0));
+        }
+        if scalar {
+            // Pass one: count and sum, and so the mean of all samples; pass two: the
+            // spread around it.
+            for (i, field) in [(0, layout::stat_field::COUNT), (1, layout::stat_field::SUM)] {
+                let fold = Fold::Sum;
+                self.loop_over_cpus(Callback::FoldCpus { map, field: field as i16, fold, acc: word(i), seen: word(3) });
+            }
+            self.push(insn::ldx(Size::DW, Reg::R0, Reg::R10, at(1)));
+            self.push(insn::ldx(Size::DW, Reg::R1, Reg::R10, at(0)));
+            self.signed_div(false);
+            self.push(insn::stx(Size::DW, Reg::R10, Reg::R0, at(2)));
+            self.loop_over_cpus(Callback::Variance { map, words, step: VarianceStep::Spread });
+            // variance = spread / (count - 1), 0 for a single sample.
+            self.push(insn::ldx(Size::DW, Reg::R0, Reg::R10, at(3)));
+            self.push(insn::ldx(Size::DW, Reg::R1, Reg::R10, at(0)));
+            self.push(insn::alu64_imm(AluOp::Sub, Reg::R1, 1));
+            self.signed_div(false);
+        } else {
+            self.loop_over_cpus(Callback::Variance { map, words, step: VarianceStep::Pairwise });
+            self.push(insn::ldx(Size::DW, Reg::R0, Reg::R10, at(3)));
+        }
+        self.store(dst, Reg::R0);
+        Ok(())
+    }
+
+    /// `bpf_loop(MAX_CPUS, callback, key)`: the callback, given each CPU number and the key
+    /// buffer (built by the caller), folds that CPU's share into the handler's stack.
+    fn loop_over_cpus(&mut self, callback: Callback) {
+        self.push(insn::mov64_imm(Reg::R1, MAX_CPUS));
+        self.callback_ptr(Reg::R2, callback);
+        self.addr(Reg::R3, self.key);
+        self.push(insn::mov64_imm(Reg::R4, 0));
+        self.push(insn::call(Helper::Loop));
+    }
+
+    /// The start of a callback of [`Emitter::loop_over_cpus`], `(r1 cpu, r2 key)`: r0 = the
+    /// CPU's share of `map[key]` and r6 = the key (the callback's own r6, kept across the
+    /// lookup), or a return of 1 (stop) past the last CPU.
+    fn lookup_cpu_share(&mut self, map: usize) {
+        let found = self.new_label();
         self.push(insn::mov64_reg(Reg::R6, Reg::R2));
         self.push(insn::mov64_reg(Reg::R3, Reg::R1));
         self.map_ptr(Reg::R1, map);
@@ -1428,6 +1595,12 @@ impl Emitter<'_> {
         self.push(insn::mov64_imm(Reg::R0, 1));
         self.push(insn::exit());
         self.bind(found);
+    }
+
+    /// The body of a [`Callback::FoldCpus`]: returns 0 to go on and 1 to stop.
+    fn fold_cpus(&mut self, map: usize, field: i16, fold: Fold, acc: i16, seen: i16) {
+        let (take, next) = (self.new_label(), self.new_label());
+        self.lookup_cpu_share(map);
         let keep_if = match fold {
             Fold::Sum => {
                 self.push(insn::ldx(Size::DW, Reg::R1, Reg::R0, field));
@@ -1454,6 +1627,254 @@ impl Emitter<'_> {
         self.push(insn::st_imm(Size::DW, Reg::R6, seen, 1));
         self.bind(next);
         self.push(insn::mov64_imm(Reg::R0, 0));
+        self.push(insn::exit());
+    }
+
+    /// The body of a [`Callback::Variance`]: one CPU's share combined into the words at
+    /// `words` from the key (see [`VarianceStep`]), skipped when it has no samples. The
+    /// arithmetic is `runtime::stats`'s, operation for operation: its integer divisions
+    /// round, so any other order could print another number. The divisions use r0..r2; r7
+    /// keeps the share, r8 and r9 the terms.
+    fn variance_step(&mut self, map: usize, words: i16, step: VarianceStep) {
+        use layout::stat_field as f;
+        let (count, sum, mean, variance) = (words, words + 8, words + 16, words + 24);
+        let next = self.new_label();
+        self.lookup_cpu_share(map);
+        self.push(insn::ldx(Size::DW, Reg::R1, Reg::R0, f::COUNT as i16));
+        self.jump_if_imm(JmpOp::Eq, Reg::R1, 0, next);
+        match step {
+            VarianceStep::Spread => {
+                // spread += count * (avg_s - mean)^2 + (count - 1) * variance_s
+                self.push(insn::ldx(Size::DW, Reg::R2, Reg::R0, f::AVG_S as i16));
+                self.push(insn::ldx(Size::DW, Reg::R3, Reg::R6, mean));
+                self.push(insn::alu64_reg(AluOp::Sub, Reg::R2, Reg::R3));
+                self.push(insn::alu64_reg(AluOp::Mul, Reg::R2, Reg::R2));
+                self.push(insn::alu64_reg(AluOp::Mul, Reg::R2, Reg::R1));
+                self.push(insn::alu64_imm(AluOp::Sub, Reg::R1, 1));
+                self.push(insn::ldx(Size::DW, Reg::R3, Reg::R0, f::VARIANCE_S as i16));
+                self.push(insn::alu64_reg(AluOp::Mul, Reg::R1, Reg::R3));
+                self.push(insn::alu64_reg(AluOp::Add, Reg::R2, Reg::R1));
+                self.push(insn::ldx(Size::DW, Reg::R3, Reg::R6, variance));
+                self.push(insn::alu64_reg(AluOp::Add, Reg::R3, Reg::R2));
+                self.push(insn::stx(Size::DW, Reg::R6, Reg::R3, variance));
+            }
+            VarianceStep::Pairwise => {
+                let combine = self.new_label();
+                self.push(insn::ldx(Size::DW, Reg::R8, Reg::R6, count));
+                self.jump_if_imm(JmpOp::Ne, Reg::R8, 0, combine);
+                // The first CPU with samples: its values as they are.
+                for (field, word) in [(f::COUNT, count), (f::SUM, sum), (f::AVG_S, mean), (f::VARIANCE_S, variance)] {
+                    self.push(insn::ldx(Size::DW, Reg::R2, Reg::R0, field as i16));
+                    self.push(insn::stx(Size::DW, Reg::R6, Reg::R2, word));
+                }
+                self.jump(next);
+                // r8 = count1, r9 = avg1 of the CPUs so far; count += count2; sum += sum2;
+                // mean = sum / count.
+                self.bind(combine);
+                self.push(insn::mov64_reg(Reg::R7, Reg::R0));
+                self.push(insn::ldx(Size::DW, Reg::R9, Reg::R6, mean));
+                self.push(insn::alu64_reg(AluOp::Add, Reg::R1, Reg::R8));
+                self.push(insn::stx(Size::DW, Reg::R6, Reg::R1, count));
+                self.push(insn::ldx(Size::DW, Reg::R0, Reg::R6, sum));
+                self.push(insn::ldx(Size::DW, Reg::R2, Reg::R7, f::SUM as i16));
+                self.push(insn::alu64_reg(AluOp::Add, Reg::R0, Reg::R2));
+                self.push(insn::stx(Size::DW, Reg::R6, Reg::R0, sum));
+                self.signed_div(false);
+                self.push(insn::stx(Size::DW, Reg::R6, Reg::R0, mean));
+                // r9 = count1 * (avg1 - mean)^2 + (count1 - 1) * variance1
+                self.push(insn::alu64_reg(AluOp::Sub, Reg::R9, Reg::R0));
+                self.push(insn::alu64_reg(AluOp::Mul, Reg::R9, Reg::R9));
+                self.push(insn::alu64_reg(AluOp::Mul, Reg::R9, Reg::R8));
+                self.push(insn::alu64_imm(AluOp::Sub, Reg::R8, 1));
+                self.push(insn::ldx(Size::DW, Reg::R3, Reg::R6, variance));
+                self.push(insn::alu64_reg(AluOp::Mul, Reg::R8, Reg::R3));
+                self.push(insn::alu64_reg(AluOp::Add, Reg::R9, Reg::R8));
+                // r9 += count2 * (avg2 - mean)^2 + (count2 - 1) * variance2
+                self.push(insn::ldx(Size::DW, Reg::R3, Reg::R7, f::AVG_S as i16));
+                self.push(insn::alu64_reg(AluOp::Sub, Reg::R3, Reg::R0));
+                self.push(insn::alu64_reg(AluOp::Mul, Reg::R3, Reg::R3));
+                self.push(insn::ldx(Size::DW, Reg::R4, Reg::R7, f::COUNT as i16));
+                self.push(insn::alu64_reg(AluOp::Mul, Reg::R3, Reg::R4));
+                self.push(insn::alu64_reg(AluOp::Add, Reg::R9, Reg::R3));
+                self.push(insn::alu64_imm(AluOp::Sub, Reg::R4, 1));
+                self.push(insn::ldx(Size::DW, Reg::R3, Reg::R7, f::VARIANCE_S as i16));
+                self.push(insn::alu64_reg(AluOp::Mul, Reg::R4, Reg::R3));
+                self.push(insn::alu64_reg(AluOp::Add, Reg::R9, Reg::R4));
+                // variance = r9 / (count - 1); count >= 2 here.
+                self.push(insn::mov64_reg(Reg::R0, Reg::R9));
+                self.push(insn::ldx(Size::DW, Reg::R1, Reg::R6, count));
+                self.push(insn::alu64_imm(AluOp::Sub, Reg::R1, 1));
+                self.signed_div(false);
+                self.push(insn::stx(Size::DW, Reg::R6, Reg::R0, variance));
+            }
+        }
+        self.bind(next);
+        self.push(insn::mov64_imm(Reg::R0, 0));
+        self.push(insn::exit());
+    }
+
+    /// Starts a `foreach` in a kernel probe: snapshots the keys into its key list in scratch
+    /// with `bpf_for_each_map_elem`, in order when it sorts by a key. As in user space (and
+    /// SystemTap), the loop then visits the snapshot; [`Emitter::iter_next`] reads each
+    /// value when the loop asks for it.
+    fn iter_start(
+        &mut self,
+        iter: lang::ir::IterId,
+        array: lang::ir::ArrayId,
+        sort: Option<lang::ir::SortSpec>,
+        limit: Option<Var>,
+    ) {
+        // `lower` refuses the others in a kernel probe: string keys, more than two keys (a
+        // list of two-word keys fits the scratch area), a sort by value.
+        let entry = key_list_entry(&self.program.arrays[array]);
+        let sort = sort.map(|s| (s.column as u32 - 1, s.ascending));
+        let list = self.key_lists[&iter];
+        self.push(insn::st_imm(Size::DW, SCRATCH, list as i16, 0));
+        self.push(insn::st_imm(Size::DW, SCRATCH, list as i16 + 8, 0));
+        match limit {
+            Some(l) => {
+                self.load(Reg::R0, l);
+                self.push(insn::stx(Size::DW, SCRATCH, Reg::R0, list as i16 + 16));
+            }
+            None => self.push(insn::st_imm(Size::DW, SCRATCH, list as i16 + 16, FOREACH_KEYS as i32)),
+        }
+        self.map_ptr(Reg::R1, layout::array_map_index(array));
+        self.callback_ptr(Reg::R2, Callback::CollectKey { list, words: entry / 8, sort });
+        self.push(insn::mov64_imm(Reg::R3, 0));
+        self.push(insn::mov64_imm(Reg::R4, 0));
+        self.push(insn::call(Helper::ForEachMapElem));
+    }
+
+    /// `has` = 1 and the keys (and value) of the next key in the list, or 0 past its end or
+    /// the `limit`.
+    fn iter_next(&mut self, has: Var, iter: lang::ir::IterId, keys: &[Var], value: Option<Var>) {
+        let array = self
+            .insts()
+            .find_map(|i| match i.kind {
+                InstKind::IterStart { iter: it, array, .. } if it == iter => Some(array),
+                _ => None,
+            })
+            .expect("`IterNext` follows its `IterStart`");
+        let (list, entry) = (self.key_lists[&iter] as i16, key_list_entry(&self.program.arrays[array]));
+        let done = self.new_label();
+        self.push(insn::ldx(Size::DW, Reg::R1, SCRATCH, list + 8));
+        self.push(insn::mov64_imm(Reg::R0, 0));
+        self.push(insn::ldx(Size::DW, Reg::R2, SCRATCH, list));
+        self.jump_if_reg(JmpOp::Ge, Reg::R1, Reg::R2, done);
+        self.push(insn::ldx(Size::DW, Reg::R2, SCRATCH, list + 16));
+        self.jump_if_reg(JmpOp::Sge, Reg::R1, Reg::R2, done);
+        // The verifier's bound on the index.
+        self.jump_if_imm(JmpOp::Ge, Reg::R1, FOREACH_KEYS as i32, done);
+        self.push(insn::mov64_reg(Reg::R2, Reg::R1));
+        self.push(insn::alu64_imm(AluOp::Add, Reg::R2, 1));
+        self.push(insn::stx(Size::DW, SCRATCH, Reg::R2, list + 8));
+        self.push(insn::alu64_imm(AluOp::Mul, Reg::R1, entry as i32));
+        self.push(insn::alu64_reg(AluOp::Add, Reg::R1, SCRATCH));
+        let first = list + KEY_LIST_HEADER as i16;
+        let (offsets, _) = layout::key_layout(&self.program.arrays[array]);
+        for (k, off) in keys.iter().zip(offsets) {
+            self.push(insn::ldx(Size::DW, Reg::R0, Reg::R1, first + off as i16));
+            self.store(*k, Reg::R0);
+        }
+        if let Some(v) = value {
+            self.array_get(v, array, keys);
+        }
+        self.push(insn::mov64_imm(Reg::R0, 1));
+        self.bind(done);
+        self.store(has, Reg::R0);
+    }
+
+    /// The body of a [`Callback::CollectKey`]: `(r1 map, r2 key, r3 value, r4 ctx)`, returns
+    /// 0 to go on and 1 to stop. It finds the scratch area itself; r6 keeps the key, r7 the
+    /// list, r8 the place of the new key.
+    fn collect_key(&mut self, list: u32, words: u32, sort: Option<(u32, bool)>) {
+        let entry = (words * 8) as i32;
+        let first = KEY_LIST_HEADER as i16;
+        let (found, place, full) = (self.new_label(), self.new_label(), self.new_label());
+        self.push(insn::mov64_reg(Reg::R6, Reg::R2));
+        self.push(insn::st_imm(Size::W, Reg::R10, KEY_ZERO, 0));
+        self.map_ptr(Reg::R1, self.maps.scratch);
+        self.push(insn::mov64_reg(Reg::R2, Reg::R10));
+        self.push(insn::alu64_imm(AluOp::Add, Reg::R2, KEY_ZERO as i32));
+        self.push(insn::call(Helper::MapLookupElem));
+        self.jump_if_imm(JmpOp::Ne, Reg::R0, 0, found);
+        self.bind(full);
+        self.push(insn::mov64_imm(Reg::R0, 1));
+        self.push(insn::exit());
+        self.bind(found);
+        self.push(insn::mov64_reg(Reg::R7, Reg::R0));
+        self.push(insn::alu64_imm(AluOp::Add, Reg::R7, list as i32));
+        self.push(insn::ldx(Size::DW, Reg::R8, Reg::R7, 0));
+        self.jump_if_imm(JmpOp::Ge, Reg::R8, FOREACH_KEYS as i32, full);
+        if let Some((word, ascending)) = sort {
+            // Insertion: the keys after the new one in the order move up one place.
+            self.push(insn::stx(Size::DW, Reg::R10, Reg::R8, SPILL));
+            self.push(insn::ldx(Size::DW, Reg::R1, Reg::R6, (8 * word) as i16));
+            self.push(insn::stx(Size::DW, Reg::R10, Reg::R1, SPILL + 8));
+            self.push(insn::mov64_imm(Reg::R1, FOREACH_KEYS as i32));
+            self.callback_ptr(Reg::R2, Callback::MakeRoom { list, words, word, ascending });
+            self.push(insn::mov64_reg(Reg::R3, Reg::R10));
+            self.push(insn::alu64_imm(AluOp::Add, Reg::R3, SPILL as i32));
+            self.push(insn::mov64_imm(Reg::R4, 0));
+            self.push(insn::call(Helper::Loop));
+            self.push(insn::ldx(Size::DW, Reg::R8, Reg::R10, SPILL));
+            self.jump_if_imm(JmpOp::Ge, Reg::R8, FOREACH_KEYS as i32, full);
+        }
+        self.bind(place);
+        self.push(insn::alu64_imm(AluOp::Mul, Reg::R8, entry));
+        self.push(insn::alu64_reg(AluOp::Add, Reg::R8, Reg::R7));
+        for w in 0..words as i16 {
+            self.push(insn::ldx(Size::DW, Reg::R2, Reg::R6, 8 * w));
+            self.push(insn::stx(Size::DW, Reg::R8, Reg::R2, first + 8 * w));
+        }
+        self.push(insn::ldx(Size::DW, Reg::R1, Reg::R7, 0));
+        self.push(insn::alu64_imm(AluOp::Add, Reg::R1, 1));
+        self.push(insn::stx(Size::DW, Reg::R7, Reg::R1, 0));
+        self.push(insn::mov64_imm(Reg::R0, 0));
+        self.push(insn::exit());
+    }
+
+    /// The body of a [`Callback::MakeRoom`]: `(r1 index, r2 ctx)`, returns 0 to go on and 1
+    /// when the new key's place is found (the word at ctx). It finds the scratch area itself.
+    fn make_room(&mut self, list: u32, words: u32, word: u32, ascending: bool) {
+        let (entry, first, word) = ((words * 8) as i32, (list + KEY_LIST_HEADER) as i16, (8 * word) as i16);
+        let (found, stop) = (self.new_label(), self.new_label());
+        self.push(insn::mov64_reg(Reg::R6, Reg::R2));
+        self.push(insn::st_imm(Size::W, Reg::R10, KEY_ZERO, 0));
+        self.map_ptr(Reg::R1, self.maps.scratch);
+        self.push(insn::mov64_reg(Reg::R2, Reg::R10));
+        self.push(insn::alu64_imm(AluOp::Add, Reg::R2, KEY_ZERO as i32));
+        self.push(insn::call(Helper::MapLookupElem));
+        self.jump_if_imm(JmpOp::Ne, Reg::R0, 0, found);
+        self.bind(stop);
+        self.push(insn::mov64_imm(Reg::R0, 1));
+        self.push(insn::exit());
+        self.bind(found);
+        // r1 = the key before the place, if any.
+        self.push(insn::ldx(Size::DW, Reg::R1, Reg::R6, 0));
+        self.jump_if_imm(JmpOp::Eq, Reg::R1, 0, stop);
+        self.jump_if_imm(JmpOp::Gt, Reg::R1, FOREACH_KEYS as i32 - 1, stop);
+        self.push(insn::alu64_imm(AluOp::Sub, Reg::R1, 1));
+        self.push(insn::stx(Size::DW, Reg::R6, Reg::R1, 0));
+        self.push(insn::alu64_imm(AluOp::Mul, Reg::R1, entry));
+        self.push(insn::alu64_reg(AluOp::Add, Reg::R1, Reg::R0));
+        self.push(insn::ldx(Size::DW, Reg::R2, Reg::R1, first + word));
+        self.push(insn::ldx(Size::DW, Reg::R3, Reg::R6, 8));
+        let stays = if ascending { JmpOp::Sle } else { JmpOp::Sge };
+        let moves = self.new_label();
+        self.jump_if_reg(stays, Reg::R2, Reg::R3, moves);
+        for w in 0..words as i16 {
+            self.push(insn::ldx(Size::DW, Reg::R2, Reg::R1, first + 8 * w));
+            self.push(insn::stx(Size::DW, Reg::R1, Reg::R2, first + entry as i16 + 8 * w));
+        }
+        self.push(insn::mov64_imm(Reg::R0, 0));
+        self.push(insn::exit());
+        // It stays: the place is after it, undo the step.
+        self.bind(moves);
+        self.push(insn::ldx(Size::DW, Reg::R1, Reg::R6, 0));
+        self.push(insn::alu64_imm(AluOp::Add, Reg::R1, 1));
+        self.push(insn::stx(Size::DW, Reg::R6, Reg::R1, 0));
+        self.push(insn::mov64_imm(Reg::R0, 1));
         self.push(insn::exit());
     }
 

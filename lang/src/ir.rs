@@ -208,7 +208,7 @@ pub struct SortSpec {
     pub stat: StatOp,
 }
 
-/// An iteration in progress in a user-space handler (a `foreach`).
+/// An iteration in progress (a `foreach`).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct IterId(u32);
@@ -673,7 +673,8 @@ pub enum InstKind {
         keys: Vec<Var>,
         kind: HistKind,
     },
-    /// Starts a `foreach`: snapshots and sorts the keys (user space only).
+    /// Starts a `foreach`: snapshots and sorts the keys (in a kernel probe: of up to two
+    /// number keys, sorted by a key at most; `lower` refuses the rest).
     IterStart {
         iter: IterId,
         array: ArrayId,

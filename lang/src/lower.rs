@@ -861,7 +861,9 @@ impl Ctx<'_> {
                 let (array, keys) = self.stat_ref(expr)?;
                 let dst = self.temp(Ty::Long);
                 match stat_op(*op) {
-                    op @ (ir::StatOp::Min | ir::StatOp::Max | ir::StatOp::Avg) if self.kernel => {
+                    op @ (ir::StatOp::Min | ir::StatOp::Max | ir::StatOp::Avg | ir::StatOp::Variance)
+                        if self.kernel =>
+                    {
                         self.kernel_stat(dst, array, keys, op, span)
                     }
                     op => self.emit(InstKind::StatGet { dst, array, keys, op }, span),
@@ -1347,7 +1349,7 @@ impl Ctx<'_> {
         self.switch_to(after);
     }
 
-    /// `@min`, `@max` or `@avg` in a kernel probe, where code generation sums and compares
+    /// `@min`, `@max`, `@avg` or `@variance` in a kernel probe, where code generation folds
     /// the CPUs' shares but knows nothing of empty statistics: those are an error here, as
     /// in SystemTap ("empty aggregate"), and `@avg` is `@sum / @count`.
     fn kernel_stat(&mut self, dst: Var, array: ir::ArrayId, keys: Vec<Var>, op: ir::StatOp, span: Span) {
@@ -1416,10 +1418,6 @@ impl Ctx<'_> {
     }
 
     fn foreach(&mut self, fe: &ast::Foreach, span: Span) {
-        if self.kernel {
-            self.error(kernel_only("`foreach`", span));
-            return;
-        }
         let ExprKind::Ident(name) = &fe.array.kind else {
             self.error(Diagnostic::error("E0211", "`foreach` iterates over a global array", fe.array.span));
             return;
@@ -1448,6 +1446,24 @@ impl Ctx<'_> {
             },
             None => None,
         };
+        if self.kernel {
+            // What a kernel probe's `foreach` snapshots: keys of up to two numbers, in order
+            // of a key at most (`codegen_bpf`'s key lists).
+            let decl = &self.program.arrays[array];
+            let refused = if decl.keys.len() > 2 || decl.keys.contains(&Ty::Str) {
+                Some("`foreach` over an array with string keys or more than two keys")
+            } else if fe.sort.is_some_and(|s| s.column == 0) {
+                Some("`foreach` sorted by value")
+            } else if fe.value.is_some() && decl.value == ir::ValueKind::Stat {
+                Some("`foreach` with the value of a statistic")
+            } else {
+                None
+            };
+            if let Some(what) = refused {
+                self.error(kernel_only(what, span));
+                return;
+            }
+        }
         let sort = fe.sort.map(|s| ir::SortSpec {
             column: s.column,
             ascending: s.ascending,
@@ -1460,6 +1476,7 @@ impl Ctx<'_> {
         let (head, body, done) = (self.func.new_block(), self.func.new_block(), self.func.new_block());
         self.terminate(Terminator::Jump(head));
         self.switch_to(head);
+        self.spend_loop_budget(fe.body.span);
         let has = self.temp(Ty::Long);
         self.emit(InstKind::IterNext { has, iter, keys, value }, span);
         self.terminate(Terminator::Branch { cond: has, then: body, els: done });
