@@ -415,9 +415,9 @@ def section_c():
     for (what, *_), reason in zip(variants, reasons):
         bt = median(res.get((what, "bpftrace"), []))
         tap = median(res.get((what, "bpftap"), []))
-        # The floor is the same two instructions in both tools, attached the same way: it
-        # is what the others are measured against, not a goal (issue 7, section c).
-        goal = None if what.startswith("empty probe") else 0.7
+        # bpftrace's empty probe is the perf-event tracepoint's floor; bpftap's syscall
+        # probes sit on raw_syscalls' tp_btf, whose floor is to be half of it (issue 17).
+        goal = 0.5 if what.startswith("empty probe") else 0.7
         add("c", f"loop time: {what}", bt, na_reason(reason) if reason else tap, "s", fmt="{:.3f}")
         add("c", f"overhead: {what}", per(bt), na_reason(reason) if reason else per(tap),
             "µs/event", goal=goal, fmt="{:.3f}")
@@ -613,35 +613,40 @@ def section_f():
             goal=0.1)
     notes.append("f. compile only: `--emit-elf FILE` in both tools (the dry run that compiles the script and "
                  "writes the BPF ELF object), under /usr/bin/time -v")
-    # syscall.*: run until attached, then stopped
-    bts = 'tracepoint:syscalls:sys_enter_* { @n = count(); }'
-    taps = 'global n probe syscall.* { n++ }'
-    reason = bpftap_supported(taps)
-    att = {"bpftrace": [], "bpftap": []}
-    stp = {"bpftrace": [], "bpftap": []}
-    rss = {"bpftrace": [], "bpftap": []}
-    for _ in range(RUNS):
-        for kind, script in (("bpftrace", bts), ("bpftap", taps)):
-            if kind == "bpftap" and reason:
-                continue
-            t = Tool(kind, script, ready_timeout=300)
-            kb = t.hwm_kb() if t.ok else None
-            nprog = len(t.prog_ids()) if t.ok else 0
-            s = t.stop(timeout=300)
-            if t.ok and kb:
-                att[kind].append(t.ready_s * 1000)
-                stp[kind].append(s * 1000)
-                rss[kind].append(kb / 1024)
-                notes.append(f"f. syscall.*: {kind} attached {nprog} programs")
-            else:
-                notes.append(f"f. syscall.*: a {kind} run failed: {first_line(t.stderr())}")
-    na = na_reason(reason) if reason else None
-    add("f", "syscall.*: exec → attached", median(att["bpftrace"]), na or median(att["bpftap"]), "ms",
-        goal=0.1)
-    add("f", "syscall.*: stop (SIGINT → exit)", median(stp["bpftrace"]), na or median(stp["bpftap"]),
-        "ms")
-    add("f", "syscall.*: peak RSS while attached", median(rss["bpftrace"]),
-        na or median(rss["bpftap"]), "MB", goal=0.1)
+    # Ten syscall probes, and syscall.*: run until attached, then stopped (SIGINT → exit is
+    # where detaching shows: a perf event closes in tens of ms, a BPF link in microseconds).
+    ten = names[:10]
+    cases = (("10 syscall probes",
+              ", ".join(f"tracepoint:syscalls:sys_enter_{n}" for n in ten) + " { @n = count(); }",
+              "global n probe " + ", ".join(f"syscall.{n}" for n in ten) + " { n++ }"),
+             ("syscall.*", 'tracepoint:syscalls:sys_enter_* { @n = count(); }', 'global n probe syscall.* { n++ }'))
+    for what, bts, taps in cases:
+        reason = bpftap_supported(taps)
+        att = {"bpftrace": [], "bpftap": []}
+        stp = {"bpftrace": [], "bpftap": []}
+        rss = {"bpftrace": [], "bpftap": []}
+        for _ in range(RUNS):
+            for kind, script in (("bpftrace", bts), ("bpftap", taps)):
+                if kind == "bpftap" and reason:
+                    continue
+                t = Tool(kind, script, ready_timeout=300)
+                kb = t.hwm_kb() if t.ok else None
+                nprog = len(t.prog_ids()) if t.ok else 0
+                s = t.stop(timeout=300)
+                if t.ok and kb:
+                    att[kind].append(t.ready_s * 1000)
+                    stp[kind].append(s * 1000)
+                    rss[kind].append(kb / 1024)
+                    notes.append(f"f. {what}: {kind} attached {nprog} programs")
+                else:
+                    notes.append(f"f. {what}: a {kind} run failed: {first_line(t.stderr())}")
+        na = na_reason(reason) if reason else None
+        add("f", f"{what}: exec → attached", median(att["bpftrace"]), na or median(att["bpftap"]), "ms",
+            goal=0.1)
+        add("f", f"{what}: stop (SIGINT → exit)", median(stp["bpftrace"]), na or median(stp["bpftap"]),
+            "ms")
+        add("f", f"{what}: peak RSS while attached", median(rss["bpftrace"]),
+            na or median(rss["bpftap"]), "MB", goal=0.1)
 
 
 # ---------------------------------------------------------------- g. interactive session
