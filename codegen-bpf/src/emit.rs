@@ -1790,18 +1790,9 @@ impl Emitter<'_> {
     fn collect_key(&mut self, list: u32, words: u32, sort: Option<(u32, bool)>) {
         let entry = (words * 8) as i32;
         let first = KEY_LIST_HEADER as i16;
-        let (found, place, full) = (self.new_label(), self.new_label(), self.new_label());
+        let (place, full) = (self.new_label(), self.new_label());
         self.push(insn::mov64_reg(Reg::R6, Reg::R2));
-        self.push(insn::st_imm(Size::W, Reg::R10, KEY_ZERO, 0));
-        self.map_ptr(Reg::R1, self.maps.scratch);
-        self.push(insn::mov64_reg(Reg::R2, Reg::R10));
-        self.push(insn::alu64_imm(AluOp::Add, Reg::R2, KEY_ZERO as i32));
-        self.push(insn::call(Helper::MapLookupElem));
-        self.jump_if_imm(JmpOp::Ne, Reg::R0, 0, found);
-        self.bind(full);
-        self.push(insn::mov64_imm(Reg::R0, 1));
-        self.push(insn::exit());
-        self.bind(found);
+        self.callback_scratch(full);
         self.push(insn::mov64_reg(Reg::R7, Reg::R0));
         self.push(insn::alu64_imm(AluOp::Add, Reg::R7, list as i32));
         self.push(insn::ldx(Size::DW, Reg::R8, Reg::R7, 0));
@@ -1834,12 +1825,10 @@ impl Emitter<'_> {
         self.push(insn::exit());
     }
 
-    /// The body of a [`Callback::MakeRoom`]: `(r1 index, r2 ctx)`, returns 0 to go on and 1
-    /// when the new key's place is found (the word at ctx). It finds the scratch area itself.
-    fn make_room(&mut self, list: u32, words: u32, word: u32, ascending: bool) {
-        let (entry, first, word) = ((words * 8) as i32, (list + KEY_LIST_HEADER) as i16, (8 * word) as i16);
-        let (found, stop) = (self.new_label(), self.new_label());
-        self.push(insn::mov64_reg(Reg::R6, Reg::R2));
+    /// In a callback, which cannot see the handler's registers: r0 = the scratch area. Where
+    /// there is none the callback returns 1 (stop), as it does from `stop`, bound here.
+    fn callback_scratch(&mut self, stop: Label) {
+        let found = self.new_label();
         self.push(insn::st_imm(Size::W, Reg::R10, KEY_ZERO, 0));
         self.map_ptr(Reg::R1, self.maps.scratch);
         self.push(insn::mov64_reg(Reg::R2, Reg::R10));
@@ -1850,6 +1839,15 @@ impl Emitter<'_> {
         self.push(insn::mov64_imm(Reg::R0, 1));
         self.push(insn::exit());
         self.bind(found);
+    }
+
+    /// The body of a [`Callback::MakeRoom`]: `(r1 index, r2 ctx)`, returns 0 to go on and 1
+    /// when the new key's place is found (the word at ctx). It finds the scratch area itself.
+    fn make_room(&mut self, list: u32, words: u32, word: u32, ascending: bool) {
+        let (entry, first, word) = ((words * 8) as i32, (list + KEY_LIST_HEADER) as i16, (8 * word) as i16);
+        let stop = self.new_label();
+        self.push(insn::mov64_reg(Reg::R6, Reg::R2));
+        self.callback_scratch(stop);
         // r1 = the key before the place, if any.
         self.push(insn::ldx(Size::DW, Reg::R1, Reg::R6, 0));
         self.jump_if_imm(JmpOp::Eq, Reg::R1, 0, stop);
