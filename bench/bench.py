@@ -27,7 +27,7 @@ ap.add_argument("--bpftap", required=True)
 ap.add_argument("--bpftrace", default="bpftrace")
 ap.add_argument("--tools", required=True, help="dir with the compiled C helpers")
 ap.add_argument("--runs", type=int, default=5)
-ap.add_argument("--only", default="abcdefgh", help="sections to run, e.g. 'ac'")
+ap.add_argument("--only", default="abcdefghi", help="sections to run, e.g. 'ac'")
 ap.add_argument("--loop", type=int, default=2_000_000, help="syscalls in the overhead loop")
 ap.add_argument("--burst", type=int, default=1_000_000, help="events in the printf burst")
 ap.add_argument("--out", default=os.path.join(HERE, "RESULTS.md"))
@@ -790,9 +790,82 @@ def table_text():
     return "\n".join(out)
 
 
+# ---------------------------------------------------------------- i. BCC's tools
+
+STAP_EXAMPLES = "/usr/share/systemtap/examples"
+# BCC's CO-RE tools (Debian's libbpf-tools) beside the SystemTap example that does the same
+# job, run by bpftap: (what, BCC command, a line BCC prints once attached, script).
+BCC_PEERS = [
+    ("execsnoop", ["/usr/sbin/execsnoop"], "PCOMM", f"{STAP_EXAMPLES}/lwtools/execsnoop-nd.stp"),
+    ("opensnoop", ["/usr/sbin/opensnoop"], "PID", f"{STAP_EXAMPLES}/lwtools/opensnoop-nd.stp"),
+    # syscount's stdout is a file's full buffer: line-buffered, its first line shows on time.
+    ("syscount / syscalls_by_proc", ["stdbuf", "-oL", "/usr/sbin/syscount"], "Tracing",
+     f"{STAP_EXAMPLES}/process/syscalls_by_proc.stp"),
+]
+# BCC's Python tools (bpfcc-tools) compile C with the kernel's headers at every start.
+BCC_PYTHON = ["/usr/sbin/execsnoop-bpfcc", "/usr/sbin/tcpconnect-bpfcc", "/usr/sbin/funccount-bpfcc",
+              "/usr/sbin/trace-bpfcc"]
+
+
+def started(cmd, needle=None, timeout=60):
+    """cmd started with stdout in a file, until it prints `needle` (or, for bpftap, writes its
+    ready file). Returns (process, seconds to attached or None, peak RSS in KiB then)."""
+    out = tempfile.NamedTemporaryFile(dir=TMP, delete=False, prefix="peer-out-")
+    env = dict(os.environ)
+    ready = os.path.join(TMP, f"ready-{time.monotonic_ns()}")
+    env["BPFTAP_READY_FILE"] = ready
+    t0 = time.monotonic()
+    p = spawn(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
+    while time.monotonic() - t0 < timeout and p.poll() is None:
+        with open(out.name, "rb") as f:
+            text = f.read()
+        if os.path.exists(ready) if needle is None else needle.encode() in text:
+            kb = None
+            with open(f"/proc/{p.pid}/status") as f:
+                kb = next((int(l.split()[1]) for l in f if l.startswith("VmHWM:")), None)
+            return p, time.monotonic() - t0, kb, out.name
+        time.sleep(0.002)
+    return p, None, None, out.name
+
+
+def section_i():
+    log("i. BCC's tools (left column: BCC, not bpftrace)")
+    for tool in BCC_PYTHON:
+        if not os.path.exists(tool):
+            notes.append(f"i. {os.path.basename(tool)}: not installed (bpfcc-tools)")
+            continue
+        r = run([tool] + (["t:syscalls:sys_enter_getppid"] if "trace" in tool or "funccount" in tool else []),
+                timeout=30)
+        lines = [l for l in (r.stdout + r.stderr).splitlines() if l.strip() and "modprobe" not in l]
+        notes.append(f"i. {os.path.basename(tool)} (BCC's Python tools) does not run here: exit "
+                     f"{r.returncode}: {lines[0][:200] if lines else '(no output)'}")
+    for what, bcc_cmd, needle, script in BCC_PEERS:
+        if not os.path.exists(bcc_cmd[-1]):
+            notes.append(f"i. {what}: {bcc_cmd[-1]} is not installed (libbpf-tools)")
+            continue
+        att = {"bcc": [], "bpftap": []}
+        rss = {"bcc": [], "bpftap": []}
+        stp = {"bcc": [], "bpftap": []}
+        for _ in range(RUNS):
+            for kind, cmd, want in (("bcc", bcc_cmd, needle), ("bpftap", [BPFTAP, script], None)):
+                p, secs, kb, out = started(cmd, want)
+                s, killed = stop(p, timeout=30)
+                if secs is None or kb is None or killed:
+                    with open(out, errors="replace") as f:
+                        notes.append(f"i. {what}: a {kind} run failed: {first_line(f.read())}")
+                    continue
+                att[kind].append(secs * 1000)
+                rss[kind].append(kb / 1024)
+                stp[kind].append(s * 1000)
+        label = f"vs BCC's {what} ({os.path.basename(script)})"
+        add("i", f"{label}: exec → attached", median(att["bcc"]), median(att["bpftap"]), "ms")
+        add("i", f"{label}: peak RSS while attached", median(rss["bcc"]), median(rss["bpftap"]), "MB")
+        add("i", f"{label}: stop (SIGINT → exit)", median(stp["bcc"]), median(stp["bpftap"]), "ms")
+
+
 def main():
     secs = {"a": section_a, "b": section_b, "c": section_c, "d": section_d, "e": section_e,
-            "f": section_f, "g": section_g, "h": section_h}
+            "f": section_f, "g": section_g, "h": section_h, "i": section_i}
     t0 = time.monotonic()
     load0 = open("/proc/loadavg").read().split()[:3]
     try:
@@ -829,7 +902,7 @@ def main():
     if os.path.exists(analysis):
         md += ["", open(analysis).read()]
     md += ["", f"Harness wall time: {time.monotonic() - t0:.0f} s.", ""]
-    if args.only == "abcdefgh":
+    if args.only == "abcdefghi":
         with open(args.out, "w") as f:
             f.write("\n".join(md))
         os.rmdir(TMP)

@@ -3,14 +3,14 @@
 # Installs what it needs (bpftrace, bpftool, time, gcc, python3) from Debian's packages when
 # missing, builds bpftap in release (unless BPFTAP=path is given), compiles the C workloads
 # into a temporary directory, runs every measurement, prints the table and writes
-# bench/RESULTS.md. Extra arguments go to bench/bench.py (--runs N, --only abcdefgh, ...).
+# bench/RESULTS.md. Extra arguments go to bench/bench.py (--runs N, --only abcdefghi, ...).
 set -euo pipefail
 SELF="$(realpath "$0")"
 cd "$(dirname "$SELF")/.."
 source scripts/lib.sh
 
 ensure_root "$@"
-apt_ensure bpftrace bpftool time gcc libc6-dev python3
+apt_ensure bpftrace bpftool time gcc libc6-dev python3 libbpf-tools bpfcc-tools
 mount_tracefs
 if [ -z "${BPFTAP:-}" ]; then
     ensure_cargo
