@@ -416,7 +416,7 @@ def section_c():
         bt = median(res.get((what, "bpftrace"), []))
         tap = median(res.get((what, "bpftap"), []))
         # bpftrace's empty probe is the perf-event tracepoint's floor; bpftap's syscall
-        # probes sit on raw_syscalls' tp_btf, whose floor is to be half of it (issue 17).
+        # probes sit on raw_syscalls' raw tracepoint, whose floor is to be half of it (issue 17).
         goal = 0.5 if what.startswith("empty probe") else 0.7
         add("c", f"loop time: {what}", bt, na_reason(reason) if reason else tap, "s", fmt="{:.3f}")
         add("c", f"overhead: {what}", per(bt), na_reason(reason) if reason else per(tap),

@@ -89,7 +89,7 @@ pub fn compile_in(program: Program, plan: &GlobalsPlan) -> Result<CompiledScript
             }
             Target::Syscall { exit, nr, .. } => {
                 let event = if *exit { "sys_exit" } else { "sys_enter" };
-                (format!("tp_btf/{event}"), 0, ArgAccess::Syscall { exit: *exit, only: *nr })
+                (format!("raw_tp/{event}"), 0, ArgAccess::Syscall { exit: *exit, only: *nr })
             }
             Target::Netfilter { .. } => (NETFILTER_SECTION.to_string(), NF_ACCEPT, ArgAccess::None),
             Target::Uprobe { ret, symbol, .. } => {

@@ -58,7 +58,7 @@ pub enum ArgAccess {
     /// A perf event: the context starts with the `struct pt_regs` it interrupted (no
     /// arguments, but `user_mode()` reads the privilege level there).
     PerfEvent,
-    /// A syscall probe on raw_syscalls' tp_btf (see `Target::Syscall`): the context is
+    /// A syscall probe on raw_syscalls' raw tracepoint (see `Target::Syscall`): the context is
     /// `(struct pt_regs *regs, long id)` at entry and `(regs, long ret)` at exit, from which
     /// the handler's reads of a syscall tracepoint's record are served. The program returns
     /// at once for a syscall other than `only`.
@@ -931,9 +931,14 @@ impl Emitter<'_> {
 
     fn prologue(&mut self) {
         // A handler that does nothing needs no filter.
-        let does_something = self.insts().next().is_some();
-        if let (ArgAccess::Syscall { exit, only: Some(nr) }, true) = (self.args, does_something) {
-            self.syscall_filter(exit, nr);
+        let filter = match self.args {
+            ArgAccess::Syscall { exit, only: Some(nr) } if self.insts().next().is_some() => Some((exit, nr)),
+            _ => None,
+        };
+        if let Some((false, nr)) = filter {
+            // The raw tracepoint's `long id`.
+            self.push(insn::ldx(Size::DW, Reg::R0, Reg::R1, 8));
+            self.jump_if_imm(JmpOp::Ne, Reg::R0, nr as i32, EXIT_LABEL);
         }
         // The rare paths need the globals: loading their address once here is smaller than
         // on each of two or more of them.
@@ -945,8 +950,16 @@ impl Emitter<'_> {
             self.push(insn::ldx(Size::DW, Reg::R0, base, self.globals.exited as i16));
             self.jump_if_imm(JmpOp::Ne, Reg::R0, 0, EXIT_LABEL);
         }
-        if self.uses_ctx() {
+        let exit_filter = matches!(filter, Some((true, _)));
+        if self.uses_ctx() || exit_filter {
             self.push(insn::mov64_reg(CTX, Reg::R1));
+        }
+        if let Some((true, nr)) = filter {
+            // At the exit the number is in the registers, read through a helper; compared as
+            // the `int` the kernel takes it as (see `load_context`).
+            self.load_syscall_slot(SyscallSlot::Number, true);
+            self.fixups.push((self.insns.len(), EXIT_LABEL));
+            self.push(insn::jmp32_imm(JmpOp::Ne, Reg::R0, nr as i32, 0));
         }
         self.globals_loaded = globals;
         self.scratch_loaded = scratch;
@@ -2169,25 +2182,18 @@ impl Emitter<'_> {
         self.field_relocs.push(FieldReloc { insn_index: self.insns.len(), offset, member: None });
     }
 
-    /// `if (syscall number != nr) return`, first thing, from the context in r1.
-    fn syscall_filter(&mut self, exit: bool, nr: u32) {
-        if exit {
-            // Compared as the `int` the kernel takes it as (see `load_context`).
-            self.push(insn::ldx(Size::DW, Reg::R0, Reg::R1, 0));
-            self.push(insn::ldx(Size::DW, Reg::R0, Reg::R0, SYSCALL_NR));
-            self.fixups.push((self.insns.len(), EXIT_LABEL));
-            self.push(insn::jmp32_imm(JmpOp::Ne, Reg::R0, nr as i32, 0));
-        } else {
-            self.push(insn::ldx(Size::DW, Reg::R0, Reg::R1, 8));
-            self.jump_if_imm(JmpOp::Ne, Reg::R0, nr as i32, EXIT_LABEL);
-        }
-    }
-
-    /// r0 = the 8 bytes a syscall tracepoint's record holds in `slot`.
+    /// r0 = the 8 bytes a syscall tracepoint's record holds in `slot`. A `raw_tp` program
+    /// (attached by name: no BTF lookup at start) sees the raw tracepoint's `regs` as a plain
+    /// number, so what it points at is read with `bpf_probe_read_kernel`.
     fn load_syscall_slot(&mut self, slot: SyscallSlot, exit: bool) {
         let regs_at = |e: &mut Self, off: i16| {
-            e.push(insn::ldx(Size::DW, Reg::R0, CTX, 0));
-            e.push(insn::ldx(Size::DW, Reg::R0, Reg::R0, off));
+            e.push(insn::mov64_reg(Reg::R1, Reg::R10));
+            e.push(insn::alu64_imm(AluOp::Add, Reg::R1, READ_BUF as i32));
+            e.push(insn::mov64_imm(Reg::R2, 8));
+            e.push(insn::ldx(Size::DW, Reg::R3, CTX, 0));
+            e.push(insn::alu64_imm(AluOp::Add, Reg::R3, off as i32));
+            e.push(insn::call(Helper::ProbeReadKernel));
+            e.push(insn::ldx(Size::DW, Reg::R0, Reg::R10, READ_BUF));
         };
         match slot {
             SyscallSlot::Number if exit => regs_at(self, SYSCALL_NR),

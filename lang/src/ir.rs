@@ -284,8 +284,7 @@ pub enum Target {
     /// `nargs` arguments as `u64`s, as an fentry program's is.
     RawTracepoint { event: String, nargs: u32 },
     /// A probe on a syscall tracepoint (`syscalls:sys_enter_NAME`, `raw_syscalls:sys_exit`)
-    /// run on raw_syscalls' BTF-typed raw tracepoint (`sys_exit` with `exit`, else
-    /// `sys_enter`): it costs a fraction of a perf-event tracepoint per event, and detaches in
+    /// run on raw_syscalls' raw tracepoint (`sys_exit` with `exit`, else `sys_enter`): it costs a fraction of a perf-event tracepoint per event, and detaches in
     /// a millisecond where a perf event takes tens. The handler still reads the record of
     /// `event` (a syscall tracepoint's record is the number at offset 8, then one 8-byte slot
     /// per argument or the result), which code generation reads from the raw tracepoint's
