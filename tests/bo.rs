@@ -20,6 +20,7 @@ global count, names[64], seen, greeting = "hi", wanted = 3
 probe begin { printf("%s %d\n", greeting, wanted) }
 probe syscall.connect { if (dport == wanted) { count++; names[execname()] = pid(); seen <<< dport } }
 probe kernel.trace("syscalls:sys_enter_getppid") { if (execname() =~ "^py(thon)?") names["py"]++ }
+probe kernel.trace("sched:sched_process_fork") { if ($child_pid == wanted) count++ }
 probe timer.ms(500) { foreach (n in names) printf("%s=%d\n", n, names[n]) }
 probe end { if (@count(seen)) print(@hist_log(seen)); printf("%d\n", count) }
 "#;
@@ -83,13 +84,14 @@ fn damaged_objects_are_refused_without_panic() {
         }
     };
     let mut object = read(&bytes, "intact").expect("the intact object reads");
-    assert_eq!(object.compiled.kernel_probes.len(), 2);
-    // The connect probe reads the address from the tracepoint record: a fact of this kernel
-    // that the object records, and that holds here.
-    let reads_uservaddr = object.compiled_for.facts.iter().any(|f| {
-        matches!(f, codegen_bpf::kernel_facts::KernelFact::TracepointField { event, field, .. } if event == "sys_enter_connect" && field == "uservaddr")
+    assert_eq!(object.compiled.kernel_probes.len(), 3);
+    // The fork probe reads `child_pid` from the tracepoint record: a fact of this kernel that
+    // the object records, and that holds here. (The syscall probes read a syscall record's
+    // fixed layout from raw_syscalls' arguments, which is no fact of a kernel.)
+    let reads_child_pid = object.compiled_for.facts.iter().any(|f| {
+        matches!(f, codegen_bpf::kernel_facts::KernelFact::TracepointField { event, field, .. } if event == "sched_process_fork" && field == "child_pid")
     });
-    assert!(reads_uservaddr, "{:?}", object.compiled_for.facts);
+    assert!(reads_child_pid, "{:?}", object.compiled_for.facts);
     assert_eq!(object.fit_kernel(&runtime::kernel_info::LiveKernel::new()), Ok(()));
 
     for len in 0..bytes.len() {
