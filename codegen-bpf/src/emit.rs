@@ -484,9 +484,6 @@ enum VarianceStep {
     Pairwise,
 }
 
-/// The keys a `foreach` in a kernel probe snapshots, at most: as many as the loop budget lets
-/// it visit (more make the handler report MAXACTION before the list ends).
-const FOREACH_KEYS: u32 = lang::lower::MAX_LOOP_ITERATIONS as u32;
 /// The largest per-CPU map value the kernel allocates (`PCPU_MIN_UNIT_SIZE`): the bound of
 /// the scratch area.
 const SCRATCH_MAX: u32 = 32 * 1024;
@@ -539,7 +536,7 @@ fn key_list_offsets(program: &Program, func: &Function, base: u32) -> (HashMap<l
     let (mut offsets, mut end) = (HashMap::new(), base);
     for (iter, block, array) in starts {
         let at = placed.iter().filter(|(blocks, _)| blocks.contains(&block)).map(|(_, end)| *end).max().unwrap_or(base);
-        let list_end = at + KEY_LIST_HEADER + FOREACH_KEYS * key_list_entry(&program.arrays[array]);
+        let list_end = at + KEY_LIST_HEADER + program.loop_budget * key_list_entry(&program.arrays[array]);
         offsets.insert(iter, at);
         placed.push((body(iter), list_end));
         end = end.max(list_end);
@@ -1749,7 +1746,7 @@ impl Emitter<'_> {
                 self.load(Reg::R0, l);
                 self.push(insn::stx(Size::DW, SCRATCH, Reg::R0, list as i16 + 16));
             }
-            None => self.push(insn::st_imm(Size::DW, SCRATCH, list as i16 + 16, FOREACH_KEYS as i32)),
+            None => self.push(insn::st_imm(Size::DW, SCRATCH, list as i16 + 16, self.program.loop_budget as i32)),
         }
         self.map_ptr(Reg::R1, layout::array_map_index(array));
         self.callback_ptr(Reg::R2, Callback::CollectKey { list, words: entry / 8, sort });
@@ -1777,7 +1774,7 @@ impl Emitter<'_> {
         self.push(insn::ldx(Size::DW, Reg::R2, SCRATCH, list + 16));
         self.jump_if_reg(JmpOp::Sge, Reg::R1, Reg::R2, done);
         // The verifier's bound on the index.
-        self.jump_if_imm(JmpOp::Ge, Reg::R1, FOREACH_KEYS as i32, done);
+        self.jump_if_imm(JmpOp::Ge, Reg::R1, self.program.loop_budget as i32, done);
         self.push(insn::mov64_reg(Reg::R2, Reg::R1));
         self.push(insn::alu64_imm(AluOp::Add, Reg::R2, 1));
         self.push(insn::stx(Size::DW, SCRATCH, Reg::R2, list + 8));
@@ -1809,20 +1806,20 @@ impl Emitter<'_> {
         self.push(insn::mov64_reg(Reg::R7, Reg::R0));
         self.push(insn::alu64_imm(AluOp::Add, Reg::R7, list as i32));
         self.push(insn::ldx(Size::DW, Reg::R8, Reg::R7, 0));
-        self.jump_if_imm(JmpOp::Ge, Reg::R8, FOREACH_KEYS as i32, full);
+        self.jump_if_imm(JmpOp::Ge, Reg::R8, self.program.loop_budget as i32, full);
         if let Some((word, ascending)) = sort {
             // Insertion: the keys after the new one in the order move up one place.
             self.push(insn::stx(Size::DW, Reg::R10, Reg::R8, SPILL));
             self.push(insn::ldx(Size::DW, Reg::R1, Reg::R6, (8 * word) as i16));
             self.push(insn::stx(Size::DW, Reg::R10, Reg::R1, SPILL + 8));
-            self.push(insn::mov64_imm(Reg::R1, FOREACH_KEYS as i32));
+            self.push(insn::mov64_imm(Reg::R1, self.program.loop_budget as i32));
             self.callback_ptr(Reg::R2, Callback::MakeRoom { list, words, word, ascending });
             self.push(insn::mov64_reg(Reg::R3, Reg::R10));
             self.push(insn::alu64_imm(AluOp::Add, Reg::R3, SPILL as i32));
             self.push(insn::mov64_imm(Reg::R4, 0));
             self.push(insn::call(Helper::Loop));
             self.push(insn::ldx(Size::DW, Reg::R8, Reg::R10, SPILL));
-            self.jump_if_imm(JmpOp::Ge, Reg::R8, FOREACH_KEYS as i32, full);
+            self.jump_if_imm(JmpOp::Ge, Reg::R8, self.program.loop_budget as i32, full);
         }
         self.bind(place);
         self.push(insn::alu64_imm(AluOp::Mul, Reg::R8, entry));
@@ -1864,7 +1861,7 @@ impl Emitter<'_> {
         // r1 = the key before the place, if any.
         self.push(insn::ldx(Size::DW, Reg::R1, Reg::R6, 0));
         self.jump_if_imm(JmpOp::Eq, Reg::R1, 0, stop);
-        self.jump_if_imm(JmpOp::Gt, Reg::R1, FOREACH_KEYS as i32 - 1, stop);
+        self.jump_if_imm(JmpOp::Gt, Reg::R1, self.program.loop_budget as i32 - 1, stop);
         self.push(insn::alu64_imm(AluOp::Sub, Reg::R1, 1));
         self.push(insn::stx(Size::DW, Reg::R6, Reg::R1, 0));
         self.push(insn::alu64_imm(AluOp::Mul, Reg::R1, entry));

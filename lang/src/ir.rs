@@ -83,6 +83,13 @@ pub struct Program {
     /// as BPF pays for each byte on the stack, in the scratch area and in every record.
     /// User-space handlers hold [`Program::user_string_capacity`].
     pub string_capacity: u32,
+    /// Loop iterations a kernel handler may run before it reports MAXACTION and ends
+    /// ([`InstKind::MaxActionExceeded`]): what its loop budget counts down from, and how many
+    /// keys a kernel `foreach` snapshots.
+    pub loop_budget: u32,
+    /// The tapsets' `__syscall_names` array, when the script uses it: the runtime fills it
+    /// with the syscall table before the first probe runs.
+    pub syscall_names: Option<ArrayId>,
 }
 
 /// SystemTap's MAXSTRINGLEN on 64-bit machines: the least a user-space handler's strings hold.

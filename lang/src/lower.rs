@@ -48,10 +48,15 @@ pub fn lower(
     kernel: &dyn KernelInfo,
     options: &Options,
 ) -> (ir::Program, Vec<Diagnostic>) {
-    let mut program = ir::Program { string_capacity: options.string_capacity, ..Default::default() };
+    let mut program = ir::Program {
+        string_capacity: options.string_capacity,
+        loop_budget: MAX_LOOP_ITERATIONS as u32,
+        ..Default::default()
+    };
     let mut diags = Vec::new();
     let globals = declare_globals(script, types, options, &mut program, &mut diags);
     let arrays = declare_arrays(script, types, options, &mut program);
+    program.syscall_names = arrays.get(SYSCALL_NAMES).copied();
     let mut formats = HashMap::new();
     let pure = pure_functions(script);
     for (i, probe) in script.probes.iter().enumerate().filter(|(_, p)| !p.never) {
@@ -308,9 +313,13 @@ struct Catch {
     message: Option<Var>,
 }
 
+/// The tapsets' table of syscall names by number (`tapsets/syscalls.stp`), which the runtime
+/// fills ([`ir::Program::syscall_names`]).
+const SYSCALL_NAMES: &str = "__syscall_names";
+
 /// Loop iterations a kernel handler may run (SystemTap's MAXACTION counts statements; a
 /// loop iteration is the unit that can run away).
-pub const MAX_LOOP_ITERATIONS: i64 = 1000;
+const MAX_LOOP_ITERATIONS: i64 = 1000;
 
 impl Ctx<'_> {
     fn frame(&self) -> &Frame {

@@ -104,8 +104,8 @@ pub enum RuntimeError {
     Handler { point: String, source: HandlerError },
     #[error("array `{0}` is full: raise its size (`global {0}[N]`) or -D MAXMAPENTRIES, or mark it `%` to wrap")]
     ArrayFull(String),
-    #[error("probe {0} ran more than {max} loop iterations (MAXACTION)", max = lang::lower::MAX_LOOP_ITERATIONS)]
-    MaxAction(String),
+    #[error("probe {point} ran more than {max} loop iterations (MAXACTION)")]
+    MaxAction { point: String, max: u32 },
     /// An interactive input uses an array the session has with another layout.
     #[error("array `{name}` {reason}")]
     ArrayLayout { name: String, reason: String },
@@ -124,7 +124,7 @@ impl RuntimeError {
             | RuntimeError::Attach { point, .. }
             | RuntimeError::FamilyRefused { point, .. }
             | RuntimeError::Handler { point, .. }
-            | RuntimeError::MaxAction(point) => Some(point),
+            | RuntimeError::MaxAction { point, .. } => Some(point),
             _ => None,
         }
     }
@@ -413,7 +413,7 @@ impl<'k> Session<'k> {
         if end < self.plan.size {
             self.plan.next = self.plan.next.max(end);
         }
-        let new_syscall_names = new_arrays.iter().any(|(_, a)| a.decl.name == "__syscall_names");
+        let new_syscall_names = new_arrays.iter().any(|(a, _)| Some(*a) == unit.compiled.program.syscall_names);
         for (_, shared) in new_arrays {
             self.arrays.insert(shared.decl.name.clone(), shared);
         }
@@ -468,13 +468,12 @@ impl<'k> Session<'k> {
         Ok(())
     }
 
-    /// The tapsets name syscalls through the array `__syscall_names`, filled here.
+    /// The tapsets name syscalls through an array ([`lang::ir::Program::syscall_names`]),
+    /// filled here.
     fn fill_syscall_names(&self, id: UnitId) {
         let Some(unit) = self.unit(id) else { return };
         let arrays = unit.arrays();
-        let Some((a, _)) = unit.compiled.program.arrays.iter().find(|(_, d)| d.name == "__syscall_names") else {
-            return;
-        };
+        let Some(a) = unit.compiled.program.syscall_names else { return };
         for (nr, name) in lang::syscall_table::SYSCALLS {
             let _ =
                 arrays.set(a, &[crate::format::Value::Long(*nr as i64)], &crate::format::Value::Str(name.to_string()));
@@ -926,7 +925,7 @@ impl<'k> Session<'k> {
                 }
                 Record::MaxAction(h) => {
                     let point = program.handlers.get(h).map_or("?", |h| h.point.as_str());
-                    Err(RuntimeError::MaxAction(point.to_string()))
+                    Err(RuntimeError::MaxAction { point: point.to_string(), max: program.loop_budget })
                 }
                 Record::Malformed(why) => {
                     eprintln!("bpftap: internal error: malformed output record: {why}");
