@@ -332,25 +332,18 @@ fn field_vars(format: &TracepointFormat) -> Vec<String> {
     format.fields.iter().map(|f| format!("${}:{}", f.name, f.c_type.replace(" *", "*"))).collect()
 }
 
-/// Component-wise matching of a pattern against a point: `*`, `?` and `{a,b}` within a
-/// component (and within a string argument), `**` across components.
+/// A pattern against a point: `*`, `?` and `{a,b}` within a component and within a string
+/// argument, `**` across components (lang's matcher, with arguments as text here).
 fn components_match(pattern: &[ast::Component], point: &[(&str, Option<&str>)]) -> bool {
-    match (pattern.first(), point.first()) {
-        (None, None) => true,
-        (Some(p), _) if p.name == "**" && p.arg.is_none() => {
-            (0..=point.len()).any(|k| components_match(&pattern[1..], &point[k..]))
-        }
-        (Some(p), Some((name, arg))) => {
-            let arg_ok = match (&p.arg, arg) {
-                (None, None) => true,
-                (Some(Literal::String(pa)), Some(a)) => glob_match(pa, a),
-                (Some(Literal::Number(n)), Some(a)) => a.parse::<i64>().ok() == Some(*n),
-                _ => false,
-            };
-            arg_ok && glob_match(&p.name, name) && components_match(&pattern[1..], &point[1..])
-        }
-        _ => false,
-    }
+    elaborate::components_match(pattern, point, elaborate::spans_components, |p, (name, arg)| {
+        let arg_ok = match (&p.arg, arg) {
+            (None, None) => true,
+            (Some(Literal::String(pa)), Some(a)) => glob_match(pa, a),
+            (Some(Literal::Number(n)), Some(a)) => a.parse::<i64>().ok() == Some(*n),
+            _ => false,
+        };
+        arg_ok && glob_match(&p.name, name)
+    })
 }
 
 fn is_pattern(point: &ast::ProbePoint) -> bool {

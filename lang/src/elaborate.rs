@@ -32,7 +32,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::ast::{self, AliasKind, Block, Component, Expr, ExprKind, Item, Literal, ProbePoint, Stmt, StmtKind};
 use crate::builtins;
 use crate::diag::Diagnostic;
-pub use crate::glob::{glob_match, is_pattern, Glob};
+pub use crate::glob::{components_match, glob_match, is_pattern, Glob};
 use crate::ir::{self, PerfEvent, PerfSample, Target};
 use crate::kernel::{CType, FunctionSig, KernelError, KernelInfo, TracepointFormat, TypeId};
 use crate::span::Span;
@@ -1400,12 +1400,12 @@ fn components_text(components: &[Component]) -> String {
 
 /// Whether a point the user wrote (possibly with wildcards) names an alias.
 pub fn point_matches(user: &[Component], alias: &[Component]) -> bool {
-    match (user.first(), alias.first()) {
-        (None, None) => true,
-        (Some(u), _) if u.name == "**" => (0..=alias.len()).any(|k| point_matches(&user[1..], &alias[k..])),
-        (Some(u), Some(a)) => glob_match(&u.name, &a.name) && u.arg == a.arg && point_matches(&user[1..], &alias[1..]),
-        _ => false,
-    }
+    crate::glob::components_match(user, alias, spans_components, |u, a| glob_match(&u.name, &a.name) && u.arg == a.arg)
+}
+
+/// A pattern's `**`, which stands for any number of components.
+pub fn spans_components(c: &Component) -> bool {
+    c.name == "**" && c.arg.is_none()
 }
 
 /// The closest candidate by edit distance, if close enough to be a likely typo.

@@ -1,5 +1,6 @@
 //! The one glob matcher: shell-style `*`, `?` and `{a,b}` alternation, used for probe-point
-//! patterns, tracepoint and function names, and the preprocessor's `kernel_vr == "6.1*"`.
+//! patterns, tracepoint and function names, and the preprocessor's `kernel_vr == "6.1*"`;
+//! and the one matcher of a point pattern's components, `**` included.
 //!
 //! A pattern is parsed once into a [`Glob`]: its `{a,b}` groups expanded into at most
 //! [`MAX_ALTERNATIVES`] patterns of `*` and `?` only, nested at most [`MAX_BRACE_DEPTH`] deep
@@ -65,6 +66,34 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
         return match_simple(pattern.as_bytes(), text.as_bytes());
     }
     Glob::new(pattern).is_ok_and(|g| g.matches(text))
+}
+
+/// Whether a probe-point pattern names a point, component by component: a pattern component
+/// `**` (without argument) stands for any number of point components, none included; every
+/// other one must pass `component_matches` with exactly one. Time linear in the product of
+/// the two lengths (one pass of a table, however many `**` the pattern has), never
+/// exponential.
+pub fn components_match<P, T>(
+    pattern: &[P],
+    point: &[T],
+    spans_any: impl Fn(&P) -> bool,
+    component_matches: impl Fn(&P, &T) -> bool,
+) -> bool {
+    // rest[j]: pattern[i..] matches point[j..], for the `i` of the last row computed (from
+    // the end of the pattern backwards).
+    let mut rest: Vec<bool> = (0..=point.len()).map(|j| j == point.len()).collect();
+    for p in pattern.iter().rev() {
+        let mut row = vec![false; point.len() + 1];
+        for j in (0..=point.len()).rev() {
+            row[j] = if spans_any(p) {
+                rest[j] || (j < point.len() && row[j + 1])
+            } else {
+                j < point.len() && rest[j + 1] && component_matches(p, &point[j])
+            };
+        }
+        rest = row;
+    }
+    rest[0]
 }
 
 /// Whether the text has glob characters at all.
@@ -181,6 +210,31 @@ fn split_alternatives(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn points_match(pattern: &str, point: &str) -> bool {
+        let p: Vec<&str> = pattern.split('.').collect();
+        let t: Vec<&str> = point.split('.').collect();
+        components_match(&p, &t, |c| *c == "**", |c, n| glob_match(c, n))
+    }
+
+    #[test]
+    fn components_with_double_star() {
+        assert!(points_match("syscall.*", "syscall.open"));
+        assert!(!points_match("syscall.*", "syscall.open.return"));
+        assert!(points_match("syscall.**", "syscall.open.return"));
+        assert!(points_match("**.return", "syscall.open.return"));
+        assert!(points_match("syscall.**.return", "syscall.return"));
+        assert!(!points_match("**.call", "syscall.open.return"));
+        assert!(points_match("**", ""));
+    }
+
+    #[test]
+    fn many_double_stars_take_linear_time() {
+        // Backtracking over every split would try more placements than atoms in the sun.
+        let pattern = vec!["**"; 2000].join(".") + ".x";
+        assert!(!points_match(&pattern, "a.b.c.d.e.f.g.h"));
+        assert!(points_match(&pattern, "a.b.c.d.e.f.g.x"));
+    }
 
     #[test]
     fn matches_like_a_shell() {
