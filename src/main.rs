@@ -274,7 +274,10 @@ fn run_compiled(
     kernel: &LiveKernel,
     set_globals: Vec<(String, String)>,
 ) -> Result<ExitCode, String> {
-    let netfilter = object.kernel_probes.iter().any(|p| matches!(p.target, lang::ir::Target::Netfilter { .. }));
+    let netfilter = object
+        .kernel_probes
+        .iter()
+        .any(|p| matches!(p.target.kernel_program().map(|k| k.attach), Some(lang::family::Attach::Netfilter { .. })));
     let missing = runtime::sys::missing_capabilities(netfilter);
     if !missing.is_empty() {
         return Err(format!("netfilter probes need root or {}: run bpftap with sudo", missing.join(", ")));

@@ -29,6 +29,7 @@
 //! the safety net for the programs themselves.
 
 use lang::builtins::{Lowering, Signature, BUILTINS};
+use lang::family::Attach;
 use lang::ir::{BinOp, InstKind, MemberOffset, Operand, Program, Target, Var};
 use lang::kernel::KernelInfo;
 use lang::span::{FileId, SourceKind, SourceMap, Span};
@@ -364,10 +365,10 @@ pub fn check(compiled: &CompiledScript, sources: &SourceMap) -> Result<(), Strin
     let has_program = |name: &str| object.programs.iter().any(|p| p.name == name);
     for probe in &compiled.kernel_probes {
         // The loader joins these to tracefs paths and hands them to the kernel by name.
-        let names: &[&str] = match &probe.target {
-            Target::Tracepoint { group, event, .. } => &[group, event],
-            Target::RawTracepoint { event, .. } | Target::Syscall { event, .. } => &[event],
-            Target::KernelFunction { name, .. } => &[name],
+        let names: &[&str] = match probe.target.kernel_program().map(|p| p.attach) {
+            Some(Attach::Tracepoint { group, event }) => &[group, event],
+            Some(Attach::BtfRawTracepoint { event } | Attach::RawTracepoint { event }) => &[event],
+            Some(Attach::Function { name, .. }) => &[name],
             _ => &[],
         };
         if let Some(bad) = names.iter().find(|n| !is_kernel_symbol(n)) {

@@ -8,9 +8,9 @@ use lang::ir::{Program, Target};
 use lang::span::Span;
 
 use crate::disasm;
-use crate::emit::{self, ArgAccess, EmitError, MapIndexes, Rodata};
+use crate::emit::{self, EmitError, MapIndexes, Rodata};
 use crate::layout::{self, GlobalsLayout, GlobalsPlan};
-use crate::object::{map_type, MapDef, ObjectSpec, ProgramSpec, RelocTarget, NETFILTER_SECTION};
+use crate::object::{map_type, MapDef, ObjectSpec, ProgramSpec, RelocTarget};
 
 /// Size of the output ring buffer in bytes (a power of two, a multiple of the page size).
 pub const RINGBUF_BYTES: u32 = 1 << 20;
@@ -47,9 +47,6 @@ pub struct KernelProbe {
     pub spans: Vec<(usize, Span)>,
 }
 
-/// `NF_ACCEPT`: what a netfilter program that only observes returns.
-const NF_ACCEPT: i32 = 1;
-
 pub fn compile(program: Program) -> Result<CompiledScript, EmitError> {
     compile_in(program, &GlobalsPlan::default())
 }
@@ -81,47 +78,26 @@ pub fn compile_in(program: Program, plan: &GlobalsPlan) -> Result<CompiledScript
             .flat_map(|h| h.func.blocks.values())
             .any(|b| b.insts.iter().any(|i| matches!(i.kind, lang::ir::InstKind::Exit)));
     for (i, handler) in program.handlers.iter().enumerate() {
-        let (section, exit_value, args) = match &handler.target {
-            t if t.is_user_space() => continue,
-            Target::Tracepoint { group, event, .. } => (format!("tracepoint/{group}/{event}"), 0, ArgAccess::None),
-            Target::RawTracepoint { event, nargs } => {
-                (format!("tp_btf/{event}"), 0, ArgAccess::Fentry { nargs: *nargs })
-            }
-            Target::Syscall { exit, nr, .. } => {
-                let event = if *exit { "sys_exit" } else { "sys_enter" };
-                (format!("raw_tp/{event}"), 0, ArgAccess::Syscall { exit: *exit, only: *nr })
-            }
-            Target::Netfilter { .. } => (NETFILTER_SECTION.to_string(), NF_ACCEPT, ArgAccess::None),
-            Target::Uprobe { ret, symbol, .. } => {
-                let kind = if *ret { "uretprobe" } else { "uprobe" };
-                (format!("{kind}/{symbol}"), 0, ArgAccess::Kprobe { ret: *ret })
-            }
-            Target::Perf { .. } => ("perf_event".to_string(), 0, ArgAccess::PerfEvent),
-            Target::KernelFunction { name, ret, nargs } => {
-                let kind = if *ret { "fexit" } else { "fentry" };
-                (format!("{kind}/{name}"), 0, ArgAccess::Fentry { nargs: *nargs })
-            }
-            _ => unreachable!("user-space targets are skipped above"),
-        };
+        let Some(kernel_program) = handler.target.kernel_program() else { continue };
         let cx = emit::Context { program: &program, globals: &globals, maps, guard_exit };
         let emit = |rodata: &mut Rodata, args| {
+            let exit_value = kernel_program.returns;
             let spec = emit::HandlerSpec { index: i as u32, func: &handler.func, span: handler.span, exit_value, args };
             emit::emit_handler(cx, spec, rodata)
         };
-        let emitted = emit(&mut rodata, args)?;
+        let emitted = emit(&mut rodata, kernel_program.context)?;
         let mut kprobe_fallback = None;
-        if let Target::KernelFunction { name, ret, .. } = &handler.target {
-            // A handler that reads arguments at a return has no kretprobe form: then it
-            // runs only where fexit does.
-            if let Ok(fallback) = emit(&mut rodata, ArgAccess::Kprobe { ret: *ret }) {
-                let kind = if *ret { "kretprobe" } else { "kprobe" };
+        if let Some(fallback) = &kernel_program.fallback {
+            // A handler the other form cannot run (one that reads arguments at a return
+            // has no kretprobe form) runs only where the first form does.
+            if let Ok(other) = emit(&mut rodata, fallback.context) {
                 let kname = format!("bpftap_k{i}");
                 programs.push(ProgramSpec {
                     name: kname.clone(),
-                    section: format!("{kind}/{name}"),
-                    insns: fallback.insns,
-                    relocs: fallback.relocs,
-                    field_relocs: fallback.field_relocs,
+                    section: fallback.section.clone(),
+                    insns: other.insns,
+                    relocs: other.relocs,
+                    field_relocs: other.field_relocs,
                 });
                 kprobe_fallback = Some(kname);
             }
@@ -130,7 +106,7 @@ pub fn compile_in(program: Program, plan: &GlobalsPlan) -> Result<CompiledScript
         let name = format!("bpftap_p{i}");
         programs.push(ProgramSpec {
             name: name.clone(),
-            section,
+            section: kernel_program.section,
             insns: emitted.insns,
             relocs: emitted.relocs,
             field_relocs: emitted.field_relocs,

@@ -34,6 +34,7 @@ mod regex_match;
 use std::collections::{HashMap, HashSet};
 
 use lang::builtins::Builtin;
+use lang::family::Context as ProgramContext;
 use lang::ir::{
     AddrSpace, BinOp, Block, CmpOp, FmtId, Function, InstKind, Operand, Program, StatOp, Terminator, Ty, UnOp, Var,
 };
@@ -43,27 +44,6 @@ use crate::insn::{self, AluOp, Helper, Insn, JmpOp, Reg, Size};
 use crate::layout::{self, GlobalsLayout, GLOBAL_BOOT_OFFSET, GLOBAL_LOST, GLOBAL_TARGET};
 use crate::object::{FieldReloc, Reloc, RelocTarget};
 use crate::regalloc::{self, Allocation, Home};
-
-/// How a kernel function probe reaches its arguments.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ArgAccess {
-    /// Not a function probe.
-    None,
-    /// fentry/fexit and raw tracepoints: the context is the arguments as `u64`s, then (at
-    /// an fexit) the return value.
-    Fentry { nargs: u32 },
-    /// kprobe/kretprobe: the context is `struct pt_regs`. At a return the argument
-    /// registers hold other values, so arguments are only readable on entry.
-    Kprobe { ret: bool },
-    /// A perf event: the context starts with the `struct pt_regs` it interrupted (no
-    /// arguments, but `user_mode()` reads the privilege level there).
-    PerfEvent,
-    /// A syscall probe on raw_syscalls' raw tracepoint (see `Target::Syscall`): the context is
-    /// `(struct pt_regs *regs, long id)` at entry and `(regs, long ret)` at exit, from which
-    /// the handler's reads of a syscall tracepoint's record are served. The program returns
-    /// at once for a syscall other than `only`.
-    Syscall { exit: bool, only: Option<u32> },
-}
 
 /// Offsets in x86-64's `struct pt_regs` of the argument registers (di, si, dx, cx, r8, r9)
 /// and of ax, which holds the return value.
@@ -246,7 +226,7 @@ pub struct HandlerSpec<'a> {
     pub span: Span,
     /// What the program returns (0, or `NF_ACCEPT` for netfilter).
     pub exit_value: i32,
-    pub args: ArgAccess,
+    pub args: ProgramContext,
 }
 
 pub fn emit_handler(cx: Context<'_>, handler: HandlerSpec<'_>, rodata: &mut Rodata) -> Result<Emitted, EmitError> {
@@ -298,7 +278,7 @@ pub fn emit_handler(cx: Context<'_>, handler: HandlerSpec<'_>, rodata: &mut Roda
     // Two passes: the first learns which variables are ever read back from their homes, the
     // second stores only those. Stores do not change what the registers hold, so both
     // passes load the same way and the second reads back exactly what the first did.
-    if let ArgAccess::Syscall { exit, .. } = args {
+    if let ProgramContext::Syscall { exit, .. } = args {
         check_syscall_reads(func, exit)?;
     }
     let mut read_back: Option<HashSet<Var>> = None;
@@ -380,7 +360,7 @@ struct Emitter<'a> {
     key: Buf,
     /// This handler's index in the program, for error records.
     handler_index: u32,
-    args: ArgAccess,
+    args: ProgramContext,
     /// `r8` holds the globals value (loaded in the prologue when the handler uses globals).
     globals_loaded: bool,
     /// `r7` holds the scratch area (loaded in the prologue when the handler uses it).
@@ -929,7 +909,7 @@ impl Emitter<'_> {
     fn prologue(&mut self) {
         // A handler that does nothing needs no filter.
         let filter = match self.args {
-            ArgAccess::Syscall { exit, only: Some(nr) } if self.insts().next().is_some() => Some((exit, nr)),
+            ProgramContext::Syscall { exit, only: Some(nr) } if self.insts().next().is_some() => Some((exit, nr)),
             _ => None,
         };
         if let Some((false, nr)) = filter {
@@ -1374,15 +1354,15 @@ impl Emitter<'_> {
 
     fn load_arg(&mut self, dst: Var, index: u32) -> Result<(), EmitError> {
         let off = match self.args {
-            ArgAccess::Fentry { .. } => 8 * index as i16,
-            ArgAccess::Kprobe { ret: true } => {
+            ProgramContext::Args { .. } => 8 * index as i16,
+            ProgramContext::PtRegs { ret: true } => {
                 return Err(self.unsupported("an argument in a kretprobe (it needs fexit)"))
             }
-            ArgAccess::Kprobe { ret: false } => match PT_REGS_ARGS.get(index as usize) {
+            ProgramContext::PtRegs { ret: false } => match PT_REGS_ARGS.get(index as usize) {
                 Some(off) => *off,
                 None => return Err(self.unsupported("a kprobe argument past the sixth")),
             },
-            ArgAccess::None | ArgAccess::PerfEvent | ArgAccess::Syscall { .. } => {
+            ProgramContext::Record | ProgramContext::PerfEvent | ProgramContext::Syscall { .. } => {
                 return Err(self.unsupported("a function argument outside a function probe"))
             }
         };
@@ -1393,9 +1373,9 @@ impl Emitter<'_> {
 
     fn load_return(&mut self, dst: Var) -> Result<(), EmitError> {
         let off = match self.args {
-            ArgAccess::Fentry { nargs } => 8 * nargs as i16,
-            ArgAccess::Kprobe { .. } => PT_REGS_RET,
-            ArgAccess::None | ArgAccess::PerfEvent | ArgAccess::Syscall { .. } => {
+            ProgramContext::Args { nargs } => 8 * nargs as i16,
+            ProgramContext::PtRegs { .. } => PT_REGS_RET,
+            ProgramContext::Record | ProgramContext::PerfEvent | ProgramContext::Syscall { .. } => {
                 return Err(self.unsupported("`$return` outside a function probe"))
             }
         };
@@ -2153,7 +2133,7 @@ impl Emitter<'_> {
 
     /// `r0` = the context field at `offset`.
     fn load_context(&mut self, offset: u32, size: u8, signed: bool) {
-        if let ArgAccess::Syscall { exit, .. } = self.args {
+        if let ProgramContext::Syscall { exit, .. } = self.args {
             // `syscall_record_slot` vetted every offset before emission started.
             let slot = syscall_record_slot(offset, exit).unwrap_or(SyscallSlot::Number);
             self.load_syscall_slot(slot, exit);
@@ -2910,11 +2890,11 @@ impl Emitter<'_> {
             }
             Builtin::Addr => {
                 match self.args {
-                    ArgAccess::Kprobe { .. } | ArgAccess::PerfEvent => {
+                    ProgramContext::PtRegs { .. } | ProgramContext::PerfEvent => {
                         self.push(insn::ldx(Size::DW, Reg::R0, CTX, PT_REGS_IP))
                     }
                     // No registers: SystemTap's addr() is 0 there too.
-                    ArgAccess::None | ArgAccess::Fentry { .. } | ArgAccess::Syscall { .. } => {
+                    ProgramContext::Record | ProgramContext::Args { .. } | ProgramContext::Syscall { .. } => {
                         self.push(insn::mov64_imm(Reg::R0, 0))
                     }
                 }
@@ -3033,7 +3013,7 @@ impl Emitter<'_> {
     /// r0 = `uaddr()`: the user instruction pointer of the interrupted or current task.
     fn uaddr(&mut self) {
         let done = self.new_label();
-        if matches!(self.args, ArgAccess::Kprobe { .. } | ArgAccess::PerfEvent) {
+        if matches!(self.args, ProgramContext::PtRegs { .. } | ProgramContext::PerfEvent) {
             // Interrupted in user mode: the context's registers are the user's.
             let (offset, mask, user) = PT_REGS_MODE;
             let kernel_mode = self.new_label();
@@ -3055,7 +3035,7 @@ impl Emitter<'_> {
     /// r0 = `user_mode()`: whether the probe interrupted user mode.
     fn user_mode(&mut self) {
         match self.args {
-            ArgAccess::Kprobe { .. } | ArgAccess::PerfEvent => {
+            ProgramContext::PtRegs { .. } | ProgramContext::PerfEvent => {
                 let (offset, mask, user) = PT_REGS_MODE;
                 self.push(insn::ldx(Size::DW, Reg::R1, CTX, offset));
                 self.push(insn::alu64_imm(AluOp::And, Reg::R1, mask));
@@ -3065,7 +3045,7 @@ impl Emitter<'_> {
             }
             // Tracepoints, netfilter hooks and kernel function entries run in the
             // kernel on the kernel's behalf.
-            ArgAccess::None | ArgAccess::Fentry { .. } | ArgAccess::Syscall { .. } => {
+            ProgramContext::Record | ProgramContext::Args { .. } | ProgramContext::Syscall { .. } => {
                 self.push(insn::mov64_imm(Reg::R0, 0))
             }
         }
@@ -3409,7 +3389,7 @@ pub fn kernel_format(text: &str) -> Result<String, String> {
     Ok(out)
 }
 
-/// What a syscall tracepoint's record holds at an offset (see `ArgAccess::Syscall`).
+/// What a syscall tracepoint's record holds at an offset (see `ProgramContext::Syscall`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum SyscallSlot {
     Number,

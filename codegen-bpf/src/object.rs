@@ -132,10 +132,6 @@ pub mod map_type {
     pub const RINGBUF: u32 = 27;
 }
 
-/// The section of a netfilter program (libbpf's name). aya 0.14 does not know netfilter
-/// programs, so [`write_object`] leaves them out: the object stays loadable.
-pub const NETFILTER_SECTION: &str = "netfilter";
-
 /// The size of one legacy `bpf_map_def` in the `maps` section.
 pub const MAP_DEF_SIZE: usize = 28;
 
@@ -147,7 +143,9 @@ pub const R_BPF_64_64: u32 = elf::R_BPF_64_64;
 /// Panics if a relocation names an instruction that is not the first slot of an
 /// `ld_imm64`, or a map that does not exist: both are emitter bugs, not user errors.
 pub fn write_object(spec: &ObjectSpec) -> Vec<u8> {
-    elf_object(spec, |p| p.section != NETFILTER_SECTION).write().expect("an ELF object of this shape always writes")
+    elf_object(spec, |p| p.section != lang::family::netfilter::SECTION)
+        .write()
+        .expect("an ELF object of this shape always writes")
 }
 
 /// The ELF object of [`write_object`] before it is written, with the programs `keep`

@@ -311,21 +311,6 @@ pub enum Target {
     Netfilter { pf: u32, hook: u32, priority: i32 },
 }
 
-impl Target {
-    /// Handlers that run in user space, interpreted by the runtime.
-    pub fn is_user_space(&self) -> bool {
-        matches!(
-            self,
-            Target::Begin { .. }
-                | Target::End { .. }
-                | Target::Error { .. }
-                | Target::Timer { .. }
-                | Target::Page { .. }
-                | Target::Stdin
-        )
-    }
-}
-
 /// The pages of the `--metrics` endpoint (see [`Target::Page`]).
 pub const METRICS_PATH: &str = "/metrics";
 pub const JSON_DATA_PATH: &str = "/data.json";

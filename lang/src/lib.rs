@@ -7,6 +7,8 @@
 //! - [`syscall_aliases`]: the `syscall.NAME` aliases written as tapset source from a table.
 //! - [`select`]: the tapset items a script needs; only those are parsed.
 //! - [`ast`]: the syntax tree the grammar builds; [`pretty`] prints it back (`-p1`).
+//! - [`family`]: the probe families, one module each: what a point resolves to, the
+//!   context its handler gets, the program it compiles to and how it attaches.
 //! - [`elaborate`]: probe points resolved against tapset aliases and the kernel, alias
 //!   bodies merged, globals and functions gathered: [`ast::Script`] to
 //!   [`elaborate::Elaborated`], still untyped. [`glob`] matches the points' wildcards.
@@ -35,6 +37,7 @@ pub mod ast;
 pub mod builtins;
 pub mod diag;
 pub mod elaborate;
+pub mod family;
 pub mod glob;
 pub mod ir;
 pub mod kernel;

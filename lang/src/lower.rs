@@ -79,13 +79,7 @@ pub fn lower(
             function: probe.function.as_ref(),
             point: &probe.point,
             user_point: &probe.user_point,
-            function_name: match &probe.target {
-                ir::Target::KernelFunction { name, .. } => name,
-                ir::Target::Tracepoint { event, .. }
-                | ir::Target::RawTracepoint { event, .. }
-                | ir::Target::Syscall { event, .. } => event,
-                _ => "",
-            },
+            function_name: probe.target.function_name(),
             kernel: !probe.target.is_user_space(),
             exit_block: None,
             skip: dead_assignments(&probe.body, &pure, script, types, &Scope::Probe(i)),

@@ -14,7 +14,8 @@ use std::path::Path;
 use codegen_bpf::compile::{CompiledScript, KernelProbe};
 use codegen_bpf::insn::{self, Insn};
 use codegen_bpf::object::{MapDef, ObjectSpec, Reloc, RelocTarget};
-use lang::ir::{PerfEvent, PerfSample, Target};
+use lang::family::Attach;
+use lang::ir::{PerfEvent, PerfSample};
 
 use crate::bpf::{self, prog_type, MapSpec, PerfSpec, ProgLoadError, ProgSpec};
 use crate::kernel_info::LiveKernel;
@@ -124,21 +125,23 @@ pub fn attach(
 ) -> Result<(), RuntimeError> {
     let point = compiled.program.handlers[probe.handler].point.as_str();
     let a = Attaching { compiled, maps, probe, kernel, point };
-    let fds = match &probe.target {
-        Target::Tracepoint { group, event, .. } => a.tracepoint(group, event)?,
-        Target::Uprobe { path, symbol, ret } => a.uprobe(path, symbol, *ret)?,
-        Target::Perf { event, sample } => a.perf(*event, *sample)?,
-        Target::KernelFunction { name, ret, .. } => a.kernel_function(name, *ret, force_kprobes)?,
-        Target::RawTracepoint { event, .. } => a.raw_tracepoint(event)?,
-        Target::Syscall { exit, .. } => a.raw_tp(if *exit { "sys_exit" } else { "sys_enter" })?,
-        Target::Netfilter { pf, hook, priority } => a.netfilter(*pf, *hook, *priority)?,
-        other => return Err(a.error(format!("no attach method for {other:?}"))),
+    let Some(program) = probe.target.kernel_program() else {
+        return Err(a.error("a user-space handler has no kernel program".into()));
+    };
+    let fds = match program.attach {
+        Attach::Tracepoint { group, event } => a.tracepoint(group, event)?,
+        Attach::Uprobe { path, symbol, ret } => a.uprobe(path, symbol, ret)?,
+        Attach::PerfEvent { event, sample } => a.perf(event, sample)?,
+        Attach::Function { name, ret } => a.kernel_function(name, ret, force_kprobes)?,
+        Attach::BtfRawTracepoint { event } => a.raw_tracepoint(event)?,
+        Attach::RawTracepoint { event } => a.raw_tp(event)?,
+        Attach::Netfilter { pf, hook, priority } => a.netfilter(pf, hook, priority)?,
     };
     held.extend(fds);
     Ok(())
 }
 
-/// One kernel probe being loaded and attached: each family's way is a method, which returns
+/// One kernel probe being loaded and attached: each way of `Attach` is a method, which returns
 /// the fds that keep the probe attached, the program's first.
 struct Attaching<'a> {
     compiled: &'a CompiledScript,
