@@ -12,9 +12,9 @@
 //! Resolution order for a probe point: a `syscall.*`-style wildcard matching five or more
 //! syscalls becomes one `raw_syscalls` probe; otherwise aliases (script first, then tapsets),
 //! then the generated `syscall.NAME` family over `syscalls:sys_enter_NAME`/`sys_exit_NAME`
-//! for names no alias defines, then built-in families (`begin`, `end`, `error`, `never`,
-//! `prometheus`, `timer.*`, `perf.sw.*`, `kernel.trace`, `kernel.function`, `process(...)`,
-//! `netfilter.*`, ...), and last an alias with a suffix (`a.return` from alias `a`). A
+//! for names no alias defines, then the families' own points (`begin`, `timer.*`,
+//! `kernel.trace`, `kernel.function`, ...: the table in [`crate::family`], whose modules
+//! resolve them), and last an alias with a suffix (`a.return` from alias `a`). A
 //! wildcard point expands to every match; matches that fail to resolve are skipped, as in
 //! SystemTap.
 //!
@@ -30,11 +30,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::ast::{self, AliasKind, Block, Component, Expr, ExprKind, Item, Literal, ProbePoint, Stmt, StmtKind};
-use crate::builtins;
 use crate::diag::Diagnostic;
+use crate::family::syscall::on_raw_syscalls;
+use crate::family::tracepoint::record_fields_read;
 pub use crate::glob::{components_match, glob_match, is_pattern, Glob};
-use crate::ir::{self, PerfEvent, PerfSample, Target};
-use crate::kernel::{CType, FunctionSig, KernelError, KernelInfo, TracepointFormat, TypeId};
+use crate::ir::Target;
+use crate::kernel::{CType, FunctionSig, KernelInfo, TracepointFormat, TypeId};
 use crate::span::Span;
 
 /// A script after elaboration.
@@ -163,8 +164,8 @@ pub fn embedded_c(span: Span) -> Diagnostic {
         .with_help("write this in the script language, or use a built-in function")
 }
 
-struct Ctx<'k> {
-    kernel: &'k dyn KernelInfo,
+pub(crate) struct Ctx<'k> {
+    pub(crate) kernel: &'k dyn KernelInfo,
     /// Shared so that resolving a point (recursively) does not copy every alias.
     aliases: std::rc::Rc<Vec<ast::Alias>>,
     diags: Vec<Diagnostic>,
@@ -172,23 +173,23 @@ struct Ctx<'k> {
 }
 
 /// One resolution of a probe point: a target and the alias bodies around the user's body.
-struct Resolved {
-    point: String,
-    user_point: String,
-    target: Target,
-    format: Option<TracepointFormat>,
-    function: Option<FunctionSig>,
-    prologue: Vec<Block>,
-    epilogue: Vec<Block>,
+pub(crate) struct Resolved {
+    pub(crate) point: String,
+    pub(crate) user_point: String,
+    pub(crate) target: Target,
+    pub(crate) format: Option<TracepointFormat>,
+    pub(crate) function: Option<FunctionSig>,
+    pub(crate) prologue: Vec<Block>,
+    pub(crate) epilogue: Vec<Block>,
 }
 
 impl Resolved {
     /// A point that is its own target, with no context and no alias bodies.
-    fn plain(target: Target, text: String) -> Resolved {
+    pub(crate) fn plain(target: Target, text: String) -> Resolved {
         Resolved::with_context(target, text, None)
     }
 
-    fn with_context(target: Target, text: String, format: Option<TracepointFormat>) -> Resolved {
+    pub(crate) fn with_context(target: Target, text: String, format: Option<TracepointFormat>) -> Resolved {
         Resolved {
             user_point: text.clone(),
             point: text,
@@ -202,7 +203,7 @@ impl Resolved {
 }
 
 /// The number a point component carries: `begin(-1)`, `timer.ms(100)`.
-fn literal_number(c: &Component) -> Option<i64> {
+pub(crate) fn literal_number(c: &Component) -> Option<i64> {
     match c.arg {
         Some(Literal::Number(n)) => Some(n),
         _ => None,
@@ -210,7 +211,7 @@ fn literal_number(c: &Component) -> Option<i64> {
 }
 
 /// Why a point did not resolve.
-enum Unresolved {
+pub(crate) enum Unresolved {
     /// Nothing by that name.
     Unknown,
     /// A family matched but the kernel lacks it; the diagnostic explains.
@@ -218,10 +219,6 @@ enum Unresolved {
 }
 
 const MAX_ALIAS_DEPTH: usize = 16;
-
-/// The most kernel functions one wildcard may attach to: each is a program and an attachment
-/// of its own (bpftrace 0.17 stops at 512 probes by default).
-const MAX_FUNCTION_PROBES: usize = 1000;
 
 impl Ctx<'_> {
     fn probe(&mut self, probe: &ast::Probe, out: &mut Elaborated) {
@@ -268,100 +265,6 @@ impl Ctx<'_> {
                 Err(Unresolved::Unknown) => self.diags.push(self.unknown_point(point)),
             }
         }
-    }
-
-    /// `@entry(e)` in a syscall's return probe: a probe on the syscall's entry stores `e` in
-    /// a global array by thread (see [`entry_value`]), which the return probe reads. An
-    /// argument function (`int_arg(1)`) there is `@entry` of itself, since the return
-    /// record holds only the result: SystemTap gives the entry's arguments too.
-    fn entry_values(&mut self, target: &Target, body: &Block, out: &mut Elaborated) {
-        let Target::Tracepoint { group, event, .. } = target else { return };
-        let Some(name) = event.strip_prefix("sys_exit_").filter(|_| group == "syscalls") else { return };
-        let mut entries = Vec::new();
-        walk_exprs(body, &mut |e| match &e.kind {
-            ExprKind::Entry(inner) => entries.push((**inner).clone()),
-            ExprKind::Call { name, .. } if builtins::arg_function(name).is_some() => entries.push(e.clone()),
-            _ => {}
-        });
-        if entries.is_empty() {
-            return;
-        }
-        let enter = format!("sys_enter_{name}");
-        let Ok(format) = self.kernel.tracepoint("syscalls", &enter) else { return };
-        for inner in entries {
-            let span = inner.span;
-            let global = entry_array(span);
-            if out.globals.iter().any(|g| g.name == global) {
-                continue;
-            }
-            let slot = entry_value(span);
-            out.globals.push(ast::Global {
-                name: global,
-                init: None,
-                size: None,
-                is_array: true,
-                wrap: false,
-                private: true,
-                tapset: false,
-                span,
-            });
-            let store = ExprKind::Assign { op: ast::AssignOp::Assign, target: Box::new(slot), value: Box::new(inner) };
-            let stmt = Stmt { kind: StmtKind::Expr(Expr::new(store, span)), span };
-            let mut target = Target::Tracepoint {
-                group: "syscalls".into(),
-                event: enter.clone(),
-                record_size: format.record_size(),
-            };
-            on_raw_syscalls(&mut target);
-            out.probes.push(ElabProbe {
-                point: format!("kernel.trace(\"syscalls:{enter}\")"),
-                user_point: format!("syscall.{name}"),
-                target,
-                format: Some(format.clone()),
-                function: None,
-                body: Block { stmts: vec![stmt], span },
-                span,
-                never: false,
-            });
-        }
-    }
-
-    /// A tracepoint probe whose body reads a C argument of the tracepoint (`$prev` of
-    /// sched_switch), not only fields of its record (`$prev_pid`), becomes a raw tracepoint
-    /// probe: its `$vars` are then the arguments, typed from BTF as a kernel function's
-    /// parameters are. A name that is both (`$irq` of irq_handler_entry) stays a record
-    /// field while the body reads no argument-only name, nor follows a member of a field the
-    /// record has as a `void *` (`$timer->function` of timer_expire_entry: SystemTap's `$timer`
-    /// is the argument, a `struct timer_list *`). Returns the record's format when the probe
-    /// switched, for [`record_fields_read`].
-    fn read_tracepoint_args(&self, r: &mut Resolved, body: &Block) -> Option<TracepointFormat> {
-        let (Target::Tracepoint { event, .. }, Some(format)) = (&r.target, &r.format) else { return None };
-        let untyped = |name: &str| format.field(name).is_some_and(|f| f.c_type.replace(' ', "") == "void*");
-        let mut unknown = BTreeSet::new();
-        walk_exprs(body, &mut |e| match &e.kind {
-            ExprKind::TargetVar(name) if format.field(name).is_none() => {
-                unknown.insert(name.clone());
-            }
-            ExprKind::Member { base, .. } => {
-                if let ExprKind::TargetVar(name) = &base.kind {
-                    if untyped(name) {
-                        unknown.insert(name.clone());
-                    }
-                }
-            }
-            _ => {}
-        });
-        if unknown.is_empty() {
-            return None;
-        }
-        let args = self.kernel.tracepoint_args(event).ok()?;
-        if !args.params.iter().any(|(name, _)| unknown.contains(name)) {
-            return None;
-        }
-        r.target = Target::RawTracepoint { event: event.clone(), nargs: args.params.len() as u32 };
-        let record = r.format.replace(function_context(&args, false));
-        r.function = Some(args);
-        record
     }
 
     fn unknown_point(&self, point: &ProbePoint) -> Diagnostic {
@@ -417,7 +320,7 @@ impl Ctx<'_> {
             Err(_) => {}
         }
         if found.is_empty() {
-            return match self.builtin(point) {
+            return match self.family_point(point) {
                 Err(Unresolved::Unknown) => self.alias_with_suffix(point, depth),
                 other => other,
             };
@@ -496,393 +399,11 @@ impl Ctx<'_> {
         }
     }
 
-    fn tracepoints(&mut self) -> &[(String, String)] {
+    pub(crate) fn tracepoints(&mut self) -> &[(String, String)] {
         if self.tracepoints.is_none() {
             self.tracepoints = Some(self.kernel.tracepoints());
         }
         self.tracepoints.as_deref().unwrap_or_default()
-    }
-
-    /// `syscall.*` and other wildcards matching many syscalls: one program on the
-    /// `raw_syscalls` tracepoint with `name` and `syscall_nr`, filtered to the matching
-    /// numbers, instead of one attachment per syscall. Attaching and detaching hundreds of
-    /// tracepoints takes seconds (a perf-event link takes about 85 ms to close here); one
-    /// raw tracepoint takes a millisecond, and its filter costs a few instructions.
-    fn syscall_wildcard(&mut self, point: &ProbePoint) -> Option<Resolved> {
-        const MIN_MATCHES: usize = 5;
-        let comps = &point.components;
-        let family = comps.first().map(|c| c.name.as_str());
-        if !matches!(family, Some("syscall" | "nd_syscall")) || !(2..=3).contains(&comps.len()) {
-            return None;
-        }
-        if comps.iter().any(|c| c.arg.is_some()) || !is_pattern(&comps[1].name) {
-            return None;
-        }
-        let want_return = match comps.get(2) {
-            None => false,
-            Some(c) if c.name == "return" => true,
-            Some(_) => return None,
-        };
-        let pattern = Glob::new(&comps[1].name).ok()?;
-        let numbers: Vec<u32> = crate::syscall_table::SYSCALLS
-            .iter()
-            .filter(|(_, name)| pattern.matches(name))
-            .map(|(nr, _)| *nr)
-            .collect();
-        if numbers.len() < MIN_MATCHES {
-            return None;
-        }
-        let event = if want_return { "sys_exit" } else { "sys_enter" };
-        let mut format = self.kernel.tracepoint("raw_syscalls", event).ok()?;
-        let raw_args = if want_return { Vec::new() } else { name_raw_args(&mut format) };
-        let span = point.span;
-        let id = || Expr::new(ExprKind::TargetVar("id".into()), span);
-        let mut stmts = Vec::new();
-        if numbers.len() < crate::syscall_table::SYSCALLS.len() {
-            // if (!(id == a || id == b ...)) next
-            let test = numbers
-                .iter()
-                .map(|nr| {
-                    let lhs = Box::new(id());
-                    let rhs = Box::new(Expr::new(ExprKind::Number(*nr as i64), span));
-                    Expr::new(ExprKind::Compare { op: ast::CompareOp::Eq, lhs, rhs }, span)
-                })
-                .reduce(|a, b| {
-                    Expr::new(ExprKind::Logical { op: ast::LogicalOp::Or, lhs: Box::new(a), rhs: Box::new(b) }, span)
-                })?;
-            let not = Expr::new(ExprKind::Unary { op: ast::UnaryOp::Not, expr: Box::new(test) }, span);
-            let next = Stmt { kind: StmtKind::Next, span };
-            stmts.push(Stmt { kind: StmtKind::If { cond: not, then: Box::new(next), els: None }, span });
-        }
-        stmts.push(assign_stmt("syscall_nr", id(), span));
-        // IMPORTANT: tapset functions called here are listed in `select::GENERATED_CALLS`.
-        let name_call = Expr::new(ExprKind::Call { name: "syscall_name".into(), args: vec![id()] }, span);
-        stmts.push(assign_stmt("name", name_call, span));
-        if want_return {
-            let ret = Expr::new(ExprKind::TargetVar("ret".into()), span);
-            stmts.push(assign_stmt("retval", ret.clone(), span));
-            let call = Expr::new(ExprKind::Call { name: "_syscall_retstr".into(), args: vec![ret] }, span);
-            stmts.push(assign_stmt("retstr", call, span));
-        } else if !raw_args.is_empty() {
-            // Which argument is a string or a pointer depends on the syscall; one program for
-            // all of them prints the raw values (see `_syscall_raw_argstr`).
-            let args = raw_args.iter().map(|a| Expr::new(ExprKind::TargetVar(a.clone()), span)).collect();
-            let call = Expr::new(ExprKind::Call { name: "_syscall_raw_argstr".into(), args }, span);
-            stmts.push(assign_stmt("argstr", call, span));
-        }
-        Some(Resolved {
-            point: format!("kernel.trace(\"raw_syscalls:{event}\")"),
-            user_point: point_text(point),
-            target: Target::Tracepoint {
-                group: "raw_syscalls".into(),
-                event: event.into(),
-                record_size: format.record_size(),
-            },
-            format: Some(format),
-            function: None,
-            prologue: vec![Block { stmts, span }],
-            epilogue: vec![],
-        })
-    }
-
-    /// `syscall.NAME` and `syscall.NAME.return` for every syscall tracepoint, with `name`
-    /// (and `retval` on return) set, and each tracepoint field as `$field`.
-    fn syscalls(&mut self, point: &ProbePoint, defined: &BTreeSet<String>) -> Result<Vec<Resolved>, Unresolved> {
-        let comps = &point.components;
-        let family = comps.first().map(|c| c.name.as_str());
-        if !matches!(family, Some("syscall" | "nd_syscall")) || comps.len() < 2 || comps.len() > 3 {
-            return Err(Unresolved::Unknown);
-        }
-        if comps.iter().any(|c| c.arg.is_some()) {
-            return Err(Unresolved::Unknown);
-        }
-        let want_return = match comps.get(2) {
-            None => false,
-            Some(c) if c.name == "return" => true,
-            Some(_) => return Err(Unresolved::Unknown),
-        };
-        let pattern = comps[1].name.clone();
-        // A plain name needs no list of every tracepoint: its format file answers.
-        let names: Vec<String> = if is_pattern(&pattern) {
-            let glob = Glob::new(&pattern).map_err(|e| Unresolved::Failed(pattern_error(e, point.span)))?;
-            self.tracepoints()
-                .iter()
-                .filter(|(g, _)| g == "syscalls")
-                .filter_map(|(_, e)| e.strip_prefix("sys_enter_"))
-                .filter(|n| glob.matches(n))
-                .map(String::from)
-                .collect()
-        } else {
-            vec![pattern.clone()]
-        };
-        let mut out = Vec::new();
-        for name in names {
-            let user_point =
-                format!("{}.{}{}", family.unwrap_or("syscall"), name, if want_return { ".return" } else { "" });
-            if defined.contains(&user_point) {
-                continue;
-            }
-            let event = format!("sys_{}_{}", if want_return { "exit" } else { "enter" }, name);
-            let Ok(format) = self.kernel.tracepoint("syscalls", &event) else { continue };
-            let span = point.span;
-            let mut stmts = vec![assign_stmt("name", Expr::new(ExprKind::String(name.clone()), span), span)];
-            if !want_return {
-                stmts.extend(generic_syscall_vars(&format, span));
-            }
-            if want_return {
-                let ret = Expr::new(ExprKind::TargetVar("ret".into()), span);
-                stmts.push(assign_stmt("retval", ret.clone(), span));
-                // IMPORTANT: listed in `select::GENERATED_CALLS`.
-                let call = Expr::new(ExprKind::Call { name: "_syscall_retstr".into(), args: vec![ret] }, span);
-                stmts.push(assign_stmt("retstr", call, span));
-            }
-            out.push(Resolved {
-                point: format!("kernel.trace(\"syscalls:{event}\")"),
-                user_point,
-                target: Target::Tracepoint { group: "syscalls".into(), event, record_size: format.record_size() },
-                format: Some(format),
-                function: None,
-                prologue: vec![Block { stmts, span }],
-                epilogue: vec![],
-            });
-        }
-        if out.is_empty() {
-            Err(Unresolved::Unknown)
-        } else {
-            Ok(out)
-        }
-    }
-
-    fn builtin(&mut self, point: &ProbePoint) -> Result<Vec<Resolved>, Unresolved> {
-        let comps = &point.components;
-        let names: Vec<&str> = comps.iter().map(|c| c.name.as_str()).collect();
-        let number = literal_number;
-        let simple = |target: Target, text: String| Ok(vec![Resolved::plain(target, text)]);
-        match names.as_slice() {
-            ["begin"] => simple(Target::Begin { priority: number(&comps[0]).unwrap_or(0) }, "begin".into()),
-            ["end"] => simple(Target::End { priority: number(&comps[0]).unwrap_or(0) }, "end".into()),
-            ["error"] => simple(Target::Error { priority: number(&comps[0]).unwrap_or(0) }, "error".into()),
-            // Type-checked as a user-space probe, then left out (see `ElabProbe::never`).
-            ["never"] => simple(Target::Begin { priority: 0 }, "never".into()),
-            ["prometheus"] => simple(Target::Page { path: ir::METRICS_PATH }, "prometheus".into()),
-            ["json_data"] => simple(Target::Page { path: ir::JSON_DATA_PATH }, "json_data".into()),
-            ["__json_metadata"] => simple(Target::Page { path: ir::JSON_METADATA_PATH }, "__json_metadata".into()),
-            ["__stdin"] => simple(Target::Stdin, "__stdin".into()),
-            ["timer", "profile"] => {
-                let hz = self.kernel.config("CONFIG_HZ").and_then(|v| v.parse().ok()).unwrap_or(250);
-                let target = Target::Perf { event: PerfEvent::CpuClock, sample: PerfSample::Frequency(hz) };
-                simple(target, "timer.profile".into())
-            }
-            ["timer", unit] | ["timer", unit, "randomize"] => timer(unit, &comps[1]),
-            ["netfilter", "hook", "pf"] | ["netfilter", "pf", "hook"] => netfilter(point),
-            ["perf", "sw", clock] | ["perf", "sw", clock, "sample"] if matches!(*clock, "cpu_clock" | "task_clock") => {
-                let event = if *clock == "cpu_clock" { PerfEvent::CpuClock } else { PerfEvent::TaskClock };
-                let period = comps.get(3).and_then(number).unwrap_or(1_000_000);
-                if period <= 0 {
-                    return Err(Unresolved::Failed(Diagnostic::error(
-                        "E0103",
-                        format!("sample period must be positive, not {period}"),
-                        comps[3].span,
-                    )));
-                }
-                let period = period as u64;
-                let target = Target::Perf { event, sample: PerfSample::Period(period) };
-                simple(target, point_text(point))
-            }
-            ["process", "function"] | ["process", "function", "call"] | ["process", "function", "return"] => {
-                process_function(point)
-            }
-            // `kprobe.function` is untyped in SystemTap; bpftap types it from BTF all the same.
-            [family @ ("kernel" | "kprobe"), "function"]
-            | [family @ ("kernel" | "kprobe"), "function", "call" | "return"] => {
-                let Some(Literal::String(pattern)) = &comps[1].arg else {
-                    return Err(Unresolved::Failed(Diagnostic::error(
-                        "E0108",
-                        format!("`{family}.function` needs a function name such as \"vfs_read\""),
-                        point.span,
-                    )));
-                };
-                self.unprobeable_functions(point)?;
-                self.kernel_function(pattern, names.last() == Some(&"return"), point)
-            }
-            ["module", "function"] | ["module", "function", "call" | "return"] => {
-                let (Some(Literal::String(module)), Some(Literal::String(_))) = (&comps[0].arg, &comps[1].arg) else {
-                    return Err(Unresolved::Failed(Diagnostic::error(
-                        "E0108",
-                        "write a module function probe as module(\"nfsd\").function(\"nfsd_open\")",
-                        point.span,
-                    )));
-                };
-                self.unprobeable_functions(point)?;
-                Err(Unresolved::Failed(self.module_function_error(module, point)))
-            }
-            ["kernel", "trace"] => {
-                let Some(Literal::String(spec)) = &comps[1].arg else {
-                    return Err(Unresolved::Failed(Diagnostic::error(
-                        "E0104",
-                        "`kernel.trace` needs a tracepoint name such as \"sched:sched_switch\"",
-                        point.span,
-                    )));
-                };
-                self.kernel_trace(spec, point)
-            }
-            _ => Err(Unresolved::Unknown),
-        }
-    }
-
-    /// A `kernel.function` point marked `?` or `!` on a kernel that cannot probe functions
-    /// (no kprobes, no BPF trampolines): not resolved, so that the next point (a tracepoint,
-    /// in tapsets) is taken instead of failing at attach time.
-    fn unprobeable_functions(&self, point: &ProbePoint) -> Result<(), Unresolved> {
-        if (point.optional || point.sufficient) && !self.kernel.probes_functions() {
-            return Err(Unresolved::Failed(Diagnostic::error(
-                "E0109",
-                "this kernel cannot probe its functions (no kprobes, no fentry)",
-                point.span,
-            )));
-        }
-        Ok(())
-    }
-
-    /// `module("m").function(...)`: a module's functions are in its own BTF
-    /// (`/sys/kernel/btf/m`, once loaded), which bpftap does not read yet.
-    fn module_function_error(&self, module: &str, point: &ProbePoint) -> Diagnostic {
-        let loaded = std::path::Path::new("/sys/module").join(module).exists();
-        let d = Diagnostic::error(
-            "E0109",
-            if loaded {
-                format!("bpftap cannot probe the functions of module `{module}` yet (only the kernel's own)")
-            } else {
-                format!("module `{module}` is not loaded in kernel {}", self.kernel.release())
-            },
-            point.span,
-        );
-        if loaded {
-            d.with_help(
-                "probe a kernel function that calls into the module: `bpftap -l 'kernel.function(\"PATTERN\")'`",
-            )
-        } else {
-            d.with_help(format!("load it first (`modprobe {module}`)"))
-        }
-    }
-
-    /// `kernel.function("pattern")`: one probe per matching function in the kernel's BTF.
-    /// (`name@file:line` forms need debuginfo, which bpftap does without: refused.)
-    fn kernel_function(&mut self, pattern: &str, ret: bool, point: &ProbePoint) -> Result<Vec<Resolved>, Unresolved> {
-        if let Some(at) = pattern.find(['@', ':']) {
-            return Err(Unresolved::Failed(
-                Diagnostic::error(
-                    "E0113",
-                    format!("`{}` needs the kernel's debuginfo (DWARF), which bpftap does without", &pattern[at..]),
-                    point.span,
-                )
-                .with_help(format!("probe the function by its name alone: kernel.function(\"{}\")", &pattern[..at])),
-            ));
-        }
-        let names: Vec<String> = if is_pattern(pattern) {
-            let glob = Glob::new(pattern).map_err(|e| Unresolved::Failed(pattern_error(e, point.span)))?;
-            self.kernel.functions().into_iter().filter(|n| glob.matches(n)).collect()
-        } else {
-            vec![pattern.to_string()]
-        };
-        if names.len() > MAX_FUNCTION_PROBES {
-            return Err(Unresolved::Failed(
-                Diagnostic::error(
-                    "E0112",
-                    format!(
-                        "\"{pattern}\" matches {} kernel functions; bpftap attaches at most {MAX_FUNCTION_PROBES}",
-                        names.len()
-                    ),
-                    point.span,
-                )
-                .with_help("narrow the pattern; `bpftap -l 'kernel.function(\"PATTERN\")'` lists the matches"),
-            ));
-        }
-        let mut out = Vec::new();
-        for name in names {
-            match self.kernel.function(&name) {
-                Ok(sig) => {
-                    let text = format!("kernel.function(\"{name}\"){}", if ret { ".return" } else { ".call" });
-                    out.push(Resolved {
-                        point: text.clone(),
-                        user_point: text,
-                        target: Target::KernelFunction { name, ret, nargs: sig.params.len() as u32 },
-                        format: Some(function_context(&sig, ret)),
-                        function: Some(sig),
-                        prologue: vec![],
-                        epilogue: vec![],
-                    });
-                }
-                Err(e) if !is_pattern(pattern) => {
-                    // Functions get renamed, inlined or dropped between releases: say which
-                    // kernel this one is missing from.
-                    let message = match e {
-                        KernelError::NoFunction(f) => {
-                            format!("Linux {} has no function `{f}` (none in its BTF)", self.kernel.release())
-                        }
-                        e => e.to_string(),
-                    };
-                    return Err(Unresolved::Failed(
-                        Diagnostic::error("E0109", message, point.span)
-                            .with_help("`bpftap -l 'kernel.function(\"PATTERN\")'` lists the functions"),
-                    ));
-                }
-                Err(_) => {}
-            }
-        }
-        if out.is_empty() {
-            return Err(Unresolved::Failed(Diagnostic::error(
-                "E0109",
-                format!("no kernel function matches \"{pattern}\""),
-                point.span,
-            )));
-        }
-        Ok(out)
-    }
-
-    fn kernel_trace(&mut self, spec: &str, point: &ProbePoint) -> Result<Vec<Resolved>, Unresolved> {
-        let (gpat, epat) = match spec.split_once(':') {
-            Some((g, e)) => (g.to_string(), e.to_string()),
-            None => ("*".to_string(), spec.to_string()),
-        };
-        let no_match = || {
-            Unresolved::Failed(
-                Diagnostic::error("E0106", format!("no tracepoint matches \"{spec}\" in this kernel"), point.span)
-                    .with_help("`bpftap -l 'kernel.trace(\"*\")'` lists the tracepoints"),
-            )
-        };
-        // A plain name needs no list of every tracepoint (2000 and more, over a millisecond to
-        // read): its format file answers.
-        let matches: Vec<(String, String)> = if is_pattern(&gpat) || is_pattern(&epat) {
-            let glob = |p: &str| Glob::new(p).map_err(|e| Unresolved::Failed(pattern_error(e, point.span)));
-            let (gglob, eglob) = (glob(&gpat)?, glob(&epat)?);
-            self.tracepoints().iter().filter(|(g, e)| gglob.matches(g) && eglob.matches(e)).cloned().collect()
-        } else {
-            vec![(gpat, epat)]
-        };
-        if matches.is_empty() {
-            return Err(no_match());
-        }
-        let mut out = Vec::new();
-        for (group, event) in matches {
-            match self.kernel.tracepoint(&group, &event) {
-                Ok(format) => out.push(Resolved {
-                    point: format!("kernel.trace(\"{group}:{event}\")"),
-                    user_point: format!("kernel.trace(\"{group}:{event}\")"),
-                    target: Target::Tracepoint { group, event, record_size: format.record_size() },
-                    format: Some(format),
-                    function: None,
-                    prologue: vec![],
-                    epilogue: vec![],
-                }),
-                Err(KernelError::NoTracepoint(..)) if !is_pattern(spec) => return Err(no_match()),
-                Err(e) if !is_pattern(spec) => {
-                    return Err(Unresolved::Failed(Diagnostic::error("E0106", e.to_string(), point.span)))
-                }
-                Err(_) => {}
-            }
-        }
-        Ok(out)
     }
 }
 
@@ -900,277 +421,7 @@ pub fn entry_array(span: Span) -> String {
     format!("__entry_{}_{}", span.file.0, span.start)
 }
 
-/// Netfilter protocol families (`NFPROTO_*`) by name.
-const NF_PROTOCOLS: &[(&str, u32)] =
-    &[("NFPROTO_IPV4", 2), ("NFPROTO_IPV6", 10), ("NFPROTO_INET", 1), ("NFPROTO_ARP", 3), ("NFPROTO_BRIDGE", 7)];
-/// Netfilter hooks by name; the IPv6 names are the same numbers.
-const NF_HOOKS: &[(&str, u32)] = &[
-    ("NF_INET_PRE_ROUTING", 0),
-    ("NF_INET_LOCAL_IN", 1),
-    ("NF_INET_FORWARD", 2),
-    ("NF_INET_LOCAL_OUT", 3),
-    ("NF_INET_POST_ROUTING", 4),
-    ("NF_IP_PRE_ROUTING", 0),
-    ("NF_IP_LOCAL_IN", 1),
-    ("NF_IP_FORWARD", 2),
-    ("NF_IP_LOCAL_OUT", 3),
-    ("NF_IP_POST_ROUTING", 4),
-    ("NF_IP6_PRE_ROUTING", 0),
-    ("NF_IP6_LOCAL_IN", 1),
-    ("NF_IP6_FORWARD", 2),
-    ("NF_IP6_LOCAL_OUT", 3),
-    ("NF_IP6_POST_ROUTING", 4),
-    ("NF_BR_PRE_ROUTING", 0),
-    ("NF_BR_LOCAL_IN", 1),
-    ("NF_BR_FORWARD", 2),
-    ("NF_BR_LOCAL_OUT", 3),
-    ("NF_BR_POST_ROUTING", 4),
-    ("NF_BR_BROUTING", 5),
-];
-/// Where our programs sit among the hook's functions: before conntrack (-200) and the
-/// filter table (0), so they see every packet, as SystemTap's hooks do.
-const NF_BPF_PRIORITY: i32 = -1_000_000;
-
-/// `timer.ms(N)` and its siblings (`unit` is `ms`, `s`, `hz`, ...).
-fn timer(unit: &str, count: &Component) -> Result<Vec<Resolved>, Unresolved> {
-    let per_unit: Option<fn(i64) -> Option<i64>> = match unit {
-        "s" | "sec" => Some(|n| n.checked_mul(1_000_000_000)),
-        "ms" | "msec" => Some(|n| n.checked_mul(1_000_000)),
-        "us" | "usec" => Some(|n| n.checked_mul(1_000)),
-        "ns" | "nsec" => Some(Some),
-        "hz" => Some(|n| (n > 0).then(|| 1_000_000_000 / n)),
-        "jiffies" => Some(|n| n.checked_mul(4_000_000)),
-        _ => None,
-    };
-    let (Some(f), Some(n)) = (per_unit, literal_number(count)) else {
-        return Err(Unresolved::Unknown);
-    };
-    if n <= 0 {
-        return Err(Unresolved::Failed(Diagnostic::error(
-            "E0103",
-            format!("timer interval must be positive, not {n}"),
-            count.span,
-        )));
-    }
-    // A year at most: longer is a typo, and it must not overflow nanoseconds.
-    const MAX_INTERVAL_NS: i64 = 365 * 24 * 3600 * 1_000_000_000;
-    let Some(ns) = f(n).filter(|ns| (1..=MAX_INTERVAL_NS).contains(ns)) else {
-        return Err(Unresolved::Failed(Diagnostic::error(
-            "E0103",
-            format!("timer interval {n} is out of range: at most a year, at least a nanosecond"),
-            count.span,
-        )));
-    };
-    Ok(vec![Resolved::plain(Target::Timer { interval_ns: ns as u64 }, format!("timer.{unit}({n})"))])
-}
-
-/// `netfilter.hook("NF_INET_LOCAL_OUT").pf("NFPROTO_IPV4")`, in either order.
-fn netfilter(point: &ProbePoint) -> Result<Vec<Resolved>, Unresolved> {
-    let comps = &point.components;
-    let (hook_c, pf_c) = if comps[1].name == "hook" { (&comps[1], &comps[2]) } else { (&comps[2], &comps[1]) };
-    let pf = match &pf_c.arg {
-        Some(Literal::String(s)) => netfilter_constant(s, NF_PROTOCOLS),
-        Some(Literal::Number(n)) => u32::try_from(*n).ok(),
-        None => None,
-    };
-    let hook = match &hook_c.arg {
-        Some(Literal::String(s)) => netfilter_constant(s, NF_HOOKS),
-        Some(Literal::Number(n)) => u32::try_from(*n).ok(),
-        None => None,
-    };
-    let (Some(pf), Some(hook)) = (pf, hook) else {
-        return Err(Unresolved::Failed(
-            Diagnostic::error("E0107", "unknown netfilter protocol family or hook", point.span)
-                .with_help("use e.g. netfilter.hook(\"NF_INET_LOCAL_OUT\").pf(\"NFPROTO_IPV4\")"),
-        ));
-    };
-    let target = Target::Netfilter { pf, hook, priority: NF_BPF_PRIORITY };
-    Ok(vec![Resolved::with_context(target, point_text(point), Some(netfilter_context()))])
-}
-
-/// `process("path").function("symbol")`, `.call` or `.return`: a uprobe.
-fn process_function(point: &ProbePoint) -> Result<Vec<Resolved>, Unresolved> {
-    let comps = &point.components;
-    let (Some(Literal::String(path)), Some(Literal::String(symbol))) = (&comps[0].arg, &comps[1].arg) else {
-        return Err(Unresolved::Failed(Diagnostic::error(
-            "E0110",
-            "write a uprobe as process(\"/path/to/program\").function(\"symbol\")",
-            point.span,
-        )));
-    };
-    let Some(path) = find_executable(path) else {
-        return Err(Unresolved::Failed(Diagnostic::error(
-            "E0110",
-            format!("no executable `{path}` (give its path, or a name found on PATH)"),
-            comps[0].span,
-        )));
-    };
-    let ret = comps.last().is_some_and(|c| c.name == "return");
-    let symbol = symbol.split('@').next().unwrap_or(symbol).to_string();
-    let text = format!("process(\"{path}\").function(\"{symbol}\"){}", if ret { ".return" } else { ".call" });
-    let mut format = TracepointFormat { group: "process".into(), event: symbol.clone(), ..Default::default() };
-    if ret {
-        format.fields.push(crate::kernel::TracepointField {
-            name: "return".into(),
-            c_type: "long".into(),
-            offset: 0,
-            size: 8,
-            signed: true,
-        });
-    }
-    Ok(vec![Resolved::with_context(Target::Uprobe { path, symbol, ret }, text, Some(format))])
-}
-
-fn netfilter_constant(name: &str, table: &[(&str, u32)]) -> Option<u32> {
-    table.iter().find(|(n, _)| *n == name).map(|(_, v)| *v).or_else(|| name.parse().ok())
-}
-
-/// The context of a netfilter program, `struct bpf_nf_ctx`, as `$state` and `$skb`.
-fn netfilter_context() -> TracepointFormat {
-    let field = |name: &str, c_type: &str, offset| crate::kernel::TracepointField {
-        name: name.into(),
-        c_type: c_type.into(),
-        offset,
-        size: 8,
-        signed: false,
-    };
-    TracepointFormat {
-        group: "netfilter".into(),
-        event: "bpf_nf_ctx".into(),
-        common_fields: vec![],
-        fields: vec![field("state", "struct nf_hook_state *", 0), field("skb", "struct sk_buff *", 8)],
-    }
-}
-
-/// The target variables of a kernel function probe, as record fields so type checking sees
-/// them like a tracepoint's: each parameter (`offset` is its index), and `return` on `.return`.
-/// They are all longs; lowering reads them as arguments and takes their C types from BTF.
-fn function_context(sig: &FunctionSig, ret: bool) -> TracepointFormat {
-    let field = |name: &str, offset| crate::kernel::TracepointField {
-        name: name.into(),
-        c_type: "long".into(),
-        offset,
-        size: 8,
-        signed: true,
-    };
-    let mut fields: Vec<_> = sig.params.iter().enumerate().map(|(i, (n, _))| field(n, i as u32)).collect();
-    if ret {
-        fields.push(field("return", sig.params.len() as u32));
-    }
-    TracepointFormat { group: "kernel".into(), event: sig.name.clone(), common_fields: vec![], fields }
-}
-
-/// `raw_syscalls:sys_enter`'s `unsigned long args[6]` as six fields `__arg1`..`__arg6` of
-/// the record, which lowering reads like any field; returns their names.
-fn name_raw_args(format: &mut TracepointFormat) -> Vec<String> {
-    let Some(args) = format.field("args").filter(|f| f.size == 48).cloned() else { return Vec::new() };
-    let names: Vec<String> = (1..=6).map(|i| format!("__arg{i}")).collect();
-    for (i, name) in names.iter().enumerate() {
-        format.fields.push(crate::kernel::TracepointField {
-            name: name.clone(),
-            c_type: "unsigned long".into(),
-            offset: args.offset + 8 * i as u32,
-            size: 8,
-            signed: false,
-        });
-    }
-    names
-}
-
-/// The variables of a syscall the table (`tapsets/syscalls.table`) does not describe: each
-/// argument by its field's name, and `argstr` with user strings quoted, pointers as `%p` and
-/// numbers as `%d`.
-fn generic_syscall_vars(format: &TracepointFormat, span: Span) -> Vec<Stmt> {
-    const SET_BY_THE_ALIAS: &[&str] = &["name", "argstr", "retval", "retstr"];
-    let args: Vec<_> = format.fields.iter().filter(|f| f.name != "__syscall_nr").collect();
-    let mut stmts = Vec::new();
-    let mut conversions = Vec::new();
-    let mut values = Vec::new();
-    for field in &args {
-        let mut value = Expr::new(ExprKind::TargetVar(field.name.clone()), span);
-        let c = field.c_type.replace(' ', "");
-        // A path is a quoted string in SystemTap's variables too (`pathname`, `filename`).
-        if c == "constchar*" {
-            conversions.push("%s");
-            // IMPORTANT: listed in `select::GENERATED_CALLS`.
-            value = Expr::new(ExprKind::Call { name: "_user_string_quoted".into(), args: vec![value] }, span);
-        } else {
-            conversions.push(if c.contains('*') { "%p" } else { "%d" });
-        }
-        if !SET_BY_THE_ALIAS.contains(&field.name.as_str()) {
-            stmts.push(assign_stmt(&field.name, value.clone(), span));
-        }
-        values.push(value);
-    }
-    let argstr = if values.is_empty() {
-        Expr::new(ExprKind::String(String::new()), span)
-    } else {
-        let mut call_args = vec![Expr::new(ExprKind::String(conversions.join(", ")), span)];
-        call_args.extend(values);
-        Expr::new(ExprKind::Call { name: "sprintf".into(), args: call_args }, span)
-    };
-    stmts.push(assign_stmt("argstr", argstr, span));
-    stmts
-}
-
-/// For a probe switched to a tracepoint's arguments: the record fields its body still reads
-/// (outside `@defined`), each an error. A raw tracepoint has no record, and reading the
-/// record's values from the arguments needs the event's C code, which BTF does not hold.
-fn record_fields_read(record: &TracepointFormat, r: &Resolved, body: &Block) -> Vec<Diagnostic> {
-    let Some(args) = &r.function else { return Vec::new() };
-    let is_arg = |name: &str| args.params.iter().any(|(p, _)| p == name);
-    let arg_names = args.params.iter().map(|(p, _)| format!("${p}")).collect::<Vec<_>>().join(", ");
-    let mut out = Vec::new();
-    walk_exprs(body, &mut |e| {
-        let ExprKind::TargetVar(name) = &e.kind else { return };
-        if is_arg(name) || record.field(name).is_none() {
-            return;
-        }
-        out.push(
-            Diagnostic::error(
-                "E0111",
-                format!("`${name}` is a field of the tracepoint's record, but this probe also reads its C arguments"),
-                e.span,
-            )
-            .with_label("a record field")
-            .with_help(format!(
-                "a probe reads either the record or the arguments of `{}`; its arguments are {arg_names}: \
-                 read the value through them (e.g. `$arg->member`)",
-                args.name
-            )),
-        );
-    });
-    out
-}
-
-/// A probe on a syscall tracepoint moves to raw_syscalls' raw tracepoint (see
-/// [`Target::Syscall`]), filtered to the syscall's number for a `syscalls:` one. One whose
-/// number bpftap does not know (a syscall newer than `syscall_table`, or any on an
-/// architecture without a table) stays on its perf-event tracepoint. The filter takes the
-/// number the task entered with, so a 32-bit task's syscalls, which the `syscalls:`
-/// tracepoints leave out on x86-64, would match by their own numbers: bpftap assumes 64-bit
-/// tasks, as its syscall table does.
-fn on_raw_syscalls(target: &mut Target) {
-    let Target::Tracepoint { group, event, .. } = target else { return };
-    let (exit, nr) = match (group.as_str(), event.as_str()) {
-        ("raw_syscalls", "sys_enter" | "sys_exit") => (event == "sys_exit", None),
-        ("syscalls", _) => {
-            let (exit, name) = match (event.strip_prefix("sys_enter_"), event.strip_prefix("sys_exit_")) {
-                (Some(name), _) => (false, name),
-                (_, Some(name)) => (true, name),
-                _ => return,
-            };
-            match crate::syscall_table::tracepoint_number(name) {
-                Some(nr) => (exit, Some(nr)),
-                None => return,
-            }
-        }
-        _ => return,
-    };
-    *target = Target::Syscall { event: std::mem::take(event), exit, nr };
-}
-
-fn assign_stmt(name: &str, value: Expr, span: Span) -> Stmt {
+pub(crate) fn assign_stmt(name: &str, value: Expr, span: Span) -> Stmt {
     let target = Box::new(Expr::new(ExprKind::Ident(name.to_string()), span));
     let kind = ExprKind::Assign { op: ast::AssignOp::Assign, target, value: Box::new(value) };
     Stmt { kind: StmtKind::Expr(Expr::new(kind, span)), span }
@@ -1348,19 +599,6 @@ fn fold_defined_expr(e: &mut Expr, cx: &ProbeContext<'_>) {
     }
 }
 
-/// An executable named by a uprobe: a path, or a name looked up on PATH, as the shell
-/// would. (A fact about the system rather than the kernel; cheap enough to ask directly.)
-fn find_executable(name: &str) -> Option<String> {
-    if name.contains('/') {
-        return std::path::Path::new(name).is_file().then(|| name.to_string());
-    }
-    std::env::var_os("PATH")?
-        .to_str()?
-        .split(':')
-        .map(|dir| format!("{dir}/{name}"))
-        .find(|p| std::path::Path::new(p).is_file())
-}
-
 /// `syscall.connect`, `kernel.trace("sched:*")`, `timer.ms(100)`.
 /// Refuses a point whose wildcard names or string arguments nest or multiply `{a,b}` groups
 /// past what [`Glob`] expands, before any of them is matched against the kernel's names.
@@ -1377,7 +615,7 @@ fn check_patterns(point: &ProbePoint) -> Result<(), Unresolved> {
     Ok(())
 }
 
-fn pattern_error(e: crate::glob::GlobError, span: Span) -> Diagnostic {
+pub(crate) fn pattern_error(e: crate::glob::GlobError, span: Span) -> Diagnostic {
     Diagnostic::error("E0114", format!("probe-point pattern too complex: {e}"), span)
         .with_help("split it into several probe points")
 }

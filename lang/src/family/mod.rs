@@ -7,17 +7,22 @@
 //! | user space | `begin`, `end`, `error`, `never`, `timer.s(N)`.., `prometheus`, `json_data`, `__stdin` | [`user_space`] |
 //! | tracepoint | `kernel.trace("group:event")`: its record, or its C arguments | [`tracepoint`] |
 //! | syscall | `syscalls:`/`raw_syscalls:` tracepoints, run on raw_syscalls' raw tracepoint | [`syscall`] |
-//! | kernel function | `kernel.function("f")`, `kprobe.function("f")`, `.return` | [`kernel_function`] |
+//! | kernel function | `kernel.function("f")`, `kprobe.function("f")`, `module("m").function("f")`, `.return` | [`kernel_function`] |
 //! | uprobe | `process("path").function("sym")`, `.return` | [`uprobe`] |
 //! | perf | `timer.profile`, `perf.sw.cpu_clock`.. | [`perf`] |
 //! | netfilter | `netfilter.hook("NF_INET_LOCAL_OUT").pf("NFPROTO_IPV4")`.. | [`netfilter`] |
 //!
-//! A family's module gives [`KernelProgram`] for its targets: the code generator reads the
+//! A family's module resolves its points (an `impl` of elaboration's context, or plain
+//! functions) and gives [`KernelProgram`] for its targets: the code generator reads the
 //! section and the [`Context`], the runtime the [`Attach`] mechanism, and neither matches on
 //! `Target`. A new family whose context and attachment exist touches its module and this
-//! table ([`Target::kernel_program`], and its variant of `Target`); a new context touches
-//! `codegen_bpf::emit` too, a new attachment `runtime::loader`.
+//! table (a row of `family_point`, one of [`Target::kernel_program`]) besides its variant of
+//! `Target`; a new context touches `codegen_bpf::emit` too, a new attachment
+//! `runtime::loader`. User-space families run when the runtime's session says (`begin` at
+//! start, timers on their clock), which `runtime::session` decides by their `Target`.
 
+use crate::ast::ProbePoint;
+use crate::elaborate::{Ctx, Resolved, Unresolved};
 use crate::ir::{PerfEvent, PerfSample, Target};
 
 pub mod kernel_function;
@@ -136,4 +141,31 @@ impl Target {
 /// A program with no other form.
 fn single<'t>(section: String, context: Context, attach: Attach<'t>) -> KernelProgram<'t> {
     KernelProgram { section, context, returns: 0, attach, fallback: None }
+}
+
+impl Ctx<'_> {
+    /// The table of the families' points: a point no alias names, resolved by the family
+    /// its component names select (the `syscall.NAME` points are tried before, in
+    /// `elaborate`, as they give way to a tapset's alias of the same name).
+    pub(crate) fn family_point(&mut self, point: &ProbePoint) -> Result<Vec<Resolved>, Unresolved> {
+        let comps = &point.components;
+        let names: Vec<&str> = comps.iter().map(|c| c.name.as_str()).collect();
+        match names.as_slice() {
+            [name] => user_space::named(name, &comps[0]).map(|r| vec![r]).ok_or(Unresolved::Unknown),
+            ["timer", "profile"] => Ok(vec![perf::timer_profile(self.kernel)]),
+            ["timer", unit] | ["timer", unit, "randomize"] => user_space::timer(unit, &comps[1]),
+            ["netfilter", "hook", "pf"] | ["netfilter", "pf", "hook"] => netfilter::netfilter(point),
+            ["perf", "sw", clock] | ["perf", "sw", clock, "sample"] if matches!(*clock, "cpu_clock" | "task_clock") => {
+                perf::software(point, clock)
+            }
+            ["process", "function"] | ["process", "function", "call"] | ["process", "function", "return"] => {
+                uprobe::process_function(point)
+            }
+            [family @ ("kernel" | "kprobe"), "function"]
+            | [family @ ("kernel" | "kprobe"), "function", "call" | "return"] => self.function_point(family, point),
+            ["module", "function"] | ["module", "function", "call" | "return"] => self.module_function_point(point),
+            ["kernel", "trace"] => self.trace_point(point),
+            _ => Err(Unresolved::Unknown),
+        }
+    }
 }
