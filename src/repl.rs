@@ -95,7 +95,7 @@ struct Repl<'k> {
 
 pub fn run(config: Config, kernel: &LiveKernel) -> Result<ExitCode, String> {
     let interactive = std::io::stdin().is_terminal();
-    let terminal = Terminal::save();
+    let terminal = runtime::sys::Terminal::save();
     // Tab completes what all candidates share, a second Tab lists them, as in bash.
     let editor_config = rustyline::Config::builder().completion_type(rustyline::CompletionType::List).build();
     let mut editor: Editor<Completion, FileHistory> =
@@ -715,29 +715,5 @@ impl Completer for Completion {
         let found =
             variables.iter().chain(&self.functions).chain(&globals).filter(|n| n.starts_with(word)).map(|n| pair(n));
         Ok((start, found.collect()))
-    }
-}
-
-/// The terminal's settings at start, put back at the end: the session can end (`exit()`,
-/// `-T`, the `-c` command gone) while the prompt holds the terminal in raw mode.
-struct Terminal(Option<libc::termios>);
-
-impl Terminal {
-    fn save() -> Terminal {
-        let stdin = std::io::stdin();
-        if !stdin.is_terminal() {
-            return Terminal(None);
-        }
-        // SAFETY: `termios` is a valid out-buffer for tcgetattr.
-        let mut termios: libc::termios = unsafe { std::mem::zeroed() };
-        let ok = unsafe { libc::tcgetattr(libc::STDIN_FILENO, &mut termios) } == 0;
-        Terminal(ok.then_some(termios))
-    }
-
-    fn restore(&self) {
-        if let Some(termios) = &self.0 {
-            // SAFETY: `termios` was filled by tcgetattr.
-            unsafe { libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, termios) };
-        }
     }
 }

@@ -5,7 +5,7 @@
 //! [`crate::ringbuf`] and `kernel_info`'s `statfs`, `mount` and `uname` calls, each with the
 //! reason it is sound.
 
-use std::io;
+use std::io::{self, IsTerminal};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -654,5 +654,29 @@ mod tests {
         assert_eq!(cpu_list("1,4-5"), Some(vec![1, 4, 5]));
         assert_eq!(cpu_list("x"), None);
         assert_eq!(parse_cpu_list("0-3,5"), Some(6));
+    }
+}
+
+/// The terminal's settings, saved to be put back: an interactive session can end (`exit()`,
+/// `-T`, the `-c` command gone) while its prompt holds the terminal in raw mode.
+pub struct Terminal(Option<libc::termios>);
+
+impl Terminal {
+    pub fn save() -> Terminal {
+        let stdin = io::stdin();
+        if !stdin.is_terminal() {
+            return Terminal(None);
+        }
+        // SAFETY: `termios` is a valid out-buffer for tcgetattr.
+        let mut termios: libc::termios = unsafe { std::mem::zeroed() };
+        let ok = unsafe { libc::tcgetattr(libc::STDIN_FILENO, &mut termios) } == 0;
+        Terminal(ok.then_some(termios))
+    }
+
+    pub fn restore(&self) {
+        if let Some(termios) = &self.0 {
+            // SAFETY: `termios` was filled by tcgetattr.
+            unsafe { libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, termios) };
+        }
     }
 }
