@@ -550,6 +550,7 @@ pub fn ensure_bpffs() -> Result<PathBuf, SetupError> {
     const BPF_FS_MAGIC: i64 = 0xcafe4a11;
     let is_bpffs = || {
         let path = CString::new(PLACE).expect("no NUL in a constant");
+        // SAFETY: statfs is a plain C struct, valid when all zero.
         let mut buf: libc::statfs = unsafe { mem::zeroed() };
         // SAFETY: `path` is NUL-terminated and `buf` is a valid statfs to fill.
         let rc = unsafe { libc::statfs(path.as_ptr(), &mut buf) };
@@ -580,6 +581,7 @@ fn mount(source: &str, target: &str, fstype: &str) -> io::Result<()> {
 
 /// `(release, machine)` from uname(2).
 fn uname() -> (String, String) {
+    // SAFETY: utsname is a plain C struct, valid when all zero.
     let mut buf: libc::utsname = unsafe { mem::zeroed() };
     // SAFETY: `buf` is a valid utsname to fill; uname cannot fail with a valid pointer.
     if unsafe { libc::uname(&mut buf) } != 0 {

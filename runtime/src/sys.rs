@@ -408,6 +408,7 @@ impl Credentials {
     /// getgrouplist is not async-signal-safe), or just its primary group.
     fn groups(&self) -> Vec<libc::gid_t> {
         let mut groups = vec![self.gid];
+        // SAFETY: passwd is a plain C struct, valid when all zero.
         let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
         let mut result = std::ptr::null_mut();
         let mut buf = vec![0 as libc::c_char; 16 << 10];
@@ -460,6 +461,7 @@ impl HeldChild {
             return Err(io::Error::last_os_error());
         }
         if pid == 0 {
+            // SAFETY: the child, after fork: async-signal-safe calls only (see above).
             unsafe {
                 libc::close(fds[1]);
                 let mut byte = 0u8;
