@@ -82,6 +82,8 @@ pub struct Compiled {
     pub elaborated: Option<(Elaborated, TypeTable)>,
     pub ir: Option<ir::Program>,
     pub object: Option<CompiledScript>,
+    /// Warnings about the script (from pass 2 on), for the caller to show or not (`-w`).
+    pub warnings: Vec<Diagnostic>,
 }
 
 /// Why compiling stopped: diagnostics to render.
@@ -101,7 +103,14 @@ pub fn compile(
     let mut sources = SourceMap::default();
     let file = sources.add(script_name, script_text, kind);
     let env = PreprocessEnv::for_kernel(kernel, options.script_args.clone());
-    let mut out = Compiled { sources: SourceMap::default(), script: None, elaborated: None, ir: None, object: None };
+    let mut out = Compiled {
+        sources: SourceMap::default(),
+        script: None,
+        elaborated: None,
+        ir: None,
+        object: None,
+        warnings: Vec::new(),
+    };
     let mut timer = PassTimer::new(options.verbose);
 
     // Pass 1: lex and preprocess the tapsets (their macros are visible to the script), parse
@@ -158,6 +167,10 @@ pub fn compile(
                 .map_err(|diags| Failure { sources: sources.clone(), diags })?
         }
     };
+    // Only the script's own places: not the tapsets', nor an interactive session's earlier
+    // inputs.
+    out.warnings =
+        lang::lint::unused_variables(&elaborated, |name, span| span.file == file && sources.snippet(span) == name);
     timer.done("elaborate");
     if last_pass == 2 {
         out.elaborated = Some((elaborated, table));

@@ -226,6 +226,13 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             return Ok(ExitCode::from(1));
         }
     };
+    if !compiled.warnings.is_empty() && !cli.stap.no_warnings {
+        let color = std::io::stderr().is_terminal();
+        eprint!("{}", lang::diag::render(&compiled.warnings, &compiled.sources, color));
+        if cli.stap.warnings_are_errors {
+            return Ok(ExitCode::from(1));
+        }
+    }
     if let Some(name) = &cli.module {
         let path = if name.ends_with(".bo") { name.clone() } else { format!("{name}.bo") };
         let object = compiled.object.as_ref().expect("pass 4 ran");

@@ -12,6 +12,7 @@
 //! - [`elaborate`]: probe points resolved against tapset aliases and the kernel, alias
 //!   bodies merged, globals and functions gathered: [`ast::Script`] to
 //!   [`elaborate::Elaborated`], still untyped. [`glob`] matches the points' wildcards.
+//! - [`lint`]: warnings about the user's script (variables assigned and never read).
 //! - [`types`]: type inference for locals, globals and functions (a [`types::TypeTable`]).
 //! - [`builtins`]: the built-in functions, where each may run and how it lowers.
 //! - [`ir`] and [`lower`]: the typed script to a per-handler control-flow graph;
@@ -42,6 +43,7 @@ pub mod glob;
 pub mod ir;
 pub mod kernel;
 pub mod lexer;
+pub mod lint;
 pub mod lower;
 pub mod optimize;
 pub mod parse;
