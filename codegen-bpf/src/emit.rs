@@ -38,6 +38,7 @@ use lang::family::Context as ProgramContext;
 use lang::ir::{
     AddrSpace, BinOp, Block, CmpOp, FmtId, Function, InstKind, Operand, Program, StatOp, Terminator, Ty, UnOp, Var,
 };
+use lang::printf::{ConvKind, Count, Format, Piece};
 use lang::span::Span;
 
 use crate::insn::{self, AluOp, Helper, Insn, JmpOp, Reg, Size};
@@ -2706,8 +2707,7 @@ impl Emitter<'_> {
     }
 
     fn sprintf(&mut self, dst: Var, fmt: FmtId, args: &[Var]) -> Result<(), EmitError> {
-        let text = &self.program.formats[fmt].text;
-        let kernel = kernel_format(text).map_err(|what| self.unsupported(&what))?;
+        let kernel = kernel_format(&self.program.formats[fmt].format).map_err(|what| self.unsupported(&what))?;
         if args.len() > SNPRINTF_MAX_ARGS as usize {
             return Err(self.unsupported(&format!("`sprintf` with more than {SNPRINTF_MAX_ARGS} arguments")));
         }
@@ -3350,41 +3350,52 @@ fn signed_jmp(op: CmpOp) -> JmpOp {
 /// A SystemTap format in the dialect of the kernel's `bpf_snprintf`: every integer
 /// conversion takes a 64-bit argument (`%lld`), pointers print as `0x%016llx`.
 /// The kernel has no `*` width, no `#` flag and no `%o`.
-pub fn kernel_format(text: &str) -> Result<String, String> {
+pub fn kernel_format(format: &Format) -> Result<String, String> {
     let mut out = String::new();
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c != '%' {
-            out.push(c);
-            continue;
-        }
-        let mut spec = String::from("%");
-        while let Some(&f) = chars.peek() {
-            if "-+ 0123456789.".contains(f) {
-                spec.push(f);
-                chars.next();
-            } else {
-                break;
+    for piece in &format.pieces {
+        let c = match piece {
+            Piece::Literal(text) => {
+                out.push_str(&text.replace('%', "%%"));
+                continue;
             }
-        }
-        match chars.next() {
-            Some('%') => out.push_str("%%"),
-            Some(conv @ ('d' | 'i' | 'u' | 'x' | 'X')) => {
-                out.push_str(&spec);
-                out.push_str("ll");
-                out.push(conv);
-            }
-            Some('p') => out.push_str("0x%016llx"),
-            Some(conv @ ('s' | 'c')) => {
-                out.push_str(&spec);
-                out.push(conv);
-            }
-            Some(other) => return Err(format!("`%{other}` in `sprintf`")),
-            None => return Err("a format ending in `%`".to_string()),
-        }
-        if spec.contains('*') {
+            Piece::Conversion(c) => c,
+        };
+        if c.width == Count::Arg || c.precision == Some(Count::Arg) {
             return Err("`*` widths in `sprintf`".to_string());
         }
+        if c.flags.alternate {
+            return Err("the `#` flag in `sprintf`".to_string());
+        }
+        let mut spec = String::from("%");
+        for (set, flag) in [(c.flags.left, '-'), (c.flags.plus, '+'), (c.flags.space, ' '), (c.flags.zero, '0')] {
+            if set {
+                spec.push(flag);
+            }
+        }
+        if let Count::Fixed(n) = c.width {
+            spec.push_str(&n.to_string());
+        }
+        if let Some(Count::Fixed(n)) = c.precision {
+            spec.push_str(&format!(".{n}"));
+        }
+        let conversion = match c.kind {
+            ConvKind::Signed => "lld",
+            ConvKind::Unsigned => "llu",
+            ConvKind::HexLower => "llx",
+            ConvKind::HexUpper => "llX",
+            ConvKind::Str => "s",
+            ConvKind::Char => "c",
+            ConvKind::Pointer => {
+                out.push_str("0x%016llx");
+                continue;
+            }
+            ConvKind::Octal => return Err("`%o` in `sprintf`".to_string()),
+            ConvKind::Binary | ConvKind::Memory | ConvKind::MemoryHex => {
+                return Err("`%b`, `%m` and `%M` in `sprintf`".to_string())
+            }
+        };
+        out.push_str(&spec);
+        out.push_str(conversion);
     }
     Ok(out)
 }

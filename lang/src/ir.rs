@@ -233,6 +233,8 @@ pub enum Const {
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct FormatDecl {
     pub text: String,
+    /// `text` parsed, once: the emitter, the decoder and the interpreter format with it.
+    pub format: crate::printf::Format,
     pub args: Vec<Ty>,
     /// Arguments (by position) that a kernel probe's `printf` carries as the long argument of
     /// a user-space function, which the runtime applies before formatting:

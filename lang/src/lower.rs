@@ -307,6 +307,12 @@ struct Catch {
     message: Option<Var>,
 }
 
+/// A format bpftap writes itself (`print`'s `%s %d`, `warn`'s): valid by construction.
+fn own_format(text: &str, args: Vec<Ty>, sink: ir::Sink) -> ir::FormatDecl {
+    let format = printf::parse_format(text).expect("bpftap's own formats parse");
+    ir::FormatDecl { text: text.into(), format, args, deferred: Vec::new(), sink }
+}
+
 /// The tapsets' table of syscall names by number (`tapsets/syscalls.stp`), which the runtime
 /// fills ([`ir::Program::syscall_names`]).
 const SYSCALL_NAMES: &str = "__syscall_names";
@@ -351,12 +357,7 @@ impl Ctx<'_> {
     /// [`Self::throw`] with the message in a string variable: also `error(msg)` inside `try`.
     fn throw_text(&mut self, text: Var, span: Span) {
         let Some(catch) = self.catches.last().copied() else {
-            let fmt = self.intern_format_decl(ir::FormatDecl {
-                text: "%s".into(),
-                args: vec![Ty::Str],
-                deferred: Vec::new(),
-                sink: ir::Sink::Error,
-            });
+            let fmt = self.intern_format_decl(own_format("%s", vec![Ty::Str], ir::Sink::Error));
             self.emit(InstKind::Printf { fmt, args: vec![text] }, span);
             self.emit(InstKind::Exit, span);
             self.terminate(Terminator::Return);
@@ -1504,10 +1505,6 @@ impl Ctx<'_> {
         result
     }
 
-    fn intern_format(&mut self, text: String, args: Vec<Ty>) -> FmtId {
-        self.intern_format_decl(ir::FormatDecl { text, args, ..Default::default() })
-    }
-
     fn intern_format_decl(&mut self, decl: ir::FormatDecl) -> FmtId {
         // The same text with other deferred arguments or sink is another record kind.
         let key = if decl.deferred.is_empty() && decl.sink == ir::Sink::Output {
@@ -1541,12 +1538,7 @@ impl Ctx<'_> {
             "error" => ("%s", ir::Sink::Error),
             _ => ("%s", ir::Sink::Command),
         };
-        let fmt = self.intern_format_decl(ir::FormatDecl {
-            text: text.into(),
-            args: vec![Ty::Str],
-            deferred: Vec::new(),
-            sink,
-        });
+        let fmt = self.intern_format_decl(own_format(text, vec![Ty::Str], sink));
         self.emit(InstKind::Printf { fmt, args: vec![v] }, span);
         if name == "error" {
             self.emit(InstKind::Exit, span);
@@ -1635,7 +1627,7 @@ impl Ctx<'_> {
             }
             vars.push(v);
         }
-        let decl = ir::FormatDecl { text: text.clone(), args: carried, deferred, sink: ir::Sink::Output };
+        let decl = ir::FormatDecl { text: text.clone(), format, args: carried, deferred, sink: ir::Sink::Output };
         Some((self.intern_format_decl(decl), vars))
     }
 
@@ -1672,7 +1664,7 @@ impl Ctx<'_> {
             vars.push(v);
         }
         text.push_str(newline);
-        let fmt = self.intern_format(text, tys);
+        let fmt = self.intern_format_decl(own_format(&text, tys, ir::Sink::Output));
         if name.starts_with('s') {
             let dst = self.temp(Ty::Str);
             self.emit(InstKind::Sprintf { dst, fmt, args: vars }, span);

@@ -26,13 +26,15 @@
 use std::fmt;
 
 /// A parsed format string.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Format {
     pub pieces: Vec<Piece>,
 }
 
 /// Literal text or one conversion.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum Piece {
     Literal(String),
     Conversion(Conversion),
@@ -40,6 +42,7 @@ pub enum Piece {
 
 /// One `%...` conversion.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Conversion {
     pub flags: Flags,
     pub width: Count,
@@ -51,6 +54,7 @@ pub struct Conversion {
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Flags {
     /// `-`
     pub left: bool,
@@ -66,6 +70,7 @@ pub struct Flags {
 
 /// A width or a precision.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum Count {
     /// Not given (widths only; an absent precision is `None`).
     Unset,
@@ -75,6 +80,7 @@ pub enum Count {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum ConvKind {
     /// `d`, `i`
     Signed,

@@ -5,7 +5,7 @@
 //! [`codegen_bpf::layout::record_layout`]; `kind` is a format id,
 //! [`codegen_bpf::layout::record_kind::EXIT`], or
 //! [`codegen_bpf::layout::record_error::MAX_ACTION`] with the handler in its low bits.
-//! Formats are parsed once, when the decoder is made.
+//! Formats come parsed in the program (`FormatDecl::format`): nothing is parsed here.
 
 use codegen_bpf::layout::{self, record_kind};
 use lang::builtins::Builtin;
@@ -160,7 +160,7 @@ pub struct Decoder {
 /// What the decoder knows of one format id.
 struct RecordFormat {
     text: String,
-    parsed: Option<Format>,
+    format: Format,
     layout: layout::RecordLayout,
     args: Vec<Ty>,
     /// See [`lang::ir::FormatDecl::deferred`].
@@ -191,7 +191,7 @@ impl Decoder {
             .zip(probes)
             .map(|(f, points)| RecordFormat {
                 text: f.text.clone(),
-                parsed: lang::printf::parse_format(&f.text).ok(),
+                format: f.format.clone(),
                 layout: layout::record_layout(f, cap),
                 args: f.args.clone(),
                 deferred: f.deferred.clone(),
@@ -221,8 +221,7 @@ impl Decoder {
         if kind & 0xff00_0000 == layout::record_error::MAX_ACTION {
             return Record::MaxAction((kind & 0x00ff_ffff) as usize);
         }
-        let Some(RecordFormat { parsed: Some(format), layout, args: tys, deferred, sink, .. }) =
-            self.formats.get(kind as usize)
+        let Some(RecordFormat { format, layout, args: tys, deferred, sink, .. }) = self.formats.get(kind as usize)
         else {
             return Record::Malformed(format!("unknown record kind {kind}"));
         };
@@ -277,6 +276,7 @@ mod tests {
         let mut program = Program { string_capacity: 16, ..Default::default() };
         program.formats.push(FormatDecl {
             text: "%s[%d]\n".into(),
+            format: lang::printf::parse_format("%s[%d]\n").unwrap(),
             args: vec![Ty::Str, Ty::Long],
             ..Default::default()
         });

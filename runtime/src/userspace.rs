@@ -497,11 +497,7 @@ fn compare(op: CmpOp, ord: std::cmp::Ordering) -> bool {
 }
 
 fn format(program: &Program, fmt: lang::ir::FmtId, values: &[Value]) -> Vec<u8> {
-    let decl = &program.formats[fmt];
-    match lang::printf::parse_format(&decl.text) {
-        Ok(f) => crate::format::format_bytes(&f, values),
-        Err(_) => decl.text.clone().into_bytes(),
-    }
+    crate::format::format_bytes(&program.formats[fmt].format, values)
 }
 
 /// C's `strtol` on the longest valid prefix; 0 when there is none.
