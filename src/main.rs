@@ -182,9 +182,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
     // A -G global's type is what its value looks like, as SystemTap infers it.
     let known_globals = set_globals
         .iter()
-        .map(|(n, v)| {
-            (n.clone(), if runtime::session::parse_long(v).is_some() { lang::ir::Ty::Long } else { lang::ir::Ty::Str })
-        })
+        .map(|(n, v)| (n.clone(), if lang::number::parse(v).is_ok() { lang::ir::Ty::Long } else { lang::ir::Ty::Str }))
         .collect();
     let options = driver::Options {
         known: lang::types::Known { globals: known_globals, arrays: Vec::new() },

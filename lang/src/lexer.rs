@@ -19,6 +19,7 @@ use std::fmt;
 use logos::Logos;
 
 use crate::diag::Diagnostic;
+use crate::number::NumberError;
 use crate::span::{FileId, Span};
 
 /// A token with the span it was lexed from (or, after macro expansion, the invocation's span).
@@ -446,24 +447,10 @@ fn embedded_c(lex: &mut logos::Lexer<Token>) -> Result<(), LexError> {
 }
 
 fn number(lex: &mut logos::Lexer<Token>) -> Result<i64, LexError> {
-    let text = lex.slice();
-    let (digits, radix) = if let Some(hex) = text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
-        (hex, 16)
-    } else if text.len() > 1 && text.starts_with('0') {
-        (&text[1..], 8)
-    } else {
-        (text, 10)
-    };
-    if digits.is_empty() || !digits.chars().all(|c| c.is_digit(radix)) {
-        let what = match radix {
-            16 => "not a hexadecimal number",
-            8 => "not an octal number",
-            _ => "not a decimal number",
-        };
-        return Err(LexError::BadNumber(what.into()));
-    }
-    // Every digit was checked above, so the only possible error is overflow.
-    u64::from_str_radix(digits, radix).map(|n| n as i64).map_err(|_| LexError::NumberOverflow)
+    crate::number::parse_unsigned(lex.slice()).map_err(|e| match e {
+        NumberError::Overflow => LexError::NumberOverflow,
+        bad => LexError::BadNumber(bad.reason().into()),
+    })
 }
 
 /// Scans a string literal after its opening quote and decodes its escapes. Unknown escapes

@@ -12,6 +12,7 @@
 //! - [`elaborate`]: probe points resolved against tapset aliases and the kernel, alias
 //!   bodies merged, globals and functions gathered: [`ast::Script`] to
 //!   [`elaborate::Elaborated`], still untyped. [`glob`] matches the points' wildcards.
+//! - [`number`]: the one number parser (literals, script arguments, `-G` values).
 //! - [`lint`]: warnings about the user's script (variables assigned and never read).
 //! - [`types`]: type inference for locals, globals and functions (a [`types::TypeTable`]).
 //! - [`builtins`]: the built-in functions, where each may run and how it lowers.
@@ -45,6 +46,7 @@ pub mod kernel;
 pub mod lexer;
 pub mod lint;
 pub mod lower;
+pub mod number;
 pub mod optimize;
 pub mod parse;
 pub mod preprocess;

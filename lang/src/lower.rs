@@ -2184,24 +2184,8 @@ fn script_arg(args: &[String], index: u32, as_string: bool, span: Span) -> Resul
     if as_string {
         return Ok(ir::Const::Str(arg));
     }
-    parse_number(&arg).map(ir::Const::Long).ok_or_else(|| {
+    crate::number::parse(&arg).map(ir::Const::Long).map_err(|_| {
         Diagnostic::error("E0304", format!("script argument ${index} is `{arg}`, not a number"), span)
             .with_help(format!("use @{index} for a string argument"))
     })
-}
-
-fn parse_number(s: &str) -> Option<i64> {
-    let s = s.trim();
-    let (neg, digits) = match s.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, s),
-    };
-    let n = if let Some(hex) = digits.strip_prefix("0x").or_else(|| digits.strip_prefix("0X")) {
-        i64::from_str_radix(hex, 16).ok()?
-    } else if digits.len() > 1 && digits.starts_with('0') {
-        i64::from_str_radix(&digits[1..], 8).ok()?
-    } else {
-        digits.parse().ok()?
-    };
-    Some(if neg { -n } else { n })
 }

@@ -456,7 +456,7 @@ impl<'k> Session<'k> {
             };
             match decl.ty {
                 Ty::Long => {
-                    let n = parse_long(value).ok_or_else(|| RuntimeError::SetGlobal {
+                    let n = lang::number::parse(value).map_err(|_| RuntimeError::SetGlobal {
                         name: name.clone(),
                         reason: format!("`{value}` is not a number, and the global is a long"),
                     })?;
@@ -1054,13 +1054,4 @@ fn is_perf_event(fd: &OwnedFd) -> bool {
     use std::os::fd::AsRawFd;
     std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
         .is_ok_and(|p| p.as_os_str() == "anon_inode:[perf_event]")
-}
-
-/// A global's value given on the command line, as a long: decimal, or hex after `0x`.
-pub fn parse_long(s: &str) -> Option<i64> {
-    let s = s.trim();
-    if let Some(hex) = s.strip_prefix("0x") {
-        return i64::from_str_radix(hex, 16).ok();
-    }
-    s.parse().ok()
 }
