@@ -16,7 +16,7 @@
 //! prefix; see `include/uapi/linux/bpf_common.h` and `include/uapi/linux/bpf.h`.
 //!
 //! Invariant: a constructor never fails and never checks semantics (offset ranges, stack
-//! bounds, register use); the verifier and `fixup` own those rules.
+//! bounds, register use); the verifier and `emit::fixup` (jump offsets) own those rules.
 
 /// Instruction classes: the low three bits of `code`.
 pub mod class {
