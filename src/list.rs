@@ -19,7 +19,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
-use btf_rs::{Btf, BtfType, Type};
 use lang::ast::{self, ExprKind, Item, Literal};
 use lang::elaborate::{self, glob_match, point_text};
 use lang::kernel::{KernelInfo, TracepointFormat};
@@ -187,13 +186,11 @@ impl Ctx<'_> {
     /// `$arg:C type` for each C argument of a tracepoint that is not also a record field
     /// (a probe reads one or the other; see `lang::elaborate`).
     fn argument_vars(&self, format: &TracepointFormat) -> Vec<String> {
-        let (Ok(args), Ok(btf)) = (self.kernel.tracepoint_args(&format.event), self.kernel.btf()) else {
-            return Vec::new();
-        };
+        let Ok(args) = self.kernel.tracepoint_args(&format.event) else { return Vec::new() };
         args.params
             .iter()
             .filter(|(name, _)| format.field(name).is_none())
-            .map(|(name, ty)| format!("${name}:{}", c_type(btf, *ty, 0)))
+            .map(|(name, ty)| format!("${name}:{}", self.kernel.c_type_text(*ty)))
             .collect()
     }
 
@@ -206,35 +203,23 @@ impl Ctx<'_> {
         if !named && self.pattern.first().is_none_or(|c| c.name != "**") {
             return Ok(());
         }
-        let btf = match self.kernel.btf() {
-            Ok(btf) => btf,
-            Err(e) if named => return Err(e.to_string()),
+        if let Err(e) = self.kernel.btf() {
             // `-l '**'` on a kernel without BTF: list everything else.
-            Err(_) => return Ok(()),
-        };
-        let mut id = 1;
-        while let Ok(ty) = btf.resolve_type_by_id(id) {
-            id += 1;
-            let Type::Func(func) = ty else { continue };
-            let Ok(name) = btf.resolve_name(&func) else { continue };
+            return if named { Err(e.to_string()) } else { Ok(()) };
+        }
+        for name in self.kernel.functions() {
             let entry = self.matches(&[("kernel", None), ("function", Some(&name))]);
             let ret = self.matches(&[("kernel", None), ("function", Some(&name)), ("return", None)]);
             if !entry && !ret {
                 continue;
             }
-            let proto = match btf.resolve_chained_type(&func) {
-                Ok(Type::FuncProto(p)) => p,
-                _ => continue,
-            };
+            let Ok(sig) = self.kernel.function(&name) else { continue };
             let params: Vec<String> = if with_vars {
-                proto
-                    .parameters
+                sig.params
                     .iter()
-                    .filter(|p| !p.is_variadic())
-                    .map(|p| {
-                        let pname = btf.resolve_name(p).unwrap_or_default();
-                        format!("${pname}:{}", c_type(btf, p.get_type_id().unwrap_or(0), 0))
-                    })
+                    // A variadic function's `...` is a nameless parameter of type void.
+                    .filter(|(pname, ty)| !(pname.is_empty() && *ty == 0))
+                    .map(|(pname, ty)| format!("${pname}:{}", self.kernel.c_type_text(*ty)))
                     .collect()
             } else {
                 Vec::new()
@@ -244,9 +229,8 @@ impl Ctx<'_> {
             }
             if ret {
                 let mut vars = params;
-                let rid = proto.return_type_id();
-                if with_vars && rid != 0 {
-                    vars.push(format!("$return:{}", c_type(btf, rid, 0)));
+                if with_vars && sig.ret != 0 {
+                    vars.push(format!("$return:{}", self.kernel.c_type_text(sig.ret)));
                 }
                 self.points.insert(format!("kernel.function(\"{name}\").return"), vars);
             }
@@ -355,49 +339,5 @@ fn literal_text(l: &Literal) -> String {
     match l {
         Literal::Number(n) => n.to_string(),
         Literal::String(s) => s.clone(),
-    }
-}
-
-/// A BTF type in C, as stap prints target variables: `struct file*`, `size_t`, `char*`.
-/// Qualifiers are left out (bpftap looks through them, and so does stap's listing).
-fn c_type(btf: &Btf, id: u32, depth: u32) -> String {
-    if id == 0 {
-        return "void".into();
-    }
-    let Ok(ty) = btf.resolve_type_by_id(id) else { return "?".into() };
-    let named = |t: &dyn BtfType, kw: &str| {
-        let n = btf.resolve_name(t).unwrap_or_default();
-        if n.is_empty() {
-            format!("{kw} {{...}}")
-        } else {
-            format!("{kw} {n}")
-        }
-    };
-    let inner = |t: &dyn BtfType| {
-        if depth > 16 {
-            "?".to_string()
-        } else {
-            c_type(btf, t.get_type_id().unwrap_or(0), depth + 1)
-        }
-    };
-    match &ty {
-        Type::Void => "void".into(),
-        Type::Int(t) => btf.resolve_name(t).unwrap_or_else(|_| "int".into()),
-        Type::Float(t) => btf.resolve_name(t).unwrap_or_else(|_| "double".into()),
-        Type::Typedef(t) => btf.resolve_name(t).unwrap_or_default(),
-        Type::Struct(t) => named(t, "struct"),
-        Type::Union(t) => named(t, "union"),
-        Type::Enum(t) => named(t, "enum"),
-        Type::Enum64(t) => named(t, "enum"),
-        Type::Fwd(t) => named(t, if t.is_union() { "union" } else { "struct" }),
-        Type::Ptr(t) => match btf.resolve_chained_type(t) {
-            Ok(Type::FuncProto(p)) => format!("{} (*)()", c_type(btf, p.return_type_id(), depth + 1)),
-            _ => format!("{}*", inner(t)),
-        },
-        Type::Array(t) => format!("{}[{}]", inner(t), t.len()),
-        Type::Const(t) | Type::Volatile(t) | Type::Restrict(t) => inner(t),
-        Type::TypeTag(t) => inner(t),
-        Type::FuncProto(_) => "function".into(),
-        _ => "?".into(),
     }
 }

@@ -70,6 +70,15 @@ pub struct LiveKernel {
 }
 
 impl LiveKernel {
+    /// A type in C, as stap's listing (`-L`) prints target variables: `struct file*`,
+    /// `size_t`, `char*`; `?` for an id BTF does not have.
+    pub fn c_type_text(&self, id: TypeId) -> String {
+        match self.btf() {
+            Ok(btf) => c_type(btf, id, 0),
+            Err(_) => "?".into(),
+        }
+    }
+
     pub fn new() -> LiveKernel {
         let (release, machine) = uname();
         LiveKernel {
@@ -682,6 +691,51 @@ fn parse_config(text: &str) -> HashMap<String, String> {
             (name.to_string(), value.to_string())
         })
         .collect()
+}
+
+/// A BTF type in C, as stap prints target variables: `struct file*`, `size_t`, `char*`.
+/// Qualifiers are left out (bpftap looks through them, and so does stap's listing).
+fn c_type(btf: &btf_rs::Btf, id: u32, depth: u32) -> String {
+    use btf_rs::{BtfType, Type};
+    if id == 0 {
+        return "void".into();
+    }
+    let Ok(ty) = btf.resolve_type_by_id(id) else { return "?".into() };
+    let named = |t: &dyn BtfType, kw: &str| {
+        let n = btf.resolve_name(t).unwrap_or_default();
+        if n.is_empty() {
+            format!("{kw} {{...}}")
+        } else {
+            format!("{kw} {n}")
+        }
+    };
+    let inner = |t: &dyn BtfType| {
+        if depth > 16 {
+            "?".to_string()
+        } else {
+            c_type(btf, t.get_type_id().unwrap_or(0), depth + 1)
+        }
+    };
+    match &ty {
+        Type::Void => "void".into(),
+        Type::Int(t) => btf.resolve_name(t).unwrap_or_else(|_| "int".into()),
+        Type::Float(t) => btf.resolve_name(t).unwrap_or_else(|_| "double".into()),
+        Type::Typedef(t) => btf.resolve_name(t).unwrap_or_default(),
+        Type::Struct(t) => named(t, "struct"),
+        Type::Union(t) => named(t, "union"),
+        Type::Enum(t) => named(t, "enum"),
+        Type::Enum64(t) => named(t, "enum"),
+        Type::Fwd(t) => named(t, if t.is_union() { "union" } else { "struct" }),
+        Type::Ptr(t) => match btf.resolve_chained_type(t) {
+            Ok(Type::FuncProto(p)) => format!("{} (*)()", c_type(btf, p.return_type_id(), depth + 1)),
+            _ => format!("{}*", inner(t)),
+        },
+        Type::Array(t) => format!("{}[{}]", inner(t), t.len()),
+        Type::Const(t) | Type::Volatile(t) | Type::Restrict(t) => inner(t),
+        Type::TypeTag(t) => inner(t),
+        Type::FuncProto(_) => "function".into(),
+        _ => "?".into(),
+    }
 }
 
 #[cfg(test)]
