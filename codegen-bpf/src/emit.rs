@@ -1411,6 +1411,7 @@ impl Emitter<'_> {
             Builtin::Substr => self.substr(self.scratch(dst.expect("substr has a result")), args),
             Builtin::TextStr
             | Builtin::Tokenize
+            | Builtin::SprintSyms
             | Builtin::TzGmtoff
             | Builtin::TzName
             | Builtin::Matched

@@ -81,6 +81,8 @@ pub enum Builtin {
     Symname,
     /// `symdata(addr)`: `name+0xoffset/0xsize` for a kernel address (`%pS` in the kernel).
     Symdata,
+    /// `sprint_syms(callers)`: each address of a `backtrace()` string with its symbol.
+    SprintSyms,
     /// `addr()`: the instruction pointer the probe interrupted (a perf event's sample, a
     /// kprobe's), kernel or user; 0 where there are no registers (tracepoints, fentry, user
     /// space).
@@ -243,6 +245,9 @@ pub const BUILTINS: &[Signature] = &[
     user("ngroups", &[], L, Builtin::Ngroups),
     pure("symname", &[L], S, Builtin::Symname),
     pure("symdata", &[L], S, Builtin::Symdata),
+    // User space only: a kernel probe's `print` or `printf` of it carries the string, and the
+    // runtime symbolizes it (see `Builtin::deferrable`).
+    user("sprint_syms", &[S], S, Builtin::SprintSyms),
     context("addr", L, Builtin::Addr),
     sig("uaddr", &[], L, Runs::Kernel, Lowering::Builtin(Builtin::Uaddr)),
     pure("usymname", &[L], S, Builtin::Usym),
@@ -341,10 +346,11 @@ impl Builtin {
         BUILTINS.iter().find(|s| s.lowering == Lowering::Builtin(self)).map_or("?", |s| s.name)
     }
 
-    /// A user-space function of one long giving a string, which a kernel probe's `printf`
-    /// can leave to user space: the record carries the long, the runtime makes the text.
+    /// A user-space function of one argument giving a string, which a kernel probe's `printf`
+    /// or `print` can leave to user space: the record carries the argument, the runtime
+    /// makes the text.
     pub fn deferrable(self) -> bool {
-        matches!(self, Builtin::ErrnoStr | Builtin::Symname | Builtin::Symdata)
+        matches!(self, Builtin::ErrnoStr | Builtin::Symname | Builtin::Symdata | Builtin::SprintSyms)
     }
 
     pub fn has_side_effects(self) -> bool {

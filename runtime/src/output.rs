@@ -251,8 +251,8 @@ impl Decoder {
             })
             .collect();
         for (i, builtin) in deferred {
-            if let Some(Value::Long(n)) = args.get(*i) {
-                args[*i] = Value::Str(crate::userspace::text_of_long(*builtin, *n));
+            if let Some(arg) = args.get(*i) {
+                args[*i] = Value::Str(crate::userspace::deferred_text(*builtin, arg));
             }
         }
         let text = format_bytes(format, &args);

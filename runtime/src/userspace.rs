@@ -119,7 +119,11 @@ fn long(vars: &[Value], v: Var) -> i64 {
 }
 
 fn text(vars: &[Value], v: Var) -> String {
-    match &vars[v.as_u32() as usize] {
+    value_text(&vars[v.as_u32() as usize])
+}
+
+fn value_text(value: &Value) -> String {
+    match value {
         Value::Str(s) => s.clone(),
         Value::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
         Value::Long(n) => n.to_string(),
@@ -567,15 +571,32 @@ fn tokenize(_env: &Env<'_>, s: &str, delim: &str) -> String {
     })
 }
 
-/// The value of a [`Builtin::deferrable`] function of `n`: computed here for user-space
-/// probes, and for the records of kernel probes that carry `n` instead of the text.
-pub fn text_of_long(builtin: Builtin, n: i64) -> String {
+/// The text of a [`Builtin::deferrable`] function of `arg`: in a user-space probe, and for
+/// the argument a kernel probe's record carries in its place.
+pub fn deferred_text(builtin: Builtin, arg: &Value) -> String {
+    let long = || match arg {
+        Value::Long(n) => *n,
+        _ => 0,
+    };
     match builtin {
-        Builtin::ErrnoStr => lang::builtins::errno_name(n),
-        Builtin::Symname => crate::symbols::symname(n as u64),
-        Builtin::Symdata => crate::symbols::symdata(n as u64),
+        Builtin::ErrnoStr => lang::builtins::errno_name(long()),
+        Builtin::Symname => crate::symbols::symname(long() as u64),
+        Builtin::Symdata => crate::symbols::symdata(long() as u64),
+        Builtin::SprintSyms => sprint_syms(&value_text(arg)),
         other => unreachable!("`{}` is not deferrable", other.name()),
     }
+}
+
+/// SystemTap's `sprint_syms`: each address of a `backtrace()` string (hex, space-separated)
+/// with its symbol, one a line: ` 0xffffffff81234567 : vfs_read+0x17/0x1a0`.
+fn sprint_syms(callers: &str) -> String {
+    let mut text = String::new();
+    for token in callers.split(' ').filter(|t| !t.is_empty()) {
+        let digits = token.trim_start_matches("0x");
+        let addr = u64::from_str_radix(digits, 16).unwrap_or(0);
+        text.push_str(&format!(" {token} : {}\n", crate::symbols::symdata(addr)));
+    }
+    text
 }
 
 fn call(env: &Env<'_>, vars: &[Value], builtin: Builtin, args: &[Var]) -> Result<Value, HandlerError> {
@@ -630,7 +651,9 @@ fn call(env: &Env<'_>, vars: &[Value], builtin: Builtin, args: &[Var]) -> Result
             Value::Str(if from.is_empty() { s } else { s.replace(&from, &to) })
         }
         Builtin::Tokenize => Value::Str(tokenize(env, &text(vars, args[0]), &text(vars, args[1]))),
-        Builtin::ErrnoStr | Builtin::Symname | Builtin::Symdata => Value::Str(text_of_long(builtin, arg(0))),
+        Builtin::ErrnoStr | Builtin::Symname | Builtin::Symdata | Builtin::SprintSyms => {
+            Value::Str(deferred_text(builtin, &vars[args[0].as_u32() as usize]))
+        }
         Builtin::TzGmtoff => Value::Long(-sys::local_time_zone().0),
         Builtin::TzName => Value::Str(sys::local_time_zone().1),
         Builtin::Fileline { .. } | Builtin::Usym => Value::Str(format!("{:#x}", arg(0))),

@@ -2,6 +2,7 @@
 //! in kernel probes as records of their own.
 
 use super::*;
+use crate::builtins::{Runs, Signature};
 
 impl Ctx<'_> {
     pub(super) fn intern_format_decl(&mut self, decl: ir::FormatDecl) -> FmtId {
@@ -47,16 +48,18 @@ impl Ctx<'_> {
         Some(zero)
     }
 
-    /// In a kernel probe's `printf`, an argument `f(x)` where `f` is a [`Builtin::deferrable`]
-    /// user-space function: `f` and `x`, for the record to carry `x`.
-    pub(super) fn deferred_arg<'e>(&self, name: &str, arg: &'e Expr) -> Option<(Builtin, &'e Expr)> {
+    /// In a kernel probe's output (`printf`, `print`), an argument `f(x)` where `f` is a
+    /// [`Builtin::deferrable`] user-space function: `f`, `x` and `f`'s signature, for the
+    /// record to carry `x`.
+    pub(super) fn deferred_arg<'e>(&self, arg: &'e Expr) -> Option<(Builtin, &'e Expr, &'static Signature)> {
         let ExprKind::Call { name: f, args } = &arg.kind else { return None };
         let [x] = args.as_slice() else { return None };
-        if name != "printf" || !self.kernel || self.script.function(f, 1).is_some() {
+        if !self.kernel || self.script.function(f, 1).is_some() {
             return None;
         }
-        match builtins::lookup(f, 1)?.lowering {
-            Lowering::Builtin(b) if b.deferrable() => Some((b, x)),
+        let signature = builtins::lookup(f, 1)?;
+        match signature.lowering {
+            Lowering::Builtin(b) if b.deferrable() => Some((b, x, signature)),
             _ => None,
         }
     }
@@ -105,15 +108,16 @@ impl Ctx<'_> {
         let mut carried = want.clone();
         let mut deferred = Vec::new();
         for (i, (arg, ty)) in rest.iter().zip(&want).enumerate() {
-            let (v, ty) = match self.deferred_arg(name, arg) {
-                Some((b, x)) if *ty == Ty::Str => {
+            let deferrable = if name == "printf" { self.deferred_arg(arg) } else { None };
+            let (v, ty) = match deferrable {
+                Some((b, x, signature)) if *ty == Ty::Str => {
                     deferred.push((i, b));
-                    carried[i] = Ty::Long;
-                    (self.expr(x)?, &Ty::Long)
+                    carried[i] = signature.params[0];
+                    (self.expr(x)?, signature.params[0])
                 }
-                _ => (self.expr(arg)?, ty),
+                _ => (self.expr(arg)?, *ty),
             };
-            if self.func.ty(v) != *ty {
+            if self.func.ty(v) != ty {
                 self.error(
                     Diagnostic::error(
                         "E0308",
@@ -153,17 +157,27 @@ impl Ctx<'_> {
         if let [Expr { kind: ExprKind::Hist { kind, expr }, span: hspan }] = values {
             return self.print_hist(kind, expr, *hspan);
         }
+        let mut deferred = Vec::new();
         for (i, a) in values.iter().enumerate() {
-            let v = self.expr(a)?;
+            // Only what the kernel cannot compute: the others print as they always have.
+            let deferrable = self.deferred_arg(a).filter(|(_, _, sig)| sig.runs == Runs::User);
+            let v = match deferrable.filter(|_| !name.starts_with('s')) {
+                Some((b, x, _)) => {
+                    deferred.push((i, b));
+                    self.expr(x)?
+                }
+                None => self.expr(a)?,
+            };
             if i > 0 {
                 text.push_str(&sep);
             }
-            text.push_str(if self.func.ty(v) == Ty::Str { "%s" } else { "%d" });
+            let shown_as_text = self.func.ty(v) == Ty::Str || deferred.last().is_some_and(|(d, _)| *d == i);
+            text.push_str(if shown_as_text { "%s" } else { "%d" });
             tys.push(self.func.ty(v));
             vars.push(v);
         }
         text.push_str(newline);
-        let fmt = self.intern_format_decl(own_format(&text, tys, ir::Sink::Output));
+        let fmt = self.intern_format_decl(ir::FormatDecl { deferred, ..own_format(&text, tys, ir::Sink::Output) });
         if name.starts_with('s') {
             let dst = self.temp(Ty::Str);
             self.emit(InstKind::Sprintf { dst, fmt, args: vars }, span);
