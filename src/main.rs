@@ -379,17 +379,23 @@ fn run_options(cli: &Cli, set_globals: Vec<(String, String)>) -> RunOptions {
         buffer_bytes: cli.buffer_mb.map_or(0, |mb| mb.next_power_of_two() << 20),
         force_kprobes: cli.force_kprobes || std::env::var_os("BPFTAP_FORCE_KPROBES").is_some_and(|v| v == "1"),
         metrics: cli.metrics.clone(),
+        messages: stderr_messages(),
     }
 }
 
 /// Where the script's output goes (`-o`), in the format `-f` asks for.
+/// Messages for the user (warnings, lost records) go to stderr, beside the diagnostics.
+fn stderr_messages() -> runtime::output::Messages {
+    std::sync::Arc::new(|message: &str| eprint!("{message}"))
+}
+
 fn script_output(cli: &Cli) -> Result<ScriptOutput, String> {
     let format = output_format(cli);
+    let messages = stderr_messages();
     match &cli.output {
-        Some(path) => {
-            ScriptOutput::file(path.clone(), format).map_err(|e| format!("cannot create {}: {e}", path.display()))
-        }
-        None => ScriptOutput::stdout(format).map_err(|e| format!("cannot write the output: {e}")),
+        Some(path) => ScriptOutput::file(path.clone(), format, messages)
+            .map_err(|e| format!("cannot create {}: {e}", path.display())),
+        None => ScriptOutput::stdout(format, messages).map_err(|e| format!("cannot write the output: {e}")),
     }
 }
 

@@ -112,9 +112,9 @@ pub fn run(config: Config, kernel: &LiveKernel) -> Result<ExitCode, String> {
     };
     let printer = Box::new(PrinterWriter { printer, pending: Vec::new() });
     let mut out = match &config.output {
-        Some(path) => ScriptOutput::file(path.clone(), config.format)
+        Some(path) => ScriptOutput::file(path.clone(), config.format, config.run.messages.clone())
             .map_err(|e| format!("cannot create {}: {e}", path.display()))?,
-        None => ScriptOutput::to_writer(printer),
+        None => ScriptOutput::to_writer(printer, config.run.messages.clone()),
     };
     let command = config.run.command.clone();
     let plan = GlobalsPlan::fixed(SESSION_GLOBALS_BYTES);
@@ -541,7 +541,7 @@ impl Repl<'_> {
             }
             "o" => {
                 let path = PathBuf::from(value);
-                *out = ScriptOutput::file(path.clone(), self.format)
+                *out = ScriptOutput::file(path.clone(), self.format, out.messages())
                     .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
                 self.output = Some(path);
             }

@@ -13,6 +13,7 @@ use std::io::Write;
 
 use crate::arrays::{self, Elem};
 use crate::format::Value;
+use crate::output::ScriptOutput;
 use crate::stats::{Hist, Stat};
 
 /// One piece of a script's output.
@@ -49,7 +50,7 @@ pub struct Location<'a> {
 pub trait EventSink {
     /// What a new output stream starts with (a new `-o` file after `switch_file()` too).
     fn start(&self, out: &mut dyn Write) -> std::io::Result<()>;
-    fn emit(&self, out: &mut dyn Write, event: &Event<'_>) -> std::io::Result<()>;
+    fn emit(&self, out: &mut ScriptOutput, event: &Event<'_>) -> std::io::Result<()>;
 }
 
 /// SystemTap's output: the text of each event, byte for byte.
@@ -60,7 +61,7 @@ impl EventSink for TextSink {
         Ok(())
     }
 
-    fn emit(&self, out: &mut dyn Write, event: &Event<'_>) -> std::io::Result<()> {
+    fn emit(&self, out: &mut ScriptOutput, event: &Event<'_>) -> std::io::Result<()> {
         match event {
             Event::Printf { text, .. } => out.write_all(text),
             Event::Hist { text, .. } => out.write_all(text.as_bytes()),
@@ -74,7 +75,7 @@ impl EventSink for TextSink {
             Event::Array { name, entries, .. } => out.write_all(arrays::exit_lines(name, entries).as_bytes()),
             // A message for the user, not part of the script's output.
             Event::Lost { records } => {
-                eprintln!("bpftap: {records} output record(s) lost: the ring buffer was full");
+                out.message(&format!("bpftap: {records} output record(s) lost: the ring buffer was full\n"));
                 Ok(())
             }
             Event::Error { .. } => Ok(()),

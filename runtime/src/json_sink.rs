@@ -25,6 +25,7 @@ use serde_json::{json, Map, Value as Json};
 use crate::arrays::Elem;
 use crate::event::{Event, EventSink, Location};
 use crate::format::Value;
+use crate::output::ScriptOutput;
 use crate::stats::{self, Hist, Stat};
 
 /// The version of `docs/output.schema.json`, in every `start` record.
@@ -38,7 +39,7 @@ impl EventSink for JsonSink {
         record(out, "start", json!({ "schema_version": SCHEMA_VERSION, "bpftap": env!("CARGO_PKG_VERSION") }))
     }
 
-    fn emit(&self, out: &mut dyn Write, event: &Event<'_>) -> std::io::Result<()> {
+    fn emit(&self, out: &mut ScriptOutput, event: &Event<'_>) -> std::io::Result<()> {
         match event {
             Event::Printf { probe, format, args, text } => record(
                 out,
@@ -180,12 +181,14 @@ mod tests {
 
     #[test]
     fn a_printf_is_one_line() {
-        let mut out = Vec::new();
+        let body = crate::metrics::Body::default();
+        let mut out = ScriptOutput::to_writer(Box::new(body.clone()), std::sync::Arc::new(|_: &str| {}));
         let args = [Value::Str("python3".into()), Value::Long(4242)];
         let event =
             Event::Printf { probe: Some("syscall.getppid"), format: "%s %d\n", args: &args, text: b"python3 4242\n" };
         JsonSink.emit(&mut out, &event).unwrap();
-        let text = String::from_utf8(out).unwrap();
+        out.flush().unwrap();
+        let text = body.text();
         assert_eq!(text.lines().count(), 1);
         let record: Json = serde_json::from_str(&text).unwrap();
         assert_eq!(record["type"], "printf");

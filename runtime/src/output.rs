@@ -46,6 +46,7 @@ impl OutputFormat {
 /// to end, as Ctrl-C would, so `end` still runs and the exit status is 0.
 pub struct ScriptOutput {
     writer: std::io::BufWriter<Box<dyn Write>>,
+    messages: Messages,
     /// The `-o` path and how many times it was switched.
     file: Option<(PathBuf, u32)>,
     reader_gone: bool,
@@ -53,25 +54,42 @@ pub struct ScriptOutput {
 }
 
 impl ScriptOutput {
-    fn new(w: Box<dyn Write>, file: Option<(PathBuf, u32)>, format: OutputFormat) -> std::io::Result<ScriptOutput> {
+    fn new(
+        w: Box<dyn Write>,
+        file: Option<(PathBuf, u32)>,
+        format: OutputFormat,
+        messages: Messages,
+    ) -> std::io::Result<ScriptOutput> {
         let sink = format.sink();
-        let mut out = ScriptOutput { writer: std::io::BufWriter::new(w), file, reader_gone: false, sink };
+        let mut out = ScriptOutput { writer: std::io::BufWriter::new(w), messages, file, reader_gone: false, sink };
         sink.start(&mut out)?;
         Ok(out)
     }
 
-    pub fn stdout(format: OutputFormat) -> std::io::Result<ScriptOutput> {
-        ScriptOutput::new(Box::new(std::io::stdout()), None, format)
+    pub fn stdout(format: OutputFormat, messages: Messages) -> std::io::Result<ScriptOutput> {
+        ScriptOutput::new(Box::new(std::io::stdout()), None, format, messages)
     }
 
     /// Text output to any writer (a scrape's response body, say); `switch_file()` only flushes.
-    pub fn to_writer(w: Box<dyn Write>) -> ScriptOutput {
-        ScriptOutput { writer: std::io::BufWriter::new(w), file: None, reader_gone: false, sink: &TextSink }
+    pub fn to_writer(w: Box<dyn Write>, messages: Messages) -> ScriptOutput {
+        ScriptOutput { writer: std::io::BufWriter::new(w), messages, file: None, reader_gone: false, sink: &TextSink }
     }
 
-    pub fn file(path: PathBuf, format: OutputFormat) -> std::io::Result<ScriptOutput> {
+    pub fn file(path: PathBuf, format: OutputFormat, messages: Messages) -> std::io::Result<ScriptOutput> {
         let f = std::fs::File::create(&path)?;
-        ScriptOutput::new(Box::new(f), Some((path, 0)), format)
+        ScriptOutput::new(Box::new(f), Some((path, 0)), format, messages)
+    }
+
+    /// Tells the user `text` (a warning, lost records): not part of the script's output. What
+    /// was written before is flushed first, so the two read in order on one terminal.
+    pub fn message(&mut self, text: &str) {
+        let _ = self.flush();
+        (self.messages)(text);
+    }
+
+    /// Where [`ScriptOutput::message`] goes.
+    pub fn messages(&self) -> Messages {
+        self.messages.clone()
     }
 
     /// Writes `event` as the output's format wants it.
@@ -124,6 +142,12 @@ impl Write for ScriptOutput {
         self.unless_reader_gone(flushed, ())
     }
 }
+
+/// Where messages for the user go (warnings, lost records, a `system()` that failed): not
+/// the script's output. The binary decides how to show them (stderr; under the REPL's
+/// prompt); the runtime never writes to stderr itself. Each call is one message, ending
+/// in a newline.
+pub type Messages = std::sync::Arc<dyn Fn(&str) + Send + Sync>;
 
 /// What one record asks for.
 #[derive(Debug, PartialEq, Eq)]

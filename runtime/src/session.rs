@@ -39,13 +39,12 @@ use crate::kernel_info::LiveKernel;
 use crate::kernel_memory::KernelMemory;
 use crate::loader::{self, Maps};
 use crate::metrics::{self, MetricsServer, Scrape};
-use crate::output::{Decoder, Record, ScriptOutput};
+use crate::output::{Decoder, Messages, Record, ScriptOutput};
 use crate::ringbuf::RingBuf;
 use crate::sys::{self, MappedValue, RawMap};
 use crate::userspace::{self, Env, HandlerError};
 
 /// How to run a script.
-#[derive(Default)]
 pub struct RunOptions {
     /// `-x PID`: `target()`, and the script stops when that process exits.
     pub target_pid: Option<i32>,
@@ -67,6 +66,8 @@ pub struct RunOptions {
     pub buffer_bytes: u32,
     /// `--metrics ADDR`: serve `GET /metrics` there while the script runs.
     pub metrics: Option<String>,
+    /// Where messages for the user go (see [`Messages`]).
+    pub messages: Messages,
 }
 
 /// What went wrong while running; rendered by the binary.
@@ -265,7 +266,9 @@ impl<'k> Session<'k> {
             // Needs CAP_SYS_ADMIN, so now, before attach drops it; without it (or before Linux
             // 5.8) the per-probe metrics are left out.
             if let Err(e) = session.count_runs() {
-                eprintln!("WARNING: --metrics: no per-probe statistics: the kernel refuses to count runs ({e})")
+                (session.options.messages)(&format!(
+                    "WARNING: --metrics: no per-probe statistics: the kernel refuses to count runs ({e})\n"
+                ));
             }
         }
         session.globals.store_long(GLOBAL_BOOT_OFFSET, sys::boot_to_realtime_offset());
@@ -532,6 +535,7 @@ impl<'k> Session<'k> {
             layout: &unit.compiled.globals,
             probe: &handler.user_point,
             out: &mut sink,
+            messages: &*self.options.messages,
             kernel_memory: &self.kernel_memory,
         };
         let effects = userspace::run(&mut env, &handler.func)
@@ -546,12 +550,8 @@ impl<'k> Session<'k> {
         if effects.switch_file {
             out.switch_file().map_err(RuntimeError::Output)?;
         }
-        if !effects.commands.is_empty() {
-            // What the probe printed comes before what the commands print.
-            out.flush().map_err(RuntimeError::Output)?;
-            for command in effects.commands {
-                run_detached(&command);
-            }
+        for command in effects.commands {
+            run_detached(&command, out);
         }
         Ok(())
     }
@@ -614,7 +614,7 @@ impl<'k> Session<'k> {
             return Err(refused.swap_remove(0));
         }
         for e in refused {
-            eprintln!("WARNING: skipped: {e}");
+            (self.options.messages)(&format!("WARNING: skipped: {e}\n"));
         }
         crate::symbols::open_kallsyms();
         if KernelMemory::needed_by(&unit.compiled.program) {
@@ -636,7 +636,7 @@ impl<'k> Session<'k> {
         if !fds.is_empty() {
             let closer = std::thread::Builder::new().name("bpftap-detach".into());
             if let Err(e) = closer.spawn(move || detach(fds)) {
-                eprintln!("bpftap: warning: detaching in this thread: {e}");
+                (self.options.messages)(&format!("bpftap: warning: detaching in this thread: {e}\n"));
             }
         }
     }
@@ -859,7 +859,7 @@ impl<'k> Session<'k> {
                 continue;
             }
             let body = metrics::Body::default();
-            let mut out = ScriptOutput::to_writer(Box::new(body.clone()));
+            let mut out = ScriptOutput::to_writer(Box::new(body.clone()), self.options.messages.clone());
             // A failing handler stops the script, as in any other probe; the scraper gets
             // what was printed before the failure.
             let result = probes.iter().try_for_each(|&(u, h)| self.run_handler(u, h, &mut out));
@@ -912,13 +912,16 @@ impl<'k> Session<'k> {
             result = match decoder.decode(record) {
                 Record::Print(printed) => out.emit(&decoder.event(&printed)).map_err(RuntimeError::Output),
                 Record::Stderr(bytes) => {
-                    let _ = std::io::stderr().write_all(&bytes);
+                    out.message(&String::from_utf8_lossy(&bytes));
                     Ok(())
                 }
                 Record::Error(message) => {
                     Err(RuntimeError::Handler { point: "a kernel probe".into(), source: HandlerError::Script(message) })
                 }
-                Record::Command(command) => out.flush().map_err(RuntimeError::Output).map(|()| run_detached(&command)),
+                Record::Command(command) => {
+                    run_detached(&command, out);
+                    Ok(())
+                }
                 Record::Exit => {
                     *exit_requested = true;
                     Ok(())
@@ -928,7 +931,7 @@ impl<'k> Session<'k> {
                     Err(RuntimeError::MaxAction { point: point.to_string(), max: program.loop_budget })
                 }
                 Record::Malformed(why) => {
-                    eprintln!("bpftap: internal error: malformed output record: {why}");
+                    out.message(&format!("bpftap: internal error: malformed output record: {why}\n"));
                     Ok(())
                 }
             };
@@ -1011,12 +1014,14 @@ fn describe_array(decl: &ArrayDecl) -> String {
 /// Starts `sh -c command` with bpftap's stdout and stderr, as SystemTap's `system()` does,
 /// and reaps it from a thread so the event loop does not wait. A command that cannot start
 /// is reported and the script goes on.
-fn run_detached(command: &str) {
+fn run_detached(command: &str, out: &mut ScriptOutput) {
+    // What the probe printed comes before what the command prints.
+    let _ = out.flush();
     match std::process::Command::new("/bin/sh").arg("-c").arg(command).stdin(std::process::Stdio::null()).spawn() {
         Ok(mut child) => {
             std::thread::spawn(move || child.wait());
         }
-        Err(e) => eprintln!("WARNING: system(\"{command}\"): {e}"),
+        Err(e) => out.message(&format!("WARNING: system(\"{command}\"): {e}\n")),
     }
 }
 

@@ -70,6 +70,8 @@ pub struct Env<'a> {
     pub probe: &'a str,
     /// Where `printf` and `print(@hist_*)` go.
     pub out: &'a mut dyn FnMut(&Event<'_>),
+    /// Where `warn(msg)` goes (see [`crate::output::Messages`]).
+    pub messages: &'a dyn Fn(&str),
     pub kernel_memory: &'a KernelMemory,
 }
 
@@ -225,7 +227,7 @@ fn exec(
         InstKind::Call { dst, builtin, args } => {
             let value = match builtin {
                 Builtin::System | Builtin::SwitchFile | Builtin::Warn | Builtin::Error => {
-                    effect(effects, *builtin, vars, args)?
+                    effect(effects, env.messages, *builtin, vars, args)?
                 }
                 _ => call(env, vars, *builtin, args)?,
             };
@@ -364,11 +366,17 @@ fn read_kernel(env: &Env<'_>, addr: i64, size: u8, signed: bool) -> Result<i64, 
 
 /// The builtins that change the session rather than compute a value: `system`,
 /// `switch_file`, `warn`, `error`.
-fn effect(effects: &mut Effects, builtin: Builtin, vars: &[Value], args: &[Var]) -> Result<Value, HandlerError> {
+fn effect(
+    effects: &mut Effects,
+    messages: &dyn Fn(&str),
+    builtin: Builtin,
+    vars: &[Value],
+    args: &[Var],
+) -> Result<Value, HandlerError> {
     match builtin {
         Builtin::System => effects.commands.push(text(vars, args[0])),
         Builtin::SwitchFile => effects.switch_file = true,
-        Builtin::Warn => eprintln!("WARNING: {}", text(vars, args[0])),
+        Builtin::Warn => messages(&format!("WARNING: {}\n", text(vars, args[0]))),
         Builtin::Error => return Err(HandlerError::Script(text(vars, args[0]))),
         other => unreachable!("`{}` changes nothing", other.name()),
     }
