@@ -93,7 +93,7 @@ struct Repl<'k> {
     target_gone_said: bool,
 }
 
-pub fn run(config: Config, kernel: &LiveKernel) -> Result<ExitCode, String> {
+pub fn run(mut config: Config, kernel: &LiveKernel) -> Result<ExitCode, String> {
     let interactive = std::io::stdin().is_terminal();
     let terminal = runtime::sys::Terminal::save();
     // Tab completes what all candidates share, a second Tab lists them, as in bash.
@@ -106,15 +106,23 @@ pub fn run(config: Config, kernel: &LiveKernel) -> Result<ExitCode, String> {
     if let Some(path) = &history {
         let _ = editor.load_history(path);
     }
-    let printer = match editor.create_external_printer() {
+    let printer: SharedPrinter = Arc::new(Mutex::new(match editor.create_external_printer() {
         Ok(printer) if interactive => Some(Box::new(printer) as Box<dyn rustyline::ExternalPrinter + Send>),
         _ => None,
+    }));
+    // The runtime's warnings go above the prompt too, like the output.
+    config.run.messages = {
+        let printer = printer.clone();
+        Arc::new(move |message: &str| match printer.lock().map(|mut p| p.as_mut().map(|p| p.print(message.into()))) {
+            Ok(Some(_)) => {}
+            _ => eprint!("{message}"),
+        })
     };
-    let printer = Box::new(PrinterWriter { printer, pending: Vec::new() });
+    let writer = Box::new(PrinterWriter { printer, pending: Vec::new() });
     let mut out = match &config.output {
         Some(path) => ScriptOutput::file(path.clone(), config.format, config.run.messages.clone())
             .map_err(|e| format!("cannot create {}: {e}", path.display()))?,
-        None => ScriptOutput::to_writer(printer, config.run.messages.clone()),
+        None => ScriptOutput::to_writer(writer, config.run.messages.clone()),
     };
     let command = config.run.command.clone();
     let plan = GlobalsPlan::fixed(SESSION_GLOBALS_BYTES);
@@ -581,8 +589,12 @@ fn describe(e: &RuntimeError, sources: &lang::span::SourceMap) -> String {
 
 /// The script's output, printed above the prompt once flushed (on stdout where the
 /// terminal cannot do that), each flush ending a line.
+/// The prompt's printer of lines above it, shared by the output and the runtime's messages;
+/// `None` when the input is not a terminal.
+type SharedPrinter = Arc<Mutex<Option<Box<dyn rustyline::ExternalPrinter + Send>>>>;
+
 struct PrinterWriter {
-    printer: Option<Box<dyn rustyline::ExternalPrinter + Send>>,
+    printer: SharedPrinter,
     pending: Vec<u8>,
 }
 
@@ -602,7 +614,8 @@ impl Write for PrinterWriter {
         if !text.ends_with('\n') {
             text.push('\n');
         }
-        match &mut self.printer {
+        let mut printer = self.printer.lock().map_err(|_| std::io::Error::other("the prompt's printer panicked"))?;
+        match printer.as_mut() {
             Some(printer) => printer.print(text).map_err(std::io::Error::other),
             None => {
                 let mut stdout = std::io::stdout().lock();
