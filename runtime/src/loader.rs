@@ -110,7 +110,7 @@ fn map_error(name: &str, e: std::io::Error) -> RuntimeError {
     if e.raw_os_error() == Some(libc::EPERM) {
         return RuntimeError::NotPermitted;
     }
-    RuntimeError::Object(format!("cannot create map {name}: {e}"))
+    RuntimeError::Map { name: name.to_string(), source: e }
 }
 
 /// Loads one kernel probe's program(s) and attaches them; the fds that keep them attached

@@ -75,9 +75,13 @@ pub struct RunOptions {
 pub enum RuntimeError {
     #[error("cannot drop capabilities once attached: {0}")]
     DropCapabilities(std::io::Error),
-    /// The kernel refused to create maps or parse the object.
-    #[error("cannot load the BPF object: {0}")]
-    Object(String),
+    /// The kernel refused to create a map of the object (`bpf(BPF_MAP_CREATE)`).
+    #[error("cannot create map {name}: {source}")]
+    Map { name: String, source: std::io::Error },
+    /// A map's fd could not be duplicated for the session (`dup`), or the ring buffer mapped
+    /// (`mmap`): the process is out of fds or memory.
+    #[error("cannot {what}: {source}")]
+    Resources { what: &'static str, source: std::io::Error },
     /// The verifier rejected a program. `span` is the script code of the failing instruction.
     #[error("the kernel's verifier rejected probe {point}")]
     Verifier { point: String, span: Option<Span>, log: String },
@@ -356,13 +360,17 @@ impl<'k> Session<'k> {
                     ),
                 });
             }
-            shared.fd.try_clone().map(Some).map_err(|e| RuntimeError::Object(e.to_string()))
+            shared
+                .fd
+                .try_clone()
+                .map(Some)
+                .map_err(|source| RuntimeError::Resources { what: "share an array's map", source })
         })?;
         let ring = maps
             .fd(compiled.maps.ringbuf)
             .try_clone_to_owned()
             .and_then(|fd| RingBuf::new(fd, ring_bytes))
-            .map_err(|e| RuntimeError::Object(format!("cannot map the output ring buffer: {e}")))?;
+            .map_err(|source| RuntimeError::Resources { what: "map the output ring buffer", source })?;
         let mut array_maps = Vec::new();
         let mut new_arrays = Vec::new();
         for (a, decl) in program.arrays.iter() {
@@ -372,7 +380,10 @@ impl<'k> Session<'k> {
             let per_cpu = decl.value == ValueKind::Stat;
             array_maps.push(RawMap::new(maps.fd(index), key_size as usize, value_size as usize, per_cpu));
             if !self.arrays.contains_key(&decl.name) {
-                let fd = maps.fd(index).try_clone_to_owned().map_err(|e| RuntimeError::Object(e.to_string()))?;
+                let fd = maps
+                    .fd(index)
+                    .try_clone_to_owned()
+                    .map_err(|source| RuntimeError::Resources { what: "share an array's map", source })?;
                 new_arrays.push((a, SharedArray { fd, decl: decl.clone(), def: compiled.object.maps[index].clone() }));
             }
         }
