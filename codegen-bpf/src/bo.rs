@@ -367,6 +367,7 @@ pub fn check(compiled: &CompiledScript, sources: &SourceMap) -> Result<(), Strin
         let names: &[&str] = match &probe.target {
             Target::Tracepoint { group, event, .. } => &[group, event],
             Target::RawTracepoint { event, .. } | Target::Syscall { event, .. } => &[event],
+            Target::KernelFunction { name, module: Some(module), .. } => &[name, module],
             Target::KernelFunction { name, .. } => &[name],
             _ => &[],
         };

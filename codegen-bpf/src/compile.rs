@@ -97,7 +97,7 @@ pub fn compile_in(program: Program, plan: &GlobalsPlan) -> Result<CompiledScript
                 (format!("{kind}/{symbol}"), 0, ArgAccess::Kprobe { ret: *ret })
             }
             Target::Perf { .. } => ("perf_event".to_string(), 0, ArgAccess::PerfEvent),
-            Target::KernelFunction { name, ret, nargs } => {
+            Target::KernelFunction { name, ret, nargs, .. } => {
                 let kind = if *ret { "fexit" } else { "fentry" };
                 (format!("{kind}/{name}"), 0, ArgAccess::Fentry { nargs: *nargs })
             }

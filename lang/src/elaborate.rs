@@ -703,10 +703,11 @@ impl Ctx<'_> {
                     )));
                 };
                 self.unprobeable_functions(point)?;
-                self.kernel_function(pattern, names.last() == Some(&"return"), point)
+                self.kernel_function(None, pattern, names.last() == Some(&"return"), point)
             }
             ["module", "function"] | ["module", "function", "call" | "return"] => {
-                let (Some(Literal::String(module)), Some(Literal::String(_))) = (&comps[0].arg, &comps[1].arg) else {
+                let (Some(Literal::String(module)), Some(Literal::String(pattern))) = (&comps[0].arg, &comps[1].arg)
+                else {
                     return Err(Unresolved::Failed(Diagnostic::error(
                         "E0108",
                         "write a module function probe as module(\"nfsd\").function(\"nfsd_open\")",
@@ -714,7 +715,7 @@ impl Ctx<'_> {
                     )));
                 };
                 self.unprobeable_functions(point)?;
-                Err(Unresolved::Failed(self.module_function_error(module, point)))
+                self.kernel_function(Some(module), pattern, names.last() == Some(&"return"), point)
             }
             ["kernel", "trace"] => {
                 let Some(Literal::String(spec)) = &comps[1].arg else {
@@ -744,31 +745,16 @@ impl Ctx<'_> {
         Ok(())
     }
 
-    /// `module("m").function(...)`: a module's functions are in its own BTF
-    /// (`/sys/kernel/btf/m`, once loaded), which bpftap does not read yet.
-    fn module_function_error(&self, module: &str, point: &ProbePoint) -> Diagnostic {
-        let loaded = std::path::Path::new("/sys/module").join(module).exists();
-        let d = Diagnostic::error(
-            "E0109",
-            if loaded {
-                format!("bpftap cannot probe the functions of module `{module}` yet (only the kernel's own)")
-            } else {
-                format!("module `{module}` is not loaded in kernel {}", self.kernel.release())
-            },
-            point.span,
-        );
-        if loaded {
-            d.with_help(
-                "probe a kernel function that calls into the module: `bpftap -l 'kernel.function(\"PATTERN\")'`",
-            )
-        } else {
-            d.with_help(format!("load it first (`modprobe {module}`)"))
-        }
-    }
-
-    /// `kernel.function("pattern")`: one probe per matching function in the kernel's BTF.
-    /// (`name@file:line` forms need debuginfo, which bpftap does without: refused.)
-    fn kernel_function(&mut self, pattern: &str, ret: bool, point: &ProbePoint) -> Result<Vec<Resolved>, Unresolved> {
+    /// `kernel.function("pattern")`, or with `module` `module("m").function("pattern")`:
+    /// one probe per matching function in the kernel's BTF (the module's). (`name@file:line`
+    /// forms need debuginfo, which bpftap does without: refused.)
+    fn kernel_function(
+        &mut self,
+        module: Option<&str>,
+        pattern: &str,
+        ret: bool,
+        point: &ProbePoint,
+    ) -> Result<Vec<Resolved>, Unresolved> {
         if let Some(at) = pattern.find(['@', ':']) {
             return Err(Unresolved::Failed(
                 Diagnostic::error(
@@ -779,9 +765,33 @@ impl Ctx<'_> {
                 .with_help(format!("probe the function by its name alone: kernel.function(\"{}\")", &pattern[..at])),
             ));
         }
+        let family = match module {
+            Some(m) => format!("module({m:?})"),
+            None => "kernel".to_string(),
+        };
+        let failed = |e: KernelError| {
+            // Functions get renamed, inlined or dropped between releases: say which kernel
+            // this one is missing from.
+            let (message, help) = match e {
+                KernelError::NoFunction(f) => (
+                    format!("Linux {} has no function `{f}` (none in its BTF)", self.kernel.release()),
+                    format!("`bpftap -l '{family}.function(\"PATTERN\")'` lists the functions"),
+                ),
+                KernelError::NoModule(m) => (
+                    format!("module `{m}` is not loaded in kernel {}", self.kernel.release()),
+                    format!("load it first (`modprobe {m}`)"),
+                ),
+                e => (e.to_string(), format!("`bpftap -l '{family}.function(\"PATTERN\")'` lists the functions")),
+            };
+            Unresolved::Failed(Diagnostic::error("E0109", message, point.span).with_help(help))
+        };
         let names: Vec<String> = if is_pattern(pattern) {
             let glob = Glob::new(pattern).map_err(|e| Unresolved::Failed(pattern_error(e, point.span)))?;
-            self.kernel.functions().into_iter().filter(|n| glob.matches(n)).collect()
+            let all = match module {
+                Some(m) => self.kernel.module_functions(m).map_err(failed)?,
+                None => self.kernel.functions(),
+            };
+            all.into_iter().filter(|n| glob.matches(n)).collect()
         } else {
             vec![pattern.to_string()]
         };
@@ -790,50 +800,46 @@ impl Ctx<'_> {
                 Diagnostic::error(
                     "E0112",
                     format!(
-                        "\"{pattern}\" matches {} kernel functions; bpftap attaches at most {MAX_FUNCTION_PROBES}",
+                        "\"{pattern}\" matches {} functions; bpftap attaches at most {MAX_FUNCTION_PROBES}",
                         names.len()
                     ),
                     point.span,
                 )
-                .with_help("narrow the pattern; `bpftap -l 'kernel.function(\"PATTERN\")'` lists the matches"),
+                .with_help(format!("narrow the pattern; `bpftap -l '{family}.function(\"PATTERN\")'` lists the matches")),
             ));
         }
         let mut out = Vec::new();
         for name in names {
-            match self.kernel.function(&name) {
+            let sig = match module {
+                Some(m) => self.kernel.module_function(m, &name),
+                None => self.kernel.function(&name),
+            };
+            match sig {
                 Ok(sig) => {
-                    let text = format!("kernel.function(\"{name}\"){}", if ret { ".return" } else { ".call" });
+                    let text = format!("{family}.function(\"{name}\"){}", if ret { ".return" } else { ".call" });
                     out.push(Resolved {
                         point: text.clone(),
                         user_point: text,
-                        target: Target::KernelFunction { name, ret, nargs: sig.params.len() as u32 },
+                        target: Target::KernelFunction {
+                            name,
+                            module: module.map(String::from),
+                            ret,
+                            nargs: sig.params.len() as u32,
+                        },
                         format: Some(function_context(&sig, ret)),
                         function: Some(sig),
                         prologue: vec![],
                         epilogue: vec![],
                     });
                 }
-                Err(e) if !is_pattern(pattern) => {
-                    // Functions get renamed, inlined or dropped between releases: say which
-                    // kernel this one is missing from.
-                    let message = match e {
-                        KernelError::NoFunction(f) => {
-                            format!("Linux {} has no function `{f}` (none in its BTF)", self.kernel.release())
-                        }
-                        e => e.to_string(),
-                    };
-                    return Err(Unresolved::Failed(
-                        Diagnostic::error("E0109", message, point.span)
-                            .with_help("`bpftap -l 'kernel.function(\"PATTERN\")'` lists the functions"),
-                    ));
-                }
+                Err(e) if !is_pattern(pattern) => return Err(failed(e)),
                 Err(_) => {}
             }
         }
         if out.is_empty() {
             return Err(Unresolved::Failed(Diagnostic::error(
                 "E0109",
-                format!("no kernel function matches \"{pattern}\""),
+                format!("no {family} function matches \"{pattern}\""),
                 point.span,
             )));
         }
