@@ -203,16 +203,27 @@ pub trait KernelInfo {
 }
 
 /// The type `@cast(addr, name, module)` names: from C headers when `module` is some
-/// (`<stdio.h>`), else the kernel's. `kernel` and `kernel<linux/sched.h>` mean the
-/// kernel's BTF; a loaded module's name its BTF, then the kernel's (which a module's types
-/// build on).
+/// (`<stdio.h>`), else the kernel's or a loaded module's. `module` may list several places,
+/// `kernel:nfsd`, searched in order: `kernel` (and `kernel<linux/sched.h>`) is the kernel's
+/// BTF, another name that module's.
 pub fn cast_type(kernel: &dyn KernelInfo, name: &str, module: Option<&str>) -> Result<TypeId, KernelError> {
     match module {
         Some(headers) if headers.starts_with('<') => kernel.header_type_by_name(headers, name),
-        Some(m) if !m.starts_with("kernel") => {
-            kernel.module_type_by_name(m, name).or_else(|_| kernel.type_by_name(name))
+        Some(places) => {
+            let mut found = Err(KernelError::NoType(name.to_string()));
+            for place in places.split(':') {
+                found = match place {
+                    "" => continue,
+                    p if p.starts_with("kernel") => kernel.type_by_name(name),
+                    m => kernel.module_type_by_name(m, name),
+                };
+                if found.is_ok() {
+                    break;
+                }
+            }
+            found
         }
-        _ => kernel.type_by_name(name),
+        None => kernel.type_by_name(name),
     }
 }
 

@@ -86,6 +86,7 @@ pub fn lower(
             skip: dead_assignments(&probe.body, &pure, script, types, &Scope::Probe(i)),
             next_iter: 0,
             loop_budget: None,
+            local_types: HashMap::new(),
         };
         let entry = cx.func.new_block();
         let exit = cx.func.new_block();
@@ -299,6 +300,21 @@ struct Ctx<'a> {
     next_iter: usize,
     /// The kernel handler's loop budget variable, made on the first loop.
     loop_budget: Option<Var>,
+    /// The kernel type a local's value points to, where every typed value assigned to it
+    /// points to the same one (SystemTap's autocast: `fh = &$args->fh; fh->fh_dentry`);
+    /// `None` after two disagree.
+    local_types: HashMap<Var, Option<TypeId>>,
+}
+
+/// Whether [`Ctx::typed`] knows the kernel type of `e`'s value: a `@cast`, `->member`, `&`,
+/// `*`, an element of a kernel array, or a `$` variable of a function.
+fn is_typed(e: &Expr, in_function: bool) -> bool {
+    match &e.kind {
+        ExprKind::Member { .. } | ExprKind::Cast { .. } | ExprKind::AddressOf(_) | ExprKind::Deref(_) => true,
+        ExprKind::Index { base, .. } => !matches!(base.kind, ExprKind::Ident(_)),
+        ExprKind::TargetVar(_) => in_function,
+        _ => false,
+    }
 }
 
 /// An enclosing `try`: where its `catch` starts, and its catch variable (a string).
@@ -947,7 +963,18 @@ impl Ctx<'_> {
         let place = self.resolve(name)?;
         match (op, place) {
             (AssignOp::Assign, Place::Local(v)) => {
-                let val = self.expr(value)?;
+                let val = if is_typed(value, self.function.is_some()) {
+                    let (val, ty) = self.typed(value)?;
+                    if let Some(ty) = ty {
+                        let known = self.local_types.entry(v).or_insert(Some(ty));
+                        if *known != Some(ty) {
+                            *known = None;
+                        }
+                    }
+                    val
+                } else {
+                    self.expr(value)?
+                };
                 self.emit(InstKind::Copy { dst: v, src: val }, span);
                 Some(v)
             }
@@ -1090,6 +1117,10 @@ impl Ctx<'_> {
                     }
                 }
             }
+            ExprKind::Ident(name) => match self.resolve(name) {
+                Some(Place::Local(v)) => Some((v, self.local_types.get(&v).copied().flatten())),
+                _ => self.expr(e).map(|v| (v, None)),
+            },
             _ => self.expr(e).map(|v| (v, None)),
         }
     }
