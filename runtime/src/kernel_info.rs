@@ -123,7 +123,11 @@ impl LiveKernel {
             None => {
                 let btf = match &source {
                     Source::Headers(headers) => header_btf(headers),
-                    Source::Module(module) => self.module_btf(module),
+                    // Not kept: the module may be loaded later in a REPL session.
+                    Source::Module(module) => match self.module_btf(module) {
+                        Ok(btf) => Ok(btf),
+                        Err(_) => return Err(KernelError::NoModule(module.clone())),
+                    },
                 };
                 known.push(Arc::new(Universe { source: source.clone(), btf: btf.map(Arc::new), functions: OnceLock::new() }));
                 known.len() - 1
