@@ -812,12 +812,18 @@ impl Ctx<'_> {
                 Diagnostic::error(
                     "E0112",
                     format!(
-                        "\"{pattern}\" matches {} functions; bpftap attaches at most {MAX_FUNCTION_PROBES}",
-                        names.len()
+                        "\"{pattern}\" matches {} {}; bpftap attaches at most {MAX_FUNCTION_PROBES}",
+                        names.len(),
+                        match module {
+                            Some(m) => format!("functions of module `{m}`"),
+                            None => "kernel functions".to_string(),
+                        }
                     ),
                     point.span,
                 )
-                .with_help(format!("narrow the pattern; `bpftap -l '{family}.function(\"PATTERN\")'` lists the matches")),
+                .with_help(format!(
+                    "narrow the pattern; `bpftap -l '{family}.function(\"PATTERN\")'` lists the matches"
+                )),
             ));
         }
         let mut out = Vec::new();

@@ -129,7 +129,11 @@ impl LiveKernel {
                         Err(_) => return Err(KernelError::NoModule(module.clone())),
                     },
                 };
-                known.push(Arc::new(Universe { source: source.clone(), btf: btf.map(Arc::new), functions: OnceLock::new() }));
+                known.push(Arc::new(Universe {
+                    source: source.clone(),
+                    btf: btf.map(Arc::new),
+                    functions: OnceLock::new(),
+                }));
                 known.len() - 1
             }
         };

@@ -324,13 +324,14 @@ impl Attaching<'_> {
     }
 
     fn netfilter(&self, pf: u32, hook: u32, priority: i32) -> Result<Vec<OwnedFd>, RuntimeError> {
-        let prog = self.load(&self.probe.name, prog_type::NETFILTER, bpf::BPF_NETFILTER, 0, None).map_err(|e| match e {
-            RuntimeError::Load { point, reason } => RuntimeError::Load {
-                point,
-                reason: format!("{reason} (netfilter BPF programs need Linux 6.4 or later)"),
-            },
-            other => other,
-        })?;
+        let prog =
+            self.load(&self.probe.name, prog_type::NETFILTER, bpf::BPF_NETFILTER, 0, None).map_err(|e| match e {
+                RuntimeError::Load { point, reason } => RuntimeError::Load {
+                    point,
+                    reason: format!("{reason} (netfilter BPF programs need Linux 6.4 or later)"),
+                },
+                other => other,
+            })?;
         // Two BPF programs may not share a hook's priority (EBUSY): take the next free one
         // below ours, which also lets several bpftap sessions watch the same hook.
         let mut attempt = 0;
