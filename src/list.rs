@@ -7,8 +7,9 @@
 //! components. The points it is matched against: the aliases of the built-in tapsets (and
 //! `-I` directories), the generated `syscall.NAME[.return]` and `nd_syscall.NAME[.return]`
 //! (one per `syscalls:sys_enter_NAME` tracepoint), `begin`, `end`, `error`,
-//! `kernel.trace("group:event")` for each tracepoint, and `kernel.function("f")[.return]`
-//! for each function in the kernel's BTF. Parameterized families such as `timer.ms(N)` are
+//! `kernel.trace("group:event")` for each tracepoint, `kernel.function("f")[.return]`
+//! for each function in the kernel's BTF, and `module("m").function("f")[.return]` for each
+//! in a loaded module's (named in the pattern). Parameterized families such as `timer.ms(N)` are
 //! listed only when the pattern names one exactly.
 //!
 //! Aliases go through the compiler's public passes only (`parse`, `elaborate`, `types::check`):
@@ -197,28 +198,47 @@ impl Ctx<'_> {
             .collect()
     }
 
-    /// `kernel.function("f")` and `.return` for each function in the kernel's BTF.
+    /// `kernel.function("f")` and `.return` for each function in the kernel's BTF; with a
+    /// pattern `module("m").function(...)`, `module("m").function("f")` for each in module
+    /// `m`'s BTF.
     fn functions(&mut self, with_vars: bool) -> Result<(), String> {
+        let module = match self.pattern {
+            [m, f, ..] if m.name == "module" && glob_match(&f.name, "function") => match &m.arg {
+                Some(Literal::String(name)) => Some(name.clone()),
+                _ => return Err("write a module function pattern as 'module(\"nfsd\").function(\"*\")'".into()),
+            },
+            _ => None,
+        };
         let named = match self.pattern {
-            [k, f, ..] => glob_match(&k.name, "kernel") && glob_match(&f.name, "function"),
+            [k, f, ..] => module.is_some() || (glob_match(&k.name, "kernel") && glob_match(&f.name, "function")),
             _ => false,
         };
         if !named && self.pattern.first().is_none_or(|c| c.name != "**") {
             return Ok(());
         }
-        let btf = match self.kernel.btf() {
-            Ok(btf) => btf,
-            Err(e) if named => return Err(e.to_string()),
-            // `-l '**'` on a kernel without BTF: list everything else.
-            Err(_) => return Ok(()),
+        let module_btf;
+        let (btf, first_id, family) = match &module {
+            Some(m) => {
+                module_btf = self.kernel.module_btf_handle(m).map_err(|e| e.to_string())?;
+                let first = module_btf.split().map_or(1, |own| own.type_id_range().0);
+                (&*module_btf, first, format!("module(\"{m}\")"))
+            }
+            None => match self.kernel.btf() {
+                Ok(btf) => (btf, 1, "kernel".to_string()),
+                Err(e) if named => return Err(e.to_string()),
+                // `-l '**'` on a kernel without BTF: list everything else.
+                Err(_) => return Ok(()),
+            },
         };
-        let mut id = 1;
+        let module_arg = module.as_deref();
+        let mut id = first_id;
         while let Ok(ty) = btf.resolve_type_by_id(id) {
             id += 1;
             let Type::Func(func) = ty else { continue };
             let Ok(name) = btf.resolve_name(&func) else { continue };
-            let entry = self.matches(&[("kernel", None), ("function", Some(&name))]);
-            let ret = self.matches(&[("kernel", None), ("function", Some(&name)), ("return", None)]);
+            let head = [(if module.is_some() { "module" } else { "kernel" }, module_arg), ("function", Some(&*name))];
+            let entry = self.matches(&head);
+            let ret = self.matches(&[head[0], head[1], ("return", None)]);
             if !entry && !ret {
                 continue;
             }
@@ -240,7 +260,7 @@ impl Ctx<'_> {
                 Vec::new()
             };
             if entry {
-                self.points.insert(format!("kernel.function(\"{name}\")"), params.clone());
+                self.points.insert(format!("{family}.function(\"{name}\")"), params.clone());
             }
             if ret {
                 let mut vars = params;
@@ -248,7 +268,7 @@ impl Ctx<'_> {
                 if with_vars && rid != 0 {
                     vars.push(format!("$return:{}", c_type(btf, rid, 0)));
                 }
-                self.points.insert(format!("kernel.function(\"{name}\").return"), vars);
+                self.points.insert(format!("{family}.function(\"{name}\").return"), vars);
             }
         }
         Ok(())

@@ -155,6 +155,12 @@ impl LiveKernel {
         btf_rs::Btf::from_split_file(Path::new(MODULE_BTF_DIR).join(module), base).map_err(|e| e.to_string())
     }
 
+    /// Module `module`'s split BTF (its own types numbered on from the kernel's), for `-l`.
+    pub fn module_btf_handle(&self, module: &str) -> Result<Arc<btf_rs::Btf>, KernelError> {
+        let (_, universe) = self.universe(Source::Module(module.to_string()))?;
+        universe.btf.clone().map_err(|_| KernelError::NoModule(module.to_string()))
+    }
+
     /// Module `module`'s functions by name, from one walk over its own types.
     fn module_function_index(&self, module: &str) -> Result<(u32, Arc<Universe>), KernelError> {
         let (index, universe) = self.universe(Source::Module(module.to_string()))?;
