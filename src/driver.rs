@@ -49,6 +49,7 @@ pub const TAPSETS: &[(&str, &str)] = &[
     ("input.stp", include_str!("../tapsets/input.stp")),
     ("tzinfo.stp", include_str!("../tapsets/tzinfo.stp")),
     ("json.stp", include_str!("../tapsets/json.stp")),
+    ("nfsd.stp", include_str!("../tapsets/nfsd.stp")),
 ];
 
 /// The table the `syscall.NAME` aliases with SystemTap's variables are written from.

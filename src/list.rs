@@ -7,8 +7,9 @@
 //! components. The points it is matched against: the aliases of the built-in tapsets (and
 //! `-I` directories), the generated `syscall.NAME[.return]` and `nd_syscall.NAME[.return]`
 //! (one per `syscalls:sys_enter_NAME` tracepoint), `begin`, `end`, `error`,
-//! `kernel.trace("group:event")` for each tracepoint, and `kernel.function("f")[.return]`
-//! for each function in the kernel's BTF. Parameterized families such as `timer.ms(N)` are
+//! `kernel.trace("group:event")` for each tracepoint, `kernel.function("f")[.return]`
+//! for each function in the kernel's BTF, and `module("m").function("f")[.return]` for each
+//! in a loaded module's (named in the pattern). Parameterized families such as `timer.ms(N)` are
 //! listed only when the pattern names one exactly.
 //!
 //! Aliases go through the compiler's public passes only (`parse`, `elaborate`, `types::check`):
@@ -194,26 +195,51 @@ impl Ctx<'_> {
             .collect()
     }
 
-    /// `kernel.function("f")` and `.return` for each function in the kernel's BTF.
+    /// `kernel.function("f")` and `.return` for each function in the kernel's BTF; with a
+    /// pattern `module("m").function(...)`, `module("m").function("f")` for each in module
+    /// `m`'s BTF.
     fn functions(&mut self, with_vars: bool) -> Result<(), String> {
+        let module = match self.pattern {
+            [m, f, ..] if m.name == "module" && glob_match(&f.name, "function") => match &m.arg {
+                Some(Literal::String(name)) => Some(name.clone()),
+                _ => return Err("write a module function pattern as 'module(\"nfsd\").function(\"*\")'".into()),
+            },
+            _ => None,
+        };
         let named = match self.pattern {
-            [k, f, ..] => glob_match(&k.name, "kernel") && glob_match(&f.name, "function"),
+            [k, f, ..] => module.is_some() || (glob_match(&k.name, "kernel") && glob_match(&f.name, "function")),
             _ => false,
         };
         if !named && self.pattern.first().is_none_or(|c| c.name != "**") {
             return Ok(());
         }
-        if let Err(e) = self.kernel.btf() {
-            // `-l '**'` on a kernel without BTF: list everything else.
-            return if named { Err(e.to_string()) } else { Ok(()) };
-        }
-        for name in self.kernel.functions() {
-            let entry = self.matches(&[("kernel", None), ("function", Some(&name))]);
-            let ret = self.matches(&[("kernel", None), ("function", Some(&name)), ("return", None)]);
+        let family = match &module {
+            Some(m) => format!("module(\"{m}\")"),
+            None => "kernel".to_string(),
+        };
+        let names = match &module {
+            Some(m) => self.kernel.module_functions(m).map_err(|e| e.to_string())?,
+            None => {
+                if let Err(e) = self.kernel.btf() {
+                    // `-l '**'` on a kernel without BTF: list everything else.
+                    return if named { Err(e.to_string()) } else { Ok(()) };
+                }
+                self.kernel.functions()
+            }
+        };
+        let module_arg = module.as_deref();
+        for name in names {
+            let head = [(if module.is_some() { "module" } else { "kernel" }, module_arg), ("function", Some(&*name))];
+            let entry = self.matches(&head);
+            let ret = self.matches(&[head[0], head[1], ("return", None)]);
             if !entry && !ret {
                 continue;
             }
-            let Ok(sig) = self.kernel.function(&name) else { continue };
+            let sig = match &module {
+                Some(m) => self.kernel.module_function(m, &name),
+                None => self.kernel.function(&name),
+            };
+            let Ok(sig) = sig else { continue };
             let params: Vec<String> = if with_vars {
                 sig.params
                     .iter()
@@ -225,14 +251,14 @@ impl Ctx<'_> {
                 Vec::new()
             };
             if entry {
-                self.points.insert(format!("kernel.function(\"{name}\")"), params.clone());
+                self.points.insert(format!("{family}.function(\"{name}\")"), params.clone());
             }
             if ret {
                 let mut vars = params;
                 if with_vars && sig.ret != 0 {
                     vars.push(format!("$return:{}", self.kernel.c_type_text(sig.ret)));
                 }
-                self.points.insert(format!("kernel.function(\"{name}\").return"), vars);
+                self.points.insert(format!("{family}.function(\"{name}\").return"), vars);
             }
         }
         Ok(())

@@ -368,6 +368,7 @@ pub fn check(compiled: &CompiledScript, sources: &SourceMap) -> Result<(), Strin
         let names: &[&str] = match probe.target.kernel_program().map(|p| p.attach) {
             Some(Attach::Tracepoint { group, event }) => &[group, event],
             Some(Attach::BtfRawTracepoint { event } | Attach::RawTracepoint { event }) => &[event],
+            Some(Attach::Function { name, module: Some(module), .. }) => &[name, module],
             Some(Attach::Function { name, .. }) => &[name],
             _ => &[],
         };

@@ -311,6 +311,12 @@ impl Ctx<'_> {
             }
         }
         if let Some(Unresolved::Failed(d)) = failure {
+            // An error inside a tapset is shown at the script's point that needs it, which is
+            // what the user wrote (the rendering shows one file).
+            let d = match d.span.file != point.span.file && point.span != Span::default() {
+                true => Diagnostic { span: point.span, label: format!("in tapset alias `{}`", point_text(point)), ..d },
+                false => d,
+            };
             return Err(Unresolved::Failed(d));
         }
         // Generated syscall aliases, for the names no tapset alias defines.
@@ -340,6 +346,10 @@ impl Ctx<'_> {
         found: &mut Vec<Resolved>,
         failure: &mut Option<Unresolved>,
     ) {
+        let before = found.len();
+        // Why the last point marked `!` or `?` was skipped: the alias's error when every
+        // point was (nfsd's aliases on a kernel without the nfsd module).
+        let mut skipped = None;
         for inner in inner {
             match self.resolve(&inner, depth + 1) {
                 Ok(list) if inner.sufficient => {
@@ -347,10 +357,12 @@ impl Ctx<'_> {
                     break;
                 }
                 Ok(list) => self.push_expanded(alias, name_text, list, found),
-                Err(_) if inner.sufficient => {}
-                Err(e) if !wildcard && !inner.optional => *failure = Some(e),
-                Err(_) => {}
+                Err(e) if !wildcard && !inner.optional && !inner.sufficient => *failure = Some(e),
+                Err(e) => skipped = Some(e),
             }
+        }
+        if found.len() == before && failure.is_none() && !wildcard {
+            *failure = skipped.filter(|e| matches!(e, Unresolved::Failed(_)));
         }
     }
 

@@ -302,8 +302,16 @@ pub enum Target {
     Syscall { event: String, exit: bool, nr: Option<u32> },
     /// Entry to (or, with `ret`, return from) a kernel function: fentry/fexit where the
     /// kernel allows them, kprobe/kretprobe otherwise (the runtime decides at attach time,
-    /// so both variants are compiled).
-    KernelFunction { name: String, ret: bool, nargs: u32 },
+    /// so both variants are compiled). `module` names the loaded module the function is in
+    /// (`module("nfsd").function(...)`), whose BTF object fentry attaches through; `None`
+    /// for the kernel's own.
+    KernelFunction {
+        name: String,
+        #[cfg_attr(feature = "serde", serde(default))]
+        module: Option<String>,
+        ret: bool,
+        nargs: u32,
+    },
     /// Entry to (or return from) a function of a user-space executable or library: a uprobe.
     Uprobe { path: String, symbol: String, ret: bool },
     /// A perf event sampled on every CPU: `timer.profile`, `perf.sw.cpu_clock`.

@@ -106,6 +106,11 @@ pub enum KernelError {
     NoTracepointArgs(String),
     #[error("this kernel has no BTF (/sys/kernel/btf/vmlinux): {0}")]
     NoBtf(String),
+    /// A module whose BTF (`/sys/kernel/btf/MODULE`) is absent: not loaded, or built in.
+    #[error("module `{0}` is not loaded (no /sys/kernel/btf/{0})")]
+    NoModule(String),
+    #[error("module `{module}` has no function `{name}` (none in its BTF)")]
+    NoModuleFunction { module: String, name: String },
     #[error("cannot read the types of `{headers}`: {reason}")]
     NoHeader { headers: String, reason: String },
     #[error("`{headers}` has no type `{name}`")]
@@ -173,6 +178,22 @@ pub trait KernelInfo {
     fn functions(&self) -> Vec<String> {
         Vec::new()
     }
+    /// A function of loaded module `module`, from the module's split BTF; its type ids serve
+    /// every other method as the kernel's do.
+    fn module_function(&self, module: &str, name: &str) -> Result<FunctionSig, KernelError> {
+        let _ = name;
+        Err(KernelError::NoModule(module.to_string()))
+    }
+    /// The names of every function in module `module`'s BTF, sorted.
+    fn module_functions(&self, module: &str) -> Result<Vec<String>, KernelError> {
+        Err(KernelError::NoModule(module.to_string()))
+    }
+    /// A struct, union or typedef of module `module`'s BTF by name, as
+    /// [`KernelInfo::type_by_name`] finds the kernel's.
+    fn module_type_by_name(&self, module: &str, name: &str) -> Result<TypeId, KernelError> {
+        let _ = name;
+        Err(KernelError::NoModule(module.to_string()))
+    }
     /// Whether this kernel can probe its functions at all (kprobes, or BPF trampolines for
     /// fentry/fexit). A `kernel.function` point marked `?` or `!` is skipped where it cannot,
     /// so that a tapset alias falls back to tracepoints.
@@ -182,12 +203,27 @@ pub trait KernelInfo {
 }
 
 /// The type `@cast(addr, name, module)` names: from C headers when `module` is some
-/// (`<stdio.h>`), else the kernel's. `kernel`, `kernel<linux/sched.h>` and a module's name
-/// all mean the kernel's BTF here.
+/// (`<stdio.h>`), else the kernel's or a loaded module's. `module` may list several places,
+/// `kernel:nfsd`, searched in order: `kernel` (and `kernel<linux/sched.h>`) is the kernel's
+/// BTF, another name that module's.
 pub fn cast_type(kernel: &dyn KernelInfo, name: &str, module: Option<&str>) -> Result<TypeId, KernelError> {
     match module {
         Some(headers) if headers.starts_with('<') => kernel.header_type_by_name(headers, name),
-        _ => kernel.type_by_name(name),
+        Some(places) => {
+            let mut found = Err(KernelError::NoType(name.to_string()));
+            for place in places.split(':') {
+                found = match place {
+                    "" => continue,
+                    p if p.starts_with("kernel") => kernel.type_by_name(name),
+                    m => kernel.module_type_by_name(m, name),
+                };
+                if found.is_ok() {
+                    break;
+                }
+            }
+            found
+        }
+        None => kernel.type_by_name(name),
     }
 }
 

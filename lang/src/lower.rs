@@ -102,6 +102,7 @@ pub fn lower(
             skip: dead_assignments(&probe.body, &pure, script, types, &Scope::Probe(i)),
             next_iter: 0,
             loop_budget: None,
+            local_types: HashMap::new(),
         };
         let entry = cx.func.new_block();
         let exit = cx.func.new_block();
@@ -173,6 +174,21 @@ struct Ctx<'a> {
     next_iter: usize,
     /// The kernel handler's loop budget variable, made on the first loop.
     loop_budget: Option<Var>,
+    /// The kernel type a local's value points to, where every typed value assigned to it
+    /// points to the same one (SystemTap's autocast: `fh = &$args->fh; fh->fh_dentry`);
+    /// `None` after two disagree.
+    local_types: HashMap<Var, Option<TypeId>>,
+}
+
+/// Whether [`Ctx::typed`] knows the kernel type of `e`'s value: a `@cast`, `->member`, `&`,
+/// `*`, an element of a kernel array, or a `$` variable of a function.
+fn is_typed(e: &Expr, in_function: bool) -> bool {
+    match &e.kind {
+        ExprKind::Member { .. } | ExprKind::Cast { .. } | ExprKind::AddressOf(_) | ExprKind::Deref(_) => true,
+        ExprKind::Index { base, .. } => !matches!(base.kind, ExprKind::Ident(_)),
+        ExprKind::TargetVar(_) => in_function,
+        _ => false,
+    }
 }
 
 /// Where a name resolves: a local of the handler or a global.
@@ -784,7 +800,18 @@ impl Ctx<'_> {
         let place = self.resolve(name)?;
         match (op, place) {
             (AssignOp::Assign, Place::Local(v)) => {
-                let val = self.expr(value)?;
+                let val = if is_typed(value, self.function.is_some()) {
+                    let (val, ty) = self.typed(value)?;
+                    if let Some(ty) = ty {
+                        let known = self.local_types.entry(v).or_insert(Some(ty));
+                        if *known != Some(ty) {
+                            *known = None;
+                        }
+                    }
+                    val
+                } else {
+                    self.expr(value)?
+                };
                 self.emit(InstKind::Copy { dst: v, src: val }, span);
                 Some(v)
             }

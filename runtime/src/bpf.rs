@@ -17,8 +17,10 @@ const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
 const BPF_PROG_LOAD: libc::c_long = 5;
 const BPF_PROG_TEST_RUN: libc::c_long = 10;
 const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
+const BPF_BTF_GET_FD_BY_ID: libc::c_long = 19;
 const BPF_RAW_TRACEPOINT_OPEN: libc::c_long = 17;
 const BPF_BTF_LOAD: libc::c_long = 18;
+const BPF_BTF_GET_NEXT_ID: libc::c_long = 23;
 const BPF_MAP_FREEZE: libc::c_long = 22;
 const BPF_LINK_CREATE: libc::c_long = 28;
 const BPF_ENABLE_STATS: libc::c_long = 32;
@@ -129,8 +131,10 @@ pub struct ProgSpec<'a> {
     pub name: &'a str,
     pub prog_type: u32,
     pub expected_attach_type: u32,
-    /// For fentry/fexit: the vmlinux BTF id of the function.
+    /// For fentry/fexit: the BTF id of the function, in the kernel's BTF or in the module's
+    /// BTF object `attach_btf_obj`.
     pub attach_btf_id: u32,
+    pub attach_btf_obj: Option<BorrowedFd<'a>>,
     /// `BPF_F_*` load flags.
     pub flags: u32,
     /// Encoded instructions whose map references are already fds.
@@ -146,6 +150,43 @@ pub fn btf_load(blob: &[u8]) -> io::Result<OwnedFd> {
     put64(&mut attr, 0, blob.as_ptr() as u64);
     put32(&mut attr, 16, blob.len() as u32);
     bpf_fd(BPF_BTF_LOAD, &mut attr)
+}
+
+/// The kernel's BTF object of loaded module `module` (what fentry to one of its functions
+/// attaches through): the kernel's BTF objects are walked by id (`BPF_BTF_GET_NEXT_ID`), and
+/// the one that is kernel BTF named `module` is kept.
+pub fn module_btf(module: &str) -> io::Result<OwnedFd> {
+    let mut id = 0u32;
+    loop {
+        let mut attr = [0u8; 12];
+        put32(&mut attr, 0, id);
+        bpf_call(BPF_BTF_GET_NEXT_ID, &mut attr).map_err(|e| match e.raw_os_error() {
+            Some(libc::ENOENT) => io::Error::new(io::ErrorKind::NotFound, format!("no BTF object of module {module}")),
+            _ => e,
+        })?;
+        id = u32::from_le_bytes(attr[4..8].try_into().unwrap_or([0; 4]));
+        let mut attr = [0u8; 12];
+        put32(&mut attr, 0, id);
+        // An object freed since it was listed: go on to the next.
+        let Ok(fd) = bpf_fd(BPF_BTF_GET_FD_BY_ID, &mut attr) else { continue };
+        // `struct bpf_btf_info`: btf, btf_size, id, name, name_len, kernel_btf.
+        let mut name = [0u8; 64];
+        let mut info = [0u8; 32];
+        put64(&mut info, 16, name.as_mut_ptr() as u64);
+        put32(&mut info, 24, name.len() as u32);
+        let mut attr = [0u8; 16];
+        put32(&mut attr, 0, fd.as_raw_fd() as u32);
+        put32(&mut attr, 4, info.len() as u32);
+        put64(&mut attr, 8, info.as_mut_ptr() as u64);
+        if bpf_call(BPF_OBJ_GET_INFO_BY_FD, &mut attr).is_err() {
+            continue;
+        }
+        let kernel_btf = u32::from_le_bytes(info[28..32].try_into().unwrap_or([0; 4])) != 0;
+        let end = name.iter().position(|b| *b == 0).unwrap_or(name.len());
+        if kernel_btf && &name[..end] == module.as_bytes() {
+            return Ok(fd);
+        }
+    }
 }
 
 /// A program the kernel refused, with the verifier's log.
@@ -186,6 +227,9 @@ pub fn prog_load(spec: &ProgSpec) -> Result<OwnedFd, ProgLoadError> {
             put32(&mut attr, 88, funcs.len() as u32);
         }
         put32(&mut attr, 108, spec.attach_btf_id);
+        if let Some(obj) = spec.attach_btf_obj {
+            put32(&mut attr, 112, obj.as_raw_fd() as u32);
+        }
         bpf_fd(BPF_PROG_LOAD, &mut attr)
     };
     match load(None) {

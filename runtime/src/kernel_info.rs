@@ -10,8 +10,11 @@
 //!
 //! `@cast(p, "FILE", "<stdio.h>")` names a type of C headers rather than the kernel's: the
 //! system's C compiler writes the headers' types as BTF (`cc -gbtf`), read like the kernel's.
-//! Each set of headers is a universe of its own, told apart by the high bits of a
-//! [`TypeId`] (see [`HEADER_SHIFT`]); the kernel's ids keep those bits zero.
+//! A loaded module's functions and types (`module("nfsd").function(...)`) are in its split
+//! BTF, `/sys/kernel/btf/MODULE`, numbered on from the kernel's. Each set of headers and each
+//! module is a universe of its own, told apart by the high bits of a [`TypeId`] (see
+//! [`UNIVERSE_SHIFT`]); the kernel's ids keep those bits zero, and so do the kernel's types a
+//! module's BTF refers to.
 
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::{CStr, CString};
@@ -25,9 +28,9 @@ use lang::kernel::{Bitfield, CType, FunctionSig, KernelError, KernelInfo, Tracep
 /// Where the kernel's BTF lives.
 pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
 
-/// A [`TypeId`] is `universe << HEADER_SHIFT | id`: universe 0 is the kernel (about 150,000
-/// types, well below 2^24), universe n the nth set of headers read.
-const HEADER_SHIFT: u32 = 24;
+/// A [`TypeId`] is `universe << UNIVERSE_SHIFT | id`: universe 0 is the kernel (about 150,000
+/// types, well below 2^24), universe n the nth set of headers or module read.
+const UNIVERSE_SHIFT: u32 = 24;
 
 /// Why tracefs, bpffs or the kernel's BTF could not be had.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -51,9 +54,9 @@ pub struct LiveKernel {
     tracepoints: OnceLock<Vec<(String, String)>>,
     config: OnceLock<Option<HashMap<String, String>>>,
     btf: OnceLock<Result<btf_rs::Btf, SetupError>>,
-    /// The headers `@cast` named, in universe order (see [`HEADER_SHIFT`]), each with its
-    /// types or why they could not be had.
-    headers: Mutex<Vec<(String, Result<Arc<btf_rs::Btf>, String>)>>,
+    /// The headers `@cast` named and the modules scripts probed, in universe order (see
+    /// [`UNIVERSE_SHIFT`]), each with its types or why they could not be had.
+    universes: Mutex<Vec<Arc<Universe>>>,
     /// `type_by_name`'s answers: btf_rs finds a name by walking every type (tens of
     /// thousands), and a netfilter script asks for `sk_buff` in each of its probes' many
     /// variables, which took seconds.
@@ -73,10 +76,7 @@ impl LiveKernel {
     /// A type in C, as stap's listing (`-L`) prints target variables: `struct file*`,
     /// `size_t`, `char*`; `?` for an id BTF does not have.
     pub fn c_type_text(&self, id: TypeId) -> String {
-        match self.btf() {
-            Ok(btf) => c_type(btf, id, 0),
-            Err(_) => "?".into(),
-        }
+        self.with_btf(id, |btf, local, _| Ok(c_type(btf, local, 0))).unwrap_or_else(|_| "?".into())
     }
 
     pub fn new() -> LiveKernel {
@@ -88,7 +88,7 @@ impl LiveKernel {
             tracepoints: OnceLock::new(),
             config: OnceLock::new(),
             btf: OnceLock::new(),
-            headers: Mutex::new(Vec::new()),
+            universes: Mutex::new(Vec::new()),
             types_by_name: Default::default(),
             functions: OnceLock::new(),
             ids_by_name: Default::default(),
@@ -120,20 +120,82 @@ impl LiveKernel {
         })
     }
 
-    /// The universe of `headers` (see [`HEADER_SHIFT`]), compiling them on first use.
-    fn header_universe(&self, headers: &str) -> Result<(u32, Arc<btf_rs::Btf>), KernelError> {
-        let mut known = self.headers.lock().unwrap_or_else(|e| e.into_inner());
-        let index = match known.iter().position(|(h, _)| h == headers) {
+    /// The universe of `source` (see [`UNIVERSE_SHIFT`]), read on first use: headers are
+    /// compiled, a module's BTF read on top of the kernel's.
+    fn universe(&self, source: Source) -> Result<(u32, Arc<Universe>), KernelError> {
+        let mut known = self.universes.lock().unwrap_or_else(|e| e.into_inner());
+        let index = match known.iter().position(|u| u.source == source) {
             Some(i) => i,
             None => {
-                known.push((headers.to_string(), header_btf(headers).map(Arc::new)));
+                let btf = match &source {
+                    Source::Headers(headers) => header_btf(headers),
+                    // Not kept: the module may be loaded later in a REPL session.
+                    Source::Module(module) => match self.module_btf(module) {
+                        Ok(btf) => Ok(btf),
+                        Err(_) => return Err(KernelError::NoModule(module.clone())),
+                    },
+                };
+                known.push(Arc::new(Universe {
+                    source: source.clone(),
+                    btf: btf.map(Arc::new),
+                    functions: OnceLock::new(),
+                }));
                 known.len() - 1
             }
         };
-        match &known[index].1 {
-            Ok(btf) => Ok((index as u32 + 1, btf.clone())),
-            Err(reason) => Err(KernelError::NoHeader { headers: headers.to_string(), reason: reason.clone() }),
+        let universe = known[index].clone();
+        match (&universe.btf, source) {
+            (Ok(_), _) => Ok((index as u32 + 1, universe)),
+            (Err(reason), Source::Headers(headers)) => Err(KernelError::NoHeader { headers, reason: reason.clone() }),
+            (Err(_), Source::Module(module)) => Err(KernelError::NoModule(module)),
         }
+    }
+
+    /// Module `module`'s split BTF, on top of the kernel's.
+    fn module_btf(&self, module: &str) -> Result<btf_rs::Btf, String> {
+        // The name comes from a script: keep it inside /sys/kernel/btf.
+        if !is_tracefs_name(module) || module == "vmlinux" {
+            return Err(format!("`{module}` is not a module name"));
+        }
+        let base = self.btf().map_err(|e| e.to_string())?;
+        btf_rs::Btf::from_split_file(Path::new(MODULE_BTF_DIR).join(module), base).map_err(|e| e.to_string())
+    }
+
+    /// Module `module`'s split BTF (its own types numbered on from the kernel's), for `-l`.
+    pub fn module_btf_handle(&self, module: &str) -> Result<Arc<btf_rs::Btf>, KernelError> {
+        let (_, universe) = self.universe(Source::Module(module.to_string()))?;
+        universe.btf.clone().map_err(|_| KernelError::NoModule(module.to_string()))
+    }
+
+    /// Module `module`'s functions by name, from one walk over its own types.
+    fn module_function_index(&self, module: &str) -> Result<(u32, Arc<Universe>), KernelError> {
+        let (index, universe) = self.universe(Source::Module(module.to_string()))?;
+        universe.functions.get_or_init(|| {
+            let mut functions = BTreeMap::new();
+            let Ok(btf) = &universe.btf else { return functions };
+            let Some(own) = btf.split() else { return functions };
+            let mut types = own.type_iter();
+            while let Ok(Some(ty)) = fallible_iterator::FallibleIterator::next(&mut types) {
+                if let btf_rs::Type::Func(f) = ty {
+                    if let Ok(name) = btf.resolve_name(&f) {
+                        functions.entry(name).or_insert(f);
+                    }
+                }
+            }
+            functions
+        });
+        Ok((index, universe))
+    }
+
+    /// The BTF id of module `module`'s function `name`, as the module's BTF object numbers
+    /// it (what fentry's `attach_btf_id` is, with the object's fd beside it).
+    pub fn module_function_btf_id(&self, module: &str, name: &str) -> Result<u32, String> {
+        let (_, universe) = self.universe(Source::Module(module.to_string())).map_err(|e| e.to_string())?;
+        let btf = universe.btf.as_ref().map_err(|e| e.clone())?;
+        let ids = btf.resolve_ids_by_name(name).unwrap_or_default();
+        ids.into_iter()
+            .find(|id| matches!(btf.resolve_type_by_id(*id), Ok(btf_rs::Type::Func(_))))
+            .ok_or_else(|| format!("no BTF for function {name} in module {module}"))
     }
 
     /// Runs `f` on the BTF `id` belongs to, with `id` as that BTF numbers it; `f`'s type ids
@@ -143,21 +205,25 @@ impl LiveKernel {
         id: TypeId,
         f: impl FnOnce(&btf_rs::Btf, u32, &dyn Fn(u32) -> TypeId) -> Result<T, KernelError>,
     ) -> Result<T, KernelError> {
-        let universe = id >> HEADER_SHIFT;
-        let local = id & ((1 << HEADER_SHIFT) - 1);
-        // Id 0 is `void` in every universe.
-        let tag = |t: u32| if t == 0 { 0 } else { universe << HEADER_SHIFT | t };
+        let universe = id >> UNIVERSE_SHIFT;
+        let local = id & ((1 << UNIVERSE_SHIFT) - 1);
         if universe == 0 {
             let btf = self.btf().map_err(|e| KernelError::NoBtf(e.to_string()))?;
-            return f(btf, local, &tag);
+            return f(btf, local, &|t| t);
         }
-        let btf = {
-            let known = self.headers.lock().unwrap_or_else(|e| e.into_inner());
-            match known.get(universe as usize - 1).map(|(_, b)| b) {
-                Some(Ok(btf)) => btf.clone(),
-                _ => return Err(KernelError::NoType(format!("#{id}"))),
-            }
+        let known = self.universes.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(Universe { btf: Ok(btf), source, .. }) = known.get(universe as usize - 1).map(|u| &**u) else {
+            return Err(KernelError::NoType(format!("#{id}")));
         };
+        let btf = btf.clone();
+        // A module's BTF refers to the kernel's types by the kernel's ids: those stay the
+        // kernel's, so that a `struct file *` is one type wherever it came from.
+        let own_from = match source {
+            Source::Module(_) => btf.split().map_or(0, |own| own.type_id_range().0),
+            Source::Headers(_) => 0,
+        };
+        drop(known);
+        let tag = |t: u32| if t == 0 || t < own_from { t } else { universe << UNIVERSE_SHIFT | t };
         f(&btf, local, &tag)
     }
 
@@ -250,14 +316,45 @@ impl KernelInfo for LiveKernel {
     }
 
     fn header_type_by_name(&self, headers: &str, name: &str) -> Result<TypeId, KernelError> {
-        let (universe, btf) = self.header_universe(headers)?;
-        let id = find_type(&btf, name)
-            .ok_or_else(|| KernelError::NoHeaderType { headers: headers.to_string(), name: name.to_string() })?;
-        Ok(universe << HEADER_SHIFT | id)
+        let no_type = || KernelError::NoHeaderType { headers: headers.to_string(), name: name.to_string() };
+        let (universe, u) = self.universe(Source::Headers(headers.to_string()))?;
+        let id = u.btf.as_ref().ok().and_then(|btf| find_type(btf, name)).ok_or_else(no_type)?;
+        Ok(universe << UNIVERSE_SHIFT | id)
     }
 
     fn is_header_type(&self, id: TypeId) -> bool {
-        id >> HEADER_SHIFT != 0
+        let universe = id >> UNIVERSE_SHIFT;
+        let known = self.universes.lock().unwrap_or_else(|e| e.into_inner());
+        universe != 0 && known.get(universe as usize - 1).is_some_and(|u| matches!(u.source, Source::Headers(_)))
+    }
+
+    fn module_type_by_name(&self, module: &str, name: &str) -> Result<TypeId, KernelError> {
+        let (universe, u) = self.universe(Source::Module(module.to_string()))?;
+        let id = u.btf.as_ref().ok().and_then(|btf| find_type(btf, name));
+        let id = id.ok_or_else(|| KernelError::NoType(name.to_string()))?;
+        // A kernel type found through the module's BTF is the kernel's.
+        self.with_btf(universe << UNIVERSE_SHIFT, |_, _, tag| Ok(tag(id)))
+    }
+
+    fn module_function(&self, module: &str, name: &str) -> Result<FunctionSig, KernelError> {
+        use btf_rs::{BtfType, Type};
+        let no = || KernelError::NoModuleFunction { module: module.to_string(), name: name.to_string() };
+        let (universe, u) = self.module_function_index(module)?;
+        let (Ok(btf), Some(func)) = (&u.btf, u.functions.get().and_then(|f| f.get(name))) else { return Err(no()) };
+        let Ok(Type::FuncProto(proto)) = btf.resolve_chained_type(func) else { return Err(no()) };
+        self.with_btf(universe << UNIVERSE_SHIFT, |_, _, tag| {
+            let params = proto
+                .parameters
+                .iter()
+                .map(|p| (btf.resolve_name(p).unwrap_or_default(), tag(p.get_type_id().unwrap_or(0))))
+                .collect();
+            Ok(FunctionSig { name: name.to_string(), params, ret: tag(proto.return_type_id()) })
+        })
+    }
+
+    fn module_functions(&self, module: &str) -> Result<Vec<String>, KernelError> {
+        let (_, u) = self.module_function_index(module)?;
+        Ok(u.functions.get().map(|f| f.keys().cloned().collect()).unwrap_or_default())
     }
     fn type_of(&self, id: TypeId) -> Result<CType, KernelError> {
         self.with_btf(id, |btf, local, tag| Ok(tag_ctype(resolve_ctype(btf, local)?, tag)))
@@ -316,6 +413,26 @@ impl KernelInfo for LiveKernel {
         let signed = matches!(self.type_of(found.ty), Ok(CType::Int { signed: true, .. }));
         Ok(Bitfield { bit_offset: found.bit_offset, bits: found.bits, signed })
     }
+}
+
+/// Where the kernel lists each loaded module's BTF, `/sys/kernel/btf/MODULE`.
+pub const MODULE_BTF_DIR: &str = "/sys/kernel/btf";
+
+/// What a universe of types (see [`UNIVERSE_SHIFT`]) was read from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Source {
+    /// C headers as `@cast` names them: `<stdio.h>`.
+    Headers(String),
+    /// A loaded module's split BTF.
+    Module(String),
+}
+
+/// One universe of types: where from, its BTF or why it could not be read, and (for a
+/// module) its functions by name.
+struct Universe {
+    source: Source,
+    btf: Result<Arc<btf_rs::Btf>, String>,
+    functions: OnceLock<BTreeMap<String, btf_rs::Func>>,
 }
 
 /// The id of a struct, union or typedef named `name` (`task_struct`, `struct sock`) in `btf`.

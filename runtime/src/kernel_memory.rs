@@ -46,6 +46,7 @@ impl KernelMemory {
                 prog_type: bpf::prog_type::SYSCALL,
                 expected_attach_type: 0,
                 attach_btf_id: 0,
+                attach_btf_obj: None,
                 flags: bpf::BPF_F_SLEEPABLE,
                 insns: &insns,
                 funcs: None,

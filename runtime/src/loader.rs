@@ -132,7 +132,7 @@ pub fn attach(
         Attach::Tracepoint { group, event } => a.tracepoint(group, event)?,
         Attach::Uprobe { path, symbol, ret } => a.uprobe(path, symbol, ret)?,
         Attach::PerfEvent { event, sample } => a.perf(event, sample)?,
-        Attach::Function { name, ret } => a.kernel_function(name, ret, force_kprobes)?,
+        Attach::Function { name, module, ret } => a.kernel_function(name, module, ret, force_kprobes)?,
         Attach::BtfRawTracepoint { event } => a.raw_tracepoint(event)?,
         Attach::RawTracepoint { event } => a.raw_tp(event)?,
         Attach::Netfilter { pf, hook, priority } => a.netfilter(pf, hook, priority)?,
@@ -156,13 +156,15 @@ impl Attaching<'_> {
         RuntimeError::Attach { point: self.point.to_string(), reason }
     }
 
-    /// Loads the object's program `name` as `prog_type`.
+    /// Loads the object's program `name` as `prog_type`; a tracing program attaches to BTF
+    /// id `attach_btf_id` of the kernel, or of module BTF object `attach_btf_obj`.
     fn load(
         &self,
         name: &str,
         prog_type: u32,
         expected_attach_type: u32,
         attach_btf_id: u32,
+        attach_btf_obj: Option<BorrowedFd<'_>>,
     ) -> Result<OwnedFd, RuntimeError> {
         let point = self.point;
         let program = self
@@ -182,13 +184,22 @@ impl Attaching<'_> {
             })?),
         };
         let funcs = btf.as_ref().map(|fd| (fd.as_fd(), funcs.as_slice()));
-        let spec = ProgSpec { name, prog_type, expected_attach_type, attach_btf_id, flags: 0, insns: &insns, funcs };
+        let spec = ProgSpec {
+            name,
+            prog_type,
+            expected_attach_type,
+            attach_btf_id,
+            attach_btf_obj,
+            flags: 0,
+            insns: &insns,
+            funcs,
+        };
         bpf::prog_load(&spec).map_err(|e| load_error(e, point, &self.probe.spans))
     }
 
     /// A tracepoint: a perf event of the tracepoint's id.
     fn tracepoint(&self, group: &str, event: &str) -> Result<Vec<OwnedFd>, RuntimeError> {
-        let prog = self.load(&self.probe.name, prog_type::TRACEPOINT, 0, 0)?;
+        let prog = self.load(&self.probe.name, prog_type::TRACEPOINT, 0, 0, None)?;
         let tracefs = self.kernel.tracefs().map_err(|e| self.error(e.to_string()))?;
         let id = read_number(&tracefs.join("events").join(group).join(event).join("id"))
             .map_err(|e| self.error(format!("tracepoint {group}:{event}: {e}")))?;
@@ -198,7 +209,7 @@ impl Attaching<'_> {
     }
 
     fn uprobe(&self, path: &str, symbol: &str, ret: bool) -> Result<Vec<OwnedFd>, RuntimeError> {
-        let prog = self.load(&self.probe.name, prog_type::KPROBE, 0, 0)?;
+        let prog = self.load(&self.probe.name, prog_type::KPROBE, 0, 0, None)?;
         let offset = crate::symbols::file_offset(Path::new(path), symbol).map_err(|e| self.error(e))?;
         let event = probe_event("uprobe", path, offset, ret, prog.as_fd()).map_err(|e| self.error(e))?;
         Ok(vec![prog, event])
@@ -206,7 +217,7 @@ impl Attaching<'_> {
 
     /// A sampling perf event: one per online CPU.
     fn perf(&self, event: PerfEvent, sample: PerfSample) -> Result<Vec<OwnedFd>, RuntimeError> {
-        let prog = self.load(&self.probe.name, prog_type::PERF_EVENT, 0, 0)?;
+        let prog = self.load(&self.probe.name, prog_type::PERF_EVENT, 0, 0, None)?;
         let (sample, freq) = match sample {
             PerfSample::Frequency(hz) => (hz, true),
             PerfSample::Period(n) => (n, false),
@@ -227,18 +238,36 @@ impl Attaching<'_> {
     }
 
     /// fentry/fexit where the kernel allows them, else the kprobe form the object carries.
-    fn kernel_function(&self, name: &str, ret: bool, force_kprobes: bool) -> Result<Vec<OwnedFd>, RuntimeError> {
+    /// A module's function is found in the module's BTF object for fentry; a kprobe finds it
+    /// by name, as the kernel's own.
+    fn kernel_function(
+        &self,
+        name: &str,
+        module: Option<&str>,
+        ret: bool,
+        force_kprobes: bool,
+    ) -> Result<Vec<OwnedFd>, RuntimeError> {
         let fentry = if force_kprobes {
             Err("not tried (kprobes forced)".to_string())
         } else {
-            attach_tracing(
-                self.kernel,
-                |kernel| function_btf_id(kernel, name),
-                |id| {
-                    let attach_type = if ret { bpf::BPF_TRACE_FEXIT } else { bpf::BPF_TRACE_FENTRY };
-                    self.load(&self.probe.name, prog_type::TRACING, attach_type, id)
-                },
-            )
+            let module_btf = match module {
+                Some(m) => bpf::module_btf(m).map(Some).map_err(|e| format!("module {m}'s BTF: {e}")),
+                None => Ok(None),
+            };
+            module_btf.and_then(|module_btf| {
+                attach_tracing(
+                    self.kernel,
+                    |kernel| match module {
+                        Some(m) => kernel.module_function_btf_id(m, name),
+                        None => function_btf_id(kernel, name),
+                    },
+                    |id| {
+                        let attach_type = if ret { bpf::BPF_TRACE_FEXIT } else { bpf::BPF_TRACE_FENTRY };
+                        let obj = module_btf.as_ref().map(|fd| fd.as_fd());
+                        self.load(&self.probe.name, prog_type::TRACING, attach_type, id, obj)
+                    },
+                )
+            })
         };
         match fentry {
             Ok(fds) => Ok(fds.into()),
@@ -249,7 +278,7 @@ impl Attaching<'_> {
                          the return, which a kretprobe cannot"
                     )));
                 };
-                let prog = self.load(kname, prog_type::KPROBE, 0, 0)?;
+                let prog = self.load(kname, prog_type::KPROBE, 0, 0, None)?;
                 let event = probe_event("kprobe", name, 0, ret, prog.as_fd())
                     .or_else(|e| match crate::symbols::compiler_clone(name) {
                         Some(clone) => probe_event("kprobe", &clone, 0, ret, prog.as_fd()),
@@ -272,7 +301,7 @@ impl Attaching<'_> {
         let tp_btf = attach_tracing(
             self.kernel,
             |kernel| raw_tracepoint_btf_id(kernel, event),
-            |id| self.load(&self.probe.name, prog_type::TRACING, bpf::BPF_TRACE_RAW_TP, id),
+            |id| self.load(&self.probe.name, prog_type::TRACING, bpf::BPF_TRACE_RAW_TP, id, None),
         );
         match tp_btf {
             Ok(fds) => Ok(fds.into()),
@@ -289,20 +318,21 @@ impl Attaching<'_> {
     /// keeps a syscall probe's start in a millisecond (finding `btf_trace_sys_enter` in the
     /// kernel's BTF walks every type: ~10 ms and 2.6 MB resident).
     fn raw_tp(&self, event: &str) -> Result<Vec<OwnedFd>, RuntimeError> {
-        let prog = self.load(&self.probe.name, prog_type::RAW_TRACEPOINT, 0, 0)?;
+        let prog = self.load(&self.probe.name, prog_type::RAW_TRACEPOINT, 0, 0, None)?;
         let name = CString::new(event).map_err(|e| self.error(e.to_string()))?;
         let link = bpf::tracing_attach(prog.as_fd(), Some(&name)).map_err(|e| self.error(e.to_string()))?;
         Ok(vec![prog, link])
     }
 
     fn netfilter(&self, pf: u32, hook: u32, priority: i32) -> Result<Vec<OwnedFd>, RuntimeError> {
-        let prog = self.load(&self.probe.name, prog_type::NETFILTER, bpf::BPF_NETFILTER, 0).map_err(|e| match e {
-            RuntimeError::Load { point, reason } => RuntimeError::Load {
-                point,
-                reason: format!("{reason} (netfilter BPF programs need Linux 6.4 or later)"),
-            },
-            other => other,
-        })?;
+        let prog =
+            self.load(&self.probe.name, prog_type::NETFILTER, bpf::BPF_NETFILTER, 0, None).map_err(|e| match e {
+                RuntimeError::Load { point, reason } => RuntimeError::Load {
+                    point,
+                    reason: format!("{reason} (netfilter BPF programs need Linux 6.4 or later)"),
+                },
+                other => other,
+            })?;
         // Two BPF programs may not share a hook's priority (EBUSY): take the next free one
         // below ours, which also lets several bpftap sessions watch the same hook.
         let mut attempt = 0;

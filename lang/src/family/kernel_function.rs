@@ -1,7 +1,8 @@
-//! `kernel.function("f")` and `kprobe.function("f")`, with `.return`: fentry/fexit where the
-//! kernel allows them, and the handler compiled a second time as a kprobe/kretprobe for
-//! where it does not (the runtime decides at attach time). A handler that reads arguments
-//! at a return has no kretprobe form.
+//! `kernel.function("f")`, `kprobe.function("f")` and `module("m").function("f")` (from
+//! the module's BTF, once it is loaded), with `.return`: fentry/fexit where the kernel
+//! allows them, and the handler compiled a second time as a kprobe/kretprobe for where it
+//! does not (the runtime decides at attach time). A handler that reads arguments at a
+//! return has no kretprobe form.
 
 use super::{Attach, Context, Fallback, KernelProgram};
 use crate::ast::{Literal, ProbePoint};
@@ -10,13 +11,13 @@ use crate::elaborate::{is_pattern, pattern_error, Ctx, Glob, Resolved, Unresolve
 use crate::ir::Target;
 use crate::kernel::{FunctionSig, KernelError, TracepointFormat};
 
-pub(crate) fn program(name: &str, ret: bool, nargs: u32) -> KernelProgram<'_> {
+pub(crate) fn program<'t>(name: &'t str, module: Option<&'t str>, ret: bool, nargs: u32) -> KernelProgram<'t> {
     let (tracing, kprobe) = if ret { ("fexit", "kretprobe") } else { ("fentry", "kprobe") };
     KernelProgram {
         section: format!("{tracing}/{name}"),
         context: Context::Args { nargs },
         returns: 0,
-        attach: Attach::Function { name, ret },
+        attach: Attach::Function { name, module, ret },
         fallback: Some(Fallback { section: format!("{kprobe}/{name}"), context: Context::PtRegs { ret } }),
     }
 }
@@ -38,13 +39,13 @@ impl Ctx<'_> {
             )));
         };
         self.unprobeable_functions(point)?;
-        self.kernel_function(pattern, comps.last().is_some_and(|c| c.name == "return"), point)
+        self.kernel_function(None, pattern, comps.last().is_some_and(|c| c.name == "return"), point)
     }
 
     /// `module("m").function("f")`, `.call` or `.return`.
     pub(crate) fn module_function_point(&mut self, point: &ProbePoint) -> Result<Vec<Resolved>, Unresolved> {
         let comps = &point.components;
-        let (Some(Literal::String(module)), Some(Literal::String(_))) = (&comps[0].arg, &comps[1].arg) else {
+        let (Some(Literal::String(module)), Some(Literal::String(pattern))) = (&comps[0].arg, &comps[1].arg) else {
             return Err(Unresolved::Failed(Diagnostic::error(
                 "E0108",
                 "write a module function probe as module(\"nfsd\").function(\"nfsd_open\")",
@@ -52,7 +53,7 @@ impl Ctx<'_> {
             )));
         };
         self.unprobeable_functions(point)?;
-        Err(Unresolved::Failed(self.module_function_error(module, point)))
+        self.kernel_function(Some(module), pattern, comps.last().is_some_and(|c| c.name == "return"), point)
     }
 
     /// A `kernel.function` point marked `?` or `!` on a kernel that cannot probe functions
@@ -69,32 +70,12 @@ impl Ctx<'_> {
         Ok(())
     }
 
-    /// `module("m").function(...)`: a module's functions are in its own BTF
-    /// (`/sys/kernel/btf/m`, once loaded), which bpftap does not read yet.
-    pub(crate) fn module_function_error(&self, module: &str, point: &ProbePoint) -> Diagnostic {
-        let loaded = std::path::Path::new("/sys/module").join(module).exists();
-        let d = Diagnostic::error(
-            "E0109",
-            if loaded {
-                format!("bpftap cannot probe the functions of module `{module}` yet (only the kernel's own)")
-            } else {
-                format!("module `{module}` is not loaded in kernel {}", self.kernel.release())
-            },
-            point.span,
-        );
-        if loaded {
-            d.with_help(
-                "probe a kernel function that calls into the module: `bpftap -l 'kernel.function(\"PATTERN\")'`",
-            )
-        } else {
-            d.with_help(format!("load it first (`modprobe {module}`)"))
-        }
-    }
-
-    /// `kernel.function("pattern")`: one probe per matching function in the kernel's BTF.
-    /// (`name@file:line` forms need debuginfo, which bpftap does without: refused.)
+    /// `kernel.function("pattern")`, or with `module` `module("m").function("pattern")`:
+    /// one probe per matching function in the kernel's BTF (the module's). (`name@file:line`
+    /// forms need debuginfo, which bpftap does without: refused.)
     pub(crate) fn kernel_function(
         &mut self,
+        module: Option<&str>,
         pattern: &str,
         ret: bool,
         point: &ProbePoint,
@@ -109,9 +90,33 @@ impl Ctx<'_> {
                 .with_help(format!("probe the function by its name alone: kernel.function(\"{}\")", &pattern[..at])),
             ));
         }
+        let family = match module {
+            Some(m) => format!("module({m:?})"),
+            None => "kernel".to_string(),
+        };
+        let failed = |e: KernelError| {
+            // Functions get renamed, inlined or dropped between releases: say which kernel
+            // this one is missing from.
+            let (message, help) = match e {
+                KernelError::NoFunction(f) => (
+                    format!("Linux {} has no function `{f}` (none in its BTF)", self.kernel.release()),
+                    format!("`bpftap -l '{family}.function(\"PATTERN\")'` lists the functions"),
+                ),
+                KernelError::NoModule(m) => (
+                    format!("module `{m}` is not loaded in kernel {}", self.kernel.release()),
+                    format!("load it first (`modprobe {m}`)"),
+                ),
+                e => (e.to_string(), format!("`bpftap -l '{family}.function(\"PATTERN\")'` lists the functions")),
+            };
+            Unresolved::Failed(Diagnostic::error("E0109", message, point.span).with_help(help))
+        };
         let names: Vec<String> = if is_pattern(pattern) {
             let glob = Glob::new(pattern).map_err(|e| Unresolved::Failed(pattern_error(e, point.span)))?;
-            self.kernel.functions().into_iter().filter(|n| glob.matches(n)).collect()
+            let all = match module {
+                Some(m) => self.kernel.module_functions(m).map_err(failed)?,
+                None => self.kernel.functions(),
+            };
+            all.into_iter().filter(|n| glob.matches(n)).collect()
         } else {
             vec![pattern.to_string()]
         };
@@ -120,50 +125,52 @@ impl Ctx<'_> {
                 Diagnostic::error(
                     "E0112",
                     format!(
-                        "\"{pattern}\" matches {} kernel functions; bpftap attaches at most {MAX_FUNCTION_PROBES}",
-                        names.len()
+                        "\"{pattern}\" matches {} {}; bpftap attaches at most {MAX_FUNCTION_PROBES}",
+                        names.len(),
+                        match module {
+                            Some(m) => format!("functions of module `{m}`"),
+                            None => "kernel functions".to_string(),
+                        }
                     ),
                     point.span,
                 )
-                .with_help("narrow the pattern; `bpftap -l 'kernel.function(\"PATTERN\")'` lists the matches"),
+                .with_help(format!(
+                    "narrow the pattern; `bpftap -l '{family}.function(\"PATTERN\")'` lists the matches"
+                )),
             ));
         }
         let mut out = Vec::new();
         for name in names {
-            match self.kernel.function(&name) {
+            let sig = match module {
+                Some(m) => self.kernel.module_function(m, &name),
+                None => self.kernel.function(&name),
+            };
+            match sig {
                 Ok(sig) => {
-                    let text = format!("kernel.function(\"{name}\"){}", if ret { ".return" } else { ".call" });
+                    let text = format!("{family}.function(\"{name}\"){}", if ret { ".return" } else { ".call" });
                     out.push(Resolved {
                         point: text.clone(),
                         user_point: text,
-                        target: Target::KernelFunction { name, ret, nargs: sig.params.len() as u32 },
+                        target: Target::KernelFunction {
+                            name,
+                            module: module.map(String::from),
+                            ret,
+                            nargs: sig.params.len() as u32,
+                        },
                         format: Some(function_context(&sig, ret)),
                         function: Some(sig),
                         prologue: vec![],
                         epilogue: vec![],
                     });
                 }
-                Err(e) if !is_pattern(pattern) => {
-                    // Functions get renamed, inlined or dropped between releases: say which
-                    // kernel this one is missing from.
-                    let message = match e {
-                        KernelError::NoFunction(f) => {
-                            format!("Linux {} has no function `{f}` (none in its BTF)", self.kernel.release())
-                        }
-                        e => e.to_string(),
-                    };
-                    return Err(Unresolved::Failed(
-                        Diagnostic::error("E0109", message, point.span)
-                            .with_help("`bpftap -l 'kernel.function(\"PATTERN\")'` lists the functions"),
-                    ));
-                }
+                Err(e) if !is_pattern(pattern) => return Err(failed(e)),
                 Err(_) => {}
             }
         }
         if out.is_empty() {
             return Err(Unresolved::Failed(Diagnostic::error(
                 "E0109",
-                format!("no kernel function matches \"{pattern}\""),
+                format!("no {family} function matches \"{pattern}\""),
                 point.span,
             )));
         }

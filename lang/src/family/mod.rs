@@ -89,9 +89,9 @@ pub enum Attach<'t> {
     BtfRawTracepoint { event: &'t str },
     /// A raw tracepoint program, by the event's name (no BTF to look up).
     RawTracepoint { event: &'t str },
-    /// fentry/fexit on the function's BTF, else the [`KernelProgram::fallback`] as a
-    /// kprobe/kretprobe.
-    Function { name: &'t str, ret: bool },
+    /// fentry/fexit on the function's BTF (a loaded module's, for `module`), else the
+    /// [`KernelProgram::fallback`] as a kprobe/kretprobe, by name.
+    Function { name: &'t str, module: Option<&'t str>, ret: bool },
     /// A uprobe or uretprobe on a symbol of an executable or library.
     Uprobe { path: &'t str, symbol: &'t str, ret: bool },
     /// A sampling perf event on every online CPU.
@@ -113,7 +113,9 @@ impl Target {
             Target::Tracepoint { group, event, .. } => tracepoint::record_program(group, event),
             Target::RawTracepoint { event, nargs } => tracepoint::args_program(event, *nargs),
             Target::Syscall { exit, nr, .. } => syscall::program(*exit, *nr),
-            Target::KernelFunction { name, ret, nargs } => kernel_function::program(name, *ret, *nargs),
+            Target::KernelFunction { name, module, ret, nargs } => {
+                kernel_function::program(name, module.as_deref(), *ret, *nargs)
+            }
             Target::Uprobe { path, symbol, ret } => uprobe::program(path, symbol, *ret),
             Target::Perf { event, sample } => perf::program(*event, *sample),
             Target::Netfilter { pf, hook, priority } => netfilter::program(*pf, *hook, *priority),

@@ -103,6 +103,10 @@ impl Ctx<'_> {
                     }
                 }
             }
+            ExprKind::Ident(name) => match self.resolve(name) {
+                Some(Place::Local(v)) => Some((v, self.local_types.get(&v).copied().flatten())),
+                _ => self.expr(e).map(|v| (v, None)),
+            },
             _ => self.expr(e).map(|v| (v, None)),
         }
     }
