@@ -503,6 +503,7 @@ mod tests {
             target: Target::Tracepoint { group: "syscalls".into(), event: "sys_enter_connect".into(), record_size: 40 },
             func,
             span: Span::default(),
+            optional: false,
         });
         let compiled = compile::compile(program).expect("the handler compiles");
         let fact = KernelFact::TracepointField {

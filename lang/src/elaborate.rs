@@ -67,6 +67,9 @@ pub struct ElabProbe {
     /// A `never` probe: its body is type-checked (scripts use one to give globals their
     /// types) but never compiled or run.
     pub never: bool,
+    /// One of the matches of a wildcard point, or of a point marked `?` or `!`: where the
+    /// kernel refuses to attach it, the script goes on without it, as in SystemTap.
+    pub optional: bool,
 }
 
 /// A script and the tapsets, parsed.
@@ -224,6 +227,12 @@ impl Ctx<'_> {
     fn probe(&mut self, probe: &ast::Probe, out: &mut Elaborated) {
         for point in &probe.points {
             let never = matches!(point.components.as_slice(), [c] if c.name == "never" && c.arg.is_none());
+            let optional = point.optional
+                || point.sufficient
+                || point
+                    .components
+                    .iter()
+                    .any(|c| is_pattern(&c.name) || matches!(&c.arg, Some(Literal::String(text)) if is_pattern(text)));
             match self.resolve(point, 0) {
                 Ok(list) => {
                     for mut r in list {
@@ -254,6 +263,7 @@ impl Ctx<'_> {
                             function: r.function,
                             span: probe.span,
                             never,
+                            optional,
                         });
                     }
                     if point.sufficient {

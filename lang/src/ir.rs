@@ -377,6 +377,11 @@ pub struct Handler {
     pub target: Target,
     pub func: Function,
     pub span: Span,
+    /// A match of a wildcard, or of a point marked `?`/`!`: the runtime skips it, with a
+    /// warning, where the kernel refuses to attach it (some other probe of the script
+    /// attaching), as SystemTap skips functions it cannot probe.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub optional: bool,
 }
 
 #[derive(Clone, Debug, Default)]

@@ -119,6 +119,7 @@ pub fn lower(
             target: probe.target.clone(),
             func,
             span: probe.span,
+            optional: probe.optional,
         });
     }
     mark_reads(script, &mut program);

@@ -615,8 +615,10 @@ impl<'k> Session<'k> {
             let mut held = Vec::new();
             let result =
                 loader::attach(&unit.compiled, &unit.maps, probe, self.kernel, self.options.force_kprobes, &mut held);
+            let optional = unit.compiled.program.handlers[probe.handler].optional;
             match result {
                 Err(e @ RuntimeError::FamilyRefused { .. }) => refused.push(e),
+                Err(e @ (RuntimeError::Attach { .. } | RuntimeError::Load { .. })) if optional => refused.push(e),
                 other => other?,
             }
             attached.push(held);

@@ -229,6 +229,7 @@ impl Ctx<'_> {
                 body: Block { stmts: vec![stmt], span },
                 span,
                 never: false,
+                optional: false,
             });
         }
     }
