@@ -104,19 +104,9 @@ impl LiveKernel {
 
     /// See [`LiveKernel::functions`]; empty without BTF.
     fn function_index(&self) -> &BTreeMap<String, btf_rs::Func> {
-        self.functions.get_or_init(|| {
-            let mut index = BTreeMap::new();
-            let Ok(btf) = self.btf() else { return index };
-            let mut types = btf.type_iter();
-            // A decoding error ends the walk with what was read so far.
-            while let Ok(Some(ty)) = fallible_iterator::FallibleIterator::next(&mut types) {
-                if let btf_rs::Type::Func(f) = ty {
-                    if let Ok(name) = btf.resolve_name(&f) {
-                        index.entry(name).or_insert(f);
-                    }
-                }
-            }
-            index
+        self.functions.get_or_init(|| match self.btf() {
+            Ok(btf) => functions_by_name(btf, btf.type_iter()),
+            Err(_) => BTreeMap::new(),
         })
     }
 
@@ -161,28 +151,12 @@ impl LiveKernel {
         btf_rs::Btf::from_split_file(Path::new(MODULE_BTF_DIR).join(module), base).map_err(|e| e.to_string())
     }
 
-    /// Module `module`'s split BTF (its own types numbered on from the kernel's), for `-l`.
-    pub fn module_btf_handle(&self, module: &str) -> Result<Arc<btf_rs::Btf>, KernelError> {
-        let (_, universe) = self.universe(Source::Module(module.to_string()))?;
-        universe.btf.clone().map_err(|_| KernelError::NoModule(module.to_string()))
-    }
-
     /// Module `module`'s functions by name, from one walk over its own types.
     fn module_function_index(&self, module: &str) -> Result<(u32, Arc<Universe>), KernelError> {
         let (index, universe) = self.universe(Source::Module(module.to_string()))?;
-        universe.functions.get_or_init(|| {
-            let mut functions = BTreeMap::new();
-            let Ok(btf) = &universe.btf else { return functions };
-            let Some(own) = btf.split() else { return functions };
-            let mut types = own.type_iter();
-            while let Ok(Some(ty)) = fallible_iterator::FallibleIterator::next(&mut types) {
-                if let btf_rs::Type::Func(f) = ty {
-                    if let Ok(name) = btf.resolve_name(&f) {
-                        functions.entry(name).or_insert(f);
-                    }
-                }
-            }
-            functions
+        universe.functions.get_or_init(|| match &universe.btf {
+            Ok(btf) => btf.split().map(|own| functions_by_name(btf, own.type_iter())).unwrap_or_default(),
+            Err(_) => BTreeMap::new(),
         });
         Ok((index, universe))
     }
@@ -808,6 +782,23 @@ fn parse_config(text: &str) -> HashMap<String, String> {
             (name.to_string(), value.to_string())
         })
         .collect()
+}
+
+/// The functions among `types` by name (the first of each name), their names read through
+/// `btf`. A decoding error ends the walk with what was read so far.
+fn functions_by_name<I>(btf: &btf_rs::Btf, mut types: I) -> BTreeMap<String, btf_rs::Func>
+where
+    I: fallible_iterator::FallibleIterator<Item = btf_rs::Type>,
+{
+    let mut functions = BTreeMap::new();
+    while let Ok(Some(ty)) = types.next() {
+        if let btf_rs::Type::Func(f) = ty {
+            if let Ok(name) = btf.resolve_name(&f) {
+                functions.entry(name).or_insert(f);
+            }
+        }
+    }
+    functions
 }
 
 /// A BTF type in C, as stap prints target variables: `struct file*`, `size_t`, `char*`.
