@@ -121,15 +121,7 @@ fn long(vars: &[Value], v: Var) -> i64 {
 }
 
 fn text(vars: &[Value], v: Var) -> String {
-    value_text(&vars[v.as_u32() as usize])
-}
-
-fn value_text(value: &Value) -> String {
-    match value {
-        Value::Str(s) => s.clone(),
-        Value::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
-        Value::Long(n) => n.to_string(),
-    }
+    crate::arrays::value_text(&vars[v.as_u32() as usize])
 }
 
 fn operand(vars: &[Value], o: Operand) -> i64 {
@@ -590,7 +582,7 @@ pub fn deferred_text(builtin: Builtin, arg: &Value) -> String {
         Builtin::ErrnoStr => lang::builtins::errno_name(long()),
         Builtin::Symname => crate::symbols::symname(long() as u64),
         Builtin::Symdata => crate::symbols::symdata(long() as u64),
-        Builtin::SprintSyms => sprint_syms(&value_text(arg)),
+        Builtin::SprintSyms => sprint_syms(&crate::arrays::value_text(arg)),
         other => unreachable!("`{}` is not deferrable", other.name()),
     }
 }
