@@ -96,6 +96,14 @@ fn codegen_does_no_io() {
 }
 
 #[test]
+fn compiling_ignores_the_machine_bpftap_was_built_on() {
+    // The machine compiled for is `Program::arch`, from the kernel's uname.
+    let mut found = lines_with("codegen-bpf/src", &["target_arch", "std::env::consts"]);
+    found.extend(lines_with("lang/src", &["target_arch", "std::env::consts"]));
+    assert!(found.is_empty(), "compiling depends on the build machine:\n{}", found.join("\n"));
+}
+
+#[test]
 fn runtime_never_sees_the_ast() {
     let found = lines_with("runtime/src", &["lang::ast", "lang::parse", "lang::elaborate", "lang::lower"]);
     assert!(found.is_empty(), "the runtime reaches into the front end:\n{}", found.join("\n"));

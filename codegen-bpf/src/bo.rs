@@ -46,7 +46,7 @@ pub const SECTION: &str = ".bpftap";
 /// The first bytes of [`SECTION`].
 pub const MAGIC: &[u8; 8] = b"BPFTAPBO";
 /// Bumped whenever the body's layout changes; an object of another version is refused.
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 
 const CHECKSUM_AT: usize = 12;
 const VERSION_AT: usize = 16;
@@ -125,7 +125,7 @@ pub fn looks_like_bo(bytes: &[u8]) -> bool {
 pub fn write(compiled: &CompiledScript, sources: &SourceMap, bpftap_version: &str, kernel: &Recorder) -> Vec<u8> {
     let used = used_files(compiled);
     let compiled_for = CompiledFor {
-        arch: std::env::consts::ARCH.to_string(),
+        arch: kernel.arch(),
         release: kernel.release(),
         facts: kernel_facts::tracepoint_fields(compiled, kernel).into_iter().chain(kernel.facts()).collect(),
     };
@@ -620,7 +620,7 @@ mod tests {
     fn a_struct_member_that_cannot_be_resolved_is_an_error() {
         let mut object = object_reading_euid(&Types::new(10, 1736));
         let no_cred = Types { cred_offset: None, ..Types::new(500, 0) };
-        let arch = std::env::consts::ARCH;
+        let arch = "x86_64";
         assert_eq!(
             object.fit_kernel(&no_cred).unwrap_err().to_string(),
             format!(

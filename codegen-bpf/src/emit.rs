@@ -52,6 +52,7 @@ use std::collections::{HashMap, HashSet};
 
 use lang::builtins::Builtin;
 use lang::family::Context as ProgramContext;
+use lang::arch::Arch;
 use lang::ir::{
     AddrSpace, BinOp, Block, CmpOp, FmtId, Function, InstKind, Operand, Program, StatOp, Terminator, Ty, UnOp, Var,
 };
@@ -63,39 +64,53 @@ use crate::layout::{self, GlobalsLayout, GLOBAL_BOOT_OFFSET, GLOBAL_LOST, GLOBAL
 use crate::object::{FieldReloc, Reloc, RelocTarget};
 use crate::regalloc::{self, Allocation, Home};
 
-/// Offsets in x86-64's `struct pt_regs` of the argument registers (di, si, dx, cx, r8, r9)
-/// and of ax, which holds the return value.
-#[cfg(target_arch = "x86_64")]
-const PT_REGS_ARGS: [i16; 6] = [112, 104, 96, 88, 72, 64];
-#[cfg(target_arch = "x86_64")]
-const PT_REGS_RET: i16 = 80;
-/// arm64's `struct pt_regs` starts with x0..x30; x0 holds the return value.
-#[cfg(not(target_arch = "x86_64"))]
-const PT_REGS_ARGS: [i16; 6] = [0, 8, 16, 24, 32, 40];
-#[cfg(not(target_arch = "x86_64"))]
-const PT_REGS_RET: i16 = 0;
-/// Where `struct pt_regs` tells the privilege level, and the bits that say user mode there:
-/// cs's two low bits are 3 on x86-64; pstate's mode bits are 0 (EL0) on arm64.
-/// Where `struct pt_regs` keeps the instruction pointer: ip on x86-64, pc on arm64.
-/// Offsets in `struct pt_regs` of a syscall's six arguments as the task entered the kernel
-/// (x86-64 passes the fourth in r10, not cx), and of the syscall's number.
-#[cfg(target_arch = "x86_64")]
-const SYSCALL_ARGS: [i16; 6] = [112, 104, 96, 56, 72, 64];
-#[cfg(target_arch = "x86_64")]
-const SYSCALL_NR: i16 = 120;
-/// arm64: x0..x5 (at entry x0 still holds the first argument), then `syscallno`.
-#[cfg(not(target_arch = "x86_64"))]
-const SYSCALL_ARGS: [i16; 6] = PT_REGS_ARGS;
-#[cfg(not(target_arch = "x86_64"))]
-const SYSCALL_NR: i16 = 280;
-#[cfg(target_arch = "x86_64")]
-const PT_REGS_IP: i16 = 128;
-#[cfg(not(target_arch = "x86_64"))]
-const PT_REGS_IP: i16 = 256;
-#[cfg(target_arch = "x86_64")]
-const PT_REGS_MODE: (i16, i32, i32) = (136, 3, 3);
-#[cfg(not(target_arch = "x86_64"))]
-const PT_REGS_MODE: (i16, i32, i32) = (264, 0xf, 0);
+/// Where a machine's `struct pt_regs` keeps what handlers read.
+pub(crate) struct PtRegs {
+    /// The argument registers of a function call.
+    args: [i16; 6],
+    /// The register holding a function's return value.
+    ret: i16,
+    /// A syscall's six arguments as the task entered the kernel, and the syscall's number.
+    syscall_args: [i16; 6],
+    syscall_nr: i16,
+    /// The instruction pointer.
+    ip: i16,
+    /// Where the privilege level is told, its mask, and the masked value of user mode.
+    mode: (i16, i32, i32),
+}
+
+impl PtRegs {
+    pub(crate) fn of(arch: Arch) -> &'static PtRegs {
+        match arch {
+            Arch::X86_64 => &X86_64_PT_REGS,
+            Arch::Arm64 => &ARM64_PT_REGS,
+        }
+    }
+}
+
+/// x86-64: di, si, dx, cx, r8, r9 carry a call's arguments, ax its result; a syscall's
+/// fourth argument is in r10, not cx, and its number in orig_ax; cs's two low bits are 3 in
+/// user mode.
+const X86_64_PT_REGS: PtRegs = PtRegs {
+    args: [112, 104, 96, 88, 72, 64],
+    ret: 80,
+    syscall_args: [112, 104, 96, 56, 72, 64],
+    syscall_nr: 120,
+    ip: 128,
+    mode: (136, 3, 3),
+};
+
+/// arm64: `struct pt_regs` starts with x0..x30; x0..x5 carry the arguments (at a syscall's
+/// entry x0 still holds the first), x0 the result; then sp, pc, pstate (mode bits 0 in
+/// EL0), orig_x0, syscallno.
+const ARM64_PT_REGS: PtRegs = PtRegs {
+    args: [0, 8, 16, 24, 32, 40],
+    ret: 0,
+    syscall_args: [0, 8, 16, 24, 32, 40],
+    syscall_nr: 280,
+    ip: 256,
+    mode: (264, 0xf, 0),
+};
 
 /// Indexes of the maps every program may use, in the object's map list.
 #[derive(Clone, Copy, Debug)]
@@ -1155,13 +1170,18 @@ impl Emitter<'_> {
         self.output_header_record(layout::record_kind::EXIT)
     }
 
+    /// The `struct pt_regs` of the machine compiled for.
+    fn regs(&self) -> &'static PtRegs {
+        PtRegs::of(self.program.arch)
+    }
+
     fn load_arg(&mut self, dst: Var, index: u32) -> Result<(), EmitError> {
         let off = match self.args {
             ProgramContext::Args { .. } => 8 * index as i16,
             ProgramContext::PtRegs { ret: true } => {
                 return Err(self.unsupported("an argument in a kretprobe (it needs fexit)"))
             }
-            ProgramContext::PtRegs { ret: false } => match PT_REGS_ARGS.get(index as usize) {
+            ProgramContext::PtRegs { ret: false } => match self.regs().args.get(index as usize) {
                 Some(off) => *off,
                 None => return Err(self.unsupported("a kprobe argument past the sixth")),
             },
@@ -1177,7 +1197,7 @@ impl Emitter<'_> {
     fn load_return(&mut self, dst: Var) -> Result<(), EmitError> {
         let off = match self.args {
             ProgramContext::Args { nargs } => 8 * nargs as i16,
-            ProgramContext::PtRegs { .. } => PT_REGS_RET,
+            ProgramContext::PtRegs { .. } => self.regs().ret,
             ProgramContext::Record | ProgramContext::PerfEvent | ProgramContext::Syscall { .. } => {
                 return Err(self.unsupported("`$return` outside a function probe"))
             }
@@ -1504,7 +1524,7 @@ impl Emitter<'_> {
             Builtin::Addr => {
                 match self.args {
                     ProgramContext::PtRegs { .. } | ProgramContext::PerfEvent => {
-                        self.push(insn::ldx(Size::DW, Reg::R0, CTX, PT_REGS_IP))
+                        self.push(insn::ldx(Size::DW, Reg::R0, CTX, self.regs().ip))
                     }
                     // No registers: SystemTap's addr() is 0 there too.
                     ProgramContext::Record | ProgramContext::Args { .. } | ProgramContext::Syscall { .. } => {
@@ -1541,12 +1561,12 @@ impl Emitter<'_> {
         let done = self.new_label();
         if matches!(self.args, ProgramContext::PtRegs { .. } | ProgramContext::PerfEvent) {
             // Interrupted in user mode: the context's registers are the user's.
-            let (offset, mask, user) = PT_REGS_MODE;
+            let (offset, mask, user) = self.regs().mode;
             let kernel_mode = self.new_label();
             self.push(insn::ldx(Size::DW, Reg::R1, CTX, offset));
             self.push(insn::alu64_imm(AluOp::And, Reg::R1, mask));
             self.jump_if_imm(JmpOp::Ne, Reg::R1, user, kernel_mode);
-            self.push(insn::ldx(Size::DW, Reg::R0, CTX, PT_REGS_IP));
+            self.push(insn::ldx(Size::DW, Reg::R0, CTX, self.regs().ip));
             self.jump(done);
             self.bind(kernel_mode);
         }
@@ -1554,7 +1574,7 @@ impl Emitter<'_> {
         self.push(insn::call(Helper::GetCurrentTaskBtf));
         self.push(insn::mov64_reg(Reg::R1, Reg::R0));
         self.push(insn::call(Helper::TaskPtRegs));
-        self.push(insn::ldx(Size::DW, Reg::R0, Reg::R0, PT_REGS_IP));
+        self.push(insn::ldx(Size::DW, Reg::R0, Reg::R0, self.regs().ip));
         self.bind(done);
     }
 
@@ -1562,7 +1582,7 @@ impl Emitter<'_> {
     fn user_mode(&mut self) {
         match self.args {
             ProgramContext::PtRegs { .. } | ProgramContext::PerfEvent => {
-                let (offset, mask, user) = PT_REGS_MODE;
+                let (offset, mask, user) = self.regs().mode;
                 self.push(insn::ldx(Size::DW, Reg::R1, CTX, offset));
                 self.push(insn::alu64_imm(AluOp::And, Reg::R1, mask));
                 self.push(insn::mov64_imm(Reg::R0, 1));

@@ -402,7 +402,7 @@ pub(crate) mod tests {
             format!("test-{}", self.base)
         }
         fn arch(&self) -> String {
-            std::env::consts::ARCH.into()
+            "x86_64".into()
         }
         fn config(&self, _: &str) -> Option<String> {
             None

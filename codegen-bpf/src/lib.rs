@@ -14,9 +14,9 @@
 //! - [`reader`]: the program user-space handlers read kernel memory through.
 //!
 //! Invariant: this crate makes no syscall and reads no file; its output depends only on the
-//! IR and on the architecture bpftap itself was built for (`emit` picks the `struct pt_regs`
-//! offsets with `cfg(target_arch)`, as `lang::syscall_table` picks the syscall numbers), not
-//! on the machine it runs on.
+//! IR, which names the machine compiled for (`Program::arch`, from the kernel's uname:
+//! `emit` picks the `struct pt_regs` offsets by it), not on the machine it runs on or
+//! bpftap was built on. Checked by `tests/architecture.rs` (no I/O, no `cfg(target_arch)`).
 
 pub mod bo;
 pub mod btf;

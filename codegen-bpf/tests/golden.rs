@@ -43,11 +43,14 @@ fn fixture() -> Fixture {
 }
 
 fn listing(text: &str) -> String {
+    listing_for(fixture(), text)
+}
+
+fn listing_for(kernel: Fixture, text: &str) -> String {
     let mut sources = SourceMap::default();
     let file = sources.add("golden.stp", text, SourceKind::Script);
     let (script, diags) = lang::parse::parse(&sources, file, &PreprocessEnv::default(), &mut Macros::default());
     assert!(diags.is_empty(), "parse: {diags:?}");
-    let kernel = fixture();
     let (elaborated, diags) = elaborate::elaborate(&Input { script: &script, tapsets: &[] }, &kernel);
     assert!(diags.is_empty(), "elaborate: {diags:?}");
     let (types, diags) = lang::types::check(&elaborated, &Default::default());
@@ -57,6 +60,20 @@ fn listing(text: &str) -> String {
     assert!(lang::ir::verify(&program).is_empty());
     let compiled = codegen_bpf::compile::compile(program).expect("codegen");
     compiled.listing(&sources)
+}
+
+/// The machine compiled for is the kernel's, whatever bpftap was built on: `addr()` reads the
+/// instruction pointer where that machine's `struct pt_regs` keeps it.
+#[test]
+fn pt_regs_offsets_are_the_kernels_machines() {
+    let script = "probe timer.profile { printf(\"%x\\n\", addr()) }";
+    let ip_load = |machine: &str| {
+        let kernel = Fixture { machine: Some(machine.into()), ..fixture() };
+        let text = listing_for(kernel, script);
+        text.lines().find(|l| l.contains("= *(u64 *)(r6 +")).map(|l| l.split("(r6 +").nth(1).unwrap().to_string())
+    };
+    assert_eq!(ip_load("x86_64").as_deref(), Some("128)"));
+    assert_eq!(ip_load("aarch64").as_deref(), Some("256)"));
 }
 
 #[test]

@@ -29,6 +29,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::arch::Arch;
 use crate::ast::{self, AliasKind, Block, Component, Expr, ExprKind, Item, Literal, ProbePoint, Stmt, StmtKind};
 use crate::diag::Diagnostic;
 use crate::family::syscall::on_raw_syscalls;
@@ -48,6 +49,8 @@ pub struct Elaborated {
     /// [`overload_key`], and its `name` is that key; [`Elaborated::function`] finds it.
     pub functions: BTreeMap<String, ast::Function>,
     pub probes: Vec<ElabProbe>,
+    /// The machine the kernel probes are compiled for.
+    pub arch: Arch,
 }
 
 #[derive(Clone, Debug)]
@@ -87,8 +90,10 @@ pub fn elaborate(input: &Input<'_>, kernel: &dyn KernelInfo) -> (Elaborated, Vec
             }
         }
     }
-    let mut cx = Ctx { kernel, aliases: std::rc::Rc::new(aliases), diags: Vec::new(), tracepoints: None };
-    let mut out = Elaborated::default();
+    let machine = kernel.arch();
+    let arch = Arch::from_machine(&machine).ok_or(machine);
+    let mut cx = Ctx { kernel, aliases: std::rc::Rc::new(aliases), diags: Vec::new(), tracepoints: None, arch };
+    let mut out = Elaborated { arch: cx.arch(), ..Elaborated::default() };
     // Script items first, so that script functions and aliases shadow tapset ones.
     for (n, script) in std::iter::once(input.script).chain(input.tapsets.iter()).enumerate() {
         for item in &script.items {
@@ -167,12 +172,23 @@ pub fn embedded_c(span: Span) -> Diagnostic {
         .with_help("write this in the script language, or use a built-in function")
 }
 
+/// A kernel probe compiled against a kernel whose machine bpftap knows no `struct pt_regs`
+/// and syscall numbers for.
+fn unknown_machine(machine: &str, span: Span) -> Diagnostic {
+    Diagnostic::error("E0115", format!("bpftap does not compile kernel probes for `{machine}` machines"), span)
+        .with_label("a kernel probe")
+        .with_help("bpftap compiles kernel probes for x86_64 and arm64")
+}
+
 pub(crate) struct Ctx<'k> {
     pub(crate) kernel: &'k dyn KernelInfo,
     /// Shared so that resolving a point (recursively) does not copy every alias.
     aliases: std::rc::Rc<Vec<ast::Alias>>,
     diags: Vec<Diagnostic>,
     tracepoints: Option<Vec<(String, String)>>,
+    /// The machine compiled for, or the kernel's machine name where bpftap knows no
+    /// `struct pt_regs` and syscall table for it (then only user-space probes compile).
+    arch: Result<Arch, String>,
 }
 
 /// One resolution of a probe point: a target and the alias bodies around the user's body.
@@ -252,8 +268,12 @@ impl Ctx<'_> {
                                 continue;
                             }
                         }
+                        if let (Err(machine), false) = (&self.arch, r.target.is_user_space()) {
+                            self.diags.push(unknown_machine(machine, point.span));
+                            return;
+                        }
                         self.entry_values(&r.target, &body, out);
-                        on_raw_syscalls(&mut r.target);
+                        on_raw_syscalls(self.arch(), &mut r.target);
                         out.probes.push(ElabProbe {
                             body,
                             point: r.point,
@@ -275,6 +295,12 @@ impl Ctx<'_> {
                 Err(Unresolved::Unknown) => self.diags.push(self.unknown_point(point)),
             }
         }
+    }
+
+    /// The machine compiled for; x86-64 where it is unknown, as then no kernel probe
+    /// compiles ([`unknown_machine`]).
+    pub(crate) fn arch(&self) -> Arch {
+        self.arch.as_ref().copied().unwrap_or_default()
     }
 
     fn unknown_point(&self, point: &ProbePoint) -> Diagnostic {
@@ -801,5 +827,25 @@ mod tests {
     fn suggestions() {
         assert_eq!(did_you_mean("exeсname", ["execname", "pid"]), Some("execname"));
         assert_eq!(did_you_mean("zzz", ["execname", "pid"]), None);
+    }
+
+    /// Kernel probes compile only for machines whose `struct pt_regs` bpftap knows; user-space
+    /// probes for any.
+    #[test]
+    fn the_machine_compiled_for_is_the_kernels() {
+        let codes = |machine: &str, text: &str| {
+            let mut sources = crate::span::SourceMap::default();
+            let file = sources.add("t.stp", text, crate::span::SourceKind::Script);
+            let env = crate::preprocess::PreprocessEnv::default();
+            let (script, diags) = crate::parse::parse(&sources, file, &env, &mut Default::default());
+            assert!(diags.is_empty(), "{diags:?}");
+            let kernel = crate::kernel::Fixture { machine: Some(machine.into()), ..Default::default() };
+            let (out, diags) = elaborate(&Input { script: &script, tapsets: &[] }, &kernel);
+            (out.arch, diags.iter().map(|d| d.code).collect::<Vec<_>>())
+        };
+        assert_eq!(codes("aarch64", "probe timer.profile { }"), (Arch::Arm64, vec![]));
+        assert_eq!(codes("x86_64", "probe timer.profile { }"), (Arch::X86_64, vec![]));
+        assert_eq!(codes("riscv64", "probe timer.profile { }").1, ["E0115"]);
+        assert_eq!(codes("riscv64", "probe begin { }").1, Vec::<&str>::new());
     }
 }

@@ -90,6 +90,9 @@ pub struct Program {
     /// The tapsets' `__syscall_names` array, when the script uses it: the runtime fills it
     /// with the syscall table before the first probe runs.
     pub syscall_names: Option<ArrayId>,
+    /// The machine the kernel handlers are compiled for: it fixes `struct pt_regs` offsets
+    /// and syscall numbers.
+    pub arch: crate::arch::Arch,
 }
 
 /// SystemTap's MAXSTRINGLEN on 64-bit machines: the least a user-space handler's strings hold.

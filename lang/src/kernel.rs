@@ -236,6 +236,8 @@ pub struct Fixture {
     pub functions: BTreeMap<String, FunctionSig>,
     /// What [`KernelInfo::probes_functions`] answers.
     pub probes_functions: bool,
+    /// uname's machine; `x86_64` when `None`.
+    pub machine: Option<String>,
 }
 
 impl KernelInfo for Fixture {
@@ -255,7 +257,7 @@ impl KernelInfo for Fixture {
     }
 
     fn arch(&self) -> String {
-        "x86_64".to_string()
+        self.machine.clone().unwrap_or_else(|| "x86_64".to_string())
     }
 
     fn config(&self, name: &str) -> Option<String> {

@@ -20,7 +20,8 @@
 //!   [`optimize`] removes dead code from each handler.
 //! - [`printf`]: format strings parsed into [`printf::Format`]; `lower` checks a printf's
 //!   arguments with it, the runtime formats with it.
-//! - [`syscall_table`]: syscall numbers to names, fixed when bpftap is built.
+//! - [`arch`]: the machine compiled for (from the kernel's uname), and [`syscall_table`]:
+//!   its syscall numbers to names.
 //! - [`regex`]: `=~` patterns compiled to a DFA table (kernel) and a matcher with groups.
 //! - [`kernel`]: the [`kernel::KernelInfo`] trait through which every fact about the running
 //!   kernel arrives (tracepoint formats, BTF, version), with a fixture for tests.
@@ -35,6 +36,7 @@
 // Diagnostics are plain values carried in `Err`; boxing them would buy nothing here.
 #![allow(clippy::result_large_err)]
 
+pub mod arch;
 pub mod ast;
 pub mod builtins;
 pub mod diag;

@@ -68,6 +68,7 @@ pub fn lower(
     let mut program = ir::Program {
         string_capacity: options.string_capacity,
         loop_budget: MAX_LOOP_ITERATIONS as u32,
+        arch: script.arch,
         ..Default::default()
     };
     let mut diags = Vec::new();

@@ -1,12 +1,13 @@
 //! Syscall numbers to names for `syscall_any`, `syscall_name()` and `syscall.*` wildcards.
 //!
-//! The table is x86-64's, chosen when bpftap is built (`cfg(target_arch)`); on other
-//! architectures it is empty. Generated once from the kernel uapi header `asm/unistd_64.h`
-//! (Debian's linux-libc-dev); regenerate when the kernel adds syscalls.
+//! [`crate::arch::Arch::syscalls`] picks the table of the machine compiled for. x86-64's was
+//! generated once from the kernel uapi header `asm/unistd_64.h` (Debian's linux-libc-dev);
+//! regenerate when the kernel adds syscalls.
 
-/// `(number, name)`, sorted by number.
-#[cfg(target_arch = "x86_64")]
-pub const SYSCALLS: &[(u32, &str)] = &[
+use crate::arch::Arch;
+
+/// x86-64's `(number, name)`, sorted by number.
+pub const X86_64: &[(u32, &str)] = &[
     (0, "read"),
     (1, "write"),
     (2, "open"),
@@ -371,13 +372,10 @@ pub const SYSCALLS: &[(u32, &str)] = &[
     (450, "set_mempolicy_home_node"),
 ];
 
-#[cfg(not(target_arch = "x86_64"))]
-pub const SYSCALLS: &[(u32, &str)] = &[];
-
 /// The number of the syscall whose tracepoints are `sys_enter_NAME`/`sys_exit_NAME`: the
 /// kernel names a few of those after the function that implements the call (`newfstat` for
 /// `fstat`), not after the call's number in `asm/unistd_64.h`.
-pub fn tracepoint_number(name: &str) -> Option<u32> {
+pub fn tracepoint_number(arch: Arch, name: &str) -> Option<u32> {
     const RENAMED: &[(&str, &str)] = &[
         ("newfstat", "fstat"),
         ("newlstat", "lstat"),
@@ -387,19 +385,19 @@ pub fn tracepoint_number(name: &str) -> Option<u32> {
         ("umount", "umount2"),
     ];
     let name = RENAMED.iter().find(|(tracepoint, _)| *tracepoint == name).map_or(name, |(_, call)| call);
-    SYSCALLS.iter().find(|(_, n)| *n == name).map(|(nr, _)| *nr)
+    arch.syscalls().iter().find(|(_, n)| *n == name).map(|(nr, _)| *nr)
 }
 
-#[cfg(all(test, target_arch = "x86_64"))]
+#[cfg(test)]
 mod tests {
-    use super::tracepoint_number;
+    use super::{tracepoint_number, Arch::X86_64};
 
     #[test]
     fn tracepoint_names_map_to_numbers() {
-        assert_eq!(tracepoint_number("read"), Some(0));
-        assert_eq!(tracepoint_number("newfstat"), Some(5));
-        assert_eq!(tracepoint_number("umount"), Some(166));
-        assert_eq!(tracepoint_number("fstat"), Some(5));
-        assert_eq!(tracepoint_number("no_such_call"), None);
+        assert_eq!(tracepoint_number(X86_64, "read"), Some(0));
+        assert_eq!(tracepoint_number(X86_64, "newfstat"), Some(5));
+        assert_eq!(tracepoint_number(X86_64, "umount"), Some(166));
+        assert_eq!(tracepoint_number(X86_64, "fstat"), Some(5));
+        assert_eq!(tracepoint_number(X86_64, "no_such_call"), None);
     }
 }

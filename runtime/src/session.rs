@@ -488,7 +488,7 @@ impl<'k> Session<'k> {
         let Some(unit) = self.unit(id) else { return };
         let arrays = unit.arrays();
         let Some(a) = unit.compiled.program.syscall_names else { return };
-        for (nr, name) in lang::syscall_table::SYSCALLS {
+        for (nr, name) in unit.compiled.program.arch.syscalls() {
             let _ =
                 arrays.set(a, &[crate::format::Value::Long(*nr as i64)], &crate::format::Value::Str(name.to_string()));
         }

@@ -18,9 +18,9 @@ impl Emitter<'_> {
             e.push(insn::ldx(Size::DW, Reg::R0, Reg::R10, READ_BUF));
         };
         match slot {
-            SyscallSlot::Number if exit => regs_at(self, SYSCALL_NR),
+            SyscallSlot::Number if exit => regs_at(self, self.regs().syscall_nr),
             SyscallSlot::Number | SyscallSlot::Result => self.push(insn::ldx(Size::DW, Reg::R0, CTX, 8)),
-            SyscallSlot::Arg(i) => regs_at(self, SYSCALL_ARGS[i]),
+            SyscallSlot::Arg(i) => regs_at(self, self.regs().syscall_args[i]),
         }
     }
 }

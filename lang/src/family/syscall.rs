@@ -7,6 +7,7 @@
 use std::collections::BTreeSet;
 
 use super::{single, Attach, Context, KernelProgram};
+use crate::arch::Arch;
 use crate::ast::{self, Block, Expr, ExprKind, ProbePoint, Stmt, StmtKind};
 use crate::builtins;
 use crate::elaborate::{
@@ -44,7 +45,8 @@ impl Ctx<'_> {
             Some(_) => return None,
         };
         let pattern = Glob::new(&comps[1].name).ok()?;
-        let numbers: Vec<u32> = crate::syscall_table::SYSCALLS
+        let syscalls = self.arch().syscalls();
+        let numbers: Vec<u32> = syscalls
             .iter()
             .filter(|(_, name)| pattern.matches(name))
             .map(|(nr, _)| *nr)
@@ -58,7 +60,7 @@ impl Ctx<'_> {
         let span = point.span;
         let id = || Expr::new(ExprKind::TargetVar("id".into()), span);
         let mut stmts = Vec::new();
-        if numbers.len() < crate::syscall_table::SYSCALLS.len() {
+        if numbers.len() < syscalls.len() {
             // if (!(id == a || id == b ...)) next
             let test = numbers
                 .iter()
@@ -219,7 +221,7 @@ impl Ctx<'_> {
                 event: enter.clone(),
                 record_size: format.record_size(),
             };
-            on_raw_syscalls(&mut target);
+            on_raw_syscalls(self.arch(), &mut target);
             out.probes.push(ElabProbe {
                 point: format!("kernel.trace(\"syscalls:{enter}\")"),
                 user_point: format!("syscall.{name}"),
@@ -295,7 +297,7 @@ fn name_raw_args(format: &mut TracepointFormat) -> Vec<String> {
 /// number the task entered with, so a 32-bit task's syscalls, which the `syscalls:`
 /// tracepoints leave out on x86-64, would match by their own numbers: bpftap assumes 64-bit
 /// tasks, as its syscall table does.
-pub(crate) fn on_raw_syscalls(target: &mut Target) {
+pub(crate) fn on_raw_syscalls(arch: Arch, target: &mut Target) {
     let Target::Tracepoint { group, event, .. } = target else { return };
     let (exit, nr) = match (group.as_str(), event.as_str()) {
         ("raw_syscalls", "sys_enter" | "sys_exit") => (event == "sys_exit", None),
@@ -305,7 +307,7 @@ pub(crate) fn on_raw_syscalls(target: &mut Target) {
                 (_, Some(name)) => (true, name),
                 _ => return,
             };
-            match crate::syscall_table::tracepoint_number(name) {
+            match crate::syscall_table::tracepoint_number(arch, name) {
                 Some(nr) => (exit, Some(nr)),
                 None => return,
             }
