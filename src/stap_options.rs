@@ -125,7 +125,8 @@ impl StapOptions {
             }
         }
         if let Some(a) = &self.arch {
-            if lang::arch::Arch::from_machine(a).is_none_or(|a| Some(a) != lang::arch::Arch::from_machine(running_arch)) {
+            if lang::arch::Arch::from_machine(a).is_none_or(|a| Some(a) != lang::arch::Arch::from_machine(running_arch))
+            {
                 return Err(format!("-a {a}: bpftap compiles for the running architecture ({running_arch}) only"));
             }
         }

@@ -50,9 +50,9 @@ use syscall::{check_syscall_reads, syscall_record_slot, SyscallSlot};
 
 use std::collections::{HashMap, HashSet};
 
+use lang::arch::Arch;
 use lang::builtins::Builtin;
 use lang::family::Context as ProgramContext;
-use lang::arch::Arch;
 use lang::ir::{
     AddrSpace, BinOp, Block, CmpOp, FmtId, Function, InstKind, Operand, Program, StatOp, Terminator, Ty, UnOp, Var,
 };

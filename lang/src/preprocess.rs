@@ -49,7 +49,12 @@ impl Default for PreprocessEnv<'_> {
 impl<'k> PreprocessEnv<'k> {
     /// The conditions' answers for `kernel`, with the script's arguments.
     pub fn for_kernel(kernel: &'k dyn KernelInfo, script_args: Vec<String>) -> Self {
-        PreprocessEnv { kernel_release: kernel.release(), arch: crate::arch::stap_machine_name(&kernel.arch()).to_string(), kernel: Some(kernel), script_args }
+        PreprocessEnv {
+            kernel_release: kernel.release(),
+            arch: crate::arch::stap_machine_name(&kernel.arch()).to_string(),
+            kernel: Some(kernel),
+            script_args,
+        }
     }
 
     fn config(&self, name: &str) -> String {

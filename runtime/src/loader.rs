@@ -26,6 +26,64 @@ use crate::session::RuntimeError;
 const PSEUDO_MAP_FD: u8 = 1;
 const PSEUDO_MAP_VALUE: u8 = 2;
 
+/// Why a kernel probe did not load or attach, as data: the call that failed, what it was
+/// asked for and the kernel's answer. Only `Display` turns it into words.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    /// A call into the kernel failed; `needs` says what a kernel must have for it to work.
+    #[error("{call} of {object}: {source}{}", needs.map(|n| format!(" ({n})")).unwrap_or_default())]
+    Call { call: KernelCall, object: String, source: std::io::Error, needs: Option<&'static str> },
+    /// The kernel refused to load a program that the verifier would check: its log's last
+    /// line, when another form of the probe is tried next.
+    #[error("verifier: {0}")]
+    Verifier(String),
+    /// This system lacks what the probe needs: a BTF id, a PMU, a symbol, tracefs.
+    #[error("{0}")]
+    Missing(String),
+    /// The kernel refused fentry/fexit, and the handler reads arguments at the return.
+    #[error(
+        "this kernel refuses fentry/fexit ({fentry}), and the handler reads arguments at the return, which a \
+         kretprobe cannot"
+    )]
+    NoKretprobe { fentry: Box<ProbeError> },
+    /// Neither the preferred form of a probe nor its fallback attaches.
+    #[error("this kernel allows neither {preferred} ({preferred_error}) nor {fallback} ({fallback_error}){}", needs.map(|n| format!("; {n}")).unwrap_or_default())]
+    Neither {
+        preferred: &'static str,
+        preferred_error: Box<ProbeError>,
+        fallback: &'static str,
+        fallback_error: Box<ProbeError>,
+        needs: Option<&'static str>,
+    },
+}
+
+/// The kernel calls a probe's load and attachment make.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KernelCall {
+    ProgLoad,
+    BtfLoad,
+    PerfEventOpen,
+    LinkCreate,
+    RawTracepointOpen,
+}
+
+impl std::fmt::Display for KernelCall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            KernelCall::ProgLoad => "bpf(BPF_PROG_LOAD)",
+            KernelCall::BtfLoad => "bpf(BPF_BTF_LOAD)",
+            KernelCall::PerfEventOpen => "perf_event_open",
+            KernelCall::LinkCreate => "bpf(BPF_LINK_CREATE)",
+            KernelCall::RawTracepointOpen => "bpf(BPF_RAW_TRACEPOINT_OPEN)",
+        })
+    }
+}
+
+fn call_error(call: KernelCall, object: impl Into<String>) -> impl FnOnce(std::io::Error) -> ProbeError {
+    let object = object.into();
+    move |source| ProbeError::Call { call, object, source, needs: None }
+}
+
 /// The script's maps, in the order of `ObjectSpec::maps`, and its read-only data.
 pub struct Maps {
     fds: Vec<OwnedFd>,
@@ -126,7 +184,7 @@ pub fn attach(
     let point = compiled.program.handlers[probe.handler].point.as_str();
     let a = Attaching { compiled, maps, probe, kernel, point };
     let Some(program) = probe.target.kernel_program() else {
-        return Err(a.error("a user-space handler has no kernel program".into()));
+        return Err(a.error(ProbeError::Missing("a user-space handler has no kernel program".into())));
     };
     let fds = match program.attach {
         Attach::Tracepoint { group, event } => a.tracepoint(group, event)?,
@@ -152,8 +210,12 @@ struct Attaching<'a> {
 }
 
 impl Attaching<'_> {
-    fn error(&self, reason: String) -> RuntimeError {
-        RuntimeError::Attach { point: self.point.to_string(), reason }
+    fn error(&self, source: ProbeError) -> RuntimeError {
+        RuntimeError::Attach { point: self.point.to_string(), source }
+    }
+
+    fn load_error(&self, source: ProbeError) -> RuntimeError {
+        RuntimeError::Load { point: self.point.to_string(), source }
     }
 
     /// Loads the object's program `name` as `prog_type`; a tracing program attaches to BTF
@@ -173,15 +235,15 @@ impl Attaching<'_> {
             .programs
             .iter()
             .find(|p| p.name == name)
-            .ok_or_else(|| RuntimeError::Load { point: point.to_string(), reason: format!("no program {name}") })?;
+            .ok_or_else(|| self.load_error(ProbeError::Missing(format!("no program {name}"))))?;
         let insns = self.maps.relocate(&program.insns, &program.relocs);
         let funcs = codegen_bpf::btf::func_info(&program.insns);
         let btf = match funcs.is_empty() {
             true => None,
-            false => Some(bpf::btf_load(&codegen_bpf::btf::func_btf()).map_err(|e| RuntimeError::Load {
-                point: point.to_string(),
-                reason: format!("loading the BTF of its callbacks: {e}"),
-            })?),
+            false => Some(
+                bpf::btf_load(&codegen_bpf::btf::func_btf())
+                    .map_err(|e| self.load_error(call_error(KernelCall::BtfLoad, "its callbacks")(e)))?,
+            ),
         };
         let funcs = btf.as_ref().map(|fd| (fd.as_fd(), funcs.as_slice()));
         let spec = ProgSpec {
@@ -194,23 +256,25 @@ impl Attaching<'_> {
             insns: &insns,
             funcs,
         };
-        bpf::prog_load(&spec).map_err(|e| load_error(e, point, &self.probe.spans))
+        bpf::prog_load(&spec).map_err(|e| load_error(e, point, name, &self.probe.spans))
     }
 
     /// A tracepoint: a perf event of the tracepoint's id.
     fn tracepoint(&self, group: &str, event: &str) -> Result<Vec<OwnedFd>, RuntimeError> {
         let prog = self.load(&self.probe.name, prog_type::TRACEPOINT, 0, 0, None)?;
-        let tracefs = self.kernel.tracefs().map_err(|e| self.error(e.to_string()))?;
+        let tracefs = self.kernel.tracefs().map_err(|e| self.error(ProbeError::Missing(e.to_string())))?;
         let id = read_number(&tracefs.join("events").join(group).join(event).join("id"))
-            .map_err(|e| self.error(format!("tracepoint {group}:{event}: {e}")))?;
+            .map_err(|e| self.error(ProbeError::Missing(format!("tracepoint {group}:{event}: {e}"))))?;
         let spec = PerfSpec { perf_type: bpf::perf_type::TRACEPOINT, config: id, ..PerfSpec::default() };
-        let event = bpf::perf_attach(&spec, prog.as_fd()).map_err(|e| self.error(e.to_string()))?;
+        let event = bpf::perf_attach(&spec, prog.as_fd())
+            .map_err(|e| self.error(call_error(KernelCall::PerfEventOpen, format!("tracepoint {group}:{event}"))(e)))?;
         Ok(vec![prog, event])
     }
 
     fn uprobe(&self, path: &str, symbol: &str, ret: bool) -> Result<Vec<OwnedFd>, RuntimeError> {
         let prog = self.load(&self.probe.name, prog_type::KPROBE, 0, 0, None)?;
-        let offset = crate::symbols::file_offset(Path::new(path), symbol).map_err(|e| self.error(e))?;
+        let offset =
+            crate::symbols::file_offset(Path::new(path), symbol).map_err(|e| self.error(ProbeError::Missing(e)))?;
         let event = probe_event("uprobe", path, offset, ret, prog.as_fd()).map_err(|e| self.error(e))?;
         Ok(vec![prog, event])
     }
@@ -227,12 +291,17 @@ impl Attaching<'_> {
             PerfEvent::TaskClock => 1,
         };
         // One perf event per CPU: a sampling probe fires on every CPU.
-        let cpus = crate::sys::online_cpus().map_err(|e| self.error(format!("cannot list the online CPUs: {e}")))?;
+        let cpus = crate::sys::online_cpus()
+            .map_err(|e| self.error(ProbeError::Missing(format!("cannot list the online CPUs: {e}"))))?;
         let mut events = Vec::with_capacity(cpus.len());
         for cpu in cpus {
             let spec =
                 PerfSpec { perf_type: bpf::perf_type::SOFTWARE, config, sample, freq, cpu, ..PerfSpec::default() };
-            events.push(bpf::perf_attach(&spec, prog.as_fd()).map_err(|e| self.error(e.to_string()))?);
+            let clock = format!("{event:?} on CPU {cpu}");
+            events.push(
+                bpf::perf_attach(&spec, prog.as_fd())
+                    .map_err(|e| self.error(call_error(KernelCall::PerfEventOpen, clock)(e)))?,
+            );
         }
         Ok(std::iter::once(prog).chain(events).collect())
     }
@@ -248,15 +317,19 @@ impl Attaching<'_> {
         force_kprobes: bool,
     ) -> Result<Vec<OwnedFd>, RuntimeError> {
         let fentry = if force_kprobes {
-            Err("not tried (kprobes forced)".to_string())
+            Err(ProbeError::Missing("not tried (kprobes forced)".to_string()))
         } else {
             let module_btf = match module {
-                Some(m) => bpf::module_btf(m).map(Some).map_err(|e| format!("module {m}'s BTF: {e}")),
+                Some(m) => {
+                    bpf::module_btf(m).map(Some).map_err(|e| ProbeError::Missing(format!("module {m}'s BTF: {e}")))
+                }
                 None => Ok(None),
             };
             module_btf.and_then(|module_btf| {
+                let kind = if ret { "fexit" } else { "fentry" };
                 attach_tracing(
                     self.kernel,
+                    &format!("{kind} {name}"),
                     |kernel| match module {
                         Some(m) => kernel.module_function_btf_id(m, name),
                         None => function_btf_id(kernel, name),
@@ -273,10 +346,7 @@ impl Attaching<'_> {
             Ok(fds) => Ok(fds.into()),
             Err(fentry_error) => {
                 let Some(kname) = self.probe.kprobe_fallback.as_deref() else {
-                    return Err(self.error(format!(
-                        "this kernel refuses fentry/fexit ({fentry_error}), and the handler reads arguments at \
-                         the return, which a kretprobe cannot"
-                    )));
+                    return Err(self.error(ProbeError::NoKretprobe { fentry: Box::new(fentry_error) }));
                 };
                 let prog = self.load(kname, prog_type::KPROBE, 0, 0, None)?;
                 let event = probe_event("kprobe", name, 0, ret, prog.as_fd())
@@ -285,10 +355,13 @@ impl Attaching<'_> {
                         None => Err(e),
                     })
                     .map_err(|kprobe_error| {
-                        self.error(format!(
-                            "this kernel allows neither fentry/fexit ({fentry_error}) nor kprobes ({kprobe_error}); \
-                         kernel.function probes need one of them (CONFIG_KPROBES, or BPF trampolines)"
-                        ))
+                        self.error(ProbeError::Neither {
+                            preferred: "fentry/fexit",
+                            preferred_error: Box::new(fentry_error),
+                            fallback: "kprobes",
+                            fallback_error: Box::new(kprobe_error),
+                            needs: Some("kernel.function probes need one of them (CONFIG_KPROBES, or BPF trampolines)"),
+                        })
                     })?;
                 Ok(vec![prog, event])
             }
@@ -300,15 +373,20 @@ impl Attaching<'_> {
         // typedef. Else the same code as a raw tracepoint program, on the event's name.
         let tp_btf = attach_tracing(
             self.kernel,
+            &format!("tp_btf {event}"),
             |kernel| raw_tracepoint_btf_id(kernel, event),
             |id| self.load(&self.probe.name, prog_type::TRACING, bpf::BPF_TRACE_RAW_TP, id, None),
         );
         match tp_btf {
             Ok(fds) => Ok(fds.into()),
             Err(tp_btf_error) => self.raw_tp(event).map_err(|e| match e {
-                RuntimeError::Attach { reason, .. } => {
-                    self.error(format!("neither tp_btf ({tp_btf_error}) nor raw_tp ({reason}) attaches"))
-                }
+                RuntimeError::Attach { source, .. } => self.error(ProbeError::Neither {
+                    preferred: "tp_btf",
+                    preferred_error: Box::new(tp_btf_error),
+                    fallback: "raw_tp",
+                    fallback_error: Box::new(source),
+                    needs: None,
+                }),
                 other => other,
             }),
         }
@@ -319,18 +397,19 @@ impl Attaching<'_> {
     /// kernel's BTF walks every type: ~10 ms and 2.6 MB resident).
     fn raw_tp(&self, event: &str) -> Result<Vec<OwnedFd>, RuntimeError> {
         let prog = self.load(&self.probe.name, prog_type::RAW_TRACEPOINT, 0, 0, None)?;
-        let name = CString::new(event).map_err(|e| self.error(e.to_string()))?;
-        let link = bpf::tracing_attach(prog.as_fd(), Some(&name)).map_err(|e| self.error(e.to_string()))?;
+        let name = CString::new(event).map_err(|e| self.error(ProbeError::Missing(e.to_string())))?;
+        let link = bpf::tracing_attach(prog.as_fd(), Some(&name))
+            .map_err(|e| self.error(call_error(KernelCall::RawTracepointOpen, event)(e)))?;
         Ok(vec![prog, link])
     }
 
     fn netfilter(&self, pf: u32, hook: u32, priority: i32) -> Result<Vec<OwnedFd>, RuntimeError> {
         let prog =
             self.load(&self.probe.name, prog_type::NETFILTER, bpf::BPF_NETFILTER, 0, None).map_err(|e| match e {
-                RuntimeError::Load { point, reason } => RuntimeError::Load {
-                    point,
-                    reason: format!("{reason} (netfilter BPF programs need Linux 6.4 or later)"),
-                },
+                RuntimeError::Load { point, source: ProbeError::Call { call, object, source, needs: None } } => {
+                    let needs = Some("netfilter BPF programs need Linux 6.4 or later");
+                    RuntimeError::Load { point, source: ProbeError::Call { call, object, source, needs } }
+                }
                 other => other,
             })?;
         // Two BPF programs may not share a hook's priority (EBUSY): take the next free one
@@ -349,10 +428,10 @@ impl Attaching<'_> {
                     };
                     return Err(RuntimeError::FamilyRefused { point: self.point.to_string(), family });
                 }
-                Err(e) => {
-                    return Err(self.error(format!(
-                        "netfilter link: {e} (the kernel needs CONFIG_NETFILTER_BPF_LINK, Linux 6.4+)"
-                    )))
+                Err(source) => {
+                    let needs = Some("the kernel needs CONFIG_NETFILTER_BPF_LINK, Linux 6.4+");
+                    let object = format!("netfilter hook {hook} of protocol family {pf}");
+                    return Err(self.error(ProbeError::Call { call: KernelCall::LinkCreate, object, source, needs }));
                 }
             }
         };
@@ -362,19 +441,27 @@ impl Attaching<'_> {
 
 /// Loads (through `load`, given the BTF id `btf_id` finds) and attaches a tracing program:
 /// the fentry or fexit form of a function probe, or the tp_btf form of a raw tracepoint
-/// probe. Any failure is a reason to try the other form (kprobe, raw_tp) instead.
+/// probe (`object` names which, for errors). Any failure is a reason to try the other form
+/// (kprobe, raw_tp) instead.
 fn attach_tracing(
     kernel: &LiveKernel,
+    object: &str,
     btf_id: impl FnOnce(&LiveKernel) -> Result<u32, String>,
     load: impl FnOnce(u32) -> Result<OwnedFd, RuntimeError>,
-) -> Result<[OwnedFd; 2], String> {
-    let id = btf_id(kernel)?;
+) -> Result<[OwnedFd; 2], ProbeError> {
+    let id = btf_id(kernel).map_err(ProbeError::Missing)?;
     let prog = load(id).map_err(|e| match e {
-        RuntimeError::Verifier { log, .. } => format!("verifier: {}", log.lines().last().unwrap_or("")),
-        RuntimeError::NotPermitted => "the kernel does not permit it (EPERM)".to_string(),
-        other => other.to_string(),
+        RuntimeError::Verifier { log, .. } => ProbeError::Verifier(log.lines().last().unwrap_or("").to_string()),
+        RuntimeError::NotPermitted => ProbeError::Call {
+            call: KernelCall::ProgLoad,
+            object: object.to_string(),
+            source: std::io::Error::from_raw_os_error(libc::EPERM),
+            needs: None,
+        },
+        RuntimeError::Load { source, .. } | RuntimeError::Attach { source, .. } => source,
+        other => ProbeError::Missing(other.to_string()),
     })?;
-    let link = bpf::tracing_attach(prog.as_fd(), None).map_err(|e| e.to_string())?;
+    let link = bpf::tracing_attach(prog.as_fd(), None).map_err(call_error(KernelCall::LinkCreate, object))?;
     Ok([prog, link])
 }
 
@@ -402,20 +489,22 @@ fn btf_id_of(kernel: &LiveKernel, name: &str, kind: impl Fn(&btf_rs::Type) -> bo
 /// Opens a kprobe or uprobe perf event through the kernel's `kprobe`/`uprobe` PMU
 /// (`/sys/bus/event_source/devices/PMU`): `target` is the function name (kprobe) or the
 /// file's path (uprobe), `offset` the place in the file (uprobe).
-fn probe_event(pmu: &str, target: &str, offset: u64, ret: bool, prog: BorrowedFd<'_>) -> Result<OwnedFd, String> {
+fn probe_event(pmu: &str, target: &str, offset: u64, ret: bool, prog: BorrowedFd<'_>) -> Result<OwnedFd, ProbeError> {
     let dir = Path::new("/sys/bus/event_source/devices").join(pmu);
-    let perf_type = read_number(&dir.join("type")).map_err(|e| format!("no {pmu} PMU ({e})"))? as u32;
+    let perf_type =
+        read_number(&dir.join("type")).map_err(|e| ProbeError::Missing(format!("no {pmu} PMU ({e})")))? as u32;
     let config = if ret {
         // `config:N`: the bit that makes it a return probe.
-        let format = std::fs::read_to_string(dir.join("format/retprobe")).map_err(|e| e.to_string())?;
+        let format = std::fs::read_to_string(dir.join("format/retprobe"))
+            .map_err(|e| ProbeError::Missing(format!("no {pmu} return probes ({e})")))?;
         let bit: u32 = format.trim().strip_prefix("config:").and_then(|b| b.parse().ok()).unwrap_or(0);
         1u64 << bit
     } else {
         0
     };
-    let name = CString::new(target).map_err(|e| e.to_string())?;
+    let name = CString::new(target).map_err(|e| ProbeError::Missing(e.to_string()))?;
     let spec = PerfSpec { perf_type, config, name: Some(&name), offset, ..PerfSpec::default() };
-    bpf::perf_attach(&spec, prog).map_err(|e| e.to_string())
+    bpf::perf_attach(&spec, prog).map_err(call_error(KernelCall::PerfEventOpen, format!("{pmu} {target}")))
 }
 
 fn read_number(path: &Path) -> Result<u64, String> {
@@ -425,14 +514,53 @@ fn read_number(path: &Path) -> Result<u64, String> {
 
 /// A load failure: no permission, or the verifier's log with the script span of the
 /// instruction it stopped at (the last instruction index the log names).
-fn load_error(e: ProgLoadError, point: &str, spans: &[(usize, lang::span::Span)]) -> RuntimeError {
+fn load_error(e: ProgLoadError, point: &str, name: &str, spans: &[(usize, lang::span::Span)]) -> RuntimeError {
     if e.error.raw_os_error() == Some(libc::EPERM) && e.log.trim().is_empty() {
         return RuntimeError::NotPermitted;
     }
     if e.log.trim().is_empty() {
-        return RuntimeError::Load { point: point.to_string(), reason: e.error.to_string() };
+        let source =
+            ProbeError::Call { call: KernelCall::ProgLoad, object: name.to_string(), source: e.error, needs: None };
+        return RuntimeError::Load { point: point.to_string(), source };
     }
     let insn = e.log.lines().rev().find_map(|l| l.split(':').next().and_then(|n| n.trim().parse::<usize>().ok()));
     let span = insn.and_then(|i| spans.iter().take_while(|(at, _)| *at <= i).last().map(|(_, s)| *s));
     RuntimeError::Verifier { point: point.to_string(), span, log: e.log }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probe_errors_name_the_call_its_object_and_the_errno() {
+        let fentry = ProbeError::Call {
+            call: KernelCall::ProgLoad,
+            object: "fentry vfs_read".into(),
+            source: std::io::Error::from_raw_os_error(libc::EPERM),
+            needs: None,
+        };
+        let neither = ProbeError::Neither {
+            preferred: "fentry/fexit",
+            preferred_error: Box::new(fentry),
+            fallback: "kprobes",
+            fallback_error: Box::new(ProbeError::Missing("no kprobe PMU".into())),
+            needs: Some("kernel.function probes need one of them"),
+        };
+        assert_eq!(
+            neither.to_string(),
+            "this kernel allows neither fentry/fexit (bpf(BPF_PROG_LOAD) of fentry vfs_read: Operation not \
+             permitted (os error 1)) nor kprobes (no kprobe PMU); kernel.function probes need one of them"
+        );
+        let link = ProbeError::Call {
+            call: KernelCall::LinkCreate,
+            object: "netfilter hook 0 of protocol family 2".into(),
+            source: std::io::Error::from_raw_os_error(libc::EINVAL),
+            needs: Some("Linux 6.4+"),
+        };
+        assert_eq!(
+            link.to_string(),
+            "bpf(BPF_LINK_CREATE) of netfilter hook 0 of protocol family 2: Invalid argument (os error 22) (Linux 6.4+)"
+        );
+    }
 }

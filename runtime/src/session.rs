@@ -85,10 +85,10 @@ pub enum RuntimeError {
     /// The verifier rejected a program. `span` is the script code of the failing instruction.
     #[error("the kernel's verifier rejected probe {point}")]
     Verifier { point: String, span: Option<Span>, log: String },
-    #[error("cannot load probe {point}: {reason}")]
-    Load { point: String, reason: String },
-    #[error("cannot attach probe {point}: {reason}")]
-    Attach { point: String, reason: String },
+    #[error("cannot load probe {point}: {source}")]
+    Load { point: String, source: crate::loader::ProbeError },
+    #[error("cannot attach probe {point}: {source}")]
+    Attach { point: String, source: crate::loader::ProbeError },
     /// A netfilter hook of a protocol family the kernel links no BPF program to (bridge,
     /// ARP). Skipped with a warning while some other kernel probe attaches, so a wildcard
     /// such as `netfilter.*.*` still watches IPv4 and IPv6.

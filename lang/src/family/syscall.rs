@@ -46,11 +46,7 @@ impl Ctx<'_> {
         };
         let pattern = Glob::new(&comps[1].name).ok()?;
         let syscalls = self.arch().syscalls();
-        let numbers: Vec<u32> = syscalls
-            .iter()
-            .filter(|(_, name)| pattern.matches(name))
-            .map(|(nr, _)| *nr)
-            .collect();
+        let numbers: Vec<u32> = syscalls.iter().filter(|(_, name)| pattern.matches(name)).map(|(nr, _)| *nr).collect();
         if numbers.len() < MIN_MATCHES {
             return None;
         }
