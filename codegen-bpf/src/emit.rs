@@ -271,8 +271,7 @@ pub fn emit_handler(cx: Context<'_>, handler: HandlerSpec<'_>, rodata: &mut Roda
     let uses = use_counts(func);
     let sunk = sinkable_values(func, &uses);
     let in_place: HashSet<Var> = sunk.keys().copied().collect();
-    let dead = regalloc::dead_insts(func, &blocks.reachable);
-    let alloc = regalloc::allocate(func, &blocks.reachable, &in_place, &dead, STACK_BASE, STACK_LIMIT, slot_size)
+    let alloc = regalloc::allocate(func, &blocks.reachable, &in_place, STACK_BASE, STACK_LIMIT, slot_size)
         .map_err(|regalloc::AllocError::StackFull { live_longs }| EmitError::StackFull { live_longs, span })?;
     // Scratch: string slots, one slot of slack (see `concat`), a string temporary, the
     // snprintf argument array, a 16-byte buffer for addresses, and the key buffer when
@@ -352,7 +351,7 @@ pub fn emit_handler(cx: Context<'_>, handler: HandlerSpec<'_>, rodata: &mut Roda
             next_label: func.blocks.len() as u32 + 1,
             span,
         };
-        e.handler(&blocks, &uses, &dead, exit_value)?;
+        e.handler(&blocks, &uses, exit_value)?;
         e.read_back_through_aliases();
         if let Some(stored) = &read_back {
             debug_assert_eq!(&e.read_back, stored);
@@ -473,13 +472,7 @@ enum Callback {
 /// the scratch area.
 const SCRATCH_MAX: u32 = 32 * 1024;
 impl Emitter<'_> {
-    fn handler(
-        &mut self,
-        blocks: &BlockLayout,
-        uses: &HashMap<Var, usize>,
-        dead: &HashSet<(Block, usize)>,
-        exit_value: i32,
-    ) -> Result<(), EmitError> {
+    fn handler(&mut self, blocks: &BlockLayout, uses: &HashMap<Var, usize>, exit_value: i32) -> Result<(), EmitError> {
         let func = self.func;
         let successors = |b: Block| func.blocks[b].term.successors().into_iter().map(|s| blocks.target(s));
         let mut edges_into: HashMap<Label, usize> = HashMap::new();
@@ -513,7 +506,7 @@ impl Emitter<'_> {
             for (n, inst) in data.insts.iter().enumerate() {
                 self.span = inst.span;
                 self.spans.push((self.insns.len(), inst.span));
-                if (fused.is_none() || n + 1 < data.insts.len()) && !dead.contains(&(b, n)) {
+                if fused.is_none() || n + 1 < data.insts.len() {
                     self.inst(&inst.kind)?;
                 }
             }

@@ -13,8 +13,8 @@
 //! live longs exceed the stack is reported as [`AllocError::StackFull`] with the count.
 //!
 //! A copy `d = s` after which the two hold the same value wherever both are live (see
-//! `coalescable_copies`) gives them one slot, so the copy moves nothing. [`dead_insts`] names the instructions whose results no one reads, from
-//! the same liveness.
+//! `coalescable_copies`) gives them one slot, so the copy moves nothing. Liveness is
+//! `lang::liveness`'s, the one `lang::optimize` removed dead instructions by.
 //!
 //! Invariant: two variables share a slot only if no program point has both live with
 //! different values.
@@ -23,6 +23,7 @@ use std::collections::{HashMap, HashSet};
 
 use cranelift_entity::{EntityRef, SecondaryMap};
 use lang::ir::{Block, Function, InstKind, Ty, Var};
+use lang::liveness::block_liveness;
 
 /// Where a variable lives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -57,20 +58,18 @@ struct Interval {
     end: u32,
 }
 
-/// Assigns homes to every variable but those in `in_place`, ignoring the instructions in
-/// `dead` (see [`dead_insts`]), which the emitter leaves out. Stack slots start below
+/// Assigns homes to every variable but those in `in_place`. Stack slots start below
 /// `stack_base` (a negative offset from r10, the emitter keeps the bytes above for itself);
 /// string slots are `slot_size` apart.
 pub fn allocate(
     func: &Function,
     order: &[Block],
     in_place: &HashSet<Var>,
-    dead: &HashSet<(Block, usize)>,
     stack_base: i16,
     stack_limit: u32,
     slot_size: u32,
 ) -> Result<Allocation, AllocError> {
-    let (intervals, copies) = live_intervals(func, order, dead);
+    let (intervals, copies) = live_intervals(func, order);
     // Variables joined by coalesced copies share one slot, for the hull of their intervals.
     let mut leader: HashMap<Var, Var> = HashMap::new();
     let find = |leader: &HashMap<Var, Var>, mut v: Var| {
@@ -79,7 +78,7 @@ pub fn allocate(
         }
         v
     };
-    for (dst, src) in coalescable_copies(func, order, dead, &intervals, &copies) {
+    for (dst, src) in coalescable_copies(func, order, &intervals, &copies) {
         if in_place.contains(&dst) || in_place.contains(&src) || func.ty(dst) != func.ty(src) {
             continue;
         }
@@ -145,34 +144,6 @@ impl Pool {
     }
 }
 
-/// Instructions without side effects whose results nothing reads, as `(block, index)`.
-pub fn dead_insts(func: &Function, order: &[Block]) -> HashSet<(Block, usize)> {
-    let (_, live_out) = block_liveness(func, order);
-    let mut dead = HashSet::new();
-    for &b in order {
-        let data = &func.blocks[b];
-        let mut live = live_out[b].clone();
-        if let Some(c) = data.term.uses() {
-            set(&mut live, c);
-        }
-        for (k, inst) in data.insts.iter().enumerate().rev() {
-            let defs = inst.kind.defs();
-            if !inst.kind.has_side_effects() && !defs.is_empty() && defs.iter().all(|d| !is_set(&live, *d)) {
-                // Its operands are not read here either.
-                dead.insert((b, k));
-                continue;
-            }
-            for d in defs {
-                clear(&mut live, d);
-            }
-            for u in inst.kind.uses() {
-                set(&mut live, u);
-            }
-        }
-    }
-    dead
-}
-
 /// Copies `dst = src` after which both may share a slot, because wherever both are live
 /// they hold the same value:
 /// - `src` dies at the copy and `dst` is born there; or
@@ -182,17 +153,14 @@ pub fn dead_insts(func: &Function, order: &[Block]) -> HashSet<(Block, usize)> {
 fn coalescable_copies(
     func: &Function,
     order: &[Block],
-    dead: &HashSet<(Block, usize)>,
     intervals: &SecondaryMap<Var, Option<Interval>>,
     copies: &[CopyAt],
 ) -> Vec<(Var, Var)> {
     let mut def_counts: HashMap<Var, usize> = HashMap::new();
     for &b in order {
-        for (k, inst) in func.blocks[b].insts.iter().enumerate() {
-            if !dead.contains(&(b, k)) {
-                for d in inst.kind.defs() {
-                    *def_counts.entry(d).or_default() += 1;
-                }
+        for inst in &func.blocks[b].insts {
+            for d in inst.kind.defs() {
+                *def_counts.entry(d).or_default() += 1;
             }
         }
     }
@@ -210,9 +178,6 @@ fn coalescable_copies(
         let mut defined_at: HashMap<Var, usize> = HashMap::new();
         let mut last_read: HashMap<Var, usize> = HashMap::new();
         for (k, inst) in func.blocks[b].insts.iter().enumerate() {
-            if dead.contains(&(b, k)) {
-                continue;
-            }
             if let InstKind::Copy { dst, src } = inst.kind {
                 let single = |v: Var| def_counts.get(&v) == Some(&1);
                 let unread_since_src = |def: &usize| last_read.get(&dst).is_none_or(|r| r < def);
@@ -233,57 +198,11 @@ fn coalescable_copies(
     out
 }
 
-type LiveSets = SecondaryMap<Block, Vec<u64>>;
-
-/// The variables live into and out of each block: backward dataflow to a fixpoint.
-fn block_liveness(func: &Function, order: &[Block]) -> (LiveSets, LiveSets) {
-    let n = func.vars.len();
-    let words = n.div_ceil(64).max(1);
-    let mut live_in: SecondaryMap<Block, Vec<u64>> = SecondaryMap::with_default(vec![0; words]);
-    let mut live_out: SecondaryMap<Block, Vec<u64>> = SecondaryMap::with_default(vec![0; words]);
-    // Backward dataflow to a fixpoint.
-    let mut changed = true;
-    while changed {
-        changed = false;
-        for &b in order.iter().rev() {
-            let data = &func.blocks[b];
-            let mut out = vec![0u64; words];
-            for s in data.term.successors() {
-                for (o, i) in out.iter_mut().zip(&live_in[s]) {
-                    *o |= i;
-                }
-            }
-            let mut live = out.clone();
-            if let Some(c) = data.term.uses() {
-                set(&mut live, c);
-            }
-            for inst in data.insts.iter().rev() {
-                for d in inst.kind.defs() {
-                    clear(&mut live, d);
-                }
-                for u in inst.kind.uses() {
-                    set(&mut live, u);
-                }
-            }
-            if live != live_in[b] || out != live_out[b] {
-                live_in[b] = live;
-                live_out[b] = out;
-                changed = true;
-            }
-        }
-    }
-    (live_in, live_out)
-}
-
 /// A copy `dst = src` at a position of the linear numbering.
 type CopyAt = (Var, Var, u32);
 
 /// Per-variable hull of every point where it is defined, used or live, and the copies.
-fn live_intervals(
-    func: &Function,
-    order: &[Block],
-    dead: &HashSet<(Block, usize)>,
-) -> (SecondaryMap<Var, Option<Interval>>, Vec<CopyAt>) {
+fn live_intervals(func: &Function, order: &[Block]) -> (SecondaryMap<Var, Option<Interval>>, Vec<CopyAt>) {
     let n = func.vars.len();
     let (live_in, live_out) = block_liveness(func, order);
     let mut copies = Vec::new();
@@ -300,10 +219,10 @@ fn live_intervals(
         let data = &func.blocks[b];
         let start = pos;
         let end = pos + data.insts.len() as u32 + 1;
-        for v in iter(&live_in[b]) {
+        for v in live_in[b].iter() {
             extend(v, start);
         }
-        for (k, inst) in data.insts.iter().enumerate().filter(|(k, _)| !dead.contains(&(b, *k))) {
+        for (k, inst) in data.insts.iter().enumerate() {
             let at = start + k as u32;
             if let InstKind::Copy { dst, src } = inst.kind {
                 copies.push((dst, src, at));
@@ -318,30 +237,12 @@ fn live_intervals(
         if let Some(c) = data.term.uses() {
             extend(c, end);
         }
-        for v in iter(&live_out[b]) {
+        for v in live_out[b].iter() {
             extend(v, end);
         }
         pos = end + 1;
     }
     (intervals, copies)
-}
-
-fn set(bits: &mut [u64], v: Var) {
-    bits[v.index() / 64] |= 1 << (v.index() % 64);
-}
-
-fn is_set(bits: &[u64], v: Var) -> bool {
-    bits[v.index() / 64] & (1 << (v.index() % 64)) != 0
-}
-
-fn clear(bits: &mut [u64], v: Var) {
-    bits[v.index() / 64] &= !(1 << (v.index() % 64));
-}
-
-fn iter(bits: &[u64]) -> impl Iterator<Item = Var> + '_ {
-    bits.iter()
-        .enumerate()
-        .flat_map(|(w, word)| (0..64).filter(move |b| word & (1 << b) != 0).map(move |b| Var::new(w * 64 + b)))
 }
 
 #[cfg(test)]
@@ -369,29 +270,23 @@ mod tests {
         ];
         f.blocks[b].insts = insts;
         f.blocks[b].term = Terminator::Branch { cond: d, then: b, els: b };
-        let alloc = allocate(&f, &[b], &HashSet::new(), &HashSet::new(), -16, 400, 128).unwrap();
+        let alloc = allocate(&f, &[b], &HashSet::new(), -16, 400, 128).unwrap();
         // a and c overlap at the second instruction, c and d at the third; a and d do not.
         assert_ne!(alloc.homes[a], alloc.homes[c]);
         assert_ne!(alloc.homes[c], alloc.homes[d]);
         assert_eq!(alloc.stack_bytes, 16);
     }
 
-    /// `b = a` where `a` dies gives `b` the slot of `a`; `a = 2` before `a = 1` is dead.
+    /// `b = a` where `a` dies gives `b` the slot of `a`.
     #[test]
-    fn copies_coalesce_and_overwritten_definitions_are_dead() {
+    fn copies_coalesce() {
         let mut f = Function::default();
         let blk = f.new_block();
         f.entry = Some(blk);
         let (a, b) = (f.new_var(Ty::Long, None), f.new_var(Ty::Long, None));
-        f.blocks[blk].insts = vec![
-            inst(InstKind::Const { dst: a, value: 2 }),
-            inst(InstKind::Const { dst: a, value: 1 }),
-            inst(InstKind::Copy { dst: b, src: a }),
-        ];
+        f.blocks[blk].insts = vec![inst(InstKind::Const { dst: a, value: 1 }), inst(InstKind::Copy { dst: b, src: a })];
         f.blocks[blk].term = Terminator::Branch { cond: b, then: blk, els: blk };
-        let dead = dead_insts(&f, &[blk]);
-        assert_eq!(dead, HashSet::from([(blk, 0)]));
-        let alloc = allocate(&f, &[blk], &HashSet::new(), &dead, -16, 400, 128).unwrap();
+        let alloc = allocate(&f, &[blk], &HashSet::new(), -16, 400, 128).unwrap();
         assert_eq!(alloc.homes[a], alloc.homes[b]);
         assert_eq!(alloc.stack_bytes, 8);
     }
@@ -418,7 +313,7 @@ mod tests {
             insts.push(inst(InstKind::Binary { op: lang::ir::BinOp::Add, dst: u, lhs: a, rhs: Operand::Var(b) }));
             f.blocks[blk].insts = insts;
             f.blocks[blk].term = Terminator::Branch { cond: u, then: blk, els: blk };
-            let alloc = allocate(&f, &[blk], &HashSet::new(), &HashSet::new(), -16, 400, 128).unwrap();
+            let alloc = allocate(&f, &[blk], &HashSet::new(), -16, 400, 128).unwrap();
             alloc.homes[a] == alloc.homes[b]
         };
         assert!(check(false));
@@ -440,7 +335,7 @@ mod tests {
         f.blocks[body].insts =
             vec![inst(InstKind::Binary { op: lang::ir::BinOp::Add, dst: i, lhs: i, rhs: Operand::Imm(1) })];
         f.blocks[body].term = Terminator::Jump(head);
-        let alloc = allocate(&f, &[entry, head, body, exit], &HashSet::new(), &HashSet::new(), -16, 400, 128).unwrap();
+        let alloc = allocate(&f, &[entry, head, body, exit], &HashSet::new(), -16, 400, 128).unwrap();
         assert_ne!(alloc.homes[i], alloc.homes[t]);
     }
 }

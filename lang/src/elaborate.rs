@@ -159,10 +159,9 @@ fn add_function(functions: &mut BTreeMap<String, ast::Function>, f: &ast::Functi
         Some(first) if first.params.len() == f.params.len() => return,
         Some(_) => overload_key(&f.name, f.params.len()),
     };
-    if !functions.contains_key(&key) {
-        let mut f = f.clone();
-        f.name = key.clone();
-        functions.insert(key, f);
+    if let std::collections::btree_map::Entry::Vacant(slot) = functions.entry(key) {
+        let name = slot.key().clone();
+        slot.insert(ast::Function { name, ..f.clone() });
     }
 }
 

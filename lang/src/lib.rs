@@ -17,7 +17,7 @@
 //! - [`types`]: type inference for locals, globals and functions (a [`types::TypeTable`]).
 //! - [`builtins`]: the built-in functions, where each may run and how it lowers.
 //! - [`ir`] and [`lower`]: the typed script to a per-handler control-flow graph;
-//!   [`optimize`] removes dead code from each handler.
+//!   [`optimize`] removes dead code from each handler, by [`liveness`].
 //! - [`printf`]: format strings parsed into [`printf::Format`]; `lower` checks a printf's
 //!   arguments with it, the runtime formats with it.
 //! - [`arch`]: the machine compiled for (from the kernel's uname), and [`syscall_table`]:
@@ -47,6 +47,7 @@ pub mod ir;
 pub mod kernel;
 pub mod lexer;
 pub mod lint;
+pub mod liveness;
 pub mod lower;
 pub mod number;
 pub mod optimize;

@@ -334,13 +334,16 @@ pub(crate) fn bin(lhs: Expr, op: Bin, rhs: Expr) -> Expr {
     Expr::new(kind, span)
 }
 
+/// One alternative of a dotted part of a probe point: its components and its suffixes.
+pub(crate) type PointPart = (Vec<Component>, Vec<(u8, Option<Expr>)>);
+
 /// Builds the points one written point stands for. `parts` are the dotted parts, each a list
 /// of alternatives; an alternation of plain names (`syscall.{open,close}`) stays one component
 /// named `{open,close}` for `elaborate` to expand, any other alternation is expanded here.
 /// Suffixes are `(0, None)` for `?`, `(1, None)` for `!`, `(2, Some(cond))` for `if (cond)`.
 pub(crate) fn probe_points(
-    first: Vec<(Vec<Component>, Vec<(u8, Option<Expr>)>)>,
-    rest: Vec<Vec<(Vec<Component>, Vec<(u8, Option<Expr>)>)>>,
+    first: Vec<PointPart>,
+    rest: Vec<Vec<PointPart>>,
     suffixes: Vec<(u8, Option<Expr>)>,
     span: Span,
 ) -> Vec<ProbePoint> {
