@@ -69,10 +69,11 @@ impl Emitter<'_> {
                     self.push(insn::stx(Size::DW, at.base, Reg::R0, at.off));
                 }
                 Ty::Str if self.sunk.contains_key(k) => {
-                    // The comm, NUL-padded by the helper, straight into the key.
-                    let comm = COMM_LEN.min(width);
-                    self.zero_fill(at, comm, width.div_ceil(8) * 8);
-                    self.current_comm(at, comm);
+                    // The comm straight into the key, zeroed first: before Linux 6.4 the
+                    // helper copies up to the NUL and leaves the bytes after it, which would
+                    // make one name many keys.
+                    self.zero_fill(at, 0, width.div_ceil(8) * 8);
+                    self.current_comm(at, COMM_LEN.min(width));
                 }
                 Ty::Str => {
                     self.zero_fill(at, 0, width.div_ceil(8) * 8);
