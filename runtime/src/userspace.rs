@@ -92,12 +92,16 @@ pub fn run(env: &mut Env<'_>, func: &Function) -> Result<Effects, HandlerError> 
     let mut steps = 0u64;
     loop {
         let data = &func.blocks[block];
-        for inst in &data.insts {
+        // Each instruction is a step, and so is each block's end: `for (;;) {}` is a cycle
+        // of blocks with no instructions.
+        for kind in data.insts.iter().map(|inst| Some(&inst.kind)).chain([None]) {
             steps += 1;
             if steps > MAX_ACTION {
                 return Err(HandlerError::TooLong);
             }
-            exec(env, &mut vars, &mut iters, &mut last_match, &inst.kind, cap, &mut effects)?;
+            if let Some(kind) = kind {
+                exec(env, &mut vars, &mut iters, &mut last_match, kind, cap, &mut effects)?;
+            }
         }
         block = match &data.term {
             Terminator::Jump(b) => *b,
