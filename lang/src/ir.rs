@@ -18,7 +18,7 @@
 
 use std::fmt;
 
-use cranelift_entity::{entity_impl, PrimaryMap};
+use cranelift_entity::{entity_impl, PrimaryMap, SecondaryMap};
 
 use crate::builtins::Builtin;
 use crate::span::Span;
@@ -1072,13 +1072,33 @@ impl fmt::Display for Terminator {
 
 impl fmt::Display for Function {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (v, decl) in self.vars.iter() {
+        // The variables instructions name: dead code `optimize` removed leaves others.
+        let mut named: SecondaryMap<Var, bool> = SecondaryMap::new();
+        for data in self.blocks.values() {
+            for inst in &data.insts {
+                for v in inst.kind.uses().into_iter().chain(inst.kind.defs()) {
+                    named[v] = true;
+                }
+            }
+            if let Some(v) = data.term.uses() {
+                named[v] = true;
+            }
+        }
+        for (v, decl) in self.vars.iter().filter(|(v, _)| named[*v]) {
             match &decl.name {
                 Some(n) => writeln!(f, "  {v}: {} ; {n}", decl.ty)?,
                 None => writeln!(f, "  {v}: {}", decl.ty)?,
             }
         }
-        for (b, data) in self.blocks.iter() {
+        // The blocks the entry reaches: lowering and `optimize` leave others behind.
+        let mut reached: SecondaryMap<Block, bool> = SecondaryMap::new();
+        let mut todo: Vec<Block> = self.entry.into_iter().collect();
+        while let Some(b) = todo.pop() {
+            if !std::mem::replace(&mut reached[b], true) {
+                todo.extend(self.blocks[b].term.successors());
+            }
+        }
+        for (b, data) in self.blocks.iter().filter(|(b, _)| reached[*b]) {
             let entry = if Some(b) == self.entry { " (entry)" } else { "" };
             writeln!(f, "{b}:{entry}")?;
             for inst in &data.insts {

@@ -10,7 +10,7 @@
 //!
 //! This file holds the entry, the handler context and statements and expressions; the
 //! submodules one job each: `declare` (globals and arrays), `analysis` (what is asked of the
-//! script first: purity, dead assignments, key widths), `typed` (kernel memory through BTF),
+//! script first: reachable names, key widths), `typed` (kernel memory through BTF),
 //! `arrays` (arrays, statistics, `foreach`), `output` (printf and print), `calls`.
 
 mod analysis;
@@ -32,7 +32,7 @@ use crate::printf::{self, ArgType};
 use crate::span::Span;
 use crate::types::{field_ty, Scope, TypeTable};
 
-use analysis::{dead_assignments, names_in_reachable_code, pure_functions, string_key_widths};
+use analysis::{names_in_reachable_code, string_key_widths};
 use arrays::{has_wildcard, stat_op};
 use declare::{declare_arrays, declare_globals, keep_user_space_globals, mark_reads};
 use output::own_format;
@@ -76,7 +76,6 @@ pub fn lower(
     let arrays = declare_arrays(script, types, options, &mut program);
     program.syscall_names = arrays.get(SYSCALL_NAMES).copied();
     let mut formats = HashMap::new();
-    let pure = pure_functions(script);
     for (i, probe) in script.probes.iter().enumerate().filter(|(_, p)| !p.never) {
         let mut cx = Ctx {
             script,
@@ -100,7 +99,6 @@ pub fn lower(
             function_name: probe.target.function_name(),
             kernel: !probe.target.is_user_space(),
             exit_block: None,
-            skip: dead_assignments(&probe.body, &pure, script, types, &Scope::Probe(i)),
             next_iter: 0,
             loop_budget: None,
             local_types: HashMap::new(),
@@ -123,6 +121,7 @@ pub fn lower(
             optional: probe.optional,
         });
     }
+    crate::optimize::drop_unused_formats(&mut program);
     mark_reads(script, &mut program);
     if !options.stable_layouts {
         keep_user_space_globals(&mut program);
@@ -170,9 +169,6 @@ struct Ctx<'a> {
     /// The handler runs in the kernel.
     kernel: bool,
     exit_block: Option<ir::Block>,
-    /// Assignments to probe locals nobody reads, with pure values: not lowered. Keyed by
-    /// node address, since generated statements share one span.
-    skip: HashSet<*const Expr>,
     next_iter: usize,
     /// The kernel handler's loop budget variable, made on the first loop.
     loop_budget: Option<Var>,
@@ -307,9 +303,6 @@ impl Ctx<'_> {
         match &s.kind {
             StmtKind::Block(b) => self.block(b),
             StmtKind::Expr(e) => {
-                if self.frames.len() == 1 && self.skip.contains(&(e as *const Expr)) {
-                    return;
-                }
                 self.expr(e);
             }
             StmtKind::Empty => {}

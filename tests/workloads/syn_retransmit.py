@@ -1,32 +1,33 @@
 #!/usr/bin/env python3
-"""syn_retransmit.py PORT: make the kernel retransmit a SYN, on loopback.
+"""syn_retransmit.py PORT: make the kernel retransmit a SYN.
 
-A listener with a backlog of 0 that never accepts: once its queue holds one connection, the
-kernel drops the next SYNs, and their senders retransmit them after the initial RTO (1 s).
-Waits 3 s for that to happen, then closes everything."""
+Connects to 192.0.2.1:PORT (TEST-NET-1) through a host route on the loopback device: the
+SYN comes back in on lo for an address that is not local, and a host that does not forward
+drops it without an answer, so the sender retransmits it after the initial RTO (1 s) and
+again 2 s later. Waits 3.5 s for that, then closes the socket and removes the route. Needs
+root (the route); a route already there is left alone."""
 import socket
+import subprocess
 import sys
 import time
+
+ADDRESS = "192.0.2.1"
 
 
 def main():
     if len(sys.argv) != 2:
         sys.exit(__doc__)
     port = int(sys.argv[1])
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind(("127.0.0.1", port))
-    listener.listen(0)
-    clients = []
-    for _ in range(4):
+    added = subprocess.run(["ip", "route", "add", ADDRESS + "/32", "dev", "lo"]).returncode == 0
+    try:
         c = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         c.setblocking(False)
-        c.connect_ex(("127.0.0.1", port))
-        clients.append(c)
-    time.sleep(3)
-    for c in clients:
+        c.connect_ex((ADDRESS, port))
+        time.sleep(3.5)
         c.close()
-    listener.close()
+    finally:
+        if added:
+            subprocess.run(["ip", "route", "del", ADDRESS + "/32", "dev", "lo"])
 
 
 main()
