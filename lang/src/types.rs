@@ -190,9 +190,7 @@ impl TypeTable {
         match scope {
             Scope::Probe(_) => true,
             Scope::Function(f) => match (self.function_file.get(f), self.global_file.get(name)) {
-                (Some(function), Some(global)) => {
-                    function.file == global.file || (!function.tapset && global.tapset)
-                }
+                (Some(function), Some(global)) => function.file == global.file || (!function.tapset && global.tapset),
                 _ => true,
             },
         }
