@@ -50,6 +50,9 @@ pub const TAPSETS: &[(&str, &str)] = &[
     ("tzinfo.stp", include_str!("../tapsets/tzinfo.stp")),
     ("json.stp", include_str!("../tapsets/json.stp")),
     ("nfsd.stp", include_str!("../tapsets/nfsd.stp")),
+    ("tcpmib.stp", include_str!("../tapsets/tcpmib.stp")),
+    ("ipmib.stp", include_str!("../tapsets/ipmib.stp")),
+    ("linuxmib.stp", include_str!("../tapsets/linuxmib.stp")),
 ];
 
 /// The table the `syscall.NAME` aliases with SystemTap's variables are written from.

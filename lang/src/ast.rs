@@ -117,6 +117,9 @@ pub struct Function {
     pub params: Vec<Param>,
     pub body: FunctionBody,
     pub private: bool,
+    /// Defined in a tapset (set by `elaborate`): it does not see the tapsets' globals, only
+    /// those of its own file.
+    pub tapset: bool,
     pub span: Span,
 }
 

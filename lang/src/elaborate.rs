@@ -100,7 +100,7 @@ pub fn elaborate(input: &Input<'_>, kernel: &dyn KernelInfo) -> (Elaborated, Vec
             match item {
                 Item::Alias(_) => {}
                 Item::Function(f) => {
-                    let mut f = f.clone();
+                    let mut f = ast::Function { tapset: n > 0, ..f.clone() };
                     // A function has no target variables, but `@defined(@cast(...)->m)` asks
                     // the kernel's types.
                     if let ast::FunctionBody::Script(body) = &mut f.body {

@@ -62,11 +62,17 @@ pub struct TypeTable {
     pub locals: HashMap<Scope, BTreeMap<String, (Ty, Span)>>,
     /// Function results; `None` for functions that return no value.
     pub returns: BTreeMap<String, Option<(Ty, Span)>>,
-    /// The file each global and each function is declared in: a function sees only the
-    /// globals of its own file, so a tapset function's locals never turn into the user's
-    /// globals of the same name.
-    pub global_file: BTreeMap<String, crate::span::FileId>,
-    pub function_file: BTreeMap<String, crate::span::FileId>,
+    /// Where each global and each function is declared (see [`TypeTable::sees_global`]).
+    pub global_file: BTreeMap<String, Declared>,
+    pub function_file: BTreeMap<String, Declared>,
+}
+
+/// The file a global or a function is declared in, and whether it is a tapset's: for a
+/// global, a tapset's and not `private` (part of the tapset's interface).
+#[derive(Clone, Copy, Debug)]
+pub struct Declared {
+    pub file: crate::span::FileId,
+    pub tapset: bool,
 }
 
 /// Types known from outside the script, which inference starts from.
@@ -88,10 +94,10 @@ pub fn check(script: &Elaborated, known: &Known) -> (TypeTable, Vec<Diagnostic>)
         }
     }
     for g in &script.globals {
-        cx.table.global_file.insert(g.name.clone(), g.span.file);
+        cx.table.global_file.insert(g.name.clone(), Declared { file: g.span.file, tapset: g.tapset && !g.private });
     }
     for (name, f) in &script.functions {
-        cx.table.function_file.insert(name.clone(), f.span.file);
+        cx.table.function_file.insert(name.clone(), Declared { file: f.span.file, tapset: f.tapset });
     }
     for g in &script.globals {
         if g.is_array {
@@ -176,13 +182,15 @@ impl TypeTable {
             .map(|(t, _)| *t)
     }
 
-    /// Whether code in `scope` may name global `name`: probes see every global, a function
-    /// only those declared in its own file.
+    /// Whether code in `scope` may name global `name`: probes see every global; a function
+    /// those declared in its own file, and a script function also the tapsets' public
+    /// globals (`argv`, tcpmib's counters), as in SystemTap. A tapset function sees no other
+    /// file's globals, so its locals never turn into the user's globals of the same name.
     pub fn sees_global(&self, scope: &Scope, name: &str) -> bool {
         match scope {
             Scope::Probe(_) => true,
             Scope::Function(f) => match (self.function_file.get(f), self.global_file.get(name)) {
-                (Some(a), Some(b)) => a == b,
+                (Some(function), Some(global)) => function.file == global.file || (!function.tapset && global.tapset),
                 _ => true,
             },
         }

@@ -24,6 +24,9 @@
 #   BPFTAP_VM_TMPFS    host directories (absolute, space-separated) that get an empty
 #                      writable tmpfs in the guest; /tmp, /var/tmp, /run, /root always do
 #   BPFTAP_VM_MODULES  extra kernel modules to load, space-separated
+#   BPFTAP_VM_DISK     1: attach a 2 MiB virtio disk (/dev/vda) with one Linux partition
+#                      (vda1), so /proc/partitions is not empty; add virtio_blk to
+#                      BPFTAP_VM_MODULES on kernels where it is a module
 #   BPFTAP_VM_SUITES   extra Debian suites to look for kernels in
 #   BPFTAP_VM_REFRESH  1: resolve KERNEL_SPEC again even if cached
 #   BPFTAP_VM_KEEP     1: keep the run directory (console log, init script)
@@ -277,6 +280,19 @@ SHARE=$(cd "$RUN/share" && pwd -P)
 } >"$SHARE/cmd.sh"
 
 cp /bin/busybox "$RUN/initrd/bin/busybox"
+
+# A disk for scripts that read a block device: a sparse 2 MiB image whose MBR (written by
+# hand, no sfdisk needed) holds one Linux (0x83) partition from sector 2048 to the end.
+DISK=()
+if [ "${BPFTAP_VM_DISK:-}" = 1 ]; then
+    truncate -s 2M "$RUN/disk.img"
+    # Partition entry 1 at byte 446: not bootable, CHS unused, type 0x83, LBA 2048, 2048
+    # sectors (little-endian); then the 0x55 0xaa signature at byte 510.
+    printf '\x00\x00\x00\x00\x83\x00\x00\x00\x00\x08\x00\x00\x00\x08\x00\x00' |
+        dd of="$RUN/disk.img" bs=1 seek=446 conv=notrunc status=none
+    printf '\x55\xaa' | dd of="$RUN/disk.img" bs=1 seek=510 conv=notrunc status=none
+    DISK=(-drive "file=$RUN/disk.img,if=virtio,format=raw")
+fi
 cp "$KDIR/modules/"*.ko "$RUN/initrd/modules/" 2>/dev/null || true
 cp "$KDIR/modules.load" "$RUN/initrd/modules.load"
 cat >"$RUN/initrd/init" <<'EOF'
@@ -347,7 +363,7 @@ boot() {
     timeout -k 5 "$TIMEOUT" qemu-system-x86_64 \
         -machine "${BPFTAP_VM_MACHINE:-q35}" -accel "$ACCEL" -cpu "${BPFTAP_VM_CPU:-max}" -smp "$SMP" -m "$MEM" \
         ${BPFTAP_VM_QEMU_ARGS:-} "${BIOS[@]}" -nodefaults -no-user-config -display none -no-reboot \
-        -serial "file:$RUN/console.log" \
+        -serial "file:$RUN/console.log" "${DISK[@]}" \
         -kernel "$KIMAGE" -initrd "$RUN/initrd.cpio" \
         -append "console=ttyS0 panic=-1 oops=panic rdinit=/init ${BPFTAP_VM_APPEND:-} bpftap.share=$SHARE bpftap.tmpfs=$(echo ${BPFTAP_VM_TMPFS:-} | tr ' ' ',') bpftap.time=$(date +%s) bpftap.cwd=$(pwd -P)" \
         -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
