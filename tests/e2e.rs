@@ -30,7 +30,9 @@
 //! Features: `kprobe` (tracefs `kprobe_events` exists and accepts a probe), `fentry` (kernel
 //! BTF, and tracefs lists the functions ftrace can attach to), `netfilter` (kernel 6.4 or later
 //! with `CONFIG_NETFILTER_BPF_LINK`), `python3` (a `python3` runs; under `CI=true` its absence
-//! fails the case instead, since CI installs it). In every regex and in `EXPECT`,
+//! fails the case instead, since CI installs it), `disk` (`BPFTAP_E2E_DISK` names a block
+//! device with an ext2 filesystem the case may mount and write to, as `tests/vm/run-e2e.sh`
+//! gives the VMs; under `CI=true` a named device that is missing fails the case). In every regex and in `EXPECT`,
 //! `{{BEFORE_PID}}` is replaced by the BEFORE process's pid. The parser is strict: an unknown
 //! directive or feature, a case without `NAME` or `TIMEOUT`, with both or neither of `RUN` and
 //! `PROG`, without any `EXPECT*`, or a repeated single directive, is an error that fails the run.
@@ -113,6 +115,7 @@ enum Feature {
     Fentry,
     Netfilter,
     Python3,
+    Disk,
 }
 
 /// A problem in a case file, at a 1-based line.
@@ -440,10 +443,11 @@ fn parse_case(block: &[(usize, &str)], file: &str) -> Result<Case, ParseError> {
                     "fentry" => Feature::Fentry,
                     "netfilter" => Feature::Netfilter,
                     "python3" => Feature::Python3,
+                    "disk" => Feature::Disk,
                     _ => {
                         return Err(err(
                             line,
-                            format!("unknown feature {value:?} (known: kprobe, fentry, netfilter, python3)"),
+                            format!("unknown feature {value:?} (known: kprobe, fentry, netfilter, python3, disk)"),
                         ))
                     }
                 };
@@ -923,6 +927,15 @@ fn detect(feature: Feature) -> Option<Missing> {
                 }),
             }
         }
+        Feature::Disk => match std::env::var("BPFTAP_E2E_DISK") {
+            Ok(device) if Path::new(&device).exists() => None,
+            Ok(device) => Some(Missing {
+                text: format!("disk: BPFTAP_E2E_DISK={device} does not exist"),
+                // tests/vm/run-e2e.sh gives the VMs a disk; under CI it must be there.
+                fatal: std::env::var("CI").is_ok_and(|v| v == "true"),
+            }),
+            Err(_) => skip("disk: BPFTAP_E2E_DISK names no scratch ext2 filesystem to mount".into()),
+        },
     }
 }
 

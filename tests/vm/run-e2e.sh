@@ -13,7 +13,9 @@
 #   BPFTAP_BIN       the bpftap to test           (default target/debug/bpftap)
 #   BPFTAP_E2E_BIN   the e2e test binary           (default the newest target/debug/deps/e2e-*)
 #   BPFTAP_VM_E2E_FILTER  the case-name filter     (default "kernel:")
-# and run-in-vm.sh's BPFTAP_VM_* knobs (BPFTAP_VM_TIMEOUT defaults to 900 s here).
+# and run-in-vm.sh's BPFTAP_VM_* knobs (BPFTAP_VM_TIMEOUT defaults to 900 s here;
+# BPFTAP_VM_DISK to 1 and BPFTAP_VM_MODULES to "virtio_blk ext4", for the e2e feature
+# `disk`, BPFTAP_E2E_DISK=/dev/vda1).
 #
 # Prints the runner's output, then one line
 #   vm-e2e 6.1 (6.1.0-56-amd64) fentry: 38 passed, 0 failed, 0 skipped in 213 s
@@ -35,6 +37,10 @@ resolve_bpftap
 resolve_test_binary e2e BPFTAP_E2E_BIN
 export BPFTAP_E2E_FILTER=${BPFTAP_VM_E2E_FILTER:-kernel:}
 export BPFTAP_VM_TIMEOUT=${BPFTAP_VM_TIMEOUT:-900}
+# The disk cases (disktop.stp) write to an ext2 filesystem on the VM's small disk.
+export BPFTAP_VM_DISK=${BPFTAP_VM_DISK-1}
+export BPFTAP_VM_MODULES=${BPFTAP_VM_MODULES-virtio_blk ext4}
+export BPFTAP_E2E_DISK=${BPFTAP_E2E_DISK-/dev/vda1}
 
 run_binary_in_vm "$KERNEL" "$BPFTAP_E2E_BIN"
 COUNTS=$(sed -n 's/^e2e: \([0-9]* passed, [0-9]* failed, [0-9]* skipped\)$/\1/p' "$LOG" | tail -1)

@@ -24,9 +24,11 @@
 #   BPFTAP_VM_TMPFS    host directories (absolute, space-separated) that get an empty
 #                      writable tmpfs in the guest; /tmp, /var/tmp, /run, /root always do
 #   BPFTAP_VM_MODULES  extra kernel modules to load, space-separated
-#   BPFTAP_VM_DISK     1: attach a 2 MiB virtio disk (/dev/vda) with one Linux partition
-#                      (vda1), so /proc/partitions is not empty; add virtio_blk to
-#                      BPFTAP_VM_MODULES on kernels where it is a module
+#   BPFTAP_VM_DISK     1: attach a 16 MiB virtio disk (/dev/vda) with one Linux partition
+#                      (vda1) holding an empty ext2 filesystem (when mke2fs is here), so
+#                      /proc/partitions is not empty and a test can write to a disk; add
+#                      virtio_blk (and ext4, which mounts ext2) to BPFTAP_VM_MODULES on
+#                      kernels where they are modules
 #   BPFTAP_VM_SUITES   extra Debian suites to look for kernels in
 #   BPFTAP_VM_REFRESH  1: resolve KERNEL_SPEC again even if cached
 #   BPFTAP_VM_KEEP     1: keep the run directory (console log, init script)
@@ -281,16 +283,20 @@ SHARE=$(cd "$RUN/share" && pwd -P)
 
 cp /bin/busybox "$RUN/initrd/bin/busybox"
 
-# A disk for scripts that read a block device: a sparse 2 MiB image whose MBR (written by
-# hand, no sfdisk needed) holds one Linux (0x83) partition from sector 2048 to the end.
+# A disk for scripts that read a block device or watch writes to one: a sparse 16 MiB
+# image whose MBR (written by hand, no sfdisk needed) holds one Linux (0x83) partition from
+# sector 2048 to the end, with an empty ext2 filesystem on it.
 DISK=()
 if [ "${BPFTAP_VM_DISK:-}" = 1 ]; then
-    truncate -s 2M "$RUN/disk.img"
-    # Partition entry 1 at byte 446: not bootable, CHS unused, type 0x83, LBA 2048, 2048
+    truncate -s 16M "$RUN/disk.img"
+    # Partition entry 1 at byte 446: not bootable, CHS unused, type 0x83, LBA 2048, 30720
     # sectors (little-endian); then the 0x55 0xaa signature at byte 510.
-    printf '\x00\x00\x00\x00\x83\x00\x00\x00\x00\x08\x00\x00\x00\x08\x00\x00' |
+    printf '\x00\x00\x00\x00\x83\x00\x00\x00\x00\x08\x00\x00\x00\x78\x00\x00' |
         dd of="$RUN/disk.img" bs=1 seek=446 conv=notrunc status=none
     printf '\x55\xaa' | dd of="$RUN/disk.img" bs=1 seek=510 conv=notrunc status=none
+    if command -v mke2fs >/dev/null; then
+        mke2fs -q -F -t ext2 -E offset=$((2048 * 512)) "$RUN/disk.img" 15M
+    fi
     DISK=(-drive "file=$RUN/disk.img,if=virtio,format=raw")
 fi
 cp "$KDIR/modules/"*.ko "$RUN/initrd/modules/" 2>/dev/null || true
