@@ -214,11 +214,13 @@ impl Emitter<'_> {
         let stop = self.new_label();
         self.push(insn::mov64_reg(Reg::R6, Reg::R2));
         self.callback_scratch(stop);
-        // r1 = the key before the place, if any.
+        // r1 = the key before the place, if any: one unsigned compare, as the place 0 wraps
+        // around, both stops at the first place and bounds r1 for the verifier (which before
+        // Linux 6.8 or so learns no lower bound from `r1 != 0`, and refuses the unbounded
+        // `r1 - 1` below as an offset).
         self.push(insn::ldx(Size::DW, Reg::R1, Reg::R6, 0));
-        self.jump_if_imm(JmpOp::Eq, Reg::R1, 0, stop);
-        self.jump_if_imm(JmpOp::Gt, Reg::R1, self.program.loop_budget as i32 - 1, stop);
         self.push(insn::alu64_imm(AluOp::Sub, Reg::R1, 1));
+        self.jump_if_imm(JmpOp::Gt, Reg::R1, self.program.loop_budget as i32 - 2, stop);
         self.push(insn::stx(Size::DW, Reg::R6, Reg::R1, 0));
         self.push(insn::alu64_imm(AluOp::Mul, Reg::R1, entry));
         self.push(insn::alu64_reg(AluOp::Add, Reg::R1, Reg::R0));
