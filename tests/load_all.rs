@@ -12,10 +12,11 @@
 //! contain `text`.
 //!
 //! One kind of rejection is not a bug of the code bpftap emits but a limit of the verifier:
-//! "BPF program is too large", its budget of one million instructions explored, spent by a
-//! probe whose loops branch a lot. The scripts known to hit it are listed in [`TOO_COMPLEX`]
-//! with the reason; each must still be rejected for exactly that (else the list is stale and
-//! the run fails), and any other rejection fails the run.
+//! "BPF program is too large", its budget of one million instructions explored, or "the
+//! sequence of 8193 jumps is too complex", more branches pending along one walk than it
+//! holds, reached by a probe whose loops branch a lot. The scripts known to hit one are
+//! listed in [`TOO_COMPLEX`] with the reason; each must still be rejected for exactly that
+//! (else the list is stale and the run fails), and any other rejection fails the run.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -29,22 +30,14 @@ const STAP_EXAMPLES: &str = "/usr/share/systemtap/examples";
 const TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Scripts whose probes exceed the verifier's complexity budget, and why.
-const TOO_COMPLEX: &[(&str, &str)] = &[
-    (
-        "stapgames/2048.stp",
-        "a key press runs the whole game move in one kernel probe: loops over the 4x4 board, each \
-         iteration branching on array lookups, more paths than the verifier explores",
-    ),
-    (
-        "profiling/container_check.stp",
-        "syscall_any.return walks up the task's parents three times (child_of_target inlined \
-         thrice), each walk a loop of up to 1000 steps sharing one budget: the verifier follows \
-         every exit of each into the next",
-    ),
-];
+const TOO_COMPLEX: &[(&str, &str)] = &[(
+    "stapgames/2048.stp",
+    "a key press runs the whole game move in one kernel probe: loops over the 4x4 board, each \
+     iteration branching on array lookups, more paths than the verifier explores",
+)];
 
 /// What the verifier says when it gives up on a program's size rather than its safety.
-const TOO_LARGE: &str = "BPF program is too large";
+const TOO_LARGE: [&str; 2] = ["BPF program is too large", "jumps is too complex"];
 
 enum Source {
     File(PathBuf),
@@ -159,7 +152,7 @@ fn main() {
         let name = source.name();
         let listed = TOO_COMPLEX.iter().find(|(script, _)| name.ends_with(script));
         match (load(&bin, source, root), listed) {
-            (Outcome::Rejected(why), Some((_, reason))) if why.contains(TOO_LARGE) => {
+            (Outcome::Rejected(why), Some((_, reason))) if TOO_LARGE.iter().any(|t| why.contains(t)) => {
                 too_complex += 1;
                 println!("too complex for the verifier, as listed: {name}: {reason}");
             }

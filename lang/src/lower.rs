@@ -100,7 +100,7 @@ pub fn lower(
             kernel: !probe.target.is_user_space(),
             exit_block: None,
             next_iter: 0,
-            loop_budget: None,
+            nest_budget: None,
             local_types: HashMap::new(),
         };
         let entry = cx.func.new_block();
@@ -170,8 +170,8 @@ struct Ctx<'a> {
     kernel: bool,
     exit_block: Option<ir::Block>,
     next_iter: usize,
-    /// The kernel handler's loop budget variable, made on the first loop.
-    loop_budget: Option<Var>,
+    /// The budget of the kernel loop being lowered, which the loops inside it share.
+    nest_budget: Option<Var>,
     /// The kernel type a local's value points to, where every typed value assigned to it
     /// points to the same one (SystemTap's autocast: `fh = &$args->fh; fh->fh_dentry`);
     /// `None` after two disagree.
@@ -206,9 +206,17 @@ struct Catch {
 /// fills ([`ir::Program::syscall_names`]).
 const SYSCALL_NAMES: &str = "__syscall_names";
 
-/// Loop iterations a kernel handler may run (SystemTap's MAXACTION counts statements; a
-/// loop iteration is the unit that can run away).
+/// Loop iterations each loop nest of a kernel handler may run (SystemTap's MAXACTION counts
+/// statements, for the whole probe; a loop iteration is the unit that can run away, and each
+/// outermost loop has its own budget, see [`Ctx::loop_budget`]).
 const MAX_LOOP_ITERATIONS: i64 = 1000;
+
+/// A kernel loop's budget ([`Ctx::loop_budget`]): its variable, and whether this loop set it.
+#[derive(Clone, Copy)]
+struct LoopBudget {
+    var: Var,
+    outermost: bool,
+}
 
 impl Ctx<'_> {
     fn frame(&self) -> &Frame {
@@ -361,9 +369,10 @@ impl Ctx<'_> {
         }
         let (head, body_b, step_b, done) =
             (self.func.new_block(), self.func.new_block(), self.func.new_block(), self.func.new_block());
+        let budget = self.loop_budget(body.span);
         self.terminate(Terminator::Jump(head));
         self.switch_to(head);
-        self.spend_loop_budget(body.span);
+        self.spend_loop_budget(budget, body.span);
         match cond {
             Some(c) => self.cond(c, body_b, done),
             None => self.terminate(Terminator::Jump(body_b)),
@@ -379,26 +388,44 @@ impl Ctx<'_> {
         }
         self.terminate(Terminator::Jump(head));
         self.switch_to(done);
+        self.end_loop_budget(budget);
     }
 
-    /// In a kernel handler, every loop iteration spends one unit of a budget of
-    /// [`MAX_LOOP_ITERATIONS`]; when it runs out the handler reports MAXACTION and ends.
-    /// This bounds every loop, which the verifier requires, whatever the loop's condition.
-    fn spend_loop_budget(&mut self, span: Span) {
+    /// In a kernel handler, the budget of [`MAX_LOOP_ITERATIONS`] the iterations of a loop
+    /// spend. `None` in user space.
+    ///
+    /// An outermost loop sets a budget where it starts, which the loops inside it share; it
+    /// is dead once the loop ends ([`Ctx::end_loop_budget`]). The verifier then sees the same
+    /// state after the loop whichever iteration left it, and prunes: with one budget for the
+    /// whole handler, each way out of a loop left a different count, and the verifier walked
+    /// every later loop once for each. Shared within a nest, it bounds what the verifier
+    /// walks of the nest (an inner loop's own budget would be walked again for each outer
+    /// iteration).
+    fn loop_budget(&mut self, span: Span) -> Option<LoopBudget> {
         if !self.kernel {
-            return;
+            return None;
         }
-        let budget = match self.loop_budget {
-            Some(v) => v,
-            None => {
-                let v = self.func.new_var(Ty::Long, Some("__loop_budget".into()));
-                let entry = self.func.entry.expect("set before lowering a body");
-                let init = InstKind::Const { dst: v, value: MAX_LOOP_ITERATIONS };
-                self.func.blocks[entry].insts.insert(0, ir::Inst { kind: init, span });
-                self.loop_budget = Some(v);
-                v
-            }
-        };
+        if let Some(var) = self.nest_budget {
+            return Some(LoopBudget { var, outermost: false });
+        }
+        let var = self.func.new_var(Ty::Long, Some("__loop_budget".into()));
+        self.emit(InstKind::Const { dst: var, value: MAX_LOOP_ITERATIONS }, span);
+        self.nest_budget = Some(var);
+        Some(LoopBudget { var, outermost: true })
+    }
+
+    /// After a loop: an outermost loop's budget is no more.
+    fn end_loop_budget(&mut self, budget: Option<LoopBudget>) {
+        if budget.is_some_and(|b| b.outermost) {
+            self.nest_budget = None;
+        }
+    }
+
+    /// Every loop iteration spends one unit of its loop's budget ([`Ctx::loop_budget`]); when
+    /// it runs out the handler reports MAXACTION and ends. This bounds every loop, which the
+    /// verifier requires, whatever the loop's condition.
+    fn spend_loop_budget(&mut self, budget: Option<LoopBudget>, span: Span) {
+        let Some(LoopBudget { var: budget, .. }) = budget else { return };
         self.emit(InstKind::Binary { op: BinOp::Sub, dst: budget, lhs: budget, rhs: Operand::Imm(1) }, span);
         let spent = self.temp(Ty::Long);
         self.emit(InstKind::Compare { op: CmpOp::Lt, dst: spent, lhs: budget, rhs: Operand::Imm(0) }, span);

@@ -111,11 +111,12 @@ impl Emitter<'_> {
         self.push(insn::ldx(Size::DW, Reg::R1, SCRATCH, list + 8));
         self.push(insn::mov64_imm(Reg::R0, 0));
         self.push(insn::ldx(Size::DW, Reg::R2, SCRATCH, list));
-        self.jump_if_reg(JmpOp::Ge, Reg::R1, Reg::R2, done);
+        self.leave_first(done, |e, on| e.jump_if_reg(JmpOp::Lt, Reg::R1, Reg::R2, on));
         self.push(insn::ldx(Size::DW, Reg::R2, SCRATCH, list + 16));
-        self.jump_if_reg(JmpOp::Sge, Reg::R1, Reg::R2, done);
+        self.leave_first(done, |e, on| e.jump_if_reg(JmpOp::Slt, Reg::R1, Reg::R2, on));
         // The verifier's bound on the index.
-        self.jump_if_imm(JmpOp::Ge, Reg::R1, self.program.loop_budget as i32, done);
+        let bound = self.program.loop_budget as i32;
+        self.leave_first(done, |e, on| e.jump_if_imm(JmpOp::Lt, Reg::R1, bound, on));
         self.push(insn::mov64_reg(Reg::R2, Reg::R1));
         self.push(insn::alu64_imm(AluOp::Add, Reg::R2, 1));
         self.push(insn::stx(Size::DW, SCRATCH, Reg::R2, list + 8));
@@ -133,6 +134,20 @@ impl Emitter<'_> {
         self.push(insn::mov64_imm(Reg::R0, 1));
         self.bind(done);
         self.store(has, Reg::R0);
+    }
+
+    /// Goes on where `stay` jumps to the label it is given, else to `done`, the way out of
+    /// the loop: the verifier walks a jump's fall-through first and holds its target
+    /// pending, so with the way out first it follows that to the handler's end before the
+    /// next iteration, rather than holding a way out pending for each iteration it walks
+    /// (8192 pending at most, `BPF_COMPLEXITY_LIMIT_JMP_SEQ` in `push_stack` of the kernel's
+    /// `kernel/bpf/verifier.c`: "the sequence of 8193 jumps is too complex"). Each way out
+    /// after the first is pruned where the loop ends, as the loop's budget is dead there.
+    fn leave_first(&mut self, done: Label, stay: impl FnOnce(&mut Self, Label)) {
+        let on = self.new_label();
+        stay(self, on);
+        self.jump(done);
+        self.bind(on);
     }
 
     /// The body of a [`Callback::CollectKey`]: `(r1 map, r2 key, r3 value, r4 ctx)`, returns
@@ -199,11 +214,13 @@ impl Emitter<'_> {
         let stop = self.new_label();
         self.push(insn::mov64_reg(Reg::R6, Reg::R2));
         self.callback_scratch(stop);
-        // r1 = the key before the place, if any.
+        // r1 = the key before the place, if any: one unsigned compare, as the place 0 wraps
+        // around, both stops at the first place and bounds r1 for the verifier (which before
+        // Linux 6.8 or so learns no lower bound from `r1 != 0`, and refuses the unbounded
+        // `r1 - 1` below as an offset).
         self.push(insn::ldx(Size::DW, Reg::R1, Reg::R6, 0));
-        self.jump_if_imm(JmpOp::Eq, Reg::R1, 0, stop);
-        self.jump_if_imm(JmpOp::Gt, Reg::R1, self.program.loop_budget as i32 - 1, stop);
         self.push(insn::alu64_imm(AluOp::Sub, Reg::R1, 1));
+        self.jump_if_imm(JmpOp::Gt, Reg::R1, self.program.loop_budget as i32 - 2, stop);
         self.push(insn::stx(Size::DW, Reg::R6, Reg::R1, 0));
         self.push(insn::alu64_imm(AluOp::Mul, Reg::R1, entry));
         self.push(insn::alu64_reg(AluOp::Add, Reg::R1, Reg::R0));

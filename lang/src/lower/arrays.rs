@@ -234,9 +234,10 @@ impl Ctx<'_> {
         self.next_iter += 1;
         self.emit(InstKind::IterStart { iter, array, sort, limit }, span);
         let (head, body, done) = (self.func.new_block(), self.func.new_block(), self.func.new_block());
+        let budget = self.loop_budget(fe.body.span);
         self.terminate(Terminator::Jump(head));
         self.switch_to(head);
-        self.spend_loop_budget(fe.body.span);
+        self.spend_loop_budget(budget, fe.body.span);
         let has = self.temp(Ty::Long);
         self.emit(InstKind::IterNext { has, iter, keys, value }, span);
         self.terminate(Terminator::Branch { cond: has, then: body, els: done });
@@ -246,6 +247,7 @@ impl Ctx<'_> {
         self.loops.pop();
         self.terminate(Terminator::Jump(head));
         self.switch_to(done);
+        self.end_loop_budget(budget);
     }
 }
 
