@@ -14,7 +14,7 @@
 #   BPFTAP_E2E_BIN   the e2e test binary           (default the newest target/debug/deps/e2e-*)
 #   BPFTAP_VM_E2E_FILTER  the case-name filter     (default "kernel:")
 # and run-in-vm.sh's BPFTAP_VM_* knobs (BPFTAP_VM_TIMEOUT defaults to 900 s here;
-# BPFTAP_VM_DISK to 1 and BPFTAP_VM_MODULES to "virtio_blk ext4", for the e2e feature
+# BPFTAP_VM_DISK to 1 and BPFTAP_VM_MODULES to "virtio_blk ext4 crc32c_generic", for the e2e feature
 # `disk`, BPFTAP_E2E_DISK=/dev/vda1).
 #
 # Prints the runner's output, then one line
@@ -39,7 +39,8 @@ export BPFTAP_E2E_FILTER=${BPFTAP_VM_E2E_FILTER:-kernel:}
 export BPFTAP_VM_TIMEOUT=${BPFTAP_VM_TIMEOUT:-900}
 # The disk cases (disktop.stp) write to an ext2 filesystem on the VM's small disk.
 export BPFTAP_VM_DISK=${BPFTAP_VM_DISK-1}
-export BPFTAP_VM_MODULES=${BPFTAP_VM_MODULES-virtio_blk ext4}
+# ext4 mounts ext2; on 6.1 it needs the crc32c crypto module too (built in or absent elsewhere).
+export BPFTAP_VM_MODULES=${BPFTAP_VM_MODULES-virtio_blk ext4 crc32c_generic}
 export BPFTAP_E2E_DISK=${BPFTAP_E2E_DISK-/dev/vda1}
 
 run_binary_in_vm "$KERNEL" "$BPFTAP_E2E_BIN"

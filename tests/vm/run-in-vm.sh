@@ -27,8 +27,8 @@
 #   BPFTAP_VM_DISK     1: attach a 16 MiB virtio disk (/dev/vda) with one Linux partition
 #                      (vda1) holding an empty ext2 filesystem (when mke2fs is here), so
 #                      /proc/partitions is not empty and a test can write to a disk; add
-#                      virtio_blk (and ext4, which mounts ext2) to BPFTAP_VM_MODULES on
-#                      kernels where they are modules
+#                      virtio_blk (and ext4, which mounts ext2, with crc32c_generic on
+#                      6.1) to BPFTAP_VM_MODULES on kernels where they are modules
 #   BPFTAP_VM_SUITES   extra Debian suites to look for kernels in
 #   BPFTAP_VM_REFRESH  1: resolve KERNEL_SPEC again even if cached
 #   BPFTAP_VM_KEEP     1: keep the run directory (console log, init script)
@@ -213,6 +213,8 @@ fetch_kernel() { # image package -> fills $KDIR
         echo "$name" >>"$tmp/k/modules.load"
     }
     for f in $BASE_MODULES ${BPFTAP_VM_MODULES:-}; do add_module "$f"; done
+    # What was asked, built-in ones included: a later run asking for no more fetches nothing.
+    echo "$seen" | tr ' ' '\n' | sed '/^$/d' >"$tmp/k/modules.asked"
     basename "$(dirname "$(find "$tmp/x" -path '*/modules/*/kernel' -type d | head -1)")" >"$tmp/k/release"
     echo "$pkg" >"$tmp/k/package"
     rm -rf "$KDIR"
@@ -239,9 +241,9 @@ if [ -z "$PKG" ] || [ ! -s "$CACHE/kernels/$PKG/vmlinuz" ]; then
     log "resolved $SPEC -> $PKG in $(elapsed "$T")s"
 fi
 KDIR=$CACHE/kernels/$PKG
-# Extra modules not in the cached set mean a refetch.
+# Extra modules not asked for when the kernel was fetched mean a refetch.
 for m in ${BPFTAP_VM_MODULES:-}; do
-    [ -s "$KDIR/vmlinuz" ] && ! grep -qx "${m//-/_}" "$KDIR/modules.load" && rm -f "$KDIR/vmlinuz"
+    [ -s "$KDIR/vmlinuz" ] && ! grep -qx "${m//-/_}" "$KDIR/modules.asked" 2>/dev/null && rm -f "$KDIR/vmlinuz"
 done
 if [ ! -s "$KDIR/vmlinuz" ]; then
     [ -f "$APTDIR/apt.conf" ] || apt_setup
