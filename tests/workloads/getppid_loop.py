@@ -10,7 +10,9 @@ def main():
     n = int(sys.argv[1])
     for _ in range(n):
         os.getppid()
-    print(n)
+    # One write, line and newline together: under PYTHONUNBUFFERED print() writes them
+    # apart, and bpftap's output (the same pipe under -c) could land between the two.
+    sys.stdout.write(f"{n}\n")
 
 
 main()
