@@ -46,7 +46,7 @@ pub const SECTION: &str = ".bpftap";
 /// The first bytes of [`SECTION`].
 pub const MAGIC: &[u8; 8] = b"BPFTAPBO";
 /// Bumped whenever the body's layout changes; an object of another version is refused.
-pub const FORMAT_VERSION: u32 = 4;
+pub const FORMAT_VERSION: u32 = 5;
 
 const CHECKSUM_AT: usize = 12;
 const VERSION_AT: usize = 16;
@@ -261,6 +261,18 @@ impl BoObject {
                     insn.imm = i32::try_from(is).map_err(|_| BoError::Malformed(format!("offset {is} is too far")))?;
                 }
                 r.offset = is;
+            }
+            for call in spec.insns.iter_mut().filter(|i| i.code == insn::class::JMP | insn::jmp::CALL) {
+                if let Some(m) = moves.kfuncs.iter().find(|m| call.src == insn::pseudo::KFUNC_CALL && m.was as i32 == call.imm) {
+                    call.imm = m.is as i32;
+                }
+            }
+        }
+        if let Some(iterator) = &mut program.loop_iterator {
+            for id in [&mut iterator.new, &mut iterator.next, &mut iterator.destroy] {
+                if let Some(m) = moves.kfuncs.iter().find(|m| m.was == *id) {
+                    *id = m.is;
+                }
             }
         }
         for func in program.handlers.iter_mut().map(|h| &mut h.func) {

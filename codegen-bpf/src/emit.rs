@@ -288,8 +288,18 @@ pub fn emit_handler(cx: Context<'_>, handler: HandlerSpec<'_>, rodata: &mut Roda
         .flat_map(|b| &b.insts)
         .any(|i| matches!(i.kind, InstKind::StatGet { op: StatOp::Variance, .. }));
     let max_key = if takes_variance { max_key + VARIANCE_WORDS * 8 } else { max_key };
-    let (key, frames_off) = if alloc.stack_bytes + max_key <= STACK_LIMIT {
-        (Buf { base: Reg::R10, off: STACK_BASE - (alloc.stack_bytes + max_key) as i16 }, key_off)
+    // The loop iterator's 8 bytes, below the variables, where the handler has kernel loops
+    // counted by the kernel's iterator (see `Emitter::iterator`).
+    let loop_nests = func.blocks.values().flat_map(|b| &b.insts).filter(|i| matches!(i.kind, InstKind::LoopStart)).count();
+    let iterator_bytes = if loop_nests > 0 { 8 } else { 0 };
+    if alloc.stack_bytes + iterator_bytes > STACK_LIMIT {
+        let live_longs = alloc.stack_bytes as usize / 8;
+        return Err(EmitError::StackFull { live_longs, span });
+    }
+    let iterator = (iterator_bytes > 0).then(|| STACK_BASE - (alloc.stack_bytes + iterator_bytes) as i16);
+    let vars_bytes = alloc.stack_bytes + iterator_bytes;
+    let (key, frames_off) = if vars_bytes + max_key <= STACK_LIMIT {
+        (Buf { base: Reg::R10, off: STACK_BASE - (vars_bytes + max_key) as i16 }, key_off)
     } else {
         (Buf::scratch(key_off), key_off + max_key)
     };
@@ -329,6 +339,8 @@ pub fn emit_handler(cx: Context<'_>, handler: HandlerSpec<'_>, rodata: &mut Roda
             frames_off,
             key_lists: &key_lists,
             key,
+            iterator,
+            loop_nests,
             handler_index,
             args,
             guard_exit,
@@ -369,6 +381,9 @@ pub fn emit_handler(cx: Context<'_>, handler: HandlerSpec<'_>, rodata: &mut Roda
 
 /// The label of the common exit; block labels are the block numbers.
 const EXIT_LABEL: Label = Label(u32::MAX);
+/// The exit of the prologue's early returns: past the loop iterator's destruction, as they
+/// leave before it is made.
+const ENTRY_EXIT_LABEL: Label = Label(u32::MAX - 1);
 
 struct Emitter<'a> {
     program: &'a Program,
@@ -390,6 +405,14 @@ struct Emitter<'a> {
     key_lists: &'a HashMap<lang::ir::IterId, u32>,
     /// Where array keys are built.
     key: Buf,
+    /// The stack offset of the handler's `struct bpf_iter_num`, where its kernel loops count
+    /// their budget with it ([`lang::ir::Program::loop_iterator`]). The prologue makes it,
+    /// so that every way to the exit, which destroys it, has one; each loop nest starts it
+    /// afresh ([`InstKind::LoopStart`]), unless it is the handler's only one, which runs at
+    /// most once and takes the prologue's.
+    iterator: Option<i16>,
+    /// The handler's [`InstKind::LoopStart`]s.
+    loop_nests: usize,
     /// This handler's index in the program, for error records.
     handler_index: u32,
     args: ProgramContext,
@@ -549,6 +572,10 @@ impl Emitter<'_> {
             }
         }
         self.bind(EXIT_LABEL);
+        if let Some(it) = self.iterator {
+            self.iterator_call(it, |iterator| iterator.destroy);
+        }
+        self.bind(ENTRY_EXIT_LABEL);
         self.push(insn::mov64_imm(Reg::R0, exit_value));
         self.push(insn::exit());
         // A callback may pass another to a helper, which then joins the list.
@@ -726,7 +753,7 @@ impl Emitter<'_> {
         if let Some((false, nr)) = filter {
             // The raw tracepoint's `long id`.
             self.push(insn::ldx(Size::DW, Reg::R0, Reg::R1, 8));
-            self.jump_if_imm(JmpOp::Ne, Reg::R0, nr as i32, EXIT_LABEL);
+            self.jump_if_imm(JmpOp::Ne, Reg::R0, nr as i32, ENTRY_EXIT_LABEL);
         }
         // The rare paths need the globals: loading their address once here is smaller than
         // on each of two or more of them.
@@ -736,7 +763,7 @@ impl Emitter<'_> {
             let base = if globals { GLOBALS } else { Reg::R0 };
             self.globals_ptr(base);
             self.push(insn::ldx(Size::DW, Reg::R0, base, self.globals.exited as i16));
-            self.jump_if_imm(JmpOp::Ne, Reg::R0, 0, EXIT_LABEL);
+            self.jump_if_imm(JmpOp::Ne, Reg::R0, 0, ENTRY_EXIT_LABEL);
         }
         let exit_filter = matches!(filter, Some((true, _)));
         if self.uses_ctx() || exit_filter {
@@ -746,7 +773,7 @@ impl Emitter<'_> {
             // At the exit the number is in the registers, read through a helper; compared as
             // the `int` the kernel takes it as (see `load_context`).
             self.load_syscall_slot(SyscallSlot::Number, true);
-            self.fixups.push((self.insns.len(), EXIT_LABEL));
+            self.fixups.push((self.insns.len(), ENTRY_EXIT_LABEL));
             self.push(insn::jmp32_imm(JmpOp::Ne, Reg::R0, nr as i32, 0));
         }
         self.globals_loaded = globals;
@@ -757,12 +784,31 @@ impl Emitter<'_> {
             self.push(insn::mov64_reg(Reg::R2, Reg::R10));
             self.push(insn::alu64_imm(AluOp::Add, Reg::R2, KEY_ZERO as i32));
             self.push(insn::call(Helper::MapLookupElem));
-            self.jump_if_imm(JmpOp::Eq, Reg::R0, 0, EXIT_LABEL);
+            self.jump_if_imm(JmpOp::Eq, Reg::R0, 0, ENTRY_EXIT_LABEL);
             self.push(insn::mov64_reg(SCRATCH, Reg::R0));
         }
         if globals && !self.guard_exit {
             self.globals_ptr(GLOBALS);
         }
+        if let Some(it) = self.iterator {
+            self.iterator_new(it, if self.loop_nests == 1 { self.program.loop_budget as i32 } else { 0 });
+        }
+    }
+
+    /// `bpf_iter_num_new(it, 0, end)`: an iterator at stack offset `it` that yields `end`
+    /// times.
+    fn iterator_new(&mut self, it: i16, end: i32) {
+        self.push(insn::mov64_imm(Reg::R2, 0));
+        self.push(insn::mov64_imm(Reg::R3, end));
+        self.iterator_call(it, |iterator| iterator.new);
+    }
+
+    /// Calls the iterator function `which` picks on the iterator at stack offset `it`.
+    fn iterator_call(&mut self, it: i16, which: fn(&lang::ir::LoopIterator) -> u32) {
+        let iterator = self.program.loop_iterator.as_ref().expect("a handler with an iterator has its functions");
+        self.push(insn::mov64_reg(Reg::R1, Reg::R10));
+        self.push(insn::alu64_imm(AluOp::Add, Reg::R1, it as i32));
+        self.push(insn::call_kfunc(which(iterator)));
     }
 
     /// `dst` = the address of the globals: the globals map is a one-entry array, whose value
@@ -953,6 +999,17 @@ impl Emitter<'_> {
             InstKind::LoadReturn { dst } => self.load_return(*dst)?,
             InstKind::MaxActionExceeded => {
                 self.output_header_record(layout::record_error::MAX_ACTION | self.handler_index);
+            }
+            InstKind::LoopStart if self.loop_nests == 1 => {}
+            InstKind::LoopStart => {
+                let it = self.iterator.expect("set for a handler with LoopStart");
+                self.iterator_call(it, |iterator| iterator.destroy);
+                self.iterator_new(it, self.program.loop_budget as i32);
+            }
+            InstKind::LoopStep { dst } => {
+                let it = self.iterator.expect("set for a handler with LoopStart");
+                self.iterator_call(it, |iterator| iterator.next);
+                self.store(*dst, Reg::R0);
             }
             InstKind::ArrayGet { dst, array, keys } => self.array_get(*dst, *array, keys),
             InstKind::ArrayContains { dst, array, keys } => {

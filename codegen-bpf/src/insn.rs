@@ -566,6 +566,11 @@ pub const fn call(helper: Helper) -> Insn {
     insn(class::JMP | jmp::CALL, Reg(0), Reg(0), 0, helper as i32)
 }
 
+/// Calls the kernel function (kfunc) whose BTF id in the kernel's own BTF is `btf_id`.
+pub const fn call_kfunc(btf_id: u32) -> Insn {
+    insn(class::JMP | jmp::CALL, Reg(0), Reg(pseudo::KFUNC_CALL), 0, btf_id as i32)
+}
+
 /// Calls the BPF function `imm` instructions after the next one (`src` = [`pseudo::CALL`]).
 pub const fn call_local(imm: i32) -> Insn {
     insn(class::JMP | jmp::CALL, Reg(0), Reg(pseudo::CALL), 0, imm)

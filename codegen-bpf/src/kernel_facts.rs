@@ -41,6 +41,8 @@ pub enum KernelFact {
     Bitfield { id: TypeId, name: String, member: String, at: Option<Bitfield> },
     /// The signature of kernel function `name`.
     Function { name: String, sig: Option<FunctionSig> },
+    /// The BTF id of kernel function `name` as programs call it (a kfunc), which calls hold.
+    Kfunc { name: String, id: Option<u32> },
 }
 
 /// A [`KernelInfo`] that answers as `inner` does and records the BTF questions.
@@ -131,6 +133,11 @@ impl KernelInfo for Recorder<'_> {
     fn functions(&self) -> Vec<String> {
         self.inner.functions()
     }
+    fn kfunc(&self, name: &str) -> Option<u32> {
+        let answer = self.inner.kfunc(name);
+        self.record(KernelFact::Kfunc { name: name.to_string(), id: answer });
+        answer
+    }
 }
 
 /// A type as C spells it, as far as messages need (`struct file`, `int`, `#123`).
@@ -204,6 +211,15 @@ pub struct MemberMove {
 pub struct Moves {
     pub fields: Vec<FieldMove>,
     pub members: Vec<MemberMove>,
+    pub kfuncs: Vec<KfuncMove>,
+}
+
+/// A kernel function that programs call (a kfunc) with another BTF id in `kernel`: the
+/// calls are rewritten, as BTF ids differ between kernel builds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KfuncMove {
+    pub was: u32,
+    pub is: u32,
 }
 
 /// Asks `kernel` every question of `facts`: the fields and members to move, or the first
@@ -300,6 +316,13 @@ pub fn check(facts: &[KernelFact], kernel: &dyn KernelInfo) -> Result<Moves, Str
                     (None, Some(_)) => return Err(format!("{what} exists here, and did not when compiled")),
                 }
             }
+            KernelFact::Kfunc { name, id } => match (id, kernel.kfunc(name)) {
+                (Some(was), Some(is)) if *was != is => moves.kfuncs.push(KfuncMove { was: *was, is }),
+                (Some(_), Some(_)) | (None, None) => {}
+                (Some(_), None) => return Err(format!("kernel function `{name}`: programs cannot call it here")),
+                // Compiled with the loop counter instead: it runs as well here.
+                (None, Some(_)) => {}
+            },
         }
     }
     Ok(moves)
@@ -461,13 +484,32 @@ pub(crate) mod tests {
         ask(&recorder);
         let facts = recorder.facts();
         let moved = MemberMove { id: 10, member: "cred".into(), was: 1736, is: 3392 };
-        assert_eq!(check(&facts, &Types::new(500, 3392)), Ok(Moves { fields: vec![], members: vec![moved] }));
+        assert_eq!(check(&facts, &Types::new(500, 3392)), Ok(Moves { members: vec![moved], ..Moves::default() }));
         let no_cred = Types { cred_offset: None, ..Types::new(500, 0) };
         assert_eq!(check(&facts, &no_cred), Err("member `cred` of struct task_struct: no such member here".into()));
         let wider = Types { euid_size: 8, ..Types::new(500, 3392) };
         assert_eq!(
             check(&facts, &wider),
             Err("uint32 is an unsigned integer of 8 bytes here, and was an unsigned integer of 4 bytes".into())
+        );
+    }
+
+    #[test]
+    fn a_kfunc_with_another_id_is_a_move_and_a_missing_one_an_error() {
+        let with_next = |id| lang::kernel::Fixture {
+            kfuncs: [("bpf_iter_num_next".to_string(), id)].into_iter().collect(),
+            ..Default::default()
+        };
+        let compiling = with_next(63684);
+        let recorder = Recorder::new(&compiling);
+        assert_eq!(recorder.kfunc("bpf_iter_num_next"), Some(63684));
+        let facts = recorder.facts();
+        assert_eq!(check(&facts, &with_next(63684)), Ok(Moves::default()));
+        let moved = KfuncMove { was: 63684, is: 70001 };
+        assert_eq!(check(&facts, &with_next(70001)), Ok(Moves { kfuncs: vec![moved], ..Moves::default() }));
+        assert_eq!(
+            check(&facts, &lang::kernel::Fixture::default()),
+            Err("kernel function `bpf_iter_num_next`: programs cannot call it here".into())
         );
     }
 }

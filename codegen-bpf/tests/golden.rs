@@ -42,8 +42,15 @@ fn fixture() -> Fixture {
     k
 }
 
+/// A script's listing against the fixture kernel; one that says `// kernel: bpf_iter_num`
+/// gets a kernel with the numeric iterator (Linux 6.4+), which kernel loops count with.
 fn listing(text: &str) -> String {
-    listing_for(fixture(), text)
+    let mut kernel = fixture();
+    if text.contains("// kernel: bpf_iter_num") {
+        let ids = [("bpf_iter_num_new", 101), ("bpf_iter_num_next", 102), ("bpf_iter_num_destroy", 103)];
+        kernel.kfuncs = ids.into_iter().map(|(name, id)| (name.to_string(), id)).collect();
+    }
+    listing_for(kernel, text)
 }
 
 fn listing_for(kernel: Fixture, text: &str) -> String {

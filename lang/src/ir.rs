@@ -87,12 +87,27 @@ pub struct Program {
     /// ([`InstKind::MaxActionExceeded`]): what its loop budget counts down from, and how many
     /// keys a kernel `foreach` snapshots.
     pub loop_budget: u32,
+    /// The kernel's numeric iterator, which kernel loops count their budget with where the
+    /// kernel has it (Linux 6.4+): the verifier checks a loop body until its states repeat,
+    /// where a counter on the stack makes it walk every iteration (see `lower`'s
+    /// `loop_budget`).
+    pub loop_iterator: Option<LoopIterator>,
     /// The tapsets' `__syscall_names` array, when the script uses it: the runtime fills it
     /// with the syscall table before the first probe runs.
     pub syscall_names: Option<ArrayId>,
     /// The machine the kernel handlers are compiled for: it fixes `struct pt_regs` offsets
     /// and syscall numbers.
     pub arch: crate::arch::Arch,
+}
+
+/// The BTF ids of the kernel functions (kfuncs) of `struct bpf_iter_num`, in the kernel
+/// compiled for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct LoopIterator {
+    pub new: u32,
+    pub next: u32,
+    pub destroy: u32,
 }
 
 /// SystemTap's MAXSTRINGLEN on 64-bit machines: the least a user-space handler's strings hold.
@@ -619,6 +634,12 @@ pub enum InstKind {
     /// A kernel handler ran more loop iterations than MAXACTION allows: report it and end
     /// the script (as SystemTap does), then end the handler.
     MaxActionExceeded,
+    /// Where an outermost kernel loop starts, with [`Program::loop_iterator`]: the handler's
+    /// iterator starts a fresh budget of [`Program::loop_budget`] iterations.
+    LoopStart,
+    /// One iteration of a kernel loop, with [`Program::loop_iterator`]: `dst` is non-zero
+    /// while the budget [`InstKind::LoopStart`] started lasts.
+    LoopStep { dst: Var },
     /// `dst = array[keys]`; 0 or "" when absent.
     ArrayGet {
         dst: Var,
@@ -738,6 +759,7 @@ impl InstKind {
             | InstKind::ArrayContainsMatching { dst, .. }
             | InstKind::StatGet { dst, .. }
             | InstKind::LoadArg { dst, .. }
+            | InstKind::LoopStep { dst }
             | InstKind::LoadReturn { dst } => Some(*dst),
             InstKind::Call { dst, .. } => *dst,
             InstKind::Printf { .. }
@@ -745,6 +767,7 @@ impl InstKind {
             | InstKind::AddGlobal { .. }
             | InstKind::Exit
             | InstKind::MaxActionExceeded
+            | InstKind::LoopStart
             | InstKind::ArraySet { .. }
             | InstKind::ArrayAdd { .. }
             | InstKind::ArrayDelete { .. }
@@ -774,7 +797,9 @@ impl InstKind {
             | InstKind::Exit
             | InstKind::LoadArg { .. }
             | InstKind::LoadReturn { .. }
-            | InstKind::MaxActionExceeded => vec![],
+            | InstKind::MaxActionExceeded
+            | InstKind::LoopStart
+            | InstKind::LoopStep { .. } => vec![],
             InstKind::Copy { src, .. } | InstKind::Unary { src, .. } | InstKind::RegexMatch { subject: src, .. } => {
                 vec![*src]
             }
@@ -826,6 +851,8 @@ impl InstKind {
             | InstKind::AddGlobal { .. }
             | InstKind::Exit
             | InstKind::MaxActionExceeded
+            | InstKind::LoopStart
+            | InstKind::LoopStep { .. }
             | InstKind::ArraySet { .. }
             | InstKind::ArrayAdd { .. }
             | InstKind::ArrayDelete { .. }
@@ -1027,6 +1054,8 @@ impl fmt::Display for InstKind {
             InstKind::AddGlobal { global, src } => write!(f, "atomic_add {global}, {src}"),
             InstKind::Exit => write!(f, "exit"),
             InstKind::MaxActionExceeded => write!(f, "maxaction_exceeded"),
+            InstKind::LoopStart => write!(f, "loop_start"),
+            InstKind::LoopStep { dst } => write!(f, "{dst} = loop_step"),
             InstKind::LoadArg { dst, index } => write!(f, "{dst} = arg{index}"),
             InstKind::LoadReturn { dst } => write!(f, "{dst} = return_value"),
             InstKind::ArrayGet { dst, array, keys } => write!(f, "{dst} = {array}[{}]", join(keys)),

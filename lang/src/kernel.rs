@@ -200,6 +200,11 @@ pub trait KernelInfo {
     fn probes_functions(&self) -> bool {
         false
     }
+    /// The BTF id of kernel function `name` where BPF programs may call it (a kfunc, such as
+    /// `bpf_iter_num_next`); `None` where the kernel has no such function.
+    fn kfunc(&self, _name: &str) -> Option<u32> {
+        None
+    }
 }
 
 /// The type `@cast(addr, name, module)` names: from C headers when `module` is some
@@ -238,6 +243,8 @@ pub struct Fixture {
     pub probes_functions: bool,
     /// uname's machine; `x86_64` when `None`.
     pub machine: Option<String>,
+    /// What [`KernelInfo::kfunc`] answers.
+    pub kfuncs: BTreeMap<String, u32>,
 }
 
 impl KernelInfo for Fixture {
@@ -270,6 +277,10 @@ impl KernelInfo for Fixture {
 
     fn functions(&self) -> Vec<String> {
         self.functions.keys().cloned().collect()
+    }
+
+    fn kfunc(&self, name: &str) -> Option<u32> {
+        self.kfuncs.get(name).copied()
     }
 
     fn probes_functions(&self) -> bool {

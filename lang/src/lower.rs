@@ -76,6 +76,7 @@ pub fn lower(
     let arrays = declare_arrays(script, types, options, &mut program);
     program.syscall_names = arrays.get(SYSCALL_NAMES).copied();
     let mut formats = HashMap::new();
+    let loop_iterator = std::cell::OnceCell::new();
     for (i, probe) in script.probes.iter().enumerate().filter(|(_, p)| !p.never) {
         let mut cx = Ctx {
             script,
@@ -101,6 +102,7 @@ pub fn lower(
             exit_block: None,
             next_iter: 0,
             nest_budget: None,
+            loop_iterator: &loop_iterator,
             local_types: HashMap::new(),
         };
         let entry = cx.func.new_block();
@@ -171,7 +173,9 @@ struct Ctx<'a> {
     exit_block: Option<ir::Block>,
     next_iter: usize,
     /// The budget of the kernel loop being lowered, which the loops inside it share.
-    nest_budget: Option<Var>,
+    nest_budget: Option<Budget>,
+    /// The kernel's numeric iterator, asked for once, where a kernel loop first needs it.
+    loop_iterator: &'a std::cell::OnceCell<Option<ir::LoopIterator>>,
     /// The kernel type a local's value points to, where every typed value assigned to it
     /// points to the same one (SystemTap's autocast: `fh = &$args->fh; fh->fh_dentry`);
     /// `None` after two disagree.
@@ -206,15 +210,45 @@ struct Catch {
 /// fills ([`ir::Program::syscall_names`]).
 const SYSCALL_NAMES: &str = "__syscall_names";
 
+/// Whether a loop's condition is bounded by constants only: none (`for (;;)`), a constant,
+/// or a comparison with a constant or a script argument on one side (`i < 4`).
+fn bound_is_constant(cond: Option<&Expr>) -> bool {
+    let constant = |e: &Expr| matches!(e.kind, ExprKind::Number(_) | ExprKind::ScriptArg { .. } | ExprKind::ArgCount { .. });
+    match cond.map(|c| &c.kind) {
+        None => true,
+        Some(ExprKind::Compare { lhs, rhs, .. }) => constant(lhs) || constant(rhs),
+        Some(_) => cond.is_some_and(constant),
+    }
+}
+
+/// The kernel's numeric iterator, where it has all three of its functions.
+fn loop_iterator(kernel: &dyn KernelInfo) -> Option<ir::LoopIterator> {
+    Some(ir::LoopIterator {
+        new: kernel.kfunc("bpf_iter_num_new")?,
+        next: kernel.kfunc("bpf_iter_num_next")?,
+        destroy: kernel.kfunc("bpf_iter_num_destroy")?,
+    })
+}
+
 /// Loop iterations each loop nest of a kernel handler may run (SystemTap's MAXACTION counts
 /// statements, for the whole probe; a loop iteration is the unit that can run away, and each
 /// outermost loop has its own budget, see [`Ctx::loop_budget`]).
 const MAX_LOOP_ITERATIONS: i64 = 1000;
 
-/// A kernel loop's budget ([`Ctx::loop_budget`]): its variable, and whether this loop set it.
+/// How a kernel loop nest counts its iterations ([`Ctx::loop_budget`]).
+#[derive(Clone, Copy)]
+enum Budget {
+    /// The kernel's numeric iterator, one per handler, started afresh by each nest
+    /// ([`InstKind::LoopStart`]).
+    Iterator,
+    /// A variable counting down, where the kernel has no iterator.
+    Counter(Var),
+}
+
+/// A kernel loop's budget ([`Ctx::loop_budget`]), and whether this loop set it.
 #[derive(Clone, Copy)]
 struct LoopBudget {
-    var: Var,
+    budget: Budget,
     outermost: bool,
 }
 
@@ -369,7 +403,7 @@ impl Ctx<'_> {
         }
         let (head, body_b, step_b, done) =
             (self.func.new_block(), self.func.new_block(), self.func.new_block(), self.func.new_block());
-        let budget = self.loop_budget(body.span);
+        let budget = self.loop_budget(body.span, !bound_is_constant(cond));
         self.terminate(Terminator::Jump(head));
         self.switch_to(head);
         self.spend_loop_budget(budget, body.span);
@@ -394,24 +428,45 @@ impl Ctx<'_> {
     /// In a kernel handler, the budget of [`MAX_LOOP_ITERATIONS`] the iterations of a loop
     /// spend. `None` in user space.
     ///
-    /// An outermost loop sets a budget where it starts, which the loops inside it share; it
-    /// is dead once the loop ends ([`Ctx::end_loop_budget`]). The verifier then sees the same
-    /// state after the loop whichever iteration left it, and prunes: with one budget for the
-    /// whole handler, each way out of a loop left a different count, and the verifier walked
-    /// every later loop once for each. Shared within a nest, it bounds what the verifier
-    /// walks of the nest (an inner loop's own budget would be walked again for each outer
-    /// iteration).
-    fn loop_budget(&mut self, span: Span) -> Option<LoopBudget> {
+    /// An outermost loop sets a budget where it starts, which the loops inside it share.
+    /// Shared within a nest, it bounds what the verifier walks of the nest (an inner loop's
+    /// own budget would be walked again for each outer iteration).
+    ///
+    /// With the kernel's numeric iterator (`bpf_iter_num`, Linux 6.4+), the verifier checks
+    /// a loop body until its states repeat, whatever the number of iterations: a loop whose
+    /// body branches many times (tcpipstat's `filter_key`) is checked in a few walks, where
+    /// a counter makes it walk every iteration and keep each branch's other way pending, past
+    /// its limit of 8192. Without it, a counter on the stack: it is dead once the loop ends
+    /// ([`Ctx::end_loop_budget`]), so the verifier sees the same state after the loop
+    /// whichever iteration left it, and prunes.
+    ///
+    /// The iterator is for nests whose loop runs for as long as run-time data says
+    /// (`data_bound`). One bound by a constant (`i < 4`, `while (1)` left by a `break`) makes
+    /// its variable exact to the verifier, which then walks each iteration with either
+    /// budget; the counter's order of walking is the one known to fit its limits there.
+    fn loop_budget(&mut self, span: Span, data_bound: bool) -> Option<LoopBudget> {
         if !self.kernel {
             return None;
         }
-        if let Some(var) = self.nest_budget {
-            return Some(LoopBudget { var, outermost: false });
+        if let Some(budget) = self.nest_budget {
+            return Some(LoopBudget { budget, outermost: false });
         }
-        let var = self.func.new_var(Ty::Long, Some("__loop_budget".into()));
-        self.emit(InstKind::Const { dst: var, value: MAX_LOOP_ITERATIONS }, span);
-        self.nest_budget = Some(var);
-        Some(LoopBudget { var, outermost: true })
+        let kernel = self.kernel_info;
+        let iterator = if data_bound { *self.loop_iterator.get_or_init(|| loop_iterator(kernel)) } else { None };
+        let budget = match iterator {
+            Some(iterator) => {
+                self.program.loop_iterator = Some(iterator);
+                self.emit(InstKind::LoopStart, span);
+                Budget::Iterator
+            }
+            None => {
+                let var = self.func.new_var(Ty::Long, Some("__loop_budget".into()));
+                self.emit(InstKind::Const { dst: var, value: MAX_LOOP_ITERATIONS }, span);
+                Budget::Counter(var)
+            }
+        };
+        self.nest_budget = Some(budget);
+        Some(LoopBudget { budget, outermost: true })
     }
 
     /// After a loop: an outermost loop's budget is no more.
@@ -425,12 +480,22 @@ impl Ctx<'_> {
     /// it runs out the handler reports MAXACTION and ends. This bounds every loop, which the
     /// verifier requires, whatever the loop's condition.
     fn spend_loop_budget(&mut self, budget: Option<LoopBudget>, span: Span) {
-        let Some(LoopBudget { var: budget, .. }) = budget else { return };
-        self.emit(InstKind::Binary { op: BinOp::Sub, dst: budget, lhs: budget, rhs: Operand::Imm(1) }, span);
-        let spent = self.temp(Ty::Long);
-        self.emit(InstKind::Compare { op: CmpOp::Lt, dst: spent, lhs: budget, rhs: Operand::Imm(0) }, span);
+        let Some(LoopBudget { budget, .. }) = budget else { return };
         let (stop, go) = (self.func.new_block(), self.func.new_block());
-        self.terminate(Terminator::Branch { cond: spent, then: stop, els: go });
+        match budget {
+            Budget::Iterator => {
+                let more = self.temp(Ty::Long);
+                self.emit(InstKind::LoopStep { dst: more }, span);
+                self.terminate(Terminator::Branch { cond: more, then: go, els: stop });
+            }
+            Budget::Counter(budget) => {
+                let sub = InstKind::Binary { op: BinOp::Sub, dst: budget, lhs: budget, rhs: Operand::Imm(1) };
+                self.emit(sub, span);
+                let spent = self.temp(Ty::Long);
+                self.emit(InstKind::Compare { op: CmpOp::Lt, dst: spent, lhs: budget, rhs: Operand::Imm(0) }, span);
+                self.terminate(Terminator::Branch { cond: spent, then: stop, els: go });
+            }
+        }
         self.switch_to(stop);
         self.emit(InstKind::MaxActionExceeded, span);
         let exit = self.exit_block.expect("set before lowering a body");

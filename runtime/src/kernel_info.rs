@@ -353,6 +353,14 @@ impl KernelInfo for LiveKernel {
         self.function_index().keys().cloned().collect()
     }
 
+    fn kfunc(&self, name: &str) -> Option<u32> {
+        let btf = self.btf().ok()?;
+        self.btf_ids_named(name)
+            .ok()?
+            .into_iter()
+            .find(|id| matches!(btf.resolve_type_by_id(*id), Ok(btf_rs::Type::Func(_))))
+    }
+
     /// kprobes (tracefs has `kprobe_events`) or ftrace's function list readable, which fentry
     /// needs: Firecracker's kernel has neither, Debian's has both.
     fn probes_functions(&self) -> bool {

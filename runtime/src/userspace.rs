@@ -250,6 +250,8 @@ fn exec(
         InstKind::AddGlobal { global, src } => env.globals.add_long(env.layout.offset(*global), long(vars, *src)),
         InstKind::Exit => effects.exit = true,
         InstKind::MaxActionExceeded => return Err(HandlerError::TooLong),
+        // Lowered for kernel handlers only; user space counts its steps itself (MAX_ACTION).
+        InstKind::LoopStart | InstKind::LoopStep { .. } => return Err(HandlerError::KernelOnly("loop_step")),
         InstKind::ArrayGet { .. }
         | InstKind::ArraySet { .. }
         | InstKind::ArrayAdd { .. }

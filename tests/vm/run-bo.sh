@@ -15,6 +15,9 @@
 # - server.bo reads task_struct->dl_server, which kernels before 6.8 lack: on 6.1 it must be
 #   refused, before anything loads, by an error naming the member, the struct and both
 #   kernels; elsewhere it must run.
+# - loop.bo counts a loop with the kernel's numeric iterator (bpf_iter_num, Linux 6.4+), whose
+#   functions' BTF ids differ between kernels: rewritten, it must run on 7.3; on 6.1, which
+#   lacks them, it must be refused naming the function.
 #
 # Builds nothing: target/debug/bpftap must exist. Prints one line per check and a summary;
 # exits non-zero when a check failed (124/125: the VM timed out or failed, see run-in-vm.sh).
@@ -33,6 +36,8 @@ trap 'rm -rf "$DIR"' EXIT
     if ($parent_pid == target()) printf("target forked %d\n", $child_pid) }' >/dev/null
 "$BIN" -p4 -m "$DIR/server" -e 'probe kernel.trace("sched:sched_process_fork") {
     if ($parent_pid == target()) printf("dl_server %d\n", @cast(task_current(), "task_struct")->dl_server) }' >/dev/null
+"$BIN" -p4 -m "$DIR/loop" -e 'global n probe begin { n = 4 } probe kernel.trace("sched:sched_process_fork") {
+    if ($parent_pid == target()) { s = 0; for (i = 0; i < n; i++) s += i; printf("loop sum %d\n", s) } }' >/dev/null
 # The guest's /root is empty: the system's python, not a pyenv shim.
 cat > "$DIR/guest.sh" <<GUEST
 #!/bin/bash
@@ -44,6 +49,8 @@ echo "snoop rc=\$?"
 "$BIN" run "$DIR/fork.bo" -T 30 -c "/bin/sh -c '/bin/true; /bin/true'" 2>&1
 "$BIN" run "$DIR/server.bo" -T 30 -c "/bin/sh -c '/bin/true; /bin/true'" 2>&1
 echo "server rc=\$?"
+"$BIN" run "$DIR/loop.bo" -T 30 -c "/bin/sh -c '/bin/true; /bin/true'" 2>&1
+echo "loop rc=\$?"
 GUEST
 chmod +x "$DIR/guest.sh"
 set +e
@@ -63,8 +70,12 @@ if grep -q "^kernel: 6\.1\." <<<"$out"; then
     check "server.bo is refused, naming the member and both kernels" \
         "server\.bo: the object was compiled on $(uname -r) \(x86_64\) and cannot run on 6\.1\..*: member \`dl_server\` of struct task_struct: no such member here$"
     check "server.bo exits non-zero" '^server rc=[1-9]'
+    check "loop.bo is refused, naming the iterator function" \
+        "loop\.bo: the object was compiled on .*: kernel function \`bpf_iter_num_[a-z]+\`: programs cannot call it here$"
+    check "loop.bo exits non-zero" '^loop rc=[1-9]'
 else
     check "server.bo reads a member this kernel has" '^dl_server -?[0-9]+$'
+    check "loop.bo runs its loop with this kernel's iterator" '^loop sum 6$'
 fi
 echo "run-bo $1: $([ $failed -eq 0 ] && echo passed || echo failed)"
 exit $failed

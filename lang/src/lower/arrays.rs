@@ -234,7 +234,9 @@ impl Ctx<'_> {
         self.next_iter += 1;
         self.emit(InstKind::IterStart { iter, array, sort, limit }, span);
         let (head, body, done) = (self.func.new_block(), self.func.new_block(), self.func.new_block());
-        let budget = self.loop_budget(fe.body.span);
+        // A foreach walks its snapshot of keys with its own index, laid out for the verifier
+        // (`leave_first`), and is known to fit the counter.
+        let budget = self.loop_budget(fe.body.span, false);
         self.terminate(Terminator::Jump(head));
         self.switch_to(head);
         self.spend_loop_budget(budget, fe.body.span);
