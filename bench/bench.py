@@ -27,11 +27,20 @@ ap.add_argument("--bpftap", required=True)
 ap.add_argument("--bpftrace", default="bpftrace")
 ap.add_argument("--tools", required=True, help="dir with the compiled C helpers")
 ap.add_argument("--runs", type=int, default=5)
-ap.add_argument("--only", default="abcdefghi", help="sections to run, e.g. 'ac'")
+ALL = "abcdefghijk"
+ap.add_argument("--only", default=ALL, help="sections to run, e.g. 'ac'")
 ap.add_argument("--loop", type=int, default=2_000_000, help="syscalls in the overhead loop")
 ap.add_argument("--burst", type=int, default=1_000_000, help="events in the printf burst")
 ap.add_argument("--out", default=os.path.join(HERE, "RESULTS.md"))
+ap.add_argument("--curve-runs", type=int, help="runs per point of the scale curves (k); default min(runs, 3)")
+ap.add_argument("--curve-burst", type=int, default=200_000, help="events per printf burst in k")
+ap.add_argument("--probes-max", type=int, default=1000, help="largest number of probes in k")
+ap.add_argument("--array-max", type=int, default=1_000_000, help="largest array printed in k")
+ap.add_argument("--printf-args-max", type=int, default=16, help="most printf arguments in k")
+ap.add_argument("--printf-width-max", type=int, default=1000, help="widest printed string in k")
+ap.add_argument("--maps-max", type=int, default=1000, help="most arrays (maps) in k")
 args = ap.parse_args()
+args.curve_runs = args.curve_runs or min(args.runs, 3)
 
 BPFTAP = args.bpftap
 BPFTRACE = args.bpftrace
@@ -125,11 +134,11 @@ def na_reason(reason):
 class Tool:
     """A tracer started in the background with stdout in a file, waited for until attached."""
 
-    def __init__(self, kind, script, ready_timeout=120, options=()):
+    def __init__(self, kind, script, ready_timeout=120, options=(), env=()):
         self.kind = kind
         self.out = tempfile.NamedTemporaryFile(dir=TMP, delete=False, prefix=kind + "-out-")
         self.err = tempfile.NamedTemporaryFile(dir=TMP, delete=False, prefix=kind + "-err-")
-        env = dict(os.environ)
+        env = dict(os.environ, **dict(env))
         self.t0 = time.monotonic()
         if kind == "bpftap":
             self.ready = os.path.join(TMP, f"ready-{time.monotonic_ns()}")
@@ -194,8 +203,9 @@ class Tool:
             return f.read()
 
 
-def add(section, what, bt, tap, unit, goal=None, better="lower", fmt="{:.1f}"):
-    """bt/tap: numbers, None (failed) or strings (n/a). goal: max (or min) ratio tap/bt."""
+def add(section, what, bt, tap, unit, goal=None, better="lower", fmt="{:.1f}", flag=""):
+    """bt/tap: numbers, None (failed) or strings (n/a). goal: max (or min) ratio tap/bt.
+    flag: the last column's text where there is no goal (a finding)."""
     def show(v):
         if v is None:
             return "failed"
@@ -210,7 +220,7 @@ def add(section, what, bt, tap, unit, goal=None, better="lower", fmt="{:.1f}"):
             ok = r <= goal if better == "lower" else r >= goal
             verdict = "met" if ok else "missed"
     goal_s = "" if goal is None else ("≤ " if better == "lower" else "≥ ") + f"{goal:g}×"
-    rows.append((section, what, show(bt), show(tap), unit, ratio, goal_s, verdict))
+    rows.append((section, what, show(bt), show(tap), unit, ratio, goal_s, verdict or flag))
     log(f"  {section} {what}: bpftrace {show(bt)} bpftap {show(tap)} {unit} ratio {ratio}")
 
 
@@ -344,19 +354,29 @@ def section_b():
 
 # ---------------------------------------------------------------- c. per-event overhead
 
-def loop_once():
-    r = run([LOAD, "loop", str(args.loop)], timeout=300)
+def loop_once(mode="loop", n=None):
+    """benchload's MODE run N times (default: --loop getppid), its seconds."""
+    r = run([LOAD, mode, str(n or args.loop)], timeout=300)
     return float(r.stdout.strip()) if r.returncode == 0 else None
 
 
-def traced_loop(kind, script, check):
-    t = Tool(kind, script)
+def attached(kind, script, work=None, timeout=120, **tool):
+    """The one cycle of the sections that run a tool: start it, wait until it is attached, run
+    work(tool) (if any) while it is, stop it with SIGINT. Returns (Tool, work's result); the
+    Tool has ok, ready_s (exec → attached), hwm (peak RSS in KiB once attached), stop_s."""
+    t = Tool(kind, script, ready_timeout=timeout, **tool)
+    t.hwm = t.hwm_kb() if t.ok else None
     try:
-        if not t.ok:
-            return None, "not ready: " + first_line(t.stderr())
-        secs = loop_once()
+        result = work(t) if t.ok and work else None
     finally:
-        t.stop()
+        t.stop(timeout=timeout)
+    return t, result
+
+
+def traced_loop(kind, script, check, mode="loop", n=None):
+    t, secs = attached(kind, script, lambda t: loop_once(mode, n))
+    if not t.ok:
+        return None, "not ready: " + first_line(t.stderr())
     if secs is None:
         return None, "loop failed"
     err = check(t.stdout()) if check else None
@@ -432,17 +452,12 @@ def section_c():
 # ---------------------------------------------------------------- d. BPF instruction counts
 
 def insns(kind, script):
-    t = Tool(kind, script)
-    try:
-        if not t.ok:
-            return None, "not ready: " + first_line(t.stderr())
-        progs = []
-        for pid in t.prog_ids():
-            r = run(["bpftool", "prog", "show", "id", str(pid), "-j"], timeout=30)
-            if r.returncode == 0:
-                progs.append(json.loads(r.stdout))
-    finally:
-        t.stop()
+    def show(t):
+        shown = (run(["bpftool", "prog", "show", "id", str(pid), "-j"], timeout=30) for pid in t.prog_ids())
+        return [json.loads(r.stdout) for r in shown if r.returncode == 0]
+    t, progs = attached(kind, script, show)
+    if not t.ok:
+        return None, "not ready: " + first_line(t.stderr())
     progs = [p for p in progs if p.get("name") not in ("BEGIN", "END")]
     if not progs:
         return None, "no program found"
@@ -498,36 +513,41 @@ def printed_text(line):
     return (data.get("text", "") if isinstance(data, dict) else str(data or "")).strip()
 
 
-def burst(kind, script, options=()):
-    t = Tool(kind, script, options=options)
-    try:
-        if not t.ok:
-            return None, "not ready: " + first_line(t.stderr())
-        size0 = os.path.getsize(t.out.name)
-        p = subprocess.Popen([LOAD, "loop", str(args.burst)], stdout=subprocess.PIPE, text=True)
-        t0 = time.monotonic()
-        # poll the output size until it has not grown for 1 s after the loop ended
-        last_size, last_grow = size0, t0
-        while True:
-            time.sleep(0.005)
-            sz = os.path.getsize(t.out.name)
-            now = time.monotonic()
-            if sz != last_size:
-                last_size, last_grow = sz, now
-            if p.poll() is not None and now - last_grow > 1.0:
-                break
-            if now - t0 > 120:
-                break
-        loop_pid = p.pid
-        loop_s = float(p.stdout.read().strip() or "nan")
-        p.wait()
-    finally:
-        t.stop()
-    got = sum(1 for l in t.stdout().splitlines() if printed_text(l.strip()) == str(loop_pid))
-    err = t.stderr()
-    lost_msg = [l for l in (err + t.stdout()).splitlines() if re.search(r"lost", l, re.I)]
-    secs = last_grow - t0
+def burst(kind, script, options=(), events=None, text=str, env=()):
+    """`events` getppid calls (default --burst) as fast as the loop goes while the tool prints
+    a line for each: (lines whose text is text(loop's pid), seconds from the loop's start to
+    the last line, lost-record messages, the loop's own seconds)."""
+    t, r = attached(kind, script, lambda t: emit(t, events or args.burst), options=options, env=env)
+    if not t.ok:
+        return None, "not ready: " + first_line(t.stderr())
+    loop_pid, secs, loop_s = r
+    want = text(loop_pid)
+    got = sum(1 for l in t.stdout().splitlines() if printed_text(l.strip()) == want)
+    lost_msg = [l for l in (t.stderr() + t.stdout()).splitlines() if re.search(r"lost", l, re.I)]
     return (got, secs, lost_msg, loop_s), ""
+
+
+def emit(t, events):
+    """Run the getppid loop while t prints; (the loop's pid, seconds until the output stopped
+    growing, the loop's own seconds)."""
+    size0 = os.path.getsize(t.out.name)
+    p = subprocess.Popen([LOAD, "loop", str(events)], stdout=subprocess.PIPE, text=True)
+    t0 = time.monotonic()
+    # poll the output size until it has not grown for 1 s after the loop ended
+    last_size, last_grow = size0, t0
+    while True:
+        time.sleep(0.005)
+        sz = os.path.getsize(t.out.name)
+        now = time.monotonic()
+        if sz != last_size:
+            last_size, last_grow = sz, now
+        if p.poll() is not None and now - last_grow > 1.0:
+            break
+        if now - t0 > 120:
+            break
+    loop_s = float(p.stdout.read().strip() or "nan")
+    p.wait()
+    return p.pid, last_grow - t0, loop_s
 
 
 def section_e():
@@ -629,14 +649,11 @@ def section_f():
             for kind, script in (("bpftrace", bts), ("bpftap", taps)):
                 if kind == "bpftap" and reason:
                     continue
-                t = Tool(kind, script, ready_timeout=300)
-                kb = t.hwm_kb() if t.ok else None
-                nprog = len(t.prog_ids()) if t.ok else 0
-                s = t.stop(timeout=300)
-                if t.ok and kb:
+                t, nprog = attached(kind, script, lambda t: len(t.prog_ids()), timeout=300)
+                if t.ok and t.hwm:
                     att[kind].append(t.ready_s * 1000)
-                    stp[kind].append(s * 1000)
-                    rss[kind].append(kb / 1024)
+                    stp[kind].append(t.stop_s * 1000)
+                    rss[kind].append(t.hwm / 1024)
                     notes.append(f"f. {what}: {kind} attached {nprog} programs")
                 else:
                     notes.append(f"f. {what}: a {kind} run failed: {first_line(t.stderr())}")
@@ -690,10 +707,9 @@ def section_g():
         # bpftrace has no REPL: the nearest is starting it afresh for each probe.
         for what, script in (("prompt", ""),
                              ("attach", "tracepoint:syscalls:sys_enter_getppid { @n = count(); }")):
-            t = Tool("bpftrace", script)
+            t, _ = attached("bpftrace", script)
             if t.ok:
                 (prompt if what == "prompt" else attach)["bpftrace"].append(t.ready_s * 1000)
-            t.stop()
     add("g", "REPL: exec → prompt (bpftrace: exec → BEGIN ran)", median(prompt["bpftrace"]),
         median(prompt["bpftap"]), "ms", goal=0.25)
     add("g", "REPL: syscall probe typed → attached (bpftrace: exec → attached)", median(attach["bpftrace"]),
@@ -716,12 +732,9 @@ def section_h():
     import urllib.request
     port, keys = 39499, 10000
     script = 'global a[20000], n probe syscall.getppid /execname() == "benchload"/ { a[n++] = n }'
-    t = Tool("bpftap", script, options=("--metrics", str(port)))
-    latencies = []
-    try:
-        if not t.ok:
-            notes.append(f"h. bpftap --metrics did not start: {first_line(t.stderr())}")
-            return
+
+    def scrapes(t):
+        latencies = []
         run([LOAD, "loop", str(keys)])
         for _ in range(max(RUNS, 5) * 4):
             t0 = time.monotonic()
@@ -732,8 +745,11 @@ def section_h():
                 latencies.append(dt)
             else:
                 notes.append(f"h. a scrape had {got} elements of `a`, not {keys}")
-    finally:
-        t.stop()
+        return latencies
+    t, latencies = attached("bpftap", script, scrapes, options=("--metrics", str(port)))
+    if not t.ok:
+        notes.append(f"h. bpftap --metrics did not start: {first_line(t.stderr())}")
+        return
     add("h", f"--metrics: scrape of a {keys}-key array", "n/a (no metrics endpoint)", median(latencies), "ms")
     if latencies:
         notes.append("h. scrape samples (ms): " + ", ".join(f"{x:.1f}" for x in latencies))
@@ -863,9 +879,390 @@ def section_i():
         add("i", f"{label}: stop (SIGINT → exit)", median(stp["bcc"]), median(stp["bpftap"]), "ms")
 
 
+# ---------------------------------------------------------------- j. attachments
+
+def kernel_hz():
+    try:
+        with open(f"/boot/config-{platform.release()}") as f:
+            return next((l.split("=")[1].strip() for l in f if l.startswith("CONFIG_HZ=")), "250")
+    except OSError:
+        return "250"
+
+
+def attachments():
+    """Each way bpftap hooks an event here: (what, benchload mode and its calls per run (None:
+    no per-event cost to measure), bpftrace's script or why it has none, bpftap's or why not).
+    Which attachment a script gets is lang/src/family/'s choice (see bench/README.md)."""
+    n = args.loop
+    return [
+        ("syscall.getppid: bpftap raw_tp sys_enter + number filter, bpftrace perf-event tracepoint",
+         ("loop", n), 'tracepoint:syscalls:sys_enter_getppid { }', 'probe syscall.getppid { }'),
+        ('kernel.trace("syscalls:sys_enter_getppid"): bpftap raw_tp as above',
+         ("loop", n), 'tracepoint:syscalls:sys_enter_getppid { }',
+         'probe kernel.trace("syscalls:sys_enter_getppid") { }'),
+        ("task:task_rename, perf-event tracepoint (record fields)",
+         ("rename", n // 2), 'tracepoint:task:task_rename { }', 'probe kernel.trace("task:task_rename") { }'),
+        ("task:task_rename, tp_btf (the body reads the C argument $task)",
+         ("rename", n // 2), "n/a (no tp_btf in 0.17)",
+         'probe kernel.trace("task:task_rename") { t = $task }'),
+        ("task_rename, raw_tp by name",
+         ("rename", n // 2), 'rawtracepoint:task_rename { }',
+         "n/a (not from a script)"),
+        ("uprobe on benchload's bench_hook()",
+         ("uprobe", n // 10), f'uprobe:{LOAD}:bench_hook {{ }}',
+         f'probe process("{LOAD}").function("bench_hook") {{ }}'),
+        (f"timer.profile / profile:hz:{kernel_hz()} (perf event on every CPU)",
+         None, f'profile:hz:{kernel_hz()} {{ }}', 'probe timer.profile { }'),
+        ("netfilter link, IPv4 LOCAL_IN (per UDP datagram to itself on 127.0.0.1)",
+         ("udp", n // 10), "n/a (no netfilter in 0.17)",
+         'probe netfilter.hook("NF_INET_LOCAL_IN").pf("NFPROTO_IPV4") { }'),
+        ("kernel.function / kfunc: fentry",
+         None, 'kfunc:vfs_read { }', 'probe kernel.function("vfs_read") { }'),
+        ("kprobe.function / kprobe",
+         None, 'kprobe:vfs_read { }', 'probe kprobe.function("vfs_read") { }'),
+    ]
+
+
+def section_j():
+    log("j. attachments: per-event cost, attach and detach of each kind")
+    cases = attachments()
+    base, res, errs = {}, {}, {}
+    for _ in range(RUNS):
+        for _what, work, *_ in cases:
+            if work and work not in base:
+                base[work] = []
+        for work in base:
+            s = loop_once(*work)
+            if s is not None:
+                base[work].append(s)
+        for what, work, bts, taps in cases:
+            for kind, script in (("bpftrace", bts), ("bpftap", taps)):
+                if script.startswith("n/a"):
+                    continue
+                t, secs = attached(kind, script, (lambda t: loop_once(*work)) if work else None, timeout=60)
+                if not t.ok or t.killed:
+                    # its error lines say why (bpftrace warns first, and echoes the source)
+                    said = [l.strip() for l in t.stderr().splitlines() if l.strip() and "RLIMIT_MEMLOCK" not in l]
+                    errors = [l for l in said if re.search(r"error|fatal|cannot|×", l, re.I)]
+                    errs[(what, kind)] = " / ".join(errors or said[-2:])[:300] or "not attached"
+                    continue
+                r = res.setdefault((what, kind), {"loop": [], "attach": [], "stop": []})
+                r["attach"].append(t.ready_s * 1000)
+                r["stop"].append(t.stop_s * 1000)
+                if secs is not None:
+                    r["loop"].append(secs)
+    per_event = {w: median(xs) / w[1] * 1e6 for w, xs in base.items() if xs}
+    for (mode, n), us in per_event.items():
+        add("j", f"untraced: benchload {mode} (µs per call)", us, us, "µs/event", fmt="{:.3f}")
+    for what, work, bts, taps in cases:
+        def cell(kind, script, key, per=None):
+            if script.startswith("n/a"):
+                return script
+            if (what, kind) not in res:
+                return "fails here (notes)"
+            m = median(res[(what, kind)][key])
+            return m if per is None or m is None else per(m)
+        if work and work in per_event:
+            over = lambda secs: (secs - median(base[work])) / work[1] * 1e6
+            add("j", f"{what}: overhead", cell("bpftrace", bts, "loop", over), cell("bpftap", taps, "loop", over),
+                "µs/event", fmt="{:.3f}")
+        add("j", f"{what}: exec → attached", cell("bpftrace", bts, "attach"), cell("bpftap", taps, "attach"), "ms")
+        if any((what, kind) in res for kind in ("bpftrace", "bpftap")):
+            add("j", f"{what}: stop (SIGINT → exit)", cell("bpftrace", bts, "stop"), cell("bpftap", taps, "stop"),
+                "ms")
+        for kind in ("bpftrace", "bpftap"):
+            if (what, kind) in errs:
+                notes.append(f"j. {what}: a {kind} run failed: {errs[(what, kind)]}")
+            for key, xs in res.get((what, kind), {}).items():
+                if xs:
+                    notes.append(f"j. {what}: {kind} {key} samples: " + ", ".join(f"{x:.3f}" for x in xs))
+
+
+# ---------------------------------------------------------------- k. scale curves
+
+# curve title -> (x axis, unit, {series: {size: [samples]}})
+curves = {}
+
+
+def sample(curve, xlabel, unit, series, x, y):
+    curves.setdefault(curve, (xlabel, unit, {}))[2].setdefault(series, {}).setdefault(x, []).append(y)
+
+
+def sizes(top, step=10):
+    """1, 10, 100... (or 1, 2, 4... for step 2) up to top, and top itself."""
+    out = [1]
+    while out[-1] * step <= top:
+        out.append(out[-1] * step)
+    return out + ([top] if out[-1] != top else [])
+
+
+def growth(points):
+    """The slope of log(y) against log(x) over the upper three sizes (least squares): 1 is
+    linear, above ~1.15 worse than linear."""
+    import math
+    pts = sorted((x, y) for x, y in points.items() if y and y > 0 and x > 1)[-3:]
+    if len(pts) < 2:
+        return None
+    lx = [math.log(x) for x, _ in pts]
+    ly = [math.log(y) for _, y in pts]
+    mx, my = sum(lx) / len(lx), sum(ly) / len(ly)
+    return sum((a - mx) * (b - my) for a, b in zip(lx, ly)) / sum((a - mx) ** 2 for a in lx)
+
+
+WORSE_THAN_LINEAR = 1.15
+
+
+def curve_rows(curve, label=lambda x: ""):
+    """The rows of a finished curve: its medians at each size, then its growth exponents."""
+    xlabel, unit, series = curves[curve]
+    meds = {s: {x: median(ys) for x, ys in pts.items()} for s, pts in series.items()}
+    for x in sorted({x for pts in series.values() for x in pts}):
+        add("k", f"{curve}: {x} {xlabel}{label(x)}", meds.get("bpftrace", {}).get(x),
+            meds.get("bpftap", {}).get(x), unit, fmt="{:.3g}")
+    exps = {s: growth(m) for s, m in meds.items()}
+    worse = [s for s, e in exps.items() if e is not None and e > WORSE_THAN_LINEAR]
+    # as text, so no ratio is made of two exponents
+    show = lambda e: None if e is None else f"{e:.2f}"
+    add("k", f"{curve}: growth exponent (log-log slope, upper sizes)", show(exps.get("bpftrace")),
+        show(exps.get("bpftap")), "exponent", flag="worse than linear: " + ", ".join(worse) if worse else "")
+    for s, e in exps.items():
+        if s not in ("bpftrace", "bpftap") and e is not None:
+            notes.append(f"k. {curve}: {s}'s growth exponent {e:.2f}"
+                         + (" (worse than linear)" if e > WORSE_THAN_LINEAR else ""))
+    for s, pts in series.items():
+        notes.append(f"k. {curve}: {s} samples: " + "; ".join(
+            f"{x}: " + ", ".join(f"{y:.4g}" for y in ys) for x, ys in sorted(pts.items())))
+
+
+# Tracepoints the kernel refuses a sampling perf event (TRACE_EVENT_PERF_PERM: EPERM).
+NO_PERF_EVENT = {"irq_vectors:irq_work_exit"}
+
+
+def tracepoint_names(n):
+    """n tracepoints that are perf-event tracepoints for both tools (syscalls' are raw_tp
+    programs in bpftap), in sorted order."""
+    with open("/sys/kernel/tracing/available_events") as f:
+        events = sorted(l.strip() for l in f if not l.startswith(("syscalls:", "raw_syscalls:")))
+    return [e for e in events if e not in NO_PERF_EVENT][:n]
+
+
+def section_k():
+    log("k. scale curves")
+    curve_probes()
+    curve_array()
+    curve_printf()
+    curve_maps()
+    path = os.path.join(os.path.dirname(args.out) if ALL == args.only else TMP, "curves.svg")
+    draw_curves(path)
+
+
+def curve_probes():
+    """Compile time (--emit-elf) and exec → attached, SIGINT → exit against N tracepoint probes."""
+    for n in sizes(args.probes_max):
+        tps = tracepoint_names(n)
+        n = len(tps)
+        scripts = {"bpftrace": "\n".join(f"tracepoint:{tp} {{ @n = count(); }}" for tp in tps),
+                   "bpftap": "global n\n" + "\n".join(f'probe kernel.trace("{tp}") {{ n++ }}' for tp in tps)}
+        for _ in range(args.curve_runs):
+            for kind, script in scripts.items():
+                src = os.path.join(TMP, f"probes-{kind}")
+                with open(src, "w") as f:
+                    f.write(script)
+                t0 = time.monotonic()
+                r = run([BPFTAP if kind == "bpftap" else BPFTRACE, "--emit-elf", src + ".elf", src], timeout=300)
+                if r.returncode == 0:
+                    sample("compile time", "probes", "ms", kind, n, (time.monotonic() - t0) * 1000)
+                else:
+                    notes.append(f"k. compile {n} probes: a {kind} run failed: {first_line(r.stderr)}")
+                t, _ = attached(kind, script, timeout=300, env={"BPFTRACE_MAX_PROBES": str(n + 10)})
+                if t.ok and not t.killed:
+                    sample("exec → attached", "probes", "ms", kind, n, t.ready_s * 1000)
+                    sample("stop (SIGINT → exit)", "probes", "ms", kind, n, t.stop_s * 1000)
+                else:
+                    notes.append(f"k. attach {n} probes: a {kind} run failed: {first_line(t.stderr())}")
+    for curve in ("compile time", "exec → attached", "stop (SIGINT → exit)"):
+        if curve in curves:
+            curve_rows(curve)
+    notes.append("k. probes: N tracepoints from available_events (syscalls' left out, which bpftap runs on "
+                 "raw_syscalls, and " + ", ".join(sorted(NO_PERF_EVENT)) + ", which refuses perf events), each "
+                 "counting (`n++` / `@n = count()`; BPFTRACE_MAX_PROBES raised from 512); compile is "
+                 "`--emit-elf` in both tools")
+
+
+def array_value(k):
+    return k * 7919 % 1000003  # a permutation-like order, so sorting has work to do
+
+
+def curve_array():
+    """An array of N entries filled by N getppid of one process, printed sorted by value at
+    exit: SIGINT → exit (the last line), against `sort -n -k2` of the same lines."""
+    for n in sizes(args.array_max):
+        text = os.path.join(TMP, "unsorted")
+        with open(text, "w") as f:
+            f.writelines(f"{k} {array_value(k)}\n" for k in range(n))
+        for _ in range(args.curve_runs):
+            t0 = time.monotonic()
+            r = run(["sort", "-n", "-k2", "-o", text + ".sorted", text], env=dict(os.environ, LC_ALL="C"))
+            if r.returncode == 0:
+                sample("exit-time sorted print", "entries", "ms", "sort -n", n, (time.monotonic() - t0) * 1000)
+            for kind in ("bpftrace", "bpftap"):
+                ms, err = sorted_print(kind, n)
+                if ms is None:
+                    notes.append(f"k. sorted print of {n}: a {kind} run failed: {err}")
+                else:
+                    sample("exit-time sorted print", "entries", "ms", kind, n, ms)
+    if "exit-time sorted print" in curves:
+        sort_n = curves["exit-time sorted print"][2].get("sort -n", {})
+        curve_rows("exit-time sorted print",
+                   lambda x: f" (sort -n: {median(sort_n[x]):.3g} ms)" if sort_n.get(x) else "")
+    notes.append("k. sorted print: the array filled from a getppid probe filtered on the loop's pid "
+                 "(key = event number, value = key·7919 mod 1000003), printed at exit sorted by value "
+                 "(`foreach (k in a+)` / bpftrace's map print); time from SIGINT to the tool's exit after "
+                 "its last line; `sort -n -k2` (LC_ALL=C) sorts the same lines from a file to a file")
+
+
+def sorted_print(kind, n):
+    # the loop waits on its stdin for the tool to attach; its pid is the filter's
+    gate = spawn(["sh", "-c", f"read _ && exec {shlex.quote(LOAD)} loop {n} >/dev/null"], stdin=subprocess.PIPE)
+    value = "%s * 7919 %% 1000003"
+    if kind == "bpftap":
+        script = (f"global a[{max(n, 2)}], n\n"
+                  f"probe syscall.getppid {{ if (pid() == {gate.pid}) {{ a[n] = {value % 'n'}; n++ }} }}\n"
+                  'probe end { foreach (k in a+) printf("%d %d\\n", k, a[k]) }')
+        line = re.compile(r"^\d+ \d+$", re.M)
+    else:
+        script = (f"tracepoint:syscalls:sys_enter_getppid /pid == {gate.pid}/ "
+                  f"{{ @a[@n] = {value % '@n'}; @n = @n + 1; }}")
+        line = re.compile(r"^@a\[\d+\]: \d+$", re.M)
+
+    def fill(t):
+        gate.stdin.write(b"\n")
+        gate.stdin.close()
+        return gate.wait(300)
+    try:
+        t, rc = attached(kind, script, fill, timeout=300,
+                         env={"BPFTRACE_MAP_KEYS_MAX": str(max(n, 4096))})
+    finally:
+        stop(gate, signal.SIGKILL)
+    if not t.ok or t.killed or rc != 0:
+        return None, first_line(t.stderr()) or "not attached, killed or loop failed"
+    got = len(line.findall(t.stdout()))
+    if got != n:
+        return None, f"{got} lines, not {n}: {first_line(t.stderr())}"
+    return t.stop_s * 1000, ""
+
+
+def curve_printf():
+    """µs per printed line against printf's argument count and a string's printed width."""
+    events = args.curve_burst
+    # bpftap's output buffer holds the whole burst (a printf record takes up to ~300 bytes
+    # here): the curve is the cost of a line, not of the buffer's size. bpftrace 0.17 loses
+    # nothing: it wakes its reader for every event, which slows the loop instead.
+    options = {"bpftrace": (), "bpftap": ("-s", str(max(1, events * 300 >> 20)))}
+    forms = [("printf arguments", "arguments", sizes(args.printf_args_max, 2),
+              lambda k: ('"' + " ".join(["%d"] * k) + '\\n"', ", ".join(["pid"] * k), ", ".join(["pid()"] * k)),
+              lambda k: lambda pid: " ".join([str(pid)] * k)),
+             ("printf string width (%-Ws of the comm)", "columns", sizes(args.printf_width_max),
+              lambda w: (f'"%d %-{w}s\\n"', "pid, comm", "pid(), execname()"),
+              lambda w: lambda pid: f"{pid} benchload")]
+    for curve, xlabel, xs, fmt, text in forms:
+        for x in xs:
+            f, bt_args, tap_args = fmt(x)
+            scripts = {"bpftrace": f"tracepoint:syscalls:sys_enter_getppid {{ printf({f}, {bt_args}); }}",
+                       "bpftap": f"probe syscall.getppid {{ printf({f}, {tap_args}) }}"}
+            for _ in range(args.curve_runs):
+                for kind, script in scripts.items():
+                    r, err = burst(kind, script, options=options[kind], events=events, text=text(x))
+                    if r is None:
+                        notes.append(f"k. {curve} {x}: a {kind} run failed: {err}")
+                        continue
+                    got, secs, lost, _ = r
+                    if got == events:
+                        sample(curve, xlabel, "µs/line", kind, x, secs / got * 1e6)
+                    else:
+                        notes.append(f"k. {curve} {x}: {kind} printed {got} of {events} lines (no sample): "
+                                     + "; ".join(sorted({m.strip()[:100] for m in lost})))
+        if curve in curves:
+            curve_rows(curve)
+    notes.append(f"k. printf: a burst of {events} getppid as in e, each printing one line (bpftap with "
+                 f"`{' '.join(options['bpftap'])}`); µs per line is the time from the loop's start to the last "
+                 "line over the lines; a run that lost lines gives no sample")
+
+
+MAPS_PER_PROGRAM = 50  # the kernel lets a program use at most 64 maps
+
+
+def curve_maps():
+    """Peak RSS once attached, and exec → attached, against the number of arrays (one BPF map
+    each) getppid probes write, MAPS_PER_PROGRAM a probe."""
+    for n in sizes(args.maps_max):
+        groups = [range(i, min(i + MAPS_PER_PROGRAM, n)) for i in range(0, n, MAPS_PER_PROGRAM)]
+        scripts = {"bpftrace": "\n".join("tracepoint:syscalls:sys_enter_getppid { "
+                                         + " ".join(f"@a{i}[1] = 1;" for i in g) + " }" for g in groups),
+                   "bpftap": "global " + ", ".join(f"a{i}[16]" for i in range(n)) + "\n"
+                             + "\n".join("probe syscall.getppid { " + "; ".join(f"a{i}[1] = 1" for i in g) + " }"
+                                         for g in groups)}
+        for _ in range(args.curve_runs):
+            for kind, script in scripts.items():
+                t, _ = attached(kind, script, timeout=300, env={"BPFTRACE_MAP_KEYS_MAX": "16"})
+                if t.ok and t.hwm and not t.killed:
+                    sample("peak RSS", "maps", "MB", kind, n, t.hwm / 1024)
+                    sample("exec → attached, maps", "maps", "ms", kind, n, t.ready_s * 1000)
+                else:
+                    notes.append(f"k. {n} maps: a {kind} run failed: {first_line(t.stderr())}")
+    for curve in ("peak RSS", "exec → attached, maps"):
+        if curve in curves:
+            curve_rows(curve)
+    notes.append(f"k. maps: N arrays of 16 entries (BPFTRACE_MAP_KEYS_MAX=16) written by getppid probes, "
+                 f"{MAPS_PER_PROGRAM} a probe (a BPF program may use at most 64 maps)")
+
+
+def draw_curves(path):
+    """Every curve on log-log axes, bpftap and bpftrace (and sort -n) on the same axes."""
+    if not curves:
+        return
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        import matplotlib.ticker
+        # text as text and fixed ids: a smaller SVG whose diff from run to run is the curves'
+        matplotlib.rcParams["svg.fonttype"] = "none"
+        matplotlib.rcParams["svg.hashsalt"] = "bpftap"
+    except ImportError as e:
+        notes.append(f"k. no pictures: {e} (Debian's python3-matplotlib, for /usr/bin/python3)")
+        return
+    cols = 3
+    rows_ = (len(curves) + cols - 1) // cols
+    fig, axes = plt.subplots(rows_, cols, figsize=(5 * cols, 4 * rows_), squeeze=False)
+    color = {"bpftrace": "tab:blue", "bpftap": "tab:orange", "sort -n": "tab:green"}
+    for ax, (curve, (xlabel, unit, series)) in zip(axes.flat, curves.items()):
+        for s, pts in sorted(series.items(), key=lambda item: list(color).index(item[0])):
+            xs = sorted(x for x in pts if median(pts[x]))
+            e = growth({x: median(pts[x]) for x in xs})
+            ax.loglog(xs, [median(pts[x]) for x in xs], marker="o", color=color[s],
+                      label=s + ("" if e is None else f" (exponent {e:.2f})"))
+        sizes_drawn = sorted({x for pts in series.values() for x in pts})
+        ax.set_xticks(sizes_drawn, [str(x) for x in sizes_drawn])
+        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+        ax.set_title(curve)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(unit)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize="small")
+    for ax in list(axes.flat)[len(curves):]:
+        ax.axis("off")
+    fig.suptitle(f"bpftap vs bpftrace: scale curves ({args.curve_runs} runs per point, medians)")
+    fig.tight_layout()
+    fig.savefig(path, metadata={"Date": None})
+    plt.close(fig)
+    notes.append(f"k. curves drawn in {os.path.relpath(path, ROOT) if path.startswith(ROOT) else path}")
+    log(f"drew {path}")
+
+
 def main():
     secs = {"a": section_a, "b": section_b, "c": section_c, "d": section_d, "e": section_e,
-            "f": section_f, "g": section_g, "h": section_h, "i": section_i}
+            "f": section_f, "g": section_g, "h": section_h, "i": section_i, "j": section_j, "k": section_k}
     t0 = time.monotonic()
     load0 = open("/proc/loadavg").read().split()[:3]
     try:
@@ -878,7 +1275,7 @@ def main():
     finally:
         cleanup()
         for f in os.listdir(TMP):
-            if f != "RESULTS.md":
+            if f not in ("RESULTS.md", "curves.svg"):
                 os.unlink(os.path.join(TMP, f))
     global LOAD0
     LOAD0 = load0
@@ -902,7 +1299,7 @@ def main():
     if os.path.exists(analysis):
         md += ["", open(analysis).read()]
     md += ["", f"Harness wall time: {time.monotonic() - t0:.0f} s.", ""]
-    if args.only == "abcdefghi":
+    if args.only == ALL:
         with open(args.out, "w") as f:
             f.write("\n".join(md))
         os.rmdir(TMP)
