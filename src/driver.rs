@@ -66,6 +66,8 @@ pub struct Options {
     pub string_capacity: u32,
     /// SystemTap's MAXMAPENTRIES.
     pub max_map_entries: u32,
+    /// SystemTap's MAXACTION_INTERRUPTIBLE.
+    pub max_action_interruptible: u32,
     pub verbose: u8,
     /// Types known before inference: globals given values on the command line (`-G`), and
     /// in an interactive session every global it has.
@@ -187,6 +189,7 @@ pub fn compile(
         string_capacity: options.string_capacity,
         script_args: options.script_args.clone(),
         max_map_entries: options.max_map_entries,
+        max_action_interruptible: options.max_action_interruptible,
         stable_layouts: options.session.is_some(),
     };
     let (program, diags) = lower::lower(&elaborated, &table, kernel, &lower_options);

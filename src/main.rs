@@ -59,7 +59,7 @@ struct Cli {
     /// Set a global before `begin` runs (repeatable).
     #[arg(short = 'G', value_name = "NAME=VALUE")]
     globals: Vec<String>,
-    /// Set a limit: MAXSTRINGLEN=N or MAXMAPENTRIES=N.
+    /// Set a limit: MAXSTRINGLEN=N, MAXMAPENTRIES=N or MAXACTION_INTERRUPTIBLE=N.
     #[arg(short = 'D', value_name = "NAME=VALUE")]
     defines: Vec<String>,
     /// Attach kernel.function probes as kprobes even where fentry/fexit work (also set by
@@ -163,7 +163,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
     }
     // -E SCRIPT: more script text, compiled as if it followed the script.
     let text = cli.stap.extra_scripts.iter().fold(text, |all, extra| all + "\n" + extra);
-    let (string_capacity, max_map_entries) = limits(&cli.defines)?;
+    let Limits { string_capacity, max_map_entries, max_action_interruptible } = limits(&cli.defines)?;
     let last_pass = match cli.emit_elf {
         Some(_) => 4,
         None => cli.pass.unwrap_or(5),
@@ -191,6 +191,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         script_args,
         string_capacity,
         max_map_entries,
+        max_action_interruptible,
         verbose: cli.verbose,
         include: cli.include.clone(),
     };
@@ -346,25 +347,37 @@ fn probe_hit_report(session: &Session) -> String {
     report
 }
 
-/// `-D MAXSTRINGLEN=N` and `-D MAXMAPENTRIES=N`: `(string capacity, map entries)`.
-fn limits(defines: &[String]) -> Result<(u32, u32), String> {
-    let (mut string_capacity, mut max_map_entries) = (128, 2048);
+/// SystemTap's limits that `-D NAME=N` sets.
+struct Limits {
+    string_capacity: u32,
+    max_map_entries: u32,
+    max_action_interruptible: u32,
+}
+
+/// `-D MAXSTRINGLEN=N`, `-D MAXMAPENTRIES=N` and `-D MAXACTION_INTERRUPTIBLE=N`.
+fn limits(defines: &[String]) -> Result<Limits, String> {
+    let mut limits = Limits {
+        string_capacity: 128,
+        max_map_entries: 2048,
+        max_action_interruptible: lang::lower::MAX_ACTION_INTERRUPTIBLE,
+    };
     for d in defines {
-        let number =
-            |v: &str, range: std::ops::RangeInclusive<u32>| v.parse::<u32>().ok().filter(|n| range.contains(n));
-        match d.split_once('=') {
-            Some(("MAXMAPENTRIES", v)) => {
-                max_map_entries = number(v, 1..=1 << 24)
-                    .ok_or_else(|| format!("-D MAXMAPENTRIES={v}: give a number from 1 to 16777216"))?;
+        let (name, value) = d.split_once('=').unwrap_or((d, ""));
+        let (slot, range) = match name {
+            "MAXMAPENTRIES" => (&mut limits.max_map_entries, 1..=1 << 24),
+            "MAXSTRINGLEN" => (&mut limits.string_capacity, 16..=2048),
+            "MAXACTION_INTERRUPTIBLE" => (&mut limits.max_action_interruptible, 1..=100_000_000),
+            _ => {
+                return Err(format!(
+                    "-D {d}: unknown setting (bpftap knows MAXSTRINGLEN, MAXMAPENTRIES and MAXACTION_INTERRUPTIBLE)"
+                ))
             }
-            Some(("MAXSTRINGLEN", v)) => {
-                string_capacity = number(v, 16..=2048)
-                    .ok_or_else(|| format!("-D MAXSTRINGLEN={v}: give a number from 16 to 2048"))?;
-            }
-            _ => return Err(format!("-D {d}: unknown setting (bpftap knows MAXSTRINGLEN and MAXMAPENTRIES)")),
-        }
+        };
+        *slot = value.parse::<u32>().ok().filter(|n| range.contains(n)).ok_or_else(|| {
+            format!("-D {name}={value}: give a number from {} to {}", range.start(), range.end())
+        })?;
     }
-    Ok((string_capacity, max_map_entries))
+    Ok(limits)
 }
 
 /// How to run a script, from the command line.

@@ -92,6 +92,9 @@ pub struct Program {
     /// where a counter on the stack makes it walk every iteration (see `lower`'s
     /// `loop_budget`).
     pub loop_iterator: Option<LoopIterator>,
+    /// Steps (IR instructions and block ends) a user-space handler may run before it is
+    /// stopped, as SystemTap stops a probe at MAXACTION (`-D MAXACTION_INTERRUPTIBLE`).
+    pub user_max_steps: u64,
     /// The tapsets' `__syscall_names` array, when the script uses it: the runtime fills it
     /// with the syscall table before the first probe runs.
     pub syscall_names: Option<ArrayId>,

@@ -46,6 +46,9 @@ pub struct Options {
     pub script_args: Vec<String>,
     /// SystemTap's MAXMAPENTRIES: the capacity of arrays declared without a size.
     pub max_map_entries: u32,
+    /// SystemTap's MAXACTION_INTERRUPTIBLE: the statements a handler that runs in user space
+    /// (`begin`, `end`, timers) may run ([`ir::Program::user_max_steps`]).
+    pub max_action_interruptible: u32,
     /// Give every array the layout any later compile would give it, whatever this one's
     /// uses: string keys take the whole string capacity and statistics keep `@hist_log`
     /// buckets; every global is `GlobalStorage::Shared`. For an interactive session, whose inputs are compiled one at a time against
@@ -55,7 +58,13 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Options {
-        Options { string_capacity: 128, script_args: Vec::new(), max_map_entries: 2048, stable_layouts: false }
+        Options {
+            string_capacity: 128,
+            script_args: Vec::new(),
+            max_map_entries: 2048,
+            max_action_interruptible: MAX_ACTION_INTERRUPTIBLE,
+            stable_layouts: false,
+        }
     }
 }
 
@@ -68,6 +77,7 @@ pub fn lower(
     let mut program = ir::Program {
         string_capacity: options.string_capacity,
         loop_budget: MAX_LOOP_ITERATIONS as u32,
+        user_max_steps: u64::from(options.max_action_interruptible) * STEPS_PER_STATEMENT,
         arch: script.arch,
         ..Default::default()
     };
@@ -102,6 +112,7 @@ pub fn lower(
             exit_block: None,
             next_iter: 0,
             nest_budget: None,
+            elements: Vec::new(),
             loop_iterator: &loop_iterator,
             local_types: HashMap::new(),
         };
@@ -174,6 +185,9 @@ struct Ctx<'a> {
     next_iter: usize,
     /// The budget of the kernel loop being lowered, which the loops inside it share.
     nest_budget: Option<Budget>,
+    /// For each `foreach` being lowered whose body reads the element it is at and cannot
+    /// change it: the array, the key variables and the variable holding the element's value.
+    elements: Vec<(ir::ArrayId, Vec<Var>, Var)>,
     /// The kernel's numeric iterator, asked for once, where a kernel loop first needs it.
     loop_iterator: &'a std::cell::OnceCell<Option<ir::LoopIterator>>,
     /// The kernel type a local's value points to, where every typed value assigned to it
@@ -229,6 +243,14 @@ fn loop_iterator(kernel: &dyn KernelInfo) -> Option<ir::LoopIterator> {
         destroy: kernel.kfunc("bpf_iter_num_destroy")?,
     })
 }
+
+/// SystemTap's MAXACTION_INTERRUPTIBLE by default: ten times its MAXACTION.
+pub const MAX_ACTION_INTERRUPTIBLE: u32 = 10_000;
+
+/// What a statement counts for in [`ir::Program::user_max_steps`]: the interpreter counts
+/// IR instructions and block ends, a few to a statement, so a statement is taken as 100 and
+/// the default allows a million steps.
+const STEPS_PER_STATEMENT: u64 = 100;
 
 /// Loop iterations each loop nest of a kernel handler may run (SystemTap's MAXACTION counts
 /// statements, for the whole probe; a loop iteration is the unit that can run away, and each
@@ -816,6 +838,9 @@ impl Ctx<'_> {
             ExprKind::Index { base, .. } if !matches!(base.kind, ExprKind::Ident(_)) => self.typed(e).map(|(v, _)| v),
             ExprKind::Index { base, keys } => {
                 let (array, keys) = self.array_ref(base, keys)?;
+                if let Some(&(_, _, element)) = self.elements.iter().rev().find(|(a, k, _)| *a == array && *k == keys) {
+                    return Some(element);
+                }
                 let ty = self.array_value_ty(array, span)?;
                 let dst = self.temp(ty);
                 self.emit(InstKind::ArrayGet { dst, array, keys }, span);

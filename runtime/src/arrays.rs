@@ -61,12 +61,12 @@ impl<'p> Arrays<'p> {
         out
     }
 
-    fn decode_key(&self, a: ArrayId, bytes: &[u8]) -> Vec<Value> {
+    /// The keys in `bytes`, at `offsets` (the array's `layout::key_layout`).
+    fn decode_key(&self, a: ArrayId, offsets: &[u32], bytes: &[u8]) -> Vec<Value> {
         let decl = self.decl(a);
-        let (offsets, _) = layout::key_layout(decl);
         decl.keys
             .iter()
-            .zip(offsets)
+            .zip(offsets.iter().copied())
             .zip(&decl.key_widths)
             .map(|((ty, off), width)| {
                 let off = off as usize;
@@ -206,11 +206,10 @@ impl<'p> Arrays<'p> {
 
     /// Every element.
     pub fn entries(&self, a: ArrayId) -> Vec<(Vec<Value>, Elem)> {
-        let map = self.map(a);
-        map.keys()
-            .into_iter()
-            .filter_map(|k| map.lookup(&k).map(|v| (self.decode_key(a, &k), self.decode_value(a, &v))))
-            .collect()
+        let mut entries = Vec::new();
+        let (offsets, _) = layout::key_layout(self.decl(a));
+        self.map(a).for_each_entry(|k, v| entries.push((self.decode_key(a, &offsets, k), self.decode_value(a, v))));
+        entries
     }
 
     /// `print(@hist_log(a[keys]))` / `@hist_linear`: the statistic, the histogram's shape and
@@ -236,7 +235,7 @@ impl<'p> Arrays<'p> {
     pub fn exit_entries(&self, a: ArrayId) -> Vec<(Vec<Value>, Elem)> {
         let decl = self.decl(a);
         let mut entries = self.entries(a);
-        entries.sort_by_key(|e| std::cmp::Reverse(sort_value(&e.1, StatOp::Count)));
+        entries.sort_by_cached_key(|e| std::cmp::Reverse(sort_value(&e.1, StatOp::Count)));
         if decl.keys.is_empty() && entries.is_empty() {
             entries.push((Vec::new(), Elem::Stat(Stat::new(&stat_spec(decl.hist)))));
         }

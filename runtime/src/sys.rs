@@ -276,6 +276,22 @@ const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
 const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
 const BPF_MAP_DELETE_ELEM: libc::c_long = 3;
 const BPF_MAP_GET_NEXT_KEY: libc::c_long = 4;
+const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
+/// Elements one `BPF_MAP_LOOKUP_BATCH` asks for at first.
+const BATCH: usize = 4096;
+
+/// The `bpf_attr` layout of the batch commands.
+#[repr(C)]
+struct MapBatchAttr {
+    in_batch: u64,
+    out_batch: u64,
+    keys: u64,
+    values: u64,
+    count: u32,
+    map_fd: u32,
+    elem_flags: u64,
+    flags: u64,
+}
 
 /// The `bpf_attr` layout of the map element commands.
 #[repr(C)]
@@ -331,6 +347,70 @@ impl RawMap {
     pub fn delete(&self, key: &[u8]) {
         assert_eq!(key.len(), self.key_size);
         let _ = self.call(BPF_MAP_DELETE_ELEM, key.as_ptr(), std::ptr::null_mut(), 0);
+    }
+
+    /// Calls `f` on every element, key and value, in the map's order: read in batches of
+    /// thousands (`BPF_MAP_LOOKUP_BATCH`, Linux 5.6+), where a key at a time costs two system
+    /// calls an element, which was most of printing a large array at exit.
+    pub fn for_each_entry(&self, mut f: impl FnMut(&[u8], &[u8])) {
+        if self.for_each_in_batches(&mut f).is_err() {
+            // A kernel or map type without batches.
+            for k in self.keys() {
+                if let Some(v) = self.lookup(&k) {
+                    f(&k, &v);
+                }
+            }
+        }
+    }
+
+    /// [`RawMap::for_each_entry`] by batches; an error only where the first batch failed.
+    fn for_each_in_batches(&self, f: &mut impl FnMut(&[u8], &[u8])) -> io::Result<()> {
+        let value_bytes = self.value_bytes();
+        let (mut token_in, mut token_out) = (0u64, 0u64);
+        let mut first = true;
+        let mut count = BATCH;
+        let (mut keys, mut values) = (Vec::new(), Vec::new());
+        loop {
+            keys.resize(count * self.key_size, 0);
+            values.resize(count * value_bytes, 0);
+            let mut attr = MapBatchAttr {
+                in_batch: if first { 0 } else { &mut token_in as *mut u64 as u64 },
+                out_batch: &mut token_out as *mut u64 as u64,
+                keys: keys.as_mut_ptr() as u64,
+                values: values.as_mut_ptr() as u64,
+                count: count as u32,
+                map_fd: self.fd as u32,
+                elem_flags: 0,
+                flags: 0,
+            };
+            // SAFETY: the buffers hold `count` keys and values of the map's sizes, and the
+            // tokens 8 bytes (a hash map's is 4), alive for the call.
+            let r = unsafe {
+                let attr = &mut attr as *mut MapBatchAttr;
+                libc::syscall(libc::SYS_bpf, BPF_MAP_LOOKUP_BATCH, attr, std::mem::size_of::<MapBatchAttr>())
+            };
+            let error = (r < 0).then(io::Error::last_os_error);
+            match error.as_ref().and_then(io::Error::raw_os_error) {
+                // One bucket holds more elements than asked for: ask for more.
+                Some(libc::ENOSPC) if attr.count == 0 && count < 1 << 24 => {
+                    count *= 2;
+                    continue;
+                }
+                // The end of the map.
+                Some(libc::ENOENT) | None => {}
+                Some(_) if first => return Err(error.expect("an error")),
+                Some(_) => return Ok(()),
+            }
+            let filled = attr.count as usize;
+            for (k, v) in keys.chunks(self.key_size).zip(values.chunks(value_bytes)).take(filled) {
+                f(k, v);
+            }
+            if error.is_some() {
+                return Ok(());
+            }
+            token_in = token_out;
+            first = false;
+        }
     }
 
     /// Every key, in the map's order.

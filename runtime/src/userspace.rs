@@ -3,8 +3,8 @@
 //! globals read and written in the memory-mapped globals map, so both sides see one state.
 //!
 //! Invariant: the interpreter never panics on a valid IR program (`ir::verify` passes);
-//! a handler runs at most [`MAX_ACTION`] steps, SystemTap's MAXACTION (an error when
-//! exceeded), so no loop runs forever.
+//! a handler runs at most `Program::user_max_steps` steps, SystemTap's MAXACTION (an error
+//! when exceeded), so no loop runs forever.
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
@@ -21,9 +21,6 @@ use crate::format::Value;
 use crate::kernel_memory::KernelMemory;
 use crate::sys::{self, MappedValue};
 
-/// SystemTap's MAXACTION: statements one handler may run before it is stopped.
-pub const MAX_ACTION: u64 = 1_000_000;
-
 /// What a handler asks of the session.
 #[derive(Debug, Default)]
 pub struct Effects {
@@ -37,8 +34,8 @@ pub struct Effects {
 /// Why a user-space handler stopped early.
 #[derive(Debug, thiserror::Error)]
 pub enum HandlerError {
-    #[error("handler ran more than {MAX_ACTION} instructions (MAXACTION)")]
-    TooLong,
+    #[error("handler ran more than {0} instructions (MAXACTION; -D MAXACTION_INTERRUPTIBLE=N allows N statements)")]
+    TooLong(u64),
     #[error("`{0}` is not available in user space")]
     KernelOnly(&'static str),
     /// `error(msg)`.
@@ -96,8 +93,8 @@ pub fn run(env: &mut Env<'_>, func: &Function) -> Result<Effects, HandlerError> 
         // of blocks with no instructions.
         for kind in data.insts.iter().map(|inst| Some(&inst.kind)).chain([None]) {
             steps += 1;
-            if steps > MAX_ACTION {
-                return Err(HandlerError::TooLong);
+            if steps > env.program.user_max_steps {
+                return Err(HandlerError::TooLong(env.program.user_max_steps));
             }
             if let Some(kind) = kind {
                 exec(env, &mut vars, &mut iters, &mut last_match, kind, cap, &mut effects)?;
@@ -249,8 +246,8 @@ fn exec(
         }
         InstKind::AddGlobal { global, src } => env.globals.add_long(env.layout.offset(*global), long(vars, *src)),
         InstKind::Exit => effects.exit = true,
-        InstKind::MaxActionExceeded => return Err(HandlerError::TooLong),
-        // Lowered for kernel handlers only; user space counts its steps itself (MAX_ACTION).
+        InstKind::MaxActionExceeded => return Err(HandlerError::TooLong(env.program.user_max_steps)),
+        // Lowered for kernel handlers only; user space counts its steps itself.
         InstKind::LoopStart | InstKind::LoopStep { .. } => return Err(HandlerError::KernelOnly("loop_step")),
         InstKind::ArrayGet { .. }
         | InstKind::ArraySet { .. }
@@ -422,23 +419,21 @@ fn matched(builtin: Builtin, last_match: &LastMatch, index: Option<i64>) -> Resu
 }
 
 /// `foreach`'s order: by the value (column 0) or a key, ascending or descending.
+/// Sorts a `foreach`'s elements, stably, each element's key computed once.
 fn sort_entries(entries: &mut [(Vec<Value>, Elem)], sort: &lang::ir::SortSpec) {
-    entries.sort_by(|x, y| {
-        let key = |e: &(Vec<Value>, Elem)| match sort.column {
-            0 => arrays::sort_value(&e.1, sort.stat),
-            c => match e.0.get(c - 1) {
-                Some(Value::Long(n)) => arrays::SortKey::Long(*n),
-                Some(other) => arrays::SortKey::Str(text_of(other)),
-                None => arrays::SortKey::Long(0),
-            },
-        };
-        let ord = key(x).cmp(&key(y));
-        if sort.ascending {
-            ord
-        } else {
-            ord.reverse()
-        }
-    });
+    let key = |e: &(Vec<Value>, Elem)| match sort.column {
+        0 => arrays::sort_value(&e.1, sort.stat),
+        c => match e.0.get(c - 1) {
+            Some(Value::Long(n)) => arrays::SortKey::Long(*n),
+            Some(other) => arrays::SortKey::Str(text_of(other)),
+            None => arrays::SortKey::Long(0),
+        },
+    };
+    if sort.ascending {
+        entries.sort_by_cached_key(key);
+    } else {
+        entries.sort_by_cached_key(|e| std::cmp::Reverse(key(e)));
+    }
 }
 
 fn values(vars: &[Value], keys: &[Var]) -> Vec<Value> {

@@ -73,3 +73,58 @@ pub(super) fn string_key_widths(script: &Elaborated, cap: u32) -> HashMap<(Strin
     }
     widths
 }
+
+/// Whether `body` may change array `array` or one of the locals `vars`: by an assignment,
+/// `++`/`--`, `<<<` or `delete`, by a nested `foreach` or a `catch` binding one of them, or
+/// by a call to a script function (which this does not look into).
+pub(super) fn may_change(script: &Elaborated, body: &Stmt, array: &str, vars: &[&str]) -> bool {
+    let named = |e: &Expr| match &e.kind {
+        ExprKind::Ident(n) => n == array || vars.contains(&n.as_str()),
+        ExprKind::Index { base, .. } => matches!(&base.kind, ExprKind::Ident(n) if n == array),
+        _ => false,
+    };
+    let mut changes = false;
+    crate::elaborate::walk_stmt(body, &mut |e| match &e.kind {
+        ExprKind::Assign { target, .. } | ExprKind::Aggregate { target, .. } | ExprKind::IncDec { target, .. } => {
+            changes |= named(target);
+        }
+        ExprKind::Call { name, args } => {
+            changes |= script.function(name, args.len()).is_some_and(|f| matches!(f.body, ast::FunctionBody::Script(_)));
+        }
+        _ => {}
+    });
+    let binds = |name: &String| vars.contains(&name.as_str());
+    let mut stmts = vec![body];
+    while let Some(s) = stmts.pop() {
+        match &s.kind {
+            StmtKind::Delete(e) => changes |= named(e),
+            StmtKind::Foreach(fe) => {
+                changes |= fe.keys.iter().chain(&fe.value).any(|(k, _)| binds(k));
+                stmts.push(&fe.body);
+            }
+            StmtKind::Try { body, catch_var, catch } => {
+                changes |= catch_var.as_ref().is_some_and(|(v, _)| binds(v));
+                stmts.extend(body.stmts.iter().chain(&catch.stmts));
+            }
+            StmtKind::Block(b) => stmts.extend(&b.stmts),
+            StmtKind::If { then, els, .. } => stmts.extend(std::iter::once(&**then).chain(els.as_deref())),
+            StmtKind::While { body, .. } | StmtKind::For { body, .. } => stmts.push(body),
+            _ => {}
+        }
+    }
+    changes
+}
+
+/// Whether `body` reads `array[keys]`, the element a `foreach` over `array` with the key
+/// variables `keys` is at.
+pub(super) fn reads_element(body: &Stmt, array: &str, keys: &[&str]) -> bool {
+    let mut reads = false;
+    crate::elaborate::walk_stmt(body, &mut |e| {
+        if let ExprKind::Index { base, keys: index } = &e.kind {
+            reads |= matches!(&base.kind, ExprKind::Ident(n) if n == array)
+                && index.len() == keys.len()
+                && index.iter().zip(keys).all(|(i, k)| matches!(&i.kind, ExprKind::Ident(n) if n == k));
+        }
+    });
+    reads
+}

@@ -229,6 +229,15 @@ impl Ctx<'_> {
             ascending: s.ascending,
             stat: fe.sort_stat.map_or(ir::StatOp::Count, stat_op),
         });
+        // `a[k]` in the body reads the element the iteration is at, where nothing in the body
+        // can change `a` or the keys: the value the iteration read with its key, instead of a
+        // lookup per element.
+        let key_names: Vec<&str> = fe.keys.iter().map(|(k, _)| k.as_str()).collect();
+        let decl = &self.program.arrays[array];
+        let element = (decl.value != ir::ValueKind::Stat
+            && analysis::reads_element(&fe.body, name, &key_names)
+            && !analysis::may_change(self.script, &fe.body, name, &key_names))
+        .then(|| self.func.new_var(if decl.value == ir::ValueKind::Str { Ty::Str } else { Ty::Long }, None));
         let limit = fe.limit.as_ref().map(|l| self.long_expr(l));
         let iter = ir::IterId::new(self.next_iter);
         self.next_iter += 1;
@@ -241,11 +250,21 @@ impl Ctx<'_> {
         self.switch_to(head);
         self.spend_loop_budget(budget, fe.body.span);
         let has = self.temp(Ty::Long);
-        self.emit(InstKind::IterNext { has, iter, keys, value }, span);
+        let element_keys = keys.clone();
+        self.emit(InstKind::IterNext { has, iter, keys, value: element.or(value) }, span);
         self.terminate(Terminator::Branch { cond: has, then: body, els: done });
         self.switch_to(body);
+        if let (Some(element), Some(value)) = (element, value) {
+            self.emit(InstKind::Copy { dst: value, src: element }, span);
+        }
         self.loops.push((head, done));
+        if let Some(element) = element {
+            self.elements.push((array, element_keys, element));
+        }
         self.stmt(&fe.body);
+        if element.is_some() {
+            self.elements.pop();
+        }
         self.loops.pop();
         self.terminate(Terminator::Jump(head));
         self.switch_to(done);
