@@ -1118,7 +1118,9 @@ def curve_array():
     notes.append("k. sorted print: the array filled from a getppid probe filtered on the loop's pid "
                  "(key = event number, value = key·7919 mod 1000003), printed at exit sorted by value "
                  "(`foreach (k in a+)` / bpftrace's map print); time from SIGINT to the tool's exit after "
-                 "its last line; `sort -n -k2` (LC_ALL=C) sorts the same lines from a file to a file")
+                 "its last line; `sort -n -k2` (LC_ALL=C) sorts the same lines from a file to a file; "
+                 "bpftap runs with `-D MAXACTION_INTERRUPTIBLE=2n`, which SystemTap needs as well past "
+                 "10 000 statements in an end probe")
 
 
 def sorted_print(kind, n):
@@ -1140,7 +1142,10 @@ def sorted_print(kind, n):
         gate.stdin.close()
         return gate.wait(300)
     try:
-        t, rc = attached(kind, script, fill, timeout=300,
+        # SystemTap stops an end probe at MAXACTION_INTERRUPTIBLE statements (10 000); the
+        # print takes about one per line
+        options = ("-D", f"MAXACTION_INTERRUPTIBLE={max(10000, 2 * n)}") if kind == "bpftap" else ()
+        t, rc = attached(kind, script, fill, timeout=300, options=options,
                          env={"BPFTRACE_MAP_KEYS_MAX": str(max(n, 4096))})
     finally:
         stop(gate, signal.SIGKILL)
