@@ -42,6 +42,10 @@ pub struct KernelProbe {
     pub kprobe_fallback: Option<String>,
     /// Index of the handler in `program.handlers`.
     pub handler: usize,
+    /// The handler reads nothing of its context ([`lang::ir::Function::reads_context`]): a
+    /// tracepoint probe then attaches as a raw tracepoint, by name, for which the kernel
+    /// builds no record and whose link closes without the grace period a perf event waits.
+    pub context_free: bool,
     pub target: Target,
     /// `(first instruction, script span)` per IR instruction.
     pub spans: Vec<(usize, Span)>,
@@ -115,6 +119,7 @@ pub fn compile_in(program: Program, plan: &GlobalsPlan) -> Result<CompiledScript
             name,
             kprobe_fallback,
             handler: i,
+            context_free: !handler.func.reads_context(),
             target: handler.target.clone(),
             spans: emitted.spans,
         });

@@ -727,23 +727,6 @@ impl Emitter<'_> {
         self.func.blocks.values().flat_map(|b| &b.insts)
     }
 
-    fn uses_ctx(&self) -> bool {
-        self.insts().any(|i| {
-            matches!(
-                i.kind,
-                InstKind::LoadContext { .. }
-                    | InstKind::LoadContextDataLoc { .. }
-                    | InstKind::LoadContextStr { .. }
-                    | InstKind::LoadArg { .. }
-                    | InstKind::LoadReturn { .. }
-                    | InstKind::Call {
-                        builtin: Builtin::UserMode | Builtin::Addr | Builtin::Uaddr | Builtin::Backtrace { .. },
-                        ..
-                    }
-            )
-        })
-    }
-
     fn prologue(&mut self) {
         // A handler that does nothing needs no filter.
         let filter = match self.args {
@@ -766,7 +749,7 @@ impl Emitter<'_> {
             self.jump_if_imm(JmpOp::Ne, Reg::R0, 0, ENTRY_EXIT_LABEL);
         }
         let exit_filter = matches!(filter, Some((true, _)));
-        if self.uses_ctx() || exit_filter {
+        if self.func.reads_context() || exit_filter {
             self.push(insn::mov64_reg(CTX, Reg::R1));
         }
         if let Some((true, nr)) = filter {

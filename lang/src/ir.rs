@@ -891,6 +891,25 @@ impl Terminator {
 }
 
 impl Function {
+    /// Whether the handler reads its program's context: a record field, an argument, the
+    /// return value, or the registers (`user_mode()`, `addr()`, `uaddr()`, backtraces).
+    pub fn reads_context(&self) -> bool {
+        self.blocks.values().flat_map(|b| &b.insts).any(|i| {
+            matches!(
+                i.kind,
+                InstKind::LoadContext { .. }
+                    | InstKind::LoadContextDataLoc { .. }
+                    | InstKind::LoadContextStr { .. }
+                    | InstKind::LoadArg { .. }
+                    | InstKind::LoadReturn { .. }
+                    | InstKind::Call {
+                        builtin: Builtin::UserMode | Builtin::Addr | Builtin::Uaddr | Builtin::Backtrace { .. },
+                        ..
+                    }
+            )
+        })
+    }
+
     pub fn new_var(&mut self, ty: Ty, name: Option<String>) -> Var {
         self.vars.push(VarDecl { ty, name })
     }

@@ -1,7 +1,9 @@
 //! `kernel.trace("group:event")`: a tracepoint. A handler that reads only the record's
 //! fields (`$fd`) is a tracepoint program on a perf event; one that reads the tracepoint's C
 //! arguments (`$prev->pid` of sched_switch) is a BTF-typed raw tracepoint (tp_btf), or a
-//! plain raw tracepoint where the kernel has no tp_btf.
+//! plain raw tracepoint where the kernel has no tp_btf. One that reads neither runs as a raw
+//! tracepoint by name where the kernel has one (the runtime's choice, on
+//! `KernelProbe::context_free`).
 
 use std::collections::BTreeSet;
 
