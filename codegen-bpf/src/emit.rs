@@ -824,13 +824,18 @@ impl Emitter<'_> {
         if self.stored.is_none_or(|stored| stored.contains(&v)) && !self.consts.contains_key(&v) {
             self.push(insn::stx(Size::DW, Reg::R10, r, off));
         }
+        self.forget(v);
+        if let Some(slot) = self.cached.get_mut(r.0 as usize) {
+            *slot = Some(v);
+        }
+    }
+
+    /// No register holds `v` any more: its home was written behind their back.
+    fn forget(&mut self, v: Var) {
         for c in self.cached.iter_mut() {
             if *c == Some(v) {
                 *c = None;
             }
-        }
-        if let Some(slot) = self.cached.get_mut(r.0 as usize) {
-            *slot = Some(v);
         }
     }
 
@@ -925,7 +930,11 @@ impl Emitter<'_> {
             InstKind::Concat { dst, lhs, rhs } => self.concat(*dst, *lhs, *rhs),
             InstKind::RegexMatch { dst, regex, subject } => self.regex_match(*dst, *regex, *subject)?,
             InstKind::LoadContext { dst, offset, size, signed } => {
-                if !self.sunk.contains_key(dst) {
+                let in_home = |e: &mut Self| match e.args {
+                    ProgramContext::Syscall { exit, .. } => e.read_syscall_slot_home(*dst, *offset, *size, exit),
+                    _ => false,
+                };
+                if !self.sunk.contains_key(dst) && !in_home(self) {
                     self.load_context(*offset, *size, *signed);
                     self.store(*dst, Reg::R0);
                 }
@@ -1053,7 +1062,8 @@ impl Emitter<'_> {
 
     /// A fault-safe read of `size` bytes at `addr`; `fault` (where given) is set to 1 on a fault.
     fn read(&mut self, dst: Var, addr: Var, size: u8, signed: bool, space: AddrSpace, fault: Option<Var>) {
-        self.push(insn::st_imm(Size::DW, Reg::R10, READ_BUF, 0));
+        // No zeroing first: on a fault the helper zeroes the `size` bytes it was to write,
+        // the bytes loaded below.
         self.push(insn::mov64_reg(Reg::R1, Reg::R10));
         self.push(insn::alu64_imm(AluOp::Add, Reg::R1, READ_BUF as i32));
         self.push(insn::mov64_imm(Reg::R2, size as i32));
