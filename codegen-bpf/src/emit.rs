@@ -314,6 +314,8 @@ pub fn emit_handler(cx: Context<'_>, handler: HandlerSpec<'_>, rodata: &mut Roda
         check_syscall_reads(func, exit)?;
     }
     let mut read_back: Option<HashSet<Var>> = None;
+    // Where the second pass keeps the key buffer's address (see `Emitter::key_in`).
+    let mut key_in = None;
     loop {
         let mut e = Emitter {
             program,
@@ -328,7 +330,9 @@ pub fn emit_handler(cx: Context<'_>, handler: HandlerSpec<'_>, rodata: &mut Roda
             tmp_off,
             frames_off,
             key_lists: &key_lists,
-            key,
+            key: key_in.map_or(key, |(r, _)| Buf { base: r, off: 0 }),
+            key_in,
+            key_addrs: 0,
             handler_index,
             args,
             guard_exit,
@@ -363,6 +367,7 @@ pub fn emit_handler(cx: Context<'_>, handler: HandlerSpec<'_>, rodata: &mut Roda
                 scratch_size,
             });
         }
+        key_in = e.key_register().map(|r| (r, key.off));
         read_back = Some(e.read_back);
     }
 }
@@ -390,6 +395,12 @@ struct Emitter<'a> {
     key_lists: &'a HashMap<lang::ir::IterId, u32>,
     /// Where array keys are built.
     key: Buf,
+    /// A callee-saved register the prologue sets to the key buffer's address on the stack
+    /// (`r10 + offset`), when the first pass took that address three times or more and left
+    /// the register unused: each `r = key` is then one instruction, not two.
+    key_in: Option<(Reg, i16)>,
+    /// How many times `addr` took the key buffer's address.
+    key_addrs: u32,
     /// This handler's index in the program, for error records.
     handler_index: u32,
     args: ProgramContext,
@@ -763,6 +774,20 @@ impl Emitter<'_> {
         if globals && !self.guard_exit {
             self.globals_ptr(GLOBALS);
         }
+        if let Some((r, off)) = self.key_in {
+            self.push(insn::mov64_reg(r, Reg::R10));
+            self.push(insn::alu64_imm(AluOp::Add, r, off as i32));
+        }
+    }
+
+    /// After the first pass: a callee-saved register for the key buffer's address (see
+    /// `key_in`). Not with callbacks, which find their results at offsets from the key on
+    /// the stack, and not r7, which says the scratch area is loaded.
+    fn key_register(&self) -> Option<Reg> {
+        if self.key.base != Reg::R10 || !self.callbacks.is_empty() || self.key_addrs < 3 {
+            return None;
+        }
+        [CTX, GLOBALS, RECORD].into_iter().find(|r| !self.insns.iter().any(|i| i.dst == r.0 || i.src == r.0))
     }
 
     /// `dst` = the address of the globals: the globals map is a one-entry array, whose value
@@ -872,6 +897,7 @@ impl Emitter<'_> {
 
     /// `r = buf.base + buf.off`.
     fn addr(&mut self, r: Reg, buf: Buf) {
+        self.key_addrs += u32::from(buf == self.key);
         self.push(insn::mov64_reg(r, buf.base));
         if buf.off != 0 {
             self.push(insn::alu64_imm(AluOp::Add, r, buf.off as i32));
