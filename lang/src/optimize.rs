@@ -53,7 +53,9 @@ fn thread_jumps(func: &mut Function) -> bool {
             }
             let data = &func.blocks[at];
             if copied.len() + data.insts.len() > THREAD_INSTS
-                || !data.insts.iter().all(|i| matches!(i.kind, InstKind::Const { .. } | InstKind::Copy { .. } | InstKind::Compare { .. }))
+                || !data.insts.iter().all(|i| {
+                    matches!(i.kind, InstKind::Const { .. } | InstKind::Copy { .. } | InstKind::Compare { .. })
+                })
             {
                 break;
             }
@@ -120,11 +122,7 @@ fn compare(op: CmpOp, l: i64, r: i64) -> bool {
 
 /// The blocks from which the block itself can be reached again.
 fn blocks_on_cycles(func: &Function) -> SecondaryMap<Block, bool> {
-    let succs = |b: Block| match func.blocks[b].term {
-        Terminator::Jump(to) => vec![to],
-        Terminator::Branch { then, els, .. } => vec![then, els],
-        Terminator::Return => vec![],
-    };
+    let succs = |b: Block| func.blocks[b].term.successors();
     let mut on_cycle = SecondaryMap::new();
     for start in func.blocks.keys() {
         let (mut seen, mut work) = (SecondaryMap::<Block, bool>::new(), succs(start));
