@@ -128,10 +128,8 @@ pub(super) struct BlockLayout {
     /// Blocks with code, entry first; a block's likely successor follows it where it can,
     /// so the jump to it disappears.
     pub(super) order: Vec<Block>,
-    /// Every reachable block, for liveness, in reverse postorder (a block before those it
-    /// leads to, but around a loop): live ranges over this order end where the values die,
-    /// not at a block lowering happened to create later. `order` leaves out the empty ones
-    /// that only jump or return.
+    /// Every reachable block, for liveness; `order` leaves out the empty ones that only
+    /// jump or return.
     pub(super) reachable: Vec<Block>,
     /// Per block, the label a jump to it goes to: past empty blocks to where they lead.
     targets: HashMap<Block, Label>,
@@ -148,23 +146,11 @@ impl BlockLayout {
 /// jumps and the `then` of branches (the `else` where the `then` is out already), so
 /// straight-line code stays straight.
 pub(super) fn layout_blocks(func: &Function) -> BlockLayout {
-    // Depth first from the entry, each block listed once all it leads to is.
     let mut seen = cranelift_entity::EntitySet::with_capacity(func.blocks.len());
-    let mut postorder = Vec::new();
-    let mut stack: Vec<(Block, usize)> = func.entry.into_iter().map(|e| (e, 0)).collect();
-    seen.extend(func.entry);
-    while let Some((b, next)) = stack.last_mut() {
-        match func.blocks[*b].term.successors().get(*next) {
-            Some(&s) => {
-                *next += 1;
-                if seen.insert(s) {
-                    stack.push((s, 0));
-                }
-            }
-            None => {
-                postorder.push(*b);
-                stack.pop();
-            }
+    let mut stack: Vec<Block> = func.entry.into_iter().collect();
+    while let Some(b) = stack.pop() {
+        if seen.insert(b) {
+            stack.extend(func.blocks[b].term.successors());
         }
     }
     let reachable: Vec<Block> = func.blocks.keys().filter(|b| seen.contains(*b)).collect();
@@ -212,6 +198,5 @@ pub(super) fn layout_blocks(func: &Function) -> BlockLayout {
             };
         }
     }
-    postorder.reverse();
-    BlockLayout { order, reachable: postorder, targets }
+    BlockLayout { order, reachable, targets }
 }
