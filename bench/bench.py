@@ -483,8 +483,14 @@ def section_d():
         ("predicate on a field (close fd == 12345, counter)",
          'tracepoint:syscalls:sys_enter_close /args->fd == 12345/ { @n = count(); }',
          'global n probe kernel.trace("syscalls:sys_enter_close") { if ($fd == 12345) n++ }'),
-        ("connect one-liner (bpftap reads dport, bpftrace does not)",
-         'tracepoint:syscalls:sys_enter_connect { printf("%s %d\\n", comm, pid); }',
+        # The same job on both sides: read the user's sockaddr (family, length, port, as
+        # syscall.connect's dport does for AF_INET and AF_INET6), keep port 23, print. bpftrace
+        # 0.17 has no ntohs: the port is compared in network order.
+        ("connect to port 23 (both read the user sockaddr)",
+         'tracepoint:syscalls:sys_enter_connect { $sa = (struct sockaddr_in *)args->uservaddr; '
+         '$af = $sa->sin_family; '
+         'if ((($af == 2 && args->addrlen >= 16) || ($af == 10 && args->addrlen >= 28)) '
+         '&& $sa->sin_port == 0x1700) { printf("%s %d\\n", comm, pid); } }',
          'probe syscall.connect /dport == 23/ { printf("%s %d\\n", execname(), pid()) }'),
     ]
     for what, bts, taps in cases:

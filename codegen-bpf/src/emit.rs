@@ -324,6 +324,8 @@ pub fn emit_handler(cx: Context<'_>, handler: HandlerSpec<'_>, rodata: &mut Roda
         check_syscall_reads(func, exit)?;
     }
     let mut read_back: Option<HashSet<Var>> = None;
+    // Where the second pass keeps the key buffer's address (see `Emitter::key_in`).
+    let mut key_in = None;
     loop {
         let mut e = Emitter {
             program,
@@ -338,7 +340,9 @@ pub fn emit_handler(cx: Context<'_>, handler: HandlerSpec<'_>, rodata: &mut Roda
             tmp_off,
             frames_off,
             key_lists: &key_lists,
-            key,
+            key: key_in.map_or(key, |(r, _)| Buf { base: r, off: 0 }),
+            key_in,
+            key_addrs: 0,
             iterator,
             loop_nests,
             handler_index,
@@ -375,6 +379,7 @@ pub fn emit_handler(cx: Context<'_>, handler: HandlerSpec<'_>, rodata: &mut Roda
                 scratch_size,
             });
         }
+        key_in = e.key_register().map(|r| (r, key.off));
         read_back = Some(e.read_back);
     }
 }
@@ -413,6 +418,12 @@ struct Emitter<'a> {
     iterator: Option<i16>,
     /// The handler's [`InstKind::LoopStart`]s.
     loop_nests: usize,
+    /// A callee-saved register the prologue sets to the key buffer's address on the stack
+    /// (`r10 + offset`), when the first pass took that address three times or more and left
+    /// the register unused: each `r = key` is then one instruction, not two.
+    key_in: Option<(Reg, i16)>,
+    /// How many times `addr` took the key buffer's address.
+    key_addrs: u32,
     /// This handler's index in the program, for error records.
     handler_index: u32,
     args: ProgramContext,
@@ -773,6 +784,10 @@ impl Emitter<'_> {
         if globals && !self.guard_exit {
             self.globals_ptr(GLOBALS);
         }
+        if let Some((r, off)) = self.key_in {
+            self.push(insn::mov64_reg(r, Reg::R10));
+            self.push(insn::alu64_imm(AluOp::Add, r, off as i32));
+        }
         if let Some(it) = self.iterator {
             self.iterator_new(it, if self.loop_nests == 1 { self.program.loop_budget as i32 } else { 0 });
         }
@@ -792,6 +807,16 @@ impl Emitter<'_> {
         self.push(insn::mov64_reg(Reg::R1, Reg::R10));
         self.push(insn::alu64_imm(AluOp::Add, Reg::R1, it as i32));
         self.push(insn::call_kfunc(which(iterator)));
+    }
+
+    /// After the first pass: a callee-saved register for the key buffer's address (see
+    /// `key_in`). Not with callbacks, which find their results at offsets from the key on
+    /// the stack, and not r7, which says the scratch area is loaded.
+    fn key_register(&self) -> Option<Reg> {
+        if self.key.base != Reg::R10 || !self.callbacks.is_empty() || self.key_addrs < 3 {
+            return None;
+        }
+        [CTX, GLOBALS, RECORD].into_iter().find(|r| !self.insns.iter().any(|i| i.dst == r.0 || i.src == r.0))
     }
 
     /// `dst` = the address of the globals: the globals map is a one-entry array, whose value
@@ -853,13 +878,18 @@ impl Emitter<'_> {
         if self.stored.is_none_or(|stored| stored.contains(&v)) && !self.consts.contains_key(&v) {
             self.push(insn::stx(Size::DW, Reg::R10, r, off));
         }
+        self.forget(v);
+        if let Some(slot) = self.cached.get_mut(r.0 as usize) {
+            *slot = Some(v);
+        }
+    }
+
+    /// No register holds `v` any more: its home was written behind their back.
+    fn forget(&mut self, v: Var) {
         for c in self.cached.iter_mut() {
             if *c == Some(v) {
                 *c = None;
             }
-        }
-        if let Some(slot) = self.cached.get_mut(r.0 as usize) {
-            *slot = Some(v);
         }
     }
 
@@ -896,6 +926,7 @@ impl Emitter<'_> {
 
     /// `r = buf.base + buf.off`.
     fn addr(&mut self, r: Reg, buf: Buf) {
+        self.key_addrs += u32::from(buf == self.key);
         self.push(insn::mov64_reg(r, buf.base));
         if buf.off != 0 {
             self.push(insn::alu64_imm(AluOp::Add, r, buf.off as i32));
@@ -954,7 +985,11 @@ impl Emitter<'_> {
             InstKind::Concat { dst, lhs, rhs } => self.concat(*dst, *lhs, *rhs),
             InstKind::RegexMatch { dst, regex, subject } => self.regex_match(*dst, *regex, *subject)?,
             InstKind::LoadContext { dst, offset, size, signed } => {
-                if !self.sunk.contains_key(dst) {
+                let in_home = |e: &mut Self| match e.args {
+                    ProgramContext::Syscall { exit, .. } => e.read_syscall_slot_home(*dst, *offset, *size, exit),
+                    _ => false,
+                };
+                if !self.sunk.contains_key(dst) && !in_home(self) {
                     self.load_context(*offset, *size, *signed);
                     self.store(*dst, Reg::R0);
                 }
@@ -1093,7 +1128,8 @@ impl Emitter<'_> {
 
     /// A fault-safe read of `size` bytes at `addr`; `fault` (where given) is set to 1 on a fault.
     fn read(&mut self, dst: Var, addr: Var, size: u8, signed: bool, space: AddrSpace, fault: Option<Var>) {
-        self.push(insn::st_imm(Size::DW, Reg::R10, READ_BUF, 0));
+        // No zeroing first: on a fault the helper zeroes the `size` bytes it was to write,
+        // the bytes loaded below.
         self.push(insn::mov64_reg(Reg::R1, Reg::R10));
         self.push(insn::alu64_imm(AluOp::Add, Reg::R1, READ_BUF as i32));
         self.push(insn::mov64_imm(Reg::R2, size as i32));

@@ -9,16 +9,134 @@
 //! the tapset functions' branches it inlines) cost nothing at run time, as in SystemTap.
 //! The code generator emits the instructions left, all of them.
 //!
+//! Jump threading: a jump into blocks that only copy and compare, and end in a branch the
+//! values known at the jump decide (`af = -1` then `if (af == 2)`, the way inlined tapset
+//! functions return constants), goes straight to where the branch leads, with the copies
+//! and compares on its way repeated before it; dead-code elimination then removes what
+//! nothing reads. Blocks on a cycle are not threaded through, so a loop keeps its one way in.
+//!
 //! Invariant: the observable behaviour of the handler is unchanged, and the result still
 //! passes `ir::verify`.
 
+use std::collections::HashMap;
+
 use cranelift_entity::{PrimaryMap, SecondaryMap};
 
-use crate::ir::{Block, FmtId, Function, Inst, InstKind, Program, Terminator, Var};
+use crate::ir::{Block, CmpOp, FmtId, Function, Inst, InstKind, Operand, Program, Terminator, Var};
 use crate::liveness::block_liveness;
 
 pub fn run(func: &mut Function) {
     eliminate_dead_code(func);
+    while thread_jumps(func) {
+        eliminate_dead_code(func);
+    }
+}
+
+/// Blocks threaded through at most, and instructions repeated at most, per jump.
+const THREAD_BLOCKS: usize = 16;
+const THREAD_INSTS: usize = 16;
+
+/// Threads every jump whose way on a known branch decides (see the module's comment).
+fn thread_jumps(func: &mut Function) -> bool {
+    let on_cycle = blocks_on_cycles(func);
+    let mut changed = false;
+    for b in func.blocks.keys().collect::<Vec<_>>() {
+        let Terminator::Jump(first) = func.blocks[b].term else { continue };
+        let mut known = HashMap::new();
+        for inst in &func.blocks[b].insts {
+            step(&mut known, &inst.kind);
+        }
+        let (mut at, mut copied, mut decided) = (first, Vec::new(), None);
+        for _ in 0..THREAD_BLOCKS {
+            if at == b || on_cycle[at] {
+                break;
+            }
+            let data = &func.blocks[at];
+            if copied.len() + data.insts.len() > THREAD_INSTS
+                || !data.insts.iter().all(|i| {
+                    matches!(i.kind, InstKind::Const { .. } | InstKind::Copy { .. } | InstKind::Compare { .. })
+                })
+            {
+                break;
+            }
+            for inst in &data.insts {
+                step(&mut known, &inst.kind);
+            }
+            copied.extend(data.insts.iter().cloned());
+            at = match data.term {
+                Terminator::Jump(next) => next,
+                Terminator::Branch { cond, then, els } => match known.get(&cond) {
+                    Some(&value) => {
+                        let to = if value != 0 { then } else { els };
+                        decided = Some((copied.len(), to));
+                        to
+                    }
+                    None => break,
+                },
+                Terminator::Return => break,
+            };
+        }
+        if let Some((n, to)) = decided {
+            copied.truncate(n);
+            func.blocks[b].insts.extend(copied);
+            func.blocks[b].term = Terminator::Jump(to);
+            changed = true;
+        }
+    }
+    changed
+}
+
+/// What `kind` leaves known of the long values in `known`.
+fn step(known: &mut HashMap<Var, i64>, kind: &InstKind) {
+    let value = match *kind {
+        InstKind::Const { value, .. } => Some(value),
+        InstKind::Copy { src, .. } => known.get(&src).copied(),
+        InstKind::Compare { op, lhs, rhs, .. } => {
+            let rhs = match rhs {
+                Operand::Imm(v) => Some(v),
+                Operand::Var(v) => known.get(&v).copied(),
+            };
+            known.get(&lhs).zip(rhs).map(|(&l, r)| i64::from(compare(op, l, r)))
+        }
+        _ => None,
+    };
+    for d in kind.defs() {
+        known.remove(&d);
+    }
+    if let (Some(d), Some(v)) = (kind.def(), value) {
+        known.insert(d, v);
+    }
+}
+
+/// `l op r` on longs, signed, as the code generator compares them.
+fn compare(op: CmpOp, l: i64, r: i64) -> bool {
+    match op {
+        CmpOp::Eq => l == r,
+        CmpOp::Ne => l != r,
+        CmpOp::Lt => l < r,
+        CmpOp::Le => l <= r,
+        CmpOp::Gt => l > r,
+        CmpOp::Ge => l >= r,
+    }
+}
+
+/// The blocks from which the block itself can be reached again.
+fn blocks_on_cycles(func: &Function) -> SecondaryMap<Block, bool> {
+    let succs = |b: Block| func.blocks[b].term.successors();
+    let mut on_cycle = SecondaryMap::new();
+    for start in func.blocks.keys() {
+        let (mut seen, mut work) = (SecondaryMap::<Block, bool>::new(), succs(start));
+        while let Some(b) = work.pop() {
+            if b == start {
+                on_cycle[start] = true;
+                break;
+            }
+            if !std::mem::replace(&mut seen[b], true) {
+                work.extend(succs(b));
+            }
+        }
+    }
+    on_cycle
 }
 
 /// Drops the formats no instruction uses any more (a dead `sprintf`'s), renumbering the rest
@@ -199,5 +317,33 @@ mod tests {
         eliminate_dead_code(&mut f);
         assert!(matches!(f.blocks[entry].term, Terminator::Jump(b) if b == join));
         assert!(f.blocks.values().all(|b| b.insts.is_empty()));
+    }
+
+    /// An inlined `f()` returning -1 on one way: `r = -1; af = r; if (af == 2) ...` from
+    /// there goes straight to the else, and the copies nothing reads any more go; the way
+    /// where `r` is unknown keeps its test.
+    #[test]
+    fn jumps_a_known_value_decides_are_threaded() {
+        let mut f = Function::default();
+        let [entry, minus, read, test, two, other] = [(); 6].map(|_| f.new_block());
+        f.entry = Some(entry);
+        let [c, r, af, is2] = [(); 4].map(|_| f.new_var(Ty::Long, None));
+        f.blocks[entry].insts = vec![inst(InstKind::LoadContext { dst: c, offset: 24, size: 8, signed: false })];
+        f.blocks[entry].term = Terminator::Branch { cond: c, then: minus, els: read };
+        f.blocks[minus].insts = vec![inst(InstKind::Const { dst: r, value: -1 })];
+        f.blocks[minus].term = Terminator::Jump(test);
+        f.blocks[read].insts = vec![inst(InstKind::LoadContext { dst: r, offset: 16, size: 8, signed: false })];
+        f.blocks[read].term = Terminator::Jump(test);
+        f.blocks[test].insts = vec![
+            inst(InstKind::Copy { dst: af, src: r }),
+            inst(InstKind::Compare { op: CmpOp::Eq, dst: is2, lhs: af, rhs: Operand::Imm(2) }),
+        ];
+        f.blocks[test].term = Terminator::Branch { cond: is2, then: two, els: other };
+        f.blocks[two].term = Terminator::Return;
+        f.blocks[other].term = Terminator::Return;
+        run(&mut f);
+        assert!(matches!(f.blocks[minus].term, Terminator::Jump(b) if b == other));
+        assert!(f.blocks[minus].insts.is_empty());
+        assert!(matches!(f.blocks[read].term, Terminator::Jump(b) if b == test));
     }
 }

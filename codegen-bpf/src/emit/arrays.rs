@@ -119,19 +119,12 @@ impl Emitter<'_> {
         self.bind(found);
     }
 
-    /// `array[keys] += src`. A missing element is inserted with `src` as its value, which
-    /// needs no second lookup unless another CPU inserted the key first.
+    /// `array[keys] += src`: a missing element is inserted as 0 first, so one atomic add
+    /// serves both ways (and a key another CPU inserted first loses nothing).
     pub(super) fn array_add(&mut self, array: lang::ir::ArrayId, keys: &[Var], src: Var) {
-        let (add, done) = (self.new_label(), self.new_label());
-        self.lookup(array, keys);
-        self.jump_if_imm(JmpOp::Ne, Reg::R0, 0, add);
-        self.insert(array, |e| e.home_addr(Reg::R3, src));
-        self.jump_if_imm(JmpOp::Eq, Reg::R0, 0, done);
-        self.lookup_after_insert(array, add);
-        self.bind(add);
+        self.lookup_or_insert(array, keys, 8);
         self.load(Reg::R1, src);
         self.push(insn::atomic_add(Size::DW, Reg::R0, Reg::R1, 0));
-        self.bind(done);
     }
 
     /// `map_update_elem(array, key, r3, BPF_NOEXIST)`, with `value` setting `r3`.

@@ -143,7 +143,8 @@ impl BlockLayout {
 
 /// Lays out the blocks reachable from the entry (the verifier rejects unreachable code).
 /// Lowering creates blocks in source order; a trace from each block in that order follows
-/// jumps and the `then` of branches, so straight-line code stays straight.
+/// jumps and the `then` of branches (the `else` where the `then` is out already), so
+/// straight-line code stays straight.
 pub(super) fn layout_blocks(func: &Function) -> BlockLayout {
     let mut seen = cranelift_entity::EntitySet::with_capacity(func.blocks.len());
     let mut stack: Vec<Block> = func.entry.into_iter().collect();
@@ -188,11 +189,13 @@ pub(super) fn layout_blocks(func: &Function) -> BlockLayout {
         while let Some(b) = at.filter(|b| has_code(*b) && !placed.contains(*b)) {
             placed.insert(b);
             order.push(b);
-            let next = match func.blocks[b].term {
-                Terminator::Jump(t) | Terminator::Branch { then: t, .. } => block_of(targets[&t]),
+            // The `then` of a branch, or its `else` where the `then` is placed or the exit.
+            let unplaced = |t: &Block| block_of(targets[t]).filter(|b| !placed.contains(*b));
+            at = match &func.blocks[b].term {
+                Terminator::Jump(t) => unplaced(t),
+                Terminator::Branch { then, els, .. } => unplaced(then).or_else(|| unplaced(els)),
                 Terminator::Return => None,
             };
-            at = next;
         }
     }
     BlockLayout { order, reachable, targets }

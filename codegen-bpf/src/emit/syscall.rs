@@ -8,20 +8,45 @@ impl Emitter<'_> {
     /// (attached by name: no BTF lookup at start) sees the raw tracepoint's `regs` as a plain
     /// number, so what it points at is read with `bpf_probe_read_kernel`.
     pub(super) fn load_syscall_slot(&mut self, slot: SyscallSlot, exit: bool) {
-        let regs_at = |e: &mut Self, off: i16| {
-            e.push(insn::mov64_reg(Reg::R1, Reg::R10));
-            e.push(insn::alu64_imm(AluOp::Add, Reg::R1, READ_BUF as i32));
-            e.push(insn::mov64_imm(Reg::R2, 8));
-            e.push(insn::ldx(Size::DW, Reg::R3, CTX, 0));
-            e.push(insn::alu64_imm(AluOp::Add, Reg::R3, off as i32));
-            e.push(insn::call(Helper::ProbeReadKernel));
-            e.push(insn::ldx(Size::DW, Reg::R0, Reg::R10, READ_BUF));
-        };
-        match slot {
-            SyscallSlot::Number if exit => regs_at(self, self.regs().syscall_nr),
-            SyscallSlot::Number | SyscallSlot::Result => self.push(insn::ldx(Size::DW, Reg::R0, CTX, 8)),
-            SyscallSlot::Arg(i) => regs_at(self, self.regs().syscall_args[i]),
+        match self.regs_offset(slot, exit) {
+            Some(off) => {
+                self.read_regs(off, READ_BUF);
+                self.push(insn::ldx(Size::DW, Reg::R0, Reg::R10, READ_BUF));
+            }
+            None => self.push(insn::ldx(Size::DW, Reg::R0, CTX, 8)),
         }
+    }
+
+    /// `dst` = the 8-byte record field at `offset` where `regs` holds it: read straight
+    /// into `dst`'s stack slot, not through the read buffer and r0. False (nothing emitted)
+    /// for the fields `load_syscall_slot` serves otherwise.
+    pub(super) fn read_syscall_slot_home(&mut self, dst: Var, offset: u32, size: u8, exit: bool) -> bool {
+        let slot = syscall_record_slot(offset, exit).unwrap_or(SyscallSlot::Number);
+        let Some(off) = self.regs_offset(slot, exit).filter(|_| size == 8) else { return false };
+        let home = self.stack(dst);
+        self.read_regs(off, home);
+        self.forget(dst);
+        true
+    }
+
+    /// The offset in `regs` of what `slot` holds, or `None` where the raw tracepoint's
+    /// second argument holds it (the entry's number, the exit's result).
+    fn regs_offset(&self, slot: SyscallSlot, exit: bool) -> Option<i16> {
+        match slot {
+            SyscallSlot::Number if exit => Some(self.regs().syscall_nr),
+            SyscallSlot::Number | SyscallSlot::Result => None,
+            SyscallSlot::Arg(i) => Some(self.regs().syscall_args[i]),
+        }
+    }
+
+    /// The 8 bytes at `regs + off` into the stack at `r10 + into`.
+    fn read_regs(&mut self, off: i16, into: i16) {
+        self.push(insn::mov64_reg(Reg::R1, Reg::R10));
+        self.push(insn::alu64_imm(AluOp::Add, Reg::R1, into as i32));
+        self.push(insn::mov64_imm(Reg::R2, 8));
+        self.push(insn::ldx(Size::DW, Reg::R3, CTX, 0));
+        self.push(insn::alu64_imm(AluOp::Add, Reg::R3, off as i32));
+        self.push(insn::call(Helper::ProbeReadKernel));
     }
 }
 
