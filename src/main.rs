@@ -373,9 +373,11 @@ fn limits(defines: &[String]) -> Result<Limits, String> {
                 ))
             }
         };
-        *slot = value.parse::<u32>().ok().filter(|n| range.contains(n)).ok_or_else(|| {
-            format!("-D {name}={value}: give a number from {} to {}", range.start(), range.end())
-        })?;
+        *slot = value
+            .parse::<u32>()
+            .ok()
+            .filter(|n| range.contains(n))
+            .ok_or_else(|| format!("-D {name}={value}: give a number from {} to {}", range.start(), range.end()))?;
     }
     Ok(limits)
 }

@@ -30,13 +30,11 @@ const STAP_EXAMPLES: &str = "/usr/share/systemtap/examples";
 const TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Scripts whose probes exceed the verifier's complexity budget, and why.
-const TOO_COMPLEX: &[(&str, &str)] = &[
-    (
-        "stapgames/2048.stp",
-        "a key press runs the whole game move in one kernel probe: loops over the 4x4 board, each \
+const TOO_COMPLEX: &[(&str, &str)] = &[(
+    "stapgames/2048.stp",
+    "a key press runs the whole game move in one kernel probe: loops over the 4x4 board, each \
          iteration branching on array lookups, more paths than the verifier explores",
-    ),
-];
+)];
 
 /// What the verifier says when it gives up on a program's size rather than its safety.
 const TOO_LARGE: [&str; 2] = ["BPF program is too large", "jumps is too complex"];

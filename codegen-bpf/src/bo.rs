@@ -263,7 +263,9 @@ impl BoObject {
                 r.offset = is;
             }
             for call in spec.insns.iter_mut().filter(|i| i.code == insn::class::JMP | insn::jmp::CALL) {
-                if let Some(m) = moves.kfuncs.iter().find(|m| call.src == insn::pseudo::KFUNC_CALL && m.was as i32 == call.imm) {
+                if let Some(m) =
+                    moves.kfuncs.iter().find(|m| call.src == insn::pseudo::KFUNC_CALL && m.was as i32 == call.imm)
+                {
                     call.imm = m.is as i32;
                 }
             }

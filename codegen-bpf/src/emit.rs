@@ -290,7 +290,8 @@ pub fn emit_handler(cx: Context<'_>, handler: HandlerSpec<'_>, rodata: &mut Roda
     let max_key = if takes_variance { max_key + VARIANCE_WORDS * 8 } else { max_key };
     // The loop iterator's 8 bytes, below the variables, where the handler has kernel loops
     // counted by the kernel's iterator (see `Emitter::iterator`).
-    let loop_nests = func.blocks.values().flat_map(|b| &b.insts).filter(|i| matches!(i.kind, InstKind::LoopStart)).count();
+    let loop_nests =
+        func.blocks.values().flat_map(|b| &b.insts).filter(|i| matches!(i.kind, InstKind::LoopStart)).count();
     let iterator_bytes = if loop_nests > 0 { 8 } else { 0 };
     if alloc.stack_bytes + iterator_bytes > STACK_LIMIT {
         let live_longs = alloc.stack_bytes as usize / 8;

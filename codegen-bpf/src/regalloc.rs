@@ -78,14 +78,32 @@ pub fn allocate(
         }
         v
     };
+    // Each group's members. A copy is safe for its own two variables; joining their groups
+    // must not put two others in one slot whose intervals overlap: `d = s` in one branch
+    // and `d = u` in the other would give `s` and `u`, both live before the branch with
+    // different values, one slot.
+    let mut members: HashMap<Var, Vec<Var>> = HashMap::new();
+    let overlap = |a: Var, b: Var| match (intervals[a], intervals[b]) {
+        (Some(x), Some(y)) => x.start <= y.end && y.start <= x.end,
+        _ => false,
+    };
     for (dst, src) in coalescable_copies(func, order, &intervals, &copies) {
         if in_place.contains(&dst) || in_place.contains(&src) || func.ty(dst) != func.ty(src) {
             continue;
         }
         let (d, s) = (find(&leader, dst), find(&leader, src));
-        if d != s {
-            leader.insert(d, s);
+        if d == s {
+            continue;
         }
+        let (dm, sm) = (members.remove(&d).unwrap_or_else(|| vec![d]), members.remove(&s).unwrap_or_else(|| vec![s]));
+        let clash = dm.iter().any(|&a| sm.iter().any(|&b| (a, b) != (dst, src) && overlap(a, b)));
+        if clash {
+            members.insert(d, dm);
+            members.insert(s, sm);
+            continue;
+        }
+        leader.insert(d, s);
+        members.insert(s, sm.into_iter().chain(dm).collect());
     }
     let mut groups: HashMap<Var, Interval> = HashMap::new();
     for (v, interval) in intervals.iter().filter(|(v, _)| !in_place.contains(v)) {
@@ -318,6 +336,29 @@ mod tests {
         };
         assert!(check(false));
         assert!(!check(true));
+    }
+
+    /// `s = t` (both set once: one value) and `d = s` where `s` dies may each share a slot,
+    /// but joined they would put `d` in `t`'s: after `d` changes, `t`, still live, would
+    /// read `d`'s value.
+    #[test]
+    fn joined_copies_keep_a_changed_copy_apart() {
+        let mut f = Function::default();
+        let blk = f.new_block();
+        f.entry = Some(blk);
+        let var = |f: &mut Function| f.new_var(Ty::Long, None);
+        let (t, s, d, u) = (var(&mut f), var(&mut f), var(&mut f), var(&mut f));
+        let add = |dst, lhs, rhs| inst(InstKind::Binary { op: lang::ir::BinOp::Add, dst, lhs, rhs });
+        f.blocks[blk].insts = vec![
+            inst(InstKind::Const { dst: t, value: 1 }),
+            inst(InstKind::Copy { dst: s, src: t }),
+            inst(InstKind::Copy { dst: d, src: s }),
+            add(d, d, Operand::Imm(1)),
+            add(u, t, Operand::Var(d)),
+        ];
+        f.blocks[blk].term = Terminator::Branch { cond: u, then: blk, els: blk };
+        let alloc = allocate(&f, &[blk], &HashSet::new(), -16, 400, 128).unwrap();
+        assert_ne!(alloc.homes[d], alloc.homes[t]);
     }
 
     /// A long live across a loop keeps its slot for the whole loop.

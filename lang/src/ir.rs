@@ -642,7 +642,9 @@ pub enum InstKind {
     LoopStart,
     /// One iteration of a kernel loop, with [`Program::loop_iterator`]: `dst` is non-zero
     /// while the budget [`InstKind::LoopStart`] started lasts.
-    LoopStep { dst: Var },
+    LoopStep {
+        dst: Var,
+    },
     /// `dst = array[keys]`; 0 or "" when absent.
     ArrayGet {
         dst: Var,

@@ -227,7 +227,8 @@ const SYSCALL_NAMES: &str = "__syscall_names";
 /// Whether a loop's condition is bounded by constants only: none (`for (;;)`), a constant,
 /// or a comparison with a constant or a script argument on one side (`i < 4`).
 fn bound_is_constant(cond: Option<&Expr>) -> bool {
-    let constant = |e: &Expr| matches!(e.kind, ExprKind::Number(_) | ExprKind::ScriptArg { .. } | ExprKind::ArgCount { .. });
+    let constant =
+        |e: &Expr| matches!(e.kind, ExprKind::Number(_) | ExprKind::ScriptArg { .. } | ExprKind::ArgCount { .. });
     match cond.map(|c| &c.kind) {
         None => true,
         Some(ExprKind::Compare { lhs, rhs, .. }) => constant(lhs) || constant(rhs),

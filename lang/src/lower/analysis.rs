@@ -89,7 +89,8 @@ pub(super) fn may_change(script: &Elaborated, body: &Stmt, array: &str, vars: &[
             changes |= named(target);
         }
         ExprKind::Call { name, args } => {
-            changes |= script.function(name, args.len()).is_some_and(|f| matches!(f.body, ast::FunctionBody::Script(_)));
+            changes |=
+                script.function(name, args.len()).is_some_and(|f| matches!(f.body, ast::FunctionBody::Script(_)));
         }
         _ => {}
     });
