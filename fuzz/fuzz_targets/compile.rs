@@ -77,6 +77,7 @@ fn options() -> driver::Options {
         script_args: vec!["1".into(), "two".into()],
         string_capacity: 128,
         max_map_entries: 2048,
+        max_action_interruptible: lang::lower::MAX_ACTION_INTERRUPTIBLE,
         verbose: 0,
         known: Default::default(),
         session: None,
