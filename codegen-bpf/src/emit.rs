@@ -281,17 +281,13 @@ pub fn emit_handler(cx: Context<'_>, handler: HandlerSpec<'_>, rodata: &mut Roda
     let tmp_off = args_off + SNPRINTF_MAX_ARGS * 8;
     let key_off = tmp_off + 16;
     let max_key = program.arrays.values().map(|a| layout::key_layout(a).1).max().unwrap_or(0).div_ceil(8) * 8;
+    let insts = || func.blocks.values().flat_map(|b| &b.insts).map(|i| &i.kind);
     // `@variance` folds the CPUs' shares into words just past its key (see `stat_variance`).
-    let takes_variance = func
-        .blocks
-        .values()
-        .flat_map(|b| &b.insts)
-        .any(|i| matches!(i.kind, InstKind::StatGet { op: StatOp::Variance, .. }));
+    let takes_variance = insts().any(|i| matches!(i, InstKind::StatGet { op: StatOp::Variance, .. }));
     let max_key = if takes_variance { max_key + VARIANCE_WORDS * 8 } else { max_key };
     // The loop iterator's 8 bytes, below the variables, where the handler has kernel loops
     // counted by the kernel's iterator (see `Emitter::iterator`).
-    let loop_nests =
-        func.blocks.values().flat_map(|b| &b.insts).filter(|i| matches!(i.kind, InstKind::LoopStart)).count();
+    let loop_nests = insts().filter(|i| matches!(i, InstKind::LoopStart)).count();
     let iterator_bytes = if loop_nests > 0 { 8 } else { 0 };
     if alloc.stack_bytes + iterator_bytes > STACK_LIMIT {
         let live_longs = alloc.stack_bytes as usize / 8;
@@ -305,11 +301,7 @@ pub fn emit_handler(cx: Context<'_>, handler: HandlerSpec<'_>, rodata: &mut Roda
         (Buf::scratch(key_off), key_off + max_key)
     };
     // The frames of a backtrace, last, only for a handler that walks the stack.
-    let walks_stack = func
-        .blocks
-        .values()
-        .flat_map(|b| &b.insts)
-        .any(|i| matches!(i.kind, InstKind::Call { builtin: Builtin::Backtrace { .. }, .. }));
+    let walks_stack = insts().any(|i| matches!(i, InstKind::Call { builtin: Builtin::Backtrace { .. }, .. }));
     let frames_end = if walks_stack { frames_off + MAX_FRAMES * 8 } else { frames_off };
     // Each `foreach`'s snapshot of keys, last (see `iter_start`).
     let (key_lists, scratch_size) = key_list_offsets(program, func, frames_end);
@@ -810,6 +802,22 @@ impl Emitter<'_> {
         self.push(insn::call_kfunc(which(iterator)));
     }
 
+    /// Where a loop nest starts: the iterator afresh, unless the prologue's is this one's.
+    fn loop_start(&mut self) {
+        let it = self.iterator.expect("set for a handler with LoopStart");
+        if self.loop_nests > 1 {
+            self.iterator_call(it, |iterator| iterator.destroy);
+            self.iterator_new(it, self.program.loop_budget as i32);
+        }
+    }
+
+    /// One iteration: `dst` is the iterator's next value, null once the budget is spent.
+    fn loop_step(&mut self, dst: Var) {
+        let it = self.iterator.expect("set for a handler with LoopStart");
+        self.iterator_call(it, |iterator| iterator.next);
+        self.store(dst, Reg::R0);
+    }
+
     /// After the first pass: a callee-saved register for the key buffer's address (see
     /// `key_in`). Not with callbacks, which find their results at offsets from the key on
     /// the stack, and not r7, which says the scratch area is loaded.
@@ -1019,17 +1027,8 @@ impl Emitter<'_> {
             InstKind::MaxActionExceeded => {
                 self.output_header_record(layout::record_error::MAX_ACTION | self.handler_index);
             }
-            InstKind::LoopStart if self.loop_nests == 1 => {}
-            InstKind::LoopStart => {
-                let it = self.iterator.expect("set for a handler with LoopStart");
-                self.iterator_call(it, |iterator| iterator.destroy);
-                self.iterator_new(it, self.program.loop_budget as i32);
-            }
-            InstKind::LoopStep { dst } => {
-                let it = self.iterator.expect("set for a handler with LoopStart");
-                self.iterator_call(it, |iterator| iterator.next);
-                self.store(*dst, Reg::R0);
-            }
+            InstKind::LoopStart => self.loop_start(),
+            InstKind::LoopStep { dst } => self.loop_step(*dst),
             InstKind::ArrayGet { dst, array, keys } => self.array_get(*dst, *array, keys),
             InstKind::ArrayContains { dst, array, keys } => {
                 self.lookup(*array, keys);

@@ -157,10 +157,7 @@ fn exec(
     match kind {
         InstKind::Const { dst, value } => set(vars, *dst, Value::Long(*value)),
         InstKind::StrConst { dst, value } => set(vars, *dst, Value::Str(truncate(value.clone(), cap))),
-        InstKind::Copy { dst, src } => {
-            let v = vars[src.as_u32() as usize].clone();
-            set(vars, *dst, v)
-        }
+        InstKind::Copy { dst, src } => set(vars, *dst, vars[src.as_u32() as usize].clone()),
         InstKind::Unary { op, dst, src } => set(vars, *dst, Value::Long(unary(*op, long(vars, *src)))),
         InstKind::Binary { op, dst, lhs, rhs } => {
             set(vars, *dst, Value::Long(binary(*op, long(vars, *lhs), operand(vars, *rhs))))
