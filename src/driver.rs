@@ -119,21 +119,31 @@ pub fn compile(
     };
     let mut timer = PassTimer::new(options.verbose);
 
-    // Pass 1: lex and preprocess the tapsets (their macros are visible to the script), parse
-    // the script, then only the tapset items it needs (see `lang::select`).
+    // Pass 1: record the tapsets' macros (visible to the script), parse the script, then only
+    // the tapset items it needs (see `lang::select`), preparing a tapset file once something
+    // in it may be needed.
     let mut macros = Macros::default();
     let mut diags = Vec::new();
-    let builtin = TAPSETS.len() + 1;
-    let tapsets: Vec<select::Tapset> = tapset_texts(&options.include)
+    let mut tapset_files = Vec::new();
+    let mut tapsets: Vec<select::Tapset> = tapset_texts(&options.include)
         .into_iter()
-        .enumerate()
-        .map(|(i, (name, text))| {
-            let f = sources.add(name, text, SourceKind::Tapset);
-            let (items, d) = parse::prepare(&sources, f, &env, &mut macros);
-            diags.extend(d);
-            select::Tapset { items, whole: i >= builtin }
+        .map(|t| {
+            let summary = select::Summary::of(&t.text);
+            let f = sources.add(t.name, t.text, SourceKind::Tapset);
+            tapset_files.push(f);
+            let mut items = None;
+            if t.included {
+                let (prepared, d) = parse::prepare(&sources, f, &env, &mut macros);
+                diags.extend(d);
+                items = Some(prepared);
+            } else if summary.defines_macros {
+                diags.extend(parse::define_macros(&sources, f, &env, &mut macros));
+            }
+            select::Tapset { items, summary, whole: t.included }
         })
         .collect();
+    // Prepared later, they see the tapsets' macros, not the script's.
+    let mut tapset_macros = macros.clone();
     let mut script = ast::Script::default();
     let mut session_items = None;
     if let Some(text) = &options.session {
@@ -151,7 +161,8 @@ pub fn compile(
         script.items.extend(script_items.parse(i, &env, &mut diags));
     }
     let every_items: Vec<&parse::Items> = session_items.iter().chain([&script_items]).collect();
-    let (selected, d) = select::select(&script, &every_items, &tapsets, &env);
+    let mut prepare_tapset = |f: usize| parse::prepare(&sources, tapset_files[f], &env, &mut tapset_macros);
+    let (selected, d) = select::select(&script, &every_items, &mut tapsets, &env, &mut prepare_tapset);
     diags.extend(d);
     timer.done("parse");
     if diag::has_errors(&diags) {
@@ -168,7 +179,7 @@ pub fn compile(
     let (elaborated, table) = match elaborate_and_check(&script, &selected, file, kernel, options) {
         Ok(done) => done,
         Err(_) => {
-            let (every, _) = select::all(&tapsets, &env);
+            let (every, _) = select::all(&mut tapsets, &env, &mut prepare_tapset);
             elaborate_and_check(&script, &every, file, kernel, options)
                 .map_err(|diags| Failure { sources: sources.clone(), diags })?
         }
@@ -256,17 +267,28 @@ fn elaborate_and_check(
 
 /// The built-in tapsets and the syscall aliases written from the table, then the `.stp`
 /// files of each `-I` directory, sorted.
-pub fn tapset_texts(include: &[std::path::PathBuf]) -> Vec<(String, String)> {
-    let mut out: Vec<(String, String)> = TAPSETS.iter().map(|(n, t)| (n.to_string(), t.to_string())).collect();
+/// A tapset's source.
+pub struct TapsetText {
+    pub name: String,
+    pub text: String,
+    /// From a directory given with `-I`, not built in.
+    pub included: bool,
+}
+
+/// The built-in tapsets, each alias of the syscall table as a file of its own (a script uses
+/// few: see `lang::select`), then the `.stp` files of the `-I` directories.
+pub fn tapset_texts(include: &[std::path::PathBuf]) -> Vec<TapsetText> {
+    let builtin = |name: &str, text: String| TapsetText { name: name.to_string(), text, included: false };
+    let mut out: Vec<TapsetText> = TAPSETS.iter().map(|(n, t)| builtin(n, t.to_string())).collect();
     // The table is part of the binary and a unit test parses it: an error here is a bug.
     let entries = lang::syscall_aliases::parse_table(SYSCALL_TABLE).expect("tapsets/syscalls.table is well-formed");
-    out.push((SYSCALL_TABLE_TAPSET.to_string(), lang::syscall_aliases::tapset_source(&entries)));
+    out.extend(entries.chunks(1).map(|e| builtin(SYSCALL_TABLE_TAPSET, lang::syscall_aliases::tapset_source(e))));
     for dir in include {
         let mut entries: Vec<_> = std::fs::read_dir(dir).into_iter().flatten().flatten().map(|e| e.path()).collect();
         entries.sort();
         for path in entries.into_iter().filter(|p| p.extension().is_some_and(|e| e == "stp")) {
             if let Ok(text) = std::fs::read_to_string(&path) {
-                out.push((path.display().to_string(), text));
+                out.push(TapsetText { name: path.display().to_string(), text, included: true });
             }
         }
     }

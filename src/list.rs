@@ -43,8 +43,8 @@ pub fn list(
     let mut macros = Macros::default();
     let tapsets: Vec<ast::Script> = tapset_texts(include)
         .into_iter()
-        .map(|(name, text)| {
-            let file = sources.add(name, text, SourceKind::Tapset);
+        .map(|t| {
+            let file = sources.add(t.name, t.text, SourceKind::Tapset);
             parse::parse(&sources, file, &env, &mut macros).0
         })
         .collect();

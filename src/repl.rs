@@ -641,8 +641,8 @@ struct Completion {
 impl Completion {
     fn new(include: &[PathBuf], globals: Arc<Mutex<Vec<String>>>) -> Completion {
         let mut functions: Vec<String> = lang::builtins::BUILTINS.iter().map(|b| b.name.to_string()).collect();
-        for (_, text) in driver::tapset_texts(include) {
-            let mut words = text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'));
+        for tapset in driver::tapset_texts(include) {
+            let mut words = tapset.text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'));
             while let Some(word) = words.next() {
                 if word == "function" {
                     match words.find(|w| !w.is_empty()) {

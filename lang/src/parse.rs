@@ -68,6 +68,14 @@ pub fn prepare(
     (Items { file, text_len: text.len(), tokens, bounds }, diags)
 }
 
+/// Records the macros file `file` defines, without preparing it (see
+/// [`preprocess::define_macros`]).
+pub fn define_macros(sources: &SourceMap, file: FileId, env: &PreprocessEnv, macros: &mut Macros) -> Vec<Diagnostic> {
+    let (tokens, mut diags) = lexer::lex(&sources.file(file).text, file);
+    preprocess::define_macros(&tokens, env, macros, &mut diags);
+    diags
+}
+
 impl Items {
     pub fn file(&self) -> FileId {
         self.file

@@ -105,10 +105,18 @@ pub fn preprocess(
     if tokens.iter().all(untouched) {
         return tokens;
     }
-    let mut ctx = Ctx { env, macros, diags, expanded: 0 };
+    let mut ctx = Ctx { env, macros, diags, expanded: 0, defining_only: false };
     let mut out = Vec::with_capacity(tokens.len());
     ctx.run(&tokens, &mut out, 0);
     out
+}
+
+/// Only the `@define`s of `tokens`, in the branches of conditionals `env` chooses, recorded in
+/// `macros`: what a file offers the files after it, without the cost of expanding its own
+/// macro uses (see `lang::select`).
+pub fn define_macros(tokens: &[SpannedToken], env: &PreprocessEnv, macros: &mut Macros, diags: &mut Vec<Diagnostic>) {
+    let mut ctx = Ctx { env, macros, diags, expanded: 0, defining_only: true };
+    ctx.run(tokens, &mut Vec::new(), 0);
 }
 
 /// How deep macros may expand inside each other before we call it recursion.
@@ -123,6 +131,8 @@ struct Ctx<'a> {
     diags: &'a mut Vec<Diagnostic>,
     /// Tokens produced by macro expansion so far, up to [`MAX_EXPANDED_TOKENS`].
     expanded: usize,
+    /// Only record macros ([`define_macros`]): nothing is expanded or output.
+    defining_only: bool,
 }
 
 /// A value in a condition.
@@ -150,6 +160,7 @@ impl Ctx<'_> {
                     i += 1;
                 }
                 Token::AtDefine => i = self.define(toks, i),
+                _ if self.defining_only => i += 1,
                 Token::AtName(name) if self.macros.defs.contains_key(name) => {
                     i = self.expand(toks, i, out, depth);
                 }

@@ -2,10 +2,12 @@
 //! go through the grammar. Parsing every built-in tapset took most of a small script's compile
 //! time, and compile time should grow with the script, not with the tapsets it does not use.
 //!
-//! Input: the parsed script with its [`Items`], and each tapset's [`Items`] (lexed and
-//! preprocessed whole, so every tapset macro is defined as before). Output: one
-//! [`ast::Script`] per tapset holding the items needed, in file order, and the diagnostics of
-//! parsing them.
+//! Input: the parsed script with its [`Items`], and the tapset files. A file is lexed and
+//! preprocessed (prepared) only once something it defines may be needed: what it defines is
+//! first read from its text ([`Summary`]), since preparing every tapset cost more than
+//! compiling a small script. Files defining macros are prepared before the script, which may
+//! use them. Output: one [`ast::Script`] per tapset holding the items needed, in file order,
+//! and the diagnostics of parsing them.
 //!
 //! An item is needed when the script or a needed item names what it defines:
 //! - a function or global, by an identifier with its name. Any identifier token counts, so a
@@ -13,7 +15,8 @@
 //!   never less;
 //! - an alias, by a probe point of the script, of a needed alias or of a needed tapset probe
 //!   that matches one of its names as elaboration matches them (wildcards included);
-//! - the functions elaboration calls itself ([`GENERATED_CALLS`]).
+//! - the functions elaboration calls itself ([`GENERATED_CALLS`]) in a syscall probe, once a
+//!   point may name one.
 //!
 //! A needed global also selects every item of its file naming it: its type is inferred from
 //! all of them (`__syscall_names_types` gives `__syscall_names` its types).
@@ -26,19 +29,22 @@ use std::collections::{HashMap, HashSet};
 
 use crate::ast::{self, Component, Item};
 use crate::diag::Diagnostic;
-use crate::elaborate::{point_matches, Glob};
+use crate::elaborate::{is_pattern, point_matches, Glob};
 use crate::lexer::{SpannedToken, Token};
 use crate::parse::Items;
 use crate::preprocess::PreprocessEnv;
 
-/// Tapset functions that elaboration calls in the bodies it generates (the `syscall.NAME`
-/// family).
+/// Tapset functions that elaboration calls in the bodies it generates for syscall probes
+/// (`syscall.NAME`, `kernel.trace("syscalls:...")`).
 // IMPORTANT: keep in sync with the calls `elaborate.rs` builds.
 pub const GENERATED_CALLS: &[&str] = &["syscall_name", "_syscall_retstr", "_syscall_raw_argstr", "_user_string_quoted"];
 
 /// A tapset file to select from.
 pub struct Tapset {
-    pub items: Items,
+    /// Its items once prepared; `None` until something it defines may be needed.
+    pub items: Option<Items>,
+    /// What it defines, read from its text.
+    pub summary: Summary,
     /// Parse every item, needed or not: files from `-I`, whose syntax errors must show even
     /// when the script uses nothing from them. The built-in tapsets parse cleanly (see
     /// `lang/tests/corpus.rs`). Only the needed items go on, as for any tapset: SystemTap
@@ -47,20 +53,25 @@ pub struct Tapset {
     pub whole: bool,
 }
 
-/// The items of `tapsets` that `script` needs, parsed; see the module doc.
+/// Lexes and preprocesses tapset file `f` (an index into the `tapsets` given with it).
+pub type Prepare<'p> = dyn FnMut(usize) -> (Items, Vec<Diagnostic>) + 'p;
+
+/// The items of `tapsets` that `script` needs, parsed; see the module doc. Files are prepared
+/// with `prepare` as needed (`tapsets` keeps them for [`all`]).
 pub fn select(
     script: &ast::Script,
     script_items: &[&Items],
-    tapsets: &[Tapset],
+    tapsets: &mut [Tapset],
     env: &PreprocessEnv,
+    prepare: &mut Prepare,
 ) -> (Vec<ast::Script>, Vec<Diagnostic>) {
-    let mut cx = Ctx::new(tapsets, env);
+    let mut cx = Ctx::new(tapsets, env, prepare);
     for items in script_items {
         for i in 0..items.len() {
-            cx.name_all(items.tokens(i));
+            let names = idents(items.tokens(i));
+            cx.name_all(names);
         }
     }
-    cx.names.extend(GENERATED_CALLS.iter().map(|n| n.to_string()));
     for item in &script.items {
         let points = match item {
             Item::Probe(p) => &p.points,
@@ -69,9 +80,9 @@ pub fn select(
         };
         cx.points.extend(points.iter().map(|p| p.components.clone()));
     }
-    for (f, t) in tapsets.iter().enumerate() {
-        if t.whole {
-            for i in 0..t.items.len() {
+    for f in 0..cx.tapsets.len() {
+        if cx.tapsets[f].whole {
+            for i in 0..cx.items(f).len() {
                 cx.parsed(f, i);
             }
         }
@@ -80,10 +91,10 @@ pub fn select(
     // A tapset file's own probes (`probe begin { ... }` initialising its globals) come with
     // the file, as in SystemTap: once anything it defines is used.
     loop {
-        let probes: Vec<(usize, usize)> = (0..tapsets.len())
+        let probes: Vec<(usize, usize)> = (0..cx.tapsets.len())
             .filter(|&f| cx.referenced[f])
-            .flat_map(|f| (0..tapsets[f].items.len()).map(move |i| (f, i)))
-            .filter(|&(f, i)| !cx.needed[f][i] && is_plain_probe(tapsets[f].items.tokens(i)))
+            .flat_map(|f| (0..prepared(cx.tapsets, f).len()).map(move |i| (f, i)))
+            .filter(|&(f, i)| !cx.needed[f][i] && is_plain_probe(prepared(cx.tapsets, f).tokens(i)))
             .collect();
         if probes.is_empty() {
             break;
@@ -106,19 +117,96 @@ fn is_plain_probe(tokens: &[SpannedToken]) -> bool {
 }
 
 /// Every item of every tapset, parsed.
-pub fn all(tapsets: &[Tapset], env: &PreprocessEnv) -> (Vec<ast::Script>, Vec<Diagnostic>) {
-    let mut cx = Ctx::new(tapsets, env);
-    for (f, t) in tapsets.iter().enumerate() {
+pub fn all(tapsets: &mut [Tapset], env: &PreprocessEnv, prepare: &mut Prepare) -> (Vec<ast::Script>, Vec<Diagnostic>) {
+    let mut cx = Ctx::new(tapsets, env, prepare);
+    for f in 0..cx.tapsets.len() {
         cx.referenced[f] = true;
-        for i in 0..t.items.len() {
+        for i in 0..cx.items(f).len() {
             cx.need(f, i);
         }
     }
     cx.finish()
 }
 
+/// What a tapset file defines, read from its text without preparing it: each top-level
+/// `function`, `global` and `probe` starting a line, its header running on over lines that
+/// end with a comma. This finds every name the prepared file defines, in every branch of its
+/// conditionals (a test checks the built-in tapsets), and maybe more: a file found through a
+/// name it does not define is prepared for nothing, nothing worse.
+#[derive(Clone, Debug, Default)]
+pub struct Summary {
+    /// Names of functions and globals, and first components of alias names.
+    defines: Vec<(String, Kind)>,
+    /// The full names of aliases whose names are plain words; a file with an alias of another
+    /// kind keeps `None` here and is matched by first components alone.
+    alias_names: Option<Vec<Vec<Component>>>,
+    /// Whether it defines macros (`@define` starting a line), which the script may use.
+    pub defines_macros: bool,
+}
+
+impl Summary {
+    pub fn of(text: &str) -> Summary {
+        let mut summary = Summary { alias_names: Some(Vec::new()), ..Summary::default() };
+        let line_starts = std::iter::once(0).chain(memchr::memchr_iter(b'\n', text.as_bytes()).map(|i| i + 1));
+        for start in line_starts {
+            let rest = &text[start..];
+            if rest.starts_with("@define") {
+                summary.defines_macros = true;
+            }
+            let Some(keyword) = ["function", "global", "probe", "private"]
+                .into_iter()
+                .find(|k| rest.strip_prefix(k).is_some_and(|r| r.starts_with([' ', '\t'])))
+            else {
+                continue;
+            };
+            let mut end = 0;
+            loop {
+                end += rest[end..].find('\n').map_or(rest.len() - end, |i| i + 1);
+                if end == rest.len() || !rest[..end].trim_end().ends_with(',') {
+                    break;
+                }
+            }
+            let header = &rest[..end];
+            if keyword == "function" {
+                // The common case, without lexing: `function NAME` and what follows.
+                let name = header[keyword.len()..].trim_start();
+                let len = name.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(name.len());
+                summary.defines.push((name[..len].to_string(), Kind::Function));
+                continue;
+            }
+            let (tokens, _) = crate::lexer::lex(header, crate::span::FileId(0));
+            let defined = definitions(&tokens);
+            if defined.iter().any(|(_, kind)| *kind == Kind::Alias) {
+                match (plain_alias_names(&tokens), &mut summary.alias_names) {
+                    (Some(names), Some(all)) => all.extend(names),
+                    _ => summary.alias_names = None,
+                }
+            }
+            summary.defines.extend(defined);
+        }
+        summary
+    }
+
+    /// Whether the file may define the function or global `name`.
+    pub fn may_define(&self, name: &str) -> bool {
+        self.defines.iter().any(|(n, kind)| *kind != Kind::Alias && n == name)
+    }
+
+    /// Whether the file may have an alias `point` names.
+    pub fn may_alias(&self, point: &[Component]) -> bool {
+        match &self.alias_names {
+            Some(names) => names.iter().any(|n| point_matches(point, n)),
+            None => {
+                // Elaboration reports a pattern `Glob` refuses.
+                let Some(Ok(first)) = point.first().map(|c| Glob::new(&c.name)) else { return false };
+                self.defines.iter().any(|(n, kind)| *kind == Kind::Alias && first.matches(n))
+            }
+        }
+    }
+}
+
 /// What a top-level item defines, read from its first tokens.
-#[derive(Clone, Copy, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 enum Kind {
     Function,
     Global,
@@ -126,10 +214,11 @@ enum Kind {
     Alias,
 }
 
-struct Ctx<'a> {
-    tapsets: &'a [Tapset],
+struct Ctx<'a, 'p> {
+    tapsets: &'a mut [Tapset],
     env: &'a PreprocessEnv<'a>,
-    /// Definitions by name: (file, item, kind).
+    prepare: &'a mut Prepare<'p>,
+    /// Definitions by name in the files prepared: (file, item, kind).
     defs: HashMap<String, Vec<(usize, usize, Kind)>>,
     /// The items parsed so far (needed ones, and aliases looked at as candidates).
     parsed: Vec<Vec<Option<Vec<Item>>>>,
@@ -145,27 +234,59 @@ struct Ctx<'a> {
     points: Vec<Vec<Component>>,
 }
 
-impl<'a> Ctx<'a> {
-    fn new(tapsets: &'a [Tapset], env: &'a PreprocessEnv<'a>) -> Ctx<'a> {
-        let mut defs: HashMap<String, Vec<(usize, usize, Kind)>> = HashMap::new();
-        for (f, t) in tapsets.iter().enumerate() {
-            for i in 0..t.items.len() {
-                for (name, kind) in definitions(t.items.tokens(i)) {
-                    defs.entry(name).or_default().push((f, i, kind));
-                }
-            }
-        }
-        Ctx {
+impl<'a, 'p> Ctx<'a, 'p> {
+    fn new(tapsets: &'a mut [Tapset], env: &'a PreprocessEnv<'a>, prepare: &'a mut Prepare<'p>) -> Ctx<'a, 'p> {
+        let files = tapsets.len();
+        let mut cx = Ctx {
             tapsets,
             env,
-            defs,
-            parsed: tapsets.iter().map(|t| vec![None; t.items.len()]).collect(),
-            needed: tapsets.iter().map(|t| vec![false; t.items.len()]).collect(),
-            referenced: vec![false; tapsets.len()],
+            prepare,
+            defs: HashMap::new(),
+            parsed: vec![Vec::new(); files],
+            needed: vec![Vec::new(); files],
+            referenced: vec![false; files],
             diags: Vec::new(),
             names: Vec::new(),
             seen: HashSet::new(),
             points: Vec::new(),
+        };
+        for f in 0..files {
+            if cx.tapsets[f].items.is_some() {
+                cx.register(f);
+            }
+        }
+        cx
+    }
+
+    /// The items of file `f`, prepared now if they were not.
+    fn items(&mut self, f: usize) -> &Items {
+        if self.tapsets[f].items.is_none() {
+            let (items, diags) = (self.prepare)(f);
+            self.tapsets[f].items = Some(items);
+            self.diags.extend(diags);
+            self.register(f);
+        }
+        self.tapsets[f].items.as_ref().expect("prepared above")
+    }
+
+    /// Records what the items of prepared file `f` define.
+    fn register(&mut self, f: usize) {
+        let items = self.tapsets[f].items.as_ref().expect("registered once prepared");
+        for i in 0..items.len() {
+            for (name, kind) in definitions(items.tokens(i)) {
+                self.defs.entry(name).or_default().push((f, i, kind));
+            }
+        }
+        self.parsed[f] = vec![None; items.len()];
+        self.needed[f] = vec![false; items.len()];
+    }
+
+    /// Prepares the files not prepared yet whose summaries `may` accept.
+    fn prepare_where(&mut self, may: impl Fn(&Summary) -> bool) {
+        for f in 0..self.tapsets.len() {
+            if self.tapsets[f].items.is_none() && may(&self.tapsets[f].summary) {
+                self.items(f);
+            }
         }
     }
 
@@ -179,6 +300,7 @@ impl<'a> Ctx<'a> {
             if !self.seen.insert(name.clone()) {
                 continue;
             }
+            self.prepare_where(|s| s.may_define(&name));
             for (f, i, kind) in self.defs.get(&name).cloned().unwrap_or_default() {
                 match kind {
                     // Aliases are found by the probe points naming them.
@@ -190,8 +312,7 @@ impl<'a> Ctx<'a> {
                     Kind::Global => {
                         self.referenced[f] = true;
                         self.need(f, i);
-                        let tapsets = self.tapsets;
-                        let items = &tapsets[f].items;
+                        let items = self.items(f);
                         let users: Vec<usize> =
                             (0..items.len()).filter(|&j| items.tokens(j).iter().any(|t| is_ident(t, &name))).collect();
                         for j in users {
@@ -206,10 +327,15 @@ impl<'a> Ctx<'a> {
     /// Selects the aliases `point` names: candidates by first component, then checked by
     /// their full names as elaboration matches them.
     fn match_point(&mut self, point: &[Component]) {
+        if may_trace_syscalls(point) {
+            let names = GENERATED_CALLS.iter().map(|n| n.to_string()).collect();
+            self.name_all(names);
+        }
         let Some(first) = point.first() else { return };
         // Elaboration reports a pattern `Glob` refuses.
         let Ok(first_glob) = Glob::new(&first.name) else { return };
-        let tapsets = self.tapsets;
+        self.prepare_where(|s| s.may_alias(point));
+        let tapsets = &*self.tapsets;
         let candidates: Vec<(usize, usize)> = self
             .defs
             .iter()
@@ -217,7 +343,7 @@ impl<'a> Ctx<'a> {
             .flat_map(|(_, defs)| defs.iter().filter(|d| d.2 == Kind::Alias).map(|d| (d.0, d.1)))
             // Names read from the tokens rule most candidates out without parsing them (the
             // syscall table alone has a hundred `syscall.*` aliases).
-            .filter(|&(f, i)| match plain_alias_names(tapsets[f].items.tokens(i)) {
+            .filter(|&(f, i)| match plain_alias_names(prepared(tapsets, f).tokens(i)) {
                 Some(names) => names.iter().any(|n| point_matches(point, n)),
                 None => true,
             })
@@ -237,7 +363,7 @@ impl<'a> Ctx<'a> {
     /// Item `i` of tapset `f`, parsed once.
     fn parsed(&mut self, f: usize, i: usize) -> &[Item] {
         if self.parsed[f][i].is_none() {
-            let parsed = self.tapsets[f].items.parse(i, self.env, &mut self.diags);
+            let parsed = prepared(self.tapsets, f).parse(i, self.env, &mut self.diags);
             self.parsed[f][i] = Some(parsed);
         }
         self.parsed[f][i].as_deref().unwrap_or_default()
@@ -248,8 +374,8 @@ impl<'a> Ctx<'a> {
             return;
         }
         self.needed[f][i] = true;
-        let tapsets = self.tapsets;
-        self.name_all(tapsets[f].items.tokens(i));
+        let names = idents(prepared(self.tapsets, f).tokens(i));
+        self.name_all(names);
         let points: Vec<Vec<Component>> = self
             .parsed(f, i)
             .iter()
@@ -263,15 +389,8 @@ impl<'a> Ctx<'a> {
         self.points.extend(points);
     }
 
-    /// Every identifier in `tokens` may name a function or a global.
-    fn name_all(&mut self, tokens: &[SpannedToken]) {
-        for (t, _) in tokens {
-            if let Token::Ident(n) = t {
-                if !self.seen.contains(n) {
-                    self.names.push(n.clone());
-                }
-            }
-        }
+    fn name_all(&mut self, names: Vec<String>) {
+        self.names.extend(names.into_iter().filter(|n| !self.seen.contains(n)));
     }
 
     fn finish(self) -> (Vec<ast::Script>, Vec<Diagnostic>) {
@@ -321,6 +440,29 @@ fn plain_alias_names(tokens: &[SpannedToken]) -> Option<Vec<Vec<Component>>> {
         names.last_mut()?.push(Component { name: word.to_string(), arg: None, span: *span });
     }
     None
+}
+
+/// Whether `point` may be a syscall probe, whose body elaboration writes: a component or a
+/// string argument naming syscalls, or a pattern.
+fn may_trace_syscalls(point: &[Component]) -> bool {
+    let may = |s: &str| s.contains("syscall") || is_pattern(s);
+    point.iter().any(|c| may(&c.name) || matches!(&c.arg, Some(ast::Literal::String(s)) if may(s)))
+}
+
+/// Every identifier in `tokens`: each may name a function or a global.
+fn idents(tokens: &[SpannedToken]) -> Vec<String> {
+    tokens
+        .iter()
+        .filter_map(|(t, _)| match t {
+            Token::Ident(n) => Some(n.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The items of file `f`, which something found in it has prepared.
+fn prepared(tapsets: &[Tapset], f: usize) -> &Items {
+    tapsets[f].items.as_ref().expect("a file is prepared before its items are looked at")
 }
 
 fn is_ident(t: &SpannedToken, name: &str) -> bool {
@@ -385,15 +527,15 @@ mod tests {
     use crate::span::{SourceKind, SourceMap};
 
     const TAPSET: &str = r#"
-        global counts[10], unrelated
-        function counts_types() { counts["x"] = 1 }
-        function bump(k) { counts[k]++ }
-        function helper() { return 1 }
-        function uses_helper() { return helper() }
-        probe fam.a = kernel.trace("sched:sched_switch") { v = uses_helper() }
-        probe fam.b, other.b = fam.a { }
-        probe lone = kernel.trace("sched:sched_wakeup") { }
-        probe lone { unrelated = 1 }
+global counts[10], unrelated
+function counts_types() { counts["x"] = 1 }
+function bump(k) { counts[k]++ }
+function helper() { return 1 }
+function uses_helper() { return helper() }
+probe fam.a = kernel.trace("sched:sched_switch") { v = uses_helper() }
+probe fam.b, other.b = fam.a { }
+probe lone = kernel.trace("sched:sched_wakeup") { }
+probe lone { unrelated = 1 }
     "#;
 
     /// The names of the items selected for `script`, in file order.
@@ -403,12 +545,13 @@ mod tests {
         let s = sources.add("s.stp", script, SourceKind::Script);
         let env = PreprocessEnv::default();
         let mut macros = Macros::default();
-        let (items, _) = prepare(&sources, t, &env, &mut macros);
         let (script_items, _) = prepare(&sources, s, &env, &mut macros);
         let (ast, _) = parse(&sources, s, &env, &mut macros);
-        let (selected, diags) = select(&ast, &[&script_items], &[Tapset { items, whole: false }], &env);
+        let mut tapsets = [Tapset { items: None, summary: Summary::of(TAPSET), whole: false }];
+        let mut prepare = |_| prepare(&sources, t, &env, &mut Macros::default());
+        let (selected, diags) = select(&ast, &[&script_items], &mut tapsets, &env, &mut prepare);
         assert!(diags.is_empty());
-        let names: Vec<String> = selected[0]
+        let mut names: Vec<String> = selected[0]
             .items
             .iter()
             .map(|item| match item {
@@ -419,12 +562,16 @@ mod tests {
                 Item::EmbeddedC(_) => "%{ %}".into(),
             })
             .collect();
+        if tapsets[0].items.is_none() {
+            names.push("(not prepared)".into());
+        }
         expect.assert_eq(&names.join(" "));
     }
 
     #[test]
     fn selects_what_the_script_names() {
-        check("probe begin { exit() }", expect![""]);
+        check("probe begin { exit() }", expect!["(not prepared)"]);
+        check("probe begin { println(unrelated) }", expect!["counts unrelated counts_types bump lone probe"]);
         // The file's own probe comes with anything it defines, and brings what it uses, the alias
         // it sits on included.
         check("probe begin { helper() }", expect!["counts unrelated counts_types bump helper lone probe"]);

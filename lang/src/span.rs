@@ -61,7 +61,8 @@ pub struct SourceMap {
 impl SourceMap {
     pub fn add(&mut self, name: impl Into<String>, text: impl Into<String>, kind: SourceKind) -> FileId {
         let text = text.into();
-        let line_starts = std::iter::once(0).chain(text.match_indices('\n').map(|(i, _)| i as u32 + 1)).collect();
+        let line_starts =
+            std::iter::once(0).chain(memchr::memchr_iter(b'\n', text.as_bytes()).map(|i| i as u32 + 1)).collect();
         self.files.push(SourceFile { name: name.into(), text, kind, line_starts });
         FileId(self.files.len() as u32 - 1)
     }
