@@ -33,6 +33,17 @@ impl VarSet {
         }
     }
 
+    pub fn clear(&mut self) {
+        self.0.fill(0);
+    }
+
+    /// Removes the members of `other`.
+    pub fn subtract(&mut self, other: &VarSet) {
+        for (a, b) in self.0.iter_mut().zip(&other.0) {
+            *a &= !b;
+        }
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = Var> + '_ {
         self.0
             .iter()
@@ -48,32 +59,43 @@ pub type LiveSets = SecondaryMap<Block, VarSet>;
 /// reachable from the entry): backward dataflow to a fixpoint.
 pub fn block_liveness(func: &Function, order: &[Block]) -> (LiveSets, LiveSets) {
     let empty = VarSet::for_function(func);
+    // Each block's upward-exposed uses and its writes, found once: the fixpoint then only
+    // combines sets (`live_in = uses | (live_out - writes)`).
+    let mut uses: LiveSets = SecondaryMap::with_default(empty.clone());
+    let mut writes: LiveSets = SecondaryMap::with_default(empty.clone());
+    for &b in order {
+        let data = &func.blocks[b];
+        let (used, written) = (&mut uses[b], &mut writes[b]);
+        if let Some(c) = data.term.uses() {
+            used.insert(c);
+        }
+        for inst in data.insts.iter().rev() {
+            for d in inst.kind.defs() {
+                used.remove(d);
+                written.insert(d);
+            }
+            for u in inst.kind.uses() {
+                used.insert(u);
+            }
+        }
+    }
     let mut live_in: LiveSets = SecondaryMap::with_default(empty.clone());
     let mut live_out: LiveSets = SecondaryMap::with_default(empty.clone());
+    let (mut out, mut live) = (empty.clone(), empty);
     let mut changed = true;
     while changed {
         changed = false;
         for &b in order.iter().rev() {
-            let data = &func.blocks[b];
-            let mut out = empty.clone();
-            for s in data.term.successors() {
+            out.clear();
+            for s in func.blocks[b].term.successors() {
                 out.union_with(&live_in[s]);
             }
-            let mut live = out.clone();
-            if let Some(c) = data.term.uses() {
-                live.insert(c);
-            }
-            for inst in data.insts.iter().rev() {
-                for d in inst.kind.defs() {
-                    live.remove(d);
-                }
-                for u in inst.kind.uses() {
-                    live.insert(u);
-                }
-            }
+            live.clone_from(&out);
+            live.subtract(&writes[b]);
+            live.union_with(&uses[b]);
             if live != live_in[b] || out != live_out[b] {
-                live_in[b] = live;
-                live_out[b] = out;
+                live_in[b].clone_from(&live);
+                live_out[b].clone_from(&out);
                 changed = true;
             }
         }

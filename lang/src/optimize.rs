@@ -208,9 +208,39 @@ fn collapse_branches(func: &mut Function) -> bool {
     changed
 }
 
+/// The blocks reachable from the entry in reverse postorder, in which a backward dataflow
+/// (walking it backward) settles in a round or two.
+fn reverse_postorder(func: &Function) -> Vec<Block> {
+    let mut post = Vec::with_capacity(func.blocks.len());
+    let mut seen: SecondaryMap<Block, bool> = SecondaryMap::with_capacity(func.blocks.len());
+    // Each block with the successors it has yet to visit.
+    let mut stack: Vec<(Block, Vec<Block>)> = Vec::new();
+    if let Some(entry) = func.entry {
+        seen[entry] = true;
+        stack.push((entry, func.blocks[entry].term.successors()));
+    }
+    while let Some((b, next)) = stack.last_mut() {
+        match next.pop() {
+            Some(s) if !seen[s] => {
+                seen[s] = true;
+                let succs = func.blocks[s].term.successors();
+                stack.push((s, succs));
+            }
+            Some(_) => {}
+            None => {
+                post.push(*b);
+                stack.pop();
+            }
+        }
+    }
+    post.reverse();
+    post
+}
+
 /// Removes the side-effect-free instructions whose every result is dead after them.
 fn remove_dead_writes(func: &mut Function) -> bool {
-    let order: Vec<Block> = func.blocks.keys().collect();
+    // Blocks no longer reachable (the ways of a collapsed branch) are left as they are.
+    let order = reverse_postorder(func);
     let (_, live_out) = block_liveness(func, &order);
     let mut removed = false;
     for b in order {

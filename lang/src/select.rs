@@ -30,6 +30,7 @@ use std::collections::{HashMap, HashSet};
 use crate::ast::{self, Component, Item};
 use crate::diag::Diagnostic;
 use crate::elaborate::{is_pattern, point_matches, Glob};
+use crate::glob::glob_match;
 use crate::lexer::{SpannedToken, Token};
 use crate::parse::Items;
 use crate::preprocess::PreprocessEnv;
@@ -194,13 +195,16 @@ impl Summary {
 
     /// Whether the file may have an alias `point` names.
     pub fn may_alias(&self, point: &[Component]) -> bool {
+        let Some(first) = point.first() else { return false };
+        // Most points rule most files out by their first component.
+        let first_matches =
+            |n: &str| if is_pattern(&first.name) { glob_match(&first.name, n) } else { first.name == n };
+        if !self.defines.iter().any(|(n, kind)| *kind == Kind::Alias && first_matches(n)) {
+            return false;
+        }
         match &self.alias_names {
             Some(names) => names.iter().any(|n| point_matches(point, n)),
-            None => {
-                // Elaboration reports a pattern `Glob` refuses.
-                let Some(Ok(first)) = point.first().map(|c| Glob::new(&c.name)) else { return false };
-                self.defines.iter().any(|(n, kind)| *kind == Kind::Alias && first.matches(n))
-            }
+            None => true,
         }
     }
 }
@@ -332,15 +336,18 @@ impl<'a, 'p> Ctx<'a, 'p> {
             self.name_all(names);
         }
         let Some(first) = point.first() else { return };
-        // Elaboration reports a pattern `Glob` refuses.
-        let Ok(first_glob) = Glob::new(&first.name) else { return };
         self.prepare_where(|s| s.may_alias(point));
         let tapsets = &*self.tapsets;
-        let candidates: Vec<(usize, usize)> = self
-            .defs
-            .iter()
-            .filter(|(name, _)| first_glob.matches(name))
-            .flat_map(|(_, defs)| defs.iter().filter(|d| d.2 == Kind::Alias).map(|d| (d.0, d.1)))
+        let defs: Vec<&Vec<(usize, usize, Kind)>> = if is_pattern(&first.name) {
+            // Elaboration reports a pattern `Glob` refuses.
+            let Ok(first_glob) = Glob::new(&first.name) else { return };
+            self.defs.iter().filter(|(name, _)| first_glob.matches(name)).map(|(_, defs)| defs).collect()
+        } else {
+            self.defs.get(&first.name).into_iter().collect()
+        };
+        let candidates: Vec<(usize, usize)> = defs
+            .into_iter()
+            .flat_map(|defs| defs.iter().filter(|d| d.2 == Kind::Alias).map(|d| (d.0, d.1)))
             // Names read from the tokens rule most candidates out without parsing them (the
             // syscall table alone has a hundred `syscall.*` aliases).
             .filter(|&(f, i)| match plain_alias_names(prepared(tapsets, f).tokens(i)) {
