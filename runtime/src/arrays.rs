@@ -6,10 +6,19 @@
 
 use codegen_bpf::layout::{self, stat_field};
 use lang::ir::{ArrayDecl, ArrayId, HistSpec, Program, StatOp, Ty, ValueKind};
+use smallvec::SmallVec;
 
 use crate::format::Value;
 use crate::stats::{self, Hist, Linear, Stat, StatError, StatSpec};
 use crate::sys::RawMap;
+
+/// An element's keys, held inline: a sorted walk of a million elements (`foreach (k in a+)`)
+/// visits them out of the order they were read in, and keys on the heap missed the cache at
+/// every element (half the interpreter's time at exit).
+pub type Keys = SmallVec<[Value; 2]>;
+
+/// An element: its keys and value.
+pub type Entry = (Keys, Elem);
 
 /// One element's value.
 #[derive(Clone, Debug, PartialEq)]
@@ -62,7 +71,7 @@ impl<'p> Arrays<'p> {
     }
 
     /// The keys in `bytes`, at `offsets` (the array's `layout::key_layout`).
-    fn decode_key(&self, a: ArrayId, offsets: &[u32], bytes: &[u8]) -> Vec<Value> {
+    fn decode_key(&self, a: ArrayId, offsets: &[u32], bytes: &[u8]) -> Keys {
         let decl = self.decl(a);
         decl.keys
             .iter()
@@ -205,7 +214,7 @@ impl<'p> Arrays<'p> {
     }
 
     /// Every element.
-    pub fn entries(&self, a: ArrayId) -> Vec<(Vec<Value>, Elem)> {
+    pub fn entries(&self, a: ArrayId) -> Vec<Entry> {
         let mut entries = Vec::new();
         let (offsets, _) = layout::key_layout(self.decl(a));
         self.map(a).for_each_entry(|k, v| entries.push((self.decode_key(a, &offsets, k), self.decode_value(a, v))));
@@ -232,12 +241,11 @@ impl<'p> Arrays<'p> {
 
     /// The elements of an array nobody read, as SystemTap prints them at exit: by value (or
     /// `@count`), largest first. A scalar statistic is one element without keys, empty or not.
-    pub fn exit_entries(&self, a: ArrayId) -> Vec<(Vec<Value>, Elem)> {
+    pub fn exit_entries(&self, a: ArrayId) -> Vec<Entry> {
         let decl = self.decl(a);
-        let mut entries = self.entries(a);
-        entries.sort_by_cached_key(|e| std::cmp::Reverse(sort_value(&e.1, StatOp::Count)));
+        let mut entries = sorted_by_key(self.entries(a), |e| std::cmp::Reverse(sort_value(&e.1, StatOp::Count)));
         if decl.keys.is_empty() && entries.is_empty() {
-            entries.push((Vec::new(), Elem::Stat(Stat::new(&stat_spec(decl.hist)))));
+            entries.push((Keys::new(), Elem::Stat(Stat::new(&stat_spec(decl.hist)))));
         }
         entries
     }
@@ -249,9 +257,20 @@ impl<'p> Arrays<'p> {
     }
 }
 
+/// `entries` sorted by `key`, stably. Each key is computed once and the (key, index) pairs
+/// sorted, then each element moved once to its place: sorting the elements themselves, or
+/// `sort_by_cached_key`'s swaps, move them many times, about a hundred bytes each, in no
+/// order the cache can follow (most of a million-element sorted print's sorting time).
+pub fn sorted_by_key<K: Ord>(entries: Vec<Entry>, key: impl Fn(&Entry) -> K) -> Vec<Entry> {
+    let mut order: Vec<(K, usize)> = entries.iter().map(&key).zip(0..).collect();
+    order.sort_unstable();
+    let mut slots: Vec<Option<Entry>> = entries.into_iter().map(Some).collect();
+    order.into_iter().filter_map(|(_, i)| slots[i].take()).collect()
+}
+
 /// The lines SystemTap prints at exit for the array `name` nobody read, of the elements
 /// [`Arrays::exit_entries`] gives.
-pub fn exit_lines(name: &str, entries: &[(Vec<Value>, Elem)]) -> String {
+pub fn exit_lines(name: &str, entries: &[Entry]) -> String {
     let mut out = String::new();
     for (keys, elem) in entries {
         let keys: Vec<stats::Key> = keys
@@ -359,5 +378,22 @@ pub(crate) fn value_text(v: &Value) -> String {
         Value::Long(n) => n.to_string(),
         Value::Str(s) => s.clone(),
         Value::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sorted_by_key_is_stable() {
+        let entry = |k: i64, v: i64| (Keys::from_vec(vec![Value::Long(k)]), Elem::Long(v));
+        let entries = vec![entry(1, 30), entry(2, 10), entry(3, 30), entry(4, 20), entry(5, 10)];
+        let keys = |entries: &[Entry]| -> Vec<i64> {
+            entries.iter().map(|(k, _)| if let Value::Long(n) = k[0] { n } else { 0 }).collect()
+        };
+        let by_value = |e: &Entry| if let Elem::Long(v) = e.1 { v } else { 0 };
+        assert_eq!(keys(&sorted_by_key(entries.clone(), by_value)), [2, 5, 4, 1, 3]);
+        assert_eq!(keys(&sorted_by_key(entries, |e| std::cmp::Reverse(by_value(e)))), [1, 3, 4, 2, 5]);
     }
 }

@@ -11,7 +11,7 @@
 
 use std::io::Write;
 
-use crate::arrays::{self, Elem};
+use crate::arrays;
 use crate::format::Value;
 use crate::output::ScriptOutput;
 use crate::stats::{Hist, Stat};
@@ -29,7 +29,7 @@ pub enum Event<'a> {
     /// An array or statistic global written but never read, printed at exit: its elements,
     /// already in the order SystemTap prints them (a scalar statistic, `s <<< v`, is one
     /// element without keys). `stat` is, for a statistic, the histogram it keeps.
-    Array { name: &'a str, stat: Option<Hist>, entries: &'a [(Vec<Value>, Elem)] },
+    Array { name: &'a str, stat: Option<Hist>, entries: &'a [arrays::Entry] },
     /// Output records the kernel dropped because the ring buffer was full.
     Lost { records: i64 },
     /// The error that stopped the script, or one error of a script that does not compile,

@@ -15,7 +15,7 @@ use lang::ir::{
     AddrSpace, BinOp, CmpOp, Function, GlobalId, InstKind, IterId, Operand, Program, Terminator, UnOp, Var,
 };
 
-use crate::arrays::{self, Arrays, Elem};
+use crate::arrays::{self, Arrays, Elem, Entry};
 use crate::event::Event;
 use crate::format::Value;
 use crate::kernel_memory::KernelMemory;
@@ -83,7 +83,7 @@ pub fn run(env: &mut Env<'_>, func: &Function) -> Result<Effects, HandlerError> 
         })
         .collect();
     let mut effects = Effects::default();
-    let mut iters: HashMap<IterId, std::vec::IntoIter<(Vec<Value>, Elem)>> = HashMap::new();
+    let mut iters: HashMap<IterId, std::vec::IntoIter<Entry>> = HashMap::new();
     let mut last_match: LastMatch = None;
     let Some(mut block) = func.entry else { return Ok(effects) };
     let mut steps = 0u64;
@@ -147,7 +147,7 @@ fn truncate(mut s: String, cap: usize) -> String {
 fn exec(
     env: &mut Env<'_>,
     vars: &mut [Value],
-    iters: &mut HashMap<IterId, std::vec::IntoIter<(Vec<Value>, Elem)>>,
+    iters: &mut HashMap<IterId, std::vec::IntoIter<Entry>>,
     last_match: &mut LastMatch,
     kind: &InstKind,
     cap: usize,
@@ -267,7 +267,7 @@ fn exec(
 fn exec_array(
     env: &mut Env<'_>,
     vars: &mut [Value],
-    iters: &mut HashMap<IterId, std::vec::IntoIter<(Vec<Value>, Elem)>>,
+    iters: &mut HashMap<IterId, std::vec::IntoIter<Entry>>,
     kind: &InstKind,
 ) -> Result<(), HandlerError> {
     let set = |vars: &mut [Value], v: Var, value: Value| vars[v.as_u32() as usize] = value;
@@ -320,7 +320,7 @@ fn exec_array(
         InstKind::IterStart { iter, array, sort, limit } => {
             let mut entries = env.arrays.entries(*array);
             if let Some(sort) = sort {
-                sort_entries(&mut entries, sort);
+                entries = sort_entries(entries, sort);
             }
             if let Some(l) = limit {
                 entries.truncate(long(vars, *l).max(0) as usize);
@@ -417,8 +417,8 @@ fn matched(builtin: Builtin, last_match: &LastMatch, index: Option<i64>) -> Resu
 
 /// `foreach`'s order: by the value (column 0) or a key, ascending or descending.
 /// Sorts a `foreach`'s elements, stably, each element's key computed once.
-fn sort_entries(entries: &mut [(Vec<Value>, Elem)], sort: &lang::ir::SortSpec) {
-    let key = |e: &(Vec<Value>, Elem)| match sort.column {
+fn sort_entries(entries: Vec<Entry>, sort: &lang::ir::SortSpec) -> Vec<Entry> {
+    let key = |e: &Entry| match sort.column {
         0 => arrays::sort_value(&e.1, sort.stat),
         c => match e.0.get(c - 1) {
             Some(Value::Long(n)) => arrays::SortKey::Long(*n),
@@ -427,9 +427,9 @@ fn sort_entries(entries: &mut [(Vec<Value>, Elem)], sort: &lang::ir::SortSpec) {
         },
     };
     if sort.ascending {
-        entries.sort_by_cached_key(key);
+        arrays::sorted_by_key(entries, key)
     } else {
-        entries.sort_by_cached_key(|e| std::cmp::Reverse(key(e)));
+        arrays::sorted_by_key(entries, |e| std::cmp::Reverse(key(e)))
     }
 }
 
