@@ -355,7 +355,14 @@ def section_b():
 # ---------------------------------------------------------------- c. per-event overhead
 
 def loop_once(mode="loop", n=None):
-    """benchload's MODE run N times (default: --loop getppid), its seconds."""
+    """benchload's MODE run N times (default: --loop getppid), its seconds. Mode "pair": the
+    getppid loop on CPUs 0 and 1 at once, the slower one's seconds."""
+    if mode == "pair":
+        loops = [subprocess.Popen(["taskset", "-c", str(cpu), LOAD, "loop", str(n or args.loop)],
+                                  stdout=subprocess.PIPE, text=True) for cpu in (0, 1)]
+        outs = [p.communicate(timeout=300)[0] for p in loops]
+        ok = all(p.returncode == 0 for p in loops)
+        return max(float(o.strip()) for o in outs) if ok else None
     r = run([LOAD, mode, str(n or args.loop)], timeout=300)
     return float(r.stdout.strip()) if r.returncode == 0 else None
 
@@ -398,41 +405,49 @@ def count_check(pattern):
 
 def section_c():
     log("c. per-event overhead")
+    plain = ('tracepoint:syscalls:sys_enter_getppid { @n = count(); }', count_check(r"@n: (\d+)"),
+             'global n probe syscall.getppid { n++ } probe end { printf("n=%d\\n", n) }',
+             count_check(r"n=(\d+)"))
+    array = ('tracepoint:syscalls:sys_enter_getppid { @c[comm] = count(); }',
+             count_check(r"@c\[benchload\]: (\d+)"),
+             'global c probe syscall.getppid { c[execname()]++ } '
+             'probe end { printf("c=%d\\n", c["benchload"]) }',
+             count_check(r"c=(\d+)"))
+    # Mode "pair": the loop on both CPUs at once, counting the same counter (the same key):
+    # what an atomic add costs when two CPUs take the cache line from each other.
     variants = [
-        ("empty probe (floor)",
+        ("empty probe (floor)", "loop",
          'tracepoint:syscalls:sys_enter_getppid { }', None,
          'probe syscall.getppid { }', None),
-        ("plain counter (n++ / @n = count())",
-         'tracepoint:syscalls:sys_enter_getppid { @n = count(); }', count_check(r"@n: (\d+)"),
-         'global n probe syscall.getppid { n++ } probe end { printf("n=%d\\n", n) }',
-         count_check(r"n=(\d+)")),
-        ("array counter (c[execname()]++ / @c[comm] = count())",
-         'tracepoint:syscalls:sys_enter_getppid { @c[comm] = count(); }',
-         count_check(r"@c\[benchload\]: (\d+)"),
-         'global c probe syscall.getppid { c[execname()]++ } '
-         'probe end { printf("c=%d\\n", c["benchload"]) }',
-         count_check(r"c=(\d+)")),
+        ("plain counter (n++ / @n = count())", "loop", *plain),
+        ("array counter (c[execname()]++ / @c[comm] = count())", "loop", *array),
+        ("plain counter, loops on two CPUs at once", "pair", *plain),
+        ("array counter, loops on two CPUs at once", "pair", *array),
     ]
-    reasons = [bpftap_supported(v[3]) for v in variants]
-    base, res, errs = [], {}, {}
+    reasons = [bpftap_supported(v[4]) for v in variants]
+    base, res, errs = {"loop": [], "pair": []}, {}, {}
     for _ in range(RUNS):
-        s = loop_once()
-        if s is not None:
-            base.append(s)
-        for (what, bts, btc, taps, tapc), reason in zip(variants, reasons):
+        for mode in base:
+            s = loop_once(mode)
+            if s is not None:
+                base[mode].append(s)
+        for (what, mode, bts, btc, taps, tapc), reason in zip(variants, reasons):
             for kind, script, check in (("bpftrace", bts, btc), ("bpftap", taps, tapc)):
                 if kind == "bpftap" and reason:
                     continue
-                secs, err = traced_loop(kind, script, check)
+                secs, err = traced_loop(kind, script, check, mode)
                 if secs is None:
                     errs[(what, kind)] = err
                 else:
                     res.setdefault((what, kind), []).append(secs)
-    b = median(base)
-    add("c", f"untraced loop of {args.loop} getppid", b, b, "s", fmt="{:.3f}")
-    notes.append("c. untraced loop samples (s): " + ", ".join(f"{x:.3f}" for x in base))
-    per = lambda s: None if s is None else (s - b) / args.loop * 1e6
-    for (what, *_), reason in zip(variants, reasons):
+    b = {mode: median(samples) for mode, samples in base.items()}
+    add("c", f"untraced loop of {args.loop} getppid", b["loop"], b["loop"], "s", fmt="{:.3f}")
+    add("c", f"untraced loops of {args.loop} getppid on two CPUs at once", b["pair"], b["pair"], "s",
+        fmt="{:.3f}")
+    for mode, samples in base.items():
+        notes.append(f"c. untraced {mode} samples (s): " + ", ".join(f"{x:.3f}" for x in samples))
+    for (what, mode, *_), reason in zip(variants, reasons):
+        per = lambda s: None if s is None else (s - b[mode]) / args.loop * 1e6
         bt = median(res.get((what, "bpftrace"), []))
         tap = median(res.get((what, "bpftap"), []))
         # bpftrace's empty probe is the perf-event tracepoint's floor; bpftap's syscall

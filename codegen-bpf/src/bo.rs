@@ -46,7 +46,7 @@ pub const SECTION: &str = ".bpftap";
 /// The first bytes of [`SECTION`].
 pub const MAGIC: &[u8; 8] = b"BPFTAPBO";
 /// Bumped whenever the body's layout changes; an object of another version is refused.
-pub const FORMAT_VERSION: u32 = 5;
+pub const FORMAT_VERSION: u32 = 6;
 
 const CHECKSUM_AT: usize = 12;
 const VERSION_AT: usize = 16;

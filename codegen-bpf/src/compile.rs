@@ -157,6 +157,7 @@ pub fn map_defs(program: &Program, globals: &GlobalsLayout, scratch_size: u32) -
         let (_, key_size) = layout::key_layout(decl);
         let map_type = match (decl.value, decl.wrap) {
             (lang::ir::ValueKind::Stat, _) => map_type::PERCPU_HASH,
+            _ if decl.per_cpu => map_type::PERCPU_HASH,
             (_, true) => map_type::LRU_HASH,
             (_, false) => map_type::HASH,
         };

@@ -177,6 +177,10 @@ pub struct ArrayDecl {
     pub hist: HistSpec,
     /// Read somewhere in the script, or declared by a tapset: see [`GlobalDecl::read`].
     pub read: bool,
+    /// A counter of longs kernel handlers only add to (`c[k]++`), outside an interactive
+    /// session: one counter per CPU, which its CPU adds to without an atomic operation and
+    /// without taking the cache line from the others. Whoever reads it sums the CPUs'.
+    pub per_cpu: bool,
 }
 
 /// Which histograms a statistic keeps buckets for.
@@ -834,6 +838,25 @@ impl InstKind {
             InstKind::StatAdd { keys, value, .. } => keys.iter().copied().chain([*value]).collect(),
             InstKind::ArrayClear { .. } | InstKind::IterNext { .. } => vec![],
             InstKind::IterStart { limit, .. } => limit.iter().copied().collect(),
+        }
+    }
+
+    /// The array this instruction works on.
+    pub fn array(&self) -> Option<ArrayId> {
+        match self {
+            InstKind::ArrayGet { array, .. }
+            | InstKind::ArraySet { array, .. }
+            | InstKind::ArrayAdd { array, .. }
+            | InstKind::ArrayDelete { array, .. }
+            | InstKind::ArrayDeleteMatching { array, .. }
+            | InstKind::ArrayClear { array }
+            | InstKind::ArrayContains { array, .. }
+            | InstKind::ArrayContainsMatching { array, .. }
+            | InstKind::StatAdd { array, .. }
+            | InstKind::StatGet { array, .. }
+            | InstKind::PrintHist { array, .. }
+            | InstKind::IterStart { array, .. } => Some(*array),
+            _ => None,
         }
     }
 

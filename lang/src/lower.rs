@@ -34,7 +34,7 @@ use crate::types::{field_ty, Scope, TypeTable};
 
 use analysis::{names_in_reachable_code, string_key_widths};
 use arrays::{has_wildcard, stat_op};
-use declare::{declare_arrays, declare_globals, keep_user_space_globals, mark_reads};
+use declare::{count_per_cpu, declare_arrays, declare_globals, keep_user_space_globals, mark_reads};
 use output::own_format;
 
 /// Settings that change the generated code.
@@ -138,6 +138,7 @@ pub fn lower(
     mark_reads(script, &mut program);
     if !options.stable_layouts {
         keep_user_space_globals(&mut program);
+        count_per_cpu(&mut program);
     }
     (program, diags)
 }

@@ -90,6 +90,13 @@ impl<'p> Arrays<'p> {
     fn decode_value(&self, a: ArrayId, bytes: &[u8]) -> Elem {
         let decl = self.decl(a);
         match decl.value {
+            // A per-CPU counter: each CPU's, 8 bytes apart, summed.
+            ValueKind::Long if decl.per_cpu => Elem::Long(
+                bytes
+                    .chunks_exact(8)
+                    .map(|b| i64::from_le_bytes(b.try_into().unwrap_or([0; 8])))
+                    .fold(0, i64::wrapping_add),
+            ),
             ValueKind::Long => Elem::Long(i64::from_le_bytes(bytes[..8].try_into().unwrap_or([0; 8]))),
             ValueKind::Str => Elem::Str(c_string(&bytes[..self.cap().min(bytes.len())])),
             ValueKind::Stat => {

@@ -377,7 +377,7 @@ impl<'k> Session<'k> {
             let index = layout::array_map_index(a);
             let (_, key_size) = layout::key_layout(decl);
             let value_size = layout::array_value_size(decl, program.string_capacity);
-            let per_cpu = decl.value == ValueKind::Stat;
+            let per_cpu = decl.value == ValueKind::Stat || decl.per_cpu;
             array_maps.push(RawMap::new(maps.fd(index), key_size as usize, value_size as usize, per_cpu));
             if !self.arrays.contains_key(&decl.name) {
                 let fd = maps

@@ -122,9 +122,35 @@ impl Emitter<'_> {
     /// `array[keys] += src`: a missing element is inserted as 0 first, so one atomic add
     /// serves both ways (and a key another CPU inserted first loses nothing).
     pub(super) fn array_add(&mut self, array: lang::ir::ArrayId, keys: &[Var], src: Var) {
+        if self.program.arrays[array].per_cpu {
+            return self.counter_add(array, keys, src);
+        }
         self.lookup_or_insert(array, keys, 8);
         self.load(Reg::R1, src);
         self.push(insn::atomic_add(Size::DW, Reg::R0, Reg::R1, 0));
+    }
+
+    /// `array[keys] += src` on a per-CPU counter (`ArrayDecl::per_cpu`): the lookup finds
+    /// this CPU's counter, which no other CPU writes, so a plain add does. A missing element
+    /// is inserted holding `src` (the kernel zeroes the other CPUs' counters; were another
+    /// CPU inserting the key too, each insert sets only its own CPU's counter).
+    fn counter_add(&mut self, array: lang::ir::ArrayId, keys: &[Var], src: Var) {
+        let (insert, done) = (self.new_label(), self.new_label());
+        self.lookup(array, keys);
+        self.jump_if_imm(JmpOp::Eq, Reg::R0, 0, insert);
+        self.load(Reg::R1, src);
+        self.push(insn::ldx(Size::DW, Reg::R2, Reg::R0, 0));
+        self.push(insn::alu64_reg(AluOp::Add, Reg::R2, Reg::R1));
+        self.push(insn::stx(Size::DW, Reg::R0, Reg::R2, 0));
+        self.jump(done);
+        self.bind(insert);
+        self.map_ptr(Reg::R1, layout::array_map_index(array));
+        self.addr(Reg::R2, self.key);
+        self.home_addr(Reg::R3, src);
+        self.push(insn::mov64_imm(Reg::R4, BPF_ANY));
+        self.push(insn::call(Helper::MapUpdateElem));
+        self.on_full(array);
+        self.bind(done);
     }
 
     /// `map_update_elem(array, key, r3, BPF_NOEXIST)`, with `value` setting `r3`.

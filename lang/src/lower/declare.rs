@@ -81,6 +81,7 @@ pub(super) fn declare_arrays(
                 linear: t.hist_linear,
             },
             read: false,
+            per_cpu: false,
         });
         arrays.insert(name.clone(), id);
     }
@@ -142,5 +143,25 @@ pub(super) fn keep_user_space_globals(program: &mut ir::Program) {
     }
     for (_, decl) in program.globals.iter_mut().filter(|(g, _)| !in_kernel[g.index()]) {
         decl.storage = ir::GlobalStorage::UserSpace;
+    }
+}
+
+/// Arrays of longs that kernel handlers only add to become per-CPU counters (see
+/// [`ir::ArrayDecl::per_cpu`]); user-space handlers may do anything with them, through the
+/// runtime. Not in a session: a later input may read the array from a kernel probe. Not a
+/// wrapping array (`%`): the kernel's LRU would evict per CPU.
+pub(super) fn count_per_cpu(program: &mut ir::Program) {
+    let (mut added, mut touched) = (vec![false; program.arrays.len()], vec![false; program.arrays.len()]);
+    for h in program.handlers.iter().filter(|h| !h.target.is_user_space()) {
+        for inst in h.func.blocks.values().flat_map(|b| &b.insts) {
+            match (&inst.kind, inst.kind.array()) {
+                (InstKind::ArrayAdd { array, .. }, _) => added[array.index()] = true,
+                (_, Some(array)) => touched[array.index()] = true,
+                (_, None) => {}
+            }
+        }
+    }
+    for (a, decl) in program.arrays.iter_mut() {
+        decl.per_cpu = added[a.index()] && !touched[a.index()] && decl.value == ir::ValueKind::Long && !decl.wrap;
     }
 }
